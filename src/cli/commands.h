@@ -1,0 +1,14 @@
+#pragma once
+// Each area of the tool registers its own subcommands on the root app, so the
+// CLI stays a thin layer over the library and areas do not edit each other.
+#include <CLI/CLI.hpp>
+
+namespace bertune::cli {
+
+void add_data_commands(CLI::App& app);      // data stats|head, download
+void add_tokenize_commands(CLI::App& app);  // tokenize
+void add_vocab_commands(CLI::App& app);     // vocab train
+void add_bench_commands(CLI::App& app);     // bench tokenize|train|gemm
+void add_run_command(CLI::App& app);        // run: the main job on built-in defaults
+
+}  // namespace bertune::cli

@@ -1,0 +1,75 @@
+#include "io/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace bertune::io {
+namespace fs = std::filesystem;
+
+namespace {
+std::string errno_text() { return std::strerror(errno); }
+}  // namespace
+
+AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
+  if (target_.has_parent_path()) fs::create_directories(target_.parent_path());
+  std::random_device rd;
+  temp_ = target_;
+  temp_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() & 0xffffff);
+  file_ = std::fopen(temp_.c_str(), "wb");
+  if (!file_) throw Error("cannot create " + temp_.string() + ": " + errno_text());
+}
+
+AtomicFile::~AtomicFile() {
+  if (file_) std::fclose(file_);
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove(temp_, ec);
+  }
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (size && std::fwrite(data, 1, size, file_) != size)
+    throw Error("cannot write " + temp_.string() + ": " + errno_text());
+}
+
+void AtomicFile::commit() {
+  if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0)
+    throw Error("cannot flush " + temp_.string() + ": " + errno_text());
+  std::fclose(file_);
+  file_ = nullptr;
+  if (std::rename(temp_.c_str(), target_.c_str()) != 0)
+    throw Error("cannot rename " + temp_.string() + " to " + target_.string() + ": " + errno_text());
+  committed_ = true;
+  fsync_directory(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
+}
+
+void write_file_atomic(const fs::path& target, std::string_view contents) {
+  AtomicFile f(target);
+  f.write(contents);
+  f.commit();
+}
+
+void fsync_directory(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // best effort: some filesystems refuse directory fds
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open " + path.string() + ": " + errno_text());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace bertune::io

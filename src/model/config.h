@@ -1,0 +1,46 @@
+#pragma once
+// BertConfig as Hugging Face writes it in config.json. Unknown fields are
+// kept verbatim so a config round-trips through bertune unchanged.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bertune::model {
+
+struct BertConfig {
+  int vocab_size = 30522;
+  int hidden_size = 768;
+  int num_hidden_layers = 12;
+  int num_attention_heads = 12;
+  int intermediate_size = 3072;
+  std::string hidden_act = "gelu";  // erf form; the only one supported
+  float hidden_dropout_prob = 0.1f;
+  float attention_probs_dropout_prob = 0.1f;
+  int max_position_embeddings = 512;
+  int type_vocab_size = 2;
+  float initializer_range = 0.02f;
+  float layer_norm_eps = 1e-12f;
+  int pad_token_id = 0;
+  float classifier_dropout = -1.f;  // < 0: null, use hidden_dropout_prob
+  std::vector<std::string> architectures;
+  std::map<int, std::string> id2label;  // empty: num_labels 2, LABEL_i
+
+  nlohmann::json extra = nlohmann::json::object();  // fields we do not interpret
+
+  int num_labels() const { return id2label.empty() ? 2 : static_cast<int>(id2label.size()); }
+  int head_dim() const { return hidden_size / num_attention_heads; }
+  void set_num_labels(int n);  // id2label = LABEL_0..LABEL_{n-1}
+  // Parameters outside the embedding tables, with a classification head:
+  // what HF's FLOP estimate (6 x tokens x params) counts.
+  long long non_embedding_parameters() const;
+
+  static BertConfig from_json(const nlohmann::json& j, const std::string& source = "config.json");
+  static BertConfig load(const std::filesystem::path& path);  // file or HF directory
+  nlohmann::json to_json() const;
+  void save(const std::filesystem::path& path) const;  // atomic
+};
+
+}  // namespace bertune::model

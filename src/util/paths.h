@@ -1,0 +1,19 @@
+#pragma once
+#include <filesystem>
+#include <string>
+
+namespace bertune {
+
+// The project's shared/ folder (NSMC data, model configs, golden files):
+// $BERTUNE_SHARED, else ../shared beside the working directory, else
+// ../shared beside the source tree. Empty path when none exists.
+std::filesystem::path shared_dir();
+
+// shared_dir()/relative, or throws Error saying where it looked.
+std::filesystem::path shared_path(const std::string& relative);
+
+// Where downloads are cached: $BERTUNE_CACHE, else $XDG_CACHE_HOME/bertune,
+// else ~/.cache/bertune.
+std::filesystem::path cache_dir();
+
+}  // namespace bertune
