@@ -219,3 +219,24 @@ TEST(TrainOptionsParse, GreaterIsBetterFollowsMetricName) {
                                     {"greater_is_better", false}});
   EXPECT_FALSE(p.higher_is_better());
 }
+
+#include "train/presets.h"
+
+TEST(Presets, NotebookRunsValidateWithTheirSettings) {
+  for (const auto& p : presets()) {
+    TrainOptions o;
+    ASSERT_NO_THROW(o = train_options_from_json(p.options, p.name)) << p.name;
+  }
+  auto run3 = train_options_from_json(find_preset("notebook-3").options);
+  EXPECT_EQ(run3.train_samples, 10000);
+  EXPECT_EQ(run3.per_device_train_batch_size, 32);
+  EXPECT_DOUBLE_EQ(run3.learning_rate, 1e-5);
+  EXPECT_EQ(run3.early_stopping_patience, 3);
+  EXPECT_DOUBLE_EQ(run3.early_stopping_threshold, 0.01);
+  EXPECT_EQ(run3.metric_key(), "eval_accuracy");
+  EXPECT_EQ(run3.padding, Padding::MaxLength);
+  auto run4 = train_options_from_json(find_preset("notebook-4").options);
+  EXPECT_EQ(run4.padding, Padding::Longest);
+  EXPECT_TRUE(run4.group_by_length);
+  EXPECT_THROW(find_preset("notebook-9"), Error);
+}
