@@ -145,6 +145,7 @@ const std::vector<Field>& fields() {
       field("adam_beta1", &O::adam_beta1, "AdamW beta1"),
       field("adam_beta2", &O::adam_beta2, "AdamW beta2"),
       field("adam_epsilon", &O::adam_epsilon, "AdamW epsilon"),
+      field("optim", &O::optim, "adamw_hf (transformers 4.30 default) | adamw_torch"),
       field("warmup_steps", &O::warmup_steps, "linear warmup steps (overrides --warmup-ratio)"),
       field("warmup_ratio", &O::warmup_ratio, "warmup as a fraction of all steps"),
       field("lr_scheduler_type", &O::lr_scheduler_type, "linear|cosine|constant|constant_with_warmup"),
@@ -284,6 +285,8 @@ void validate(TrainOptions& o) {
   if (o.lr_scheduler_type != "linear" && o.lr_scheduler_type != "cosine" && o.lr_scheduler_type != "constant" &&
       o.lr_scheduler_type != "constant_with_warmup")
     fail("--lr-scheduler-type: '" + o.lr_scheduler_type + "' is not one of linear|cosine|constant|constant_with_warmup");
+  if (o.optim != "adamw_hf" && o.optim != "adamw_torch")
+    fail("--optim: '" + o.optim + "' is not one of adamw_hf|adamw_torch");
   if (o.logging_steps < 1) fail("--logging-steps: must be positive");
   if (o.eval_steps == -1) o.eval_steps = o.logging_steps;  // HF: eval_steps defaults to logging_steps
   if (o.eval_strategy == Strategy::Steps && o.eval_steps < 1) fail("--eval-steps: must be positive");

@@ -41,6 +41,7 @@ struct TrainOptions {
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8;
+  std::string optim = "adamw_hf";  // transformers 4.30's default; or adamw_torch
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
   std::string lr_scheduler_type = "linear";
