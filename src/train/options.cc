@@ -229,6 +229,7 @@ Json TrainOptions::to_json() const {
 void add_train_option_flags(CLI::App* cmd, RawOptions& raw) {
   cmd->add_option("--config", raw.config_file, "JSON file of options (keys as TrainingArguments); flags override");
   for (const auto& f : fields()) {
+    if (f.key == "preset") continue;  // the command's own --preset picks it
     std::string& slot = raw.values[f.key];
     CLI::Option* opt = f.kind == Kind::Flag ? cmd->add_flag(flag_of(f.key) + "{true}", slot, f.help)
                                             : cmd->add_option(flag_of(f.key), slot, f.help);

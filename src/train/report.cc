@@ -72,6 +72,7 @@ void Progress::draw(bool force) {
   } else {
     std::fprintf(out_, "step %s\n", stats);
   }
+  drawn_final_ = current_ == total_;
   std::fflush(out_);
 }
 
@@ -83,7 +84,7 @@ void Progress::message(const std::string& line) {
 }
 
 void Progress::finish() {
-  draw(true);
+  if (tty_ || !drawn_final_) draw(true);
   if (tty_) std::fprintf(out_, "\n");
   std::fflush(out_);
 }

@@ -35,6 +35,7 @@ class Progress {
   int64_t samples_ = 0, tokens_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_;
   bool drawn_ = false;
+  bool drawn_final_ = false;  // the last step's line is out already
 };
 
 // The notebook's table, one row per evaluation, printed as each row arrives.
