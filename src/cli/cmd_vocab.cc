@@ -7,11 +7,10 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "io/atomic_file.h"
+#include "data/dataset.h"
 #include "text/tokenizer.h"
 #include "text/vocab_trainer.h"
 #include "util/error.h"
-#include "util/paths.h"
 
 namespace bertune::cli {
 namespace fs = std::filesystem;
@@ -45,42 +44,6 @@ void run_train(const TrainArgs& a) {
               a.output.c_str());
 }
 
-// Reads the text column of a header-first TSV (NSMC: id, document, label)
-// with no quote processing, as Hugging Face's nsmc loader does.
-std::vector<std::string> read_tsv_texts(const fs::path& path, const std::string& column) {
-  std::string data = io::read_file(path);
-  std::vector<std::string> texts;
-  size_t pos = 0, line_no = 0;
-  int col = -1;
-  while (pos < data.size()) {
-    size_t nl = data.find('\n', pos);
-    if (nl == std::string::npos) nl = data.size();
-    std::string_view line(data.data() + pos, nl - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    pos = nl + 1;
-    ++line_no;
-    std::vector<std::string_view> fields;
-    for (size_t s = 0;;) {
-      size_t tab = line.find('\t', s);
-      fields.push_back(line.substr(s, tab == std::string_view::npos ? std::string_view::npos : tab - s));
-      if (tab == std::string_view::npos) break;
-      s = tab + 1;
-    }
-    if (line_no == 1) {
-      for (size_t i = 0; i < fields.size(); ++i)
-        if (fields[i] == column) col = static_cast<int>(i);
-      if (col < 0)
-        throw Error(path.string() + ":1: no column named '" + column + "' in the header");
-      continue;
-    }
-    if (line.empty() && pos >= data.size()) break;
-    if (static_cast<size_t>(col) >= fields.size())
-      throw Error(path.string() + ":" + std::to_string(line_no) + ": no '" + column + "' field");
-    texts.emplace_back(fields[col]);
-  }
-  return texts;
-}
-
 struct EvalArgs {
   std::string tokenizer;
   std::string data;
@@ -90,8 +53,12 @@ struct EvalArgs {
 
 void run_eval(const EvalArgs& a) {
   text::Tokenizer tok = text::Tokenizer::load(a.tokenizer);
-  fs::path data = a.data.empty() ? shared_path("data/nsmc/ratings_test.txt") : fs::path(a.data);
-  std::vector<std::string> texts = read_tsv_texts(data, a.column);
+  fs::path data = a.data.empty() ? data::nsmc_path("test") : fs::path(a.data);
+  data::ReadOptions read;
+  read.text_column = a.column;
+  read.label_column = "";  // labels play no part here
+  std::vector<std::string> texts;
+  for (auto& ex : data::read_dataset(data, read).examples) texts.push_back(std::move(ex.text));
   if (texts.empty()) throw Error(data.string() + ": no documents");
   std::vector<text::Encoding> enc = tok.encode_batch(texts, {}, a.threads);
   // [UNK] rate: [UNK] ids over all ids except the [CLS]/[SEP] every document gets.
@@ -146,10 +113,10 @@ void add_vocab_commands(CLI::App& app) {
 
   auto eval_args = std::make_shared<EvalArgs>();
   CLI::App* eval = vocab->add_subcommand(
-      "eval", "[UNK] rate and tokens per document of a tokenizer on a TSV dataset");
+      "eval", "[UNK] rate and tokens per document of a tokenizer on a dataset");
   eval->add_option("--tokenizer", eval_args->tokenizer, "Tokenizer directory (vocab.txt)")
       ->required();
-  eval->add_option("--data", eval_args->data, "TSV with a header (default: NSMC test)");
+  eval->add_option("--data", eval_args->data, "Dataset: TSV (NSMC), CSV or JSONL (default: NSMC test)");
   eval->add_option("--column", eval_args->column, "Text column")->capture_default_str();
   eval->add_option("--threads", eval_args->threads, "Encoding threads")->capture_default_str();
   eval->callback([eval_args] { run_eval(*eval_args); });
