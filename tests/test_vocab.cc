@@ -1,6 +1,7 @@
 // Vocabulary training: tokenizers' BPE/WordPiece trainer semantics on small
 // cases worked out from its source, then the whole `vocab train` path.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <zlib.h>
 
 #include <cstdlib>
@@ -192,6 +193,11 @@ TEST(VocabTrain, RoundTripThroughFiles) {
   ASSERT_EQ(v.tokens.size(), 150u);
   ASSERT_TRUE(fs::exists(dir / "out" / "vocab.txt"));
   ASSERT_TRUE(fs::exists(dir / "out" / "tokenizer_config.json"));
+  // tokenizer.json's WordPiece vocab is vocab.txt, id for id.
+  auto tj = nlohmann::json::parse(io::read_file(dir / "out" / "tokenizer.json"));
+  ASSERT_EQ(tj["model"]["vocab"].size(), v.tokens.size());
+  for (size_t i = 0; i < v.tokens.size(); ++i) EXPECT_EQ(tj["model"]["vocab"][v.tokens[i]], i);
+  EXPECT_EQ(tj["normalizer"]["lowercase"], false);
 
   text::Tokenizer tok = text::Tokenizer::load(dir / "out");
   EXPECT_EQ(tok.vocab_size(), 150u);

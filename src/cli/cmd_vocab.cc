@@ -40,7 +40,7 @@ void run_train(const TrainArgs& a) {
               v.stop_reason.c_str());
   std::printf("time: %.2f s total (read %.2f, count %.2f, merges %.2f, save %.2f)\n", total,
               st.read_seconds, st.count_seconds, st.train_seconds, st.save_seconds);
-  std::printf("wrote %s/vocab.txt, tokenizer_config.json, special_tokens_map.json\n",
+  std::printf("wrote %s/{vocab.txt, tokenizer_config.json, special_tokens_map.json, tokenizer.json}\n",
               a.output.c_str());
 }
 

@@ -388,6 +388,10 @@ TrainedVocab train_wordpiece(const WordCounts& counts, const VocabTrainerOptions
 }
 
 void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowercase) {
+  for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"})
+    if (std::find(vocab.tokens.begin(), vocab.tokens.end(), t) == vocab.tokens.end())
+      throw Error(std::string("vocab: special token ") + t + " missing; nothing written to " +
+                  dir.string());
   std::string text;
   for (const std::string& t : vocab.tokens) {
     if (t.find_first_of("\r\n") != std::string::npos)
@@ -419,6 +423,49 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
                                      {"pad_token", "[PAD]"}, {"cls_token", "[CLS]"},
                                      {"mask_token", "[MASK]"}};
   io::write_file_atomic(dir / "special_tokens_map.json", specials.dump(2) + "\n");
+
+  // tokenizer.json for Hugging Face's fast tokenizer, laid out as klue's:
+  // the specials as added tokens, BertNormalizer/BertPreTokenizer with the
+  // training options, [CLS] A [SEP] (B [SEP]) post-processing, WordPiece.
+  using J = nlohmann::ordered_json;
+  J added = J::array();
+  for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
+    auto it = std::find(vocab.tokens.begin(), vocab.tokens.end(), t);
+    added.push_back({{"id", it - vocab.tokens.begin()}, {"special", true}, {"content", t},
+                     {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                     {"normalized", false}});
+  }
+  auto special = [](const char* t, int type) { return J{{"SpecialToken", {{"id", t}, {"type_id", type}}}}; };
+  auto sequence = [](const char* s, int type) { return J{{"Sequence", {{"id", s}, {"type_id", type}}}}; };
+  auto id_of = [&](const char* t) {
+    return std::find(vocab.tokens.begin(), vocab.tokens.end(), t) - vocab.tokens.begin();
+  };
+  J model_vocab = J::object();
+  for (size_t i = 0; i < vocab.tokens.size(); ++i) model_vocab[vocab.tokens[i]] = i;
+  J tokenizer = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer",
+       {{"type", "BertNormalizer"}, {"clean_text", true}, {"handle_chinese_chars", true},
+        {"strip_accents", nullptr}, {"lowercase", lowercase}}},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {special("[CLS]", 0), sequence("A", 0), special("[SEP]", 0)}},
+        {"pair",
+         {special("[CLS]", 0), sequence("A", 0), special("[SEP]", 0), sequence("B", 1),
+          special("[SEP]", 1)}},
+        {"special_tokens",
+         {{"[CLS]", {{"id", "[CLS]"}, {"ids", {id_of("[CLS]")}}, {"tokens", {"[CLS]"}}}},
+          {"[SEP]", {{"id", "[SEP]"}, {"ids", {id_of("[SEP]")}}, {"tokens", {"[SEP]"}}}}}}}},
+      {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+      {"model",
+       {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
+        {"max_input_chars_per_word", 100}, {"vocab", model_vocab}}},
+  };
+  io::write_file_atomic(dir / "tokenizer.json", tokenizer.dump(2) + "\n");
 }
 
 TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,

@@ -67,8 +67,9 @@ struct TrainedVocab {
 // than the initial vocabulary (specials + alphabet + "##" forms), no words.
 TrainedVocab train_wordpiece(const WordCounts& counts, const VocabTrainerOptions& options);
 
-// Writes vocab.txt, tokenizer_config.json and special_tokens_map.json into
-// `dir` (created if needed), each atomically. `lowercase` is recorded as
+// Writes vocab.txt, tokenizer_config.json, special_tokens_map.json and
+// tokenizer.json (Hugging Face fast-tokenizer form, as klue's) into `dir`
+// (created if needed), each atomically. The specials must be in the vocab. `lowercase` is recorded as
 // do_lower_case so Tokenizer::load splits text as training did.
 void save_vocab_dir(const TrainedVocab& vocab, const std::filesystem::path& dir, bool lowercase);
 
