@@ -260,6 +260,9 @@ struct TokenizerImpl {
     t.vocab_ = std::move(vocab);
     t.continuing_prefix_ = std::move(prefix);
     t.max_input_chars_per_word_ = max_chars;
+    for (size_t i = 0; i < t.vocab_.size(); ++i)
+      if (!unicode::is_valid_utf8(t.vocab_[i]))
+        throw Error(source + ": token id " + std::to_string(i) + " is not valid UTF-8");
     t.index_ = TokenMap{};
     t.continuation_ = TokenMap{};
     for (size_t i = 0; i < t.vocab_.size(); ++i) {
