@@ -575,6 +575,13 @@ TEST(DataCli, HeadStatsAndDownloadOffline) {
   EXPECT_EQ(j["empty_documents"], 1);
   EXPECT_EQ(j["label_counts"]["1"], 3);
 
+  auto tokens = run_cli("data stats --json " + fixture("good.tsv").string());  // klue tokenizer by default
+  ASSERT_EQ(tokens.status, 0) << tokens.output;
+  j = nlohmann::json::parse(tokens.output);
+  EXPECT_EQ(j["length_tokens"]["count"], 5);
+  EXPECT_EQ(j["length_tokens"]["min"], 2);  // the empty document: [CLS] [SEP]
+  EXPECT_EQ(j["over_token_limit"], 0);
+
   auto bad = run_cli("data stats --no-tokens " + fixture("bad_label.tsv").string());
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.output.find("bad_label.tsv:3: label 'positive'"), std::string::npos) << bad.output;
@@ -587,4 +594,30 @@ TEST(DataCli, HeadStatsAndDownloadOffline) {
   EXPECT_EQ(offline.status, 1);
   EXPECT_NE(offline.output.find("cannot download http://127.0.0.1:1/e9t/ratings_train.txt"), std::string::npos)
       << offline.output;
+}
+
+TEST(DataStats, TokenLengthsMatchHuggingFaceTokenizer) {
+  // Golden: transformers' BertTokenizer ids (with [CLS]/[SEP], untruncated)
+  // for 5,000 NSMC documents; our lengths and their summary must agree.
+  ReadOptions o;
+  o.format = Format::Jsonl;
+  o.text_column = "text";
+  o.label_column = "";
+  fs::path golden = shared_path("golden/tokenizer/klue_nsmc_train_5000.jsonl");
+  Dataset d = read_dataset(golden, o);
+  ASSERT_EQ(d.size(), 5000u);
+  std::vector<int64_t> expected;
+  std::ifstream in(golden);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) expected.push_back(static_cast<int64_t>(nlohmann::json::parse(line)["ids"].size()));
+  ASSERT_EQ(expected.size(), d.size());
+  std::vector<int64_t> got = token_lengths(d, text::Tokenizer::load(shared_path("models/klue-bert-base")));
+  EXPECT_EQ(got, expected);
+  DatasetStats s = compute_stats(d, got, 64);
+  ASSERT_TRUE(s.tokens.has_value());
+  LengthSummary want = summarize_lengths(expected);
+  EXPECT_EQ(s.tokens->p99, want.p99);
+  EXPECT_EQ(s.tokens->max, want.max);
+  EXPECT_EQ(s.over_token_limit,
+            static_cast<size_t>(std::count_if(expected.begin(), expected.end(), [](int64_t n) { return n > 64; })));
 }

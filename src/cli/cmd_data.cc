@@ -54,22 +54,6 @@ struct ReadFlags {
   }
 };
 
-// Untruncated token counts with [CLS] and [SEP], as the model would see
-// them before max_length cuts them.
-std::vector<int64_t> token_lengths_of(const data::Dataset& d, const std::string& tokenizer_dir) {
-  std::filesystem::path dir =
-      tokenizer_dir.empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(tokenizer_dir);
-  text::Tokenizer tokenizer = text::Tokenizer::load(dir);
-  std::vector<std::string> texts;
-  texts.reserve(d.size());
-  for (const data::Example& e : d.examples) texts.push_back(e.text);
-  std::vector<text::Encoding> encodings = tokenizer.encode_batch(texts);
-  std::vector<int64_t> lengths;
-  lengths.reserve(encodings.size());
-  for (const text::Encoding& e : encodings) lengths.push_back(static_cast<int64_t>(e.ids.size()));
-  return lengths;
-}
-
 // One line of a document for a terminal: control characters escaped, cut
 // after max_chars code points (never inside a UTF-8 sequence).
 std::string display_text(const std::string& text, size_t max_chars) {
@@ -135,7 +119,11 @@ void add_data_commands(CLI::App& app) {
     stats->callback([=] {
       data::Dataset d = flags->read();
       std::vector<int64_t> token_lengths;
-      if (!*no_tokens) token_lengths = token_lengths_of(d, *tokenizer_dir);
+      if (!*no_tokens) {
+        std::filesystem::path dir =
+            tokenizer_dir->empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(*tokenizer_dir);
+        token_lengths = data::token_lengths(d, text::Tokenizer::load(dir));
+      }
       data::DatasetStats s = data::compute_stats(d, token_lengths, *token_limit);
       if (*json) {
         nlohmann::json j = data::stats_to_json(s);

@@ -34,6 +34,17 @@ LengthSummary summarize_lengths(std::vector<int64_t> lengths) {
   return s;
 }
 
+std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& tokenizer) {
+  std::vector<std::string> texts;
+  texts.reserve(d.size());
+  for (const Example& e : d.examples) texts.push_back(e.text);
+  std::vector<text::Encoding> encodings = tokenizer.encode_batch(texts);
+  std::vector<int64_t> lengths;
+  lengths.reserve(encodings.size());
+  for (const text::Encoding& e : encodings) lengths.push_back(static_cast<int64_t>(e.ids.size()));
+  return lengths;
+}
+
 DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths, int64_t token_limit) {
   if (!token_lengths.empty() && token_lengths.size() != d.size())
     throw Error("internal: " + std::to_string(token_lengths.size()) + " token lengths for " +
@@ -115,7 +126,7 @@ std::string stats_to_text(const DatasetStats& s) {
   if (s.tokens) {
     out += summary_row("tokens", *s.tokens);
     char buf[128];
-    std::snprintf(buf, sizeof buf, "\nover %lld tokens  %zu (%.2f%%)\n", static_cast<long long>(s.token_limit),
+    std::snprintf(buf, sizeof buf, "\nover %lld tokens  %zu (%.4f%%)\n", static_cast<long long>(s.token_limit),
                   s.over_token_limit,
                   s.rows ? 100.0 * static_cast<double>(s.over_token_limit) / static_cast<double>(s.rows) : 0.0);
     out += buf;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "text/tokenizer.h"
 
 namespace bertune::data {
 
@@ -31,6 +32,10 @@ struct DatasetStats {
   int64_t token_limit = 128;
   size_t over_token_limit = 0;          // documents longer than token_limit tokens
 };
+
+// Untruncated token counts with [CLS] and [SEP], as the model sees each
+// document before max_length cuts it. Uses both cores.
+std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& tokenizer);
 
 // token_lengths: one per example (same order), or empty for no token figures.
 DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths = {},
