@@ -1,0 +1,476 @@
+// TSV / CSV / JSONL readers. Each reads the whole file into memory and walks
+// it once; fields are string_views into that buffer until a row is accepted,
+// so a 150K-row NSMC split costs one allocation per kept document.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "data/dataset.h"
+#include "util/error.h"
+
+namespace bertune::data {
+namespace fs = std::filesystem;
+
+size_t find_invalid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    // ASCII fast path, eight bytes at a time: NSMC is mostly Hangul, but
+    // digits, spaces and punctuation come in runs.
+    if (i + 8 <= n) {
+      uint64_t chunk;
+      std::memcpy(&chunk, p + i, 8);
+      if ((chunk & 0x8080808080808080ULL) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;       // overlong
+      else if (c == 0xed) hi = 0x9f;  // UTF-16 surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;       // overlong
+      else if (c == 0xf4) hi = 0x8f;  // past U+10FFFF
+    } else {
+      return i;  // continuation byte without a lead, 0xc0/0xc1, 0xf5..0xff
+    }
+    if (i + len > n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if ((p[i + k] & 0xc0) != 0x80) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+size_t count_code_points(std::string_view s) {
+  size_t count = 0;
+  for (char c : s) count += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  return count;
+}
+
+Format parse_format(std::string_view name) {
+  if (name == "auto") return Format::Auto;
+  if (name == "tsv") return Format::Tsv;
+  if (name == "csv") return Format::Csv;
+  if (name == "jsonl" || name == "json") return Format::Jsonl;
+  throw Error("unknown data format '" + std::string(name) + "' (expected auto, tsv, csv or jsonl)");
+}
+
+const char* format_name(Format format) {
+  switch (format) {
+    case Format::Auto: return "auto";
+    case Format::Tsv: return "tsv";
+    case Format::Csv: return "csv";
+    case Format::Jsonl: return "jsonl";
+  }
+  return "?";
+}
+
+Format resolve_format(const fs::path& path, Format format) {
+  if (format != Format::Auto) return format;
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".csv") return Format::Csv;
+  if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return Format::Jsonl;
+  return Format::Tsv;  // .tsv, .txt (NSMC's ratings_*.txt) and anything else
+}
+
+std::string describe_skipped(const Dataset& d, size_t max_listed) {
+  if (d.skipped.empty()) return {};
+  std::string s = "skipped " + std::to_string(d.skipped.size()) + " bad row" +
+                  (d.skipped.size() == 1 ? "" : "s") + " of " + d.source.string() + ":";
+  for (size_t i = 0; i < d.skipped.size() && i < max_listed; ++i)
+    s += (i ? "; line " : " line ") + std::to_string(d.skipped[i].line) + ": " + d.skipped[i].problem;
+  if (d.skipped.size() > max_listed) s += "; ...";
+  return s;
+}
+
+namespace {
+
+std::string read_whole_file(const fs::path& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
+  std::string data;
+  char buf[1 << 16];
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    long size = std::ftell(f);
+    if (size > 0) data.reserve(static_cast<size_t>(size));
+    std::rewind(f);
+  }
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, got);
+  bool failed = std::ferror(f);
+  std::fclose(f);
+  if (failed) throw Error("cannot read " + path.string());
+  return data;
+}
+
+// Python's int() accepts surrounding whitespace and a sign; so do we.
+bool parse_int(std::string_view s, int64_t& out) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  bool negative = false;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty() || s.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = negative ? -v : v;
+  return true;
+}
+
+std::string shorten(std::string_view s) {
+  constexpr size_t kMax = 40;
+  if (s.size() <= kMax) return std::string(s);
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // keep UTF-8 whole
+  return std::string(s.substr(0, cut)) + "...";
+}
+
+// Collects rows, and decides for each bad one whether to stop or skip.
+class RowSink {
+ public:
+  RowSink(const fs::path& path, const ReadOptions& options, Dataset& out)
+      : path_(path), options_(options), out_(out) {}
+
+  [[noreturn]] void fatal(int64_t line, const std::string& problem) const {
+    throw Error(path_.string() + ":" + std::to_string(line) + ": " + problem);
+  }
+
+  void bad(int64_t line, std::string problem) {
+    if (!options_.skip_bad_rows) fatal(line, problem);
+    out_.skipped.push_back({line, std::move(problem)});
+  }
+
+  bool labelled() const { return !options_.label_column.empty(); }
+
+  // Checks a label given as text; returns false (after reporting) when bad.
+  bool check_label_text(int64_t line, std::string_view text, int& label) {
+    int64_t v;
+    if (!parse_int(text, v)) {
+      bad(line, "label '" + shorten(text) + "' in column '" + options_.label_column +
+                    "' is not an integer");
+      return false;
+    }
+    return check_label_value(line, v, label);
+  }
+
+  bool check_label_value(int64_t line, int64_t v, int& label) {
+    if (v < 0 || (options_.num_labels > 0 && v >= options_.num_labels)) {
+      std::string range = options_.num_labels > 0
+                              ? "[0, " + std::to_string(options_.num_labels) + ")"
+                              : "[0, inf)";
+      bad(line, "label " + std::to_string(v) + " outside " + range);
+      return false;
+    }
+    label = static_cast<int>(v);
+    return true;
+  }
+
+  void add(int64_t line, std::string_view text, int label) {
+    if (size_t at = find_invalid_utf8(text); at != std::string_view::npos) {
+      bad(line, "invalid UTF-8 in column '" + options_.text_column + "' at byte " +
+                    std::to_string(at) + " of the field");
+      return;
+    }
+    out_.examples.push_back({std::string(text), label, line});
+  }
+
+  const ReadOptions& options() const { return options_; }
+
+ private:
+  const fs::path& path_;
+  const ReadOptions& options_;
+  Dataset& out_;
+};
+
+// Where the named columns sit in a header; missing columns are fatal because
+// no row could ever be read.
+struct ColumnIndex {
+  size_t text = 0, label = 0;
+};
+
+ColumnIndex locate_columns(const std::vector<std::string>& header, RowSink& sink, int64_t line) {
+  auto find = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < header.size(); ++i)
+      if (header[i] == name) return i;
+    std::string found;
+    for (size_t i = 0; i < header.size(); ++i) found += (i ? ", " : "") + ("'" + header[i] + "'");
+    sink.fatal(line, "no column '" + name + "' in the header (columns: " + found + ")");
+  };
+  ColumnIndex c;
+  c.text = find(sink.options().text_column);
+  if (sink.labelled()) c.label = find(sink.options().label_column);
+  return c;
+}
+
+std::string_view strip_bom(std::string_view data) {
+  if (data.substr(0, 3) == "\xEF\xBB\xBF") data.remove_prefix(3);
+  return data;
+}
+
+// One physical line at a time, without its LF or CRLF.
+class LineCursor {
+ public:
+  explicit LineCursor(std::string_view data) : data_(data) {}
+  bool next(std::string_view& line) {
+    if (pos_ >= data_.size()) return false;
+    const char* start = data_.data() + pos_;
+    const void* nl = std::memchr(start, '\n', data_.size() - pos_);
+    size_t len = nl ? static_cast<size_t>(static_cast<const char*>(nl) - start) : data_.size() - pos_;
+    pos_ += len + (nl ? 1 : 0);
+    line = std::string_view(start, len);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    ++line_number_;
+    return true;
+  }
+  int64_t line_number() const { return line_number_; }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+  int64_t line_number_ = 0;
+};
+
+void split_tabs(std::string_view line, std::vector<std::string_view>& fields) {
+  fields.clear();
+  size_t start = 0;
+  for (;;) {
+    size_t tab = line.find('\t', start);
+    if (tab == std::string_view::npos) {
+      fields.push_back(line.substr(start));
+      return;
+    }
+    fields.push_back(line.substr(start, tab - start));
+    start = tab + 1;
+  }
+}
+
+void read_tsv(std::string_view data, RowSink& sink, const fs::path& path) {
+  LineCursor cursor(data);
+  std::string_view line;
+  if (!cursor.next(line)) throw Error(path.string() + ": empty file (expected a header line)");
+  std::vector<std::string_view> fields;
+  split_tabs(line, fields);
+  std::vector<std::string> header(fields.begin(), fields.end());
+  ColumnIndex col = locate_columns(header, sink, 1);
+
+  while (cursor.next(line)) {
+    int64_t n = cursor.line_number();
+    if (line.empty() && header.size() > 1) continue;  // blank line, as pandas skips it
+    split_tabs(line, fields);
+    if (fields.size() != header.size()) {
+      sink.bad(n, "expected " + std::to_string(header.size()) + " tab-separated fields, found " +
+                      std::to_string(fields.size()));
+      continue;
+    }
+    int label = -1;
+    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    sink.add(n, fields[col.text], label);
+  }
+}
+
+// RFC 4180 records. Fields are copied into reused buffers because quoted
+// fields need their doubled quotes undone.
+class CsvCursor {
+ public:
+  explicit CsvCursor(std::string_view data) : data_(data) {}
+
+  // Reads the next record into fields. Returns false at end of input.
+  // problem is set (and the record should be rejected) on malformed quoting;
+  // an unterminated quote swallows the rest of the file.
+  bool next(std::vector<std::string>& fields, size_t& count, std::string& problem) {
+    problem.clear();
+    count = 0;
+    if (pos_ >= data_.size()) return false;
+    record_line_ = line_;
+    for (;;) {
+      if (count == fields.size()) fields.emplace_back();
+      std::string& field = fields[count++];
+      field.clear();
+      bool quoted = pos_ < data_.size() && data_[pos_] == '"';
+      if (quoted) {
+        ++pos_;
+        for (;;) {
+          size_t q = data_.find('"', pos_);
+          if (q == std::string_view::npos) {
+            problem = "unterminated quoted field (opened on line " + std::to_string(record_line_) +
+                      ", runs to the end of the file)";
+            count_newlines(pos_, data_.size());
+            pos_ = data_.size();
+            return true;
+          }
+          field.append(data_.substr(pos_, q - pos_));
+          count_newlines(pos_, q);
+          pos_ = q + 1;
+          if (pos_ < data_.size() && data_[pos_] == '"') {  // "" inside quotes
+            field.push_back('"');
+            ++pos_;
+            continue;
+          }
+          break;
+        }
+        if (pos_ < data_.size() && !at_field_end()) {
+          if (problem.empty())
+            problem = "unexpected text after the closing quote of field " + std::to_string(count);
+          // Keep scanning to the field's end so the next record starts in step.
+        }
+      }
+      while (pos_ < data_.size() && !at_field_end()) {
+        size_t stop = data_.find_first_of(",\r\n", pos_);
+        if (stop == std::string_view::npos) stop = data_.size();
+        field.append(data_.substr(pos_, stop - pos_));
+        pos_ = stop;
+        if (pos_ < data_.size() && data_[pos_] == '\r' && !at_field_end()) field.push_back(data_[pos_++]);
+      }
+      if (pos_ >= data_.size()) return true;
+      if (data_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      // CRLF or LF ends the record.
+      if (data_[pos_] == '\r') ++pos_;
+      ++pos_;
+      ++line_;
+      return true;
+    }
+  }
+  int64_t record_line() const { return record_line_; }
+
+ private:
+  bool at_field_end() const {
+    char c = data_[pos_];
+    if (c == ',' || c == '\n') return true;
+    return c == '\r' && pos_ + 1 < data_.size() && data_[pos_ + 1] == '\n';
+  }
+  void count_newlines(size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) line_ += data_[i] == '\n';
+  }
+  std::string_view data_;
+  size_t pos_ = 0;
+  int64_t line_ = 1, record_line_ = 1;
+};
+
+void read_csv(std::string_view data, RowSink& sink, const fs::path& path) {
+  CsvCursor cursor(data);
+  std::vector<std::string> fields;
+  size_t count;
+  std::string problem;
+  if (!cursor.next(fields, count, problem)) throw Error(path.string() + ": empty file (expected a header line)");
+  if (!problem.empty()) sink.fatal(1, "header: " + problem);
+  std::vector<std::string> header(fields.begin(), fields.begin() + static_cast<long>(count));
+  ColumnIndex col = locate_columns(header, sink, 1);
+
+  while (cursor.next(fields, count, problem)) {
+    int64_t n = cursor.record_line();
+    if (!problem.empty()) {
+      sink.bad(n, problem);
+      continue;
+    }
+    if (count == 1 && fields[0].empty() && header.size() > 1) continue;  // blank line
+    if (count != header.size()) {
+      sink.bad(n, "expected " + std::to_string(header.size()) + " comma-separated fields, found " +
+                      std::to_string(count));
+      continue;
+    }
+    int label = -1;
+    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    sink.add(n, fields[col.text], label);
+  }
+}
+
+void read_jsonl(std::string_view data, RowSink& sink) {
+  using nlohmann::json;
+  const ReadOptions& opt = sink.options();
+  LineCursor cursor(data);
+  std::string_view line;
+  while (cursor.next(line)) {
+    int64_t n = cursor.line_number();
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;  // blank line
+    if (size_t at = find_invalid_utf8(line); at != std::string_view::npos) {
+      sink.bad(n, "invalid UTF-8 at byte " + std::to_string(at) + " of the line");
+      continue;
+    }
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const json::exception& e) {
+      // nlohmann's message starts "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
+      std::string what = e.what();
+      if (size_t colon = what.find("column"); colon != std::string::npos) what = what.substr(colon);
+      sink.bad(n, "bad JSON (" + what + ")");
+      continue;
+    }
+    if (!row.is_object()) {
+      sink.bad(n, std::string("expected a JSON object, found ") + row.type_name());
+      continue;
+    }
+    auto text = row.find(opt.text_column);
+    if (text == row.end()) {
+      sink.bad(n, "no key '" + opt.text_column + "'");
+      continue;
+    }
+    if (!text->is_string()) {
+      sink.bad(n, "'" + opt.text_column + "' is " + text->type_name() + ", not a string");
+      continue;
+    }
+    int label = -1;
+    if (sink.labelled()) {
+      auto l = row.find(opt.label_column);
+      if (l == row.end()) {
+        sink.bad(n, "no key '" + opt.label_column + "'");
+        continue;
+      }
+      if (l->is_number_integer()) {
+        if (!sink.check_label_value(n, l->get<int64_t>(), label)) continue;
+      } else if (l->is_string()) {
+        if (!sink.check_label_text(n, l->get_ref<const std::string&>(), label)) continue;
+      } else {
+        sink.bad(n, "label " + shorten(l->dump()) + " in key '" + opt.label_column + "' is not an integer");
+        continue;
+      }
+    }
+    sink.add(n, text->get_ref<const std::string&>(), label);
+  }
+}
+
+}  // namespace
+
+Dataset read_dataset(const fs::path& path, const ReadOptions& options) {
+  if (options.text_column.empty()) throw Error("no text column given for " + path.string());
+  Dataset d;
+  d.source = path;
+  std::string contents = read_whole_file(path);
+  std::string_view data = strip_bom(contents);
+  RowSink sink(path, options, d);
+  switch (resolve_format(path, options.format)) {
+    case Format::Csv: read_csv(data, sink, path); break;
+    case Format::Jsonl: read_jsonl(data, sink); break;
+    default: read_tsv(data, sink, path); break;
+  }
+  return d;
+}
+
+}  // namespace bertune::data
