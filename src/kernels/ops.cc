@@ -156,11 +156,9 @@ void cross_entropy_backward(Device d, float* dlogits, const float* probs, const 
 
 double sum_squares(Device d, const float* x, size_t n) { DISPATCH(sum_squares, x, n); }
 void scale(Device d, float* x, size_t n, float factor) { DISPATCH(scale, x, n, factor); }
-void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, float step_size,
-                  float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
-                  float decay_alpha, bool zero_grad) {
-  DISPATCH(adamw_update, p, g, m, v, n, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
-           eps, decay_alpha, zero_grad);
+void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  DISPATCH(adamw_update, p, g, m, v, n, s, zero_grad);
 }
 
 Dropout Dropout::make(uint64_t seed, uint64_t step, uint64_t site, float p) {

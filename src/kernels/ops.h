@@ -131,11 +131,18 @@ void cross_entropy_backward(Device d, float* dlogits, const float* probs, const 
 double sum_squares(Device d, const float* x, size_t n);
 void scale(Device d, float* x, size_t n, float factor);
 
-// transformers.AdamW (HF Trainer's "adamw_hf"), one fused pass:
-//   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= step_size * m / (sqrt(v) + eps);
-//   p += -lr*wd * p  (decoupled, after the Adam update); then g = 0 when zero_grad.
-void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, float step_size,
-                  float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
-                  float decay_alpha, bool zero_grad);
+// One fused AdamW pass over flat buffers, covering both forms the HF Trainer
+// can use (train/optimizer.h picks the coefficients):
+//   p *= pre_decay                                   (torch.optim.AdamW: 1 - lr*wd)
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
+//   p += post_decay * p                              (transformers.AdamW: -lr*wd)
+//   g = 0 when zero_grad (the Trainer's zero_grad, without another pass).
+struct AdamWStep {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+  float step_size, bias2_sqrt, pre_decay, post_decay;
+};
+void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad);
 
 }  // namespace bertune::kernels

@@ -53,8 +53,7 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* l
                             int counted);
 double sum_squares(const float* x, size_t n);
 void scale(float* x, size_t n, float factor);
-void adamw_update(float* p, float* g, float* m, float* v, size_t n, float step_size, float beta1,
-                  float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
-                  float decay_alpha, bool zero_grad);
+void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad);
 
 }  // namespace bertune::kernels::cpu

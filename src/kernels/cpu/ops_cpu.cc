@@ -298,20 +298,19 @@ void scale(float* x, size_t n, float factor) {
   for (size_t i = 0; i < n; ++i) x[i] *= factor;
 }
 
-void adamw_update(float* p, float* g, float* m, float* v, size_t n, float step_size, float beta1,
-                  float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
-                  float decay_alpha, bool zero_grad) {
-  // (1 - beta) arrive precomputed in double, as torch gets them from Python.
-  float one_minus_b1 = one_minus_beta1, one_minus_b2 = one_minus_beta2;
+void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  const AdamWStep c = s;  // by value: the compiler keeps the coefficients in registers
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) {
     float gi = g[i];
-    float mi = m[i] * beta1 + one_minus_b1 * gi;
-    float vi = v[i] * beta2 + one_minus_b2 * gi * gi;
+    float pi = p[i] * c.pre_decay;
+    float mi = m[i] * c.beta1 + c.one_minus_beta1 * gi;
+    float vi = v[i] * c.beta2 + c.one_minus_beta2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    float pi = p[i] - step_size * (mi / (std::sqrt(vi) + eps));
-    p[i] = pi + decay_alpha * pi;
+    pi = pi - c.step_size * (mi / (std::sqrt(vi) / c.bias2_sqrt + c.eps));
+    p[i] = pi + c.post_decay * pi;
     if (zero_grad) g[i] = 0.f;
   }
 }
