@@ -198,6 +198,8 @@ TEST(VocabTrain, RoundTripThroughFiles) {
   ASSERT_EQ(tj["model"]["vocab"].size(), v.tokens.size());
   for (size_t i = 0; i < v.tokens.size(); ++i) EXPECT_EQ(tj["model"]["vocab"][v.tokens[i]], i);
   EXPECT_EQ(tj["normalizer"]["lowercase"], false);
+  text::Tokenizer from_json = text::Tokenizer::load(dir / "out" / "tokenizer.json");
+  EXPECT_EQ(from_json.vocab_size(), 150u);
 
   text::Tokenizer tok = text::Tokenizer::load(dir / "out");
   EXPECT_EQ(tok.vocab_size(), 150u);
@@ -214,6 +216,7 @@ TEST(VocabTrain, RoundTripThroughFiles) {
     size_t nl = text.find('\n', pos);
     text::Encoding e = tok.encode(std::string_view(text).substr(pos, nl - pos));
     for (int32_t id : e.ids) EXPECT_NE(id, tok.unk_id());
+    EXPECT_EQ(from_json.encode(std::string_view(text).substr(pos, nl - pos)).ids, e.ids);
     pieces += e.ids.size();
     pos = nl + 1;
   }
