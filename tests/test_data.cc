@@ -201,6 +201,13 @@ TEST(DataBadInput, JsonlProblemsNamed) {
   EXPECT_NE(d.skipped[4].problem.find("no key 'text'"), std::string::npos);
 }
 
+TEST(DataBadInput, JsonArrayIsNotJsonLines) {
+  ReadOptions o = skipping();
+  o.text_column = "text";
+  std::string err = read_error(fixture("array.json"), o);
+  EXPECT_NE(err.find("array.json:1: starts a JSON array; expected JSON Lines"), std::string::npos) << err;
+}
+
 TEST(DataBadInput, MissingColumnIsFatalEvenWhenSkipping) {
   std::string where = fixture("missing_column.tsv").string() + ":1: ";
   for (bool skip : {false, true}) {

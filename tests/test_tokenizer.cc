@@ -228,6 +228,9 @@ TEST(Tokenizer, BasicSplitMatchesReferenceRules) {
   EXPECT_EQ(basic.split("x\x01y\xEF\xBF\xBDz"), (V{"xyz"}));    // controls and U+FFFD dropped
   EXPECT_EQ(basic.split("bad\xFF" "utf8"), (V{"badutf8"}));      // malformed bytes: as U+FFFD
   EXPECT_TRUE(basic.split(" \t\n").empty());
+  text::BasicTokenizerOptions keep_cjk;
+  keep_cjk.tokenize_chinese_chars = false;
+  EXPECT_EQ(text::BasicTokenizer(keep_cjk).split("漢字와 한글"), (V{"漢字와", "한글"}));
 }
 
 TEST(Tokenizer, UnicodeTablesMatchLinkedUtf8proc) {

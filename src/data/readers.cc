@@ -426,6 +426,9 @@ void read_jsonl(std::string_view data, RowSink& sink) {
       sink.bad(n, "invalid UTF-8 at byte " + std::to_string(at) + " of the line");
       continue;
     }
+    if (n == 1 && line.find_first_not_of(" \t") != std::string_view::npos &&
+        line[line.find_first_not_of(" \t")] == '[')
+      sink.fatal(n, "starts a JSON array; expected JSON Lines (one object per line)");
     json row;
     try {
       row = json::parse(line);
