@@ -6,11 +6,15 @@
 #include <limits>
 
 #include "util/error.h"
+#include "util/profiler.h"
 
 namespace bertune::model {
 namespace k = bertune::kernels;
 
 namespace {
+
+// Times the rest of the enclosing block under `phase` when profiling is on.
+#define PHASE(phase) ProfileScope profile_scope_##__LINE__(phase)
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -446,6 +450,7 @@ float BertModel::forward(const Batch& batch, bool train) {
 
 // BertEmbeddings: LayerNorm(word + position + token_type), dropout.
 void BertModel::embeddings_forward() {
+  PHASE("fwd embeddings+layernorm");
   const int T = T_, H = config_.hidden_size;
   k::embeddings_forward(device_, emb_sum_, ids_.data(), positions_.data(), types_.data(), p_.word,
                         p_.position, p_.token_type, T, H);
@@ -465,24 +470,48 @@ void BertModel::layer_forward(int l) {
   LayerActs& a = acts_[l];
   const float* x = layer_input(l);
 
-  k::linear_forward(device_, a.qkv, x, w.qkv_w, w.qkv_b, T, H, 3 * H);
-  k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,
-                       dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
-  k::linear_forward(device_, scratch_h_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
-  k::dropout_residual_layernorm_forward(
-      device_, a.h1, a.s1, a.mean1, a.rstd1, scratch_h_, x, w.ln1_g, w.ln1_b, T, H, eps,
-      dropout(site_attention_output(l), config_.hidden_dropout_prob));
-
-  k::linear_forward(device_, a.u, a.h1, w.ffn_in_w, nullptr, T, H, I);
-  k::bias_gelu_forward(device_, a.u, scratch_i_, w.ffn_in_b, T, I);
-  k::linear_forward(device_, scratch_h_, scratch_i_, w.ffn_out_w, w.ffn_out_b, T, I, H);
-  k::dropout_residual_layernorm_forward(device_, a.out, a.s2, a.mean2, a.rstd2, scratch_h_, a.h1,
-                                        w.ln2_g, w.ln2_b, T, H, eps,
-                                        dropout(site_ffn_output(l), config_.hidden_dropout_prob));
+  {
+    PHASE("fwd qkv gemm");
+    k::linear_forward(device_, a.qkv, x, w.qkv_w, w.qkv_b, T, H, 3 * H);
+  }
+  {
+    PHASE("fwd attention");
+    k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,
+                         dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+  }
+  {
+    PHASE("fwd attn-out gemm");
+    k::linear_forward(device_, scratch_h_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(
+        device_, a.h1, a.s1, a.mean1, a.rstd1, scratch_h_, x, w.ln1_g, w.ln1_b, T, H, eps,
+        dropout(site_attention_output(l), config_.hidden_dropout_prob));
+  }
+  {
+    PHASE("fwd ffn-in gemm");
+    k::linear_forward(device_, a.u, a.h1, w.ffn_in_w, nullptr, T, H, I);
+  }
+  {
+    PHASE("fwd bias+gelu");
+    k::bias_gelu_forward(device_, a.u, scratch_i_, w.ffn_in_b, T, I);
+  }
+  {
+    PHASE("fwd ffn-out gemm");
+    k::linear_forward(device_, scratch_h_, scratch_i_, w.ffn_out_w, w.ffn_out_b, T, I, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(device_, a.out, a.s2, a.mean2, a.rstd2, scratch_h_, a.h1,
+                                          w.ln2_g, w.ln2_b, T, H, eps,
+                                          dropout(site_ffn_output(l), config_.hidden_dropout_prob));
+  }
 }
 
 // BertPooler (tanh dense on [CLS]) -> dropout -> classifier -> mean CE.
 float BertModel::classifier_forward(const Batch& batch) {
+  PHASE("fwd+bwd head");
   const int B = B_, H = config_.hidden_size, C = config_.num_labels();
   const float* last = layer_input(config_.num_hidden_layers);
   for (int b = 0; b < B; ++b)
@@ -498,6 +527,7 @@ float BertModel::classifier_forward(const Batch& batch) {
 
 // BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias.
 float BertModel::mlm_forward(const Batch& batch) {
+  PHASE("fwd+bwd head");
   const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
   const float* last = layer_input(config_.num_hidden_layers);
   k::linear_forward(device_, t1_, last, p_.mlm_w, p_.mlm_b, T, H, H);
@@ -524,6 +554,7 @@ void BertModel::backward() {
 
 // Leaves d loss / d (last hidden state) in d_x_.
 void BertModel::classifier_backward() {
+  PHASE("fwd+bwd head");
   const int B = B_, T = T_, H = config_.hidden_size, C = config_.num_labels();
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), B, C, counted_);
   float* d_pooled = d_head_a_;
@@ -539,6 +570,7 @@ void BertModel::classifier_backward() {
 }
 
 void BertModel::mlm_backward() {
+  PHASE("fwd+bwd head");
   const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), T, V, counted_);
   float* d_t3 = d_head_a_;
@@ -562,38 +594,70 @@ void BertModel::layer_backward(int l) {
   const float* x = layer_input(l);
 
   // FFN sublayer: out = LN2(dropout(g W_2 + b_2) + h1)
-  k::layernorm_backward(device_, d_s_, gw.ln2_g, gw.ln2_b, d_x_, a.s2, a.mean2, a.rstd2, w.ln2_g, T, H);
-  auto drop_ffn = dropout(site_ffn_output(l), config_.hidden_dropout_prob);
   const float* d_y = d_s_;
-  if (drop_ffn.active()) {
-    k::dropout_backward(device_, d_y_, d_s_, TH, drop_ffn);
-    d_y = d_y_;
+  {
+    PHASE("bwd layernorm+dropout");
+    k::layernorm_backward(device_, d_s_, gw.ln2_g, gw.ln2_b, d_x_, a.s2, a.mean2, a.rstd2, w.ln2_g,
+                          T, H);
+    auto drop = dropout(site_ffn_output(l), config_.hidden_dropout_prob);
+    if (drop.active()) {
+      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
+      d_y = d_y_;
+    }
   }
-  k::gelu_forward(device_, scratch_i_, a.u, size_t(T) * I);  // recomputed, not stored
-  k::linear_backward(device_, d_big_, gw.ffn_out_w, gw.ffn_out_b, d_y, scratch_i_, w.ffn_out_w, T, I, H);
-  k::gelu_backward(device_, d_big_, d_big_, a.u, size_t(T) * I);
-  // d h1 = residual path + through the FFN
-  std::memcpy(d_x_, d_s_, TH * sizeof(float));
-  k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_big_, a.h1, w.ffn_in_w, T, H, I,
-                     /*accumulate_dx=*/true);
+  {
+    PHASE("bwd gelu");
+    k::gelu_forward(device_, scratch_i_, a.u, size_t(T) * I);  // recomputed, not stored
+  }
+  {
+    PHASE("bwd ffn-out gemm");
+    k::linear_backward(device_, d_big_, gw.ffn_out_w, gw.ffn_out_b, d_y, scratch_i_, w.ffn_out_w,
+                       T, I, H);
+  }
+  {
+    PHASE("bwd gelu");
+    k::gelu_backward(device_, d_big_, d_big_, a.u, size_t(T) * I);
+  }
+  {
+    PHASE("bwd ffn-in gemm");
+    // d h1 = residual path + through the FFN
+    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_big_, a.h1, w.ffn_in_w, T, H, I,
+                       /*accumulate_dx=*/true);
+  }
 
   // attention sublayer: h1 = LN1(dropout(ctx W_o + b_o) + x)
-  k::layernorm_backward(device_, d_s_, gw.ln1_g, gw.ln1_b, d_x_, a.s1, a.mean1, a.rstd1, w.ln1_g, T, H);
-  auto drop_attn = dropout(site_attention_output(l), config_.hidden_dropout_prob);
   d_y = d_s_;
-  if (drop_attn.active()) {
-    k::dropout_backward(device_, d_y_, d_s_, TH, drop_attn);
-    d_y = d_y_;
+  {
+    PHASE("bwd layernorm+dropout");
+    k::layernorm_backward(device_, d_s_, gw.ln1_g, gw.ln1_b, d_x_, a.s1, a.mean1, a.rstd1, w.ln1_g,
+                          T, H);
+    auto drop = dropout(site_attention_output(l), config_.hidden_dropout_prob);
+    if (drop.active()) {
+      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
+      d_y = d_y_;
+    }
   }
-  k::linear_backward(device_, d_ctx_, gw.attn_out_w, gw.attn_out_b, d_y, a.ctx, w.attn_out_w, T, H, H);
-  k::attention_backward(device_, d_qkv_, d_ctx_, a.qkv, a.probs, shape_,
-                        dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
-  std::memcpy(d_x_, d_s_, TH * sizeof(float));
-  k::linear_backward(device_, d_x_, gw.qkv_w, gw.qkv_b, d_qkv_, x, w.qkv_w, T, H, 3 * H,
-                     /*accumulate_dx=*/true);
+  {
+    PHASE("bwd attn-out gemm");
+    k::linear_backward(device_, d_ctx_, gw.attn_out_w, gw.attn_out_b, d_y, a.ctx, w.attn_out_w, T,
+                       H, H);
+  }
+  {
+    PHASE("bwd attention");
+    k::attention_backward(device_, d_qkv_, d_ctx_, a.qkv, a.probs, shape_,
+                          dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+  }
+  {
+    PHASE("bwd qkv gemm");
+    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.qkv_w, gw.qkv_b, d_qkv_, x, w.qkv_w, T, H, 3 * H,
+                       /*accumulate_dx=*/true);
+  }
 }
 
 void BertModel::embeddings_backward() {
+  PHASE("bwd embeddings+layernorm");
   const int T = T_, H = config_.hidden_size;
   k::dropout_backward(device_, d_x_, d_x_, size_t(T) * H,
                       dropout(kSiteEmbeddings, config_.hidden_dropout_prob));

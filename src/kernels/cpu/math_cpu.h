@@ -15,7 +15,9 @@ namespace bertune::kernels::cpu {
 #pragma omp declare simd notinbranch
 inline float exp_fast(float x) {
   float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+  // Round to nearest by the 1.5 * 2^23 trick: floorf would block vectorisation
+  // (GCC keeps it scalar unless -fno-trapping-math).
+  float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
   float r = xc - n * 0.693145751953125f;
   r = r - n * 1.428606765330187045e-06f;
   float p = 1.f / 5040.f;

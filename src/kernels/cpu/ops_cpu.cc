@@ -298,9 +298,11 @@ void scale(float* x, size_t n, float factor) {
   for (size_t i = 0; i < n; ++i) x[i] *= factor;
 }
 
-void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
-                  bool zero_grad) {
-  const AdamWStep c = s;  // by value: the compiler keeps the coefficients in registers
+namespace {
+
+template <bool kZeroGrad>
+void adamw_loop(float* __restrict p, float* __restrict g, float* __restrict m,
+                float* __restrict v, size_t n, const AdamWStep c) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) {
     float gi = g[i];
@@ -311,8 +313,18 @@ void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWS
     v[i] = vi;
     pi = pi - c.step_size * (mi / (std::sqrt(vi) / c.bias2_sqrt + c.eps));
     p[i] = pi + c.post_decay * pi;
-    if (zero_grad) g[i] = 0.f;
+    if constexpr (kZeroGrad) g[i] = 0.f;
   }
+}
+
+}  // namespace
+
+void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  if (zero_grad)
+    adamw_loop<true>(p, g, m, v, n, s);
+  else
+    adamw_loop<false>(p, g, m, v, n, s);
 }
 
 }  // namespace bertune::kernels::cpu
