@@ -4,12 +4,14 @@
 // followed by greedy longest-match-first WordPiece. Loaded from a tokenizer
 // directory: vocab.txt + tokenizer_config.json, or tokenizer.json with a
 // WordPiece model.
+#include <bitset>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "text/token_map.h"
 
 namespace bertune::text {
 
@@ -25,11 +27,20 @@ struct BasicTokenizerOptions {
 class BasicTokenizer {
  public:
   explicit BasicTokenizer(BasicTokenizerOptions options = {});
+  // BasicTokenizer.tokenize(text) of transformers 4.30: the words WordPiece
+  // would see (never_split words kept whole).
   std::vector<std::string> split(std::string_view text) const;
   const BasicTokenizerOptions& options() const { return options_; }
 
  private:
   BasicTokenizerOptions options_;
+};
+
+// The special tokens a tokenizer directory names (tokenizer_config.json,
+// special_tokens_map.json or tokenizer.json's added_tokens).
+struct SpecialTokens {
+  std::string unk = "[UNK]", sep = "[SEP]", pad = "[PAD]", cls = "[CLS]", mask = "[MASK]";
+  std::vector<std::string> additional;
 };
 
 struct Encoding {
@@ -48,13 +59,20 @@ class Tokenizer {
  public:
   // A directory with vocab.txt (+ tokenizer_config.json) or tokenizer.json.
   static Tokenizer load(const std::filesystem::path& dir);
-  static Tokenizer from_vocab(std::vector<std::string> vocab, BasicTokenizerOptions options);
+  // The two formats, explicitly (load() prefers vocab.txt, which is what the
+  // slow reference tokenizer reads).
+  static Tokenizer load_vocab_txt(const std::filesystem::path& dir);
+  static Tokenizer load_tokenizer_json(const std::filesystem::path& file);
+  static Tokenizer from_vocab(std::vector<std::string> vocab, BasicTokenizerOptions options,
+                              SpecialTokens specials = {});
 
   Encoding encode(std::string_view text, const EncodeOptions& options = {}) const;
   // Both cores: texts are split across threads, order kept.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts,
                                      const EncodeOptions& options = {}, int threads = 0) const;
-  std::vector<std::string> tokenize(std::string_view text) const;  // WordPiece pieces, no specials
+  // What HF's tokenize() returns: WordPiece pieces (special tokens found in
+  // the text included), no [CLS]/[SEP] added.
+  std::vector<std::string> tokenize(std::string_view text) const;
   std::string id_to_token(int32_t id) const { return vocab_.at(static_cast<size_t>(id)); }
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
 
@@ -68,9 +86,18 @@ class Tokenizer {
 
  private:
   // Implementation detail owned by the tokenizer work; may change freely.
+  friend struct TokenizerImpl;
   std::vector<std::string> vocab_;
-  std::unordered_map<std::string, int32_t> index_;
+  TokenMap index_;         // every token, verbatim
+  TokenMap continuation_;  // tokens that start with the prefix, keyed without it
+  std::string continuing_prefix_ = "##";
   BasicTokenizer basic_;
+  SpecialTokens specials_;
+  std::vector<std::string> special_texts_;  // all_special_tokens, split out of raw text whole
+  std::vector<int32_t> special_text_ids_;
+  std::bitset<256> special_first_byte_;  // first bytes of special_texts_: most text skips the trie
+  WordSet never_split_config_;  // basic_tokenizer.never_split: kept whole, looked up as is
+  WordSet never_split_all_;     // + the special tokens: kept whole by the basic tokenizer
   int32_t pad_id_ = 0, unk_id_ = 1, cls_id_ = 2, sep_id_ = 3, mask_id_ = 4;
   int max_input_chars_per_word_ = 100;
 };
