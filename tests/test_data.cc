@@ -4,11 +4,17 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 #include <string>
+#include <sys/wait.h>
 
 #include "data/dataset.h"
+#include "data/download.h"
 #include "data/numpy_random.h"
+#include "data/sha256.h"
+#include "data/stats.h"
+#include "io/atomic_file.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -195,6 +201,13 @@ TEST(DataBadInput, JsonlProblemsNamed) {
   EXPECT_NE(d.skipped[4].problem.find("no key 'text'"), std::string::npos);
 }
 
+TEST(DataBadInput, JsonArrayIsNotJsonLines) {
+  ReadOptions o = skipping();
+  o.text_column = "text";
+  std::string err = read_error(fixture("array.json"), o);
+  EXPECT_NE(err.find("array.json:1: starts a JSON array; expected JSON Lines"), std::string::npos) << err;
+}
+
 TEST(DataBadInput, MissingColumnIsFatalEvenWhenSkipping) {
   std::string where = fixture("missing_column.tsv").string() + ":1: ";
   for (bool skip : {false, true}) {
@@ -347,4 +360,271 @@ TEST(DataSubset, NsmcSeed42PicksTheNotebooksRows) {
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s.examples[0].line, 149993 + 2);
   EXPECT_EQ(s.examples[1].line, 68942 + 2);
+}
+
+// ---------------------------------------------------------------- stats
+
+TEST(DataStats, NsmcFiguresMatchNumpy) {
+  std::ifstream in(fixture("nsmc_stats.json"));
+  nlohmann::json ref = nlohmann::json::parse(in);
+  struct Case {
+    const char* key;
+    Dataset d;
+  };
+  Dataset train = read_dataset(nsmc_path("train"));
+  Case cases[] = {{"train", train},
+                  {"test", read_dataset(nsmc_path("test"))},
+                  {"train_seed42_1000", shuffle_select(train, 42, 1000)}};
+  for (const Case& c : cases) {
+    const nlohmann::json& r = ref[c.key];
+    DatasetStats s = compute_stats(c.d);
+    nlohmann::json j = stats_to_json(s);
+    EXPECT_EQ(j["rows"], r["rows"]) << c.key;
+    EXPECT_EQ(j["label_counts"], r["label_counts"]) << c.key;
+    EXPECT_EQ(j["empty_documents"], r["empty_documents"]) << c.key;
+    for (const char* f : {"min", "p50", "p90", "p95", "p99", "max", "mean"})
+      EXPECT_NEAR(j["length_chars"][f].get<double>(), r["length_chars"][f].get<double>(), 1e-9) << c.key << " " << f;
+    EXPECT_FALSE(s.tokens.has_value());
+  }
+}
+
+TEST(DataStats, PercentileInterpolatesLikeNumpy) {
+  // np.percentile([1, 2, 3, 4, 10], [50, 90, 95, 99]) = 3, 7.6, 8.8, 9.76
+  std::vector<int64_t> v = {1, 2, 3, 4, 10};
+  EXPECT_DOUBLE_EQ(percentile(v, 50), 3.0);
+  EXPECT_NEAR(percentile(v, 90), 7.6, 1e-12);
+  EXPECT_NEAR(percentile(v, 95), 8.8, 1e-12);
+  EXPECT_NEAR(percentile(v, 99), 9.76, 1e-12);
+  DatasetStats s = compute_stats(read_dataset(fixture("good.tsv")), {5, 9, 2, 130, 129}, 128);
+  ASSERT_TRUE(s.tokens.has_value());
+  EXPECT_EQ(s.over_token_limit, 2u);
+  EXPECT_EQ(s.tokens->max, 130);
+  EXPECT_EQ(s.chars.max, 11);  // """영화 최고""": 11 code points, 17 bytes
+  EXPECT_EQ(s.chars.min, 0);
+  EXPECT_EQ(count_code_points("😀 emoji ok"), 10u);
+  EXPECT_THROW(compute_stats(read_dataset(fixture("good.tsv")), {1, 2}), Error);
+}
+
+// ---------------------------------------------------------------- SHA-256
+
+TEST(DataSha256, KnownVectors) {
+  // FIPS 180-4 / NIST CSRC examples.
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  Sha256 million;
+  std::string chunk(997, 'a');  // odd chunks cross block boundaries
+  size_t left = 1000000;
+  while (left) {
+    size_t n = std::min(left, chunk.size());
+    million.update(chunk.data(), n);
+    left -= n;
+  }
+  EXPECT_EQ(million.hex_digest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // 55/56/64 bytes: the padding edge cases.
+  EXPECT_EQ(sha256_hex(std::string(55, 'a')), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+  EXPECT_EQ(sha256_hex(std::string(56, 'a')), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+  EXPECT_EQ(sha256_hex(std::string(64, 'a')), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+}
+
+TEST(DataSha256, NsmcFilesMatchPublishedDigests) {
+  // The digests built into `bertune download nsmc` are the ones in SHA256SUMS,
+  // and hashing the real files gives them.
+  std::ifstream sums(shared_path("data/nsmc/SHA256SUMS"));
+  std::map<std::string, std::string> published;
+  std::string digest, name;
+  while (sums >> digest >> name) published[name] = digest;
+  ASSERT_EQ(nsmc_files().size(), 2u);
+  for (const RemoteFile& f : nsmc_files()) {
+    EXPECT_EQ(published[f.name], f.sha256) << f.name;
+    EXPECT_EQ(sha256_file(shared_path("data/nsmc/" + f.name)), f.sha256) << f.name;
+  }
+}
+
+// ---------------------------------------------------------------- download
+
+namespace {
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("bertune_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write_text(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+std::string read_text(const fs::path& p) { return io::read_file(p); }
+
+size_t entries(const fs::path& dir) {
+  return static_cast<size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}));
+}
+
+std::string download_error(const std::vector<RemoteFile>& files, const DownloadOptions& o) {
+  try {
+    download_verified(files, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(DataDownload, FetchesVerifiesAndThenLeavesAlone) {
+  TempDir tmp("download_ok");
+  write_text(tmp.path / "mirror" / "a.txt", "hello\n");
+  std::vector<RemoteFile> files = {{"a.txt", sha256_hex("hello\n")}};
+  DownloadOptions o;
+  o.url_base = "file://" + (tmp.path / "mirror").string() + "/";
+  o.target_dir = tmp.path / "cache";
+  auto got = download_verified(files, o);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].status, FileStatus::Downloaded);
+  EXPECT_EQ(read_text(tmp.path / "cache" / "a.txt"), "hello\n");
+  EXPECT_EQ(entries(tmp.path / "cache"), 1u);  // no temporary left behind
+  // Present and verified: nothing is fetched, so even an unreachable source is fine.
+  o.url_base = "http://127.0.0.1:1";
+  got = download_verified(files, o);
+  EXPECT_EQ(got[0].status, FileStatus::AlreadyPresent);
+}
+
+TEST(DataDownload, OfflineFailureNamesTheUrl) {
+  TempDir tmp("download_offline");
+  DownloadOptions o;
+  o.url_base = "http://127.0.0.1:1/nsmc";  // nothing listens on port 1: as offline as it gets, instantly
+  o.target_dir = tmp.path / "cache";
+  std::string err = download_error({{"ratings_train.txt", std::string(64, '0')}}, o);
+  EXPECT_NE(err.find("cannot download http://127.0.0.1:1/nsmc/ratings_train.txt"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(o.target_dir / "ratings_train.txt"));
+  EXPECT_EQ(entries(o.target_dir), 0u);
+  // A missing file on the mirror is an error too, not an empty download.
+  o.url_base = "file://" + tmp.path.string();
+  err = download_error({{"nope.txt", std::string(64, '0')}}, o);
+  EXPECT_NE(err.find("nope.txt"), std::string::npos) << err;
+  EXPECT_EQ(entries(o.target_dir), 0u);
+}
+
+TEST(DataDownload, BadDigestNeverReplacesWhatWasThere) {
+  TempDir tmp("download_bad");
+  write_text(tmp.path / "mirror" / "a.txt", "tampered\n");
+  write_text(tmp.path / "cache" / "a.txt", "an old partial fil");
+  DownloadOptions o;
+  o.url_base = "file://" + (tmp.path / "mirror").string();
+  o.target_dir = tmp.path / "cache";
+  std::vector<RemoteFile> files = {{"a.txt", sha256_hex("hello\n")}};
+  std::string err = download_error(files, o);
+  EXPECT_NE(err.find("has sha256 " + sha256_hex("tampered\n") + ", expected " + sha256_hex("hello\n")),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(read_text(tmp.path / "cache" / "a.txt"), "an old partial fil");
+  EXPECT_EQ(entries(tmp.path / "cache"), 1u);
+  // A good file stays untouched whatever the mirror holds.
+  write_text(tmp.path / "cache" / "a.txt", "hello\n");
+  EXPECT_EQ(download_verified(files, o)[0].status, FileStatus::AlreadyPresent);
+  EXPECT_EQ(read_text(tmp.path / "cache" / "a.txt"), "hello\n");
+}
+
+TEST(DataDownload, NsmcFromAMirrorIntoTheCache) {
+  TempDir tmp("download_nsmc");
+  DownloadOptions o;
+  o.url_base = "file://" + shared_path("data/nsmc").string();
+  o.target_dir = tmp.path / "nsmc";
+  auto got = download_nsmc(o);
+  ASSERT_EQ(got.size(), 2u);
+  for (const auto& f : got) EXPECT_EQ(f.status, FileStatus::Downloaded);
+  EXPECT_EQ(read_dataset(o.target_dir / "ratings_test.txt").size(), 50000u);
+  EXPECT_EQ(download_nsmc(o)[1].status, FileStatus::AlreadyPresent);
+}
+
+// ---------------------------------------------------------------- CLI
+
+namespace {
+struct CommandResult {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run_cli(const std::string& args) {
+  std::string cmd = std::string(BERTUNE_BINARY) + " " + args + " 2>&1";
+  CommandResult r{0, ""};
+  std::FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+}  // namespace
+
+TEST(DataCli, HeadStatsAndDownloadOffline) {
+  auto head = run_cli("data head " + fixture("good.tsv").string() + " -n 2");
+  EXPECT_EQ(head.status, 0) << head.output;
+  EXPECT_NE(head.output.find("재밌다 정말"), std::string::npos) << head.output;
+  EXPECT_NE(head.output.find("(2 of 5 rows)"), std::string::npos) << head.output;
+
+  auto subset = run_cli("data head --json -n 2 --samples 2 --data-seed 42 " + fixture("good.csv").string());
+  EXPECT_EQ(subset.status, 0) << subset.output;
+  std::vector<size_t> order = shuffled_indices(7, 42);
+  Dataset csv = read_dataset(fixture("good.csv"));
+  EXPECT_NE(subset.output.find("\"line\":" + std::to_string(csv.examples[order[0]].line)), std::string::npos)
+      << subset.output;
+
+  auto stats = run_cli("data stats --no-tokens --json " + fixture("good.tsv").string());
+  ASSERT_EQ(stats.status, 0) << stats.output;
+  nlohmann::json j = nlohmann::json::parse(stats.output);
+  EXPECT_EQ(j["rows"], 5);
+  EXPECT_EQ(j["empty_documents"], 1);
+  EXPECT_EQ(j["label_counts"]["1"], 3);
+
+  auto tokens = run_cli("data stats --json " + fixture("good.tsv").string());  // klue tokenizer by default
+  ASSERT_EQ(tokens.status, 0) << tokens.output;
+  j = nlohmann::json::parse(tokens.output);
+  EXPECT_EQ(j["length_tokens"]["count"], 5);
+  EXPECT_EQ(j["length_tokens"]["min"], 2);  // the empty document: [CLS] [SEP]
+  EXPECT_EQ(j["over_token_limit"], 0);
+
+  auto bad = run_cli("data stats --no-tokens " + fixture("bad_label.tsv").string());
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("bad_label.tsv:3: label 'positive'"), std::string::npos) << bad.output;
+  auto skipped = run_cli("data stats --no-tokens --skip-bad-rows " + fixture("bad_label.tsv").string());
+  EXPECT_EQ(skipped.status, 0);
+  EXPECT_NE(skipped.output.find("skipped 1 bad row"), std::string::npos) << skipped.output;
+
+  TempDir tmp("cli_download");
+  auto offline = run_cli("download nsmc --cache-dir " + tmp.path.string() + " --url-base http://127.0.0.1:1/e9t");
+  EXPECT_EQ(offline.status, 1);
+  EXPECT_NE(offline.output.find("cannot download http://127.0.0.1:1/e9t/ratings_train.txt"), std::string::npos)
+      << offline.output;
+}
+
+TEST(DataStats, TokenLengthsMatchHuggingFaceTokenizer) {
+  // Golden: transformers' BertTokenizer ids (with [CLS]/[SEP], untruncated)
+  // for 5,000 NSMC documents; our lengths and their summary must agree.
+  ReadOptions o;
+  o.format = Format::Jsonl;
+  o.text_column = "text";
+  o.label_column = "";
+  fs::path golden = shared_path("golden/tokenizer/klue_nsmc_train_5000.jsonl");
+  Dataset d = read_dataset(golden, o);
+  ASSERT_EQ(d.size(), 5000u);
+  std::vector<int64_t> expected;
+  std::ifstream in(golden);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) expected.push_back(static_cast<int64_t>(nlohmann::json::parse(line)["ids"].size()));
+  ASSERT_EQ(expected.size(), d.size());
+  std::vector<int64_t> got = token_lengths(d, text::Tokenizer::load(shared_path("models/klue-bert-base")));
+  EXPECT_EQ(got, expected);
+  DatasetStats s = compute_stats(d, got, 64);
+  ASSERT_TRUE(s.tokens.has_value());
+  LengthSummary want = summarize_lengths(expected);
+  EXPECT_EQ(s.tokens->p99, want.p99);
+  EXPECT_EQ(s.tokens->max, want.max);
+  EXPECT_EQ(s.over_token_limit,
+            static_cast<size_t>(std::count_if(expected.begin(), expected.end(), [](int64_t n) { return n > 64; })));
 }

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -227,6 +229,9 @@ TEST(Tokenizer, BasicSplitMatchesReferenceRules) {
   EXPECT_EQ(basic.split("x\x01y\xEF\xBF\xBDz"), (V{"xyz"}));    // controls and U+FFFD dropped
   EXPECT_EQ(basic.split("bad\xFF" "utf8"), (V{"badutf8"}));      // malformed bytes: as U+FFFD
   EXPECT_TRUE(basic.split(" \t\n").empty());
+  text::BasicTokenizerOptions keep_cjk;
+  keep_cjk.tokenize_chinese_chars = false;
+  EXPECT_EQ(text::BasicTokenizer(keep_cjk).split("漢字와 한글"), (V{"漢字와", "한글"}));
 }
 
 TEST(Tokenizer, UnicodeTablesMatchLinkedUtf8proc) {
@@ -273,4 +278,51 @@ TEST(Tokenizer, BadDirectoriesNameTheFile) {
   Tokenizer t = Tokenizer::load(bare);
   EXPECT_EQ(t.encode("HeLLo").ids, (std::vector<int32_t>{2, 5, 3}));
   for (const auto& d : {empty, bad_config, no_unk, bad_json, bare}) fs::remove_all(d);
+}
+
+// The CLI end to end: golden texts in, the reference's ids and tokens out.
+TEST(TokenizeCli, WritesGoldenJsonl) {
+  auto cases = read_golden("klue_nsmc_train_5000.jsonl");
+  cases.resize(200);
+  fs::path dir = temp_dir("cli");
+  std::string lines;
+  for (const auto& c : cases) lines += c.text + "\n";  // NSMC documents hold no newlines
+  io::write_file_atomic(dir / "in.txt", lines);
+  const std::string bin = BERTUNE_BINARY;
+  const std::string tok_dir = shared_path("models/klue-bert-base").string();
+  auto run = [&](const std::string& extra) {
+    std::string cmd = "'" + bin + "' tokenize --tokenizer '" + tok_dir + "' --input '" + (dir / "in.txt").string() +
+                      "' --output '" + (dir / "out.jsonl").string() + "' " + extra;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir / "out.jsonl");
+    std::string line;
+    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+    return out;
+  };
+  auto out = run("");
+  ASSERT_EQ(out.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(out[i]["ids"].get<std::vector<int32_t>>(), cases[i].ids) << i;
+    EXPECT_EQ(out[i]["tokens"].get<std::vector<std::string>>(), cases[i].tokens) << i;
+  }
+  auto truncated = run("--max-length 8");
+  ASSERT_EQ(truncated.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto ids = truncated[i]["ids"].get<std::vector<int32_t>>();
+    std::vector<int32_t> want = cases[i].ids;
+    if (want.size() > 8) {
+      want.resize(7);
+      want.push_back(3);
+    }
+    EXPECT_EQ(ids, want) << i;
+  }
+  // A missing input names the file and leaves no output behind.
+  fs::remove(dir / "out.jsonl");
+  std::string cmd = "'" + bin + "' tokenize --input '" + (dir / "missing.txt").string() + "' --output '" +
+                    (dir / "out.jsonl").string() + "' 2> '" + (dir / "err.txt").string() + "'";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  EXPECT_NE(io::read_file(dir / "err.txt").find("missing.txt"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "out.jsonl"));
+  fs::remove_all(dir);
 }

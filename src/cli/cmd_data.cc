@@ -1,10 +1,177 @@
+// `bertune data stats|head` and `bertune download nsmc`.
+#include <cstdio>
+#include <memory>
+#include <string>
+
 #include "cli/commands.h"
+#include "data/dataset.h"
+#include "data/download.h"
+#include "data/stats.h"
+#include "text/tokenizer.h"
+#include "util/error.h"
+#include "util/paths.h"
 
 namespace bertune::cli {
+namespace {
+
+// Options every data subcommand reads a file with.
+struct ReadFlags {
+  std::string file;
+  std::string format = "auto";
+  std::string text_column = "document";
+  std::string label_column = "label";
+  int num_labels = 2;
+  bool skip_bad_rows = false;
+  int64_t samples = -1;
+  uint64_t data_seed = 42;
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("file", file, "Data file (default: NSMC train split)");
+    cmd->add_option("--format", format, "auto|tsv|csv|jsonl (auto: by extension, else TSV)")
+        ->capture_default_str();
+    cmd->add_option("--text-column", text_column, "Column (or JSON key) holding the text")->capture_default_str();
+    cmd->add_option("--label-column", label_column, "Column holding the integer label; empty: unlabelled")
+        ->capture_default_str();
+    cmd->add_option("--num-labels", num_labels, "Labels must lie in [0, N)")->capture_default_str();
+    cmd->add_flag("--skip-bad-rows", skip_bad_rows, "Skip (and count) malformed rows instead of stopping");
+    cmd->add_option("--samples", samples,
+                    "Use N rows picked as dataset.shuffle(seed).select(range(N)) does (numpy-exact)");
+    cmd->add_option("--data-seed", data_seed, "Seed of that shuffle")->capture_default_str();
+  }
+
+  data::Dataset read() const {
+    data::ReadOptions o;
+    o.format = data::parse_format(format);
+    o.text_column = text_column;
+    o.label_column = label_column;
+    o.num_labels = num_labels;
+    o.skip_bad_rows = skip_bad_rows;
+    std::filesystem::path path = file.empty() ? data::nsmc_path("train") : std::filesystem::path(file);
+    data::Dataset d = data::read_dataset(path, o);
+    if (!d.skipped.empty()) std::fprintf(stderr, "bertune: %s\n", data::describe_skipped(d).c_str());
+    if (samples >= 0) d = data::shuffle_select(d, data_seed, samples);
+    return d;
+  }
+};
+
+// One line of a document for a terminal: control characters escaped, cut
+// after max_chars code points (never inside a UTF-8 sequence).
+std::string display_text(const std::string& text, size_t max_chars) {
+  std::string out;
+  size_t chars = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xc0) != 0x80 && chars++ == max_chars) {
+      out += "…";
+      break;
+    }
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else out.push_back(static_cast<char>(c));
+  }
+  return out;
+}
+
+void run_head(const ReadFlags& flags, int rows, bool json) {
+  data::Dataset d = flags.read();
+  size_t n = std::min(d.size(), static_cast<size_t>(std::max(rows, 0)));
+  if (json) {
+    for (size_t i = 0; i < n; ++i) {
+      const data::Example& e = d.examples[i];
+      nlohmann::json j = {{"line", e.line}, {"text", e.text}};
+      if (e.label >= 0) j["label"] = e.label;
+      std::printf("%s\n", j.dump().c_str());
+    }
+    return;
+  }
+  std::printf("%8s  %5s  %s\n", "line", "label", "text");
+  for (size_t i = 0; i < n; ++i) {
+    const data::Example& e = d.examples[i];
+    std::string label = e.label < 0 ? "-" : std::to_string(e.label);
+    std::string text = e.text.empty() ? "(empty)" : display_text(e.text, 100);
+    std::printf("%8lld  %5s  %s\n", static_cast<long long>(e.line), label.c_str(), text.c_str());
+  }
+  std::printf("(%zu of %zu rows)\n", n, d.size());
+}
+
+}  // namespace
 
 void add_data_commands(CLI::App& app) {
-  // Filled in by the data work.
-  (void)app;
+  CLI::App* data_cmd = app.add_subcommand("data", "Inspect data sets");
+  data_cmd->require_subcommand(1);
+
+  {
+    auto flags = std::make_shared<ReadFlags>();
+    auto json = std::make_shared<bool>(false);
+    auto no_tokens = std::make_shared<bool>(false);
+    auto tokenizer_dir = std::make_shared<std::string>();
+    auto token_limit = std::make_shared<int64_t>(128);
+    CLI::App* stats = data_cmd->add_subcommand(
+        "stats", "Rows, label balance, empty documents, length percentiles (code points and tokens)");
+    flags->add_to(stats);
+    stats->add_option("--tokenizer", *tokenizer_dir,
+                      "Tokenizer directory for token lengths (default: shared klue-bert-base)");
+    stats->add_flag("--no-tokens", *no_tokens, "Skip token lengths");
+    stats->add_option("--token-limit", *token_limit, "Report documents longer than this many tokens")
+        ->capture_default_str();
+    stats->add_flag("--json", *json, "Print JSON");
+    stats->callback([=] {
+      data::Dataset d = flags->read();
+      std::vector<int64_t> token_lengths;
+      if (!*no_tokens) {
+        std::filesystem::path dir =
+            tokenizer_dir->empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(*tokenizer_dir);
+        token_lengths = data::token_lengths(d, text::Tokenizer::load(dir));
+      }
+      data::DatasetStats s = data::compute_stats(d, token_lengths, *token_limit);
+      if (*json) {
+        nlohmann::json j = data::stats_to_json(s);
+        j["source"] = d.source.string();
+        if (flags->samples >= 0) j["subset"] = {{"samples", flags->samples}, {"data_seed", flags->data_seed}};
+        std::printf("%s\n", j.dump(2).c_str());
+      } else {
+        std::printf("%s", d.source.string().c_str());
+        if (flags->samples >= 0)
+          std::printf("  (shuffle(seed=%llu).select(range(%lld)))", static_cast<unsigned long long>(flags->data_seed),
+                      static_cast<long long>(flags->samples));
+        std::printf("\n%s", data::stats_to_text(s).c_str());
+      }
+    });
+  }
+
+  {
+    auto flags = std::make_shared<ReadFlags>();
+    auto rows = std::make_shared<int>(5);
+    auto json = std::make_shared<bool>(false);
+    CLI::App* head = data_cmd->add_subcommand("head", "Show the first rows as a table");
+    flags->add_to(head);
+    head->add_option("-n,--rows", *rows, "How many rows")->capture_default_str();
+    head->add_flag("--json", *json, "Print one JSON object per row");
+    head->callback([=] { run_head(*flags, *rows, *json); });
+  }
+
+  {
+    CLI::App* download = app.add_subcommand("download", "Fetch a public data set into the cache, verified by SHA-256");
+    download->require_subcommand(1);
+    auto cache = std::make_shared<std::string>();
+    auto url_base = std::make_shared<std::string>();
+    CLI::App* nsmc = download->add_subcommand("nsmc", "NSMC ratings_train.txt and ratings_test.txt");
+    nsmc->add_option("--cache-dir", *cache, "Cache folder (default: $BERTUNE_CACHE or ~/.cache/bertune); files go to DIR/nsmc");
+    nsmc->add_option("--url-base", *url_base,
+                     std::string("Where to fetch from (default: $BERTUNE_NSMC_URL or ") + data::kNsmcUrlBase + ")");
+    nsmc->callback([=] {
+      data::DownloadOptions o;
+      o.url_base = *url_base;
+      if (!cache->empty()) o.target_dir = std::filesystem::path(*cache) / "nsmc";
+      o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
+      auto files = data::download_nsmc(o);
+      bool fetched = false;
+      for (const auto& f : files) fetched |= f.status == data::FileStatus::Downloaded;
+      std::printf(fetched ? "NSMC ready in %s\n" : "NSMC already present and verified in %s; nothing to do\n",
+                  files.front().path.parent_path().string().c_str());
+    });
+  }
 }
 
 }  // namespace bertune::cli

@@ -38,9 +38,11 @@ Scratch& thread_scratch() {
 // (unless strip_accents is false); strip accents alone when strip_accents is true.
 struct WordTransform {
   bool lower = false, strip = false;
+  bool split_cjk = true;  // tokenize_chinese_chars
   explicit WordTransform(const BasicTokenizerOptions& o)
       : lower(o.do_lower_case),
-        strip(o.do_lower_case ? o.strip_accents != 0 : o.strip_accents == 1) {}
+        strip(o.do_lower_case ? o.strip_accents != 0 : o.strip_accents == 1),
+        split_cjk(o.tokenize_chinese_chars) {}
   bool any() const { return lower || strip; }
 };
 
@@ -142,6 +144,10 @@ void basic_tokenize(std::string_view text, const WordTransform& transform, const
         cuts.push_back(static_cast<uint32_t>(word.size()));
         break;
       case unicode::kCjk:  // " 漢 ": a whitespace word of its own
+        if (!transform.split_cjk) {
+          word.append(reinterpret_cast<const char*>(p), n);
+          break;
+        }
         finish_word();
         word.append(reinterpret_cast<const char*>(p), n);
         finish_word();
@@ -260,6 +266,9 @@ struct TokenizerImpl {
     t.vocab_ = std::move(vocab);
     t.continuing_prefix_ = std::move(prefix);
     t.max_input_chars_per_word_ = max_chars;
+    for (size_t i = 0; i < t.vocab_.size(); ++i)
+      if (!unicode::is_valid_utf8(t.vocab_[i]))
+        throw Error(source + ": token id " + std::to_string(i) + " is not valid UTF-8");
     t.index_ = TokenMap{};
     t.continuation_ = TokenMap{};
     for (size_t i = 0; i < t.vocab_.size(); ++i) {
@@ -286,8 +295,10 @@ struct TokenizerImpl {
     all.insert(all.end(), specials.additional.begin(), specials.additional.end());
     std::sort(all.begin(), all.end());  // the order of HF's sorted unique_no_split_tokens
     all.erase(std::unique(all.begin(), all.end()), all.end());
+    t.special_first_byte_.reset();
     for (const auto& s : all) {
       if (s.empty()) continue;
+      t.special_first_byte_.set(static_cast<unsigned char>(s[0]));
       t.special_texts_.push_back(s);
       t.special_text_ids_.push_back(id_of(s));
     }
@@ -388,6 +399,10 @@ struct TokenizerImpl {
     // basic tokenizer anyway.
     size_t seg = 0, pos = 0;
     while (pos < text.size()) {
+      if (!t.special_first_byte_.test(static_cast<unsigned char>(text[pos]))) {
+        ++pos;
+        continue;
+      }
       size_t best = 0, best_len = 0;
       const std::string_view rest = text.substr(pos);
       for (size_t k = 0; k < t.special_texts_.size(); ++k) {

@@ -4,6 +4,7 @@
 // followed by greedy longest-match-first WordPiece. Loaded from a tokenizer
 // directory: vocab.txt + tokenizer_config.json, or tokenizer.json with a
 // WordPiece model.
+#include <bitset>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -94,6 +95,7 @@ class Tokenizer {
   SpecialTokens specials_;
   std::vector<std::string> special_texts_;  // all_special_tokens, split out of raw text whole
   std::vector<int32_t> special_text_ids_;
+  std::bitset<256> special_first_byte_;  // first bytes of special_texts_: most text skips the trie
   WordSet never_split_config_;  // basic_tokenizer.never_split: kept whole, looked up as is
   WordSet never_split_all_;     // + the special tokens: kept whole by the basic tokenizer
   int32_t pad_id_ = 0, unk_id_ = 1, cls_id_ = 2, sep_id_ = 3, mask_id_ = 4;

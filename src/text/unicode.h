@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace bertune::text::unicode {
 
@@ -64,6 +65,18 @@ inline size_t decode_utf8(const unsigned char* p, const unsigned char* end, char
   }
   cp = 0xFFFD;
   return 1;
+}
+
+inline bool is_valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    char32_t cp;
+    const size_t n = decode_utf8(p, end, cp);
+    if (cp == 0xFFFD && n == 1) return false;  // a real U+FFFD takes 3 bytes
+    p += n;
+  }
+  return true;
 }
 
 inline void append_utf8(std::string& out, char32_t cp) {

@@ -1,0 +1,137 @@
+#include "data/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace bertune::data {
+
+double percentile(const std::vector<int64_t>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  double rank = q / 100.0 * static_cast<double>(sorted.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(rank));
+  size_t hi = std::min(lo + 1, sorted.size() - 1);
+  double frac = rank - static_cast<double>(lo);
+  return static_cast<double>(sorted[lo]) + frac * static_cast<double>(sorted[hi] - sorted[lo]);
+}
+
+LengthSummary summarize_lengths(std::vector<int64_t> lengths) {
+  LengthSummary s;
+  s.count = lengths.size();
+  if (lengths.empty()) return s;
+  std::sort(lengths.begin(), lengths.end());
+  s.min = static_cast<double>(lengths.front());
+  s.max = static_cast<double>(lengths.back());
+  s.p50 = percentile(lengths, 50);
+  s.p90 = percentile(lengths, 90);
+  s.p95 = percentile(lengths, 95);
+  s.p99 = percentile(lengths, 99);
+  s.mean = static_cast<double>(std::accumulate(lengths.begin(), lengths.end(), int64_t{0})) /
+           static_cast<double>(lengths.size());
+  return s;
+}
+
+std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& tokenizer) {
+  std::vector<std::string> texts;
+  texts.reserve(d.size());
+  for (const Example& e : d.examples) texts.push_back(e.text);
+  std::vector<text::Encoding> encodings = tokenizer.encode_batch(texts);
+  std::vector<int64_t> lengths;
+  lengths.reserve(encodings.size());
+  for (const text::Encoding& e : encodings) lengths.push_back(static_cast<int64_t>(e.ids.size()));
+  return lengths;
+}
+
+DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths, int64_t token_limit) {
+  if (!token_lengths.empty() && token_lengths.size() != d.size())
+    throw Error("internal: " + std::to_string(token_lengths.size()) + " token lengths for " +
+                std::to_string(d.size()) + " rows");
+  DatasetStats s;
+  s.rows = d.size();
+  s.skipped = d.skipped.size();
+  std::vector<int64_t> chars;
+  chars.reserve(d.size());
+  for (const Example& e : d.examples) {
+    s.label_counts[e.label]++;
+    s.empty_documents += e.text.empty();
+    chars.push_back(static_cast<int64_t>(count_code_points(e.text)));
+  }
+  s.chars = summarize_lengths(std::move(chars));
+  s.token_limit = token_limit;
+  if (!token_lengths.empty()) {
+    s.tokens = summarize_lengths(token_lengths);
+    s.over_token_limit = static_cast<size_t>(
+        std::count_if(token_lengths.begin(), token_lengths.end(), [&](int64_t n) { return n > token_limit; }));
+  }
+  return s;
+}
+
+namespace {
+nlohmann::json summary_json(const LengthSummary& s) {
+  return {{"count", s.count}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p95", s.p95},
+          {"p99", s.p99},     {"max", s.max}, {"mean", s.mean}};
+}
+
+std::string fmt(double v) {
+  char buf[32];
+  if (v == std::floor(v) && std::abs(v) < 1e15) std::snprintf(buf, sizeof buf, "%.0f", v);
+  else std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+std::string summary_row(const char* what, const LengthSummary& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-10s %7s %7s %7s %7s %7s %7s %8.2f\n", what, fmt(s.min).c_str(),
+                fmt(s.p50).c_str(), fmt(s.p90).c_str(), fmt(s.p95).c_str(), fmt(s.p99).c_str(),
+                fmt(s.max).c_str(), s.mean);
+  return buf;
+}
+}  // namespace
+
+nlohmann::json stats_to_json(const DatasetStats& s) {
+  nlohmann::json labels = nlohmann::json::object();
+  for (auto [label, n] : s.label_counts) labels[std::to_string(label)] = n;
+  nlohmann::json j = {{"rows", s.rows},
+                      {"skipped_rows", s.skipped},
+                      {"label_counts", labels},
+                      {"empty_documents", s.empty_documents},
+                      {"length_chars", summary_json(s.chars)}};
+  if (s.tokens) {
+    j["length_tokens"] = summary_json(*s.tokens);
+    j["token_limit"] = s.token_limit;
+    j["over_token_limit"] = s.over_token_limit;
+    j["over_token_limit_fraction"] = s.rows ? static_cast<double>(s.over_token_limit) / static_cast<double>(s.rows) : 0.0;
+  }
+  return j;
+}
+
+std::string stats_to_text(const DatasetStats& s) {
+  std::string out = "rows             " + std::to_string(s.rows) + "\n";
+  if (s.skipped) out += "skipped rows     " + std::to_string(s.skipped) + "\n";
+  for (auto [label, n] : s.label_counts) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "label %-10s %zu (%.2f%%)\n", label < 0 ? "none" : std::to_string(label).c_str(),
+                  n, s.rows ? 100.0 * static_cast<double>(n) / static_cast<double>(s.rows) : 0.0);
+    out += buf;
+  }
+  out += "empty documents  " + std::to_string(s.empty_documents) + "\n\n";
+  char head[160];
+  std::snprintf(head, sizeof head, "%-10s %7s %7s %7s %7s %7s %7s %8s\n", "length", "min", "p50", "p90", "p95",
+                "p99", "max", "mean");
+  out += head;
+  out += summary_row("chars", s.chars);
+  if (s.tokens) {
+    out += summary_row("tokens", *s.tokens);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "\nover %lld tokens  %zu (%.4f%%)\n", static_cast<long long>(s.token_limit),
+                  s.over_token_limit,
+                  s.rows ? 100.0 * static_cast<double>(s.over_token_limit) / static_cast<double>(s.rows) : 0.0);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace bertune::data

@@ -1,0 +1,75 @@
+#pragma once
+// Branch-free scalar math that GCC vectorises inside `omp simd` loops
+// (glibc's expf/erff are not vectorised without -ffast-math, and GELU, softmax
+// and dropout run over every activation element).
+#include <bit>
+#include <cstdint>
+
+#include "kernels/ops.h"
+
+namespace bertune::kernels::cpu {
+
+// e^x with Cody-Waite range reduction and a degree-7 Taylor polynomial on
+// [-ln2/2, ln2/2]: relative error ~1e-7, i.e. within an ulp or two of expf.
+// Exactly 0 below the float range (masked attention scores rely on it).
+#pragma omp declare simd notinbranch
+inline float exp_fast(float x) {
+  float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+  // Round to nearest by the 1.5 * 2^23 trick: floorf would block vectorisation
+  // (GCC keeps it scalar unless -fno-trapping-math).
+  float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  float r = xc - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.f / 5040.f;
+  p = p * r + 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  float y = p * std::bit_cast<float>(e);
+  return x < -87.3f ? 0.f : y;
+}
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd extension.
+#pragma omp declare simd notinbranch
+inline float erf_fast(float x) {
+  float a = x < 0.f ? -x : x;
+  float t = 1.f / (1.f + 0.3275911f * a);
+  float poly = 1.061405429f;
+  poly = poly * t - 1.453152027f;
+  poly = poly * t + 1.421413741f;
+  poly = poly * t - 0.284496736f;
+  poly = poly * t + 0.254829592f;
+  poly = poly * t;
+  float y = 1.f - poly * exp_fast(-a * a);
+  return x < 0.f ? -y : y;
+}
+
+// i-th output of the splitmix64 stream `stream`.
+#pragma omp declare simd notinbranch uniform(stream)
+inline uint64_t stream_hash(uint64_t stream, uint64_t i) {
+  uint64_t z = stream + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Dropout keeps element i when a 24-bit uniform draw is >= p.
+struct DropMask {
+  uint64_t stream;
+  uint32_t threshold;  // p * 2^24
+  float scale;         // 1 / (1 - p)
+  explicit DropMask(const Dropout& d)
+      : stream(d.stream),
+        threshold(static_cast<uint32_t>(static_cast<double>(d.p) * 16777216.0)),
+        scale(d.p > 0.f ? 1.f / (1.f - d.p) : 1.f) {}
+  // mask(i) / (1 - p): 0 or scale
+  inline float factor(uint64_t i) const {
+    return static_cast<uint32_t>(stream_hash(stream, i) >> 40) >= threshold ? scale : 0.f;
+  }
+};
+
+}  // namespace bertune::kernels::cpu

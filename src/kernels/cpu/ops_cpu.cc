@@ -1,0 +1,330 @@
+// CPU bodies of the elementwise, row and optimizer ops. Rows are split over
+// the OpenMP pool; inner loops are `omp simd` so they vectorise (AVX-512 here).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/math_cpu.h"
+
+namespace bertune::kernels::cpu {
+namespace {
+
+// Elementwise loops below this size are not worth waking the pool for.
+constexpr size_t kParallelGrain = 1 << 14;
+
+inline float gelu(float x) { return 0.5f * x * (1.f + erf_fast(x * 0.70710678118654752f)); }
+
+}  // namespace
+
+void dropout_forward(float* y, const float* x, size_t n, const Dropout& drop) {
+  if (!drop.active()) {
+    if (y != x) std::memcpy(y, x, n * sizeof(float));
+    return;
+  }
+  DropMask mask(drop);
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] * mask.factor(i);
+}
+
+void dropout_backward(float* dx, const float* dy, size_t n, const Dropout& drop) {
+  dropout_forward(dx, dy, n, drop);  // the same mask, the same scale
+}
+
+void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in,
+                    int out) {
+  // Start C from the bias and let the GEMM accumulate onto it (beta = 1):
+  // no separate bias pass over the output.
+  if (b) {
+#pragma omp parallel for schedule(static) if (size_t(T) * out > kParallelGrain)
+    for (int t = 0; t < T; ++t) std::memcpy(y + size_t(t) * out, b, out * sizeof(float));
+  }
+  gemm(false, true, T, out, in, 1.f, x, in, W, in, b ? 1.f : 0.f, y, out);
+}
+
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int T, int in, int out, bool accumulate_dx) {
+  if (T == 0) return;
+  if (dx) gemm(false, false, T, in, out, 1.f, dy, out, W, in, accumulate_dx ? 1.f : 0.f, dx, in);
+  if (dW) gemm(true, false, out, in, T, 1.f, dy, out, x, in, 1.f, dW, in);
+  if (db) {
+    // Column sums: each thread sums its own block of columns over all rows.
+#pragma omp parallel if (size_t(T) * out > kParallelGrain)
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      int chunk = (out + nt - 1) / nt;
+      chunk = (chunk + 15) / 16 * 16;
+      int j0 = std::min(out, id * chunk), j1 = std::min(out, j0 + chunk);
+      for (int t = 0; t < T; ++t) {
+        const float* row = dy + size_t(t) * out;
+#pragma omp simd
+        for (int j = j0; j < j1; ++j) db[j] += row[j];
+      }
+    }
+  }
+}
+
+void gelu_forward(float* y, const float* x, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) y[i] = gelu(x[i]);
+}
+
+void gelu_backward(float* dx, const float* dy, const float* x, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    float cdf = 0.5f * (1.f + erf_fast(v * 0.70710678118654752f));
+    float pdf = 0.3989422804014327f * exp_fast(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+void tanh_forward(float* y, const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+void tanh_backward(float* dx, const float* dy, const float* y, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+}
+
+namespace {
+
+// One row: mean and biased variance by two passes (as torch), then the affine map.
+inline void layernorm_row(float* out, float* mean_out, float* rstd_out, const float* x,
+                          const float* gamma, const float* beta, int H, float eps) {
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < H; ++i) sum += x[i];
+  float mean = sum / H;
+  float var = 0.f;
+#pragma omp simd reduction(+ : var)
+  for (int i = 0; i < H; ++i) {
+    float d = x[i] - mean;
+    var += d * d;
+  }
+  var /= H;
+  float rstd = 1.f / std::sqrt(var + eps);
+#pragma omp simd
+  for (int i = 0; i < H; ++i) out[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
+  *mean_out = mean;
+  *rstd_out = rstd;
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* gamma,
+                       const float* beta, int T, int H, float eps) {
+#pragma omp parallel for schedule(static) if (size_t(T) * H > kParallelGrain)
+  for (int t = 0; t < T; ++t)
+    layernorm_row(out + size_t(t) * H, mean + t, rstd + t, x + size_t(t) * H, gamma, beta, H, eps);
+}
+
+void layernorm_backward(float* dx, float* dgamma, float* dbeta, const float* dout, const float* x,
+                        const float* mean, const float* rstd, const float* gamma, int T, int H) {
+  int threads = size_t(T) * H > kParallelGrain ? omp_get_max_threads() : 1;
+  // Per-thread partial dgamma/dbeta, summed at the end: no atomics, no races.
+  std::vector<float> partial(size_t(threads) * 2 * H, 0.f);
+#pragma omp parallel num_threads(threads)
+  {
+    float* pg = partial.data() + size_t(omp_get_thread_num()) * 2 * H;
+    float* pb = pg + H;
+#pragma omp for schedule(static)
+    for (int t = 0; t < T; ++t) {
+      const float* xr = x + size_t(t) * H;
+      const float* dr = dout + size_t(t) * H;
+      float* dxr = dx + size_t(t) * H;
+      float mu = mean[t], rs = rstd[t];
+      float sum_dxhat = 0.f, sum_dxhat_xhat = 0.f;
+#pragma omp simd reduction(+ : sum_dxhat, sum_dxhat_xhat)
+      for (int i = 0; i < H; ++i) {
+        float xhat = (xr[i] - mu) * rs;
+        float dxhat = dr[i] * gamma[i];
+        sum_dxhat += dxhat;
+        sum_dxhat_xhat += dxhat * xhat;
+        pg[i] += dr[i] * xhat;
+        pb[i] += dr[i];
+      }
+      float a = sum_dxhat / H, c = sum_dxhat_xhat / H;
+#pragma omp simd
+      for (int i = 0; i < H; ++i) {
+        float xhat = (xr[i] - mu) * rs;
+        dxr[i] = rs * (dr[i] * gamma[i] - a - xhat * c);
+      }
+    }
+  }
+  for (int k = 0; k < threads; ++k) {
+    const float* pg = partial.data() + size_t(k) * 2 * H;
+    for (int i = 0; i < H; ++i) {
+      dgamma[i] += pg[i];
+      dbeta[i] += pg[H + i];
+    }
+  }
+}
+
+void dropout_residual_layernorm_forward(float* out, float* s, float* mean, float* rstd,
+                                        const float* y, const float* residual, const float* gamma,
+                                        const float* beta, int T, int H, float eps,
+                                        const Dropout& drop) {
+  DropMask mask(drop);
+  bool active = drop.active();
+#pragma omp parallel for schedule(static) if (size_t(T) * H > kParallelGrain)
+  for (int t = 0; t < T; ++t) {
+    size_t base = size_t(t) * H;
+    float* sr = s + base;
+    if (active) {
+#pragma omp simd
+      for (int i = 0; i < H; ++i) sr[i] = y[base + i] * mask.factor(base + i) + residual[base + i];
+    } else {
+#pragma omp simd
+      for (int i = 0; i < H; ++i) sr[i] = y[base + i] + residual[base + i];
+    }
+    layernorm_row(out + base, mean + t, rstd + t, sr, gamma, beta, H, eps);
+  }
+}
+
+void bias_gelu_forward(float* u, float* g, const float* b, int T, int N) {
+#pragma omp parallel for schedule(static) if (size_t(T) * N > kParallelGrain)
+  for (int t = 0; t < T; ++t) {
+    float* ur = u + size_t(t) * N;
+    float* gr = g + size_t(t) * N;
+#pragma omp simd
+    for (int j = 0; j < N; ++j) {
+      float v = ur[j] + b[j];
+      ur[j] = v;
+      gr[j] = gelu(v);
+    }
+  }
+}
+
+void embeddings_forward(float* out, const int32_t* ids, const int32_t* positions,
+                        const int32_t* types, const float* word, const float* position,
+                        const float* token_type, int T, int H) {
+#pragma omp parallel for schedule(static) if (size_t(T) * H > kParallelGrain)
+  for (int t = 0; t < T; ++t) {
+    const float* w = word + size_t(ids[t]) * H;
+    const float* p = position + size_t(positions[t]) * H;
+    const float* tt = token_type + size_t(types ? types[t] : 0) * H;
+    float* o = out + size_t(t) * H;
+#pragma omp simd
+    for (int i = 0; i < H; ++i) o[i] = w[i] + p[i] + tt[i];
+  }
+}
+
+void embeddings_backward(float* dword, float* dposition, float* dtoken_type, const float* dout,
+                         const int32_t* ids, const int32_t* positions, const int32_t* types, int T,
+                         int H) {
+  // Several tokens share a row, so threads split the hidden dimension, not
+  // the tokens: each thread owns a column block of every table.
+#pragma omp parallel if (size_t(T) * H > kParallelGrain)
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int chunk = ((H + nt - 1) / nt + 15) / 16 * 16;
+    int i0 = std::min(H, id * chunk), i1 = std::min(H, i0 + chunk);
+    for (int t = 0; t < T; ++t) {
+      const float* d = dout + size_t(t) * H;
+      float* w = dword + size_t(ids[t]) * H;
+      float* p = dposition + size_t(positions[t]) * H;
+      float* tt = dtoken_type + size_t(types ? types[t] : 0) * H;
+#pragma omp simd
+      for (int i = i0; i < i1; ++i) {
+        w[i] += d[i];
+        p[i] += d[i];
+        tt[i] += d[i];
+      }
+    }
+  }
+}
+
+float cross_entropy_forward(float* probs, const float* logits, const int32_t* labels, int N, int C,
+                            int* counted) {
+  double total = 0.0;
+  int n = 0;
+  for (int r = 0; r < N; ++r) {
+    const float* z = logits + size_t(r) * C;
+    float* p = probs + size_t(r) * C;
+    float mx = z[0];
+    for (int c = 1; c < C; ++c) mx = std::max(mx, z[c]);
+    float sum = 0.f;
+    for (int c = 0; c < C; ++c) {
+      p[c] = std::exp(z[c] - mx);
+      sum += p[c];
+    }
+    float inv = 1.f / sum;
+    for (int c = 0; c < C; ++c) p[c] *= inv;
+    if (labels[r] != -100) {
+      // log_softmax as torch: (z - max) - log(sum exp(z - max))
+      total -= double(z[labels[r]] - mx) - std::log(double(sum));
+      ++n;
+    }
+  }
+  *counted = n;
+  return n ? float(total / n) : 0.f;
+}
+
+void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int C,
+                            int counted) {
+  float inv = counted ? 1.f / counted : 0.f;
+  for (int r = 0; r < N; ++r) {
+    float* d = dlogits + size_t(r) * C;
+    const float* p = probs + size_t(r) * C;
+    if (labels[r] == -100) {
+      std::fill(d, d + C, 0.f);
+      continue;
+    }
+    for (int c = 0; c < C; ++c) d[c] = p[c] * inv;
+    d[labels[r]] -= inv;
+  }
+}
+
+double sum_squares(const float* x, size_t n) {
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > kParallelGrain)
+  for (size_t b = 0; b < n; b += 4096) {
+    size_t e = std::min(n, b + 4096);
+    float acc = 0.f;  // a float partial per 4096 elements, summed in double
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = b; i < e; ++i) acc += x[i] * x[i];
+    total += acc;
+  }
+  return total;
+}
+
+void scale(float* x, size_t n, float factor) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) x[i] *= factor;
+}
+
+namespace {
+
+template <bool kZeroGrad>
+void adamw_loop(float* __restrict p, float* __restrict g, float* __restrict m,
+                float* __restrict v, size_t n, const AdamWStep c) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) {
+    float gi = g[i];
+    float pi = p[i] * c.pre_decay;
+    float mi = m[i] * c.beta1 + c.one_minus_beta1 * gi;
+    float vi = v[i] * c.beta2 + c.one_minus_beta2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    pi = pi - c.step_size * (mi / (std::sqrt(vi) / c.bias2_sqrt + c.eps));
+    p[i] = pi + c.post_decay * pi;
+    if constexpr (kZeroGrad) g[i] = 0.f;
+  }
+}
+
+}  // namespace
+
+void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  if (zero_grad)
+    adamw_loop<true>(p, g, m, v, n, s);
+  else
+    adamw_loop<false>(p, g, m, v, n, s);
+}
+
+}  // namespace bertune::kernels::cpu

@@ -1,0 +1,174 @@
+// Shape checks and device dispatch. The checks are cheap next to the work
+// they guard, so they stay on in release builds: a wrong shape is an Error
+// naming the op, never a silent out-of-bounds read.
+#include "kernels/ops.h"
+
+#include <string>
+
+#include "kernels/cpu/cpu.h"
+#include "util/error.h"
+
+namespace bertune::kernels {
+namespace {
+
+[[noreturn]] void no_backend(Device d, const char* op) {
+  throw Error(std::string("kernels::") + op + ": no " + device_name(d) +
+              " backend in this build (only CPU)");
+}
+
+void require(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error(std::string("kernels::") + op + ": " + what);
+}
+
+std::string dims(int a, int b) { return "[" + std::to_string(a) + ", " + std::to_string(b) + "]"; }
+
+}  // namespace
+
+#define DISPATCH(op, ...)                  \
+  switch (d) {                             \
+    case Device::CPU:                      \
+      return cpu::op(__VA_ARGS__);         \
+    default:                               \
+      no_backend(d, #op);                  \
+  }
+
+const char* device_name(Device d) {
+  switch (d) {
+    case Device::CPU: return "CPU";
+    case Device::CUDA: return "CUDA";
+  }
+  return "?";
+}
+
+void set_num_threads(int n) { cpu::set_num_threads(n); }
+int num_threads() { return cpu::num_threads(); }
+std::string gemm_backend() { return cpu::gemm_backend(); }
+
+void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout& drop) {
+  require(drop.p >= 0.f && drop.p < 1.f, "dropout_forward", "p must lie in [0, 1)");
+  DISPATCH(dropout_forward, y, x, n, drop);
+}
+void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Dropout& drop) {
+  require(drop.p >= 0.f && drop.p < 1.f, "dropout_backward", "p must lie in [0, 1)");
+  DISPATCH(dropout_backward, dx, dy, n, drop);
+}
+
+void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+          int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  require(M >= 0 && N >= 0 && K >= 0, "gemm", "negative size");
+  require(lda >= (trans_a ? M : K) && lda >= 1, "gemm", "lda " + std::to_string(lda) + " too small");
+  require(ldb >= (trans_b ? K : N) && ldb >= 1, "gemm", "ldb " + std::to_string(ldb) + " too small");
+  require(ldc >= N && ldc >= 1, "gemm", "ldc " + std::to_string(ldc) + " too small");
+  if (M == 0 || N == 0) return;
+  DISPATCH(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
+                    int in, int out) {
+  require(T >= 0 && in > 0 && out > 0, "linear_forward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
+  DISPATCH(linear_forward, y, x, W, b, T, in, out);
+}
+void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int T, int in, int out, bool accumulate_dx) {
+  require(T >= 0 && in > 0 && out > 0, "linear_backward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
+  DISPATCH(linear_backward, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
+}
+
+void gelu_forward(Device d, float* y, const float* x, size_t n) { DISPATCH(gelu_forward, y, x, n); }
+void gelu_backward(Device d, float* dx, const float* dy, const float* x, size_t n) {
+  DISPATCH(gelu_backward, dx, dy, x, n);
+}
+void tanh_forward(Device d, float* y, const float* x, size_t n) { DISPATCH(tanh_forward, y, x, n); }
+void tanh_backward(Device d, float* dx, const float* dy, const float* y, size_t n) {
+  DISPATCH(tanh_backward, dx, dy, y, n);
+}
+
+void layernorm_forward(Device d, float* out, float* mean, float* rstd, const float* x,
+                       const float* gamma, const float* beta, int T, int H, float eps) {
+  require(T >= 0 && H > 0, "layernorm_forward", "bad shape " + dims(T, H));
+  DISPATCH(layernorm_forward, out, mean, rstd, x, gamma, beta, T, H, eps);
+}
+void layernorm_backward(Device d, float* dx, float* dgamma, float* dbeta, const float* dout,
+                        const float* x, const float* mean, const float* rstd, const float* gamma,
+                        int T, int H) {
+  require(T >= 0 && H > 0, "layernorm_backward", "bad shape " + dims(T, H));
+  DISPATCH(layernorm_backward, dx, dgamma, dbeta, dout, x, mean, rstd, gamma, T, H);
+}
+void dropout_residual_layernorm_forward(Device d, float* out, float* s, float* mean, float* rstd,
+                                        const float* y, const float* residual, const float* gamma,
+                                        const float* beta, int T, int H, float eps,
+                                        const Dropout& drop) {
+  require(T >= 0 && H > 0, "dropout_residual_layernorm_forward", "bad shape " + dims(T, H));
+  DISPATCH(dropout_residual_layernorm_forward, out, s, mean, rstd, y, residual, gamma, beta, T, H,
+           eps, drop);
+}
+void bias_gelu_forward(Device d, float* u, float* g, const float* b, int T, int N) {
+  require(T >= 0 && N > 0, "bias_gelu_forward", "bad shape " + dims(T, N));
+  DISPATCH(bias_gelu_forward, u, g, b, T, N);
+}
+
+void embeddings_forward(Device d, float* out, const int32_t* ids, const int32_t* positions,
+                        const int32_t* types, const float* word, const float* position,
+                        const float* token_type, int T, int H) {
+  DISPATCH(embeddings_forward, out, ids, positions, types, word, position, token_type, T, H);
+}
+void embeddings_backward(Device d, float* dword, float* dposition, float* dtoken_type,
+                         const float* dout, const int32_t* ids, const int32_t* positions,
+                         const int32_t* types, int T, int H) {
+  DISPATCH(embeddings_backward, dword, dposition, dtoken_type, dout, ids, positions, types, T, H);
+}
+
+static void check_attention(const AttentionShape& s, const char* op) {
+  require(s.num_heads > 0 && s.head_dim > 0, op, "num_heads and head_dim must be positive");
+  for (int b = 0; b < s.num_sequences; ++b) {
+    int span = s.offsets[b + 1] - s.offsets[b];
+    require(span > 0 && s.lengths[b] > 0 && s.lengths[b] <= span, op,
+            "sequence " + std::to_string(b) + " has length " + std::to_string(s.lengths[b]) +
+                " in a span of " + std::to_string(span));
+    require(s.prob_offsets[b + 1] - s.prob_offsets[b] == int64_t(s.num_heads) * span * span, op,
+            "prob_offsets do not match heads x span^2");
+  }
+}
+void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
+                       const AttentionShape& shape, const Dropout& drop) {
+  check_attention(shape, "attention_forward");
+  DISPATCH(attention_forward, ctx, probs, qkv, shape, drop);
+}
+void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
+                        const float* probs, const AttentionShape& shape, const Dropout& drop) {
+  check_attention(shape, "attention_backward");
+  DISPATCH(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
+}
+
+float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
+                            int N, int C, int* counted) {
+  require(N >= 0 && C > 0, "cross_entropy_forward", "bad shape " + dims(N, C));
+  for (int i = 0; i < N; ++i)
+    require(labels[i] == -100 || (labels[i] >= 0 && labels[i] < C), "cross_entropy_forward",
+            "label " + std::to_string(labels[i]) + " of row " + std::to_string(i) +
+                " is outside [0, " + std::to_string(C) + ")");
+  DISPATCH(cross_entropy_forward, probs, logits, labels, N, C, counted);
+}
+void cross_entropy_backward(Device d, float* dlogits, const float* probs, const int32_t* labels,
+                            int N, int C, int counted) {
+  DISPATCH(cross_entropy_backward, dlogits, probs, labels, N, C, counted);
+}
+
+double sum_squares(Device d, const float* x, size_t n) { DISPATCH(sum_squares, x, n); }
+void scale(Device d, float* x, size_t n, float factor) { DISPATCH(scale, x, n, factor); }
+void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  DISPATCH(adamw_update, p, g, m, v, n, s, zero_grad);
+}
+
+Dropout Dropout::make(uint64_t seed, uint64_t step, uint64_t site, float p) {
+  auto mix = [](uint64_t z) {  // splitmix64 finaliser
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  return Dropout{mix(mix(mix(seed) + step) + site), p};
+}
+
+}  // namespace bertune::kernels

@@ -1,0 +1,148 @@
+#pragma once
+// The device-neutral front of every numerical kernel the model uses.
+//
+// Each op checks its shapes once, then dispatches on `Device` to a backend
+// body: kernels/cpu/*_cpu.cc today; a CUDA backend (cuBLAS + own kernels)
+// can later sit in kernels/gpu/ and be selected here without the model or
+// the trainer changing. Pointers are raw, row-major, contiguous unless a
+// leading dimension is given: the model owns the memory, the kernels only
+// compute (llm.c style).
+//
+// Conventions: forward ops overwrite their outputs; backward ops ACCUMULATE
+// (+=) into parameter gradients, and overwrite activation gradients unless
+// the comment says otherwise.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace bertune::kernels {
+
+enum class Device { CPU, CUDA };
+const char* device_name(Device d);
+
+// One thread pool for everything (OpenMP; the BLAS we load shares it).
+void set_num_threads(int n);  // n <= 0: all cores
+int num_threads();
+// What the GEMM runs on, e.g. "openblas-openmp 0.3.21 (SkylakeX kernels)" or "builtin".
+std::string gemm_backend();
+
+// ---- dropout -------------------------------------------------------------
+// Counter-based: whether element i is kept is a pure function of
+// (seed, step, site, i), so masks are reproducible, resumable and can be
+// regenerated in backward instead of stored.
+struct Dropout {
+  uint64_t stream = 0;  // hash of (seed, step, site)
+  float p = 0.f;        // drop probability; 0 = identity
+  static Dropout make(uint64_t seed, uint64_t step, uint64_t site, float p);
+  bool active() const { return p > 0.f; }
+};
+// y = x * mask / (1 - p)   (in place allowed)
+void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout& drop);
+// dx = dy * mask / (1 - p) (in place allowed)
+void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Dropout& drop);
+
+// ---- GEMM ----------------------------------------------------------------
+// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, op(A) [M,K], op(B) [K,N].
+// A is stored [M,K] (lda >= K), or [K,M] when trans_a (lda >= M); same for B.
+void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+          int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+// ---- linear (nn.Linear, weight [out, in]) ---------------------------------
+// y[T,out] = x[T,in] W^T + b   (b may be null)
+void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
+                    int in, int out);
+// dW += dy^T x; db += sum_t dy (db may be null);
+// dx = dy W, or dx += dy W when accumulate_dx (dx may be null: not needed).
+void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int T, int in, int out, bool accumulate_dx = false);
+
+// ---- elementwise / row ops -----------------------------------------------
+// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)).
+void gelu_forward(Device d, float* y, const float* x, size_t n);
+// dx = dy * gelu'(x)
+void gelu_backward(Device d, float* dx, const float* dy, const float* x, size_t n);
+// y = tanh(x); backward from y: dx = dy (1 - y^2)
+void tanh_forward(Device d, float* y, const float* x, size_t n);
+void tanh_backward(Device d, float* dx, const float* dy, const float* y, size_t n);
+
+// out = LayerNorm(x) over rows of H; saves mean and rstd [T] for backward.
+void layernorm_forward(Device d, float* out, float* mean, float* rstd, const float* x,
+                       const float* gamma, const float* beta, int T, int H, float eps);
+// dx = dLN/dx . dout (overwrite); dgamma, dbeta +=.
+void layernorm_backward(Device d, float* dx, float* dgamma, float* dbeta, const float* dout,
+                        const float* x, const float* mean, const float* rstd, const float* gamma,
+                        int T, int H);
+
+// The fused tail of both BERT sublayers (BertSelfOutput / BertOutput):
+//   s = dropout(y) + residual;  out = LayerNorm(s)
+// y already includes the dense bias. Saves s, mean, rstd for backward.
+void dropout_residual_layernorm_forward(Device d, float* out, float* s, float* mean, float* rstd,
+                                        const float* y, const float* residual, const float* gamma,
+                                        const float* beta, int T, int H, float eps,
+                                        const Dropout& drop);
+
+// Linear bias + GELU in one pass: u = y + b (kept for backward), g = gelu(u).
+void bias_gelu_forward(Device d, float* u, float* g, const float* b, int T, int N);
+
+// ---- embeddings ------------------------------------------------------------
+// out[t] = word[ids[t]] + position[pos[t]] + token_type[types[t]] (types may be null: 0)
+void embeddings_forward(Device d, float* out, const int32_t* ids, const int32_t* positions,
+                        const int32_t* types, const float* word, const float* position,
+                        const float* token_type, int T, int H);
+// Scatter-add dout into the rows that were read (sparse: only seen ids).
+void embeddings_backward(Device d, float* dword, float* dposition, float* dtoken_type,
+                         const float* dout, const int32_t* ids, const int32_t* positions,
+                         const int32_t* types, int T, int H);
+
+// ---- attention ---------------------------------------------------------------
+// Sequences lie end to end in the token dimension: sequence b owns rows
+// [offsets[b], offsets[b+1]) of every activation. Only the first lengths[b]
+// of them are real; when lengths[b] is shorter (padded mode) the rest are pad
+// rows that are still computed, with pad KEYS masked exactly as HF does it
+// (score + finfo(float32).min). qkv is [T, 3H] = [Q | K | V]; heads split H.
+struct AttentionShape {
+  const int32_t* offsets = nullptr;  // [B+1]
+  const int32_t* lengths = nullptr;  // [B]
+  int num_sequences = 0;
+  int num_heads = 0;
+  int head_dim = 0;
+  // probs layout: sequence b, head h starts at prob_offsets[b] + h * n_b * n_b
+  const int64_t* prob_offsets = nullptr;  // [B+1]
+};
+// probs: softmax(Q K^T / sqrt(d) + mask) before dropout (kept for backward).
+void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
+                       const AttentionShape& shape, const Dropout& drop);
+// dqkv (overwrite) from dctx.
+void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
+                        const float* probs, const AttentionShape& shape, const Dropout& drop);
+
+// ---- loss ------------------------------------------------------------------
+// Mean cross-entropy over rows whose label != ignore_index (-100), as
+// torch.nn.CrossEntropyLoss. Writes softmax probs [N,C]; returns the loss
+// (0 when no row counts) and the number of counted rows.
+float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
+                            int N, int C, int* counted);
+// dlogits = (probs - onehot) / counted for counted rows, 0 elsewhere (overwrite).
+void cross_entropy_backward(Device d, float* dlogits, const float* probs, const int32_t* labels,
+                            int N, int C, int counted);
+
+// ---- optimizer ---------------------------------------------------------------
+// Sum of squares of x[0..n) in double.
+double sum_squares(Device d, const float* x, size_t n);
+void scale(Device d, float* x, size_t n, float factor);
+
+// One fused AdamW pass over flat buffers, covering both forms the HF Trainer
+// can use (train/optimizer.h picks the coefficients):
+//   p *= pre_decay                                   (torch.optim.AdamW: 1 - lr*wd)
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
+//   p += post_decay * p                              (transformers.AdamW: -lr*wd)
+//   g = 0 when zero_grad (the Trainer's zero_grad, without another pass).
+struct AdamWStep {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+  float step_size, bias2_sqrt, pre_decay, post_decay;
+};
+void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad);
+
+}  // namespace bertune::kernels

@@ -1,0 +1,670 @@
+#include "model/bert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "util/error.h"
+#include "util/profiler.h"
+
+namespace bertune::model {
+namespace k = bertune::kernels;
+
+namespace {
+
+// Times the rest of the enclosing block under `phase` when profiling is on.
+#define PHASE(phase) ProfileScope profile_scope_##__LINE__(phase)
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+uint64_t splitmix(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_name(const std::string& s) {  // FNV-1a: per-tensor init streams
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Dropout sites: one stream per place dropout happens.
+constexpr uint64_t kSiteEmbeddings = 0, kSiteClassifier = 1000000;
+uint64_t site_attention_probs(int l) { return 1 + 3 * uint64_t(l); }
+uint64_t site_attention_output(int l) { return 2 + 3 * uint64_t(l); }
+uint64_t site_ffn_output(int l) { return 3 + 3 * uint64_t(l); }
+
+}  // namespace
+
+// ---------------------------------------------------------------- Batch
+
+Batch Batch::packed(const std::vector<std::vector<int32_t>>& sequences,
+                    std::vector<int32_t> labels) {
+  Batch b;
+  b.offsets.push_back(0);
+  for (const auto& s : sequences) {
+    b.input_ids.insert(b.input_ids.end(), s.begin(), s.end());
+    b.lengths.push_back(static_cast<int32_t>(s.size()));
+    b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
+  }
+  b.labels = std::move(labels);
+  return b;
+}
+
+Batch Batch::padded(const std::vector<std::vector<int32_t>>& sequences, int pad_to,
+                    int32_t pad_id, std::vector<int32_t> labels) {
+  int longest = 0;
+  for (const auto& s : sequences) longest = std::max(longest, static_cast<int>(s.size()));
+  int span = pad_to > 0 ? pad_to : longest;
+  if (longest > span)
+    throw Error("Batch::padded: a sequence of " + std::to_string(longest) +
+                " tokens does not fit pad length " + std::to_string(span));
+  Batch b;
+  b.offsets.push_back(0);
+  for (const auto& s : sequences) {
+    b.input_ids.insert(b.input_ids.end(), s.begin(), s.end());
+    b.input_ids.insert(b.input_ids.end(), span - s.size(), pad_id);
+    b.lengths.push_back(static_cast<int32_t>(s.size()));
+    b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
+  }
+  b.labels = std::move(labels);
+  return b;
+}
+
+int64_t Batch::real_tokens() const {
+  int64_t n = 0;
+  for (int32_t l : lengths) n += l;
+  return n;
+}
+
+// ---------------------------------------------------------------- parameters
+
+BertModel::BertModel(BertConfig config, Task task, k::Device device)
+    : config_(std::move(config)), task_(task), device_(device) {
+  build_layout();
+  init_weights(0);
+}
+
+void BertModel::build_layout() {
+  const int64_t V = config_.vocab_size, H = config_.hidden_size, I = config_.intermediate_size;
+  const int64_t P = config_.max_position_embeddings, TT = config_.type_vocab_size;
+  size_t offset = 0;
+  // align: start on a 64-byte boundary. Q, K and V are added unaligned after
+  // each other so that they form one [3H, H] matrix (and one [3H] bias): one
+  // GEMM computes all three.
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool align = true,
+                 bool head = false) {
+    if (align) offset = (offset + 15) / 16 * 16;
+    ParamInfo p;
+    p.name = name;
+    p.shape = std::move(shape);
+    p.numel = 1;
+    for (auto d : p.shape) p.numel *= static_cast<size_t>(d);
+    p.offset = offset;
+    p.decay = name.find("bias") == std::string::npos &&
+              name.find("LayerNorm.weight") == std::string::npos;
+    p.head = head;
+    offset += p.numel;
+    info_.push_back(std::move(p));
+  };
+  add("bert.embeddings.word_embeddings.weight", {V, H});
+  add("bert.embeddings.position_embeddings.weight", {P, H});
+  add("bert.embeddings.token_type_embeddings.weight", {TT, H});
+  add("bert.embeddings.LayerNorm.weight", {H});
+  add("bert.embeddings.LayerNorm.bias", {H});
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
+    add(pre + "attention.self.query.weight", {H, H});
+    add(pre + "attention.self.key.weight", {H, H}, false);
+    add(pre + "attention.self.value.weight", {H, H}, false);
+    add(pre + "attention.self.query.bias", {H});
+    add(pre + "attention.self.key.bias", {H}, false);
+    add(pre + "attention.self.value.bias", {H}, false);
+    add(pre + "attention.output.dense.weight", {H, H});
+    add(pre + "attention.output.dense.bias", {H});
+    add(pre + "attention.output.LayerNorm.weight", {H});
+    add(pre + "attention.output.LayerNorm.bias", {H});
+    add(pre + "intermediate.dense.weight", {I, H});
+    add(pre + "intermediate.dense.bias", {I});
+    add(pre + "output.dense.weight", {H, I});
+    add(pre + "output.dense.bias", {H});
+    add(pre + "output.LayerNorm.weight", {H});
+    add(pre + "output.LayerNorm.bias", {H});
+  }
+  if (task_ == Task::SequenceClassification) {
+    const int64_t C = config_.num_labels();
+    add("bert.pooler.dense.weight", {H, H}, true, true);
+    add("bert.pooler.dense.bias", {H}, true, true);
+    add("classifier.weight", {C, H}, true, true);
+    add("classifier.bias", {C}, true, true);
+  } else {
+    add("cls.predictions.transform.dense.weight", {H, H}, true, true);
+    add("cls.predictions.transform.dense.bias", {H}, true, true);
+    add("cls.predictions.transform.LayerNorm.weight", {H}, true, true);
+    add("cls.predictions.transform.LayerNorm.bias", {H}, true, true);
+    add("cls.predictions.bias", {V}, true, true);  // the decoder weight is word_embeddings
+  }
+  offset = (offset + 15) / 16 * 16;
+  params_.assign(offset, 0.f);
+  grads_.assign(offset, 0.f);
+  p_ = views(params_.data());
+  g_ = views(grads_.data());
+}
+
+BertModel::Params BertModel::views(float* base) const {
+  size_t i = 0;
+  auto next = [&]() { return base + info_.at(i++).offset; };
+  Params p;
+  p.word = next();
+  p.position = next();
+  p.token_type = next();
+  p.emb_ln_g = next();
+  p.emb_ln_b = next();
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    LayerParams L;
+    L.qkv_w = next();
+    next();
+    next();  // key, value weights follow query's
+    L.qkv_b = next();
+    next();
+    next();
+    L.attn_out_w = next();
+    L.attn_out_b = next();
+    L.ln1_g = next();
+    L.ln1_b = next();
+    L.ffn_in_w = next();
+    L.ffn_in_b = next();
+    L.ffn_out_w = next();
+    L.ffn_out_b = next();
+    L.ln2_g = next();
+    L.ln2_b = next();
+    p.layers.push_back(L);
+  }
+  if (task_ == Task::SequenceClassification) {
+    p.pool_w = next();
+    p.pool_b = next();
+    p.cls_w = next();
+    p.cls_b = next();
+  } else {
+    p.mlm_w = next();
+    p.mlm_b = next();
+    p.mlm_ln_g = next();
+    p.mlm_ln_b = next();
+    p.mlm_bias = next();
+  }
+  return p;
+}
+
+const ParamInfo& BertModel::param(const std::string& name) const {
+  for (const auto& p : info_)
+    if (p.name == name) return p;
+  throw Error("model has no parameter named '" + name + "'");
+}
+
+void BertModel::init_param(const ParamInfo& p, uint64_t seed) {
+  float* x = params_.data() + p.offset;
+  bool is_layernorm = p.name.find("LayerNorm") != std::string::npos;
+  bool is_bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
+  if (is_layernorm) {
+    std::fill(x, x + p.numel, is_bias ? 0.f : 1.f);
+    return;
+  }
+  if (is_bias) {
+    std::fill(x, x + p.numel, 0.f);
+    return;
+  }
+  // Box-Muller on a per-tensor splitmix64 stream: independent of the order
+  // tensors are initialised in.
+  uint64_t state = seed ^ hash_name(p.name);
+  const double stddev = config_.initializer_range;
+  for (size_t i = 0; i < p.numel; i += 2) {
+    double u1 = (static_cast<double>(splitmix(state) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+    double u2 = static_cast<double>(splitmix(state) >> 11) * 0x1.0p-53;
+    double r = std::sqrt(-2.0 * std::log(u1)), a = 2.0 * M_PI * u2;
+    x[i] = static_cast<float>(stddev * r * std::cos(a));
+    if (i + 1 < p.numel) x[i + 1] = static_cast<float>(stddev * r * std::sin(a));
+  }
+  if (p.name == "bert.embeddings.word_embeddings.weight") {
+    int pad = config_.pad_token_id;
+    if (pad >= 0 && pad < config_.vocab_size)
+      std::fill(x + size_t(pad) * config_.hidden_size, x + size_t(pad + 1) * config_.hidden_size,
+                0.f);
+  }
+}
+
+void BertModel::init_weights(uint64_t seed) {
+  for (const auto& p : info_) init_param(p, seed);
+}
+
+LoadReport BertModel::load_state_dict(const io::TensorMap& tensors, uint64_t head_init_seed) {
+  LoadReport report;
+  for (const auto& p : info_) {
+    auto it = tensors.find(p.name);
+    if (it == tensors.end()) {
+      if (!p.head) throw Error("checkpoint has no tensor " + p.name);
+      init_param(p, head_init_seed);
+      report.initialised.push_back(p.name);
+      continue;
+    }
+    if (it->second.shape != p.shape)
+      throw Error("tensor " + p.name + " has shape " + shape_str(it->second.shape) +
+                  ", config says " + shape_str(p.shape));
+    if (it->second.data.size() != p.numel)
+      throw Error("tensor " + p.name + " holds " + std::to_string(it->second.data.size()) +
+                  " values, its shape needs " + std::to_string(p.numel));
+    std::copy(it->second.data.begin(), it->second.data.end(), params_.data() + p.offset);
+  }
+  for (const auto& [name, t] : tensors) {
+    bool known = std::any_of(info_.begin(), info_.end(), [&](const ParamInfo& p) { return p.name == name; });
+    // The MLM decoder is tied to word_embeddings / cls.predictions.bias.
+    bool tied = name == "cls.predictions.decoder.weight" || name == "cls.predictions.decoder.bias";
+    if (!known && !(tied && task_ == Task::MaskedLM)) report.unused.push_back(name);
+  }
+  return report;
+}
+
+std::vector<io::TensorRef> BertModel::state_dict() const {
+  std::vector<io::TensorRef> out;
+  for (const auto& p : info_) out.push_back({p.name, p.shape, params_.data() + p.offset});
+  return out;
+}
+
+std::vector<io::TensorRef> BertModel::grad_dict() const {
+  std::vector<io::TensorRef> out;
+  for (const auto& p : info_) out.push_back({p.name, p.shape, grads_.data() + p.offset});
+  return out;
+}
+
+void BertModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+
+// ---------------------------------------------------------------- batch setup
+
+k::Dropout BertModel::dropout(uint64_t site, float p) const {
+  if (!train_) p = 0.f;
+  return k::Dropout::make(dropout_seed_, forward_step_, site, p);
+}
+
+// Validates the batch, lays out the activation arena for it.
+void BertModel::prepare(const Batch& batch, bool train) {
+  const int B = batch.num_sequences(), T = batch.num_rows();
+  if (B == 0) throw Error("forward: empty batch");
+  if (static_cast<int>(batch.offsets.size()) != B + 1 || batch.offsets[0] != 0 ||
+      batch.offsets[B] != T)
+    throw Error("forward: batch offsets must run from 0 to the number of tokens, one per sequence + 1");
+  if (!batch.token_type_ids.empty() && static_cast<int>(batch.token_type_ids.size()) != T)
+    throw Error("forward: token_type_ids has " + std::to_string(batch.token_type_ids.size()) +
+                " entries for " + std::to_string(T) + " tokens");
+  for (int b = 0; b < B; ++b) {
+    int span = batch.offsets[b + 1] - batch.offsets[b];
+    if (batch.lengths[b] <= 0 || batch.lengths[b] > span)
+      throw Error("forward: sequence " + std::to_string(b) + " has length " +
+                  std::to_string(batch.lengths[b]) + " in a span of " + std::to_string(span));
+    if (span > config_.max_position_embeddings)
+      throw Error("forward: sequence " + std::to_string(b) + " spans " + std::to_string(span) +
+                  " tokens, max_position_embeddings is " +
+                  std::to_string(config_.max_position_embeddings));
+  }
+  for (int t = 0; t < T; ++t) {
+    if (batch.input_ids[t] < 0 || batch.input_ids[t] >= config_.vocab_size)
+      throw Error("forward: token id " + std::to_string(batch.input_ids[t]) + " at row " +
+                  std::to_string(t) + " is outside the vocabulary (" +
+                  std::to_string(config_.vocab_size) + ")");
+    if (!batch.token_type_ids.empty() &&
+        (batch.token_type_ids[t] < 0 || batch.token_type_ids[t] >= config_.type_vocab_size))
+      throw Error("forward: token_type_id " + std::to_string(batch.token_type_ids[t]) +
+                  " at row " + std::to_string(t) + " is outside type_vocab_size");
+  }
+  if (!batch.labels.empty()) {
+    size_t want = task_ == Task::SequenceClassification ? B : T;
+    if (batch.labels.size() != want)
+      throw Error("forward: " + std::to_string(batch.labels.size()) + " labels for " +
+                  std::to_string(want) +
+                  (task_ == Task::SequenceClassification ? " sequences" : " tokens"));
+  }
+
+  T_ = T;
+  B_ = B;
+  train_ = train;
+  ids_ = batch.input_ids;
+  types_ = batch.token_type_ids.empty() ? std::vector<int32_t>(T, 0) : batch.token_type_ids;
+  offsets_ = batch.offsets;
+  lengths_ = batch.lengths;
+  labels_ = batch.labels;
+  positions_.resize(T);
+  prob_offsets_.assign(B + 1, 0);
+  const int nh = config_.num_attention_heads;
+  for (int b = 0; b < B; ++b) {
+    int o = offsets_[b], span = offsets_[b + 1] - o;
+    for (int i = 0; i < span; ++i) positions_[o + i] = i;
+    prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
+  }
+  shape_.offsets = offsets_.data();
+  shape_.lengths = lengths_.data();
+  shape_.num_sequences = B;
+  shape_.num_heads = nh;
+  shape_.head_dim = config_.head_dim();
+  shape_.prob_offsets = prob_offsets_.data();
+
+  // ---- arena layout ----
+  const size_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
+  const size_t TH = size_t(T) * H, TI = size_t(T) * I, P = size_t(prob_offsets_[B]);
+  const int L = config_.num_hidden_layers;
+  const size_t C = task_ == Task::SequenceClassification ? config_.num_labels() : V;
+  const size_t logit_rows = task_ == Task::SequenceClassification ? B : T;
+  std::vector<std::pair<float**, size_t>> plan;
+  auto take = [&](float** ptr, size_t n) { plan.emplace_back(ptr, n); };
+  take(&emb_sum_, TH);
+  take(&emb_mean_, T);
+  take(&emb_rstd_, T);
+  take(&x0_, TH);
+  // Eval keeps two layers of activations and alternates: layer l only reads
+  // layer l-1's output.
+  const int sets = train ? L : std::min(L, 2);
+  std::vector<LayerActs> sets_acts(sets);
+  for (auto& a : sets_acts) {
+    take(&a.qkv, 3 * TH);
+    take(&a.probs, P);
+    take(&a.ctx, TH);
+    take(&a.s1, TH);
+    take(&a.mean1, T);
+    take(&a.rstd1, T);
+    take(&a.h1, TH);
+    take(&a.u, TI);
+    take(&a.s2, TH);
+    take(&a.mean2, T);
+    take(&a.rstd2, T);
+    take(&a.out, TH);
+  }
+  take(&scratch_h_, TH);
+  take(&scratch_i_, TI);
+  if (task_ == Task::SequenceClassification) {
+    take(&pooled_in_, B * H);
+    take(&pooled_, B * H);
+    take(&pooled_drop_, B * H);
+  } else {
+    take(&t1_, TH);
+    take(&t2_, TH);
+    take(&t3_, TH);
+    take(&mlm_mean_, T);
+    take(&mlm_rstd_, T);
+  }
+  take(&logits_, logit_rows * C);
+  take(&ce_probs_, logit_rows * C);
+  if (train) {
+    take(&d_x_, TH);
+    take(&d_s_, TH);
+    take(&d_y_, TH);
+    take(&d_ctx_, TH);
+    take(&d_qkv_, 3 * TH);
+    take(&d_big_, TI);
+    take(&d_logits_, logit_rows * C);
+    take(&d_head_a_, std::max(size_t(B), size_t(T)) * H);
+    take(&d_head_b_, std::max(size_t(B), size_t(T)) * H);
+  }
+  size_t total = 0;
+  for (auto& [ptr, n] : plan) total += (n + 15) / 16 * 16;
+  if (arena_.size() < total) {
+    arena_.clear();
+    arena_.shrink_to_fit();
+    arena_.resize(total);
+  }
+  float* cursor = arena_.data();
+  for (auto& [ptr, n] : plan) {
+    *ptr = cursor;
+    cursor += (n + 15) / 16 * 16;
+  }
+  acts_.resize(L);
+  for (int l = 0; l < L; ++l) acts_[l] = sets_acts[l % sets];
+  logit_rows_ = static_cast<int>(logit_rows);
+  logit_cols_ = static_cast<int>(C);
+}
+
+const float* BertModel::hidden_state(int i) const {
+  if (!have_activations_) throw Error("hidden_state: needs a training forward first");
+  if (i < 0 || i > config_.num_hidden_layers)
+    throw Error("hidden_state: index " + std::to_string(i) + " out of range");
+  return layer_input(i);
+}
+
+// ---------------------------------------------------------------- forward
+
+float BertModel::forward(const Batch& batch, bool train) {
+  have_activations_ = false;
+  prepare(batch, train);
+  forward_step_ = dropout_step_;
+  if (train) ++dropout_step_;
+
+  embeddings_forward();
+  for (int l = 0; l < config_.num_hidden_layers; ++l) layer_forward(l);
+  float loss = task_ == Task::SequenceClassification ? classifier_forward(batch) : mlm_forward(batch);
+  have_activations_ = train;
+  return loss;
+}
+
+// BertEmbeddings: LayerNorm(word + position + token_type), dropout.
+void BertModel::embeddings_forward() {
+  PHASE("fwd embeddings+layernorm");
+  const int T = T_, H = config_.hidden_size;
+  k::embeddings_forward(device_, emb_sum_, ids_.data(), positions_.data(), types_.data(), p_.word,
+                        p_.position, p_.token_type, T, H);
+  k::layernorm_forward(device_, x0_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
+                       config_.layer_norm_eps);
+  k::dropout_forward(device_, x0_, x0_, size_t(T) * H,
+                     dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+}
+
+// BertLayer, post-LN:
+//   h1  = LayerNorm(x + dropout(Attention(x) W_o + b_o))
+//   out = LayerNorm(h1 + dropout(GELU(h1 W_1 + b_1) W_2 + b_2))
+void BertModel::layer_forward(int l) {
+  const int T = T_, H = config_.hidden_size, I = config_.intermediate_size;
+  const float eps = config_.layer_norm_eps;
+  const LayerParams& w = p_.layers[l];
+  LayerActs& a = acts_[l];
+  const float* x = layer_input(l);
+
+  {
+    PHASE("fwd qkv gemm");
+    k::linear_forward(device_, a.qkv, x, w.qkv_w, w.qkv_b, T, H, 3 * H);
+  }
+  {
+    PHASE("fwd attention");
+    k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,
+                         dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+  }
+  {
+    PHASE("fwd attn-out gemm");
+    k::linear_forward(device_, scratch_h_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(
+        device_, a.h1, a.s1, a.mean1, a.rstd1, scratch_h_, x, w.ln1_g, w.ln1_b, T, H, eps,
+        dropout(site_attention_output(l), config_.hidden_dropout_prob));
+  }
+  {
+    PHASE("fwd ffn-in gemm");
+    k::linear_forward(device_, a.u, a.h1, w.ffn_in_w, nullptr, T, H, I);
+  }
+  {
+    PHASE("fwd bias+gelu");
+    k::bias_gelu_forward(device_, a.u, scratch_i_, w.ffn_in_b, T, I);
+  }
+  {
+    PHASE("fwd ffn-out gemm");
+    k::linear_forward(device_, scratch_h_, scratch_i_, w.ffn_out_w, w.ffn_out_b, T, I, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(device_, a.out, a.s2, a.mean2, a.rstd2, scratch_h_, a.h1,
+                                          w.ln2_g, w.ln2_b, T, H, eps,
+                                          dropout(site_ffn_output(l), config_.hidden_dropout_prob));
+  }
+}
+
+// BertPooler (tanh dense on [CLS]) -> dropout -> classifier -> mean CE.
+float BertModel::classifier_forward(const Batch& batch) {
+  PHASE("fwd+bwd head");
+  const int B = B_, H = config_.hidden_size, C = config_.num_labels();
+  const float* last = layer_input(config_.num_hidden_layers);
+  for (int b = 0; b < B; ++b)
+    std::memcpy(pooled_in_ + size_t(b) * H, last + size_t(offsets_[b]) * H, H * sizeof(float));
+  k::linear_forward(device_, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
+  k::tanh_forward(device_, pooled_, pooled_, size_t(B) * H);
+  float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;
+  k::dropout_forward(device_, pooled_drop_, pooled_, size_t(B) * H, dropout(kSiteClassifier, p));
+  k::linear_forward(device_, logits_, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
+  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
+  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), B, C, &counted_);
+}
+
+// BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias.
+float BertModel::mlm_forward(const Batch& batch) {
+  PHASE("fwd+bwd head");
+  const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
+  const float* last = layer_input(config_.num_hidden_layers);
+  k::linear_forward(device_, t1_, last, p_.mlm_w, p_.mlm_b, T, H, H);
+  k::gelu_forward(device_, t2_, t1_, size_t(T) * H);
+  k::layernorm_forward(device_, t3_, mlm_mean_, mlm_rstd_, t2_, p_.mlm_ln_g, p_.mlm_ln_b, T, H,
+                       config_.layer_norm_eps);
+  k::linear_forward(device_, logits_, t3_, p_.word, p_.mlm_bias, T, H, V);
+  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
+  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), T, V, &counted_);
+}
+
+// ---------------------------------------------------------------- backward
+
+void BertModel::backward() {
+  if (!have_activations_) throw Error("backward: needs a training forward (train = true) first");
+  if (labels_.empty()) throw Error("backward: the batch had no labels, so there is no loss");
+  if (task_ == Task::SequenceClassification)
+    classifier_backward();
+  else
+    mlm_backward();
+  for (int l = config_.num_hidden_layers - 1; l >= 0; --l) layer_backward(l);
+  embeddings_backward();
+}
+
+// Leaves d loss / d (last hidden state) in d_x_.
+void BertModel::classifier_backward() {
+  PHASE("fwd+bwd head");
+  const int B = B_, T = T_, H = config_.hidden_size, C = config_.num_labels();
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), B, C, counted_);
+  float* d_pooled = d_head_a_;
+  float* d_pooled_in = d_head_b_;
+  k::linear_backward(device_, d_pooled, g_.cls_w, g_.cls_b, d_logits_, pooled_drop_, p_.cls_w, B, H, C);
+  float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;
+  k::dropout_backward(device_, d_pooled, d_pooled, size_t(B) * H, dropout(kSiteClassifier, p));
+  k::tanh_backward(device_, d_pooled, d_pooled, pooled_, size_t(B) * H);
+  k::linear_backward(device_, d_pooled_in, g_.pool_w, g_.pool_b, d_pooled, pooled_in_, p_.pool_w, B, H, H);
+  std::fill(d_x_, d_x_ + size_t(T) * H, 0.f);
+  for (int b = 0; b < B; ++b)
+    std::memcpy(d_x_ + size_t(offsets_[b]) * H, d_pooled_in + size_t(b) * H, H * sizeof(float));
+}
+
+void BertModel::mlm_backward() {
+  PHASE("fwd+bwd head");
+  const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), T, V, counted_);
+  float* d_t3 = d_head_a_;
+  float* d_t2 = d_head_b_;
+  // The decoder is word_embeddings: its gradient lands in the embedding's.
+  k::linear_backward(device_, d_t3, g_.word, g_.mlm_bias, d_logits_, t3_, p_.word, T, H, V);
+  k::layernorm_backward(device_, d_t2, g_.mlm_ln_g, g_.mlm_ln_b, d_t3, t2_, mlm_mean_, mlm_rstd_,
+                        p_.mlm_ln_g, T, H);
+  k::gelu_backward(device_, d_t2, d_t2, t1_, size_t(T) * H);
+  k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_t2, layer_input(config_.num_hidden_layers),
+                     p_.mlm_w, T, H, H);
+}
+
+// In: d_x_ = d loss / d (output of layer l). Out: d_x_ = d loss / d (its input).
+void BertModel::layer_backward(int l) {
+  const int T = T_, H = config_.hidden_size, I = config_.intermediate_size;
+  const size_t TH = size_t(T) * H;
+  const LayerParams& w = p_.layers[l];
+  LayerParams& gw = g_.layers[l];
+  const LayerActs& a = acts_[l];
+  const float* x = layer_input(l);
+
+  // FFN sublayer: out = LN2(dropout(g W_2 + b_2) + h1)
+  const float* d_y = d_s_;
+  {
+    PHASE("bwd layernorm+dropout");
+    k::layernorm_backward(device_, d_s_, gw.ln2_g, gw.ln2_b, d_x_, a.s2, a.mean2, a.rstd2, w.ln2_g,
+                          T, H);
+    auto drop = dropout(site_ffn_output(l), config_.hidden_dropout_prob);
+    if (drop.active()) {
+      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
+      d_y = d_y_;
+    }
+  }
+  {
+    PHASE("bwd gelu");
+    k::gelu_forward(device_, scratch_i_, a.u, size_t(T) * I);  // recomputed, not stored
+  }
+  {
+    PHASE("bwd ffn-out gemm");
+    k::linear_backward(device_, d_big_, gw.ffn_out_w, gw.ffn_out_b, d_y, scratch_i_, w.ffn_out_w,
+                       T, I, H);
+  }
+  {
+    PHASE("bwd gelu");
+    k::gelu_backward(device_, d_big_, d_big_, a.u, size_t(T) * I);
+  }
+  {
+    PHASE("bwd ffn-in gemm");
+    // d h1 = residual path + through the FFN
+    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_big_, a.h1, w.ffn_in_w, T, H, I,
+                       /*accumulate_dx=*/true);
+  }
+
+  // attention sublayer: h1 = LN1(dropout(ctx W_o + b_o) + x)
+  d_y = d_s_;
+  {
+    PHASE("bwd layernorm+dropout");
+    k::layernorm_backward(device_, d_s_, gw.ln1_g, gw.ln1_b, d_x_, a.s1, a.mean1, a.rstd1, w.ln1_g,
+                          T, H);
+    auto drop = dropout(site_attention_output(l), config_.hidden_dropout_prob);
+    if (drop.active()) {
+      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
+      d_y = d_y_;
+    }
+  }
+  {
+    PHASE("bwd attn-out gemm");
+    k::linear_backward(device_, d_ctx_, gw.attn_out_w, gw.attn_out_b, d_y, a.ctx, w.attn_out_w, T,
+                       H, H);
+  }
+  {
+    PHASE("bwd attention");
+    k::attention_backward(device_, d_qkv_, d_ctx_, a.qkv, a.probs, shape_,
+                          dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+  }
+  {
+    PHASE("bwd qkv gemm");
+    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.qkv_w, gw.qkv_b, d_qkv_, x, w.qkv_w, T, H, 3 * H,
+                       /*accumulate_dx=*/true);
+  }
+}
+
+void BertModel::embeddings_backward() {
+  PHASE("bwd embeddings+layernorm");
+  const int T = T_, H = config_.hidden_size;
+  k::dropout_backward(device_, d_x_, d_x_, size_t(T) * H,
+                      dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+  k::layernorm_backward(device_, d_s_, g_.emb_ln_g, g_.emb_ln_b, d_x_, emb_sum_, emb_mean_, emb_rstd_,
+                        p_.emb_ln_g, T, H);
+  k::embeddings_backward(device_, g_.word, g_.position, g_.token_type, d_s_, ids_.data(),
+                         positions_.data(), types_.data(), T, H);
+}
+
+}  // namespace bertune::model

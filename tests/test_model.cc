@@ -1,0 +1,416 @@
+// BERT forward/backward/optimizer against Hugging Face (transformers 4.30.2,
+// torch 1.13.1) golden outputs in shared/golden/bert, plus finite-difference
+// gradient checks of every layer type on a tiny random model.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "model/bert.h"
+#include "train/optimizer.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+using namespace bertune;
+using model::Batch;
+using model::BertConfig;
+using model::BertModel;
+using model::Task;
+
+namespace {
+
+std::filesystem::path golden(const std::string& name) { return shared_path("golden/bert/" + name); }
+
+nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+struct Golden {
+  BertConfig config;
+  std::vector<std::vector<int32_t>> sequences;
+  std::vector<int32_t> labels;
+};
+
+Golden classification_inputs() {
+  Golden g;
+  g.config = BertConfig::load(golden("tiny_config.json"));
+  auto j = read_json(golden("tiny_inputs.json"));
+  g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
+  g.labels = j["labels"].get<std::vector<int32_t>>();
+  return g;
+}
+
+float max_abs(const float* x, size_t n) {
+  float m = 0.f;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+  return m;
+}
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float m = 0.f;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Rows of a padded activation that hold real tokens, packed end to end.
+std::vector<float> real_rows(const float* x, const Batch& b, int H) {
+  std::vector<float> out;
+  for (int s = 0; s < b.num_sequences(); ++s)
+    out.insert(out.end(), x + size_t(b.offsets[s]) * H, x + size_t(b.offsets[s] + b.lengths[s]) * H);
+  return out;
+}
+
+void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::TensorMap& ref,
+                              const char* mode) {
+  const int H = m.config().hidden_size;
+  const auto& logits = ref.at("logits");
+  ASSERT_EQ(size_t(m.logits_rows()) * m.logits_cols(), logits.data.size());
+  float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
+  std::printf("[%s] logits max |err| = %.3g\n", mode, err);
+  EXPECT_LE(err, 1e-4f) << mode;
+  for (int i = 0; i <= m.config().num_hidden_layers; ++i) {
+    const auto& h = ref.at("hidden_states." + std::to_string(i));
+    auto ours = real_rows(m.hidden_state(i), batch, H);
+    ASSERT_EQ(ours.size(), h.data.size());
+    float e = max_abs_diff(ours.data(), h.data.data(), ours.size());
+    std::printf("[%s] hidden_states.%d max |err| = %.3g\n", mode, i, e);
+    EXPECT_LE(e, 1e-4f) << mode << " hidden_states." << i;
+  }
+}
+
+// Every gradient in `ref`: max |ours - ref| <= 1e-3 * max |ref|.
+void expect_grads(const BertModel& m, const io::TensorMap& ref, const char* mode) {
+  float worst = 0.f;
+  for (const auto& [name, t] : ref) {
+    const auto& p = m.param(name);
+    ASSERT_EQ(p.shape, t.shape) << name;
+    const float* g = m.grads() + p.offset;
+    float scale = max_abs(t.data.data(), t.data.size());
+    float err = max_abs_diff(g, t.data.data(), t.data.size());
+    float rel = scale > 0 ? err / scale : err;
+    worst = std::max(worst, rel);
+    std::printf("[%s] grad %-55s max|err| %.3g  rel-to-max %.3g\n", mode, name.c_str(), err, rel);
+    EXPECT_LE(err, 1e-3f * scale + 1e-9f) << mode << " " << name;
+  }
+  std::printf("[%s] worst gradient error relative to tensor max: %.3g\n", mode, worst);
+}
+
+}  // namespace
+
+TEST(BertGolden, ForwardMatchesHuggingFacePacked) {
+  auto g = classification_inputs();
+  BertModel m(g.config, Task::SequenceClassification);
+  auto report = m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  EXPECT_TRUE(report.initialised.empty());
+  auto ref = io::read_safetensors(golden("tiny_forward.safetensors"));
+  Batch batch = Batch::packed(g.sequences, g.labels);
+  float loss = m.forward(batch, /*train=*/true);
+  expect_logits_and_hidden(m, batch, ref, "packed");
+  float want = ref.at("loss").data[0];
+  std::printf("[packed] loss %.8f vs %.8f rel err %.3g\n", loss, want, std::fabs(loss - want) / want);
+  EXPECT_NEAR(loss, want, 1e-5f * want);
+}
+
+TEST(BertGolden, EvalForwardKeepsNoActivationsButSameLogits) {
+  auto g = classification_inputs();
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  auto ref = io::read_safetensors(golden("tiny_forward.safetensors"));
+  Batch batch = Batch::packed(g.sequences);  // no labels: no loss
+  float loss = m.forward(batch, /*train=*/false);
+  EXPECT_TRUE(std::isnan(loss));
+  EXPECT_LE(max_abs_diff(m.logits(), ref.at("logits").data.data(), 10), 1e-4f);
+  EXPECT_THROW(m.backward(), Error);
+}
+
+TEST(BertGolden, GradientsMatchHuggingFacePacked) {
+  auto g = classification_inputs();
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  m.forward(Batch::packed(g.sequences, g.labels), true);
+  m.zero_grad();
+  m.backward();
+  expect_grads(m, io::read_safetensors(golden("tiny_grads.safetensors")), "packed");
+}
+
+TEST(BertGolden, PaddedModeGivesTheSameLogitsAndGradients) {
+  auto g = classification_inputs();
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  auto ref = io::read_safetensors(golden("tiny_forward.safetensors"));
+  auto grads = io::read_safetensors(golden("tiny_grads.safetensors"));
+  for (int pad_to : {0, 24}) {  // longest (16) and a fixed max_length
+    Batch batch = Batch::padded(g.sequences, pad_to, g.config.pad_token_id, g.labels);
+    ASSERT_EQ(batch.num_rows(), 5 * (pad_to ? pad_to : 16));
+    std::string mode = pad_to ? "padded-24" : "padded-longest";
+    float loss = m.forward(batch, true);
+    expect_logits_and_hidden(m, batch, ref, mode.c_str());
+    EXPECT_NEAR(loss, ref.at("loss").data[0], 1e-5f * ref.at("loss").data[0]);
+    m.zero_grad();
+    m.backward();
+    expect_grads(m, grads, mode.c_str());
+  }
+}
+
+TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
+  auto g = classification_inputs();
+  auto steps = read_json(golden("tiny_adamw.json"));
+  auto after = io::read_safetensors(golden("tiny_after_adamw.safetensors"));
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  // The golden run matches torch.optim.AdamW ("adamw_torch"), see train/optimizer.h.
+  train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
+                       .variant = train::AdamWVariant::Torch});
+  Batch batch = Batch::packed(g.sequences, g.labels);
+  m.zero_grad();
+  for (int step = 0; step < 3; ++step) {
+    float loss = m.forward(batch, true);
+    m.backward();
+    double norm = train::clip_grad_norm(m, 1.0);
+    double lr = train::learning_rate(train::Schedule::Linear, 1e-3, step, 2, 10);
+    opt.step(lr);
+    double want_loss = steps["loss_before_each_step"][step];
+    double want_lr = steps["lr_of_each_step"][step];
+    double want_norm = steps["grad_norm_before_clip"][step];
+    std::printf("[adamw] step %d loss %.8f (ref %.8f) lr %.6g (ref %.6g) norm %.8f (ref %.8f)\n",
+                step, loss, want_loss, lr, want_lr, norm, want_norm);
+    EXPECT_NEAR(loss, want_loss, 1e-5 * want_loss);
+    EXPECT_NEAR(lr, want_lr, 1e-12);
+    EXPECT_NEAR(norm, want_norm, 1e-5 * want_norm);
+  }
+  // Adam's first steps move every weight by about lr * sign(m): elements whose
+  // true gradient is ~0 (key biases: softmax ignores them) follow fp32 noise
+  // in both implementations, hence an absolute bound well below one update.
+  float worst = 0.f;
+  std::string worst_name;
+  for (const auto& p : m.param_info()) {
+    const auto& t = after.at(p.name);
+    float err = max_abs_diff(m.params() + p.offset, t.data.data(), p.numel);
+    if (err > worst) worst = err, worst_name = p.name;
+    EXPECT_LE(err, 5e-5f) << p.name;
+  }
+  std::printf("[adamw] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3)\n",
+              worst, worst_name.c_str());
+}
+
+TEST(BertGolden, MaskedLMMatchesHuggingFace) {
+  BertConfig config = BertConfig::load(golden("tiny_config.json"));
+  auto j = read_json(golden("tiny_mlm_inputs.json"));
+  auto seqs = j["input_sequences"].get<std::vector<std::vector<int32_t>>>();
+  auto labels = j["labels"].get<std::vector<std::vector<int32_t>>>();
+  auto init = io::read_safetensors(golden("tiny_mlm_init.safetensors"));
+  auto ref = io::read_safetensors(golden("tiny_mlm_forward.safetensors"));
+  auto grads = io::read_safetensors(golden("tiny_mlm_grads.safetensors"));
+  BertModel m(config, Task::MaskedLM);
+  auto report = m.load_state_dict(init);
+  EXPECT_TRUE(report.initialised.empty());
+  EXPECT_TRUE(report.unused.empty()) << report.unused.front();
+  for (int pad_to : {-1, 0}) {  // packed, then padded to the longest
+    Batch batch = pad_to < 0 ? Batch::packed(seqs) : Batch::padded(seqs, 0, 0);
+    for (int s = 0; s < batch.num_sequences(); ++s) {
+      batch.labels.insert(batch.labels.end(), labels[s].begin(), labels[s].end());
+      int pad = batch.offsets[s + 1] - batch.offsets[s] - batch.lengths[s];
+      batch.labels.insert(batch.labels.end(), pad, -100);
+    }
+    const char* mode = pad_to < 0 ? "mlm-packed" : "mlm-padded";
+    float loss = m.forward(batch, true);
+    auto logits = real_rows(m.logits(), batch, config.vocab_size);
+    float err = max_abs_diff(logits.data(), ref.at("logits").data.data(), logits.size());
+    std::printf("[%s] logits max |err| %.3g, loss %.8f vs %.8f\n", mode, err, loss,
+                ref.at("loss").data[0]);
+    EXPECT_LE(err, 1e-4f);
+    EXPECT_NEAR(loss, ref.at("loss").data[0], 1e-5f * ref.at("loss").data[0]);
+    m.zero_grad();
+    m.backward();
+    expect_grads(m, grads, mode);
+  }
+}
+
+TEST(BertModelApi, LoadChecksShapesAndInitialisesMissingHead) {
+  auto g = classification_inputs();
+  auto tensors = io::read_safetensors(golden("tiny_init.safetensors"));
+  {
+    BertConfig three = g.config;
+    three.set_num_labels(3);
+    BertModel m(three, Task::SequenceClassification);
+    try {
+      m.load_state_dict(tensors);
+      FAIL() << "a 2-label classifier loaded into a 3-label model";
+    } catch (const Error& e) {
+      EXPECT_STREQ(e.what(), "tensor classifier.weight has shape [2, 64], config says [3, 64]");
+    }
+  }
+  tensors.erase("classifier.weight");
+  tensors.erase("classifier.bias");
+  BertModel m(g.config, Task::SequenceClassification);
+  auto report = m.load_state_dict(tensors, 7);
+  EXPECT_EQ(report.initialised, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+  const auto& w = m.param("classifier.weight");
+  float sd = 0;
+  for (size_t i = 0; i < w.numel; ++i) sd += m.params()[w.offset + i] * m.params()[w.offset + i];
+  sd = std::sqrt(sd / w.numel);
+  EXPECT_GT(sd, 0.01f);
+  EXPECT_LT(sd, 0.03f);
+  EXPECT_EQ(max_abs(m.params() + m.param("classifier.bias").offset, 2), 0.f);
+
+  tensors.erase("bert.encoder.layer.1.output.dense.weight");
+  EXPECT_THROW(m.load_state_dict(tensors), Error);
+}
+
+TEST(BertModelApi, InitIsHuggingFaceStyleAndSeeded) {
+  BertConfig c = BertConfig::load(golden("tiny_config.json"));
+  BertModel a(c, Task::SequenceClassification), b(c, Task::SequenceClassification);
+  a.init_weights(123);
+  b.init_weights(123);
+  EXPECT_EQ(0, std::memcmp(a.params(), b.params(), a.num_params() * sizeof(float)));
+  b.init_weights(124);
+  EXPECT_NE(0, std::memcmp(a.params(), b.params(), a.num_params() * sizeof(float)));
+  const auto& word = a.param("bert.embeddings.word_embeddings.weight");
+  const float* w = a.params() + word.offset;
+  EXPECT_EQ(max_abs(w + c.pad_token_id * c.hidden_size, c.hidden_size), 0.f);  // padding_idx
+  double sum = 0, sq = 0;
+  for (size_t i = 0; i < word.numel; ++i) sum += w[i], sq += double(w[i]) * w[i];
+  EXPECT_NEAR(sum / word.numel, 0.0, 1e-3);
+  EXPECT_NEAR(std::sqrt(sq / word.numel), 0.02 * std::sqrt(511.0 / 512.0), 1e-3);
+  const float* ln = a.params() + a.param("bert.encoder.layer.0.output.LayerNorm.weight").offset;
+  EXPECT_EQ(ln[0], 1.f);
+  EXPECT_EQ(max_abs(a.params() + a.param("bert.encoder.layer.0.output.dense.bias").offset, 64), 0.f);
+  // decay groups as the HF Trainer makes them
+  EXPECT_FALSE(a.param("bert.embeddings.LayerNorm.weight").decay);
+  EXPECT_FALSE(a.param("classifier.bias").decay);
+  EXPECT_TRUE(a.param("bert.encoder.layer.0.attention.self.query.weight").decay);
+}
+
+TEST(Schedules, MatchTransformersLambdas) {
+  using train::Schedule;
+  // get_linear_schedule_with_warmup(warmup 2, total 10)
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::Linear, 1e-3, 0, 2, 10), 0.0);
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::Linear, 1e-3, 1, 2, 10), 5e-4);
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::Linear, 1e-3, 6, 2, 10), 1e-3 * 4 / 8);
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::Linear, 1e-3, 12, 2, 10), 0.0);
+  // get_cosine_schedule_with_warmup: half a cosine from warmup to total
+  EXPECT_NEAR(train::learning_rate(Schedule::Cosine, 1e-3, 6, 2, 10), 0.5e-3, 1e-15);
+  EXPECT_NEAR(train::learning_rate(Schedule::Cosine, 1e-3, 10, 2, 10), 0.0, 1e-15);
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::ConstantWithWarmup, 1e-3, 1, 4, 10), 2.5e-4);
+  EXPECT_DOUBLE_EQ(train::learning_rate(Schedule::Constant, 1e-3, 1, 4, 10), 1e-3);
+  EXPECT_THROW(train::parse_schedule("polynomial"), Error);
+}
+
+// ---------------------------------------------------------------- finite differences
+
+namespace {
+
+// A tiny random model whose LayerNorm parameters and biases are moved off
+// 1/0 so that every path carries gradient.
+BertModel tiny_random_model(Task task, float dropout) {
+  BertConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 24;
+  c.max_position_embeddings = 16;
+  c.hidden_dropout_prob = dropout;
+  c.attention_probs_dropout_prob = dropout;
+  c.initializer_range = 0.3f;
+  BertModel m(c, task);
+  m.init_weights(5);
+  uint64_t s = 99;
+  for (size_t i = 0; i < m.num_params(); ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    m.params()[i] += 0.1f * (float((s >> 40) & 0xFFFF) / 65536.f - 0.5f);
+  }
+  return m;
+}
+
+// Central differences on a sample of each tensor, compared to backward().
+void finite_difference_check(BertModel& m, const Batch& batch) {
+  m.set_dropout_step(0);
+  m.forward(batch, true);
+  m.zero_grad();
+  m.backward();
+  std::vector<float> analytic(m.grads(), m.grads() + m.num_params());
+  const float eps = 1e-2f;
+  for (const auto& p : m.param_info()) {
+    float worst = 0.f, gmax = max_abs(analytic.data() + p.offset, p.numel);
+    int checked = 0;
+    for (size_t i = 0; i < p.numel; i += 1 + p.numel / 23) {
+      float& w = m.params()[p.offset + i];
+      float orig = w;
+      w = orig + eps;
+      m.set_dropout_step(0);
+      double up = m.forward(batch, true);
+      w = orig - eps;
+      m.set_dropout_step(0);
+      double down = m.forward(batch, true);
+      w = orig;
+      float fd = float((up - down) / (2.0 * eps));
+      float an = analytic[p.offset + i];
+      worst = std::max(worst, std::fabs(fd - an));
+      EXPECT_NEAR(fd, an, 3e-3f + 3e-2f * std::fabs(an)) << p.name << "[" << i << "]";
+      ++checked;
+    }
+    std::printf("[fd] %-50s checked %2d  max |fd - analytic| %.2g (grad max %.2g)\n",
+                p.name.c_str(), checked, worst, gmax);
+  }
+}
+
+}  // namespace
+
+TEST(BertFiniteDifferences, ClassifierEveryLayerTypeWithDropout) {
+  BertModel m = tiny_random_model(Task::SequenceClassification, 0.1f);
+  Batch batch = Batch::packed({{2, 5, 9, 3}, {2, 17, 3}, {2, 30, 31, 32, 33, 8, 3}}, {1, 0, 1});
+  batch.token_type_ids = {0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
+  finite_difference_check(m, batch);
+}
+
+TEST(BertFiniteDifferences, ClassifierPaddedMode) {
+  BertModel m = tiny_random_model(Task::SequenceClassification, 0.f);
+  Batch batch = Batch::padded({{2, 5, 9, 3}, {2, 17, 3}}, 6, 0, {1, 0});
+  finite_difference_check(m, batch);
+}
+
+TEST(BertFiniteDifferences, MaskedLMHead) {
+  BertModel m = tiny_random_model(Task::MaskedLM, 0.f);
+  Batch batch = Batch::packed({{2, 4, 9, 3}, {2, 17, 4, 4, 3}});
+  batch.labels = {-100, 7, -100, -100, -100, -100, 11, 12, -100};
+  finite_difference_check(m, batch);
+}
+
+TEST(BertDropout, MasksAreReproducibleAndStepDependent) {
+  BertModel m = tiny_random_model(Task::SequenceClassification, 0.3f);
+  Batch batch = Batch::packed({{2, 5, 9, 3}, {2, 17, 3}}, {1, 0});
+  m.set_dropout_seed(1);
+  m.set_dropout_step(10);
+  float a = m.forward(batch, true);
+  EXPECT_EQ(m.dropout_step(), 11u);
+  float b = m.forward(batch, true);  // step 11: other masks
+  m.set_dropout_step(10);
+  float c = m.forward(batch, true);
+  float eval1 = m.forward(batch, false), eval2 = m.forward(batch, false);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(eval1, eval2);
+  EXPECT_NE(a, eval1);
+}
+
+TEST(BertModelApi, RejectsBadBatchesByName) {
+  BertModel m = tiny_random_model(Task::SequenceClassification, 0.f);
+  Batch bad = Batch::packed({{2, 50, 3}}, {0});
+  try {
+    m.forward(bad, false);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 50 at row 1"), std::string::npos) << e.what();
+  }
+  Batch too_long = Batch::packed({std::vector<int32_t>(17, 5)});
+  EXPECT_THROW(m.forward(too_long, false), Error);
+  Batch labels = Batch::packed({{2, 3}}, {0, 1});
+  EXPECT_THROW(m.forward(labels, false), Error);
+}
