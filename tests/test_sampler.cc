@@ -87,20 +87,20 @@ TEST(Batches, LayoutPerPaddingMode) {
   std::vector<int32_t> labels = {1, 0, 1};
   std::vector<size_t> idx = {0, 1};
 
-  auto packed = build_batch(seqs, labels, idx, Padding::Packed, 8, 0);
+  auto packed = build_host_batch(seqs, labels, idx, Padding::Packed, 8, 0);
   EXPECT_EQ(packed.input_ids, std::vector<int32_t>({2, 10, 3, 2, 11, 12, 13, 3}));
   EXPECT_EQ(packed.offsets, std::vector<int32_t>({0, 3, 8}));
   EXPECT_EQ(packed.row_length, 0);
   EXPECT_EQ(packed.real_tokens(), 8);
   EXPECT_EQ(packed.processed_tokens(), 8);
 
-  auto longest = build_batch(seqs, labels, idx, Padding::Longest, 8, 0);
+  auto longest = build_host_batch(seqs, labels, idx, Padding::Longest, 8, 0);
   EXPECT_EQ(longest.row_length, 5);
   EXPECT_EQ(longest.input_ids, std::vector<int32_t>({2, 10, 3, 0, 0, 2, 11, 12, 13, 3}));
   EXPECT_EQ(longest.lengths, std::vector<int32_t>({3, 5}));
   EXPECT_EQ(longest.labels, std::vector<int32_t>({1, 0}));
 
-  auto maxlen = build_batch(seqs, labels, idx, Padding::MaxLength, 8, 0);
+  auto maxlen = build_host_batch(seqs, labels, idx, Padding::MaxLength, 8, 0);
   EXPECT_EQ(maxlen.row_length, 8);
   EXPECT_EQ(maxlen.processed_tokens(), 16);
   EXPECT_EQ(maxlen.offsets, std::vector<int32_t>({0, 8, 16}));
@@ -111,6 +111,6 @@ TEST(Batches, LayoutPerPaddingMode) {
   counts.add(packed);
   EXPECT_DOUBLE_EQ(counts.padding_fraction(), 1.0 - 16.0 / 24.0);
 
-  EXPECT_THROW(build_batch(seqs, labels, idx, Padding::MaxLength, 4, 0), Error);
+  EXPECT_THROW(build_host_batch(seqs, labels, idx, Padding::MaxLength, 4, 0), Error);
   EXPECT_THROW(parse_padding("dynamic"), Error);
 }

@@ -80,29 +80,13 @@ std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order,
   return batches;
 }
 
-Padding parse_padding(const std::string& s) {
-  if (s == "max_length") return Padding::MaxLength;
-  if (s == "longest") return Padding::Longest;
-  if (s == "packed") return Padding::Packed;
-  throw Error("--padding: '" + s + "' is not one of max_length|longest|packed");
-}
-
-const char* padding_name(Padding p) {
-  switch (p) {
-    case Padding::MaxLength: return "max_length";
-    case Padding::Longest: return "longest";
-    case Padding::Packed: return "packed";
-  }
-  return "?";
-}
-
 int64_t HostBatch::real_tokens() const {
   int64_t n = 0;
   for (int32_t l : lengths) n += l;
   return n;
 }
 
-HostBatch build_batch(const std::vector<std::vector<int32_t>>& sequences,
+HostBatch build_host_batch(const std::vector<std::vector<int32_t>>& sequences,
                       const std::vector<int32_t>& labels, const std::vector<size_t>& batch,
                       Padding padding, int max_length, int32_t pad_id) {
   HostBatch b;
@@ -111,9 +95,9 @@ HostBatch build_batch(const std::vector<std::vector<int32_t>>& sequences,
   int32_t longest = 0;
   for (size_t i : batch) {
     const auto& seq = sequences.at(i);
-    if (seq.empty()) throw Error("build_batch: example " + std::to_string(i) + " has no tokens");
+    if (seq.empty()) throw Error("build_host_batch: example " + std::to_string(i) + " has no tokens");
     if (max_length > 0 && static_cast<int>(seq.size()) > max_length)
-      throw Error("build_batch: example " + std::to_string(i) + " is longer than max_length");
+      throw Error("build_host_batch: example " + std::to_string(i) + " is longer than max_length");
     b.lengths.push_back(static_cast<int32_t>(seq.size()));
     b.labels.push_back(i < labels.size() ? labels[i] : -1);
     longest = std::max(longest, static_cast<int32_t>(seq.size()));

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "train/batching.h"
+
 namespace bertune::train {
 
 // SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, statistically sound for shuffling, and
@@ -65,13 +67,8 @@ inline int64_t batches_per_epoch(size_t n, int batch_size) {
 
 // ---- batch layout ----
 
-enum class Padding {
-  MaxLength,  // every sequence padded to max_length (the notebook's tokenizer(padding='max_length'))
-  Longest,    // padded to the batch's longest (DataCollatorWithPadding)
-  Packed,     // sequences laid end to end, no padding at all
-};
-Padding parse_padding(const std::string& s);  // throws Error listing the choices
-const char* padding_name(Padding p);
+// Padding (packed | longest | max_length), parse_padding and padding_name come from the
+// engine's train/batching.h, so the trainer and `bertune bench train` speak the same modes.
 
 // A batch on the host, ready for the model. Packed: `input_ids` holds the sequences end to
 // end and `row_length` is 0. Padded: `input_ids` is [batch, row_length] row-major, pad_id
@@ -93,7 +90,7 @@ struct HostBatch {
 };
 
 // `sequences[i]` are token ids (already truncated to max_length, with [CLS] ... [SEP]).
-HostBatch build_batch(const std::vector<std::vector<int32_t>>& sequences,
+HostBatch build_host_batch(const std::vector<std::vector<int32_t>>& sequences,
                       const std::vector<int32_t>& labels, const std::vector<size_t>& batch,
                       Padding padding, int max_length, int32_t pad_id);
 
