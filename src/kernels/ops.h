@@ -133,6 +133,7 @@ void scale(Device d, float* x, size_t n, float factor);
 
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
 // can use (train/optimizer.h picks the coefficients):
+//   g *= grad_scale                                  (grad-norm clipping, fused)
 //   p *= pre_decay                                   (torch.optim.AdamW: 1 - lr*wd)
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
@@ -141,6 +142,7 @@ void scale(Device d, float* x, size_t n, float factor);
 struct AdamWStep {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
   float step_size, bias2_sqrt, pre_decay, post_decay;
+  float grad_scale = 1.f;
 };
 void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);

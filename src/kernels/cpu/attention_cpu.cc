@@ -16,16 +16,21 @@
 namespace bertune::kernels::cpu {
 namespace {
 
-inline float dot(const float* a, const float* b, int n) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-  for (int i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
-
 inline void axpy(float* y, float a, const float* x, int n) {
 #pragma omp simd
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// dst[k * n + j] = src[j * ld + k]
+inline void transpose_head(float* dst, const float* src, int n, int d, int ld) {
+  for (int j = 0; j < n; ++j)
+    for (int k = 0; k < d; ++k) dst[size_t(k) * n + j] = src[size_t(j) * ld + k];
+}
+
+// row[j] = sum_k q[k] * xt[k * n + j]
+inline void scores_row(float* row, const float* q, const float* xt, int n, int d) {
+  std::fill(row, row + n, 0.f);
+  for (int k = 0; k < d; ++k) axpy(row, q[k], xt + size_t(k) * n, n);
 }
 
 int max_span(const AttentionShape& s) {
@@ -49,20 +54,23 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
   const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> dropped(span_max);
+    // K of one head transposed to [d, n]: a score row is then d axpys over
+    // contiguous keys instead of n horizontal dot-product reductions.
+    std::vector<float> dropped(span_max), kt(size_t(d) * span_max);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
         const int o = shape.offsets[b], n = shape.offsets[b + 1] - o, valid = shape.lengths[b];
         const int64_t pbase = shape.prob_offsets[b] + int64_t(h) * n * n;
         float* P = probs + pbase;
+        transpose_head(kt.data(), qkv + size_t(o) * H3 + H + h * d, n, d, H3);
         for (int i = 0; i < n; ++i) {
           const float* q = qkv + size_t(o + i) * H3 + h * d;
           float* row = P + size_t(i) * n;
+          scores_row(row, q, kt.data(), n, d);
           float mx = -FLT_MAX;
           for (int j = 0; j < n; ++j) {
-            const float* k = qkv + size_t(o + j) * H3 + H + h * d;
-            float s = dot(q, k, d) / sqrt_d;
+            float s = row[j] / sqrt_d;
             if (j >= valid) s += masked;
             row[j] = s;
             mx = std::max(mx, s);
@@ -106,13 +114,14 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
   const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> dprob(span_max), factor(span_max, 1.f);
+    std::vector<float> dprob(span_max), factor(span_max, 1.f), vt(size_t(d) * span_max);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
         const int o = shape.offsets[b], n = shape.offsets[b + 1] - o;
         const int64_t pbase = shape.prob_offsets[b] + int64_t(h) * n * n;
         const float* P = probs + pbase;
+        transpose_head(vt.data(), qkv + size_t(o) * H3 + 2 * H + h * d, n, d, H3);
         for (int j = 0; j < n; ++j) {
           float* dk = dqkv + size_t(o + j) * H3 + H + h * d;
           std::fill(dk, dk + d, 0.f);
@@ -129,12 +138,12 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
           }
           // ctx_i = sum_j dropout(P_ij) V_j  =>  dV_j += dropout(P_ij) dctx_i,
           // dP_ij = dropout'(dctx_i . V_j)
+          scores_row(dprob.data(), dc, vt.data(), n, d);  // dctx_i . V_j
           float weighted = 0.f;
           for (int j = 0; j < n; ++j) {
-            const float* v = qkv + size_t(o + j) * H3 + 2 * H + h * d;
             float* dv = dqkv + size_t(o + j) * H3 + 2 * H + h * d;
             float f = factor[j];
-            float g = dot(dc, v, d) * f;
+            float g = dprob[j] * f;
             dprob[j] = g;
             weighted += row[j] * g;
             float w = row[j] * f;
