@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/checkpoint.h"
 #include "io/half.h"
 #include "io/safetensors.h"
+#include "io/torch_pickle.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -30,7 +32,7 @@ fs::path fresh_temp_dir(const std::string& name) {
   return dir;
 }
 
-[[maybe_unused]] fs::path fixture(const std::string& name) {
+fs::path fixture(const std::string& name) {
   return fs::path(BERTUNE_SOURCE_DIR) / "tests" / "fixtures" / "io" / name;
 }
 
@@ -202,5 +204,308 @@ TEST(Safetensors, HostileFilesGiveClearErrors) {
   // the reason named, not because the helper builds bad files.
   write_bytes(p, safetensors_bytes("{" + ok_entry + "}", eight_floats));
   EXPECT_EQ(io::read_safetensors(p).at("a").data.size(), 8u);
+  fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------- float16/bfloat16
+
+TEST(HalfFloat, NarrowingMatchesTorchBitForBit) {
+  // torch's .half() / .bfloat16() on specials, ties, subnormals, overflow.
+  json j = json::parse(io::read_file(fixture("half_rounding.json")));
+  auto in = j["float32_bits"].get<std::vector<uint32_t>>();
+  auto f16 = j["float16_bits"].get<std::vector<uint32_t>>();
+  auto bf16 = j["bfloat16_bits"].get<std::vector<uint32_t>>();
+  ASSERT_EQ(in.size(), f16.size());
+  ASSERT_GT(in.size(), 500u);
+  for (size_t i = 0; i < in.size(); ++i) {
+    float x = std::bit_cast<float>(in[i]);
+    EXPECT_EQ(io::float_to_half(x), f16[i]) << "x=" << x << " i=" << i;
+    EXPECT_EQ(io::float_to_bf16(x), bf16[i]) << "x=" << x << " i=" << i;
+  }
+}
+
+TEST(HalfFloat, WideningIsExactForEveryPattern) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    float f = io::half_to_float(static_cast<uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_EQ(h & 0x7c00, 0x7c00u);
+      continue;
+    }
+    EXPECT_EQ(io::float_to_half(f), h);  // widening loses nothing
+    EXPECT_EQ(io::float_to_bf16(io::bf16_to_float(static_cast<uint16_t>(h))), h);
+  }
+  EXPECT_EQ(io::half_to_float(0x3c00), 1.0f);
+  EXPECT_EQ(io::half_to_float(0x0001), 0x1p-24f);
+  EXPECT_EQ(io::half_to_float(0x7bff), 65504.f);
+}
+
+// ---------------------------------------------------------- pytorch_model.bin
+
+TEST(TorchBin, ReadsWhatTorchSaveWrote) {
+  auto tensors = io::read_torch_bin(fixture("mixed.bin"));
+  json expected = json::parse(io::read_file(fixture("mixed_expected.json")));
+  ASSERT_EQ(tensors.size(), expected["tensors"].size());
+  for (auto& [name, e] : expected["tensors"].items()) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(tensors.count(name));
+    const auto& t = tensors.at(name);
+    EXPECT_EQ(t.shape, e["shape"].get<std::vector<int64_t>>());
+    auto values = e["values"].get<std::vector<double>>();
+    ASSERT_EQ(t.data.size(), values.size());
+    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(t.data[i], static_cast<float>(values[i])) << i;
+  }
+  for (auto& name : expected["skipped"]) EXPECT_EQ(tensors.count(name.get<std::string>()), 0u);
+  // The views really are views: the transposed copy differs from the base.
+  EXPECT_EQ(tensors.at("f32.transposed").data[1], tensors.at("f32.base").data[6]);
+  EXPECT_EQ(tensors.at("f32.slice").data[0], tensors.at("f32.base").data[8]);
+}
+
+TEST(TorchBin, LegacyBertCheckpointEqualsGoldenSafetensors) {
+  // The HF golden weights, re-saved by torch.save with gamma/beta names.
+  auto from_bin = io::read_state_dict(fixture("bert_tiny_legacy.bin"));
+  auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
+  ASSERT_EQ(from_bin.size(), golden.size());
+  for (const auto& [name, t] : golden) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(from_bin.count(name));
+    EXPECT_EQ(from_bin.at(name).shape, t.shape);
+    EXPECT_TRUE(from_bin.at(name).data == t.data);
+  }
+}
+
+TEST(TorchBin, BrokenAndHostileFilesGiveClearErrors) {
+  expect_error([] { io::read_torch_bin(fixture("legacy_format.bin")); },
+               {"legacy_format.bin", "legacy", "torch >= 1.6"});
+  expect_error([] { io::read_torch_bin(fixture("evil_reduce.bin")); },
+               {"evil_reduce.bin", "'posix.system'", "refusing"});
+  expect_error([] { io::read_torch_bin(fixture("bad_view.bin")); },
+               {"bad_view.bin", "'too_far'", "offset 2", "storage holding 6"});
+  expect_error([] { io::read_torch_bin(fixture("missing_storage.bin")); },
+               {"missing_storage.bin", "missing_storage/data/1", "'lost'"});
+  expect_error([] { io::read_torch_bin(fixture("short_storage.bin")); },
+               {"short_storage.bin", "holds 7 bytes", "HalfStorage", "needs 14"});
+
+  fs::path dir = fresh_temp_dir("torch_hostile");
+  const std::string good = io::read_file(fixture("mixed.bin"));
+  // Truncated anywhere: the zip directory at the end goes first.
+  for (size_t keep : {size_t{0}, size_t{3}, size_t{100}, good.size() / 2, good.size() - 30,
+                      good.size() - 1}) {
+    SCOPED_TRACE(keep);
+    fs::path p = dir / "truncated.bin";
+    write_bytes(p, good.substr(0, keep));
+    expect_error([&] { io::read_torch_bin(p); }, {p.string()});
+  }
+  // A flipped byte inside a storage: caught by the entry's CRC.
+  size_t at = good.find("mixed/data/0");
+  ASSERT_NE(at, std::string::npos);
+  size_t header = at - 30;  // local file header: name and extra-field lengths at +26, +28
+  size_t data = header + 30 + static_cast<uint8_t>(good[header + 26]) +
+                (static_cast<uint8_t>(good[header + 28]) | static_cast<uint8_t>(good[header + 29]) << 8);
+  std::string flipped = good;
+  flipped[data + 40] ^= 0x5a;  // inside the 96 bytes of the float32 storage
+  write_bytes(dir / "flipped.bin", flipped);
+  expect_error([&] { io::read_torch_bin(dir / "flipped.bin"); }, {"flipped.bin", "damaged"});
+  write_bytes(dir / "text.bin", "hello, this is not a checkpoint");
+  expect_error([&] { io::read_torch_bin(dir / "text.bin"); }, {"text.bin", "not a torch.save zip"});
+  fs::remove_all(dir);
+}
+
+TEST(TorchPickle, HostilePicklesAreRefusedNotRun) {
+  // Small pickle builders, so each case reads as its opcodes.
+  auto u32 = [](uint32_t n) { return std::string(reinterpret_cast<const char*>(&n), 4); };
+  auto unicode = [&](const std::string& s) {
+    std::string out = "X";  // BINUNICODE: 4-byte length, UTF-8 bytes
+    out += u32(static_cast<uint32_t>(s.size()));
+    return out + s;
+  };
+  const std::string proto("\x80\x02", 2);
+  auto parse = [](const std::string& bytes) { return io::parse_state_dict_pickle(bytes, "x.bin"); };
+  auto err = [&](const std::string& bytes, std::vector<std::string> fragments) {
+    fragments.insert(fragments.begin(), "x.bin");
+    expect_error([&] { parse(bytes); }, fragments);
+  };
+  EXPECT_TRUE(parse(proto + "}q" + std::string(1, '\0') + ".").empty());  // empty state_dict is fine
+
+  err(proto, {"truncated"});
+  err(proto + "X" + u32(255) + "ab", {"truncated"});
+  err(proto + "s.", {"stack underflow"});
+  err(proto + "h\x05.", {"memo entry 5"});
+  err(proto + "}(K\x01.", {"ends with"});
+  err(proto + "K\x01.", {"int, not a state_dict"});
+  err(proto + "\xff.", {"opcode 0xff"});
+  err("\x80\x09}.", {"protocol 9"});
+  err(proto + "cos\nsystem\n" + unicode("ls") + "\x85R.", {"'os.system'", "refusing"});
+  err(proto + "cbuiltins\neval\n" + unicode("1") + "\x85R.", {"'builtins.eval'"});
+  err(proto + "}" + unicode("a") + "K\x01s.", {"'a' is a int, not a tensor"});
+  err(proto + "]q" + std::string(1, '\0') + "h" + std::string(1, '\0') + "a.", {"into itself"});
+  err(proto + unicode("abc") + "Q.", {"persistent id"});  // not torch's storage tuple
+  // _rebuild_tensor_v2 with a negative stride.
+  const std::string storage = "((" + unicode("storage") + "ctorch\nFloatStorage\n" + unicode("0") +
+                              unicode("cpu") + "K\x04tQ";
+  err(proto + "}" + unicode("t") + "ctorch._utils\n_rebuild_tensor_v2\n" + storage + "K" +
+          std::string(1, '\0') + "K\x04\x85J" + u32(0xffffffffu) + "\x85\x89}tRs.",
+      {"tensor stride", "negative"});
+  // The same with stride 1 parses: the case above fails for its stride only.
+  auto ok = parse(proto + "}" + unicode("t") + "ctorch._utils\n_rebuild_tensor_v2\n" + storage + "K" +
+                  std::string(1, '\0') + "K\x04\x85K\x01\x85\x89}tRs.");
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].name, "t");
+  EXPECT_EQ(ok[0].storage_type, "FloatStorage");
+  EXPECT_EQ(ok[0].storage_numel, 4);
+  EXPECT_EQ(ok[0].shape, (std::vector<int64_t>{4}));
+
+  // A million nested lists (built through the memo) must not overflow the
+  // stack when freed.
+  std::string deep = proto + "]q" + std::string(1, '\0');
+  const std::string level = "]r" + u32(1) + "a0j" + u32(1);
+  for (int i = 0; i < 1000000; ++i) deep += level;
+  deep += "0h" + std::string(1, '\0') + ".";
+  err(deep, {"list, not a state_dict"});
+}
+
+// ---------------------------------------------------------- HF directories
+
+TEST(Checkpoint, NormalisesLegacyNames) {
+  EXPECT_EQ(io::normalize_tensor_name("bert.embeddings.LayerNorm.gamma"), "bert.embeddings.LayerNorm.weight");
+  EXPECT_EQ(io::normalize_tensor_name("bert.encoder.layer.0.output.LayerNorm.beta"),
+            "bert.encoder.layer.0.output.LayerNorm.bias");
+  EXPECT_EQ(io::normalize_tensor_name("classifier.weight"), "classifier.weight");
+  EXPECT_EQ(io::normalize_tensor_name("alphabeta.weight"), "alphabeta.weight");
+}
+
+TEST(Checkpoint, ExpectedShapesAreTheHuggingFaceParameterSets) {
+  auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  struct Case {
+    const char* file;
+    io::Head head;
+  };
+  for (auto [file, head] : {Case{"golden/bert/tiny_init.safetensors", io::Head::SequenceClassification},
+                            Case{"golden/bert/tiny_mlm_init.safetensors", io::Head::MaskedLM}}) {
+    SCOPED_TRACE(file);
+    auto tensors = io::read_safetensors(shared_path(file));
+    auto expected = io::expected_bert_shapes(config, head);
+    std::map<std::string, std::vector<int64_t>> actual;
+    for (auto& [name, t] : tensors) actual[name] = t.shape;
+    EXPECT_EQ(actual, expected);
+    EXPECT_TRUE(io::check_shapes(tensors, expected, file).empty());
+  }
+}
+
+TEST(Checkpoint, FindWeightsPrefersSafetensorsAndListsWhatItTried) {
+  fs::path dir = fresh_temp_dir("find");
+  expect_error([&] { io::find_weights(dir); },
+               {dir.string(), "model.safetensors", "pytorch_model.bin", "index.json"});
+  fs::copy_file(fixture("mixed.bin"), dir / "pytorch_model.bin");
+  EXPECT_EQ(io::find_weights(dir), dir / "pytorch_model.bin");
+  io::write_file_atomic(dir / "model.safetensors", "x");
+  EXPECT_EQ(io::find_weights(dir), dir / "model.safetensors");
+  fs::remove_all(dir);
+}
+
+namespace {
+std::vector<io::TensorRef> refs_of(const io::TensorMap& m) {
+  std::vector<io::TensorRef> r;
+  for (auto& [name, t] : m) r.push_back({name, t.shape, t.data.data()});
+  return r;
+}
+}  // namespace
+
+TEST(Checkpoint, SavePretrainedWritesAnHfDirectoryAndReplacesWhole) {
+  auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  config.architectures.clear();
+  config.id2label = {{0, "negative"}, {1, "positive"}};
+  auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
+  fs::path root = fresh_temp_dir("save");
+  fs::path dir = root / "model";
+  io::write_file_atomic(root / "vocab.txt", "[PAD]\n[UNK]\n");
+  io::save_pretrained(dir, config, refs_of(golden), {root / "vocab.txt"});
+
+  json j = json::parse(io::read_file(dir / "config.json"));
+  EXPECT_EQ(j["architectures"], json::array({"BertForSequenceClassification"}));
+  EXPECT_EQ(j["id2label"]["1"], "positive");
+  EXPECT_EQ(j["label2id"]["negative"], 0);
+  EXPECT_EQ(j["model_type"], "bert");
+  EXPECT_EQ(io::read_file(dir / "vocab.txt"), "[PAD]\n[UNK]\n");
+  std::map<std::string, std::string> meta;
+  io::read_safetensors(dir / "model.safetensors", &meta);
+  EXPECT_EQ(meta, (std::map<std::string, std::string>{{"format", "pt"}}));
+
+  auto loaded = io::load_pretrained_tensors(dir);
+  EXPECT_EQ(loaded.weights_file, dir / "model.safetensors");
+  EXPECT_EQ(loaded.config.id2label.at(1), "positive");
+  EXPECT_EQ(loaded.config.hidden_size, 64);
+  ASSERT_EQ(loaded.tensors.size(), golden.size());
+  for (auto& [name, t] : golden) EXPECT_TRUE(loaded.tensors.at(name).data == t.data) << name;
+
+  // Saving again replaces the directory as a whole: the old extra file goes,
+  // and nothing is left beside it.
+  auto half = golden;
+  for (auto& [name, t] : half)
+    for (auto& x : t.data) x *= 0.5f;
+  io::save_pretrained(dir, config, refs_of(half));
+  EXPECT_FALSE(fs::exists(dir / "vocab.txt"));
+  auto again = io::load_pretrained_tensors(dir);
+  EXPECT_EQ(again.tensors.at("classifier.bias").data[0], golden.at("classifier.bias").data[0] * 0.5f);
+  std::vector<std::string> entries;
+  for (auto& e : fs::directory_iterator(root)) entries.push_back(e.path().filename().string());
+  std::sort(entries.begin(), entries.end());
+  EXPECT_EQ(entries, (std::vector<std::string>{"model", "vocab.txt"}));
+
+  // A failing save (extra file missing) leaves the saved model untouched.
+  expect_error([&] { io::save_pretrained(dir, config, refs_of(golden), {root / "nope.txt"}); },
+               {"nope.txt"});
+  EXPECT_EQ(io::load_pretrained_tensors(dir).tensors.at("classifier.bias").data,
+            again.tensors.at("classifier.bias").data);
+  // A directory that is not a model is never replaced.
+  fs::create_directories(root / "precious");
+  io::write_file_atomic(root / "precious" / "notes.txt", "keep me");
+  expect_error([&] { io::save_pretrained(root / "precious", config, refs_of(golden)); },
+               {"precious", "refusing"});
+  EXPECT_EQ(io::read_file(root / "precious" / "notes.txt"), "keep me");
+  fs::remove_all(root);
+}
+
+TEST(Checkpoint, ShapeThatDisagreesWithConfigIsNamed) {
+  auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
+  fs::path dir = fresh_temp_dir("mismatch") / "model";
+  io::save_pretrained(dir, config, refs_of(golden));
+  json j = json::parse(io::read_file(dir / "config.json"));
+  j["vocab_size"] = 600;
+  io::write_file_atomic(dir / "config.json", j.dump());
+  expect_error([&] { io::load_pretrained_tensors(dir); },
+               {"model.safetensors: tensor bert.embeddings.word_embeddings.weight has shape [512, 64]",
+                "config.json says [600, 64]"});
+  j["vocab_size"] = 512;
+  j["intermediate_size"] = 100;
+  io::write_file_atomic(dir / "config.json", j.dump());
+  expect_error([&] { io::load_pretrained_tensors(dir); }, {"intermediate.dense", "config.json says [100"});
+  fs::remove_all(dir.parent_path());
+}
+
+TEST(Checkpoint, ReadsShardedIndex) {
+  auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
+  fs::path dir = fresh_temp_dir("sharded");
+  io::TensorMap a, b;
+  json weight_map = json::object();
+  int k = 0;
+  for (auto& [name, t] : golden) {
+    bool first = k++ % 2 == 0;
+    (first ? a : b)[name] = t;
+    weight_map[name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  io::write_safetensors(dir / "model-00001-of-00002.safetensors", refs_of(a));
+  io::write_safetensors(dir / "model-00002-of-00002.safetensors", refs_of(b));
+  io::write_file_atomic(dir / "model.safetensors.index.json",
+                    json{{"metadata", {{"total_size", 1}}}, {"weight_map", weight_map}}.dump());
+  EXPECT_EQ(io::find_weights(dir), dir / "model.safetensors.index.json");
+  auto merged = io::read_state_dict(dir / "model.safetensors.index.json");
+  ASSERT_EQ(merged.size(), golden.size());
+  for (auto& [name, t] : golden) EXPECT_TRUE(merged.at(name).data == t.data) << name;
+
+  io::write_file_atomic(dir / "evil.index.json", json{{"weight_map", {{"x", "../../etc/passwd"}}}}.dump());
+  expect_error([&] { io::read_state_dict(dir / "evil.index.json"); }, {"not a plain file name"});
+  io::write_file_atomic(dir / "gone.index.json", json{{"weight_map", {{"x", "gone.safetensors"}}}}.dump());
+  expect_error([&] { io::read_state_dict(dir / "gone.index.json"); }, {"gone.safetensors", "missing"});
   fs::remove_all(dir);
 }

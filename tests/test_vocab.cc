@@ -302,3 +302,20 @@ TEST(VocabTrain, BadArgumentsWriteNothing) {
   EXPECT_FALSE(fs::exists(dir / "cli"));
   fs::remove_all(dir);
 }
+
+// [UNK] rate = [UNK] pieces / all pieces without [CLS]/[SEP]; a word with an
+// unknown character is one [UNK] (WordPiece gives up on the whole word).
+TEST(VocabEval, CoverageCountsPiecesBetweenSpecials) {
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+                                    "영화", "##가", "좋", "##다", "!"};
+  text::Tokenizer tok = text::Tokenizer::from_vocab(vocab, {});
+  std::vector<std::string> docs = {"영화가 좋다!", "영화 뷁다", ""};
+  // doc 1: 영화 ##가 좋 ##다 ! (5); doc 2: 영화 [UNK] (2); doc 3: nothing.
+  text::CoverageStats st = text::measure_coverage(tok, docs, 2);
+  EXPECT_EQ(st.documents, 3u);
+  EXPECT_EQ(st.tokens, 7u);
+  EXPECT_EQ(st.unk_tokens, 1u);
+  EXPECT_EQ(st.docs_with_unk, 1u);
+  EXPECT_DOUBLE_EQ(st.unk_rate(), 1.0 / 7);
+  EXPECT_DOUBLE_EQ(st.mean_tokens_per_doc(), (7.0 + 2 * 3) / 3);
+}

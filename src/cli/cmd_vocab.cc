@@ -60,26 +60,16 @@ void run_eval(const EvalArgs& a) {
   std::vector<std::string> texts;
   for (auto& ex : data::read_dataset(data, read).examples) texts.push_back(std::move(ex.text));
   if (texts.empty()) throw Error(data.string() + ": no documents");
-  std::vector<text::Encoding> enc = tok.encode_batch(texts, {}, a.threads);
-  // [UNK] rate: [UNK] ids over all ids except the [CLS]/[SEP] every document gets.
-  uint64_t tokens = 0, unk = 0, docs_with_unk = 0, with_specials = 0;
-  for (const auto& e : enc) {
-    with_specials += e.ids.size();
-    uint64_t u = 0;
-    for (size_t i = 1; i + 1 < e.ids.size(); ++i) u += e.ids[i] == tok.unk_id();
-    tokens += e.ids.size() >= 2 ? e.ids.size() - 2 : 0;
-    unk += u;
-    docs_with_unk += u > 0;
-  }
-  double n = static_cast<double>(texts.size());
+  text::CoverageStats st = text::measure_coverage(tok, texts, a.threads);
   std::printf("tokenizer: %s (%zu tokens)\n", a.tokenizer.c_str(), tok.vocab_size());
-  std::printf("data: %s (%zu documents)\n", data.string().c_str(), texts.size());
+  std::printf("data: %s (%llu documents)\n", data.string().c_str(),
+              static_cast<unsigned long long>(st.documents));
   std::printf("unk_rate: %.4f%% (%llu [UNK] of %llu tokens, [CLS]/[SEP] excluded)\n",
-              tokens ? 100.0 * unk / tokens : 0.0, static_cast<unsigned long long>(unk),
-              static_cast<unsigned long long>(tokens));
-  std::printf("docs_with_unk: %.4f%% (%llu documents)\n", 100.0 * docs_with_unk / n,
-              static_cast<unsigned long long>(docs_with_unk));
-  std::printf("mean_tokens_per_doc: %.3f (with [CLS]/[SEP])\n", with_specials / n);
+              100.0 * st.unk_rate(), static_cast<unsigned long long>(st.unk_tokens),
+              static_cast<unsigned long long>(st.tokens));
+  std::printf("docs_with_unk: %.4f%% (%llu documents)\n", 100.0 * st.docs_with_unk_rate(),
+              static_cast<unsigned long long>(st.docs_with_unk));
+  std::printf("mean_tokens_per_doc: %.3f (with [CLS]/[SEP])\n", st.mean_tokens_per_doc());
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   bertune::cli::add_tokenize_commands(app);
   bertune::cli::add_vocab_commands(app);
   bertune::cli::add_bench_commands(app);
+  bertune::cli::add_checkpoint_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -156,6 +156,7 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
 
 void convert_to_float(const Entry& e, const uint8_t* src, float* dst) {
   size_t n = (e.end - e.begin) / e.dtype->itemsize;
+  if (n == 0) return;  // empty tensors have no buffer to copy into
   std::string_view name = e.dtype->name;
   // memcpy per element: the data area is not guaranteed to be aligned.
   if (name == "F32") {

@@ -525,4 +525,21 @@ TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
   return vocab;
 }
 
+CoverageStats measure_coverage(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                               int threads) {
+  CoverageStats st;
+  std::vector<Encoding> enc = tokenizer.encode_batch(texts, {}, threads);
+  for (const Encoding& e : enc) {
+    // ids are [CLS] ... [SEP]; only the pieces between count as tokens.
+    uint64_t unk = 0;
+    for (size_t i = 1; i + 1 < e.ids.size(); ++i) unk += e.ids[i] == tokenizer.unk_id();
+    st.documents += 1;
+    st.tokens_with_specials += e.ids.size();
+    st.tokens += e.ids.size() >= 2 ? e.ids.size() - 2 : 0;
+    st.unk_tokens += unk;
+    st.docs_with_unk += unk > 0;
+  }
+  return st;
+}
+
 }  // namespace bertune::text

@@ -85,4 +85,20 @@ TrainedVocab train_vocab_files(const std::vector<std::filesystem::path>& corpus,
                                const std::filesystem::path& output_dir,
                                VocabTrainStats* stats = nullptr);
 
+// How a vocabulary covers a set of documents (`bertune vocab eval`).
+struct CoverageStats {
+  uint64_t documents = 0;
+  uint64_t tokens = 0;         // excluding the [CLS]/[SEP] of every document
+  uint64_t unk_tokens = 0;
+  uint64_t docs_with_unk = 0;
+  uint64_t tokens_with_specials = 0;
+  double unk_rate() const { return tokens ? double(unk_tokens) / tokens : 0.0; }
+  double docs_with_unk_rate() const { return documents ? double(docs_with_unk) / documents : 0.0; }
+  double mean_tokens_per_doc() const {
+    return documents ? double(tokens_with_specials) / documents : 0.0;
+  }
+};
+CoverageStats measure_coverage(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                               int threads);
+
 }  // namespace bertune::text

@@ -1,0 +1,74 @@
+// `bertune checkpoint inspect|convert`: look inside a weights file or HF
+// directory, and turn pytorch_model.bin (or any readable checkpoint) into a
+// directory with model.safetensors that transformers' from_pretrained loads.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "cli/commands.h"
+#include "io/checkpoint.h"
+#include "util/error.h"
+
+namespace bertune::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+void run_inspect(const fs::path& path) {
+  io::TensorMap tensors;
+  if (fs::is_directory(path)) {
+    auto loaded = io::load_pretrained_tensors(path);
+    const auto& c = loaded.config;
+    std::printf("%s: vocab %d, hidden %d, layers %d, heads %d, intermediate %d, labels %d\n",
+                loaded.weights_file.string().c_str(), c.vocab_size, c.hidden_size, c.num_hidden_layers,
+                c.num_attention_heads, c.intermediate_size, c.num_labels());
+    tensors = std::move(loaded.tensors);
+  } else {
+    tensors = io::read_state_dict(path);
+  }
+  int64_t total = 0;
+  for (const auto& [name, t] : tensors) {
+    std::string shape;
+    for (auto d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    std::printf("%-60s [%s]\n", name.c_str(), shape.c_str());
+    total += t.numel();
+  }
+  std::printf("%zu tensors, %lld parameters\n", tensors.size(), static_cast<long long>(total));
+}
+
+void run_convert(const fs::path& in, const fs::path& out) {
+  if (!fs::is_directory(in)) throw Error(in.string() + ": expected an HF model directory");
+  auto loaded = io::load_pretrained_tensors(in);
+  std::vector<io::TensorRef> refs;
+  for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
+  // Tokenizer files travel with the model so the output directory is usable alone.
+  std::vector<fs::path> extra;
+  for (const char* f : {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+    if (fs::is_regular_file(in / f)) extra.push_back(in / f);
+  io::save_pretrained(out, loaded.config, refs, extra);
+  std::printf("wrote %s (%zu tensors from %s)\n", out.string().c_str(), refs.size(),
+              loaded.weights_file.filename().string().c_str());
+}
+
+}  // namespace
+
+void add_checkpoint_commands(CLI::App& app) {
+  auto* cmd = app.add_subcommand("checkpoint", "Inspect or convert model checkpoints");
+  cmd->require_subcommand(1);
+
+  auto* inspect = cmd->add_subcommand("inspect", "List the tensors of a weights file or HF directory");
+  static std::string inspect_path;
+  inspect->add_option("path", inspect_path, "model.safetensors, pytorch_model.bin, *.index.json or a directory")
+      ->required();
+  inspect->callback([] { run_inspect(inspect_path); });
+
+  auto* convert = cmd->add_subcommand(
+      "convert", "Write an HF directory with model.safetensors from any readable checkpoint directory");
+  static std::string convert_in, convert_out;
+  convert->add_option("input", convert_in, "HF directory (config.json + weights)")->required();
+  convert->add_option("output", convert_out, "Directory to write (replaced whole if it holds a model)")
+      ->required();
+  convert->callback([] { run_convert(convert_in, convert_out); });
+}
+
+}  // namespace bertune::cli
