@@ -7,13 +7,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <functional>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/half.h"
+#include "io/hub.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "util/error.h"
@@ -508,4 +511,62 @@ TEST(Checkpoint, ReadsShardedIndex) {
   io::write_file_atomic(dir / "gone.index.json", json{{"weight_map", {{"x", "gone.safetensors"}}}}.dump());
   expect_error([&] { io::read_state_dict(dir / "gone.index.json"); }, {"gone.safetensors", "missing"});
   fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------- hub resolution
+
+namespace {
+// Points the cache and hub endpoint somewhere for one test, restoring after.
+struct ScopedEnv {
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  void set(const std::string& k, const std::string& v) {
+    const char* old = std::getenv(k.c_str());
+    saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+    ::setenv(k.c_str(), v.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
+      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else ::unsetenv(it->first.c_str());
+    }
+  }
+};
+}  // namespace
+
+TEST(Hub, OfflineErrorNamesTheUrlAndSuggestsADirectory) {
+  fs::path root = fresh_temp_dir("hub_offline");
+  ScopedEnv env;
+  env.set("BERTUNE_CACHE", (root / "cache").string());
+  env.set("BERTUNE_HF_ENDPOINT", "http://127.0.0.1:9");  // discard port: connection refused at once
+  expect_error([] { io::resolve_model("klue/bert-base"); },
+               {"http://127.0.0.1:9/klue/bert-base/resolve/main/config.json", "directory"});
+  EXPECT_FALSE(fs::exists(root / "cache" / "hub" / "klue" / "bert-base" / "config.json"));
+  expect_error([] { io::resolve_model("../etc/passwd"); }, {"not a hub id"});
+  expect_error([] { io::resolve_model("a/b/c"); }, {"not a hub id"});
+  expect_error([] { io::resolve_model("/no/such/dir"); }, {"no such directory"});
+  EXPECT_EQ(io::resolve_model(root.string()), root);  // a directory is itself
+  fs::remove_all(root);
+}
+
+TEST(Hub, FetchesFromAMirrorFallsBackToBinAndThenWorksOffline) {
+  fs::path root = fresh_temp_dir("hub_mirror");
+  fs::path repo = root / "mirror" / "org" / "tiny" / "resolve" / "main";
+  fs::create_directories(repo);
+  fs::copy_file(shared_path("golden/bert/tiny_config.json"), repo / "config.json");
+  io::write_file_atomic(repo / "vocab.txt", "[PAD]\n[UNK]\n");
+  fs::copy_file(fixture("bert_tiny_legacy.bin"), repo / "pytorch_model.bin");  // no model.safetensors
+  ScopedEnv env;
+  env.set("BERTUNE_CACHE", (root / "cache").string());
+  env.set("BERTUNE_HF_ENDPOINT", "file://" + (root / "mirror").string());
+  fs::path dir = io::resolve_model("org/tiny");
+  EXPECT_EQ(dir, root / "cache" / "hub" / "org" / "tiny");
+  EXPECT_TRUE(fs::exists(dir / "pytorch_model.bin"));
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "tokenizer.json"));
+  auto loaded = io::load_pretrained_tensors(dir);
+  EXPECT_EQ(loaded.tensors.size(), 41u);
+  // Cached: no network needed any more.
+  env.set("BERTUNE_HF_ENDPOINT", "http://127.0.0.1:9");
+  EXPECT_EQ(io::resolve_model("org/tiny"), dir);
+  fs::remove_all(root);
 }

@@ -7,12 +7,15 @@
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
+#include "io/hub.h"
 #include "util/error.h"
 
 namespace bertune::cli {
 namespace fs = std::filesystem;
 
 namespace {
+
+void log_line(const std::string& s) { std::fprintf(stderr, "bertune: %s\n", s.c_str()); }
 
 void run_inspect(const fs::path& path) {
   io::TensorMap tensors;
@@ -65,10 +68,15 @@ void add_checkpoint_commands(CLI::App& app) {
   auto* convert = cmd->add_subcommand(
       "convert", "Write an HF directory with model.safetensors from any readable checkpoint directory");
   static std::string convert_in, convert_out;
-  convert->add_option("input", convert_in, "HF directory (config.json + weights)")->required();
+  convert->add_option("input", convert_in, "HF directory (config.json + weights) or hub id")->required();
   convert->add_option("output", convert_out, "Directory to write (replaced whole if it holds a model)")
       ->required();
-  convert->callback([] { run_convert(convert_in, convert_out); });
+  convert->callback([] { run_convert(io::resolve_model(convert_in, log_line), convert_out); });
+
+  auto* fetch = cmd->add_subcommand("fetch", "Download a hub model (e.g. klue/bert-base) into the cache");
+  static std::string fetch_id;
+  fetch->add_option("model", fetch_id, "Hub id or local directory")->required();
+  fetch->callback([] { std::printf("%s\n", io::resolve_model(fetch_id, log_line).string().c_str()); });
 }
 
 }  // namespace bertune::cli

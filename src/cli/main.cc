@@ -2,9 +2,11 @@
 #include <exception>
 
 #include "cli/commands.h"
+#include "kernels/ops.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
+  bertune::kernels::configure_thread_policy(argv);
   CLI::App app{"bertune — fine-tune, evaluate and serve BERT text classifiers natively"};
   app.set_version_flag("--version", std::string("bertune ") + BERTUNE_VERSION);
   app.require_subcommand(1);
