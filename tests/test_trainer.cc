@@ -297,3 +297,29 @@ TEST(TrainerRun, EvalAndPredictOnTheSavedModel) {
       << slurp(fx.dir / "pred2.txt");
   EXPECT_EQ(train::JsonlLog::read(fx.dir / "pred.jsonl").size(), 80u);
 }
+
+// `bertune compare`: four runs, a table with one row per mode, and a picture. Padding can
+// only shrink from max_length to longest (same random order), and packing removes it.
+TEST(TrainerRun, CompareFourModes) {
+  Fixture fx;
+  const fs::path out = fx.dir / "cmp";
+  auto a = fx.base_args(out);
+  a[0] = "compare";
+  for (const char* s : {"--num-train-epochs", "1", "--logging-steps", "100"}) a.push_back(s);
+  a.erase(std::find(a.begin(), a.end(), "--logging-steps"), std::find(a.begin(), a.end(), "--logging-steps") + 2);
+  ASSERT_EQ(run(a, fx.dir / "cmp.txt"), 0) << slurp(fx.dir / "cmp.txt");
+  auto rows = Json::parse(slurp(out / "compare.json"));
+  ASSERT_EQ(rows.size(), 4u);
+  std::map<std::string, double> pad;
+  for (const auto& r : rows) {
+    pad[r["mode"]] = r["summary"]["train_padding_fraction"].get<double>();
+    EXPECT_EQ(r["epoch_accuracy"].size(), 1u) << r["mode"];
+    EXPECT_EQ(r["epoch_seconds"].size(), 1u) << r["mode"];
+  }
+  EXPECT_GT(pad["max_length"], pad["longest"]);
+  EXPECT_LT(pad["longest+group_by_length"], pad["longest"]);
+  EXPECT_EQ(pad["packed"], 0.0);
+  std::string md = slurp(out / "compare.md");
+  EXPECT_NE(md.find("| longest+group_by_length |"), std::string::npos) << md;
+  EXPECT_TRUE(fs::file_size(out / "compare.png") > 1000);
+}
