@@ -84,21 +84,30 @@ void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::
   }
 }
 
-// Every gradient in `ref`: max |ours - ref| <= 1e-3 * max |ref|.
+// Every gradient in `ref`: max |ours - ref| <= 1e-3 * max |ref|. Key biases
+// get a mathematically zero gradient (softmax ignores a per-row shift); both
+// sides hold fp32 noise there (~1e-10), checked in absolute terms instead.
 void expect_grads(const BertModel& m, const io::TensorMap& ref, const char* mode) {
   float worst = 0.f;
+  std::string worst_name;
   for (const auto& [name, t] : ref) {
     const auto& p = m.param(name);
     ASSERT_EQ(p.shape, t.shape) << name;
     const float* g = m.grads() + p.offset;
     float scale = max_abs(t.data.data(), t.data.size());
     float err = max_abs_diff(g, t.data.data(), t.data.size());
-    float rel = scale > 0 ? err / scale : err;
-    worst = std::max(worst, rel);
+    if (scale < 1e-7f) {
+      std::printf("[%s] grad %-55s zero in exact arithmetic: max|err| %.3g\n", mode, name.c_str(), err);
+      EXPECT_LE(err, 1e-7f) << mode << " " << name;
+      continue;
+    }
+    float rel = err / scale;
+    if (rel > worst) worst = rel, worst_name = name;
     std::printf("[%s] grad %-55s max|err| %.3g  rel-to-max %.3g\n", mode, name.c_str(), err, rel);
-    EXPECT_LE(err, 1e-3f * scale + 1e-9f) << mode << " " << name;
+    EXPECT_LE(err, 1e-3f * scale) << mode << " " << name;
   }
-  std::printf("[%s] worst gradient error relative to tensor max: %.3g\n", mode, worst);
+  std::printf("[%s] worst gradient error relative to tensor max: %.3g (%s)\n", mode, worst,
+              worst_name.c_str());
 }
 
 }  // namespace
@@ -172,9 +181,15 @@ TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
   for (int step = 0; step < 3; ++step) {
     float loss = m.forward(batch, true);
     m.backward();
-    double norm = train::clip_grad_norm(m, 1.0);
     double lr = train::learning_rate(train::Schedule::Linear, 1e-3, step, 2, 10);
-    opt.step(lr);
+    double norm = 0;
+    if (step < 2) {  // clipping (norm 1.16 > 1) fused into the optimizer pass
+      norm = train::grad_norm(m);
+      opt.step(lr, train::clip_coefficient(norm, 1.0));
+    } else {  // clip in place, as torch does
+      norm = train::clip_grad_norm(m, 1.0);
+      opt.step(lr);
+    }
     double want_loss = steps["loss_before_each_step"][step];
     double want_lr = steps["lr_of_each_step"][step];
     double want_norm = steps["grad_norm_before_clip"][step];

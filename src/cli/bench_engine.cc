@@ -128,8 +128,9 @@ void run_train_bench(const TrainBench& o) {
     m.backward();
     {
       ProfileScope p("optimizer (clip + adamw + zero_grad)");
-      train::clip_grad_norm(m, 1.0);
-      opt.step(train::learning_rate(train::Schedule::Linear, o.lr, global_step, 0, total_steps));
+      double norm = train::grad_norm(m);
+      opt.step(train::learning_rate(train::Schedule::Linear, o.lr, global_step, 0, total_steps),
+               train::clip_coefficient(norm, 1.0));
     }
     ++global_step;
     return loss;

@@ -9,7 +9,8 @@ void add_data_commands(CLI::App& app);      // data stats|head, download
 void add_tokenize_commands(CLI::App& app);  // tokenize
 void add_vocab_commands(CLI::App& app);     // vocab train
 void add_bench_commands(CLI::App& app);     // bench tokenize|train|gemm
-void add_run_command(CLI::App& app);
-void add_checkpoint_commands(CLI::App& app);  // checkpoint inspect|convert        // run: the main job on built-in defaults
+void add_run_command(CLI::App& app);        // run: the main job on built-in defaults
+void add_checkpoint_commands(CLI::App& app);  // checkpoint inspect|convert
+void add_train_commands(CLI::App& app);     // train, eval, predict, compare
 
 }  // namespace bertune::cli

@@ -22,6 +22,14 @@ const char* device_name(Device d);
 
 // One thread pool for everything (OpenMP; the BLAS we load shares it).
 void set_num_threads(int n);  // n <= 0: all cores
+
+// Call first thing in main(). libgomp reads its wait policy from the
+// environment before main() runs, and its default (spin ~300k iterations at
+// every barrier) collapses when anything else shares the 2 cores: measured
+// 4x slower training steps at 2 threads beside a compiler. Unless the user
+// chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT), this re-executes the
+// program once with OMP_WAIT_POLICY=passive. Returns only if no re-exec happened.
+void configure_thread_policy(char** argv);
 int num_threads();
 // What the GEMM runs on, e.g. "openblas-openmp 0.3.21 (SkylakeX kernels)" or "builtin".
 std::string gemm_backend();
@@ -133,6 +141,7 @@ void scale(Device d, float* x, size_t n, float factor);
 
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
 // can use (train/optimizer.h picks the coefficients):
+//   g *= grad_scale                                  (grad-norm clipping, fused)
 //   p *= pre_decay                                   (torch.optim.AdamW: 1 - lr*wd)
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
@@ -141,6 +150,7 @@ void scale(Device d, float* x, size_t n, float factor);
 struct AdamWStep {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
   float step_size, bias2_sqrt, pre_decay, post_decay;
+  float grad_scale = 1.f;
 };
 void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);

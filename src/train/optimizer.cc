@@ -23,7 +23,7 @@ AdamW::AdamW(model::BertModel& model, AdamWOptions options)
   if (!ranges_.empty()) ranges_.back().end = model.num_params();
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, float grad_scale) {
   ++step_;
   // Both optimizers compute these in Python floats (double); the tensor ops
   // then see them as float scalars.
@@ -35,6 +35,7 @@ void AdamW::step(double lr) {
   s.beta2 = float(options_.beta2);
   s.one_minus_beta2 = float(1.0 - options_.beta2);
   s.eps = float(options_.eps);
+  s.grad_scale = grad_scale;
   k::AdamWStep no_decay;
   if (options_.variant == AdamWVariant::Torch) {
     s.step_size = float(lr / bias_correction1);
@@ -90,10 +91,19 @@ void AdamW::load_state_dict(const io::TensorMap& tensors, int64_t steps_done) {
   step_ = steps_done;
 }
 
-double clip_grad_norm(model::BertModel& model, double max_norm) {
-  double total = std::sqrt(k::sum_squares(model.device(), model.grads(), model.num_params()));
+double grad_norm(const model::BertModel& model) {
+  return std::sqrt(k::sum_squares(model.device(), model.grads(), model.num_params()));
+}
+
+float clip_coefficient(double norm, double max_norm) {
   // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32.
-  float coef = static_cast<float>(max_norm) / (static_cast<float>(total) + 1e-6f);
+  float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
+  return coef < 1.f ? coef : 1.f;
+}
+
+double clip_grad_norm(model::BertModel& model, double max_norm) {
+  double total = grad_norm(model);
+  float coef = clip_coefficient(total, max_norm);
   if (coef < 1.f) k::scale(model.device(), model.grads(), model.num_params(), coef);
   return total;
 }

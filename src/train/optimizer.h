@@ -40,7 +40,9 @@ class AdamW {
 
   // One update at learning rate lr, then the gradients are zeroed (what the
   // Trainer's model.zero_grad() does), in the same pass over memory.
-  void step(double lr);
+  // grad_scale multiplies every gradient first: pass clip_coefficient() to
+  // clip without a separate pass over the gradients.
+  void step(double lr, float grad_scale = 1.f);
   int64_t steps_done() const { return step_; }
 
   // Checkpoint state: exp_avg.<name>, exp_avg_sq.<name> and a step count.
@@ -62,6 +64,10 @@ class AdamW {
 // torch.nn.utils.clip_grad_norm_(params, max_norm): returns the total norm
 // before clipping; scales every gradient by max_norm / (norm + 1e-6) when that is < 1.
 double clip_grad_norm(model::BertModel& model, double max_norm);
+// The same in two halves, for the fused path:
+//   norm = grad_norm(model); opt.step(lr, clip_coefficient(norm, max_norm));
+double grad_norm(const model::BertModel& model);
+float clip_coefficient(double norm, double max_norm);  // torch's clamped coefficient, <= 1
 
 enum class Schedule { Linear, Cosine, Constant, ConstantWithWarmup };
 Schedule parse_schedule(const std::string& name);  // HF names: linear, cosine, constant, constant_with_warmup

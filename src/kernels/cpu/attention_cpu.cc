@@ -1,8 +1,9 @@
 // Scaled dot-product attention, one (sequence, head) pair per task: the
 // score matrix of a sequence is n x n with n its own span, so a packed batch
 // does no work on padding, and a padded batch pays for every pad row exactly
-// as HF does. Head dim is small (64 in BERT-base): the inner loops are
-// contiguous dot products / axpys over it.
+// as HF does. The products inside a pair are small GEMMs on strided views of
+// the [T, 3H] qkv buffer (no copies); called from inside the parallel loop,
+// the GEMM runs single-threaded on that thread.
 #include <omp.h>
 
 #include <algorithm>
@@ -16,22 +17,36 @@
 namespace bertune::kernels::cpu {
 namespace {
 
-inline float dot(const float* a, const float* b, int n) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-  for (int i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
-
-inline void axpy(float* y, float a, const float* x, int n) {
-#pragma omp simd
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 int max_span(const AttentionShape& s) {
   int m = 0;
   for (int b = 0; b < s.num_sequences; ++b) m = std::max(m, s.offsets[b + 1] - s.offsets[b]);
   return m;
+}
+
+// Row-wise softmax of scores / sqrt(d), pad keys (j >= valid) masked by
+// adding finfo(float32).min as HF's extended attention mask does.
+void masked_softmax(float* S, int n, int valid, float sqrt_d) {
+  const float masked = -FLT_MAX;
+  for (int i = 0; i < n; ++i) {
+    float* row = S + size_t(i) * n;
+    float mx = -FLT_MAX;
+    for (int j = 0; j < n; ++j) {
+      float s = row[j] / sqrt_d;
+      if (j >= valid) s += masked;
+      row[j] = s;
+      mx = std::max(mx, s);
+    }
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; ++j) {
+      float e = exp_fast(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    float inv = 1.f / sum;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) row[j] *= inv;
+  }
 }
 
 }  // namespace
@@ -40,57 +55,33 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
                        const Dropout& drop) {
   const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H3 = 3 * H;
   const int B = shape.num_sequences;
-  // HF divides the scores by math.sqrt(head_dim) and adds finfo(float32).min
-  // to masked keys.
+  // HF divides the scores by math.sqrt(head_dim).
   const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
-  const float masked = -FLT_MAX;
   DropMask mask(drop);
   const bool dropping = drop.active();
   const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> dropped(span_max);
+    std::vector<float> dropped(dropping ? size_t(span_max) * span_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
         const int o = shape.offsets[b], n = shape.offsets[b + 1] - o, valid = shape.lengths[b];
         const int64_t pbase = shape.prob_offsets[b] + int64_t(h) * n * n;
         float* P = probs + pbase;
-        for (int i = 0; i < n; ++i) {
-          const float* q = qkv + size_t(o + i) * H3 + h * d;
-          float* row = P + size_t(i) * n;
-          float mx = -FLT_MAX;
-          for (int j = 0; j < n; ++j) {
-            const float* k = qkv + size_t(o + j) * H3 + H + h * d;
-            float s = dot(q, k, d) / sqrt_d;
-            if (j >= valid) s += masked;
-            row[j] = s;
-            mx = std::max(mx, s);
-          }
-          float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j < n; ++j) {
-            float e = exp_fast(row[j] - mx);
-            row[j] = e;
-            sum += e;
-          }
-          float inv = 1.f / sum;
+        const float* Q = qkv + size_t(o) * H3 + h * d;
+        const float* K = Q + H;
+        const float* V = Q + 2 * H;
+        gemm(false, true, n, n, d, 1.f, Q, H3, K, H3, 0.f, P, n);  // S = Q K^T
+        masked_softmax(P, n, valid, sqrt_d);
+        const float* weights = P;
+        if (dropping) {
+          const size_t nn = size_t(n) * n;
 #pragma omp simd
-          for (int j = 0; j < n; ++j) row[j] *= inv;
-          const float* weights = row;
-          if (dropping) {
-            const uint64_t base = uint64_t(pbase) + uint64_t(i) * n;
-#pragma omp simd
-            for (int j = 0; j < n; ++j) dropped[j] = row[j] * mask.factor(base + j);
-            weights = dropped.data();
-          }
-          float* c = ctx + size_t(o + i) * H + h * d;
-          std::fill(c, c + d, 0.f);
-          for (int j = 0; j < n; ++j) {
-            if (weights[j] == 0.f) continue;  // masked key or dropped weight
-            axpy(c, weights[j], qkv + size_t(o + j) * H3 + 2 * H + h * d, d);
-          }
+          for (size_t e = 0; e < nn; ++e) dropped[e] = P[e] * mask.factor(uint64_t(pbase) + e);
+          weights = dropped.data();
         }
+        gemm(false, false, n, d, n, 1.f, weights, n, V, H3, 0.f, ctx + size_t(o) * H + h * d, H);
       }
     }
   }
@@ -104,54 +95,50 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
   DropMask mask(drop);
   const bool dropping = drop.active();
   const int span_max = max_span(shape);
+  const size_t nn_max = size_t(span_max) * span_max;
 #pragma omp parallel
   {
-    std::vector<float> dprob(span_max), factor(span_max, 1.f);
+    std::vector<float> dS(nn_max), dropped(dropping ? nn_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
         const int o = shape.offsets[b], n = shape.offsets[b + 1] - o;
+        const size_t nn = size_t(n) * n;
         const int64_t pbase = shape.prob_offsets[b] + int64_t(h) * n * n;
         const float* P = probs + pbase;
-        for (int j = 0; j < n; ++j) {
-          float* dk = dqkv + size_t(o + j) * H3 + H + h * d;
-          std::fill(dk, dk + d, 0.f);
-          std::fill(dk + H, dk + H + d, 0.f);  // dV
+        const float* Q = qkv + size_t(o) * H3 + h * d;
+        const float* K = Q + H;
+        const float* V = Q + 2 * H;
+        float* dQ = dqkv + size_t(o) * H3 + h * d;
+        float* dK = dQ + H;
+        float* dV = dQ + 2 * H;
+        const float* dC = dctx + size_t(o) * H + h * d;
+        // ctx = dropout(P) V
+        const float* weights = P;
+        if (dropping) {
+#pragma omp simd
+          for (size_t e = 0; e < nn; ++e) dropped[e] = P[e] * mask.factor(uint64_t(pbase) + e);
+          weights = dropped.data();
         }
+        gemm(true, false, n, d, n, 1.f, weights, n, dC, H, 0.f, dV, H3);  // dV = Pd^T dctx
+        gemm(false, true, n, n, d, 1.f, dC, H, V, H3, 0.f, dS.data(), n);  // dPd = dctx V^T
+        // through dropout, then softmax: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(d)
         for (int i = 0; i < n; ++i) {
-          const float* row = P + size_t(i) * n;
-          const float* dc = dctx + size_t(o + i) * H + h * d;
-          const float* q = qkv + size_t(o + i) * H3 + h * d;
+          float* g = dS.data() + size_t(i) * n;
+          const float* p = P + size_t(i) * n;
           if (dropping) {
             const uint64_t base = uint64_t(pbase) + uint64_t(i) * n;
 #pragma omp simd
-            for (int j = 0; j < n; ++j) factor[j] = mask.factor(base + j);
+            for (int j = 0; j < n; ++j) g[j] *= mask.factor(base + j);
           }
-          // ctx_i = sum_j dropout(P_ij) V_j  =>  dV_j += dropout(P_ij) dctx_i,
-          // dP_ij = dropout'(dctx_i . V_j)
           float weighted = 0.f;
-          for (int j = 0; j < n; ++j) {
-            const float* v = qkv + size_t(o + j) * H3 + 2 * H + h * d;
-            float* dv = dqkv + size_t(o + j) * H3 + 2 * H + h * d;
-            float f = factor[j];
-            float g = dot(dc, v, d) * f;
-            dprob[j] = g;
-            weighted += row[j] * g;
-            float w = row[j] * f;
-            if (w != 0.f) axpy(dv, w, dc, d);
-          }
-          // softmax backward, then the 1/sqrt(d) scale: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(d)
-          float* dq = dqkv + size_t(o + i) * H3 + h * d;
-          std::fill(dq, dq + d, 0.f);
-          for (int j = 0; j < n; ++j) {
-            float ds = row[j] * (dprob[j] - weighted) / sqrt_d;
-            if (ds == 0.f) continue;
-            const float* k = qkv + size_t(o + j) * H3 + H + h * d;
-            float* dk = dqkv + size_t(o + j) * H3 + H + h * d;
-            axpy(dq, ds, k, d);
-            axpy(dk, ds, q, d);
-          }
+#pragma omp simd reduction(+ : weighted)
+          for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
+#pragma omp simd
+          for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
         }
+        gemm(false, false, n, d, n, 1.f, dS.data(), n, K, H3, 0.f, dQ, H3);  // dQ = dS K
+        gemm(true, false, n, d, n, 1.f, dS.data(), n, Q, H3, 0.f, dK, H3);   // dK = dS^T Q
       }
     }
   }

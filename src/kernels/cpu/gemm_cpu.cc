@@ -57,9 +57,11 @@ Blas load_blas() {
     blas.set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "openblas_set_num_threads"));
     auto corename = reinterpret_cast<char* (*)()>(dlsym(lib, "openblas_get_corename"));
     auto config = reinterpret_cast<char* (*)()>(dlsym(lib, "openblas_get_config"));
-    blas.name = std::string("openblas (") + path + ")";
-    if (config) blas.name += " " + std::string(config());
-    if (corename) blas.name += " core=" + std::string(corename());
+    std::string name = "openblas (";
+    name.append(path).append(")");
+    if (config) name.append(" ").append(config());
+    if (corename) name.append(" core=").append(corename());
+    blas.name = std::move(name);
     if (blas.set_threads) blas.set_threads(omp_get_max_threads());
     break;
   }

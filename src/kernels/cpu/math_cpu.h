@@ -48,6 +48,23 @@ inline float erf_fast(float x) {
   return x < 0.f ? -y : y;
 }
 
+// d/dx GELU(x) = Phi(x) + x phi(x), one exp shared by erf and the density:
+// exp(-(x/sqrt2)^2) = exp(-x^2/2).
+inline float gelu_grad_fast(float x) {
+  float a = (x < 0.f ? -x : x) * 0.70710678118654752f;
+  float t = 1.f / (1.f + 0.3275911f * a);
+  float poly = 1.061405429f;
+  poly = poly * t - 1.453152027f;
+  poly = poly * t + 1.421413741f;
+  poly = poly * t - 0.284496736f;
+  poly = poly * t + 0.254829592f;
+  poly = poly * t;
+  float e = exp_fast(-0.5f * x * x);
+  float erf_a = 1.f - poly * e;
+  float cdf = 0.5f * (1.f + (x < 0.f ? -erf_a : erf_a));
+  return cdf + x * 0.3989422804014327f * e;
+}
+
 // i-th output of the splitmix64 stream `stream`.
 #pragma omp declare simd notinbranch uniform(stream)
 inline uint64_t stream_hash(uint64_t stream, uint64_t i) {

@@ -75,10 +75,7 @@ void gelu_forward(float* y, const float* x, size_t n) {
 void gelu_backward(float* dx, const float* dy, const float* x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    float cdf = 0.5f * (1.f + erf_fast(v * 0.70710678118654752f));
-    float pdf = 0.3989422804014327f * exp_fast(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
+    dx[i] = dy[i] * gelu_grad_fast(x[i]);
   }
 }
 
@@ -305,7 +302,7 @@ void adamw_loop(float* __restrict p, float* __restrict g, float* __restrict m,
                 float* __restrict v, size_t n, const AdamWStep c) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) {
-    float gi = g[i];
+    float gi = g[i] * c.grad_scale;
     float pi = p[i] * c.pre_decay;
     float mi = m[i] * c.beta1 + c.one_minus_beta1 * gi;
     float vi = v[i] * c.beta2 + c.one_minus_beta2 * gi * gi;

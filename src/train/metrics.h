@@ -1,0 +1,51 @@
+#pragma once
+// Classification metrics over a whole evaluation set, as sklearn computes them (macro
+// averages over all classes; a class never predicted has precision 0, never present has
+// recall 0: zero_division=0).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bertune::train {
+
+struct ClassificationMetrics {
+  int num_labels = 0;
+  int64_t count = 0;
+  double loss = 0.0;  // mean per-example cross-entropy (HF's eval_loss)
+  double accuracy = 0.0;
+  double macro_f1 = 0.0;
+  std::vector<double> precision, recall, f1;     // per class
+  std::vector<std::vector<int64_t>> confusion;   // [true][predicted]
+
+  // {"eval_loss", "eval_accuracy", "eval_f1", ...} the way HF prefixes compute_metrics keys.
+  nlohmann::json to_json(const std::string& prefix = "eval_") const;
+  // A small text table: confusion matrix and per-class precision/recall.
+  std::string report(const std::vector<std::string>& label_names = {}) const;
+};
+
+// Accumulates predictions batch by batch.
+class MetricsAccumulator {
+ public:
+  explicit MetricsAccumulator(int num_labels);
+  // logits: [n, num_labels] row-major; labels: n true labels (>= 0).
+  void add(const float* logits, const int32_t* labels, size_t n);
+  ClassificationMetrics finish() const;
+  const std::vector<int32_t>& predictions() const { return predictions_; }
+
+ private:
+  int num_labels_;
+  double loss_sum_ = 0.0;
+  std::vector<int32_t> predictions_, labels_;
+};
+
+// Metrics from predicted and true labels alone (loss left 0).
+ClassificationMetrics compute_metrics(const std::vector<int32_t>& predicted,
+                                      const std::vector<int32_t>& truth, int num_labels);
+
+// Numerically stable softmax of one row, and the argmax (first maximum, like torch/numpy).
+std::vector<float> softmax(const float* logits, int n);
+int argmax(const float* values, int n);
+
+}  // namespace bertune::train

@@ -1,0 +1,331 @@
+#include "train/options.h"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "io/atomic_file.h"
+#include "util/error.h"
+
+namespace bertune::train {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string flag_of(const std::string& key) {
+  std::string f = "--" + key;
+  for (auto& c : f) if (c == '_') c = '-';
+  return f;
+}
+
+// Conversions from a JSON value (typed in a config file, or a string as typed on the command
+// line) to each field type; `where` names the flag or key in errors.
+std::string describe(const Json& v) { return v.is_string() ? "'" + v.get<std::string>() + "'" : v.dump(); }
+
+void convert(const Json& v, std::string& out, const std::string& where) {
+  if (!v.is_string()) throw Error(where + ": expected a string, got " + v.dump());
+  out = v.get<std::string>();
+}
+
+template <typename Int>
+  requires std::is_integral_v<Int>
+void convert(const Json& v, Int& out, const std::string& where) {
+  if (v.is_number_integer() || v.is_number_unsigned()) {
+    out = v.get<Int>();
+    if constexpr (std::is_unsigned_v<Int>)
+      if (v.is_number_integer() && v.get<int64_t>() < 0) throw Error(where + ": " + v.dump() + " is negative");
+    return;
+  }
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    Int x{};
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+    if (ec == std::errc() && p == s.data() + s.size() && !s.empty()) { out = x; return; }
+  }
+  throw Error(where + ": " + describe(v) + " is not an integer");
+}
+
+void convert(const Json& v, double& out, const std::string& where) {
+  if (v.is_number()) { out = v.get<double>(); return; }
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    try {
+      size_t used = 0;
+      double x = std::stod(s, &used);
+      if (used == s.size() && std::isfinite(x)) { out = x; return; }
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error(where + ": " + describe(v) + " is not a number");
+}
+
+void convert(const Json& v, bool& out, const std::string& where) {
+  if (v.is_boolean()) { out = v.get<bool>(); return; }
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    if (s == "true" || s == "1" || s == "yes") { out = true; return; }
+    if (s == "false" || s == "0" || s == "no") { out = false; return; }
+  }
+  throw Error(where + ": " + describe(v) + " is not true|false");
+}
+
+void convert(const Json& v, std::optional<bool>& out, const std::string& where) {
+  if (v.is_null()) { out.reset(); return; }
+  bool b = false;
+  convert(v, b, where);
+  out = b;
+}
+
+void convert(const Json& v, Strategy& out, const std::string& where) {
+  std::string s;
+  if (v.is_string()) s = v.get<std::string>();
+  if (s == "no") out = Strategy::No;
+  else if (s == "steps") out = Strategy::Steps;
+  else if (s == "epoch") out = Strategy::Epoch;
+  else throw Error(where + ": " + describe(v) + " is not one of no|steps|epoch");
+}
+
+void convert(const Json& v, Padding& out, const std::string& where) {
+  std::string s;
+  if (v.is_string()) s = v.get<std::string>();
+  if (s == "max_length") out = Padding::MaxLength;
+  else if (s == "longest") out = Padding::Longest;
+  else if (s == "packed") out = Padding::Packed;
+  else throw Error(where + ": " + describe(v) + " is not one of max_length|longest|packed");
+}
+
+Json to_json_value(const std::string& s) { return s; }
+template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
+Json to_json_value(const std::optional<bool>& b) { return b ? Json(*b) : Json(nullptr); }
+Json to_json_value(Strategy s) { return strategy_name(s); }
+Json to_json_value(Padding p) { return padding_name(p); }
+
+enum class Kind { Value, Flag };
+
+struct Field {
+  std::string key;
+  Kind kind;
+  std::string help;
+  std::function<void(TrainOptions&, const Json&, const std::string&)> set;
+  std::function<Json(const TrainOptions&)> get;
+};
+
+template <typename T>
+Field field(const char* key, T TrainOptions::*member, const char* help) {
+  constexpr bool is_flag = std::is_same_v<T, bool> || std::is_same_v<T, std::optional<bool>>;
+  return Field{key, is_flag ? Kind::Flag : Kind::Value, help,
+               [member](TrainOptions& o, const Json& v, const std::string& where) { convert(v, o.*member, where); },
+               [member](const TrainOptions& o) { return to_json_value(o.*member); }};
+}
+
+const std::vector<Field>& fields() {
+  using O = TrainOptions;
+  static const std::vector<Field> all = {
+      field("model", &O::model, "HF model directory (config.json + model.safetensors or pytorch_model.bin)"),
+      field("model_config", &O::model_config, "config.json for a randomly initialised model"),
+      field("tokenizer", &O::tokenizer, "tokenizer directory (vocab.txt); default: --model, else klue/bert-base's"),
+      field("train_file", &O::train_file, "training data (TSV as NSMC, CSV or JSONL); default: NSMC train"),
+      field("eval_file", &O::eval_file, "evaluation data; default: NSMC test"),
+      field("test_file", &O::test_file, "evaluated once after training with the final model"),
+      field("text_column", &O::text_column, "text column"),
+      field("label_column", &O::label_column, "label column"),
+      field("max_length", &O::max_length, "truncate (and with --padding max_length, pad) to this many tokens"),
+      field("train_samples", &O::train_samples, "use N training examples: shuffle(data_seed) then select"),
+      field("eval_samples", &O::eval_samples, "use M evaluation examples: shuffle(data_seed) then select"),
+      field("validation_split", &O::validation_split, "carve N examples off the training data as the eval set"),
+      field("data_seed", &O::data_seed, "seed of the subset shuffles and the validation split"),
+      field("num_train_epochs", &O::num_train_epochs, "epochs (may be fractional)"),
+      field("max_steps", &O::max_steps, "optimizer steps; > 0 overrides --num-train-epochs"),
+      field("per_device_train_batch_size", &O::per_device_train_batch_size, "training batch size"),
+      field("per_device_eval_batch_size", &O::per_device_eval_batch_size, "evaluation batch size"),
+      field("learning_rate", &O::learning_rate, "peak learning rate of AdamW"),
+      field("weight_decay", &O::weight_decay, "decoupled weight decay (not on biases or LayerNorm weights)"),
+      field("adam_beta1", &O::adam_beta1, "AdamW beta1"),
+      field("adam_beta2", &O::adam_beta2, "AdamW beta2"),
+      field("adam_epsilon", &O::adam_epsilon, "AdamW epsilon"),
+      field("optim", &O::optim, "adamw_hf (transformers 4.30 default) | adamw_torch"),
+      field("warmup_steps", &O::warmup_steps, "linear warmup steps (overrides --warmup-ratio)"),
+      field("warmup_ratio", &O::warmup_ratio, "warmup as a fraction of all steps"),
+      field("lr_scheduler_type", &O::lr_scheduler_type, "linear|cosine|constant|constant_with_warmup"),
+      field("max_grad_norm", &O::max_grad_norm, "global gradient-norm clip (0: none)"),
+      field("seed", &O::seed, "seed of initialisation, data order and dropout"),
+      field("eval_strategy", &O::eval_strategy, "no|steps|epoch"),
+      field("save_strategy", &O::save_strategy, "no|steps|epoch"),
+      field("eval_steps", &O::eval_steps, "evaluate every N steps (--eval-strategy steps; default: --logging-steps)"),
+      field("save_steps", &O::save_steps, "save every N steps (--save-strategy steps)"),
+      field("logging_steps", &O::logging_steps, "log the mean training loss every N steps"),
+      field("output_dir", &O::output_dir, "where checkpoints, logs and the final model go"),
+      field("overwrite_output_dir", &O::overwrite_output_dir, "allow an output dir that already holds checkpoints"),
+      field("save_total_limit", &O::save_total_limit, "keep at most N checkpoints (never deleting the best)"),
+      field("load_best_model_at_end", &O::load_best_model_at_end, "finish with the best checkpoint's weights"),
+      field("metric_for_best_model", &O::metric_for_best_model, "accuracy|f1|loss (default: loss)"),
+      field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss)"),
+      field("early_stopping_patience", &O::early_stopping_patience, "stop after N evaluations without improvement"),
+      field("early_stopping_threshold", &O::early_stopping_threshold, "minimum absolute improvement"),
+      field("padding", &O::padding, "max_length|longest|packed"),
+      field("group_by_length", &O::group_by_length, "HF LengthGroupedSampler order"),
+      field("hidden_dropout", &O::hidden_dropout, "override hidden_dropout_prob"),
+      field("attention_dropout", &O::attention_dropout, "override attention_probs_dropout_prob"),
+      field("resume_from_checkpoint", &O::resume_from_checkpoint, "checkpoint dir to resume, or 'last'"),
+      field("threads", &O::threads, "compute threads (0: all cores)"),
+      field("preset", &O::preset, "preset name (informational)"),
+  };
+  return all;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : fields())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+// HF 4.30 still calls it evaluation_strategy; accept both in files.
+std::string canonical_key(const std::string& key) {
+  if (key == "evaluation_strategy") return "eval_strategy";
+  return key;
+}
+
+void apply_json(TrainOptions& o, const Json& j, const std::string& source) {
+  if (j.is_null()) return;
+  if (!j.is_object()) throw Error(source + ": expected a JSON object of options");
+  for (const auto& [raw_key, value] : j.items()) {
+    const std::string key = canonical_key(raw_key);
+    const Field* f = find_field(key);
+    if (!f) throw Error(source + ": unknown option '" + raw_key + "'");
+    f->set(o, value, source + ": " + raw_key);
+  }
+}
+
+}  // namespace
+
+const char* strategy_name(Strategy s) {
+  switch (s) {
+    case Strategy::No: return "no";
+    case Strategy::Steps: return "steps";
+    case Strategy::Epoch: return "epoch";
+  }
+  return "?";
+}
+
+std::string TrainOptions::metric_key() const {
+  std::string m = metric_for_best_model.empty() ? "loss" : metric_for_best_model;
+  return m.rfind("eval_", 0) == 0 ? m : "eval_" + m;
+}
+
+bool TrainOptions::higher_is_better() const {
+  if (greater_is_better) return *greater_is_better;
+  const std::string m = metric_key();
+  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0);
+}
+
+Json TrainOptions::to_json() const {
+  Json j = Json::object();
+  for (const auto& f : fields()) j[f.key] = f.get(*this);
+  return j;
+}
+
+void add_train_option_flags(CLI::App* cmd, RawOptions& raw) {
+  cmd->add_option("--config", raw.config_file, "JSON file of options (keys as TrainingArguments); flags override");
+  for (const auto& f : fields()) {
+    if (f.key == "preset") continue;  // the command's own --preset picks it
+    std::string& slot = raw.values[f.key];
+    CLI::Option* opt = f.kind == Kind::Flag ? cmd->add_flag(flag_of(f.key) + "{true}", slot, f.help)
+                                            : cmd->add_option(flag_of(f.key), slot, f.help);
+    raw.cli[f.key] = opt;
+  }
+  // HF's older spelling.
+  raw.cli["evaluation_strategy"] = cmd->add_option("--evaluation-strategy", raw.values["evaluation_strategy"],
+                                                    "alias of --eval-strategy");
+}
+
+TrainOptions train_options_from_json(const Json& j, const std::string& source) {
+  TrainOptions o;
+  apply_json(o, j, source);
+  validate(o);
+  return o;
+}
+
+TrainOptions resolve_train_options(const RawOptions& raw, const Json& base) {
+  TrainOptions o;
+  apply_json(o, base, "preset");
+  if (!raw.config_file.empty()) {
+    Json j;
+    try {
+      j = Json::parse(io::read_file(raw.config_file));
+    } catch (const Json::parse_error& e) {
+      throw Error(raw.config_file + ": not valid JSON: " + e.what());
+    }
+    apply_json(o, j, raw.config_file);
+  }
+  for (const auto& [key, opt] : raw.cli) {
+    if (!opt || opt->count() == 0) continue;
+    const std::string canon = canonical_key(key);
+    const Field* f = find_field(canon);
+    f->set(o, Json(raw.values.at(key)), flag_of(key));
+  }
+  validate(o);
+  return o;
+}
+
+void validate(TrainOptions& o) {
+  auto fail = [](const std::string& m) { throw Error(m); };
+  if (o.model.empty() == o.model_config.empty())
+    fail("give exactly one of --model DIR (pretrained) or --model-config CONFIG.json (random initialisation)");
+  if (o.output_dir.empty()) fail("--output-dir is required");
+  if (o.max_length < 2) fail("--max-length: must be at least 2 ([CLS] and [SEP])");
+  if (o.per_device_train_batch_size < 1) fail("--per-device-train-batch-size: must be positive");
+  if (o.per_device_eval_batch_size < 1) fail("--per-device-eval-batch-size: must be positive");
+  if (o.num_train_epochs <= 0 && o.max_steps <= 0) fail("--num-train-epochs: must be positive (or give --max-steps)");
+  if (!(o.learning_rate > 0)) fail("--learning-rate: must be positive");
+  if (o.weight_decay < 0) fail("--weight-decay: must not be negative");
+  if (o.warmup_steps < 0) fail("--warmup-steps: must not be negative");
+  if (o.warmup_ratio < 0 || o.warmup_ratio > 1) fail("--warmup-ratio: must lie in [0, 1]");
+  if (o.max_grad_norm < 0) fail("--max-grad-norm: must not be negative");
+  if (o.lr_scheduler_type != "linear" && o.lr_scheduler_type != "cosine" && o.lr_scheduler_type != "constant" &&
+      o.lr_scheduler_type != "constant_with_warmup")
+    fail("--lr-scheduler-type: '" + o.lr_scheduler_type + "' is not one of linear|cosine|constant|constant_with_warmup");
+  if (o.optim != "adamw_hf" && o.optim != "adamw_torch")
+    fail("--optim: '" + o.optim + "' is not one of adamw_hf|adamw_torch");
+  if (o.logging_steps < 1) fail("--logging-steps: must be positive");
+  if (o.eval_steps == -1) o.eval_steps = o.logging_steps;  // HF: eval_steps defaults to logging_steps
+  if (o.eval_strategy == Strategy::Steps && o.eval_steps < 1) fail("--eval-steps: must be positive");
+  if (o.save_strategy == Strategy::Steps && o.save_steps < 1) fail("--save-steps: must be positive");
+  if (o.train_samples == 0) fail("--train-samples: must be positive (or -1 for all)");
+  if (o.eval_samples == 0) fail("--eval-samples: must be positive (or -1 for all)");
+  if (o.validation_split < 0) fail("--validation-split: must not be negative");
+  if (o.validation_split > 0 && !o.eval_file.empty())
+    fail("--validation-split carves the eval set from the training data; do not also give --eval-file");
+  if (o.hidden_dropout > 1 || o.attention_dropout > 1) fail("--hidden-dropout/--attention-dropout: must lie in [0, 1]");
+  if (o.threads < 0) fail("--threads: must not be negative");
+  if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
+  if (o.early_stopping_threshold < 0) fail("--early-stopping-threshold: must not be negative");
+  if (o.load_best_model_at_end) {
+    if (o.eval_strategy == Strategy::No)
+      fail("--load-best-model-at-end needs evaluations: set --eval-strategy steps|epoch");
+    if (o.eval_strategy != o.save_strategy)
+      fail(std::string("--load-best-model-at-end requires the save and eval strategy to match, but found --eval-strategy ") +
+           strategy_name(o.eval_strategy) + " and --save-strategy " + strategy_name(o.save_strategy));
+    if (o.eval_strategy == Strategy::Steps && o.save_steps % o.eval_steps != 0)
+      fail("--load-best-model-at-end requires --save-steps (" + std::to_string(o.save_steps) +
+           ") to be a round multiple of --eval-steps (" + std::to_string(o.eval_steps) + ")");
+    if (o.metric_for_best_model.empty()) o.metric_for_best_model = "loss";  // HF default
+  }
+  if (!o.metric_for_best_model.empty()) {
+    static const char* known[] = {"loss", "accuracy", "f1"};
+    std::string m = o.metric_for_best_model.rfind("eval_", 0) == 0 ? o.metric_for_best_model.substr(5)
+                                                                    : o.metric_for_best_model;
+    bool ok = false;
+    for (auto* k : known) ok |= m == k;
+    if (!ok) fail("--metric-for-best-model: '" + o.metric_for_best_model + "' is not one of loss|accuracy|f1");
+    if (!o.greater_is_better) o.greater_is_better = o.higher_is_better();
+  }
+  if (o.early_stopping_patience > 0) {
+    // EarlyStoppingCallback asserts these in on_train_begin.
+    if (!o.load_best_model_at_end) fail("--early-stopping-patience requires --load-best-model-at-end");
+    if (o.eval_strategy == Strategy::No) fail("--early-stopping-patience requires --eval-strategy steps|epoch");
+  }
+}
+
+}  // namespace bertune::train

@@ -1,0 +1,111 @@
+#pragma once
+// Which examples go into which batch, and how a batch is laid out.
+//
+// Training order follows the Hugging Face Trainer (transformers 4.30):
+//  - random order: a fresh permutation every epoch;
+//  - --group-by-length: LengthGroupedSampler (trainer_pt_utils.get_length_grouped_indices),
+//    reproduced exactly *after* the base permutation. torch.randperm's stream cannot be
+//    reproduced without torch, so the base permutation comes from our own documented RNG
+//    (SplitMix64 -> Fisher-Yates, below); everything that follows it is HF's algorithm.
+// Evaluation is sequential. Batches keep drop_last=False semantics (the last one may be short).
+//
+// An epoch's order is a pure function of (seed, epoch), so resuming mid-epoch means rebuilding
+// the order and skipping the batches already done — no sampler state beyond two integers.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/batching.h"
+
+namespace bertune::train {
+
+// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, statistically sound for shuffling, and
+// trivially re-implementable anywhere, so an order can be reproduced outside bertune.
+struct SplitMix64 {
+  uint64_t state;
+  explicit SplitMix64(uint64_t seed) : state(seed) {}
+  uint64_t next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, bound) without modulo bias (Lemire's multiply-shift with rejection).
+  uint64_t below(uint64_t bound);
+};
+
+// Permutation of [0, n): Fisher-Yates from the back, j = below(i + 1).
+std::vector<size_t> random_permutation(size_t n, uint64_t seed);
+
+// The seed of epoch `epoch` (0-based) for a run seeded with `seed`. HF keeps one torch
+// generator running across epochs; we derive each epoch's seed instead so any epoch's order
+// can be rebuilt on resume without replaying the earlier ones.
+uint64_t epoch_seed(uint64_t seed, int64_t epoch);
+
+// HF get_length_grouped_indices with a given base permutation `indices` (what torch.randperm
+// returned there). mega_batch_mult <= 0: min(n / (4 * batch_size), 50), at least 1.
+// Megabatches of mega_batch_mult * batch_size consecutive indices are each stably sorted by
+// length, longest first (Python's sorted(reverse=True) keeps ties in permutation order); then
+// the first element of the megabatch whose first element is longest (first such megabatch,
+// as torch.argmax) is swapped with the very first element, so the longest batch runs first
+// (an out-of-memory error shows up at once).
+std::vector<size_t> length_grouped_indices(const std::vector<int>& lengths, int batch_size,
+                                           const std::vector<size_t>& indices,
+                                           int mega_batch_mult = 0);
+
+// The order of training epoch `epoch`: a random permutation, or the length-grouped order
+// built on that permutation.
+std::vector<size_t> train_epoch_order(const std::vector<int>& lengths, int batch_size,
+                                      bool group_by_length, uint64_t seed, int64_t epoch);
+
+// Consecutive slices of `order`, batch_size each; the last one may be shorter.
+std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size);
+inline int64_t batches_per_epoch(size_t n, int batch_size) {
+  return static_cast<int64_t>((n + batch_size - 1) / batch_size);
+}
+
+// ---- batch layout ----
+
+// Padding (packed | longest | max_length), parse_padding and padding_name come from the
+// engine's train/batching.h, so the trainer and `bertune bench train` speak the same modes.
+
+// A batch on the host, ready for the model. Packed: `input_ids` holds the sequences end to
+// end and `row_length` is 0. Padded: `input_ids` is [batch, row_length] row-major, pad_id
+// after each sequence's real tokens; `lengths` gives the real tokens per row (the attention
+// mask).
+struct HostBatch {
+  std::vector<int32_t> input_ids;
+  std::vector<int32_t> lengths;   // real tokens of each sequence
+  std::vector<int32_t> offsets;   // start of each sequence in input_ids (size batch + 1)
+  std::vector<int32_t> labels;    // -1 when unlabelled
+  std::vector<size_t> example_indices;
+  int32_t row_length = 0;         // 0 when packed
+  Padding padding = Padding::Packed;
+
+  size_t size() const { return lengths.size(); }
+  int64_t real_tokens() const;
+  // Tokens the model computes on: what HF's floating_point_ops counts (input_ids.numel()).
+  int64_t processed_tokens() const { return static_cast<int64_t>(input_ids.size()); }
+};
+
+// `sequences[i]` are token ids (already truncated to max_length, with [CLS] ... [SEP]).
+HostBatch build_host_batch(const std::vector<std::vector<int32_t>>& sequences,
+                      const std::vector<int32_t>& labels, const std::vector<size_t>& batch,
+                      Padding padding, int max_length, int32_t pad_id);
+
+// Running totals of real and processed tokens: the padding fraction is the share of
+// computed positions that were padding.
+struct TokenCounts {
+  int64_t real = 0;
+  int64_t processed = 0;
+  void add(const HostBatch& b) {
+    real += b.real_tokens();
+    processed += b.processed_tokens();
+  }
+  double padding_fraction() const {
+    return processed > 0 ? 1.0 - static_cast<double>(real) / static_cast<double>(processed) : 0.0;
+  }
+};
+
+}  // namespace bertune::train

@@ -1,0 +1,325 @@
+// End-to-end tests of `bertune train|eval|predict` on a tiny random model: the real binary
+// is spawned (and killed), so what is tested is what users run.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "train/report.h"
+#include "util/paths.h"
+
+extern char** environ;
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using namespace bertune;
+
+namespace {
+
+// Small NSMC-format files cut from the real training reviews, and a tiny config with the
+// klue vocabulary: every run takes a second or two.
+struct Fixture {
+  fs::path dir = fs::temp_directory_path() / ("bertune_trainer_test_" + std::to_string(::getpid()));
+  fs::path train, eval, config;
+  Fixture() {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
+    std::string header, line;
+    std::getline(in, header);
+    std::ofstream tr(dir / "train.tsv"), ev(dir / "eval.tsv");
+    tr << header << "\n";
+    ev << header << "\n";
+    for (int i = 0; i < 480 && std::getline(in, line); ++i) (i < 400 ? tr : ev) << line << "\n";
+    train = dir / "train.tsv";
+    eval = dir / "eval.tsv";
+    config = dir / "tiny.json";
+    io::write_file_atomic(config, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
+  }
+  ~Fixture() { fs::remove_all(dir); }
+  std::vector<std::string> base_args(const fs::path& out) const {
+    return {"train", "--model-config", config.string(), "--train-file", train.string(), "--eval-file",
+            eval.string(), "--max-length", "48", "--per-device-train-batch-size", "16", "--learning-rate", "1e-3",
+            "--warmup-ratio", "0.1", "--logging-steps", "1", "--output-dir", out.string(), "--threads", "2"};
+  }
+};
+
+void set_arg(std::vector<std::string>& args, const std::string& flag, const std::string& value) {
+  auto it = std::find(args.begin(), args.end(), flag);
+  ASSERT_TRUE(it != args.end() && it + 1 != args.end()) << flag;
+  *(it + 1) = value;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> all = {BERTUNE_BINARY};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, BERTUNE_BINARY, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot spawn " + std::string(BERTUNE_BINARY));
+  return pid;
+}
+
+int run(const std::vector<std::string>& args, const fs::path& log) {
+  pid_t pid = spawn(args, log);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string slurp(const fs::path& p) { return fs::exists(p) ? io::read_file(p) : ""; }
+
+size_t count_loss_records(const fs::path& log) {
+  size_t n = 0;
+  for (const auto& r : train::JsonlLog::read(log)) n += r.contains("loss");
+  return n;
+}
+
+// Starts a run and SIGKILLs it once `after` loss records are logged (+ delay). Returns
+// whether the kill landed before the run finished on its own.
+bool run_and_kill(const std::vector<std::string>& args, const fs::path& out, size_t after, int delay_ms,
+                  const fs::path& console) {
+  pid_t pid = spawn(args, console);
+  int status = 0;
+  for (;;) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return false;  // finished first
+    if (count_loss_records(out / "log.jsonl") >= after) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status);
+}
+
+std::map<int64_t, double> metric_by_step(const fs::path& log, const char* key) {
+  std::map<int64_t, double> m;
+  for (const auto& r : train::JsonlLog::read(log))
+    if (r.contains(key)) m[r["step"].get<int64_t>()] = r[key].get<double>();
+  return m;
+}
+
+}  // namespace
+
+// The loss curve of a run killed with SIGKILL (mid-epoch, and mid-save) and resumed equals
+// the uninterrupted run's: same batches, dropout masks, learning rates and optimizer state.
+TEST(TrainerRun, ResumeAfterKillMatchesUninterrupted) {
+  Fixture fx;
+  auto args = [&](const fs::path& out, bool resume) {
+    auto a = fx.base_args(out);
+    for (const char* s : {"--num-train-epochs", "2", "--eval-strategy", "steps", "--eval-steps", "10",
+                          "--save-strategy", "steps", "--save-steps", "4", "--save-total-limit", "2"})
+      a.push_back(s);
+    if (resume) a.insert(a.end(), {"--resume-from-checkpoint", "last"});
+    return a;
+  };
+  const fs::path full = fx.dir / "full", killed = fx.dir / "killed";
+  ASSERT_EQ(run(args(full, false), fx.dir / "full.txt"), 0) << slurp(fx.dir / "full.txt");
+  auto expected = metric_by_step(full / "log.jsonl", "loss");
+  ASSERT_EQ(expected.size(), 50u);  // 400 examples / 16 = 25 steps x 2 epochs, logged every step
+
+  // Kill 1: mid-epoch 1, right after a logged step. Kill 2: a few ms after step 36 is
+  // logged (mid-epoch 2) — step 36 saves a checkpoint, so this lands inside a save often; the
+  // check below (every remaining checkpoint complete) holds either way.
+  ASSERT_TRUE(run_and_kill(args(killed, false), killed, 17, 0, fx.dir / "k1.txt")) << "finished before the kill";
+  ASSERT_TRUE(run_and_kill(args(killed, true), killed, 36, 3, fx.dir / "k2.txt")) << slurp(fx.dir / "k2.txt");
+  for (const auto& e : fs::directory_iterator(killed)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("checkpoint-", 0) != 0 || name.find(".tmp-") != std::string::npos) continue;
+    for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json",
+                          "bertune_state.json"})
+      EXPECT_TRUE(fs::exists(e.path() / f)) << e.path() << " lacks " << f;
+    EXPECT_NO_THROW(io::read_safetensors(e.path() / "model.safetensors")) << e.path();
+  }
+  ASSERT_EQ(run(args(killed, true), fx.dir / "k3.txt"), 0) << slurp(fx.dir / "k3.txt");
+  EXPECT_NE(slurp(fx.dir / "k3.txt").find("Resuming from"), std::string::npos);
+
+  auto got = metric_by_step(killed / "log.jsonl", "loss");
+  ASSERT_EQ(got.size(), expected.size());
+  double worst = 0;
+  for (const auto& [step, loss] : expected) {
+    ASSERT_TRUE(got.count(step)) << "step " << step << " missing after resume";
+    worst = std::max(worst, std::fabs(got[step] - loss));
+  }
+  EXPECT_LE(worst, 1e-6) << "largest loss difference after resume";
+  auto eval_a = metric_by_step(full / "log.jsonl", "eval_loss"), eval_b = metric_by_step(killed / "log.jsonl", "eval_loss");
+  ASSERT_EQ(eval_a.size(), 5u);
+  for (const auto& [step, v] : eval_a) EXPECT_NEAR(eval_b[step], v, 1e-6) << "eval at step " << step;
+  // HF layout of the finished run.
+  auto state = Json::parse(slurp(killed / "trainer_state.json"));
+  EXPECT_EQ(state["global_step"], 50);
+  EXPECT_TRUE(fs::exists(killed / "final" / "config.json"));
+  EXPECT_TRUE(fs::exists(killed / "final" / "vocab.txt"));
+}
+
+TEST(TrainerRun, NonFiniteLossStopsAndKeepsLastGoodCheckpoint) {
+  Fixture fx;
+  const fs::path out = fx.dir / "nan";
+  auto a = fx.base_args(out);
+  set_arg(a, "--learning-rate", "1e30");  // blows the weights up
+  set_arg(a, "--warmup-ratio", "0");
+  for (const char* s : {"--save-strategy", "steps", "--save-steps", "1"}) a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "nan.txt"), 1) << slurp(fx.dir / "nan.txt");
+  std::string console = slurp(fx.dir / "nan.txt");
+  EXPECT_NE(console.find("non-finite loss — step skipped"), std::string::npos) << console;
+  EXPECT_NE(console.find("3 steps in a row had a non-finite loss or gradient"), std::string::npos) << console;
+  // Step 1 was finite and saved; steps 2-4 were skipped and saved nothing.
+  EXPECT_NE(console.find("last good checkpoint is " + (out / "checkpoint-1").string()), std::string::npos) << console;
+  EXPECT_TRUE(fs::exists(out / "checkpoint-1" / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint-2"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint-4"));
+}
+
+TEST(TrainerRun, BadFlagsFailClearlyAndWriteNothing) {
+  Fixture fx;
+  const fs::path out = fx.dir / "never";
+  auto a = fx.base_args(out);
+  a.insert(a.end(), {"--eval-strategy", "epochs"});
+  EXPECT_EQ(run(a, fx.dir / "bad.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad.txt").find("--eval-strategy: 'epochs' is not one of no|steps|epoch"), std::string::npos);
+  auto b = fx.base_args(out);
+  b.insert(b.end(), {"--load-best-model-at-end", "--eval-strategy", "epoch", "--save-strategy", "steps"});
+  EXPECT_EQ(run(b, fx.dir / "bad2.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad2.txt").find("requires the save and eval strategy to match"), std::string::npos);
+  auto c = fx.base_args(out);
+  set_arg(c, "--train-file", (fx.dir / "missing.tsv").string());
+  EXPECT_EQ(run(c, fx.dir / "bad3.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad3.txt").find("missing.tsv"), std::string::npos) << slurp(fx.dir / "bad3.txt");
+  EXPECT_FALSE(fs::exists(out)) << "a rejected run must not create its output dir";
+}
+
+// Early stopping, best checkpoint and save_total_limit together, through the real loop:
+// patience 1 with an unreachable threshold stops after the second evaluation; the first
+// checkpoint is the best and survives save_total_limit=1 next to the newest.
+TEST(TrainerRun, EarlyStoppingBestCheckpointAndRotation) {
+  Fixture fx;
+  const fs::path out = fx.dir / "es";
+  auto a = fx.base_args(out);
+  for (const char* s : {"--num-train-epochs", "5", "--eval-strategy", "epoch", "--save-strategy", "epoch",
+                        "--load-best-model-at-end", "--metric-for-best-model", "loss", "--early-stopping-patience",
+                        "1", "--early-stopping-threshold", "100", "--save-total-limit", "1"})
+    a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "es.txt"), 0) << slurp(fx.dir / "es.txt");
+  auto state = Json::parse(slurp(out / "trainer_state.json"));
+  EXPECT_EQ(state["global_step"], 50);  // 2 of 5 epochs
+  EXPECT_EQ(state["best_model_checkpoint"], (out / "checkpoint-25").string());
+  EXPECT_TRUE(fs::exists(out / "checkpoint-25"));
+  EXPECT_TRUE(fs::exists(out / "checkpoint-50"));
+  auto evals = metric_by_step(out / "log.jsonl", "eval_loss");
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_DOUBLE_EQ(state["best_metric"].get<double>(), std::min(evals[25], evals[50]) == evals[50] && evals[50] < evals[25]
+                                                           ? evals[50] : evals[25]);
+  EXPECT_NE(slurp(fx.dir / "es.txt").find("Loading best model from"), std::string::npos);
+}
+
+TEST(TrainerRun, ValidationSplitCarvesTheEvalSet) {
+  Fixture fx;
+  const fs::path out = fx.dir / "vs";
+  auto a = fx.base_args(out);
+  a.erase(a.begin() + 5, a.begin() + 7);  // no --eval-file: carve it from the training file
+  for (const char* s : {"--validation-split", "80", "--data-seed", "7", "--max-steps", "4", "--eval-strategy",
+                        "steps", "--eval-steps", "4", "--save-strategy", "no"})
+    a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "vs.txt"), 0) << slurp(fx.dir / "vs.txt");
+  std::string console = slurp(fx.dir / "vs.txt");
+  EXPECT_NE(console.find("Num examples = 320, eval 80"), std::string::npos) << console;
+  EXPECT_EQ(metric_by_step(out / "log.jsonl", "eval_accuracy").size(), 1u);
+  auto b = a;
+  b.insert(b.end(), {"--eval-file", fx.eval.string()});
+  EXPECT_EQ(run(b, fx.dir / "vs2.txt"), 1);  // both: ambiguous, refused
+  EXPECT_NE(slurp(fx.dir / "vs2.txt").find("--validation-split"), std::string::npos);
+}
+
+// `bertune eval` on the saved model reproduces the trainer's own evaluation of those
+// weights; `bertune predict` writes one {label, probs, logits} line per text.
+TEST(TrainerRun, EvalAndPredictOnTheSavedModel) {
+  Fixture fx;
+  const fs::path out = fx.dir / "ep";
+  auto a = fx.base_args(out);
+  for (const char* s : {"--max-steps", "8", "--eval-strategy", "steps", "--eval-steps", "8", "--save-strategy", "no"})
+    a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "ep.txt"), 0) << slurp(fx.dir / "ep.txt");
+  auto acc = metric_by_step(out / "log.jsonl", "eval_accuracy");
+  auto loss = metric_by_step(out / "log.jsonl", "eval_loss");
+  ASSERT_EQ(acc.size(), 1u);
+  ASSERT_EQ(run({"eval", "--model", (out / "final").string(), "--data", fx.eval.string(), "--max-length", "48",
+                 "--json"},
+                fx.dir / "eval.txt"),
+            0)
+      << slurp(fx.dir / "eval.txt");
+  auto j = Json::parse(slurp(fx.dir / "eval.txt"));
+  EXPECT_DOUBLE_EQ(j["eval_accuracy"].get<double>(), acc[8]);
+  EXPECT_NEAR(j["eval_loss"].get<double>(), loss[8], 1e-6);
+
+  ASSERT_EQ(run({"predict", "--model", (out / "final").string(), "정말 재밌어요", "최악의 영화"}, fx.dir / "pred.txt"), 0)
+      << slurp(fx.dir / "pred.txt");
+  std::istringstream lines(slurp(fx.dir / "pred.txt"));
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    auto r = Json::parse(line);
+    auto probs = r["probs"].get<std::vector<double>>();
+    auto logits = r["logits"].get<std::vector<double>>();
+    ASSERT_EQ(probs.size(), 2u);
+    EXPECT_NEAR(probs[0] + probs[1], 1.0, 1e-6);
+    EXPECT_EQ(r["label"].get<int>(), logits[1] > logits[0] ? 1 : 0);
+    EXPECT_NEAR(probs[1], 1.0 / (1.0 + std::exp(logits[0] - logits[1])), 1e-6);
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+  ASSERT_EQ(run({"predict", "--model", (out / "final").string(), "--input", fx.eval.string(), "--output",
+                 (fx.dir / "pred.jsonl").string()},
+                fx.dir / "pred2.txt"),
+            0)
+      << slurp(fx.dir / "pred2.txt");
+  EXPECT_EQ(train::JsonlLog::read(fx.dir / "pred.jsonl").size(), 80u);
+}
+
+// `bertune compare`: four runs, a table with one row per mode, and a picture. Padding can
+// only shrink from max_length to longest (same random order), and packing removes it.
+TEST(TrainerRun, CompareFourModes) {
+  Fixture fx;
+  const fs::path out = fx.dir / "cmp";
+  auto a = fx.base_args(out);
+  a[0] = "compare";
+  for (const char* s : {"--num-train-epochs", "1", "--logging-steps", "100"}) a.push_back(s);
+  a.erase(std::find(a.begin(), a.end(), "--logging-steps"), std::find(a.begin(), a.end(), "--logging-steps") + 2);
+  ASSERT_EQ(run(a, fx.dir / "cmp.txt"), 0) << slurp(fx.dir / "cmp.txt");
+  auto rows = Json::parse(slurp(out / "compare.json"));
+  ASSERT_EQ(rows.size(), 4u);
+  std::map<std::string, double> pad;
+  for (const auto& r : rows) {
+    pad[r["mode"]] = r["summary"]["train_padding_fraction"].get<double>();
+    EXPECT_EQ(r["epoch_accuracy"].size(), 1u) << r["mode"];
+    EXPECT_EQ(r["epoch_seconds"].size(), 1u) << r["mode"];
+  }
+  EXPECT_GT(pad["max_length"], pad["longest"]);
+  EXPECT_LT(pad["longest+group_by_length"], pad["longest"]);
+  EXPECT_EQ(pad["packed"], 0.0);
+  std::string md = slurp(out / "compare.md");
+  EXPECT_NE(md.find("| longest+group_by_length |"), std::string::npos) << md;
+  EXPECT_TRUE(fs::file_size(out / "compare.png") > 1000);
+}
