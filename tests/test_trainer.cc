@@ -154,7 +154,12 @@ TEST(TrainerRun, ResumeAfterKillMatchesUninterrupted) {
       EXPECT_TRUE(fs::exists(e.path() / f)) << e.path() << " lacks " << f;
     EXPECT_NO_THROW(io::read_safetensors(e.path() / "model.safetensors")) << e.path();
   }
+  // What a kill inside a save leaves: a half-written temporary directory. Resume must neither
+  // pick it nor keep it.
+  fs::create_directories(killed / "checkpoint-49.tmp-99999");
+  io::write_file_atomic(killed / "checkpoint-49.tmp-99999" / "model.safetensors", "torn");
   ASSERT_EQ(run(args(killed, true), fx.dir / "k3.txt"), 0) << slurp(fx.dir / "k3.txt");
+  EXPECT_FALSE(fs::exists(killed / "checkpoint-49.tmp-99999"));
   EXPECT_NE(slurp(fx.dir / "k3.txt").find("Resuming from"), std::string::npos);
 
   auto got = metric_by_step(killed / "log.jsonl", "loss");
@@ -296,6 +301,16 @@ TEST(TrainerRun, EvalAndPredictOnTheSavedModel) {
             0)
       << slurp(fx.dir / "pred2.txt");
   EXPECT_EQ(train::JsonlLog::read(fx.dir / "pred.jsonl").size(), 80u);
+
+  // The saved directory is a --model for further fine-tuning (HF layout round trip).
+  auto b = fx.base_args(fx.dir / "again");
+  auto cfg = std::find(b.begin(), b.end(), "--model-config");
+  *cfg = "--model";
+  *(cfg + 1) = (out / "final").string();
+  for (const char* s : {"--max-steps", "2", "--save-strategy", "no"}) b.push_back(s);
+  ASSERT_EQ(run(b, fx.dir / "again.txt"), 0) << slurp(fx.dir / "again.txt");
+  EXPECT_EQ(slurp(fx.dir / "again.txt").find("newly initialized"), std::string::npos)  // the head was saved too
+      << slurp(fx.dir / "again.txt");
 }
 
 // `bertune compare`: four runs, a table with one row per mode, and a picture. Padding can

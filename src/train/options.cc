@@ -108,6 +108,7 @@ struct Field {
   std::string key;
   Kind kind;
   std::string help;
+  std::string type_name;
   std::function<void(TrainOptions&, const Json&, const std::string&)> set;
   std::function<Json(const TrainOptions&)> get;
 };
@@ -115,7 +116,12 @@ struct Field {
 template <typename T>
 Field field(const char* key, T TrainOptions::*member, const char* help) {
   constexpr bool is_flag = std::is_same_v<T, bool> || std::is_same_v<T, std::optional<bool>>;
-  return Field{key, is_flag ? Kind::Flag : Kind::Value, help,
+  std::string type_name = std::is_same_v<T, Strategy>      ? "no|steps|epoch"
+                          : std::is_same_v<T, Padding>     ? "max_length|longest|packed"
+                          : std::is_floating_point_v<T>    ? "FLOAT"
+                          : std::is_integral_v<T>          ? "INT"
+                                                           : "TEXT";
+  return Field{key, is_flag ? Kind::Flag : Kind::Value, help, type_name,
                [member](TrainOptions& o, const Json& v, const std::string& where) { convert(v, o.*member, where); },
                [member](const TrainOptions& o) { return to_json_value(o.*member); }};
 }
@@ -233,6 +239,13 @@ void add_train_option_flags(CLI::App* cmd, RawOptions& raw) {
     std::string& slot = raw.values[f.key];
     CLI::Option* opt = f.kind == Kind::Flag ? cmd->add_flag(flag_of(f.key) + "{true}", slot, f.help)
                                             : cmd->add_option(flag_of(f.key), slot, f.help);
+    if (f.kind == Kind::Value) {
+      // Help shows HF's default; the value itself is only read when the flag is given.
+      static const TrainOptions defaults;
+      const Json d = f.get(defaults);
+      opt->type_name(f.type_name);
+      if (!(d.is_string() && d.get<std::string>().empty())) opt->default_str(d.is_string() ? d.get<std::string>() : d.dump());
+    }
     raw.cli[f.key] = opt;
   }
   // HF's older spelling.

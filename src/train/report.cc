@@ -92,7 +92,7 @@ void Progress::finish() {
 void EpochTable::row(double epoch, int64_t step, double train_loss, const Json& m, double seconds) {
   auto get = [&](const char* k) { return m.contains(k) ? m[k].get<double>() : NAN; };
   if (!header_done_) {
-    std::fprintf(out_, "| Epoch | Step | Training Loss | Validation Loss | Accuracy | F1     | Time     |\n");
+    std::fprintf(out_, "| Epoch | Step | Training Loss | Validation Loss | Accuracy | F1     | Elapsed  |\n");
     std::fprintf(out_, "|------:|-----:|--------------:|----------------:|---------:|-------:|---------:|\n");
     header_done_ = true;
   }

@@ -490,7 +490,7 @@ TrainResult run_training(const TrainOptions& opt, std::FILE* out) {
     log_record(rec);
     double train_loss = run.eval_loss_steps ? run.eval_loss_sum / run.eval_loss_steps : NAN;
     if (progress.is_tty()) progress.message("");
-    table.row(state.epoch, state.global_step, train_loss, rec, epoch_train_seconds);
+    table.row(state.epoch, state.global_step, train_loss, rec, seconds_since(train_start));
     run.eval_loss_sum = 0;
     run.eval_loss_steps = 0;
     std::string w = run.collapse.on_evaluate(er.metrics.accuracy, er.predictions, config.num_labels());
