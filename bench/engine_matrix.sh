@@ -23,7 +23,7 @@ note "gemm"
 for cfg in SMALL BASE; do
   conf=${!cfg}
   # max_length 128 steps cost ~5x a packed step: fewer of them.
-  if [ "$cfg" = BASE ]; then steps=${BASE_STEPS:-10}; long_steps=${BASE_LONG_STEPS:-2}; warm=2
+  if [ "$cfg" = BASE ]; then steps=${BASE_STEPS:-10}; long_steps=${BASE_LONG_STEPS:-2}; warm=${BASE_WARMUP:-2}
   else steps=${SMALL_STEPS:-20}; long_steps=${SMALL_LONG_STEPS:-5}; warm=3; fi
   for mode in "packed" "longest --group-by-length" "max_length"; do
     s=$steps; [ "$mode" = max_length ] && s=$long_steps

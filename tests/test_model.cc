@@ -202,16 +202,19 @@ TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
   // Adam's first steps move every weight by about lr * sign(m): elements whose
   // true gradient is ~0 (key biases: softmax ignores them) follow fp32 noise
   // in both implementations, hence an absolute bound well below one update.
-  float worst = 0.f;
-  std::string worst_name;
+  float worst = 0.f, worst_real = 0.f;
+  std::string worst_name, worst_real_name;
   for (const auto& p : m.param_info()) {
     const auto& t = after.at(p.name);
     float err = max_abs_diff(m.params() + p.offset, t.data.data(), p.numel);
     if (err > worst) worst = err, worst_name = p.name;
-    EXPECT_LE(err, 5e-5f) << p.name;
+    bool noise_driven = p.name.find("key.bias") != std::string::npos;
+    if (!noise_driven && err > worst_real) worst_real = err, worst_real_name = p.name;
+    EXPECT_LE(err, noise_driven ? 5e-5f : 5e-6f) << p.name;
   }
-  std::printf("[adamw] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3)\n",
-              worst, worst_name.c_str());
+  std::printf("[adamw] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3); "
+              "%.3g in %s among tensors with a real gradient\n",
+              worst, worst_name.c_str(), worst_real, worst_real_name.c_str());
 }
 
 TEST(BertGolden, MaskedLMMatchesHuggingFace) {
