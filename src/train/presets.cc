@@ -51,7 +51,7 @@ const std::vector<Preset>& presets() {
     // The main job: a small BERT from scratch on all NSMC training reviews but a 5,000-review
     // validation split, best checkpoint by accuracy, then the 50,000 test reviews once.
     p.push_back({"main",
-                 "main job: 4-layer BERT (hidden 256, klue vocab) from random initialisation on NSMC, "
+                 "main job: 4-layer BERT (hidden 256) from random initialisation on NSMC (`bertune run` gives it an NSMC vocabulary), "
                  "validation split 5,000, best by accuracy, then the 50,000 test reviews",
                  Json{{"model_config", (shared_dir() / "models/bert-small-klue/config.json").string()},
                       {"tokenizer", (shared_dir() / klue).string()},
