@@ -19,9 +19,12 @@ TEST(Batching, EveryExampleOnceAndLengthGroupsAreSorted) {
     EXPECT_EQ(std::set<size_t>(seen.begin(), seen.end()).size(), 1000u);
     EXPECT_EQ(batches.back().size(), 1000u % 32);
     if (group) {
-      // Inside a batch lengths descend; the first batch holds the longest example.
+      // Inside a batch lengths descend, except where HF's swap moved the longest example to
+      // the very front: its first batch and the batch that received the old first element.
+      int unsorted = 0;
       for (auto& b : batches)
-        EXPECT_TRUE(std::is_sorted(b.begin(), b.end(), [&](size_t x, size_t y) { return lengths[x] > lengths[y]; }));
+        unsorted += !std::is_sorted(b.begin(), b.end(), [&](size_t x, size_t y) { return lengths[x] > lengths[y]; });
+      EXPECT_LE(unsorted, 2);
       EXPECT_EQ(lengths[batches[0][0]], *std::max_element(lengths.begin(), lengths.end()));
     }
   }

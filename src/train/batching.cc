@@ -1,8 +1,6 @@
 #include "train/batching.h"
 
-#include <algorithm>
-#include <numeric>
-
+#include "train/sampler.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -26,40 +24,8 @@ std::string padding_name(Padding p) {
 std::vector<std::vector<size_t>> make_batches(const std::vector<int>& lengths, int batch_size,
                                               bool group_by_length, uint64_t seed) {
   if (batch_size <= 0) throw Error("batch size must be positive");
-  const size_t n = lengths.size();
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  uint64_t state = seed;
-  auto next = [&]() {  // splitmix64
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  };
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[next() % i]);  // Fisher-Yates
-
-  std::vector<std::vector<size_t>> batches;
-  auto cut = [&](const std::vector<size_t>& seq) {
-    for (size_t i = 0; i < seq.size(); i += batch_size)
-      batches.emplace_back(seq.begin() + i, seq.begin() + std::min(seq.size(), i + batch_size));
-  };
-  if (!group_by_length) {
-    cut(order);
-    return batches;
-  }
-  size_t mult = std::min<size_t>(n / (size_t(batch_size) * 4), 50);
-  size_t mega = std::max<size_t>(mult, 1) * batch_size;
-  for (size_t i = 0; i < n; i += mega) {
-    std::vector<size_t> m(order.begin() + i, order.begin() + std::min(n, i + mega));
-    std::stable_sort(m.begin(), m.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
-    cut(m);
-  }
-  // The longest batch goes first (HF: an early OOM instead of a late one).
-  size_t longest = 0;
-  for (size_t b = 1; b < batches.size(); ++b)
-    if (lengths[batches[b][0]] > lengths[batches[longest][0]]) longest = b;
-  if (!batches.empty()) std::swap(batches[0], batches[longest]);
-  return batches;
+  // The trainer's sampler, so the benchmark orders batches exactly as training does.
+  return split_batches(train_epoch_order(lengths, batch_size, group_by_length, seed, 0), batch_size);
 }
 
 model::Batch build_batch(const std::vector<std::vector<int32_t>>& ids,

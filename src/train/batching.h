@@ -15,10 +15,9 @@ enum class Padding { Packed, Longest, MaxLength };
 Padding parse_padding(const std::string& name);  // packed | longest | max_length
 std::string padding_name(Padding p);
 
-// Example order for one epoch: a seeded permutation, or with group_by_length
-// HF's get_length_grouped_indices (megabatches of 50 x batch_size sorted by
-// length, longest batch first) on that permutation. Then cut into batches;
-// the last one may be short (drop_last false).
+// Batches of the first epoch as the trainer orders them (train/sampler.h):
+// a seeded permutation, or with group_by_length HF's LengthGroupedSampler on
+// it; the last batch may be short (drop_last false).
 std::vector<std::vector<size_t>> make_batches(const std::vector<int>& lengths, int batch_size,
                                               bool group_by_length, uint64_t seed);
 
