@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include <cerrno>
@@ -70,6 +71,38 @@ std::string read_file(const fs::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+namespace {
+// Exchanges two directory entries atomically (Linux renameat2). False when
+// the filesystem or kernel cannot; errno says why.
+bool exchange_paths(const fs::path& a, const fs::path& b) {
+#ifdef RENAME_EXCHANGE
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
+}  // namespace
+
+void publish_directory(const fs::path& staged, const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  if (!fs::exists(target)) {
+    fs::rename(staged, target);
+  } else if (exchange_paths(staged, target)) {
+    fsync_directory(parent);
+    fs::remove_all(staged);  // now holds the previous copy
+  } else {
+    fs::path old = target;
+    old += ".old-" + std::to_string(::getpid());
+    fs::remove_all(old);
+    fs::rename(target, old);
+    fs::rename(staged, target);
+    fsync_directory(parent);
+    fs::remove_all(old);
+  }
+  fsync_directory(parent);
 }
 
 }  // namespace bertune::io

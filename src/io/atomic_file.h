@@ -33,4 +33,11 @@ void write_file_atomic(const std::filesystem::path& target, std::string_view con
 void fsync_directory(const std::filesystem::path& dir);
 std::string read_file(const std::filesystem::path& path);  // throws Error naming the path
 
+// Puts the complete, fsync'ed directory `staged` in place of `target`: renamed there when
+// `target` does not exist, else swapped with it in one atomic renameat2(RENAME_EXCHANGE) and
+// the old copy removed — `target` never disappears. Where the filesystem cannot exchange,
+// the old directory is renamed to <target>.old-<pid> first; a crash between those two
+// renames leaves no <target>, but both complete copies on disk.
+void publish_directory(const std::filesystem::path& staged, const std::filesystem::path& target);
+
 }  // namespace bertune::io

@@ -89,17 +89,6 @@ std::string guess_architecture(const std::vector<TensorRef>& tensors) {
   return "BertModel";
 }
 
-// Exchanges two directory entries atomically (Linux renameat2). False when
-// the filesystem or kernel cannot; errno says why.
-bool exchange_paths(const fs::path& a, const fs::path& b) {
-#ifdef RENAME_EXCHANGE
-  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
-#else
-  errno = ENOSYS;
-  return false;
-#endif
-}
-
 }  // namespace
 
 std::string normalize_tensor_name(const std::string& name) {
@@ -217,10 +206,8 @@ void save_pretrained(const fs::path& dir_in, const model::BertConfig& config,
       throw Error("save_pretrained: extra file " + f.string() + " would overwrite the model's own");
   }
 
-  const std::string pid = std::to_string(::getpid());
-  fs::path tmp = dir, old = dir;
-  tmp += ".tmp-" + pid;
-  old += ".old-" + pid;
+  fs::path tmp = dir;
+  tmp += ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
@@ -238,22 +225,7 @@ void save_pretrained(const fs::path& dir_in, const model::BertConfig& config,
     throw;
   }
 
-  fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
-  if (!fs::exists(dir)) {
-    fs::rename(tmp, dir);
-  } else if (exchange_paths(tmp, dir)) {
-    fsync_directory(parent);
-    fs::remove_all(tmp);  // now holds the previous model
-  } else {
-    // No atomic exchange here: between these two renames <dir> is absent,
-    // but both complete copies are on disk under .old-/.tmp- names.
-    fs::remove_all(old);
-    fs::rename(dir, old);
-    fs::rename(tmp, dir);
-    fsync_directory(parent);
-    fs::remove_all(old);
-  }
-  fsync_directory(parent);
+  publish_directory(tmp, dir);
 }
 
 }  // namespace bertune::io
