@@ -338,3 +338,32 @@ TEST(TrainerRun, CompareFourModes) {
   EXPECT_NE(md.find("| longest+group_by_length |"), std::string::npos) << md;
   EXPECT_TRUE(fs::file_size(out / "compare.png") > 1000);
 }
+
+// `bertune bench train` times the trainer's own step on the trainer's own batches: with the
+// same flags, its loss after every step equals `bertune train`'s logged loss at that step,
+// across an epoch boundary (25 batches of 16 per epoch here).
+TEST(TrainerRun, BenchTrainRunsTheTrainersStep) {
+  Fixture fx;
+  auto a = fx.base_args(fx.dir / "trained");
+  for (const char* s : {"--max-steps", "30", "--save-strategy", "no", "--weight-decay", "0.01"}) a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "train.txt"), 0) << slurp(fx.dir / "train.txt");
+  auto trainer_loss = metric_by_step(fx.dir / "trained" / "log.jsonl", "loss");
+  ASSERT_EQ(trainer_loss.size(), 30u);
+
+  auto b = a;
+  b[0] = "train";
+  b.insert(b.begin(), "bench");
+  set_arg(b, "--output-dir", (fx.dir / "bench").string());
+  for (const char* s : {"--steps", "5", "--warmup", "5", "--repeat", "3", "--json"}) b.push_back(s);
+  ASSERT_EQ(run(b, fx.dir / "bench.txt"), 0) << slurp(fx.dir / "bench.txt");
+  std::istringstream console(slurp(fx.dir / "bench.txt"));
+  Json bench;
+  for (std::string line; std::getline(console, line);)
+    if (!line.empty() && line[0] == '{') bench = Json::parse(line);
+  ASSERT_TRUE(bench.contains("losses")) << slurp(fx.dir / "bench.txt");
+  const auto losses = bench["losses"].get<std::vector<double>>();
+  ASSERT_EQ(losses.size(), 30u);
+  for (int64_t step = 1; step <= 30; ++step)
+    EXPECT_EQ(static_cast<float>(losses[step - 1]), static_cast<float>(trainer_loss.at(step))) << "step " << step;
+  EXPECT_FALSE(fs::exists(fx.dir / "bench")) << "bench train writes nothing";
+}
