@@ -23,6 +23,7 @@ namespace {
 struct InferenceFlags {
   std::string model, tokenizer, text_column;
   int max_length = 128, batch_size = 64, threads = 0;
+  bool allow_untrained_head = false;
 };
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& text_column_help) {
@@ -32,6 +33,8 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
   cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "batch size")->capture_default_str();
   cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
+  cmd->add_flag("--allow-untrained-head", f.allow_untrained_head,
+                "use a model without a trained classifier head (a random one is made: predictions are meaningless)");
 }
 
 // The model, its tokenizer, and the longest sequence both can take.
@@ -46,7 +49,20 @@ LoadedClassifier load_for_inference(const InferenceFlags& f) {
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   kernels::set_num_threads(f.threads);
   LoadedClassifier c;
-  c.model = train::load_classifier(f.model, 42);
+  std::vector<std::string> initialised;
+  c.model = train::load_classifier(f.model, 42, &initialised);
+  if (!initialised.empty()) {
+    std::string names;
+    for (const auto& n : initialised) names += (names.empty() ? "" : ", ") + n;
+    // HF only warns ("newly initialized ... you should probably TRAIN this model"); for
+    // evaluation and prediction a random head makes every figure meaningless.
+    if (!f.allow_untrained_head)
+      throw Error(f.model + " has no trained classification head (missing: " + names +
+                  "); fine-tune it first with `bertune train --model " + f.model +
+                  "`, or pass --allow-untrained-head to use a randomly initialised one");
+    std::fprintf(stderr, "warning: %s: newly initialised %s — predictions are meaningless\n", f.model.c_str(),
+                 names.c_str());
+  }
   c.tokenizer = train::load_tokenizer_for(f.model, f.tokenizer);
   // Longer than the model's positions cannot be encoded: truncate there, as HF does with
   // truncation=True and model_max_length.

@@ -5,6 +5,7 @@
 #include "io/atomic_file.h"
 #include "train/presets.h"
 #include "util/error.h"
+#include "util/json_fields.h"
 
 namespace bertune::cli {
 using Json = nlohmann::json;
@@ -63,7 +64,7 @@ train::TrainOptions resolve_train_flags(const TrainFlags& flags, const Json& bas
     try {
       j = Json::parse(io::read_file(flags.config_file));
     } catch (const Json::parse_error& e) {
-      throw Error(flags.config_file + ": not valid JSON: " + e.what());
+      throw json_syntax_error(flags.config_file, e);
     }
     train::apply_options_json(o, j, flags.config_file);
   }

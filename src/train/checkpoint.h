@@ -69,12 +69,14 @@ std::filesystem::path resolve_resume_dir(const std::string& resume_from_checkpoi
                                          const std::filesystem::path& output_dir);
 
 // Reads a checkpoint's state into a freshly built model and optimizer, after checking that
-// it was made by a run with the same fingerprint.
+// it was made by a run with the same fingerprint and that its files agree with each other
+// (trainer_state.json's global_step, bertune_state.json's data position and step counts,
+// the directory's step number): an edited or mixed-up checkpoint is refused, naming the files.
 struct ResumePoint {
   RunState run;
   TrainerState state;
 };
 ResumePoint read_checkpoint(const std::filesystem::path& dir, const nlohmann::json& fingerprint,
-                            model::BertModel& model, AdamW& optimizer, uint64_t seed);
+                            int64_t steps_per_epoch, model::BertModel& model, AdamW& optimizer, uint64_t seed);
 
 }  // namespace bertune::train

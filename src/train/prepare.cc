@@ -131,7 +131,7 @@ void build_model(PreparedRun& r, ModelFiles& pretrained) {
 }
 
 void restore_checkpoint(PreparedRun& r) {
-  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, *r.model, *r.optimizer, r.options.seed);
+  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, r.steps_per_epoch, *r.model, *r.optimizer, r.options.seed);
   p.state.max_steps = r.state.max_steps;
   p.state.num_train_epochs = r.state.num_train_epochs;
   r.state = std::move(p.state);
