@@ -2,25 +2,18 @@
 
 #include <algorithm>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace bertune::train {
 
-Padding parse_padding(const std::string& name) {
-  if (name == "packed") return Padding::Packed;
-  if (name == "longest") return Padding::Longest;
-  if (name == "max_length") return Padding::MaxLength;
-  throw Error("unknown padding '" + name + "' (expected packed, longest or max_length)");
-}
+namespace {
+constexpr EnumNames<Padding, 3> kPaddingNames{
+    {{{Padding::MaxLength, "max_length"}, {Padding::Longest, "longest"}, {Padding::Packed, "packed"}}}};
+}  // namespace
 
-std::string padding_name(Padding p) {
-  switch (p) {
-    case Padding::Packed: return "packed";
-    case Padding::Longest: return "longest";
-    case Padding::MaxLength: return "max_length";
-  }
-  return "?";
-}
+Padding parse_padding(const std::string& name) { return kPaddingNames.parse(name); }
+std::string padding_name(Padding p) { return kPaddingNames.name(p); }
 
 bool TokenizedData::labelled() const {
   return std::all_of(labels.begin(), labels.end(), [](int32_t y) { return y >= 0; });

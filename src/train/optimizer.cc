@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/bert.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -61,14 +62,6 @@ void AdamW::step(double lr, float grad_scale) {
   }
 }
 
-AdamWVariant parse_adamw_variant(const std::string& name) {
-  if (name == "adamw_hf") return AdamWVariant::HF;
-  if (name == "adamw_torch") return AdamWVariant::Torch;
-  throw Error("'" + name + "' is not one of adamw_hf|adamw_torch");
-}
-
-const char* adamw_variant_name(AdamWVariant v) { return v == AdamWVariant::HF ? "adamw_hf" : "adamw_torch"; }
-
 std::vector<io::TensorRef> AdamW::state_dict() const {
   std::vector<io::TensorRef> out;
   for (const auto& p : model_.param_info()) {
@@ -103,23 +96,18 @@ float clip_coefficient(double norm, double max_norm) {
   return coef < 1.f ? coef : 1.f;
 }
 
-Schedule parse_schedule(const std::string& name) {
-  if (name == "linear") return Schedule::Linear;
-  if (name == "cosine") return Schedule::Cosine;
-  if (name == "constant") return Schedule::Constant;
-  if (name == "constant_with_warmup") return Schedule::ConstantWithWarmup;
-  throw Error("'" + name + "' is not one of linear|cosine|constant|constant_with_warmup");
-}
+namespace {
+constexpr EnumNames<Schedule, 4> kScheduleNames{{{{Schedule::Linear, "linear"},
+                                                  {Schedule::Cosine, "cosine"},
+                                                  {Schedule::Constant, "constant"},
+                                                  {Schedule::ConstantWithWarmup, "constant_with_warmup"}}}};
+constexpr EnumNames<AdamWVariant, 2> kAdamWNames{{{{AdamWVariant::HF, "adamw_hf"}, {AdamWVariant::Torch, "adamw_torch"}}}};
+}  // namespace
 
-const char* schedule_name(Schedule s) {
-  switch (s) {
-    case Schedule::Linear: return "linear";
-    case Schedule::Cosine: return "cosine";
-    case Schedule::Constant: return "constant";
-    case Schedule::ConstantWithWarmup: return "constant_with_warmup";
-  }
-  return "?";
-}
+Schedule parse_schedule(const std::string& name) { return kScheduleNames.parse(name); }
+const char* schedule_name(Schedule s) { return kScheduleNames.name(s); }
+AdamWVariant parse_adamw_variant(const std::string& name) { return kAdamWNames.parse(name); }
+const char* adamw_variant_name(AdamWVariant v) { return kAdamWNames.name(v); }
 
 double learning_rate(Schedule s, double base_lr, int64_t step, int64_t warmup_steps,
                      int64_t total_steps) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -71,39 +72,19 @@ void convert(const Json& v, std::optional<bool>& out, const std::string& where) 
   out = b;
 }
 
-void convert(const Json& v, Strategy& out, const std::string& where) {
-  std::string s;
-  if (v.is_string()) s = v.get<std::string>();
-  if (s == "no") out = Strategy::No;
-  else if (s == "steps") out = Strategy::Steps;
-  else if (s == "epoch") out = Strategy::Epoch;
-  else throw Error(where + ": " + describe(v) + " is not one of no|steps|epoch");
-}
-
-void convert(const Json& v, Padding& out, const std::string& where) {
-  std::string s;
-  if (v.is_string()) s = v.get<std::string>();
-  if (s == "max_length") out = Padding::MaxLength;
-  else if (s == "longest") out = Padding::Longest;
-  else if (s == "packed") out = Padding::Packed;
-  else throw Error(where + ": " + describe(v) + " is not one of max_length|longest|packed");
-}
-
-void convert(const Json& v, AdamWVariant& out, const std::string& where) {
+// An enum under its HF spelling; `parse` names the choices when the text is none of them.
+template <typename E>
+void convert_choice(const Json& v, E& out, const std::string& where, E (*parse)(const std::string&)) {
   try {
-    out = parse_adamw_variant(v.is_string() ? v.get<std::string>() : v.dump());
+    out = parse(v.is_string() ? v.get<std::string>() : v.dump());
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }
 }
-
-void convert(const Json& v, Schedule& out, const std::string& where) {
-  try {
-    out = parse_schedule(v.is_string() ? v.get<std::string>() : v.dump());
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
-  }
-}
+void convert(const Json& v, Strategy& out, const std::string& w) { convert_choice(v, out, w, parse_strategy); }
+void convert(const Json& v, Padding& out, const std::string& w) { convert_choice(v, out, w, parse_padding); }
+void convert(const Json& v, AdamWVariant& out, const std::string& w) { convert_choice(v, out, w, parse_adamw_variant); }
+void convert(const Json& v, Schedule& out, const std::string& w) { convert_choice(v, out, w, parse_schedule); }
 
 Json to_json_value(const std::string& s) { return s; }
 template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
@@ -210,14 +191,12 @@ void apply_options_json(TrainOptions& o, const Json& j, const std::string& sourc
   }
 }
 
-const char* strategy_name(Strategy s) {
-  switch (s) {
-    case Strategy::No: return "no";
-    case Strategy::Steps: return "steps";
-    case Strategy::Epoch: return "epoch";
-  }
-  return "?";
-}
+namespace {
+constexpr EnumNames<Strategy, 3> kStrategyNames{{{{Strategy::No, "no"}, {Strategy::Steps, "steps"}, {Strategy::Epoch, "epoch"}}}};
+}  // namespace
+
+Strategy parse_strategy(const std::string& name) { return kStrategyNames.parse(name); }
+const char* strategy_name(Strategy s) { return kStrategyNames.name(s); }
 
 std::string TrainOptions::metric_key() const {
   std::string m = metric_for_best_model.empty() ? "loss" : metric_for_best_model;

@@ -19,6 +19,7 @@
 namespace bertune::train {
 
 enum class Strategy { No, Steps, Epoch };
+Strategy parse_strategy(const std::string& name);  // no | steps | epoch
 const char* strategy_name(Strategy s);
 
 struct TrainOptions {
