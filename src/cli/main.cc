@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bertune::cli::add_run_command(app);
   bertune::cli::add_train_commands(app);
+  bertune::cli::add_pretrain_command(app);
   bertune::cli::add_data_commands(app);
   bertune::cli::add_tokenize_commands(app);
   bertune::cli::add_vocab_commands(app);

@@ -1,5 +1,6 @@
 #include "cli/train_flags.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "io/atomic_file.h"
@@ -15,12 +16,13 @@ bool TrainFlags::given(const std::string& key) const {
   return it != cli.end() && it->second && it->second->count() > 0;
 }
 
-void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset) {
+void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset, const std::vector<std::string>& only) {
+  auto wanted = [&](const std::string& key) { return only.empty() || std::find(only.begin(), only.end(), key) != only.end(); };
   if (with_preset) cmd->add_option("--preset", flags.preset, "start from a preset's options (main, notebook-1..4)");
   cmd->add_option("--config", flags.config_file, "JSON file of options (keys as TrainingArguments); flags override");
   static const train::TrainOptions defaults;
   for (const auto& f : train::train_option_fields()) {
-    if (f.key == "preset") continue;  // --preset picks it
+    if (f.key == "preset" || !wanted(f.key)) continue;  // --preset picks the preset
     std::string& slot = flags.values[f.key];
     const std::string flag = train::option_flag(f.key);
     CLI::Option* opt = f.is_flag ? cmd->add_flag(flag + "{true}", slot, f.help) : cmd->add_option(flag, slot, f.help);
@@ -34,7 +36,8 @@ void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset) {
     flags.cli[f.key] = opt;
   }
   // HF's older spelling.
-  flags.cli["evaluation_strategy"] =
+  if (wanted("eval_strategy"))
+    flags.cli["evaluation_strategy"] =
       cmd->add_option("--evaluation-strategy", flags.values["evaluation_strategy"], "alias of --eval-strategy");
 }
 

@@ -4,6 +4,7 @@
 // train, run, compare and bench train, so each binds the same flags the same way.
 #include <map>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -20,8 +21,10 @@ struct TrainFlags {
   bool given(const std::string& key) const;
 };
 
-// Registers the flags on `cmd`; with_preset: also --preset NAME.
-void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset = true);
+// Registers the flags on `cmd`; with_preset: also --preset NAME. only: bind just these config
+// keys (a command that uses part of TrainingArguments, like pretrain); empty: all.
+void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset = true,
+                     const std::vector<std::string>& only = {});
 
 // The options of `preset_name` as a JSON base (empty name: none), the way every command
 // starts from a preset: its own --model replaces the preset's model_config. announce: print

@@ -113,7 +113,9 @@ void build_model(PreparedRun& r, ModelFiles& pretrained) {
   const TrainOptions& o = r.options;
   r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification);
   if (!o.model.empty()) {
-    r.initialised = r.model->load_state_dict(pretrained.tensors, o.seed).initialised;
+    model::LoadReport report = r.model->load_state_dict(pretrained.tensors, o.seed);
+    r.initialised = std::move(report.initialised);
+    r.unused = std::move(report.unused);
     r.model_description = o.model;
   } else {
     r.model->init_weights(o.seed);

@@ -30,6 +30,7 @@ struct PreparedRun {
   text::Tokenizer tokenizer;
   std::string model_description;  // for the banner: --model, or the config and "random initialisation"
   std::vector<std::string> initialised;  // head tensors --model lacked, freshly initialised
+  std::vector<std::string> unused;       // tensors of --model this model has no use for (an MLM head: cls.*)
 
   std::filesystem::path train_path;
   TokenizedData train, eval;

@@ -10,18 +10,31 @@ TrainStep::TrainStep(model::BertModel& model, AdamW& optimizer, LrSchedule sched
     : model_(model), optimizer_(optimizer), schedule_(schedule),
       max_grad_norm_(max_grad_norm > 0 ? max_grad_norm : INFINITY) {}
 
-StepOutcome TrainStep::run(const model::Batch& batch, int64_t step) {
+StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t step) {
   StepOutcome r;
   r.lr = schedule_.at(step);
-  r.loss = model_.forward(batch, /*train=*/true);
-  r.finite = std::isfinite(r.loss);
-  if (r.finite) {
+  const double k = static_cast<double>(micro_batches.size());
+  double loss_sum = 0;
+  for (const model::Batch& batch : micro_batches) {
+    const float loss = model_.forward(batch, /*train=*/true);
+    r.finite = std::isfinite(loss);
+    if (!r.finite) {
+      r.loss = loss;  // the non-finite value, for the caller's message
+      break;
+    }
     model_.backward();
+    loss_sum += loss;
+  }
+  if (r.finite) {
+    r.loss = static_cast<float>(loss_sum / k);
     ProfileScope p("optimizer (clip + adamw + zero_grad)");
-    r.grad_norm = grad_norm(model_);
+    // The buffer holds the sum of k mean-loss gradients; the step's gradient is 1/k of it.
+    r.grad_norm = grad_norm(model_) / k;
     r.finite = std::isfinite(r.grad_norm);
     // clip_coefficient(norm, inf) is 1: the same pass with nothing to scale.
-    if (r.finite) optimizer_.step(r.lr, clip_coefficient(r.grad_norm, max_grad_norm_));
+    const float scale = micro_batches.size() == 1 ? clip_coefficient(r.grad_norm, max_grad_norm_)
+                                                  : static_cast<float>(clip_coefficient(r.grad_norm, max_grad_norm_) / k);
+    if (r.finite) optimizer_.step(r.lr, scale);
   }
   if (!r.finite) model_.zero_grad();
   return r;

@@ -6,6 +6,7 @@
 // A non-finite loss or gradient norm skips the update: weights and moments stay as they
 // were, gradients are zeroed, and the caller decides what to do about it.
 #include <cstdint>
+#include <span>
 
 #include "model/bert.h"
 #include "train/optimizer.h"
@@ -34,7 +35,13 @@ class TrainStep {
   TrainStep(model::BertModel& model, AdamW& optimizer, LrSchedule schedule, double max_grad_norm);
 
   // Optimizer step number `step` (0-based: what HF's scheduler has seen) on `batch`.
-  StepOutcome run(const model::Batch& batch, int64_t step);
+  StepOutcome run(const model::Batch& batch, int64_t step) { return run(std::span(&batch, 1), step); }
+  // Gradient accumulation: one optimizer step on the mean of the micro-batches' losses (HF
+  // divides each micro-batch's loss by their number). The gradients add up in the model's
+  // gradient buffer; the 1/k rides on the clip coefficient, so there is no extra pass. The
+  // reported loss is the mean of the micro-batch losses. With one micro-batch this is exactly
+  // the single-batch step.
+  StepOutcome run(std::span<const model::Batch> micro_batches, int64_t step);
 
   const LrSchedule& schedule() const { return schedule_; }
 

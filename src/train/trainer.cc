@@ -54,6 +54,10 @@ void Trainer::start() {
   else if (fs::exists(log_path)) fs::remove(log_path);  // --overwrite-output-dir
   log_ = std::make_unique<JsonlLog>(log_path);
   io::write_file_atomic(output_dir / "training_args.json", o.to_json().dump(2) + "\n");
+  if (!r_.unused.empty())
+    warn("Some weights of the model checkpoint at " + o.model +
+         " were not used when initializing BertForSequenceClassification: [" + join(r_.unused) +
+         "] (expected when the checkpoint was trained on another task, e.g. masked-LM pretraining)");
   if (!r_.initialised.empty())
     warn("Some weights of BertForSequenceClassification were not initialized from the model checkpoint at " +
          o.model + " and are newly initialized: [" + join(r_.initialised) + "]");
