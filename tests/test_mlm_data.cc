@@ -42,7 +42,7 @@ void write_gz(const fs::path& p, const std::string& text) {
 text::Tokenizer small_tokenizer() {
   std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "영화", "##가", "##는",
                                     "좋다", "별로", "##다", "재미", "##있", "##어", "a", "b", "c"};
-  for (int i = 0; i < 200; ++i) vocab.push_back("w" + std::to_string(i));
+  for (int i = 0; i < 200; ++i) vocab.push_back(std::string(1, 'w').append(std::to_string(i)));
   text::BasicTokenizerOptions o;
   return text::Tokenizer::from_vocab(vocab, o);
 }
@@ -218,7 +218,9 @@ TEST(MlmMasking, WholeWordsAreMaskedTogether) {
         ASSERT_FALSE(sel) << "special selected";
         continue;
       }
-      if (sel) ASSERT_EQ(m.labels[i], ids[i]);
+      if (sel) {
+        ASSERT_EQ(m.labels[i], ids[i]);
+      }
       word_selected[word_of[i]].insert(sel);
       selected += sel;
     }

@@ -127,7 +127,13 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
   ASSERT_EQ(run(a, fx.dir / "pt.txt"), 0) << slurp(fx.dir / "pt.txt");
   const std::string console = slurp(fx.dir / "pt.txt");
   EXPECT_NE(console.find("Running masked-LM pretraining"), std::string::npos) << console;
-  EXPECT_NE(console.find("Held-out MLM (60 reviews)"), std::string::npos) << console;
+  EXPECT_NE(console.find("Held-out MLM (60 reviews, attention across reviews, as trained)"), std::string::npos)
+      << console;
+  EXPECT_NE(console.find("Held-out MLM (60 reviews, attention within reviews)"), std::string::npos) << console;
+  EXPECT_EQ(metric_by_step(out / "log.jsonl", "final_eval_within_loss").size(), 1u);
+  // The last scheduled evaluation (step 10) and the final one in the run's mode agree.
+  EXPECT_DOUBLE_EQ(metric_by_step(out / "log.jsonl", "final_eval_across_loss").at(10),
+                   metric_by_step(out / "log.jsonl", "eval_loss").at(10));
   const auto losses = metric_by_step(out / "log.jsonl", "loss");
   ASSERT_EQ(losses.size(), 10u);
   for (const auto& [step, loss] : losses) EXPECT_TRUE(std::isfinite(loss) && loss > 0) << step;
@@ -223,4 +229,23 @@ TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {
   EXPECT_EQ(run(c, fx.dir / "bad3.log"), 1);
   EXPECT_NE(slurp(fx.dir / "bad3.log").find("at least one must remain for training"), std::string::npos) << slurp(fx.dir / "bad3.log");
   EXPECT_FALSE(fs::exists(out)) << "a rejected run must not create its output dir";
+}
+
+// bench pretrain times the pretraining step on the run's own batches and writes nothing.
+TEST(PretrainRun, BenchReportsTokensPerSecondWithSpread) {
+  Fixture fx;
+  const fs::path out = fx.dir / "bench-out";
+  auto a = fx.args(out);
+  a[0] = "pretrain";
+  a.insert(a.begin(), "bench");
+  a.insert(a.end(), {"--steps", "2", "--warmup", "1", "--repeat", "2", "--json"});
+  ASSERT_EQ(run(a, fx.dir / "bench.txt"), 0) << slurp(fx.dir / "bench.txt");
+  const std::string text = slurp(fx.dir / "bench.txt");
+  const Json j = Json::parse(text.substr(text.find('{')));
+  EXPECT_EQ(j["bench"], "pretrain");
+  ASSERT_EQ(j["runs_real_tokens_per_s"].size(), 2u);
+  EXPECT_GT(j["real_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["timed_real_tokens_per_run"].get<int64_t>(), 2 * 8);  // two steps of 8 sequences
+  EXPECT_LE(j["spread"]["min"].get<double>(), j["spread"]["max"].get<double>());
+  EXPECT_FALSE(fs::exists(out)) << "bench writes nothing";
 }

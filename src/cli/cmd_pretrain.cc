@@ -69,7 +69,10 @@ std::string load_average() {
   std::string s = "?";
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     char buf[128] = {0};
-    if (std::fgets(buf, sizeof buf, f)) s = std::string(buf).substr(0, 14);
+    if (std::fgets(buf, sizeof buf, f)) {
+      s = buf;
+      s = s.substr(0, s.find(' ', s.find(' ', s.find(' ') + 1) + 1));  // the 1, 5 and 15 minute figures
+    }
     std::fclose(f);
   }
   return s;

@@ -390,20 +390,31 @@ void Pretrainer::summarise(double runtime) {
   std::fprintf(out_, "%s\n", s.to_text().c_str());
 }
 
+// The final model: its held-out MLM figures under both attention modes (the run's own one is
+// the result; the other tells how much a model leans on, or copes without, its neighbours),
+// then DIR/final/.
 void Pretrainer::finish() {
   const TrainOptions& t = p_.o.train;
+  if (p_.heldout.size() > 0) {
+    Json record;
+    for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
+      const MlmEval ev = evaluate_mlm(*p_.model, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size);
+      if (mode == p_.o.attention) result_.final_eval = ev;
+      const std::string key = std::string("final_eval_") + review_attention_name(mode);
+      record[key + "_loss"] = ev.loss;
+      record[key + "_mlm_accuracy"] = ev.accuracy;
+      std::fprintf(out_, "Held-out MLM (%zu reviews, attention %s reviews%s): loss %.4f, accuracy %.4f over %lld "
+                   "masked tokens\n",
+                   p_.heldout_review_count, review_attention_name(mode), mode == p_.o.attention ? ", as trained" : "",
+                   ev.loss, ev.accuracy, static_cast<long long>(ev.selected_tokens));
+    }
+    log_record(record);
+  }
   result_.final_model_dir = fs::path(t.output_dir) / "final";
   io::save_pretrained(result_.final_model_dir, p_.config, p_.model->state_dict(),
                       text::tokenizer_files(p_.tokenizer_dir));
   state_.save(fs::path(t.output_dir) / "trainer_state.json");
   std::fprintf(out_, "Saved the pretrained model (BertForMaskedLM) to %s\n", result_.final_model_dir.c_str());
-  if (p_.heldout.size() > 0) {
-    result_.final_eval = evaluate_mlm(*p_.model, p_.heldout, p_.o.attention, p_.masking, t.seed,
-                                      t.per_device_eval_batch_size);
-    std::fprintf(out_, "Held-out MLM (%zu reviews): loss %.4f, accuracy %.4f over %lld masked tokens\n",
-                 p_.heldout_review_count, result_.final_eval->loss, result_.final_eval->accuracy,
-                 static_cast<long long>(result_.final_eval->selected_tokens));
-  }
   std::fprintf(out_, "Total wall time %s\n", format_duration(seconds_since(p_.started)).c_str());
 }
 
@@ -425,10 +436,11 @@ PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int 
   };
   PretrainBench r;
   const model::BertConfig& c = p.config;
-  r.description = "L" + std::to_string(c.num_hidden_layers) + "/H" + std::to_string(c.hidden_size) + ", vocab " +
-                  std::to_string(c.vocab_size) + ", " + std::to_string(o.train.per_device_train_batch_size) + " x " +
-                  std::to_string(o.gradient_accumulation_steps) + " sequences of <= " +
-                  std::to_string(o.train.max_length) + " per step, attention " + review_attention_name(o.attention);
+  char description[200];
+  std::snprintf(description, sizeof description, "L%d/H%d, vocab %d, %d x %d sequences of <= %d per step, attention %s",
+                c.num_hidden_layers, c.hidden_size, c.vocab_size, o.train.per_device_train_batch_size,
+                o.gradient_accumulation_steps, o.train.max_length, review_attention_name(o.attention));
+  r.description = description;
   int64_t global = 0;
   for (int rep = 0; rep < repeat; ++rep) {
     for (int w = 0; w < warmup; ++w) step.run(micro(global), global), ++global;
