@@ -144,6 +144,12 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
   EXPECT_TRUE(eval.count(5) && eval.count(10));
   EXPECT_TRUE(fs::exists(out / "checkpoint-5" / "optimizer.safetensors"));
 
+  // Resuming under other masking would continue another run: refused, naming both.
+  auto other = a;
+  other.insert(other.end(), {"--resume-from-checkpoint", "last", "--whole-word-mask"});
+  EXPECT_EQ(run(other, fx.dir / "other.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "other.txt").find("\"whole_word_mask\":true"), std::string::npos) << slurp(fx.dir / "other.txt");
+
   const fs::path final_dir = out / "final";
   const Json config = Json::parse(slurp(final_dir / "config.json"));
   EXPECT_EQ(config["architectures"], Json::array({"BertForMaskedLM"}));
@@ -248,4 +254,20 @@ TEST(PretrainRun, BenchReportsTokensPerSecondWithSpread) {
   EXPECT_GT(j["timed_real_tokens_per_run"].get<int64_t>(), 2 * 8);  // two steps of 8 sequences
   EXPECT_LE(j["spread"]["min"].get<double>(), j["spread"]["max"].get<double>());
   EXPECT_FALSE(fs::exists(out)) << "bench writes nothing";
+}
+
+TEST(PretrainRun, NonFiniteLossStopsAndNamesTheLastGoodCheckpoint) {
+  Fixture fx;
+  const fs::path out = fx.dir / "nan";
+  auto a = fx.args(out);
+  a[std::find(a.begin(), a.end(), "--learning-rate") - a.begin() + 1] = "1e30";
+  a[std::find(a.begin(), a.end(), "--warmup-ratio") - a.begin() + 1] = "0";
+  a.insert(a.end(), {"--max-steps", "20", "--save-steps", "1"});
+  ASSERT_EQ(run(a, fx.dir / "nan.txt"), 1) << slurp(fx.dir / "nan.txt");
+  const std::string console = slurp(fx.dir / "nan.txt");
+  EXPECT_NE(console.find("step skipped, weights unchanged"), std::string::npos) << console;
+  EXPECT_NE(console.find("3 steps in a row had a non-finite loss or gradient"), std::string::npos) << console;
+  EXPECT_NE(console.find("The last good checkpoint is " + (out / "checkpoint-1").string()), std::string::npos)
+      << console;
+  EXPECT_FALSE(fs::exists(out / "final"));
 }
