@@ -234,6 +234,10 @@ TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {
   c[std::find(c.begin(), c.end(), "--validation-reviews") - c.begin() + 1] = "5000";
   EXPECT_EQ(run(c, fx.dir / "bad3.log"), 1);
   EXPECT_NE(slurp(fx.dir / "bad3.log").find("at least one must remain for training"), std::string::npos) << slurp(fx.dir / "bad3.log");
+  auto d = fx.args(out);
+  d.erase(d.begin() + 1, d.begin() + 3);  // no --model-config
+  EXPECT_EQ(run(d, fx.dir / "bad4.log"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad4.log").find("--model-config is required"), std::string::npos) << slurp(fx.dir / "bad4.log");
   EXPECT_FALSE(fs::exists(out)) << "a rejected run must not create its output dir";
 }
 

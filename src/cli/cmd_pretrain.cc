@@ -31,6 +31,13 @@ struct PretrainFlags {
 
 void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
   add_train_flags(cmd, flags.train, /*with_preset=*/false, kPretrainTrainKeys);
+  // The same options, read differently here.
+  flags.train.cli.at("train_file")->description("plain text, one review per line (.gz read transparently)");
+  flags.train.cli.at("max_length")->description("longest packed training sequence, [CLS] and [SEP]s included");
+  flags.train.cli.at("tokenizer")->description("tokenizer directory (vocab.txt); default: klue/bert-base's");
+  flags.train.cli.at("per_device_train_batch_size")->description("packed sequences per micro-batch");
+  flags.train.cli.at("per_device_eval_batch_size")->description("packed sequences per held-out evaluation batch");
+  flags.train.cli.at("eval_strategy")->description("when to compute the held-out MLM loss/accuracy: no|steps|epoch");
   train::PretrainOptions& o = flags.options;
   cmd->add_option("--mlm-probability", o.mlm_probability, "share of tokens selected for prediction")
       ->capture_default_str();
@@ -50,6 +57,9 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
 
 train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const nlohmann::json& base = {}) {
   train::PretrainOptions o = flags.options;
+  // Checked before TrainingArguments' rules, whose message offers --model, which pretrain has not.
+  if (!flags.train.given("model_config") && flags.train.config_file.empty())
+    throw Error("--model-config is required (the architecture's config.json)");
   o.train = resolve_train_flags(flags.train, base);
   try {
     o.attention = train::parse_review_attention(flags.attention);

@@ -29,6 +29,7 @@ Json PretrainOptions::to_json() const {
 
 void validate(PretrainOptions& o) {
   if (!o.train.model.empty()) throw Error("pretrain starts from --model-config (random initialisation), not --model");
+  if (o.train.model_config.empty()) throw Error("--model-config is required (the architecture's config.json)");
   validate(o.train);
   if (o.train.train_file.empty()) throw Error("--train-file is required (plain text, one review per line)");
   if (!(o.mlm_probability > 0 && o.mlm_probability < 1)) throw Error("--mlm-probability: must lie in (0, 1)");
