@@ -189,8 +189,8 @@ TEST(MlmMasking, PureInSeedEpochAndIndex) {
 TEST(MlmMasking, WholeWordsAreMaskedTogether) {
   const text::Tokenizer tok = small_tokenizer();
   MaskingOptions o = masking_options(tok, 0.15, true);
-  // Words: 영화 ##가 | 재미 ##있 ##어 | 별로 ##다 | a | wN ...
-  const std::vector<std::vector<int32_t>> words = {{5, 6}, {11, 12, 13}, {9, 10}, {14}, {20}, {21}, {22}};
+  // Words: 영화 ##가 | 재미 ##있 ##어 | 별로 ##다 | a | wN ... | [UNK] (a word to HF, never masked)
+  const std::vector<std::vector<int32_t>> words = {{5, 6}, {11, 12, 13}, {9, 10}, {14}, {20}, {21}, {22}, {1}};
   std::mt19937 gen(3);
   int64_t selected_total = 0, budget_total = 0;
   for (uint64_t s = 0; s < 3000; ++s) {
@@ -214,7 +214,7 @@ TEST(MlmMasking, WholeWordsAreMaskedTogether) {
     int64_t selected = 0;
     for (int i = 0; i < n; ++i) {
       const bool sel = m.labels[i] != -100;
-      if (word_of[i] < 0) {
+      if (word_of[i] < 0 || ids[i] == tok.unk_id()) {
         ASSERT_FALSE(sel) << "special selected";
         continue;
       }
@@ -230,8 +230,11 @@ TEST(MlmMasking, WholeWordsAreMaskedTogether) {
     selected_total += selected;
     budget_total += budget;
   }
-  // Words of at most 3 pieces and a shuffled order: the budget is (nearly always) filled.
-  EXPECT_GT(static_cast<double>(selected_total) / static_cast<double>(budget_total), 0.97);
+  // Words of at most 3 pieces in a shuffled order fill the budget (nearly always); [UNK] words
+  // take their share of it (1 token in 12 of the words drawn) without being masked, as in HF.
+  const double filled = static_cast<double>(selected_total) / static_cast<double>(budget_total);
+  EXPECT_GT(filled, 0.87);
+  EXPECT_LT(filled, 0.95);
 }
 
 TEST(MlmBatch, WithinReviewAttentionHasTheSameTokensAsAcross) {

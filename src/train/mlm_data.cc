@@ -119,6 +119,8 @@ MaskingOptions masking_options(const text::Tokenizer& tok, double mlm_probabilit
   o.whole_word_mask = whole_word_mask;
   o.special_ids = {tok.pad_id(), tok.unk_id(), tok.cls_id(), tok.sep_id(), tok.mask_id()};
   o.mask_id = tok.mask_id();
+  o.cls_id = tok.cls_id();
+  o.sep_id = tok.sep_id();
   o.vocab_size = static_cast<int32_t>(tok.vocab_size());
   if (whole_word_mask) {
     o.continuation.resize(tok.vocab_size());
@@ -147,7 +149,7 @@ bool is_special(const MaskingOptions& o, int32_t id) {
 std::vector<bool> whole_word_selection(const int32_t* ids, int n, const MaskingOptions& o, SplitMix64& rng) {
   std::vector<std::vector<int>> words;
   for (int i = 0; i < n; ++i) {
-    if (is_special(o, ids[i])) continue;
+    if (ids[i] == o.cls_id || ids[i] == o.sep_id) continue;  // HF: `if token == "[CLS]" or token == "[SEP]"`
     const bool cont = ids[i] >= 0 && static_cast<size_t>(ids[i]) < o.continuation.size() && o.continuation[ids[i]];
     if (cont && !words.empty()) words.back().push_back(i);
     else words.push_back({i});
@@ -174,6 +176,7 @@ MaskedSequence mask_sequence(const int32_t* ids, int n, const MaskingOptions& o,
   std::vector<bool> selected;
   if (o.whole_word_mask) {
     selected = whole_word_selection(ids, n, o, rng);
+    for (int i = 0; i < n; ++i) selected[i] = selected[i] && !is_special(o, ids[i]);  // special_tokens_mask
   } else {
     selected.assign(static_cast<size_t>(n), false);
     for (int i = 0; i < n; ++i) selected[i] = uniform(rng) < o.mlm_probability && !is_special(o, ids[i]);

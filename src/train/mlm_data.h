@@ -76,6 +76,7 @@ struct MaskingOptions {
   bool whole_word_mask = false;   // DataCollatorForWholeWordMask: '##' pieces go with their word
   std::vector<int32_t> special_ids;  // never selected ([PAD] [UNK] [CLS] [SEP] [MASK]: all_special_ids)
   int32_t mask_id = 4;
+  int32_t cls_id = 2, sep_id = 3;  // whole-word masking: the only tokens HF leaves out of words
   int32_t vocab_size = 0;         // random replacements are uniform over [0, vocab_size), as HF's randint(len(tokenizer))
   std::vector<bool> continuation; // per vocab id: starts with '##' (whole-word masking only)
 };
@@ -90,9 +91,10 @@ struct MaskedSequence {
 // DataCollatorForLanguageModeling.torch_mask_tokens: every non-special token selected with
 // probability p; of those 80% [MASK], 10% a random id, 10% unchanged (per token draws, like
 // HF's bernoulli masks). Whole-word: DataCollatorForWholeWordMask._whole_word_mask picks words
-// (a word = a token and the '##' tokens after it, specials excluded) in random order until
-// max(1, round(n * p)) tokens are covered (n counting specials, as HF does), skipping words
-// that would overshoot; the 80/10/10 replacement then goes per token.
+// (a word = a token and the '##' tokens after it; [CLS] and [SEP] left out) in random order
+// until max(1, round(n * p)) tokens are covered (n counting specials, as HF does), skipping
+// words that would overshoot; then, as HF's torch_mask_tokens does, special tokens among them
+// ([UNK], say) are unselected, and the 80/10/10 replacement goes per token.
 // Pure in (seed, epoch, index).
 MaskedSequence mask_sequence(const int32_t* ids, int n, const MaskingOptions& o, uint64_t seed, int64_t epoch,
                              uint64_t index);
