@@ -234,6 +234,12 @@ TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {
   c[std::find(c.begin(), c.end(), "--validation-reviews") - c.begin() + 1] = "5000";
   EXPECT_EQ(run(c, fx.dir / "bad3.log"), 1);
   EXPECT_NE(slurp(fx.dir / "bad3.log").find("at least one must remain for training"), std::string::npos) << slurp(fx.dir / "bad3.log");
+  auto e = fx.args(out);
+  e[std::find(e.begin(), e.end(), "--validation-reviews") - e.begin() + 1] = "0";
+  e.insert(e.end(), {"--eval-strategy", "steps"});
+  EXPECT_EQ(run(e, fx.dir / "bad5.log"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad5.log").find("give --validation-reviews N > 0"), std::string::npos)
+      << slurp(fx.dir / "bad5.log");
   auto d = fx.args(out);
   d.erase(d.begin() + 1, d.begin() + 3);  // no --model-config
   EXPECT_EQ(run(d, fx.dir / "bad4.log"), 1);

@@ -36,6 +36,9 @@ void validate(PretrainOptions& o) {
   if (o.validation_reviews < 0) throw Error("--validation-reviews: must not be negative");
   if (o.train_reviews == 0 || o.train_reviews < -1) throw Error("--train-reviews: must be positive (or -1 for all)");
   if (o.gradient_accumulation_steps < 1) throw Error("--gradient-accumulation-steps: must be positive");
+  if (o.train.eval_strategy != Strategy::No && o.validation_reviews == 0)
+    throw Error("--eval-strategy " + std::string(strategy_name(o.train.eval_strategy)) +
+                " evaluates on held-out reviews: give --validation-reviews N > 0");
   if (o.train.load_best_model_at_end || o.train.early_stopping_patience > 0)
     throw Error("pretrain keeps the last model: --load-best-model-at-end and early stopping do not apply");
   if (!o.train.test_file.empty() || !o.train.eval_file.empty() || o.train.validation_split > 0)
@@ -160,6 +163,11 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   if (static_cast<int>(p.tokenizer.vocab_size()) > p.config.vocab_size)
     throw Error("tokenizer " + p.tokenizer_dir.string() + " has " + std::to_string(p.tokenizer.vocab_size()) +
                 " tokens but the model's vocab_size is " + std::to_string(p.config.vocab_size));
+  // HF maps a special token missing from the vocabulary to [UNK]; masked LM cannot work so.
+  for (auto [id, what] : {std::pair{p.tokenizer.mask_id(), "mask"}, {p.tokenizer.cls_id(), "classifier ([CLS])"},
+                          {p.tokenizer.sep_id(), "separator ([SEP])"}})
+    if (id == p.tokenizer.unk_id())
+      throw Error("tokenizer " + p.tokenizer_dir.string() + " has no " + what + " token; masked-LM pretraining needs one");
   p.masking = masking_options(p.tokenizer, o.mlm_probability, o.whole_word_mask);
   read_corpus(p);
   plan_steps(p);
@@ -197,7 +205,7 @@ class Pretrainer {
   void start();
   void run_epoch();
   std::vector<model::Batch> micro_batches(const std::vector<size_t>& step_indices, int64_t epoch) const;
-  void record_step(const std::vector<model::Batch>& micro, const StepOutcome& step);
+  void record_step(const std::vector<model::Batch>& micro, int64_t sequences, const StepOutcome& step);
   void on_nonfinite(const StepOutcome& step);
   void after_step(bool epoch_end);
   void evaluate_now();
@@ -273,7 +281,7 @@ void Pretrainer::run_epoch() {
     state_.global_step++;
     run_.batch_in_epoch = b + 1;
     state_.epoch = e + static_cast<double>(b + 1) / static_cast<double>(steps.size());
-    record_step(micro, step);
+    record_step(micro, static_cast<int64_t>(steps[b].size()), step);
     const bool epoch_end = b + 1 == static_cast<int64_t>(steps.size());
     if (epoch_end) {
       run_.epoch_index = e + 1;
@@ -284,7 +292,8 @@ void Pretrainer::run_epoch() {
   }
 }
 
-void Pretrainer::record_step(const std::vector<model::Batch>& micro, const StepOutcome& step) {
+// Samples are packed sequences (under either attention mode).
+void Pretrainer::record_step(const std::vector<model::Batch>& micro, int64_t sequences, const StepOutcome& step) {
   if (step.finite) {
     run_.nonfinite_streak = 0;
     run_.log_loss_sum += step.loss;
@@ -292,12 +301,11 @@ void Pretrainer::record_step(const std::vector<model::Batch>& micro, const StepO
     run_.run_loss_sum += step.loss;
     run_.run_loss_steps++;
   }
-  int64_t sequences = 0, tokens = 0;
+  int64_t tokens = 0;
   for (const auto& b : micro) {
     state_.total_flos += 6.0 * b.num_rows() * static_cast<double>(p_.config.non_embedding_parameters());
     run_.tokens.add(b);
     tokens += b.real_tokens();
-    sequences += b.num_sequences();
   }
   run_.samples += sequences;
   progress_.step(state_.global_step, state_.epoch, step.loss, step_.schedule().at(state_.global_step), sequences,
