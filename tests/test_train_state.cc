@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "io/atomic_file.h"
@@ -66,7 +68,8 @@ TEST(BestCheckpoint, StrictImprovementOnly) {
 
 class Rotation : public ::testing::Test {
  protected:
-  fs::path dir = fs::temp_directory_path() / "bertune_rotation_test";
+  // Per process: ctest runs the three Rotation tests as separate processes, in parallel with -j2.
+  fs::path dir = fs::temp_directory_path() / ("bertune_rotation_test_" + std::to_string(::getpid()));
   void SetUp() override {
     fs::remove_all(dir);
     for (int s : {10, 20, 30, 40, 50}) fs::create_directories(dir / ("checkpoint-" + std::to_string(s)));
