@@ -154,7 +154,7 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
   const Json config = Json::parse(slurp(final_dir / "config.json"));
   EXPECT_EQ(config["architectures"], Json::array({"BertForMaskedLM"}));
   EXPECT_TRUE(fs::exists(final_dir / "vocab.txt"));
-  const io::TensorMap weights = io::read_safetensors(final_dir / "model.safetensors");
+  const auto weights = io::read_safetensors(final_dir / "model.safetensors");
   EXPECT_TRUE(weights.count("cls.predictions.bias"));
   EXPECT_TRUE(weights.count("bert.embeddings.word_embeddings.weight"));
   EXPECT_FALSE(weights.count("classifier.weight"));
@@ -170,7 +170,7 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
             std::string::npos)
       << ft_console;
   // The encoder came from the pretrained directory, not from a fresh initialisation.
-  const io::TensorMap tuned = io::read_safetensors(fx.dir / "ft" / "final" / "model.safetensors");
+  const auto tuned = io::read_safetensors(fx.dir / "ft" / "final" / "model.safetensors");
   const auto& before = weights.at("bert.encoder.layer.1.output.dense.weight").data;
   const auto& after = tuned.at("bert.encoder.layer.1.output.dense.weight").data;
   ASSERT_EQ(before.size(), after.size());
