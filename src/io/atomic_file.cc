@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +17,17 @@ namespace fs = std::filesystem;
 
 namespace {
 std::string errno_text() { return std::strerror(errno); }
+
+// Exchanges two directory entries atomically (Linux renameat2). False when
+// the filesystem or kernel cannot; errno says why.
+bool exchange_paths(const fs::path& a, const fs::path& b) {
+#ifdef RENAME_EXCHANGE
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
 }  // namespace
 
 AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
@@ -70,6 +82,45 @@ std::string read_file(const fs::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void write_directory_atomic(const fs::path& dir_in, const std::function<void(const fs::path&)>& fill) {
+  // Normalise "out/" to "out" so the staging directory sits beside it.
+  fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+  if (dir.empty()) throw Error("write_directory_atomic: empty directory name");
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw Error(dir.string() + " exists and is not a directory");
+
+  const std::string pid = std::to_string(::getpid());
+  fs::path tmp = dir, old = dir;
+  tmp += ".tmp-" + pid;
+  old += ".old-" + pid;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    fill(tmp);
+    fsync_directory(tmp);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+
+  fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+  if (!fs::exists(dir)) {
+    fs::rename(tmp, dir);
+  } else if (exchange_paths(tmp, dir)) {
+    fsync_directory(parent);
+    fs::remove_all(tmp);  // now holds the previous copy
+  } else {
+    // No atomic exchange here: between these two renames <dir> is absent,
+    // but both complete copies are on disk under .old-/.tmp- names.
+    fs::remove_all(old);
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fsync_directory(parent);
+    fs::remove_all(old);
+  }
+  fsync_directory(parent);
 }
 
 }  // namespace bertune::io

@@ -5,6 +5,7 @@
 // leaves either the old file or the new one, never a torn mix.
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,5 +33,15 @@ class AtomicFile {
 void write_file_atomic(const std::filesystem::path& target, std::string_view contents);
 void fsync_directory(const std::filesystem::path& dir);
 std::string read_file(const std::filesystem::path& path);  // throws Error naming the path
+
+// Replaces the directory `dir` as a whole: `fill` writes every file into a
+// staging directory <dir>.tmp-<pid>/ beside it, which is fsync'ed and then
+// swapped into place with one atomic renameat2(RENAME_EXCHANGE), the old copy
+// removed. Where the filesystem cannot exchange, the old directory is renamed
+// to <dir>.old-<pid> first; a crash between those two renames leaves no <dir>,
+// but both complete copies (.old-<pid> and .tmp-<pid>) on disk. When `fill`
+// throws, the staging directory is removed and <dir> is untouched.
+void write_directory_atomic(const std::filesystem::path& dir,
+                            const std::function<void(const std::filesystem::path& staging)>& fill);
 
 }  // namespace bertune::io

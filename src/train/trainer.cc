@@ -14,6 +14,7 @@
 #endif
 #include "io/safetensors.h"
 #include "kernels/ops.h"
+#include "model/pretrained.h"
 #include "train/optimizer.h"
 #include "util/error.h"
 #include "util/paths.h"
@@ -177,7 +178,7 @@ struct ModelFiles {
 };
 ModelFiles load_model_files(const fs::path& dir) {
 #ifdef BERTUNE_HAVE_IO_CHECKPOINT
-  io::PretrainedTensors pt = io::load_pretrained_tensors(dir);
+  model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   return {pt.config, std::move(pt.tensors)};
 #else
   if (!fs::exists(dir / "model.safetensors"))
