@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -453,6 +454,38 @@ TEST(Safetensors, RandomCorruptionGivesErrorsNotCrashes) {
 }
 
 // ---------------------------------------------------------- HF directories
+
+TEST(AtomicDirectory, ReplacesWholeOrLeavesTheOldOne) {
+  fs::path root = fresh_temp_dir("atomic_dir");
+  fs::path dir = root / "d";
+  auto entries = [&] {
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  io::write_directory_atomic(dir, [](const fs::path& s) { io::write_file_atomic(s / "a.txt", "1"); });
+  EXPECT_EQ(io::read_file(dir / "a.txt"), "1");
+  // A fill that fails half way leaves the old directory as it was, nothing beside it.
+  expect_error([&] {
+    io::write_directory_atomic(dir, [](const fs::path& s) {
+      io::write_file_atomic(s / "b.txt", "2");
+      throw Error("disk full (simulated)");
+    });
+  }, {"disk full"});
+  EXPECT_EQ(io::read_file(dir / "a.txt"), "1");
+  EXPECT_FALSE(fs::exists(dir / "b.txt"));
+  EXPECT_EQ(entries(), (std::vector<std::string>{"d"}));
+  // A finished one replaces it whole: a.txt is gone.
+  io::write_directory_atomic(dir, [](const fs::path& s) { io::write_file_atomic(s / "b.txt", "2"); });
+  EXPECT_FALSE(fs::exists(dir / "a.txt"));
+  EXPECT_EQ(io::read_file(dir / "b.txt"), "2");
+  EXPECT_EQ(entries(), (std::vector<std::string>{"d"}));
+  io::write_file_atomic(root / "f", "x");
+  expect_error([&] { io::write_directory_atomic(root / "f", [](const fs::path&) {}); },
+               {"f exists and is not a directory"});
+  fs::remove_all(root);
+}
 
 TEST(Checkpoint, NormalisesLegacyNames) {
   EXPECT_EQ(io::normalize_tensor_name("bert.embeddings.LayerNorm.gamma"), "bert.embeddings.LayerNorm.weight");
