@@ -175,46 +175,44 @@ void BertModel::build_layout() {
   g_ = views(grads_.data());
 }
 
+// The kernels' named pointers into a flat buffer (params or grads), found by
+// HF name so that only bert_tensor_layout knows the order.
 BertModel::Params BertModel::views(float* base) const {
-  size_t i = 0;
-  auto next = [&]() { return base + info_.at(i++).offset; };
+  auto at = [&](const std::string& name) { return base + param(name).offset; };
   Params p;
-  p.word = next();
-  p.position = next();
-  p.token_type = next();
-  p.emb_ln_g = next();
-  p.emb_ln_b = next();
+  p.word = at("bert.embeddings.word_embeddings.weight");
+  p.position = at("bert.embeddings.position_embeddings.weight");
+  p.token_type = at("bert.embeddings.token_type_embeddings.weight");
+  p.emb_ln_g = at("bert.embeddings.LayerNorm.weight");
+  p.emb_ln_b = at("bert.embeddings.LayerNorm.bias");
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
     LayerParams L;
-    L.qkv_w = next();
-    next();
-    next();  // key, value weights follow query's
-    L.qkv_b = next();
-    next();
-    next();
-    L.attn_out_w = next();
-    L.attn_out_b = next();
-    L.ln1_g = next();
-    L.ln1_b = next();
-    L.ffn_in_w = next();
-    L.ffn_in_b = next();
-    L.ffn_out_w = next();
-    L.ffn_out_b = next();
-    L.ln2_g = next();
-    L.ln2_b = next();
+    L.qkv_w = at(pre + "attention.self.query.weight");  // key, value weights follow: [3H, H]
+    L.qkv_b = at(pre + "attention.self.query.bias");    // key, value biases follow: [3H]
+    L.attn_out_w = at(pre + "attention.output.dense.weight");
+    L.attn_out_b = at(pre + "attention.output.dense.bias");
+    L.ln1_g = at(pre + "attention.output.LayerNorm.weight");
+    L.ln1_b = at(pre + "attention.output.LayerNorm.bias");
+    L.ffn_in_w = at(pre + "intermediate.dense.weight");
+    L.ffn_in_b = at(pre + "intermediate.dense.bias");
+    L.ffn_out_w = at(pre + "output.dense.weight");
+    L.ffn_out_b = at(pre + "output.dense.bias");
+    L.ln2_g = at(pre + "output.LayerNorm.weight");
+    L.ln2_b = at(pre + "output.LayerNorm.bias");
     p.layers.push_back(L);
   }
   if (task_ == Task::SequenceClassification) {
-    p.pool_w = next();
-    p.pool_b = next();
-    p.cls_w = next();
-    p.cls_b = next();
+    p.pool_w = at("bert.pooler.dense.weight");
+    p.pool_b = at("bert.pooler.dense.bias");
+    p.cls_w = at("classifier.weight");
+    p.cls_b = at("classifier.bias");
   } else {
-    p.mlm_w = next();
-    p.mlm_b = next();
-    p.mlm_ln_g = next();
-    p.mlm_ln_b = next();
-    p.mlm_bias = next();
+    p.mlm_w = at("cls.predictions.transform.dense.weight");
+    p.mlm_b = at("cls.predictions.transform.dense.bias");
+    p.mlm_ln_g = at("cls.predictions.transform.LayerNorm.weight");
+    p.mlm_ln_b = at("cls.predictions.transform.LayerNorm.bias");
+    p.mlm_bias = at("cls.predictions.bias");
   }
   return p;
 }
