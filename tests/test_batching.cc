@@ -4,6 +4,7 @@
 #include <set>
 
 #include "train/batching.h"
+#include "train/sampler.h"
 #include "util/error.h"
 
 using namespace bertune;
@@ -12,7 +13,7 @@ TEST(Batching, EveryExampleOnceAndLengthGroupsAreSorted) {
   std::vector<int> lengths;
   for (int i = 0; i < 1000; ++i) lengths.push_back(3 + (i * 7919) % 120);
   for (bool group : {false, true}) {
-    auto batches = train::make_batches(lengths, 32, group, 9);
+    auto batches = train::epoch_batches(lengths, 32, group, 9, 0);
     std::multiset<size_t> seen;
     for (auto& b : batches) seen.insert(b.begin(), b.end());
     EXPECT_EQ(seen.size(), 1000u);
@@ -28,22 +29,26 @@ TEST(Batching, EveryExampleOnceAndLengthGroupsAreSorted) {
       EXPECT_EQ(lengths[batches[0][0]], *std::max_element(lengths.begin(), lengths.end()));
     }
   }
-  EXPECT_EQ(train::make_batches(lengths, 32, true, 9), train::make_batches(lengths, 32, true, 9));
+  EXPECT_EQ(train::epoch_batches(lengths, 32, true, 9, 0), train::epoch_batches(lengths, 32, true, 9, 0));
 }
 
 TEST(Batching, BuildsPackedAndPaddedBatches) {
-  std::vector<std::vector<int32_t>> ids = {{2, 5, 3}, {2, 6, 7, 8, 3}, {2, 3}};
-  std::vector<int32_t> labels = {1, 0, 1};
-  auto packed = train::build_batch(ids, labels, {1, 2}, train::Padding::Packed, 8, 0);
+  train::TokenizedData data;
+  data.ids = {{2, 5, 3}, {2, 6, 7, 8, 3}, {2, 3}};
+  data.labels = {1, 0, 1};
+  auto build = [&](std::vector<size_t> idx, train::Padding padding, int max_length) {
+    return train::build_batch(data, idx, {padding, max_length, 0});
+  };
+  auto packed = build({1, 2}, train::Padding::Packed, 8);
   EXPECT_EQ(packed.input_ids, (std::vector<int32_t>{2, 6, 7, 8, 3, 2, 3}));
   EXPECT_EQ(packed.offsets, (std::vector<int32_t>{0, 5, 7}));
   EXPECT_EQ(packed.labels, (std::vector<int32_t>{0, 1}));
-  auto longest = train::build_batch(ids, labels, {0, 2}, train::Padding::Longest, 8, 0);
+  auto longest = build({0, 2}, train::Padding::Longest, 8);
   EXPECT_EQ(longest.input_ids, (std::vector<int32_t>{2, 5, 3, 2, 3, 0}));
   EXPECT_EQ(longest.lengths, (std::vector<int32_t>{3, 2}));
-  auto fixed = train::build_batch(ids, labels, {0}, train::Padding::MaxLength, 8, 0);
+  auto fixed = build({0}, train::Padding::MaxLength, 8);
   EXPECT_EQ(fixed.num_rows(), 8);
   EXPECT_EQ(fixed.real_tokens(), 3);
-  EXPECT_THROW(train::build_batch(ids, labels, {1}, train::Padding::MaxLength, 4, 0), Error);
+  EXPECT_THROW(build({1}, train::Padding::MaxLength, 4), Error);
   EXPECT_THROW(train::parse_padding("left"), Error);
 }

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "model/bert.h"
 #include "train/optimizer.h"
+#include "train/step.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -168,37 +169,31 @@ TEST(BertGolden, PaddedModeGivesTheSameLogitsAndGradients) {
   }
 }
 
-TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
+// Three steps of the trainer's own TrainStep (train/step.h) against the golden run made
+// with the same optimizer: torch.optim.AdamW (--optim adamw_torch, tiny_adamw.*) or
+// transformers.AdamW (--optim adamw_hf, the default, tiny_adamw_hf.*).
+static void expect_three_adamw_steps(train::AdamWVariant variant, const char* json_file, const char* weights_file) {
   auto g = classification_inputs();
-  auto steps = read_json(golden("tiny_adamw.json"));
-  auto after = io::read_safetensors(golden("tiny_after_adamw.safetensors"));
+  auto steps = read_json(golden(json_file));
+  auto after = io::read_safetensors(golden(weights_file));
   BertModel m(g.config, Task::SequenceClassification);
   m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
-  // The golden run matches torch.optim.AdamW ("adamw_torch"), see train/optimizer.h.
-  train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
-                       .variant = train::AdamWVariant::Torch});
+  train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .variant = variant});
+  train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, /*max_grad_norm=*/1.0);
   Batch batch = Batch::packed(g.sequences, g.labels);
   m.zero_grad();
+  const char* tag = train::adamw_variant_name(variant);
   for (int step = 0; step < 3; ++step) {
-    float loss = m.forward(batch, true);
-    m.backward();
-    double lr = train::learning_rate(train::Schedule::Linear, 1e-3, step, 2, 10);
-    double norm = 0;
-    if (step < 2) {  // clipping (norm 1.16 > 1) fused into the optimizer pass
-      norm = train::grad_norm(m);
-      opt.step(lr, train::clip_coefficient(norm, 1.0));
-    } else {  // clip in place, as torch does
-      norm = train::clip_grad_norm(m, 1.0);
-      opt.step(lr);
-    }
+    train::StepOutcome r = train_step.run(batch, step);  // norm 1.16 > 1 at steps 0-1: clipped
+    ASSERT_TRUE(r.finite);
     double want_loss = steps["loss_before_each_step"][step];
     double want_lr = steps["lr_of_each_step"][step];
     double want_norm = steps["grad_norm_before_clip"][step];
-    std::printf("[adamw] step %d loss %.8f (ref %.8f) lr %.6g (ref %.6g) norm %.8f (ref %.8f)\n",
-                step, loss, want_loss, lr, want_lr, norm, want_norm);
-    EXPECT_NEAR(loss, want_loss, 1e-5 * want_loss);
-    EXPECT_NEAR(lr, want_lr, 1e-12);
-    EXPECT_NEAR(norm, want_norm, 1e-5 * want_norm);
+    std::printf("[%s] step %d loss %.8f (ref %.8f) lr %.6g (ref %.6g) norm %.8f (ref %.8f)\n", tag, step, r.loss,
+                want_loss, r.lr, want_lr, r.grad_norm, want_norm);
+    EXPECT_NEAR(r.loss, want_loss, 1e-5 * want_loss);
+    EXPECT_NEAR(r.lr, want_lr, 1e-12);
+    EXPECT_NEAR(r.grad_norm, want_norm, 1e-5 * want_norm);
   }
   // Adam's first steps move every weight by about lr * sign(m): elements whose
   // true gradient is ~0 (key biases: softmax ignores them) follow fp32 noise
@@ -211,11 +206,36 @@ TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
     if (err > worst) worst = err, worst_name = p.name;
     bool noise_driven = p.name.find("key.bias") != std::string::npos;
     if (!noise_driven && err > worst_real) worst_real = err, worst_real_name = p.name;
-    EXPECT_LE(err, noise_driven ? 5e-5f : 5e-6f) << p.name;
+    EXPECT_LE(err, noise_driven ? 5e-5f : 5e-6f) << tag << " " << p.name;
   }
-  std::printf("[adamw] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3); "
+  std::printf("[%s] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3); "
               "%.3g in %s among tensors with a real gradient\n",
-              worst, worst_name.c_str(), worst_real, worst_real_name.c_str());
+              tag, worst, worst_name.c_str(), worst_real, worst_real_name.c_str());
+}
+
+TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
+  expect_three_adamw_steps(train::AdamWVariant::Torch, "tiny_adamw.json", "tiny_after_adamw.safetensors");
+}
+
+TEST(BertGolden, ThreeAdamWHfStepsMatchTheTrainer) {
+  expect_three_adamw_steps(train::AdamWVariant::HF, "tiny_adamw_hf.json", "tiny_after_adamw_hf.safetensors");
+}
+
+// The two forms really differ: the torch form does not reproduce the adamw_hf golden run.
+TEST(BertGolden, AdamWFormsAreDistinguishedByTheGolden) {
+  auto g = classification_inputs();
+  auto after_hf = io::read_safetensors(golden("tiny_after_adamw_hf.safetensors"));
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  train::AdamW opt(m, {.weight_decay = 0.01, .variant = train::AdamWVariant::Torch});
+  train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, 1.0);
+  Batch batch = Batch::packed(g.sequences, g.labels);
+  m.zero_grad();
+  for (int step = 0; step < 3; ++step) train_step.run(batch, step);
+  float worst = 0.f;
+  for (const auto& p : m.param_info())
+    worst = std::max(worst, max_abs_diff(m.params() + p.offset, after_hf.at(p.name).data.data(), p.numel));
+  EXPECT_GT(worst, 5e-5f) << "adamw_torch should not match the adamw_hf golden run";
 }
 
 TEST(BertGolden, MaskedLMMatchesHuggingFace) {

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/batching.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -83,26 +84,25 @@ TEST(Batches, SplitKeepsShortLastBatch) {
 }
 
 TEST(Batches, LayoutPerPaddingMode) {
-  std::vector<std::vector<int32_t>> seqs = {{2, 10, 3}, {2, 11, 12, 13, 3}, {2, 3}};
-  std::vector<int32_t> labels = {1, 0, 1};
+  TokenizedData data;
+  data.ids = {{2, 10, 3}, {2, 11, 12, 13, 3}, {2, 3}};
+  data.labels = {1, 0, 1};
   std::vector<size_t> idx = {0, 1};
 
-  auto packed = build_host_batch(seqs, labels, idx, Padding::Packed, 8, 0);
+  auto packed = build_batch(data, idx, {Padding::Packed, 8, 0});
   EXPECT_EQ(packed.input_ids, std::vector<int32_t>({2, 10, 3, 2, 11, 12, 13, 3}));
-  EXPECT_EQ(packed.offsets, std::vector<int32_t>({0, 3, 8}));
-  EXPECT_EQ(packed.row_length, 0);
+  EXPECT_EQ(packed.offsets, std::vector<int32_t>({0, 3, 8}));  // no row length: spans = lengths
   EXPECT_EQ(packed.real_tokens(), 8);
-  EXPECT_EQ(packed.processed_tokens(), 8);
+  EXPECT_EQ(packed.num_rows(), 8);
 
-  auto longest = build_host_batch(seqs, labels, idx, Padding::Longest, 8, 0);
-  EXPECT_EQ(longest.row_length, 5);
+  auto longest = build_batch(data, idx, {Padding::Longest, 8, 0});
+  EXPECT_EQ(longest.offsets, std::vector<int32_t>({0, 5, 10}));  // rows of 5
   EXPECT_EQ(longest.input_ids, std::vector<int32_t>({2, 10, 3, 0, 0, 2, 11, 12, 13, 3}));
   EXPECT_EQ(longest.lengths, std::vector<int32_t>({3, 5}));
   EXPECT_EQ(longest.labels, std::vector<int32_t>({1, 0}));
 
-  auto maxlen = build_host_batch(seqs, labels, idx, Padding::MaxLength, 8, 0);
-  EXPECT_EQ(maxlen.row_length, 8);
-  EXPECT_EQ(maxlen.processed_tokens(), 16);
+  auto maxlen = build_batch(data, idx, {Padding::MaxLength, 8, 0});
+  EXPECT_EQ(maxlen.num_rows(), 16);
   EXPECT_EQ(maxlen.offsets, std::vector<int32_t>({0, 8, 16}));
 
   TokenCounts counts;
@@ -111,6 +111,6 @@ TEST(Batches, LayoutPerPaddingMode) {
   counts.add(packed);
   EXPECT_DOUBLE_EQ(counts.padding_fraction(), 1.0 - 16.0 / 24.0);
 
-  EXPECT_THROW(build_host_batch(seqs, labels, idx, Padding::MaxLength, 4, 0), Error);
+  EXPECT_THROW(build_batch(data, idx, {Padding::MaxLength, 4, 0}), Error);
   EXPECT_THROW(parse_padding("dynamic"), Error);
 }

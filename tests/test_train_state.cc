@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "io/atomic_file.h"
+#include "cli/train_flags.h"
 #include "train/options.h"
 #include "train/state.h"
 #include "util/error.h"
@@ -139,19 +140,19 @@ TEST(CollapseWarning, SameMetricAndPredictionsOrOneClass) {
 
 // ---- options ----
 
-static TrainOptions parse(std::vector<std::string> args, RawOptions& raw) {
+static TrainOptions parse(std::vector<std::string> args, cli::TrainFlags& raw) {
   CLI::App app;
   auto* cmd = app.add_subcommand("train");
-  add_train_option_flags(cmd, raw);
+  cli::add_train_flags(cmd, raw);
   std::vector<std::string> argv = {"train"};
   argv.insert(argv.end(), args.begin(), args.end());
   std::reverse(argv.begin(), argv.end());  // CLI11 parses a reversed vector
   app.parse(argv);
-  return resolve_train_options(raw);
+  return cli::resolve_train_flags(raw);
 }
 
 static std::string error_of(std::vector<std::string> args) {
-  RawOptions raw;
+  cli::TrainFlags raw;
   try {
     parse(std::move(args), raw);
   } catch (const Error& e) {
@@ -164,7 +165,7 @@ TEST(TrainOptionsParse, DefaultsFlagsAndConfigOverride) {
   fs::path cfg = fs::temp_directory_path() / "bertune_opts_test.json";
   io::write_file_atomic(cfg, R"({"learning_rate": 3e-5, "num_train_epochs": 5, "evaluation_strategy": "epoch",
                                  "save_strategy": "epoch", "per_device_train_batch_size": 16})");
-  RawOptions raw;
+  cli::TrainFlags raw;
   auto o = parse({"--config", cfg.string(), "--model-config", "c.json", "--output-dir", "o",
                   "--learning-rate", "1e-5", "--load-best-model-at-end", "--metric-for-best-model", "accuracy"},
                  raw);

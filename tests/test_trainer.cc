@@ -338,3 +338,97 @@ TEST(TrainerRun, CompareFourModes) {
   EXPECT_NE(md.find("| longest+group_by_length |"), std::string::npos) << md;
   EXPECT_TRUE(fs::file_size(out / "compare.png") > 1000);
 }
+
+// `bertune bench train` times the trainer's own step on the trainer's own batches: with the
+// same flags, its loss after every step equals `bertune train`'s logged loss at that step,
+// across an epoch boundary (25 batches of 16 per epoch here).
+TEST(TrainerRun, BenchTrainRunsTheTrainersStep) {
+  Fixture fx;
+  auto a = fx.base_args(fx.dir / "trained");
+  for (const char* s : {"--max-steps", "30", "--save-strategy", "no", "--weight-decay", "0.01"}) a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "train.txt"), 0) << slurp(fx.dir / "train.txt");
+  auto trainer_loss = metric_by_step(fx.dir / "trained" / "log.jsonl", "loss");
+  ASSERT_EQ(trainer_loss.size(), 30u);
+
+  auto b = a;
+  b[0] = "train";
+  b.insert(b.begin(), "bench");
+  set_arg(b, "--output-dir", (fx.dir / "bench").string());
+  for (const char* s : {"--steps", "5", "--warmup", "5", "--repeat", "3", "--json"}) b.push_back(s);
+  ASSERT_EQ(run(b, fx.dir / "bench.txt"), 0) << slurp(fx.dir / "bench.txt");
+  std::istringstream console(slurp(fx.dir / "bench.txt"));
+  Json bench;
+  for (std::string line; std::getline(console, line);)
+    if (!line.empty() && line[0] == '{') bench = Json::parse(line);
+  ASSERT_TRUE(bench.contains("losses")) << slurp(fx.dir / "bench.txt");
+  const auto losses = bench["losses"].get<std::vector<double>>();
+  ASSERT_EQ(losses.size(), 30u);
+  for (int64_t step = 1; step <= 30; ++step)
+    EXPECT_EQ(static_cast<float>(losses[step - 1]), static_cast<float>(trainer_loss.at(step))) << "step " << step;
+  EXPECT_FALSE(fs::exists(fx.dir / "bench")) << "bench train writes nothing";
+}
+
+// A checkpoint whose files disagree (an edited trainer_state.json) is refused before anything
+// is written: HF would believe it and continue from step 999 with the weights of step 8.
+TEST(TrainerRun, ResumeRefusesAnInconsistentCheckpoint) {
+  Fixture fx;
+  const fs::path out = fx.dir / "incons";
+  auto a = fx.base_args(out);
+  for (const char* s : {"--max-steps", "8", "--save-strategy", "steps", "--save-steps", "4"}) a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "first.txt"), 0) << slurp(fx.dir / "first.txt");
+  const std::string final_weights = slurp(out / "final" / "model.safetensors");
+  const fs::path ckpt = out / "checkpoint-8";
+  auto state = Json::parse(slurp(ckpt / "trainer_state.json"));
+  state["global_step"] = 999;
+  io::write_file_atomic(ckpt / "trainer_state.json", state.dump(2));
+  const std::string log_before = slurp(out / "log.jsonl");
+
+  auto b = a;
+  set_arg(b, "--max-steps", "12");
+  b.insert(b.end(), {"--resume-from-checkpoint", ckpt.string()});
+  EXPECT_EQ(run(b, fx.dir / "resume.txt"), 1) << slurp(fx.dir / "resume.txt");
+  const std::string console = slurp(fx.dir / "resume.txt");
+  EXPECT_NE(console.find("inconsistent checkpoint"), std::string::npos) << console;
+  EXPECT_NE(console.find("global_step 999"), std::string::npos) << console;
+  EXPECT_EQ(slurp(out / "final" / "model.safetensors"), final_weights) << "final/ must not be rewritten";
+  EXPECT_EQ(slurp(out / "log.jsonl"), log_before) << "the log must not be touched";
+
+  // A state file with a field of the wrong kind is named, not reported as library text.
+  state["global_step"] = "eight";
+  io::write_file_atomic(ckpt / "trainer_state.json", state.dump(2));
+  EXPECT_EQ(run(b, fx.dir / "resume2.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "resume2.txt").find("field 'global_step' is \"eight\", expected an integer"),
+            std::string::npos)
+      << slurp(fx.dir / "resume2.txt");
+  EXPECT_EQ(slurp(fx.dir / "resume2.txt").find("json.exception"), std::string::npos);
+}
+
+// eval/predict on a model without a trained classifier head (a base BERT checkpoint): HF only
+// warns and predicts with a random head; bertune refuses unless asked.
+TEST(TrainerRun, EvalAndPredictRefuseAnUntrainedHead) {
+  Fixture fx;
+  const fs::path out = fx.dir / "headless";
+  auto a = fx.base_args(out);
+  for (const char* s : {"--max-steps", "2", "--save-strategy", "no"}) a.push_back(s);
+  ASSERT_EQ(run(a, fx.dir / "train.txt"), 0) << slurp(fx.dir / "train.txt");
+  const fs::path base = fx.dir / "base-model";
+  fs::create_directories(base);
+  for (const char* f : {"config.json", "vocab.txt", "tokenizer_config.json"})
+    if (fs::exists(out / "final" / f)) fs::copy_file(out / "final" / f, base / f);
+  auto tensors = io::read_safetensors(out / "final" / "model.safetensors");
+  std::vector<io::TensorRef> kept;
+  for (const auto& [name, t] : tensors)
+    if (name.rfind("classifier.", 0) != 0) kept.push_back({name, t.shape, t.data.data()});
+  io::write_safetensors(base / "model.safetensors", kept);
+
+  EXPECT_EQ(run({"eval", "--model", base.string(), "--data", fx.eval.string(), "--max-length", "48"},
+                fx.dir / "eval.txt"),
+            1);
+  EXPECT_NE(slurp(fx.dir / "eval.txt").find("has no trained classification head (missing: classifier.weight"),
+            std::string::npos)
+      << slurp(fx.dir / "eval.txt");
+  EXPECT_EQ(run({"predict", "--model", base.string(), "좋아요"}, fx.dir / "pred.txt"), 1);
+  EXPECT_EQ(run({"predict", "--model", base.string(), "--allow-untrained-head", "좋아요"}, fx.dir / "pred2.txt"), 0)
+      << slurp(fx.dir / "pred2.txt");
+  EXPECT_NE(slurp(fx.dir / "pred2.txt").find("predictions are meaningless"), std::string::npos);
+}

@@ -12,12 +12,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "data/dataset.h"
+#include "cli/train_flags.h"
 #include "kernels/ops.h"
-#include "model/bert.h"
-#include "text/tokenizer.h"
 #include "train/batching.h"
-#include "train/optimizer.h"
+#include "train/prepare.h"
+#include "train/step.h"
 #include "util/error.h"
 #include "util/profiler.h"
 
@@ -70,110 +69,92 @@ json spread(const std::vector<double>& v) {
 }
 
 struct TrainBench {
-  std::string model_config, tokenizer, data;
-  int batch_size = 32, steps = 20, warmup = 3, threads = 2, max_length = 128, repeat = 1;
-  std::string padding = "packed";
-  bool group_by_length = false, json_out = false, profile = false;
-  uint64_t seed = 42;
-  double lr = 5e-5;
+  TrainFlags flags;  // the same options as `bertune train`
+  int steps = 20, warmup = 3, repeat = 1;
+  bool json_out = false, profile = false;
 };
 
-void run_train_bench(const TrainBench& o) {
-  kernels::set_num_threads(o.threads);
-  const auto padding = train::parse_padding(o.padding);
-  if (o.steps <= 0 || o.warmup < 0 || o.repeat <= 0)
+// Training options for the bench: `bertune train`'s, with the bench's defaults under the
+// preset and the flags. Nothing is written, so any output dir will do.
+train::TrainOptions bench_options(const TrainBench& b) {
+  nlohmann::json base = {{"output_dir", "runs/bench"}, {"per_device_train_batch_size", 32}, {"threads", 2}};
+  base.update(preset_base(b.flags.preset, b.flags, /*announce=*/false));
+  train::TrainOptions o = resolve_train_flags(b.flags, base);
+  if (!o.resume_from_checkpoint.empty()) throw Error("bench train: --resume-from-checkpoint is not supported");
+  o.overwrite_output_dir = true;
+  if (b.steps <= 0 || b.warmup < 0 || b.repeat <= 0)
     throw Error("bench train: --steps and --repeat must be positive, --warmup >= 0");
+  return o;
+}
 
-  model::BertConfig config = model::BertConfig::load(o.model_config);
-  if (config.id2label.empty()) config.set_num_labels(2);
-  text::Tokenizer tok = text::Tokenizer::load(o.tokenizer);
-  data::Dataset ds = data::read_dataset(o.data);
-  if (ds.size() == 0) throw Error(o.data + ": no examples");
-
-  // Enough examples for every step, from a pool big enough for length
-  // grouping to see its megabatches; batches then run in a seeded random
-  // order so each timed run sees a representative mix of lengths.
-  const size_t batches_needed = size_t(o.warmup + o.steps) * o.repeat;
-  const size_t pool = std::min(ds.size(), std::max(batches_needed * o.batch_size,
-                                                   size_t(100) * o.batch_size));
-  auto order = data::shuffled_indices(ds.size(), o.seed);
-  std::vector<std::string> texts;
-  std::vector<int32_t> labels;
-  for (size_t i = 0; i < pool; ++i) {
-    texts.push_back(ds.examples[order[i]].text);
-    labels.push_back(ds.examples[order[i]].label);
-  }
-  text::EncodeOptions enc;
-  enc.max_length = o.max_length;
-  auto encodings = tok.encode_batch(texts, enc, o.threads);
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<int> lengths;
-  for (auto& e : encodings) {
-    lengths.push_back(static_cast<int>(e.ids.size()));
-    ids.push_back(std::move(e.ids));
-  }
-  auto batches = train::make_batches(lengths, o.batch_size, o.group_by_length, o.seed);
-  batches.erase(std::remove_if(batches.begin(), batches.end(),
-                               [&](const auto& b) { return int(b.size()) != o.batch_size; }),
-                batches.end());
-  {
-    uint64_t s = o.seed ^ 0x5bd1e995;
-    for (size_t i = batches.size(); i > 1; --i) {
-      s = s * 6364136223846793005ull + 1442695040888963407ull;
-      std::swap(batches[i - 1], batches[(s >> 33) % i]);
+// The trainer's batches in the trainer's order, epoch after epoch.
+class BatchStream {
+ public:
+  explicit BatchStream(const train::PreparedRun& r) : r_(r), layout_(r.layout()), batches_(r.epoch_batches(0)) {}
+  model::Batch next() {
+    if (next_ == batches_.size()) {
+      batches_ = r_.epoch_batches(++epoch_);
+      next_ = 0;
     }
+    return train::build_batch(r_.train, batches_[next_++], layout_);
   }
-  if (batches.size() < batches_needed)
-    throw Error("bench train: " + o.data + " has too few examples for " +
-                std::to_string(batches_needed) + " batches of " + std::to_string(o.batch_size));
 
-  model::BertModel m(config, model::Task::SequenceClassification);
-  m.init_weights(o.seed);
-  m.set_dropout_seed(o.seed);
-  train::AdamW opt(m, {.weight_decay = 0.01});
-  const int64_t total_steps = int64_t(batches_needed);
+ private:
+  const train::PreparedRun& r_;
+  train::BatchLayout layout_;
+  std::vector<std::vector<size_t>> batches_;
+  size_t next_ = 0;
+  int64_t epoch_ = 0;
+};
+
+struct RunFigures {
+  std::vector<double> real_tps, samples_ps, padded_tps, gflops, gflops_per_cpu;
+};
+
+json profile_json(const Profiler& profiler) {
+  double total = 0;
+  for (const auto& [name, e] : profiler.phases()) total += e.seconds;
+  json prof = json::object();
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [name, e] : profiler.phases()) {
+    prof[name] = {{"seconds", e.seconds}, {"share", total > 0 ? e.seconds / total : 0.0}};
+    rows.emplace_back(e.seconds, name);
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::fprintf(stderr, "profile (timed steps, %.2f s):\n", total);
+  for (auto& [sec, name] : rows) std::fprintf(stderr, "  %6.2f%%  %8.3f s  %s\n", 100 * sec / total, sec, name.c_str());
+  return prof;
+}
+
+// Times `bertune train`'s own step (train/step.h) on `bertune train`'s own batches: the
+// prepared run, batch builder and TrainStep are the trainer's, so the loss after N steps is
+// the trainer's loss at step N. Each run: `warmup` untimed steps, then `steps` timed ones
+// (batch building included, as in the trainer's loop).
+void run_train_bench(const TrainBench& b) {
+  const train::TrainOptions o = bench_options(b);
+  train::PreparedRun r = train::prepare_run(o);
+  const int64_t total_steps = int64_t(b.warmup + b.steps) * b.repeat;
+  if (total_steps > r.state.max_steps)
+    throw Error("bench train: " + std::to_string(total_steps) + " steps asked for, but the run has only " +
+                std::to_string(r.state.max_steps) + " (raise --max-steps or --num-train-epochs)");
+  train::TrainStep step(*r.model, *r.optimizer, r.schedule, o.max_grad_norm);
+  BatchStream stream(r);
+  const double flops_per_token = 6.0 * double(r.config.non_embedding_parameters());
 
   Profiler profiler;
   json runs = json::array();
-  std::vector<double> real_tps, samples_ps, padded_tps, gflops, gflops_per_cpu;
-  size_t next_batch = 0;
-  int64_t global_step = 0;
-  float last_loss = 0;
-  double real_len_sum = 0;
-  int64_t real_len_count = 0;
-  const double flops_per_token = 6.0 * double(config.non_embedding_parameters());
-
-  auto one_step = [&](const model::Batch& batch) {
-    float loss = m.forward(batch, true);
-    m.backward();
-    {
-      ProfileScope p("optimizer (clip + adamw + zero_grad)");
-      double norm = train::grad_norm(m);
-      opt.step(train::learning_rate(train::Schedule::Linear, o.lr, global_step, 0, total_steps),
-               train::clip_coefficient(norm, 1.0));
-    }
-    ++global_step;
-    return loss;
-  };
-
-  for (int r = 0; r < o.repeat; ++r) {
-    for (int w = 0; w < o.warmup; ++w) {
-      auto batch = train::build_batch(ids, labels, batches[next_batch++], padding, o.max_length,
-                                      tok.pad_id());
-      one_step(batch);
-    }
-    // Batches are built before the clock starts: the tokenizer and the
-    // batcher are measured by their own benchmarks.
-    std::vector<model::Batch> timed;
-    for (int s = 0; s < o.steps; ++s)
-      timed.push_back(train::build_batch(ids, labels, batches[next_batch++], padding,
-                                         o.max_length, tok.pad_id()));
+  RunFigures fig;
+  std::vector<double> losses;
+  int64_t global_step = 0, real_all = 0, samples_all = 0;
+  for (int rep = 0; rep < b.repeat; ++rep) {
+    for (int w = 0; w < b.warmup; ++w) losses.push_back(step.run(stream.next(), global_step++).loss);
     int64_t real = 0, rows = 0, samples = 0;
-    if (o.profile) Profiler::active() = &profiler;
+    if (b.profile) Profiler::active() = &profiler;
     auto t0 = clock_type::now();
     double cpu0 = cpu_seconds();
-    for (const auto& batch : timed) {
-      last_loss = one_step(batch);
+    for (int s = 0; s < b.steps; ++s) {
+      const model::Batch batch = stream.next();
+      losses.push_back(step.run(batch, global_step++).loss);
       real += batch.real_tokens();
       rows += batch.num_rows();
       samples += batch.num_sequences();
@@ -181,76 +162,56 @@ void run_train_bench(const TrainBench& o) {
     double secs = seconds_since(t0);
     double cpu = cpu_seconds() - cpu0;
     Profiler::active() = nullptr;
-    real_len_sum += double(real);
-    real_len_count += samples;
-    json run = {{"seconds", secs},
-                {"steps", o.steps},
-                {"real_tokens", real},
-                {"processed_tokens", rows},
-                {"real_tokens_per_s", real / secs},
-                {"samples_per_s", samples / secs},
-                {"padded_tokens_per_s", rows / secs},
-                {"model_gflops", flops_per_token * rows / secs / 1e9},
-                {"cpu_seconds", cpu},
-                {"model_gflops_per_cpu_second", flops_per_token * rows / cpu / 1e9}};
-    gflops_per_cpu.push_back(flops_per_token * rows / cpu / 1e9);
-    real_tps.push_back(real / secs);
-    samples_ps.push_back(samples / secs);
-    padded_tps.push_back(rows / secs);
-    gflops.push_back(flops_per_token * rows / secs / 1e9);
-    runs.push_back(run);
-    if (!o.json_out)
-      std::fprintf(stderr, "run %d: %.1f real tok/s, %.2f samples/s, %.1f processed tok/s, %.1f GFLOP/s\n",
-                   r + 1, real / secs, samples / secs, rows / secs,
-                   flops_per_token * rows / secs / 1e9);
+    real_all += real;
+    samples_all += samples;
+    fig.real_tps.push_back(real / secs);
+    fig.samples_ps.push_back(samples / secs);
+    fig.padded_tps.push_back(rows / secs);
+    fig.gflops.push_back(flops_per_token * rows / secs / 1e9);
+    fig.gflops_per_cpu.push_back(flops_per_token * rows / cpu / 1e9);
+    runs.push_back({{"seconds", secs}, {"steps", b.steps}, {"real_tokens", real}, {"processed_tokens", rows},
+                    {"real_tokens_per_s", fig.real_tps.back()}, {"samples_per_s", fig.samples_ps.back()},
+                    {"padded_tokens_per_s", fig.padded_tps.back()}, {"model_gflops", fig.gflops.back()},
+                    {"cpu_seconds", cpu}, {"model_gflops_per_cpu_second", fig.gflops_per_cpu.back()}});
+    if (!b.json_out)
+      std::fprintf(stderr, "run %d: %.1f real tok/s, %.2f samples/s, %.1f processed tok/s, %.1f GFLOP/s\n", rep + 1,
+                   fig.real_tps.back(), fig.samples_ps.back(), fig.padded_tps.back(), fig.gflops.back());
   }
 
   json out = {
       {"bench", "train"},
-      {"model_config", o.model_config},
-      {"padding", train::padding_name(padding)},
+      {"model", r.model_description},
+      {"padding", train::padding_name(o.padding)},
       {"group_by_length", o.group_by_length},
-      {"batch_size", o.batch_size},
+      {"batch_size", o.per_device_train_batch_size},
       {"max_length", o.max_length},
+      {"optim", train::adamw_variant_name(o.optim)},
       {"threads", o.threads},
-      {"steps", o.steps},
-      {"warmup", o.warmup},
-      {"repeat", o.repeat},
+      {"steps", b.steps},
+      {"warmup", b.warmup},
+      {"repeat", b.repeat},
       {"gemm_backend", kernels::gemm_backend()},
-      {"non_embedding_parameters", config.non_embedding_parameters()},
-      {"mean_real_length", real_len_count ? real_len_sum / real_len_count : 0.0},
-      {"real_tokens_per_s", spread(real_tps)["median"]},
-      {"samples_per_s", spread(samples_ps)["median"]},
-      {"padded_tokens_per_s", spread(padded_tps)["median"]},
-      {"model_gflops", spread(gflops)["median"]},
-      {"model_gflops_per_cpu_second", spread(gflops_per_cpu)["median"]},
+      {"non_embedding_parameters", r.config.non_embedding_parameters()},
+      {"mean_real_length", samples_all ? double(real_all) / samples_all : 0.0},
+      {"real_tokens_per_s", spread(fig.real_tps)["median"]},
+      {"samples_per_s", spread(fig.samples_ps)["median"]},
+      {"padded_tokens_per_s", spread(fig.padded_tps)["median"]},
+      {"model_gflops", spread(fig.gflops)["median"]},
+      {"model_gflops_per_cpu_second", spread(fig.gflops_per_cpu)["median"]},
       {"load_average", load_average()},
       {"peak_rss_mb", peak_rss_mb()},
-      {"last_loss", last_loss},
+      {"last_loss", losses.back()},
+      {"losses", losses},
       {"runs", runs},
       {"spread",
-       {{"real_tokens_per_s", spread(real_tps)},
-        {"samples_per_s", spread(samples_ps)},
-        {"padded_tokens_per_s", spread(padded_tps)},
-        {"model_gflops", spread(gflops)},
-        {"model_gflops_per_cpu_second", spread(gflops_per_cpu)}}},
+       {{"real_tokens_per_s", spread(fig.real_tps)},
+        {"samples_per_s", spread(fig.samples_ps)},
+        {"padded_tokens_per_s", spread(fig.padded_tps)},
+        {"model_gflops", spread(fig.gflops)},
+        {"model_gflops_per_cpu_second", spread(fig.gflops_per_cpu)}}},
   };
-  if (o.profile) {
-    double total = 0;
-    for (const auto& [name, e] : profiler.phases()) total += e.seconds;
-    json prof = json::object();
-    std::vector<std::pair<double, std::string>> rows;
-    for (const auto& [name, e] : profiler.phases()) {
-      prof[name] = {{"seconds", e.seconds}, {"share", total > 0 ? e.seconds / total : 0.0}};
-      rows.emplace_back(e.seconds, name);
-    }
-    out["profile"] = prof;
-    std::sort(rows.rbegin(), rows.rend());
-    std::fprintf(stderr, "profile (timed steps, %.2f s):\n", total);
-    for (auto& [s, name] : rows)
-      std::fprintf(stderr, "  %6.2f%%  %8.3f s  %s\n", 100 * s / total, s, name.c_str());
-  }
-  std::printf("%s\n", o.json_out ? out.dump().c_str() : out.dump(2).c_str());
+  if (b.profile) out["profile"] = profile_json(profiler);
+  std::printf("%s\n", b.json_out ? out.dump().c_str() : out.dump(2).c_str());
 }
 
 void run_gemm_bench(int threads, int repeat, bool json_out) {
@@ -318,20 +279,12 @@ void run_gemm_bench(int threads, int repeat, bool json_out) {
 
 void add_bench_engine_commands(CLI::App& bench) {
   auto o = std::make_shared<TrainBench>();
-  auto* train = bench.add_subcommand("train", "Time training steps (forward, backward, AdamW) on NSMC batches");
-  train->add_option("--model-config", o->model_config, "BERT config.json (or its directory)")->required();
-  train->add_option("--tokenizer", o->tokenizer, "Tokenizer directory (vocab.txt / tokenizer.json)")->required();
-  train->add_option("--data", o->data, "Labelled TSV/CSV/JSONL (NSMC ratings_train.txt)")->required();
-  train->add_option("--batch-size", o->batch_size, "Sequences per step")->capture_default_str();
-  train->add_option("--padding", o->padding, "packed | longest | max_length")->capture_default_str();
-  train->add_flag("--group-by-length", o->group_by_length, "Length-grouped batches (HF group_by_length)");
+  auto* train = bench.add_subcommand(
+      "train", "Time `bertune train`'s own step (forward, backward, clip, AdamW) on its own batches; train's flags");
+  add_train_flags(train, o->flags);
   train->add_option("--steps", o->steps, "Timed steps per run")->capture_default_str();
   train->add_option("--warmup", o->warmup, "Untimed steps before each run")->capture_default_str();
-  train->add_option("--threads", o->threads, "Threads (one OpenMP pool)")->capture_default_str();
-  train->add_option("--max-length", o->max_length, "Truncation / max_length padding")->capture_default_str();
   train->add_option("--repeat", o->repeat, "Timed runs, for the spread")->capture_default_str();
-  train->add_option("--seed", o->seed, "Init, dropout and data order seed")->capture_default_str();
-  train->add_option("--lr", o->lr, "Peak learning rate (linear decay)")->capture_default_str();
   train->add_flag("--profile", o->profile, "Print where the step time goes");
   train->add_flag("--json", o->json_out, "One JSON object on one line");
   train->callback([o]() { run_train_bench(*o); });

@@ -9,6 +9,7 @@
 #include "io/checkpoint.h"
 #include "io/hub.h"
 #include "model/pretrained.h"
+#include "text/tokenizer.h"
 #include "util/error.h"
 
 namespace bertune::cli {
@@ -46,10 +47,7 @@ void run_convert(const fs::path& in, const fs::path& out) {
   std::vector<io::TensorRef> refs;
   for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
   // Tokenizer files travel with the model so the output directory is usable alone.
-  std::vector<fs::path> extra;
-  for (const char* f : {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
-    if (fs::is_regular_file(in / f)) extra.push_back(in / f);
-  model::save_pretrained(out, loaded.config, refs, extra);
+  model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in));
   std::printf("wrote %s (%zu tensors from %s)\n", out.string().c_str(), refs.size(),
               loaded.weights_file.filename().string().c_str());
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/train_flags.h"
 #include "text/vocab_trainer.h"
 #include "train/presets.h"
 #include "train/trainer.h"
@@ -48,22 +49,17 @@ std::filesystem::path main_job_vocab(const std::filesystem::path& dir, int threa
 
 void add_run_command(CLI::App& app) {
   auto* run = app.add_subcommand("run", "Run the main job: NSMC vocabulary, small BERT from scratch, test accuracy");
-  auto raw = std::make_shared<train::RawOptions>();
-  train::add_train_option_flags(run, *raw);
-  run->callback([raw] {
+  auto flags = std::make_shared<TrainFlags>();
+  add_train_flags(run, *flags, /*with_preset=*/false);
+  run->callback([flags] {
     auto start = std::chrono::steady_clock::now();
-    const auto& preset = train::find_preset("main");
-    nlohmann::json base = preset.options;
-    base["preset"] = preset.name;
-    bool own_model = raw->cli.at("model")->count() > 0;
-    if (own_model) base.erase("model_config");
-    train::TrainOptions options = train::resolve_train_options(*raw, base);
-    if (!own_model && raw->cli.at("tokenizer")->count() == 0) {
+    train::TrainOptions options = resolve_train_flags(*flags, preset_base("main", *flags, /*announce=*/false));
+    if (!flags->given("model") && !flags->given("tokenizer")) {
       std::filesystem::path vocab_dir = options.output_dir + "-vocab";
       int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
       options.tokenizer = main_job_vocab(vocab_dir, threads).string();
     }
-    std::fprintf(stderr, "bertune run: %s\n", preset.description.c_str());
+    std::fprintf(stderr, "bertune run: %s\n", train::find_preset("main").description.c_str());
     auto result = train::run_training(options, stdout);
     double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
     if (result.test)

@@ -1,14 +1,15 @@
-// bertune train | eval | predict | compare
+// bertune train | compare | eval | predict
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/train_flags.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
 #include "train/compare.h"
-#include "train/presets.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -18,75 +19,108 @@ using Json = nlohmann::json;
 
 namespace {
 
-struct TrainCommand {
-  train::RawOptions raw;
-  std::string preset;
+// The flags eval and predict share: how texts become batches, and on how many threads.
+struct InferenceFlags {
+  std::string model, tokenizer, text_column;
+  int max_length = 128, batch_size = 64, threads = 0;
+  bool allow_untrained_head = false;
 };
 
-void run_train(TrainCommand& c) {
-  Json base;
-  if (!c.preset.empty()) {
-    const auto& p = train::find_preset(c.preset);
-    base = p.options;
-    base["preset"] = p.name;
-    const bool own_model = c.raw.cli.at("model")->count() > 0;
-    if (own_model) base.erase("model_config");
-    std::fprintf(stderr, "preset %s: %s\n", p.name.c_str(), p.description.c_str());
-    if (!own_model && base.contains("model_config"))
-      std::fprintf(stderr,
-                   "note: starting from RANDOM INITIALISATION of the architecture (pretrained klue/bert-base weights "
-                   "are not available here); pass --model DIR with downloaded weights to run the notebook's "
-                   "fine-tuning itself\n");
+void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& text_column_help) {
+  cmd->add_option("--model", f.model, "model directory (HF layout)")->required();
+  cmd->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model's)");
+  cmd->add_option("--text-column", f.text_column, text_column_help);
+  cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")->capture_default_str();
+  cmd->add_option("--batch-size", f.batch_size, "batch size")->capture_default_str();
+  cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
+  cmd->add_flag("--allow-untrained-head", f.allow_untrained_head,
+                "use a model without a trained classifier head (a random one is made: predictions are meaningless)");
+}
+
+// The model, its tokenizer, and the longest sequence both can take.
+struct LoadedClassifier {
+  std::unique_ptr<model::BertModel> model;
+  text::Tokenizer tokenizer;
+  int max_length = 0;
+};
+
+LoadedClassifier load_for_inference(const InferenceFlags& f) {
+  if (f.max_length < 2) throw Error("--max-length: must be at least 2");
+  if (f.batch_size < 1) throw Error("--batch-size: must be positive");
+  kernels::set_num_threads(f.threads);
+  LoadedClassifier c;
+  std::vector<std::string> initialised;
+  c.model = train::load_classifier(f.model, 42, &initialised);
+  if (!initialised.empty()) {
+    std::string names;
+    for (const auto& n : initialised) names += (names.empty() ? "" : ", ") + n;
+    // HF only warns ("newly initialized ... you should probably TRAIN this model"); for
+    // evaluation and prediction a random head makes every figure meaningless.
+    if (!f.allow_untrained_head)
+      throw Error(f.model + " has no trained classification head (missing: " + names +
+                  "); fine-tune it first with `bertune train --model " + f.model +
+                  "`, or pass --allow-untrained-head to use a randomly initialised one");
+    std::fprintf(stderr, "warning: %s: newly initialised %s — predictions are meaningless\n", f.model.c_str(),
+                 names.c_str());
   }
-  train::TrainOptions options = train::resolve_train_options(c.raw, base);
-  train::run_training(options, stdout);
+  c.tokenizer = train::load_tokenizer_for(f.model, f.tokenizer);
+  // Longer than the model's positions cannot be encoded: truncate there, as HF does with
+  // truncation=True and model_max_length.
+  c.max_length = std::min(f.max_length, c.model->config().max_position_embeddings);
+  return c;
+}
+
+void run_train(const TrainFlags& flags) {
+  train::run_training(resolve_train_flags(flags, preset_base(flags.preset, flags, /*announce=*/true)), stdout);
+}
+
+void run_compare(const TrainFlags& flags) {
+  nlohmann::json base = preset_base(flags.preset, flags, /*announce=*/true);
+  if (!flags.given("output_dir"))
+    base["output_dir"] = base.contains("output_dir") ? base["output_dir"].get<std::string>() + "-compare"
+                                                     : std::string("runs/compare");
+  train::run_compare(resolve_train_flags(flags, base), stdout);
 }
 
 struct EvalCommand {
-  std::string model, data, tokenizer, text_column = "document", label_column = "label", padding = "packed";
-  int max_length = 128, batch_size = 64, threads = 0;
+  InferenceFlags in;
+  std::string data, label_column = "label", padding = "packed";
   int64_t samples = -1;
   uint64_t data_seed = 42;
   bool json = false;
 };
 
 void run_eval(const EvalCommand& c) {
-  if (c.max_length < 2) throw Error("--max-length: must be at least 2");
-  if (c.batch_size < 1) throw Error("--batch-size: must be positive");
   train::Padding padding = train::parse_padding(c.padding);
-  kernels::set_num_threads(c.threads);
-  auto model = train::load_classifier(c.model, 42);
-  auto tok = train::load_tokenizer_for(c.model, c.tokenizer);
+  LoadedClassifier m = load_for_inference(c.in);
   data::ReadOptions ro;
-  ro.text_column = c.text_column;
+  ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.label_column = c.label_column;
-  ro.num_labels = model->config().num_labels();
+  ro.num_labels = m.model->config().num_labels();
   auto d = data::read_dataset(c.data, ro);
   if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
-  const int max_length = std::min(c.max_length, model->config().max_position_embeddings);
-  auto t = train::tokenize(d, tok, max_length, c.threads);
-  auto r = train::evaluate(*model, t, c.batch_size, padding, max_length, tok.pad_id());
+  auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
+  auto r = train::evaluate(*m.model, t, c.in.batch_size, padding, m.max_length, m.tokenizer.pad_id());
   if (c.json) {
     std::printf("%s\n", r.record().dump().c_str());
   } else {
     std::vector<std::string> names;
-    for (const auto& [id, name] : model->config().id2label) names.push_back(name);
-    std::printf("%s (%s)\n%s%.1f examples/s\n", c.data.c_str(), c.model.c_str(), r.metrics.report(names).c_str(),
+    for (const auto& [id, name] : m.model->config().id2label) names.push_back(name);
+    std::printf("%s (%s)\n%s%.1f examples/s\n", c.data.c_str(), c.in.model.c_str(), r.metrics.report(names).c_str(),
                 r.runtime > 0 ? r.metrics.count / r.runtime : 0.0);
   }
 }
 
 struct PredictCommand {
-  std::string model, tokenizer, input, output, text_column;
+  InferenceFlags in;
+  std::string input, output;
   std::vector<std::string> texts;
-  int max_length = 128, batch_size = 64, threads = 0;
 };
 
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
-  kernels::set_num_threads(c.threads);
-  auto model = train::load_classifier(c.model, 42);
-  auto tok = train::load_tokenizer_for(c.model, c.tokenizer);
+  LoadedClassifier m = load_for_inference(c.in);
+  const std::string& text_column = c.in.text_column;
   data::Dataset d;
   if (!c.input.empty()) {
     std::string first_line;
@@ -95,10 +129,10 @@ void run_predict(const PredictCommand& c) {
       if (!in) throw Error("--input: cannot open " + c.input);
       std::getline(in, first_line);
     }
-    if (!c.text_column.empty() || first_line.find('\t') != std::string::npos || c.input.ends_with(".jsonl") ||
+    if (!text_column.empty() || first_line.find('\t') != std::string::npos || c.input.ends_with(".jsonl") ||
         c.input.ends_with(".csv")) {
       data::ReadOptions ro;
-      ro.text_column = c.text_column.empty() ? "document" : c.text_column;
+      ro.text_column = text_column.empty() ? "document" : text_column;
       ro.label_column = "";
       d = data::read_dataset(c.input, ro);
     } else {
@@ -114,12 +148,11 @@ void run_predict(const PredictCommand& c) {
   } else {
     for (const auto& t : c.texts) d.examples.push_back({t, -1, 0});
   }
-  // Longer than the model's positions cannot be encoded: truncate there, as HF does with
-  // truncation=True and model_max_length.
-  const int max_length = std::min(c.max_length, model->config().max_position_embeddings);
-  auto t = train::tokenize(d, tok, max_length, c.threads);
-  auto r = train::evaluate(*model, t, c.batch_size, train::Padding::Packed, max_length, tok.pad_id(), true);
-  const int k = model->config().num_labels();
+  auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
+  auto r = train::evaluate(*m.model, t, c.in.batch_size, train::Padding::Packed, m.max_length, m.tokenizer.pad_id(),
+                           /*keep_logits=*/true);
+  const auto& config = m.model->config();
+  const int k = config.num_labels();
   std::string out;
   for (size_t i = 0; i < d.size(); ++i) {
     const float* logits = r.logits.data() + i * k;
@@ -127,8 +160,8 @@ void run_predict(const PredictCommand& c) {
     Json rec = {{"label", r.predictions[i]},
                 {"probs", probs},
                 {"logits", std::vector<float>(logits, logits + k)}};
-    auto it = model->config().id2label.find(r.predictions[i]);
-    if (it != model->config().id2label.end()) rec["label_name"] = it->second;
+    auto it = config.id2label.find(r.predictions[i]);
+    if (it != config.id2label.end()) rec["label_name"] = it->second;
     out += rec.dump() + "\n";
   }
   if (c.output.empty()) std::fwrite(out.data(), 1, out.size(), stdout);
@@ -139,41 +172,34 @@ void run_predict(const PredictCommand& c) {
 
 void add_train_commands(CLI::App& app) {
   auto* train_cmd = app.add_subcommand("train", "Fine-tune a BERT classifier with Hugging Face Trainer semantics");
-  auto tc = std::make_shared<TrainCommand>();
-  train_cmd->add_option("--preset", tc->preset, "notebook-1|notebook-2|notebook-3|notebook-4|main");
-  train::add_train_option_flags(train_cmd, tc->raw);
-  train_cmd->callback([tc] { run_train(*tc); });
+  auto tf = std::make_shared<TrainFlags>();
+  add_train_flags(train_cmd, *tf);
+  train_cmd->callback([tf] { run_train(*tf); });
+
+  auto* compare_cmd = app.add_subcommand(
+      "compare", "Train the same model four ways (max_length, longest, longest+group_by_length, packed) and compare");
+  auto cf = std::make_shared<TrainFlags>();
+  add_train_flags(compare_cmd, *cf);
+  compare_cmd->callback([cf] { run_compare(*cf); });
 
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a classifier directory on a labelled file");
   auto ec = std::make_shared<EvalCommand>();
-  eval_cmd->add_option("--model", ec->model, "model directory (HF layout)")->required();
+  add_inference_flags(eval_cmd, ec->in, "text column (default: document)");
   eval_cmd->add_option("--data", ec->data, "labelled data (NSMC TSV, CSV, JSONL)")->required();
-  eval_cmd->add_option("--tokenizer", ec->tokenizer, "tokenizer directory (default: the model's)");
-  eval_cmd->add_option("--text-column", ec->text_column, "text column");
   eval_cmd->add_option("--label-column", ec->label_column, "label column");
-  eval_cmd->add_option("--max-length", ec->max_length, "truncate to this many tokens");
-  eval_cmd->add_option("--batch-size", ec->batch_size, "batch size");
   eval_cmd->add_option("--padding", ec->padding, "max_length|longest|packed");
   eval_cmd->add_option("--samples", ec->samples, "evaluate N examples: shuffle(data_seed) then select");
   eval_cmd->add_option("--data-seed", ec->data_seed, "seed of --samples");
-  eval_cmd->add_option("--threads", ec->threads, "compute threads (0: all cores)");
   eval_cmd->add_flag("--json", ec->json, "one JSON object instead of the report");
   eval_cmd->callback([ec] { run_eval(*ec); });
 
   auto* pred_cmd = app.add_subcommand("predict", "Classify texts: one JSON line {label, probs, logits} per text");
   auto pc = std::make_shared<PredictCommand>();
-  pred_cmd->add_option("--model", pc->model, "model directory (HF layout)")->required();
+  add_inference_flags(pred_cmd, pc->in, "text column of --input (default: document)");
   pred_cmd->add_option("texts", pc->texts, "texts to classify");
   pred_cmd->add_option("--input", pc->input, "file: one text per line, or a TSV/CSV/JSONL text column");
-  pred_cmd->add_option("--text-column", pc->text_column, "text column of --input (default: document)");
   pred_cmd->add_option("--output", pc->output, "write the JSONL here (default: stdout)");
-  pred_cmd->add_option("--tokenizer", pc->tokenizer, "tokenizer directory (default: the model's)");
-  pred_cmd->add_option("--max-length", pc->max_length, "truncate to this many tokens");
-  pred_cmd->add_option("--batch-size", pc->batch_size, "batch size");
-  pred_cmd->add_option("--threads", pc->threads, "compute threads (0: all cores)");
   pred_cmd->callback([pc] { run_predict(*pc); });
-
-  add_compare_command(app);
 }
 
 }  // namespace bertune::cli

@@ -1,7 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
-#include <stdio.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,17 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 std::string errno_text() { return std::strerror(errno); }
-
-// Exchanges two directory entries atomically (Linux renameat2). False when
-// the filesystem or kernel cannot; errno says why.
-bool exchange_paths(const fs::path& a, const fs::path& b) {
-#ifdef RENAME_EXCHANGE
-  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
-#else
-  errno = ENOSYS;
-  return false;
-#endif
-}
 }  // namespace
 
 AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
@@ -84,43 +73,56 @@ std::string read_file(const fs::path& path) {
   return ss.str();
 }
 
+namespace {
+// Exchanges two directory entries atomically (Linux renameat2). False when
+// the filesystem or kernel cannot; errno says why.
+bool exchange_paths(const fs::path& a, const fs::path& b) {
+#ifdef RENAME_EXCHANGE
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
+#else
+  errno = ENOSYS;
+  return false;
+#endif
+}
+}  // namespace
+
+void publish_directory(const fs::path& staged, const fs::path& target) {
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  if (!fs::exists(target)) {
+    fs::rename(staged, target);
+  } else if (exchange_paths(staged, target)) {
+    fsync_directory(parent);
+    fs::remove_all(staged);  // now holds the previous copy
+  } else {
+    fs::path old = target;
+    old += ".old-" + std::to_string(::getpid());
+    fs::remove_all(old);
+    fs::rename(target, old);
+    fs::rename(staged, target);
+    fsync_directory(parent);
+    fs::remove_all(old);
+  }
+  fsync_directory(parent);
+}
+
 void write_directory_atomic(const fs::path& dir_in, const std::function<void(const fs::path&)>& fill) {
   // Normalise "out/" to "out" so the staging directory sits beside it.
   fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
   if (dir.empty()) throw Error("write_directory_atomic: empty directory name");
   if (fs::exists(dir) && !fs::is_directory(dir)) throw Error(dir.string() + " exists and is not a directory");
-
-  const std::string pid = std::to_string(::getpid());
-  fs::path tmp = dir, old = dir;
-  tmp += ".tmp-" + pid;
-  old += ".old-" + pid;
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  fs::path staging = dir;
+  staging += ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(staging);
+  fs::create_directories(staging);
   try {
-    fill(tmp);
-    fsync_directory(tmp);
+    fill(staging);
+    fsync_directory(staging);
   } catch (...) {
     std::error_code ec;
-    fs::remove_all(tmp, ec);
+    fs::remove_all(staging, ec);
     throw;
   }
-
-  fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
-  if (!fs::exists(dir)) {
-    fs::rename(tmp, dir);
-  } else if (exchange_paths(tmp, dir)) {
-    fsync_directory(parent);
-    fs::remove_all(tmp);  // now holds the previous copy
-  } else {
-    // No atomic exchange here: between these two renames <dir> is absent,
-    // but both complete copies are on disk under .old-/.tmp- names.
-    fs::remove_all(old);
-    fs::rename(dir, old);
-    fs::rename(tmp, dir);
-    fsync_directory(parent);
-    fs::remove_all(old);
-  }
-  fsync_directory(parent);
+  publish_directory(staging, dir);
 }
 
 }  // namespace bertune::io

@@ -34,13 +34,17 @@ void write_file_atomic(const std::filesystem::path& target, std::string_view con
 void fsync_directory(const std::filesystem::path& dir);
 std::string read_file(const std::filesystem::path& path);  // throws Error naming the path
 
+// Puts the complete, fsync'ed directory `staged` in place of `target`: renamed there when
+// `target` does not exist, else swapped with it in one atomic renameat2(RENAME_EXCHANGE) and
+// the old copy removed — `target` never disappears. Where the filesystem cannot exchange,
+// the old directory is renamed to <target>.old-<pid> first; a crash between those two
+// renames leaves no <target>, but both complete copies on disk.
+void publish_directory(const std::filesystem::path& staged, const std::filesystem::path& target);
+
 // Replaces the directory `dir` as a whole: `fill` writes every file into a
 // staging directory <dir>.tmp-<pid>/ beside it, which is fsync'ed and then
-// swapped into place with one atomic renameat2(RENAME_EXCHANGE), the old copy
-// removed. Where the filesystem cannot exchange, the old directory is renamed
-// to <dir>.old-<pid> first; a crash between those two renames leaves no <dir>,
-// but both complete copies (.old-<pid> and .tmp-<pid>) on disk. When `fill`
-// throws, the staging directory is removed and <dir> is untouched.
+// published (publish_directory). When `fill` throws, the staging directory
+// is removed and <dir> is untouched.
 void write_directory_atomic(const std::filesystem::path& dir,
                             const std::function<void(const std::filesystem::path& staging)>& fill);
 

@@ -604,4 +604,17 @@ std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& te
   return out;
 }
 
+std::vector<fs::path> tokenizer_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
+    if (fs::is_regular_file(dir / name, ec)) files.push_back(dir / name);
+  return files;
+}
+
+bool is_tokenizer_dir(const fs::path& dir) {
+  std::error_code ec;
+  return !dir.empty() && (fs::is_regular_file(dir / "vocab.txt", ec) || fs::is_regular_file(dir / "tokenizer.json", ec));
+}
+
 }  // namespace bertune::text

@@ -102,4 +102,10 @@ class Tokenizer {
   int max_input_chars_per_word_ = 100;
 };
 
+// The files of a tokenizer directory, under Hugging Face's names: the ones present in `dir`
+// (regular files), in the order vocab.txt, tokenizer_config.json, special_tokens_map.json,
+// tokenizer.json. A directory is a tokenizer when it has vocab.txt or tokenizer.json.
+std::vector<std::filesystem::path> tokenizer_files(const std::filesystem::path& dir);
+bool is_tokenizer_dir(const std::filesystem::path& dir);
+
 }  // namespace bertune::text

@@ -1,6 +1,7 @@
 #include "train/batching.h"
 
-#include "train/sampler.h"
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace bertune::train {
@@ -21,29 +22,55 @@ std::string padding_name(Padding p) {
   return "?";
 }
 
-std::vector<std::vector<size_t>> make_batches(const std::vector<int>& lengths, int batch_size,
-                                              bool group_by_length, uint64_t seed) {
-  if (batch_size <= 0) throw Error("batch size must be positive");
-  // The trainer's sampler, so the benchmark orders batches exactly as training does.
-  return split_batches(train_epoch_order(lengths, batch_size, group_by_length, seed, 0), batch_size);
+bool TokenizedData::labelled() const {
+  return std::all_of(labels.begin(), labels.end(), [](int32_t y) { return y >= 0; });
 }
 
-model::Batch build_batch(const std::vector<std::vector<int32_t>>& ids,
-                         const std::vector<int32_t>& labels, const std::vector<size_t>& indices,
-                         Padding padding, int max_length, int32_t pad_id) {
-  std::vector<std::vector<int32_t>> seqs;
-  std::vector<int32_t> batch_labels;
+TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads) {
+  std::vector<std::string> texts;
+  texts.reserve(d.size());
+  for (const auto& e : d.examples) texts.push_back(e.text);
+  text::EncodeOptions eo;
+  eo.max_length = max_length;
+  auto enc = tok.encode_batch(texts, eo, threads);
+  TokenizedData t;
+  t.ids.reserve(enc.size());
+  for (size_t i = 0; i < enc.size(); ++i) {
+    t.lengths.push_back(static_cast<int>(enc[i].ids.size()));
+    t.ids.push_back(std::move(enc[i].ids));
+    t.labels.push_back(d.examples[i].label);
+  }
+  return t;
+}
+
+model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
+                         const BatchLayout& layout) {
+  model::Batch b;
+  int32_t longest = 0;
+  bool labelled = true;
   for (size_t i : indices) {
-    seqs.push_back(ids.at(i));
-    if (!labels.empty()) batch_labels.push_back(labels.at(i));
+    const auto& seq = data.ids.at(i);
+    if (seq.empty()) throw Error("build_batch: example " + std::to_string(i) + " has no tokens");
+    if (layout.max_length > 0 && static_cast<int>(seq.size()) > layout.max_length)
+      throw Error("build_batch: example " + std::to_string(i) + " is longer than max_length");
+    b.lengths.push_back(static_cast<int32_t>(seq.size()));
+    const int32_t label = i < data.labels.size() ? data.labels[i] : -1;
+    labelled &= label >= 0;
+    b.labels.push_back(label);
+    longest = std::max(longest, static_cast<int32_t>(seq.size()));
   }
-  switch (padding) {
-    case Padding::Packed: return model::Batch::packed(seqs, std::move(batch_labels));
-    case Padding::Longest: return model::Batch::padded(seqs, 0, pad_id, std::move(batch_labels));
-    case Padding::MaxLength:
-      return model::Batch::padded(seqs, max_length, pad_id, std::move(batch_labels));
+  if (!labelled) b.labels.clear();
+  int32_t row_length = 0;  // 0: packed, sequences end to end
+  if (layout.padding == Padding::Longest) row_length = longest;
+  if (layout.padding == Padding::MaxLength) row_length = layout.max_length > 0 ? layout.max_length : longest;
+  b.offsets.push_back(0);
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const auto& seq = data.ids[indices[k]];
+    b.input_ids.insert(b.input_ids.end(), seq.begin(), seq.end());
+    if (row_length > 0) b.input_ids.resize((k + 1) * static_cast<size_t>(row_length), layout.pad_id);
+    b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
   }
-  throw Error("build_batch: bad padding");
+  return b;
 }
 
 }  // namespace bertune::train

@@ -1,13 +1,19 @@
 #pragma once
-// Turning tokenized examples into model batches, the way the HF Trainer
-// orders and pads them: random order or length-grouped (LengthGroupedSampler),
-// then packed (no padding), padded to the longest of the batch, or padded to
-// max_length.
+// The one way examples become a model batch. Every command that feeds the model
+// (train, eval, predict, compare, bench train) builds its batches here, so the
+// speed `bench train` reports is the speed of the step users run.
+//
+// Layouts follow the Hugging Face notebook's choices: packed (sequences end to
+// end, no padding), padded to the longest sequence of the batch, or padded to
+// max_length. Which examples go into a batch is the sampler's business
+// (train/sampler.h).
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "model/bert.h"
+#include "text/tokenizer.h"
 
 namespace bertune::train {
 
@@ -15,16 +21,39 @@ enum class Padding { Packed, Longest, MaxLength };
 Padding parse_padding(const std::string& name);  // packed | longest | max_length
 std::string padding_name(Padding p);
 
-// Batches of the first epoch as the trainer orders them (train/sampler.h):
-// a seeded permutation, or with group_by_length HF's LengthGroupedSampler on
-// it; the last batch may be short (drop_last false).
-std::vector<std::vector<size_t>> make_batches(const std::vector<int>& lengths, int batch_size,
-                                              bool group_by_length, uint64_t seed);
+// A dataset turned into token ids (truncated to max_length, [CLS] ... [SEP]).
+struct TokenizedData {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<int32_t> labels;  // -1 when unlabelled
+  std::vector<int> lengths;     // ids[i].size()
+  size_t size() const { return ids.size(); }
+  bool labelled() const;        // every example has a label
+};
+TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads = 0);
 
-// Sequences must already be truncated to max_length (tokenizer) when padding
-// to it. labels: one per example, or empty.
-model::Batch build_batch(const std::vector<std::vector<int32_t>>& ids,
-                         const std::vector<int32_t>& labels, const std::vector<size_t>& indices,
-                         Padding padding, int max_length, int32_t pad_id);
+struct BatchLayout {
+  Padding padding = Padding::Packed;
+  int max_length = 128;  // sequences are already truncated to it; MaxLength pads to it
+  int32_t pad_id = 0;
+};
+
+// Examples `indices` of `data` as the model reads them. Labels go in when every selected
+// example has one; otherwise the batch has none (no loss).
+model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
+                         const BatchLayout& layout);
+
+// Running totals of real and computed tokens: the padding fraction is the share of
+// computed positions that were padding.
+struct TokenCounts {
+  int64_t real = 0;
+  int64_t processed = 0;
+  void add(const model::Batch& b) {
+    real += b.real_tokens();
+    processed += b.num_rows();
+  }
+  double padding_fraction() const {
+    return processed > 0 ? 1.0 - static_cast<double>(real) / static_cast<double>(processed) : 0.0;
+  }
+};
 
 }  // namespace bertune::train

@@ -4,7 +4,6 @@
 
 #include "io/atomic_file.h"
 #include "train/plot.h"
-#include "train/presets.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -99,31 +98,3 @@ std::string compare_markdown(const std::vector<CompareRow>& rows) {
 }
 
 }  // namespace bertune::train
-
-namespace bertune::cli {
-
-void add_compare_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "compare", "Train the same model four ways (max_length, longest, longest+group_by_length, packed) and compare");
-  struct State {
-    train::RawOptions raw;
-    std::string preset;
-  };
-  auto st = std::make_shared<State>();
-  cmd->add_option("--preset", st->preset, "start from a preset's options (e.g. notebook-3)");
-  train::add_train_option_flags(cmd, st->raw);
-  cmd->callback([st] {
-    nlohmann::json base;
-    if (!st->preset.empty()) {
-      base = train::find_preset(st->preset).options;
-      base["preset"] = st->preset;
-      if (st->raw.cli.at("model")->count() > 0) base.erase("model_config");
-    }
-    if (!base.contains("output_dir") && st->raw.cli.at("output_dir")->count() == 0) base["output_dir"] = "runs/compare";
-    else if (base.contains("output_dir") && st->raw.cli.at("output_dir")->count() == 0)
-      base["output_dir"] = base["output_dir"].get<std::string>() + "-compare";
-    train::run_compare(train::resolve_train_options(st->raw, base), stdout);
-  });
-}
-
-}  // namespace bertune::cli

@@ -7,8 +7,6 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
 #include "train/options.h"
 #include "train/report.h"
 
@@ -26,7 +24,3 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out = s
 std::string compare_markdown(const std::vector<CompareRow>& rows);
 
 }  // namespace bertune::train
-
-namespace bertune::cli {
-void add_compare_command(CLI::App& app);
-}

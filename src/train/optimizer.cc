@@ -62,10 +62,12 @@ void AdamW::step(double lr, float grad_scale) {
 }
 
 AdamWVariant parse_adamw_variant(const std::string& name) {
-  if (name == "adamw_torch") return AdamWVariant::Torch;
   if (name == "adamw_hf") return AdamWVariant::HF;
-  throw Error("unknown optimizer '" + name + "' (expected adamw_torch or adamw_hf)");
+  if (name == "adamw_torch") return AdamWVariant::Torch;
+  throw Error("'" + name + "' is not one of adamw_hf|adamw_torch");
 }
+
+const char* adamw_variant_name(AdamWVariant v) { return v == AdamWVariant::HF ? "adamw_hf" : "adamw_torch"; }
 
 std::vector<io::TensorRef> AdamW::state_dict() const {
   std::vector<io::TensorRef> out;
@@ -101,23 +103,15 @@ float clip_coefficient(double norm, double max_norm) {
   return coef < 1.f ? coef : 1.f;
 }
 
-double clip_grad_norm(model::BertModel& model, double max_norm) {
-  double total = grad_norm(model);
-  float coef = clip_coefficient(total, max_norm);
-  if (coef < 1.f) k::scale(model.device(), model.grads(), model.num_params(), coef);
-  return total;
-}
-
 Schedule parse_schedule(const std::string& name) {
   if (name == "linear") return Schedule::Linear;
   if (name == "cosine") return Schedule::Cosine;
   if (name == "constant") return Schedule::Constant;
   if (name == "constant_with_warmup") return Schedule::ConstantWithWarmup;
-  throw Error("unknown lr schedule '" + name +
-              "' (expected linear, cosine, constant or constant_with_warmup)");
+  throw Error("'" + name + "' is not one of linear|cosine|constant|constant_with_warmup");
 }
 
-std::string schedule_name(Schedule s) {
+const char* schedule_name(Schedule s) {
   switch (s) {
     case Schedule::Linear: return "linear";
     case Schedule::Cosine: return "cosine";

@@ -4,12 +4,13 @@
 // LambdaLR schedules of transformers.optimization.
 //
 // AdamW comes in the two forms the Trainer's `optim` can select:
-//   adamw_torch  torch.optim.AdamW: p *= 1 - lr*wd first; denom = sqrt(v)/sqrt(1-b2^t) + eps
 //   adamw_hf     transformers.AdamW: denom = sqrt(v) + eps with the bias corrections
 //                folded into the step size; p -= lr*wd*p after the update
-// They differ where |g| is tiny (eps enters at another scale). The golden
-// 3-step run in shared/golden/bert matches adamw_torch (loss after step 2:
-// 0.68293583, ours 0.68293583; adamw_hf gives 0.68294203), so that is the default.
+//   adamw_torch  torch.optim.AdamW: p *= 1 - lr*wd first; denom = sqrt(v)/sqrt(1-b2^t) + eps
+// They differ where |g| is tiny (eps enters at another scale). adamw_hf is the default
+// everywhere (TrainOptions, AdamWOptions): it is TrainingArguments' default in transformers
+// 4.30, which the reference notebook ran. Golden runs of both: shared/golden/bert/tiny_adamw*
+// (tests/test_model.cc).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,13 +24,14 @@ class BertModel;
 
 namespace bertune::train {
 
-enum class AdamWVariant { Torch, HF };
-AdamWVariant parse_adamw_variant(const std::string& name);  // "adamw_torch" | "adamw_hf"
+enum class AdamWVariant { HF, Torch };
+AdamWVariant parse_adamw_variant(const std::string& name);  // "adamw_hf" | "adamw_torch"
+const char* adamw_variant_name(AdamWVariant v);
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // TrainingArguments defaults
   double weight_decay = 0.0;
-  AdamWVariant variant = AdamWVariant::Torch;
+  AdamWVariant variant = AdamWVariant::HF;
 };
 
 class AdamW {
@@ -61,17 +63,15 @@ class AdamW {
   int64_t step_ = 0;
 };
 
-// torch.nn.utils.clip_grad_norm_(params, max_norm): returns the total norm
-// before clipping; scales every gradient by max_norm / (norm + 1e-6) when that is < 1.
-double clip_grad_norm(model::BertModel& model, double max_norm);
-// The same in two halves, for the fused path:
+// torch.nn.utils.clip_grad_norm_(params, max_norm) in two halves, so the scaling rides on
+// the optimizer's pass over the gradients (train/step.h):
 //   norm = grad_norm(model); opt.step(lr, clip_coefficient(norm, max_norm));
 double grad_norm(const model::BertModel& model);
 float clip_coefficient(double norm, double max_norm);  // torch's clamped coefficient, <= 1
 
 enum class Schedule { Linear, Cosine, Constant, ConstantWithWarmup };
 Schedule parse_schedule(const std::string& name);  // HF names: linear, cosine, constant, constant_with_warmup
-std::string schedule_name(Schedule s);
+const char* schedule_name(Schedule s);
 
 // Learning rate for optimizer step `step` (0-based), as LambdaLR computes it.
 double learning_rate(Schedule s, double base_lr, int64_t step, int64_t warmup_steps,

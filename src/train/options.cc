@@ -6,19 +6,12 @@
 #include <functional>
 #include <vector>
 
-#include "io/atomic_file.h"
 #include "util/error.h"
 
 namespace bertune::train {
 namespace {
 
 using Json = nlohmann::json;
-
-std::string flag_of(const std::string& key) {
-  std::string f = "--" + key;
-  for (auto& c : f) if (c == '_') c = '-';
-  return f;
-}
 
 // Conversions from a JSON value (typed in a config file, or a string as typed on the command
 // line) to each field type; `where` names the flag or key in errors.
@@ -96,39 +89,50 @@ void convert(const Json& v, Padding& out, const std::string& where) {
   else throw Error(where + ": " + describe(v) + " is not one of max_length|longest|packed");
 }
 
+void convert(const Json& v, AdamWVariant& out, const std::string& where) {
+  try {
+    out = parse_adamw_variant(v.is_string() ? v.get<std::string>() : v.dump());
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+}
+
+void convert(const Json& v, Schedule& out, const std::string& where) {
+  try {
+    out = parse_schedule(v.is_string() ? v.get<std::string>() : v.dump());
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+}
+
 Json to_json_value(const std::string& s) { return s; }
 template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
 Json to_json_value(const std::optional<bool>& b) { return b ? Json(*b) : Json(nullptr); }
 Json to_json_value(Strategy s) { return strategy_name(s); }
 Json to_json_value(Padding p) { return padding_name(p); }
-
-enum class Kind { Value, Flag };
-
-struct Field {
-  std::string key;
-  Kind kind;
-  std::string help;
-  std::string type_name;
-  std::function<void(TrainOptions&, const Json&, const std::string&)> set;
-  std::function<Json(const TrainOptions&)> get;
-};
+Json to_json_value(AdamWVariant v) { return adamw_variant_name(v); }
+Json to_json_value(Schedule s) { return schedule_name(s); }
 
 template <typename T>
-Field field(const char* key, T TrainOptions::*member, const char* help) {
+OptionField field(const char* key, T TrainOptions::*member, const char* help) {
   constexpr bool is_flag = std::is_same_v<T, bool> || std::is_same_v<T, std::optional<bool>>;
-  std::string type_name = std::is_same_v<T, Strategy>      ? "no|steps|epoch"
-                          : std::is_same_v<T, Padding>     ? "max_length|longest|packed"
-                          : std::is_floating_point_v<T>    ? "FLOAT"
-                          : std::is_integral_v<T>          ? "INT"
-                                                           : "TEXT";
-  return Field{key, is_flag ? Kind::Flag : Kind::Value, help, type_name,
+  std::string type_name = std::is_same_v<T, Strategy>        ? "no|steps|epoch"
+                          : std::is_same_v<T, Padding>       ? "max_length|longest|packed"
+                          : std::is_same_v<T, AdamWVariant>  ? "adamw_hf|adamw_torch"
+                          : std::is_same_v<T, Schedule>      ? "linear|cosine|constant|constant_with_warmup"
+                          : std::is_floating_point_v<T>      ? "FLOAT"
+                          : std::is_integral_v<T>            ? "INT"
+                                                             : "TEXT";
+  return OptionField{key, is_flag, help, type_name,
                [member](TrainOptions& o, const Json& v, const std::string& where) { convert(v, o.*member, where); },
                [member](const TrainOptions& o) { return to_json_value(o.*member); }};
 }
 
-const std::vector<Field>& fields() {
+}  // namespace
+
+const std::vector<OptionField>& train_option_fields() {
   using O = TrainOptions;
-  static const std::vector<Field> all = {
+  static const std::vector<OptionField> all = {
       field("model", &O::model, "HF model directory (config.json + model.safetensors or pytorch_model.bin)"),
       field("model_config", &O::model_config, "config.json for a randomly initialised model"),
       field("tokenizer", &O::tokenizer, "tokenizer directory (vocab.txt); default: --model, else klue/bert-base's"),
@@ -181,30 +185,30 @@ const std::vector<Field>& fields() {
   return all;
 }
 
-const Field* find_field(const std::string& key) {
-  for (const auto& f : fields())
-    if (f.key == key) return &f;
+const OptionField* find_train_option(const std::string& key) {
+  // HF 4.30 still calls it evaluation_strategy; accept both.
+  const std::string canonical = key == "evaluation_strategy" ? "eval_strategy" : key;
+  for (const auto& f : train_option_fields())
+    if (f.key == canonical) return &f;
   return nullptr;
 }
 
-// HF 4.30 still calls it evaluation_strategy; accept both in files.
-std::string canonical_key(const std::string& key) {
-  if (key == "evaluation_strategy") return "eval_strategy";
-  return key;
+std::string option_flag(const std::string& key) {
+  std::string f = "--" + key;
+  for (auto& c : f)
+    if (c == '_') c = '-';
+  return f;
 }
 
-void apply_json(TrainOptions& o, const Json& j, const std::string& source) {
+void apply_options_json(TrainOptions& o, const Json& j, const std::string& source) {
   if (j.is_null()) return;
   if (!j.is_object()) throw Error(source + ": expected a JSON object of options");
-  for (const auto& [raw_key, value] : j.items()) {
-    const std::string key = canonical_key(raw_key);
-    const Field* f = find_field(key);
-    if (!f) throw Error(source + ": unknown option '" + raw_key + "'");
-    f->set(o, value, source + ": " + raw_key);
+  for (const auto& [key, value] : j.items()) {
+    const OptionField* f = find_train_option(key);
+    if (!f) throw Error(source + ": unknown option '" + key + "'");
+    f->set(o, value, source + ": " + key);
   }
 }
-
-}  // namespace
 
 const char* strategy_name(Strategy s) {
   switch (s) {
@@ -228,56 +232,13 @@ bool TrainOptions::higher_is_better() const {
 
 Json TrainOptions::to_json() const {
   Json j = Json::object();
-  for (const auto& f : fields()) j[f.key] = f.get(*this);
+  for (const auto& f : train_option_fields()) j[f.key] = f.get(*this);
   return j;
-}
-
-void add_train_option_flags(CLI::App* cmd, RawOptions& raw) {
-  cmd->add_option("--config", raw.config_file, "JSON file of options (keys as TrainingArguments); flags override");
-  for (const auto& f : fields()) {
-    if (f.key == "preset") continue;  // the command's own --preset picks it
-    std::string& slot = raw.values[f.key];
-    CLI::Option* opt = f.kind == Kind::Flag ? cmd->add_flag(flag_of(f.key) + "{true}", slot, f.help)
-                                            : cmd->add_option(flag_of(f.key), slot, f.help);
-    if (f.kind == Kind::Value) {
-      // Help shows HF's default; the value itself is only read when the flag is given.
-      static const TrainOptions defaults;
-      const Json d = f.get(defaults);
-      opt->type_name(f.type_name);
-      if (!(d.is_string() && d.get<std::string>().empty())) opt->default_str(d.is_string() ? d.get<std::string>() : d.dump());
-    }
-    raw.cli[f.key] = opt;
-  }
-  // HF's older spelling.
-  raw.cli["evaluation_strategy"] = cmd->add_option("--evaluation-strategy", raw.values["evaluation_strategy"],
-                                                    "alias of --eval-strategy");
 }
 
 TrainOptions train_options_from_json(const Json& j, const std::string& source) {
   TrainOptions o;
-  apply_json(o, j, source);
-  validate(o);
-  return o;
-}
-
-TrainOptions resolve_train_options(const RawOptions& raw, const Json& base) {
-  TrainOptions o;
-  apply_json(o, base, "preset");
-  if (!raw.config_file.empty()) {
-    Json j;
-    try {
-      j = Json::parse(io::read_file(raw.config_file));
-    } catch (const Json::parse_error& e) {
-      throw Error(raw.config_file + ": not valid JSON: " + e.what());
-    }
-    apply_json(o, j, raw.config_file);
-  }
-  for (const auto& [key, opt] : raw.cli) {
-    if (!opt || opt->count() == 0) continue;
-    const std::string canon = canonical_key(key);
-    const Field* f = find_field(canon);
-    f->set(o, Json(raw.values.at(key)), flag_of(key));
-  }
+  apply_options_json(o, j, source);
   validate(o);
   return o;
 }
@@ -296,11 +257,6 @@ void validate(TrainOptions& o) {
   if (o.warmup_steps < 0) fail("--warmup-steps: must not be negative");
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) fail("--warmup-ratio: must lie in [0, 1]");
   if (o.max_grad_norm < 0) fail("--max-grad-norm: must not be negative");
-  if (o.lr_scheduler_type != "linear" && o.lr_scheduler_type != "cosine" && o.lr_scheduler_type != "constant" &&
-      o.lr_scheduler_type != "constant_with_warmup")
-    fail("--lr-scheduler-type: '" + o.lr_scheduler_type + "' is not one of linear|cosine|constant|constant_with_warmup");
-  if (o.optim != "adamw_hf" && o.optim != "adamw_torch")
-    fail("--optim: '" + o.optim + "' is not one of adamw_hf|adamw_torch");
   if (o.logging_steps < 1) fail("--logging-steps: must be positive");
   if (o.eval_steps == -1) o.eval_steps = o.logging_steps;  // HF: eval_steps defaults to logging_steps
   if (o.eval_strategy == Strategy::Steps && o.eval_steps < 1) fail("--eval-steps: must be positive");

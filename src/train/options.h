@@ -8,10 +8,13 @@
 #include <optional>
 #include <string>
 
-#include <CLI/CLI.hpp>
+#include <functional>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
-#include "train/sampler.h"
+#include "train/batching.h"
+#include "train/optimizer.h"
 
 namespace bertune::train {
 
@@ -41,10 +44,10 @@ struct TrainOptions {
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8;
-  std::string optim = "adamw_hf";  // transformers 4.30's default; or adamw_torch
+  AdamWVariant optim = AdamWVariant::HF;  // transformers 4.30's default (see train/optimizer.h)
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
-  std::string lr_scheduler_type = "linear";
+  Schedule lr_scheduler_type = Schedule::Linear;
   double max_grad_norm = 1.0;
   uint64_t seed = 42;
   // evaluation, saving, logging
@@ -76,19 +79,23 @@ struct TrainOptions {
   nlohmann::json to_json() const;  // every option, under its config-file key
 };
 
-// The raw strings of the train options given on a command line.
-struct RawOptions {
-  std::map<std::string, std::string> values;  // config key -> string as typed
-  std::map<std::string, CLI::Option*> cli;    // to ask whether a flag was given
-  std::string config_file;
+// The options table: one entry per TrainOptions field, under its config-file key. It drives
+// the config file, training_args.json, and (in src/cli) the command-line flags and their help.
+struct OptionField {
+  std::string key;        // config-file key; the flag is --key-with-dashes
+  bool is_flag = false;   // a boolean: --flag alone means true
+  std::string help;
+  std::string type_name;  // INT, FLOAT, TEXT or the choices
+  std::function<void(TrainOptions&, const nlohmann::json&, const std::string& where)> set;
+  std::function<nlohmann::json(const TrainOptions&)> get;
 };
+const std::vector<OptionField>& train_option_fields();
+const OptionField* find_train_option(const std::string& key);  // accepts HF's older aliases
+std::string option_flag(const std::string& key);               // "learning_rate" -> "--learning-rate"
 
-// Registers every TrainOptions field on `cmd` as --flag-name (plus --config FILE).
-void add_train_option_flags(CLI::App* cmd, RawOptions& raw);
-
-// Config file (JSON object of config keys), then defaults from `base` (e.g. a preset),
-// overridden by the flags actually given; validated. Throws Error naming the flag or key.
-TrainOptions resolve_train_options(const RawOptions& raw, const nlohmann::json& base = {});
+// Sets the options of a JSON object of config keys on `o` (no validation). `source` names the
+// file or preset in errors.
+void apply_options_json(TrainOptions& o, const nlohmann::json& j, const std::string& source);
 
 // The same from a JSON object alone (tests, presets): keys as in the config file.
 TrainOptions train_options_from_json(const nlohmann::json& j, const std::string& source = "options");

@@ -80,41 +80,10 @@ std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order,
   return batches;
 }
 
-int64_t HostBatch::real_tokens() const {
-  int64_t n = 0;
-  for (int32_t l : lengths) n += l;
-  return n;
-}
-
-HostBatch build_host_batch(const std::vector<std::vector<int32_t>>& sequences,
-                      const std::vector<int32_t>& labels, const std::vector<size_t>& batch,
-                      Padding padding, int max_length, int32_t pad_id) {
-  HostBatch b;
-  b.padding = padding;
-  b.example_indices = batch;
-  int32_t longest = 0;
-  for (size_t i : batch) {
-    const auto& seq = sequences.at(i);
-    if (seq.empty()) throw Error("build_host_batch: example " + std::to_string(i) + " has no tokens");
-    if (max_length > 0 && static_cast<int>(seq.size()) > max_length)
-      throw Error("build_host_batch: example " + std::to_string(i) + " is longer than max_length");
-    b.lengths.push_back(static_cast<int32_t>(seq.size()));
-    b.labels.push_back(i < labels.size() ? labels[i] : -1);
-    longest = std::max(longest, static_cast<int32_t>(seq.size()));
-  }
-  switch (padding) {
-    case Padding::Packed: b.row_length = 0; break;
-    case Padding::Longest: b.row_length = longest; break;
-    case Padding::MaxLength: b.row_length = max_length > 0 ? max_length : longest; break;
-  }
-  b.offsets.push_back(0);
-  for (size_t k = 0; k < batch.size(); ++k) {
-    const auto& seq = sequences[batch[k]];
-    b.input_ids.insert(b.input_ids.end(), seq.begin(), seq.end());
-    if (b.row_length > 0) b.input_ids.resize((k + 1) * static_cast<size_t>(b.row_length), pad_id);
-    b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
-  }
-  return b;
+std::vector<std::vector<size_t>> epoch_batches(const std::vector<int>& lengths, int batch_size,
+                                               bool group_by_length, uint64_t seed, int64_t epoch) {
+  if (batch_size <= 0) throw Error("batch size must be positive");
+  return split_batches(train_epoch_order(lengths, batch_size, group_by_length, seed, epoch), batch_size);
 }
 
 }  // namespace bertune::train

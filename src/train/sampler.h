@@ -1,5 +1,5 @@
 #pragma once
-// Which examples go into which batch, and how a batch is laid out.
+// Which examples go into which batch (train/batching.h lays a batch out).
 //
 // Training order follows the Hugging Face Trainer (transformers 4.30):
 //  - random order: a fresh permutation every epoch;
@@ -15,8 +15,6 @@
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include "train/batching.h"
 
 namespace bertune::train {
 
@@ -61,51 +59,11 @@ std::vector<size_t> train_epoch_order(const std::vector<int>& lengths, int batch
 
 // Consecutive slices of `order`, batch_size each; the last one may be shorter.
 std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size);
+// The batches of training epoch `epoch`, in the order they run.
+std::vector<std::vector<size_t>> epoch_batches(const std::vector<int>& lengths, int batch_size,
+                                               bool group_by_length, uint64_t seed, int64_t epoch);
 inline int64_t batches_per_epoch(size_t n, int batch_size) {
   return static_cast<int64_t>((n + batch_size - 1) / batch_size);
 }
-
-// ---- batch layout ----
-
-// Padding (packed | longest | max_length), parse_padding and padding_name come from the
-// engine's train/batching.h, so the trainer and `bertune bench train` speak the same modes.
-
-// A batch on the host, ready for the model. Packed: `input_ids` holds the sequences end to
-// end and `row_length` is 0. Padded: `input_ids` is [batch, row_length] row-major, pad_id
-// after each sequence's real tokens; `lengths` gives the real tokens per row (the attention
-// mask).
-struct HostBatch {
-  std::vector<int32_t> input_ids;
-  std::vector<int32_t> lengths;   // real tokens of each sequence
-  std::vector<int32_t> offsets;   // start of each sequence in input_ids (size batch + 1)
-  std::vector<int32_t> labels;    // -1 when unlabelled
-  std::vector<size_t> example_indices;
-  int32_t row_length = 0;         // 0 when packed
-  Padding padding = Padding::Packed;
-
-  size_t size() const { return lengths.size(); }
-  int64_t real_tokens() const;
-  // Tokens the model computes on: what HF's floating_point_ops counts (input_ids.numel()).
-  int64_t processed_tokens() const { return static_cast<int64_t>(input_ids.size()); }
-};
-
-// `sequences[i]` are token ids (already truncated to max_length, with [CLS] ... [SEP]).
-HostBatch build_host_batch(const std::vector<std::vector<int32_t>>& sequences,
-                      const std::vector<int32_t>& labels, const std::vector<size_t>& batch,
-                      Padding padding, int max_length, int32_t pad_id);
-
-// Running totals of real and processed tokens: the padding fraction is the share of
-// computed positions that were padding.
-struct TokenCounts {
-  int64_t real = 0;
-  int64_t processed = 0;
-  void add(const HostBatch& b) {
-    real += b.real_tokens();
-    processed += b.processed_tokens();
-  }
-  double padding_fraction() const {
-    return processed > 0 ? 1.0 - static_cast<double>(real) / static_cast<double>(processed) : 0.0;
-  }
-};
 
 }  // namespace bertune::train

@@ -6,6 +6,7 @@
 
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/json_fields.h"
 
 namespace bertune::train {
 namespace fs = std::filesystem;
@@ -32,19 +33,16 @@ Json TrainerState::to_json() const {
 
 TrainerState TrainerState::from_json(const Json& j, const std::string& source) {
   TrainerState s;
-  try {
-    s.epoch = j.value("epoch", 0.0);
-    s.global_step = j.at("global_step").get<int64_t>();
-    s.max_steps = j.value("max_steps", int64_t{0});
-    s.num_train_epochs = j.value("num_train_epochs", 0.0);
-    s.total_flos = j.value("total_flos", 0.0);
-    s.log_history = j.value("log_history", Json::array());
-    if (j.contains("best_metric") && !j["best_metric"].is_null()) s.best_metric = j["best_metric"].get<double>();
-    if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
-      s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
-  } catch (const Json::exception& e) {
-    throw Error(source + ": " + e.what());
-  }
+  s.epoch = json_field_or<double>(j, "epoch", 0.0, source);
+  s.global_step = json_field<int64_t>(j, "global_step", source);
+  s.max_steps = json_field_or<int64_t>(j, "max_steps", 0, source);
+  s.num_train_epochs = json_field_or<double>(j, "num_train_epochs", 0.0, source);
+  s.total_flos = json_field_or<double>(j, "total_flos", 0.0, source);
+  s.log_history = j.value("log_history", Json::array());
+  if (!s.log_history.is_array()) throw Error(source + ": field 'log_history' is not a list");
+  if (j.contains("best_metric") && !j["best_metric"].is_null()) s.best_metric = json_field<double>(j, "best_metric", source);
+  if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
+    s.best_model_checkpoint = json_field<std::string>(j, "best_model_checkpoint", source);
   return s;
 }
 
@@ -55,7 +53,7 @@ TrainerState TrainerState::load(const fs::path& file) {
   try {
     j = Json::parse(io::read_file(file));
   } catch (const Json::parse_error& e) {
-    throw Error(file.string() + ": not valid JSON: " + e.what());
+    throw json_syntax_error(file.string(), e);
   }
   return from_json(j, file.string());
 }

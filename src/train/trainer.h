@@ -1,10 +1,9 @@
 #pragma once
 // `bertune train`: the Hugging Face Trainer's loop (transformers 4.30) over the native engine.
-// One optimizer step per batch; log / evaluate / save after a step when their strategy says
-// so, in HF's order (log, then evaluate — early stopping looks at the metric before the
-// save updates the best — then save and rotate). Checkpoints hold everything needed to
-// continue bit-for-bit: weights, AdamW moments, the data position, the dropout counter,
-// the partial logging window and the callback state.
+// One TrainStep per batch; log / evaluate / save after a step when their strategy says so, in
+// HF's order (log, then evaluate — early stopping looks at the metric before the save updates
+// the best — then save and rotate). Checkpoints hold everything needed to continue
+// bit-for-bit (train/checkpoint.h).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,48 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
-#include "model/bert.h"
-#include "text/tokenizer.h"
-#include "train/metrics.h"
-#include "train/options.h"
+#include "train/batching.h"
+#include "train/evaluate.h"
+#include "train/prepare.h"
 #include "train/report.h"
-#include "train/sampler.h"
-#include "train/state.h"
+#include "train/step.h"
 
 namespace bertune::train {
-
-// A dataset turned into token ids (truncated to max_length, [CLS] ... [SEP]).
-struct TokenizedData {
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<int32_t> labels;  // -1 when unlabelled
-  std::vector<int> lengths;
-  size_t size() const { return ids.size(); }
-};
-TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads = 0);
-
-struct EvalResult {
-  ClassificationMetrics metrics;
-  std::vector<int32_t> predictions;
-  std::vector<float> logits;  // [n, num_labels], only when asked for
-  double runtime = 0;
-  int64_t steps = 0;
-  // HF's evaluate() record: eval_loss, eval_accuracy, ..., eval_runtime, eval_samples_per_second.
-  nlohmann::json record(const std::string& prefix = "eval_") const;
-};
-
-// Sequential order, no dropout. Labels must be present unless only predictions are wanted.
-EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
-                    int max_length, int32_t pad_id, bool keep_logits = false);
-
-// The model directory bertune writes and reads: HF layout, plus the tokenizer files.
-// Loads weights into a classification model (head initialised when absent, as
-// from_pretrained(num_labels=2) does; the names of fresh tensors go to `initialised`).
-std::unique_ptr<model::BertModel> load_classifier(const std::filesystem::path& dir, uint64_t head_seed,
-                                 std::vector<std::string>* initialised = nullptr,
-                                 const model::BertConfig* override_config = nullptr);
-// The tokenizer for a model: its own files when it has them, else `fallback`, else klue's.
-text::Tokenizer load_tokenizer_for(const std::filesystem::path& model_dir, const std::string& fallback = "");
 
 struct TrainResult {
   TrainSummary summary;
@@ -64,8 +28,46 @@ struct TrainResult {
   std::vector<std::string> warnings;
 };
 
-// The whole run. Output goes to `out` (tables, summary) and stderr (progress, warnings).
-// Throws Error for bad input before writing anything.
+class Trainer {
+ public:
+  // Output goes to `out` (banner, tables, summary) and stderr (progress, warnings).
+  Trainer(PreparedRun run, std::FILE* out);
+  TrainResult train();  // the loop, then the final model, its evaluation and the test
+
+ private:
+  void start();  // the first writes: output dir, log, training_args.json, banner
+  void run_epoch();
+  void record_step(const model::Batch& batch, const StepOutcome& step);
+  void on_nonfinite(const StepOutcome& step);
+  void after_step(int64_t epoch, bool epoch_end);
+  void log_record(nlohmann::json record);
+  std::optional<double> evaluate_now();
+  void save_checkpoint(std::optional<double> metric);
+  void summarise(double train_runtime);
+  void finish();
+  void warn(const std::string& message);
+
+  PreparedRun r_;
+  std::FILE* out_;
+  model::BertModel& model_;
+  TrainerState& state_;
+  RunState& run_;
+  TrainStep step_;
+  EarlyStopping early_;
+  std::unique_ptr<JsonlLog> log_;
+  Progress progress_;
+  EpochTable table_;
+  TrainResult result_;
+
+  std::chrono::steady_clock::time_point train_start_, epoch_start_;
+  int64_t start_samples_ = 0, start_step_ = 0;
+  TokenCounts start_tokens_, epoch_tokens_;
+  double epoch_train_seconds_ = 0;
+  std::string last_good_checkpoint_;
+  bool stop_ = false;
+};
+
+// The whole run: prepare_run, then Trainer::train. Throws Error for bad input before writing.
 TrainResult run_training(const TrainOptions& options, std::FILE* out = stdout);
 
 }  // namespace bertune::train

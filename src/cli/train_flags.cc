@@ -1,0 +1,79 @@
+#include "cli/train_flags.h"
+
+#include <cstdio>
+
+#include "io/atomic_file.h"
+#include "train/presets.h"
+#include "util/error.h"
+#include "util/json_fields.h"
+
+namespace bertune::cli {
+using Json = nlohmann::json;
+
+bool TrainFlags::given(const std::string& key) const {
+  auto it = cli.find(key);
+  return it != cli.end() && it->second && it->second->count() > 0;
+}
+
+void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset) {
+  if (with_preset) cmd->add_option("--preset", flags.preset, "start from a preset's options (main, notebook-1..4)");
+  cmd->add_option("--config", flags.config_file, "JSON file of options (keys as TrainingArguments); flags override");
+  static const train::TrainOptions defaults;
+  for (const auto& f : train::train_option_fields()) {
+    if (f.key == "preset") continue;  // --preset picks it
+    std::string& slot = flags.values[f.key];
+    const std::string flag = train::option_flag(f.key);
+    CLI::Option* opt = f.is_flag ? cmd->add_flag(flag + "{true}", slot, f.help) : cmd->add_option(flag, slot, f.help);
+    if (!f.is_flag) {
+      // Help shows HF's default; the value itself is only read when the flag is given.
+      const Json d = f.get(defaults);
+      opt->type_name(f.type_name);
+      if (!(d.is_string() && d.get<std::string>().empty()))
+        opt->default_str(d.is_string() ? d.get<std::string>() : d.dump());
+    }
+    flags.cli[f.key] = opt;
+  }
+  // HF's older spelling.
+  flags.cli["evaluation_strategy"] =
+      cmd->add_option("--evaluation-strategy", flags.values["evaluation_strategy"], "alias of --eval-strategy");
+}
+
+Json preset_base(const std::string& preset_name, const TrainFlags& flags, bool announce) {
+  if (preset_name.empty()) return Json::object();
+  const auto& p = train::find_preset(preset_name);
+  Json base = p.options;
+  base["preset"] = p.name;
+  const bool own_model = flags.given("model");
+  if (own_model) base.erase("model_config");
+  if (announce) {
+    std::fprintf(stderr, "preset %s: %s\n", p.name.c_str(), p.description.c_str());
+    if (!own_model && base.contains("model_config") && p.name != "main")
+      std::fprintf(stderr,
+                   "note: starting from RANDOM INITIALISATION of the architecture (pretrained klue/bert-base weights "
+                   "are not available here); pass --model DIR with downloaded weights to run the notebook's "
+                   "fine-tuning itself\n");
+  }
+  return base;
+}
+
+train::TrainOptions resolve_train_flags(const TrainFlags& flags, const Json& base) {
+  train::TrainOptions o;
+  train::apply_options_json(o, base, "preset");
+  if (!flags.config_file.empty()) {
+    Json j;
+    try {
+      j = Json::parse(io::read_file(flags.config_file));
+    } catch (const Json::parse_error& e) {
+      throw json_syntax_error(flags.config_file, e);
+    }
+    train::apply_options_json(o, j, flags.config_file);
+  }
+  for (const auto& [key, opt] : flags.cli) {
+    if (!opt || opt->count() == 0) continue;
+    train::find_train_option(key)->set(o, Json(flags.values.at(key)), train::option_flag(key));
+  }
+  train::validate(o);
+  return o;
+}
+
+}  // namespace bertune::cli

@@ -1,0 +1,82 @@
+#pragma once
+// The trainer's checkpoint-<step>/ directories: the HF files (config.json, model.safetensors,
+// trainer_state.json, training_args.json, tokenizer files) plus what HF loses on resume —
+// AdamW's moments (optimizer.safetensors) and bertune_state.json (data position, dropout
+// counter, logging windows, callback state) — so a resumed run continues bit for bit.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/bert.h"
+#include "train/batching.h"
+#include "train/optimizer.h"
+#include "train/options.h"
+#include "train/state.h"
+
+namespace bertune::train {
+
+// Everything a checkpoint holds beyond HF's trainer_state.json.
+struct RunState {
+  int64_t epoch_index = 0;      // epoch in progress (0-based)
+  int64_t batch_in_epoch = 0;   // batches of it already done
+  uint64_t dropout_step = 0;
+  int64_t optimizer_steps = 0;  // AdamW's own count (skipped steps do not advance it)
+  int early_stopping_counter = 0;
+  int nonfinite_streak = 0;
+  int64_t skipped_steps = 0;
+  double log_loss_sum = 0;      // the logging window in progress
+  int64_t log_loss_steps = 0;
+  double eval_loss_sum = 0;     // training loss since the last evaluation (for the table)
+  int64_t eval_loss_steps = 0;
+  double run_loss_sum = 0;      // whole run, for training_loss
+  int64_t run_loss_steps = 0;
+  int64_t samples = 0;
+  TokenCounts tokens;
+  CollapseDetector collapse;
+
+  nlohmann::json to_json() const;
+  static RunState from_json(const nlohmann::json& j, const std::string& source);
+};
+
+// The options that must not change across a resume, or the continued run is another run.
+nlohmann::json resume_fingerprint(const TrainOptions& o, size_t train_examples);
+
+// What one checkpoint is made of.
+struct CheckpointParts {
+  const model::BertConfig& config;
+  const model::BertModel& model;
+  const AdamW& optimizer;
+  const TrainerState& state;
+  const RunState& run;
+  const TrainOptions& options;
+  const nlohmann::json& fingerprint;
+  const std::filesystem::path& tokenizer_dir;
+};
+
+// Built in <output_dir>/<name>.tmp-<pid> and published whole (io::publish_directory): a kill
+// at any moment leaves no checkpoint-<step> or a complete one. Temporary names never match
+// checkpoint-<digits>, so an interrupted save is invisible to resume and rotation.
+void write_checkpoint(const std::filesystem::path& dir, const CheckpointParts& parts);
+
+// Removes the temporary directories of saves that a kill interrupted.
+void remove_interrupted_saves(const std::filesystem::path& output_dir);
+
+// The checkpoint a resume starts from: "last"/"true" = the newest under output_dir. Checks
+// that every file a resume reads is there. Throws Error naming what is missing.
+std::filesystem::path resolve_resume_dir(const std::string& resume_from_checkpoint,
+                                         const std::filesystem::path& output_dir);
+
+// Reads a checkpoint's state into a freshly built model and optimizer, after checking that
+// it was made by a run with the same fingerprint and that its files agree with each other
+// (trainer_state.json's global_step, bertune_state.json's data position and step counts,
+// the directory's step number): an edited or mixed-up checkpoint is refused, naming the files.
+struct ResumePoint {
+  RunState run;
+  TrainerState state;
+};
+ResumePoint read_checkpoint(const std::filesystem::path& dir, const nlohmann::json& fingerprint,
+                            int64_t steps_per_epoch, model::BertModel& model, AdamW& optimizer, uint64_t seed);
+
+}  // namespace bertune::train

@@ -1,0 +1,179 @@
+#include "train/prepare.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "train/evaluate.h"
+#include "train/sampler.h"
+#include "util/error.h"
+
+namespace bertune::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The model's config.json (from --model or --model-config) with the run's overrides; the
+// pretrained weights, when there are any, are left in `pretrained`.
+model::BertConfig load_config(const TrainOptions& o, ModelFiles& pretrained) {
+  model::BertConfig config;
+  if (!o.model.empty()) {
+    pretrained = load_model_files(o.model);
+    config = pretrained.config;
+  } else {
+    config = model::BertConfig::load(o.model_config);
+  }
+  config.architectures = {"BertForSequenceClassification"};
+  if (config.id2label.empty()) config.set_num_labels(2);
+  if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
+  if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
+  if (o.max_length > config.max_position_embeddings)
+    throw Error("--max-length " + std::to_string(o.max_length) + " exceeds the model's max_position_embeddings (" +
+                std::to_string(config.max_position_embeddings) + ")");
+  return config;
+}
+
+fs::path choose_tokenizer_dir(const TrainOptions& o) {
+  if (!o.tokenizer.empty()) return o.tokenizer;
+  if (!o.model.empty() && text::is_tokenizer_dir(o.model)) return o.model;
+  return default_tokenizer_dir();
+}
+
+// Train and eval sets: subsets exactly like dataset.shuffle(seed=data_seed).select(range(n)),
+// or an eval set carved off the shuffled training data.
+struct Splits {
+  data::Dataset train, eval, test;
+  bool have_eval = false;
+};
+
+Splits carve_validation(data::Dataset all, const TrainOptions& o, const fs::path& train_path) {
+  if (static_cast<size_t>(o.validation_split) >= all.size())
+    throw Error("--validation-split " + std::to_string(o.validation_split) + ": " + train_path.string() +
+                " has only " + std::to_string(all.size()) + " examples");
+  Splits s;
+  s.eval.source = s.train.source = all.source;
+  auto perm = data::shuffled_indices(all.size(), o.data_seed);
+  for (size_t i = 0; i < perm.size(); ++i)
+    (i < static_cast<size_t>(o.validation_split) ? s.eval : s.train).examples.push_back(all.examples[perm[i]]);
+  if (o.train_samples > 0 && static_cast<size_t>(o.train_samples) < s.train.size())
+    s.train.examples.resize(static_cast<size_t>(o.train_samples));
+  s.have_eval = true;
+  return s;
+}
+
+Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const fs::path& train_path) {
+  data::ReadOptions ro;
+  ro.text_column = o.text_column;
+  ro.label_column = o.label_column;
+  ro.num_labels = config.num_labels();
+  data::Dataset all = data::read_dataset(train_path, ro);
+  Splits s;
+  if (o.validation_split > 0) {
+    s = carve_validation(std::move(all), o, train_path);
+  } else {
+    s.train = o.train_samples > 0 ? data::shuffle_select(all, o.data_seed, o.train_samples) : std::move(all);
+    if (o.eval_strategy != Strategy::No || !o.eval_file.empty()) {
+      s.eval = data::read_dataset(o.eval_file.empty() ? data::nsmc_path("test") : fs::path(o.eval_file), ro);
+      if (o.eval_samples > 0) s.eval = data::shuffle_select(s.eval, o.data_seed, o.eval_samples);
+      s.have_eval = true;
+    }
+  }
+  if (s.train.size() == 0) throw Error(train_path.string() + ": no training examples");
+  if (!o.test_file.empty()) s.test = data::read_dataset(o.test_file, ro);
+  return s;
+}
+
+void tokenize_splits(PreparedRun& r, Splits& s) {
+  const TrainOptions& o = r.options;
+  r.train = tokenize(s.train, r.tokenizer, o.max_length, o.threads);
+  if (!r.train.labelled()) throw Error(r.train_path.string() + ": training examples need labels (--label-column)");
+  r.have_eval = s.have_eval;
+  if (s.have_eval) r.eval = tokenize(s.eval, r.tokenizer, o.max_length, o.threads);
+  r.test_set = std::move(s.test);
+  // With padding='max_length' at tokenization every example is max_length long for HF's
+  // LengthGroupedSampler, and grouping changes nothing.
+  r.sampling_lengths = r.train.lengths;
+  if (o.padding == Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
+}
+
+void plan_steps(PreparedRun& r) {
+  const TrainOptions& o = r.options;
+  r.steps_per_epoch = batches_per_epoch(r.train.size(), o.per_device_train_batch_size);
+  TrainerState& st = r.state;
+  st.max_steps = o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(std::ceil(o.num_train_epochs * r.steps_per_epoch));
+  st.num_train_epochs = o.max_steps > 0 ? std::ceil(static_cast<double>(st.max_steps) / r.steps_per_epoch)
+                                        : std::ceil(o.num_train_epochs);
+  r.schedule.kind = o.lr_scheduler_type;
+  r.schedule.base_lr = o.learning_rate;
+  r.schedule.total_steps = st.max_steps;
+  r.schedule.warmup_steps =
+      o.warmup_steps > 0 ? o.warmup_steps : static_cast<int64_t>(std::ceil(st.max_steps * o.warmup_ratio));
+}
+
+void build_model(PreparedRun& r, ModelFiles& pretrained) {
+  const TrainOptions& o = r.options;
+  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification);
+  if (!o.model.empty()) {
+    r.initialised = r.model->load_state_dict(pretrained.tensors, o.seed).initialised;
+    r.model_description = o.model;
+  } else {
+    r.model->init_weights(o.seed);
+    r.model_description = o.model_config + ", random initialisation";
+  }
+  pretrained.tensors.clear();
+  AdamWOptions ao;
+  ao.beta1 = o.adam_beta1;
+  ao.beta2 = o.adam_beta2;
+  ao.eps = o.adam_epsilon;
+  ao.weight_decay = o.weight_decay;
+  ao.variant = o.optim;
+  r.optimizer = std::make_unique<AdamW>(*r.model, ao);
+  r.model->set_dropout_seed(o.seed);
+}
+
+void restore_checkpoint(PreparedRun& r) {
+  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, r.steps_per_epoch, *r.model, *r.optimizer, r.options.seed);
+  p.state.max_steps = r.state.max_steps;
+  p.state.num_train_epochs = r.state.num_train_epochs;
+  r.state = std::move(p.state);
+  r.run = std::move(p.run);
+}
+
+}  // namespace
+
+std::vector<std::vector<size_t>> PreparedRun::epoch_batches(int64_t epoch) const {
+  return train::epoch_batches(sampling_lengths, options.per_device_train_batch_size, options.group_by_length,
+                              options.seed, epoch);
+}
+
+PreparedRun prepare_run(const TrainOptions& o) {
+  PreparedRun r;
+  r.options = o;
+  r.started = std::chrono::steady_clock::now();
+  if (!o.resume_from_checkpoint.empty()) {
+    r.resume_dir = resolve_resume_dir(o.resume_from_checkpoint, o.output_dir);
+  } else if (!o.overwrite_output_dir && !last_checkpoint(o.output_dir).empty()) {
+    throw Error("--output-dir " + o.output_dir +
+                " already holds checkpoints; pass --resume-from-checkpoint last to continue, or "
+                "--overwrite-output-dir to start over there");
+  }
+  kernels::set_num_threads(o.threads);
+
+  ModelFiles pretrained;
+  r.config = load_config(o, pretrained);
+  r.tokenizer_dir = choose_tokenizer_dir(o);
+  r.tokenizer = text::Tokenizer::load(r.tokenizer_dir);
+  if (static_cast<int>(r.tokenizer.vocab_size()) > r.config.vocab_size)
+    throw Error("tokenizer " + r.tokenizer_dir.string() + " has " + std::to_string(r.tokenizer.vocab_size()) +
+                " tokens but the model's vocab_size is " + std::to_string(r.config.vocab_size));
+
+  r.train_path = o.train_file.empty() ? data::nsmc_path("train") : fs::path(o.train_file);
+  Splits splits = read_splits(o, r.config, r.train_path);
+  tokenize_splits(r, splits);
+  plan_steps(r);
+  r.fingerprint = resume_fingerprint(o, r.train.size());
+  build_model(r, pretrained);
+  if (!r.resume_dir.empty()) restore_checkpoint(r);
+  return r;
+}
+
+}  // namespace bertune::train

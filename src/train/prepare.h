@@ -1,0 +1,58 @@
+#pragma once
+// A training run, prepared: every input read and checked, the model built and (on resume)
+// restored — and nothing written yet. `bertune train` hands it to the Trainer;
+// `bertune bench train` times the Trainer's TrainStep on it, so both run the same thing.
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "model/bert.h"
+#include "text/tokenizer.h"
+#include "train/batching.h"
+#include "train/checkpoint.h"
+#include "train/optimizer.h"
+#include "train/options.h"
+#include "train/state.h"
+#include "train/step.h"
+
+namespace bertune::train {
+
+struct PreparedRun {
+  TrainOptions options;
+  std::chrono::steady_clock::time_point started;
+  std::filesystem::path resume_dir;  // empty: a fresh run
+
+  model::BertConfig config;
+  std::filesystem::path tokenizer_dir;
+  text::Tokenizer tokenizer;
+  std::string model_description;  // for the banner: --model, or the config and "random initialisation"
+  std::vector<std::string> initialised;  // head tensors --model lacked, freshly initialised
+
+  std::filesystem::path train_path;
+  TokenizedData train, eval;
+  bool have_eval = false;
+  data::Dataset test_set;             // tokenized at the end, when the model is final
+  std::vector<int> sampling_lengths;  // what LengthGroupedSampler reads: len(input_ids)
+  nlohmann::json fingerprint;
+
+  // Steps as Trainer computes them (drop_last=False, no gradient accumulation).
+  int64_t steps_per_epoch = 0;
+  LrSchedule schedule;  // total_steps = max_steps
+  TrainerState state;   // fresh, or as the checkpoint left it
+  RunState run;
+
+  std::unique_ptr<model::BertModel> model;
+  std::unique_ptr<AdamW> optimizer;
+
+  BatchLayout layout() const { return {options.padding, options.max_length, tokenizer.pad_id()}; }
+  // The batches of epoch `epoch` (0-based), in training order.
+  std::vector<std::vector<size_t>> epoch_batches(int64_t epoch) const;
+};
+
+// Throws Error for bad input; writes nothing.
+PreparedRun prepare_run(const TrainOptions& options);
+
+}  // namespace bertune::train
