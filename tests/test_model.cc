@@ -3,6 +3,7 @@
 // gradient checks of every layer type on a tiny random model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -299,6 +300,42 @@ TEST(BertModelApi, LoadChecksShapesAndInitialisesMissingHead) {
 
   tensors.erase("bert.encoder.layer.1.output.dense.weight");
   EXPECT_THROW(m.load_state_dict(tensors), Error);
+}
+
+TEST(BertModelApi, ParametersAndCheckpointShapesComeFromOneLayout) {
+  auto g = classification_inputs();
+  const int64_t H = g.config.hidden_size;
+  for (Task task : {Task::SequenceClassification, Task::MaskedLM}) {
+    SCOPED_TRACE(task == Task::MaskedLM ? "MaskedLM" : "SequenceClassification");
+    BertModel m(g.config, task);
+    const auto layout = model::bert_tensor_layout(g.config, task);
+    std::vector<std::pair<std::string, std::vector<int64_t>>> stored, params;
+    size_t tied = 0;
+    for (const auto& spec : layout) {
+      if (spec.tied_to.empty()) {
+        stored.emplace_back(spec.name, spec.shape);
+      } else {  // stands for a stored tensor of the same shape
+        ++tied;
+        EXPECT_EQ(m.param(spec.tied_to).shape, spec.shape) << spec.name;
+      }
+    }
+    for (const auto& p : m.param_info()) params.emplace_back(p.name, p.shape);
+    EXPECT_EQ(params, stored);  // same tensors, same order
+    EXPECT_EQ(tied, task == Task::MaskedLM ? 2u : 0u);
+    auto shapes = model::bert_checkpoint_shapes(g.config, task);
+    EXPECT_EQ(shapes.size(), layout.size());
+    for (const auto& spec : layout) EXPECT_EQ(shapes.at(spec.name), spec.shape) << spec.name;
+    // Q, K and V sit back to back: one [3H, H] matrix, one [3H] bias.
+    const std::string q = "bert.encoder.layer.1.attention.self.";
+    EXPECT_EQ(m.param(q + "key.weight").offset, m.param(q + "query.weight").offset + H * H);
+    EXPECT_EQ(m.param(q + "value.weight").offset, m.param(q + "key.weight").offset + H * H);
+    EXPECT_EQ(m.param(q + "value.bias").offset, m.param(q + "query.bias").offset + 2 * H);
+  }
+  // A classifier does not use an MLM checkpoint's tied decoder: reported unused.
+  BertModel cls(g.config, Task::SequenceClassification);
+  auto report = cls.load_state_dict(io::read_safetensors(golden("tiny_mlm_init.safetensors")));
+  EXPECT_NE(std::find(report.unused.begin(), report.unused.end(), "cls.predictions.decoder.weight"),
+            report.unused.end());
 }
 
 TEST(BertModelApi, InitIsHuggingFaceStyleAndSeeded) {
