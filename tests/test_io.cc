@@ -101,7 +101,7 @@ TEST(Safetensors, RewriteIsByteIdenticalToReferenceSerializer) {
   fs::path src = shared_path("golden/bert/tiny_grads.safetensors");
   std::map<std::string, std::string> meta;
   auto tensors = io::read_safetensors(src, &meta);
-  std::vector<io::TensorRef> refs;
+  std::vector<TensorRef> refs;
   for (auto& [name, t] : tensors) refs.push_back({name, t.shape, t.data.data()});
   std::reverse(refs.begin(), refs.end());  // the writer orders by name itself
   fs::path dir = fresh_temp_dir("rewrite");
@@ -525,8 +525,8 @@ TEST(Checkpoint, FindWeightsPrefersSafetensorsAndListsWhatItTried) {
 }
 
 namespace {
-std::vector<io::TensorRef> refs_of(const io::TensorMap& m) {
-  std::vector<io::TensorRef> r;
+std::vector<TensorRef> refs_of(const TensorMap& m) {
+  std::vector<TensorRef> r;
   for (auto& [name, t] : m) r.push_back({name, t.shape, t.data.data()});
   return r;
 }
@@ -608,7 +608,7 @@ TEST(Checkpoint, ShapeThatDisagreesWithConfigIsNamed) {
 TEST(Checkpoint, ReadsShardedIndex) {
   auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
   fs::path dir = fresh_temp_dir("sharded");
-  io::TensorMap a, b;
+  TensorMap a, b;
   json weight_map = json::object();
   int k = 0;
   for (auto& [name, t] : golden) {

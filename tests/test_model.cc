@@ -68,7 +68,7 @@ std::vector<float> real_rows(const float* x, const Batch& b, int H) {
   return out;
 }
 
-void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::TensorMap& ref,
+void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const TensorMap& ref,
                               const char* mode) {
   const int H = m.config().hidden_size;
   const auto& logits = ref.at("logits");
@@ -89,7 +89,7 @@ void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::
 // Every gradient in `ref`: max |ours - ref| <= 1e-3 * max |ref|. Key biases
 // get a mathematically zero gradient (softmax ignores a per-row shift); both
 // sides hold fp32 noise there (~1e-10), checked in absolute terms instead.
-void expect_grads(const BertModel& m, const io::TensorMap& ref, const char* mode) {
+void expect_grads(const BertModel& m, const TensorMap& ref, const char* mode) {
   float worst = 0.f;
   std::string worst_name;
   for (const auto& [name, t] : ref) {

@@ -20,7 +20,7 @@ namespace {
 void log_line(const std::string& s) { std::fprintf(stderr, "bertune: %s\n", s.c_str()); }
 
 void run_inspect(const fs::path& path) {
-  io::TensorMap tensors;
+  TensorMap tensors;
   if (fs::is_directory(path)) {
     auto loaded = model::load_pretrained_tensors(path);
     const auto& c = loaded.config;
@@ -44,7 +44,7 @@ void run_inspect(const fs::path& path) {
 void run_convert(const fs::path& in, const fs::path& out) {
   if (!fs::is_directory(in)) throw Error(in.string() + ": expected an HF model directory");
   auto loaded = model::load_pretrained_tensors(in);
-  std::vector<io::TensorRef> refs;
+  std::vector<TensorRef> refs;
   for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
   // Tokenizer files travel with the model so the output directory is usable alone.
   model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in));

@@ -13,12 +13,7 @@
 
 namespace bertune::io {
 
-// The tensor types are the project's plain ones (util/tensor.h), below io
-// and model both; io::TensorMap etc. name the same types.
-using bertune::HostTensor;
-using bertune::TensorMap;
-using bertune::TensorRef;
-
+// The tensor types are the project's plain ones (util/tensor.h), below io and model both.
 enum class DType { F32, F16, BF16 };
 
 TensorMap read_safetensors(const std::filesystem::path& path,
