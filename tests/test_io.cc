@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,8 @@
 #include "io/hub.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
+#include "model/bert.h"
+#include "model/pretrained.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -98,7 +101,7 @@ TEST(Safetensors, RewriteIsByteIdenticalToReferenceSerializer) {
   fs::path src = shared_path("golden/bert/tiny_grads.safetensors");
   std::map<std::string, std::string> meta;
   auto tensors = io::read_safetensors(src, &meta);
-  std::vector<io::TensorRef> refs;
+  std::vector<TensorRef> refs;
   for (auto& [name, t] : tensors) refs.push_back({name, t.shape, t.data.data()});
   std::reverse(refs.begin(), refs.end());  // the writer orders by name itself
   fs::path dir = fresh_temp_dir("rewrite");
@@ -452,6 +455,38 @@ TEST(Safetensors, RandomCorruptionGivesErrorsNotCrashes) {
 
 // ---------------------------------------------------------- HF directories
 
+TEST(AtomicDirectory, ReplacesWholeOrLeavesTheOldOne) {
+  fs::path root = fresh_temp_dir("atomic_dir");
+  fs::path dir = root / "d";
+  auto entries = [&] {
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  io::write_directory_atomic(dir, [](const fs::path& s) { io::write_file_atomic(s / "a.txt", "1"); });
+  EXPECT_EQ(io::read_file(dir / "a.txt"), "1");
+  // A fill that fails half way leaves the old directory as it was, nothing beside it.
+  expect_error([&] {
+    io::write_directory_atomic(dir, [](const fs::path& s) {
+      io::write_file_atomic(s / "b.txt", "2");
+      throw Error("disk full (simulated)");
+    });
+  }, {"disk full"});
+  EXPECT_EQ(io::read_file(dir / "a.txt"), "1");
+  EXPECT_FALSE(fs::exists(dir / "b.txt"));
+  EXPECT_EQ(entries(), (std::vector<std::string>{"d"}));
+  // A finished one replaces it whole: a.txt is gone.
+  io::write_directory_atomic(dir, [](const fs::path& s) { io::write_file_atomic(s / "b.txt", "2"); });
+  EXPECT_FALSE(fs::exists(dir / "a.txt"));
+  EXPECT_EQ(io::read_file(dir / "b.txt"), "2");
+  EXPECT_EQ(entries(), (std::vector<std::string>{"d"}));
+  io::write_file_atomic(root / "f", "x");
+  expect_error([&] { io::write_directory_atomic(root / "f", [](const fs::path&) {}); },
+               {"f exists and is not a directory"});
+  fs::remove_all(root);
+}
+
 TEST(Checkpoint, NormalisesLegacyNames) {
   EXPECT_EQ(io::normalize_tensor_name("bert.embeddings.LayerNorm.gamma"), "bert.embeddings.LayerNorm.weight");
   EXPECT_EQ(io::normalize_tensor_name("bert.encoder.layer.0.output.LayerNorm.beta"),
@@ -464,13 +499,13 @@ TEST(Checkpoint, ExpectedShapesAreTheHuggingFaceParameterSets) {
   auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
   struct Case {
     const char* file;
-    io::Head head;
+    model::Task task;
   };
-  for (auto [file, head] : {Case{"golden/bert/tiny_init.safetensors", io::Head::SequenceClassification},
-                            Case{"golden/bert/tiny_mlm_init.safetensors", io::Head::MaskedLM}}) {
+  for (auto [file, task] : {Case{"golden/bert/tiny_init.safetensors", model::Task::SequenceClassification},
+                            Case{"golden/bert/tiny_mlm_init.safetensors", model::Task::MaskedLM}}) {
     SCOPED_TRACE(file);
     auto tensors = io::read_safetensors(shared_path(file));
-    auto expected = io::expected_bert_shapes(config, head);
+    auto expected = model::bert_checkpoint_shapes(config, task);
     std::map<std::string, std::vector<int64_t>> actual;
     for (auto& [name, t] : tensors) actual[name] = t.shape;
     EXPECT_EQ(actual, expected);
@@ -490,8 +525,8 @@ TEST(Checkpoint, FindWeightsPrefersSafetensorsAndListsWhatItTried) {
 }
 
 namespace {
-std::vector<io::TensorRef> refs_of(const io::TensorMap& m) {
-  std::vector<io::TensorRef> r;
+std::vector<TensorRef> refs_of(const TensorMap& m) {
+  std::vector<TensorRef> r;
   for (auto& [name, t] : m) r.push_back({name, t.shape, t.data.data()});
   return r;
 }
@@ -505,7 +540,7 @@ TEST(Checkpoint, SavePretrainedWritesAnHfDirectoryAndReplacesWhole) {
   fs::path root = fresh_temp_dir("save");
   fs::path dir = root / "model";
   io::write_file_atomic(root / "vocab.txt", "[PAD]\n[UNK]\n");
-  io::save_pretrained(dir, config, refs_of(golden), {root / "vocab.txt"});
+  model::save_pretrained(dir, config, refs_of(golden), {root / "vocab.txt"});
 
   json j = json::parse(io::read_file(dir / "config.json"));
   EXPECT_EQ(j["architectures"], json::array({"BertForSequenceClassification"}));
@@ -517,7 +552,7 @@ TEST(Checkpoint, SavePretrainedWritesAnHfDirectoryAndReplacesWhole) {
   io::read_safetensors(dir / "model.safetensors", &meta);
   EXPECT_EQ(meta, (std::map<std::string, std::string>{{"format", "pt"}}));
 
-  auto loaded = io::load_pretrained_tensors(dir);
+  auto loaded = model::load_pretrained_tensors(dir);
   EXPECT_EQ(loaded.weights_file, dir / "model.safetensors");
   EXPECT_EQ(loaded.config.id2label.at(1), "positive");
   EXPECT_EQ(loaded.config.hidden_size, 64);
@@ -529,9 +564,9 @@ TEST(Checkpoint, SavePretrainedWritesAnHfDirectoryAndReplacesWhole) {
   auto half = golden;
   for (auto& [name, t] : half)
     for (auto& x : t.data) x *= 0.5f;
-  io::save_pretrained(dir, config, refs_of(half));
+  model::save_pretrained(dir, config, refs_of(half));
   EXPECT_FALSE(fs::exists(dir / "vocab.txt"));
-  auto again = io::load_pretrained_tensors(dir);
+  auto again = model::load_pretrained_tensors(dir);
   EXPECT_EQ(again.tensors.at("classifier.bias").data[0], golden.at("classifier.bias").data[0] * 0.5f);
   std::vector<std::string> entries;
   for (auto& e : fs::directory_iterator(root)) entries.push_back(e.path().filename().string());
@@ -539,14 +574,14 @@ TEST(Checkpoint, SavePretrainedWritesAnHfDirectoryAndReplacesWhole) {
   EXPECT_EQ(entries, (std::vector<std::string>{"model", "vocab.txt"}));
 
   // A failing save (extra file missing) leaves the saved model untouched.
-  expect_error([&] { io::save_pretrained(dir, config, refs_of(golden), {root / "nope.txt"}); },
+  expect_error([&] { model::save_pretrained(dir, config, refs_of(golden), {root / "nope.txt"}); },
                {"nope.txt"});
-  EXPECT_EQ(io::load_pretrained_tensors(dir).tensors.at("classifier.bias").data,
+  EXPECT_EQ(model::load_pretrained_tensors(dir).tensors.at("classifier.bias").data,
             again.tensors.at("classifier.bias").data);
   // A directory that is not a model is never replaced.
   fs::create_directories(root / "precious");
   io::write_file_atomic(root / "precious" / "notes.txt", "keep me");
-  expect_error([&] { io::save_pretrained(root / "precious", config, refs_of(golden)); },
+  expect_error([&] { model::save_pretrained(root / "precious", config, refs_of(golden)); },
                {"precious", "refusing"});
   EXPECT_EQ(io::read_file(root / "precious" / "notes.txt"), "keep me");
   fs::remove_all(root);
@@ -556,24 +591,24 @@ TEST(Checkpoint, ShapeThatDisagreesWithConfigIsNamed) {
   auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
   auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
   fs::path dir = fresh_temp_dir("mismatch") / "model";
-  io::save_pretrained(dir, config, refs_of(golden));
+  model::save_pretrained(dir, config, refs_of(golden));
   json j = json::parse(io::read_file(dir / "config.json"));
   j["vocab_size"] = 600;
   io::write_file_atomic(dir / "config.json", j.dump());
-  expect_error([&] { io::load_pretrained_tensors(dir); },
+  expect_error([&] { model::load_pretrained_tensors(dir); },
                {"model.safetensors: tensor bert.embeddings.word_embeddings.weight has shape [512, 64]",
                 "config.json says [600, 64]"});
   j["vocab_size"] = 512;
   j["intermediate_size"] = 100;
   io::write_file_atomic(dir / "config.json", j.dump());
-  expect_error([&] { io::load_pretrained_tensors(dir); }, {"intermediate.dense", "config.json says [100"});
+  expect_error([&] { model::load_pretrained_tensors(dir); }, {"intermediate.dense", "config.json says [100"});
   fs::remove_all(dir.parent_path());
 }
 
 TEST(Checkpoint, ReadsShardedIndex) {
   auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
   fs::path dir = fresh_temp_dir("sharded");
-  io::TensorMap a, b;
+  TensorMap a, b;
   json weight_map = json::object();
   int k = 0;
   for (auto& [name, t] : golden) {
@@ -647,7 +682,7 @@ TEST(Hub, FetchesFromAMirrorFallsBackToBinAndThenWorksOffline) {
   EXPECT_TRUE(fs::exists(dir / "pytorch_model.bin"));
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
   EXPECT_FALSE(fs::exists(dir / "tokenizer.json"));
-  auto loaded = io::load_pretrained_tensors(dir);
+  auto loaded = model::load_pretrained_tensors(dir);
   EXPECT_EQ(loaded.tensors.size(), 41u);
   // Cached: no network needed any more.
   env.set("BERTUNE_HF_ENDPOINT", "http://127.0.0.1:9");

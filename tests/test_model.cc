@@ -3,6 +3,7 @@
 // gradient checks of every layer type on a tiny random model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -67,7 +68,7 @@ std::vector<float> real_rows(const float* x, const Batch& b, int H) {
   return out;
 }
 
-void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::TensorMap& ref,
+void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const TensorMap& ref,
                               const char* mode) {
   const int H = m.config().hidden_size;
   const auto& logits = ref.at("logits");
@@ -88,7 +89,7 @@ void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const io::
 // Every gradient in `ref`: max |ours - ref| <= 1e-3 * max |ref|. Key biases
 // get a mathematically zero gradient (softmax ignores a per-row shift); both
 // sides hold fp32 noise there (~1e-10), checked in absolute terms instead.
-void expect_grads(const BertModel& m, const io::TensorMap& ref, const char* mode) {
+void expect_grads(const BertModel& m, const TensorMap& ref, const char* mode) {
   float worst = 0.f;
   std::string worst_name;
   for (const auto& [name, t] : ref) {
@@ -299,6 +300,42 @@ TEST(BertModelApi, LoadChecksShapesAndInitialisesMissingHead) {
 
   tensors.erase("bert.encoder.layer.1.output.dense.weight");
   EXPECT_THROW(m.load_state_dict(tensors), Error);
+}
+
+TEST(BertModelApi, ParametersAndCheckpointShapesComeFromOneLayout) {
+  auto g = classification_inputs();
+  const int64_t H = g.config.hidden_size;
+  for (Task task : {Task::SequenceClassification, Task::MaskedLM}) {
+    SCOPED_TRACE(task == Task::MaskedLM ? "MaskedLM" : "SequenceClassification");
+    BertModel m(g.config, task);
+    const auto layout = model::bert_tensor_layout(g.config, task);
+    std::vector<std::pair<std::string, std::vector<int64_t>>> stored, params;
+    size_t tied = 0;
+    for (const auto& spec : layout) {
+      if (spec.tied_to.empty()) {
+        stored.emplace_back(spec.name, spec.shape);
+      } else {  // stands for a stored tensor of the same shape
+        ++tied;
+        EXPECT_EQ(m.param(spec.tied_to).shape, spec.shape) << spec.name;
+      }
+    }
+    for (const auto& p : m.param_info()) params.emplace_back(p.name, p.shape);
+    EXPECT_EQ(params, stored);  // same tensors, same order
+    EXPECT_EQ(tied, task == Task::MaskedLM ? 2u : 0u);
+    auto shapes = model::bert_checkpoint_shapes(g.config, task);
+    EXPECT_EQ(shapes.size(), layout.size());
+    for (const auto& spec : layout) EXPECT_EQ(shapes.at(spec.name), spec.shape) << spec.name;
+    // Q, K and V sit back to back: one [3H, H] matrix, one [3H] bias.
+    const std::string q = "bert.encoder.layer.1.attention.self.";
+    EXPECT_EQ(m.param(q + "key.weight").offset, m.param(q + "query.weight").offset + H * H);
+    EXPECT_EQ(m.param(q + "value.weight").offset, m.param(q + "key.weight").offset + H * H);
+    EXPECT_EQ(m.param(q + "value.bias").offset, m.param(q + "query.bias").offset + 2 * H);
+  }
+  // A classifier does not use an MLM checkpoint's tied decoder: reported unused.
+  BertModel cls(g.config, Task::SequenceClassification);
+  auto report = cls.load_state_dict(io::read_safetensors(golden("tiny_mlm_init.safetensors")));
+  EXPECT_NE(std::find(report.unused.begin(), report.unused.end(), "cls.predictions.decoder.weight"),
+            report.unused.end());
 }
 
 TEST(BertModelApi, InitIsHuggingFaceStyleAndSeeded) {

@@ -416,7 +416,7 @@ TEST(TrainerRun, EvalAndPredictRefuseAnUntrainedHead) {
   for (const char* f : {"config.json", "vocab.txt", "tokenizer_config.json"})
     if (fs::exists(out / "final" / f)) fs::copy_file(out / "final" / f, base / f);
   auto tensors = io::read_safetensors(out / "final" / "model.safetensors");
-  std::vector<io::TensorRef> kept;
+  std::vector<TensorRef> kept;
   for (const auto& [name, t] : tensors)
     if (name.rfind("classifier.", 0) != 0) kept.push_back({name, t.shape, t.data.data()});
   io::write_safetensors(base / "model.safetensors", kept);

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "io/checkpoint.h"
 #include "io/hub.h"
+#include "model/pretrained.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
 
@@ -19,9 +20,9 @@ namespace {
 void log_line(const std::string& s) { std::fprintf(stderr, "bertune: %s\n", s.c_str()); }
 
 void run_inspect(const fs::path& path) {
-  io::TensorMap tensors;
+  TensorMap tensors;
   if (fs::is_directory(path)) {
-    auto loaded = io::load_pretrained_tensors(path);
+    auto loaded = model::load_pretrained_tensors(path);
     const auto& c = loaded.config;
     std::printf("%s: vocab %d, hidden %d, layers %d, heads %d, intermediate %d, labels %d\n",
                 loaded.weights_file.string().c_str(), c.vocab_size, c.hidden_size, c.num_hidden_layers,
@@ -42,11 +43,11 @@ void run_inspect(const fs::path& path) {
 
 void run_convert(const fs::path& in, const fs::path& out) {
   if (!fs::is_directory(in)) throw Error(in.string() + ": expected an HF model directory");
-  auto loaded = io::load_pretrained_tensors(in);
-  std::vector<io::TensorRef> refs;
+  auto loaded = model::load_pretrained_tensors(in);
+  std::vector<TensorRef> refs;
   for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
   // Tokenizer files travel with the model so the output directory is usable alone.
-  io::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in));
+  model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in));
   std::printf("wrote %s (%zu tensors from %s)\n", out.string().c_str(), refs.size(),
               loaded.weights_file.filename().string().c_str());
 }

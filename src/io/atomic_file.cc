@@ -105,4 +105,24 @@ void publish_directory(const fs::path& staged, const fs::path& target) {
   fsync_directory(parent);
 }
 
+void write_directory_atomic(const fs::path& dir_in, const std::function<void(const fs::path&)>& fill) {
+  // Normalise "out/" to "out" so the staging directory sits beside it.
+  fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+  if (dir.empty()) throw Error("write_directory_atomic: empty directory name");
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw Error(dir.string() + " exists and is not a directory");
+  fs::path staging = dir;
+  staging += ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  try {
+    fill(staging);
+    fsync_directory(staging);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  publish_directory(staging, dir);
+}
+
 }  // namespace bertune::io

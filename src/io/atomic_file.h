@@ -5,6 +5,7 @@
 // leaves either the old file or the new one, never a torn mix.
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -39,5 +40,12 @@ std::string read_file(const std::filesystem::path& path);  // throws Error namin
 // the old directory is renamed to <target>.old-<pid> first; a crash between those two
 // renames leaves no <target>, but both complete copies on disk.
 void publish_directory(const std::filesystem::path& staged, const std::filesystem::path& target);
+
+// Replaces the directory `dir` as a whole: `fill` writes every file into a
+// staging directory <dir>.tmp-<pid>/ beside it, which is fsync'ed and then
+// published (publish_directory). When `fill` throws, the staging directory
+// is removed and <dir> is untouched.
+void write_directory_atomic(const std::filesystem::path& dir,
+                            const std::function<void(const std::filesystem::path& staging)>& fill);
 
 }  // namespace bertune::io

@@ -1,11 +1,5 @@
 #include "io/checkpoint.h"
 
-#include <fcntl.h>
-#include <stdio.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -22,12 +16,6 @@ namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 TensorMap read_one_file(const fs::path& path) {
@@ -81,14 +69,6 @@ TensorMap read_sharded(const fs::path& index) {
   return all;
 }
 
-std::string guess_architecture(const std::vector<TensorRef>& tensors) {
-  for (const auto& t : tensors) {
-    if (t.name.rfind("classifier.", 0) == 0) return "BertForSequenceClassification";
-    if (t.name.rfind("cls.predictions.", 0) == 0) return "BertForMaskedLM";
-  }
-  return "BertModel";
-}
-
 }  // namespace
 
 std::string normalize_tensor_name(const std::string& name) {
@@ -115,46 +95,7 @@ fs::path find_weights(const fs::path& dir) {
   throw Error(dir.string() + ": no weights file found (looked for " + tried + ")");
 }
 
-std::map<std::string, std::vector<int64_t>> expected_bert_shapes(const model::BertConfig& c,
-                                                                 Head head) {
-  const int64_t h = c.hidden_size, f = c.intermediate_size, v = c.vocab_size;
-  std::map<std::string, std::vector<int64_t>> s;
-  auto linear = [&](const std::string& p, int64_t out, int64_t in) {
-    s[p + ".weight"] = {out, in};
-    s[p + ".bias"] = {out};
-  };
-  auto layer_norm = [&](const std::string& p) {
-    s[p + ".weight"] = {h};
-    s[p + ".bias"] = {h};
-  };
-  s["bert.embeddings.word_embeddings.weight"] = {v, h};
-  s["bert.embeddings.position_embeddings.weight"] = {c.max_position_embeddings, h};
-  s["bert.embeddings.token_type_embeddings.weight"] = {c.type_vocab_size, h};
-  layer_norm("bert.embeddings.LayerNorm");
-  for (int i = 0; i < c.num_hidden_layers; ++i) {
-    std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
-    linear(p + "attention.self.query", h, h);
-    linear(p + "attention.self.key", h, h);
-    linear(p + "attention.self.value", h, h);
-    linear(p + "attention.output.dense", h, h);
-    layer_norm(p + "attention.output.LayerNorm");
-    linear(p + "intermediate.dense", f, h);
-    linear(p + "output.dense", h, f);
-    layer_norm(p + "output.LayerNorm");
-  }
-  if (head != Head::MaskedLM) linear("bert.pooler.dense", h, h);  // MLM is built without a pooler
-  if (head == Head::SequenceClassification) linear("classifier", c.num_labels(), h);
-  if (head == Head::MaskedLM) {
-    linear("cls.predictions.transform.dense", h, h);
-    layer_norm("cls.predictions.transform.LayerNorm");
-    s["cls.predictions.bias"] = {v};
-    linear("cls.predictions.decoder", v, h);  // tied to word_embeddings, bias to cls.predictions.bias
-  }
-  return s;
-}
-
-std::vector<std::string> check_shapes(const TensorMap& tensors,
-                                      const std::map<std::string, std::vector<int64_t>>& expected,
+std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShapes& expected,
                                       const std::string& where) {
   std::set<std::string> found;
   for (const auto& [name, t] : tensors) {
@@ -172,60 +113,23 @@ std::vector<std::string> check_shapes(const TensorMap& tensors,
   return missing;
 }
 
-PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
-  PretrainedTensors out;
-  out.config = model::BertConfig::load(dir / "config.json");
-  out.weights_file = find_weights(dir);
-  out.tensors = read_state_dict(out.weights_file);
-  // Union of every head's names: a MaskedLM checkpoint loaded for
-  // classification still has to agree with the config where it overlaps.
-  auto expected = expected_bert_shapes(out.config, Head::SequenceClassification);
-  expected.merge(expected_bert_shapes(out.config, Head::MaskedLM));
-  // A classifier of another label count is a config mismatch too, but HF can
-  // re-initialise it (ignore_mismatched_sizes); leave that decision to the caller.
-  expected.erase("classifier.weight");
-  expected.erase("classifier.bias");
-  check_shapes(out.tensors, expected, out.weights_file.string());
-  return out;
-}
-
-void save_pretrained(const fs::path& dir_in, const model::BertConfig& config,
-                     const std::vector<TensorRef>& tensors, const std::vector<fs::path>& extra_files) {
-  // Normalise "out/" to "out" so the temporary directory sits beside it.
-  fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
-  if (dir.empty()) throw Error("save_pretrained: empty directory name");
-  if (fs::exists(dir)) {
-    if (!fs::is_directory(dir)) throw Error(dir.string() + " exists and is not a directory");
-    if (!fs::is_empty(dir) && !fs::exists(dir / "config.json"))
-      throw Error(dir.string() + " exists and does not look like a saved model (no config.json); "
-                  "refusing to replace it");
-  }
+void write_model_directory(const fs::path& dir, const json& config, const std::vector<TensorRef>& tensors,
+                           const std::vector<fs::path>& extra_files) {
+  if (fs::exists(dir) && fs::is_directory(dir) && !fs::is_empty(dir) && !fs::exists(dir / "config.json"))
+    throw Error(dir.string() + " exists and does not look like a saved model (no config.json); "
+                "refusing to replace it");
   for (const auto& f : extra_files) {
     if (!fs::is_regular_file(f)) throw Error("save_pretrained: " + f.string() + " is not a file");
     if (f.filename() == "config.json" || f.filename() == "model.safetensors")
       throw Error("save_pretrained: extra file " + f.string() + " would overwrite the model's own");
   }
-
-  fs::path tmp = dir;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
-    model::BertConfig c = config;
-    if (c.architectures.empty()) c.architectures = {guess_architecture(tensors)};
-    json j = c.to_json();
-    if (!j.contains("torch_dtype")) j["torch_dtype"] = "float32";
-    write_file_atomic(tmp / "config.json", j.dump(2) + "\n");
-    write_safetensors(tmp / "model.safetensors", tensors, {{"format", "pt"}});
-    for (const auto& f : extra_files) write_file_atomic(tmp / f.filename(), read_file(f));
-    fsync_directory(tmp);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-
-  publish_directory(tmp, dir);
+  json j = config;
+  if (!j.contains("torch_dtype")) j["torch_dtype"] = "float32";
+  write_directory_atomic(dir, [&](const fs::path& staging) {
+    write_file_atomic(staging / "config.json", j.dump(2) + "\n");
+    write_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}});
+    for (const auto& f : extra_files) write_file_atomic(staging / f.filename(), read_file(f));
+  });
 }
 
 }  // namespace bertune::io

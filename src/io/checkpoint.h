@@ -3,17 +3,18 @@
 // pytorch_model.bin, or sharded *.index.json), read and written the way
 // transformers' from_pretrained / save_pretrained expect.
 //
-// This layer checks files against themselves and against config.json
-// (shapes by tensor name). Mapping names onto the engine's parameter buffer,
-// and deciding which missing tensors are fine (a fresh classifier head), is
-// the model's job.
+// This layer knows file formats, not models: it checks files against
+// themselves and against a name -> shape table it is handed. What a BERT
+// checkpoint must hold, and which missing tensors are fine (a fresh
+// classifier head), is the model's (model/pretrained.h).
 #include <filesystem>
-#include <map>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "io/safetensors.h"
-#include "model/config.h"
+#include "util/tensor.h"
 
 namespace bertune::io {
 
@@ -33,48 +34,24 @@ TensorMap read_state_dict(const std::filesystem::path& path);
 // pytorch_model.bin, pytorch_model.bin.index.json. Error lists what it tried.
 std::filesystem::path find_weights(const std::filesystem::path& dir);
 
-enum class Head { None, SequenceClassification, MaskedLM };
-
-// Name -> shape of every parameter of BertModel (+ head) for `config`, with
-// HF names ("bert.encoder.layer.0.attention.self.query.weight", Linear weights
-// [out, in]). MaskedLM has no pooler and includes the tied decoder weight.
-std::map<std::string, std::vector<int64_t>> expected_bert_shapes(const model::BertConfig& config,
-                                                                 Head head);
-
 // Every tensor in `tensors` whose name `expected` knows (also without the
 // "bert." prefix, as BertModel checkpoints name them) must have that shape;
 // otherwise Error: "<where>: tensor X has shape [..], config.json says [..]".
 // Returns the expected names that are absent (the caller decides if that is
 // fine, e.g. a classifier head not yet trained).
-std::vector<std::string> check_shapes(const TensorMap& tensors,
-                                      const std::map<std::string, std::vector<int64_t>>& expected,
+std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShapes& expected,
                                       const std::string& where);
 
-struct PretrainedTensors {
-  model::BertConfig config;
-  TensorMap tensors;
-  std::filesystem::path weights_file;
-};
-
-// config.json + weights of an HF directory, with every tensor named like a
-// BERT parameter checked against the config's shapes.
-PretrainedTensors load_pretrained_tensors(const std::filesystem::path& dir);
-
-// Writes an HF directory that transformers' from_pretrained loads:
-// config.json (architectures from config.architectures, or guessed from the
-// tensor names: classifier.* -> BertForSequenceClassification, cls.* ->
-// BertForMaskedLM, else BertModel) and model.safetensors with metadata
-// {"format": "pt"}; `extra_files` (tokenizer files, ...) are copied in.
-//
-// The directory appears whole or not at all: everything is written and
-// fsync'ed in <dir>.tmp-<pid>/, then swapped into place with one atomic
-// renameat2(RENAME_EXCHANGE) and the old copy removed. Where the filesystem
-// cannot exchange, the old directory is renamed to <dir>.old-<pid> first; a
-// crash between those two renames leaves no <dir>, but both complete copies
-// (.old-<pid> and .tmp-<pid>) on disk. An existing <dir> without config.json
-// is refused rather than replaced.
-void save_pretrained(const std::filesystem::path& dir, const model::BertConfig& config,
-                     const std::vector<TensorRef>& tensors,
-                     const std::vector<std::filesystem::path>& extra_files = {});
+// Writes an HF model directory that transformers' from_pretrained loads:
+// `config` as config.json ("torch_dtype": "float32" added when absent),
+// model.safetensors with metadata {"format": "pt"}, and `extra_files`
+// (tokenizer files, ...) copied in. The directory appears whole or not at
+// all (write_directory_atomic). Refused before anything is written: an
+// existing <dir> that is not empty and has no config.json (not a model, so
+// not ours to replace), an extra file that is missing or would overwrite
+// config.json / model.safetensors.
+void write_model_directory(const std::filesystem::path& dir, const nlohmann::json& config,
+                           const std::vector<TensorRef>& tensors,
+                           const std::vector<std::filesystem::path>& extra_files = {});
 
 }  // namespace bertune::io

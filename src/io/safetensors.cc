@@ -95,7 +95,8 @@ struct Entry {
   uint64_t begin, end;
 };
 
-std::string shape_text(const std::vector<int64_t>& shape) {
+// "[2,4]", as the header JSON writes it.
+std::string header_shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
   return s + "]";
@@ -148,7 +149,7 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
     throw Error(at + ": data_offsets " + off->dump() + " run past the data area (" +
                 std::to_string(data_size) + " bytes)");
   if (e.end - e.begin != nbytes)
-    throw Error(at + ": " + e.dtype->name + " " + shape_text(e.shape) + " needs " +
+    throw Error(at + ": " + e.dtype->name + " " + header_shape_text(e.shape) + " needs " +
                 std::to_string(nbytes) + " bytes but data_offsets " + off->dump() + " span " +
                 std::to_string(e.end - e.begin));
   return e;

@@ -4,34 +4,17 @@
 // Reading converts F32/F16/BF16 to float; integer buffers (e.g.
 // bert.embeddings.position_ids, I64) are skipped. Every header field is
 // validated before any data is touched: hostile files give an Error.
-#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "util/tensor.h"
+
 namespace bertune::io {
 
-struct HostTensor {
-  std::vector<int64_t> shape;
-  std::vector<float> data;
-  int64_t numel() const {
-    int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
-};
-
-using TensorMap = std::map<std::string, HostTensor>;
-
+// The tensor types are the project's plain ones (util/tensor.h), below io and model both.
 enum class DType { F32, F16, BF16 };
-
-// A tensor to write: the caller keeps `data` alive during the call.
-struct TensorRef {
-  std::string name;
-  std::vector<int64_t> shape;
-  const float* data;
-};
 
 TensorMap read_safetensors(const std::filesystem::path& path,
                            std::map<std::string, std::string>* metadata = nullptr);

@@ -373,7 +373,8 @@ float element(const StorageType& t, const uint8_t* p) {
   }
 }
 
-std::string shape_text(const std::vector<int64_t>& v) {
+// "(2, 4)", as torch prints a size.
+std::string torch_size_text(const std::vector<int64_t>& v) {
   std::string s = "(";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
   return s + ")";
@@ -388,8 +389,8 @@ void check_view(const PickledTensor& t, int64_t numel, const std::string& where)
     if (__builtin_mul_overflow(elements, t.shape[d], &elements) ||
         (t.shape[d] > 0 && (__builtin_mul_overflow(t.shape[d] - 1, t.stride[d], &span) ||
                             __builtin_add_overflow(last, span, &last))))
-      throw Error(where + ": tensor '" + t.name + "' size " + shape_text(t.shape) + " stride " +
-                  shape_text(t.stride) + " overflows");
+      throw Error(where + ": tensor '" + t.name + "' size " + torch_size_text(t.shape) + " stride " +
+                  torch_size_text(t.stride) + " overflows");
   }
   // Views never hold more elements than their storage; an expanded (stride 0)
   // tensor could, but state_dicts do not contain those and a hostile file
@@ -399,7 +400,7 @@ void check_view(const PickledTensor& t, int64_t numel, const std::string& where)
                 " elements, more than its storage's " + std::to_string(numel));
   if (elements > 0 && last >= numel)
     throw Error(where + ": tensor '" + t.name + "' (offset " + std::to_string(t.storage_offset) +
-                ", size " + shape_text(t.shape) + ", stride " + shape_text(t.stride) +
+                ", size " + torch_size_text(t.shape) + ", stride " + torch_size_text(t.stride) +
                 ") reaches element " + std::to_string(last) + " of a storage holding " +
                 std::to_string(numel));
 }

@@ -16,12 +16,6 @@ namespace {
 // Times the rest of the enclosing block under `phase` when profiling is on.
 #define PHASE(phase) ProfileScope profile_scope_##__LINE__(phase)
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 uint64_t splitmix(uint64_t& state) {
   uint64_t z = (state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -84,49 +78,34 @@ int64_t Batch::real_tokens() const {
   return n;
 }
 
-// ---------------------------------------------------------------- parameters
+// ---------------------------------------------------------------- layout
 
-BertModel::BertModel(BertConfig config, Task task, k::Device device)
-    : config_(std::move(config)), task_(task), device_(device) {
-  build_layout();
-  init_weights(0);
-}
-
-void BertModel::build_layout() {
-  const int64_t V = config_.vocab_size, H = config_.hidden_size, I = config_.intermediate_size;
-  const int64_t P = config_.max_position_embeddings, TT = config_.type_vocab_size;
-  size_t offset = 0;
-  // align: start on a 64-byte boundary. Q, K and V are added unaligned after
-  // each other so that they form one [3H, H] matrix (and one [3H] bias): one
-  // GEMM computes all three.
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool align = true,
-                 bool head = false) {
-    if (align) offset = (offset + 15) / 16 * 16;
-    ParamInfo p;
-    p.name = name;
-    p.shape = std::move(shape);
-    p.numel = 1;
-    for (auto d : p.shape) p.numel *= static_cast<size_t>(d);
-    p.offset = offset;
-    p.decay = name.find("bias") == std::string::npos &&
-              name.find("LayerNorm.weight") == std::string::npos;
-    p.head = head;
-    offset += p.numel;
-    info_.push_back(std::move(p));
+std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) {
+  const int64_t V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size;
+  const int64_t P = config.max_position_embeddings, TT = config.type_vocab_size;
+  std::vector<TensorSpec> specs;
+  auto add = [&](std::string name, std::vector<int64_t> shape) -> TensorSpec& {
+    TensorSpec& spec = specs.emplace_back();
+    spec.name = std::move(name);
+    spec.shape = std::move(shape);
+    return spec;
+  };
+  auto add_head = [&](std::string name, std::vector<int64_t> shape) {
+    add(std::move(name), std::move(shape)).head = true;
   };
   add("bert.embeddings.word_embeddings.weight", {V, H});
   add("bert.embeddings.position_embeddings.weight", {P, H});
   add("bert.embeddings.token_type_embeddings.weight", {TT, H});
   add("bert.embeddings.LayerNorm.weight", {H});
   add("bert.embeddings.LayerNorm.bias", {H});
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
     std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
     add(pre + "attention.self.query.weight", {H, H});
-    add(pre + "attention.self.key.weight", {H, H}, false);
-    add(pre + "attention.self.value.weight", {H, H}, false);
+    add(pre + "attention.self.key.weight", {H, H}).follows_previous = true;
+    add(pre + "attention.self.value.weight", {H, H}).follows_previous = true;
     add(pre + "attention.self.query.bias", {H});
-    add(pre + "attention.self.key.bias", {H}, false);
-    add(pre + "attention.self.value.bias", {H}, false);
+    add(pre + "attention.self.key.bias", {H}).follows_previous = true;
+    add(pre + "attention.self.value.bias", {H}).follows_previous = true;
     add(pre + "attention.output.dense.weight", {H, H});
     add(pre + "attention.output.dense.bias", {H});
     add(pre + "attention.output.LayerNorm.weight", {H});
@@ -138,18 +117,56 @@ void BertModel::build_layout() {
     add(pre + "output.LayerNorm.weight", {H});
     add(pre + "output.LayerNorm.bias", {H});
   }
-  if (task_ == Task::SequenceClassification) {
-    const int64_t C = config_.num_labels();
-    add("bert.pooler.dense.weight", {H, H}, true, true);
-    add("bert.pooler.dense.bias", {H}, true, true);
-    add("classifier.weight", {C, H}, true, true);
-    add("classifier.bias", {C}, true, true);
+  if (task == Task::SequenceClassification) {
+    const int64_t C = config.num_labels();
+    add_head("bert.pooler.dense.weight", {H, H});
+    add_head("bert.pooler.dense.bias", {H});
+    add_head("classifier.weight", {C, H});
+    add_head("classifier.bias", {C});
   } else {
-    add("cls.predictions.transform.dense.weight", {H, H}, true, true);
-    add("cls.predictions.transform.dense.bias", {H}, true, true);
-    add("cls.predictions.transform.LayerNorm.weight", {H}, true, true);
-    add("cls.predictions.transform.LayerNorm.bias", {H}, true, true);
-    add("cls.predictions.bias", {V}, true, true);  // the decoder weight is word_embeddings
+    add_head("cls.predictions.transform.dense.weight", {H, H});
+    add_head("cls.predictions.transform.dense.bias", {H});
+    add_head("cls.predictions.transform.LayerNorm.weight", {H});
+    add_head("cls.predictions.transform.LayerNorm.bias", {H});
+    add_head("cls.predictions.bias", {V});
+    add("cls.predictions.decoder.weight", {V, H}).tied_to = "bert.embeddings.word_embeddings.weight";
+    add("cls.predictions.decoder.bias", {V}).tied_to = "cls.predictions.bias";
+  }
+  return specs;
+}
+
+TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task) {
+  TensorShapes shapes;
+  for (auto& spec : bert_tensor_layout(config, task)) shapes[spec.name] = std::move(spec.shape);
+  return shapes;
+}
+
+// ---------------------------------------------------------------- parameters
+
+BertModel::BertModel(BertConfig config, Task task, k::Device device)
+    : config_(std::move(config)), task_(task), device_(device) {
+  build_layout();
+  init_weights(0);
+}
+
+// Offsets into the flat buffers: every tensor starts on a 64-byte boundary
+// unless it follows the previous one (Q, K, V); tied tensors take no space.
+void BertModel::build_layout() {
+  size_t offset = 0;
+  for (const auto& spec : bert_tensor_layout(config_, task_)) {
+    if (!spec.tied_to.empty()) continue;
+    if (!spec.follows_previous) offset = (offset + 15) / 16 * 16;
+    ParamInfo p;
+    p.name = spec.name;
+    p.shape = spec.shape;
+    p.numel = 1;
+    for (auto d : p.shape) p.numel *= static_cast<size_t>(d);
+    p.offset = offset;
+    p.decay = p.name.find("bias") == std::string::npos &&
+              p.name.find("LayerNorm.weight") == std::string::npos;
+    p.head = spec.head;
+    offset += p.numel;
+    info_.push_back(std::move(p));
   }
   offset = (offset + 15) / 16 * 16;
   params_.assign(offset, 0.f);
@@ -158,46 +175,44 @@ void BertModel::build_layout() {
   g_ = views(grads_.data());
 }
 
+// The kernels' named pointers into a flat buffer (params or grads), found by
+// HF name so that only bert_tensor_layout knows the order.
 BertModel::Params BertModel::views(float* base) const {
-  size_t i = 0;
-  auto next = [&]() { return base + info_.at(i++).offset; };
+  auto at = [&](const std::string& name) { return base + param(name).offset; };
   Params p;
-  p.word = next();
-  p.position = next();
-  p.token_type = next();
-  p.emb_ln_g = next();
-  p.emb_ln_b = next();
+  p.word = at("bert.embeddings.word_embeddings.weight");
+  p.position = at("bert.embeddings.position_embeddings.weight");
+  p.token_type = at("bert.embeddings.token_type_embeddings.weight");
+  p.emb_ln_g = at("bert.embeddings.LayerNorm.weight");
+  p.emb_ln_b = at("bert.embeddings.LayerNorm.bias");
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
     LayerParams L;
-    L.qkv_w = next();
-    next();
-    next();  // key, value weights follow query's
-    L.qkv_b = next();
-    next();
-    next();
-    L.attn_out_w = next();
-    L.attn_out_b = next();
-    L.ln1_g = next();
-    L.ln1_b = next();
-    L.ffn_in_w = next();
-    L.ffn_in_b = next();
-    L.ffn_out_w = next();
-    L.ffn_out_b = next();
-    L.ln2_g = next();
-    L.ln2_b = next();
+    L.qkv_w = at(pre + "attention.self.query.weight");  // key, value weights follow: [3H, H]
+    L.qkv_b = at(pre + "attention.self.query.bias");    // key, value biases follow: [3H]
+    L.attn_out_w = at(pre + "attention.output.dense.weight");
+    L.attn_out_b = at(pre + "attention.output.dense.bias");
+    L.ln1_g = at(pre + "attention.output.LayerNorm.weight");
+    L.ln1_b = at(pre + "attention.output.LayerNorm.bias");
+    L.ffn_in_w = at(pre + "intermediate.dense.weight");
+    L.ffn_in_b = at(pre + "intermediate.dense.bias");
+    L.ffn_out_w = at(pre + "output.dense.weight");
+    L.ffn_out_b = at(pre + "output.dense.bias");
+    L.ln2_g = at(pre + "output.LayerNorm.weight");
+    L.ln2_b = at(pre + "output.LayerNorm.bias");
     p.layers.push_back(L);
   }
   if (task_ == Task::SequenceClassification) {
-    p.pool_w = next();
-    p.pool_b = next();
-    p.cls_w = next();
-    p.cls_b = next();
+    p.pool_w = at("bert.pooler.dense.weight");
+    p.pool_b = at("bert.pooler.dense.bias");
+    p.cls_w = at("classifier.weight");
+    p.cls_b = at("classifier.bias");
   } else {
-    p.mlm_w = next();
-    p.mlm_b = next();
-    p.mlm_ln_g = next();
-    p.mlm_ln_b = next();
-    p.mlm_bias = next();
+    p.mlm_w = at("cls.predictions.transform.dense.weight");
+    p.mlm_b = at("cls.predictions.transform.dense.bias");
+    p.mlm_ln_g = at("cls.predictions.transform.LayerNorm.weight");
+    p.mlm_ln_b = at("cls.predictions.transform.LayerNorm.bias");
+    p.mlm_bias = at("cls.predictions.bias");
   }
   return p;
 }
@@ -243,7 +258,7 @@ void BertModel::init_weights(uint64_t seed) {
   for (const auto& p : info_) init_param(p, seed);
 }
 
-LoadReport BertModel::load_state_dict(const io::TensorMap& tensors, uint64_t head_init_seed) {
+LoadReport BertModel::load_state_dict(const TensorMap& tensors, uint64_t head_init_seed) {
   LoadReport report;
   for (const auto& p : info_) {
     auto it = tensors.find(p.name);
@@ -254,30 +269,29 @@ LoadReport BertModel::load_state_dict(const io::TensorMap& tensors, uint64_t hea
       continue;
     }
     if (it->second.shape != p.shape)
-      throw Error("tensor " + p.name + " has shape " + shape_str(it->second.shape) +
-                  ", config says " + shape_str(p.shape));
+      throw Error("tensor " + p.name + " has shape " + shape_text(it->second.shape) +
+                  ", config says " + shape_text(p.shape));
     if (it->second.data.size() != p.numel)
       throw Error("tensor " + p.name + " holds " + std::to_string(it->second.data.size()) +
                   " values, its shape needs " + std::to_string(p.numel));
     std::copy(it->second.data.begin(), it->second.data.end(), params_.data() + p.offset);
   }
-  for (const auto& [name, t] : tensors) {
-    bool known = std::any_of(info_.begin(), info_.end(), [&](const ParamInfo& p) { return p.name == name; });
-    // The MLM decoder is tied to word_embeddings / cls.predictions.bias.
-    bool tied = name == "cls.predictions.decoder.weight" || name == "cls.predictions.decoder.bias";
-    if (!known && !(tied && task_ == Task::MaskedLM)) report.unused.push_back(name);
-  }
+  // Tied tensors (the MLM decoder) are known but not read: the model uses
+  // what they are tied to.
+  const TensorShapes known = bert_checkpoint_shapes(config_, task_);
+  for (const auto& [name, t] : tensors)
+    if (!known.count(name)) report.unused.push_back(name);
   return report;
 }
 
-std::vector<io::TensorRef> BertModel::state_dict() const {
-  std::vector<io::TensorRef> out;
+std::vector<TensorRef> BertModel::state_dict() const {
+  std::vector<TensorRef> out;
   for (const auto& p : info_) out.push_back({p.name, p.shape, params_.data() + p.offset});
   return out;
 }
 
-std::vector<io::TensorRef> BertModel::grad_dict() const {
-  std::vector<io::TensorRef> out;
+std::vector<TensorRef> BertModel::grad_dict() const {
+  std::vector<TensorRef> out;
   for (const auto& p : info_) out.push_back({p.name, p.shape, grads_.data() + p.offset});
   return out;
 }
@@ -291,8 +305,8 @@ k::Dropout BertModel::dropout(uint64_t site, float p) const {
   return k::Dropout::make(dropout_seed_, forward_step_, site, p);
 }
 
-// Validates the batch, lays out the activation arena for it.
-void BertModel::prepare(const Batch& batch, bool train) {
+// Throws unless the batch is consistent and fits the model.
+void BertModel::check_batch(const Batch& batch) const {
   const int B = batch.num_sequences(), T = batch.num_rows();
   if (B == 0) throw Error("forward: empty batch");
   if (static_cast<int>(batch.offsets.size()) != B + 1 || batch.offsets[0] != 0 ||
@@ -328,7 +342,13 @@ void BertModel::prepare(const Batch& batch, bool train) {
                   std::to_string(want) +
                   (task_ == Task::SequenceClassification ? " sequences" : " tokens"));
   }
+}
 
+// Validates the batch, copies it for the kernels, lays out the activation
+// arena for it.
+void BertModel::prepare(const Batch& batch, bool train) {
+  check_batch(batch);
+  const int B = batch.num_sequences(), T = batch.num_rows();
   T_ = T;
   B_ = B;
   train_ = train;
@@ -351,8 +371,13 @@ void BertModel::prepare(const Batch& batch, bool train) {
   shape_.num_heads = nh;
   shape_.head_dim = config_.head_dim();
   shape_.prob_offsets = prob_offsets_.data();
+  layout_arena(train);
+}
 
-  // ---- arena layout ----
+// Points every activation at its place in arena_ for the batch of prepare()
+// (grown when too small, never shrunk).
+void BertModel::layout_arena(bool train) {
+  const int B = B_, T = T_;
   const size_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
   const size_t TH = size_t(T) * H, TI = size_t(T) * I, P = size_t(prob_offsets_[B]);
   const int L = config_.num_hidden_layers;
@@ -363,7 +388,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
   take(&emb_sum_, TH);
   take(&emb_mean_, T);
   take(&emb_rstd_, T);
-  take(&x0_, TH);
+  take(&emb_out_, TH);
   // Eval keeps two layers of activations and alternates: layer l only reads
   // layer l-1's output.
   const int sets = train ? L : std::min(L, 2);
@@ -372,26 +397,26 @@ void BertModel::prepare(const Batch& batch, bool train) {
     take(&a.qkv, 3 * TH);
     take(&a.probs, P);
     take(&a.ctx, TH);
-    take(&a.s1, TH);
-    take(&a.mean1, T);
-    take(&a.rstd1, T);
-    take(&a.h1, TH);
-    take(&a.u, TI);
-    take(&a.s2, TH);
-    take(&a.mean2, T);
-    take(&a.rstd2, T);
+    take(&a.ln1_in, TH);
+    take(&a.ln1_mean, T);
+    take(&a.ln1_rstd, T);
+    take(&a.ln1_out, TH);
+    take(&a.ffn_pre, TI);
+    take(&a.ln2_in, TH);
+    take(&a.ln2_mean, T);
+    take(&a.ln2_rstd, T);
     take(&a.out, TH);
   }
-  take(&scratch_h_, TH);
-  take(&scratch_i_, TI);
+  take(&dense_out_, TH);
+  take(&ffn_act_, TI);
   if (task_ == Task::SequenceClassification) {
     take(&pooled_in_, B * H);
     take(&pooled_, B * H);
     take(&pooled_drop_, B * H);
   } else {
-    take(&t1_, TH);
-    take(&t2_, TH);
-    take(&t3_, TH);
+    take(&mlm_dense_, TH);
+    take(&mlm_gelu_, TH);
+    take(&mlm_ln_out_, TH);
     take(&mlm_mean_, T);
     take(&mlm_rstd_, T);
   }
@@ -403,7 +428,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
     take(&d_y_, TH);
     take(&d_ctx_, TH);
     take(&d_qkv_, 3 * TH);
-    take(&d_big_, TI);
+    take(&d_ffn_, TI);
     take(&d_logits_, logit_rows * C);
     take(&d_head_a_, std::max(size_t(B), size_t(T)) * H);
     take(&d_head_b_, std::max(size_t(B), size_t(T)) * H);
@@ -454,15 +479,15 @@ void BertModel::embeddings_forward() {
   const int T = T_, H = config_.hidden_size;
   k::embeddings_forward(device_, emb_sum_, ids_.data(), positions_.data(), types_.data(), p_.word,
                         p_.position, p_.token_type, T, H);
-  k::layernorm_forward(device_, x0_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
+  k::layernorm_forward(device_, emb_out_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
                        config_.layer_norm_eps);
-  k::dropout_forward(device_, x0_, x0_, size_t(T) * H,
+  k::dropout_forward(device_, emb_out_, emb_out_, size_t(T) * H,
                      dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
 }
 
 // BertLayer, post-LN:
-//   h1  = LayerNorm(x + dropout(Attention(x) W_o + b_o))
-//   out = LayerNorm(h1 + dropout(GELU(h1 W_1 + b_1) W_2 + b_2))
+//   ln1_out = LayerNorm(x + dropout(Attention(x) W_o + b_o))
+//   out     = LayerNorm(ln1_out + dropout(GELU(ln1_out W_1 + b_1) W_2 + b_2))
 void BertModel::layer_forward(int l) {
   const int T = T_, H = config_.hidden_size, I = config_.intermediate_size;
   const float eps = config_.layer_norm_eps;
@@ -481,30 +506,30 @@ void BertModel::layer_forward(int l) {
   }
   {
     PHASE("fwd attn-out gemm");
-    k::linear_forward(device_, scratch_h_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
+    k::linear_forward(device_, dense_out_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
   }
   {
     PHASE("fwd dropout+residual+layernorm");
     k::dropout_residual_layernorm_forward(
-        device_, a.h1, a.s1, a.mean1, a.rstd1, scratch_h_, x, w.ln1_g, w.ln1_b, T, H, eps,
+        device_, a.ln1_out, a.ln1_in, a.ln1_mean, a.ln1_rstd, dense_out_, x, w.ln1_g, w.ln1_b, T, H, eps,
         dropout(site_attention_output(l), config_.hidden_dropout_prob));
   }
   {
     PHASE("fwd ffn-in gemm");
-    k::linear_forward(device_, a.u, a.h1, w.ffn_in_w, nullptr, T, H, I);
+    k::linear_forward(device_, a.ffn_pre, a.ln1_out, w.ffn_in_w, nullptr, T, H, I);
   }
   {
     PHASE("fwd bias+gelu");
-    k::bias_gelu_forward(device_, a.u, scratch_i_, w.ffn_in_b, T, I);
+    k::bias_gelu_forward(device_, a.ffn_pre, ffn_act_, w.ffn_in_b, T, I);
   }
   {
     PHASE("fwd ffn-out gemm");
-    k::linear_forward(device_, scratch_h_, scratch_i_, w.ffn_out_w, w.ffn_out_b, T, I, H);
+    k::linear_forward(device_, dense_out_, ffn_act_, w.ffn_out_w, w.ffn_out_b, T, I, H);
   }
   {
     PHASE("fwd dropout+residual+layernorm");
-    k::dropout_residual_layernorm_forward(device_, a.out, a.s2, a.mean2, a.rstd2, scratch_h_, a.h1,
-                                          w.ln2_g, w.ln2_b, T, H, eps,
+    k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,
+                                          a.ln1_out, w.ln2_g, w.ln2_b, T, H, eps,
                                           dropout(site_ffn_output(l), config_.hidden_dropout_prob));
   }
 }
@@ -530,11 +555,11 @@ float BertModel::mlm_forward(const Batch& batch) {
   PHASE("fwd+bwd head");
   const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
   const float* last = layer_input(config_.num_hidden_layers);
-  k::linear_forward(device_, t1_, last, p_.mlm_w, p_.mlm_b, T, H, H);
-  k::gelu_forward(device_, t2_, t1_, size_t(T) * H);
-  k::layernorm_forward(device_, t3_, mlm_mean_, mlm_rstd_, t2_, p_.mlm_ln_g, p_.mlm_ln_b, T, H,
+  k::linear_forward(device_, mlm_dense_, last, p_.mlm_w, p_.mlm_b, T, H, H);
+  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(T) * H);
+  k::layernorm_forward(device_, mlm_ln_out_, mlm_mean_, mlm_rstd_, mlm_gelu_, p_.mlm_ln_g, p_.mlm_ln_b, T, H,
                        config_.layer_norm_eps);
-  k::linear_forward(device_, logits_, t3_, p_.word, p_.mlm_bias, T, H, V);
+  k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, T, H, V);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
   return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), T, V, &counted_);
 }
@@ -573,15 +598,28 @@ void BertModel::mlm_backward() {
   PHASE("fwd+bwd head");
   const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), T, V, counted_);
-  float* d_t3 = d_head_a_;
-  float* d_t2 = d_head_b_;
+  float* d_mlm_ln_out = d_head_a_;
+  float* d_mlm_gelu = d_head_b_;
   // The decoder is word_embeddings: its gradient lands in the embedding's.
-  k::linear_backward(device_, d_t3, g_.word, g_.mlm_bias, d_logits_, t3_, p_.word, T, H, V);
-  k::layernorm_backward(device_, d_t2, g_.mlm_ln_g, g_.mlm_ln_b, d_t3, t2_, mlm_mean_, mlm_rstd_,
-                        p_.mlm_ln_g, T, H);
-  k::gelu_backward(device_, d_t2, d_t2, t1_, size_t(T) * H);
-  k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_t2, layer_input(config_.num_hidden_layers),
+  k::linear_backward(device_, d_mlm_ln_out, g_.word, g_.mlm_bias, d_logits_, mlm_ln_out_, p_.word, T, H,
+                     V);
+  k::layernorm_backward(device_, d_mlm_gelu, g_.mlm_ln_g, g_.mlm_ln_b, d_mlm_ln_out, mlm_gelu_, mlm_mean_,
+                        mlm_rstd_, p_.mlm_ln_g, T, H);
+  k::gelu_backward(device_, d_mlm_gelu, d_mlm_gelu, mlm_dense_, size_t(T) * H);
+  k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_mlm_gelu, layer_input(config_.num_hidden_layers),
                      p_.mlm_w, T, H, H);
+}
+
+const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,
+                                                      const float* mean, const float* rstd,
+                                                      const float* gamma, uint64_t site) {
+  PHASE("bwd layernorm+dropout");
+  const int T = T_, H = config_.hidden_size;
+  k::layernorm_backward(device_, d_s_, d_gamma, d_beta, d_x_, ln_in, mean, rstd, gamma, T, H);
+  auto drop = dropout(site, config_.hidden_dropout_prob);
+  if (!drop.active()) return d_s_;
+  k::dropout_backward(device_, d_y_, d_s_, size_t(T) * H, drop);
+  return d_y_;
 }
 
 // In: d_x_ = d loss / d (output of layer l). Out: d_x_ = d loss / d (its input).
@@ -593,51 +631,33 @@ void BertModel::layer_backward(int l) {
   const LayerActs& a = acts_[l];
   const float* x = layer_input(l);
 
-  // FFN sublayer: out = LN2(dropout(g W_2 + b_2) + h1)
-  const float* d_y = d_s_;
-  {
-    PHASE("bwd layernorm+dropout");
-    k::layernorm_backward(device_, d_s_, gw.ln2_g, gw.ln2_b, d_x_, a.s2, a.mean2, a.rstd2, w.ln2_g,
-                          T, H);
-    auto drop = dropout(site_ffn_output(l), config_.hidden_dropout_prob);
-    if (drop.active()) {
-      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
-      d_y = d_y_;
-    }
-  }
+  // FFN sublayer: out = LN2(dropout(GELU(ffn_pre) W_2 + b_2) + ln1_out)
+  const float* d_y = residual_layernorm_backward(gw.ln2_g, gw.ln2_b, a.ln2_in, a.ln2_mean, a.ln2_rstd,
+                                                 w.ln2_g, site_ffn_output(l));
   {
     PHASE("bwd gelu");
-    k::gelu_forward(device_, scratch_i_, a.u, size_t(T) * I);  // recomputed, not stored
+    k::gelu_forward(device_, ffn_act_, a.ffn_pre, size_t(T) * I);  // recomputed, not stored
   }
   {
     PHASE("bwd ffn-out gemm");
-    k::linear_backward(device_, d_big_, gw.ffn_out_w, gw.ffn_out_b, d_y, scratch_i_, w.ffn_out_w,
+    k::linear_backward(device_, d_ffn_, gw.ffn_out_w, gw.ffn_out_b, d_y, ffn_act_, w.ffn_out_w,
                        T, I, H);
   }
   {
     PHASE("bwd gelu");
-    k::gelu_backward(device_, d_big_, d_big_, a.u, size_t(T) * I);
+    k::gelu_backward(device_, d_ffn_, d_ffn_, a.ffn_pre, size_t(T) * I);
   }
   {
     PHASE("bwd ffn-in gemm");
-    // d h1 = residual path + through the FFN
+    // d ln1_out = residual path + through the FFN
     std::memcpy(d_x_, d_s_, TH * sizeof(float));
-    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_big_, a.h1, w.ffn_in_w, T, H, I,
+    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, T, H, I,
                        /*accumulate_dx=*/true);
   }
 
-  // attention sublayer: h1 = LN1(dropout(ctx W_o + b_o) + x)
-  d_y = d_s_;
-  {
-    PHASE("bwd layernorm+dropout");
-    k::layernorm_backward(device_, d_s_, gw.ln1_g, gw.ln1_b, d_x_, a.s1, a.mean1, a.rstd1, w.ln1_g,
-                          T, H);
-    auto drop = dropout(site_attention_output(l), config_.hidden_dropout_prob);
-    if (drop.active()) {
-      k::dropout_backward(device_, d_y_, d_s_, TH, drop);
-      d_y = d_y_;
-    }
-  }
+  // attention sublayer: ln1_out = LN1(dropout(ctx W_o + b_o) + x)
+  d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
+                                    site_attention_output(l));
   {
     PHASE("bwd attn-out gemm");
     k::linear_backward(device_, d_ctx_, gw.attn_out_w, gw.attn_out_b, d_y, a.ctx, w.attn_out_w, T,

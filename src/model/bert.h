@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "io/safetensors.h"
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "util/tensor.h"
 
 namespace bertune::model {
 
@@ -43,6 +43,30 @@ struct Batch {
 
 enum class Task { SequenceClassification, MaskedLM };
 
+// One tensor of BertFor<Task> as Hugging Face names it, in the order of the
+// model's flat parameter buffer.
+struct TensorSpec {
+  std::string name;            // HF name
+  std::vector<int64_t> shape;  // Linear weights [out, in]
+  // Starts right after the previous tensor, no alignment gap: Q, K and V
+  // weights (and biases) form one [3H, H] matrix ([3H] bias), one GEMM.
+  bool follows_previous = false;
+  bool head = false;  // task head (pooler, classifier, cls.*): may be absent from a checkpoint
+  // Non-empty: not stored, the model uses this tensor instead (the MLM
+  // decoder is word_embeddings and cls.predictions.bias). HF checkpoints
+  // still hold it, so it is part of what a checkpoint is checked against.
+  std::string tied_to;
+};
+
+// THE layout of BERT: every tensor of BertFor<task> for `config`, tied ones
+// included. BertModel allocates its parameters from it, and checkpoints are
+// checked against it (bert_checkpoint_shapes). MaskedLM has no pooler (HF
+// builds BertForMaskedLM without one).
+std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task);
+
+// Name -> shape of every tensor an HF checkpoint of BertFor<task> holds.
+TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task);
+
 struct ParamInfo {
   std::string name;  // HF name
   std::vector<int64_t> shape;
@@ -71,9 +95,9 @@ class BertModel {
   void init_weights(uint64_t seed);
   // Every expected tensor must be present with the configured shape, except
   // task-head tensors, which are initialised (seeded) like from_pretrained does.
-  LoadReport load_state_dict(const io::TensorMap& tensors, uint64_t head_init_seed = 42);
-  std::vector<io::TensorRef> state_dict() const;  // HF names, views of params()
-  std::vector<io::TensorRef> grad_dict() const;   // the same names, views of grads()
+  LoadReport load_state_dict(const TensorMap& tensors, uint64_t head_init_seed = 42);
+  std::vector<TensorRef> state_dict() const;  // HF names, views of params()
+  std::vector<TensorRef> grad_dict() const;   // the same names, views of grads()
 
   const std::vector<ParamInfo>& param_info() const { return info_; }
   const ParamInfo& param(const std::string& name) const;  // throws Error when unknown
@@ -120,8 +144,21 @@ class BertModel {
     float *mlm_w = nullptr, *mlm_b = nullptr, *mlm_ln_g = nullptr, *mlm_ln_b = nullptr,
           *mlm_bias = nullptr;
   };
+  // Activations of one layer, kept for backward. T rows (tokens, pad rows
+  // included), H hidden, I intermediate, P = heads x sum of span^2.
   struct LayerActs {
-    float *qkv, *probs, *ctx, *s1, *mean1, *rstd1, *h1, *u, *s2, *mean2, *rstd2, *out;
+    float* qkv;       // (T, 3H) x W_qkv + b_qkv: Q | K | V per row
+    float* probs;     // (P) softmax(Q K^T / sqrt(d) + mask) per sequence and head, before dropout
+    float* ctx;       // (T, H) attention context, heads concatenated
+    float* ln1_in;    // (T, H) x + dropout(ctx W_o + b_o): LayerNorm 1's input
+    float* ln1_mean;  // (T)
+    float* ln1_rstd;  // (T)
+    float* ln1_out;   // (T, H) attention sublayer output, the FFN's input
+    float* ffn_pre;   // (T, I) ln1_out W_1 + b_1: GELU's input
+    float* ln2_in;    // (T, H) ln1_out + dropout(GELU(ffn_pre) W_2 + b_2): LayerNorm 2's input
+    float* ln2_mean;  // (T)
+    float* ln2_rstd;  // (T)
+    float* out;       // (T, H) layer output
   };
 
   void build_layout();
@@ -139,7 +176,16 @@ class BertModel {
   void layer_backward(int l);
   void embeddings_backward();
 
-  const float* layer_input(int l) const { return l == 0 ? x0_ : acts_[l - 1].out; }
+  void check_batch(const Batch& batch) const;
+  void layout_arena(bool train);
+  // Backward through dropout + residual + LayerNorm: d_x_ holds d loss /
+  // d (LayerNorm output); leaves d loss / d (LayerNorm input) in d_s_ and
+  // returns d loss / d (the dense output that went into dropout).
+  const float* residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,
+                                           const float* mean, const float* rstd,
+                                           const float* gamma, uint64_t site);
+
+  const float* layer_input(int l) const { return l == 0 ? emb_out_ : acts_[l - 1].out; }
 
   BertConfig config_;
   Task task_;
@@ -158,17 +204,41 @@ class BertModel {
   kernels::AttentionShape shape_;
   int counted_ = 0;  // labelled rows of the loss
 
-  // Activation arena and the views into it.
+  // Activation arena and the views into it. B sequences, T rows, C logit
+  // columns (num_labels, or V for MLM), R logit rows (B, or T for MLM).
   std::vector<float> arena_;
-  float *emb_sum_, *emb_mean_, *emb_rstd_, *x0_;
+  float* emb_sum_;   // (T, H) word + position + token_type: LayerNorm's input
+  float* emb_mean_;  // (T)
+  float* emb_rstd_;  // (T)
+  float* emb_out_;   // (T, H) embeddings output after dropout: layer 0's input
   std::vector<LayerActs> acts_;
-  float *scratch_h_, *scratch_i_;  // [T,H] dense outputs, [T,I] GELU outputs
-  float *pooled_in_, *pooled_, *pooled_drop_;
-  float *t1_, *t2_, *t3_, *mlm_mean_, *mlm_rstd_;
-  float *logits_ = nullptr, *ce_probs_;
+  // The current layer's, not kept: backward recomputes ffn_act_.
+  float* dense_out_;  // (T, H) ctx W_o + b_o, then GELU(ffn_pre) W_2 + b_2
+  float* ffn_act_;    // (T, I) GELU(ffn_pre)
+  // classification head
+  float* pooled_in_;    // (B, H) the [CLS] rows of the last layer
+  float* pooled_;       // (B, H) tanh(pooled_in W_p + b_p)
+  float* pooled_drop_;  // (B, H) dropout(pooled): the classifier's input
+  // MLM head
+  float* mlm_dense_;   // (T, H) last W_t + b_t
+  float* mlm_gelu_;    // (T, H) GELU(mlm_dense)
+  float* mlm_ln_out_;  // (T, H) LayerNorm(mlm_gelu): the decoder's input
+  float* mlm_mean_;    // (T)
+  float* mlm_rstd_;    // (T)
+  float* logits_ = nullptr;  // (R, C)
+  float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient
   int logit_rows_ = 0, logit_cols_ = 0;
-  // gradients of activations (training only)
-  float *d_x_, *d_s_, *d_y_, *d_ctx_, *d_qkv_, *d_big_, *d_logits_, *d_head_a_, *d_head_b_;
+  // Gradients of activations (training only), reused layer after layer.
+  float* d_x_;       // (T, H) d loss / d (current layer's output), then its input
+  float* d_s_;       // (T, H) d loss / d (a LayerNorm's input)
+  float* d_y_;       // (T, H) d loss / d (a dense output before dropout)
+  float* d_ctx_;     // (T, H) d loss / d ctx
+  float* d_qkv_;     // (T, 3H) d loss / d qkv
+  float* d_ffn_;     // (T, I) d loss / d ffn_act, then d ffn_pre
+  float* d_logits_;  // (R, C)
+  // (max(B, T), H) the head's gradients: a = d pooled / d mlm_ln_out,
+  // b = d pooled_in / d mlm_gelu (then d mlm_dense)
+  float *d_head_a_, *d_head_b_;
 };
 
 }  // namespace bertune::model

@@ -200,190 +200,240 @@ WordCounts count_words(std::string_view text, const WordSplitter& split, int thr
   return result;
 }
 
-TrainedVocab train_wordpiece(const WordCounts& counts, const VocabTrainerOptions& options) {
-  TrainedVocab out;
-  const std::string& prefix = options.continuing_prefix;
+namespace {
+
+// One WordPiece training run (train_wordpiece), step by step: the initial
+// vocabulary (specials, alphabet, "##" forms), the words as symbol ids, the
+// pair index, then the merges.
+class WordPieceRun {
+ public:
+  WordPieceRun(const WordCounts& counts, const VocabTrainerOptions& options, TrainedVocab& out)
+      : options_(options), prefix_(options.continuing_prefix), out_(out), vocab_(out.tokens) {
+    sort_words(counts);
+  }
+
+  void run() {
+    for (const std::string& t : options_.special_tokens) add_token(t);
+    add_alphabet();
+    add_continuation_forms();
+    check_initial_size();
+    encode_words();
+    index_pairs();
+    merge_until_full();
+  }
+
+ private:
+  using WordCount = std::pair<const std::string, uint64_t>;
+
+  uint32_t add_token(const std::string& t) {
+    auto [it, inserted] = token_id_.try_emplace(t, static_cast<uint32_t>(vocab_.size()));
+    if (inserted) vocab_.push_back(t);
+    return it->second;
+  }
 
   // Words in byte order: the rest of training then depends only on the
   // counts, never on hash-map iteration order.
-  std::vector<const std::pair<const std::string, uint64_t>*> sorted;
-  sorted.reserve(counts.size());
-  for (const auto& kv : counts)
-    if (kv.second > 0 && !kv.first.empty()) sorted.push_back(&kv);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
-  out.distinct_words = sorted.size();
-  for (auto* kv : sorted) out.total_words += kv->second;
-  if (sorted.empty()) throw Error("vocab train: the corpus has no words");
-
-  // 1. Special tokens.
-  std::vector<std::string>& vocab = out.tokens;
-  std::unordered_map<std::string, uint32_t> token_id;
-  auto add_token = [&](const std::string& t) {
-    auto [it, inserted] = token_id.try_emplace(t, static_cast<uint32_t>(vocab.size()));
-    if (inserted) vocab.push_back(t);
-    return it->second;
-  };
-  for (const std::string& t : options.special_tokens) add_token(t);
-
-  // 2. Alphabet: every character weighted by its word's count; keep the
-  // limit_alphabet most frequent, then add them in code-point order.
-  std::unordered_map<char32_t, uint64_t> char_count;
-  for (auto* kv : sorted) {
-    std::string_view w = kv->first;
-    for (size_t i = 0; i < w.size();) char_count[next_code_point(w, i)] += kv->second;
+  void sort_words(const WordCounts& counts) {
+    sorted_.reserve(counts.size());
+    for (const auto& kv : counts)
+      if (kv.second > 0 && !kv.first.empty()) sorted_.push_back(&kv);
+    std::sort(sorted_.begin(), sorted_.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    out_.distinct_words = sorted_.size();
+    for (auto* kv : sorted_) out_.total_words += kv->second;
+    if (sorted_.empty()) throw Error("vocab train: the corpus has no words");
   }
-  std::vector<std::pair<char32_t, uint64_t>> alphabet(char_count.begin(), char_count.end());
-  if (options.limit_alphabet > 0 && alphabet.size() > options.limit_alphabet) {
-    std::sort(alphabet.begin(), alphabet.end(), [](const auto& a, const auto& b) {
-      return a.second != b.second ? a.second > b.second : a.first < b.first;
-    });
-    out.alphabet_dropped = alphabet.size() - options.limit_alphabet;
-    alphabet.resize(options.limit_alphabet);
-  }
-  std::sort(alphabet.begin(), alphabet.end());
-  out.alphabet_size = alphabet.size();
-  std::unordered_map<char32_t, uint32_t> first_id;  // kept character → its id
-  for (const auto& [cp, n] : alphabet) first_id[cp] = add_token(utf8(cp));
 
-  // 3. Continuation forms "##c" for kept characters seen after a word's first
+  // Every character weighted by its word's count; keep the limit_alphabet
+  // most frequent, then add them in code-point order.
+  void add_alphabet() {
+    std::unordered_map<char32_t, uint64_t> char_count;
+    for (auto* kv : sorted_) {
+      std::string_view w = kv->first;
+      for (size_t i = 0; i < w.size();) char_count[next_code_point(w, i)] += kv->second;
+    }
+    std::vector<std::pair<char32_t, uint64_t>> alphabet(char_count.begin(), char_count.end());
+    if (options_.limit_alphabet > 0 && alphabet.size() > options_.limit_alphabet) {
+      std::sort(alphabet.begin(), alphabet.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+      });
+      out_.alphabet_dropped = alphabet.size() - options_.limit_alphabet;
+      alphabet.resize(options_.limit_alphabet);
+    }
+    std::sort(alphabet.begin(), alphabet.end());
+    out_.alphabet_size = alphabet.size();
+    for (const auto& [cp, n] : alphabet) first_id_[cp] = add_token(utf8(cp));
+  }
+
+  // Continuation forms "##c" for kept characters seen after a word's first
   // character (the original first: a dropped first character still makes
   // the next one a continuation, as in tokenizers).
-  std::unordered_map<char32_t, uint32_t> cont_id;
-  if (!prefix.empty()) {
-    for (auto* kv : sorted) {
+  void add_continuation_forms() {
+    if (prefix_.empty()) return;
+    for (auto* kv : sorted_) {
       std::string_view w = kv->first;
       size_t i = 0;
       next_code_point(w, i);
       while (i < w.size()) {
         char32_t cp = next_code_point(w, i);
-        if (first_id.count(cp)) cont_id.emplace(cp, 0);
+        if (first_id_.count(cp)) cont_id_.emplace(cp, 0);
       }
     }
     std::vector<char32_t> order;
-    for (const auto& kv : cont_id) order.push_back(kv.first);
+    for (const auto& kv : cont_id_) order.push_back(kv.first);
     std::sort(order.begin(), order.end());
-    for (char32_t cp : order) cont_id[cp] = add_token(prefix + utf8(cp));
-    out.continuation_forms = order.size();
+    for (char32_t cp : order) cont_id_[cp] = add_token(prefix_ + utf8(cp));
+    out_.continuation_forms = order.size();
   }
 
-  if (vocab.size() > options.vocab_size)
-    throw Error("vocab train: --vocab-size " + std::to_string(options.vocab_size) +
-                " is smaller than the initial vocabulary of " + std::to_string(vocab.size()) +
-                " tokens (" + std::to_string(options.special_tokens.size()) + " special, " +
-                std::to_string(out.alphabet_size) + " characters, " +
-                std::to_string(out.continuation_forms) + " \"" + prefix +
-                "\" forms); raise --vocab-size or lower --limit-alphabet");
+  void check_initial_size() const {
+    if (vocab_.size() > options_.vocab_size)
+      throw Error("vocab train: --vocab-size " + std::to_string(options_.vocab_size) +
+                  " is smaller than the initial vocabulary of " + std::to_string(vocab_.size()) +
+                  " tokens (" + std::to_string(options_.special_tokens.size()) + " special, " +
+                  std::to_string(out_.alphabet_size) + " characters, " +
+                  std::to_string(out_.continuation_forms) + " \"" + prefix_ +
+                  "\" forms); raise --vocab-size or lower --limit-alphabet");
+  }
 
-  // 4. Words as symbol-id sequences.
-  std::vector<std::vector<uint32_t>> words(sorted.size());
-  std::vector<uint64_t> word_count(sorted.size());
-  for (size_t wi = 0; wi < sorted.size(); ++wi) {
-    std::string_view w = sorted[wi]->first;
-    word_count[wi] = sorted[wi]->second;
-    bool first = true;
-    for (size_t i = 0; i < w.size(); first = false) {
-      char32_t cp = next_code_point(w, i);
-      auto f = first_id.find(cp);
-      if (f == first_id.end()) continue;  // cut by limit_alphabet
-      words[wi].push_back(first || prefix.empty() ? f->second : cont_id.at(cp));
+  // Words as symbol-id sequences.
+  void encode_words() {
+    words_.resize(sorted_.size());
+    word_count_.resize(sorted_.size());
+    for (size_t wi = 0; wi < sorted_.size(); ++wi) {
+      std::string_view w = sorted_[wi]->first;
+      word_count_[wi] = sorted_[wi]->second;
+      bool first = true;
+      for (size_t i = 0; i < w.size(); first = false) {
+        char32_t cp = next_code_point(w, i);
+        auto f = first_id_.find(cp);
+        if (f == first_id_.end()) continue;  // cut by limit_alphabet
+        words_[wi].push_back(first || prefix_.empty() ? f->second : cont_id_.at(cp));
+      }
     }
   }
 
-  // 5. Pair counts and, per pair, the words holding it.
-  std::unordered_map<Pair, int64_t, PairHash> pair_count;
-  MergeQueue queue;
-  {
+  // Pair counts and, per pair, the words holding it.
+  void index_pairs() {
     std::vector<std::pair<Pair, uint32_t>> where;
-    for (size_t wi = 0; wi < words.size(); ++wi) {
-      const auto& w = words[wi];
+    for (size_t wi = 0; wi < words_.size(); ++wi) {
+      const auto& w = words_[wi];
       for (size_t i = 0; i + 1 < w.size(); ++i)
         where.emplace_back(make_pair_id(w[i], w[i + 1]), static_cast<uint32_t>(wi));
     }
     std::sort(where.begin(), where.end());
-    pair_count.reserve(where.size() / 2);
+    pair_count_.reserve(where.size() / 2);
     for (size_t i = 0; i < where.size();) {
       Pair p = where[i].first;
       int64_t n = 0;
       std::vector<uint32_t> ws;
       for (; i < where.size() && where[i].first == p; ++i) {
         uint32_t wi = where[i].second;
-        n += static_cast<int64_t>(word_count[wi]);
+        n += static_cast<int64_t>(word_count_[wi]);
         if (ws.empty() || ws.back() != wi) ws.push_back(wi);
       }
-      pair_count[p] = n;
-      if (n > 0) queue.push(static_cast<uint64_t>(n), p, std::move(ws));
+      pair_count_[p] = n;
+      if (n > 0) queue_.push(static_cast<uint64_t>(n), p, std::move(ws));
     }
   }
 
-  // 6. Merge the best pair until the vocabulary is full. Like tokenizers, a
+  // Merge the best pair until the vocabulary is full. Like tokenizers, a
   // merge only applies to the words of the queue entry that won; an older
   // entry of the same pair (words where it formed later) applies when it
   // reaches the top in turn, adding no new token.
-  std::vector<std::pair<Pair, uint32_t>> formed;  // (new pair, word) this step
-  auto change = [&](Pair p, int delta, uint32_t wi) {
-    pair_count[p] += delta * static_cast<int64_t>(word_count[wi]);
-    if (delta > 0 && (formed.empty() || formed.back() != std::make_pair(p, wi)))
-      formed.emplace_back(p, wi);
-  };
-  out.stop_reason = "reached vocab size";
-  while (vocab.size() < options.vocab_size) {
-    if (queue.empty()) {
-      out.stop_reason = "no pairs left to merge";
-      break;
-    }
-    QueueEntry top = queue.pop();
-    uint64_t current = static_cast<uint64_t>(std::max<int64_t>(0, pair_count[top.pair]));
-    if (top.count != current) {
-      top.count = current;
-      queue.push_entry(top);
-      continue;
-    }
-    if (top.count < 1 || top.count < options.min_frequency) {
-      out.stop_reason = "best pair count " + std::to_string(top.count) + " below min frequency";
-      break;
-    }
-    uint32_t a = pair_left(top.pair), b = pair_right(top.pair);
-    std::string_view right = vocab[b];
-    if (!prefix.empty() && right.substr(0, prefix.size()) == prefix) right.remove_prefix(prefix.size());
-    uint32_t merged = add_token(vocab[a] + std::string(right));
-    ++out.merges;
-
-    formed.clear();
-    for (uint32_t wi : queue.words(top.slot)) {
-      // Left-to-right, non-overlapping, in place; the neighbour pairs that
-      // disappear or appear are reported exactly as tokenizers' Word::merge.
-      std::vector<uint32_t>& w = words[wi];
-      size_t n = w.size(), kept = 0;
-      for (size_t i = 0; i < n;) {
-        if (i + 1 < n && w[i] == a && w[i + 1] == b) {
-          if (kept > 0) {
-            change(make_pair_id(w[kept - 1], a), -1, wi);
-            change(make_pair_id(w[kept - 1], merged), +1, wi);
-          }
-          if (i + 2 < n) {
-            change(make_pair_id(b, w[i + 2]), -1, wi);
-            change(make_pair_id(merged, w[i + 2]), +1, wi);
-          }
-          w[kept++] = merged;
-          i += 2;
-        } else {
-          w[kept++] = w[i++];
-        }
+  void merge_until_full() {
+    out_.stop_reason = "reached vocab size";
+    while (vocab_.size() < options_.vocab_size) {
+      if (queue_.empty()) {
+        out_.stop_reason = "no pairs left to merge";
+        break;
       }
-      w.resize(kept);
-    }
-    queue.release(top.slot);
-
-    std::sort(formed.begin(), formed.end());
-    for (size_t i = 0; i < formed.size();) {
-      Pair p = formed[i].first;
-      std::vector<uint32_t> ws;
-      for (; i < formed.size() && formed[i].first == p; ++i)
-        if (ws.empty() || ws.back() != formed[i].second) ws.push_back(formed[i].second);
-      int64_t n = pair_count[p];
-      if (n > 0) queue.push(static_cast<uint64_t>(n), p, std::move(ws));
+      QueueEntry top = queue_.pop();
+      uint64_t current = static_cast<uint64_t>(std::max<int64_t>(0, pair_count_[top.pair]));
+      if (top.count != current) {
+        top.count = current;
+        queue_.push_entry(top);
+        continue;
+      }
+      if (top.count < 1 || top.count < options_.min_frequency) {
+        out_.stop_reason = "best pair count " + std::to_string(top.count) + " below min frequency";
+        break;
+      }
+      apply_merge(top);
     }
   }
+
+  void apply_merge(const QueueEntry& top) {
+    uint32_t a = pair_left(top.pair), b = pair_right(top.pair);
+    std::string_view right = vocab_[b];
+    if (!prefix_.empty() && right.substr(0, prefix_.size()) == prefix_) right.remove_prefix(prefix_.size());
+    uint32_t merged = add_token(vocab_[a] + std::string(right));
+    ++out_.merges;
+
+    formed_.clear();
+    for (uint32_t wi : queue_.words(top.slot)) merge_in_word(wi, a, b, merged);
+    queue_.release(top.slot);
+
+    std::sort(formed_.begin(), formed_.end());
+    for (size_t i = 0; i < formed_.size();) {
+      Pair p = formed_[i].first;
+      std::vector<uint32_t> ws;
+      for (; i < formed_.size() && formed_[i].first == p; ++i)
+        if (ws.empty() || ws.back() != formed_[i].second) ws.push_back(formed_[i].second);
+      int64_t n = pair_count_[p];
+      if (n > 0) queue_.push(static_cast<uint64_t>(n), p, std::move(ws));
+    }
+  }
+
+  // Left-to-right, non-overlapping, in place; the neighbour pairs that
+  // disappear or appear are reported exactly as tokenizers' Word::merge.
+  void merge_in_word(uint32_t wi, uint32_t a, uint32_t b, uint32_t merged) {
+    std::vector<uint32_t>& w = words_[wi];
+    size_t n = w.size(), kept = 0;
+    for (size_t i = 0; i < n;) {
+      if (i + 1 < n && w[i] == a && w[i + 1] == b) {
+        if (kept > 0) {
+          change(make_pair_id(w[kept - 1], a), -1, wi);
+          change(make_pair_id(w[kept - 1], merged), +1, wi);
+        }
+        if (i + 2 < n) {
+          change(make_pair_id(b, w[i + 2]), -1, wi);
+          change(make_pair_id(merged, w[i + 2]), +1, wi);
+        }
+        w[kept++] = merged;
+        i += 2;
+      } else {
+        w[kept++] = w[i++];
+      }
+    }
+    w.resize(kept);
+  }
+
+  void change(Pair p, int delta, uint32_t wi) {
+    pair_count_[p] += delta * static_cast<int64_t>(word_count_[wi]);
+    if (delta > 0 && (formed_.empty() || formed_.back() != std::make_pair(p, wi)))
+      formed_.emplace_back(p, wi);
+  }
+
+  const VocabTrainerOptions& options_;
+  const std::string& prefix_;
+  TrainedVocab& out_;
+  std::vector<std::string>& vocab_;  // out_.tokens
+  std::vector<const WordCount*> sorted_;
+  std::unordered_map<std::string, uint32_t> token_id_;
+  std::unordered_map<char32_t, uint32_t> first_id_;  // kept character -> its id
+  std::unordered_map<char32_t, uint32_t> cont_id_;   // kept character -> its "##" form's id
+  std::vector<std::vector<uint32_t>> words_;
+  std::vector<uint64_t> word_count_;
+  std::unordered_map<Pair, int64_t, PairHash> pair_count_;
+  MergeQueue queue_;
+  std::vector<std::pair<Pair, uint32_t>> formed_;  // (new pair, word) of this merge step
+};
+
+}  // namespace
+
+TrainedVocab train_wordpiece(const WordCounts& counts, const VocabTrainerOptions& options) {
+  TrainedVocab out;
+  WordPieceRun(counts, options, out).run();
   return out;
 }
 

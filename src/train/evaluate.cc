@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "io/checkpoint.h"
+#include "model/pretrained.h"
 #include "train/sampler.h"
 #include "util/paths.h"
 
@@ -50,7 +50,7 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
 }
 
 ModelFiles load_model_files(const fs::path& dir) {
-  io::PretrainedTensors pt = io::load_pretrained_tensors(dir);
+  model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   return {pt.config, std::move(pt.tensors)};
 }
 

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/safetensors.h"
+#include "util/tensor.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
 #include "train/batching.h"
@@ -33,7 +33,7 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
 // config.json + weights of an HF model directory (safetensors, pytorch_model.bin, sharded).
 struct ModelFiles {
   model::BertConfig config;
-  io::TensorMap tensors;
+  TensorMap tensors;
 };
 ModelFiles load_model_files(const std::filesystem::path& dir);
 

@@ -62,8 +62,8 @@ void AdamW::step(double lr, float grad_scale) {
   }
 }
 
-std::vector<io::TensorRef> AdamW::state_dict() const {
-  std::vector<io::TensorRef> out;
+std::vector<TensorRef> AdamW::state_dict() const {
+  std::vector<TensorRef> out;
   for (const auto& p : model_.param_info()) {
     out.push_back({"exp_avg." + p.name, p.shape, m_.data() + p.offset});
     out.push_back({"exp_avg_sq." + p.name, p.shape, v_.data() + p.offset});
@@ -71,7 +71,7 @@ std::vector<io::TensorRef> AdamW::state_dict() const {
   return out;
 }
 
-void AdamW::load_state_dict(const io::TensorMap& tensors, int64_t steps_done) {
+void AdamW::load_state_dict(const TensorMap& tensors, int64_t steps_done) {
   for (const auto& p : model_.param_info()) {
     for (auto [prefix, buf] : {std::pair{std::string("exp_avg."), &m_}, std::pair{std::string("exp_avg_sq."), &v_}}) {
       auto it = tensors.find(prefix + p.name);

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "util/tensor.h"
 #include "kernels/ops.h"
 
 namespace bertune::model {
@@ -48,8 +48,8 @@ class AdamW {
   int64_t steps_done() const { return step_; }
 
   // Checkpoint state: exp_avg.<name>, exp_avg_sq.<name> and a step count.
-  std::vector<io::TensorRef> state_dict() const;
-  void load_state_dict(const io::TensorMap& tensors, int64_t steps_done);
+  std::vector<TensorRef> state_dict() const;
+  void load_state_dict(const TensorMap& tensors, int64_t steps_done);
 
  private:
   struct Range {

@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "io/atomic_file.h"
-#include "io/checkpoint.h"
 #include "kernels/ops.h"
+#include "model/pretrained.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/sampler.h"
@@ -420,7 +420,7 @@ void Pretrainer::finish() {
     log_record(record);
   }
   result_.final_model_dir = fs::path(t.output_dir) / "final";
-  io::save_pretrained(result_.final_model_dir, p_.config, p_.model->state_dict(),
+  model::save_pretrained(result_.final_model_dir, p_.config, p_.model->state_dict(),
                       text::tokenizer_files(p_.tokenizer_dir));
   state_.save(fs::path(t.output_dir) / "trainer_state.json");
   std::fprintf(out_, "Saved the pretrained model (BertForMaskedLM) to %s\n", result_.final_model_dir.c_str());

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 #include "io/atomic_file.h"
-#include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "model/pretrained.h"
 #include "text/tokenizer.h"
 #include "train/sampler.h"
 #include "util/error.h"
@@ -263,7 +263,7 @@ void Trainer::finish() {
                            o.seed);
   }
   result_.final_model_dir = fs::path(o.output_dir) / "final";
-  io::save_pretrained(result_.final_model_dir, r_.config, model_.state_dict(), text::tokenizer_files(r_.tokenizer_dir));
+  model::save_pretrained(result_.final_model_dir, r_.config, model_.state_dict(), text::tokenizer_files(r_.tokenizer_dir));
   state_.save(fs::path(o.output_dir) / "trainer_state.json");
   std::fprintf(out_, "Saved the final model to %s\n", result_.final_model_dir.c_str());
 
