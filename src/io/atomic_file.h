@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "io/read_file.h"  // read_file, read_text_file (kept here for existing callers)
+
 namespace bertune::io {
 
 class AtomicFile {
@@ -31,6 +33,5 @@ class AtomicFile {
 
 void write_file_atomic(const std::filesystem::path& target, std::string_view contents);
 void fsync_directory(const std::filesystem::path& dir);
-std::string read_file(const std::filesystem::path& path);  // throws Error naming the path
 
 }  // namespace bertune::io
