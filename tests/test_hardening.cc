@@ -482,3 +482,19 @@ TEST(UnkRate, WarnsWhenMostTokensAreUnknown) {
   std::vector<std::string> fine(10, "good movie good movie");
   EXPECT_FALSE(text::unk_warning(text::unk_rate(tok, tok.encode_batch(fine)), "tok/").has_value());
 }
+
+// --samples past the end used to be accepted while the header claimed N rows.
+TEST(DataCliHardening, SamplesAndLabelsOutOfRange) {
+  const std::string good = data_fixture("good.tsv").string();
+  auto more = run_cli("data stats --no-tokens --samples 100 " + good);
+  EXPECT_EQ(more.status, 1) << more.output;
+  EXPECT_TRUE(contains(more.output, "--samples 100: " + good + " has only 5 rows")) << more.output;
+  auto negative = run_cli("data head --samples -5 " + good);
+  EXPECT_EQ(negative.status, 1) << negative.output;
+  EXPECT_TRUE(contains(negative.output, "--samples: must be positive (got -5)")) << negative.output;
+  auto labels = run_cli("data head --num-labels 0 " + good);
+  EXPECT_EQ(labels.status, 1) << labels.output;
+  EXPECT_TRUE(contains(labels.output, "--num-labels: must be positive")) << labels.output;
+  EXPECT_EQ(run_cli("data head -n -1 " + good).status, 1);
+  EXPECT_EQ(run_cli("data head --samples 5 " + good).status, 0);
+}
