@@ -498,3 +498,9 @@ TEST(DataCliHardening, SamplesAndLabelsOutOfRange) {
   EXPECT_EQ(run_cli("data head -n -1 " + good).status, 1);
   EXPECT_EQ(run_cli("data head --samples 5 " + good).status, 0);
 }
+
+TEST(InputFiles, BinaryFileIsNamedNotQuoted) {
+  auto e = error_of([] { data::read_dataset(BERTUNE_BINARY); });
+  EXPECT_TRUE(contains(e, ": binary data (a NUL byte at offset ")) << e;
+  EXPECT_EQ(e.find("ELF"), std::string::npos) << e;
+}

@@ -490,6 +490,11 @@ Dataset parse_dataset(std::string_view contents, const fs::path& path, const Rea
   Dataset d;
   d.source = path;
   std::string_view data = strip_bom(contents);
+  // A binary file (a model, an archive) would otherwise end in an error that
+  // quotes its bytes to the terminal.
+  if (const void* nul = std::memchr(data.data(), '\0', std::min<size_t>(data.size(), 8192)))
+    throw Error(path.string() + ": binary data (a NUL byte at offset " +
+                std::to_string(static_cast<const char*>(nul) - data.data()) + "), not a text table");
   // One row per line for TSV/JSONL (an upper bound for CSV): no regrowth.
   d.examples.reserve(static_cast<size_t>(std::count(data.begin(), data.end(), '\n')) + 1);
   RowSink sink(path, options, d);
