@@ -504,3 +504,25 @@ TEST(InputFiles, BinaryFileIsNamedNotQuoted) {
   EXPECT_TRUE(contains(e, ": binary data (a NUL byte at offset ")) << e;
   EXPECT_EQ(e.find("ELF"), std::string::npos) << e;
 }
+
+// ---------------------------------------------------------------- fuzz findings
+
+namespace {
+fs::path fuzz_fixture(const std::string& name) {
+  return fs::path(BERTUNE_SOURCE_DIR) / "tests" / "fixtures" / "fuzz" / name;
+}
+}  // namespace
+
+// fuzz_config: a number too large for a double made nlohmann throw out_of_range
+// (not parse_error), which escaped as "internal error" (exit 2).
+TEST(FuzzRegressions, ConfigNumberOverflowIsAnError) {
+  auto e = error_of([] { model::BertConfig::load(fuzz_fixture("config_number_overflow.json")); });
+  EXPECT_TRUE(contains(e, "config_number_overflow.json: not valid JSON (number overflow parsing '77777")) << e;
+  EXPECT_FALSE(contains(e, "[json.exception")) << e;
+  TempDir tmp("overflow");
+  fs::path opts = tmp.file("opts.json", R"({"learning_rate": 1e999})");
+  auto r = run_cli("train --config " + opts.string() + " --model-config x.json --output-dir " +
+                   (tmp.path / "out").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "opts.json: not valid JSON (number overflow parsing '1e999')")) << r.output;
+}

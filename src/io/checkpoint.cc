@@ -56,7 +56,7 @@ TensorMap read_sharded(const fs::path& index) {
   json j;
   try {
     j = json::parse(read_file(index));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw Error(where + ": not valid JSON (" + json_error_position(e) + ")");
   }
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())

@@ -211,7 +211,7 @@ BertConfig BertConfig::load(const fs::path& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw Error(file.string() + ": not valid JSON (" + io::json_error_position(e) + ")");
   }
   return from_json(j, file.string());

@@ -283,7 +283,7 @@ TrainOptions resolve_train_options(const RawOptions& raw, const Json& base) {
     Json j;
     try {
       j = Json::parse(io::read_file(raw.config_file));
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {
       throw Error(raw.config_file + ": not valid JSON (" + io::json_error_position(e) + ")");
     }
     apply_json(o, j, raw.config_file);
