@@ -178,6 +178,20 @@ TEST(ExitCodes, OutputPathUnderAFileIsAUserError) {
   EXPECT_FALSE(contains(ro.output, kNoInternal)) << ro.output;
 }
 
+namespace {
+// Whether /proc/PID/status shows SIGINT and SIGTERM blocked (SigBlk bit n-1).
+bool signals_blocked(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("SigBlk:", 0) == 0) {
+      unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      const unsigned long long want = (1ull << (SIGINT - 1)) | (1ull << (SIGTERM - 1));
+      return (mask & want) == want;
+    }
+  return false;
+}
+}  // namespace
+
 // SIGINT / SIGTERM: 130 / 143, whatever the command was doing (here: blocked
 // opening a FIFO that nobody writes).
 TEST(ExitCodes, SignalsExit130And143) {
@@ -194,7 +208,11 @@ TEST(ExitCodes, SignalsExit130And143) {
       ::execl(BERTUNE_BINARY, BERTUNE_BINARY, "data", "head", fifo.c_str(), static_cast<char*>(nullptr));
       ::_exit(99);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // past the exec and into open()
+    // Wait until bertune has installed its handling (both signals blocked in
+    // the main thread); slow starts (ASan, a loaded machine) must not race it.
+    for (int i = 0; i < 2000 && !signals_blocked(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(signals_blocked(pid)) << "bertune never blocked SIGINT/SIGTERM";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // into open()
     ::kill(pid, sig);
     int status = 0;
     ::waitpid(pid, &status, 0);
