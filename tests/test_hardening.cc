@@ -29,6 +29,7 @@
 #include "text/unk_rate.h"
 #include "text/vocab_trainer.h"
 #include "train/options.h"
+#include "train/state.h"
 #include "util/error.h"
 #include "util/limits.h"
 #include "util/paths.h"
@@ -543,4 +544,13 @@ TEST(FuzzRegressions, ConfigNumberOverflowIsAnError) {
                    (tmp.path / "out").string());
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "opts.json: not valid JSON (number overflow parsing '1e999')")) << r.output;
+}
+
+// fuzz_trainer_state: the same overflow in trainer_state.json (read on resume).
+TEST(FuzzRegressions, TrainerStateNumberOverflowIsAnError) {
+  auto e = error_of([] { train::TrainerState::load(fuzz_fixture("trainer_state_number_overflow.json")); });
+  EXPECT_TRUE(contains(e, "trainer_state_number_overflow.json: not valid JSON (number overflow parsing")) << e;
+  TempDir tmp("state_fields");
+  fs::path state = tmp.file("trainer_state.json", R"({"epoch": 1.0})");
+  EXPECT_EQ(error_of([&] { train::TrainerState::load(state); }), state.string() + ": key 'global_step' not found");
 }

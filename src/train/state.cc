@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -43,7 +44,7 @@ TrainerState TrainerState::from_json(const Json& j, const std::string& source) {
     if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
       s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
   } catch (const Json::exception& e) {
-    throw Error(source + ": " + e.what());
+    throw Error(source + ": " + io::json_error_position(e));  // no "[json.exception...]" prefix
   }
   return s;
 }
@@ -54,8 +55,8 @@ TrainerState TrainerState::load(const fs::path& file) {
   Json j;
   try {
     j = Json::parse(io::read_file(file));
-  } catch (const Json::parse_error& e) {
-    throw Error(file.string() + ": not valid JSON: " + e.what());
+  } catch (const Json::exception& e) {  // out_of_range too: a number overflowing a double
+    throw Error(file.string() + ": not valid JSON (" + io::json_error_position(e) + ")");
   }
   return from_json(j, file.string());
 }
