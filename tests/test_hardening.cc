@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "io/json_error.h"
+#include "io/safetensors.h"
 #include "kernels/ops.h"
 #include "model/config.h"
 #include "text/tokenizer.h"
@@ -553,4 +555,21 @@ TEST(FuzzRegressions, TrainerStateNumberOverflowIsAnError) {
   TempDir tmp("state_fields");
   fs::path state = tmp.file("trainer_state.json", R"({"epoch": 1.0})");
   EXPECT_EQ(error_of([&] { train::TrainerState::load(state); }), state.string() + ": key 'global_step' not found");
+}
+
+// A safetensors header may claim any shape; nothing is allocated from the
+// claim: it must match the bytes present.
+TEST(ResourceLimits, SafetensorsHugeShapeClaimIsRefused) {
+  TempDir tmp("st_huge");
+  auto file_with = [&](const std::string& header, size_t data_bytes) {
+    std::string bytes(8, '\0');
+    uint64_t n = header.size();
+    std::memcpy(bytes.data(), &n, 8);
+    return tmp.file("m.safetensors", bytes + header + std::string(data_bytes, '\0'));
+  };
+  auto huge = file_with(R"({"w":{"dtype":"F32","shape":[1000000000,1000000000],"data_offsets":[0,16]}})", 16);
+  auto e = error_of([&] { io::read_safetensors(huge); });
+  EXPECT_TRUE(contains(e, "tensor 'w': F32 [1000000000,1000000000] needs 4000000000000000000 bytes")) << e;
+  auto overflow = file_with(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})", 16);
+  EXPECT_TRUE(contains(error_of([&] { io::read_safetensors(overflow); }), "overflows"));
 }
