@@ -40,6 +40,9 @@ struct ReadFlags {
   }
 
   data::Dataset read() const {
+    if (num_labels < 1) throw Error("--num-labels: must be positive (got " + std::to_string(num_labels) + ")");
+    if (samples < -1 || samples == 0)
+      throw Error("--samples: must be positive (got " + std::to_string(samples) + ")");
     data::ReadOptions o;
     o.format = data::parse_format(format);
     o.text_column = text_column;
@@ -49,6 +52,11 @@ struct ReadFlags {
     std::filesystem::path path = file.empty() ? data::nsmc_path("train") : std::filesystem::path(file);
     data::Dataset d = data::read_dataset(path, o);
     if (!d.skipped.empty()) std::fprintf(stderr, "bertune: %s\n", data::describe_skipped(d).c_str());
+    // datasets' select(range(N)) raises IndexError past the end; so do we,
+    // rather than print a header claiming N rows.
+    if (samples > static_cast<int64_t>(d.size()))
+      throw Error("--samples " + std::to_string(samples) + ": " + path.string() + " has only " +
+                  std::to_string(d.size()) + " rows");
     if (samples >= 0) d = data::shuffle_select(d, data_seed, samples);
     return d;
   }
@@ -74,6 +82,7 @@ std::string display_text(const std::string& text, size_t max_chars) {
 }
 
 void run_head(const ReadFlags& flags, int rows, bool json) {
+  if (rows < 0) throw Error("--rows: must not be negative (got " + std::to_string(rows) + ")");
   data::Dataset d = flags.read();
   size_t n = std::min(d.size(), static_cast<size_t>(std::max(rows, 0)));
   if (json) {

@@ -35,22 +35,6 @@ bool is_table(const fs::path& p) {
   return ext == ".tsv" || ext == ".csv" || ext == ".jsonl" || ext == ".json";
 }
 
-// One text per line; a trailing CR (CRLF files) is not part of the text.
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::string all = io::read_file(path);
-  std::vector<std::string> lines;
-  size_t begin = 0;
-  while (begin < all.size()) {
-    size_t end = all.find('\n', begin);
-    if (end == std::string::npos) end = all.size();
-    size_t stop = end;
-    if (stop > begin && all[stop - 1] == '\r') --stop;
-    lines.emplace_back(all, begin, stop - begin);
-    begin = end + 1;
-  }
-  return lines;
-}
-
 void append_json_line(std::string& out, const text::Tokenizer& tok, const text::Encoding& e) {
   out += "{\"ids\": [";
   for (size_t i = 0; i < e.ids.size(); ++i) {
@@ -82,10 +66,11 @@ void run_tokenize(const TokenizeArgs& a) {
       o.label_column = "";  // labels are not needed to tokenize
       for (auto& ex : data::read_dataset(in, o).examples) texts.push_back(std::move(ex.text));
     } else {
-      texts = read_lines(in);
+      texts = data::read_text_lines(in);  // invalid UTF-8: Error naming FILE:LINE
     }
   } else {
     texts = a.texts;
+    for (size_t i = 0; i < texts.size(); ++i) data::require_utf8(texts[i], "text " + std::to_string(i + 1));
   }
   if (texts.empty() && a.input.empty()) throw Error("nothing to tokenize: give texts or --input FILE (see --help)");
 

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "train/presets.h"
 #include "util/error.h"
-#include "util/json_fields.h"
 
 namespace bertune::cli {
 using Json = nlohmann::json;
@@ -62,15 +61,7 @@ Json preset_base(const std::string& preset_name, const TrainFlags& flags, bool a
 train::TrainOptions resolve_train_flags(const TrainFlags& flags, const Json& base) {
   train::TrainOptions o;
   train::apply_options_json(o, base, "preset");
-  if (!flags.config_file.empty()) {
-    Json j;
-    try {
-      j = Json::parse(io::read_file(flags.config_file));
-    } catch (const Json::parse_error& e) {
-      throw json_syntax_error(flags.config_file, e);
-    }
-    train::apply_options_json(o, j, flags.config_file);
-  }
+  if (!flags.config_file.empty()) train::apply_options_json(o, io::read_json_file(flags.config_file), flags.config_file);
   for (const auto& [key, opt] : flags.cli) {
     if (!opt || opt->count() == 0) continue;
     train::find_train_option(key)->set(o, Json(flags.values.at(key)), train::option_flag(key));

@@ -16,6 +16,7 @@
 // - JSONL: one object per line; text and label are looked up by key; lines
 //   holding only whitespace are ignored. The label may be a JSON integer or a
 //   string holding one.
+// - A gzip file (magic bytes 1f 8b) is decompressed transparently.
 // - Every text field must be valid UTF-8; labels are integers in
 //   [0, num_labels). A bad row throws Error "FILE:LINE: problem", or with
 //   skip_bad_rows is left out and listed in Dataset::skipped (never dropped
@@ -37,7 +38,7 @@ struct Example {
 };
 
 struct ReadOptions {
-  Format format = Format::Auto;  // Auto: by extension (.csv, .jsonl/.json), else TSV
+  Format format = Format::Auto;  // Auto: by extension (.csv, .jsonl/.json, each also .gz), else TSV
   std::string text_column = "document";
   std::string label_column = "label";  // empty: unlabelled
   int num_labels = 2;                  // labels must lie in [0, num_labels); <= 0: only >= 0
@@ -59,6 +60,10 @@ struct Dataset {
 // Throws Error "FILE:LINE: problem" on the first bad row unless skip_bad_rows.
 Dataset read_dataset(const std::filesystem::path& path, const ReadOptions& options = {});
 
+// The same on bytes already in memory (decompressed); `path` names the
+// source in errors and picks the format when options.format is Auto.
+Dataset parse_dataset(std::string_view contents, const std::filesystem::path& path, const ReadOptions& options = {});
+
 // "auto" | "tsv" | "csv" | "jsonl" (also "json"); throws Error otherwise.
 Format parse_format(std::string_view name);
 // The format read_dataset will use for this path and option.
@@ -68,6 +73,16 @@ const char* format_name(Format format);
 // "skipped 3 bad rows of FILE: line 7: ..., line 9: ..." listing at most
 // max_listed; empty when nothing was skipped. For logs and the CLI.
 std::string describe_skipped(const Dataset& d, size_t max_listed = 5);
+
+// One text per line (predict --input, tokenize --input): LF or CRLF, a
+// trailing newline ends the last line, gzip read transparently. Each line
+// must be valid UTF-8: Error "FILE:LINE: invalid UTF-8 at byte N" otherwise
+// (Hugging Face's tokenizers take Python str, which cannot hold invalid
+// UTF-8; dropping the bytes would silently glue words together).
+std::vector<std::string> read_text_lines(const std::filesystem::path& path);
+// Throws Error "<where>: invalid UTF-8 at byte N" unless `text` is valid
+// UTF-8; for command-line texts (where = "text 2").
+void require_utf8(std::string_view text, const std::string& where);
 
 // Byte offset of the first invalid UTF-8 sequence (overlong forms,
 // surrogates and code points past U+10FFFF are invalid), or npos.

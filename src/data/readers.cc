@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "io/read_file.h"
 #include "util/error.h"
 
 namespace bertune::data {
@@ -71,6 +72,31 @@ size_t count_code_points(std::string_view s) {
   return count;
 }
 
+void require_utf8(std::string_view text, const std::string& where) {
+  if (size_t at = find_invalid_utf8(text); at != std::string_view::npos)
+    throw Error(where + ": invalid UTF-8 at byte " + std::to_string(at) +
+                " (convert the text to UTF-8, e.g. iconv -f cp949 -t utf-8)");
+}
+
+std::vector<std::string> read_text_lines(const fs::path& path) {
+  std::string all = io::read_text_file(path);
+  std::vector<std::string> lines;
+  size_t begin = 0;
+  int64_t number = 0;
+  while (begin < all.size()) {
+    size_t end = all.find('\n', begin);
+    if (end == std::string::npos) end = all.size();
+    size_t stop = end;
+    if (stop > begin && all[stop - 1] == '\r') --stop;
+    ++number;
+    std::string_view line(all.data() + begin, stop - begin);
+    require_utf8(line, path.string() + ":" + std::to_string(number));
+    lines.emplace_back(line);
+    begin = end + 1;
+  }
+  return lines;
+}
+
 Format parse_format(std::string_view name) {
   if (name == "auto") return Format::Auto;
   if (name == "tsv") return Format::Tsv;
@@ -91,7 +117,9 @@ const char* format_name(Format format) {
 
 Format resolve_format(const fs::path& path, Format format) {
   if (format != Format::Auto) return format;
+  // "reviews.csv.gz": the format is that of the name without .gz (read_text_file decompresses).
   std::string ext = path.extension().string();
+  if (ext == ".gz" || ext == ".GZ") ext = path.stem().extension().string();
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (ext == ".csv") return Format::Csv;
   if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return Format::Jsonl;
@@ -109,31 +137,6 @@ std::string describe_skipped(const Dataset& d, size_t max_listed) {
 }
 
 namespace {
-
-std::string read_whole_file(const fs::path& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
-  std::string data;
-  if (std::fseek(f, 0, SEEK_END) == 0) {
-    long size = std::ftell(f);
-    if (size > 0) data.resize(static_cast<size_t>(size));
-    std::rewind(f);
-  }
-  // Straight into the buffer; the loop also copes with files that grow or
-  // report no size (pipes).
-  size_t filled = 0, got;
-  for (;;) {
-    if (filled == data.size()) data.resize(std::max<size_t>(data.size() * 2, 1 << 16));
-    got = std::fread(data.data() + filled, 1, data.size() - filled, f);
-    if (got == 0) break;
-    filled += got;
-  }
-  data.resize(filled);
-  bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) throw Error("cannot read " + path.string());
-  return data;
-}
 
 // Python's int() accepts surrounding whitespace and a sign; so do we.
 bool parse_int(std::string_view s, int64_t& out) {
@@ -230,7 +233,8 @@ ColumnIndex locate_columns(const std::vector<std::string>& header, RowSink& sink
     for (size_t i = 0; i < header.size(); ++i)
       if (header[i] == name) return i;
     std::string found;
-    for (size_t i = 0; i < header.size(); ++i) found += (i ? ", " : "") + ("'" + header[i] + "'");
+    for (size_t i = 0; i < header.size() && i < 20; ++i) found += (i ? ", " : "") + ("'" + shorten(header[i]) + "'");
+    if (header.size() > 20) found += ", ... (" + std::to_string(header.size()) + " columns)";
     sink.fatal(line, "no column '" + name + "' in the header (columns: " + found + ")");
   };
   ColumnIndex c;
@@ -434,9 +438,10 @@ void read_jsonl(std::string_view data, RowSink& sink) {
       row = json::parse(line);
     } catch (const json::exception& e) {
       // nlohmann's message starts "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
+      // nlohmann quotes what it last read, which can be the whole line: cut it.
       std::string what = e.what();
       if (size_t colon = what.find("column"); colon != std::string::npos) what = what.substr(colon);
-      sink.bad(n, "bad JSON (" + what + ")");
+      sink.bad(n, "bad JSON (" + quote_excerpt(what, 160) + ")");
       continue;
     }
     if (!row.is_object()) {
@@ -464,7 +469,7 @@ void read_jsonl(std::string_view data, RowSink& sink) {
       } else if (l->is_string()) {
         if (!sink.check_label_text(n, l->get_ref<const std::string&>(), label)) continue;
       } else {
-        sink.bad(n, "label " + shorten(l->dump()) + " in key '" + opt.label_column + "' is not an integer");
+        sink.bad(n, "label " + shorten(l->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) + " in key '" + opt.label_column + "' is not an integer");
         continue;
       }
     }
@@ -476,10 +481,20 @@ void read_jsonl(std::string_view data, RowSink& sink) {
 
 Dataset read_dataset(const fs::path& path, const ReadOptions& options) {
   if (options.text_column.empty()) throw Error("no text column given for " + path.string());
+  std::string contents = io::read_text_file(path);  // .gz transparently; a directory is an Error
+  return parse_dataset(contents, path, options);
+}
+
+Dataset parse_dataset(std::string_view contents, const fs::path& path, const ReadOptions& options) {
+  if (options.text_column.empty()) throw Error("no text column given for " + path.string());
   Dataset d;
   d.source = path;
-  std::string contents = read_whole_file(path);
   std::string_view data = strip_bom(contents);
+  // A binary file (a model, an archive) would otherwise end in an error that
+  // quotes its bytes to the terminal.
+  if (const void* nul = std::memchr(data.data(), '\0', std::min<size_t>(data.size(), 8192)))
+    throw Error(path.string() + ": binary data (a NUL byte at offset " +
+                std::to_string(static_cast<const char*>(nul) - data.data()) + "), not a text table");
   // One row per line for TSV/JSONL (an upper bound for CSV): no regrowth.
   d.examples.reserve(static_cast<size_t>(std::count(data.begin(), data.end(), '\n')) + 1);
   RowSink sink(path, options, d);

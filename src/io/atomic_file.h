@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "io/read_file.h"  // read_file, read_text_file (kept here for existing callers)
+
 namespace bertune::io {
 
 class AtomicFile {
@@ -32,7 +34,6 @@ class AtomicFile {
 
 void write_file_atomic(const std::filesystem::path& target, std::string_view contents);
 void fsync_directory(const std::filesystem::path& dir);
-std::string read_file(const std::filesystem::path& path);  // throws Error naming the path
 
 // Puts the complete, fsync'ed directory `staged` in place of `target`: renamed there when
 // `target` does not exist, else swapped with it in one atomic renameat2(RENAME_EXCHANGE) and

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "io/torch_pickle.h"
 #include "util/error.h"
 
@@ -43,8 +44,8 @@ TensorMap read_sharded(const fs::path& index) {
   json j;
   try {
     j = json::parse(read_file(index));
-  } catch (const json::parse_error& e) {
-    throw Error(where + ": invalid JSON: " + e.what());
+  } catch (const json::exception& e) {
+    throw Error(where + ": not valid JSON (" + json_error_position(e) + ")");
   }
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error(where + ": no 'weight_map' object");

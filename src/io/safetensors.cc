@@ -15,6 +15,7 @@
 
 #include "io/atomic_file.h"
 #include "io/half.h"
+#include "io/json_error.h"
 #include "util/error.h"
 
 namespace bertune::io {
@@ -219,7 +220,7 @@ TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::stri
     const char* text = reinterpret_cast<const char*>(file.data() + 8);
     header = json::parse(text, text + header_len, on_key);
   } catch (const json::exception& e) {
-    throw Error(where + ": header is not valid JSON: " + e.what());
+    throw Error(where + ": header is not valid JSON (" + json_error_position(e) + ")");
   }
   if (!duplicate.empty()) throw Error(where + ": tensor '" + duplicate + "' appears twice");
   if (!header.is_object()) throw Error(where + ": header is not a JSON object");

@@ -1,6 +1,11 @@
 #include "model/config.h"
 
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "util/error.h"
 
 namespace bertune::model {
@@ -9,18 +14,93 @@ using nlohmann::json;
 
 namespace {
 
-template <typename T>
-void take(json& j, const char* key, T& out, const std::string& source) {
+// Every field is checked for its JSON type by hand: nlohmann's get<int>()
+// turns 1.5 into 1 and 2147483648 into a negative number without a word.
+std::string shown(const json& v) { return quote_excerpt(v.dump(-1, ' ', false, json::error_handler_t::replace), 60); }
+
+void take(json& j, const char* key, int& out, const std::string& source) {
   auto it = j.find(key);
   if (it == j.end()) return;
   if (!it->is_null()) {
-    try {
-      out = it->get<T>();
-    } catch (const json::exception&) {
-      throw Error(source + ": field '" + key + "' has the wrong type (" + it->dump() + ")");
+    if (!it->is_number_integer()) {
+      if (it->is_number())
+        throw Error(source + ": field '" + key + "' is " + shown(*it) + ", not an integer");
+      throw Error(source + ": field '" + key + "' must be an integer (found " + shown(*it) + ")");
+    }
+    const bool too_big = it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(INT32_MAX)
+                                                   : it->get<int64_t>() > INT32_MAX || it->get<int64_t>() < INT32_MIN;
+    if (too_big)
+      throw Error(source + ": field '" + key + "' is " + shown(*it) + ", outside the 32-bit range [" +
+                  std::to_string(INT32_MIN) + ", " + std::to_string(INT32_MAX) + "]");
+    out = static_cast<int>(it->get<int64_t>());
+  }
+  j.erase(it);
+}
+
+void take(json& j, const char* key, float& out, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_null()) {
+    if (!it->is_number()) throw Error(source + ": field '" + key + "' must be a number (found " + shown(*it) + ")");
+    out = it->get<float>();
+  }
+  j.erase(it);
+}
+
+void take(json& j, const char* key, std::string& out, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_null()) {
+    if (!it->is_string()) throw Error(source + ": field '" + key + "' must be a string (found " + shown(*it) + ")");
+    out = it->get<std::string>();
+  }
+  j.erase(it);
+}
+
+void take(json& j, const char* key, std::vector<std::string>& out, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_null()) {
+    if (!it->is_array()) throw Error(source + ": field '" + key + "' must be a list of strings (found " + shown(*it) + ")");
+    out.clear();
+    for (const auto& v : *it) {
+      if (!v.is_string()) throw Error(source + ": field '" + key + "' holds " + shown(v) + ", not a string");
+      out.push_back(v.get<std::string>());
     }
   }
   j.erase(it);
+}
+
+void require_positive(int value, const char* key, const std::string& source) {
+  if (value <= 0) throw Error(source + ": field '" + std::string(key) + "' is " + std::to_string(value) + "; it must be positive");
+}
+
+void require_probability(float p, const char* key, const std::string& source) {
+  if (!(p >= 0.f && p < 1.f))
+    throw Error(source + ": field '" + std::string(key) + "' is " + std::to_string(p) + "; a dropout probability must lie in [0, 1)");
+}
+
+// Refuses shapes that could not be allocated (or that overflow the kernels'
+// 32-bit element counts) before anything is allocated.
+void check_size_limits(const BertConfig& c, const std::string& source) {
+  auto matrix = [&](const char* a, long long rows, const char* b, long long cols) {
+    if (rows * cols > INT32_MAX)
+      throw Error(source + ": " + a + " x " + b + " = " + std::to_string(rows) + " x " + std::to_string(cols) +
+                  " = " + std::to_string(rows * cols) + " weights in one matrix, more than the limit " +
+                  std::to_string(INT32_MAX));
+  };
+  matrix("vocab_size", c.vocab_size, "hidden_size", c.hidden_size);
+  matrix("intermediate_size", c.intermediate_size, "hidden_size", c.hidden_size);
+  matrix("max_position_embeddings", c.max_position_embeddings, "hidden_size", c.hidden_size);
+  matrix("hidden_size", c.hidden_size, "hidden_size", c.hidden_size);
+  const long long params = c.non_embedding_parameters() +
+                           (static_cast<long long>(c.vocab_size) + c.max_position_embeddings + c.type_vocab_size) *
+                               c.hidden_size;
+  const uint64_t bytes = static_cast<uint64_t>(params) * 4, memory = io::physical_memory_bytes();
+  if (memory && bytes > memory)
+    throw Error(source + ": the model would have " + std::to_string(params) + " parameters (" +
+                std::to_string(bytes >> 20) + " MiB of float32 weights), more than this machine's memory (" +
+                std::to_string(memory >> 20) + " MiB)");
 }
 
 }  // namespace
@@ -58,31 +138,65 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
   take(j, "pad_token_id", c.pad_token_id, source);
   take(j, "classifier_dropout", c.classifier_dropout, source);
   take(j, "architectures", c.architectures, source);
+  if (auto mt = j.find("model_type"); mt != j.end()) {
+    if (!mt->is_string() || *mt != "bert")
+      throw Error(source + ": model_type " + shown(*mt) + " is not supported (only \"bert\")");
+    j.erase(mt);  // to_json writes it back
+  }
   if (auto it = j.find("id2label"); it != j.end()) {
     if (!it->is_object()) throw Error(source + ": field 'id2label' must be an object");
+    if (it->empty()) throw Error(source + ": field 'id2label' is empty; a classifier needs at least one label");
     for (auto& [k, v] : it->items()) {
+      size_t used = 0;
+      int id = -1;
       try {
-        c.id2label[std::stoi(k)] = v.get<std::string>();
-      } catch (...) {
-        throw Error(source + ": id2label entry '" + k + "' is not <int>: <string>");
+        id = std::stoi(k, &used);
+      } catch (const std::exception&) {
       }
+      if (used != k.size() || id < 0 || !v.is_string())
+        throw Error(source + ": id2label entry '" + quote_excerpt(k, 40) + "' is not \"<int >= 0>\": \"<name>\"");
+      c.id2label[id] = v.get<std::string>();
     }
+    const int n = static_cast<int>(c.id2label.size());
+    if (c.id2label.rbegin()->first != n - 1)
+      throw Error(source + ": id2label must number its labels 0.." + std::to_string(n - 1));
     j.erase(it);
     j.erase("label2id");
-  } else if (auto n = j.find("num_labels"); n != j.end() && n->is_number_integer()) {
-    c.set_num_labels(n->get<int>());
+  } else if (j.contains("num_labels")) {
+    int n = 0;
+    take(j, "num_labels", n, source);
+    if (n <= 0 || n > 1000000)
+      throw Error(source + ": field 'num_labels' is " + std::to_string(n) + "; it must lie in [1, 1000000]");
+    c.set_num_labels(n);
   }
   j.erase("num_labels");
 
   if (c.hidden_act != "gelu")
     throw Error(source + ": hidden_act '" + c.hidden_act + "' is not supported (only 'gelu')");
-  if (c.hidden_size <= 0 || c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads)
+  require_positive(c.vocab_size, "vocab_size", source);
+  require_positive(c.hidden_size, "hidden_size", source);
+  require_positive(c.num_attention_heads, "num_attention_heads", source);
+  require_positive(c.intermediate_size, "intermediate_size", source);
+  require_positive(c.max_position_embeddings, "max_position_embeddings", source);
+  require_positive(c.type_vocab_size, "type_vocab_size", source);
+  if (c.num_hidden_layers < 0)
+    throw Error(source + ": field 'num_hidden_layers' is " + std::to_string(c.num_hidden_layers) + "; it must be >= 0");
+  if (c.hidden_size % c.num_attention_heads)
     throw Error(source + ": hidden_size " + std::to_string(c.hidden_size) +
                 " is not a positive multiple of num_attention_heads " +
                 std::to_string(c.num_attention_heads));
-  if (c.vocab_size <= 0 || c.num_hidden_layers < 0 || c.intermediate_size <= 0 ||
-      c.max_position_embeddings <= 0 || c.type_vocab_size <= 0)
-    throw Error(source + ": sizes must be positive");
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw Error(source + ": field 'pad_token_id' is " + std::to_string(c.pad_token_id) + ", outside [0, vocab_size " +
+                std::to_string(c.vocab_size) + ")");
+  if (!(c.layer_norm_eps > 0.f) || !std::isfinite(c.layer_norm_eps))
+    throw Error(source + ": field 'layer_norm_eps' is " + std::to_string(c.layer_norm_eps) +
+                "; it must be a positive number (every LayerNorm would divide by zero or a negative)");
+  if (!(c.initializer_range >= 0.f) || !std::isfinite(c.initializer_range))
+    throw Error(source + ": field 'initializer_range' is " + std::to_string(c.initializer_range) + "; it must be >= 0");
+  require_probability(c.hidden_dropout_prob, "hidden_dropout_prob", source);
+  require_probability(c.attention_probs_dropout_prob, "attention_probs_dropout_prob", source);
+  if (c.classifier_dropout >= 0.f) require_probability(c.classifier_dropout, "classifier_dropout", source);
+  check_size_limits(c, source);
   if (auto pe = j.find("position_embedding_type");
       pe != j.end() && pe->is_string() && *pe != "absolute")
     throw Error(source + ": position_embedding_type '" + pe->get<std::string>() +
@@ -93,12 +207,12 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
 
 BertConfig BertConfig::load(const fs::path& path) {
   fs::path file = fs::is_directory(path) ? path / "config.json" : path;
-  std::string text = io::read_file(file);
+  std::string text = io::read_text_file(file);  // a directory without config.json: "cannot read DIR/config.json"
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(file.string() + ": invalid JSON: " + e.what());
+  } catch (const json::exception& e) {
+    throw Error(file.string() + ": not valid JSON (" + io::json_error_position(e) + ")");
   }
   return from_json(j, file.string());
 }

@@ -8,8 +8,10 @@
 #include <utility>
 
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "text/unicode.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace bertune::text {
 namespace fs = std::filesystem;
@@ -158,14 +160,7 @@ void basic_tokenize(std::string_view text, const WordTransform& transform, const
   finish_word();
 }
 
-json read_json(const fs::path& path) {
-  std::string text = io::read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(path.string() + ": not valid JSON: " + e.what());
-  }
-}
+json read_json(const fs::path& path) { return io::read_json_file(path); }
 
 bool json_bool(const json& j, const char* key, bool fallback, const fs::path& path) {
   auto it = j.find(key);
@@ -451,7 +446,7 @@ Tokenizer Tokenizer::from_vocab(std::vector<std::string> vocab, BasicTokenizerOp
 Tokenizer Tokenizer::load_vocab_txt(const fs::path& dir) {
   const fs::path vocab_file = dir / "vocab.txt";
   if (!fs::exists(vocab_file)) throw Error("missing tokenizer file " + vocab_file.string());
-  std::string text = io::read_file(vocab_file);
+  std::string text = io::read_text_file(vocab_file);  // a directory named vocab.txt: Error
   // load_vocab: one token per line (Python's universal newlines), id = line number.
   std::vector<std::string> vocab;
   size_t begin = 0;
@@ -597,7 +592,7 @@ std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& te
                                               const EncodeOptions& options, int threads) const {
   check_options(options);  // before the parallel region: nothing may throw inside it
   std::vector<Encoding> out(texts.size());
-  const int n_threads = threads > 0 ? threads : omp_get_max_threads();
+  const int n_threads = threads > 0 ? util::checked_thread_count(threads) : omp_get_max_threads();
   const auto n = static_cast<int64_t>(texts.size());
 #pragma omp parallel for schedule(dynamic, 256) num_threads(n_threads)
   for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = encode(texts[static_cast<size_t>(i)], options);

@@ -1,4 +1,5 @@
 #include "text/vocab_trainer.h"
+#include "util/threads.h"
 
 #include <zlib.h>
 
@@ -159,7 +160,7 @@ void add_word_counts(WordCounts& into, const WordCounts& from) {
 }
 
 WordCounts count_words(std::string_view text, const WordSplitter& split, int threads) {
-  threads = std::max(1, threads);
+  threads = util::checked_thread_count(std::max(1, threads));
   // Contiguous byte ranges that start at line starts; each thread counts its
   // own range into its own map, and the maps are summed (order-free).
   std::vector<size_t> bounds{0};

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "io/safetensors.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
@@ -142,12 +143,7 @@ void check_consistent(const fs::path& dir, const TrainerState& state, const RunS
 
 ResumePoint read_checkpoint(const fs::path& dir, const Json& fingerprint, int64_t steps_per_epoch,
                             model::BertModel& model, AdamW& optimizer, uint64_t seed) {
-  Json extra;
-  try {
-    extra = Json::parse(io::read_file(dir / "bertune_state.json"));
-  } catch (const Json::parse_error& e) {
-    throw json_syntax_error((dir / "bertune_state.json").string(), e);
-  }
+  const Json extra = io::read_json_file(dir / "bertune_state.json");
   if (!extra.is_object()) throw Error((dir / "bertune_state.json").string() + ": expected a JSON object");
   if (extra.value("fingerprint", Json()) != fingerprint)
     throw Error("--resume-from-checkpoint " + dir.string() + " was made with " +

@@ -4,10 +4,13 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "util/enum_names.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace bertune::train {
 namespace {
@@ -26,10 +29,21 @@ void convert(const Json& v, std::string& out, const std::string& where) {
 template <typename Int>
   requires std::is_integral_v<Int>
 void convert(const Json& v, Int& out, const std::string& where) {
-  if (v.is_number_integer() || v.is_number_unsigned()) {
-    out = v.get<Int>();
+  // nlohmann's get<Int>() wraps 2147483648 to a negative int: check the range first.
+  auto out_of_range = [&] {
+    return Error(where + ": " + describe(v) + " is out of range [" + std::to_string(std::numeric_limits<Int>::min()) +
+                 ", " + std::to_string(std::numeric_limits<Int>::max()) + "]");
+  };
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<Int>::max())) throw out_of_range();
+    out = static_cast<Int>(v.get<uint64_t>());
+    return;
+  }
+  if (v.is_number_integer()) {
     if constexpr (std::is_unsigned_v<Int>)
-      if (v.is_number_integer() && v.get<int64_t>() < 0) throw Error(where + ": " + v.dump() + " is negative");
+      if (v.get<int64_t>() < 0) throw Error(where + ": " + v.dump() + " is negative");
+    if (!std::in_range<Int>(v.get<int64_t>())) throw out_of_range();
+    out = static_cast<Int>(v.get<int64_t>());
     return;
   }
   if (v.is_string()) {
@@ -37,6 +51,7 @@ void convert(const Json& v, Int& out, const std::string& where) {
     Int x{};
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
     if (ec == std::errc() && p == s.data() + s.size() && !s.empty()) { out = x; return; }
+    if (ec == std::errc::result_out_of_range && p == s.data() + s.size()) throw out_of_range();
   }
   throw Error(where + ": " + describe(v) + " is not an integer");
 }
@@ -240,13 +255,20 @@ void validate(TrainOptions& o) {
   if (o.eval_steps == -1) o.eval_steps = o.logging_steps;  // HF: eval_steps defaults to logging_steps
   if (o.eval_strategy == Strategy::Steps && o.eval_steps < 1) fail("--eval-steps: must be positive");
   if (o.save_strategy == Strategy::Steps && o.save_steps < 1) fail("--save-steps: must be positive");
-  if (o.train_samples == 0) fail("--train-samples: must be positive (or -1 for all)");
-  if (o.eval_samples == 0) fail("--eval-samples: must be positive (or -1 for all)");
+  if (o.train_samples == 0 || o.train_samples < -1) fail("--train-samples: must be positive (or -1 for all)");
+  if (o.eval_samples == 0 || o.eval_samples < -1) fail("--eval-samples: must be positive (or -1 for all)");
   if (o.validation_split < 0) fail("--validation-split: must not be negative");
   if (o.validation_split > 0 && !o.eval_file.empty())
     fail("--validation-split carves the eval set from the training data; do not also give --eval-file");
-  if (o.hidden_dropout > 1 || o.attention_dropout > 1) fail("--hidden-dropout/--attention-dropout: must lie in [0, 1]");
+  // < 0 means "from the model config"; 1 would zero every activation (torch accepts it, training cannot).
+  if (o.hidden_dropout >= 1) fail("--hidden-dropout: must lie in [0, 1)");
+  if (o.attention_dropout >= 1) fail("--attention-dropout: must lie in [0, 1)");
+  // torch.optim.AdamW's checks: 0 <= beta < 1, 0 <= eps.
+  if (!(o.adam_beta1 >= 0 && o.adam_beta1 < 1)) fail("--adam-beta1: must lie in [0, 1)");
+  if (!(o.adam_beta2 >= 0 && o.adam_beta2 < 1)) fail("--adam-beta2: must lie in [0, 1)");
+  if (!(o.adam_epsilon >= 0)) fail("--adam-epsilon: must not be negative");
   if (o.threads < 0) fail("--threads: must not be negative");
+  if (o.threads > util::kMaxThreads) util::checked_thread_count(o.threads);  // throws: libgomp crashes on 100000
   if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
   if (o.early_stopping_threshold < 0) fail("--early-stopping-threshold: must not be negative");
   if (o.load_best_model_at_end) {

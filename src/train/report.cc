@@ -140,7 +140,7 @@ std::vector<Json> JsonlLog::read(const fs::path& path) {
     if (line.empty()) continue;
     try {
       out.push_back(Json::parse(line));
-    } catch (const Json::parse_error&) {
+    } catch (const Json::exception&) {
       break;  // a line torn by a kill: nothing after it is trusted
     }
   }

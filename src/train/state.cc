@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "util/error.h"
 #include "util/json_fields.h"
 
@@ -48,15 +49,7 @@ TrainerState TrainerState::from_json(const Json& j, const std::string& source) {
 
 void TrainerState::save(const fs::path& file) const { io::write_file_atomic(file, to_json().dump(2) + "\n"); }
 
-TrainerState TrainerState::load(const fs::path& file) {
-  Json j;
-  try {
-    j = Json::parse(io::read_file(file));
-  } catch (const Json::parse_error& e) {
-    throw json_syntax_error(file.string(), e);
-  }
-  return from_json(j, file.string());
-}
+TrainerState TrainerState::load(const fs::path& file) { return from_json(io::read_json_file(file), file.string()); }
 
 bool EarlyStopping::on_evaluate(double metric, const std::optional<double>& best_metric, bool greater_is_better) {
   if (patience <= 0) return false;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
+#include "util/threads.h"
 
 namespace bertune::kernels::cpu {
 namespace {
@@ -76,7 +77,7 @@ Blas& blas() {
 }  // namespace
 
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  n = n <= 0 ? omp_get_num_procs() : util::checked_thread_count(n);  // 100,000 would crash libgomp
   omp_set_num_threads(n);
   if (blas().set_threads) blas().set_threads(n);
 }

@@ -1,0 +1,38 @@
+#pragma once
+// Reading the user's input files, with clear errors for the usual mistakes:
+// a path that does not exist, a directory where a file belongs, a file larger
+// than memory, a gzip file handed to a text reader. Every reader of
+// user-supplied files goes through here (data readers, tokenizer files,
+// config.json, checkpoints' JSON, tokenize --input, predict --input).
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace bertune::io {
+
+// Throws Error unless `path` names something readable as a file (a regular
+// file, or a pipe / device such as <(zcat x)): "FILE: no such file",
+// "FILE is a directory; expected a file" (`what` names the role, e.g.
+// "--train-file", "vocab.txt"; empty: "a file").
+void require_readable_file(const std::filesystem::path& path, std::string_view what = {});
+
+// The whole file, as bytes. Errors as require_readable_file, plus a file
+// larger than physical memory is refused with both sizes before allocating.
+std::string read_file(const std::filesystem::path& path);
+
+// The whole file as text: like read_file, but a gzip file (detected by its
+// magic bytes 1f 8b, whatever its name) is decompressed transparently, as
+// users keep gzipped corpora. A corrupt or truncated gzip stream is an Error
+// naming the file; decompressed output larger than memory is refused.
+std::string read_text_file(const std::filesystem::path& path);
+
+bool is_gzip(std::string_view bytes);
+// Decompresses a whole gzip stream (concatenated members too); `source` only
+// names the input in errors.
+std::string gunzip(std::string_view bytes, const std::filesystem::path& source);
+
+// Physical memory in bytes (the limit above); 0 when unknown.
+uint64_t physical_memory_bytes();
+
+}  // namespace bertune::io

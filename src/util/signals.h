@@ -1,0 +1,54 @@
+#pragma once
+// SIGINT / SIGTERM handling: temporary outputs are removed on the way out and
+// the process exits 130 (SIGINT) or 143 (SIGTERM).
+//
+// install_signal_handlers() (main(), before any thread starts) blocks both
+// signals in every thread and starts one watcher thread that sigwait()s for
+// them, so the reaction runs in normal context (it may allocate and remove
+// directories), not in an async signal handler:
+//  - while a StopAtSafePoint scope is alive (a training loop that can stop
+//    cleanly), the first signal only sets a flag; the loop calls
+//    throw_if_stop_requested() between steps, which throws Interrupted, and
+//    RAII (TempPathGuard) cleans up during unwinding. A second signal ends
+//    the process at once as below.
+//  - otherwise every path held by a live TempPathGuard is removed
+//    (recursively), "interrupted: removed ..." goes to stderr, and the
+//    process _exit()s with 128 + signal.
+#include <filesystem>
+
+namespace bertune::util {
+
+void install_signal_handlers();
+
+// A temporary file or directory (e.g. checkpoint-N.tmp-PID) that must not
+// outlive the process: removed by the destructor unless release() ran (after
+// the rename that publishes it), and by the watcher when a signal ends the
+// process. Registering is cheap (a mutex and a list).
+class TempPathGuard {
+ public:
+  explicit TempPathGuard(std::filesystem::path path);
+  ~TempPathGuard();  // removes the path (recursively) unless released
+  TempPathGuard(const TempPathGuard&) = delete;
+  TempPathGuard& operator=(const TempPathGuard&) = delete;
+  void release();  // the path was published (renamed away): keep whatever is there
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  bool released_ = false;
+};
+
+// While alive, the first SIGINT/SIGTERM is left to the code that polls
+// throw_if_stop_requested(). Nestable.
+class StopAtSafePoint {
+ public:
+  StopAtSafePoint();
+  ~StopAtSafePoint();
+  StopAtSafePoint(const StopAtSafePoint&) = delete;
+  StopAtSafePoint& operator=(const StopAtSafePoint&) = delete;
+};
+
+int stop_signal();                 // the pending signal number, 0 when none
+void throw_if_stop_requested();    // throws Interrupted("interrupted by SIGINT ...", sig)
+
+}  // namespace bertune::util
