@@ -12,5 +12,6 @@ void add_bench_commands(CLI::App& app);     // bench tokenize|train|gemm
 void add_run_command(CLI::App& app);        // run: the main job on built-in defaults
 void add_checkpoint_commands(CLI::App& app);  // checkpoint inspect|convert
 void add_train_commands(CLI::App& app);     // train, eval, predict, compare
+void add_serve_command(CLI::App& app);      // serve
 
 }  // namespace bertune::cli

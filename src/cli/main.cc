@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   bertune::cli::add_vocab_commands(app);
   bertune::cli::add_bench_commands(app);
   bertune::cli::add_checkpoint_commands(app);
+  bertune::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
