@@ -326,7 +326,7 @@ TEST_F(ServeTest, ConcurrentAnswersEqualPredictBitwiseWithTheBuiltinGemm) {
 // SIGTERM while requests wait in the batch window: they are answered, then exit 0 and
 // the port is closed.
 TEST_F(ServeTest, SigtermFinishesInFlightRequestsThenExitsZero) {
-  ServerProcess server(model, dir / "serve_term.log", {"--max-batch", "64", "--max-wait-ms", "1500"});
+  ServerProcess server(model, dir / "serve_term.log", {"--max-batch", "64", "--max-wait-ms", "3000"});
   const int port = server.port;
   std::atomic<int> ok{0};
   std::vector<std::thread> clients;
@@ -336,7 +336,16 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequestsThenExitsZero) {
       auto r = c.Post("/v1/classify", R"({"text": "정말 재밌어요"})", "application/json");
       if (r && r->status == 200 && Json::parse(r->body)["predictions"].size() == 1) ok++;
     });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all four are queued now
+  // Wait until the server holds all four (queued, or already answered).
+  auto c = server.client();
+  const std::regex depth("bertune_queue_depth ([0-9]+)"), done("bertune_texts_total ([0-9]+)");
+  for (int accepted = 0; accepted < 4;) {
+    auto m = c.Get("/metrics");
+    std::smatch a, b;
+    ASSERT_TRUE(m && std::regex_search(m->body, a, depth) && std::regex_search(m->body, b, done));
+    accepted = std::stoi(a[1]) + std::stoi(b[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
   for (auto& t : clients) t.join();

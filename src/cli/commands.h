@@ -13,5 +13,6 @@ void add_run_command(CLI::App& app);        // run: the main job on built-in def
 void add_checkpoint_commands(CLI::App& app);  // checkpoint inspect|convert
 void add_train_commands(CLI::App& app);     // train, eval, predict, compare
 void add_serve_command(CLI::App& app);      // serve
+void add_quantize_command(CLI::App& app);   // quantize
 
 }  // namespace bertune::cli

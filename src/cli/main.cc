@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   bertune::cli::add_bench_commands(app);
   bertune::cli::add_checkpoint_commands(app);
   bertune::cli::add_serve_command(app);
+  bertune::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,8 @@
 
 #include "data/dataset.h"
 #include "model/bert.h"
+#include "model/config.h"
+#include "quant/int8_model.h"
 #include "text/tokenizer.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -13,7 +15,17 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
                                              int max_length) {
   if (max_length < 2) throw Error("--max-length: must be at least 2");
   std::unique_ptr<Classifier> c(new Classifier());
-  c->model_ = train::load_classifier(dir, /*head_seed=*/42);
+  if (quant::is_int8_model_dir(dir)) {
+    auto config = model::BertConfig::load(dir);
+    config.architectures = {"BertForSequenceClassification"};
+    c->model_ = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification);
+    auto report = c->model_->load_state_dict(quant::read_int8_safetensors(dir / "model.safetensors").fp32, 42);
+    if (!report.initialised.empty())
+      throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");
+    c->int8_weights_ = true;
+  } else {
+    c->model_ = train::load_classifier(dir, /*head_seed=*/42);
+  }
   c->tokenizer_ = std::make_unique<text::Tokenizer>(train::load_tokenizer_for(dir, tokenizer));
   const auto& config = c->model_->config();
   c->num_labels_ = config.num_labels();
@@ -26,6 +38,18 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
 }
 
 Classifier::~Classifier() = default;
+
+std::vector<NamedTensor> Classifier::load_tensors(const std::filesystem::path& dir,
+                                                  std::vector<std::string>* initialised) {
+  auto model = train::load_classifier(dir, /*head_seed=*/42, initialised);
+  std::vector<NamedTensor> out;
+  for (const auto& t : model->state_dict()) {
+    size_t n = 1;
+    for (auto d : t.shape) n *= static_cast<size_t>(d);
+    out.push_back({t.name, t.shape, std::vector<float>(t.data, t.data + n)});
+  }
+  return out;
+}
 
 std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts) const {
   data::Dataset d;

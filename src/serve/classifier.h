@@ -19,14 +19,27 @@ namespace bertune::serve {
 
 using TokenIds = std::vector<int32_t>;
 
+struct NamedTensor {
+  std::string name;  // Hugging Face name
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
 class Classifier {
  public:
   // Loads the model directory (HF layout) and its tokenizer (`tokenizer` overrides the
   // model's own files). Texts are truncated to min(max_length, max_position_embeddings)
-  // tokens, exactly as `bertune predict` does.
+  // tokens, exactly as `bertune predict` does. An int8 directory (`bertune quantize`)
+  // loads too: its weights dequantized (scale * q), computed in fp32 until the model's
+  // forward runs the int8 kernels (see quant/int8_model.h).
   static std::unique_ptr<Classifier> load(const std::filesystem::path& dir, const std::string& tokenizer = "",
                                           int max_length = 128);
   ~Classifier();
+  // The classification model's weights as `load` reads them (fp32 directories only);
+  // `initialised` gets the head tensors that were absent and freshly initialised.
+  static std::vector<NamedTensor> load_tensors(const std::filesystem::path& dir,
+                                               std::vector<std::string>* initialised = nullptr);
+  bool int8_weights() const { return int8_weights_; }
 
   // [CLS] ... [SEP] ids of each text, as `predict` tokenizes them. Thread-safe (const).
   std::vector<TokenIds> tokenize(const std::vector<std::string>& texts) const;
@@ -49,6 +62,7 @@ class Classifier {
   std::unique_ptr<model::BertModel> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   int num_labels_ = 0, max_length_ = 0;
+  bool int8_weights_ = false;
   std::vector<std::string> label_names_;
 };
 

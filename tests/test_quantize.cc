@@ -1,0 +1,116 @@
+// `bertune quantize`: the int8 directory it writes, read back, and served.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "quant/int8_model.h"
+#include "serve_fixture.h"
+#include "util/error.h"
+
+using Json = nlohmann::json;
+using namespace bertune;
+using namespace bertune::testing;
+
+namespace {
+
+struct QuantizeTest : ::testing::Test {
+  fs::path dir = fs::temp_directory_path() / ("bertune_quantize_test_" + std::to_string(::getpid()));
+  fs::path model;
+  void SetUp() override {
+    fs::remove_all(dir);
+    model = write_tiny_classifier(dir / "model");
+  }
+  void TearDown() override { fs::remove_all(dir); }
+};
+
+TEST_F(QuantizeTest, WritesInt8EncoderLinearsWithinHalfAStep) {
+  const fs::path out = dir / "int8";
+  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0)
+      << slurp(dir / "q.log");
+  EXPECT_NE(slurp(dir / "q.log").find("12 linear weights int8"), std::string::npos) << slurp(dir / "q.log");
+  EXPECT_TRUE(quant::is_int8_model_dir(out));
+  EXPECT_FALSE(quant::is_int8_model_dir(model));
+  const Json config = Json::parse(slurp(out / "config.json"));
+  EXPECT_EQ(config["id2label"], Json::parse(slurp(model / "config.json"))["id2label"]);
+  EXPECT_EQ(config[quant::kConfigMarker]["quantized_weights"].size(), 12u);
+  EXPECT_TRUE(fs::exists(out / "vocab.txt"));
+  // 12 I8 weights and their scales; every other tensor bit-identical to the fp32 model.
+  auto m = quant::read_int8_safetensors(out / "model.safetensors");
+  auto original = io::read_safetensors(model / "model.safetensors");
+  ASSERT_EQ(m.int8.size(), 12u);
+  ASSERT_EQ(m.fp32.size(), original.size());
+  for (const auto& [name, t] : original) {
+    ASSERT_TRUE(m.fp32.count(name)) << name;
+    const auto& got = m.fp32.at(name);
+    ASSERT_EQ(got.shape, t.shape) << name;
+    if (!m.int8.count(name)) {
+      EXPECT_EQ(got.data, t.data) << name;
+      continue;
+    }
+    EXPECT_TRUE(quant::is_quantized_weight(name, t.shape));
+    const auto& w = m.int8.at(name);
+    for (int o = 0; o < w.out; ++o)
+      for (int k = 0; k < w.in; ++k) {
+        const size_t i = size_t(o) * w.in + k;
+        ASSERT_LE(std::fabs(got.data[i] - t.data[i]), w.scale[o] * 0.5f * 1.001f) << name << " " << o << "," << k;
+      }
+  }
+  EXPECT_FALSE(m.int8.count("classifier.weight"));
+  EXPECT_FALSE(m.int8.count("bert.pooler.dense.weight"));
+}
+
+TEST_F(QuantizeTest, RefusesBadInputWithoutWritingAnything) {
+  const fs::path out = dir / "int8";
+  fs::create_directories(out);
+  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 1);
+  EXPECT_NE(slurp(dir / "q.log").find("exists"), std::string::npos) << slurp(dir / "q.log");
+  EXPECT_TRUE(fs::is_empty(out));
+  const fs::path out2 = dir / "int8b";
+  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", (dir / "missing").string(), "--output", out2.string()},
+                                    dir / "q2.log")),
+            1);
+  EXPECT_FALSE(fs::exists(out2));
+  // A quantized directory is not quantized again.
+  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out2.string()}, dir / "q3.log")), 0);
+  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", out2.string(), "--output", (dir / "c").string()},
+                                    dir / "q4.log")),
+            1);
+  EXPECT_NE(slurp(dir / "q4.log").find("already quantized"), std::string::npos);
+  // A torn file is an Error naming it.
+  std::string bytes = slurp(out2 / "model.safetensors");
+  io::write_file_atomic(dir / "torn.safetensors", bytes.substr(0, bytes.size() / 2));
+  try {
+    quant::read_int8_safetensors(dir / "torn.safetensors");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("torn.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+// The int8 directory serves: answers close to the fp32 model's, but not identical
+// (the weights really are the quantized ones).
+TEST_F(QuantizeTest, Int8DirectoryServes) {
+  const fs::path out = dir / "int8";
+  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0);
+  const std::vector<std::string> texts = {"정말 재밌어요", "시간 아까움. 최악의 영화", "그냥 그랬다"};
+  auto ask = [&](const fs::path& m) {
+    ServerProcess server(m, dir / "serve.log");
+    auto c = server.client();
+    auto r = c.Post("/v1/classify", Json{{"texts", texts}}.dump(), "application/json");
+    if (!r || r->status != 200) throw std::runtime_error("no answer: " + slurp(dir / "serve.log"));
+    return Json::parse(r->body)["predictions"];
+  };
+  Json fp32 = ask(model), int8 = ask(out);
+  bool any_difference = false;
+  for (size_t i = 0; i < texts.size(); ++i)
+    for (int l = 0; l < 2; ++l) {
+      const double a = fp32[i]["logits"][l], b = int8[i]["logits"][l];
+      EXPECT_NEAR(a, b, 0.05 * std::max(1.0, std::fabs(a))) << texts[i];
+      any_difference |= a != b;
+    }
+  EXPECT_TRUE(any_difference);
+}
+
+}  // namespace
