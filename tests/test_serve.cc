@@ -264,7 +264,7 @@ TEST_F(ServeTest, BadInputGetsAClear4xxAndTheServerKeepsAnswering) {
 // matrix size) they agree to float rounding, which is still far below the difference
 // between any two of these texts.
 void concurrent_routing(const fs::path& model, const std::vector<Json>& expected, const fs::path& log, bool exact) {
-  ServerProcess server(model, log, {"--max-batch", "8", "--max-wait-ms", "20"});
+  ServerProcess server(model, log, {"--max-batch", "8", "--max-wait-ms", "20", "--batch-wait", "always"});
   constexpr int kClients = 12, kRounds = 6;
   std::atomic<int> mismatches{0}, failures{0};
   std::vector<std::thread> clients;
@@ -326,7 +326,7 @@ TEST_F(ServeTest, ConcurrentAnswersEqualPredictBitwiseWithTheBuiltinGemm) {
 // SIGTERM while requests wait in the batch window: they are answered, then exit 0 and
 // the port is closed.
 TEST_F(ServeTest, SigtermFinishesInFlightRequestsThenExitsZero) {
-  ServerProcess server(model, dir / "serve_term.log", {"--max-batch", "64", "--max-wait-ms", "3000"});
+  ServerProcess server(model, dir / "serve_term.log", {"--max-batch", "64", "--max-wait-ms", "3000", "--batch-wait", "always"});
   const int port = server.port;
   std::atomic<int> ok{0};
   std::vector<std::thread> clients;
@@ -377,6 +377,7 @@ TEST(Batcher, RoutesRowsBackAndRespectsMaxBatch) {
   o.max_batch = 5;
   o.max_wait = std::chrono::milliseconds(30);
   o.compute_threads = 1;
+  o.wait_only_when_arriving = false;
   serve::Batcher b(run, 2, o, nullptr);
   std::atomic<int> wrong{0};
   std::vector<std::thread> callers;
@@ -411,6 +412,7 @@ TEST(Batcher, WaitsAtMostMaxWaitAndPropagatesErrors) {
   o.max_batch = 64;
   o.max_wait = std::chrono::milliseconds(50);
   o.compute_threads = 1;
+  o.wait_only_when_arriving = false;
   bool fail = false;
   serve::Batcher b(
       [&](const std::vector<const serve::TokenIds*>& seqs) {
@@ -429,6 +431,47 @@ TEST(Batcher, WaitsAtMostMaxWaitAndPropagatesErrors) {
   EXPECT_EQ(b.classify({{1}}).size(), 2u);  // still working after a failed batch
   b.stop();
   EXPECT_THROW(b.classify({{1}}), Error);
+}
+
+// The default policy: a lone request runs at once; one announced request still on its
+// way holds the batch (up to max_wait) and joins it.
+TEST(Batcher, WaitsOnlyForAnnouncedArrivals) {
+  serve::BatcherOptions o;
+  o.max_batch = 64;
+  o.max_wait = std::chrono::milliseconds(2000);
+  o.compute_threads = 1;
+  std::mutex mu;
+  std::vector<size_t> sizes;
+  serve::Batcher b(
+      [&](const std::vector<const serve::TokenIds*>& seqs) {
+        std::lock_guard lock(mu);
+        sizes.push_back(seqs.size());
+        return std::vector<float>(seqs.size() * 2, 1.f);
+      },
+      2, o, nullptr);
+  auto t0 = std::chrono::steady_clock::now();
+  b.classify({{1}});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));  // not the 2 s window
+  std::thread late;
+  {
+    serve::Batcher::Arrival arriving(b);  // announced: the next batch waits for it
+    std::thread first([&] { b.classify({{2}}); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    late = std::thread([&] { arriving.classify({{3}}); });
+    first.join();
+    late.join();
+  }
+  ASSERT_EQ(sizes.size(), 2u);
+  EXPECT_EQ(sizes[1], 2u);  // {2} waited for {3}
+  // A withdrawn announcement (a request refused before queueing) releases the wait.
+  auto refused = std::make_unique<serve::Batcher::Arrival>(b);
+  std::thread t([&] { b.classify({{4}}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  t0 = std::chrono::steady_clock::now();
+  refused.reset();
+  t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+  EXPECT_EQ(sizes.size(), 3u);
 }
 
 }  // namespace

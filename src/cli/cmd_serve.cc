@@ -19,6 +19,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-batch", o->max_batch, "texts per forward pass")->capture_default_str();
   cmd->add_option("--max-wait-ms", o->max_wait_ms, "how long the oldest queued text waits for a fuller batch")
       ->capture_default_str();
+  cmd->add_option("--batch-wait", o->batch_wait,
+                  "arriving: wait for a fuller batch only while other requests are being read; always: wait out "
+                  "--max-wait-ms")
+      ->capture_default_str();
   cmd->add_option("--max-length", o->max_length, "truncate texts to this many tokens")->capture_default_str();
   cmd->add_option("--max-texts", o->max_texts, "texts per request (more: 413)")->capture_default_str();
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")->capture_default_str();

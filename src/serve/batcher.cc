@@ -28,17 +28,31 @@ Batcher::Batcher(RunFn run, int num_labels, BatcherOptions options, Metrics* met
 
 Batcher::~Batcher() { stop(); }
 
-std::vector<float> Batcher::classify(std::vector<TokenIds> texts) {
+void Batcher::announce() {
+  std::lock_guard lock(mu_);
+  arriving_++;
+}
+
+void Batcher::withdraw() {
+  {
+    std::lock_guard lock(mu_);
+    arriving_--;
+  }
+  cv_.notify_all();
+}
+
+std::vector<float> Batcher::classify(std::vector<TokenIds> texts, bool announced) {
   auto request = std::make_shared<Request>();
   request->texts = std::move(texts);
   request->logits.resize(request->texts.size() * num_labels_);
   request->remaining = request->texts.size();
   request->enqueued = Clock::now();
   auto done = request->done.get_future();
-  if (request->texts.empty()) return {};
   {
     std::lock_guard lock(mu_);
+    if (announced) arriving_--;
     if (stopping_) throw Error("the server is shutting down");
+    if (request->texts.empty()) return {};
     for (size_t i = 0; i < request->texts.size(); ++i) queue_.push_back({request, i});
     if (metrics_) metrics_->set_queue_depth(queue_.size());
   }
@@ -62,8 +76,10 @@ std::vector<Batcher::Item> Batcher::next_batch(std::unique_lock<std::mutex>& loc
   cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
   if (queue_.empty()) return {};
   const auto deadline = queue_.front().request->enqueued + options_.max_wait;
-  cv_.wait_until(lock, deadline,
-                 [&] { return stopping_ || queue_.size() >= static_cast<size_t>(options_.max_batch); });
+  cv_.wait_until(lock, deadline, [&] {
+    return stopping_ || queue_.size() >= static_cast<size_t>(options_.max_batch) ||
+           (options_.wait_only_when_arriving && arriving_ <= 0);
+  });
   const size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_batch));
   std::vector<Item> batch(queue_.begin(), queue_.begin() + n);
   queue_.erase(queue_.begin(), queue_.begin() + n);

@@ -116,7 +116,6 @@ class Service {
 
  private:
   void handle(const httplib::Request& req, httplib::Response& res, bool hf_shape);
-  std::vector<float> classify(const std::vector<std::string>& texts);
   Json classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits, double ms) const;
   Json hf_answer(const std::vector<float>& logits, size_t n) const;
   void refuse(httplib::Response& res, const ClientError& e) {
@@ -138,15 +137,12 @@ void Service::load() {
   bo.max_batch = options_.max_batch;
   bo.max_wait = std::chrono::microseconds(static_cast<int64_t>(options_.max_wait_ms * 1000));
   bo.compute_threads = options_.threads;
+  bo.wait_only_when_arriving = options_.batch_wait == "arriving";
   Classifier* c = classifier_.get();
   batcher_ = std::make_unique<Batcher>([c](const auto& seqs) { return c->logits(seqs); }, c->num_labels(), bo,
                                        &metrics_);
   ready_ = true;
   metrics_.set_ready(true);
-}
-
-std::vector<float> Service::classify(const std::vector<std::string>& texts) {
-  return batcher_->classify(classifier_->tokenize(texts));
 }
 
 Json Service::classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits,
@@ -184,9 +180,10 @@ void Service::handle(const httplib::Request& req, httplib::Response& res, bool h
   try {
     if (shutting_down_) throw ClientError{503, "shutting_down", "the server is shutting down"};
     if (!ready_) throw ClientError{503, "not_ready", "the model is still loading; retry when GET /health is 200"};
+    Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
     Json body = parse_body(req.body);
     auto texts = hf_shape ? hf_texts(body, options_.max_texts) : classify_texts(body, options_.max_texts);
-    auto logits = classify(texts);
+    auto logits = arrival.classify(classifier_->tokenize(texts));
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     answer_json(res, 200, hf_shape ? hf_answer(logits, texts.size()) : classify_answer(texts, logits, ms));
   } catch (const ClientError& e) {
@@ -243,6 +240,8 @@ void validate(const ServeOptions& o) {
   if (o.max_batch < 1) throw Error("--max-batch: must be at least 1");
   if (o.max_wait_ms < 0) throw Error("--max-wait-ms: must not be negative");
   if (o.max_texts < 1) throw Error("--max-texts: must be at least 1");
+  if (o.batch_wait != "arriving" && o.batch_wait != "always")
+    throw Error("--batch-wait: expected arriving or always, got " + o.batch_wait);
   if (o.max_body_bytes < 16) throw Error("--max-body-bytes: must be at least 16");
   if (o.http_threads < 1) throw Error("--http-threads: must be at least 1");
   if (o.read_timeout_s < 1) throw Error("--read-timeout: must be at least 1 second");

@@ -22,6 +22,9 @@ struct ServeOptions {
   int threads = 0;  // compute threads of the model (0: all cores)
   int max_batch = 64;
   double max_wait_ms = 5;
+  // "arriving": wait for a fuller batch only while other requests are being read (a lone
+  // client is never delayed); "always": wait out max_wait_ms unless the batch fills.
+  std::string batch_wait = "arriving";
   int max_length = 128;
   int max_texts = 256;                // texts in one request
   size_t max_body_bytes = 1 << 20;    // request body
