@@ -63,8 +63,8 @@ wait "$sampler" || true
 echo "soak $line"
 metrics=$(curl -sf "http://127.0.0.1:$PORT/metrics")
 # /health answers 503 while the model loads: that is not a failure.
-five=$(echo "$metrics" | grep -E '^bertune_requests_total\{.*code="5[0-9][0-9]"' | grep -v 'endpoint="/health"' |
-  awk '{s += $2} END {print s + 0}')
+five=$(echo "$metrics" | { grep -E '^bertune_requests_total\{.*code="5[0-9][0-9]"' || true; } |
+  { grep -v 'endpoint="/health"' || true; } | awk '{s += $2} END {print s + 0}')
 echo "$metrics" | grep -E '^bertune_errors_total' | sed 's/^/  /'
 warm=$(sed -n '5p' "$work/rss.txt")
 echo "rss_kb start=$rss_start after_5s=${warm:-?} end=$(rss) max=$(sort -n "$work/rss.txt" | tail -1)"
