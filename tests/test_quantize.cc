@@ -57,6 +57,20 @@ TEST_F(QuantizeTest, WritesInt8EncoderLinearsWithinHalfAStep) {
         ASSERT_LE(std::fabs(got.data[i] - t.data[i]), w.scale[o] * 0.5f * 1.001f) << name << " " << o << "," << k;
       }
   }
+  // The fused QKV of layer 0 equals quantizing the stacked fp32 weights (per-row scales).
+  auto linears = quant::encoder_int8_linears(m, 2);
+  ASSERT_EQ(linears.size(), 8u);
+  std::vector<float> stacked;
+  for (const char* part : {"query", "key", "value"}) {
+    const auto& t = original.at(std::string("bert.encoder.layer.0.attention.self.") + part + ".weight");
+    stacked.insert(stacked.end(), t.data.begin(), t.data.end());
+  }
+  auto direct = kernels::quantize_linear(stacked.data(), 96, 32);
+  EXPECT_EQ(linears[0].q, direct.q);
+  EXPECT_EQ(linears[0].scale, direct.scale);
+  EXPECT_EQ(linears[0].packed, direct.packed);
+  EXPECT_EQ(linears[2].out, 64);  // intermediate [I, H]
+  EXPECT_THROW(quant::encoder_int8_linears(m, 3), Error);
   EXPECT_FALSE(m.int8.count("classifier.weight"));
   EXPECT_FALSE(m.int8.count("bert.pooler.dense.weight"));
 }

@@ -189,4 +189,30 @@ Int8Model read_int8_safetensors(const fs::path& file) {
   return m;
 }
 
+std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers) {
+  auto get = [&](const std::string& name) -> const kernels::QuantizedLinear& {
+    auto it = m.int8.find(name);
+    if (it == m.int8.end()) throw Error("int8 model: " + name + " is not quantized");
+    return it->second;
+  };
+  std::vector<kernels::QuantizedLinear> out;
+  for (int l = 0; l < num_layers; ++l) {
+    const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
+    kernels::QuantizedLinear qkv;
+    for (const char* part : {"query", "key", "value"}) {
+      const auto& w = get(p + "attention.self." + part + ".weight");
+      if (qkv.out == 0) qkv.in = w.in;
+      if (w.in != qkv.in) throw Error("int8 model: " + p + "attention.self." + part + ".weight has a different width");
+      qkv.out += w.out;
+      qkv.q.insert(qkv.q.end(), w.q.begin(), w.q.end());
+      qkv.scale.insert(qkv.scale.end(), w.scale.begin(), w.scale.end());
+    }
+    kernels::pack_quantized_linear(qkv);
+    out.push_back(std::move(qkv));
+    for (const char* name : {"attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight"})
+      out.push_back(get(p + name));
+  }
+  return out;
+}
+
 }  // namespace bertune::quant

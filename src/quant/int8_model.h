@@ -40,4 +40,10 @@ struct Int8Model {
 // model.safetensors of an int8 directory. Throws Error naming the file and tensor.
 Int8Model read_int8_safetensors(const std::filesystem::path& file);
 
+// The encoder's int8 linears in the order BertModel computes them: for each layer l,
+// the fused [Q; K; V] projection ([3H, H]: query, key, value rows stacked, as
+// BertModel fuses them — per-row scales make stacking exact), the attention output,
+// the intermediate and the output dense. Throws Error when one is missing.
+std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers);
+
 }  // namespace bertune::quant
