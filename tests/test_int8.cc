@@ -150,3 +150,37 @@ TEST(Int8, EnvironmentForcesThePortableKernelAndPackingRoundTrips) {
 }
 
 }  // namespace
+
+namespace {
+
+// linear_forward on a bound weight runs the int8 kernel (same bits as calling it
+// directly); unbound again once the binding is gone; a shape mismatch is an Error.
+TEST(Int8, BindingRoutesLinearForwardToInt8WhileItLives) {
+  std::mt19937 rng(11);
+  const int T = 9, in = 40, out = 24;
+  auto x = random_matrix(size_t(T) * in, rng, 1.f);
+  auto W = random_matrix(size_t(out) * in, rng, 0.05f);
+  auto b = random_matrix(out, rng, 0.1f);
+  auto q = kernels::quantize_linear(W.data(), out, in);
+  std::vector<float> fp32(size_t(T) * out), int8(fp32.size()), bound(fp32.size()), after(fp32.size());
+  kernels::linear_forward(kernels::Device::CPU, fp32.data(), x.data(), W.data(), b.data(), T, in, out);
+  kernels::linear_int8_forward(kernels::Device::CPU, int8.data(), x.data(), q, b.data(), T);
+  ASSERT_NE(fp32, int8);
+  EXPECT_EQ(kernels::bound_int8_weight(W.data()), nullptr);
+  {
+    kernels::Int8Binding binding;
+    binding.bind(W.data(), q);
+    EXPECT_EQ(binding.size(), 1u);
+    EXPECT_THROW(binding.bind(W.data(), q), Error);
+    kernels::linear_forward(kernels::Device::CPU, bound.data(), x.data(), W.data(), b.data(), T, in, out);
+    EXPECT_EQ(bound, int8);
+    EXPECT_THROW(kernels::linear_forward(kernels::Device::CPU, bound.data(), x.data(), W.data(), b.data(), T, in / 2,
+                                         out),
+                 Error);
+  }
+  EXPECT_EQ(kernels::bound_int8_weight(W.data()), nullptr);
+  kernels::linear_forward(kernels::Device::CPU, after.data(), x.data(), W.data(), b.data(), T, in, out);
+  EXPECT_EQ(after, fp32);
+}
+
+}  // namespace

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quant/int8_model.h"
+#include "serve/classifier.h"
 #include "serve_fixture.h"
 #include "util/error.h"
 
@@ -104,7 +105,7 @@ TEST_F(QuantizeTest, RefusesBadInputWithoutWritingAnything) {
 }
 
 // The int8 directory serves: answers close to the fp32 model's, but not identical
-// (the weights really are the quantized ones).
+// (the int8 kernels really run: weights and activations quantized).
 TEST_F(QuantizeTest, Int8DirectoryServes) {
   const fs::path out = dir / "int8";
   ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0);
@@ -125,6 +126,29 @@ TEST_F(QuantizeTest, Int8DirectoryServes) {
       any_difference |= a != b;
     }
   EXPECT_TRUE(any_difference);
+}
+
+// In process: the int8 directory's forward differs from an fp32 forward over the very
+// same dequantized weights (so activations are quantized too: the int8 kernels run),
+// while staying close to it.
+TEST_F(QuantizeTest, Int8ClassifierRunsTheInt8Kernels) {
+  const fs::path out = dir / "int8";
+  quant::quantize_model_dir(model, out);
+  auto c = serve::Classifier::load(out);
+  EXPECT_TRUE(c->int8_weights());
+  auto ids = c->tokenize({"정말 재밌어요", "시간 아까움. 최악의 영화"});
+  auto int8_logits = c->logits({&ids[0], &ids[1]});
+
+  model::BertModel fp32(model::BertConfig::load(out), model::Task::SequenceClassification);
+  fp32.load_state_dict(quant::read_int8_safetensors(out / "model.safetensors").fp32);
+  model::Batch batch = model::Batch::packed({ids[0], ids[1]});
+  fp32.forward(batch, /*train=*/false);
+  std::vector<float> dequantized(fp32.logits(), fp32.logits() + 4);
+  EXPECT_NE(int8_logits, dequantized);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(int8_logits[i], dequantized[i], 0.05 * std::max(1.f, std::fabs(dequantized[i])));
+  c.reset();  // the binding goes with it: the same weights are fp32 again
+  fp32.forward(batch, false);
+  EXPECT_EQ(std::vector<float>(fp32.logits(), fp32.logits() + 4), dequantized);
 }
 
 }  // namespace

@@ -187,4 +187,25 @@ void set_int8_kernel(Int8Kernel k);  // Vnni on a CPU without it: Error
 const char* int8_kernel_name();      // "avx512-vnni" | "portable": what runs now
 bool cpu_has_avx512_vnni();
 
+// The inference seam for int8 models: while an Int8Binding lives, linear_forward() called
+// with a bound fp32 weight pointer W runs linear_int8_forward() with W's quantized
+// weight instead of the fp32 GEMM (same x, b, T; in/out must match). So a model's forward
+// uses int8 without the model knowing; backward and unbound weights are untouched, and
+// with nothing bound linear_forward pays one relaxed atomic load.
+class Int8Binding {
+ public:
+  Int8Binding() = default;
+  Int8Binding(const Int8Binding&) = delete;
+  Int8Binding& operator=(const Int8Binding&) = delete;
+  ~Int8Binding();  // unbinds everything it bound
+  // Throws Error when W is already bound (by any binding).
+  void bind(const float* W, QuantizedLinear q);
+  size_t size() const { return bound_.size(); }
+
+ private:
+  std::vector<const float*> bound_;
+};
+// The quantized weight bound to W, or null.
+const QuantizedLinear* bound_int8_weight(const float* W);
+
 }  // namespace bertune::kernels

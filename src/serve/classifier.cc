@@ -1,6 +1,9 @@
 #include "serve/classifier.h"
 
+#include <map>
+
 #include "data/dataset.h"
+#include "kernels/ops.h"
 #include "model/bert.h"
 #include "model/config.h"
 #include "quant/int8_model.h"
@@ -19,9 +22,11 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
     auto config = model::BertConfig::load(dir);
     config.architectures = {"BertForSequenceClassification"};
     c->model_ = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification);
-    auto report = c->model_->load_state_dict(quant::read_int8_safetensors(dir / "model.safetensors").fp32, 42);
+    auto int8 = quant::read_int8_safetensors(dir / "model.safetensors");
+    auto report = c->model_->load_state_dict(int8.fp32, 42);
     if (!report.initialised.empty())
       throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");
+    c->bind_int8(quant::encoder_int8_linears(int8, config.num_hidden_layers));
     c->int8_weights_ = true;
   } else {
     c->model_ = train::load_classifier(dir, /*head_seed=*/42);
@@ -38,6 +43,22 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
 }
 
 Classifier::~Classifier() = default;
+
+// The fp32 weights whose linear_forward calls become int8: each layer's query weight
+// (the start of the fused QKV), attention output, intermediate and output dense, in
+// quant::encoder_int8_linears' order.
+void Classifier::bind_int8(std::vector<kernels::QuantizedLinear> linears) {
+  std::map<std::string, const float*> by_name;
+  for (const auto& t : model_->state_dict()) by_name[t.name] = t.data;
+  int8_ = std::make_unique<kernels::Int8Binding>();
+  const int layers = model_->config().num_hidden_layers;
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
+    const char* names[] = {"attention.self.query.weight", "attention.output.dense.weight",
+                           "intermediate.dense.weight", "output.dense.weight"};
+    for (int j = 0; j < 4; ++j) int8_->bind(by_name.at(p + names[j]), std::move(linears.at(4 * l + j)));
+  }
+}
 
 std::vector<NamedTensor> Classifier::load_tensors(const std::filesystem::path& dir,
                                                   std::vector<std::string>* initialised) {

@@ -11,6 +11,10 @@
 namespace bertune::model {
 class BertModel;
 }
+namespace bertune::kernels {
+class Int8Binding;
+struct QuantizedLinear;
+}
 namespace bertune::text {
 class Tokenizer;
 }
@@ -30,8 +34,8 @@ class Classifier {
   // Loads the model directory (HF layout) and its tokenizer (`tokenizer` overrides the
   // model's own files). Texts are truncated to min(max_length, max_position_embeddings)
   // tokens, exactly as `bertune predict` does. An int8 directory (`bertune quantize`)
-  // loads too: its weights dequantized (scale * q), computed in fp32 until the model's
-  // forward runs the int8 kernels (see quant/int8_model.h).
+  // loads too: the model holds the dequantized weights (scale * q) and its encoder
+  // linears run the int8 kernels through a kernels::Int8Binding.
   static std::unique_ptr<Classifier> load(const std::filesystem::path& dir, const std::string& tokenizer = "",
                                           int max_length = 128);
   ~Classifier();
@@ -39,6 +43,7 @@ class Classifier {
   // `initialised` gets the head tensors that were absent and freshly initialised.
   static std::vector<NamedTensor> load_tensors(const std::filesystem::path& dir,
                                                std::vector<std::string>* initialised = nullptr);
+  // An int8 directory: encoder linears run the int8 kernels.
   bool int8_weights() const { return int8_weights_; }
 
   // [CLS] ... [SEP] ids of each text, as `predict` tokenizes them. Thread-safe (const).
@@ -59,8 +64,10 @@ class Classifier {
 
  private:
   Classifier() = default;
+  void bind_int8(std::vector<kernels::QuantizedLinear> linears);
   std::unique_ptr<model::BertModel> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
+  std::unique_ptr<kernels::Int8Binding> int8_;  // after model_: unbound before the model goes
   int num_labels_ = 0, max_length_ = 0;
   bool int8_weights_ = false;
   std::vector<std::string> label_names_;
