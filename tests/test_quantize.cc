@@ -110,8 +110,8 @@ TEST_F(QuantizeTest, Int8DirectoryServes) {
   const fs::path out = dir / "int8";
   ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0);
   const std::vector<std::string> texts = {"정말 재밌어요", "시간 아까움. 최악의 영화", "그냥 그랬다"};
-  auto ask = [&](const fs::path& m) {
-    ServerProcess server(m, dir / "serve.log");
+  auto ask = [&](const fs::path& m, std::vector<std::string> flags = {}) {
+    ServerProcess server(m, dir / "serve.log", flags);
     auto c = server.client();
     auto r = c.Post("/v1/classify", Json{{"texts", texts}}.dump(), "application/json");
     if (!r || r->status != 200) throw std::runtime_error("no answer: " + slurp(dir / "serve.log"));
@@ -126,6 +126,8 @@ TEST_F(QuantizeTest, Int8DirectoryServes) {
       any_difference |= a != b;
     }
   EXPECT_TRUE(any_difference);
+  // `serve --int8` on the fp32 directory quantizes the same way at load: the same bits.
+  EXPECT_EQ(ask(model, {"--int8"}), int8);
 }
 
 // In process: the int8 directory's forward differs from an fp32 forward over the very

@@ -29,6 +29,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--http-threads", o->http_threads, "connections served at once")->capture_default_str();
   cmd->add_option("--read-timeout", o->read_timeout_s, "seconds a slow client may take to send or read")
       ->capture_default_str();
+  cmd->add_flag("--int8", o->int8, "quantize the encoder's linear layers to int8 at load (as `bertune quantize`)");
   cmd->add_option("--label-names", *label_names, "comma-separated label names (override config.json's id2label)");
   cmd->callback([o, label_names] {
     if (!label_names->empty()) {

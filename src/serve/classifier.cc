@@ -15,7 +15,7 @@
 namespace bertune::serve {
 
 std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, const std::string& tokenizer,
-                                             int max_length) {
+                                             int max_length, bool int8) {
   if (max_length < 2) throw Error("--max-length: must be at least 2");
   std::unique_ptr<Classifier> c(new Classifier());
   if (quant::is_int8_model_dir(dir)) {
@@ -30,6 +30,14 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
     c->int8_weights_ = true;
   } else {
     c->model_ = train::load_classifier(dir, /*head_seed=*/42);
+    if (int8) {
+      quant::Int8Model m;
+      for (const auto& t : c->model_->state_dict())
+        if (quant::is_quantized_weight(t.name, t.shape))
+          m.int8[t.name] = kernels::quantize_linear(t.data, static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]));
+      c->bind_int8(quant::encoder_int8_linears(m, c->model_->config().num_hidden_layers));
+      c->int8_weights_ = true;
+    }
   }
   c->tokenizer_ = std::make_unique<text::Tokenizer>(train::load_tokenizer_for(dir, tokenizer));
   const auto& config = c->model_->config();

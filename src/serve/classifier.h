@@ -36,8 +36,10 @@ class Classifier {
   // tokens, exactly as `bertune predict` does. An int8 directory (`bertune quantize`)
   // loads too: the model holds the dequantized weights (scale * q) and its encoder
   // linears run the int8 kernels through a kernels::Int8Binding.
+  // int8: quantize an fp32 model's encoder linears while loading (the same weights and
+  // answers as loading its `bertune quantize` output).
   static std::unique_ptr<Classifier> load(const std::filesystem::path& dir, const std::string& tokenizer = "",
-                                          int max_length = 128);
+                                          int max_length = 128, bool int8 = false);
   ~Classifier();
   // The classification model's weights as `load` reads them (fp32 directories only);
   // `initialised` gets the head tensors that were absent and freshly initialised.

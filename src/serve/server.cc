@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/ops.h"
 #include "serve/batcher.h"
 #include "serve/classifier.h"
 #include "serve/metrics.h"
@@ -110,6 +111,7 @@ class Service {
   // Loads the model and starts the batching worker; /health turns 200.
   void load();
   void begin_shutdown() { shutting_down_ = true; }
+  bool int8() const { return classifier_ && classifier_->int8_weights(); }
   void stop_batcher() {
     if (batcher_) batcher_->stop();
   }
@@ -131,7 +133,7 @@ class Service {
 };
 
 void Service::load() {
-  classifier_ = Classifier::load(options_.model, options_.tokenizer, options_.max_length);
+  classifier_ = Classifier::load(options_.model, options_.tokenizer, options_.max_length, options_.int8);
   if (!options_.label_names.empty()) classifier_->set_label_names(options_.label_names);
   BatcherOptions bo;
   bo.max_batch = options_.max_batch;
@@ -306,7 +308,9 @@ int run_server(const ServeOptions& options) {
     listener.join();
     throw;
   }
-  std::fprintf(stderr, "bertune serve: ready\n");
+  std::fprintf(stderr, "bertune serve: ready%s\n",
+               service.int8() ? (std::string(" (int8 encoder linears, ") + kernels::int8_kernel_name() + ")").c_str()
+                              : "");
   wait_for_signal(signals, listener_done);
   service.begin_shutdown();
   svr.stop();        // stop accepting; returns once every connection's request is answered

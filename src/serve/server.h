@@ -31,6 +31,7 @@ struct ServeOptions {
   int http_threads = 128;             // connections served at once (keep-alive holds one each)
   int read_timeout_s = 5;             // a client slower than this is dropped
   std::vector<std::string> label_names;  // overrides config.json's id2label
+  bool int8 = false;                     // quantize an fp32 model's encoder linears at load
 };
 
 // Runs until SIGTERM / SIGINT. Throws Error for bad options or a model that cannot load.
