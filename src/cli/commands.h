@@ -14,5 +14,7 @@ void add_checkpoint_commands(CLI::App& app);  // checkpoint inspect|convert
 void add_train_commands(CLI::App& app);     // train, eval, predict, compare
 void add_pretrain_command(CLI::App& app);   // pretrain: masked-LM pretraining on plain text
 void add_bench_pretrain_command(CLI::App& bench);  // bench pretrain (cmd_pretrain.cc)
+void add_serve_command(CLI::App& app);      // serve
+void add_quantize_command(CLI::App& app);   // quantize
 
 }  // namespace bertune::cli

@@ -75,6 +75,10 @@ void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
                     int in, int out) {
   require(T >= 0 && in > 0 && out > 0, "linear_forward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
+  if (const QuantizedLinear* q = bound_int8_weight(W)) {  // an int8 model (Int8Binding)
+    require(q->in == in && q->out == out, "linear_forward", "int8 weight bound to W is " + dims(q->out, q->in));
+    return linear_int8_forward(d, y, x, *q, b, T);
+  }
   DISPATCH(linear_forward, y, x, W, b, T, in, out);
 }
 void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace bertune::kernels {
 
@@ -154,5 +155,57 @@ struct AdamWStep {
 };
 void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);
+
+// ---- int8 linear (inference only; bodies in kernels/cpu/linear_int8_cpu.cc) ----------
+// nn.Linear with the weight quantized per output channel, symmetric:
+//   W[o, k] ~= scale[o] * q[o, k],  q in [-127, 127],  scale[o] = max_k |W[o, k]| / 127.
+// Activations are quantized per row the same way, on the fly; products accumulate in
+// int32 (exact), then y = float(acc) * (row_scale * scale[o]) + b[o] in fp32 (one fma).
+// So every kernel path gives the same bits.
+struct QuantizedLinear {
+  int in = 0, out = 0;
+  std::vector<int8_t> q;       // [out, in] row-major: what a quantized checkpoint stores
+  std::vector<float> scale;    // [out]
+  // Derived by pack_quantized_linear(): the layout of the VNNI kernel (vpdpbusd, u8 x s8):
+  // 16-column blocks of [k/4][16][4] bytes, k padded to 4 and out to 16 with zeros, and
+  // 128 * sum_k q[o, k] per column to undo the +128 that makes activations unsigned.
+  std::vector<int8_t> packed;
+  std::vector<int32_t> compensation;  // [out padded to 16]
+};
+// Quantizes W [out, in] (and packs it).
+QuantizedLinear quantize_linear(const float* W, int out, int in);
+// Rebuilds packed / compensation from q and scale (after loading them). Throws Error on bad sizes.
+void pack_quantized_linear(QuantizedLinear& w);
+// y[T, out] = dequant(quant_rows(x[T, in]) q^T) + b   (b may be null)
+void linear_int8_forward(Device d, float* y, const float* x, const QuantizedLinear& w, const float* b, int T);
+
+// Which int8 kernel runs: Auto = AVX-512 VNNI when the CPU running us has it (checked
+// with cpuid at run time, not at build time), else the portable one. The environment
+// variable BERTUNE_INT8_KERNEL=portable forces the portable kernel at start-up.
+enum class Int8Kernel { Auto, Portable, Vnni };
+void set_int8_kernel(Int8Kernel k);  // Vnni on a CPU without it: Error
+const char* int8_kernel_name();      // "avx512-vnni" | "portable": what runs now
+bool cpu_has_avx512_vnni();
+
+// The inference seam for int8 models: while an Int8Binding lives, linear_forward() called
+// with a bound fp32 weight pointer W runs linear_int8_forward() with W's quantized
+// weight instead of the fp32 GEMM (same x, b, T; in/out must match). So a model's forward
+// uses int8 without the model knowing; backward and unbound weights are untouched, and
+// with nothing bound linear_forward pays one relaxed atomic load.
+class Int8Binding {
+ public:
+  Int8Binding() = default;
+  Int8Binding(const Int8Binding&) = delete;
+  Int8Binding& operator=(const Int8Binding&) = delete;
+  ~Int8Binding();  // unbinds everything it bound
+  // Throws Error when W is already bound (by any binding).
+  void bind(const float* W, QuantizedLinear q);
+  size_t size() const { return bound_.size(); }
+
+ private:
+  std::vector<const float*> bound_;
+};
+// The quantized weight bound to W, or null.
+const QuantizedLinear* bound_int8_weight(const float* W);
 
 }  // namespace bertune::kernels

@@ -1,0 +1,44 @@
+// bertune serve: HTTP classification with dynamic batching (src/serve/).
+#include <sstream>
+
+#include "cli/commands.h"
+#include "serve/server.h"
+
+namespace bertune::cli {
+
+void add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "Serve a classifier over HTTP (POST /v1/classify, POST /, GET /health, "
+                                          "GET /metrics) with dynamic batching");
+  auto o = std::make_shared<serve::ServeOptions>();
+  auto label_names = std::make_shared<std::string>();
+  cmd->add_option("--model", o->model, "model directory (HF layout)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer directory (default: the model's)");
+  cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "port (0: any free port, printed on stderr)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "compute threads of the model (0: all cores)")->capture_default_str();
+  cmd->add_option("--max-batch", o->max_batch, "texts per forward pass")->capture_default_str();
+  cmd->add_option("--max-wait-ms", o->max_wait_ms, "how long the oldest queued text waits for a fuller batch")
+      ->capture_default_str();
+  cmd->add_option("--batch-wait", o->batch_wait,
+                  "arriving: wait for a fuller batch only while other requests are being read; always: wait out "
+                  "--max-wait-ms")
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->max_length, "truncate texts to this many tokens")->capture_default_str();
+  cmd->add_option("--max-texts", o->max_texts, "texts per request (more: 413)")->capture_default_str();
+  cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")->capture_default_str();
+  cmd->add_option("--http-threads", o->http_threads, "connections served at once")->capture_default_str();
+  cmd->add_option("--read-timeout", o->read_timeout_s, "seconds a slow client may take to send or read")
+      ->capture_default_str();
+  cmd->add_flag("--int8", o->int8, "quantize the encoder's linear layers to int8 at load (as `bertune quantize`)");
+  cmd->add_option("--label-names", *label_names, "comma-separated label names (override config.json's id2label)");
+  cmd->callback([o, label_names] {
+    if (!label_names->empty()) {
+      std::stringstream in(*label_names);
+      std::string name;
+      while (std::getline(in, name, ',')) o->label_names.push_back(name);
+    }
+    serve::run_server(*o);
+  });
+}
+
+}  // namespace bertune::cli

@@ -1,0 +1,238 @@
+// int8 linear layers: per-row dynamic activation quantization, int32 accumulation,
+// fp32 dequantization (see kernels/ops.h for the arithmetic).
+//
+// Two kernels compute the same integers and the same final fma, so they agree bit
+// for bit (tested):
+// - AVX-512 VNNI: vpdpbusd multiplies u8 x s8 in groups of 4 and adds into int32
+//   lanes. Activations are shifted to u8 (q + 128) and 128 * sum_k w[o, k] is taken
+//   off afterwards. A 4-row x 64-column tile keeps 16 accumulators in registers; the
+//   weights are packed so that one 64-byte load feeds 16 columns x 4 k.
+//   Compiled with a target attribute and chosen by cpuid at RUN time, so one binary
+//   runs on CPUs with and without VNNI.
+// - portable: plain int8 x int8 -> int32 loops the compiler vectorises.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__)
+// GCC 12's _mm512_cvtepi32_ps passes an undefined vector as its (unused) merge source
+// and warns about it wherever it is inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+#include "kernels/cpu/int8_cpu.h"
+#include "util/error.h"
+
+namespace bertune::kernels::cpu {
+namespace {
+
+constexpr int kCols = 16;             // columns per packed block (one zmm of int32)
+constexpr int kTileRows = 4;          // rows per register tile
+constexpr int kTileBlocks = 4;        // packed blocks per register tile (64 columns)
+constexpr int kRowsPerTask = 32;      // rows of one parallel task
+constexpr size_t kParallelWork = 1 << 16;
+
+int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+// Symmetric quantization of one row: q = round(x * 127 / amax), scale = amax / 127.
+float quantize_row(const float* x, int n, int8_t* q) {
+  float amax = 0.f;
+  for (int k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float inv = amax > 0.f ? 127.f / amax : 0.f;
+  for (int k = 0; k < n; ++k) {
+    const float v = std::nearbyint(x[k] * inv);
+    q[k] = static_cast<int8_t>(std::clamp(v, -127.f, 127.f));
+  }
+  return amax / 127.f;
+}
+
+std::atomic<int> g_kernel{-1};  // -1: not chosen yet, else Int8Kernel
+
+Int8Kernel resolved_kernel() {
+  int k = g_kernel.load(std::memory_order_relaxed);
+  if (k < 0) {
+    const char* env = std::getenv("BERTUNE_INT8_KERNEL");
+    const bool portable = env && std::string(env) == "portable";
+    k = static_cast<int>(!portable && cpu_has_avx512_vnni() ? Int8Kernel::Vnni : Int8Kernel::Portable);
+    g_kernel.store(k, std::memory_order_relaxed);
+  }
+  return static_cast<Int8Kernel>(k);
+}
+
+// Per-thread scratch for the quantized activations: no allocation per call.
+struct Scratch {
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+};
+Scratch& scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+void quantize_activations(const float* x, int T, int in, int k_padded, Scratch& s) {
+  s.q.assign(static_cast<size_t>(T) * k_padded, 0);
+  s.scales.resize(T);
+#pragma omp parallel for schedule(static) if (size_t(T) * in > kParallelWork)
+  for (int t = 0; t < T; ++t) s.scales[t] = quantize_row(x + size_t(t) * in, in, s.q.data() + size_t(t) * k_padded);
+}
+
+void forward_portable(float* y, const QuantizedLinear& w, const float* b, int T, const Scratch& s, int k_padded) {
+  const int in = w.in, out = w.out;
+#pragma omp parallel for collapse(2) schedule(static) if (size_t(T) * out * in > kParallelWork)
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < out; ++o) {
+      const int8_t* xq = s.q.data() + size_t(t) * k_padded;
+      const int8_t* wq = w.q.data() + size_t(o) * in;
+      int32_t acc = 0;
+      for (int k = 0; k < in; ++k) acc += int32_t(xq[k]) * int32_t(wq[k]);
+      y[size_t(t) * out + o] = std::fma(static_cast<float>(acc), s.scales[t] * w.scale[o], b ? b[o] : 0.f);
+    }
+}
+
+#if defined(__x86_64__)
+#define BERTUNE_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+
+// One MR x (NB * 16) tile: A rows are u8 [MR][k_padded], B the NB packed blocks.
+template <int MR, int NB>
+BERTUNE_VNNI void vnni_tile(const uint8_t* A, int k_padded, const int8_t* B, size_t block_bytes,
+                            const QuantizedLinear& w, const float* bias, const float* row_scales, float* y,
+                            int col0) {
+  __m512i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_setzero_si512();
+  const int k4n = k_padded / 4;
+  for (int k4 = 0; k4 < k4n; ++k4) {
+    __m512i bv[NB];
+    for (int nb = 0; nb < NB; ++nb) bv[nb] = _mm512_loadu_si512(B + nb * block_bytes + size_t(k4) * 64);
+    for (int r = 0; r < MR; ++r) {
+      int32_t four;
+      std::memcpy(&four, A + size_t(r) * k_padded + size_t(k4) * 4, 4);
+      const __m512i av = _mm512_set1_epi32(four);
+      for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], av, bv[nb]);
+    }
+  }
+  const int out = w.out;
+  for (int nb = 0; nb < NB; ++nb) {
+    const int c = col0 + nb * kCols;
+    if (c >= out) break;
+    const int rem = std::min(kCols, out - c);
+    const __mmask16 mask = static_cast<__mmask16>((1u << rem) - 1);
+    const __m512i comp = _mm512_loadu_si512(w.compensation.data() + c);
+    const __m512 wscale = _mm512_maskz_loadu_ps(mask, w.scale.data() + c);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + c) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][nb], comp));
+      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), wscale);
+      _mm512_mask_storeu_ps(y + size_t(r) * out + c, mask, _mm512_fmadd_ps(f, s, bv));
+    }
+  }
+}
+
+using TileFn = void (*)(const uint8_t*, int, const int8_t*, size_t, const QuantizedLinear&, const float*,
+                        const float*, float*, int);
+template <int MR>
+constexpr TileFn tile_for(int nb) {
+  return nb == 1 ? vnni_tile<MR, 1> : nb == 2 ? vnni_tile<MR, 2> : nb == 3 ? vnni_tile<MR, 3> : vnni_tile<MR, 4>;
+}
+TileFn tile_fn(int mr, int nb) {
+  switch (mr) {
+    case 1: return tile_for<1>(nb);
+    case 2: return tile_for<2>(nb);
+    case 3: return tile_for<3>(nb);
+    default: return tile_for<4>(nb);
+  }
+}
+
+void forward_vnni(float* y, const QuantizedLinear& w, const float* b, int T, Scratch& s, int k_padded) {
+  // u8 = q + 128 (flipping the sign bit), in place: the scratch is ours.
+  uint8_t* A = reinterpret_cast<uint8_t*>(s.q.data());
+  for (size_t i = 0; i < s.q.size(); ++i) A[i] ^= 0x80;
+  const int blocks = round_up(w.out, kCols) / kCols;
+  const int panels = (blocks + kTileBlocks - 1) / kTileBlocks;
+  const int row_tasks = (T + kRowsPerTask - 1) / kRowsPerTask;
+  const size_t block_bytes = size_t(k_padded) * kCols;
+#pragma omp parallel for collapse(2) schedule(static) if (size_t(T) * w.out * w.in > kParallelWork)
+  for (int p = 0; p < panels; ++p)
+    for (int rt = 0; rt < row_tasks; ++rt) {
+      const int nb = std::min(kTileBlocks, blocks - p * kTileBlocks);
+      const int col0 = p * kTileBlocks * kCols;
+      const int8_t* B = w.packed.data() + size_t(p) * kTileBlocks * block_bytes;
+      const int t_end = std::min(T, (rt + 1) * kRowsPerTask);
+      for (int t = rt * kRowsPerTask; t < t_end; t += kTileRows) {
+        const int mr = std::min(kTileRows, t_end - t);
+        tile_fn(mr, nb)(A + size_t(t) * k_padded, k_padded, B, block_bytes, w, b, s.scales.data() + t,
+                        y + size_t(t) * w.out, col0);
+      }
+    }
+}
+#endif
+
+}  // namespace
+
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+void set_int8_kernel(Int8Kernel k) {
+  if (k == Int8Kernel::Vnni && !cpu_has_avx512_vnni())
+    throw Error("int8 kernel avx512-vnni: this CPU has no AVX-512 VNNI");
+  if (k == Int8Kernel::Auto) {
+    g_kernel.store(-1);
+    resolved_kernel();
+  } else {
+    g_kernel.store(static_cast<int>(k));
+  }
+}
+
+const char* int8_kernel_name() { return resolved_kernel() == Int8Kernel::Vnni ? "avx512-vnni" : "portable"; }
+
+void quantize_linear(QuantizedLinear& w, const float* W) {
+  w.q.resize(size_t(w.out) * w.in);
+  w.scale.resize(w.out);
+#pragma omp parallel for schedule(static) if (size_t(w.out) * w.in > kParallelWork)
+  for (int o = 0; o < w.out; ++o) w.scale[o] = quantize_row(W + size_t(o) * w.in, w.in, w.q.data() + size_t(o) * w.in);
+}
+
+void pack_quantized_linear(QuantizedLinear& w) {
+  const int k_padded = round_up(w.in, 4), n_padded = round_up(w.out, kCols);
+  const int k4n = k_padded / 4;
+  w.packed.assign(size_t(n_padded) * k_padded, 0);
+  w.compensation.assign(n_padded, 0);
+  for (int o = 0; o < w.out; ++o) {
+    const int block = o / kCols, c = o % kCols;
+    int32_t sum = 0;
+    for (int k = 0; k < w.in; ++k) {
+      const int8_t v = w.q[size_t(o) * w.in + k];
+      sum += v;
+      w.packed[((size_t(block) * k4n + k / 4) * kCols + c) * 4 + k % 4] = v;
+    }
+    w.compensation[o] = 128 * sum;
+  }
+}
+
+void linear_int8_forward(float* y, const float* x, const QuantizedLinear& w, const float* b, int T) {
+  if (T == 0) return;
+  const int k_padded = round_up(w.in, 4);
+  Scratch& s = scratch();
+  quantize_activations(x, T, w.in, k_padded, s);
+#if defined(__x86_64__)
+  if (resolved_kernel() == Int8Kernel::Vnni) return forward_vnni(y, w, b, T, s, k_padded);
+#endif
+  forward_portable(y, w, b, T, s, k_padded);
+}
+
+}  // namespace bertune::kernels::cpu

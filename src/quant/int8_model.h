@@ -1,0 +1,49 @@
+#pragma once
+// bertune's int8 model directory (`bertune quantize`): config.json with a
+// "bertune_quantization" object, and model.safetensors where every encoder linear
+// weight "X.weight" is stored as I8 [out, in] beside "X.weight_scale" F32 [out]
+// (W ~= scale[o] * q[o, :]); everything else (embeddings, LayerNorms, biases, pooler,
+// classifier) stays F32. Tokenizer files are copied. Transformers cannot load the I8
+// weights; bertune recognises the directory by the config marker.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "kernels/ops.h"
+
+namespace bertune::quant {
+
+inline constexpr const char* kConfigMarker = "bertune_quantization";
+
+// Encoder linear weights (query/key/value, attention output, intermediate, output):
+// the ones quantized. The pooler and the classifier stay fp32.
+bool is_quantized_weight(const std::string& name, const std::vector<int64_t>& shape);
+
+bool is_int8_model_dir(const std::filesystem::path& dir);
+
+struct QuantizeReport {
+  int quantized = 0, kept = 0;
+  size_t fp32_bytes = 0, int8_bytes = 0;  // model.safetensors payload before / after
+};
+
+// Reads an fp32 model directory and writes the int8 one (beside `output`, then renamed:
+// it appears whole or not at all). Refuses an output that exists unless `overwrite`.
+QuantizeReport quantize_model_dir(const std::filesystem::path& model, const std::filesystem::path& output,
+                                  bool overwrite = false);
+
+struct Int8Model {
+  TensorMap fp32;  // the F32 tensors, plus every quantized weight dequantized (scale * q)
+  std::map<std::string, kernels::QuantizedLinear> int8;  // by weight name, packed for the kernels
+};
+// model.safetensors of an int8 directory. Throws Error naming the file and tensor.
+Int8Model read_int8_safetensors(const std::filesystem::path& file);
+
+// The encoder's int8 linears in the order BertModel computes them: for each layer l,
+// the fused [Q; K; V] projection ([3H, H]: query, key, value rows stacked, as
+// BertModel fuses them — per-row scales make stacking exact), the attention output,
+// the intermediate and the output dense. Throws Error when one is missing.
+std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers);
+
+}  // namespace bertune::quant

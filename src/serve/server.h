@@ -1,0 +1,40 @@
+#pragma once
+// `bertune serve`: an HTTP/1.1 server (cpp-httplib) around one classifier with dynamic
+// batching. Endpoints:
+//   POST /v1/classify  {"texts": [..]} | {"text": ".."}
+//        -> {"predictions": [{"label", "label_name", "probs", "logits"}], "model", "elapsed_ms"}
+//   POST /             the Hugging Face Inference API: {"inputs": ".." | [..]}
+//        -> [[{"label", "score"}, ...], ...] (one list per input, best score first)
+//   GET  /health       200 once the model is loaded (503 while loading or shutting down)
+//   GET  /metrics      Prometheus text format
+// Client errors answer {"error": {"kind", "message"}} with a 4xx status and never stop
+// the server. SIGTERM / SIGINT: stop accepting, finish what is in flight, return 0.
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace bertune::serve {
+
+struct ServeOptions {
+  std::string model, tokenizer;
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (printed on stderr)
+  int threads = 0;  // compute threads of the model (0: all cores)
+  int max_batch = 64;
+  double max_wait_ms = 5;
+  // "arriving": wait for a fuller batch only while other requests are being read (a lone
+  // client is never delayed); "always": wait out max_wait_ms unless the batch fills.
+  std::string batch_wait = "arriving";
+  int max_length = 128;
+  int max_texts = 256;                // texts in one request
+  size_t max_body_bytes = 1 << 20;    // request body
+  int http_threads = 128;             // connections served at once (keep-alive holds one each)
+  int read_timeout_s = 5;             // a client slower than this is dropped
+  std::vector<std::string> label_names;  // overrides config.json's id2label
+  bool int8 = false;                     // quantize an fp32 model's encoder linears at load
+};
+
+// Runs until SIGTERM / SIGINT. Throws Error for bad options or a model that cannot load.
+int run_server(const ServeOptions& options);
+
+}  // namespace bertune::serve

@@ -1,0 +1,186 @@
+// int8 linear layers against an fp64 reference, with an error bound derived from the
+// quantization steps, on random and ragged shapes; both kernels, which must agree bitwise.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "util/error.h"
+
+using namespace bertune;
+using kernels::Int8Kernel;
+
+namespace {
+
+std::vector<float> random_matrix(size_t n, std::mt19937& rng, float spread) {
+  std::normal_distribution<float> d(0.f, spread);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+float row_scale(const float* x, int n) {
+  float amax = 0;
+  for (int k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+  return amax / 127.f;
+}
+
+// Restores the automatic kernel choice whatever a test forced.
+struct KernelGuard {
+  ~KernelGuard() { kernels::set_int8_kernel(Int8Kernel::Auto); }
+};
+
+struct Shape {
+  int T, in, out;
+};
+const Shape kShapes[] = {{1, 1, 1},   {3, 7, 5},    {5, 32, 16},  {17, 33, 17}, {4, 256, 64},
+                         {33, 257, 65}, {9, 64, 130}, {2, 768, 3}, {70, 128, 96}};
+
+TEST(Int8, WeightQuantizationIsPerChannelSymmetricWithinHalfAStep) {
+  std::mt19937 rng(1);
+  const int out = 37, in = 53;
+  auto W = random_matrix(size_t(out) * in, rng, 0.05f);
+  for (int k = 0; k < in; ++k) W[5 * in + k] = 0;  // an all-zero channel
+  auto q = kernels::quantize_linear(W.data(), out, in);
+  ASSERT_EQ(q.scale.size(), size_t(out));
+  for (int o = 0; o < out; ++o) {
+    EXPECT_FLOAT_EQ(q.scale[o], row_scale(&W[size_t(o) * in], in)) << o;
+    int max_q = 0;
+    for (int k = 0; k < in; ++k) {
+      const int v = q.q[size_t(o) * in + k];
+      max_q = std::max(max_q, std::abs(v));
+      EXPECT_LE(std::abs(q.scale[o] * v - W[size_t(o) * in + k]), q.scale[o] * 0.5f * 1.0001f + 1e-9f);
+    }
+    EXPECT_EQ(max_q, o == 5 ? 0 : 127) << o;  // the largest weight maps to +-127
+  }
+}
+
+void check_against_reference(Int8Kernel kernel) {
+  KernelGuard guard;
+  kernels::set_int8_kernel(kernel);
+  std::mt19937 rng(42);
+  for (const Shape& s : kShapes)
+    for (bool with_bias : {false, true}) {
+      auto x = random_matrix(size_t(s.T) * s.in, rng, 1.f);
+      auto W = random_matrix(size_t(s.out) * s.in, rng, 0.05f);
+      auto b = random_matrix(s.out, rng, 0.1f);
+      if (s.T > 2)
+        for (int k = 0; k < s.in; ++k) x[size_t(1) * s.in + k] = 0;  // an all-zero row: y = b
+      auto q = kernels::quantize_linear(W.data(), s.out, s.in);
+      std::vector<float> y(size_t(s.T) * s.out, -1.f);
+      kernels::linear_int8_forward(kernels::Device::CPU, y.data(), x.data(), q, with_bias ? b.data() : nullptr, s.T);
+      for (int t = 0; t < s.T; ++t) {
+        const float sx = row_scale(&x[size_t(t) * s.in], s.in);
+        for (int o = 0; o < s.out; ++o) {
+          const float sw = q.scale[o];
+          double ref = with_bias ? b[o] : 0.0, bound = 0, magnitude = 0;
+          for (int k = 0; k < s.in; ++k) {
+            const double xv = x[size_t(t) * s.in + k], wv = W[size_t(o) * s.in + k];
+            ref += xv * wv;
+            // |x^ w^ - x w| <= |x| sw/2 + |w| sx/2 + sx sw/4 per product
+            bound += std::fabs(xv) * sw / 2 + std::fabs(wv) * sx / 2 + double(sx) * sw / 4;
+            magnitude += std::fabs(xv * wv);
+          }
+          bound += 1e-5 * (magnitude + std::fabs(ref)) + 1e-7;  // fp32 rounding of scales and dequantization
+          const float got = y[size_t(t) * s.out + o];
+          ASSERT_LE(std::fabs(got - ref), bound)
+              << kernels::int8_kernel_name() << " T=" << s.T << " in=" << s.in << " out=" << s.out << " t=" << t
+              << " o=" << o << " got " << got << " want " << ref;
+          if (t == 1 && s.T > 2) {
+            EXPECT_EQ(got, with_bias ? b[o] : 0.f);
+          }
+        }
+      }
+    }
+}
+
+TEST(Int8, PortableKernelMatchesFp32WithinTheQuantizationBound) { check_against_reference(Int8Kernel::Portable); }
+
+TEST(Int8, VnniKernelMatchesFp32WithinTheQuantizationBound) {
+  if (!kernels::cpu_has_avx512_vnni()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: only the portable kernel runs";
+  check_against_reference(Int8Kernel::Vnni);
+}
+
+TEST(Int8, BothKernelsGiveTheSameBits) {
+  if (!kernels::cpu_has_avx512_vnni()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: only the portable kernel runs";
+  KernelGuard guard;
+  std::mt19937 rng(7);
+  for (const Shape& s : kShapes) {
+    auto x = random_matrix(size_t(s.T) * s.in, rng, 2.f);
+    auto W = random_matrix(size_t(s.out) * s.in, rng, 0.05f);
+    auto b = random_matrix(s.out, rng, 0.1f);
+    auto q = kernels::quantize_linear(W.data(), s.out, s.in);
+    std::vector<float> a(size_t(s.T) * s.out), v(a.size());
+    kernels::set_int8_kernel(Int8Kernel::Portable);
+    EXPECT_STREQ(kernels::int8_kernel_name(), "portable");
+    kernels::linear_int8_forward(kernels::Device::CPU, a.data(), x.data(), q, b.data(), s.T);
+    kernels::set_int8_kernel(Int8Kernel::Vnni);
+    EXPECT_STREQ(kernels::int8_kernel_name(), "avx512-vnni");
+    kernels::linear_int8_forward(kernels::Device::CPU, v.data(), x.data(), q, b.data(), s.T);
+    EXPECT_EQ(a, v) << "T=" << s.T << " in=" << s.in << " out=" << s.out;
+  }
+}
+
+TEST(Int8, EnvironmentForcesThePortableKernelAndPackingRoundTrips) {
+  KernelGuard guard;
+  setenv("BERTUNE_INT8_KERNEL", "portable", 1);
+  kernels::set_int8_kernel(Int8Kernel::Auto);
+  EXPECT_STREQ(kernels::int8_kernel_name(), "portable");
+  unsetenv("BERTUNE_INT8_KERNEL");
+  kernels::set_int8_kernel(Int8Kernel::Auto);
+  EXPECT_STREQ(kernels::int8_kernel_name(), kernels::cpu_has_avx512_vnni() ? "avx512-vnni" : "portable");
+
+  // q and scale alone (what a checkpoint stores) rebuild the same packed weight.
+  std::mt19937 rng(3);
+  auto W = random_matrix(size_t(19) * 45, rng, 0.05f);
+  auto q = kernels::quantize_linear(W.data(), 19, 45);
+  kernels::QuantizedLinear loaded;
+  loaded.out = 19;
+  loaded.in = 45;
+  loaded.q = q.q;
+  loaded.scale = q.scale;
+  kernels::pack_quantized_linear(loaded);
+  EXPECT_EQ(loaded.packed, q.packed);
+  EXPECT_EQ(loaded.compensation, q.compensation);
+  loaded.scale.pop_back();
+  EXPECT_THROW(kernels::pack_quantized_linear(loaded), Error);
+}
+
+}  // namespace
+
+namespace {
+
+// linear_forward on a bound weight runs the int8 kernel (same bits as calling it
+// directly); unbound again once the binding is gone; a shape mismatch is an Error.
+TEST(Int8, BindingRoutesLinearForwardToInt8WhileItLives) {
+  std::mt19937 rng(11);
+  const int T = 9, in = 40, out = 24;
+  auto x = random_matrix(size_t(T) * in, rng, 1.f);
+  auto W = random_matrix(size_t(out) * in, rng, 0.05f);
+  auto b = random_matrix(out, rng, 0.1f);
+  auto q = kernels::quantize_linear(W.data(), out, in);
+  std::vector<float> fp32(size_t(T) * out), int8(fp32.size()), bound(fp32.size()), after(fp32.size());
+  kernels::linear_forward(kernels::Device::CPU, fp32.data(), x.data(), W.data(), b.data(), T, in, out);
+  kernels::linear_int8_forward(kernels::Device::CPU, int8.data(), x.data(), q, b.data(), T);
+  ASSERT_NE(fp32, int8);
+  EXPECT_EQ(kernels::bound_int8_weight(W.data()), nullptr);
+  {
+    kernels::Int8Binding binding;
+    binding.bind(W.data(), q);
+    EXPECT_EQ(binding.size(), 1u);
+    EXPECT_THROW(binding.bind(W.data(), q), Error);
+    kernels::linear_forward(kernels::Device::CPU, bound.data(), x.data(), W.data(), b.data(), T, in, out);
+    EXPECT_EQ(bound, int8);
+    EXPECT_THROW(kernels::linear_forward(kernels::Device::CPU, bound.data(), x.data(), W.data(), b.data(), T, in / 2,
+                                         out),
+                 Error);
+  }
+  EXPECT_EQ(kernels::bound_int8_weight(W.data()), nullptr);
+  kernels::linear_forward(kernels::Device::CPU, after.data(), x.data(), W.data(), b.data(), T, in, out);
+  EXPECT_EQ(after, fp32);
+}
+
+}  // namespace
