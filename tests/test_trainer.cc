@@ -187,7 +187,7 @@ TEST(TrainerRun, NonFiniteLossStopsAndKeepsLastGoodCheckpoint) {
   set_arg(a, "--learning-rate", "1e30");  // blows the weights up
   set_arg(a, "--warmup-ratio", "0");
   for (const char* s : {"--save-strategy", "steps", "--save-steps", "1"}) a.push_back(s);
-  ASSERT_EQ(run(a, fx.dir / "nan.txt"), 1) << slurp(fx.dir / "nan.txt");
+  ASSERT_EQ(run(a, fx.dir / "nan.txt"), 3) << slurp(fx.dir / "nan.txt");  // exit 3: the non-finite guard
   std::string console = slurp(fx.dir / "nan.txt");
   EXPECT_NE(console.find("non-finite loss — step skipped"), std::string::npos) << console;
   EXPECT_NE(console.find("3 steps in a row had a non-finite loss or gradient"), std::string::npos) << console;
@@ -431,4 +431,57 @@ TEST(TrainerRun, EvalAndPredictRefuseAnUntrainedHead) {
   EXPECT_EQ(run({"predict", "--model", base.string(), "--allow-untrained-head", "좋아요"}, fx.dir / "pred2.txt"), 0)
       << slurp(fx.dir / "pred2.txt");
   EXPECT_NE(slurp(fx.dir / "pred2.txt").find("predictions are meaningless"), std::string::npos);
+}
+
+// SIGINT mid-run: the loop stops between steps, exits 130, leaves no temporary directory and
+// says which checkpoint a resume continues from; the resumed run finishes normally.
+TEST(TrainerRun, InterruptStopsBetweenStepsAndNamesTheCheckpoint) {
+  Fixture fx;
+  const fs::path out = fx.dir / "sigint";
+  auto a = fx.base_args(out);
+  for (const char* s : {"--num-train-epochs", "4", "--save-strategy", "steps", "--save-steps", "5"}) a.push_back(s);
+  pid_t pid = spawn(a, fx.dir / "int.txt");
+  int status = 0;
+  while (count_loss_records(out / "log.jsonl") < 12) {
+    ASSERT_NE(waitpid(pid, &status, WNOHANG), pid) << "ended before the signal: " << slurp(fx.dir / "int.txt");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(pid, SIGINT);
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(fx.dir / "int.txt");
+  EXPECT_EQ(WEXITSTATUS(status), 130) << slurp(fx.dir / "int.txt");
+  const std::string console = slurp(fx.dir / "int.txt");
+  EXPECT_NE(console.find("the last checkpoint is " + (out / "checkpoint-").string()), std::string::npos) << console;
+  for (const auto& e : fs::directory_iterator(out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  EXPECT_FALSE(fs::exists(out / "final"));
+  a.insert(a.end(), {"--resume-from-checkpoint", "last"});
+  EXPECT_EQ(run(a, fx.dir / "resumed.txt"), 0) << slurp(fx.dir / "resumed.txt");
+}
+
+// A tokenizer directory without tokenizer_config.json lower-cases and strips accents (HF's
+// defaults): Hangul turns into [UNK]. The first batch shows it, and the user is told. Models
+// trained on NSMC name their labels.
+TEST(TrainerRun, WarnsAboutUnknownTokensAndNamesNsmcLabels) {
+  Fixture fx;
+  const fs::path tok = fx.dir / "bare-tokenizer";
+  fs::create_directories(tok);
+  fs::copy_file(shared_path("models/klue-bert-base/vocab.txt"), tok / "vocab.txt");
+  auto a = fx.base_args(fx.dir / "unk");
+  for (const char* s : {"--max-steps", "2", "--save-strategy", "no", "--tokenizer"}) a.push_back(s);
+  a.push_back(tok.string());
+  ASSERT_EQ(run(a, fx.dir / "unk.txt"), 0) << slurp(fx.dir / "unk.txt");
+  EXPECT_NE(slurp(fx.dir / "unk.txt").find("[UNK]"), std::string::npos) << slurp(fx.dir / "unk.txt");
+
+  auto b = fx.base_args(fx.dir / "named");
+  for (const char* s : {"--max-steps", "2", "--save-strategy", "no"}) b.push_back(s);
+  ASSERT_EQ(run(b, fx.dir / "named.txt"), 0) << slurp(fx.dir / "named.txt");
+  EXPECT_EQ(slurp(fx.dir / "named.txt").find("[UNK]"), std::string::npos) << slurp(fx.dir / "named.txt");
+  auto config = Json::parse(slurp(fx.dir / "named" / "final" / "config.json"));
+  EXPECT_EQ(config["id2label"]["0"], "negative");
+  EXPECT_EQ(config["id2label"]["1"], "positive");
+  ASSERT_EQ(run({"predict", "--model", (fx.dir / "named" / "final").string(), "--input", fx.dir.string()},
+                fx.dir / "dir.txt"),
+            1);
+  EXPECT_NE(slurp(fx.dir / "dir.txt").find("is a directory"), std::string::npos) << slurp(fx.dir / "dir.txt");
 }

@@ -1,14 +1,13 @@
 // bertune train | compare | eval | predict
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/train_flags.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
+#include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -70,6 +69,14 @@ LoadedClassifier load_for_inference(const InferenceFlags& f) {
   return c;
 }
 
+// The first batch's [UNK] share: a tokenizer that does not fit the text shows at once.
+void warn_if_unknown_tokens(const LoadedClassifier& m, const train::TokenizedData& t, const InferenceFlags& f) {
+  const size_t n = std::min(t.size(), static_cast<size_t>(f.batch_size));
+  const std::vector<std::vector<int32_t>> first(t.ids.begin(), t.ids.begin() + static_cast<std::ptrdiff_t>(n));
+  const std::string dir = f.tokenizer.empty() ? f.model : f.tokenizer;
+  if (auto w = text::unk_warning(text::unk_rate(m.tokenizer, first), dir)) std::fprintf(stderr, "%s\n", w->c_str());
+}
+
 void run_train(const TrainFlags& flags) {
   train::run_training(resolve_train_flags(flags, preset_base(flags.preset, flags, /*announce=*/true)), stdout);
 }
@@ -100,6 +107,7 @@ void run_eval(const EvalCommand& c) {
   auto d = data::read_dataset(c.data, ro);
   if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
   auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
+  warn_if_unknown_tokens(m, t, c.in);
   auto r = train::evaluate(*m.model, t, c.in.batch_size, padding, m.max_length, m.tokenizer.pad_id());
   if (c.json) {
     std::printf("%s\n", r.record().dump().c_str());
@@ -123,32 +131,27 @@ void run_predict(const PredictCommand& c) {
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
   if (!c.input.empty()) {
-    std::string first_line;
-    {
-      std::ifstream in(c.input);
-      if (!in) throw Error("--input: cannot open " + c.input);
-      std::getline(in, first_line);
-    }
-    if (!text_column.empty() || first_line.find('\t') != std::string::npos || c.input.ends_with(".jsonl") ||
-        c.input.ends_with(".csv")) {
+    // Directories, gzip and invalid UTF-8 (named FILE:LINE) are handled by the line reader.
+    std::vector<std::string> lines = data::read_text_lines(c.input);
+    const bool table = !text_column.empty() || c.input.ends_with(".jsonl") || c.input.ends_with(".csv") ||
+                       (!lines.empty() && lines.front().find('\t') != std::string::npos);
+    if (table) {
       data::ReadOptions ro;
       ro.text_column = text_column.empty() ? "document" : text_column;
       ro.label_column = "";
       d = data::read_dataset(c.input, ro);
     } else {
-      std::istringstream in(io::read_file(c.input));
-      std::string line;
       int64_t n = 0;
-      while (std::getline(in, line)) {
-        ++n;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        d.examples.push_back({line, -1, n});
-      }
+      for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n});
     }
   } else {
-    for (const auto& t : c.texts) d.examples.push_back({t, -1, 0});
+    for (size_t i = 0; i < c.texts.size(); ++i) {
+      data::require_utf8(c.texts[i], "text " + std::to_string(i + 1));
+      d.examples.push_back({c.texts[i], -1, 0});
+    }
   }
   auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
+  warn_if_unknown_tokens(m, t, c.in);
   auto r = train::evaluate(*m.model, t, c.in.batch_size, train::Padding::Packed, m.max_length, m.tokenizer.pad_id(),
                            /*keep_logits=*/true);
   const auto& config = m.model->config();

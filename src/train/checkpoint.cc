@@ -7,6 +7,7 @@
 #include "io/safetensors.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
+#include "util/signals.h"
 #include "util/json_fields.h"
 
 namespace bertune::train {
@@ -73,6 +74,7 @@ Json resume_fingerprint(const TrainOptions& o, size_t train_examples) {
 void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
   const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
+  util::TempPathGuard guard(tmp);  // removed on an error or a signal before it is published
   fs::create_directories(tmp);
   c.config.save(tmp / "config.json");
   io::write_safetensors(tmp / "model.safetensors", c.model.state_dict());
@@ -88,6 +90,7 @@ void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
     if (f.filename() != "tokenizer.json") io::write_file_atomic(tmp / f.filename(), io::read_file(f));
   io::fsync_directory(tmp);
   io::publish_directory(tmp, dir);
+  guard.release();
 }
 
 void remove_interrupted_saves(const fs::path& output_dir) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "data/label_names.h"
 #include "kernels/ops.h"
 #include "train/evaluate.h"
 #include "train/sampler.h"
@@ -14,6 +15,14 @@ namespace {
 
 // The model's config.json (from --model or --model-config) with the run's overrides; the
 // pretrained weights, when there are any, are left in `pretrained`.
+// NSMC-trained models name their labels (negative/positive) where the config only numbers them.
+void name_labels(model::BertConfig& config, const fs::path& train_path) {
+  for (const auto& [id, name] : config.id2label)
+    if (name != "LABEL_" + std::to_string(id)) return;  // the model's own names stay
+  auto names = data::known_label_names(train_path);
+  if (!names.empty() && static_cast<int>(names.size()) == config.num_labels()) config.id2label = names;
+}
+
 model::BertConfig load_config(const TrainOptions& o, ModelFiles& pretrained) {
   model::BertConfig config;
   if (!o.model.empty()) {
@@ -162,13 +171,14 @@ PreparedRun prepare_run(const TrainOptions& o) {
 
   ModelFiles pretrained;
   r.config = load_config(o, pretrained);
+  r.train_path = o.train_file.empty() ? data::nsmc_path("train") : fs::path(o.train_file);
+  name_labels(r.config, r.train_path);
   r.tokenizer_dir = choose_tokenizer_dir(o);
   r.tokenizer = text::Tokenizer::load(r.tokenizer_dir);
   if (static_cast<int>(r.tokenizer.vocab_size()) > r.config.vocab_size)
     throw Error("tokenizer " + r.tokenizer_dir.string() + " has " + std::to_string(r.tokenizer.vocab_size()) +
                 " tokens but the model's vocab_size is " + std::to_string(r.config.vocab_size));
 
-  r.train_path = o.train_file.empty() ? data::nsmc_path("train") : fs::path(o.train_file);
   Splits splits = read_splits(o, r.config, r.train_path);
   tokenize_splits(r, splits);
   plan_steps(r);

@@ -8,8 +8,10 @@
 #include "io/safetensors.h"
 #include "model/pretrained.h"
 #include "text/tokenizer.h"
+#include "text/unk_rate.h"
 #include "train/sampler.h"
 #include "util/error.h"
+#include "util/signals.h"
 
 namespace bertune::train {
 namespace fs = std::filesystem;
@@ -44,6 +46,16 @@ void Trainer::warn(const std::string& message) {
   result_.warnings.push_back(message);
 }
 
+// A tokenizer that does not fit the text (e.g. a directory without tokenizer_config.json,
+// which lower-cases and strips accents: every Hangul syllable becomes [UNK]) shows on the
+// first batch already.
+void Trainer::warn_if_unknown_tokens() {
+  const auto batches = r_.epoch_batches(run_.epoch_index);
+  std::vector<std::vector<int32_t>> first;
+  for (size_t i : batches.front()) first.push_back(r_.train.ids[i]);
+  if (auto w = text::unk_warning(text::unk_rate(r_.tokenizer, first), r_.tokenizer_dir.string())) warn(*w);
+}
+
 void Trainer::start() {
   const TrainOptions& o = r_.options;
   const fs::path output_dir = o.output_dir;
@@ -58,6 +70,7 @@ void Trainer::start() {
     warn("Some weights of the model checkpoint at " + o.model +
          " were not used when initializing BertForSequenceClassification: [" + join(r_.unused) +
          "] (expected when the checkpoint was trained on another task, e.g. masked-LM pretraining)");
+  warn_if_unknown_tokens();
   if (!r_.initialised.empty())
     warn("Some weights of BertForSequenceClassification were not initialized from the model checkpoint at " +
          o.model + " and are newly initialized: [" + join(r_.initialised) + "]");
@@ -85,7 +98,20 @@ void Trainer::start() {
 
 TrainResult Trainer::train() {
   start();
-  while (state_.global_step < state_.max_steps && !stop_) run_epoch();
+  {
+    util::StopAtSafePoint safe_points;  // SIGINT/SIGTERM end the run between steps
+    try {
+      while (state_.global_step < state_.max_steps && !stop_) run_epoch();
+    } catch (const Interrupted& e) {
+      progress_.finish();
+      throw Interrupted(std::string(e.what()) + " at step " + std::to_string(state_.global_step) + "; " +
+                            (last_good_checkpoint_.empty()
+                                 ? std::string("no checkpoint was saved")
+                                 : "the last checkpoint is " + last_good_checkpoint_ +
+                                       " (--resume-from-checkpoint last continues from it)"),
+                        e.signal);
+    }
+  }
   progress_.finish();
   summarise(seconds_since(train_start_));
   finish();
@@ -101,6 +127,7 @@ void Trainer::run_epoch() {
   epoch_start_ = Clock::now();
   if (run_.batch_in_epoch == 0) epoch_tokens_ = TokenCounts{};
   for (int64_t b = run_.batch_in_epoch; b < static_cast<int64_t>(batches.size()); ++b) {
+    util::throw_if_stop_requested();
     const model::Batch batch = build_batch(r_.train, batches[b], layout);
     const StepOutcome step = step_.run(batch, state_.global_step);
     if (!step.finite) on_nonfinite(step);
@@ -141,7 +168,7 @@ void Trainer::on_nonfinite(const StepOutcome& step) {
   progress_.message("warning: step " + std::to_string(n) + ": non-finite " +
                     (std::isfinite(step.loss) ? "gradient norm" : "loss") + " — step skipped, weights unchanged");
   if (run_.nonfinite_streak >= 3)
-    throw Error("training stopped at step " + std::to_string(n) +
+    throw NonFiniteStop("training stopped at step " + std::to_string(n) +
                 ": 3 steps in a row had a non-finite loss or gradient (learning rate too high?). " +
                 (last_good_checkpoint_.empty() ? std::string("No checkpoint was saved yet.")
                                                : "The last good checkpoint is " + last_good_checkpoint_ +

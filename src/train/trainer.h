@@ -46,6 +46,7 @@ class Trainer {
   void summarise(double train_runtime);
   void finish();
   void warn(const std::string& message);
+  void warn_if_unknown_tokens();
 
   PreparedRun r_;
   std::FILE* out_;
