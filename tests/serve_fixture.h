@@ -22,8 +22,8 @@
 #include "model/bert.h"
 #include "model/config.h"
 #include "util/paths.h"
+#include "run_binary.h"
 
-extern char** environ;
 
 namespace bertune::testing {
 
@@ -53,30 +53,6 @@ inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = tr
   return dir;
 }
 
-inline pid_t spawn_bertune(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<std::string> all = {BERTUNE_BINARY};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, BERTUNE_BINARY, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot spawn " + std::string(BERTUNE_BINARY));
-  return pid;
-}
-
-inline int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-inline std::string slurp(const fs::path& p) { return fs::exists(p) ? io::read_file(p) : ""; }
 
 // `bertune serve --port 0 ...`: waits for the port on its log and for GET /health == 200.
 struct ServerProcess {
@@ -87,7 +63,7 @@ struct ServerProcess {
   ServerProcess(const fs::path& model, const fs::path& log_path, std::vector<std::string> extra = {}) : log(log_path) {
     std::vector<std::string> args = {"serve", "--model", model.string(), "--port", "0", "--threads", "2"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid = spawn_bertune(args, log);
+    pid = spawn(args, log);
     const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     std::smatch m;

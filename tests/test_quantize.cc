@@ -28,7 +28,7 @@ struct QuantizeTest : ::testing::Test {
 
 TEST_F(QuantizeTest, WritesInt8EncoderLinearsWithinHalfAStep) {
   const fs::path out = dir / "int8";
-  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0)
+  ASSERT_EQ(wait_exit(spawn({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0)
       << slurp(dir / "q.log");
   EXPECT_NE(slurp(dir / "q.log").find("12 linear weights int8"), std::string::npos) << slurp(dir / "q.log");
   EXPECT_TRUE(quant::is_int8_model_dir(out));
@@ -79,17 +79,17 @@ TEST_F(QuantizeTest, WritesInt8EncoderLinearsWithinHalfAStep) {
 TEST_F(QuantizeTest, RefusesBadInputWithoutWritingAnything) {
   const fs::path out = dir / "int8";
   fs::create_directories(out);
-  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 1);
+  EXPECT_EQ(wait_exit(spawn({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 1);
   EXPECT_NE(slurp(dir / "q.log").find("exists"), std::string::npos) << slurp(dir / "q.log");
   EXPECT_TRUE(fs::is_empty(out));
   const fs::path out2 = dir / "int8b";
-  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", (dir / "missing").string(), "--output", out2.string()},
+  EXPECT_EQ(wait_exit(spawn({"quantize", "--model", (dir / "missing").string(), "--output", out2.string()},
                                     dir / "q2.log")),
             1);
   EXPECT_FALSE(fs::exists(out2));
   // A quantized directory is not quantized again.
-  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out2.string()}, dir / "q3.log")), 0);
-  EXPECT_EQ(wait_exit(spawn_bertune({"quantize", "--model", out2.string(), "--output", (dir / "c").string()},
+  ASSERT_EQ(wait_exit(spawn({"quantize", "--model", model.string(), "--output", out2.string()}, dir / "q3.log")), 0);
+  EXPECT_EQ(wait_exit(spawn({"quantize", "--model", out2.string(), "--output", (dir / "c").string()},
                                     dir / "q4.log")),
             1);
   EXPECT_NE(slurp(dir / "q4.log").find("already quantized"), std::string::npos);
@@ -108,7 +108,7 @@ TEST_F(QuantizeTest, RefusesBadInputWithoutWritingAnything) {
 // (the int8 kernels really run: weights and activations quantized).
 TEST_F(QuantizeTest, Int8DirectoryServes) {
   const fs::path out = dir / "int8";
-  ASSERT_EQ(wait_exit(spawn_bertune({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0);
+  ASSERT_EQ(wait_exit(spawn({"quantize", "--model", model.string(), "--output", out.string()}, dir / "q.log")), 0);
   const std::vector<std::string> texts = {"정말 재밌어요", "시간 아까움. 최악의 영화", "그냥 그랬다"};
   auto ask = [&](const fs::path& m, std::vector<std::string> flags = {}) {
     ServerProcess server(m, dir / "serve.log", flags);

@@ -45,7 +45,7 @@ struct ServeTest : ::testing::Test {
     std::vector<std::string> args = {"predict", "--model", m.string(), "--threads", "2"};
     args.insert(args.end(), texts.begin(), texts.end());
     const fs::path log = dir / "predict.txt";
-    int rc = wait_exit(spawn_bertune(args, log));
+    int rc = wait_exit(spawn(args, log));
     if (rc != 0) throw std::runtime_error("predict failed: " + slurp(log));
     std::vector<Json> out;
     std::istringstream lines(slurp(log));
@@ -166,10 +166,10 @@ TEST_F(ServeTest, LabelNamesFlagAndDefaultNames) {
   }
   // A wrong number of names is refused at start, naming the flag.
   const fs::path log = dir / "serve_badnames.log";
-  EXPECT_EQ(wait_exit(spawn_bertune({"serve", "--model", plain.string(), "--port", "0", "--label-names", "a,b,c"}, log)),
+  EXPECT_EQ(wait_exit(spawn({"serve", "--model", plain.string(), "--port", "0", "--label-names", "a,b,c"}, log)),
             1);
   EXPECT_NE(slurp(log).find("--label-names: 3 names given, the model has 2 labels"), std::string::npos) << slurp(log);
-  EXPECT_EQ(wait_exit(spawn_bertune({"serve", "--model", (dir / "nonexistent").string(), "--port", "0"}, log)), 1);
+  EXPECT_EQ(wait_exit(spawn({"serve", "--model", (dir / "nonexistent").string(), "--port", "0"}, log)), 1);
   EXPECT_NE(slurp(log).find("is not a directory"), std::string::npos) << slurp(log);
 }
 

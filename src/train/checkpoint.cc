@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cmath>
+
 #include "io/atomic_file.h"
 #include "io/json_error.h"
 #include "io/safetensors.h"
@@ -143,6 +145,55 @@ void check_consistent(const fs::path& dir, const TrainerState& state, const RunS
 }
 
 }  // namespace
+
+std::string count_nonfinite_step(RunState& run, float loss, int64_t step, const std::string& last_good_checkpoint,
+                                 const char* what) {
+  run.skipped_steps++;
+  run.nonfinite_streak++;
+  if (run.nonfinite_streak >= 3)
+    throw NonFiniteStop(std::string(what) + " stopped at step " + std::to_string(step) +
+                        ": 3 steps in a row had a non-finite loss or gradient (learning rate too high?). " +
+                        (last_good_checkpoint.empty() ? std::string("No checkpoint was saved yet.")
+                                                      : "The last good checkpoint is " + last_good_checkpoint +
+                                                            " (--resume-from-checkpoint " + last_good_checkpoint + ")"));
+  return "warning: step " + std::to_string(step) + ": non-finite " +
+         (std::isfinite(loss) ? "gradient norm" : "loss") + " — step skipped, weights unchanged";
+}
+
+fs::path resume_dir_of(const TrainOptions& o) {
+  if (!o.resume_from_checkpoint.empty()) return resolve_resume_dir(o.resume_from_checkpoint, o.output_dir);
+  if (!o.overwrite_output_dir && !last_checkpoint(o.output_dir).empty())
+    throw Error("--output-dir " + o.output_dir +
+                " already holds checkpoints; pass --resume-from-checkpoint last to continue, or "
+                "--overwrite-output-dir to start over there");
+  return {};
+}
+
+TrainSummary run_summary(const TrainerState& state, const RunState& run, const RunState& start, int64_t start_step,
+                         double runtime) {
+  TrainSummary s;
+  s.global_step = state.global_step;
+  s.training_loss = run.run_loss_steps ? run.run_loss_sum / run.run_loss_steps : NAN;
+  s.train_runtime = runtime;
+  s.train_samples_per_second = runtime > 0 ? (run.samples - start.samples) / runtime : 0;
+  s.train_steps_per_second = runtime > 0 ? (state.global_step - start_step) / runtime : 0;
+  s.total_flos = state.total_flos;
+  s.epoch = state.epoch;
+  s.real_tokens_per_second = runtime > 0 ? (run.tokens.real - start.tokens.real) / runtime : 0;
+  s.padding_fraction = run.tokens.padding_fraction();
+  s.skipped_steps = run.skipped_steps;
+  return s;
+}
+
+Json summary_record(const TrainSummary& s) {
+  return {{"train_runtime", s.train_runtime},
+          {"train_samples_per_second", s.train_samples_per_second},
+          {"train_steps_per_second", s.train_steps_per_second},
+          {"total_flos", s.total_flos},
+          {"train_loss", s.training_loss},
+          {"train_real_tokens_per_second", s.real_tokens_per_second},
+          {"train_padding_fraction", s.padding_fraction}};
+}
 
 ResumePoint read_checkpoint(const fs::path& dir, const Json& fingerprint, int64_t steps_per_epoch,
                             model::BertModel& model, AdamW& optimizer, uint64_t seed) {

@@ -13,6 +13,7 @@
 #include "train/batching.h"
 #include "train/optimizer.h"
 #include "train/options.h"
+#include "train/report.h"
 #include "train/state.h"
 
 namespace bertune::train {
@@ -67,6 +68,21 @@ void remove_interrupted_saves(const std::filesystem::path& output_dir);
 // that every file a resume reads is there. Throws Error naming what is missing.
 std::filesystem::path resolve_resume_dir(const std::string& resume_from_checkpoint,
                                          const std::filesystem::path& output_dir);
+// Where a run starts: the resume checkpoint (--resume-from-checkpoint), or empty for a fresh
+// run — refused when output_dir already holds checkpoints and --overwrite-output-dir is not set.
+std::filesystem::path resume_dir_of(const TrainOptions& o);
+
+// The non-finite guard after a skipped step (number `step`, 1-based): counts it in `run` and
+// returns the warning to show; the third skipped step in a row throws NonFiniteStop (exit 3)
+// naming the last good checkpoint, which `what` ("training", "pretraining") stopped at.
+std::string count_nonfinite_step(RunState& run, float loss, int64_t step, const std::string& last_good_checkpoint,
+                                 const char* what);
+
+// Trainer.train()'s TrainOutput for the steps since `start` (the run state when this process
+// began: resumed runs count only their own steps and time), and its log record.
+TrainSummary run_summary(const TrainerState& state, const RunState& run, const RunState& start,
+                         int64_t start_step, double runtime);
+nlohmann::json summary_record(const TrainSummary& s);
 
 // Reads a checkpoint's state into a freshly built model and optimizer, after checking that
 // it was made by a run with the same fingerprint and that its files agree with each other

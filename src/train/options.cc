@@ -237,6 +237,16 @@ TrainOptions train_options_from_json(const Json& j, const std::string& source) {
   return o;
 }
 
+AdamWOptions adamw_options(const TrainOptions& o) {
+  AdamWOptions a;
+  a.beta1 = o.adam_beta1;
+  a.beta2 = o.adam_beta2;
+  a.eps = o.adam_epsilon;
+  a.weight_decay = o.weight_decay;
+  a.variant = o.optim;
+  return a;
+}
+
 void validate(TrainOptions& o) {
   auto fail = [](const std::string& m) { throw Error(m); };
   if (o.model.empty() == o.model_config.empty())

@@ -101,6 +101,9 @@ void apply_options_json(TrainOptions& o, const nlohmann::json& j, const std::str
 // The same from a JSON object alone (tests, presets): keys as in the config file.
 TrainOptions train_options_from_json(const nlohmann::json& j, const std::string& source = "options");
 
+// The optimizer the options describe (adam_beta1/2, adam_epsilon, weight_decay, optim).
+AdamWOptions adamw_options(const TrainOptions& o);
+
 // HF's TrainingArguments.__post_init__ consistency rules plus ours; fills derived defaults
 // (eval_steps, metric_for_best_model, greater_is_better).
 void validate(TrainOptions& o);

@@ -131,13 +131,7 @@ void build_model(PreparedRun& r, ModelFiles& pretrained) {
     r.model_description = o.model_config + ", random initialisation";
   }
   pretrained.tensors.clear();
-  AdamWOptions ao;
-  ao.beta1 = o.adam_beta1;
-  ao.beta2 = o.adam_beta2;
-  ao.eps = o.adam_epsilon;
-  ao.weight_decay = o.weight_decay;
-  ao.variant = o.optim;
-  r.optimizer = std::make_unique<AdamW>(*r.model, ao);
+  r.optimizer = std::make_unique<AdamW>(*r.model, adamw_options(o));
   r.model->set_dropout_seed(o.seed);
 }
 
@@ -160,13 +154,7 @@ PreparedRun prepare_run(const TrainOptions& o) {
   PreparedRun r;
   r.options = o;
   r.started = std::chrono::steady_clock::now();
-  if (!o.resume_from_checkpoint.empty()) {
-    r.resume_dir = resolve_resume_dir(o.resume_from_checkpoint, o.output_dir);
-  } else if (!o.overwrite_output_dir && !last_checkpoint(o.output_dir).empty()) {
-    throw Error("--output-dir " + o.output_dir +
-                " already holds checkpoints; pass --resume-from-checkpoint last to continue, or "
-                "--overwrite-output-dir to start over there");
-  }
+  r.resume_dir = resume_dir_of(o);
   kernels::set_num_threads(o.threads);
 
   ModelFiles pretrained;

@@ -130,26 +130,14 @@ void build_model(PreparedPretrain& p) {
   p.model = std::make_unique<model::BertModel>(p.config, model::Task::MaskedLM);
   p.model->init_weights(t.seed);
   p.model->set_dropout_seed(t.seed);
-  AdamWOptions ao;
-  ao.beta1 = t.adam_beta1;
-  ao.beta2 = t.adam_beta2;
-  ao.eps = t.adam_epsilon;
-  ao.weight_decay = t.weight_decay;
-  ao.variant = t.optim;
-  p.optimizer = std::make_unique<AdamW>(*p.model, ao);
+  p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
 }
 
 PreparedPretrain prepare(const PretrainOptions& o) {
   PreparedPretrain p;
   p.o = o;
   const TrainOptions& t = o.train;
-  if (!t.resume_from_checkpoint.empty()) {
-    p.resume_dir = resolve_resume_dir(t.resume_from_checkpoint, t.output_dir);
-  } else if (!t.overwrite_output_dir && !last_checkpoint(t.output_dir).empty()) {
-    throw Error("--output-dir " + t.output_dir +
-                " already holds checkpoints; pass --resume-from-checkpoint last to continue, or "
-                "--overwrite-output-dir to start over there");
-  }
+  p.resume_dir = resume_dir_of(t);
   kernels::set_num_threads(t.threads);
   p.config = model::BertConfig::load(t.model_config);
   p.config.architectures = {"BertForMaskedLM"};
@@ -223,8 +211,8 @@ class Pretrainer {
   std::unique_ptr<JsonlLog> log_;
   PretrainResult result_;
   Clock::time_point train_start_;
-  int64_t start_step_ = 0, start_samples_ = 0;
-  TokenCounts start_tokens_;
+  int64_t start_step_ = 0;
+  RunState start_run_;  // the run state when this process began
   std::string last_good_checkpoint_;
 };
 
@@ -258,8 +246,7 @@ void Pretrainer::start() {
   std::fflush(out_);
   train_start_ = Clock::now();
   start_step_ = state_.global_step;
-  start_samples_ = run_.samples;
-  start_tokens_ = run_.tokens;
+  start_run_ = run_;
   last_good_checkpoint_ = p_.resume_dir.string();
 }
 
@@ -313,16 +300,7 @@ void Pretrainer::record_step(const std::vector<model::Batch>& micro, int64_t seq
 }
 
 void Pretrainer::on_nonfinite(const StepOutcome& step) {
-  run_.skipped_steps++;
-  run_.nonfinite_streak++;
-  const int64_t n = state_.global_step + 1;
-  progress_.message("warning: step " + std::to_string(n) + ": non-finite " +
-                    (std::isfinite(step.loss) ? "gradient norm" : "loss") + " — step skipped, weights unchanged");
-  if (run_.nonfinite_streak >= 3)
-    throw Error("pretraining stopped at step " + std::to_string(n) +
-                ": 3 steps in a row had a non-finite loss or gradient (learning rate too high?). " +
-                (last_good_checkpoint_.empty() ? std::string("No checkpoint was saved yet.")
-                                               : "The last good checkpoint is " + last_good_checkpoint_));
+  progress_.message(count_nonfinite_step(run_, step.loss, state_.global_step + 1, last_good_checkpoint_, "pretraining"));
 }
 
 // Log, evaluate, save — the Trainer's order.
@@ -379,24 +357,9 @@ void Pretrainer::save_checkpoint() {
 }
 
 void Pretrainer::summarise(double runtime) {
-  TrainSummary& s = result_.summary;
-  s.global_step = state_.global_step;
-  s.training_loss = run_.run_loss_steps ? run_.run_loss_sum / run_.run_loss_steps : NAN;
-  s.train_runtime = runtime;
-  s.train_samples_per_second = runtime > 0 ? (run_.samples - start_samples_) / runtime : 0;
-  s.train_steps_per_second = runtime > 0 ? (state_.global_step - start_step_) / runtime : 0;
-  s.total_flos = state_.total_flos;
-  s.epoch = state_.epoch;
-  s.real_tokens_per_second = runtime > 0 ? (run_.tokens.real - start_tokens_.real) / runtime : 0;
-  s.padding_fraction = run_.tokens.padding_fraction();
-  s.skipped_steps = run_.skipped_steps;
-  log_record({{"train_runtime", s.train_runtime},
-              {"train_samples_per_second", s.train_samples_per_second},
-              {"train_steps_per_second", s.train_steps_per_second},
-              {"total_flos", s.total_flos},
-              {"train_loss", s.training_loss},
-              {"train_real_tokens_per_second", s.real_tokens_per_second}});
-  std::fprintf(out_, "%s\n", s.to_text().c_str());
+  result_.summary = run_summary(state_, run_, start_run_, start_step_, runtime);
+  log_record(summary_record(result_.summary));
+  std::fprintf(out_, "%s\n", result_.summary.to_text().c_str());
 }
 
 // The final model: its held-out MLM figures under both attention modes (the run's own one is

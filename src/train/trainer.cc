@@ -90,8 +90,7 @@ void Trainer::start() {
                                            std::to_string(state_.global_step)).c_str());
   std::fflush(out_);
   train_start_ = Clock::now();
-  start_samples_ = run_.samples;
-  start_tokens_ = run_.tokens;
+  start_run_ = run_;
   start_step_ = state_.global_step;
   last_good_checkpoint_ = r_.resume_dir.string();
 }
@@ -162,17 +161,7 @@ void Trainer::record_step(const model::Batch& batch, const StepOutcome& step) {
 
 // The non-finite guard: skip the step; three in a row stop the run.
 void Trainer::on_nonfinite(const StepOutcome& step) {
-  run_.skipped_steps++;
-  run_.nonfinite_streak++;
-  const int64_t n = state_.global_step + 1;
-  progress_.message("warning: step " + std::to_string(n) + ": non-finite " +
-                    (std::isfinite(step.loss) ? "gradient norm" : "loss") + " — step skipped, weights unchanged");
-  if (run_.nonfinite_streak >= 3)
-    throw NonFiniteStop("training stopped at step " + std::to_string(n) +
-                ": 3 steps in a row had a non-finite loss or gradient (learning rate too high?). " +
-                (last_good_checkpoint_.empty() ? std::string("No checkpoint was saved yet.")
-                                               : "The last good checkpoint is " + last_good_checkpoint_ +
-                                                     " (--resume-from-checkpoint " + last_good_checkpoint_ + ")"));
+  progress_.message(count_nonfinite_step(run_, step.loss, state_.global_step + 1, last_good_checkpoint_, "training"));
 }
 
 // Log, evaluate, save — in HF's order — after the step that ended batch `run_.batch_in_epoch`.
@@ -258,26 +247,9 @@ void Trainer::save_checkpoint(std::optional<double> metric) {
 
 // Trainer.train()'s TrainOutput, printed and logged.
 void Trainer::summarise(double train_runtime) {
-  TrainSummary& s = result_.summary;
-  s.global_step = state_.global_step;
-  s.training_loss = run_.run_loss_steps ? run_.run_loss_sum / run_.run_loss_steps : NAN;
-  s.train_runtime = train_runtime;
-  const int64_t samples_now = run_.samples - start_samples_;
-  s.train_samples_per_second = train_runtime > 0 ? samples_now / train_runtime : 0;
-  s.train_steps_per_second = train_runtime > 0 ? (state_.global_step - start_step_) / train_runtime : 0;
-  s.total_flos = state_.total_flos;
-  s.epoch = state_.epoch;
-  s.real_tokens_per_second = train_runtime > 0 ? (run_.tokens.real - start_tokens_.real) / train_runtime : 0;
-  s.padding_fraction = run_.tokens.padding_fraction();
-  s.skipped_steps = run_.skipped_steps;
-  log_record({{"train_runtime", s.train_runtime},
-              {"train_samples_per_second", s.train_samples_per_second},
-              {"train_steps_per_second", s.train_steps_per_second},
-              {"total_flos", s.total_flos},
-              {"train_loss", s.training_loss},
-              {"train_real_tokens_per_second", s.real_tokens_per_second},
-              {"train_padding_fraction", s.padding_fraction}});
-  std::fprintf(out_, "%s\n", s.to_text().c_str());
+  result_.summary = run_summary(state_, run_, start_run_, start_step_, train_runtime);
+  log_record(summary_record(result_.summary));
+  std::fprintf(out_, "%s\n", result_.summary.to_text().c_str());
 }
 
 // The best model (when asked for), saved as final/, evaluated, and tested once.

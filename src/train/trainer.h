@@ -61,8 +61,9 @@ class Trainer {
   TrainResult result_;
 
   std::chrono::steady_clock::time_point train_start_, epoch_start_;
-  int64_t start_samples_ = 0, start_step_ = 0;
-  TokenCounts start_tokens_, epoch_tokens_;
+  int64_t start_step_ = 0;
+  RunState start_run_;  // the run state when this process began (a resume counts its own steps)
+  TokenCounts epoch_tokens_;
   double epoch_train_seconds_ = 0;
   std::string last_good_checkpoint_;
   bool stop_ = false;
