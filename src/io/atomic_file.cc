@@ -9,6 +9,7 @@
 #include <random>
 
 #include "util/error.h"
+#include "util/signals.h"
 
 namespace bertune::io {
 namespace fs = std::filesystem;
@@ -104,16 +105,12 @@ void write_directory_atomic(const fs::path& dir_in, const std::function<void(con
   fs::path staging = dir;
   staging += ".tmp-" + std::to_string(::getpid());
   fs::remove_all(staging);
+  util::TempPathGuard guard(staging);  // removed on an error, or when a signal ends the process
   fs::create_directories(staging);
-  try {
-    fill(staging);
-    fsync_directory(staging);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    throw;
-  }
+  fill(staging);
+  fsync_directory(staging);
   publish_directory(staging, dir);
+  guard.release();
 }
 
 }  // namespace bertune::io

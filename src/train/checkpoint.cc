@@ -9,7 +9,6 @@
 #include "io/safetensors.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
-#include "util/signals.h"
 #include "util/json_fields.h"
 
 namespace bertune::train {
@@ -74,25 +73,20 @@ Json resume_fingerprint(const TrainOptions& o, size_t train_examples) {
 }
 
 void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
-  const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  util::TempPathGuard guard(tmp);  // removed on an error or a signal before it is published
-  fs::create_directories(tmp);
-  c.config.save(tmp / "config.json");
-  io::write_safetensors(tmp / "model.safetensors", c.model.state_dict());
-  io::write_safetensors(tmp / "optimizer.safetensors", c.optimizer.state_dict(), {{"format", "bertune-adamw"}});
-  c.state.save(tmp / "trainer_state.json");
-  Json extra = c.run.to_json();
-  extra["fingerprint"] = c.fingerprint;
-  io::write_file_atomic(tmp / "bertune_state.json", extra.dump(2) + "\n");
-  io::write_file_atomic(tmp / "training_args.json", c.options.to_json().dump(2) + "\n");
-  // The tokenizer travels with every checkpoint (as with HF when the Trainer has one), minus
-  // tokenizer.json: vocab.txt says the same and is a quarter of the size.
-  for (const auto& f : text::tokenizer_files(c.tokenizer_dir))
-    if (f.filename() != "tokenizer.json") io::write_file_atomic(tmp / f.filename(), io::read_file(f));
-  io::fsync_directory(tmp);
-  io::publish_directory(tmp, dir);
-  guard.release();
+  io::write_directory_atomic(dir, [&](const fs::path& tmp) {
+    c.config.save(tmp / "config.json");
+    io::write_safetensors(tmp / "model.safetensors", c.model.state_dict());
+    io::write_safetensors(tmp / "optimizer.safetensors", c.optimizer.state_dict(), {{"format", "bertune-adamw"}});
+    c.state.save(tmp / "trainer_state.json");
+    Json extra = c.run.to_json();
+    extra["fingerprint"] = c.fingerprint;
+    io::write_file_atomic(tmp / "bertune_state.json", extra.dump(2) + "\n");
+    io::write_file_atomic(tmp / "training_args.json", c.options.to_json().dump(2) + "\n");
+    // The tokenizer travels with every checkpoint (as with HF when the Trainer has one), minus
+    // tokenizer.json: vocab.txt says the same and is a quarter of the size.
+    for (const auto& f : text::tokenizer_files(c.tokenizer_dir))
+      if (f.filename() != "tokenizer.json") io::write_file_atomic(tmp / f.filename(), io::read_file(f));
+  });
 }
 
 void remove_interrupted_saves(const fs::path& output_dir) {

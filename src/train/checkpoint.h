@@ -56,7 +56,7 @@ struct CheckpointParts {
   const std::filesystem::path& tokenizer_dir;
 };
 
-// Built in <output_dir>/<name>.tmp-<pid> and published whole (io::publish_directory): a kill
+// Built in <output_dir>/<name>.tmp-<pid> and published whole (io::write_directory_atomic): a kill
 // at any moment leaves no checkpoint-<step> or a complete one. Temporary names never match
 // checkpoint-<digits>, so an interrupted save is invisible to resume and rotation.
 void write_checkpoint(const std::filesystem::path& dir, const CheckpointParts& parts);
