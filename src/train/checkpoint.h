@@ -37,6 +37,17 @@ struct RunState {
   TokenCounts tokens;
   CollapseDetector collapse;
 
+  // A finite step's loss: ends a non-finite streak and enters every loss window.
+  void count_loss(float loss) {
+    nonfinite_streak = 0;
+    log_loss_sum += loss;
+    log_loss_steps++;
+    eval_loss_sum += loss;
+    eval_loss_steps++;
+    run_loss_sum += loss;
+    run_loss_steps++;
+  }
+
   nlohmann::json to_json() const;
   static RunState from_json(const nlohmann::json& j, const std::string& source);
 };

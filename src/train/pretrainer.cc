@@ -281,13 +281,7 @@ void Pretrainer::run_epoch() {
 
 // Samples are packed sequences (under either attention mode).
 void Pretrainer::record_step(const std::vector<model::Batch>& micro, int64_t sequences, const StepOutcome& step) {
-  if (step.finite) {
-    run_.nonfinite_streak = 0;
-    run_.log_loss_sum += step.loss;
-    run_.log_loss_steps++;
-    run_.run_loss_sum += step.loss;
-    run_.run_loss_steps++;
-  }
+  if (step.finite) run_.count_loss(step.loss);  // (pretraining leaves the eval window unread)
   int64_t tokens = 0;
   for (const auto& b : micro) {
     state_.total_flos += 6.0 * b.num_rows() * static_cast<double>(p_.config.non_embedding_parameters());

@@ -141,15 +141,7 @@ void Trainer::run_epoch() {
 }
 
 void Trainer::record_step(const model::Batch& batch, const StepOutcome& step) {
-  if (step.finite) {
-    run_.nonfinite_streak = 0;
-    run_.log_loss_sum += step.loss;
-    run_.log_loss_steps++;
-    run_.eval_loss_sum += step.loss;
-    run_.eval_loss_steps++;
-    run_.run_loss_sum += step.loss;
-    run_.run_loss_steps++;
-  }
+  if (step.finite) run_.count_loss(step.loss);
   const double non_embedding = static_cast<double>(r_.config.non_embedding_parameters());
   state_.total_flos += 6.0 * static_cast<double>(batch.num_rows()) * non_embedding;
   run_.samples += batch.num_sequences();
