@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu_runtime.h"
 #include "kernels/ops.h"
 
 using namespace bertune;

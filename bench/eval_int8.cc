@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "kernels/cpu_runtime.h"
 #include "kernels/ops.h"
 #include "serve/classifier.h"
 #include "util/error.h"

@@ -25,7 +25,7 @@
 #include "io/atomic_file.h"
 #include "io/json_error.h"
 #include "io/safetensors.h"
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "model/config.h"
 #include "text/tokenizer.h"
 #include "text/unk_rate.h"

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/math_cpu.h"
+#include "kernels/cpu_runtime.h"
 #include "kernels/ops.h"
 
 using namespace bertune;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/train_flags.h"
+#include "kernels/cpu_runtime.h"
 #include "kernels/ops.h"
 #include "train/batching.h"
 #include "train/prepare.h"

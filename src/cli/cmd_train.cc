@@ -6,7 +6,7 @@
 #include "cli/train_flags.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/trainer.h"

@@ -8,7 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/errors.h"
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "util/error.h"
 #include "util/signals.h"
 

@@ -3,9 +3,6 @@
 // naming the op, never a silent out-of-bounds read.
 #include "kernels/ops.h"
 
-#include <unistd.h>
-
-#include <cstdlib>
 #include <string>
 
 #include "kernels/cpu/cpu.h"
@@ -42,16 +39,6 @@ const char* device_name(Device d) {
   }
   return "?";
 }
-
-void set_num_threads(int n) { cpu::set_num_threads(n); }
-
-void configure_thread_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);  // returns only on failure: run on with the default
-}
-int num_threads() { return cpu::num_threads(); }
-std::string gemm_backend() { return cpu::gemm_backend(); }
 
 void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout& drop) {
   require(drop.p >= 0.f && drop.p < 1.f, "dropout_forward", "p must lie in [0, 1)");

@@ -21,20 +21,6 @@ namespace bertune::kernels {
 enum class Device { CPU, CUDA };
 const char* device_name(Device d);
 
-// One thread pool for everything (OpenMP; the BLAS we load shares it).
-void set_num_threads(int n);  // n <= 0: all cores
-
-// Call first thing in main(). libgomp reads its wait policy from the
-// environment before main() runs, and its default (spin ~300k iterations at
-// every barrier) collapses when anything else shares the 2 cores: measured
-// 4x slower training steps at 2 threads beside a compiler. Unless the user
-// chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT), this re-executes the
-// program once with OMP_WAIT_POLICY=passive. Returns only if no re-exec happened.
-void configure_thread_policy(char** argv);
-int num_threads();
-// What the GEMM runs on, e.g. "openblas-openmp 0.3.21 (SkylakeX kernels)" or "builtin".
-std::string gemm_backend();
-
 // ---- dropout -------------------------------------------------------------
 // Counter-based: whether element i is kept is a pure function of
 // (seed, step, site, i), so masks are reproducible, resumable and can be

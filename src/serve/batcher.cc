@@ -3,7 +3,7 @@
 #include <exception>
 #include <future>
 
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "util/error.h"
 
 namespace bertune::serve {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "data/label_names.h"
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "train/evaluate.h"
 #include "train/sampler.h"
 #include "util/error.h"

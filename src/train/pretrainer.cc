@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "io/atomic_file.h"
-#include "kernels/ops.h"
+#include "kernels/cpu_runtime.h"
 #include "model/pretrained.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
