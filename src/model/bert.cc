@@ -169,8 +169,8 @@ void BertModel::build_layout() {
     info_.push_back(std::move(p));
   }
   offset = (offset + 15) / 16 * 16;
-  params_.assign(offset, 0.f);
-  grads_.assign(offset, 0.f);
+  params_ = k::DeviceBuffer<float>(device_, offset);  // zeroed, alignment gaps included
+  grads_ = k::DeviceBuffer<float>(device_, offset);
   p_ = views(params_.data());
   g_ = views(grads_.data());
 }
@@ -223,8 +223,15 @@ const ParamInfo& BertModel::param(const std::string& name) const {
   throw Error("model has no parameter named '" + name + "'");
 }
 
+// On the CPU the values are written in place; elsewhere on the host, then uploaded.
 void BertModel::init_param(const ParamInfo& p, uint64_t seed) {
-  float* x = params_.data() + p.offset;
+  if (device_ == k::Device::CPU) return init_values(p, seed, params_.data() + p.offset);
+  std::vector<float> host(p.numel);
+  init_values(p, seed, host.data());
+  k::copy_to_device(device_, params_.data() + p.offset, host.data(), p.numel * sizeof(float));
+}
+
+void BertModel::init_values(const ParamInfo& p, uint64_t seed, float* x) const {
   bool is_layernorm = p.name.find("LayerNorm") != std::string::npos;
   bool is_bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
   if (is_layernorm) {
@@ -274,7 +281,7 @@ LoadReport BertModel::load_state_dict(const TensorMap& tensors, uint64_t head_in
     if (it->second.data.size() != p.numel)
       throw Error("tensor " + p.name + " holds " + std::to_string(it->second.data.size()) +
                   " values, its shape needs " + std::to_string(p.numel));
-    std::copy(it->second.data.begin(), it->second.data.end(), params_.data() + p.offset);
+    k::copy_to_device(device_, params_.data() + p.offset, it->second.data.data(), p.numel * sizeof(float));
   }
   // Tied tensors (the MLM decoder) are known but not read: the model uses
   // what they are tied to.
@@ -285,18 +292,20 @@ LoadReport BertModel::load_state_dict(const TensorMap& tensors, uint64_t head_in
 }
 
 std::vector<TensorRef> BertModel::state_dict() const {
+  const float* host = k::host_view(device_, params_.data(), params_.size(), host_params_);
   std::vector<TensorRef> out;
-  for (const auto& p : info_) out.push_back({p.name, p.shape, params_.data() + p.offset});
+  for (const auto& p : info_) out.push_back({p.name, p.shape, host + p.offset});
   return out;
 }
 
 std::vector<TensorRef> BertModel::grad_dict() const {
+  const float* host = k::host_view(device_, grads_.data(), grads_.size(), host_grads_);
   std::vector<TensorRef> out;
-  for (const auto& p : info_) out.push_back({p.name, p.shape, grads_.data() + p.offset});
+  for (const auto& p : info_) out.push_back({p.name, p.shape, host + p.offset});
   return out;
 }
 
-void BertModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+void BertModel::zero_grad() { k::fill_zero(device_, grads_.data(), grads_.size() * sizeof(float)); }
 
 // ---------------------------------------------------------------- batch setup
 
@@ -341,11 +350,18 @@ void BertModel::check_batch(const Batch& batch) const {
       throw Error("forward: " + std::to_string(batch.labels.size()) + " labels for " +
                   std::to_string(want) +
                   (task_ == Task::SequenceClassification ? " sequences" : " tokens"));
+    const int C = task_ == Task::SequenceClassification ? config_.num_labels() : config_.vocab_size;
+    for (size_t i = 0; i < batch.labels.size(); ++i) {
+      const int32_t label = batch.labels[i];
+      if (label != -100 && (label < 0 || label >= C))
+        throw Error("forward: label " + std::to_string(label) + " of row " + std::to_string(i) +
+                    " is outside [0, " + std::to_string(C) + ")");
+    }
   }
 }
 
-// Validates the batch, copies it for the kernels, lays out the activation
-// arena for it.
+// Validates the batch on the host, completes it (positions, token types, prob
+// offsets), places it where the kernels read it, lays out the activation arena.
 void BertModel::prepare(const Batch& batch, bool train) {
   check_batch(batch);
   const int B = batch.num_sequences(), T = batch.num_rows();
@@ -365,13 +381,49 @@ void BertModel::prepare(const Batch& batch, bool train) {
     for (int i = 0; i < span; ++i) positions_[o + i] = i;
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
   }
-  shape_.offsets = offsets_.data();
-  shape_.lengths = lengths_.data();
+  place_batch_metadata();
+  shape_.offsets = batch_.offsets;
+  shape_.lengths = batch_.lengths;
   shape_.num_sequences = B;
   shape_.num_heads = nh;
   shape_.head_dim = config_.head_dim();
-  shape_.prob_offsets = prob_offsets_.data();
+  shape_.prob_offsets = batch_.prob_offsets;
   layout_arena(train);
+}
+
+// Points batch_ at the host arrays (CPU: no copy), or packs them into one staging
+// block and uploads it in one copy, each array on a 64-byte boundary.
+void BertModel::place_batch_metadata() {
+  if (device_ == k::Device::CPU) {
+    batch_ = {ids_.data(),     types_.data(),   positions_.data(),    offsets_.data(),
+              lengths_.data(), labels_.data(), prob_offsets_.data()};
+    return;
+  }
+  struct Part {
+    const void* host;
+    size_t bytes;
+    size_t at = 0;
+  };
+  auto part = [](const auto& v) { return Part{v.data(), v.size() * sizeof(v[0])}; };
+  Part parts[] = {part(ids_),     part(types_),  part(positions_),   part(offsets_),
+                  part(lengths_), part(labels_), part(prob_offsets_)};
+  size_t total = 0;
+  for (Part& p : parts) {
+    p.at = total;
+    total += (p.bytes + 63) / 64 * 64;
+  }
+  std::vector<std::byte> staging(total);
+  for (const Part& p : parts)
+    if (p.bytes) std::memcpy(staging.data() + p.at, p.host, p.bytes);
+  if (batch_device_.size() < total) {
+    batch_device_ = {};
+    batch_device_ = k::DeviceBuffer<std::byte>(device_, total);
+  }
+  k::copy_to_device(device_, batch_device_.data(), staging.data(), total);
+  const std::byte* base = batch_device_.data();
+  auto i32 = [&](int i) { return reinterpret_cast<const int32_t*>(base + parts[i].at); };
+  batch_ = {i32(0), i32(1), i32(2), i32(3), i32(4), i32(5),
+            reinterpret_cast<const int64_t*>(base + parts[6].at)};
 }
 
 // Points every activation at its place in arena_ for the batch of prepare()
@@ -436,9 +488,8 @@ void BertModel::layout_arena(bool train) {
   size_t total = 0;
   for (auto& [ptr, n] : plan) total += (n + 15) / 16 * 16;
   if (arena_.size() < total) {
-    arena_.clear();
-    arena_.shrink_to_fit();
-    arena_.resize(total);
+    arena_ = {};  // the old arena goes before the new one comes
+    arena_ = k::DeviceBuffer<float>(device_, total);
   }
   float* cursor = arena_.data();
   for (auto& [ptr, n] : plan) {
@@ -455,13 +506,23 @@ const float* BertModel::hidden_state(int i) const {
   if (!have_activations_) throw Error("hidden_state: needs a training forward first");
   if (i < 0 || i > config_.num_hidden_layers)
     throw Error("hidden_state: index " + std::to_string(i) + " out of range");
-  return layer_input(i);
+  return k::host_view(device_, layer_input(i), size_t(T_) * config_.hidden_size, host_hidden_);
+}
+
+const float* BertModel::logits() const {
+  if (device_ == k::Device::CPU || !logits_) return logits_;
+  if (!host_logits_fresh_) {
+    k::host_view(device_, static_cast<const float*>(logits_), size_t(logit_rows_) * logit_cols_, host_logits_);
+    host_logits_fresh_ = true;
+  }
+  return host_logits_.data();
 }
 
 // ---------------------------------------------------------------- forward
 
 float BertModel::forward(const Batch& batch, bool train) {
   have_activations_ = false;
+  host_logits_fresh_ = false;
   prepare(batch, train);
   forward_step_ = dropout_step_;
   if (train) ++dropout_step_;
@@ -477,7 +538,7 @@ float BertModel::forward(const Batch& batch, bool train) {
 void BertModel::embeddings_forward() {
   PHASE("fwd embeddings+layernorm");
   const int T = T_, H = config_.hidden_size;
-  k::embeddings_forward(device_, emb_sum_, ids_.data(), positions_.data(), types_.data(), p_.word,
+  k::embeddings_forward(device_, emb_sum_, batch_.ids, batch_.positions, batch_.types, p_.word,
                         p_.position, p_.token_type, T, H);
   k::layernorm_forward(device_, emb_out_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
                        config_.layer_norm_eps);
@@ -539,15 +600,14 @@ float BertModel::classifier_forward(const Batch& batch) {
   PHASE("fwd+bwd head");
   const int B = B_, H = config_.hidden_size, C = config_.num_labels();
   const float* last = layer_input(config_.num_hidden_layers);
-  for (int b = 0; b < B; ++b)
-    std::memcpy(pooled_in_ + size_t(b) * H, last + size_t(offsets_[b]) * H, H * sizeof(float));
+  k::gather_rows(device_, pooled_in_, last, batch_.offsets, B, H);  // the [CLS] rows: offsets[0..B)
   k::linear_forward(device_, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
   k::tanh_forward(device_, pooled_, pooled_, size_t(B) * H);
   float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;
   k::dropout_forward(device_, pooled_drop_, pooled_, size_t(B) * H, dropout(kSiteClassifier, p));
   k::linear_forward(device_, logits_, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), B, C, &counted_);
+  return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, B, C, &counted_);
 }
 
 // BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias.
@@ -561,7 +621,7 @@ float BertModel::mlm_forward(const Batch& batch) {
                        config_.layer_norm_eps);
   k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, T, H, V);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), T, V, &counted_);
+  return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, T, V, &counted_);
 }
 
 // ---------------------------------------------------------------- backward
@@ -581,7 +641,7 @@ void BertModel::backward() {
 void BertModel::classifier_backward() {
   PHASE("fwd+bwd head");
   const int B = B_, T = T_, H = config_.hidden_size, C = config_.num_labels();
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), B, C, counted_);
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, B, C, counted_);
   float* d_pooled = d_head_a_;
   float* d_pooled_in = d_head_b_;
   k::linear_backward(device_, d_pooled, g_.cls_w, g_.cls_b, d_logits_, pooled_drop_, p_.cls_w, B, H, C);
@@ -589,15 +649,14 @@ void BertModel::classifier_backward() {
   k::dropout_backward(device_, d_pooled, d_pooled, size_t(B) * H, dropout(kSiteClassifier, p));
   k::tanh_backward(device_, d_pooled, d_pooled, pooled_, size_t(B) * H);
   k::linear_backward(device_, d_pooled_in, g_.pool_w, g_.pool_b, d_pooled, pooled_in_, p_.pool_w, B, H, H);
-  std::fill(d_x_, d_x_ + size_t(T) * H, 0.f);
-  for (int b = 0; b < B; ++b)
-    std::memcpy(d_x_ + size_t(offsets_[b]) * H, d_pooled_in + size_t(b) * H, H * sizeof(float));
+  k::fill_zero(device_, d_x_, size_t(T) * H * sizeof(float));
+  k::scatter_add_rows(device_, d_x_, d_pooled_in, batch_.offsets, B, H);
 }
 
 void BertModel::mlm_backward() {
   PHASE("fwd+bwd head");
   const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), T, V, counted_);
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, T, V, counted_);
   float* d_mlm_ln_out = d_head_a_;
   float* d_mlm_gelu = d_head_b_;
   // The decoder is word_embeddings: its gradient lands in the embedding's.
@@ -650,7 +709,7 @@ void BertModel::layer_backward(int l) {
   {
     PHASE("bwd ffn-in gemm");
     // d ln1_out = residual path + through the FFN
-    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::copy_on_device(device_, d_x_, d_s_, TH * sizeof(float));
     k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, T, H, I,
                        /*accumulate_dx=*/true);
   }
@@ -670,7 +729,7 @@ void BertModel::layer_backward(int l) {
   }
   {
     PHASE("bwd qkv gemm");
-    std::memcpy(d_x_, d_s_, TH * sizeof(float));
+    k::copy_on_device(device_, d_x_, d_s_, TH * sizeof(float));
     k::linear_backward(device_, d_x_, gw.qkv_w, gw.qkv_b, d_qkv_, x, w.qkv_w, T, H, 3 * H,
                        /*accumulate_dx=*/true);
   }
@@ -683,8 +742,8 @@ void BertModel::embeddings_backward() {
                       dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
   k::layernorm_backward(device_, d_s_, g_.emb_ln_g, g_.emb_ln_b, d_x_, emb_sum_, emb_mean_, emb_rstd_,
                         p_.emb_ln_g, T, H);
-  k::embeddings_backward(device_, g_.word, g_.position, g_.token_type, d_s_, ids_.data(),
-                         positions_.data(), types_.data(), T, H);
+  k::embeddings_backward(device_, g_.word, g_.position, g_.token_type, d_s_, batch_.ids,
+                         batch_.positions, batch_.types, T, H);
 }
 
 }  // namespace bertune::model

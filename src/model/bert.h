@@ -7,10 +7,15 @@
 // gradient in a second one of the same layout, so the optimizer is one pass
 // over two arrays; tensors are named views into them, with HF names.
 // Activations of a training forward live in one arena that backward reads.
+// All three are device memory (kernels/memory.h) on the model's Device; the
+// host reads them only through the accessors that say so (state_dict, logits,
+// hidden_state), which copy when the device is not the CPU and are free on it.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "model/config.h"
 #include "util/tensor.h"
@@ -96,11 +101,14 @@ class BertModel {
   // Every expected tensor must be present with the configured shape, except
   // task-head tensors, which are initialised (seeded) like from_pretrained does.
   LoadReport load_state_dict(const TensorMap& tensors, uint64_t head_init_seed = 42);
-  std::vector<TensorRef> state_dict() const;  // HF names, views of params()
-  std::vector<TensorRef> grad_dict() const;   // the same names, views of grads()
+  // HF names -> host-readable views of params() / grads(): on the CPU the model's own
+  // memory, on another device a host copy made by this call (valid until the next one).
+  std::vector<TensorRef> state_dict() const;
+  std::vector<TensorRef> grad_dict() const;
 
   const std::vector<ParamInfo>& param_info() const { return info_; }
   const ParamInfo& param(const std::string& name) const;  // throws Error when unknown
+  // The flat buffers themselves: device memory, for the kernels and the optimizer.
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }
   float* grads() { return grads_.data(); }
@@ -123,11 +131,13 @@ class BertModel {
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
   void backward();
 
-  // After forward: classification [B, num_labels]; MLM [T, vocab].
-  const float* logits() const { return logits_; }
+  // After forward: classification [B, num_labels]; MLM [T, vocab]. Host-readable: on a
+  // device other than the CPU the first call after a forward copies them to the host.
+  const float* logits() const;
   int logits_rows() const { return logit_rows_; }
   int logits_cols() const { return logit_cols_; }
   // After a training forward: 0 = embeddings output, i = output of layer i. [T, H]
+  // Host-readable (a host copy made by this call when the device is not the CPU).
   const float* hidden_state(int i) const;
 
   size_t activation_bytes() const { return arena_.size() * sizeof(float); }
@@ -164,7 +174,9 @@ class BertModel {
   void build_layout();
   Params views(float* base) const;
   void init_param(const ParamInfo& p, uint64_t seed);
+  void init_values(const ParamInfo& p, uint64_t seed, float* x) const;
   void prepare(const Batch& batch, bool train);
+  void place_batch_metadata();
   kernels::Dropout dropout(uint64_t site, float p) const;
 
   void embeddings_forward();
@@ -191,22 +203,31 @@ class BertModel {
   Task task_;
   kernels::Device device_;
   std::vector<ParamInfo> info_;
-  std::vector<float> params_, grads_;
+  kernels::DeviceBuffer<float> params_, grads_;
   Params p_, g_;
 
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
   bool train_ = false, have_activations_ = false;
 
-  // The batch as the kernels see it.
+  // The batch, validated and completed on the host (positions, token types, prob
+  // offsets) ...
   int T_ = 0, B_ = 0;
   std::vector<int32_t> ids_, types_, positions_, offsets_, lengths_, labels_;
   std::vector<int64_t> prob_offsets_;
+  // ... and as the kernels see it: the host arrays above on the CPU (no copy), else
+  // one upload per forward into batch_device_ (grown when too small).
+  struct BatchPointers {
+    const int32_t *ids, *types, *positions, *offsets, *lengths, *labels;
+    const int64_t* prob_offsets;
+  };
+  BatchPointers batch_{};
+  kernels::DeviceBuffer<std::byte> batch_device_;
   kernels::AttentionShape shape_;
   int counted_ = 0;  // labelled rows of the loss
 
   // Activation arena and the views into it. B sequences, T rows, C logit
   // columns (num_labels, or V for MLM), R logit rows (B, or T for MLM).
-  std::vector<float> arena_;
+  kernels::DeviceBuffer<float> arena_;
   float* emb_sum_;   // (T, H) word + position + token_type: LayerNorm's input
   float* emb_mean_;  // (T)
   float* emb_rstd_;  // (T)
@@ -239,6 +260,10 @@ class BertModel {
   // (max(B, T), H) the head's gradients: a = d pooled / d mlm_ln_out,
   // b = d pooled_in / d mlm_gelu (then d mlm_dense)
   float *d_head_a_, *d_head_b_;
+
+  // Host copies for the host-readable accessors (unused on the CPU).
+  mutable std::vector<float> host_params_, host_grads_, host_logits_, host_hidden_;
+  mutable bool host_logits_fresh_ = false;
 };
 
 }  // namespace bertune::model

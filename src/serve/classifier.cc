@@ -54,10 +54,11 @@ Classifier::~Classifier() = default;
 
 // The fp32 weights whose linear_forward calls become int8: each layer's query weight
 // (the start of the fused QKV), attention output, intermediate and output dense, in
-// quant::encoder_int8_linears' order.
+// quant::encoder_int8_linears' order. The binding is keyed by the pointer the model passes
+// to linear_forward: its own parameter memory, not a host view of it.
 void Classifier::bind_int8(std::vector<kernels::QuantizedLinear> linears) {
   std::map<std::string, const float*> by_name;
-  for (const auto& t : model_->state_dict()) by_name[t.name] = t.data;
+  for (const auto& p : model_->param_info()) by_name[p.name] = model_->params() + p.offset;
   int8_ = std::make_unique<kernels::Int8Binding>();
   const int layers = model_->config().num_hidden_layers;
   for (int l = 0; l < layers; ++l) {

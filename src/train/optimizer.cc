@@ -10,7 +10,10 @@ namespace bertune::train {
 namespace k = bertune::kernels;
 
 AdamW::AdamW(model::BertModel& model, AdamWOptions options)
-    : model_(model), options_(options), m_(model.num_params(), 0.f), v_(model.num_params(), 0.f) {
+    : model_(model),
+      options_(options),
+      m_(model.device(), model.num_params()),
+      v_(model.device(), model.num_params()) {
   // Parameters are laid out in order; alignment gaps between them hold zeros
   // in params, grads and moments, so they can join either neighbour's range.
   for (const auto& p : model.param_info()) {
@@ -63,10 +66,12 @@ void AdamW::step(double lr, float grad_scale) {
 }
 
 std::vector<TensorRef> AdamW::state_dict() const {
+  const float* m = k::host_view(m_.device(), m_.data(), m_.size(), host_m_);
+  const float* v = k::host_view(v_.device(), v_.data(), v_.size(), host_v_);
   std::vector<TensorRef> out;
   for (const auto& p : model_.param_info()) {
-    out.push_back({"exp_avg." + p.name, p.shape, m_.data() + p.offset});
-    out.push_back({"exp_avg_sq." + p.name, p.shape, v_.data() + p.offset});
+    out.push_back({"exp_avg." + p.name, p.shape, m + p.offset});
+    out.push_back({"exp_avg_sq." + p.name, p.shape, v + p.offset});
   }
   return out;
 }
@@ -80,7 +85,7 @@ void AdamW::load_state_dict(const TensorMap& tensors, int64_t steps_done) {
         throw Error("optimizer tensor " + prefix + p.name + " has " +
                     std::to_string(it->second.data.size()) + " values, the model needs " +
                     std::to_string(p.numel));
-      std::copy(it->second.data.begin(), it->second.data.end(), buf->data() + p.offset);
+      k::copy_to_device(buf->device(), buf->data() + p.offset, it->second.data.data(), p.numel * sizeof(float));
     }
   }
   step_ = steps_done;

@@ -15,8 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "util/tensor.h"
+#include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "util/tensor.h"
 
 namespace bertune::model {
 class BertModel;
@@ -47,7 +48,8 @@ class AdamW {
   void step(double lr, float grad_scale = 1.f);
   int64_t steps_done() const { return step_; }
 
-  // Checkpoint state: exp_avg.<name>, exp_avg_sq.<name> and a step count.
+  // Checkpoint state: exp_avg.<name>, exp_avg_sq.<name> and a step count. Host-readable
+  // views: the moments themselves on the CPU, a host copy made by this call elsewhere.
   std::vector<TensorRef> state_dict() const;
   void load_state_dict(const TensorMap& tensors, int64_t steps_done);
 
@@ -59,7 +61,8 @@ class AdamW {
   model::BertModel& model_;
   AdamWOptions options_;
   std::vector<Range> ranges_;  // the flat buffer cut where the decay flag changes
-  std::vector<float> m_, v_;
+  kernels::DeviceBuffer<float> m_, v_;  // on the model's device, zeroed
+  mutable std::vector<float> host_m_, host_v_;  // state_dict's copies off the CPU
   int64_t step_ = 0;
 };
 

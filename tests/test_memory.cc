@@ -1,0 +1,141 @@
+// The memory seam (kernels/memory.h): device-owned buffers and the ops that move
+// their bytes (the CPU bodies), and the model's and the optimizer's host views
+// (zero-copy on the CPU).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/memory.h"
+#include "model/bert.h"
+#include "train/optimizer.h"
+#include "util/error.h"
+
+using namespace bertune;
+using kernels::Device;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+model::BertConfig tiny_config() {
+  model::BertConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 16;
+  return c;
+}
+
+}  // namespace
+
+TEST(DeviceBuffer, CpuMemoryIsZeroedAlignedAndMoves) {
+  kernels::DeviceBuffer<float> a(Device::CPU, 1000);
+  ASSERT_EQ(a.size(), 1000u);
+  EXPECT_EQ(a.device(), Device::CPU);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % 64, 0u);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a.data()[i], 0.f) << i;
+  a.data()[999] = 7.f;
+  float* p = a.data();
+  kernels::DeviceBuffer<float> b = std::move(a);
+  EXPECT_EQ(b.data(), p);  // moved, not copied
+  EXPECT_EQ(b.data()[999], 7.f);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(a.data(), nullptr);
+  kernels::DeviceBuffer<int32_t> odd(Device::CPU, 3);  // not a multiple of the alignment
+  EXPECT_EQ(odd.data()[2], 0);
+  EXPECT_EQ(kernels::DeviceBuffer<float>(Device::CPU, 0).data(), nullptr);
+  EXPECT_TRUE(contains(error_of([] { kernels::DeviceBuffer<double>(Device::CPU, SIZE_MAX / 4); }),
+                       "the size overflows"));
+}
+
+TEST(DeviceBuffer, CopiesAndFillOnTheCpu) {
+  std::vector<float> host = {1, 2, 3, 4, 5, 6};
+  kernels::DeviceBuffer<float> a(Device::CPU, 6), b(Device::CPU, 6);
+  kernels::copy_to_device(Device::CPU, a.data(), host.data(), 6 * sizeof(float));
+  kernels::copy_on_device(Device::CPU, b.data(), a.data(), 6 * sizeof(float));
+  std::vector<float> back(6, -1.f);
+  kernels::copy_to_host(Device::CPU, back.data(), b.data(), 6 * sizeof(float));
+  EXPECT_EQ(back, host);
+  kernels::fill_zero(Device::CPU, b.data() + 2, 3 * sizeof(float));
+  kernels::copy_to_host(Device::CPU, back.data(), b.data(), 6 * sizeof(float));
+  EXPECT_EQ(back, (std::vector<float>{1, 2, 0, 0, 0, 6}));
+  // host_view: on the CPU the memory itself, scratch untouched.
+  std::vector<float> scratch;
+  EXPECT_EQ(kernels::host_view(Device::CPU, static_cast<const float*>(a.data()), 6, scratch), a.data());
+  EXPECT_TRUE(scratch.empty());
+}
+
+TEST(DeviceBuffer, GatherAndScatterAddRows) {
+  const int width = 3;
+  std::vector<float> src(5 * width);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = float(i);
+  std::vector<int32_t> rows = {4, 0, 2};
+  std::vector<float> gathered(3 * width, -1.f);
+  kernels::gather_rows(Device::CPU, gathered.data(), src.data(), rows.data(), 3, width);
+  EXPECT_EQ(gathered, (std::vector<float>{12, 13, 14, 0, 1, 2, 6, 7, 8}));
+  std::vector<float> dst(5 * width, 1.f);
+  kernels::scatter_add_rows(Device::CPU, dst.data(), gathered.data(), rows.data(), 3, width);
+  EXPECT_EQ(dst, (std::vector<float>{1, 2, 3, 1, 1, 1, 7, 8, 9, 1, 1, 1, 13, 14, 15}));
+  EXPECT_TRUE(contains(error_of([&] { kernels::gather_rows(Device::CPU, dst.data(), src.data(), rows.data(), -1, 3); }),
+                       "negative size"));
+}
+
+// Every way to ask for CUDA says the same thing when it is not there: the flag check, a
+// buffer, and a model (a library user who skips the flag check).
+// On the CPU the host views are the model's and the optimizer's own memory: no copy.
+TEST(ModelMemory, HostViewsAreZeroCopyOnTheCpu) {
+  model::BertModel m(tiny_config(), model::Task::SequenceClassification);
+  m.init_weights(3);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(m.params()) % 64, 0u);
+  const auto sd = m.state_dict();
+  const auto gd = m.grad_dict();
+  ASSERT_EQ(sd.size(), m.param_info().size());
+  for (size_t i = 0; i < sd.size(); ++i) {
+    EXPECT_EQ(sd[i].data, m.params() + m.param_info()[i].offset) << sd[i].name;
+    EXPECT_EQ(gd[i].data, m.grads() + m.param_info()[i].offset) << gd[i].name;
+  }
+  model::Batch batch = model::Batch::packed({{2, 5, 7, 3}, {2, 9, 3}}, {1, 0});
+  m.forward(batch, /*train=*/true);
+  const float* logits = m.logits();
+  m.backward();
+  m.forward(batch, /*train=*/true);
+  EXPECT_EQ(m.logits(), logits);  // the arena itself, not a copy
+  EXPECT_EQ(m.hidden_state(0), m.hidden_state(0));
+  train::AdamW opt(m, {});
+  m.backward();
+  opt.step(1e-3);
+  const auto osd = opt.state_dict();
+  ASSERT_EQ(osd.size(), 2 * sd.size());
+  // The moments moved (a real step happened) and are readable on the host.
+  double moved = 0;
+  for (size_t i = 0; i < m.param_info()[0].numel; ++i) moved += std::abs(osd[1].data[i]);
+  EXPECT_GT(moved, 0.0);
+}
+
+// Batch metadata is validated on the host, before it is placed where the kernels read it.
+TEST(ModelMemory, LabelsAreCheckedOnTheHost) {
+  model::BertModel m(tiny_config(), model::Task::SequenceClassification);
+  model::Batch batch = model::Batch::packed({{2, 5, 3}}, {2});
+  EXPECT_TRUE(contains(error_of([&] { m.forward(batch, true); }), "forward: label 2 of row 0 is outside [0, 2)"));
+  batch.labels = {-100};  // ignore_index is allowed
+  EXPECT_NO_THROW(m.forward(batch, true));
+}
+
+// The binary: --device on train, bench train, run, eval and predict, refused with exit 1
+// and the reason before anything is read or written.
