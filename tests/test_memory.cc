@@ -1,11 +1,15 @@
-// The memory seam (kernels/memory.h): device-owned buffers and the ops that move
-// their bytes (the CPU bodies), and the model's and the optimizer's host views
-// (zero-copy on the CPU).
+// The memory seam (kernels/memory.h): device-owned buffers, the ops that move
+// their bytes, and --device: the CPU bodies here, what a build without CUDA (or
+// a CUDA build on a machine without a GPU) says when asked for one, and the
+// model's and the optimizer's host views (zero-copy on the CPU).
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,8 +17,14 @@
 #include "kernels/memory.h"
 #include "model/bert.h"
 #include "train/optimizer.h"
+#include "train/options.h"
 #include "util/error.h"
+#ifdef BERTUNE_CUDA
+#include "kernels/gpu/runtime.h"
+#endif
+#include "run_binary.h"
 
+namespace fs = std::filesystem;
 using namespace bertune;
 using kernels::Device;
 
@@ -30,6 +40,18 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// What --device cuda must say in this build on this machine; empty when a GPU is usable.
+std::string expected_cuda_refusal() {
+#ifdef BERTUNE_CUDA
+  std::string why;
+  if (kernels::gpu::available(&why)) return "";
+  return why;
+#else
+  return "this bertune was built without CUDA (nvcc was not found when it was built); "
+         "rebuild on a machine with the CUDA toolkit, or use --device cpu";
+#endif
+}
 
 model::BertConfig tiny_config() {
   model::BertConfig c;
@@ -96,8 +118,34 @@ TEST(DeviceBuffer, GatherAndScatterAddRows) {
                        "negative size"));
 }
 
+TEST(DeviceFlag, ParsesAndNamesTheChoices) {
+  EXPECT_EQ(kernels::parse_device("cpu"), Device::CPU);
+  EXPECT_EQ(kernels::parse_device("cuda"), Device::CUDA);
+  EXPECT_STREQ(kernels::device_flag_name(Device::CUDA), "cuda");
+  EXPECT_TRUE(contains(error_of([] { kernels::parse_device("gpu"); }), "'gpu' is not one of cpu|cuda"));
+  EXPECT_NO_THROW(kernels::require_device(Device::CPU));
+  // One options-table entry: config key, JSON, and validation.
+  nlohmann::json j = {{"model_config", "c.json"}, {"output_dir", "o"}};
+  EXPECT_EQ(train::train_options_from_json(j).to_json().at("device"), "cpu");
+  j["device"] = "tpu";
+  EXPECT_TRUE(contains(error_of([&] { train::train_options_from_json(j); }), "device: 'tpu' is not one of cpu|cuda"));
+}
+
 // Every way to ask for CUDA says the same thing when it is not there: the flag check, a
 // buffer, and a model (a library user who skips the flag check).
+TEST(DeviceFlag, CudaWithoutCudaOrGpuIsAClearUserError) {
+  const std::string why = expected_cuda_refusal();
+  if (why.empty()) GTEST_SKIP() << "a usable GPU is present: the refusal cannot be reached here";
+  EXPECT_TRUE(contains(error_of([] { kernels::require_device(Device::CUDA); }), why));
+  nlohmann::json j = {{"model_config", "c.json"}, {"output_dir", "o"}, {"device", "cuda"}};
+  EXPECT_TRUE(contains(error_of([&] { train::train_options_from_json(j); }), why));
+#ifndef BERTUNE_CUDA
+  EXPECT_TRUE(contains(error_of([] { kernels::DeviceBuffer<float>(Device::CUDA, 4); }), why));
+  EXPECT_TRUE(contains(error_of([] { model::BertModel(tiny_config(), model::Task::SequenceClassification, Device::CUDA); }),
+                       why));
+#endif
+}
+
 // On the CPU the host views are the model's and the optimizer's own memory: no copy.
 TEST(ModelMemory, HostViewsAreZeroCopyOnTheCpu) {
   model::BertModel m(tiny_config(), model::Task::SequenceClassification);
@@ -139,3 +187,28 @@ TEST(ModelMemory, LabelsAreCheckedOnTheHost) {
 
 // The binary: --device on train, bench train, run, eval and predict, refused with exit 1
 // and the reason before anything is read or written.
+TEST(DeviceFlag, EveryCommandRefusesCudaItCannotUse) {
+  const std::string why = expected_cuda_refusal();
+  if (why.empty()) GTEST_SKIP() << "a usable GPU is present: the refusal cannot be reached here";
+  const fs::path dir = fs::temp_directory_path() / ("bertune_device_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string out = (dir / "out").string(), missing = (dir / "missing").string();
+  const std::vector<std::vector<std::string>> commands = {
+      {"train", "--model-config", missing, "--output-dir", out, "--device", "cuda"},
+      {"bench", "train", "--model-config", missing, "--device", "cuda"},
+      {"run", "--output-dir", out, "--tokenizer", missing, "--device", "cuda"},
+      {"eval", "--model", missing, "--data", missing, "--device", "cuda"},
+      {"predict", "--model", missing, "--device", "cuda", "some text"},
+  };
+  for (const auto& args : commands) {
+    const fs::path log = dir / "log.txt";
+    EXPECT_EQ(run(args, log), 1) << args[0] << ": " << slurp(log);
+    EXPECT_TRUE(contains(slurp(log), "bertune: error: --device cuda: ")) << args[0] << ": " << slurp(log);
+    EXPECT_TRUE(contains(slurp(log), why)) << args[0] << ": " << slurp(log);
+  }
+  EXPECT_FALSE(fs::exists(out)) << "a refused run must not create its output dir";
+  const fs::path log = dir / "bad.txt";
+  EXPECT_EQ(run({"eval", "--model", missing, "--data", missing, "--device", "tpu"}, log), 1);
+  EXPECT_TRUE(contains(slurp(log), "--device: 'tpu' is not one of cpu|cuda")) << slurp(log);
+  fs::remove_all(dir);
+}

@@ -14,6 +14,7 @@
 
 #include "cli/train_flags.h"
 #include "kernels/cpu_runtime.h"
+#include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "train/batching.h"
 #include "train/prepare.h"
@@ -188,6 +189,7 @@ void run_train_bench(const TrainBench& b) {
       {"max_length", o.max_length},
       {"optim", train::adamw_variant_name(o.optim)},
       {"threads", o.threads},
+      {"device", kernels::device_flag_name(o.device)},
       {"steps", b.steps},
       {"warmup", b.warmup},
       {"repeat", b.repeat},

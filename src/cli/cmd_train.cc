@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
+#include "kernels/memory.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/trainer.h"
@@ -20,7 +21,7 @@ namespace {
 
 // The flags eval and predict share: how texts become batches, and on how many threads.
 struct InferenceFlags {
-  std::string model, tokenizer, text_column;
+  std::string model, tokenizer, text_column, device = "cpu";
   int max_length = 128, batch_size = 64, threads = 0;
   bool allow_untrained_head = false;
 };
@@ -32,6 +33,8 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
   cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "batch size")->capture_default_str();
   cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
+  // The help of training's --device (the options table), so every command describes it alike.
+  cmd->add_option("--device", f.device, train::find_train_option("device")->help)->capture_default_str();
   cmd->add_flag("--allow-untrained-head", f.allow_untrained_head,
                 "use a model without a trained classifier head (a random one is made: predictions are meaningless)");
 }
@@ -46,10 +49,17 @@ struct LoadedClassifier {
 LoadedClassifier load_for_inference(const InferenceFlags& f) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
+  kernels::Device device = kernels::Device::CPU;
+  try {
+    device = kernels::parse_device(f.device);
+  } catch (const Error& e) {
+    throw Error(std::string("--device: ") + e.what());
+  }
+  kernels::require_device(device);
   kernels::set_num_threads(f.threads);
   LoadedClassifier c;
   std::vector<std::string> initialised;
-  c.model = train::load_classifier(f.model, 42, &initialised);
+  c.model = train::load_classifier(f.model, 42, &initialised, nullptr, device);
   if (!initialised.empty()) {
     std::string names;
     for (const auto& n : initialised) names += (names.empty() ? "" : ", ") + n;

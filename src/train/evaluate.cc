@@ -56,11 +56,12 @@ ModelFiles load_model_files(const fs::path& dir) {
 
 std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t head_seed,
                                                   std::vector<std::string>* initialised,
-                                                  const model::BertConfig* override_config) {
+                                                  const model::BertConfig* override_config,
+                                                  kernels::Device device) {
   ModelFiles pt = load_model_files(dir);
   model::BertConfig config = override_config ? *override_config : pt.config;
   config.architectures = {"BertForSequenceClassification"};
-  auto m = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification);
+  auto m = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification, device);
   auto report = m->load_state_dict(pt.tensors, head_seed);
   if (initialised) *initialised = report.initialised;
   return m;

@@ -41,7 +41,8 @@ ModelFiles load_model_files(const std::filesystem::path& dir);
 // from_pretrained(num_labels=2) does; the names of fresh tensors go to `initialised`).
 std::unique_ptr<model::BertModel> load_classifier(const std::filesystem::path& dir, uint64_t head_seed,
                                                   std::vector<std::string>* initialised = nullptr,
-                                                  const model::BertConfig* override_config = nullptr);
+                                                  const model::BertConfig* override_config = nullptr,
+                                                  kernels::Device device = kernels::Device::CPU);
 
 // The tokenizer for a model: `fallback` when given, else the model's own files, else klue's.
 text::Tokenizer load_tokenizer_for(const std::filesystem::path& model_dir, const std::string& fallback = "");

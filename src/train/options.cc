@@ -100,6 +100,7 @@ void convert(const Json& v, Strategy& out, const std::string& w) { convert_choic
 void convert(const Json& v, Padding& out, const std::string& w) { convert_choice(v, out, w, parse_padding); }
 void convert(const Json& v, AdamWVariant& out, const std::string& w) { convert_choice(v, out, w, parse_adamw_variant); }
 void convert(const Json& v, Schedule& out, const std::string& w) { convert_choice(v, out, w, parse_schedule); }
+void convert(const Json& v, kernels::Device& out, const std::string& w) { convert_choice(v, out, w, kernels::parse_device); }
 
 Json to_json_value(const std::string& s) { return s; }
 template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
@@ -108,6 +109,7 @@ Json to_json_value(Strategy s) { return strategy_name(s); }
 Json to_json_value(Padding p) { return padding_name(p); }
 Json to_json_value(AdamWVariant v) { return adamw_variant_name(v); }
 Json to_json_value(Schedule s) { return schedule_name(s); }
+Json to_json_value(kernels::Device d) { return kernels::device_flag_name(d); }
 
 template <typename T>
 OptionField field(const char* key, T TrainOptions::*member, const char* help) {
@@ -116,6 +118,7 @@ OptionField field(const char* key, T TrainOptions::*member, const char* help) {
                           : std::is_same_v<T, Padding>       ? "max_length|longest|packed"
                           : std::is_same_v<T, AdamWVariant>  ? "adamw_hf|adamw_torch"
                           : std::is_same_v<T, Schedule>      ? "linear|cosine|constant|constant_with_warmup"
+                          : std::is_same_v<T, kernels::Device> ? "cpu|cuda"
                           : std::is_floating_point_v<T>      ? "FLOAT"
                           : std::is_integral_v<T>            ? "INT"
                                                              : "TEXT";
@@ -176,6 +179,7 @@ const std::vector<OptionField>& train_option_fields() {
       field("attention_dropout", &O::attention_dropout, "override attention_probs_dropout_prob"),
       field("resume_from_checkpoint", &O::resume_from_checkpoint, "checkpoint dir to resume, or 'last'"),
       field("threads", &O::threads, "compute threads (0: all cores)"),
+      field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
       field("preset", &O::preset, "preset name (informational)"),
   };
   return all;
@@ -280,6 +284,7 @@ void validate(TrainOptions& o) {
   if (o.threads < 0) fail("--threads: must not be negative");
   if (o.threads > util::kMaxThreads) util::checked_thread_count(o.threads);  // throws: libgomp crashes on 100000
   if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
+  kernels::require_device(o.device);  // --device cuda without CUDA or a GPU: named here, before any write
   if (o.early_stopping_threshold < 0) fail("--early-stopping-threshold: must not be negative");
   if (o.load_best_model_at_end) {
     if (o.eval_strategy == Strategy::No)

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/memory.h"
 #include "train/batching.h"
 #include "train/optimizer.h"
 
@@ -72,6 +73,7 @@ struct TrainOptions {
   double attention_dropout = -1.0;
   std::string resume_from_checkpoint;  // a checkpoint dir, or "last"/"true" for the newest
   int threads = 0;                     // 0: all cores
+  kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)
   std::string preset;                  // name of the preset the options came from, if any
 
   // "eval_accuracy" style key of the metric that picks the best model.

@@ -120,7 +120,7 @@ void plan_steps(PreparedRun& r) {
 
 void build_model(PreparedRun& r, ModelFiles& pretrained) {
   const TrainOptions& o = r.options;
-  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification);
+  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification, o.device);
   if (!o.model.empty()) {
     model::LoadReport report = r.model->load_state_dict(pretrained.tensors, o.seed);
     r.initialised = std::move(report.initialised);
