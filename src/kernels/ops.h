@@ -115,6 +115,7 @@ struct AttentionShape {
   int num_sequences = 0;
   int num_heads = 0;
   int head_dim = 0;
+  int max_length = 0;  // longest span, host scalar (GPU launch shape)
   // probs layout: sequence b, head h starts at prob_offsets[b] + h * n_b * n_b
   const int64_t* prob_offsets = nullptr;  // [B+1]
 };

@@ -90,7 +90,6 @@ class LtContext {
   // The plan for `key`, built (and its algorithm chosen) on first use.
   const Plan& plan(const PlanKey& key);
   std::mutex& mutex() { return mutex_; }
-  detail::GrowOnlyScratch bf16_first, bf16_second, column_partials;
 
  private:
   LtContext() {
@@ -165,6 +164,16 @@ Plan LtContext::build(const PlanKey& key) {
                 precision_name(key.precision) + " GEMM (" + cublasLtGetStatusString(status) + ")");
   }
   return plan;
+}
+
+// Scratch is per host thread: each thread has its own per-thread stream, and a
+// buffer shared across streams could be overwritten while another stream reads it.
+struct Scratch {
+  detail::GrowOnlyScratch bf16_first, bf16_second, column_partials;
+};
+Scratch& scratch() {
+  thread_local Scratch instance;
+  return instance;
 }
 
 // ---- kernels ------------------------------------------------------------------
@@ -252,8 +261,8 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const 
   if (precision == Precision::BF16) {
     const int b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     const int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
-    first = convert_bf16(lt.bf16_first, B, b_rows, b_cols, ldb);
-    second = convert_bf16(lt.bf16_second, A, a_rows, a_cols, lda);
+    first = convert_bf16(scratch().bf16_first, B, b_rows, b_cols, ldb);
+    second = convert_bf16(scratch().bf16_second, A, a_rows, a_cols, lda);
     ld_first = b_cols;
     ld_second = a_cols;
   }
@@ -328,10 +337,8 @@ void add_column_sums(float* db, const float* dy, int T, int cols) {
     check_launch("column_sums_kernel");
     return;
   }
-  LtContext& lt = LtContext::get();
-  std::lock_guard<std::mutex> lock(lt.mutex());
   auto* partials = static_cast<float*>(
-      lt.column_partials.get(size_t(chunks) * cols * sizeof(float), "bias-gradient partials"));
+      scratch().column_partials.get(size_t(chunks) * cols * sizeof(float), "bias-gradient partials"));
   column_sums_kernel<<<grid, block, 0, op_stream()>>>(partials, false, dy, T, cols, rows_per_chunk);
   check_launch("column_sums_kernel");
   add_partials_kernel<<<ceil_div(cols, 256), 256, 0, op_stream()>>>(db, partials, chunks, cols);
