@@ -45,6 +45,7 @@ void check_cublas(cublasStatus_t status, const char* what) {
 
 // 32 MiB: what NVIDIA recommends for Hopper's split-K and stream-K kernels.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+constexpr size_t kMaxPlans = 4096;
 
 // ---- plans ------------------------------------------------------------------
 // Everything the heuristic's choice depends on. Alignments (largest power of
@@ -103,10 +104,22 @@ class LtContext {
   std::mutex mutex_;
 };
 
+void destroy(Plan& p) {
+  if (p.desc) cublasLtMatmulDescDestroy(p.desc);
+  for (cublasLtMatrixLayout_t layout : {p.first, p.second, p.c})
+    if (layout) cublasLtMatrixLayoutDestroy(layout);
+}
+
 const Plan& LtContext::plan(const PlanKey& key) {
   auto it = plans_.find(key);
-  if (it == plans_.end()) it = plans_.emplace(key, build(key)).first;
-  return it->second;
+  if (it != plans_.end()) return it->second;
+  // Packed sample-count batches give a new token count T (a new GEMM shape) at
+  // most steps; bound the cache rather than let it grow for the whole run.
+  if (plans_.size() >= kMaxPlans) {
+    for (auto& [unused, p] : plans_) destroy(p);
+    plans_.clear();
+  }
+  return plans_.emplace(key, build(key)).first->second;
 }
 
 Plan LtContext::build(const PlanKey& key) {
@@ -159,6 +172,7 @@ Plan LtContext::build(const PlanKey& key) {
     plan.algo = result.algo;
     plan.found = true;
   } else if (!key.bias) {
+    destroy(plan);
     throw Error("cuBLASLt: no algorithm for a " + std::to_string(key.m) + "x" +
                 std::to_string(key.n) + "x" + std::to_string(key.k) + " " +
                 precision_name(key.precision) + " GEMM (" + cublasLtGetStatusString(status) + ")");
@@ -178,24 +192,28 @@ Scratch& scratch() {
 
 // ---- kernels ------------------------------------------------------------------
 
-// dst[r * cols + c] = bf16(src[r * ld + c]): one operand, packed.
-__global__ void to_bf16_kernel(__nv_bfloat16* dst, const float* src, int rows, int cols, int ld) {
+// dst[r * dst_ld + c] = bf16(src[r * ld + c]): one stored operand.
+__global__ void to_bf16_kernel(__nv_bfloat16* dst, int dst_ld, const float* src, int ld, int rows,
+                               int cols) {
   const size_t total = size_t(rows) * cols;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
        i += size_t(gridDim.x) * blockDim.x) {
-    size_t r = i / cols, c = i % cols;
-    dst[i] = __float2bfloat16_rn(src[r * ld + c]);
+    const size_t r = i / cols, c = i % cols;
+    dst[r * dst_ld + c] = __float2bfloat16_rn(src[r * ld + c]);
   }
 }
 
-// The same for a densely packed source whose size is a multiple of 4:
-// 16-byte loads, 8-byte stores.
-__global__ void to_bf16_packed4_kernel(__nv_bfloat162* dst, const float4* src, size_t quads) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < quads;
+// The same, four columns per thread (16-byte loads) when cols, ld and src allow it.
+__global__ void to_bf16_quads_kernel(__nv_bfloat16* dst, int dst_ld, const float* src, int ld,
+                                     int rows, int quads_per_row) {
+  const size_t total = size_t(rows) * quads_per_row;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
        i += size_t(gridDim.x) * blockDim.x) {
-    float4 v = src[i];
-    dst[2 * i] = __floats2bfloat162_rn(v.x, v.y);
-    dst[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+    const size_t r = i / quads_per_row, c = (i % quads_per_row) * 4;
+    const float4 v = *reinterpret_cast<const float4*>(src + r * ld + c);
+    auto* out = reinterpret_cast<__nv_bfloat162*>(dst + r * dst_ld + c);
+    out[0] = __floats2bfloat162_rn(v.x, v.y);
+    out[1] = __floats2bfloat162_rn(v.z, v.w);
   }
 }
 
@@ -204,20 +222,30 @@ unsigned grid_for(size_t items, unsigned block) {
   return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
 }
 
-// Converts the stored row-major [rows, cols] (leading dimension ld) operand to packed bf16.
-const __nv_bfloat16* convert_bf16(detail::GrowOnlyScratch& scratch, const float* src, int rows,
-                                  int cols, int ld) {
-  const size_t total = size_t(rows) * cols;
-  auto* dst = static_cast<__nv_bfloat16*>(scratch.get(total * sizeof(__nv_bfloat16), "bf16 operand"));
+struct Bf16Operand {
+  const __nv_bfloat16* data;
+  int ld;
+};
+
+// Converts the stored row-major [rows, cols] operand (leading dimension ld) to
+// bf16 with rows padded to 8 elements: 16-byte aligned rows keep the tensor-core
+// kernels eligible whatever the shape.
+Bf16Operand convert_bf16(detail::GrowOnlyScratch& scratch, const float* src, int rows, int cols,
+                         int ld) {
+  const int dst_ld = (cols + 7) / 8 * 8;
+  auto* dst = static_cast<__nv_bfloat16*>(
+      scratch.get(size_t(rows) * dst_ld * sizeof(__nv_bfloat16), "bf16 operand"));
   constexpr unsigned kBlock = 256;
-  if (ld == cols && total % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-    to_bf16_packed4_kernel<<<grid_for(total / 4, kBlock), kBlock, 0, op_stream()>>>(
-        reinterpret_cast<__nv_bfloat162*>(dst), reinterpret_cast<const float4*>(src), total / 4);
+  if (cols % 4 == 0 && ld % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    const int quads = cols / 4;
+    to_bf16_quads_kernel<<<grid_for(size_t(rows) * quads, kBlock), kBlock, 0, op_stream()>>>(
+        dst, dst_ld, src, ld, rows, quads);
   } else {
-    to_bf16_kernel<<<grid_for(total, kBlock), kBlock, 0, op_stream()>>>(dst, src, rows, cols, ld);
+    to_bf16_kernel<<<grid_for(size_t(rows) * cols, kBlock), kBlock, 0, op_stream()>>>(
+        dst, dst_ld, src, ld, rows, cols);
   }
   check_launch("to_bf16_kernel");
-  return dst;
+  return {dst, dst_ld};
 }
 
 // C[r * ldc + c] = beta * C (beta = 0 writes zeros, as BLAS does): a GEMM with K = 0.
@@ -261,10 +289,12 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const 
   if (precision == Precision::BF16) {
     const int b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     const int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
-    first = convert_bf16(scratch().bf16_first, B, b_rows, b_cols, ldb);
-    second = convert_bf16(scratch().bf16_second, A, a_rows, a_cols, lda);
-    ld_first = b_cols;
-    ld_second = a_cols;
+    const Bf16Operand b16 = convert_bf16(scratch().bf16_first, B, b_rows, b_cols, ldb);
+    const Bf16Operand a16 = convert_bf16(scratch().bf16_second, A, a_rows, a_cols, lda);
+    first = b16.data;
+    second = a16.data;
+    ld_first = b16.ld;
+    ld_second = a16.ld;
   }
   // The bias epilogue reads the bias with vector loads: only offer it aligned.
   const bool epilogue_bias = bias && reinterpret_cast<uintptr_t>(bias) % 16 == 0;
