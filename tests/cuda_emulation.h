@@ -14,6 +14,8 @@
 // Include this before the kernel header; it defines BERTUNE_CUDA_EMULATION.
 #include <ucontext.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -27,6 +29,11 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+// Blocks run one after another, so a function-local static is one block's shared array.
+#define __shared__ static
+
+using std::max;
+using std::min;
 
 struct alignas(16) float4 {
   float x, y, z, w;
@@ -52,6 +59,7 @@ struct Fiber {
 
 struct State {
   ucontext_t scheduler;
+  dim3 grid_dim, block_dim;
   std::vector<Fiber> fibers;
   std::vector<std::vector<char>> stacks;
   int current = -1;
@@ -87,9 +95,10 @@ inline void barrier(int id, int first, int count) {
   swapcontext(&s.fibers[s.current].context, &s.scheduler);
 }
 
-// Runs one block of `threads` threads to completion.
-inline void run_block(uint3 block, int threads, size_t shared_bytes, std::function<void()> body) {
+// Runs one block to completion.
+inline void run_block(uint3 block, size_t shared_bytes, std::function<void()> body) {
   State& s = state();
+  const int threads = int(s.block_dim.x * s.block_dim.y * s.block_dim.z);
   s.threads = threads;
   s.block = block;
   s.body = std::move(body);
@@ -101,7 +110,9 @@ inline void run_block(uint3 block, int threads, size_t shared_bytes, std::functi
   if (s.stacks.size() < size_t(threads)) s.stacks.resize(threads, std::vector<char>(kStackBytes));
   for (int t = 0; t < threads; ++t) {
     Fiber& f = s.fibers[t];
-    f.thread.x = unsigned(t);
+    f.thread.x = unsigned(t) % s.block_dim.x;
+    f.thread.y = unsigned(t) / s.block_dim.x % s.block_dim.y;
+    f.thread.z = unsigned(t) / (s.block_dim.x * s.block_dim.y);
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = s.stacks[t].data();
     f.context.uc_stack.ss_size = kStackBytes;
@@ -124,21 +135,32 @@ inline void run_block(uint3 block, int threads, size_t shared_bytes, std::functi
   s.current = -1;
 }
 
+// kernel<<<grid, block, shared_bytes>>>(args...), run to completion.
 template <typename Kernel, typename... Args>
-void launch(dim3 grid, int threads, size_t shared_bytes, Kernel kernel, Args... args) {
+void launch(dim3 grid, dim3 block, size_t shared_bytes, Kernel kernel, Args... args) {
+  State& s = state();
+  s.grid_dim = grid;
+  s.block_dim = block;
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x)
-        run_block(uint3{x, y, z}, threads, shared_bytes, [&] { kernel(args...); });
+        run_block(uint3{x, y, z}, shared_bytes, [&] { kernel(args...); });
 }
 
-inline int lane() { return int(state().fibers[state().current].thread.x % 32); }
-inline int warp() { return int(state().fibers[state().current].thread.x / 32); }
+// The thread's linear index in its block, and its warp.
+inline int linear_thread() {
+  const State& s = state();
+  const uint3 t = s.fibers[s.current].thread;
+  return int(t.x + s.block_dim.x * (t.y + s.block_dim.y * t.z));
+}
+inline int warp() { return linear_thread() / 32; }
 
 }  // namespace cuda_emulation
 
 #define threadIdx (::cuda_emulation::state().fibers[::cuda_emulation::state().current].thread)
 #define blockIdx (::cuda_emulation::state().block)
+#define blockDim (::cuda_emulation::state().block_dim)
+#define gridDim (::cuda_emulation::state().grid_dim)
 
 inline void __syncthreads() { cuda_emulation::barrier(0, 0, cuda_emulation::state().threads); }
 inline void __syncwarp(unsigned = 0xffffffffu) {
@@ -146,7 +168,7 @@ inline void __syncwarp(unsigned = 0xffffffffu) {
 }
 inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
   auto& s = cuda_emulation::state();
-  const int me = s.current, base = cuda_emulation::warp() * 32;
+  const int me = cuda_emulation::linear_thread(), base = cuda_emulation::warp() * 32;
   s.shuffle[me] = v;
   __syncwarp();
   const float got = s.shuffle[base + ((me - base) ^ lane_mask)];
@@ -155,4 +177,21 @@ inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
 }
 inline float* dynamic_shared_floats() {
   return reinterpret_cast<float*>(cuda_emulation::state().shared.data());
+}
+
+// bf16: the bits, rounded to nearest even as __float2bfloat16_rn (NaN stays NaN).
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return {uint16_t((u >> 16) | 0x40u)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {uint16_t(u >> 16)};
+}
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
 }

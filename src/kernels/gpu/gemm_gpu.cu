@@ -27,6 +27,7 @@
 
 #include "kernels/gpu/gemm_attention_common.cuh"
 #include "kernels/gpu/gemm_gpu.h"
+#include "kernels/gpu/gemm_kernels.cuh"
 
 namespace bertune::kernels::gpu {
 namespace {
@@ -35,6 +36,7 @@ using detail::ceil_div;
 using detail::check_cuda;
 using detail::check_launch;
 using detail::op_stream;
+using namespace gemm_kernels;
 
 std::atomic<Precision> g_precision{Precision::FP32};
 
@@ -192,31 +194,6 @@ Scratch& scratch() {
 
 // ---- kernels ------------------------------------------------------------------
 
-// dst[r * dst_ld + c] = bf16(src[r * ld + c]): one stored operand.
-__global__ void to_bf16_kernel(__nv_bfloat16* dst, int dst_ld, const float* src, int ld, int rows,
-                               int cols) {
-  const size_t total = size_t(rows) * cols;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
-       i += size_t(gridDim.x) * blockDim.x) {
-    const size_t r = i / cols, c = i % cols;
-    dst[r * dst_ld + c] = __float2bfloat16_rn(src[r * ld + c]);
-  }
-}
-
-// The same, four columns per thread (16-byte loads) when cols, ld and src allow it.
-__global__ void to_bf16_quads_kernel(__nv_bfloat16* dst, int dst_ld, const float* src, int ld,
-                                     int rows, int quads_per_row) {
-  const size_t total = size_t(rows) * quads_per_row;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
-       i += size_t(gridDim.x) * blockDim.x) {
-    const size_t r = i / quads_per_row, c = (i % quads_per_row) * 4;
-    const float4 v = *reinterpret_cast<const float4*>(src + r * ld + c);
-    auto* out = reinterpret_cast<__nv_bfloat162*>(dst + r * dst_ld + c);
-    out[0] = __floats2bfloat162_rn(v.x, v.y);
-    out[1] = __floats2bfloat162_rn(v.z, v.w);
-  }
-}
-
 unsigned grid_for(size_t items, unsigned block) {
   size_t blocks = (items + block - 1) / block;
   return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
@@ -246,24 +223,6 @@ Bf16Operand convert_bf16(detail::GrowOnlyScratch& scratch, const float* src, int
   }
   check_launch("to_bf16_kernel");
   return {dst, dst_ld};
-}
-
-// C[r * ldc + c] = beta * C (beta = 0 writes zeros, as BLAS does): a GEMM with K = 0.
-__global__ void scale_matrix_kernel(float* C, int rows, int cols, int ldc, float beta) {
-  const size_t total = size_t(rows) * cols;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
-       i += size_t(gridDim.x) * blockDim.x) {
-    float* c = C + (i / cols) * ldc + i % cols;
-    *c = beta == 0.f ? 0.f : beta * *c;
-  }
-}
-
-// y[t, :] = b for every row: the bias, when the GEMM epilogue cannot add it.
-__global__ void broadcast_rows_kernel(float* y, const float* b, int rows, int cols) {
-  const size_t total = size_t(rows) * cols;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
-       i += size_t(gridDim.x) * blockDim.x)
-    y[i] = b[i % cols];
 }
 
 // ---- the matmul ---------------------------------------------------------------
@@ -320,46 +279,9 @@ void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const 
                "cublasLtMatmul");
 }
 
-// ---- bias gradient ------------------------------------------------------------
-// db[j] += sum_t dy[t, j], deterministic: blocks of 32 columns x kRowsPerChunk
-// rows write partial sums, summed in a fixed order by a second kernel (or, for
-// a single chunk, added to db at once).
-constexpr int kRowsPerChunk = 128;
-constexpr int kColumnThreads = 32, kRowThreads = 8;
-
-__global__ void column_sums_kernel(float* out, bool accumulate, const float* dy, int T, int cols,
-                                   int rows_per_chunk) {
-  __shared__ float partial[kRowThreads][kColumnThreads + 1];
-  const int col = blockIdx.x * kColumnThreads + threadIdx.x;
-  const int row_begin = blockIdx.y * rows_per_chunk;
-  const int row_end = min(T, row_begin + rows_per_chunk);
-  float sum = 0.f;
-  if (col < cols)
-    for (int t = row_begin + threadIdx.y; t < row_end; t += kRowThreads) sum += dy[size_t(t) * cols + col];
-  partial[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y != 0 || col >= cols) return;
-  for (int r = 1; r < kRowThreads; ++r) sum += partial[r][threadIdx.x];
-  float* dst = out + size_t(blockIdx.y) * cols + col;
-  *dst = accumulate ? *dst + sum : sum;
-}
-
-__global__ void add_partials_kernel(float* db, const float* partials, int chunks, int cols) {
-  const int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col >= cols) return;
-  float sum = 0.f;
-  for (int c = 0; c < chunks; ++c) sum += partials[size_t(c) * cols + col];
-  db[col] += sum;
-}
-
+// ---- bias gradient (kernels in gemm_kernels.cuh) ---------------------------------
 void add_column_sums(float* db, const float* dy, int T, int cols) {
-  int chunks = (T + kRowsPerChunk - 1) / kRowsPerChunk;
-  int rows_per_chunk = kRowsPerChunk;
-  if (chunks > 1024) {  // cap the partial buffer; each block sums more rows
-    chunks = 1024;
-    rows_per_chunk = (T + chunks - 1) / chunks;
-    chunks = (T + rows_per_chunk - 1) / rows_per_chunk;
-  }
+  const auto [chunks, rows_per_chunk] = column_chunks(T);
   const dim3 block(kColumnThreads, kRowThreads);
   const dim3 grid(ceil_div(cols, kColumnThreads), chunks);
   if (chunks == 1) {
