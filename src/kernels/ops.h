@@ -118,6 +118,9 @@ struct AttentionShape {
   int head_dim = 0;
   // probs layout: sequence b, head h starts at prob_offsets[b] + h * n_b * n_b
   const int64_t* prob_offsets = nullptr;  // [B+1]
+  // The longest span offsets[b+1] - offsets[b] (launch sizes on CUDA, which
+  // requires it > 0 when num_sequences > 0; 0 on CPU means "not given").
+  int max_length = 0;
 };
 // probs: softmax(Q K^T / sqrt(d) + mask) before dropout (kept for backward).
 void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
