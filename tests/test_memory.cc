@@ -212,3 +212,22 @@ TEST(DeviceFlag, EveryCommandRefusesCudaItCannotUse) {
   EXPECT_TRUE(contains(slurp(log), "--device: 'tpu' is not one of cpu|cuda")) << slurp(log);
   fs::remove_all(dir);
 }
+
+// int8 inference is CPU-only: --int8 with --device cuda is refused on eval and predict
+// with the reason, GPU or not (the check comes before the device is probed).
+TEST(DeviceFlag, Int8WithCudaIsRefused) {
+  const fs::path dir = fs::temp_directory_path() / ("bertune_int8_device_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string missing = (dir / "missing").string();
+  const std::vector<std::vector<std::string>> commands = {
+      {"eval", "--model", missing, "--data", missing, "--int8", "--device", "cuda"},
+      {"predict", "--model", missing, "--int8", "--device", "cuda", "some text"},
+  };
+  for (const auto& args : commands) {
+    const fs::path log = dir / "log.txt";
+    EXPECT_EQ(run(args, log), 1) << args[0] << ": " << slurp(log);
+    EXPECT_TRUE(contains(slurp(log), "bertune: error: --int8: int8 inference runs on the CPU only"))
+        << args[0] << ": " << slurp(log);
+  }
+  fs::remove_all(dir);
+}
