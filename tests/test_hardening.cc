@@ -272,6 +272,25 @@ TEST(SignalsDeathTest, SafePointStopUnwindsAndCleansUp) {
       ::testing::ExitedWithCode(130), "caught interrupted by SIGINT; dir removed");
 }
 
+// Third pass: a closed terminal (SIGHUP) killed a training run mid-save and left
+// checkpoint-N.tmp-PID/ behind; it is handled as SIGINT/SIGTERM are (exit 129).
+TEST(SignalsDeathTest, HangupRemovesTemporaryPathsToo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir tmp("hangup");
+  const fs::path unfinished = tmp.path / "checkpoint-3.tmp-77";
+  EXPECT_EXIT(
+      {
+        util::install_signal_handlers();
+        fs::create_directories(unfinished);
+        util::TempPathGuard guard(unfinished);
+        ::kill(::getpid(), SIGHUP);
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(129), "interrupted by SIGHUP; removed unfinished .*checkpoint-3.tmp-77");
+  EXPECT_FALSE(fs::exists(unfinished));
+}
+
 TEST(SignalsGuard, ReleasedPathIsKept) {
   TempDir tmp("release");
   fs::path kept = tmp.path / "kept", dropped = tmp.path / "dropped";
