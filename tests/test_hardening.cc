@@ -672,3 +672,11 @@ TEST(ResumeState, AnotherRunsFingerprintIsRefusedNamingBoth) {
   EXPECT_TRUE(contains(error_of([&] { train::read_run_state(tmp.path, {{"seed", 2}}); }),
                        "bertune_state.json: expected a JSON object, found array"));
 }
+
+// fuzz_bertune_state finding (second run): a prediction hash beyond 2^64 parsed as a double
+// and was converted to uint64_t (undefined; UBSan's report, a garbage hash in release).
+TEST(FuzzRegressions, BertuneStateHashOverflowIsAnError) {
+  const fs::path f = fuzz_fixture("bertune_state_hash_overflow.json");
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(io::read_json_file(f), "s.json"); }),
+            "s.json: field \"collapse\" is not what bertune writes");
+}

@@ -1,5 +1,6 @@
 #include "train/run_state.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "io/json_error.h"
@@ -48,6 +49,15 @@ double finite_field(const Json& j, const char* key, const std::string& source) {
 
 void read_collapse(const Json& j, CollapseDetector& c, const std::string& source) {
   if (!j.contains("collapse")) throw Error(source + ": missing field \"collapse\"");
+  // Element types first: a hash beyond 2^64 parses as a double, and converting that to
+  // uint64_t is undefined (fuzz_bertune_state, tests/fixtures/fuzz/bertune_state_hash_overflow.json).
+  const Json& cj = j.at("collapse");
+  auto all_of = [](const Json& a, bool (Json::*is)() const noexcept) {
+    return a.is_array() && std::all_of(a.begin(), a.end(), [&](const Json& v) { return (v.*is)(); });
+  };
+  if (!cj.is_object() || (cj.contains("prediction_hashes") && !all_of(cj.at("prediction_hashes"), &Json::is_number_unsigned)) ||
+      (cj.contains("metrics") && !all_of(cj.at("metrics"), &Json::is_number)))
+    throw Error(source + ": field \"collapse\" is not what bertune writes");
   try {
     c.from_json(j.at("collapse"));
   } catch (const Json::exception&) {
