@@ -1,6 +1,5 @@
 // trainer_state.json (resume reads it) from arbitrary bytes; an accepted state
-// must save and load again. bertune_state.json is parsed inside
-// src/train/trainer.cc (RunState::from_json, not exposed), so it has no target yet.
+// must save and load again. bertune_state.json: fuzz_bertune_state.cc.
 #include "fuzz_common.h"
 #include "train/state.h"
 

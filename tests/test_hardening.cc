@@ -31,6 +31,7 @@
 #include "text/unk_rate.h"
 #include "text/vocab_trainer.h"
 #include "train/options.h"
+#include "train/run_state.h"
 #include "train/state.h"
 #include "util/error.h"
 #include "util/json_fields.h"
@@ -269,6 +270,25 @@ TEST(SignalsDeathTest, SafePointStopUnwindsAndCleansUp) {
         }
       },
       ::testing::ExitedWithCode(130), "caught interrupted by SIGINT; dir removed");
+}
+
+// Third pass: a closed terminal (SIGHUP) killed a training run mid-save and left
+// checkpoint-N.tmp-PID/ behind; it is handled as SIGINT/SIGTERM are (exit 129).
+TEST(SignalsDeathTest, HangupRemovesTemporaryPathsToo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir tmp("hangup");
+  const fs::path unfinished = tmp.path / "checkpoint-3.tmp-77";
+  EXPECT_EXIT(
+      {
+        util::install_signal_handlers();
+        fs::create_directories(unfinished);
+        util::TempPathGuard guard(unfinished);
+        ::kill(::getpid(), SIGHUP);
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(129), "interrupted by SIGHUP; removed unfinished .*checkpoint-3.tmp-77");
+  EXPECT_FALSE(fs::exists(unfinished));
 }
 
 TEST(SignalsGuard, ReleasedPathIsKept) {
@@ -580,4 +600,83 @@ TEST(ResourceLimits, SafetensorsHugeShapeClaimIsRefused) {
   EXPECT_TRUE(contains(e, "tensor 'w': F32 [1000000000,1000000000] needs 4000000000000000000 bytes")) << e;
   auto overflow = file_with(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})", 16);
   EXPECT_TRUE(contains(error_of([&] { io::read_safetensors(overflow); }), "overflows"));
+}
+
+// ---------------------------------------------------------------- bertune_state.json (resume)
+
+namespace {
+nlohmann::json run_state_with(const std::string& key, const nlohmann::json& value) {
+  train::RunState r;
+  r.optimizer_steps = 3;
+  r.skipped_steps = 1;
+  r.epoch_index = 1;
+  nlohmann::json j = r.to_json();
+  j[key] = value;
+  return j;
+}
+}  // namespace
+
+// A hand-edited or corrupted bertune_state.json was believed: negative counts went into
+// AdamW's bias correction and the loss windows (no run writes them).
+TEST(ResumeState, CountsOutsideWhatARunWritesAreRefused) {
+  auto refused = [](const std::string& key, const nlohmann::json& v) {
+    return error_of([&] { train::RunState::from_json(run_state_with(key, v), "ck/bertune_state.json"); });
+  };
+  EXPECT_EQ(refused("optimizer_steps", -5),
+            "ck/bertune_state.json: field \"optimizer_steps\" is -5; it counts, so it must be >= 0");
+  EXPECT_TRUE(contains(refused("run_loss_steps", -1), "field \"run_loss_steps\" is -1"));
+  EXPECT_TRUE(contains(refused("early_stopping_counter", -2), "field \"early_stopping_counter\" is -2"));
+  EXPECT_TRUE(contains(refused("nonfinite_streak", 3), "field \"nonfinite_streak\" is 3; a saved run has 0, 1 or 2"));
+  EXPECT_TRUE(contains(refused("log_loss_sum", std::numeric_limits<double>::infinity()),
+                       "field \"log_loss_sum\" must be a finite number"));
+  EXPECT_TRUE(contains(refused("real_tokens", 10), "real_tokens 10 exceeds processed_tokens 0"));
+  EXPECT_EQ(refused("samples", 7), "");  // the base itself is accepted
+}
+
+// The collapse detector compares metric i with prediction hash i; a state with fewer hashes
+// than metrics made the next evaluation read past the hashes (heap overflow under ASan).
+TEST(ResumeState, CollapseHistoryOfUnequalLengthsIsRefused) {
+  auto j = run_state_with("collapse", {{"prediction_hashes", nlohmann::json::array()}, {"metrics", {0.5, 0.5}}});
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(j, "s.json"); }),
+            "s.json: field \"collapse\" has 0 prediction hashes but 2 metrics");
+  auto not_ours = run_state_with("collapse", "x");
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(not_ours, "s.json"); }),
+            "s.json: field \"collapse\" is not what bertune writes");
+}
+
+// epoch_index * steps_per_epoch + batch_in_epoch wrapped (signed overflow, UB): epoch 2^62 of
+// 4 steps "agreed" with global_step 1, and the resumed run started at epoch 2^62.
+TEST(ResumeState, DataPositionThatOverflowsIsInconsistent) {
+  train::TrainerState state;
+  state.global_step = 1;
+  train::RunState run;
+  run.optimizer_steps = 1;
+  run.epoch_index = int64_t{1} << 62;
+  run.batch_in_epoch = 1;
+  auto e = error_of([&] { train::check_resume_consistent("out/checkpoint-1", state, run, 4); });
+  EXPECT_TRUE(contains(e, "inconsistent checkpoint")) << e;
+  EXPECT_TRUE(contains(e, "the data position is epoch 4611686018427387904, batch 1 of 4")) << e;
+  run.epoch_index = 0;
+  EXPECT_EQ(error_of([&] { train::check_resume_consistent("out/checkpoint-1", state, run, 4); }), "");
+}
+
+// What the fuzz target reads first: another run's fingerprint is named, not believed.
+TEST(ResumeState, AnotherRunsFingerprintIsRefusedNamingBoth) {
+  TempDir tmp("run_state_fp");
+  auto j = run_state_with("samples", 0);
+  j["fingerprint"] = {{"seed", 1}};
+  tmp.file("bertune_state.json", j.dump());
+  auto e = error_of([&] { train::read_run_state(tmp.path, {{"seed", 2}}); });
+  EXPECT_TRUE(contains(e, "was made with {\"seed\":1} but this run has {\"seed\":2}")) << e;
+  tmp.file("bertune_state.json", "[1, 2]");
+  EXPECT_TRUE(contains(error_of([&] { train::read_run_state(tmp.path, {{"seed", 2}}); }),
+                       "bertune_state.json: expected a JSON object, found array"));
+}
+
+// fuzz_bertune_state finding (second run): a prediction hash beyond 2^64 parsed as a double
+// and was converted to uint64_t (undefined; UBSan's report, a garbage hash in release).
+TEST(FuzzRegressions, BertuneStateHashOverflowIsAnError) {
+  const fs::path f = fuzz_fixture("bertune_state_hash_overflow.json");
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(io::read_json_file(f), "s.json"); }),
+            "s.json: field \"collapse\" is not what bertune writes");
 }

@@ -218,6 +218,9 @@ void run_train_bench(const TrainBench& b) {
 }
 
 void run_gemm_bench(int threads, int repeat, bool json_out) {
+  // No timing at all would print "best 0.0 GFLOP/s" as if measured.
+  if (repeat < 1) throw Error("bench gemm: --repeat must be positive (got " + std::to_string(repeat) + ")");
+  if (threads < 0) throw Error("bench gemm: --threads must not be negative (0: all cores)");
   kernels::set_num_threads(threads);
   struct Case {
     const char* use;

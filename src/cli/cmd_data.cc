@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "data/dataset.h"
 #include "data/download.h"
 #include "data/stats.h"
@@ -36,7 +37,8 @@ struct ReadFlags {
     cmd->add_flag("--skip-bad-rows", skip_bad_rows, "Skip (and count) malformed rows instead of stopping");
     cmd->add_option("--samples", samples,
                     "Use N rows picked as dataset.shuffle(seed).select(range(N)) does (numpy-exact)");
-    cmd->add_option("--data-seed", data_seed, "Seed of that shuffle")->capture_default_str();
+    // Unsigned: CLI11 alone would turn -1 into 2^64-1 (numpy refuses negative seeds).
+    cmd->add_option("--data-seed", data_seed, "Seed of that shuffle")->capture_default_str()->check(not_negative());
   }
 
   data::Dataset read() const {

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "serve/server.h"
 
 namespace bertune::cli {
@@ -25,7 +26,10 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-length", o->max_length, "truncate texts to this many tokens")->capture_default_str();
   cmd->add_option("--max-texts", o->max_texts, "texts per request (more: 413)")->capture_default_str();
-  cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")->capture_default_str();
+  // Unsigned: CLI11 alone would turn -1 into "no limit".
+  cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")
+      ->capture_default_str()
+      ->check(not_negative());
   cmd->add_option("--http-threads", o->http_threads, "connections served at once")->capture_default_str();
   cmd->add_option("--read-timeout", o->read_timeout_s, "seconds a slow client may take to send or read")
       ->capture_default_str();

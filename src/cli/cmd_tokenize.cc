@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
 #include "util/paths.h"
@@ -59,6 +60,7 @@ void run_tokenize(const TokenizeArgs& a) {
   if (!a.input.empty()) {
     if (!a.texts.empty()) throw Error("give texts on the command line or --input FILE, not both");
     const fs::path in(a.input);
+    if (!a.output.empty() && a.output != "-") io::require_distinct_paths(in, "--input", a.output, "--output");
     if (!a.text_column.empty() || a.format != "auto" || is_table(in)) {
       data::ReadOptions o;
       o.format = data::parse_format(a.format);

@@ -3,9 +3,11 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "cli/train_flags.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
@@ -56,6 +58,7 @@ struct LoadedClassifier {
 LoadedClassifier load_for_inference(const InferenceFlags& f) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
+  if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
   kernels::Device device = kernels::Device::CPU;
   try {
     device = kernels::parse_device(f.device);
@@ -121,12 +124,19 @@ struct EvalCommand {
 
 void run_eval(const EvalCommand& c) {
   train::Padding padding = train::parse_padding(c.padding);
+  // -1: all; datasets' select(range(N)) has no "0 or fewer means all".
+  if (c.samples == 0 || c.samples < -1) throw Error("--samples: must be positive (got " + std::to_string(c.samples) + ")");
   LoadedClassifier m = load_for_inference(c.in);
   data::ReadOptions ro;
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.label_column = c.label_column;
   ro.num_labels = m.model->config().num_labels();
   auto d = data::read_dataset(c.data, ro);
+  // Metrics of zero examples read as a model that gets everything wrong.
+  if (d.size() == 0) throw Error(c.data + ": no examples to evaluate");
+  if (c.samples > static_cast<int64_t>(d.size()))
+    throw Error("--samples " + std::to_string(c.samples) + ": " + c.data + " has only " + std::to_string(d.size()) +
+                " examples");
   if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
   auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
   warn_if_unknown_tokens(m, t, c.in);
@@ -150,6 +160,7 @@ struct PredictCommand {
 
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
+  if (!c.input.empty() && !c.output.empty()) io::require_distinct_paths(c.input, "--input", c.output, "--output");
   LoadedClassifier m = load_for_inference(c.in);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
@@ -167,6 +178,8 @@ void run_predict(const PredictCommand& c) {
       int64_t n = 0;
       for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n});
     }
+    // An empty file (a wrong redirection, a failed export) must not look like a finished job.
+    if (d.size() == 0) throw Error(c.input + ": no texts to predict");
   } else {
     for (size_t i = 0; i < c.texts.size(); ++i) {
       data::require_utf8(c.texts[i], "text " + std::to_string(i + 1));
@@ -215,7 +228,7 @@ void add_train_commands(CLI::App& app) {
   eval_cmd->add_option("--label-column", ec->label_column, "label column");
   eval_cmd->add_option("--padding", ec->padding, "max_length|longest|packed");
   eval_cmd->add_option("--samples", ec->samples, "evaluate N examples: shuffle(data_seed) then select");
-  eval_cmd->add_option("--data-seed", ec->data_seed, "seed of --samples");
+  eval_cmd->add_option("--data-seed", ec->data_seed, "seed of --samples")->check(not_negative());  // unsigned
   eval_cmd->add_flag("--json", ec->json, "one JSON object instead of the report");
   eval_cmd->callback([ec] { run_eval(*ec); });
 

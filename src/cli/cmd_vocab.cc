@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "data/dataset.h"
 #include "text/tokenizer.h"
 #include "text/vocab_trainer.h"
@@ -85,14 +86,18 @@ void add_vocab_commands(CLI::App& app) {
       "vocab.txt + tokenizer_config.json");
   train->add_option("--corpus", train_args->corpus, "Text file, one document per line (.gz ok); repeatable")
       ->required();
+  // The three are unsigned: CLI11 alone turns "-1" into the type's largest value.
   train->add_option("--vocab-size", train_args->options.vocab_size, "Target vocabulary size")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(not_negative());
   train->add_option("--min-frequency", train_args->options.min_frequency,
                     "Stop merging when the best pair occurs fewer times")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(not_negative());
   train->add_option("--limit-alphabet", train_args->options.limit_alphabet,
                     "Keep this many most frequent characters (0: all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(not_negative());
   train->add_option("--output", train_args->output, "Output directory")->required();
   train->add_flag("--lowercase", train_args->lowercase,
                   "Lowercase and strip accents (BERT uncased); klue is cased");

@@ -54,6 +54,14 @@ void require_readable_file(const fs::path& path, std::string_view what) {
     throw Error(role(path, what) + " is a directory; expected a file");
 }
 
+void require_distinct_paths(const fs::path& input, std::string_view input_role, const fs::path& output,
+                            std::string_view output_role) {
+  std::error_code ec;  // either missing: not the same (an output that does not exist replaces nothing)
+  if (fs::equivalent(input, output, ec) && !ec)
+    throw Error(std::string(output_role) + " " + output.string() + " is " + std::string(input_role) + " " +
+                input.string() + "; writing it would destroy the input");
+}
+
 std::string read_file(const fs::path& path) {
   require_readable_file(path);
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};

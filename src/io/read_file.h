@@ -17,6 +17,12 @@ namespace bertune::io {
 // "--train-file", "vocab.txt"; empty: "a file").
 void require_readable_file(const std::filesystem::path& path, std::string_view what = {});
 
+// Throws Error when writing `output` would replace `input` (the same file or directory, by
+// whatever spelling: ./x, x/, a symlink or a hard link): "--output X is --input Y; writing
+// it would destroy the input". Either may not exist yet (then they differ).
+void require_distinct_paths(const std::filesystem::path& input, std::string_view input_role,
+                            const std::filesystem::path& output, std::string_view output_role);
+
 // The whole file, as bytes. Errors as require_readable_file, plus a file
 // larger than physical memory is refused with both sizes before allocating.
 std::string read_file(const std::filesystem::path& path);

@@ -165,6 +165,11 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
     const int n = static_cast<int>(c.id2label.size());
     if (c.id2label.rbegin()->first != n - 1)
       throw Error(source + ": id2label must number its labels 0.." + std::to_string(n - 1));
+    // HF only warns and takes id2label's count: a hand-edited num_labels 2 beside three names
+    // silently made a three-way classifier.
+    if (auto nl = j.find("num_labels"); nl != j.end() && !(nl->is_number_integer() && *nl == n))
+      throw Error(source + ": field 'num_labels' is " + shown(*nl) + " but id2label names " + std::to_string(n) +
+                  " labels; remove num_labels or make them agree");
     j.erase(it);
     j.erase("label2id");
   } else if (j.contains("num_labels")) {

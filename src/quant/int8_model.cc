@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "train/evaluate.h"
 #include "util/error.h"
 
@@ -72,7 +73,8 @@ QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& output,
   std::error_code ec;
   if (fs::exists(output, ec) && !overwrite)
     throw Error("--output: " + output.string() + " exists (pass --overwrite to replace it)");
-  if (fs::absolute(output) == fs::absolute(model)) throw Error("--output: must differ from --model");
+  // By any spelling (ck/final/, ./ck/final, a symlink): the fp32 model would be replaced.
+  io::require_distinct_paths(model, "--model", output, "--output");
   // Everything is read and validated before the first write.
   const Json config = Json::parse(io::read_file(model / "config.json"));
   std::vector<std::string> initialised;
@@ -106,19 +108,16 @@ QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& output,
                                {"quantized_weights", quantized_names},
                                {"source", model.string()}};
 
-  fs::path tmp = output;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  io::write_file_atomic(tmp / "config.json", out_config.dump(2) + "\n");
-  io::write_file_atomic(tmp / "model.safetensors",
-                        serialize(entries, {{"format", "pt"}, {kConfigMarker, "int8-per-channel"}}));
-  for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
-    if (fs::exists(model / f, ec)) io::write_file_atomic(tmp / f, io::read_file(model / f));
-  io::fsync_directory(tmp);
-  if (fs::exists(output, ec)) fs::remove_all(output);
-  fs::rename(tmp, output);
-  io::fsync_directory(fs::absolute(output).parent_path());
+  // Staged beside the output and published whole (io::write_directory_atomic): "--output q/"
+  // once staged inside q/ itself, deleted it with the staging and failed to rename.
+  io::write_directory_atomic(output, [&](const fs::path& tmp) {
+    io::write_file_atomic(tmp / "config.json", out_config.dump(2) + "\n");
+    io::write_file_atomic(tmp / "model.safetensors",
+                          serialize(entries, {{"format", "pt"}, {kConfigMarker, "int8-per-channel"}}));
+    std::error_code missing;
+    for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
+      if (fs::exists(model / f, missing)) io::write_file_atomic(tmp / f, io::read_file(model / f));
+  });
   return report;
 }
 

@@ -151,7 +151,11 @@ std::string read_corpus_file(const fs::path& path) {
     if (n == 0) break;
     text.append(buf.data(), static_cast<size_t>(n));
   }
-  gzclose(f);
+  // A gzip stream cut short (an interrupted download) reads as its first part and gzread
+  // reports nothing: zlib says so only here, as Z_BUF_ERROR.
+  if (gzclose(f) != Z_OK)
+    throw Error("corpus file " + path.string() + ": the gzip stream is truncated or corrupt (" +
+                std::to_string(text.size()) + " bytes decompressed before it ended)");
   return text;
 }
 

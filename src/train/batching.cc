@@ -66,4 +66,9 @@ model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& i
   return b;
 }
 
+void TokenCounts::add(const model::Batch& b) {
+  real += b.real_tokens();
+  processed += b.num_rows();
+}
+
 }  // namespace bertune::train

@@ -14,6 +14,7 @@
 #include "data/dataset.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
+#include "train/run_state.h"  // TokenCounts
 
 namespace bertune::train {
 
@@ -41,19 +42,5 @@ struct BatchLayout {
 // example has one; otherwise the batch has none (no loss).
 model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
                          const BatchLayout& layout);
-
-// Running totals of real and computed tokens: the padding fraction is the share of
-// computed positions that were padding.
-struct TokenCounts {
-  int64_t real = 0;
-  int64_t processed = 0;
-  void add(const model::Batch& b) {
-    real += b.real_tokens();
-    processed += b.num_rows();
-  }
-  double padding_fraction() const {
-    return processed > 0 ? 1.0 - static_cast<double>(real) / static_cast<double>(processed) : 0.0;
-  }
-};
 
 }  // namespace bertune::train

@@ -5,62 +5,13 @@
 #include <cmath>
 
 #include "io/atomic_file.h"
-#include "io/json_error.h"
 #include "io/safetensors.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
-#include "util/json_fields.h"
 
 namespace bertune::train {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
-
-Json RunState::to_json() const {
-  return Json{{"epoch_index", epoch_index},
-              {"batch_in_epoch", batch_in_epoch},
-              {"dropout_step", dropout_step},
-              {"optimizer_steps", optimizer_steps},
-              {"early_stopping_counter", early_stopping_counter},
-              {"nonfinite_streak", nonfinite_streak},
-              {"skipped_steps", skipped_steps},
-              {"log_loss_sum", log_loss_sum},
-              {"log_loss_steps", log_loss_steps},
-              {"eval_loss_sum", eval_loss_sum},
-              {"eval_loss_steps", eval_loss_steps},
-              {"run_loss_sum", run_loss_sum},
-              {"run_loss_steps", run_loss_steps},
-              {"samples", samples},
-              {"real_tokens", tokens.real},
-              {"processed_tokens", tokens.processed},
-              {"collapse", collapse.to_json()}};
-}
-
-RunState RunState::from_json(const Json& j, const std::string& source) {
-  RunState r;
-  r.epoch_index = json_field<int64_t>(j, "epoch_index", source);
-  r.batch_in_epoch = json_field<int64_t>(j, "batch_in_epoch", source);
-  r.dropout_step = json_field<uint64_t>(j, "dropout_step", source);
-  r.optimizer_steps = json_field<int64_t>(j, "optimizer_steps", source);
-  r.early_stopping_counter = json_field<int>(j, "early_stopping_counter", source);
-  r.nonfinite_streak = json_field<int>(j, "nonfinite_streak", source);
-  r.skipped_steps = json_field<int64_t>(j, "skipped_steps", source);
-  r.log_loss_sum = json_field<double>(j, "log_loss_sum", source);
-  r.log_loss_steps = json_field<int64_t>(j, "log_loss_steps", source);
-  r.eval_loss_sum = json_field<double>(j, "eval_loss_sum", source);
-  r.eval_loss_steps = json_field<int64_t>(j, "eval_loss_steps", source);
-  r.run_loss_sum = json_field<double>(j, "run_loss_sum", source);
-  r.run_loss_steps = json_field<int64_t>(j, "run_loss_steps", source);
-  r.samples = json_field<int64_t>(j, "samples", source);
-  r.tokens.real = json_field<int64_t>(j, "real_tokens", source);
-  r.tokens.processed = json_field<int64_t>(j, "processed_tokens", source);
-  if (!j.contains("collapse")) throw Error(source + ": field 'collapse' is missing");
-  try {
-    r.collapse.from_json(j.at("collapse"));
-  } catch (const Json::exception&) {
-    throw Error(source + ": field 'collapse' is not what bertune writes");
-  }
-  return r;
-}
 
 Json resume_fingerprint(const TrainOptions& o, size_t train_examples) {
   return Json{{"seed", o.seed},
@@ -111,34 +62,6 @@ fs::path resolve_resume_dir(const std::string& resume_from_checkpoint, const fs:
     if (!fs::exists(dir / f)) throw Error("--resume-from-checkpoint: " + (dir / f).string() + " is missing");
   return dir;
 }
-
-namespace {
-
-// The step counts of trainer_state.json and bertune_state.json must tell one story.
-void check_consistent(const fs::path& dir, const TrainerState& state, const RunState& run, int64_t steps_per_epoch) {
-  const std::string both = (dir / "trainer_state.json").string() + " and " + (dir / "bertune_state.json").string();
-  const int64_t step = state.global_step;
-  auto fail = [&](const std::string& what) {
-    throw Error("--resume-from-checkpoint " + dir.string() + ": inconsistent checkpoint: " + what +
-                "; refusing to resume from it");
-  };
-  if (step < 0) fail("trainer_state.json has global_step " + std::to_string(step));
-  if (run.optimizer_steps + run.skipped_steps != step)
-    fail(both + " disagree: global_step " + std::to_string(step) + " but " + std::to_string(run.optimizer_steps) +
-         " optimizer steps + " + std::to_string(run.skipped_steps) + " skipped");
-  if (run.epoch_index * steps_per_epoch + run.batch_in_epoch != step || run.batch_in_epoch < 0 ||
-      run.batch_in_epoch >= steps_per_epoch)
-    fail(both + " disagree: global_step " + std::to_string(step) + " but the data position is epoch " +
-         std::to_string(run.epoch_index) + ", batch " + std::to_string(run.batch_in_epoch) + " of " +
-         std::to_string(steps_per_epoch));
-  const std::string name = dir.filename().string();
-  if (name.rfind("checkpoint-", 0) == 0 && name.substr(11) != std::to_string(step) &&
-      name.find_first_not_of("0123456789", 11) == std::string::npos)
-    fail("the directory is named for step " + name.substr(11) + " but trainer_state.json has global_step " +
-         std::to_string(step));
-}
-
-}  // namespace
 
 std::string count_nonfinite_step(RunState& run, float loss, int64_t step, const std::string& last_good_checkpoint,
                                  const char* what) {
@@ -191,16 +114,10 @@ Json summary_record(const TrainSummary& s) {
 
 ResumePoint read_checkpoint(const fs::path& dir, const Json& fingerprint, int64_t steps_per_epoch,
                             model::BertModel& model, AdamW& optimizer, uint64_t seed) {
-  const Json extra = io::read_json_file(dir / "bertune_state.json");
-  if (!extra.is_object()) throw Error((dir / "bertune_state.json").string() + ": expected a JSON object");
-  if (extra.value("fingerprint", Json()) != fingerprint)
-    throw Error("--resume-from-checkpoint " + dir.string() + " was made with " +
-                extra.value("fingerprint", Json()).dump() + " but this run has " + fingerprint.dump() +
-                "; the data order would differ");
   ResumePoint p;
-  p.run = RunState::from_json(extra, (dir / "bertune_state.json").string());
+  p.run = read_run_state(dir, fingerprint);
   p.state = TrainerState::load(dir / "trainer_state.json");
-  check_consistent(dir, p.state, p.run, steps_per_epoch);
+  check_resume_consistent(dir, p.state, p.run, steps_per_epoch);
   model.load_state_dict(io::read_safetensors(dir / "model.safetensors"), seed);
   optimizer.load_state_dict(io::read_safetensors(dir / "optimizer.safetensors"), p.run.optimizer_steps);
   model.set_dropout_step(p.run.dropout_step);

@@ -14,43 +14,10 @@
 #include "train/optimizer.h"
 #include "train/options.h"
 #include "train/report.h"
+#include "train/run_state.h"
 #include "train/state.h"
 
 namespace bertune::train {
-
-// Everything a checkpoint holds beyond HF's trainer_state.json.
-struct RunState {
-  int64_t epoch_index = 0;      // epoch in progress (0-based)
-  int64_t batch_in_epoch = 0;   // batches of it already done
-  uint64_t dropout_step = 0;
-  int64_t optimizer_steps = 0;  // AdamW's own count (skipped steps do not advance it)
-  int early_stopping_counter = 0;
-  int nonfinite_streak = 0;
-  int64_t skipped_steps = 0;
-  double log_loss_sum = 0;      // the logging window in progress
-  int64_t log_loss_steps = 0;
-  double eval_loss_sum = 0;     // training loss since the last evaluation (for the table)
-  int64_t eval_loss_steps = 0;
-  double run_loss_sum = 0;      // whole run, for training_loss
-  int64_t run_loss_steps = 0;
-  int64_t samples = 0;
-  TokenCounts tokens;
-  CollapseDetector collapse;
-
-  // A finite step's loss: ends a non-finite streak and enters every loss window.
-  void count_loss(float loss) {
-    nonfinite_streak = 0;
-    log_loss_sum += loss;
-    log_loss_steps++;
-    eval_loss_sum += loss;
-    eval_loss_steps++;
-    run_loss_sum += loss;
-    run_loss_steps++;
-  }
-
-  nlohmann::json to_json() const;
-  static RunState from_json(const nlohmann::json& j, const std::string& source);
-};
 
 // The options that must not change across a resume, or the continued run is another run.
 nlohmann::json resume_fingerprint(const TrainOptions& o, size_t train_examples);

@@ -87,7 +87,13 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
     }
   }
   if (s.train.size() == 0) throw Error(train_path.string() + ": no training examples");
-  if (!o.test_file.empty()) s.test = data::read_dataset(o.test_file, ro);
+  // Metrics of zero examples would read as accuracy 0 (and steer the best-model choice).
+  if (s.have_eval && s.eval.size() == 0)
+    throw Error((o.eval_file.empty() ? data::nsmc_path("test").string() : o.eval_file) + ": no evaluation examples");
+  if (!o.test_file.empty()) {
+    s.test = data::read_dataset(o.test_file, ro);
+    if (s.test.size() == 0) throw Error(o.test_file + ": no test examples");
+  }
   return s;
 }
 

@@ -9,7 +9,7 @@
 //        (Error, and std::filesystem errors on the user's paths)
 //   2    internal bug: any other exception (a std::logic_error, bad_alloc, ...)
 //   3    training stopped by the non-finite guard (NonFiniteStop)
-//   130  interrupted by SIGINT, 143 by SIGTERM (128 + signal number; see
+//   130  interrupted by SIGINT, 143 by SIGTERM, 129 by SIGHUP (128 + signal number; see
 //        util/signals.h), after temporary outputs were removed
 #include <stdexcept>
 #include <string>
@@ -23,6 +23,7 @@ enum ExitCode : int {
   kExitNonFinite = 3,
   kExitSigint = 130,   // 128 + SIGINT
   kExitSigterm = 143,  // 128 + SIGTERM
+  kExitSighup = 129,   // 128 + SIGHUP (the terminal closed)
 };
 
 // A problem with the user's input: exit 1.

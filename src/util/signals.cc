@@ -24,7 +24,9 @@ std::vector<const TempPathGuard*> g_guards;  // under g_mutex
 std::atomic<int> g_safe_point_depth{0};
 std::atomic<int> g_stop_signal{0};
 
-const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+const char* signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
 
 // Runs on the watcher thread: removes every guarded path and ends the process.
 [[noreturn]] void remove_temporaries_and_exit(int sig) {
@@ -68,6 +70,9 @@ void install_signal_handlers() {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    // A closed terminal or a dropped SSH session: by default it killed the process mid-save
+    // and left checkpoint-N.tmp-PID/ behind.
+    sigaddset(&set, SIGHUP);
     // Blocked here, so every thread created later (OpenMP's pool included)
     // inherits the mask and only the watcher receives them.
     pthread_sigmask(SIG_BLOCK, &set, nullptr);

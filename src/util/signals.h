@@ -1,6 +1,6 @@
 #pragma once
-// SIGINT / SIGTERM handling: temporary outputs are removed on the way out and
-// the process exits 130 (SIGINT) or 143 (SIGTERM).
+// SIGINT / SIGTERM / SIGHUP handling: temporary outputs are removed on the way out and
+// the process exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP: the terminal closed).
 //
 // install_signal_handlers() (main(), before any thread starts) blocks both
 // signals in every thread and starts one watcher thread that sigwait()s for
