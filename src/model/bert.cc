@@ -360,11 +360,14 @@ void BertModel::prepare(const Batch& batch, bool train) {
   positions_.resize(T);
   prob_offsets_.assign(B + 1, 0);
   const int nh = config_.num_attention_heads;
+  int longest = 0;
   for (int b = 0; b < B; ++b) {
     int o = offsets_[b], span = offsets_[b + 1] - o;
     for (int i = 0; i < span; ++i) positions_[o + i] = i;
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
+    longest = std::max(longest, span);
   }
+  shape_.max_length = longest;
   shape_.offsets = offsets_.data();
   shape_.lengths = lengths_.data();
   shape_.num_sequences = B;
