@@ -689,3 +689,40 @@ TEST(Hub, FetchesFromAMirrorFallsBackToBinAndThenWorksOffline) {
   EXPECT_EQ(io::resolve_model("org/tiny"), dir);
   fs::remove_all(root);
 }
+
+// A shipped model is stored in half precision (issue #9: <= 40 MB): save_pretrained writes
+// float16 / bfloat16 weights and says so in config.json; loading casts back to float32 within
+// the format's precision; a value float16 cannot hold is refused before anything is written.
+TEST(HalfPrecisionModels, SaveAsFloat16AndBfloat16AndLoadBack) {
+  const auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  const TensorMap weights = io::read_safetensors(shared_path("golden/bert/tiny_mlm_init.safetensors"));
+  std::vector<TensorRef> refs;
+  for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
+  const fs::path root = fresh_temp_dir("half");
+  for (auto [dtype, name, rel] : {std::tuple{io::DType::F16, "float16", 1.0 / 2048},
+                                  std::tuple{io::DType::BF16, "bfloat16", 1.0 / 256}}) {
+    const fs::path dir = root / name;
+    model::save_pretrained(dir, config, refs, {}, dtype);
+    EXPECT_EQ(json::parse(std::ifstream(dir / "config.json"))["torch_dtype"], name);
+    EXPECT_LT(fs::file_size(dir / "model.safetensors"), 0.55 * fs::file_size(shared_path("golden/bert/tiny_mlm_init.safetensors")));
+    const auto loaded = model::load_pretrained_tensors(dir);
+    ASSERT_EQ(loaded.tensors.size(), weights.size()) << name;
+    for (const auto& [tensor, t] : weights) {
+      const auto& back = loaded.tensors.at(tensor).data;
+      ASSERT_EQ(back.size(), t.data.size());
+      for (size_t i = 0; i < back.size(); ++i)
+        ASSERT_LE(std::fabs(back[i] - t.data[i]), rel * std::fabs(t.data[i]) + 1e-7) << name << " " << tensor << "[" << i << "]";
+    }
+  }
+  std::vector<float> huge = {1.f, 7e4f};
+  const fs::path refused = root / "refused";
+  try {
+    model::save_pretrained(refused, config, {{"cls.predictions.bias", {2}, huge.data()}}, {}, io::DType::F16);
+    FAIL() << "7e4 was written as float16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside float16's range"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(refused));
+  EXPECT_EQ(io::parse_torch_dtype("bfloat16"), io::DType::BF16);
+  EXPECT_THROW(io::parse_torch_dtype("fp8"), Error);
+}

@@ -292,3 +292,66 @@ TEST(TrainStepAccumulation, TwoMicroBatchesEqualOneCombinedBatch) {
     EXPECT_LT(worst, 2e-6) << "max_norm " << max_norm;
   }
 }
+
+// The data-parallel seam: worker 1 runs micro-batch a, a simulated worker 2 computes b's
+// gradient on an identical model, and sum_over_workers adds it in (what an allreduce
+// does). The step must equal one worker accumulating both micro-batches.
+class SimulatedSecondWorker : public GradientReduction {
+ public:
+  SimulatedSecondWorker(std::vector<float> grads, double loss) : grads_(std::move(grads)), loss_(loss) {}
+  void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
+    ASSERT_EQ(n, grads_.size());
+    for (size_t i = 0; i < n; ++i) grads[i] += grads_[i];
+    loss_sum += loss_;
+    micro_batches += 1;
+    ++calls;
+  }
+  int calls = 0;
+
+ private:
+  std::vector<float> grads_;
+  double loss_;
+};
+
+TEST(TrainStepAccumulation, GradientReductionOverWorkersEqualsAccumulation) {
+  const model::BertConfig config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  model::Batch a = model::Batch::packed({{2, 40, 41, 42, 43, 3}});
+  a.labels = {-100, 40, -100, 42, -100, -100};
+  model::Batch b = model::Batch::packed({{2, 50, 51, 52, 3}});
+  b.labels = {-100, -100, 51, 52, -100};
+  auto fresh = [&] {
+    auto m = std::make_unique<model::BertModel>(config, model::Task::MaskedLM);
+    m->init_weights(11);
+    return m;
+  };
+  auto accumulated = fresh();
+  AdamW opt_acc(*accumulated, {});
+  TrainStep acc(*accumulated, opt_acc, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 1e-3);
+  const StepOutcome want = acc.run(std::span<const model::Batch>(std::vector<model::Batch>{a, b}), 0);
+
+  auto other = fresh();  // worker 2: b's gradient and loss at the same weights
+  const float loss_b = other->forward(b, true);
+  other->backward();
+  SimulatedSecondWorker worker2(std::vector<float>(other->grads(), other->grads() + other->num_params()), loss_b);
+  auto worker1 = fresh();
+  AdamW opt1(*worker1, {});
+  TrainStep step1(*worker1, opt1, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 1e-3);
+  step1.set_gradient_reduction(&worker2);
+  const StepOutcome got = step1.run(a, 0);
+  EXPECT_EQ(worker2.calls, 1);
+  ASSERT_TRUE(got.finite && want.finite);
+  EXPECT_NEAR(got.loss, want.loss, 1e-6);
+  EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm);
+  double worst = 0;
+  for (size_t i = 0; i < worker1->num_params(); ++i)
+    worst = std::max(worst, std::fabs(double(worker1->params()[i]) - accumulated->params()[i]));
+  EXPECT_LT(worst, 1e-6);
+
+  // A non-finite loss on another worker makes every worker skip the update.
+  SimulatedSecondWorker broken(std::vector<float>(worker1->num_params(), 0.f), NAN);
+  step1.set_gradient_reduction(&broken);
+  const std::vector<float> before(worker1->params(), worker1->params() + worker1->num_params());
+  const StepOutcome skipped = step1.run(a, 1);
+  EXPECT_FALSE(skipped.finite);
+  EXPECT_EQ(std::vector<float>(worker1->params(), worker1->params() + worker1->num_params()), before);
+}

@@ -68,6 +68,15 @@ std::vector<float> real_rows(const float* x, const Batch& b, int H) {
   return out;
 }
 
+// For every token row of the batch, its index among the real (non-pad) rows, or -1.
+std::vector<int> real_row_of_token(const Batch& b) {
+  std::vector<int> real(b.num_rows(), -1);
+  int next = 0;
+  for (int s = 0; s < b.num_sequences(); ++s)
+    for (int i = 0; i < b.lengths[s]; ++i) real[b.offsets[s] + i] = next++;
+  return real;
+}
+
 void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const TensorMap& ref,
                               const char* mode) {
   const int H = m.config().hidden_size;
@@ -259,15 +268,34 @@ TEST(BertGolden, MaskedLMMatchesHuggingFace) {
     }
     const char* mode = pad_to < 0 ? "mlm-packed" : "mlm-padded";
     float loss = m.forward(batch, true);
-    auto logits = real_rows(m.logits(), batch, config.vocab_size);
-    float err = max_abs_diff(logits.data(), ref.at("logits").data.data(), logits.size());
-    std::printf("[%s] logits max |err| %.3g, loss %.8f vs %.8f\n", mode, err, loss,
-                ref.at("loss").data[0]);
+    // The head computes only the labelled rows: compare each with HF's row.
+    const auto& token_rows = m.logit_token_rows();
+    const std::vector<int> real = real_row_of_token(batch);
+    int selected = 0;
+    for (int32_t l : batch.labels) selected += l != -100;
+    ASSERT_EQ(static_cast<int>(token_rows.size()), selected) << mode;
+    ASSERT_EQ(m.logits_rows(), selected) << mode;
+    float err = 0.f;
+    for (size_t r = 0; r < token_rows.size(); ++r) {
+      ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
+      const float* hf = ref.at("logits").data.data() + size_t(real[token_rows[r]]) * config.vocab_size;
+      err = std::max(err, max_abs_diff(m.logits() + r * config.vocab_size, hf, config.vocab_size));
+    }
+    std::printf("[%s] logits max |err| %.3g over %d selected rows, loss %.8f vs %.8f\n", mode, err, selected,
+                loss, ref.at("loss").data[0]);
     EXPECT_LE(err, 1e-4f);
     EXPECT_NEAR(loss, ref.at("loss").data[0], 1e-5f * ref.at("loss").data[0]);
     m.zero_grad();
     m.backward();
     expect_grads(m, grads, mode);
+    // Without labels (inference) the head computes every row, as HF does.
+    Batch unlabelled = batch;
+    unlabelled.labels.clear();
+    m.forward(unlabelled, false);
+    ASSERT_EQ(m.logits_rows(), unlabelled.num_rows()) << mode;
+    auto all = real_rows(m.logits(), unlabelled, config.vocab_size);
+    ASSERT_EQ(all.size(), ref.at("logits").data.size());
+    EXPECT_LE(max_abs_diff(all.data(), ref.at("logits").data.data(), all.size()), 1e-4f) << mode;
   }
 }
 

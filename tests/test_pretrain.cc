@@ -143,6 +143,33 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
   double moved = 0;
   for (size_t i = 0; i < before.size(); ++i) moved = std::max(moved, std::fabs(double(before[i]) - after[i]));
   EXPECT_LT(moved, 0.01) << "two steps at 5e-5 move a weight by at most ~1e-4";
+
+  // Shipped as float16 under models/nsmc-bert-small, `bertune run` fine-tunes it by default.
+  const fs::path models = fx.dir / "models";
+  ASSERT_EQ(run({"checkpoint", "convert", final_dir.string(), (models / "nsmc-bert-small").string(), "--dtype",
+                 "float16"},
+                fx.dir / "convert.txt"),
+            0)
+      << slurp(fx.dir / "convert.txt");
+  const std::vector<std::string> main_job = {"run", "--train-file", fx.labelled.string(), "--test-file",
+                                             fx.labelled.string(), "--validation-split", "16", "--max-steps", "2",
+                                             "--eval-steps", "1", "--save-steps", "1", "--threads", "2",
+                                             "--output-dir", (fx.dir / "main").string()};
+  setenv("BERTUNE_MODELS", models.c_str(), 1);
+  const int main_rc = run(main_job, fx.dir / "main.txt");
+  setenv("BERTUNE_MODELS", (fx.dir / "no-models").c_str(), 1);
+  const int missing_rc = run(main_job, fx.dir / "missing.txt");
+  unsetenv("BERTUNE_MODELS");
+  const std::string main_console = slurp(fx.dir / "main.txt");
+  ASSERT_EQ(main_rc, 0) << main_console;
+  EXPECT_NE(main_console.find("MAIN JOB: test accuracy"), std::string::npos) << main_console;
+  EXPECT_NE(main_console.find((models / "nsmc-bert-small").string()), std::string::npos) << main_console;
+  EXPECT_NE(main_console.find("newly initialized: ["), std::string::npos) << main_console;
+  EXPECT_EQ(missing_rc, 1);
+  EXPECT_NE(slurp(fx.dir / "missing.txt").find("nsmc-bert-small is missing"), std::string::npos)
+      << slurp(fx.dir / "missing.txt");
+  EXPECT_EQ(run({"run", "--from-scratch", "--model", final_dir.string()}, fx.dir / "both.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "both.txt").find("cannot be combined with --model"), std::string::npos);
 }
 
 // Killed mid-run and resumed (twice), the loss curve equals the uninterrupted run's:

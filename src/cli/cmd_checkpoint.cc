@@ -41,15 +41,15 @@ void run_inspect(const fs::path& path) {
   std::printf("%zu tensors, %lld parameters\n", tensors.size(), static_cast<long long>(total));
 }
 
-void run_convert(const fs::path& in, const fs::path& out) {
+void run_convert(const fs::path& in, const fs::path& out, io::DType dtype) {
   if (!fs::is_directory(in)) throw Error(in.string() + ": expected an HF model directory");
   auto loaded = model::load_pretrained_tensors(in);
   std::vector<TensorRef> refs;
   for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
   // Tokenizer files travel with the model so the output directory is usable alone.
-  model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in));
-  std::printf("wrote %s (%zu tensors from %s)\n", out.string().c_str(), refs.size(),
-              loaded.weights_file.filename().string().c_str());
+  model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in), dtype);
+  std::printf("wrote %s (%zu tensors from %s, as %s)\n", out.string().c_str(), refs.size(),
+              loaded.weights_file.filename().string().c_str(), io::torch_dtype_name(dtype));
 }
 
 }  // namespace
@@ -66,11 +66,17 @@ void add_checkpoint_commands(CLI::App& app) {
 
   auto* convert = cmd->add_subcommand(
       "convert", "Write an HF directory with model.safetensors from any readable checkpoint directory");
-  static std::string convert_in, convert_out;
+  static std::string convert_in, convert_out, convert_dtype = "float32";
   convert->add_option("input", convert_in, "HF directory (config.json + weights) or hub id")->required();
   convert->add_option("output", convert_out, "Directory to write (replaced whole if it holds a model)")
       ->required();
-  convert->callback([] { run_convert(io::resolve_model(convert_in, log_line), convert_out); });
+  convert->add_option("--dtype", convert_dtype,
+                      "weights as float32 | float16 | bfloat16 (half the size; loaders cast back to float32)")
+      ->capture_default_str();
+  convert->callback([] {
+    const io::DType dtype = io::parse_torch_dtype(convert_dtype);  // before anything is read or written
+    run_convert(io::resolve_model(convert_in, log_line), convert_out, dtype);
+  });
 
   auto* fetch = cmd->add_subcommand("fetch", "Download a hub model (e.g. klue/bert-base) into the cache");
   static std::string fetch_id;

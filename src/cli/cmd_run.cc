@@ -1,4 +1,6 @@
-// `bertune run`: the main job on built-in defaults — README command 1.
+// `bertune run`: the main job on built-in defaults — README command 1. By default it
+// fine-tunes bertune's own pretrained model (models/nsmc-bert-small, train preset
+// "main-pretrained"); `--from-scratch` runs the previous main job:
 // 1. A WordPiece vocabulary (32,000) trained on the unlabelled NSMC reviews
 //    (shared/data/nsmc/unlabeled.txt.gz, which excludes the test split): a
 //    from-scratch model gains more from a vocabulary of its own domain than
@@ -20,6 +22,7 @@
 #include "text/vocab_trainer.h"
 #include "train/presets.h"
 #include "train/trainer.h"
+#include "util/error.h"
 #include "util/paths.h"
 
 namespace bertune::cli {
@@ -48,18 +51,29 @@ std::filesystem::path main_job_vocab(const std::filesystem::path& dir, int threa
 }  // namespace
 
 void add_run_command(CLI::App& app) {
-  auto* run = app.add_subcommand("run", "Run the main job: NSMC vocabulary, small BERT from scratch, test accuracy");
+  auto* run = app.add_subcommand(
+      "run", "Run the main job: fine-tune bertune's pretrained small Korean BERT on NSMC, report test accuracy");
   auto flags = std::make_shared<TrainFlags>();
+  auto from_scratch = std::make_shared<bool>(false);
+  run->add_flag("--from-scratch", *from_scratch,
+                "the previous main job: an NSMC vocabulary and a random initialisation instead of models/" +
+                    std::string(train::kShippedModel));
   add_train_flags(run, *flags, /*with_preset=*/false);
-  run->callback([flags] {
+  run->callback([flags, from_scratch] {
     auto start = std::chrono::steady_clock::now();
-    train::TrainOptions options = resolve_train_flags(*flags, preset_base("main", *flags, /*announce=*/false));
-    if (!flags->given("model") && !flags->given("tokenizer")) {
+    if (*from_scratch && flags->given("model"))
+      throw Error("--from-scratch starts from a random initialisation: it cannot be combined with --model");
+    const char* preset = *from_scratch ? "main" : "main-pretrained";
+    train::TrainOptions options = resolve_train_flags(*flags, preset_base(preset, *flags, /*announce=*/false));
+    if (*from_scratch && !flags->given("tokenizer")) {
       std::filesystem::path vocab_dir = options.output_dir + "-vocab";
       int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
       options.tokenizer = main_job_vocab(vocab_dir, threads).string();
     }
-    std::fprintf(stderr, "bertune run: %s\n", train::find_preset("main").description.c_str());
+    if (!*from_scratch && !flags->given("model") && !std::filesystem::is_directory(options.model))
+      throw Error("the shipped model " + options.model + " is missing (BERTUNE_MODELS moves it); "
+                  "`bertune run --from-scratch` runs without it");
+    std::fprintf(stderr, "bertune run: %s\n", train::find_preset(preset).description.c_str());
     auto result = train::run_training(options, stdout);
     double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
     if (result.test)

@@ -16,5 +16,6 @@ void add_pretrain_command(CLI::App& app);   // pretrain: masked-LM pretraining o
 void add_bench_pretrain_command(CLI::App& bench);  // bench pretrain (cmd_pretrain.cc)
 void add_serve_command(CLI::App& app);      // serve
 void add_quantize_command(CLI::App& app);   // quantize
+void add_plot_command(CLI::App& app);       // plot: a line chart of a TSV table
 
 }  // namespace bertune::cli

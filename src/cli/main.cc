@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   bertune::cli::add_bench_commands(app);
   bertune::cli::add_checkpoint_commands(app);
   bertune::cli::add_serve_command(app);
+  bertune::cli::add_plot_command(app);
   bertune::cli::add_quantize_command(app);
   try {
     check_command_words(app, argc, argv);

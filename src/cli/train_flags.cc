@@ -47,6 +47,7 @@ Json preset_base(const std::string& preset_name, const TrainFlags& flags, bool a
   base["preset"] = p.name;
   const bool own_model = flags.given("model");
   if (own_model) base.erase("model_config");
+  if (flags.given("model_config")) base.erase("model");  // a random initialisation was asked for
   if (announce) {
     std::fprintf(stderr, "preset %s: %s\n", p.name.c_str(), p.description.c_str());
     if (!own_model && base.contains("model_config") && p.name != "main")

@@ -115,7 +115,7 @@ std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShap
 }
 
 void write_model_directory(const fs::path& dir, const json& config, const std::vector<TensorRef>& tensors,
-                           const std::vector<fs::path>& extra_files) {
+                           const std::vector<fs::path>& extra_files, DType dtype) {
   if (fs::exists(dir) && fs::is_directory(dir) && !fs::is_empty(dir) && !fs::exists(dir / "config.json"))
     throw Error(dir.string() + " exists and does not look like a saved model (no config.json); "
                 "refusing to replace it");
@@ -125,10 +125,10 @@ void write_model_directory(const fs::path& dir, const json& config, const std::v
       throw Error("save_pretrained: extra file " + f.string() + " would overwrite the model's own");
   }
   json j = config;
-  if (!j.contains("torch_dtype")) j["torch_dtype"] = "float32";
+  j["torch_dtype"] = torch_dtype_name(dtype);  // what the weights file holds
   write_directory_atomic(dir, [&](const fs::path& staging) {
     write_file_atomic(staging / "config.json", j.dump(2) + "\n");
-    write_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}});
+    write_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}}, dtype);
     for (const auto& f : extra_files) write_file_atomic(staging / f.filename(), read_file(f));
   });
 }

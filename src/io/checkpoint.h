@@ -43,7 +43,7 @@ std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShap
                                       const std::string& where);
 
 // Writes an HF model directory that transformers' from_pretrained loads:
-// `config` as config.json ("torch_dtype": "float32" added when absent),
+// `config` as config.json ("torch_dtype" set to what the weights file holds),
 // model.safetensors with metadata {"format": "pt"}, and `extra_files`
 // (tokenizer files, ...) copied in. The directory appears whole or not at
 // all (write_directory_atomic). Refused before anything is written: an
@@ -52,6 +52,7 @@ std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShap
 // config.json / model.safetensors.
 void write_model_directory(const std::filesystem::path& dir, const nlohmann::json& config,
                            const std::vector<TensorRef>& tensors,
-                           const std::vector<std::filesystem::path>& extra_files = {});
+                           const std::vector<std::filesystem::path>& extra_files = {},
+                           DType dtype = DType::F32);
 
 }  // namespace bertune::io

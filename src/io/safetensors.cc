@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -265,6 +266,24 @@ TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::stri
   return out;
 }
 
+// float16 tops out at 65504: a larger weight would become inf silently.
+void require_fits_float16(const std::string& where, const TensorRef& t, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (!(std::fabs(t.data[i]) <= 65504.f))
+      throw Error(where + ": tensor '" + t.name + "' holds " + std::to_string(t.data[i]) + " at element " +
+                  std::to_string(i) + ", outside float16's range (|x| <= 65504); save as bfloat16 or float32");
+}
+
+const char* torch_dtype_name(DType dtype) {
+  return dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
+}
+
+DType parse_torch_dtype(const std::string& name) {
+  for (DType d : {DType::F32, DType::F16, DType::BF16})
+    if (name == torch_dtype_name(d)) return d;
+  throw Error("dtype '" + name + "' is not one of float32|float16|bfloat16");
+}
+
 void write_safetensors(const fs::path& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata, DType dtype) {
   const std::string where = path.string();
@@ -294,6 +313,7 @@ void write_safetensors(const fs::path& path, const std::vector<TensorRef>& tenso
       n *= static_cast<uint64_t>(d);
     }
     if (n > 0 && !t.data) throw Error(where + ": tensor '" + t.name + "' has no data");
+    if (dtype == DType::F16) require_fits_float16(where, t, n);  // before anything is written
     counts.push_back(n);
     header += json(t.name).dump() + ":{\"dtype\":\"" + dtype_name + "\",\"shape\":" +
               json(t.shape).dump() + ",\"data_offsets\":[" + std::to_string(offset) + "," +

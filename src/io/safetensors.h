@@ -15,11 +15,13 @@ namespace bertune::io {
 
 // The tensor types are the project's plain ones (util/tensor.h), below io and model both.
 enum class DType { F32, F16, BF16 };
+const char* torch_dtype_name(DType dtype);         // "float32" | "float16" | "bfloat16" (config.json's torch_dtype)
+DType parse_torch_dtype(const std::string& name);  // the inverse; Error naming the choices
 
 TensorMap read_safetensors(const std::filesystem::path& path,
                            std::map<std::string, std::string>* metadata = nullptr);
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
-                       DType dtype = DType::F32);  // atomic
+                       DType dtype = DType::F32);  // atomic; F16 refuses values beyond its range
 
 }  // namespace bertune::io

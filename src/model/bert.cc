@@ -357,6 +357,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
   offsets_ = batch.offsets;
   lengths_ = batch.lengths;
   labels_ = batch.labels;
+  has_labels_ = !batch.labels.empty();
   positions_.resize(T);
   prob_offsets_.assign(B + 1, 0);
   const int nh = config_.num_attention_heads;
@@ -374,7 +375,33 @@ void BertModel::prepare(const Batch& batch, bool train) {
   shape_.num_heads = nh;
   shape_.head_dim = config_.head_dim();
   shape_.prob_offsets = prob_offsets_.data();
+  if (task_ == Task::MaskedLM) select_mlm_rows();
   layout_arena(train);
+}
+
+// The MLM loss reads only the rows with a label (~15% of tokens), and the
+// head is row-wise, so it runs on those rows only: the 30K-wide decoder was
+// ~70% of a pretraining step when it ran on every row. Without labels
+// (inference) every row is computed.
+void BertModel::select_mlm_rows() {
+  mlm_rows_.clear();
+  if (!has_labels_) {
+    mlm_rows_.resize(T_);
+    for (int t = 0; t < T_; ++t) mlm_rows_[t] = t;
+    return;
+  }
+  std::vector<int32_t> selected_labels;
+  for (int t = 0; t < T_; ++t) {
+    if (labels_[t] == -100) continue;
+    mlm_rows_.push_back(t);
+    selected_labels.push_back(labels_[t]);
+  }
+  labels_ = std::move(selected_labels);
+}
+
+const float* BertModel::mlm_input() const {
+  const bool all_rows = static_cast<int>(mlm_rows_.size()) == T_;
+  return all_rows ? layer_input(config_.num_hidden_layers) : mlm_in_;
 }
 
 // Points every activation at its place in arena_ for the batch of prepare()
@@ -385,7 +412,8 @@ void BertModel::layout_arena(bool train) {
   const size_t TH = size_t(T) * H, TI = size_t(T) * I, P = size_t(prob_offsets_[B]);
   const int L = config_.num_hidden_layers;
   const size_t C = task_ == Task::SequenceClassification ? config_.num_labels() : V;
-  const size_t logit_rows = task_ == Task::SequenceClassification ? B : T;
+  const size_t R = mlm_rows_.size(), RH = R * H;
+  const size_t logit_rows = task_ == Task::SequenceClassification ? B : R;
   std::vector<std::pair<float**, size_t>> plan;
   auto take = [&](float** ptr, size_t n) { plan.emplace_back(ptr, n); };
   take(&emb_sum_, TH);
@@ -417,11 +445,12 @@ void BertModel::layout_arena(bool train) {
     take(&pooled_, B * H);
     take(&pooled_drop_, B * H);
   } else {
-    take(&mlm_dense_, TH);
-    take(&mlm_gelu_, TH);
-    take(&mlm_ln_out_, TH);
-    take(&mlm_mean_, T);
-    take(&mlm_rstd_, T);
+    take(&mlm_in_, RH);
+    take(&mlm_dense_, RH);
+    take(&mlm_gelu_, RH);
+    take(&mlm_ln_out_, RH);
+    take(&mlm_mean_, R);
+    take(&mlm_rstd_, R);
   }
   take(&logits_, logit_rows * C);
   take(&ce_probs_, logit_rows * C);
@@ -553,25 +582,29 @@ float BertModel::classifier_forward(const Batch& batch) {
   return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), B, C, &counted_);
 }
 
-// BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias.
+// BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias,
+// on the selected rows (select_mlm_rows).
 float BertModel::mlm_forward(const Batch& batch) {
   PHASE("fwd+bwd head");
-  const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
+  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
   const float* last = layer_input(config_.num_hidden_layers);
-  k::linear_forward(device_, mlm_dense_, last, p_.mlm_w, p_.mlm_b, T, H, H);
-  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(T) * H);
-  k::layernorm_forward(device_, mlm_ln_out_, mlm_mean_, mlm_rstd_, mlm_gelu_, p_.mlm_ln_g, p_.mlm_ln_b, T, H,
+  if (R != T_)
+    for (int r = 0; r < R; ++r)
+      std::memcpy(mlm_in_ + size_t(r) * H, last + size_t(mlm_rows_[r]) * H, H * sizeof(float));
+  k::linear_forward(device_, mlm_dense_, mlm_input(), p_.mlm_w, p_.mlm_b, R, H, H);
+  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(R) * H);
+  k::layernorm_forward(device_, mlm_ln_out_, mlm_mean_, mlm_rstd_, mlm_gelu_, p_.mlm_ln_g, p_.mlm_ln_b, R, H,
                        config_.layer_norm_eps);
-  k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, T, H, V);
+  k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, R, H, V);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), T, V, &counted_);
+  return k::cross_entropy_forward(device_, ce_probs_, logits_, labels_.data(), R, V, &counted_);
 }
 
 // ---------------------------------------------------------------- backward
 
 void BertModel::backward() {
   if (!have_activations_) throw Error("backward: needs a training forward (train = true) first");
-  if (labels_.empty()) throw Error("backward: the batch had no labels, so there is no loss");
+  if (!has_labels_) throw Error("backward: the batch had no labels, so there is no loss");
   if (task_ == Task::SequenceClassification)
     classifier_backward();
   else
@@ -599,18 +632,26 @@ void BertModel::classifier_backward() {
 
 void BertModel::mlm_backward() {
   PHASE("fwd+bwd head");
-  const int T = T_, H = config_.hidden_size, V = config_.vocab_size;
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), T, V, counted_);
-  float* d_mlm_ln_out = d_head_a_;
-  float* d_mlm_gelu = d_head_b_;
+  const int T = T_, R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, labels_.data(), R, V, counted_);
+  float* d_mlm_ln_out = d_head_a_;  // (R, H)
+  float* d_mlm_gelu = d_head_b_;    // (R, H)
   // The decoder is word_embeddings: its gradient lands in the embedding's.
-  k::linear_backward(device_, d_mlm_ln_out, g_.word, g_.mlm_bias, d_logits_, mlm_ln_out_, p_.word, T, H,
+  k::linear_backward(device_, d_mlm_ln_out, g_.word, g_.mlm_bias, d_logits_, mlm_ln_out_, p_.word, R, H,
                      V);
   k::layernorm_backward(device_, d_mlm_gelu, g_.mlm_ln_g, g_.mlm_ln_b, d_mlm_ln_out, mlm_gelu_, mlm_mean_,
-                        mlm_rstd_, p_.mlm_ln_g, T, H);
-  k::gelu_backward(device_, d_mlm_gelu, d_mlm_gelu, mlm_dense_, size_t(T) * H);
-  k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_mlm_gelu, layer_input(config_.num_hidden_layers),
-                     p_.mlm_w, T, H, H);
+                        mlm_rstd_, p_.mlm_ln_g, R, H);
+  k::gelu_backward(device_, d_mlm_gelu, d_mlm_gelu, mlm_dense_, size_t(R) * H);
+  if (R == T) {
+    k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_mlm_gelu, mlm_input(), p_.mlm_w, T, H, H);
+    return;
+  }
+  float* d_mlm_in = d_head_a_;  // (R, H), d_mlm_ln_out is spent
+  k::linear_backward(device_, d_mlm_in, g_.mlm_w, g_.mlm_b, d_mlm_gelu, mlm_input(), p_.mlm_w, R, H, H);
+  // Rows the head did not read get no gradient from it.
+  std::fill(d_x_, d_x_ + size_t(T) * H, 0.f);
+  for (int r = 0; r < R; ++r)
+    std::memcpy(d_x_ + size_t(mlm_rows_[r]) * H, d_mlm_in + size_t(r) * H, H * sizeof(float));
 }
 
 const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,

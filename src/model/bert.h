@@ -123,8 +123,12 @@ class BertModel {
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
   void backward();
 
-  // After forward: classification [B, num_labels]; MLM [T, vocab].
+  // After forward: classification [B, num_labels]; MLM [R, vocab] where the
+  // R rows are the tokens with a label (!= -100) when the batch has labels —
+  // only those feed the loss, so only those are computed — else all T rows.
+  // logit_token_rows()[r] is the token row of logit row r (MLM only).
   const float* logits() const { return logits_; }
+  const std::vector<int32_t>& logit_token_rows() const { return mlm_rows_; }
   int logits_rows() const { return logit_rows_; }
   int logits_cols() const { return logit_cols_; }
   // After a training forward: 0 = embeddings output, i = output of layer i. [T, H]
@@ -186,6 +190,8 @@ class BertModel {
                                            const float* gamma, uint64_t site);
 
   const float* layer_input(int l) const { return l == 0 ? emb_out_ : acts_[l - 1].out; }
+  const float* mlm_input() const;  // (R, H) what the MLM head reads
+  void select_mlm_rows();
 
   BertConfig config_;
   Task task_;
@@ -195,17 +201,21 @@ class BertModel {
   Params p_, g_;
 
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
-  bool train_ = false, have_activations_ = false;
+  bool train_ = false, have_activations_ = false, has_labels_ = false;
 
   // The batch as the kernels see it.
   int T_ = 0, B_ = 0;
   std::vector<int32_t> ids_, types_, positions_, offsets_, lengths_, labels_;
+  // MLM: the token rows the head computes (the labelled ones, or all), and
+  // labels_ is then compacted to them. Empty for classification.
+  std::vector<int32_t> mlm_rows_;
   std::vector<int64_t> prob_offsets_;
   kernels::AttentionShape shape_;
   int counted_ = 0;  // labelled rows of the loss
 
   // Activation arena and the views into it. B sequences, T rows, C logit
-  // columns (num_labels, or V for MLM), R logit rows (B, or T for MLM).
+  // columns (num_labels, or V for MLM), R logit rows (B, or the selected
+  // rows for MLM).
   std::vector<float> arena_;
   float* emb_sum_;   // (T, H) word + position + token_type: LayerNorm's input
   float* emb_mean_;  // (T)
@@ -219,12 +229,13 @@ class BertModel {
   float* pooled_in_;    // (B, H) the [CLS] rows of the last layer
   float* pooled_;       // (B, H) tanh(pooled_in W_p + b_p)
   float* pooled_drop_;  // (B, H) dropout(pooled): the classifier's input
-  // MLM head
-  float* mlm_dense_;   // (T, H) last W_t + b_t
-  float* mlm_gelu_;    // (T, H) GELU(mlm_dense)
-  float* mlm_ln_out_;  // (T, H) LayerNorm(mlm_gelu): the decoder's input
-  float* mlm_mean_;    // (T)
-  float* mlm_rstd_;    // (T)
+  // MLM head, over the R = mlm_rows_.size() selected rows only
+  float* mlm_in_;      // (R, H) the selected rows of the last layer (unused when R = T)
+  float* mlm_dense_;   // (R, H) mlm_in W_t + b_t
+  float* mlm_gelu_;    // (R, H) GELU(mlm_dense)
+  float* mlm_ln_out_;  // (R, H) LayerNorm(mlm_gelu): the decoder's input
+  float* mlm_mean_;    // (R)
+  float* mlm_rstd_;    // (R)
   float* logits_ = nullptr;  // (R, C)
   float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient
   int logit_rows_ = 0, logit_cols_ = 0;
@@ -236,8 +247,8 @@ class BertModel {
   float* d_qkv_;     // (T, 3H) d loss / d qkv
   float* d_ffn_;     // (T, I) d loss / d ffn_act, then d ffn_pre
   float* d_logits_;  // (R, C)
-  // (max(B, T), H) the head's gradients: a = d pooled / d mlm_ln_out,
-  // b = d pooled_in / d mlm_gelu (then d mlm_dense)
+  // (max(B, T), H) the head's gradients: a = d pooled / d mlm_ln_out (then
+  // d mlm_in), b = d pooled_in / d mlm_gelu (then d mlm_dense)
   float *d_head_a_, *d_head_b_;
 };
 

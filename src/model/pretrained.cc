@@ -36,10 +36,10 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
 }
 
 void save_pretrained(const fs::path& dir, const BertConfig& config, const std::vector<TensorRef>& tensors,
-                     const std::vector<fs::path>& extra_files) {
+                     const std::vector<fs::path>& extra_files, io::DType dtype) {
   BertConfig c = config;
   if (c.architectures.empty()) c.architectures = {guess_architecture(tensors)};
-  io::write_model_directory(dir, c.to_json(), tensors, extra_files);
+  io::write_model_directory(dir, c.to_json(), tensors, extra_files, dtype);
 }
 
 }  // namespace bertune::model

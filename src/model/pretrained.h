@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "util/tensor.h"
 
@@ -29,6 +30,7 @@ PretrainedTensors load_pretrained_tensors(const std::filesystem::path& dir);
 // directory appears whole or not at all; see io::write_model_directory.
 void save_pretrained(const std::filesystem::path& dir, const BertConfig& config,
                      const std::vector<TensorRef>& tensors,
-                     const std::vector<std::filesystem::path>& extra_files = {});
+                     const std::vector<std::filesystem::path>& extra_files = {},
+                     io::DType dtype = io::DType::F32);
 
 }  // namespace bertune::model

@@ -167,7 +167,8 @@ std::vector<uint8_t> decode_png_rgb(const std::string& png, int* width, int* hei
 }
 
 void write_line_charts_png(const std::filesystem::path& path, const std::vector<Panel>& panels,
-                           const std::string& x_label, int pw, int ph) {
+                           const std::string& x_label, int pw, int ph,
+                           const std::vector<std::string>& x_tick_labels) {
   const int legend_h = 60;
   Canvas c(pw * static_cast<int>(panels.size()), ph + legend_h);
   const uint32_t ink = 0x222222, grid = 0xE3E3E3, axis = 0x555555;
@@ -199,7 +200,7 @@ void write_line_charts_png(const std::filesystem::path& path, const std::vector<
     }
     for (int i = 1; i <= n; ++i) {
       c.line(X(i), top, X(i), bottom, grid);
-      std::string t = std::to_string(i);
+      std::string t = static_cast<size_t>(i) <= x_tick_labels.size() ? x_tick_labels[i - 1] : std::to_string(i);
       c.text(X(i) - Canvas::text_width(t) / 2, bottom + 8, t, axis);
     }
     c.line(left, top, left, bottom, axis);

@@ -21,9 +21,11 @@ struct Panel {
   std::vector<Series> series;
 };
 
-// Panels side by side, shared legend below; x is the epoch (1..n).
+// Panels side by side, shared legend below; point i sits at x = i + 1, labelled i + 1 or
+// x_tick_labels[i] (e.g. minutes, when the points are evenly spaced in them).
 void write_line_charts_png(const std::filesystem::path& path, const std::vector<Panel>& panels,
-                           const std::string& x_label, int panel_width = 560, int panel_height = 400);
+                           const std::string& x_label, int panel_width = 560, int panel_height = 400,
+                           const std::vector<std::string>& x_tick_labels = {});
 
 // RGB8 image -> PNG bytes (color type 2, no interlace), and the reverse for tests.
 std::string encode_png(const std::vector<uint8_t>& rgb, int width, int height);

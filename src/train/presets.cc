@@ -50,8 +50,8 @@ const std::vector<Preset>& presets() {
                  with(run4)});
     // The main job: a small BERT from scratch on all NSMC training reviews but a 5,000-review
     // validation split, best checkpoint by accuracy, then the 50,000 test reviews once.
-    p.push_back({"main",
-                 "main job: 4-layer BERT (hidden 256) from random initialisation on NSMC (`bertune run` gives it an NSMC vocabulary), "
+    p.push_back({"main",  // `bertune run --from-scratch`
+                 "main job: 4-layer BERT (hidden 256) from random initialisation on NSMC (`bertune run --from-scratch` gives it an NSMC vocabulary), "
                  "validation split 5,000, best by accuracy, then the 50,000 test reviews",
                  Json{{"model_config", (shared_dir() / "models/bert-small-klue/config.json").string()},
                       {"tokenizer", (shared_dir() / klue).string()},
@@ -75,7 +75,21 @@ const std::vector<Preset>& presets() {
                       {"metric_for_best_model", "accuracy"},
                       {"logging_steps", 200},
                       {"test_file", (shared_dir() / "data/nsmc/ratings_test.txt").string()},
-                      {"output_dir", "runs/main"}}});
+                      {"output_dir", "runs/main-scratch"}}});
+    // The default main job: the same run, starting from bertune's own pretrained model
+    // (models/nsmc-bert-small: MLM on the unlabeled NSMC reviews, docs/PRETRAIN.md) at the
+    // fine-tuning learning rate chosen on the validation split.
+    Json pretrained = p.back().options;
+    pretrained.erase("model_config");
+    pretrained.erase("tokenizer");  // the model directory carries its own
+    pretrained["model"] = (shipped_models_dir() / kShippedModel).string();
+    pretrained["learning_rate"] = kShippedModelLearningRate;
+    pretrained["output_dir"] = "runs/main";
+    p.push_back({"main-pretrained",
+                 std::string("main job: fine-tune bertune's own pretrained 4-layer BERT (models/") + kShippedModel +
+                     ", masked-LM pretraining on the unlabeled NSMC reviews) on NSMC, validation split 5,000, "
+                     "best by accuracy, then the 50,000 test reviews",
+                 pretrained});
     return p;
   }();
   return all;

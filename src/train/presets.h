@@ -1,5 +1,6 @@
 #pragma once
-// Named option sets: the reference notebook's four training runs, and the main job.
+// Named option sets: the reference notebook's four training runs, and the main job (from
+// bertune's pretrained model, and from scratch).
 #include <string>
 #include <vector>
 
@@ -12,6 +13,11 @@ struct Preset {
   std::string description;
   nlohmann::json options;  // config-file keys; flags given with the preset override them
 };
+
+// The pretrained model `bertune run` fine-tunes by default (models/<this>/, issue #9), and
+// the fine-tuning learning rate chosen for it on the validation split (docs/PRETRAIN.md).
+inline constexpr const char* kShippedModel = "nsmc-bert-small";
+inline constexpr double kShippedModelLearningRate = 3e-4;  // beat 1e-4 on validation (PRETRAIN.md)
 
 const std::vector<Preset>& presets();
 const Preset& find_preset(const std::string& name);  // Error listing the names

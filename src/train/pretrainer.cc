@@ -60,10 +60,10 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
     const float loss = model.forward(b, /*train=*/false);
     loss_sum += static_cast<double>(loss) * static_cast<double>(selected);
     const int V = model.logits_cols();
-    for (int t = 0; t < b.num_rows(); ++t) {
-      if (b.labels[t] == -100) continue;
-      const float* row = model.logits() + static_cast<size_t>(t) * V;
-      correct += std::max_element(row, row + V) - row == b.labels[t];
+    const auto& token_rows = model.logit_token_rows();  // the labelled rows, in order
+    for (size_t r = 0; r < token_rows.size(); ++r) {
+      const float* row = model.logits() + r * static_cast<size_t>(V);
+      correct += std::max_element(row, row + V) - row == b.labels[token_rows[r]];
     }
     r.selected_tokens += selected;
   }

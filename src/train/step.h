@@ -29,6 +29,20 @@ struct StepOutcome {
   bool finite = true;    // false: update skipped
 };
 
+// The data-parallel seam. A worker's step sums its micro-batches' gradients in the
+// model's gradient buffer; before the gradient norm, the step hands that buffer to
+// sum_over_workers(), which leaves there the sum over all workers (an MPI_Allreduce or
+// ncclAllReduce with ncclSum), and sums the loss and the micro-batch count the same way.
+// Everything after it (norm, clip, AdamW) then runs identically on every worker, so the
+// loop never changes. A worker whose loss was non-finite still takes part (collectives
+// must), with loss_sum = NaN: the summed loss is then non-finite everywhere and every
+// worker skips the update together. Without one (nullptr) the step is single-worker.
+class GradientReduction {
+ public:
+  virtual ~GradientReduction() = default;
+  virtual void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) = 0;
+};
+
 class TrainStep {
  public:
   // max_grad_norm <= 0: no clipping (the norm is still computed, for the non-finite check).
@@ -44,12 +58,15 @@ class TrainStep {
   StepOutcome run(std::span<const model::Batch> micro_batches, int64_t step);
 
   const LrSchedule& schedule() const { return schedule_; }
+  // Data-parallel training: see GradientReduction. Not owned; nullptr = one worker.
+  void set_gradient_reduction(GradientReduction* reduction) { reduction_ = reduction; }
 
  private:
   model::BertModel& model_;
   AdamW& optimizer_;
   LrSchedule schedule_;
   double max_grad_norm_;
+  GradientReduction* reduction_ = nullptr;
 };
 
 }  // namespace bertune::train

@@ -28,6 +28,11 @@ fs::path shared_path(const std::string& relative) {
   return p;
 }
 
+fs::path shipped_models_dir() {
+  if (const char* env = std::getenv("BERTUNE_MODELS"); env && *env) return fs::path(env);
+  return fs::path(BERTUNE_SOURCE_DIR) / "models";
+}
+
 fs::path cache_dir() {
   if (const char* env = std::getenv("BERTUNE_CACHE"); env && *env) return fs::path(env);
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "bertune";

@@ -12,6 +12,10 @@ std::filesystem::path shared_dir();
 // shared_dir()/relative, or throws Error saying where it looked.
 std::filesystem::path shared_path(const std::string& relative);
 
+// The models shipped in the repository (models/<name>/): $BERTUNE_MODELS, else
+// models/ in the source tree this binary was built from.
+std::filesystem::path shipped_models_dir();
+
 // Where downloads are cached: $BERTUNE_CACHE, else $XDG_CACHE_HOME/bertune,
 // else ~/.cache/bertune.
 std::filesystem::path cache_dir();
