@@ -357,3 +357,87 @@ TEST(GpuOps, AdamWSingleAndRangesWithDeviceClip) {
       expect_close("adamw_update g (kept)", d_g.download(), g, gpu_test::kExact);
     }
 }
+
+// ---- the fronts: what a CUDA call may rely on, checked on any machine -------------------
+
+TEST(OpFronts, AttentionMetadataIsCheckedOnHostCopies) {
+  auto batch = gpu_test::random_packed_batch(3, 5, 20, 2);
+  auto shape = batch.shape(2, 8);
+  EXPECT_NO_THROW(kernels::check_attention_metadata(shape, batch.offsets.data(), batch.lengths.data(),
+                                                    batch.prob_offsets.data()));
+  auto lengths = batch.lengths;
+  lengths[1] = batch.offsets[2] - batch.offsets[1] + 1;  // longer than its span
+  try {
+    kernels::check_attention_metadata(shape, batch.offsets.data(), lengths.data(), batch.prob_offsets.data(),
+                                      "upload");
+    ADD_FAILURE() << "a length beyond its span passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("upload: sequence 1 has length"), std::string::npos) << e.what();
+  }
+  shape.max_length = batch.max_length + 1;
+  EXPECT_THROW(kernels::check_attention_metadata(shape, batch.offsets.data(), batch.lengths.data(),
+                                                 batch.prob_offsets.data()),
+               Error);
+  // a CUDA call must name the longest span: the front cannot read offsets there
+  shape = batch.shape(2, 8);
+  shape.max_length = 0;
+  try {
+    kernels::attention_forward(Device::CUDA, nullptr, nullptr, nullptr, shape, kernels::Dropout{});
+    ADD_FAILURE() << "a CUDA attention call without max_length passed the front";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_length must be set"), std::string::npos) << e.what();
+  }
+}
+
+// Without a usable GPU, CUDA calls whose arrays point at unmapped addresses end in an
+// Error from dispatch or the CUDA runtime: the fronts never dereference them (a
+// front that read labels or offsets would crash here instead).
+TEST(OpFronts, CudaFrontsReadNoArgumentMemory) {
+  if (gpu_test::gpu_missing().empty()) GTEST_SKIP() << "a GPU is usable here: launching on bad pointers is not a test";
+  const auto* bad_i32 = reinterpret_cast<const int32_t*>(uintptr_t(16));
+  const auto* bad_i64 = reinterpret_cast<const int64_t*>(uintptr_t(16));
+  auto* bad_f = reinterpret_cast<float*>(uintptr_t(16));
+  int counted = 0;
+  EXPECT_THROW(kernels::cross_entropy_forward(Device::CUDA, bad_f, bad_f, bad_i32, 8, 2, &counted), Error);
+  kernels::AttentionShape shape{bad_i32, bad_i32, 4, 2, 8, bad_i64, 16};
+  EXPECT_THROW(kernels::attention_forward(Device::CUDA, bad_f, bad_f, bad_f, shape, kernels::Dropout{}), Error);
+  EXPECT_THROW(kernels::embeddings_forward(Device::CUDA, bad_f, bad_i32, bad_i32, bad_i32, bad_f, bad_f, bad_f, 4, 8),
+               Error);
+}
+
+TEST(OpFronts, AdamWRangesAndHostClipMatchSeparateCallsOnCpu) {
+  const size_t n = 5000;
+  std::vector<kernels::AdamWRange> ranges = {{0, 100, false}, {100, 3000, true}, {3100, n, true}};
+  auto s = adamw_coefficients(true, 2), nd = s;
+  nd.pre_decay = 1.f;
+  auto g = random_floats(n, 7), p = random_floats(n, 8), m = random_floats(n, 9, 0.01f), v = m;
+  for (auto& e : v) e = std::fabs(e);
+  double sumsq = kernels::sum_squares(Device::CPU, g.data(), n);
+  const float max_norm = 1.f;
+  float coef = max_norm / (float(std::sqrt(sumsq)) + 1e-6f);
+  ASSERT_LT(coef, 1.f);  // clipping is active
+  // expected: one adamw_update per range with grad_scale = coef
+  auto p2 = p, g2 = g, m2 = m, v2 = v;
+  for (const auto& r : ranges) {
+    auto c = r.decay ? s : nd;
+    c.grad_scale = coef;
+    kernels::adamw_update(Device::CPU, p2.data() + r.begin, g2.data() + r.begin, m2.data() + r.begin,
+                          v2.data() + r.begin, r.end - r.begin, c, true);
+  }
+  s.clip_sum_squares = nd.clip_sum_squares = &sumsq;
+  s.max_grad_norm = nd.max_grad_norm = max_norm;
+  kernels::adamw_update_ranges(Device::CPU, p.data(), g.data(), m.data(), v.data(), ranges.data(),
+                               int(ranges.size()), s, nd, true);
+  EXPECT_EQ(p, p2);
+  EXPECT_EQ(g, g2);
+  EXPECT_EQ(m, m2);
+  EXPECT_EQ(v, v2);
+  EXPECT_NE(g[3050], 0.f);  // the gap between ranges is untouched
+  double total = 0.5;
+  kernels::sum_squares_accumulate(Device::CPU, &total, g2.data(), 100);
+  EXPECT_EQ(total, 0.5 + kernels::sum_squares(Device::CPU, g2.data(), 100));
+  std::vector<kernels::AdamWRange> overlapping = {{0, 200, true}, {100, 300, false}};
+  EXPECT_THROW(kernels::adamw_update_ranges(Device::CPU, p.data(), g.data(), m.data(), v.data(),
+                                            overlapping.data(), 2, s, nd, true),
+               Error);
+}
