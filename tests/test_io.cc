@@ -115,6 +115,8 @@ TEST(Safetensors, HalfAndBFloat16RoundTrip) {
   fs::path dir = fresh_temp_dir("half");
   for (auto dtype : {io::DType::F16, io::DType::BF16, io::DType::F32}) {
     fs::path p = dir / "t.safetensors";
+    // float16 refuses 1e30 (HalfPrecisionModels test): its largest finite value stands in.
+    values[7] = dtype == io::DType::F16 ? -65504.f : 1e30f;
     io::write_safetensors(p, {{"x", {3, 3}, values.data()}, {"empty", {0, 4}, nullptr}}, {},
                           dtype);
     std::map<std::string, std::string> meta;

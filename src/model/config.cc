@@ -1,5 +1,8 @@
 #include "model/config.h"
 
+#include <charconv>
+#include <cstdlib>
+
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -223,6 +226,14 @@ BertConfig BertConfig::load(const fs::path& path) {
   return from_json(j, file.string());
 }
 
+// The double whose shortest decimal is the float's, so config.json says 0.1 (as HF
+// writes it) rather than 0.10000000149011612, and reads back to the same float.
+static double as_written(float f) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, f);
+  return ec == std::errc() ? std::strtod(std::string(buf, end).c_str(), nullptr) : double(f);
+}
+
 json BertConfig::to_json() const {
   json j = extra;
   j["model_type"] = "bert";
@@ -232,14 +243,14 @@ json BertConfig::to_json() const {
   j["num_attention_heads"] = num_attention_heads;
   j["intermediate_size"] = intermediate_size;
   j["hidden_act"] = hidden_act;
-  j["hidden_dropout_prob"] = hidden_dropout_prob;
-  j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+  j["hidden_dropout_prob"] = as_written(hidden_dropout_prob);
+  j["attention_probs_dropout_prob"] = as_written(attention_probs_dropout_prob);
   j["max_position_embeddings"] = max_position_embeddings;
   j["type_vocab_size"] = type_vocab_size;
-  j["initializer_range"] = initializer_range;
-  j["layer_norm_eps"] = layer_norm_eps;
+  j["initializer_range"] = as_written(initializer_range);
+  j["layer_norm_eps"] = as_written(layer_norm_eps);
   j["pad_token_id"] = pad_token_id;
-  j["classifier_dropout"] = classifier_dropout < 0 ? json(nullptr) : json(classifier_dropout);
+  j["classifier_dropout"] = classifier_dropout < 0 ? json(nullptr) : json(as_written(classifier_dropout));
   if (!architectures.empty()) j["architectures"] = architectures;
   json id2 = json::object(), l2i = json::object();
   int n = num_labels();
