@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "kernels/ops.h"
+#include "quant/inference_model.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/trainer.h"
@@ -22,7 +23,7 @@ namespace {
 struct InferenceFlags {
   std::string model, tokenizer, text_column;
   int max_length = 128, batch_size = 64, threads = 0;
-  bool allow_untrained_head = false;
+  bool allow_untrained_head = false, int8 = false;
 };
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& text_column_help) {
@@ -32,13 +33,18 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
   cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "batch size")->capture_default_str();
   cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
+  cmd->add_flag("--int8", f.int8,
+                "int8 encoder linears: quantize an fp32 model while loading (an int8 directory from "
+                "`bertune quantize` is int8 without it)");
   cmd->add_flag("--allow-untrained-head", f.allow_untrained_head,
                 "use a model without a trained classifier head (a random one is made: predictions are meaningless)");
 }
 
-// The model, its tokenizer, and the longest sequence both can take.
+// The model (fp32, int8 directory, or quantized on load: the loader serve uses too),
+// its tokenizer, and the longest sequence both can take.
 struct LoadedClassifier {
-  std::unique_ptr<model::BertModel> model;
+  quant::InferenceModel loaded;
+  model::BertModel* model = nullptr;
   text::Tokenizer tokenizer;
   int max_length = 0;
 };
@@ -48,8 +54,9 @@ LoadedClassifier load_for_inference(const InferenceFlags& f) {
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   kernels::set_num_threads(f.threads);
   LoadedClassifier c;
-  std::vector<std::string> initialised;
-  c.model = train::load_classifier(f.model, 42, &initialised);
+  c.loaded = quant::load_inference_model(f.model, f.int8);
+  c.model = c.loaded.model.get();
+  const std::vector<std::string>& initialised = c.loaded.initialised;
   if (!initialised.empty()) {
     std::string names;
     for (const auto& n : initialised) names += (names.empty() ? "" : ", ") + n;
@@ -108,7 +115,8 @@ void run_eval(const EvalCommand& c) {
   if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
   auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
   warn_if_unknown_tokens(m, t, c.in);
-  auto r = train::evaluate(*m.model, t, c.in.batch_size, padding, m.max_length, m.tokenizer.pad_id());
+  auto r = train::evaluate(*m.model, t, c.in.batch_size, padding, m.max_length, m.tokenizer.pad_id(),
+                           /*keep_logits=*/false, /*sort_by_length=*/true);
   if (c.json) {
     std::printf("%s\n", r.record().dump().c_str());
   } else {
@@ -153,7 +161,7 @@ void run_predict(const PredictCommand& c) {
   auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
   warn_if_unknown_tokens(m, t, c.in);
   auto r = train::evaluate(*m.model, t, c.in.batch_size, train::Padding::Packed, m.max_length, m.tokenizer.pad_id(),
-                           /*keep_logits=*/true);
+                           /*keep_logits=*/true, /*sort_by_length=*/true);
   const auto& config = m.model->config();
   const int k = config.num_labels();
   std::string out;

@@ -101,7 +101,9 @@ void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
                     int in, int out) {
   require(T >= 0 && in > 0 && out > 0, "linear_forward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
-  if (const QuantizedLinear* q = bound_int8_weight(W)) {  // an int8 model (Int8Binding)
+  if (const QuantizedLinear* any = bound_int8_weight(W)) {  // an int8 model (Int8Binding)
+    const QuantizedLinear* q = bound_int8_weight(W, out);
+    if (!q) q = any;
     require(q->in == in && q->out == out, "linear_forward", "int8 weight bound to W is " + dims(q->out, q->in));
     return linear_int8_forward(d, y, x, *q, b, T);
   }
@@ -193,6 +195,11 @@ void attention_backward(Device d, float* dqkv, const float* dctx, const float* q
                         const float* probs, const AttentionShape& shape, const Dropout& drop) {
   check_attention(d, shape, "attention_backward");
   DISPATCH_CPU(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
+}
+void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
+                                   const AttentionShape& shape) {
+  check_attention(shape, "attention_first_query_forward");
+  DISPATCH(attention_first_query_forward, ctx, q, kv, shape);
 }
 
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bertune::kernels {
@@ -139,6 +140,12 @@ void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
 // dqkv (overwrite) from dctx.
 void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
                         const float* probs, const AttentionShape& shape, const Dropout& drop);
+// Inference attention of the FIRST row of each sequence only (its [CLS] row, all a
+// classifier reads of the last layer): q [B, H] holds that row's query per sequence,
+// kv [T, 2H] = [K | V] of every row; ctx [B, H]. The same masking and softmax as
+// attention_forward's first query row; no dropout, nothing kept for backward.
+void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
+                                   const AttentionShape& shape);
 
 // ---- loss ------------------------------------------------------------------
 // Mean cross-entropy over rows whose label != ignore_index (-100), as
@@ -228,21 +235,23 @@ bool cpu_has_avx512_vnni();
 // with a bound fp32 weight pointer W runs linear_int8_forward() with W's quantized
 // weight instead of the fp32 GEMM (same x, b, T; in/out must match). So a model's forward
 // uses int8 without the model knowing; backward and unbound weights are untouched, and
-// with nothing bound linear_forward pays one relaxed atomic load.
+// with nothing bound linear_forward pays one relaxed atomic load. One pointer may carry
+// several widths (a fused [3H, H] QKV weight and its query rows [H, H] start at the same
+// address): linear_forward picks the one whose `out` matches.
 class Int8Binding {
  public:
   Int8Binding() = default;
   Int8Binding(const Int8Binding&) = delete;
   Int8Binding& operator=(const Int8Binding&) = delete;
   ~Int8Binding();  // unbinds everything it bound
-  // Throws Error when W is already bound (by any binding).
+  // Throws Error when W is already bound with q.out rows (by any binding).
   void bind(const float* W, QuantizedLinear q);
   size_t size() const { return bound_.size(); }
 
  private:
-  std::vector<const float*> bound_;
+  std::vector<std::pair<const float*, int>> bound_;  // (W, out)
 };
-// The quantized weight bound to W, or null.
-const QuantizedLinear* bound_int8_weight(const float* W);
+// The quantized weight bound to W with `out` rows (out 0: any width), or null.
+const QuantizedLinear* bound_int8_weight(const float* W, int out = 0);
 
 }  // namespace bertune::kernels

@@ -5,6 +5,8 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kernels/cpu/int8_cpu.h"
 #include "kernels/ops.h"
@@ -45,7 +47,9 @@ namespace {
 
 struct Registry {
   std::shared_mutex mu;
-  std::map<const float*, std::unique_ptr<const QuantizedLinear>> weights;
+  // Several widths may share one pointer: a fused [3H, H] QKV weight and its first
+  // H rows (the query alone) start at the same address.
+  std::map<const float*, std::vector<std::unique_ptr<const QuantizedLinear>>> weights;
   std::atomic<size_t> count{0};
 };
 Registry& registry() {
@@ -58,7 +62,12 @@ Registry& registry() {
 Int8Binding::~Int8Binding() {
   auto& r = registry();
   std::unique_lock lock(r.mu);
-  for (const float* W : bound_) r.weights.erase(W);
+  for (const auto& [W, out] : bound_) {
+    auto it = r.weights.find(W);
+    if (it == r.weights.end()) continue;
+    std::erase_if(it->second, [out = out](const auto& q) { return q->out == out; });
+    if (it->second.empty()) r.weights.erase(it);
+  }
   r.count.store(r.weights.size(), std::memory_order_relaxed);
 }
 
@@ -66,18 +75,23 @@ void Int8Binding::bind(const float* W, QuantizedLinear q) {
   if (q.packed.empty()) pack_quantized_linear(q);
   auto& r = registry();
   std::unique_lock lock(r.mu);
-  if (r.weights.count(W)) throw Error("kernels::Int8Binding: this weight is already bound");
-  r.weights[W] = std::make_unique<const QuantizedLinear>(std::move(q));
-  bound_.push_back(W);
+  auto& at = r.weights[W];
+  for (const auto& b : at)
+    if (b->out == q.out) throw Error("kernels::Int8Binding: this weight is already bound with this output width");
+  bound_.emplace_back(W, q.out);
+  at.push_back(std::make_unique<const QuantizedLinear>(std::move(q)));
   r.count.store(r.weights.size(), std::memory_order_relaxed);
 }
 
-const QuantizedLinear* bound_int8_weight(const float* W) {
+const QuantizedLinear* bound_int8_weight(const float* W, int out) {
   auto& r = registry();
   if (r.count.load(std::memory_order_relaxed) == 0) return nullptr;
   std::shared_lock lock(r.mu);
   auto it = r.weights.find(W);
-  return it == r.weights.end() ? nullptr : it->second.get();
+  if (it == r.weights.end()) return nullptr;
+  for (const auto& q : it->second)
+    if (out == 0 || q->out == out) return q.get();
+  return nullptr;
 }
 
 void set_int8_kernel(Int8Kernel k) { cpu::set_int8_kernel(k); }

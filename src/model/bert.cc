@@ -441,6 +441,7 @@ void BertModel::layout_arena(bool train) {
   take(&dense_out_, TH);
   take(&ffn_act_, TI);
   if (task_ == Task::SequenceClassification) {
+    take(&cls_in_, B * H);
     take(&pooled_in_, B * H);
     take(&pooled_, B * H);
     take(&pooled_drop_, B * H);
@@ -498,8 +499,15 @@ float BertModel::forward(const Batch& batch, bool train) {
   forward_step_ = dropout_step_;
   if (train) ++dropout_step_;
 
+  const int L = config_.num_hidden_layers;
+  cls_rows_compact_ = !train && task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0;
   embeddings_forward();
-  for (int l = 0; l < config_.num_hidden_layers; ++l) layer_forward(l);
+  for (int l = 0; l < L; ++l) {
+    if (cls_rows_compact_ && l == L - 1)
+      last_layer_cls_forward(l);
+    else
+      layer_forward(l);
+  }
   float loss = task_ == Task::SequenceClassification ? classifier_forward(batch) : mlm_forward(batch);
   have_activations_ = train;
   return loss;
@@ -566,13 +574,69 @@ void BertModel::layer_forward(int l) {
   }
 }
 
+// layer_forward for the rows a classifier reads: the [CLS] row of each sequence.
+// Keys and values still come from every row (the [CLS] query attends to them all);
+// the query, attention, output projection, both LayerNorms and the feed-forward run
+// on B rows instead of T. Output: a.out row b = sequence b's [CLS] row.
+// Inference only (no dropout, nothing kept for backward).
+void BertModel::last_layer_cls_forward(int l) {
+  const int T = T_, B = B_, H = config_.hidden_size, I = config_.intermediate_size;
+  const float eps = config_.layer_norm_eps;
+  const LayerParams& w = p_.layers[l];
+  LayerActs& a = acts_[l];
+  const float* x = layer_input(l);
+  for (int b = 0; b < B; ++b)
+    std::memcpy(cls_in_ + size_t(b) * H, x + size_t(offsets_[b]) * H, H * sizeof(float));
+  float* kv = a.qkv;                     // (T, 2H): K | V of every row
+  float* q = a.qkv + size_t(2) * T * H;  // (B, H): the [CLS] queries
+  {
+    PHASE("fwd qkv gemm");
+    // Rows H..3H of the fused [3H, H] weight are K's then V's: one GEMM for both.
+    k::linear_forward(device_, kv, x, w.qkv_w + size_t(H) * H, w.qkv_b + H, T, H, 2 * H);
+    k::linear_forward(device_, q, cls_in_, w.qkv_w, w.qkv_b, B, H, H);
+  }
+  {
+    PHASE("fwd attention");
+    k::attention_first_query_forward(device_, a.ctx, q, kv, shape_);
+  }
+  const k::Dropout none;
+  {
+    PHASE("fwd attn-out gemm");
+    k::linear_forward(device_, dense_out_, a.ctx, w.attn_out_w, w.attn_out_b, B, H, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(device_, a.ln1_out, a.ln1_in, a.ln1_mean, a.ln1_rstd, dense_out_,
+                                          cls_in_, w.ln1_g, w.ln1_b, B, H, eps, none);
+  }
+  {
+    PHASE("fwd ffn-in gemm");
+    k::linear_forward(device_, a.ffn_pre, a.ln1_out, w.ffn_in_w, nullptr, B, H, I);
+  }
+  {
+    PHASE("fwd bias+gelu");
+    k::bias_gelu_forward(device_, a.ffn_pre, ffn_act_, w.ffn_in_b, B, I);
+  }
+  {
+    PHASE("fwd ffn-out gemm");
+    k::linear_forward(device_, dense_out_, ffn_act_, w.ffn_out_w, w.ffn_out_b, B, I, H);
+  }
+  {
+    PHASE("fwd dropout+residual+layernorm");
+    k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,
+                                          a.ln1_out, w.ln2_g, w.ln2_b, B, H, eps, none);
+  }
+}
+
 // BertPooler (tanh dense on [CLS]) -> dropout -> classifier -> mean CE.
 float BertModel::classifier_forward(const Batch& batch) {
   PHASE("fwd+bwd head");
   const int B = B_, H = config_.hidden_size, C = config_.num_labels();
   const float* last = layer_input(config_.num_hidden_layers);
-  for (int b = 0; b < B; ++b)
-    std::memcpy(pooled_in_ + size_t(b) * H, last + size_t(offsets_[b]) * H, H * sizeof(float));
+  for (int b = 0; b < B; ++b) {
+    const size_t row = cls_rows_compact_ ? size_t(b) : size_t(offsets_[b]);
+    std::memcpy(pooled_in_ + size_t(b) * H, last + row * H, H * sizeof(float));
+  }
   k::linear_forward(device_, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
   k::tanh_forward(device_, pooled_, pooled_, size_t(B) * H);
   float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;

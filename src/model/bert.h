@@ -116,6 +116,13 @@ class BertModel {
   uint64_t dropout_step() const { return dropout_step_; }
 
   // ---- compute ----
+  // A classification forward without training (eval, predict, serve) computes the
+  // last layer for the [CLS] rows only, the only rows the pooler reads: K and V for
+  // every row, the query, attention context, output projection, LayerNorms and
+  // feed-forward for the B [CLS] rows. Off: every row, as a training forward does
+  // (the same logits up to float rounding; tests compare the two).
+  void set_last_layer_cls_only(bool on) { last_layer_cls_only_ = on; }
+
   // Returns the mean loss when the batch has labels, else NaN. train: dropout
   // on, activations kept for backward(); eval: dropout off, activation memory
   // of two layers only.
@@ -173,6 +180,7 @@ class BertModel {
 
   void embeddings_forward();
   void layer_forward(int l);
+  void last_layer_cls_forward(int l);
   float classifier_forward(const Batch& batch);
   float mlm_forward(const Batch& batch);
   void classifier_backward();
@@ -202,6 +210,9 @@ class BertModel {
 
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
   bool train_ = false, have_activations_ = false, has_labels_ = false;
+  bool last_layer_cls_only_ = true;
+  // This forward ran last_layer_cls_forward: the last layer's output holds B rows.
+  bool cls_rows_compact_ = false;
 
   // The batch as the kernels see it.
   int T_ = 0, B_ = 0;
@@ -226,6 +237,7 @@ class BertModel {
   float* dense_out_;  // (T, H) ctx W_o + b_o, then GELU(ffn_pre) W_2 + b_2
   float* ffn_act_;    // (T, I) GELU(ffn_pre)
   // classification head
+  float* cls_in_;       // (B, H) the [CLS] rows of the last layer's input (cls_rows_compact_)
   float* pooled_in_;    // (B, H) the [CLS] rows of the last layer
   float* pooled_;       // (B, H) tanh(pooled_in W_p + b_p)
   float* pooled_drop_;  // (B, H) dropout(pooled): the classifier's input

@@ -1,12 +1,13 @@
 #include "serve/classifier.h"
 
-#include <map>
+#include <algorithm>
+#include <numeric>
 
 #include "data/dataset.h"
 #include "kernels/ops.h"
 #include "model/bert.h"
 #include "model/config.h"
-#include "quant/int8_model.h"
+#include "quant/inference_model.h"
 #include "text/tokenizer.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -18,27 +19,10 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
                                              int max_length, bool int8) {
   if (max_length < 2) throw Error("--max-length: must be at least 2");
   std::unique_ptr<Classifier> c(new Classifier());
-  if (quant::is_int8_model_dir(dir)) {
-    auto config = model::BertConfig::load(dir);
-    config.architectures = {"BertForSequenceClassification"};
-    c->model_ = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification);
-    auto int8 = quant::read_int8_safetensors(dir / "model.safetensors");
-    auto report = c->model_->load_state_dict(int8.fp32, 42);
-    if (!report.initialised.empty())
-      throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");
-    c->bind_int8(quant::encoder_int8_linears(int8, config.num_hidden_layers));
-    c->int8_weights_ = true;
-  } else {
-    c->model_ = train::load_classifier(dir, /*head_seed=*/42);
-    if (int8) {
-      quant::Int8Model m;
-      for (const auto& t : c->model_->state_dict())
-        if (quant::is_quantized_weight(t.name, t.shape))
-          m.int8[t.name] = kernels::quantize_linear(t.data, static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]));
-      c->bind_int8(quant::encoder_int8_linears(m, c->model_->config().num_hidden_layers));
-      c->int8_weights_ = true;
-    }
-  }
+  quant::InferenceModel loaded = quant::load_inference_model(dir, int8);
+  c->model_ = std::move(loaded.model);
+  c->int8_ = std::move(loaded.int8);
+  c->int8_weights_ = c->int8_ != nullptr;
   c->tokenizer_ = std::make_unique<text::Tokenizer>(train::load_tokenizer_for(dir, tokenizer));
   const auto& config = c->model_->config();
   c->num_labels_ = config.num_labels();
@@ -52,22 +36,6 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
 
 Classifier::~Classifier() = default;
 
-// The fp32 weights whose linear_forward calls become int8: each layer's query weight
-// (the start of the fused QKV), attention output, intermediate and output dense, in
-// quant::encoder_int8_linears' order.
-void Classifier::bind_int8(std::vector<kernels::QuantizedLinear> linears) {
-  std::map<std::string, const float*> by_name;
-  for (const auto& t : model_->state_dict()) by_name[t.name] = t.data;
-  int8_ = std::make_unique<kernels::Int8Binding>();
-  const int layers = model_->config().num_hidden_layers;
-  for (int l = 0; l < layers; ++l) {
-    const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
-    const char* names[] = {"attention.self.query.weight", "attention.output.dense.weight",
-                           "intermediate.dense.weight", "output.dense.weight"};
-    for (int j = 0; j < 4; ++j) int8_->bind(by_name.at(p + names[j]), std::move(linears.at(4 * l + j)));
-  }
-}
-
 std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts) const {
   data::Dataset d;
   for (const auto& t : texts) d.examples.push_back({t, -1, 0});
@@ -75,16 +43,27 @@ std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts
 }
 
 std::vector<float> Classifier::logits(const std::vector<const TokenIds*>& sequences) {
+  // Shortest first, as eval and predict order their batches (train::evaluate's stable
+  // sort by length): the same texts then form the same packed batch, row for row, so the
+  // answers equal `predict`'s bit for bit; results go back in the callers' order.
+  std::vector<size_t> order(sequences.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sequences[a]->size() < sequences[b]->size(); });
   model::Batch batch;
   batch.offsets.push_back(0);
-  for (const TokenIds* s : sequences) {
-    batch.input_ids.insert(batch.input_ids.end(), s->begin(), s->end());
-    batch.lengths.push_back(static_cast<int32_t>(s->size()));
+  for (size_t i : order) {
+    const TokenIds& s = *sequences[i];
+    batch.input_ids.insert(batch.input_ids.end(), s.begin(), s.end());
+    batch.lengths.push_back(static_cast<int32_t>(s.size()));
     batch.offsets.push_back(static_cast<int32_t>(batch.input_ids.size()));
   }
   model_->forward(batch, /*train=*/false);
   const float* out = model_->logits();
-  return std::vector<float>(out, out + sequences.size() * num_labels_);
+  const size_t k = static_cast<size_t>(num_labels_);
+  std::vector<float> logits(sequences.size() * k);
+  for (size_t r = 0; r < order.size(); ++r) std::copy(out + r * k, out + (r + 1) * k, logits.begin() + order[r] * k);
+  return logits;
 }
 
 void Classifier::set_label_names(std::vector<std::string> names) {

@@ -13,7 +13,6 @@ class BertModel;
 }
 namespace bertune::kernels {
 class Int8Binding;
-struct QuantizedLinear;
 }
 namespace bertune::text {
 class Tokenizer;
@@ -41,7 +40,8 @@ class Classifier {
   // [CLS] ... [SEP] ids of each text, as `predict` tokenizes them. Thread-safe (const).
   std::vector<TokenIds> tokenize(const std::vector<std::string>& texts) const;
   // Logits [n, num_labels()] of the sequences run as ONE packed batch (no padding,
-  // dropout off). Not thread-safe: one caller at a time (the batching worker).
+  // dropout off), shortest first as `predict` batches them; rows in the given order.
+  // Not thread-safe: one caller at a time (the batching worker).
   std::vector<float> logits(const std::vector<const TokenIds*>& sequences);
 
   int num_labels() const { return num_labels_; }
@@ -56,7 +56,6 @@ class Classifier {
 
  private:
   Classifier() = default;
-  void bind_int8(std::vector<kernels::QuantizedLinear> linears);
   std::unique_ptr<model::BertModel> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<kernels::Int8Binding> int8_;  // after model_: unbound before the model goes

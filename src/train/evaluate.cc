@@ -1,6 +1,8 @@
 #include "train/evaluate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <numeric>
 
 #include "model/pretrained.h"
 #include "train/sampler.h"
@@ -19,32 +21,36 @@ Json EvalResult::record(const std::string& prefix) const {
 }
 
 EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
-                    int max_length, int32_t pad_id, bool keep_logits) {
+                    int max_length, int32_t pad_id, bool keep_logits, bool sort_by_length) {
   const auto start = std::chrono::steady_clock::now();
-  const int num_labels = model.config().num_labels();
+  const size_t num_labels = static_cast<size_t>(model.config().num_labels());
   const BatchLayout layout{padding, max_length, pad_id};
-  const bool labelled = data.labelled();
-  MetricsAccumulator acc(num_labels);
-  EvalResult r;
   std::vector<size_t> order(data.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::iota(order.begin(), order.end(), size_t(0));
+  if (sort_by_length)
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return data.ids[a].size() < data.ids[b].size(); });
+  // Logits land at their example's place, so everything after this loop sees input order.
+  std::vector<float> logits(data.size() * num_labels);
+  EvalResult r;
   for (const auto& indices : split_batches(order, batch_size)) {
     model::Batch batch = build_batch(data, indices, layout);
     model.forward(batch, /*train=*/false);
-    const float* logits = model.logits();  // (B, num_labels)
-    const size_t n = indices.size();
-    if (keep_logits) r.logits.insert(r.logits.end(), logits, logits + n * num_labels);
-    if (labelled) {
-      acc.add(logits, batch.labels.data(), n);
-    } else {
-      for (size_t i = 0; i < n; ++i) r.predictions.push_back(argmax(logits + i * num_labels, num_labels));
-    }
+    const float* out = model.logits();  // (B, num_labels)
+    for (size_t i = 0; i < indices.size(); ++i)
+      std::copy(out + i * num_labels, out + (i + 1) * num_labels, logits.begin() + indices[i] * num_labels);
     r.steps++;
   }
-  if (labelled) {
+  if (data.labelled()) {
+    MetricsAccumulator acc(static_cast<int>(num_labels));
+    acc.add(logits.data(), data.labels.data(), data.size());
     r.metrics = acc.finish();
     r.predictions = acc.predictions();
+  } else {
+    for (size_t i = 0; i < data.size(); ++i)
+      r.predictions.push_back(argmax(logits.data() + i * num_labels, static_cast<int>(num_labels)));
   }
+  if (keep_logits) r.logits = std::move(logits);
   r.runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

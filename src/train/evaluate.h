@@ -26,9 +26,12 @@ struct EvalResult {
   nlohmann::json record(const std::string& prefix = "eval_") const;
 };
 
-// Sequential order, no dropout. Metrics when every example has a label, else predictions only.
+// No dropout. Metrics when every example has a label, else predictions only; predictions
+// and logits in the data's order either way. sort_by_length: batches of similar length
+// (less padding, and packed batches of even size) — what eval and predict do; the
+// trainer's evaluation keeps sequential batches.
 EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
-                    int max_length, int32_t pad_id, bool keep_logits = false);
+                    int max_length, int32_t pad_id, bool keep_logits = false, bool sort_by_length = false);
 
 // config.json + weights of an HF model directory (safetensors, pytorch_model.bin, sharded).
 struct ModelFiles {

@@ -23,11 +23,12 @@ int max_span(const AttentionShape& s) {
   return m;
 }
 
-// Row-wise softmax of scores / sqrt(d), pad keys (j >= valid) masked by
-// adding finfo(float32).min as HF's extended attention mask does.
-void masked_softmax(float* S, int n, int valid, float sqrt_d) {
+// Row-wise softmax of scores / sqrt(d) over `rows` rows of n keys, pad keys
+// (j >= valid) masked by adding finfo(float32).min as HF's extended attention
+// mask does.
+void masked_softmax(float* S, int rows, int n, int valid, float sqrt_d) {
   const float masked = -FLT_MAX;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < rows; ++i) {
     float* row = S + size_t(i) * n;
     float mx = -FLT_MAX;
     for (int j = 0; j < n; ++j) {
@@ -73,7 +74,7 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
         const float* K = Q + H;
         const float* V = Q + 2 * H;
         gemm(false, true, n, n, d, 1.f, Q, H3, K, H3, 0.f, P, n);  // S = Q K^T
-        masked_softmax(P, n, valid, sqrt_d);
+        masked_softmax(P, n, n, valid, sqrt_d);
         const float* weights = P;
         if (dropping) {
           const size_t nn = size_t(n) * n;
@@ -82,6 +83,31 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
           weights = dropped.data();
         }
         gemm(false, false, n, d, n, 1.f, weights, n, V, H3, 0.f, ctx + size_t(o) * H + h * d, H);
+      }
+    }
+  }
+}
+
+// One query per (sequence, head): scores are a 1 x n row, so the work is two
+// matrix-vector products; the softmax is the same code as attention_forward's.
+void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape) {
+  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H2 = 2 * H;
+  const int B = shape.num_sequences;
+  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const int span_max = max_span(shape);
+#pragma omp parallel
+  {
+    std::vector<float> scores(span_max);
+#pragma omp for collapse(2) schedule(dynamic, 4)
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < nh; ++h) {
+        const int o = shape.offsets[b], n = shape.offsets[b + 1] - o, valid = shape.lengths[b];
+        const float* Q = q + size_t(b) * H + h * d;
+        const float* K = kv + size_t(o) * H2 + h * d;
+        const float* V = K + H;
+        gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, scores.data(), n);  // s = q K^T
+        masked_softmax(scores.data(), 1, n, valid, sqrt_d);
+        gemm(false, false, 1, d, n, 1.f, scores.data(), n, V, H2, 0.f, ctx + size_t(b) * H + h * d, H);
       }
     }
   }

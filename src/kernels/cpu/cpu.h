@@ -47,6 +47,7 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
                        const Dropout& drop);
 void attention_backward(float* dqkv, const float* dctx, const float* qkv, const float* probs,
                         const AttentionShape& shape, const Dropout& drop);
+void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape);
 float cross_entropy_forward(float* probs, const float* logits, const int32_t* labels, int N, int C,
                             int* counted);
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int C,

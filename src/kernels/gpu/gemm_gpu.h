@@ -1,0 +1,36 @@
+#pragma once
+// CUDA bodies of the GEMM ops of kernels/ops.h (gemm, linear_forward,
+// linear_backward): same parameters as the ops.h fronts minus the Device, all
+// pointers device memory, shapes already checked by the front. Defined in
+// gemm_gpu.cu, compiled only with BERTUNE_CUDA; this header is plain C++ so
+// that ops.cc (g++) can include it.
+//
+// Everything runs through one cuBLASLt handle and one 32 MiB workspace,
+// created on first use, on the stream of kernels/gpu/runtime.h (the per-thread
+// default stream). Matmul plans (descriptors + the heuristic's algorithm) are
+// cached per shape, so a repeated shape costs one cublasLtMatmul call.
+namespace bertune::kernels::gpu {
+
+// What the matrix units compute with. Outputs, accumulation, C and the master
+// weights stay fp32 in every mode.
+//   FP32: exact fp32 products (SIMT or the fp32 tensor-core path cuBLAS picks
+//         that keeps full fp32 accuracy); what the CPU reference matches.
+//   TF32: fp32 operands rounded to tf32 (10-bit mantissa) inside the tensor cores.
+//   BF16: operands converted to bf16 (8-bit mantissa) per call, fp32 accumulation.
+enum class Precision { FP32, TF32, BF16 };
+// Process-wide; takes effect at the next GEMM. Default FP32.
+void set_precision(Precision p);
+Precision precision();
+const char* precision_name(Precision p);  // "fp32" | "tf32" | "bf16"
+
+// Row-major C[M,N] = alpha * op(A) op(B) + beta * C (see kernels::gemm).
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
+// y[T,out] = x[T,in] W^T + b   (b may be null; the bias is the GEMM's epilogue)
+void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in,
+                    int out);
+// dW += dy^T x; db += column sums of dy; dx = dy W (or += when accumulate_dx).
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int T, int in, int out, bool accumulate_dx);
+
+}  // namespace bertune::kernels::gpu

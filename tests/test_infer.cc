@@ -1,0 +1,238 @@
+// The inference path of eval / predict / serve (issue #11): the last layer computed for
+// the [CLS] rows only, sorted-by-length batching that keeps input order, and the one
+// loader that reads fp32, int8 (`bertune quantize`) and quantize-on-load (--int8) models.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "model/bert.h"
+#include "quant/inference_model.h"
+#include "serve_fixture.h"
+#include "train/evaluate.h"
+#include "util/paths.h"
+
+using namespace bertune;
+using namespace bertune::testing;
+using model::Batch;
+using model::BertConfig;
+using model::BertModel;
+using model::Task;
+using Json = nlohmann::json;
+
+namespace {
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float m = 0.f;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+float max_abs(const std::vector<float>& x) {
+  float m = 0.f;
+  for (float v : x) m = std::max(m, std::fabs(v));
+  return m;
+}
+
+std::vector<float> eval_logits(BertModel& m, const Batch& batch, bool cls_only) {
+  m.set_last_layer_cls_only(cls_only);
+  m.forward(batch, /*train=*/false);
+  return std::vector<float>(m.logits(), m.logits() + size_t(m.logits_rows()) * m.logits_cols());
+}
+
+// Fast (last layer on [CLS] rows) and full logits of one batch: equal within 1e-5, and
+// not trivially (the logits are far from zero and differ between sequences).
+void expect_fast_equals_full(BertModel& m, const Batch& batch, const std::string& what) {
+  auto full = eval_logits(m, batch, false);
+  auto fast = eval_logits(m, batch, true);
+  ASSERT_EQ(fast.size(), full.size()) << what;
+  const float err = max_abs_diff(fast.data(), full.data(), full.size());
+  std::printf("[%s] fast vs full logits: max |diff| %.3g (max |logit| %.3g)\n", what.c_str(), err, max_abs(full));
+  EXPECT_LE(err, 1e-5f) << what;
+  EXPECT_GT(max_abs(full), 1e-3f) << what;
+}
+
+std::filesystem::path golden(const std::string& name) { return shared_path("golden/bert/" + name); }
+
+TEST(FastInference, ClsOnlyLastLayerEqualsFullLayerOnTheGoldenModel) {
+  BertConfig config = BertConfig::load(golden("tiny_config.json"));
+  std::ifstream in(golden("tiny_inputs.json"));
+  auto seqs = Json::parse(in)["sequences"].get<std::vector<std::vector<int32_t>>>();
+  BertModel m(config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  const auto ref = io::read_safetensors(golden("tiny_forward.safetensors")).at("logits");
+  expect_fast_equals_full(m, Batch::packed(seqs), "golden packed");
+  expect_fast_equals_full(m, Batch::padded(seqs, 0, config.pad_token_id), "golden padded-longest");
+  expect_fast_equals_full(m, Batch::padded(seqs, 24, config.pad_token_id), "golden padded-24");
+  // And still Hugging Face's logits (the default is the fast path).
+  m.set_last_layer_cls_only(true);
+  m.forward(Batch::packed(seqs), false);
+  EXPECT_LE(max_abs_diff(m.logits(), ref.data.data(), ref.data.size()), 1e-4f);
+}
+
+// Random models of 1 and 3 layers, sequences of 1 to 40 tokens (a lone [CLS] included),
+// packed and padded, several heads: the fast path never reads a row it skipped.
+TEST(FastInference, ClsOnlyLastLayerEqualsFullLayerOnRandomShapes) {
+  std::mt19937 rng(5);
+  for (int layers : {1, 3}) {
+    BertConfig config;
+    config.vocab_size = 300;
+    config.hidden_size = 48;
+    config.num_hidden_layers = layers;
+    config.num_attention_heads = 3;
+    config.intermediate_size = 80;
+    config.max_position_embeddings = 64;
+    config.initializer_range = 0.2f;
+    BertModel m(config, Task::SequenceClassification);
+    m.init_weights(11 + layers);
+    std::vector<std::vector<int32_t>> seqs;
+    for (int len : {1, 7, 40, 2, 13, 33, 5}) {
+      std::vector<int32_t> s(len);
+      for (auto& t : s) t = 1 + int32_t(rng() % 299);
+      seqs.push_back(s);
+    }
+    const std::string tag = std::to_string(layers) + " layer(s)";
+    expect_fast_equals_full(m, Batch::packed(seqs), tag + " packed");
+    expect_fast_equals_full(m, Batch::padded(seqs, 0, 0), tag + " padded-longest");
+    expect_fast_equals_full(m, Batch::padded(seqs, 48, 0), tag + " padded-48");
+  }
+}
+
+// Training forwards keep every row of the last layer (backward and hidden_state need them).
+TEST(FastInference, TrainingForwardIsUnchangedByTheSwitch) {
+  BertConfig config = BertConfig::load(golden("tiny_config.json"));
+  std::ifstream in(golden("tiny_inputs.json"));
+  auto j = Json::parse(in);
+  auto seqs = j["sequences"].get<std::vector<std::vector<int32_t>>>();
+  auto labels = j["labels"].get<std::vector<int32_t>>();
+  BertModel m(config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
+  std::vector<float> logits[2];
+  for (int on = 0; on < 2; ++on) {
+    m.set_last_layer_cls_only(on == 1);
+    m.forward(Batch::packed(seqs, labels), /*train=*/true);
+    logits[on].assign(m.logits(), m.logits() + 10);
+    EXPECT_NO_THROW(m.hidden_state(config.num_hidden_layers));
+  }
+  EXPECT_EQ(logits[0], logits[1]);
+}
+
+struct InferDir : ::testing::Test {
+  fs::path dir = fs::temp_directory_path() / ("bertune_infer_test_" + std::to_string(::getpid()));
+  fs::path model;
+  void SetUp() override {
+    fs::remove_all(dir);
+    model = write_tiny_classifier(dir / "model");
+  }
+  void TearDown() override { fs::remove_all(dir); }
+};
+
+// The int8 fast path too: Q of the [CLS] rows and K|V of all rows run the int8 kernels on
+// slices of the fused QKV weight (per-row scales and per-row activation quantization make
+// that the same arithmetic as the fused GEMM's rows).
+TEST_F(InferDir, ClsOnlyLastLayerEqualsFullLayerWithInt8Weights) {
+  auto loaded = quant::load_inference_model(model, /*int8=*/true);
+  ASSERT_TRUE(loaded.int8_weights());
+  std::vector<std::vector<int32_t>> seqs = {{2, 100, 200, 300, 3}, {2, 3}, {2, 5, 6, 7, 8, 9, 10, 11, 3}};
+  expect_fast_equals_full(*loaded.model, Batch::packed(seqs), "int8 packed");
+  expect_fast_equals_full(*loaded.model, Batch::padded(seqs, 0, 0), "int8 padded");
+  auto fp32 = quant::load_inference_model(model, /*int8=*/false);
+  EXPECT_FALSE(fp32.int8_weights());
+  auto a = eval_logits(*loaded.model, Batch::packed(seqs), true);
+  auto b = eval_logits(*fp32.model, Batch::packed(seqs), true);
+  EXPECT_GT(max_abs_diff(a.data(), b.data(), a.size()), 0.f) << "int8 weights must change the logits";
+}
+
+// Sorted batches (eval, predict): the same predictions and logits, in input order, as
+// sequential batches; each equal to that text classified alone.
+TEST_F(InferDir, SortedByLengthEvaluationKeepsInputOrder) {
+  auto loaded = quant::load_inference_model(model);
+  BertModel& m = *loaded.model;
+  train::TokenizedData data;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 23; ++i) {
+    std::vector<int32_t> ids = {2};
+    const int len = 1 + int(rng() % 30);
+    for (int k = 0; k < len; ++k) ids.push_back(5 + int32_t(rng() % 30000));
+    ids.push_back(3);
+    data.ids.push_back(ids);
+    data.lengths.push_back(int(ids.size()));
+    data.labels.push_back(i % 2);
+  }
+  auto seq = train::evaluate(m, data, 4, train::Padding::Packed, 64, 0, true, false);
+  auto sorted = train::evaluate(m, data, 4, train::Padding::Packed, 64, 0, true, true);
+  EXPECT_EQ(seq.predictions, sorted.predictions);
+  ASSERT_EQ(seq.logits.size(), sorted.logits.size());
+  EXPECT_LE(max_abs_diff(seq.logits.data(), sorted.logits.data(), seq.logits.size()), 1e-5f);
+  EXPECT_NEAR(seq.metrics.loss, sorted.metrics.loss, 1e-6);
+  for (size_t i = 0; i < data.size(); ++i) {
+    m.forward(Batch::packed({data.ids[i]}), false);
+    EXPECT_LE(max_abs_diff(m.logits(), sorted.logits.data() + 2 * i, 2), 1e-5f) << "text " << i;
+  }
+}
+
+// The logits of each JSON line `predict` wrote (warnings, if any, are plain text).
+std::vector<std::vector<float>> predicted_logits(const std::string& out) {
+  std::vector<std::vector<float>> rows;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.front() == '{') rows.push_back(Json::parse(line)["logits"].get<std::vector<float>>());
+  return rows;
+}
+
+// `eval` / `predict` on an int8 directory equal `--int8` on the fp32 one (the same
+// weights, the same kernels), and stay near fp32 without being equal to it.
+TEST_F(InferDir, EvalAndPredictLoadInt8DirectoriesLikeInt8Flag) {
+  const fs::path int8 = dir / "int8";
+  ASSERT_EQ(run({"quantize", "--model", model.string(), "--output", int8.string()}, dir / "q.log"), 0)
+      << slurp(dir / "q.log");
+  const fs::path data = dir / "data.tsv";
+  {
+    std::ofstream f(data);
+    f << "id\tdocument\tlabel\n";
+    const char* texts[] = {"정말 재밌어요", "시간 아까움", "배우들 연기가 좋았다 다시 보고 싶다", "별로",
+                           "그냥 그랬음 중간에 잠들었다", "최고의 영화!!", "스토리가 엉망", "음악이 좋다"};
+    for (int i = 0; i < 8; ++i) f << i << "\t" << texts[i] << "\t" << i % 2 << "\n";
+  }
+  auto eval = [&](const fs::path& m, bool flag) {
+    std::vector<std::string> args = {"eval", "--model", m.string(), "--data", data.string(), "--json", "--threads", "2"};
+    if (flag) args.push_back("--int8");
+    const fs::path log = dir / "eval.log";
+    EXPECT_EQ(run(args, log), 0) << slurp(log);
+    std::string out = slurp(log);
+    return Json::parse(out.substr(out.rfind("\n{") + 1));
+  };
+  auto predict = [&](const fs::path& m, bool flag) {
+    std::vector<std::string> args = {"predict", "--model", m.string(), "--input", data.string(), "--threads", "2"};
+    if (flag) args.push_back("--int8");
+    const fs::path log = dir / "predict.log";
+    EXPECT_EQ(run(args, log), 0) << slurp(log);
+    return predicted_logits(slurp(log));
+  };
+  const Json e_fp32 = eval(model, false), e_dir = eval(int8, false), e_flag = eval(model, true);
+  EXPECT_EQ(e_dir["eval_loss"], e_flag["eval_loss"]);
+  EXPECT_EQ(e_dir["eval_accuracy"], e_flag["eval_accuracy"]);
+  EXPECT_NE(e_dir["eval_loss"], e_fp32["eval_loss"]);
+  EXPECT_NEAR(e_dir["eval_loss"].get<double>(), e_fp32["eval_loss"].get<double>(), 0.05);
+  const auto p_fp32 = predict(model, false), p_dir = predict(int8, false), p_flag = predict(model, true);
+  ASSERT_EQ(p_fp32.size(), 8u);
+  EXPECT_EQ(p_dir, p_flag);
+  float worst = 0.f, scale = 0.f;
+  for (size_t i = 0; i < p_fp32.size(); ++i) {
+    worst = std::max(worst, max_abs_diff(p_fp32[i].data(), p_dir[i].data(), 2));
+    scale = std::max(scale, max_abs(p_fp32[i]));
+  }
+  std::printf("int8 vs fp32 logits: max |diff| %.3g, max |logit| %.3g\n", worst, scale);
+  EXPECT_GT(worst, 0.f);
+  EXPECT_LE(worst, 0.05f * scale + 1e-3f);
+}
+
+}  // namespace
