@@ -198,8 +198,8 @@ void attention_backward(Device d, float* dqkv, const float* dctx, const float* q
 }
 void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
                                    const AttentionShape& shape) {
-  check_attention(shape, "attention_first_query_forward");
-  DISPATCH(attention_first_query_forward, ctx, q, kv, shape);
+  check_attention(d, shape, "attention_first_query_forward");
+  DISPATCH_CPU(attention_first_query_forward, ctx, q, kv, shape);
 }
 
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
