@@ -3,17 +3,26 @@
 // naming the op, never a silent out-of-bounds read.
 #include "kernels/ops.h"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "kernels/cpu/cpu.h"
 #include "util/error.h"
+#ifdef BERTUNE_CUDA
+#include "kernels/gpu/ops_gpu.h"
+#endif
 
 namespace bertune::kernels {
 namespace {
 
 [[noreturn]] void no_backend(Device d, const char* op) {
+#ifdef BERTUNE_CUDA
+  throw Error(std::string("kernels::") + op + ": no " + device_name(d) + " body in this build");
+#else
   throw Error(std::string("kernels::") + op + ": no " + device_name(d) +
-              " backend in this build (only CPU)");
+              " backend in this build (built without CUDA: BERTUNE_CUDA=OFF or no nvcc)");
+#endif
 }
 
 void require(bool ok, const char* op, const std::string& what) {
@@ -24,12 +33,29 @@ std::string dims(int a, int b) { return "[" + std::to_string(a) + ", " + std::to
 
 }  // namespace
 
-#define DISPATCH(op, ...)                  \
-  switch (d) {                             \
-    case Device::CPU:                      \
-      return cpu::op(__VA_ARGS__);         \
-    default:                               \
-      no_backend(d, #op);                  \
+#ifdef BERTUNE_CUDA
+#define CUDA_CASE(op, ...) \
+  case Device::CUDA:       \
+    return gpu::op(__VA_ARGS__);
+#else
+#define CUDA_CASE(op, ...)
+#endif
+// CPU and, in a CUDA build, CUDA.
+#define DISPATCH(op, ...)          \
+  switch (d) {                     \
+    case Device::CPU:              \
+      return cpu::op(__VA_ARGS__); \
+      CUDA_CASE(op, __VA_ARGS__)   \
+    default:                       \
+      no_backend(d, #op);          \
+  }
+// Ops whose CUDA bodies are not in this tree yet (gemm, linear, attention).
+#define DISPATCH_CPU(op, ...)      \
+  switch (d) {                     \
+    case Device::CPU:              \
+      return cpu::op(__VA_ARGS__); \
+    default:                       \
+      no_backend(d, #op);          \
   }
 
 const char* device_name(Device d) {
@@ -56,7 +82,7 @@ void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha
   require(ldb >= (trans_b ? K : N) && ldb >= 1, "gemm", "ldb " + std::to_string(ldb) + " too small");
   require(ldc >= N && ldc >= 1, "gemm", "ldc " + std::to_string(ldc) + " too small");
   if (M == 0 || N == 0) return;
-  DISPATCH(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  DISPATCH_CPU(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
@@ -68,12 +94,12 @@ void linear_forward(Device d, float* y, const float* x, const float* W, const fl
     require(q->in == in && q->out == out, "linear_forward", "int8 weight bound to W is " + dims(q->out, q->in));
     return linear_int8_forward(d, y, x, *q, b, T);
   }
-  DISPATCH(linear_forward, y, x, W, b, T, in, out);
+  DISPATCH_CPU(linear_forward, y, x, W, b, T, in, out);
 }
 void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int T, int in, int out, bool accumulate_dx) {
   require(T >= 0 && in > 0 && out > 0, "linear_backward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
-  DISPATCH(linear_backward, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
+  DISPATCH_CPU(linear_backward, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
 }
 
 void gelu_forward(Device d, float* y, const float* x, size_t n) { DISPATCH(gelu_forward, y, x, n); }
@@ -120,37 +146,53 @@ void embeddings_backward(Device d, float* dword, float* dposition, float* dtoken
   DISPATCH(embeddings_backward, dword, dposition, dtoken_type, dout, ids, positions, types, T, H);
 }
 
-static void check_attention(const AttentionShape& s, const char* op) {
+void check_attention_metadata(const AttentionShape& s, const int32_t* offsets,
+                              const int32_t* lengths, const int64_t* prob_offsets, const char* op) {
   require(s.num_heads > 0 && s.head_dim > 0, op, "num_heads and head_dim must be positive");
+  int longest = 0;
   for (int b = 0; b < s.num_sequences; ++b) {
-    int span = s.offsets[b + 1] - s.offsets[b];
-    require(span > 0 && s.lengths[b] > 0 && s.lengths[b] <= span, op,
-            "sequence " + std::to_string(b) + " has length " + std::to_string(s.lengths[b]) +
+    int span = offsets[b + 1] - offsets[b];
+    require(span > 0 && lengths[b] > 0 && lengths[b] <= span, op,
+            "sequence " + std::to_string(b) + " has length " + std::to_string(lengths[b]) +
                 " in a span of " + std::to_string(span));
-    require(s.prob_offsets[b + 1] - s.prob_offsets[b] == int64_t(s.num_heads) * span * span, op,
+    require(prob_offsets[b + 1] - prob_offsets[b] == int64_t(s.num_heads) * span * span, op,
             "prob_offsets do not match heads x span^2");
+    longest = std::max(longest, span);
   }
+  require(s.max_length == 0 || s.max_length == longest, op,
+          "max_length " + std::to_string(s.max_length) + " is not the longest span (" +
+              std::to_string(longest) + ")");
+}
+
+// On CPU the arrays are host memory and are checked here; on CUDA they are
+// device memory, checked by the caller before upload: only scalars here.
+static void check_attention(Device d, const AttentionShape& s, const char* op) {
+  require(s.num_sequences >= 0, op, "negative num_sequences");
+  if (d == Device::CPU) return check_attention_metadata(s, s.offsets, s.lengths, s.prob_offsets, op);
+  require(s.num_heads > 0 && s.head_dim > 0, op, "num_heads and head_dim must be positive");
+  require(s.num_sequences == 0 || s.max_length > 0, op,
+          "max_length must be set (the longest span) for a CUDA call");
 }
 void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
                        const AttentionShape& shape, const Dropout& drop) {
-  check_attention(shape, "attention_forward");
-  DISPATCH(attention_forward, ctx, probs, qkv, shape, drop);
+  check_attention(d, shape, "attention_forward");
+  DISPATCH_CPU(attention_forward, ctx, probs, qkv, shape, drop);
 }
 void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
                         const float* probs, const AttentionShape& shape, const Dropout& drop) {
-  check_attention(shape, "attention_backward");
-  DISPATCH(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
+  check_attention(d, shape, "attention_backward");
+  DISPATCH_CPU(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
 }
 void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
                                    const AttentionShape& shape) {
-  check_attention(shape, "attention_first_query_forward");
-  DISPATCH(attention_first_query_forward, ctx, q, kv, shape);
+  check_attention(d, shape, "attention_first_query_forward");
+  DISPATCH_CPU(attention_first_query_forward, ctx, q, kv, shape);
 }
 
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
                             int N, int C, int* counted) {
   require(N >= 0 && C > 0, "cross_entropy_forward", "bad shape " + dims(N, C));
-  for (int i = 0; i < N; ++i)
+  for (int i = 0; d == Device::CPU && i < N; ++i)  // CUDA: labels are device memory (ops.h)
     require(labels[i] == -100 || (labels[i] >= 0 && labels[i] < C), "cross_entropy_forward",
             "label " + std::to_string(labels[i]) + " of row " + std::to_string(i) +
                 " is outside [0, " + std::to_string(C) + ")");
@@ -158,14 +200,62 @@ float cross_entropy_forward(Device d, float* probs, const float* logits, const i
 }
 void cross_entropy_backward(Device d, float* dlogits, const float* probs, const int32_t* labels,
                             int N, int C, int counted) {
+  require(N >= 0 && C > 0 && counted >= 0, "cross_entropy_backward", "bad shape " + dims(N, C));
   DISPATCH(cross_entropy_backward, dlogits, probs, labels, N, C, counted);
 }
 
 double sum_squares(Device d, const float* x, size_t n) { DISPATCH(sum_squares, x, n); }
+void sum_squares_accumulate(Device d, double* total, const float* x, size_t n) {
+  switch (d) {
+    case Device::CPU:
+      *total += cpu::sum_squares(x, n);
+      return;
+      CUDA_CASE(sum_squares_accumulate, total, x, n)
+    default:
+      no_backend(d, "sum_squares_accumulate");
+  }
+}
 void scale(Device d, float* x, size_t n, float factor) { DISPATCH(scale, x, n, factor); }
+
+namespace {
+// On CPU a device-resident clip norm is host memory: fold it into grad_scale
+// (the same float32 arithmetic as the CUDA kernel).
+AdamWStep resolve_clip_on_host(AdamWStep s) {
+  if (s.clip_sum_squares && s.max_grad_norm > 0.f) {
+    float norm = static_cast<float>(std::sqrt(*s.clip_sum_squares));
+    float coef = s.max_grad_norm / (norm + 1e-6f);
+    s.grad_scale *= coef < 1.f ? coef : 1.f;
+  }
+  s.clip_sum_squares = nullptr;
+  return s;
+}
+}  // namespace
+
 void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad) {
+  if (d == Device::CPU) return cpu::adamw_update(p, g, m, v, n, resolve_clip_on_host(s), zero_grad);
   DISPATCH(adamw_update, p, g, m, v, n, s, zero_grad);
+}
+void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         int count, const AdamWStep& decay, const AdamWStep& no_decay,
+                         bool zero_grad) {
+  require(count >= 0, "adamw_update_ranges", "negative range count");
+  for (int r = 0; r < count; ++r)
+    require(ranges[r].begin <= ranges[r].end && (r == 0 || ranges[r - 1].end <= ranges[r].begin),
+            "adamw_update_ranges", "range " + std::to_string(r) + " is reversed or overlaps the one before");
+  if (d == Device::CPU) {
+    const AdamWStep with_decay = resolve_clip_on_host(decay), without = resolve_clip_on_host(no_decay);
+    for (int r = 0; r < count; ++r)
+      cpu::adamw_update(p + ranges[r].begin, g + ranges[r].begin, m + ranges[r].begin,
+                        v + ranges[r].begin, ranges[r].end - ranges[r].begin,
+                        ranges[r].decay ? with_decay : without, zero_grad);
+    return;
+  }
+#ifdef BERTUNE_CUDA
+  if (d == Device::CUDA)
+    return gpu::adamw_update_ranges(p, g, m, v, ranges, count, decay, no_decay, zero_grad);
+#endif
+  no_backend(d, "adamw_update_ranges");
 }
 
 Dropout Dropout::make(uint64_t seed, uint64_t step, uint64_t site, float p) {

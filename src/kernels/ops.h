@@ -2,11 +2,13 @@
 // The device-neutral front of every numerical kernel the model uses.
 //
 // Each op checks its shapes once, then dispatches on `Device` to a backend
-// body: kernels/cpu/*_cpu.cc today; a CUDA backend (cuBLAS + own kernels)
-// can later sit in kernels/gpu/ and be selected here without the model or
-// the trainer changing. Pointers are raw, row-major, contiguous unless a
-// leading dimension is given: the model owns the memory, the kernels only
-// compute (llm.c style).
+// body: kernels/cpu/*_cpu.cc, and kernels/gpu/*.cu when the build has CUDA
+// (BERTUNE_CUDA). Pointers are raw, row-major, contiguous unless a leading
+// dimension is given, and live on the op's device: the model owns the memory,
+// the kernels only compute (llm.c style). A front reads only its scalar
+// arguments, never argument memory (on CUDA that is device memory): what
+// needs the data checked (labels, attention offsets) is checked by the
+// caller on its host copy (check_attention_metadata; the model's batch checks).
 //
 // Conventions: forward ops overwrite their outputs; backward ops ACCUMULATE
 // (+=) into parameter gradients, and overwrite activation gradients unless
@@ -96,6 +98,8 @@ void embeddings_backward(Device d, float* dword, float* dposition, float* dtoken
 // of them are real; when lengths[b] is shorter (padded mode) the rest are pad
 // rows that are still computed, with pad KEYS masked exactly as HF does it
 // (score + finfo(float32).min). qkv is [T, 3H] = [Q | K | V]; heads split H.
+// offsets, lengths and prob_offsets live on the op's device; everything else
+// is a host scalar, so the front and a CUDA launch never read the arrays.
 struct AttentionShape {
   const int32_t* offsets = nullptr;  // [B+1]
   const int32_t* lengths = nullptr;  // [B]
@@ -108,6 +112,14 @@ struct AttentionShape {
   // requires it > 0 when num_sequences > 0; 0 on CPU means "not given").
   int max_length = 0;
 };
+// Checks host copies of the arrays of an AttentionShape (the shape's own
+// pointers are ignored): every span positive, 0 < lengths[b] <= span,
+// prob_offsets advancing by heads x span^2, max_length (when given) the longest
+// span. Throws Error naming `op` and the sequence. The CPU fronts call it
+// themselves; a caller that uploads the arrays for CUDA calls it before upload.
+void check_attention_metadata(const AttentionShape& shape, const int32_t* offsets,
+                              const int32_t* lengths, const int64_t* prob_offsets,
+                              const char* op = "attention");
 // probs: softmax(Q K^T / sqrt(d) + mask) before dropout (kept for backward).
 void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
                        const AttentionShape& shape, const Dropout& drop);
@@ -124,7 +136,9 @@ void attention_first_query_forward(Device d, float* ctx, const float* q, const f
 // ---- loss ------------------------------------------------------------------
 // Mean cross-entropy over rows whose label != ignore_index (-100), as
 // torch.nn.CrossEntropyLoss. Writes softmax probs [N,C]; returns the loss
-// (0 when no row counts) and the number of counted rows.
+// (0 when no row counts) and the number of counted rows. On CPU the front
+// checks every label lies in [0, C) or is -100; on CUDA the caller must have
+// (labels are device memory there), and the call waits for the loss.
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
                             int N, int C, int* counted);
 // dlogits = (probs - onehot) / counted for counted rows, 0 elsewhere (overwrite).
@@ -132,8 +146,12 @@ void cross_entropy_backward(Device d, float* dlogits, const float* probs, const 
                             int N, int C, int counted);
 
 // ---- optimizer ---------------------------------------------------------------
-// Sum of squares of x[0..n) in double.
+// Sum of squares of x[0..n) in double (on CUDA: waits for the result).
 double sum_squares(Device d, const float* x, size_t n);
+// *total += sum of squares of x[0..n); total lives on device d, so on CUDA
+// nothing waits: a gradient norm stays on the device until someone reads it
+// (or AdamWStep::clip_sum_squares consumes it).
+void sum_squares_accumulate(Device d, double* total, const float* x, size_t n);
 void scale(Device d, float* x, size_t n, float factor);
 
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
@@ -144,15 +162,31 @@ void scale(Device d, float* x, size_t n, float factor);
 //   p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
 //   p += post_decay * p                              (transformers.AdamW: -lr*wd)
 //   g = 0 when zero_grad (the Trainer's zero_grad, without another pass).
+// With clip_sum_squares set (memory of the op's device: a sum of squares from
+// sum_squares_accumulate) and max_grad_norm > 0, the gradient factor is
+// grad_scale * min(1, max_grad_norm / (sqrt(*clip_sum_squares) + 1e-6)) in
+// float32, as torch's clip_grad_norm_: clipping without the norm leaving the device.
 struct AdamWStep {
   float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
   float step_size, bias2_sqrt, pre_decay, post_decay;
   float grad_scale = 1.f;
+  const double* clip_sum_squares = nullptr;
+  float max_grad_norm = 0.f;
 };
 void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);
+// Many ranges of the same flat buffers in one pass (one launch on CUDA):
+// [begin, end) with `decay`'s coefficients or `no_decay`'s. The list is host
+// memory, sorted and disjoint (the front checks); elements between ranges are untouched.
+struct AdamWRange {
+  size_t begin = 0, end = 0;
+  bool decay = true;
+};
+void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         int count, const AdamWStep& decay, const AdamWStep& no_decay,
+                         bool zero_grad);
 
-// ---- int8 linear (inference only; bodies in kernels/cpu/linear_int8_cpu.cc) ----------
+// ---- int8 linear (inference only, CPU only; bodies in kernels/cpu/linear_int8_cpu.cc) ----
 // nn.Linear with the weight quantized per output channel, symmetric:
 //   W[o, k] ~= scale[o] * q[o, k],  q in [-127, 127],  scale[o] = max_k |W[o, k]| / 127.
 // Activations are quantized per row the same way, on the fly; products accumulate in

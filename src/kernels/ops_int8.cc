@@ -37,7 +37,9 @@ void pack_quantized_linear(QuantizedLinear& w) {
 void linear_int8_forward(Device d, float* y, const float* x, const QuantizedLinear& w, const float* b, int T) {
   if (T < 0 || w.packed.empty() || w.compensation.empty())
     throw Error("kernels::linear_int8_forward: T " + std::to_string(T) + " or an unpacked weight");
-  if (d != Device::CPU) throw Error("kernels::linear_int8_forward: no " + std::string(device_name(d)) + " backend");
+  if (d != Device::CPU)
+    throw Error("kernels::linear_int8_forward: int8 inference is CPU-only (asked for " +
+                std::string(device_name(d)) + ")");
   cpu::linear_int8_forward(y, x, w, b, T);
 }
 

@@ -377,23 +377,23 @@ void BertModel::prepare(const Batch& batch, bool train) {
   positions_.resize(T);
   prob_offsets_.assign(B + 1, 0);
   const int nh = config_.num_attention_heads;
+  int longest = 0;
   for (int b = 0; b < B; ++b) {
     int o = offsets_[b], span = offsets_[b + 1] - o;
     for (int i = 0; i < span; ++i) positions_[o + i] = i;
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
+    longest = std::max(longest, span);
   }
   if (task_ == Task::MaskedLM) select_mlm_rows();  // compacts labels_: before the upload
   place_batch_metadata();
+  // Host-side launch size, from the host vectors (batch_ may point at the device).
+  shape_.max_length = longest;
   shape_.offsets = batch_.offsets;
   shape_.lengths = batch_.lengths;
   shape_.num_sequences = B;
   shape_.num_heads = nh;
   shape_.head_dim = config_.head_dim();
   shape_.prob_offsets = batch_.prob_offsets;
-  // Host-side launch size, from the host vector (batch_ may point at the device).
-  int max_span = 0;
-  for (int b = 0; b < B; ++b) max_span = std::max(max_span, offsets_[b + 1] - offsets_[b]);
-  shape_.max_length = max_span;
   layout_arena(train);
 }
 

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstdint>
 
+#include "kernels/dropout_hash.h"
 #include "kernels/ops.h"
 
 namespace bertune::kernels::cpu {
@@ -65,28 +66,16 @@ inline float gelu_grad_fast(float x) {
   return cdf + x * 0.3989422804014327f * e;
 }
 
-// i-th output of the splitmix64 stream `stream`.
-#pragma omp declare simd notinbranch uniform(stream)
-inline uint64_t stream_hash(uint64_t stream, uint64_t i) {
-  uint64_t z = stream + (i + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Dropout keeps element i when a 24-bit uniform draw is >= p.
+// Dropout keeps element i when a 24-bit uniform draw is >= p (kernels/dropout_hash.h:
+// the same generator the CUDA bodies use).
 struct DropMask {
   uint64_t stream;
   uint32_t threshold;  // p * 2^24
   float scale;         // 1 / (1 - p)
   explicit DropMask(const Dropout& d)
-      : stream(d.stream),
-        threshold(static_cast<uint32_t>(static_cast<double>(d.p) * 16777216.0)),
-        scale(d.p > 0.f ? 1.f / (1.f - d.p) : 1.f) {}
+      : stream(d.stream), threshold(dropout_threshold(d.p)), scale(dropout_keep_scale(d.p)) {}
   // mask(i) / (1 - p): 0 or scale
-  inline float factor(uint64_t i) const {
-    return static_cast<uint32_t>(stream_hash(stream, i) >> 40) >= threshold ? scale : 0.f;
-  }
+  inline float factor(uint64_t i) const { return dropout_factor(stream, threshold, scale, i); }
 };
 
 }  // namespace bertune::kernels::cpu

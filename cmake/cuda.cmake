@@ -1,0 +1,57 @@
+# The CUDA backend: bertune_cuda (src/kernels/gpu/*.cu) for sm_90a (H100/H200,
+# wgmma) with compute_90 PTX the driver can compile for any later GPU, linked
+# into bertune_core, which then sees BERTUNE_CUDA defined. Included from the
+# top-level CMakeLists.txt after bertune_core is declared.
+set(BERTUNE_WITH_CUDA OFF)
+string(TOUPPER "${BERTUNE_CUDA}" _bertune_cuda_mode)
+if(NOT _bertune_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "BERTUNE_CUDA must be AUTO, ON or OFF, not '${BERTUNE_CUDA}'")
+endif()
+if(_bertune_cuda_mode STREQUAL "AUTO" AND (BERTUNE_SANITIZE OR BERTUNE_FUZZ))
+  set(_bertune_cuda_mode OFF)  # ASan and the CUDA runtime's address space do not mix
+endif()
+if(NOT _bertune_cuda_mode STREQUAL "OFF")
+  # nvcc is rarely on PATH in a plain shell; look where the CUDA packages put it.
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(ENV{CUDACXX} /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(BERTUNE_WITH_CUDA ON)
+  elseif(_bertune_cuda_mode STREQUAL "ON")
+    message(FATAL_ERROR "BERTUNE_CUDA=ON but no CUDA compiler was found (set CUDACXX or put nvcc on PATH)")
+  else()
+    message(STATUS "bertune: no CUDA compiler found; building the CPU backend only")
+  endif()
+endif()
+
+if(BERTUNE_WITH_CUDA)
+  # The -gencode flags below choose the targets; CMake must not add its own.
+  set(CMAKE_CUDA_ARCHITECTURES OFF)
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  # C++20 like the rest. CMake 3.25 does not know nvcc's C++20 flag (nvcc has
+  # had it since 12.0), so it is told here.
+  if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  endif()
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  set(CMAKE_CUDA_FLAGS_RELEASE "-O3 -DNDEBUG")
+  file(GLOB BERTUNE_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/kernels/gpu/*.cu)
+  add_library(bertune_cuda STATIC ${BERTUNE_CUDA_SOURCES})
+  target_include_directories(bertune_cuda PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  # Every nvcc warning is an error: the CPU machines compile this code (CI) without
+  # ever running it, so the compiler is its first reviewer.
+  target_compile_options(bertune_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:-gencode=arch=compute_90a,code=sm_90a
+      -gencode=arch=compute_90,code=compute_90 -Werror=all-warnings
+      -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter --expt-relaxed-constexpr>)
+  target_compile_definitions(bertune_cuda PRIVATE BERTUNE_CUDA)
+  target_link_libraries(bertune_cuda PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
+  target_link_libraries(bertune_core PUBLIC bertune_cuda)
+  target_compile_definitions(bertune_core PUBLIC BERTUNE_CUDA)
+  message(STATUS "bertune: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + compute_90 PTX)")
+endif()
