@@ -10,6 +10,8 @@
 #include "kernels/cpu/cpu.h"
 #include "util/error.h"
 #ifdef BERTUNE_CUDA
+#include "kernels/gpu/attention_gpu.h"
+#include "kernels/gpu/gemm_gpu.h"
 #include "kernels/gpu/ops_gpu.h"
 #endif
 
@@ -49,7 +51,7 @@ std::string dims(int a, int b) { return "[" + std::to_string(a) + ", " + std::to
     default:                       \
       no_backend(d, #op);          \
   }
-// Ops whose CUDA bodies are not in this tree yet (gemm, linear, attention).
+// Ops with no CUDA body yet (attention_first_query_forward: [CLS]-only inference).
 #define DISPATCH_CPU(op, ...)      \
   switch (d) {                     \
     case Device::CPU:              \
@@ -82,7 +84,7 @@ void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha
   require(ldb >= (trans_b ? K : N) && ldb >= 1, "gemm", "ldb " + std::to_string(ldb) + " too small");
   require(ldc >= N && ldc >= 1, "gemm", "ldc " + std::to_string(ldc) + " too small");
   if (M == 0 || N == 0) return;
-  DISPATCH_CPU(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  DISPATCH(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
@@ -94,12 +96,12 @@ void linear_forward(Device d, float* y, const float* x, const float* W, const fl
     require(q->in == in && q->out == out, "linear_forward", "int8 weight bound to W is " + dims(q->out, q->in));
     return linear_int8_forward(d, y, x, *q, b, T);
   }
-  DISPATCH_CPU(linear_forward, y, x, W, b, T, in, out);
+  DISPATCH(linear_forward, y, x, W, b, T, in, out);
 }
 void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int T, int in, int out, bool accumulate_dx) {
   require(T >= 0 && in > 0 && out > 0, "linear_backward", "bad shape x " + dims(T, in) + ", W " + dims(out, in));
-  DISPATCH_CPU(linear_backward, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
+  DISPATCH(linear_backward, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
 }
 
 void gelu_forward(Device d, float* y, const float* x, size_t n) { DISPATCH(gelu_forward, y, x, n); }
@@ -176,12 +178,12 @@ static void check_attention(Device d, const AttentionShape& s, const char* op) {
 void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
                        const AttentionShape& shape, const Dropout& drop) {
   check_attention(d, shape, "attention_forward");
-  DISPATCH_CPU(attention_forward, ctx, probs, qkv, shape, drop);
+  DISPATCH(attention_forward, ctx, probs, qkv, shape, drop);
 }
 void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
                         const float* probs, const AttentionShape& shape, const Dropout& drop) {
   check_attention(d, shape, "attention_backward");
-  DISPATCH_CPU(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
+  DISPATCH(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
 }
 void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
                                    const AttentionShape& shape) {

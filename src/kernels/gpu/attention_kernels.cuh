@@ -25,6 +25,9 @@
 #endif
 
 namespace bertune::kernels::gpu::attention_kernels {
+// Internal linkage: the emulated CPU tests (tests/test_*_kernels_emulated.cc) include this
+// header too, and a test binary links the CUDA library beside them.
+namespace {
 
 #ifndef BERTUNE_CUDA_EMULATION
 // The block's dynamic shared memory (16-byte aligned).
@@ -417,4 +420,5 @@ BERTUNE_UNROLL
   store8<DMAX>(dK + H, H3, accV, key0, n - k0, d);
 }
 
+}  // namespace
 }  // namespace bertune::kernels::gpu::attention_kernels

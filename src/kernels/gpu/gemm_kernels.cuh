@@ -13,6 +13,9 @@
 #endif
 
 namespace bertune::kernels::gpu::gemm_kernels {
+// Internal linkage: the emulated CPU tests (tests/test_*_kernels_emulated.cc) include this
+// header too, and a test binary links the CUDA library beside them.
+namespace {
 
 // dst[r * dst_ld + c] = bf16(src[r * ld + c]): one stored operand.
 __global__ void to_bf16_kernel(__nv_bfloat16* dst, int dst_ld, const float* src, int ld, int rows,
@@ -101,4 +104,5 @@ __global__ void add_partials_kernel(float* db, const float* partials, int chunks
   db[col] += sum;
 }
 
+}  // namespace
 }  // namespace bertune::kernels::gpu::gemm_kernels
