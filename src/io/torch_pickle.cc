@@ -90,6 +90,20 @@ constexpr uint64_t kMaxPickleBytes = 256ull << 20;
 class PickleMachine {
  public:
   PickleMachine(std::string_view bytes, std::string where) : in_(bytes), where_(std::move(where)) {}
+  PickleMachine(const PickleMachine&) = delete;
+  PickleMachine& operator=(const PickleMachine&) = delete;
+  // A pickle can append a memoised container to itself (memo get, then APPEND/SETITEM):
+  // a shared_ptr cycle that would leak. Any object referenced from inside its own
+  // subtree was reached through the memo, so emptying every memoised object breaks
+  // all cycles. The caller must be done with run()'s result before this runs.
+  ~PickleMachine() {
+    for (auto& [index, obj] : memo_) {
+      if (!obj) continue;
+      std::vector<ObjPtr> children = std::move(obj->items);
+      obj->items.clear();
+      obj->storage.reset();
+    }
+  }
 
   ObjPtr run() {
     while (!step(u8())) {
@@ -523,7 +537,8 @@ void check_zip_magic(const fs::path& path) {
 }  // namespace
 
 std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle, const std::string& where) {
-  ObjPtr root = PickleMachine(pickle, where).run();
+  PickleMachine machine(pickle, where);  // outlives root's use: its destructor breaks cycles
+  ObjPtr root = machine.run();
   if (root->kind != Obj::Kind::Dict)
     throw Error(where + ": data.pkl holds a " + kind_name(root->kind) + ", not a state_dict");
   std::vector<PickledTensor> out;
