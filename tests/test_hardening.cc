@@ -590,12 +590,15 @@ TEST(FuzzRegressions, TrainerStateNumberOverflowIsAnError) {
 // Fuzz finding (fuzz_torch, CI's 30-s smoke): a pickle that appends memoised lists to
 // themselves made a shared_ptr cycle that leaked. Under ASan (scripts/test-sanitize, leak
 // detection on) this test fails without the cycle breaking in PickleMachine's destructor.
+// The second reproducer overwrites the memo slot of a list that contains itself.
 TEST(FuzzRegressions, PickleSelfReferenceDoesNotLeak) {
-  const std::string bytes = io::read_file(fuzz_fixture("torch_pickle_self_cycle.bin"));
-  ASSERT_GT(bytes.size(), 1u);
-  const std::string pickle = bytes.substr(1);  // the fuzz target's selector byte: 1 = raw data.pkl
-  const std::string e = error_of([&] { io::parse_state_dict_pickle(pickle, "data.pkl"); });
-  EXPECT_TRUE(contains(e, "data.pkl")) << e;  // refused with a message, never a crash
+  for (const char* name : {"torch_pickle_self_cycle.bin", "torch_pickle_overwritten_memo_cycle.bin"}) {
+    const std::string bytes = io::read_file(fuzz_fixture(name));
+    ASSERT_GT(bytes.size(), 1u);
+    const std::string pickle = bytes.substr(1);  // the fuzz target's selector byte: 1 = raw data.pkl
+    const std::string e = error_of([&] { io::parse_state_dict_pickle(pickle, "data.pkl"); });
+    EXPECT_TRUE(contains(e, "data.pkl")) << name << ": " << e;  // refused with a message, never a crash
+  }
 }
 
 // A safetensors header may claim any shape; nothing is allocated from the

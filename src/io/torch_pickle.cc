@@ -95,9 +95,10 @@ class PickleMachine {
   // A pickle can append a memoised container to itself (memo get, then APPEND/SETITEM):
   // a shared_ptr cycle that would leak. Any object referenced from inside its own
   // subtree was reached through the memo, so emptying every memoised object breaks
-  // all cycles. The caller must be done with run()'s result before this runs.
+  // all cycles — including objects whose memo slot was later overwritten (ever_memoised_).
+  // The caller must be done with run()'s result before this runs.
   ~PickleMachine() {
-    for (auto& [index, obj] : memo_) {
+    for (auto& obj : ever_memoised_) {
       if (!obj) continue;
       std::vector<ObjPtr> children = std::move(obj->items);
       obj->items.clear();
@@ -174,7 +175,10 @@ class PickleMachine {
   }
 
   // --- memo
-  void memo_put(uint64_t index) { memo_[index] = top(); }
+  void memo_put(uint64_t index) {
+    memo_[index] = top();
+    ever_memoised_.push_back(top());  // one per opcode: bounded by the pickle's length
+  }
   void memo_get(uint64_t index) {
     auto it = memo_.find(index);
     if (it == memo_.end()) fail("memo entry " + std::to_string(index) + " was never stored");
@@ -353,6 +357,7 @@ class PickleMachine {
   std::vector<ObjPtr> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ObjPtr> memo_;
+  std::vector<ObjPtr> ever_memoised_;  // every memo_put, for the destructor's cycle breaking
 };
 
 // ------------------------------------------------------------ storages
