@@ -4,6 +4,8 @@
 // is tested is what users run.
 #include <gtest/gtest.h>
 
+#include "run_cli.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -47,10 +49,7 @@ using namespace bertune;
 
 namespace {
 
-struct Result {
-  int status;          // exit code, or 128 + signal when killed
-  std::string output;  // stdout and stderr
-};
+using Result = CliResult;
 
 std::string quote(const std::string& s) {
   std::string q = "'";
@@ -58,19 +57,6 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(BERTUNE_BINARY) + " " + args + " 2>&1";
-  Result r{0, ""};
-  std::FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 struct TempDir {
   fs::path path;

@@ -3,6 +3,8 @@
 // tiny model trained once for the whole file.
 #include <gtest/gtest.h>
 
+#include "run_cli.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,24 +27,8 @@ using namespace bertune;
 
 namespace {
 
-struct Result {
-  int status;          // exit code, or 128 + signal when killed
-  std::string output;  // stdout and stderr
-};
+using Result = CliResult;
 
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(BERTUNE_BINARY) + " " + args + " 2>&1";
-  Result r{0, ""};
-  std::FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // 120 NSMC training reviews, a header-only file, an empty file, and a tiny classifier
 // (config of tests/test_trainer.cc) trained for two steps on them: built once.
