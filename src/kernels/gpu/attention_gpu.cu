@@ -69,7 +69,7 @@ void launch_forward(dim3 grid, float* ctx, float* probs, const float* qkv, const
   constexpr size_t bytes = forward_smem_floats<DMAX>() * sizeof(float);
   static const bool ready = (allow_smem(attention_forward_kernel<DMAX>, bytes, "attention_forward"), true);
   (void)ready;
-  attention_forward_kernel<DMAX><<<grid, kThreads, bytes, op_stream()>>>(ctx, probs, qkv, a, drop);
+  attention_forward_kernel<DMAX><<<grid, attention_kernels::kThreads, bytes, op_stream()>>>(ctx, probs, qkv, a, drop);
   check_launch("attention_forward_kernel");
 }
 
@@ -82,10 +82,10 @@ void launch_backward(dim3 grid, float* dqkv, float* row_dots, const float* dctx,
       (allow_smem(attention_backward_rows_kernel<DMAX>, rows_bytes, "attention_backward (rows)"),
        allow_smem(attention_backward_keys_kernel<DMAX>, keys_bytes, "attention_backward (keys)"), true);
   (void)ready;
-  attention_backward_rows_kernel<DMAX><<<grid, kThreads, rows_bytes, op_stream()>>>(
+  attention_backward_rows_kernel<DMAX><<<grid, attention_kernels::kThreads, rows_bytes, op_stream()>>>(
       dqkv, row_dots, dctx, qkv, probs, a, drop);
   check_launch("attention_backward_rows_kernel");
-  attention_backward_keys_kernel<DMAX><<<grid, kThreads, keys_bytes, op_stream()>>>(
+  attention_backward_keys_kernel<DMAX><<<grid, attention_kernels::kThreads, keys_bytes, op_stream()>>>(
       dqkv, row_dots, dctx, qkv, probs, a, drop);
   check_launch("attention_backward_keys_kernel");
 }

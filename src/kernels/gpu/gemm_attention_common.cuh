@@ -1,28 +1,21 @@
 #pragma once
-// Small helpers shared by gemm_gpu.cu and attention_gpu.cu: error checks that
-// throw bertune::Error naming the call, the stream every op runs on, and a
-// grow-only device scratch buffer.
+// Small helpers shared by gemm_gpu.cu and attention_gpu.cu: the backend's stream
+// and error checks (cuda_check.cuh) under the names they use, and a grow-only
+// device scratch buffer.
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <string>
 
+#include "kernels/gpu/cuda_check.cuh"
 #include "util/error.h"
 
 namespace bertune::kernels::gpu::detail {
 
-// runtime.h: every op runs on the per-thread default stream, so ops issued by
-// the training thread are ordered without explicit synchronisation.
-inline cudaStream_t op_stream() { return cudaStreamPerThread; }
-
-inline void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(status));
-}
-
-// After a kernel launch: a bad configuration shows up here at once; faults in
-// the kernel itself surface at the next synchronising call.
-inline void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
+// The stream and the error checks are the backend's one set (cuda_check.cuh).
+inline cudaStream_t op_stream() { return stream(); }
+using gpu::check_cuda;
+using gpu::check_launch;
 
 inline unsigned ceil_div(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
