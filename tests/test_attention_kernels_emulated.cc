@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -130,6 +131,38 @@ TEST(AttentionKernelsEmulated, OtherHeadSizesAndLaunchSlack) {
   expect_matches_cpu<32>({3, 16, 4, 35, true, 0.2f, 0}, fresh_seed());
   expect_matches_cpu<32>({1, 8, 3, 1, false, 0.1f, 0}, fresh_seed());
   expect_matches_cpu<128>({1, 128, 2, 33, true, 0.1f, 0}, fresh_seed());
+}
+
+// The [CLS]-only inference attention (last_layer_cls_forward): the first query of
+// each sequence against every key, packed and padded, spans over several thread strides.
+TEST(AttentionKernelsEmulated, FirstQueryMatchesCpu) {
+  SKIP_UNDER_ASAN();
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (const auto& [heads, head_dim, sequences, longest] :
+       std::vector<std::array<int, 4>>{{4, 64, 5, 300}, {2, 48, 3, 7}, {1, 128, 2, 1}, {12, 64, 4, 129}}) {
+    std::vector<int32_t> offsets{0}, lengths;
+    int max_length = 0;
+    for (int b = 0; b < sequences; ++b) {
+      const int span = b == 0 ? longest : std::uniform_int_distribution<int>(1, longest)(rng);
+      offsets.push_back(offsets.back() + span);
+      lengths.push_back(b % 2 ? std::uniform_int_distribution<int>(1, span)(rng) : span);
+      max_length = std::max(max_length, span);
+    }
+    const int H = heads * head_dim;
+    std::uniform_real_distribution<float> dist(-1.5f, 1.5f);
+    std::vector<float> q(size_t(sequences) * H), kv(size_t(offsets.back()) * 2 * H);
+    for (auto& x : q) x = dist(rng);
+    for (auto& x : kv) x = dist(rng);
+    k::AttentionShape shape{offsets.data(), lengths.data(), sequences, heads, head_dim, nullptr, max_length};
+    std::vector<float> want(q.size()), got(q.size(), kNaN);
+    k::cpu::attention_first_query_forward(want.data(), q.data(), kv.data(), shape);
+    cuda_emulation::launch(dim3(sequences, heads), ak::kThreads,
+                           ak::first_query_smem_floats(max_length) * sizeof(float),
+                           ak::attention_first_query_kernel, got.data(), q.data(), kv.data(), ak::args_of(shape));
+    EXPECT_LE(rel_error(got, want), 1e-5) << heads << " heads of " << head_dim << ", longest " << longest;
+  }
 }
 
 // The emulation itself: a barrier that only some threads reach is a deadlock,

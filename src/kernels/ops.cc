@@ -51,15 +51,6 @@ std::string dims(int a, int b) { return "[" + std::to_string(a) + ", " + std::to
     default:                       \
       no_backend(d, #op);          \
   }
-// Ops with no CUDA body yet (attention_first_query_forward: [CLS]-only inference).
-#define DISPATCH_CPU(op, ...)      \
-  switch (d) {                     \
-    case Device::CPU:              \
-      return cpu::op(__VA_ARGS__); \
-    default:                       \
-      no_backend(d, #op);          \
-  }
-
 const char* device_name(Device d) {
   switch (d) {
     case Device::CPU: return "CPU";
@@ -188,7 +179,7 @@ void attention_backward(Device d, float* dqkv, const float* dctx, const float* q
 void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
                                    const AttentionShape& shape) {
   check_attention(d, shape, "attention_first_query_forward");
-  DISPATCH_CPU(attention_first_query_forward, ctx, q, kv, shape);
+  DISPATCH(attention_first_query_forward, ctx, q, kv, shape);
 }
 
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,

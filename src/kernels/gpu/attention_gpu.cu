@@ -120,4 +120,16 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
   launch_backward<128>(grid, dqkv, row_dots, dctx, qkv, probs, a, dp);
 }
 
+void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape) {
+  if (shape.num_sequences <= 0) return;
+  const dim3 grid = grid_of(shape, "attention_first_query_forward");
+  const size_t bytes = first_query_smem_floats(shape.max_length) * sizeof(float);
+  if (bytes > 48 * 1024)  // spans over ~12,000 keys: far beyond BERT's 512 positions
+    throw Error("kernels::attention_first_query_forward (CUDA): a span of " + std::to_string(shape.max_length) +
+                " keys does not fit shared memory");
+  attention_first_query_kernel<<<dim3(grid.x, grid.y), attention_kernels::kThreads, bytes, op_stream()>>>(
+      ctx, q, kv, args_of(shape));
+  check_launch("attention_first_query_kernel");
+}
+
 }  // namespace bertune::kernels::gpu

@@ -21,5 +21,7 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
                        const Dropout& drop);
 void attention_backward(float* dqkv, const float* dctx, const float* qkv, const float* probs,
                         const AttentionShape& shape, const Dropout& drop);
+// The [CLS]-row-only inference attention (ops.h): one block per (sequence, head).
+void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape);
 
 }  // namespace bertune::kernels::gpu

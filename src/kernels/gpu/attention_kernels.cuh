@@ -420,5 +420,64 @@ BERTUNE_UNROLL
   store8<DMAX>(dK + H, H3, accV, key0, n - k0, d);
 }
 
+
+// ---- first query only (inference: the last layer's [CLS] rows) ------------------
+//
+// ctx[b, h] = softmax(q_b K_b^T / sqrt(d) + mask) V_b for the first row of each
+// sequence: one block per (sequence, head), a thread per key for the scores
+// (kept in shared memory, span floats), block-wide max and sum, then a thread
+// per column of ctx. A single query row is little work; what matters is that it
+// is one launch for the batch and reads K and V once.
+
+// The floats of dynamic shared memory for spans up to max_length.
+inline size_t first_query_smem_floats(int max_length) { return kMaxHeadDim + kWarps + size_t(max_length); }
+
+// v reduced over the block with op (max or sum); every thread gets the result.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  v = kMax ? warp_max(v) : warp_sum(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < kWarps; ++w) v = kMax ? fmaxf(v, scratch[w]) : v + scratch[w];
+  return v;
+}
+
+__global__ void __launch_bounds__(kThreads) attention_first_query_kernel(float* ctx, const float* q,
+                                                                         const float* kv, AttentionArgs a) {
+  const int b = blockIdx.x, h = blockIdx.y, d = a.head_dim;
+  const int H = a.num_heads * d, H2 = 2 * H;
+  const int offset = a.offsets[b], span = a.offsets[b + 1] - offset, valid = a.lengths[b];
+  float* smem = dynamic_shared_floats();
+  float* q_s = smem;                  // (d) this head's [CLS] query
+  float* scratch = q_s + kMaxHeadDim; // (kWarps) block reductions
+  float* scores = scratch + kWarps;   // (span) scores, then exp(score - max)
+  for (int c = threadIdx.x; c < d; c += kThreads) q_s[c] = q[size_t(b) * H + size_t(h) * d + c];
+  __syncthreads();
+  const float* K = kv + size_t(offset) * H2 + size_t(h) * d;  // row j at K + j H2
+  const float* V = K + H;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < span; j += kThreads) {
+    float dot = 0.f;
+    for (int c = 0; c < d; ++c) dot += q_s[c] * K[size_t(j) * H2 + c];
+    scores[j] = scaled_score(dot, j, valid, a.sqrt_d);
+    mx = fmaxf(mx, scores[j]);
+  }
+  mx = block_reduce<true>(mx, scratch);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < span; j += kThreads) {
+    scores[j] = expf(scores[j] - mx);
+    sum += scores[j];
+  }
+  const float inv_sum = 1.f / block_reduce<false>(sum, scratch);  // its barriers publish scores
+  for (int c = threadIdx.x; c < d; c += kThreads) {
+    float acc = 0.f;
+    for (int j = 0; j < span; ++j) acc += scores[j] * inv_sum * V[size_t(j) * H2 + c];
+    ctx[size_t(b) * H + size_t(h) * d + c] = acc;
+  }
+}
+
 }  // namespace
 }  // namespace bertune::kernels::gpu::attention_kernels
