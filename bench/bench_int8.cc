@@ -2,8 +2,8 @@
 // the L4/H256 main-job size and the klue/bert-base size, for a short request (32 rows)
 // and a full serving batch (1024 rows = 64 reviews of ~16 tokens, packed):
 // fp32 = kernels::linear_forward (OpenBLAS when loaded), int8 = kernels::linear_int8_forward
-// (activation quantization included) with the VNNI kernel, when the CPU has it, and the
-// portable one. Each case: --runs timed runs of enough calls to last ~--min-ms; reports the
+// (activation quantization included) with each kernel the CPU has (avx512-vnni, avx2)
+// and the portable one. Each case: --runs timed runs of enough calls to last ~--min-ms; reports the
 // median GOP/s (2*T*in*out per call) with min and max, the process CPU seconds and the load.
 //
 //   ./build/bench_int8 [--threads N] [--runs N] [--min-ms MS] [--json]
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   }
   kernels::set_num_threads(threads);
   std::vector<kernels::Int8Kernel> int8_kernels = {kernels::Int8Kernel::Portable};
+  if (kernels::cpu_has_avx2()) int8_kernels.insert(int8_kernels.begin(), kernels::Int8Kernel::Avx2);
   if (kernels::cpu_has_avx512_vnni()) int8_kernels.insert(int8_kernels.begin(), kernels::Int8Kernel::Vnni);
   nlohmann::json records = nlohmann::json::array();
   if (!json)
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
         kernels::set_int8_kernel(k);
         auto r = measure([&] { kernels::linear_int8_forward(kernels::Device::CPU, y.data(), x.data(), q, b.data(), T); },
                          flops, runs, min_ms);
-        report(k == kernels::Int8Kernel::Vnni ? "int8 avx512-vnni" : "int8 portable", r);
+        report((std::string("int8 ") + kernels::int8_kernel_name()).c_str(), r);
       }
     }
   if (json) std::printf("%s\n", records.dump(1).c_str());

@@ -1,5 +1,6 @@
 // int8 linear layers against an fp64 reference, with an error bound derived from the
-// quantization steps, on random and ragged shapes; both kernels, which must agree bitwise.
+// quantization steps, on random and ragged shapes; every kernel the CPU has, and all of
+// them must agree bitwise (the AVX2 tests are skipped on a CPU without AVX2).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -104,24 +105,88 @@ TEST(Int8, VnniKernelMatchesFp32WithinTheQuantizationBound) {
   check_against_reference(Int8Kernel::Vnni);
 }
 
-TEST(Int8, BothKernelsGiveTheSameBits) {
+TEST(Int8, Avx2KernelMatchesFp32WithinTheQuantizationBound) {
+  if (!kernels::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernel cannot run";
+  check_against_reference(Int8Kernel::Avx2);
+}
+
+const char* best_kernel_name() {
+  return kernels::cpu_has_avx512_vnni() ? "avx512-vnni" : kernels::cpu_has_avx2() ? "avx2" : "portable";
+}
+
+// y of `kernel` and of the portable kernel on the same shape: the same bits. Weights are
+// quantized by each kernel's own quantizer, and must come out the same too.
+void expect_portable_bits(Int8Kernel kernel, const char* name, const Shape& s, std::mt19937& rng, bool bias) {
+  auto x = random_matrix(size_t(s.T) * s.in, rng, 2.f);
+  auto W = random_matrix(size_t(s.out) * s.in, rng, 0.05f);
+  auto b = random_matrix(s.out, rng, 0.1f);
+  if (s.T > 2)
+    for (int k = 0; k < s.in; ++k) x[size_t(2) * s.in + k] = 0;  // an all-zero row
+  std::vector<float> a(size_t(s.T) * s.out, -1.f), v(a.size(), -2.f);
+  kernels::set_int8_kernel(Int8Kernel::Portable);
+  EXPECT_STREQ(kernels::int8_kernel_name(), "portable");
+  auto qp = kernels::quantize_linear(W.data(), s.out, s.in);
+  kernels::linear_int8_forward(kernels::Device::CPU, a.data(), x.data(), qp, bias ? b.data() : nullptr, s.T);
+  kernels::set_int8_kernel(kernel);
+  EXPECT_STREQ(kernels::int8_kernel_name(), name);
+  auto q = kernels::quantize_linear(W.data(), s.out, s.in);
+  ASSERT_EQ(q.q, qp.q) << name << " T=" << s.T << " in=" << s.in << " out=" << s.out;
+  ASSERT_EQ(q.scale, qp.scale);
+  kernels::linear_int8_forward(kernels::Device::CPU, v.data(), x.data(), q, bias ? b.data() : nullptr, s.T);
+  ASSERT_EQ(a, v) << name << " T=" << s.T << " in=" << s.in << " out=" << s.out << " bias " << bias;
+}
+
+TEST(Int8, VnniKernelGivesThePortableBits) {
   if (!kernels::cpu_has_avx512_vnni()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: only the portable kernel runs";
   KernelGuard guard;
   std::mt19937 rng(7);
-  for (const Shape& s : kShapes) {
-    auto x = random_matrix(size_t(s.T) * s.in, rng, 2.f);
-    auto W = random_matrix(size_t(s.out) * s.in, rng, 0.05f);
-    auto b = random_matrix(s.out, rng, 0.1f);
-    auto q = kernels::quantize_linear(W.data(), s.out, s.in);
-    std::vector<float> a(size_t(s.T) * s.out), v(a.size());
-    kernels::set_int8_kernel(Int8Kernel::Portable);
-    EXPECT_STREQ(kernels::int8_kernel_name(), "portable");
-    kernels::linear_int8_forward(kernels::Device::CPU, a.data(), x.data(), q, b.data(), s.T);
-    kernels::set_int8_kernel(Int8Kernel::Vnni);
-    EXPECT_STREQ(kernels::int8_kernel_name(), "avx512-vnni");
-    kernels::linear_int8_forward(kernels::Device::CPU, v.data(), x.data(), q, b.data(), s.T);
-    EXPECT_EQ(a, v) << "T=" << s.T << " in=" << s.in << " out=" << s.out;
+  for (const Shape& s : kShapes) expect_portable_bits(Int8Kernel::Vnni, "avx512-vnni", s, rng, true);
+}
+
+// Ragged shapes on purpose: T = 1..37 (row tiles of 4, tasks of 32 rows), in not a
+// multiple of 4 or 16 (padding of k), out not a multiple of 8 or 16 (masked column
+// tiles, several 64-column panels), with and without bias, serial and OpenMP-parallel.
+TEST(Int8, Avx2KernelGivesThePortableBitsOnRaggedShapes) {
+  if (!kernels::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernel cannot run";
+  KernelGuard guard;
+  std::mt19937 rng(12);
+  for (const Shape& s : kShapes) expect_portable_bits(Int8Kernel::Avx2, "avx2", s, rng, true);
+  std::uniform_int_distribution<int> rows(1, 37), width(1, 300), cols(1, 150);
+  for (int i = 0; i < 60; ++i) {
+    const Shape s{i < 37 ? i + 1 : rows(rng), width(rng), cols(rng)};
+    expect_portable_bits(Int8Kernel::Avx2, "avx2", s, rng, i % 2 == 0);
   }
+  expect_portable_bits(Int8Kernel::Avx2, "avx2", {37, 771, 203}, rng, true);  // bigger: several tasks each way
+}
+
+// The AVX2 quantizer rounds half to even like std::nearbyint, clamps to +-127 and takes
+// amax over the vector lanes and the scalar tail alike. amax = 127 makes x * 127 / amax
+// exact, so the x.5 values below are true ties.
+TEST(Int8, Avx2QuantizationRoundsHalfToEvenLikeTheScalarOne) {
+  if (!kernels::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernel cannot run";
+  KernelGuard guard;
+  const int in = 37;  // 4 vectors of 8 and a tail of 5
+  std::vector<float> W(size_t(3) * in, 0.f);
+  const float ties[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, -126.5f, 3.49999f, -0.f};
+  for (int k = 0; k < in; ++k) W[k] = ties[k % 10];
+  W[3] = 127.f;                                       // amax in the vector part (row 0)
+  for (int k = 0; k < in; ++k) W[in + k] = ties[(k + 3) % 10];
+  W[in + 35] = -127.f;                                // amax in the tail (row 1)
+  for (int k = 0; k < in; ++k) W[2 * in + k] = 1e-3f * float(k - 18);  // small, mixed signs (row 2)
+  kernels::set_int8_kernel(Int8Kernel::Portable);
+  auto p = kernels::quantize_linear(W.data(), 3, in);
+  kernels::set_int8_kernel(Int8Kernel::Avx2);
+  auto v = kernels::quantize_linear(W.data(), 3, in);
+  EXPECT_EQ(p.q, v.q);
+  EXPECT_EQ(p.scale, v.scale);
+  EXPECT_EQ(v.scale[0], 1.f);
+  EXPECT_EQ(v.q[0], 0);    // 0.5 -> 0
+  EXPECT_EQ(v.q[1], 2);    // 1.5 -> 2
+  EXPECT_EQ(v.q[2], 2);    // 2.5 -> 2
+  EXPECT_EQ(v.q[4], -2);   // -1.5 -> -2
+  EXPECT_EQ(v.q[6], 126);  // 126.5 -> 126
+  EXPECT_EQ(v.q[in + 33], 126);  // 126.5 in the tail
+  EXPECT_EQ(v.q[in + 35], -127);
 }
 
 TEST(Int8, EnvironmentForcesThePortableKernelAndPackingRoundTrips) {
@@ -129,9 +194,21 @@ TEST(Int8, EnvironmentForcesThePortableKernelAndPackingRoundTrips) {
   setenv("BERTUNE_INT8_KERNEL", "portable", 1);
   kernels::set_int8_kernel(Int8Kernel::Auto);
   EXPECT_STREQ(kernels::int8_kernel_name(), "portable");
+  setenv("BERTUNE_INT8_KERNEL", "avx2", 1);
+  kernels::set_int8_kernel(Int8Kernel::Auto);
+  EXPECT_STREQ(kernels::int8_kernel_name(), kernels::cpu_has_avx2() ? "avx2" : best_kernel_name());
+  setenv("BERTUNE_INT8_KERNEL", "no-such-kernel", 1);  // falls back to the automatic choice
+  kernels::set_int8_kernel(Int8Kernel::Auto);
+  EXPECT_STREQ(kernels::int8_kernel_name(), best_kernel_name());
   unsetenv("BERTUNE_INT8_KERNEL");
   kernels::set_int8_kernel(Int8Kernel::Auto);
-  EXPECT_STREQ(kernels::int8_kernel_name(), kernels::cpu_has_avx512_vnni() ? "avx512-vnni" : "portable");
+  EXPECT_STREQ(kernels::int8_kernel_name(), best_kernel_name());
+  if (!kernels::cpu_has_avx2()) {
+    EXPECT_THROW(kernels::set_int8_kernel(Int8Kernel::Avx2), Error);
+  }
+  if (!kernels::cpu_has_avx512_vnni()) {
+    EXPECT_THROW(kernels::set_int8_kernel(Int8Kernel::Vnni), Error);
+  }
 
   // q and scale alone (what a checkpoint stores) rebuild the same packed weight.
   std::mt19937 rng(3);

@@ -196,9 +196,10 @@ struct QuantizedLinear {
   int in = 0, out = 0;
   std::vector<int8_t> q;       // [out, in] row-major: what a quantized checkpoint stores
   std::vector<float> scale;    // [out]
-  // Derived by pack_quantized_linear(): the layout of the VNNI kernel (vpdpbusd, u8 x s8):
-  // 16-column blocks of [k/4][16][4] bytes, k padded to 4 and out to 16 with zeros, and
-  // 128 * sum_k q[o, k] per column to undo the +128 that makes activations unsigned.
+  // Derived by pack_quantized_linear(): the layout of the VNNI kernel (vpdpbusd, u8 x s8),
+  // which the AVX2 kernel reads too: 16-column blocks of [k/4][16][4] bytes, k padded to
+  // 4 and out to 16 with zeros, and 128 * sum_k q[o, k] per column to undo the +128 that
+  // makes activations unsigned (VNNI only).
   std::vector<int8_t> packed;
   std::vector<int32_t> compensation;  // [out padded to 16]
 };
@@ -209,13 +210,15 @@ void pack_quantized_linear(QuantizedLinear& w);
 // y[T, out] = dequant(quant_rows(x[T, in]) q^T) + b   (b may be null)
 void linear_int8_forward(Device d, float* y, const float* x, const QuantizedLinear& w, const float* b, int T);
 
-// Which int8 kernel runs: Auto = AVX-512 VNNI when the CPU running us has it (checked
-// with cpuid at run time, not at build time), else the portable one. The environment
-// variable BERTUNE_INT8_KERNEL=portable forces the portable kernel at start-up.
-enum class Int8Kernel { Auto, Portable, Vnni };
-void set_int8_kernel(Int8Kernel k);  // Vnni on a CPU without it: Error
-const char* int8_kernel_name();      // "avx512-vnni" | "portable": what runs now
+// Which int8 kernel runs: Auto = the first the CPU running us has (checked with cpuid at
+// run time, not at build time) of AVX-512 VNNI, AVX2 (+FMA), portable. The environment
+// variable BERTUNE_INT8_KERNEL=portable|avx2|vnni picks one at start-up (one the CPU
+// lacks falls back to Auto's choice, with a note on stderr). All give the same bits.
+enum class Int8Kernel { Auto, Portable, Avx2, Vnni };
+void set_int8_kernel(Int8Kernel k);  // Vnni / Avx2 on a CPU without it: Error
+const char* int8_kernel_name();      // "avx512-vnni" | "avx2" | "portable": what runs now
 bool cpu_has_avx512_vnni();
+bool cpu_has_avx2();                 // AVX2 and FMA
 
 // The inference seam for int8 models: while an Int8Binding lives, linear_forward() called
 // with a bound fp32 weight pointer W runs linear_int8_forward() with W's quantized

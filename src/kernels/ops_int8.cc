@@ -97,5 +97,6 @@ const QuantizedLinear* bound_int8_weight(const float* W, int out) {
 void set_int8_kernel(Int8Kernel k) { cpu::set_int8_kernel(k); }
 const char* int8_kernel_name() { return cpu::int8_kernel_name(); }
 bool cpu_has_avx512_vnni() { return cpu::cpu_has_avx512_vnni(); }
+bool cpu_has_avx2() { return cpu::cpu_has_avx2(); }
 
 }  // namespace bertune::kernels

@@ -1,5 +1,7 @@
 #pragma once
 // CPU bodies of the int8 ops in kernels/ops.h (ops_int8.cc checks shapes first).
+#include <cstdint>
+
 #include "kernels/ops.h"
 
 namespace bertune::kernels::cpu {
@@ -10,5 +12,15 @@ void linear_int8_forward(float* y, const float* x, const QuantizedLinear& w, con
 void set_int8_kernel(Int8Kernel k);
 const char* int8_kernel_name();
 bool cpu_has_avx512_vnni();
+bool cpu_has_avx2();
+
+// Shared by linear_int8_cpu.cc and linear_int8_avx2.cc (not part of the op front).
+constexpr int kPackedCols = 16;  // columns per block of QuantizedLinear::packed
+// AVX2 bodies (linear_int8_avx2.cc); call them only when cpu_has_avx2().
+// quantize_row_avx2: the same bits as the scalar quantize_row for finite x.
+float quantize_row_avx2(const float* x, int n, int8_t* q);
+// y[T, out] from activations q [T, k_padded] (int8, zero padded) with per-row scales.
+void forward_avx2(float* y, const QuantizedLinear& w, const float* b, int T, const int8_t* q,
+                  const float* row_scales, int k_padded);
 
 }  // namespace bertune::kernels::cpu

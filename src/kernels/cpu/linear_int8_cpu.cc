@@ -1,20 +1,24 @@
 // int8 linear layers: per-row dynamic activation quantization, int32 accumulation,
 // fp32 dequantization (see kernels/ops.h for the arithmetic).
 //
-// Two kernels compute the same integers and the same final fma, so they agree bit
-// for bit (tested):
+// Three kernels compute the same integers and the same final fma, so they agree bit
+// for bit (tested); cpuid picks the first the CPU has, in this order:
 // - AVX-512 VNNI: vpdpbusd multiplies u8 x s8 in groups of 4 and adds into int32
 //   lanes. Activations are shifted to u8 (q + 128) and 128 * sum_k w[o, k] is taken
 //   off afterwards. A 4-row x 64-column tile keeps 16 accumulators in registers; the
 //   weights are packed so that one 64-byte load feeds 16 columns x 4 k.
 //   Compiled with a target attribute and chosen by cpuid at RUN time, so one binary
 //   runs on CPUs with and without VNNI.
-// - portable: plain int8 x int8 -> int32 loops the compiler vectorises.
+// - AVX2 (linear_int8_avx2.cc): vpmaddwd on int16-widened operands, reading the same
+//   packed weights; and an AVX2 activation quantization.
+// - portable: plain int8 x int8 -> int32 loops the compiler vectorises, scalar
+//   quantization (BERTUNE_INT8_KERNEL=portable runs no AVX code at all).
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -33,7 +37,7 @@
 namespace bertune::kernels::cpu {
 namespace {
 
-constexpr int kCols = 16;             // columns per packed block (one zmm of int32)
+constexpr int kCols = kPackedCols;    // columns per packed block (one zmm of int32)
 constexpr int kTileRows = 4;          // rows per register tile
 constexpr int kTileBlocks = 4;        // packed blocks per register tile (64 columns)
 constexpr int kRowsPerTask = 32;      // rows of one parallel task
@@ -42,7 +46,7 @@ constexpr size_t kParallelWork = 1 << 16;
 int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 // Symmetric quantization of one row: q = round(x * 127 / amax), scale = amax / 127.
-float quantize_row(const float* x, int n, int8_t* q) {
+float quantize_row_scalar(const float* x, int n, int8_t* q) {
   float amax = 0.f;
   for (int k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
   const float inv = amax > 0.f ? 127.f / amax : 0.f;
@@ -55,15 +59,46 @@ float quantize_row(const float* x, int n, int8_t* q) {
 
 std::atomic<int> g_kernel{-1};  // -1: not chosen yet, else Int8Kernel
 
+Int8Kernel best_kernel() {
+  return cpu_has_avx512_vnni() ? Int8Kernel::Vnni : cpu_has_avx2() ? Int8Kernel::Avx2 : Int8Kernel::Portable;
+}
+
+bool cpu_runs(Int8Kernel k) {
+  return k == Int8Kernel::Portable || (k == Int8Kernel::Avx2 && cpu_has_avx2()) ||
+         (k == Int8Kernel::Vnni && cpu_has_avx512_vnni());
+}
+
+// BERTUNE_INT8_KERNEL=portable|avx2|vnni; a kernel this CPU lacks, or another value,
+// falls back to the best one with a note on stderr (a server should start anyway).
+Int8Kernel kernel_from_environment() {
+  const char* env = std::getenv("BERTUNE_INT8_KERNEL");
+  if (!env || !*env) return best_kernel();
+  const std::string v(env);
+  const Int8Kernel asked = v == "portable" ? Int8Kernel::Portable
+                           : v == "avx2"   ? Int8Kernel::Avx2
+                           : v == "vnni" || v == "avx512-vnni" ? Int8Kernel::Vnni
+                                                               : Int8Kernel::Auto;
+  if (asked != Int8Kernel::Auto && cpu_runs(asked)) return asked;
+  const Int8Kernel best = best_kernel();
+  std::fprintf(stderr, "bertune: BERTUNE_INT8_KERNEL=%s: %s; using %s\n", env,
+               asked == Int8Kernel::Auto ? "not one of portable, avx2, vnni" : "this CPU lacks it",
+               best == Int8Kernel::Vnni ? "avx512-vnni" : best == Int8Kernel::Avx2 ? "avx2" : "portable");
+  return best;
+}
+
 Int8Kernel resolved_kernel() {
   int k = g_kernel.load(std::memory_order_relaxed);
   if (k < 0) {
-    const char* env = std::getenv("BERTUNE_INT8_KERNEL");
-    const bool portable = env && std::string(env) == "portable";
-    k = static_cast<int>(!portable && cpu_has_avx512_vnni() ? Int8Kernel::Vnni : Int8Kernel::Portable);
+    k = static_cast<int>(kernel_from_environment());
     g_kernel.store(k, std::memory_order_relaxed);
   }
   return static_cast<Int8Kernel>(k);
+}
+
+// The portable kernel quantizes with scalar code, the others with AVX2 (same bits), so
+// forcing portable checks the vector quantization too.
+float quantize_row(Int8Kernel kernel, const float* x, int n, int8_t* q) {
+  return kernel != Int8Kernel::Portable && cpu_has_avx2() ? quantize_row_avx2(x, n, q) : quantize_row_scalar(x, n, q);
 }
 
 // Per-thread scratch for the quantized activations: no allocation per call.
@@ -76,11 +111,12 @@ Scratch& scratch() {
   return s;
 }
 
-void quantize_activations(const float* x, int T, int in, int k_padded, Scratch& s) {
+void quantize_activations(Int8Kernel kernel, const float* x, int T, int in, int k_padded, Scratch& s) {
   s.q.assign(static_cast<size_t>(T) * k_padded, 0);
   s.scales.resize(T);
 #pragma omp parallel for schedule(static) if (size_t(T) * in > kParallelWork)
-  for (int t = 0; t < T; ++t) s.scales[t] = quantize_row(x + size_t(t) * in, in, s.q.data() + size_t(t) * k_padded);
+  for (int t = 0; t < T; ++t)
+    s.scales[t] = quantize_row(kernel, x + size_t(t) * in, in, s.q.data() + size_t(t) * k_padded);
 }
 
 void forward_portable(float* y, const QuantizedLinear& w, const float* b, int T, const Scratch& s, int k_padded) {
@@ -190,6 +226,7 @@ bool cpu_has_avx512_vnni() {
 void set_int8_kernel(Int8Kernel k) {
   if (k == Int8Kernel::Vnni && !cpu_has_avx512_vnni())
     throw Error("int8 kernel avx512-vnni: this CPU has no AVX-512 VNNI");
+  if (k == Int8Kernel::Avx2 && !cpu_has_avx2()) throw Error("int8 kernel avx2: this CPU has no AVX2 and FMA");
   if (k == Int8Kernel::Auto) {
     g_kernel.store(-1);
     resolved_kernel();
@@ -198,13 +235,21 @@ void set_int8_kernel(Int8Kernel k) {
   }
 }
 
-const char* int8_kernel_name() { return resolved_kernel() == Int8Kernel::Vnni ? "avx512-vnni" : "portable"; }
+const char* int8_kernel_name() {
+  switch (resolved_kernel()) {
+    case Int8Kernel::Vnni: return "avx512-vnni";
+    case Int8Kernel::Avx2: return "avx2";
+    default: return "portable";
+  }
+}
 
 void quantize_linear(QuantizedLinear& w, const float* W) {
   w.q.resize(size_t(w.out) * w.in);
   w.scale.resize(w.out);
+  const Int8Kernel kernel = resolved_kernel();
 #pragma omp parallel for schedule(static) if (size_t(w.out) * w.in > kParallelWork)
-  for (int o = 0; o < w.out; ++o) w.scale[o] = quantize_row(W + size_t(o) * w.in, w.in, w.q.data() + size_t(o) * w.in);
+  for (int o = 0; o < w.out; ++o)
+    w.scale[o] = quantize_row(kernel, W + size_t(o) * w.in, w.in, w.q.data() + size_t(o) * w.in);
 }
 
 void pack_quantized_linear(QuantizedLinear& w) {
@@ -228,10 +273,12 @@ void linear_int8_forward(float* y, const float* x, const QuantizedLinear& w, con
   if (T == 0) return;
   const int k_padded = round_up(w.in, 4);
   Scratch& s = scratch();
-  quantize_activations(x, T, w.in, k_padded, s);
+  const Int8Kernel kernel = resolved_kernel();
+  quantize_activations(kernel, x, T, w.in, k_padded, s);
 #if defined(__x86_64__)
-  if (resolved_kernel() == Int8Kernel::Vnni) return forward_vnni(y, w, b, T, s, k_padded);
+  if (kernel == Int8Kernel::Vnni) return forward_vnni(y, w, b, T, s, k_padded);
 #endif
+  if (kernel == Int8Kernel::Avx2) return forward_avx2(y, w, b, T, s.q.data(), s.scales.data(), k_padded);
   forward_portable(y, w, b, T, s, k_padded);
 }
 
