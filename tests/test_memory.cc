@@ -231,3 +231,59 @@ TEST(DeviceFlag, Int8WithCudaIsRefused) {
   }
   fs::remove_all(dir);
 }
+
+// --precision: one options-table entry (flag, config key, training_args.json); the default
+// follows the device (bf16 on cuda, fp32 on cpu); tf32/bf16 on the CPU is a user error that
+// names the flag.
+TEST(PrecisionFlag, ParsesResolvesPerDeviceAndRefusesReducedPrecisionOnTheCpu) {
+  EXPECT_EQ(kernels::parse_precision("fp32"), kernels::Precision::FP32);
+  EXPECT_EQ(kernels::parse_precision("tf32"), kernels::Precision::TF32);
+  EXPECT_EQ(kernels::parse_precision("bf16"), kernels::Precision::BF16);
+  EXPECT_STREQ(kernels::precision_name(kernels::Precision::BF16), "bf16");
+  EXPECT_TRUE(contains(error_of([] { kernels::parse_precision("fp16"); }), "'fp16' is not one of fp32|tf32|bf16"));
+  EXPECT_EQ(kernels::default_precision(Device::CPU), kernels::Precision::FP32);
+  EXPECT_EQ(kernels::default_precision(Device::CUDA), kernels::Precision::BF16);
+  EXPECT_EQ(train::resolve_precision(Device::CUDA, std::nullopt), kernels::Precision::BF16);
+  EXPECT_EQ(train::resolve_precision(Device::CUDA, kernels::Precision::TF32), kernels::Precision::TF32);
+  EXPECT_NO_THROW(kernels::set_precision(Device::CPU, kernels::Precision::FP32));
+  EXPECT_TRUE(contains(error_of([] { kernels::set_precision(Device::CPU, kernels::Precision::BF16); }),
+                       "bf16 needs a GPU"));
+
+  nlohmann::json j = {{"model_config", "c.json"}, {"output_dir", "o"}};
+  EXPECT_EQ(train::train_options_from_json(j).to_json().at("precision"), "fp32");  // resolved for the CPU
+  j["precision"] = "fp32";
+  EXPECT_EQ(train::train_options_from_json(j).precision, kernels::Precision::FP32);
+  for (const char* reduced : {"tf32", "bf16"}) {
+    j["precision"] = reduced;
+    EXPECT_EQ(error_of([&] { train::train_options_from_json(j); }),
+              std::string("--precision ") + reduced +
+                  ": needs --device cuda (the CPU computes fp32 only); use --precision fp32 or drop it");
+  }
+  j["precision"] = "fp16";
+  EXPECT_TRUE(contains(error_of([&] { train::train_options_from_json(j); }), "precision: 'fp16' is not one of fp32|tf32|bf16"));
+}
+
+// The binary: --precision on train, bench train, run, eval and predict; bf16 with the CPU is
+// refused with exit 1 naming the flag, before anything is read or written.
+TEST(PrecisionFlag, EveryCommandRefusesBf16OnTheCpu) {
+  const fs::path dir = fs::temp_directory_path() / ("bertune_precision_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string out = (dir / "out").string(), missing = (dir / "missing").string();
+  const std::vector<std::vector<std::string>> commands = {
+      {"train", "--model-config", missing, "--output-dir", out, "--precision", "bf16"},
+      {"bench", "train", "--model-config", missing, "--precision", "bf16"},
+      {"run", "--output-dir", out, "--tokenizer", missing, "--precision", "bf16"},
+      {"eval", "--model", missing, "--data", missing, "--precision", "bf16"},
+      {"predict", "--model", missing, "--precision", "bf16", "some text"},
+  };
+  for (const auto& args : commands) {
+    const fs::path log = dir / "log.txt";
+    EXPECT_EQ(run(args, log), 1) << args[0] << ": " << slurp(log);
+    EXPECT_TRUE(contains(slurp(log), "bertune: error: --precision bf16: needs --device cuda")) << args[0] << ": " << slurp(log);
+  }
+  EXPECT_FALSE(fs::exists(out)) << "a refused run must not create its output dir";
+  const fs::path log = dir / "bad.txt";
+  EXPECT_EQ(run({"predict", "--model", missing, "--precision", "fp16", "x"}, log), 1);
+  EXPECT_TRUE(contains(slurp(log), "--precision: 'fp16' is not one of fp32|tf32|bf16")) << slurp(log);
+  fs::remove_all(dir);
+}

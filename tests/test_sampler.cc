@@ -114,3 +114,39 @@ TEST(Batches, LayoutPerPaddingMode) {
   EXPECT_THROW(build_batch(data, idx, {Padding::MaxLength, 4, 0}), Error);
   EXPECT_THROW(parse_padding("dynamic"), Error);
 }
+
+// --max-tokens-per-batch: every batch holds at most the budget in real tokens, every example
+// runs exactly once per epoch in the epoch's order, the cut is a pure function of (seed,
+// epoch) — so a resumed run rebuilds it — and an example longer than the budget is an Error.
+TEST(Batches, TokenBudgetBatchesHoldTheBudgetAndEveryExampleOnce) {
+  std::vector<int> lengths;
+  SplitMix64 rng(3);
+  for (int i = 0; i < 1000; ++i) lengths.push_back(2 + static_cast<int>(rng.below(127)));  // 2..128
+  for (bool grouped : {false, true})
+    for (int64_t budget : {128, 1000, 4096}) {
+      SCOPED_TRACE(std::string(grouped ? "grouped" : "random") + " budget " + std::to_string(budget));
+      for (int64_t epoch = 0; epoch < 3; ++epoch) {
+        const auto batches = epoch_batches(lengths, 32, grouped, 42, epoch, budget);
+        std::vector<size_t> seen;
+        for (const auto& b : batches) {
+          ASSERT_FALSE(b.empty());
+          int64_t tokens = 0;
+          for (size_t i : b) tokens += lengths[i];
+          EXPECT_LE(tokens, budget);
+          seen.insert(seen.end(), b.begin(), b.end());
+        }
+        EXPECT_EQ(seen, train_epoch_order(lengths, 32, grouped, 42, epoch));  // the epoch's order, cut
+        std::sort(seen.begin(), seen.end());
+        for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], i);
+        for (size_t b = 0; b + 1 < batches.size(); ++b) {  // a batch closes only when the next example would not fit
+          int64_t tokens = 0;
+          for (size_t i : batches[b]) tokens += lengths[i];
+          EXPECT_GT(tokens + lengths[batches[b + 1].front()], budget);
+        }
+        EXPECT_EQ(batches, epoch_batches(lengths, 32, grouped, 42, epoch, budget));
+      }
+      EXPECT_NE(epoch_batches(lengths, 32, grouped, 42, 0, budget), epoch_batches(lengths, 32, grouped, 43, 0, budget));
+    }
+  EXPECT_THROW(split_batches_by_tokens({0, 1}, {5, 9}, 8), Error);
+  EXPECT_EQ(split_batches_by_tokens({1, 0, 2}, {3, 4, 5}, 8), (std::vector<std::vector<size_t>>{{1, 0}, {2}}));
+}

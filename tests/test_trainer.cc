@@ -20,7 +20,9 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "train/options.h"
 #include "train/report.h"
+#include "util/error.h"
 #include "util/paths.h"
 #include "run_binary.h"
 
@@ -451,4 +453,67 @@ TEST(TrainerRun, WarnsAboutUnknownTokensAndNamesNsmcLabels) {
                 fx.dir / "dir.txt"),
             1);
   EXPECT_NE(slurp(fx.dir / "dir.txt").find("is a directory"), std::string::npos) << slurp(fx.dir / "dir.txt");
+}
+
+// --max-tokens-per-batch: packed padding only, a budget the longest example fits in.
+TEST(TrainOptionsTokenBudget, IsValidatedByName) {
+  auto error_of = [](nlohmann::json j) {
+    j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
+    try {
+      train::train_options_from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of({{"max_tokens_per_batch", 4096}}), "");
+  EXPECT_EQ(error_of({{"max_tokens_per_batch", -1}}),
+            "--max-tokens-per-batch: must not be negative (0: sample-count batches)");
+  EXPECT_EQ(error_of({{"max_tokens_per_batch", 4096}, {"padding", "longest"}}),
+            "--max-tokens-per-batch builds packed batches: use --padding packed (not longest)");
+  EXPECT_EQ(error_of({{"max_tokens_per_batch", 100}}),
+            "--max-tokens-per-batch 100 is below --max-length 128: the longest example must fit in one batch");
+}
+
+// Token-budget batches in a real run: each epoch holds every example once (the same real
+// tokens), epochs differ in their number of batches, and a run resumed from a checkpoint
+// logs exactly the uninterrupted run's losses.
+TEST(TrainerRun, TokenBudgetBatchesResumeExactly) {
+  Fixture fx;
+  auto args = [&](const fs::path& out) {
+    auto a = fx.base_args(out);
+    for (const char* s : {"--num-train-epochs", "2", "--max-tokens-per-batch", "400", "--save-strategy", "steps",
+                          "--save-steps", "7"})
+      a.push_back(s);
+    return a;
+  };
+  const fs::path full = fx.dir / "tokens-full", resumed = fx.dir / "tokens-resumed";
+  ASSERT_EQ(run(args(full), fx.dir / "tfull.txt"), 0) << slurp(fx.dir / "tfull.txt");
+  std::vector<Json> epoch_ends;
+  for (const auto& r : train::JsonlLog::read(full / "log.jsonl"))
+    if (r.contains("epoch_end")) epoch_ends.push_back(r);
+  ASSERT_EQ(epoch_ends.size(), 2u);
+  EXPECT_EQ(epoch_ends[0]["epoch_real_tokens"], epoch_ends[1]["epoch_real_tokens"]);
+  EXPECT_EQ(epoch_ends[0]["epoch_real_tokens"], epoch_ends[0]["epoch_processed_tokens"]);  // packed: no padding
+  const int64_t steps_0 = epoch_ends[0]["step"].get<int64_t>();
+  EXPECT_GE(steps_0 * 400, epoch_ends[0]["epoch_real_tokens"].get<int64_t>());  // no batch above the budget
+  const auto expected = metric_by_step(full / "log.jsonl", "loss");
+  ASSERT_EQ(static_cast<int64_t>(expected.size()), epoch_ends[1]["step"].get<int64_t>());
+
+  fs::create_directories(resumed);
+  fs::copy(full / "checkpoint-14", resumed / "checkpoint-14", fs::copy_options::recursive);
+  auto a = args(resumed);
+  a.insert(a.end(), {"--resume-from-checkpoint", (resumed / "checkpoint-14").string()});
+  ASSERT_EQ(run(a, fx.dir / "tresumed.txt"), 0) << slurp(fx.dir / "tresumed.txt");
+  const auto got = metric_by_step(resumed / "log.jsonl", "loss");
+  double worst = 0;
+  size_t compared = 0;
+  for (const auto& [step, loss] : expected) {
+    if (step <= 14) continue;
+    ASSERT_TRUE(got.count(step)) << "step " << step << " missing after resume";
+    worst = std::max(worst, std::fabs(got.at(step) - loss));
+    ++compared;
+  }
+  EXPECT_GT(compared, 0u);
+  EXPECT_LE(worst, 1e-6) << "largest loss difference after resume";
 }

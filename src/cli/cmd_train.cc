@@ -26,6 +26,7 @@ namespace {
 // The flags eval and predict share: how texts become batches, and on how many threads.
 struct InferenceFlags {
   std::string model, tokenizer, text_column, device = "cpu";
+  std::string precision;  // empty: the device's default
   int max_length = 128, batch_size = 64, threads = 0;
   bool allow_untrained_head = false, int8 = false;
 };
@@ -39,6 +40,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
   cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
   // The help of training's --device (the options table), so every command describes it alike.
   cmd->add_option("--device", f.device, train::find_train_option("device")->help)->capture_default_str();
+  cmd->add_option("--precision", f.precision, train::find_train_option("precision")->help)->type_name("fp32|tf32|bf16");
   cmd->add_flag("--int8", f.int8,
                 "int8 encoder linears: quantize an fp32 model while loading (an int8 directory from "
                 "`bertune quantize` is int8 without it); CPU only");
@@ -69,8 +71,16 @@ LoadedClassifier load_for_inference(const InferenceFlags& f) {
   if (f.int8 && device != kernels::Device::CPU)
     throw Error("--int8: int8 inference runs on the CPU only; use --device cpu, or drop --int8 to run fp32 on " +
                 std::string(kernels::device_name(device)));
+  std::optional<kernels::Precision> precision;
+  try {
+    if (!f.precision.empty()) precision = kernels::parse_precision(f.precision);
+  } catch (const Error& e) {
+    throw Error(std::string("--precision: ") + e.what());
+  }
+  const kernels::Precision resolved = train::resolve_precision(device, precision);
   kernels::require_device(device);
   kernels::set_num_threads(f.threads);
+  kernels::set_precision(device, resolved);
   LoadedClassifier c;
   c.loaded = quant::load_inference_model(f.model, f.int8, device);
   c.model = c.loaded.model.get();

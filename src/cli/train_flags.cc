@@ -29,7 +29,7 @@ void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset, const s
       // Help shows HF's default; the value itself is only read when the flag is given.
       const Json d = f.get(defaults);
       opt->type_name(f.type_name);
-      if (!(d.is_string() && d.get<std::string>().empty()))
+      if (!d.is_null() && !(d.is_string() && d.get<std::string>().empty()))
         opt->default_str(d.is_string() ? d.get<std::string>() : d.dump());
     }
     flags.cli[f.key] = opt;

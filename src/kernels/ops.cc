@@ -7,7 +7,9 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/adamw_math.h"
 #include "kernels/cpu/cpu.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 #ifdef BERTUNE_CUDA
 #include "kernels/gpu/attention_gpu.h"
@@ -76,6 +78,30 @@ void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha
   require(ldc >= N && ldc >= 1, "gemm", "ldc " + std::to_string(ldc) + " too small");
   if (M == 0 || N == 0) return;
   DISPATCH(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+namespace {
+constexpr EnumNames<Precision, 3> kPrecisionNames{
+    {{{Precision::FP32, "fp32"}, {Precision::TF32, "tf32"}, {Precision::BF16, "bf16"}}}};
+}  // namespace
+
+Precision parse_precision(const std::string& name) { return kPrecisionNames.parse(name); }
+const char* precision_name(Precision p) { return kPrecisionNames.name(p); }
+Precision default_precision(Device d) { return d == Device::CUDA ? Precision::BF16 : Precision::FP32; }
+
+void set_precision(Device d, Precision p) {
+  switch (d) {
+    case Device::CPU:
+      require(p == Precision::FP32, "set_precision",
+              std::string(precision_name(p)) + " needs a GPU: the CPU computes fp32 only");
+      return;
+#ifdef BERTUNE_CUDA
+    case Device::CUDA:
+      return gpu::set_precision(p);
+#endif
+    default:
+      no_backend(d, "set_precision");
+  }
 }
 
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
@@ -229,13 +255,22 @@ void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, co
   if (d == Device::CPU) return cpu::adamw_update(p, g, m, v, n, resolve_clip_on_host(s), zero_grad);
   DISPATCH(adamw_update, p, g, m, v, n, s, zero_grad);
 }
+
+namespace {
+void fill_zero_floats(float* x, size_t n) { std::fill(x, x + n, 0.f); }
+
+void check_ranges(const AdamWRange* ranges, int count, const char* op) {
+  require(count >= 0, op, "negative range count");
+  for (int r = 0; r < count; ++r)
+    require(ranges[r].begin <= ranges[r].end && (r == 0 || ranges[r - 1].end <= ranges[r].begin), op,
+            "range " + std::to_string(r) + " is reversed or overlaps the one before");
+}
+}  // namespace
+
 void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
                          int count, const AdamWStep& decay, const AdamWStep& no_decay,
                          bool zero_grad) {
-  require(count >= 0, "adamw_update_ranges", "negative range count");
-  for (int r = 0; r < count; ++r)
-    require(ranges[r].begin <= ranges[r].end && (r == 0 || ranges[r - 1].end <= ranges[r].begin),
-            "adamw_update_ranges", "range " + std::to_string(r) + " is reversed or overlaps the one before");
+  check_ranges(ranges, count, "adamw_update_ranges");
   if (d == Device::CPU) {
     const AdamWStep with_decay = resolve_clip_on_host(decay), without = resolve_clip_on_host(no_decay);
     for (int r = 0; r < count; ++r)
@@ -249,6 +284,51 @@ void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const
     return gpu::adamw_update_ranges(p, g, m, v, ranges, count, decay, no_decay, zero_grad);
 #endif
   no_backend(d, "adamw_update_ranges");
+}
+
+void cross_entropy_loss_accumulate(Device d, double* loss_sum, float* probs, const float* logits,
+                                   const int32_t* labels, int N, int C, int counted) {
+  require(N >= 0 && C > 0 && counted >= 0 && counted <= N, "cross_entropy_loss_accumulate",
+          "bad shape " + dims(N, C) + " with " + std::to_string(counted) + " labelled rows");
+  switch (d) {
+    case Device::CPU: {
+      int rows = 0;
+      const float loss = cross_entropy_forward(d, probs, logits, labels, N, C, &rows);
+      require(rows == counted, "cross_entropy_loss_accumulate",
+              std::to_string(rows) + " labelled rows, the caller counted " + std::to_string(counted));
+      *loss_sum += loss;
+      return;
+    }
+      CUDA_CASE(cross_entropy_loss_accumulate, loss_sum, probs, logits, labels, N, C, counted)
+    default:
+      no_backend(d, "cross_entropy_loss_accumulate");
+  }
+}
+
+void adamw_update_device(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         const AdamWRange* device_ranges, int count, const AdamWDeviceStep& s) {
+  check_ranges(ranges, count, "adamw_update_device");
+  require(s.micro_batches >= 1 && s.step_count && device_ranges, "adamw_update_device",
+          "needs micro_batches >= 1, a step count and the device's range list");
+  if (d == Device::CPU) {  // every pointer is host memory: the plan is the kernel's, run here
+    AdamWStep decay, no_decay;
+    const bool update = adamw_device_plan(s, s.loss_sum ? *s.loss_sum : 0.0, s.sum_squares ? *s.sum_squares : 0.0,
+                                          *s.step_count, decay, no_decay);
+    if (update) {
+      adamw_update_ranges(d, p, g, m, v, ranges, count, decay, no_decay, /*zero_grad=*/true);
+      ++*s.step_count;
+    } else {
+      for (int r = 0; r < count; ++r)
+        fill_zero_floats(g + ranges[r].begin, ranges[r].end - ranges[r].begin);
+    }
+    return;
+  }
+#ifdef BERTUNE_CUDA
+  if (d == Device::CUDA && count > 0)
+    return gpu::adamw_update_device(p, g, m, v, device_ranges, count, ranges[count - 1].end, s);
+  if (d == Device::CUDA) return;
+#endif
+  no_backend(d, "adamw_update_device");
 }
 
 Dropout Dropout::make(uint64_t seed, uint64_t step, uint64_t site, float p) {

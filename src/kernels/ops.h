@@ -45,6 +45,19 @@ void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Drop
 void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
           int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// What the GEMMs of gemm / linear_* multiply in; outputs, accumulation, gradients and
+// master weights stay fp32 in every mode, and so does everything else (attention included).
+//   FP32  fp32 products: the CPU's only mode, and what the golden tests hold CUDA to
+//   TF32  operands rounded to tf32 (10-bit mantissa) in the tensor cores (CUDA)
+//   BF16  operands rounded to bf16 (8-bit mantissa) per call, fp32 accumulation (CUDA)
+enum class Precision { FP32, TF32, BF16 };
+Precision parse_precision(const std::string& name);  // fp32|tf32|bf16; Error naming the choices
+const char* precision_name(Precision p);              // "fp32" | "tf32" | "bf16"
+Precision default_precision(Device d);                // bf16 on CUDA, fp32 on the CPU
+// Sets device d's GEMM precision for the whole process (from the next GEMM on). The CPU
+// computes fp32 only: TF32 or BF16 there is an Error.
+void set_precision(Device d, Precision p);
+
 // ---- linear (nn.Linear, weight [out, in]) ---------------------------------
 // y[T,out] = x[T,in] W^T + b   (b may be null)
 void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
@@ -185,6 +198,42 @@ struct AdamWRange {
 void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
                          int count, const AdamWStep& decay, const AdamWStep& no_decay,
                          bool zero_grad);
+
+// ---- a training step decided on the device ------------------------------------
+// A GPU step that never waits keeps its loss and gradient norm where they were computed;
+// these two ops take them from there (on the CPU every pointer is host memory and they
+// serve the tests that hold the device arithmetic to the host's).
+//
+// *loss_sum += the mean cross-entropy of rows whose label != -100, rounded to float as
+// cross_entropy_forward returns it; probs as there. `counted` (the labelled rows) comes
+// from the caller's host copy of the labels, which it has checked.
+void cross_entropy_loss_accumulate(Device d, double* loss_sum, float* probs, const float* logits,
+                                   const int32_t* labels, int N, int C, int counted);
+
+// AdamW's hyper-parameters (train/optimizer.h's AdamWOptions, the variant as a flag).
+struct AdamWHyper {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  bool torch_form = false;  // torch.optim.AdamW; false: transformers.AdamW
+};
+// One AdamW step whose inputs the host never reads: it updates only when *loss_sum and the
+// gradient norm sqrt(*sum_squares) / micro_batches are finite (TrainStep's rule), as update
+// t = *step_count + 1, clipped as torch's clip_grad_norm_ (max_grad_norm <= 0: no clipping),
+// and then adds 1 to *step_count; otherwise p, m, v and *step_count stay. Gradients are
+// zeroed either way. The arithmetic is kernels/adamw_math.h's, the host's.
+struct AdamWDeviceStep {
+  AdamWHyper hyper;
+  double lr = 0;
+  double max_grad_norm = 0;
+  int micro_batches = 1;
+  float grad_scale = 1.f;               // a further factor on every gradient
+  const double* loss_sum = nullptr;     // device d
+  const double* sum_squares = nullptr;  // device d
+  int64_t* step_count = nullptr;        // device d
+};
+// ranges: host memory, sorted and disjoint (the front checks), as adamw_update_ranges;
+// device_ranges: the same list in device d's memory (kept by the caller: no upload per step).
+void adamw_update_device(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         const AdamWRange* device_ranges, int count, const AdamWDeviceStep& s);
 
 // ---- int8 linear (inference only, CPU only; bodies in kernels/cpu/linear_int8_cpu.cc) ----
 // nn.Linear with the weight quantized per output channel, symmetric:

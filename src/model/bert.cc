@@ -554,15 +554,18 @@ const float* BertModel::logits() const {
 
 // ---------------------------------------------------------------- forward
 
-float BertModel::forward(const Batch& batch, bool train) {
+float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
   have_activations_ = false;
+  loss_sink_ = loss_sink;
   host_logits_fresh_ = false;
   prepare(batch, train);
   forward_step_ = dropout_step_;
   if (train) ++dropout_step_;
 
   const int L = config_.num_hidden_layers;
-  cls_rows_compact_ = !train && task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0;
+  // attention_first_query_forward has no CUDA body (yet): on CUDA the last layer runs every row.
+  cls_rows_compact_ = !train && task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0 &&
+                      device_ == k::Device::CPU;
   embeddings_forward();
   for (int l = 0; l < L; ++l) {
     if (cls_rows_compact_ && l == L - 1)
@@ -571,6 +574,7 @@ float BertModel::forward(const Batch& batch, bool train) {
       layer_forward(l);
   }
   float loss = task_ == Task::SequenceClassification ? classifier_forward(batch) : mlm_forward(batch);
+  loss_sink_ = nullptr;
   have_activations_ = train;
   return loss;
 }
@@ -706,7 +710,7 @@ float BertModel::classifier_forward(const Batch& batch) {
   k::dropout_forward(device_, pooled_drop_, pooled_, size_t(B) * H, dropout(kSiteClassifier, p));
   k::linear_forward(device_, logits_, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, B, C, &counted_);
+  return mean_loss(B, C);
 }
 
 // BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias,
@@ -722,7 +726,16 @@ float BertModel::mlm_forward(const Batch& batch) {
                        config_.layer_norm_eps);
   k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, R, H, V);
   if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, R, V, &counted_);
+  return mean_loss(R, V);
+}
+
+// Mean cross-entropy of the N logit rows against labels_: returned (on CUDA the call waits
+// for it), or with a loss sink added to the sink where it was computed (nothing waits).
+float BertModel::mean_loss(int N, int C) {
+  if (!loss_sink_) return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, N, C, &counted_);
+  counted_ = static_cast<int>(std::count_if(labels_.begin(), labels_.end(), [](int32_t l) { return l != -100; }));
+  k::cross_entropy_loss_accumulate(device_, loss_sink_, ce_probs_, logits_, batch_.labels, N, C, counted_);
+  return std::numeric_limits<float>::quiet_NaN();
 }
 
 // ---------------------------------------------------------------- backward

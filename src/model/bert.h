@@ -133,8 +133,10 @@ class BertModel {
 
   // Returns the mean loss when the batch has labels, else NaN. train: dropout
   // on, activations kept for backward(); eval: dropout off, activation memory
-  // of two layers only.
-  float forward(const Batch& batch, bool train);
+  // of two layers only. With a loss_sink (memory of the model's device) the loss
+  // is added to *loss_sink instead, where it was computed, and NaN returned: on
+  // CUDA nothing then waits for the loss (train/step.h's device step).
+  float forward(const Batch& batch, bool train, double* loss_sink = nullptr);
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
   void backward();
 
@@ -195,6 +197,7 @@ class BertModel {
   void layer_forward(int l);
   void last_layer_cls_forward(int l);
   float classifier_forward(const Batch& batch);
+  float mean_loss(int N, int C);
   float mlm_forward(const Batch& batch);
   void classifier_backward();
   void mlm_backward();
@@ -245,6 +248,7 @@ class BertModel {
   kernels::DeviceBuffer<std::byte> batch_device_;
   kernels::AttentionShape shape_;
   int counted_ = 0;  // labelled rows of the loss
+  double* loss_sink_ = nullptr;  // during forward(): where the loss goes (null: returned)
 
   // Activation arena and the views into it. B sequences, T rows, C logit
   // columns (num_labels, or V for MLM), R logit rows (B, or the selected

@@ -14,13 +14,15 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 Json resume_fingerprint(const TrainOptions& o, size_t train_examples) {
-  return Json{{"seed", o.seed},
-              {"data_seed", o.data_seed},
-              {"per_device_train_batch_size", o.per_device_train_batch_size},
-              {"group_by_length", o.group_by_length},
-              {"padding", padding_name(o.padding)},
-              {"max_length", o.max_length},
-              {"train_examples", train_examples}};
+  Json j{{"seed", o.seed},
+         {"data_seed", o.data_seed},
+         {"per_device_train_batch_size", o.per_device_train_batch_size},
+         {"group_by_length", o.group_by_length},
+         {"padding", padding_name(o.padding)},
+         {"max_length", o.max_length},
+         {"train_examples", train_examples}};
+  if (o.max_tokens_per_batch > 0) j["max_tokens_per_batch"] = o.max_tokens_per_batch;  // absent: older checkpoints match
+  return j;
 }
 
 void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
@@ -112,12 +114,12 @@ Json summary_record(const TrainSummary& s) {
           {"train_padding_fraction", s.padding_fraction}};
 }
 
-ResumePoint read_checkpoint(const fs::path& dir, const Json& fingerprint, int64_t steps_per_epoch,
+ResumePoint read_checkpoint(const fs::path& dir, const Json& fingerprint, const EpochSizes& epochs,
                             model::BertModel& model, AdamW& optimizer, uint64_t seed) {
   ResumePoint p;
   p.run = read_run_state(dir, fingerprint);
   p.state = TrainerState::load(dir / "trainer_state.json");
-  check_resume_consistent(dir, p.state, p.run, steps_per_epoch);
+  check_resume_consistent(dir, p.state, p.run, epochs);
   model.load_state_dict(io::read_safetensors(dir / "model.safetensors"), seed);
   optimizer.load_state_dict(io::read_safetensors(dir / "optimizer.safetensors"), p.run.optimizer_steps);
   model.set_dropout_step(p.run.dropout_step);

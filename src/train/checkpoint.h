@@ -71,6 +71,6 @@ struct ResumePoint {
   TrainerState state;
 };
 ResumePoint read_checkpoint(const std::filesystem::path& dir, const nlohmann::json& fingerprint,
-                            int64_t steps_per_epoch, model::BertModel& model, AdamW& optimizer, uint64_t seed);
+                            const EpochSizes& epochs, model::BertModel& model, AdamW& optimizer, uint64_t seed);
 
 }  // namespace bertune::train

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/adamw_math.h"
 #include "model/bert.h"
 #include "util/enum_names.h"
 #include "util/error.h"
@@ -25,37 +26,53 @@ AdamW::AdamW(model::BertModel& model, AdamWOptions options)
     }
   }
   if (!ranges_.empty()) ranges_.back().end = model.num_params();
+  if (model.device() != k::Device::CPU) {
+    device_ranges_ = k::DeviceBuffer<k::AdamWRange>(model.device(), ranges_.size());
+    k::copy_to_device(model.device(), device_ranges_.data(), ranges_.data(), ranges_.size() * sizeof(k::AdamWRange));
+    device_step_ = k::DeviceBuffer<int64_t>(model.device(), 1);
+  }
+}
+
+k::AdamWHyper AdamW::hyper() const {
+  return {options_.beta1, options_.beta2, options_.eps, options_.weight_decay, options_.variant == AdamWVariant::Torch};
+}
+
+void AdamW::device_update(k::AdamWDeviceStep s) {
+  const bool cpu = model_.device() == k::Device::CPU;  // host memory is the device's: step_ and ranges_
+  s.hyper = hyper();
+  s.step_count = cpu ? &step_ : device_step_.data();
+  k::adamw_update_device(model_.device(), model_.params(), model_.grads(), m_.data(), v_.data(), ranges_.data(),
+                         cpu ? ranges_.data() : device_ranges_.data(), static_cast<int>(ranges_.size()), s);
+}
+
+void AdamW::step_on_device(double lr, int micro_batches, const double* loss_sum, const double* sum_squares,
+                           double max_grad_norm) {
+  k::AdamWDeviceStep s;
+  s.lr = lr;
+  s.max_grad_norm = max_grad_norm;
+  s.micro_batches = micro_batches;
+  s.loss_sum = loss_sum;
+  s.sum_squares = sum_squares;
+  device_update(s);
+}
+
+int64_t AdamW::steps_done() const {
+  if (model_.device() == k::Device::CPU) return step_;
+  int64_t n = 0;
+  k::copy_to_host(model_.device(), &n, device_step_.data(), sizeof n);
+  return n;
 }
 
 void AdamW::step(double lr, float grad_scale) {
-  ++step_;
-  // Both optimizers compute these in Python floats (double); the tensor ops
-  // then see them as float scalars.
-  const double bias_correction1 = 1.0 - std::pow(options_.beta1, double(step_));
-  const double bias_correction2 = 1.0 - std::pow(options_.beta2, double(step_));
-  k::AdamWStep s{};
-  s.beta1 = float(options_.beta1);
-  s.one_minus_beta1 = float(1.0 - options_.beta1);
-  s.beta2 = float(options_.beta2);
-  s.one_minus_beta2 = float(1.0 - options_.beta2);
-  s.eps = float(options_.eps);
-  s.grad_scale = grad_scale;
-  k::AdamWStep no_decay;
-  if (options_.variant == AdamWVariant::Torch) {
-    s.step_size = float(lr / bias_correction1);
-    s.bias2_sqrt = float(std::sqrt(bias_correction2));
-    s.pre_decay = float(1.0 - lr * options_.weight_decay);
-    s.post_decay = 0.f;
-    no_decay = s;
-    no_decay.pre_decay = 1.f;
-  } else {
-    s.step_size = float(lr * std::sqrt(bias_correction2) / bias_correction1);
-    s.bias2_sqrt = 1.f;
-    s.pre_decay = 1.f;
-    s.post_decay = float(-lr * options_.weight_decay);
-    no_decay = s;
-    no_decay.post_decay = 0.f;
+  if (model_.device() != k::Device::CPU) {  // no loss or norm to check: always an update
+    k::AdamWDeviceStep s;
+    s.lr = lr;
+    s.grad_scale = grad_scale;
+    return device_update(s);
   }
+  ++step_;
+  k::AdamWStep s, no_decay;
+  k::adamw_coefficients(hyper(), lr, step_, grad_scale, s, no_decay);
   float* p = model_.params();
   float* g = model_.grads();
   for (const auto& r : ranges_) {
@@ -89,17 +106,15 @@ void AdamW::load_state_dict(const TensorMap& tensors, int64_t steps_done) {
     }
   }
   step_ = steps_done;
+  if (model_.device() != k::Device::CPU)
+    k::copy_to_device(model_.device(), device_step_.data(), &steps_done, sizeof steps_done);
 }
 
 double grad_norm(const model::BertModel& model) {
   return std::sqrt(k::sum_squares(model.device(), model.grads(), model.num_params()));
 }
 
-float clip_coefficient(double norm, double max_norm) {
-  // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32.
-  float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
-  return coef < 1.f ? coef : 1.f;
-}
+float clip_coefficient(double norm, double max_norm) { return k::clip_coefficient_f32(norm, max_norm); }
 
 namespace {
 constexpr EnumNames<Schedule, 4> kScheduleNames{{{{Schedule::Linear, "linear"},

@@ -45,8 +45,18 @@ class AdamW {
   // Trainer's model.zero_grad() does), in the same pass over memory.
   // grad_scale multiplies every gradient first: pass clip_coefficient() to
   // clip without a separate pass over the gradients.
+  // On a GPU the update is decided on the device either way (kernels::adamw_update_device):
+  // the step count lives there too.
   void step(double lr, float grad_scale = 1.f);
-  int64_t steps_done() const { return step_; }
+  // The same update decided on the model's device, from a loss and a gradient sum of squares
+  // that stay there (device memory): skipped when either is not finite, clipped to
+  // max_grad_norm (<= 0: not clipped); the gradients hold the sum of micro_batches mean-loss
+  // gradients (TrainStep's rule, see train/step.h). Nothing waits on a GPU. On the CPU the
+  // pointers are host memory and the same arithmetic runs there (tests hold it to step()).
+  void step_on_device(double lr, int micro_batches, const double* loss_sum, const double* sum_squares,
+                      double max_grad_norm);
+  // Updates made so far (on a GPU: read from the device, which waits for the stream).
+  int64_t steps_done() const;
 
   // Checkpoint state: exp_avg.<name>, exp_avg_sq.<name> and a step count. Host-readable
   // views: the moments themselves on the CPU, a host copy made by this call elsewhere.
@@ -54,16 +64,18 @@ class AdamW {
   void load_state_dict(const TensorMap& tensors, int64_t steps_done);
 
  private:
-  struct Range {
-    size_t begin, end;
-    bool decay;
-  };
+  kernels::AdamWHyper hyper() const;
+  void device_update(kernels::AdamWDeviceStep s);
+
   model::BertModel& model_;
   AdamWOptions options_;
-  std::vector<Range> ranges_;  // the flat buffer cut where the decay flag changes
+  std::vector<kernels::AdamWRange> ranges_;  // the flat buffer cut where the decay flag changes
   kernels::DeviceBuffer<float> m_, v_;  // on the model's device, zeroed
   mutable std::vector<float> host_m_, host_v_;  // state_dict's copies off the CPU
-  int64_t step_ = 0;
+  int64_t step_ = 0;  // the CPU's step count
+  // Off the CPU: ranges_ and the step count in device memory (the device decides each update).
+  kernels::DeviceBuffer<kernels::AdamWRange> device_ranges_;
+  kernels::DeviceBuffer<int64_t> device_step_;
 };
 
 // torch.nn.utils.clip_grad_norm_(params, max_norm) in two halves, so the scaling rides on

@@ -101,6 +101,12 @@ void convert(const Json& v, Padding& out, const std::string& w) { convert_choice
 void convert(const Json& v, AdamWVariant& out, const std::string& w) { convert_choice(v, out, w, parse_adamw_variant); }
 void convert(const Json& v, Schedule& out, const std::string& w) { convert_choice(v, out, w, parse_schedule); }
 void convert(const Json& v, kernels::Device& out, const std::string& w) { convert_choice(v, out, w, kernels::parse_device); }
+void convert(const Json& v, std::optional<kernels::Precision>& out, const std::string& w) {
+  if (v.is_null()) { out.reset(); return; }
+  kernels::Precision p{};
+  convert_choice(v, p, w, kernels::parse_precision);
+  out = p;
+}
 
 Json to_json_value(const std::string& s) { return s; }
 template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
@@ -110,6 +116,7 @@ Json to_json_value(Padding p) { return padding_name(p); }
 Json to_json_value(AdamWVariant v) { return adamw_variant_name(v); }
 Json to_json_value(Schedule s) { return schedule_name(s); }
 Json to_json_value(kernels::Device d) { return kernels::device_flag_name(d); }
+Json to_json_value(const std::optional<kernels::Precision>& p) { return p ? Json(kernels::precision_name(*p)) : Json(nullptr); }
 
 template <typename T>
 OptionField field(const char* key, T TrainOptions::*member, const char* help) {
@@ -119,6 +126,7 @@ OptionField field(const char* key, T TrainOptions::*member, const char* help) {
                           : std::is_same_v<T, AdamWVariant>  ? "adamw_hf|adamw_torch"
                           : std::is_same_v<T, Schedule>      ? "linear|cosine|constant|constant_with_warmup"
                           : std::is_same_v<T, kernels::Device> ? "cpu|cuda"
+                          : std::is_same_v<T, std::optional<kernels::Precision>> ? "fp32|tf32|bf16"
                           : std::is_floating_point_v<T>      ? "FLOAT"
                           : std::is_integral_v<T>            ? "INT"
                                                              : "TEXT";
@@ -175,11 +183,15 @@ const std::vector<OptionField>& train_option_fields() {
       field("early_stopping_threshold", &O::early_stopping_threshold, "minimum absolute improvement"),
       field("padding", &O::padding, "max_length|longest|packed"),
       field("group_by_length", &O::group_by_length, "HF LengthGroupedSampler order"),
+      field("max_tokens_per_batch", &O::max_tokens_per_batch,
+            "build training batches to N real tokens (packed padding) instead of a sample count (0: off)"),
       field("hidden_dropout", &O::hidden_dropout, "override hidden_dropout_prob"),
       field("attention_dropout", &O::attention_dropout, "override attention_probs_dropout_prob"),
       field("resume_from_checkpoint", &O::resume_from_checkpoint, "checkpoint dir to resume, or 'last'"),
       field("threads", &O::threads, "compute threads (0: all cores)"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
+      field("precision", &O::precision,
+            "what the GEMMs multiply in: fp32, or on cuda tf32|bf16 (default: bf16 on cuda, fp32 on cpu)"),
       field("preset", &O::preset, "preset name (informational)"),
   };
   return all;
@@ -251,6 +263,14 @@ AdamWOptions adamw_options(const TrainOptions& o) {
   return a;
 }
 
+kernels::Precision resolve_precision(kernels::Device device, std::optional<kernels::Precision> asked) {
+  const kernels::Precision p = asked.value_or(kernels::default_precision(device));
+  if (device == kernels::Device::CPU && p != kernels::Precision::FP32)
+    throw Error(std::string("--precision ") + kernels::precision_name(p) +
+                ": needs --device cuda (the CPU computes fp32 only); use --precision fp32 or drop it");
+  return p;
+}
+
 void validate(TrainOptions& o) {
   auto fail = [](const std::string& m) { throw Error(m); };
   if (o.model.empty() == o.model_config.empty())
@@ -266,6 +286,12 @@ void validate(TrainOptions& o) {
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) fail("--warmup-ratio: must lie in [0, 1]");
   if (o.max_grad_norm < 0) fail("--max-grad-norm: must not be negative");
   if (o.logging_steps < 1) fail("--logging-steps: must be positive");
+  if (o.max_tokens_per_batch < 0) fail("--max-tokens-per-batch: must not be negative (0: sample-count batches)");
+  if (o.max_tokens_per_batch > 0 && o.padding != Padding::Packed)
+    fail("--max-tokens-per-batch builds packed batches: use --padding packed (not " + padding_name(o.padding) + ")");
+  if (o.max_tokens_per_batch > 0 && o.max_tokens_per_batch < o.max_length)
+    fail("--max-tokens-per-batch " + std::to_string(o.max_tokens_per_batch) + " is below --max-length " +
+         std::to_string(o.max_length) + ": the longest example must fit in one batch");
   if (o.eval_steps == -1) o.eval_steps = o.logging_steps;  // HF: eval_steps defaults to logging_steps
   if (o.eval_strategy == Strategy::Steps && o.eval_steps < 1) fail("--eval-steps: must be positive");
   if (o.save_strategy == Strategy::Steps && o.save_steps < 1) fail("--save-steps: must be positive");
@@ -284,6 +310,7 @@ void validate(TrainOptions& o) {
   if (o.threads < 0) fail("--threads: must not be negative");
   if (o.threads > util::kMaxThreads) util::checked_thread_count(o.threads);  // throws: libgomp crashes on 100000
   if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
+  o.precision = resolve_precision(o.device, o.precision);
   kernels::require_device(o.device);  // --device cuda without CUDA or a GPU: named here, before any write
   if (o.early_stopping_threshold < 0) fail("--early-stopping-threshold: must not be negative");
   if (o.load_best_model_at_end) {

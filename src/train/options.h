@@ -69,11 +69,17 @@ struct TrainOptions {
   // batching and model overrides
   Padding padding = Padding::Packed;
   bool group_by_length = false;
+  // > 0: training batches are built to this many real tokens (packed padding) instead of
+  // per_device_train_batch_size samples; 0: sample-count batches (HF's, the default).
+  int64_t max_tokens_per_batch = 0;
   double hidden_dropout = -1.0;     // < 0: from the model config
   double attention_dropout = -1.0;
   std::string resume_from_checkpoint;  // a checkpoint dir, or "last"/"true" for the newest
   int threads = 0;                     // 0: all cores
   kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)
+  // What the GEMMs multiply in (--precision fp32|tf32|bf16); unset: the device's default
+  // (bf16 on cuda, fp32 on cpu), which validate() fills in.
+  std::optional<kernels::Precision> precision;
   std::string preset;                  // name of the preset the options came from, if any
 
   // "eval_accuracy" style key of the metric that picks the best model.
@@ -105,6 +111,10 @@ TrainOptions train_options_from_json(const nlohmann::json& j, const std::string&
 
 // The optimizer the options describe (adam_beta1/2, adam_epsilon, weight_decay, optim).
 AdamWOptions adamw_options(const TrainOptions& o);
+
+// The precision --precision asks for on `device`: unset gives the device's default; tf32 or
+// bf16 with --device cpu is an Error naming --precision. validate() and eval/predict use it.
+kernels::Precision resolve_precision(kernels::Device device, std::optional<kernels::Precision> asked);
 
 // HF's TrainingArguments.__post_init__ consistency rules plus ours; fills derived defaults
 // (eval_steps, metric_for_best_model, greater_is_better).

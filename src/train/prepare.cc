@@ -110,13 +110,44 @@ void tokenize_splits(PreparedRun& r, Splits& s) {
   if (o.padding == Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
 }
 
+// --max-tokens-per-batch: every epoch's order cuts into its own number of batches, so the
+// run's epochs are planned one by one: whole epochs, then the fraction of the last (or as
+// many as --max-steps needs). Each epoch's batches are a pure function of (seed, epoch).
+void plan_token_budget_epochs(PreparedRun& r) {
+  constexpr int64_t kMaxPlannedEpochs = 10000;
+  const TrainOptions& o = r.options;
+  std::vector<int64_t> planned;
+  int64_t total = 0;
+  auto plan_epoch = [&] {
+    if (static_cast<int64_t>(planned.size()) >= kMaxPlannedEpochs)
+      throw Error("--max-tokens-per-batch: a run of more than " + std::to_string(kMaxPlannedEpochs) +
+                  " epochs is not supported (lower --num-train-epochs or --max-steps)");
+    planned.push_back(static_cast<int64_t>(r.epoch_batches(static_cast<int64_t>(planned.size())).size()));
+    return planned.back();
+  };
+  if (o.max_steps > 0) {
+    while (total < o.max_steps) total += plan_epoch();
+    total = o.max_steps;
+  } else {
+    const double whole = std::floor(o.num_train_epochs), fraction = o.num_train_epochs - whole;
+    for (int64_t e = 0; e < static_cast<int64_t>(whole); ++e) total += plan_epoch();
+    if (fraction > 0) total += static_cast<int64_t>(std::ceil(fraction * static_cast<double>(plan_epoch())));
+  }
+  r.state.max_steps = total;
+  r.state.num_train_epochs = static_cast<double>(planned.size());
+  r.steps_per_epoch = planned.front();
+  r.epochs = EpochSizes(std::move(planned));
+}
+
 void plan_steps(PreparedRun& r) {
   const TrainOptions& o = r.options;
   r.steps_per_epoch = batches_per_epoch(r.train.size(), o.per_device_train_batch_size);
+  r.epochs = EpochSizes(r.steps_per_epoch);
   TrainerState& st = r.state;
   st.max_steps = o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(std::ceil(o.num_train_epochs * r.steps_per_epoch));
   st.num_train_epochs = o.max_steps > 0 ? std::ceil(static_cast<double>(st.max_steps) / r.steps_per_epoch)
                                         : std::ceil(o.num_train_epochs);
+  if (o.max_tokens_per_batch > 0) plan_token_budget_epochs(r);
   r.schedule.kind = o.lr_scheduler_type;
   r.schedule.base_lr = o.learning_rate;
   r.schedule.total_steps = st.max_steps;
@@ -142,7 +173,7 @@ void build_model(PreparedRun& r, ModelFiles& pretrained) {
 }
 
 void restore_checkpoint(PreparedRun& r) {
-  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, r.steps_per_epoch, *r.model, *r.optimizer, r.options.seed);
+  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, r.epochs, *r.model, *r.optimizer, r.options.seed);
   p.state.max_steps = r.state.max_steps;
   p.state.num_train_epochs = r.state.num_train_epochs;
   r.state = std::move(p.state);
@@ -153,7 +184,7 @@ void restore_checkpoint(PreparedRun& r) {
 
 std::vector<std::vector<size_t>> PreparedRun::epoch_batches(int64_t epoch) const {
   return train::epoch_batches(sampling_lengths, options.per_device_train_batch_size, options.group_by_length,
-                              options.seed, epoch);
+                              options.seed, epoch, options.max_tokens_per_batch);
 }
 
 PreparedRun prepare_run(const TrainOptions& o) {
@@ -162,6 +193,7 @@ PreparedRun prepare_run(const TrainOptions& o) {
   r.started = std::chrono::steady_clock::now();
   r.resume_dir = resume_dir_of(o);
   kernels::set_num_threads(o.threads);
+  kernels::set_precision(o.device, o.precision.value_or(kernels::default_precision(o.device)));
 
   ModelFiles pretrained;
   r.config = load_config(o, pretrained);

@@ -39,8 +39,10 @@ struct PreparedRun {
   std::vector<int> sampling_lengths;  // what LengthGroupedSampler reads: len(input_ids)
   nlohmann::json fingerprint;
 
-  // Steps as Trainer computes them (drop_last=False, no gradient accumulation).
+  // Steps as Trainer computes them (drop_last=False, no gradient accumulation); with
+  // --max-tokens-per-batch epoch 0's, each epoch then having its own count (epochs).
   int64_t steps_per_epoch = 0;
+  EpochSizes epochs;
   LrSchedule schedule;  // total_steps = max_steps
   TrainerState state;   // fresh, or as the checkpoint left it
   RunState run;

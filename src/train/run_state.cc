@@ -115,8 +115,22 @@ RunState read_run_state(const fs::path& dir, const Json& fingerprint) {
   return RunState::from_json(extra, file.string());
 }
 
+int64_t EpochSizes::start_of(int64_t epoch) const {
+  if (epoch < 0) return -1;
+  int64_t start = 0;
+  if (every > 0) return __builtin_mul_overflow(epoch, every, &start) ? -1 : start;
+  if (epoch > static_cast<int64_t>(planned.size())) return -1;
+  for (int64_t e = 0; e < epoch; ++e) start += planned[e];
+  return start;
+}
+
+int64_t EpochSizes::size_of(int64_t epoch) const {
+  if (every > 0) return every;
+  return epoch >= 0 && epoch < static_cast<int64_t>(planned.size()) ? planned[epoch] : 0;
+}
+
 void check_resume_consistent(const fs::path& dir, const TrainerState& state, const RunState& run,
-                             int64_t steps_per_epoch) {
+                             const EpochSizes& epochs) {
   const std::string both = (dir / "trainer_state.json").string() + " and " + (dir / "bertune_state.json").string();
   const int64_t step = state.global_step;
   auto fail = [&](const std::string& what) {
@@ -129,12 +143,14 @@ void check_resume_consistent(const fs::path& dir, const TrainerState& state, con
   if (__builtin_add_overflow(run.optimizer_steps, run.skipped_steps, &counted) || counted != step)
     fail(both + " disagree: global_step " + std::to_string(step) + " but " + std::to_string(run.optimizer_steps) +
          " optimizer steps + " + std::to_string(run.skipped_steps) + " skipped");
-  if (__builtin_mul_overflow(run.epoch_index, steps_per_epoch, &position) ||
-      __builtin_add_overflow(position, run.batch_in_epoch, &position) || position != step || run.batch_in_epoch < 0 ||
-      run.batch_in_epoch >= steps_per_epoch)
+  // A run that ended with its last planned epoch saves epoch_index = the plan's size, batch 0.
+  const int64_t start = epochs.start_of(run.epoch_index), size = epochs.size_of(run.epoch_index);
+  const bool past_plan_end = epochs.every == 0 && run.epoch_index == static_cast<int64_t>(epochs.planned.size());
+  if (start < 0 || __builtin_add_overflow(start, run.batch_in_epoch, &position) || position != step ||
+      run.batch_in_epoch < 0 || (run.batch_in_epoch >= size && !(past_plan_end && run.batch_in_epoch == 0)))
     fail(both + " disagree: global_step " + std::to_string(step) + " but the data position is epoch " +
          std::to_string(run.epoch_index) + ", batch " + std::to_string(run.batch_in_epoch) + " of " +
-         std::to_string(steps_per_epoch));
+         std::to_string(size));
   const std::string name = dir.filename().string();
   if (name.rfind("checkpoint-", 0) == 0 && name.substr(11) != std::to_string(step) &&
       name.find_first_not_of("0123456789", 11) == std::string::npos)

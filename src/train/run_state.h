@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -71,7 +73,19 @@ RunState read_run_state(const std::filesystem::path& dir, const nlohmann::json& 
 // The step counts of trainer_state.json and bertune_state.json must tell one story, and the
 // directory's name (checkpoint-<step>) the same step: an edited or mixed-up checkpoint is
 // refused, naming the files.
+// Batches per epoch: the same number every epoch (a sample count per batch), or one number
+// per planned epoch (--max-tokens-per-batch: each epoch's order packs into its own count).
+struct EpochSizes {
+  int64_t every = 0;             // > 0: every epoch has this many batches
+  std::vector<int64_t> planned;  // otherwise: epoch e has planned[e], and there is none beyond
+  EpochSizes(int64_t every_epoch = 0) : every(every_epoch) {}  // NOLINT: a count converts
+  explicit EpochSizes(std::vector<int64_t> per_epoch) : planned(std::move(per_epoch)) {}
+  // The step epoch e starts at; -1 beyond the plan or when it overflows.
+  int64_t start_of(int64_t epoch) const;
+  int64_t size_of(int64_t epoch) const;  // 0 beyond the plan
+};
+
 void check_resume_consistent(const std::filesystem::path& dir, const TrainerState& state, const RunState& run,
-                             int64_t steps_per_epoch);
+                             const EpochSizes& epochs);
 
 }  // namespace bertune::train

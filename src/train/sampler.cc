@@ -1,6 +1,7 @@
 #include "train/sampler.h"
 
 #include <algorithm>
+#include <string>
 
 #include "util/error.h"
 
@@ -80,10 +81,31 @@ std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order,
   return batches;
 }
 
+std::vector<std::vector<size_t>> split_batches_by_tokens(const std::vector<size_t>& order,
+                                                         const std::vector<int>& lengths, int64_t max_tokens) {
+  std::vector<std::vector<size_t>> batches;
+  int64_t tokens = 0;
+  for (size_t i : order) {
+    const int64_t n = lengths[i];
+    if (n > max_tokens)
+      throw Error("example " + std::to_string(i) + " has " + std::to_string(n) + " tokens, more than the budget of " +
+                  std::to_string(max_tokens) + " per batch");
+    if (batches.empty() || tokens + n > max_tokens) {
+      batches.emplace_back();
+      tokens = 0;
+    }
+    batches.back().push_back(i);
+    tokens += n;
+  }
+  return batches;
+}
+
 std::vector<std::vector<size_t>> epoch_batches(const std::vector<int>& lengths, int batch_size,
-                                               bool group_by_length, uint64_t seed, int64_t epoch) {
+                                               bool group_by_length, uint64_t seed, int64_t epoch,
+                                               int64_t max_tokens) {
   if (batch_size <= 0) throw Error("batch size must be positive");
-  return split_batches(train_epoch_order(lengths, batch_size, group_by_length, seed, epoch), batch_size);
+  const std::vector<size_t> order = train_epoch_order(lengths, batch_size, group_by_length, seed, epoch);
+  return max_tokens > 0 ? split_batches_by_tokens(order, lengths, max_tokens) : split_batches(order, batch_size);
 }
 
 }  // namespace bertune::train

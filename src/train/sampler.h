@@ -59,9 +59,17 @@ std::vector<size_t> train_epoch_order(const std::vector<int>& lengths, int batch
 
 // Consecutive slices of `order`, batch_size each; the last one may be shorter.
 std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size);
-// The batches of training epoch `epoch`, in the order they run.
+// Consecutive slices of `order` holding at most max_tokens tokens each (lengths[i] per
+// example): a slice closes when the next example would not fit. Every example once, in
+// order; Error when one alone is longer than max_tokens.
+std::vector<std::vector<size_t>> split_batches_by_tokens(const std::vector<size_t>& order,
+                                                         const std::vector<int>& lengths, int64_t max_tokens);
+// The batches of training epoch `epoch`, in the order they run: batch_size examples each, or
+// with max_tokens > 0 the same order cut to a token budget (batch_size then only sizes the
+// length-grouping megabatches).
 std::vector<std::vector<size_t>> epoch_batches(const std::vector<int>& lengths, int batch_size,
-                                               bool group_by_length, uint64_t seed, int64_t epoch);
+                                               bool group_by_length, uint64_t seed, int64_t epoch,
+                                               int64_t max_tokens = 0);
 inline int64_t batches_per_epoch(size_t n, int batch_size) {
   return static_cast<int64_t>((n + batch_size - 1) / batch_size);
 }

@@ -1,7 +1,11 @@
 #include "train/step.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
 
+#include "util/error.h"
 #include "util/profiler.h"
 
 namespace bertune::train {
@@ -11,8 +15,14 @@ TrainStep::TrainStep(model::BertModel& model, AdamW& optimizer, LrSchedule sched
       max_grad_norm_(max_grad_norm > 0 ? max_grad_norm : INFINITY) {}
 
 StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t step) {
+  if (on_device()) {  // the device step, then its one read
+    if (!pending_.empty()) throw Error("TrainStep::run: collect() the launched steps first");
+    launch_on_device(micro_batches, step);
+    return collect().front();
+  }
   StepOutcome r;
   r.lr = schedule_.at(step);
+  r.step = step;
   double k = static_cast<double>(micro_batches.size());
   double loss_sum = 0;
   for (const model::Batch& batch : micro_batches) {
@@ -43,6 +53,70 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
   }
   if (!r.finite) model_.zero_grad();
   return r;
+}
+
+void TrainStep::launch(std::span<const model::Batch> micro_batches, int64_t step) {
+  if (!on_device()) {
+    pending_.push_back(run(micro_batches, step));
+    return;
+  }
+  launch_on_device(micro_batches, step);
+}
+
+// forward (the loss added on the device) -> backward per micro-batch -> the gradients' sum of
+// squares on the device -> AdamW decided on the device. Nothing here reads device memory.
+void TrainStep::launch_on_device(std::span<const model::Batch> micro_batches, int64_t step) {
+  if (reduction_ != nullptr)
+    throw Error("TrainStep: a gradient reduction needs the loss on the host; it is not supported on " +
+                std::string(kernels::device_name(model_.device())));
+  const kernels::Device d = model_.device();
+  const size_t slot = pending_.size();
+  if (device_stats_.size() < 2 * (slot + 1)) {  // grown by doubling (a copy on the device)
+    kernels::DeviceBuffer<double> grown(d, std::max<size_t>(64, 2 * device_stats_.size()));
+    kernels::copy_on_device(d, grown.data(), device_stats_.data(), device_stats_.size() * sizeof(double));
+    device_stats_ = std::move(grown);
+  }
+  double* loss_sum = device_stats_.data() + 2 * slot;
+  double* sum_squares = loss_sum + 1;
+  kernels::fill_zero(d, loss_sum, 2 * sizeof(double));
+  for (const model::Batch& batch : micro_batches) {
+    model_.forward(batch, /*train=*/true, loss_sum);
+    model_.backward();
+  }
+  {
+    ProfileScope p("optimizer (clip + adamw + zero_grad)");
+    kernels::sum_squares_accumulate(d, sum_squares, model_.grads(), model_.num_params());
+    const double max_norm = std::isinf(max_grad_norm_) ? 0.0 : max_grad_norm_;
+    optimizer_.step_on_device(schedule_.at(step), static_cast<int>(micro_batches.size()), loss_sum, sum_squares,
+                              max_norm);
+  }
+  StepOutcome r;
+  r.lr = schedule_.at(step);
+  r.step = step;
+  pending_.push_back(r);
+  pending_micro_.push_back(static_cast<int>(micro_batches.size()));
+}
+
+const std::vector<StepOutcome>& TrainStep::collect() {
+  collected_.clear();
+  std::swap(collected_, pending_);  // both keep their capacity: no allocation per step
+  std::vector<StepOutcome>& out = collected_;
+  if (!on_device() || out.empty()) return out;
+  host_stats_.resize(2 * out.size());
+  const std::vector<double>& stats = host_stats_;
+  kernels::copy_to_host(model_.device(), host_stats_.data(), device_stats_.data(), stats.size() * sizeof(double));
+  for (size_t i = 0; i < out.size(); ++i) {  // run()'s reading of the same two sums
+    const double k = pending_micro_[i], loss_sum = stats[2 * i], sum_squares = stats[2 * i + 1];
+    StepOutcome& r = out[i];
+    r.loss = static_cast<float>(loss_sum / k);
+    r.finite = std::isfinite(loss_sum);
+    if (r.finite) {
+      r.grad_norm = std::sqrt(sum_squares) / k;
+      r.finite = std::isfinite(r.grad_norm);
+    }
+  }
+  pending_micro_.clear();
+  return out;
 }
 
 }  // namespace bertune::train

@@ -7,6 +7,7 @@
 // were, gradients are zeroed, and the caller decides what to do about it.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "model/bert.h"
 #include "train/optimizer.h"
@@ -27,6 +28,7 @@ struct StepOutcome {
   double grad_norm = 0;  // global L2 norm before clipping (0 when the loss was non-finite)
   double lr = 0;         // the learning rate this step used
   bool finite = true;    // false: update skipped
+  int64_t step = 0;      // the optimizer step number it ran as (0-based)
 };
 
 // The data-parallel seam. A worker's step sums its micro-batches' gradients in the
@@ -57,6 +59,22 @@ class TrainStep {
   // the single-batch step.
   StepOutcome run(std::span<const model::Batch> micro_batches, int64_t step);
 
+  // The same step without waiting for its outcome: on a GPU the loss and the gradient
+  // norm stay on the device (the clip coefficient and the non-finite skip are decided
+  // there, kernels::adamw_update_device) until collect() reads every pending outcome in
+  // one copy. On the CPU, launch() is run() and collect() hands its outcome back, so a
+  // loop that collects after every step on the CPU does exactly what run() did.
+  void launch(std::span<const model::Batch> micro_batches, int64_t step);
+  void launch(const model::Batch& batch, int64_t step) { launch(std::span(&batch, 1), step); }
+  // The outcomes of the launched steps not collected yet, in launch order (on a GPU this
+  // waits for the stream: the last launched step has finished when it returns). Valid until
+  // the next launch() or collect(); no allocation once the buffers have grown.
+  const std::vector<StepOutcome>& collect();
+  size_t pending() const { return pending_.size(); }
+  // Tests: take the device's path (loss and norm in "device" memory, AdamW decided by
+  // kernels::adamw_update_device) on the CPU too, to hold its arithmetic to the host step's.
+  void set_decide_on_device(bool on) { decide_on_device_ = on; }
+
   const LrSchedule& schedule() const { return schedule_; }
   // Data-parallel training: see GradientReduction. Not owned; nullptr = one worker.
   void set_gradient_reduction(GradientReduction* reduction) { reduction_ = reduction; }
@@ -67,6 +85,17 @@ class TrainStep {
   LrSchedule schedule_;
   double max_grad_norm_;
   GradientReduction* reduction_ = nullptr;
+
+  bool on_device() const { return decide_on_device_ || model_.device() != kernels::Device::CPU; }
+  void launch_on_device(std::span<const model::Batch> micro_batches, int64_t step);
+  bool decide_on_device_ = false;
+  // Launched, not collected: on the CPU resolved; on a GPU lr, step and finite = true, with
+  // {loss sum, gradient sum of squares} in device_stats_ at 2 x its index, and its
+  // micro-batch count in pending_micro_.
+  std::vector<StepOutcome> pending_, collected_;
+  std::vector<int> pending_micro_;
+  std::vector<double> host_stats_;  // collect()'s copy of the pending device slots
+  kernels::DeviceBuffer<double> device_stats_;
 };
 
 }  // namespace bertune::train

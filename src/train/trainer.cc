@@ -76,6 +76,10 @@ void Trainer::start() {
          o.model + " and are newly initialized: [" + join(r_.initialised) + "]");
 
   const model::BertConfig& c = r_.config;
+  const std::string batching =
+      std::string(o.group_by_length ? ", grouped by length" : "") +
+      (o.max_tokens_per_batch > 0 ? ", batches of at most " + std::to_string(o.max_tokens_per_batch) + " real tokens"
+                                  : std::string());
   std::fprintf(out_,
                "***** Running training *****\n"
                "  Num examples = %zu%s\n  Num Epochs = %g\n  Instantaneous batch size = %d\n"
@@ -84,7 +88,7 @@ void Trainer::start() {
                r_.train.size(), r_.have_eval ? (", eval " + std::to_string(r_.eval.size())).c_str() : "",
                state_.num_train_epochs, o.per_device_train_batch_size, static_cast<long long>(state_.max_steps),
                static_cast<long long>(r_.schedule.warmup_steps), padding_name(o.padding).c_str(),
-               o.group_by_length ? ", grouped by length" : "", r_.model_description.c_str(), c.num_hidden_layers,
+               batching.c_str(), r_.model_description.c_str(), c.num_hidden_layers,
                c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
                r_.resume_dir.empty() ? "" : ("\n  Resuming from " + r_.resume_dir.string() + " at step " +
                                            std::to_string(state_.global_step)).c_str());
@@ -128,32 +132,57 @@ void Trainer::run_epoch() {
   for (int64_t b = run_.batch_in_epoch; b < static_cast<int64_t>(batches.size()); ++b) {
     util::throw_if_stop_requested();
     const model::Batch batch = build_batch(r_.train, batches[b], layout);
-    const StepOutcome step = step_.run(batch, state_.global_step);
-    if (!step.finite) on_nonfinite(step);
+    const double epoch_after = e + static_cast<double>(b + 1) / static_cast<double>(batches.size());
+    const bool epoch_end = b + 1 == static_cast<int64_t>(batches.size());
+    step_.launch(batch, state_.global_step);
+    launched_.push_back({epoch_after, batch.num_sequences(), batch.real_tokens()});
+    if (outcomes_needed(state_.global_step + 1, epoch_end)) account_steps();
     state_.global_step++;
     run_.batch_in_epoch = b + 1;
-    state_.epoch = e + static_cast<double>(b + 1) / static_cast<double>(batches.size());
-    record_step(batch, step);
-    const bool epoch_end = b + 1 == static_cast<int64_t>(batches.size());
+    state_.epoch = epoch_after;
+    record_batch(batch);
     after_step(e, epoch_end);
     if (state_.global_step >= state_.max_steps || stop_) return;
   }
 }
 
-void Trainer::record_step(const model::Batch& batch, const StepOutcome& step) {
-  if (step.finite) run_.count_loss(step.loss);
+// Whether the step that ends at `step_after` needs the outcomes now: on the CPU always
+// (they are there already); on a GPU, where reading them waits for the device, only where
+// they are used (a log, an evaluation, a save, an epoch's or the run's end) or when many
+// have gathered. In between the device skips non-finite steps itself; the guard's count
+// and warnings then catch up here, and a stop after three in a row comes at this point.
+bool Trainer::outcomes_needed(int64_t step_after, bool epoch_end) const {
+  if (model_.device() == kernels::Device::CPU) return true;
+  const TrainOptions& o = r_.options;
+  return step_after % o.logging_steps == 0 || (o.eval_strategy == Strategy::Steps && step_after % o.eval_steps == 0) ||
+         (o.save_strategy == Strategy::Steps && step_after % o.save_steps == 0) || epoch_end ||
+         step_after >= state_.max_steps || step_.pending() >= kMaxPendingSteps;
+}
+
+// The launched steps' outcomes, in order: the non-finite guard, the logged loss, progress.
+void Trainer::account_steps() {
+  const std::vector<StepOutcome>& outcomes = step_.collect();
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const StepOutcome& o = outcomes[i];
+    if (o.finite) run_.count_loss(o.loss);
+    else on_nonfinite(o);
+    progress_.step(o.step + 1, launched_[i].epoch, o.loss, step_.schedule().at(o.step + 1), launched_[i].sequences,
+                   launched_[i].real_tokens);
+  }
+  launched_.clear();
+}
+
+void Trainer::record_batch(const model::Batch& batch) {
   const double non_embedding = static_cast<double>(r_.config.non_embedding_parameters());
   state_.total_flos += 6.0 * static_cast<double>(batch.num_rows()) * non_embedding;
   run_.samples += batch.num_sequences();
   run_.tokens.add(batch);
   epoch_tokens_.add(batch);
-  progress_.step(state_.global_step, state_.epoch, step.loss, step_.schedule().at(state_.global_step),
-                 batch.num_sequences(), batch.real_tokens());
 }
 
 // The non-finite guard: skip the step; three in a row stop the run.
 void Trainer::on_nonfinite(const StepOutcome& step) {
-  progress_.message(count_nonfinite_step(run_, step.loss, state_.global_step + 1, last_good_checkpoint_, "training"));
+  progress_.message(count_nonfinite_step(run_, step.loss, step.step + 1, last_good_checkpoint_, "training"));
 }
 
 // Log, evaluate, save — in HF's order — after the step that ended batch `run_.batch_in_epoch`.

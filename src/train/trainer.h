@@ -37,7 +37,9 @@ class Trainer {
  private:
   void start();  // the first writes: output dir, log, training_args.json, banner
   void run_epoch();
-  void record_step(const model::Batch& batch, const StepOutcome& step);
+  bool outcomes_needed(int64_t step_after, bool epoch_end) const;
+  void account_steps();
+  void record_batch(const model::Batch& batch);
   void on_nonfinite(const StepOutcome& step);
   void after_step(int64_t epoch, bool epoch_end);
   void log_record(nlohmann::json record);
@@ -67,6 +69,14 @@ class Trainer {
   double epoch_train_seconds_ = 0;
   std::string last_good_checkpoint_;
   bool stop_ = false;
+  // The batches of the steps launched but not yet accounted (TrainStep::collect), in order.
+  struct Launched {
+    double epoch;  // state_.epoch after the step
+    int sequences;
+    int64_t real_tokens;
+  };
+  std::vector<Launched> launched_;
+  static constexpr size_t kMaxPendingSteps = 256;
 };
 
 // The whole run: prepare_run, then Trainer::train. Throws Error for bad input before writing.

@@ -301,14 +301,6 @@ void add_column_sums(float* db, const float* dy, int T, int cols) {
 
 void set_precision(Precision p) { g_precision.store(p, std::memory_order_relaxed); }
 Precision precision() { return g_precision.load(std::memory_order_relaxed); }
-const char* precision_name(Precision p) {
-  switch (p) {
-    case Precision::FP32: return "fp32";
-    case Precision::TF32: return "tf32";
-    case Precision::BF16: return "bf16";
-  }
-  return "?";
-}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {

@@ -9,19 +9,21 @@
 // created on first use, on the stream of kernels/gpu/runtime.h (the per-thread
 // default stream). Matmul plans (descriptors + the heuristic's algorithm) are
 // cached per shape, so a repeated shape costs one cublasLtMatmul call.
+#include "kernels/ops.h"
+
 namespace bertune::kernels::gpu {
 
-// What the matrix units compute with. Outputs, accumulation, C and the master
-// weights stay fp32 in every mode.
+// What the matrix units compute with: kernels::Precision (ops.h). Outputs,
+// accumulation, C and the master weights stay fp32 in every mode.
 //   FP32: exact fp32 products (SIMT or the fp32 tensor-core path cuBLAS picks
 //         that keeps full fp32 accuracy); what the CPU reference matches.
 //   TF32: fp32 operands rounded to tf32 (10-bit mantissa) inside the tensor cores.
 //   BF16: operands converted to bf16 (8-bit mantissa) per call, fp32 accumulation.
-enum class Precision { FP32, TF32, BF16 };
+using Precision = kernels::Precision;
 // Process-wide; takes effect at the next GEMM. Default FP32.
 void set_precision(Precision p);
 Precision precision();
-const char* precision_name(Precision p);  // "fp32" | "tf32" | "bf16"
+using kernels::precision_name;  // "fp32" | "tf32" | "bf16"
 
 // Row-major C[M,N] = alpha * op(A) op(B) + beta * C (see kernels::gemm).
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,

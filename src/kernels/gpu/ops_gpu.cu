@@ -11,6 +11,7 @@
 #include <cfloat>
 #include <cstring>
 
+#include "kernels/adamw_math.h"
 #include "kernels/dropout_hash.h"
 #include "kernels/gpu/cuda_check.cuh"
 #include "kernels/gpu/ops_gpu.h"
@@ -321,6 +322,43 @@ __global__ void adamw_ranges_kernel(float* p, float* g, float* m, float* v, cons
   }
 }
 
+// The step decided on the device (adamw_update_device): every thread derives the same plan
+// from the device-resident loss, sum of squares and step count (adamw_math.h, the host's
+// arithmetic); a non-finite step only zeroes the gradients.
+__device__ bool device_plan(const AdamWDeviceStep& s, AdamWStep& decay, AdamWStep& no_decay) {
+  return adamw_device_plan(s, s.loss_sum ? *s.loss_sum : 0.0, s.sum_squares ? *s.sum_squares : 0.0,
+                           *s.step_count, decay, no_decay);
+}
+
+__global__ void adamw_device_kernel(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                                    int count, size_t n, AdamWDeviceStep s) {
+  AdamWStep decay, no_decay;
+  const bool update = device_plan(s, decay, no_decay);
+  int r = 0;
+  GRID_STRIDE(i, n) {
+    while (r < count && i >= ranges[r].end) ++r;
+    if (r == count) break;
+    if (i < ranges[r].begin) continue;
+    if (!update) {
+      g[i] = 0.f;
+      continue;
+    }
+    const bool d = ranges[r].decay;
+    adamw_element(p, g, m, v, i, d ? decay : no_decay, decay.grad_scale, /*zero_grad=*/true);
+  }
+}
+
+// After the update (a separate launch: every block above read the old count).
+__global__ void adamw_count_step_kernel(AdamWDeviceStep s) {
+  AdamWStep decay, no_decay;
+  if (device_plan(s, decay, no_decay)) ++*s.step_count;
+}
+
+// *loss_sum += the batch's mean loss, rounded to float as cross_entropy_forward returns it.
+__global__ void add_mean_loss_kernel(double* loss_sum, const LossSum* sum, int counted) {
+  *loss_sum += double(counted ? float(sum->total / double(counted)) : 0.f);
+}
+
 // A grow-only device buffer for small per-call data (loss sums, range lists).
 // Kept for the life of the thread and never freed: the process exit releases
 // it, and freeing from a thread_local destructor can outlive the CUDA context.
@@ -455,6 +493,18 @@ float cross_entropy_forward(float* probs, const float* logits, const int32_t* la
   return host.counted ? float(host.total / double(host.counted)) : 0.f;
 }
 
+void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* logits,
+                                   const int32_t* labels, int N, int C, int counted) {
+  auto* sum = static_cast<LossSum*>(scratch(sizeof(LossSum)));
+  BERTUNE_CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(LossSum), stream()));
+  if (N > 0) {
+    cross_entropy_forward_kernel<<<unsigned(N), kThreads, 0, stream()>>>(probs, sum, logits, labels, C);
+    check_launch("cross_entropy_forward_kernel");
+  }
+  add_mean_loss_kernel<<<1, 1, 0, stream()>>>(loss_sum, sum, counted);
+  check_launch("add_mean_loss_kernel");
+}
+
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int C,
                             int counted) {
   size_t n = size_t(N) * C;
@@ -505,6 +555,16 @@ void adamw_update_ranges(float* p, float* g, float* m, float* v, const AdamWRang
   adamw_ranges_kernel<<<grid_for(n), kThreads, 0, stream()>>>(
       p, g, m, v, static_cast<const AdamWRange*>(device_ranges), count, n, decay, no_decay, zero_grad);
   check_launch("adamw_ranges_kernel");
+}
+
+void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRange* ranges, int count,
+                         size_t n, const AdamWDeviceStep& s) {
+  if (n > 0) {
+    adamw_device_kernel<<<grid_for(n), kThreads, 0, stream()>>>(p, g, m, v, ranges, count, n, s);
+    check_launch("adamw_device_kernel");
+  }
+  adamw_count_step_kernel<<<1, 1, 0, stream()>>>(s);
+  check_launch("adamw_count_step_kernel");
 }
 
 }  // namespace bertune::kernels::gpu

@@ -46,5 +46,12 @@ void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWS
 void adamw_update_ranges(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
                          int count, const AdamWStep& decay, const AdamWStep& no_decay,
                          bool zero_grad);
+// Nothing waits: the loss stays on the device (*loss_sum +=).
+void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* logits,
+                                   const int32_t* labels, int N, int C, int counted);
+// ranges: device memory; n = the end of the last range. Two launches: the update (or only
+// the zeroed gradients) and the step count.
+void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRange* ranges, int count,
+                         size_t n, const AdamWDeviceStep& s);
 
 }  // namespace bertune::kernels::gpu

@@ -1,0 +1,278 @@
+#pragma once
+// The Hugging Face golden cases of shared/golden/bert (transformers 4.30.2, torch 1.13.1) as
+// checks on a BertModel on any device: tests/test_model.cc runs them on the CPU,
+// tests/test_gpu_golden.cc on CUDA. Every check reads the model through its host-readable
+// accessors (logits, hidden_state, state_dict, grad_dict), which copy off a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "model/bert.h"
+#include "train/optimizer.h"
+#include "train/step.h"
+#include "util/paths.h"
+
+namespace golden_bert {
+
+using bertune::TensorMap;
+using bertune::model::Batch;
+using bertune::model::BertConfig;
+using bertune::model::BertModel;
+
+inline std::filesystem::path golden(const std::string& name) { return bertune::shared_path("golden/bert/" + name); }
+
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+inline TensorMap read_tensors(const std::string& name) { return bertune::io::read_safetensors(golden(name)); }
+
+struct Golden {
+  BertConfig config;
+  std::vector<std::vector<int32_t>> sequences;
+  std::vector<int32_t> labels;
+};
+
+inline Golden classification_inputs() {
+  Golden g;
+  g.config = BertConfig::load(golden("tiny_config.json"));
+  auto j = read_json(golden("tiny_inputs.json"));
+  g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
+  g.labels = j["labels"].get<std::vector<int32_t>>();
+  return g;
+}
+
+// What a comparison with the golden files allows. The defaults are the fp32 bounds every
+// device is held to; tests/test_gpu_golden.cc derives its bf16 ones.
+struct Tolerance {
+  float logits_abs = 1e-4f;     // logits, max |ours - HF|
+  float hidden_abs = 1e-4f;     // hidden states (LayerNorm outputs, O(1)), max |ours - HF|
+  float loss_rel = 1e-5f;       // the loss, relative
+  float grad_rel = 1e-3f;       // each gradient tensor: max |ours - HF| <= grad_rel * max |HF|
+  float zero_grad_abs = 1e-7f;  // gradients zero in exact arithmetic (key biases): absolute
+};
+
+inline float max_abs(const float* x, size_t n) {
+  float m = 0.f;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+  return m;
+}
+
+inline float max_abs_diff(const float* a, const float* b, size_t n) {
+  float m = 0.f;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Rows of a padded activation that hold real tokens, packed end to end.
+inline std::vector<float> real_rows(const float* x, const Batch& b, int H) {
+  std::vector<float> out;
+  for (int s = 0; s < b.num_sequences(); ++s)
+    out.insert(out.end(), x + size_t(b.offsets[s]) * H, x + size_t(b.offsets[s] + b.lengths[s]) * H);
+  return out;
+}
+
+// For every token row of the batch, its index among the real (non-pad) rows, or -1.
+inline std::vector<int> real_row_of_token(const Batch& b) {
+  std::vector<int> real(b.num_rows(), -1);
+  int next = 0;
+  for (int s = 0; s < b.num_sequences(); ++s)
+    for (int i = 0; i < b.lengths[s]; ++i) real[b.offsets[s] + i] = next++;
+  return real;
+}
+
+inline void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const TensorMap& ref, const char* mode,
+                                     const Tolerance& tol = {}) {
+  const int H = m.config().hidden_size;
+  const auto& logits = ref.at("logits");
+  ASSERT_EQ(size_t(m.logits_rows()) * m.logits_cols(), logits.data.size());
+  float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
+  std::printf("[%s] logits max |err| = %.3g\n", mode, err);
+  EXPECT_LE(err, tol.logits_abs) << mode;
+  for (int i = 0; i <= m.config().num_hidden_layers; ++i) {
+    const auto& h = ref.at("hidden_states." + std::to_string(i));
+    auto ours = real_rows(m.hidden_state(i), batch, H);
+    ASSERT_EQ(ours.size(), h.data.size());
+    float e = max_abs_diff(ours.data(), h.data.data(), ours.size());
+    std::printf("[%s] hidden_states.%d max |err| = %.3g\n", mode, i, e);
+    EXPECT_LE(e, tol.hidden_abs) << mode << " hidden_states." << i;
+  }
+}
+
+inline void expect_loss(float loss, const TensorMap& ref, const char* mode, const Tolerance& tol = {}) {
+  const float want = ref.at("loss").data[0];
+  std::printf("[%s] loss %.8f vs %.8f rel err %.3g\n", mode, loss, want, std::fabs(loss - want) / want);
+  EXPECT_NEAR(loss, want, tol.loss_rel * want) << mode;
+}
+
+// Every gradient in `ref`: max |ours - ref| <= grad_rel * max |ref|. Key biases get a
+// mathematically zero gradient (softmax ignores a per-row shift); both sides hold fp32
+// noise there (~1e-10), checked in absolute terms instead.
+inline void expect_grads(const BertModel& m, const TensorMap& ref, const char* mode, const Tolerance& tol = {}) {
+  float worst = 0.f;
+  std::string worst_name;
+  std::map<std::string, const float*> ours;
+  for (const auto& t : m.grad_dict()) ours[t.name] = t.data;
+  for (const auto& [name, t] : ref) {
+    const auto& p = m.param(name);
+    ASSERT_EQ(p.shape, t.shape) << name;
+    const float* g = ours.at(name);
+    float scale = max_abs(t.data.data(), t.data.size());
+    float err = max_abs_diff(g, t.data.data(), t.data.size());
+    if (scale < 1e-7f) {
+      std::printf("[%s] grad %-55s zero in exact arithmetic: max|err| %.3g\n", mode, name.c_str(), err);
+      EXPECT_LE(err, tol.zero_grad_abs) << mode << " " << name;
+      continue;
+    }
+    float rel = err / scale;
+    if (rel > worst) worst = rel, worst_name = name;
+    std::printf("[%s] grad %-55s max|err| %.3g  rel-to-max %.3g\n", mode, name.c_str(), err, rel);
+    EXPECT_LE(err, tol.grad_rel * scale) << mode << " " << name;
+  }
+  std::printf("[%s] worst gradient error relative to tensor max: %.3g (%s)\n", mode, worst, worst_name.c_str());
+}
+
+// The classification golden case on `device`: a packed training forward (logits, every
+// hidden state, loss) and its gradients; padded to the longest (16) and to 24 (the same
+// logits and gradients, pad rows computed and masked); an inference forward without labels.
+inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {}) {
+  using bertune::model::Task;
+  auto g = classification_inputs();
+  BertModel m(g.config, Task::SequenceClassification, device);
+  auto report = m.load_state_dict(read_tensors("tiny_init.safetensors"));
+  EXPECT_TRUE(report.initialised.empty());
+  auto ref = read_tensors("tiny_forward.safetensors");
+  auto grads = read_tensors("tiny_grads.safetensors");
+  for (int pad_to : {-1, 0, 24}) {  // packed, longest (16), a fixed max_length
+    Batch batch = pad_to < 0 ? Batch::packed(g.sequences, g.labels)
+                             : Batch::padded(g.sequences, pad_to, g.config.pad_token_id, g.labels);
+    const std::string mode = pad_to < 0 ? "packed" : pad_to == 0 ? "padded-longest" : "padded-24";
+    float loss = m.forward(batch, /*train=*/true);
+    expect_logits_and_hidden(m, batch, ref, mode.c_str(), tol);
+    expect_loss(loss, ref, mode.c_str(), tol);
+    m.zero_grad();
+    m.backward();
+    expect_grads(m, grads, mode.c_str(), tol);
+  }
+  float loss = m.forward(Batch::packed(g.sequences), /*train=*/false);  // no labels: no loss
+  EXPECT_TRUE(std::isnan(loss));
+  const auto& logits = ref.at("logits");
+  float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
+  std::printf("[inference] logits max |err| = %.3g\n", err);
+  EXPECT_LE(err, tol.logits_abs) << "inference forward";
+}
+
+// The masked-LM golden case, packed then padded to the longest: logits of the labelled
+// rows, loss, every gradient, and the unlabelled (inference) forward over all rows.
+inline void expect_masked_lm_case(bertune::kernels::Device device, const Tolerance& tol = {}) {
+  using bertune::model::Task;
+  BertConfig config = BertConfig::load(golden("tiny_config.json"));
+  auto j = read_json(golden("tiny_mlm_inputs.json"));
+  auto seqs = j["input_sequences"].get<std::vector<std::vector<int32_t>>>();
+  auto labels = j["labels"].get<std::vector<std::vector<int32_t>>>();
+  auto init = read_tensors("tiny_mlm_init.safetensors");
+  auto ref = read_tensors("tiny_mlm_forward.safetensors");
+  auto grads = read_tensors("tiny_mlm_grads.safetensors");
+  BertModel m(config, Task::MaskedLM, device);
+  auto report = m.load_state_dict(init);
+  EXPECT_TRUE(report.initialised.empty());
+  EXPECT_TRUE(report.unused.empty()) << report.unused.front();
+  for (int pad_to : {-1, 0}) {  // packed, then padded to the longest
+    Batch batch = pad_to < 0 ? Batch::packed(seqs) : Batch::padded(seqs, 0, 0);
+    for (int s = 0; s < batch.num_sequences(); ++s) {
+      batch.labels.insert(batch.labels.end(), labels[s].begin(), labels[s].end());
+      int pad = batch.offsets[s + 1] - batch.offsets[s] - batch.lengths[s];
+      batch.labels.insert(batch.labels.end(), pad, -100);
+    }
+    const char* mode = pad_to < 0 ? "mlm-packed" : "mlm-padded";
+    float loss = m.forward(batch, true);
+    // The head computes only the labelled rows: compare each with HF's row.
+    const auto& token_rows = m.logit_token_rows();
+    const std::vector<int> real = real_row_of_token(batch);
+    int selected = 0;
+    for (int32_t l : batch.labels) selected += l != -100;
+    ASSERT_EQ(static_cast<int>(token_rows.size()), selected) << mode;
+    ASSERT_EQ(m.logits_rows(), selected) << mode;
+    float err = 0.f;
+    for (size_t r = 0; r < token_rows.size(); ++r) {
+      ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
+      const float* hf = ref.at("logits").data.data() + size_t(real[token_rows[r]]) * config.vocab_size;
+      err = std::max(err, max_abs_diff(m.logits() + r * config.vocab_size, hf, config.vocab_size));
+    }
+    std::printf("[%s] logits max |err| %.3g over %d selected rows, loss %.8f vs %.8f\n", mode, err, selected,
+                loss, ref.at("loss").data[0]);
+    EXPECT_LE(err, tol.logits_abs) << mode;
+    EXPECT_NEAR(loss, ref.at("loss").data[0], tol.loss_rel * ref.at("loss").data[0]) << mode;
+    m.zero_grad();
+    m.backward();
+    expect_grads(m, grads, mode, tol);
+    // Without labels (inference) the head computes every row, as HF does.
+    Batch unlabelled = batch;
+    unlabelled.labels.clear();
+    m.forward(unlabelled, false);
+    ASSERT_EQ(m.logits_rows(), unlabelled.num_rows()) << mode;
+    auto all = real_rows(m.logits(), unlabelled, config.vocab_size);
+    ASSERT_EQ(all.size(), ref.at("logits").data.size());
+    EXPECT_LE(max_abs_diff(all.data(), ref.at("logits").data.data(), all.size()), tol.logits_abs) << mode;
+  }
+}
+
+// Three steps of the trainer's own TrainStep (train/step.h) against the golden run made
+// with the same optimizer: torch.optim.AdamW (--optim adamw_torch, tiny_adamw.*) or
+// transformers.AdamW (--optim adamw_hf, the default, tiny_adamw_hf.*). weights_abs bounds
+// tensors with a real gradient; key biases follow fp32 noise (below).
+inline void expect_three_adamw_steps(bertune::kernels::Device device, bertune::train::AdamWVariant variant,
+                                     const char* json_file, const char* weights_file, float weights_abs = 5e-6f,
+                                     float noise_abs = 5e-5f) {
+  namespace train = bertune::train;
+  auto g = classification_inputs();
+  auto steps = read_json(golden(json_file));
+  auto after = read_tensors(weights_file);
+  BertModel m(g.config, bertune::model::Task::SequenceClassification, device);
+  m.load_state_dict(read_tensors("tiny_init.safetensors"));
+  train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .variant = variant});
+  train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, /*max_grad_norm=*/1.0);
+  Batch batch = Batch::packed(g.sequences, g.labels);
+  m.zero_grad();
+  const char* tag = train::adamw_variant_name(variant);
+  for (int step = 0; step < 3; ++step) {
+    train::StepOutcome r = train_step.run(batch, step);  // norm 1.16 > 1 at steps 0-1: clipped
+    ASSERT_TRUE(r.finite);
+    double want_loss = steps["loss_before_each_step"][step];
+    double want_lr = steps["lr_of_each_step"][step];
+    double want_norm = steps["grad_norm_before_clip"][step];
+    std::printf("[%s] step %d loss %.8f (ref %.8f) lr %.6g (ref %.6g) norm %.8f (ref %.8f)\n", tag, step, r.loss,
+                want_loss, r.lr, want_lr, r.grad_norm, want_norm);
+    EXPECT_NEAR(r.loss, want_loss, 1e-5 * want_loss);
+    EXPECT_NEAR(r.lr, want_lr, 1e-12);
+    EXPECT_NEAR(r.grad_norm, want_norm, 1e-5 * want_norm);
+  }
+  // Adam's first steps move every weight by about lr * sign(m): elements whose
+  // true gradient is ~0 (key biases: softmax ignores them) follow fp32 noise
+  // in both implementations, hence an absolute bound well below one update.
+  float worst = 0.f, worst_real = 0.f;
+  std::string worst_name, worst_real_name;
+  for (const auto& p : m.state_dict()) {
+    const auto& t = after.at(p.name);
+    float err = max_abs_diff(p.data, t.data.data(), t.data.size());
+    if (err > worst) worst = err, worst_name = p.name;
+    bool noise_driven = p.name.find("key.bias") != std::string::npos;
+    if (!noise_driven && err > worst_real) worst_real = err, worst_real_name = p.name;
+    EXPECT_LE(err, noise_driven ? noise_abs : weights_abs) << tag << " " << p.name;
+  }
+  std::printf("[%s] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3); "
+              "%.3g in %s among tensors with a real gradient\n",
+              tag, worst, worst_name.c_str(), worst_real, worst_real_name.c_str());
+}
+
+}  // namespace golden_bert
