@@ -157,7 +157,7 @@ TEST(AttentionKernelsEmulated, FirstQueryMatchesCpu) {
     for (auto& x : kv) x = dist(rng);
     k::AttentionShape shape{offsets.data(), lengths.data(), sequences, heads, head_dim, nullptr, max_length};
     std::vector<float> want(q.size()), got(q.size(), kNaN);
-    k::cpu::attention_first_query_forward(want.data(), q.data(), kv.data(), shape);
+    k::cpu::attention_first_query_forward(want.data(), nullptr, q.data(), kv.data(), shape, k::Dropout{});
     cuda_emulation::launch(dim3(sequences, heads), ak::kThreads,
                            ak::first_query_smem_floats(max_length) * sizeof(float),
                            ak::attention_first_query_kernel, got.data(), q.data(), kv.data(), ak::args_of(shape));

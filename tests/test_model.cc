@@ -34,10 +34,15 @@ TEST(BertGolden, ForwardMatchesHuggingFacePacked) {
   EXPECT_TRUE(report.initialised.empty());
   auto ref = io::read_safetensors(golden("tiny_forward.safetensors"));
   Batch batch = Batch::packed(g.sequences, g.labels);
+  m.set_last_layer_cls_only(false);  // every hidden state, the last layer's included
   float loss = m.forward(batch, /*train=*/true);
   expect_logits_and_hidden(m, batch, ref, "packed");
   float want = ref.at("loss").data[0];
   std::printf("[packed] loss %.8f vs %.8f rel err %.3g\n", loss, want, std::fabs(loss - want) / want);
+  EXPECT_NEAR(loss, want, 1e-5f * want);
+  m.set_last_layer_cls_only(true);  // the default: the last layer on the [CLS] rows only
+  loss = m.forward(batch, /*train=*/true);
+  EXPECT_LE(max_abs_diff(m.logits(), ref.at("logits").data.data(), 10), 1e-4f);
   EXPECT_NEAR(loss, want, 1e-5f * want);
 }
 
@@ -57,10 +62,14 @@ TEST(BertGolden, GradientsMatchHuggingFacePacked) {
   auto g = classification_inputs();
   BertModel m(g.config, Task::SequenceClassification);
   m.load_state_dict(io::read_safetensors(golden("tiny_init.safetensors")));
-  m.forward(Batch::packed(g.sequences, g.labels), true);
-  m.zero_grad();
-  m.backward();
-  expect_grads(m, io::read_safetensors(golden("tiny_grads.safetensors")), "packed");
+  const auto grads = io::read_safetensors(golden("tiny_grads.safetensors"));
+  for (bool cls_only : {false, true}) {  // all rows of the last layer, or its [CLS] rows only
+    m.set_last_layer_cls_only(cls_only);
+    m.forward(Batch::packed(g.sequences, g.labels), true);
+    m.zero_grad();
+    m.backward();
+    expect_grads(m, grads, cls_only ? "packed cls-only" : "packed");
+  }
 }
 
 TEST(BertGolden, PaddedModeGivesTheSameLogitsAndGradients) {
@@ -70,15 +79,21 @@ TEST(BertGolden, PaddedModeGivesTheSameLogitsAndGradients) {
   auto ref = io::read_safetensors(golden("tiny_forward.safetensors"));
   auto grads = io::read_safetensors(golden("tiny_grads.safetensors"));
   for (int pad_to : {0, 24}) {  // longest (16) and a fixed max_length
-    Batch batch = Batch::padded(g.sequences, pad_to, g.config.pad_token_id, g.labels);
-    ASSERT_EQ(batch.num_rows(), 5 * (pad_to ? pad_to : 16));
-    std::string mode = pad_to ? "padded-24" : "padded-longest";
-    float loss = m.forward(batch, true);
-    expect_logits_and_hidden(m, batch, ref, mode.c_str());
-    EXPECT_NEAR(loss, ref.at("loss").data[0], 1e-5f * ref.at("loss").data[0]);
-    m.zero_grad();
-    m.backward();
-    expect_grads(m, grads, mode.c_str());
+    for (bool cls_only : {false, true}) {  // all rows of the last layer, or its [CLS] rows only
+      Batch batch = Batch::padded(g.sequences, pad_to, g.config.pad_token_id, g.labels);
+      ASSERT_EQ(batch.num_rows(), 5 * (pad_to ? pad_to : 16));
+      std::string mode = std::string(pad_to ? "padded-24" : "padded-longest") + (cls_only ? " cls-only" : "");
+      m.set_last_layer_cls_only(cls_only);
+      float loss = m.forward(batch, true);
+      if (cls_only)
+        EXPECT_LE(max_abs_diff(m.logits(), ref.at("logits").data.data(), 10), 1e-4f);
+      else
+        expect_logits_and_hidden(m, batch, ref, mode.c_str());
+      EXPECT_NEAR(loss, ref.at("loss").data[0], 1e-5f * ref.at("loss").data[0]);
+      m.zero_grad();
+      m.backward();
+      expect_grads(m, grads, mode.c_str());
+    }
   }
 }
 

@@ -53,6 +53,16 @@ std::string dims(int a, int b) { return "[" + std::to_string(a) + ", " + std::to
     default:                       \
       no_backend(d, #op);          \
   }
+// Ops with no CUDA body yet: the [CLS]-only last layer's training side
+// (attention_first_query_backward, dropout_rows; the model trains the full layer on CUDA).
+#define DISPATCH_CPU(op, ...)      \
+  switch (d) {                     \
+    case Device::CPU:              \
+      return cpu::op(__VA_ARGS__); \
+    default:                       \
+      no_backend(d, #op);          \
+  }
+
 const char* device_name(Device d) {
   switch (d) {
     case Device::CPU: return "CPU";
@@ -68,6 +78,13 @@ void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout
 void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Dropout& drop) {
   require(drop.p >= 0.f && drop.p < 1.f, "dropout_backward", "p must lie in [0, 1)");
   DISPATCH(dropout_backward, dx, dy, n, drop);
+}
+
+void dropout_rows(Device d, float* y, const float* x, const int32_t* rows, int n_rows, int width,
+                  const Dropout& drop) {
+  require(drop.p >= 0.f && drop.p < 1.f, "dropout_rows", "p must lie in [0, 1)");
+  require(n_rows >= 0 && width > 0, "dropout_rows", "bad shape " + dims(n_rows, width));
+  DISPATCH_CPU(dropout_rows, y, x, rows, n_rows, width, drop);
 }
 
 void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -202,10 +219,24 @@ void attention_backward(Device d, float* dqkv, const float* dctx, const float* q
   check_attention(d, shape, "attention_backward");
   DISPATCH(attention_backward, dqkv, dctx, qkv, probs, shape, drop);
 }
-void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
-                                   const AttentionShape& shape) {
+void attention_first_query_forward(Device d, float* ctx, float* probs, const float* q,
+                                   const float* kv, const AttentionShape& shape, const Dropout& drop) {
   check_attention(d, shape, "attention_first_query_forward");
-  DISPATCH(attention_first_query_forward, ctx, q, kv, shape);
+  require(drop.p >= 0.f && drop.p < 1.f, "attention_first_query_forward", "p must lie in [0, 1)");
+#ifdef BERTUNE_CUDA
+  // The CUDA body is inference's: it keeps no probs and draws no dropout.
+  if (d == Device::CUDA && probs == nullptr && !drop.active())
+    return gpu::attention_first_query_forward(ctx, q, kv, shape);
+#endif
+  DISPATCH_CPU(attention_first_query_forward, ctx, probs, q, kv, shape, drop);
+}
+void attention_first_query_backward(Device d, float* dq, float* dkv, const float* dctx,
+                                    const float* q, const float* kv, const float* probs,
+                                    const AttentionShape& shape, const Dropout& drop) {
+  check_attention(d, shape, "attention_first_query_backward");
+  require(probs != nullptr, "attention_first_query_backward", "needs the probs its forward kept");
+  require(drop.p >= 0.f && drop.p < 1.f, "attention_first_query_backward", "p must lie in [0, 1)");
+  DISPATCH_CPU(attention_first_query_backward, dq, dkv, dctx, q, kv, probs, shape, drop);
 }
 
 float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,

@@ -38,6 +38,11 @@ struct Dropout {
 void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout& drop);
 // dx = dy * mask / (1 - p) (in place allowed)
 void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Dropout& drop);
+// Dropout of n_rows rows gathered from a [*, width] tensor: y row r = x row r times the
+// mask of row rows[r] / (1 - p), so each row gets the mask it gets in place (element
+// rows[r] * width + j). Its own backward (dx = dy times the same factors); in place allowed.
+void dropout_rows(Device d, float* y, const float* x, const int32_t* rows, int n_rows, int width,
+                  const Dropout& drop);
 
 // ---- GEMM ----------------------------------------------------------------
 // Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, op(A) [M,K], op(B) [K,N].
@@ -139,12 +144,22 @@ void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
 // dqkv (overwrite) from dctx.
 void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
                         const float* probs, const AttentionShape& shape, const Dropout& drop);
-// Inference attention of the FIRST row of each sequence only (its [CLS] row, all a
-// classifier reads of the last layer): q [B, H] holds that row's query per sequence,
-// kv [T, 2H] = [K | V] of every row; ctx [B, H]. The same masking and softmax as
-// attention_forward's first query row; no dropout, nothing kept for backward.
-void attention_first_query_forward(Device d, float* ctx, const float* q, const float* kv,
-                                   const AttentionShape& shape);
+// Attention of the FIRST row of each sequence only (its [CLS] row, all a classifier
+// reads of the last layer): q [B, H] holds that row's query per sequence, kv [T, 2H] =
+// [K | V] of every row; ctx [B, H]. The same masking and softmax as attention_forward's
+// first query row, and the same dropout masks: query row 0 of sequence b, head h draws
+// element prob_offsets[b] + h n^2 + j, as it does there. probs (null: not kept, as in
+// inference) gets the softmax row before dropout, [heads x T] laid out per sequence:
+// sequence b, head h at heads * offsets[b] + h * n_b (n_b its span).
+void attention_first_query_forward(Device d, float* ctx, float* probs, const float* q,
+                                   const float* kv, const AttentionShape& shape,
+                                   const Dropout& drop = {});
+// Its backward (overwrite): dq [B, H] from dctx [B, H], and dkv [T, 2H] for EVERY row,
+// which the [CLS] queries attend to — exactly attention_backward's dQ of the first rows
+// and dK, dV when dctx is zero on every other row. probs as attention_first_query_forward kept them.
+void attention_first_query_backward(Device d, float* dq, float* dkv, const float* dctx,
+                                    const float* q, const float* kv, const float* probs,
+                                    const AttentionShape& shape, const Dropout& drop);
 
 // ---- loss ------------------------------------------------------------------
 // Mean cross-entropy over rows whose label != ignore_index (-100), as

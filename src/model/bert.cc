@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -145,6 +146,8 @@ TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task) {
 
 BertModel::BertModel(BertConfig config, Task task, k::Device device)
     : config_(std::move(config)), task_(task), device_(device) {
+  if (const char* full = std::getenv("BERTUNE_FULL_LAST_LAYER"); full && std::strcmp(full, "1") == 0)
+    last_layer_cls_only_ = false;
   build_layout();
   init_weights(0);
 }
@@ -477,19 +480,24 @@ void BertModel::layout_arena(bool train) {
   // layer l-1's output.
   const int sets = train ? L : std::min(L, 2);
   std::vector<LayerActs> sets_acts(sets);
-  for (auto& a : sets_acts) {
-    take(&a.qkv, 3 * TH);
-    take(&a.probs, P);
-    take(&a.ctx, TH);
-    take(&a.ln1_in, TH);
-    take(&a.ln1_mean, T);
-    take(&a.ln1_rstd, T);
-    take(&a.ln1_out, TH);
-    take(&a.ffn_pre, TI);
-    take(&a.ln2_in, TH);
-    take(&a.ln2_mean, T);
-    take(&a.ln2_rstd, T);
-    take(&a.out, TH);
+  for (int i = 0; i < sets; ++i) {
+    LayerActs& a = sets_acts[i];
+    // Training keeps the last layer's own set: past K and V it holds the B [CLS] rows
+    // only when last_layer_cls_forward runs (probs: one score row per sequence and head).
+    const bool cls = train && cls_rows_compact_ && i == L - 1;
+    const size_t rows = cls ? size_t(B) : size_t(T);
+    take(&a.qkv, cls ? 2 * TH + rows * H : 3 * TH);
+    take(&a.probs, cls ? size_t(config_.num_attention_heads) * T : P);
+    take(&a.ctx, rows * H);
+    take(&a.ln1_in, rows * H);
+    take(&a.ln1_mean, rows);
+    take(&a.ln1_rstd, rows);
+    take(&a.ln1_out, rows * H);
+    take(&a.ffn_pre, rows * I);
+    take(&a.ln2_in, rows * H);
+    take(&a.ln2_mean, rows);
+    take(&a.ln2_rstd, rows);
+    take(&a.out, rows * H);
   }
   take(&dense_out_, TH);
   take(&ffn_act_, TI);
@@ -540,6 +548,9 @@ const float* BertModel::hidden_state(int i) const {
   if (!have_activations_) throw Error("hidden_state: needs a training forward first");
   if (i < 0 || i > config_.num_hidden_layers)
     throw Error("hidden_state: index " + std::to_string(i) + " out of range");
+  if (cls_rows_compact_ && i == config_.num_hidden_layers)
+    throw Error("hidden_state: the last layer ran on the [CLS] rows only; call "
+                "set_last_layer_cls_only(false) before forward for all its rows");
   return k::host_view(device_, layer_input(i), size_t(T_) * config_.hidden_size, host_hidden_);
 }
 
@@ -558,14 +569,16 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
   have_activations_ = false;
   loss_sink_ = loss_sink;
   host_logits_fresh_ = false;
+  const int L = config_.num_hidden_layers;
+  // On CUDA only inference has the [CLS]-only ops (no CUDA attention_first_query_backward
+  // or dropout_rows yet): training there runs the full layer. Before prepare(): the arena is
+  // laid out for it.
+  cls_rows_compact_ = task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0 &&
+                      (device_ == k::Device::CPU || !train);
   prepare(batch, train);
   forward_step_ = dropout_step_;
   if (train) ++dropout_step_;
 
-  const int L = config_.num_hidden_layers;
-  // attention_first_query_forward has no CUDA body (yet): on CUDA the last layer runs every row.
-  cls_rows_compact_ = !train && task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0 &&
-                      device_ == k::Device::CPU;
   embeddings_forward();
   for (int l = 0; l < L; ++l) {
     if (cls_rows_compact_ && l == L - 1)
@@ -643,8 +656,10 @@ void BertModel::layer_forward(int l) {
 // layer_forward for the rows a classifier reads: the [CLS] row of each sequence.
 // Keys and values still come from every row (the [CLS] query attends to them all);
 // the query, attention, output projection, both LayerNorms and the feed-forward run
-// on B rows instead of T. Output: a.out row b = sequence b's [CLS] row.
-// Inference only (no dropout, nothing kept for backward).
+// on B rows instead of T. Output: a.out row b = sequence b's [CLS] row. Each
+// dropout draws the masks of the rows' places in the full layer (dropout_rows, and
+// the first query's row of the attention masks), so a training step computes the
+// same loss and gradients as layer_forward would, up to float rounding.
 void BertModel::last_layer_cls_forward(int l) {
   const int T = T_, B = B_, H = config_.hidden_size, I = config_.intermediate_size;
   const float eps = config_.layer_norm_eps;
@@ -662,17 +677,18 @@ void BertModel::last_layer_cls_forward(int l) {
   }
   {
     PHASE("fwd attention");
-    k::attention_first_query_forward(device_, a.ctx, q, kv, shape_);
+    k::attention_first_query_forward(device_, a.ctx, train_ ? a.probs : nullptr, q, kv, shape_,
+                                     dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
   }
-  const k::Dropout none;
   {
     PHASE("fwd attn-out gemm");
     k::linear_forward(device_, dense_out_, a.ctx, w.attn_out_w, w.attn_out_b, B, H, H);
   }
   {
     PHASE("fwd dropout+residual+layernorm");
+    cls_rows_dropout(dense_out_, site_attention_output(l));
     k::dropout_residual_layernorm_forward(device_, a.ln1_out, a.ln1_in, a.ln1_mean, a.ln1_rstd, dense_out_,
-                                          cls_in_, w.ln1_g, w.ln1_b, B, H, eps, none);
+                                          cls_in_, w.ln1_g, w.ln1_b, B, H, eps, k::Dropout{});
   }
   {
     PHASE("fwd ffn-in gemm");
@@ -688,9 +704,16 @@ void BertModel::last_layer_cls_forward(int l) {
   }
   {
     PHASE("fwd dropout+residual+layernorm");
+    cls_rows_dropout(dense_out_, site_ffn_output(l));
     k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,
-                                          a.ln1_out, w.ln2_g, w.ln2_b, B, H, eps, none);
+                                          a.ln1_out, w.ln2_g, w.ln2_b, B, H, eps, k::Dropout{});
   }
+}
+
+// Hidden dropout (in place) of B compact [CLS] rows with the masks of rows offsets[b].
+void BertModel::cls_rows_dropout(float* x, uint64_t site) const {
+  auto drop = dropout(site, config_.hidden_dropout_prob);
+  if (drop.active()) k::dropout_rows(device_, x, x, batch_.offsets, B_, config_.hidden_size, drop);
 }
 
 // BertPooler (tanh dense on [CLS]) -> dropout -> classifier -> mean CE.
@@ -747,11 +770,18 @@ void BertModel::backward() {
     classifier_backward();
   else
     mlm_backward();
-  for (int l = config_.num_hidden_layers - 1; l >= 0; --l) layer_backward(l);
+  const int L = config_.num_hidden_layers;
+  for (int l = L - 1; l >= 0; --l) {
+    if (cls_rows_compact_ && l == L - 1)
+      last_layer_cls_backward(l);
+    else
+      layer_backward(l);
+  }
   embeddings_backward();
 }
 
-// Leaves d loss / d (last hidden state) in d_x_.
+// Leaves d loss / d (last hidden state) in d_x_: its B [CLS] rows when the last
+// layer ran on those only (cls_rows_compact_), else all T rows.
 void BertModel::classifier_backward() {
   PHASE("fwd+bwd head");
   const int B = B_, T = T_, H = config_.hidden_size, C = config_.num_labels();
@@ -763,6 +793,7 @@ void BertModel::classifier_backward() {
   k::dropout_backward(device_, d_pooled, d_pooled, size_t(B) * H, dropout(kSiteClassifier, p));
   k::tanh_backward(device_, d_pooled, d_pooled, pooled_, size_t(B) * H);
   k::linear_backward(device_, d_pooled_in, g_.pool_w, g_.pool_b, d_pooled, pooled_in_, p_.pool_w, B, H, H);
+  if (cls_rows_compact_) return k::copy_on_device(device_, d_x_, d_pooled_in, size_t(B) * H * sizeof(float));
   k::fill_zero(device_, d_x_, size_t(T) * H * sizeof(float));
   k::scatter_add_rows(device_, d_x_, d_pooled_in, batch_.offsets, B, H);
 }
@@ -792,13 +823,16 @@ void BertModel::mlm_backward() {
 
 const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,
                                                       const float* mean, const float* rstd,
-                                                      const float* gamma, uint64_t site) {
+                                                      const float* gamma, uint64_t site, bool cls_rows) {
   PHASE("bwd layernorm+dropout");
-  const int T = T_, H = config_.hidden_size;
-  k::layernorm_backward(device_, d_s_, d_gamma, d_beta, d_x_, ln_in, mean, rstd, gamma, T, H);
+  const int rows = cls_rows ? B_ : T_, H = config_.hidden_size;
+  k::layernorm_backward(device_, d_s_, d_gamma, d_beta, d_x_, ln_in, mean, rstd, gamma, rows, H);
   auto drop = dropout(site, config_.hidden_dropout_prob);
   if (!drop.active()) return d_s_;
-  k::dropout_backward(device_, d_y_, d_s_, size_t(T) * H, drop);
+  if (cls_rows)
+    k::dropout_rows(device_, d_y_, d_s_, batch_.offsets, rows, H, drop);
+  else
+    k::dropout_backward(device_, d_y_, d_s_, size_t(rows) * H, drop);
   return d_y_;
 }
 
@@ -853,6 +887,67 @@ void BertModel::layer_backward(int l) {
     k::copy_on_device(device_, d_x_, d_s_, TH * sizeof(float));
     k::linear_backward(device_, d_x_, gw.qkv_w, gw.qkv_b, d_qkv_, x, w.qkv_w, T, H, 3 * H,
                        /*accumulate_dx=*/true);
+  }
+}
+
+// layer_backward of last_layer_cls_forward. In: d_x_ rows 0..B = d loss / d (the
+// [CLS] rows of the output), the only rows the loss reads: the full layer's other rows
+// get exactly zero gradient, so nothing is lost. Out: d_x_ = d loss / d (input) for all
+// T rows: every row through K and V (the [CLS] queries attend to it), the [CLS] rows
+// also through their query and the residual.
+void BertModel::last_layer_cls_backward(int l) {
+  const int T = T_, B = B_, H = config_.hidden_size, I = config_.intermediate_size;
+  const size_t BH = size_t(B) * H;
+  const LayerParams& w = p_.layers[l];
+  LayerParams& gw = g_.layers[l];
+  const LayerActs& a = acts_[l];
+  const float* x = layer_input(l);
+  const float* kv = a.qkv;                     // (T, 2H)
+  const float* q = a.qkv + size_t(2) * T * H;  // (B, H)
+  float* d_kv = d_qkv_;                        // (T, 2H)
+  float* d_q = d_qkv_ + size_t(2) * T * H;     // (B, H)
+
+  const float* d_y = residual_layernorm_backward(gw.ln2_g, gw.ln2_b, a.ln2_in, a.ln2_mean, a.ln2_rstd,
+                                                 w.ln2_g, site_ffn_output(l), /*cls_rows=*/true);
+  {
+    PHASE("bwd gelu");
+    k::gelu_forward(device_, ffn_act_, a.ffn_pre, size_t(B) * I);  // recomputed, not stored
+  }
+  {
+    PHASE("bwd ffn-out gemm");
+    k::linear_backward(device_, d_ffn_, gw.ffn_out_w, gw.ffn_out_b, d_y, ffn_act_, w.ffn_out_w, B, I, H);
+  }
+  {
+    PHASE("bwd gelu");
+    k::gelu_backward(device_, d_ffn_, d_ffn_, a.ffn_pre, size_t(B) * I);
+  }
+  {
+    PHASE("bwd ffn-in gemm");
+    k::copy_on_device(device_, d_x_, d_s_, BH * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, B, H, I,
+                       /*accumulate_dx=*/true);
+  }
+  d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
+                                    site_attention_output(l), /*cls_rows=*/true);
+  {
+    PHASE("bwd attn-out gemm");
+    k::linear_backward(device_, d_ctx_, gw.attn_out_w, gw.attn_out_b, d_y, a.ctx, w.attn_out_w, B, H, H);
+  }
+  {
+    PHASE("bwd attention");
+    k::attention_first_query_backward(device_, d_q, d_kv, d_ctx_, q, kv, a.probs, shape_,
+                                      dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+  }
+  {
+    PHASE("bwd qkv gemm");
+    // d_y_ is spent: d (the [CLS] rows of x) = residual + through the query.
+    float* d_cls_in = d_y_;
+    k::copy_on_device(device_, d_cls_in, d_s_, BH * sizeof(float));
+    k::linear_backward(device_, d_cls_in, gw.qkv_w, gw.qkv_b, d_q, cls_in_, w.qkv_w, B, H, H,
+                       /*accumulate_dx=*/true);
+    k::linear_backward(device_, d_x_, gw.qkv_w + size_t(H) * H, gw.qkv_b + H, d_kv, x,
+                       w.qkv_w + size_t(H) * H, T, H, 2 * H);
+    k::scatter_add_rows(device_, d_x_, d_cls_in, batch_.offsets, B, H);
   }
 }
 

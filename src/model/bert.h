@@ -124,11 +124,14 @@ class BertModel {
   uint64_t dropout_step() const { return dropout_step_; }
 
   // ---- compute ----
-  // A classification forward without training (eval, predict, serve) computes the
-  // last layer for the [CLS] rows only, the only rows the pooler reads: K and V for
-  // every row, the query, attention context, output projection, LayerNorms and
-  // feed-forward for the B [CLS] rows. Off: every row, as a training forward does
-  // (the same logits up to float rounding; tests compare the two).
+  // A classification forward (training or not) computes the last layer for the [CLS]
+  // rows only, the only rows the pooler reads: K and V for every row, the query,
+  // attention context, output projection, LayerNorms and feed-forward for the B [CLS]
+  // rows; backward likewise (the other rows' gradient is exactly zero in the full
+  // layer), with the same dropout masks. Off: every row, which hidden_state(L) needs
+  // (the same loss, logits and gradients up to float rounding; tests compare the two).
+  // CPU only: on CUDA the full layer runs. The environment variable
+  // BERTUNE_FULL_LAST_LAYER=1 turns it off for every model (to compare whole runs).
   void set_last_layer_cls_only(bool on) { last_layer_cls_only_ = on; }
 
   // Returns the mean loss when the batch has labels, else NaN. train: dropout
@@ -152,6 +155,7 @@ class BertModel {
   int logits_cols() const { return logit_cols_; }
   // After a training forward: 0 = embeddings output, i = output of layer i. [T, H]
   // Host-readable (a host copy made by this call when the device is not the CPU).
+  // The last one (i = L) throws Error when that layer ran on the [CLS] rows only.
   const float* hidden_state(int i) const;
 
   size_t activation_bytes() const { return arena_.size() * sizeof(float); }
@@ -169,7 +173,9 @@ class BertModel {
           *mlm_bias = nullptr;
   };
   // Activations of one layer, kept for backward. T rows (tokens, pad rows
-  // included), H hidden, I intermediate, P = heads x sum of span^2.
+  // included), H hidden, I intermediate, P = heads x sum of span^2. The last
+  // layer of a [CLS]-only forward (last_layer_cls_forward) holds B rows past K
+  // and V instead: qkv = K|V (T, 2H) then Q (B, H), probs (heads x T).
   struct LayerActs {
     float* qkv;       // (T, 3H) x W_qkv + b_qkv: Q | K | V per row
     float* probs;     // (P) softmax(Q K^T / sqrt(d) + mask) per sequence and head, before dropout
@@ -196,22 +202,25 @@ class BertModel {
   void embeddings_forward();
   void layer_forward(int l);
   void last_layer_cls_forward(int l);
+  void cls_rows_dropout(float* x, uint64_t site) const;
   float classifier_forward(const Batch& batch);
   float mean_loss(int N, int C);
   float mlm_forward(const Batch& batch);
   void classifier_backward();
   void mlm_backward();
   void layer_backward(int l);
+  void last_layer_cls_backward(int l);
   void embeddings_backward();
 
   void check_batch(const Batch& batch) const;
   void layout_arena(bool train);
   // Backward through dropout + residual + LayerNorm: d_x_ holds d loss /
   // d (LayerNorm output); leaves d loss / d (LayerNorm input) in d_s_ and
-  // returns d loss / d (the dense output that went into dropout).
+  // returns d loss / d (the dense output that went into dropout). On T rows,
+  // or on the B compact [CLS] rows (cls_rows) of last_layer_cls_forward.
   const float* residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,
                                            const float* mean, const float* rstd,
-                                           const float* gamma, uint64_t site);
+                                           const float* gamma, uint64_t site, bool cls_rows = false);
 
   const float* layer_input(int l) const { return l == 0 ? emb_out_ : acts_[l - 1].out; }
   const float* mlm_input() const;  // (R, H) what the MLM head reads
@@ -227,7 +236,8 @@ class BertModel {
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
   bool train_ = false, have_activations_ = false, has_labels_ = false;
   bool last_layer_cls_only_ = true;
-  // This forward ran last_layer_cls_forward: the last layer's output holds B rows.
+  // This forward ran last_layer_cls_forward: the last layer's activations past K and V
+  // hold B rows (the [CLS] rows, compact), and so does its backward.
   bool cls_rows_compact_ = false;
 
   // The batch, validated and completed on the host (positions, token types, prob

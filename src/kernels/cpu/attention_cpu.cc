@@ -89,15 +89,19 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
 }
 
 // One query per (sequence, head): scores are a 1 x n row, so the work is two
-// matrix-vector products; the softmax is the same code as attention_forward's.
-void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape) {
+// matrix-vector products; the softmax is the same code as attention_forward's, and
+// the dropout mask is its query row 0's (element pbase + j).
+void attention_first_query_forward(float* ctx, float* probs, const float* q, const float* kv,
+                                   const AttentionShape& shape, const Dropout& drop) {
   const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H2 = 2 * H;
   const int B = shape.num_sequences;
   const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  DropMask mask(drop);
+  const bool dropping = drop.active();
   const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> scores(span_max);
+    std::vector<float> scores(span_max), dropped(dropping ? span_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
@@ -105,9 +109,67 @@ void attention_first_query_forward(float* ctx, const float* q, const float* kv, 
         const float* Q = q + size_t(b) * H + h * d;
         const float* K = kv + size_t(o) * H2 + h * d;
         const float* V = K + H;
-        gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, scores.data(), n);  // s = q K^T
-        masked_softmax(scores.data(), 1, n, valid, sqrt_d);
-        gemm(false, false, 1, d, n, 1.f, scores.data(), n, V, H2, 0.f, ctx + size_t(b) * H + h * d, H);
+        float* s = probs ? probs + size_t(o) * nh + size_t(h) * n : scores.data();
+        gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, s, n);  // s = q K^T
+        masked_softmax(s, 1, n, valid, sqrt_d);
+        const float* weights = s;
+        if (dropping) {
+          const uint64_t pbase = uint64_t(shape.prob_offsets[b]) + uint64_t(h) * n * n;
+#pragma omp simd
+          for (int j = 0; j < n; ++j) dropped[j] = s[j] * mask.factor(pbase + j);
+          weights = dropped.data();
+        }
+        gemm(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + size_t(b) * H + h * d, H);
+      }
+    }
+  }
+}
+
+// attention_backward with one query row per (sequence, head): dV and dK are outer
+// products (every key row gets the [CLS] query's share), dq one vector-matrix product.
+void attention_first_query_backward(float* dq, float* dkv, const float* dctx, const float* q,
+                                    const float* kv, const float* probs, const AttentionShape& shape,
+                                    const Dropout& drop) {
+  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H2 = 2 * H;
+  const int B = shape.num_sequences;
+  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  DropMask mask(drop);
+  const bool dropping = drop.active();
+  const int span_max = max_span(shape);
+#pragma omp parallel
+  {
+    std::vector<float> g(span_max), dropped(dropping ? span_max : 0);
+#pragma omp for collapse(2) schedule(dynamic, 4)
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < nh; ++h) {
+        const int o = shape.offsets[b], n = shape.offsets[b + 1] - o;
+        const uint64_t pbase = uint64_t(shape.prob_offsets[b]) + uint64_t(h) * n * n;
+        const float* p = probs + size_t(o) * nh + size_t(h) * n;
+        const float* Q = q + size_t(b) * H + h * d;
+        const float* K = kv + size_t(o) * H2 + h * d;
+        const float* V = K + H;
+        const float* dC = dctx + size_t(b) * H + h * d;
+        float* dK = dkv + size_t(o) * H2 + h * d;
+        float* dV = dK + H;
+        const float* weights = p;  // ctx = dropout(p) V
+        if (dropping) {
+#pragma omp simd
+          for (int j = 0; j < n; ++j) dropped[j] = p[j] * mask.factor(pbase + j);
+          weights = dropped.data();
+        }
+        gemm(true, false, n, d, 1, 1.f, weights, n, dC, H, 0.f, dV, H2);  // dV = pd^T dctx
+        gemm(false, true, 1, n, d, 1.f, dC, H, V, H2, 0.f, g.data(), n);  // dpd = dctx V^T
+        if (dropping) {
+#pragma omp simd
+          for (int j = 0; j < n; ++j) g[j] *= mask.factor(pbase + j);
+        }
+        float weighted = 0.f;  // softmax: ds_j = p_j (dp_j - sum_k p_k dp_k) / sqrt(d)
+#pragma omp simd reduction(+ : weighted)
+        for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
+#pragma omp simd
+        for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
+        gemm(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + size_t(b) * H + h * d, H);  // dq = ds K
+        gemm(true, false, n, d, 1, 1.f, g.data(), n, Q, H, 0.f, dK, H2);  // dK = ds^T q
       }
     }
   }

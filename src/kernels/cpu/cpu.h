@@ -20,6 +20,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 
 void dropout_forward(float* y, const float* x, size_t n, const Dropout& drop);
 void dropout_backward(float* dx, const float* dy, size_t n, const Dropout& drop);
+void dropout_rows(float* y, const float* x, const int32_t* rows, int n_rows, int width,
+                  const Dropout& drop);
 void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in,
                     int out);
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
@@ -47,7 +49,11 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
                        const Dropout& drop);
 void attention_backward(float* dqkv, const float* dctx, const float* qkv, const float* probs,
                         const AttentionShape& shape, const Dropout& drop);
-void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape);
+void attention_first_query_forward(float* ctx, float* probs, const float* q, const float* kv,
+                                   const AttentionShape& shape, const Dropout& drop);
+void attention_first_query_backward(float* dq, float* dkv, const float* dctx, const float* q,
+                                    const float* kv, const float* probs, const AttentionShape& shape,
+                                    const Dropout& drop);
 float cross_entropy_forward(float* probs, const float* logits, const int32_t* labels, int N, int C,
                             int* counted);
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int C,

@@ -34,6 +34,22 @@ void dropout_backward(float* dx, const float* dy, size_t n, const Dropout& drop)
   dropout_forward(dx, dy, n, drop);  // the same mask, the same scale
 }
 
+void dropout_rows(float* y, const float* x, const int32_t* rows, int n_rows, int width,
+                  const Dropout& drop) {
+  if (!drop.active()) {
+    if (y != x) std::memcpy(y, x, size_t(n_rows) * width * sizeof(float));
+    return;
+  }
+  DropMask mask(drop);
+#pragma omp parallel for schedule(static) if (size_t(n_rows) * width > kParallelGrain)
+  for (int r = 0; r < n_rows; ++r) {
+    const size_t at = size_t(r) * width;
+    const uint64_t base = uint64_t(rows[r]) * width;  // where the row's mask lies in place
+#pragma omp simd
+    for (int j = 0; j < width; ++j) y[at + j] = x[at + j] * mask.factor(base + j);
+  }
+}
+
 void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in,
                     int out) {
   // Start C from the bias and let the GEMM accumulate onto it (beta = 1):
