@@ -7,15 +7,16 @@
 // steps (TrainStep + AdamW, both forms) as tests/test_model.cc holds the CPU to.
 //
 // bf16 (--precision bf16, the CUDA default): every GEMM operand is rounded to bf16 (8
-// significant bits, unit roundoff u = 2^-8 = 3.9e-3) and products are summed in fp32. A
-// K-term dot product of rounded operands carries a relative error of about
-// sqrt(2/3) u ~ 3.2e-3 (one standard deviation: two independent uniform roundings per
-// product), and BERT's layers add about ten such GEMMs (forward) in quadrature before the
-// last LayerNorm, ~1e-2 of an O(1) hidden state; four standard deviations over the few
-// thousand values compared give the hidden-state bound; the logits are ~0.1 in size, hence
-// 5e-3. The backward pass multiplies the same rounded operands once more (dx and dW), hence a
-// gradient bound of 3e-2 of each tensor's largest value: still 30x below the error of
-// a wrong gradient (O(1) of it). Attention and everything outside the GEMMs stay fp32.
+// significant bits, unit roundoff u = 2^-8 = 3.9e-3) and products are summed in fp32, so each
+// GEMM output is off by ~sqrt(2/3) u ~ 3e-3 of its size (two independent roundings per
+// product); attention and everything outside the GEMMs stay fp32. The bounds below are ~3-5x
+// what an emulation on the CPU measured with EVERY GEMM's operands rounded to bf16 (round to
+// nearest even, as gemm_gpu.cu; the CPU attention's GEMMs included, so it is harsher than the
+// GPU): classification logits 1.0e-3 (~0.1 in size), masked-LM logits 6.7e-3 (larger: the
+// tied decoder), hidden states 3.0e-3 (O(1) LayerNorm outputs), loss 3.1e-4 relative,
+// gradients 1.2e-2 of each tensor's largest value, key-bias gradients (zero in exact
+// arithmetic) 2.3e-6. A wrong gradient is off by O(1) of it: 3e-2 still tells them apart.
+// (The emulation: bench/bf16_blas_shim.c, a cblas_sgemm rounding both operands, via BERTUNE_BLAS=.)
 #include <gtest/gtest.h>
 
 #include "golden_bert.h"
@@ -35,8 +36,13 @@ struct PrecisionScope {
 };
 
 const Tolerance kFp32{};
-const Tolerance kBf16{.logits_abs = 5e-3f, .hidden_abs = 5e-2f, .loss_rel = 1e-2f, .grad_rel = 3e-2f,
-                      .zero_grad_abs = 1e-6f};
+const Tolerance kBf16{.logits_abs = 5e-3f, .hidden_abs = 1.5e-2f, .loss_rel = 2e-3f, .grad_rel = 3e-2f,
+                      .zero_grad_abs = 1e-5f};
+Tolerance bf16_masked_lm() {  // its logits are larger (the tied decoder over the vocabulary)
+  Tolerance t = kBf16;
+  t.logits_abs = 2e-2f;
+  return t;
+}
 
 }  // namespace
 
@@ -75,5 +81,5 @@ TEST(GpuGolden, ClassificationBf16) {
 TEST(GpuGolden, MaskedLMBf16) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope bf16(Precision::BF16);
-  expect_masked_lm_case(Device::CUDA, kBf16);
+  expect_masked_lm_case(Device::CUDA, bf16_masked_lm());
 }
