@@ -98,9 +98,12 @@ StepResult training_step(BertModel& m, const Batch& batch, bool cls_only) {
   return r;
 }
 
-// Loss within 1e-6 relative; every gradient tensor within 1e-6 of its largest element
-// (tensors whose gradient is zero in exact arithmetic — the key biases: softmax ignores
-// a per-row shift — hold float noise on both sides, bounded in absolute terms instead).
+// Loss and logits within 1e-6 relative; every gradient tensor within 1e-5 of its largest
+// element (measured: at most ~4e-6 — the two paths sum the same products in other orders,
+// GEMMs over B rows instead of T, and float32 rounding grows through the layers below;
+// a wrong dropout mask would be O(1)). Tensors whose gradient is zero in exact arithmetic
+// (the key biases: softmax ignores a per-row shift) hold float noise on both sides,
+// bounded in absolute terms instead.
 void expect_same_step(BertModel& m, const Batch& batch, const std::string& what) {
   const StepResult full = training_step(m, batch, false), fast = training_step(m, batch, true);
   EXPECT_EQ(fast.next_dropout_step, full.next_dropout_step) << what;
@@ -117,10 +120,10 @@ void expect_same_step(BertModel& m, const Batch& batch, const std::string& what)
     const float* b = full.grads.data() + p.offset;
     const float scale = max_abs(b, p.numel), err = max_abs_diff(a, b, p.numel);
     if (scale < 1e-6f * global) {
-      EXPECT_LE(err, 1e-6f * global) << what << " " << p.name;
+      EXPECT_LE(err, 1e-5f * global) << what << " " << p.name;
       continue;
     }
-    EXPECT_LE(err, 1e-6f * scale) << what << " " << p.name << " max |grad| " << scale;
+    EXPECT_LE(err, 1e-5f * scale) << what << " " << p.name << " max |grad| " << scale;
     if (err / scale > worst) worst = err / scale, worst_name = p.name;
   }
   std::printf("[%s] loss %.9g vs %.9g (rel %.2g); worst gradient error %.2g of its tensor's max (%s)\n",
