@@ -151,6 +151,9 @@ inline void expect_classification_case(bertune::kernels::Device device, const To
   BertModel m(g.config, Task::SequenceClassification, device);
   auto report = m.load_state_dict(read_tensors("tiny_init.safetensors"));
   EXPECT_TRUE(report.initialised.empty());
+  // Every hidden state, the last layer's included (the [CLS]-only training saving has its
+  // own golden checks in test_model.cc); the inference forward below uses the saving.
+  m.set_last_layer_cls_only(false);
   auto ref = read_tensors("tiny_forward.safetensors");
   auto grads = read_tensors("tiny_grads.safetensors");
   for (int pad_to : {-1, 0, 24}) {  // packed, longest (16), a fixed max_length
@@ -164,6 +167,7 @@ inline void expect_classification_case(bertune::kernels::Device device, const To
     m.backward();
     expect_grads(m, grads, mode.c_str(), tol);
   }
+  m.set_last_layer_cls_only(true);  // inference's [CLS]-only last layer (its own CUDA kernel)
   float loss = m.forward(Batch::packed(g.sequences), /*train=*/false);  // no labels: no loss
   EXPECT_TRUE(std::isnan(loss));
   const auto& logits = ref.at("logits");
