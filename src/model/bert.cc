@@ -836,9 +836,40 @@ const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_bet
   return d_y_;
 }
 
+// The FFN sublayer's backward over `rows` rows (all T, or the B compact [CLS] rows of
+// last_layer_cls_forward). In: d_x_ = d loss / d (the layer's output). Out: d_x_ =
+// d loss / d ln1_out, the residual path plus the path through the FFN.
+void BertModel::ffn_sublayer_backward(int l, int rows, bool cls_rows) {
+  const int H = config_.hidden_size, I = config_.intermediate_size;
+  const LayerParams& w = p_.layers[l];
+  LayerParams& gw = g_.layers[l];
+  const LayerActs& a = acts_[l];
+  const float* d_y = residual_layernorm_backward(gw.ln2_g, gw.ln2_b, a.ln2_in, a.ln2_mean, a.ln2_rstd,
+                                                 w.ln2_g, site_ffn_output(l), cls_rows);
+  {
+    PHASE("bwd gelu");
+    k::gelu_forward(device_, ffn_act_, a.ffn_pre, size_t(rows) * I);  // recomputed, not stored
+  }
+  {
+    PHASE("bwd ffn-out gemm");
+    k::linear_backward(device_, d_ffn_, gw.ffn_out_w, gw.ffn_out_b, d_y, ffn_act_, w.ffn_out_w,
+                       rows, I, H);
+  }
+  {
+    PHASE("bwd gelu");
+    k::gelu_backward(device_, d_ffn_, d_ffn_, a.ffn_pre, size_t(rows) * I);
+  }
+  {
+    PHASE("bwd ffn-in gemm");
+    k::copy_on_device(device_, d_x_, d_s_, size_t(rows) * H * sizeof(float));
+    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, rows, H, I,
+                       /*accumulate_dx=*/true);
+  }
+}
+
 // In: d_x_ = d loss / d (output of layer l). Out: d_x_ = d loss / d (its input).
 void BertModel::layer_backward(int l) {
-  const int T = T_, H = config_.hidden_size, I = config_.intermediate_size;
+  const int T = T_, H = config_.hidden_size;
   const size_t TH = size_t(T) * H;
   const LayerParams& w = p_.layers[l];
   LayerParams& gw = g_.layers[l];
@@ -846,31 +877,10 @@ void BertModel::layer_backward(int l) {
   const float* x = layer_input(l);
 
   // FFN sublayer: out = LN2(dropout(GELU(ffn_pre) W_2 + b_2) + ln1_out)
-  const float* d_y = residual_layernorm_backward(gw.ln2_g, gw.ln2_b, a.ln2_in, a.ln2_mean, a.ln2_rstd,
-                                                 w.ln2_g, site_ffn_output(l));
-  {
-    PHASE("bwd gelu");
-    k::gelu_forward(device_, ffn_act_, a.ffn_pre, size_t(T) * I);  // recomputed, not stored
-  }
-  {
-    PHASE("bwd ffn-out gemm");
-    k::linear_backward(device_, d_ffn_, gw.ffn_out_w, gw.ffn_out_b, d_y, ffn_act_, w.ffn_out_w,
-                       T, I, H);
-  }
-  {
-    PHASE("bwd gelu");
-    k::gelu_backward(device_, d_ffn_, d_ffn_, a.ffn_pre, size_t(T) * I);
-  }
-  {
-    PHASE("bwd ffn-in gemm");
-    // d ln1_out = residual path + through the FFN
-    k::copy_on_device(device_, d_x_, d_s_, TH * sizeof(float));
-    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, T, H, I,
-                       /*accumulate_dx=*/true);
-  }
+  ffn_sublayer_backward(l, T, /*cls_rows=*/false);
 
   // attention sublayer: ln1_out = LN1(dropout(ctx W_o + b_o) + x)
-  d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
+  const float* d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
                                     site_attention_output(l));
   {
     PHASE("bwd attn-out gemm");
@@ -896,7 +906,7 @@ void BertModel::layer_backward(int l) {
 // T rows: every row through K and V (the [CLS] queries attend to it), the [CLS] rows
 // also through their query and the residual.
 void BertModel::last_layer_cls_backward(int l) {
-  const int T = T_, B = B_, H = config_.hidden_size, I = config_.intermediate_size;
+  const int T = T_, B = B_, H = config_.hidden_size;
   const size_t BH = size_t(B) * H;
   const LayerParams& w = p_.layers[l];
   LayerParams& gw = g_.layers[l];
@@ -907,27 +917,8 @@ void BertModel::last_layer_cls_backward(int l) {
   float* d_kv = d_qkv_;                        // (T, 2H)
   float* d_q = d_qkv_ + size_t(2) * T * H;     // (B, H)
 
-  const float* d_y = residual_layernorm_backward(gw.ln2_g, gw.ln2_b, a.ln2_in, a.ln2_mean, a.ln2_rstd,
-                                                 w.ln2_g, site_ffn_output(l), /*cls_rows=*/true);
-  {
-    PHASE("bwd gelu");
-    k::gelu_forward(device_, ffn_act_, a.ffn_pre, size_t(B) * I);  // recomputed, not stored
-  }
-  {
-    PHASE("bwd ffn-out gemm");
-    k::linear_backward(device_, d_ffn_, gw.ffn_out_w, gw.ffn_out_b, d_y, ffn_act_, w.ffn_out_w, B, I, H);
-  }
-  {
-    PHASE("bwd gelu");
-    k::gelu_backward(device_, d_ffn_, d_ffn_, a.ffn_pre, size_t(B) * I);
-  }
-  {
-    PHASE("bwd ffn-in gemm");
-    k::copy_on_device(device_, d_x_, d_s_, BH * sizeof(float));
-    k::linear_backward(device_, d_x_, gw.ffn_in_w, gw.ffn_in_b, d_ffn_, a.ln1_out, w.ffn_in_w, B, H, I,
-                       /*accumulate_dx=*/true);
-  }
-  d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
+  ffn_sublayer_backward(l, B, /*cls_rows=*/true);
+  const float* d_y = residual_layernorm_backward(gw.ln1_g, gw.ln1_b, a.ln1_in, a.ln1_mean, a.ln1_rstd, w.ln1_g,
                                     site_attention_output(l), /*cls_rows=*/true);
   {
     PHASE("bwd attn-out gemm");

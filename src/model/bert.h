@@ -208,6 +208,7 @@ class BertModel {
   float mlm_forward(const Batch& batch);
   void classifier_backward();
   void mlm_backward();
+  void ffn_sublayer_backward(int l, int rows, bool cls_rows);
   void layer_backward(int l);
   void last_layer_cls_backward(int l);
   void embeddings_backward();
