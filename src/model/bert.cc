@@ -144,12 +144,12 @@ TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task) {
 
 // ---------------------------------------------------------------- parameters
 
-BertModel::BertModel(BertConfig config, Task task, k::Device device)
+BertModel::BertModel(BertConfig config, Task task, k::Device device, Init init)
     : config_(std::move(config)), task_(task), device_(device) {
   if (const char* full = std::getenv("BERTUNE_FULL_LAST_LAYER"); full && std::strcmp(full, "1") == 0)
     last_layer_cls_only_ = false;
-  build_layout();
-  init_weights(0);
+  build_layout();  // zeroed buffers
+  if (init == Init::Random) init_weights(0);
 }
 
 // Offsets into the flat buffers: every tensor starts on a 64-byte boundary
@@ -530,8 +530,12 @@ void BertModel::layout_arena(bool train) {
   size_t total = 0;
   for (auto& [ptr, n] : plan) total += (n + 15) / 16 * 16;
   if (arena_.size() < total) {
+    // Grown by half again at least: batches sorted by length (eval, predict, serve) grow a
+    // little every batch, and a fresh zeroed arena per batch was ~15% of a small model's
+    // eval in page faults and memset.
+    const size_t grown = std::max(total, arena_.size() + arena_.size() / 2);
     arena_ = {};  // the old arena goes before the new one comes
-    arena_ = k::DeviceBuffer<float>(device_, total);
+    arena_ = k::DeviceBuffer<float>(device_, grown);
   }
   float* cursor = arena_.data();
   for (auto& [ptr, n] : plan) {

@@ -86,9 +86,15 @@ struct LoadReport {
   std::vector<std::string> unused;       // present but not part of this model
 };
 
+// What a new model's parameters hold: HF's random initialisation (seed 0), or zeros for a
+// caller that loads a state dict or calls init_weights next. Skipping the random draw saves
+// ~2 s of Box-Muller for a klue/bert-base-sized model that is about to be overwritten.
+enum class Init { Random, Zeros };
+
 class BertModel {
  public:
-  BertModel(BertConfig config, Task task, kernels::Device device = kernels::Device::CPU);
+  BertModel(BertConfig config, Task task, kernels::Device device = kernels::Device::CPU,
+            Init init = Init::Random);
 
   const BertConfig& config() const { return config_; }
   Task task() const { return task_; }

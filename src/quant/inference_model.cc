@@ -56,7 +56,8 @@ InferenceModel load_int8_dir(const fs::path& dir) {
   auto config = model::BertConfig::load(dir);
   config.architectures = {"BertForSequenceClassification"};
   InferenceModel r;
-  r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification);
+  r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification,
+                                                kernels::Device::CPU, model::Init::Zeros);  // loaded next
   auto int8 = read_int8_safetensors(dir / "model.safetensors");
   auto report = r.model->load_state_dict(int8.fp32, 42);
   if (!report.initialised.empty())

@@ -67,7 +67,8 @@ std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t 
   ModelFiles pt = load_model_files(dir);
   model::BertConfig config = override_config ? *override_config : pt.config;
   config.architectures = {"BertForSequenceClassification"};
-  auto m = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification, device);
+  auto m = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification, device,
+                                               model::Init::Zeros);  // loaded next
   auto report = m->load_state_dict(pt.tensors, head_seed);
   if (initialised) *initialised = report.initialised;
   return m;

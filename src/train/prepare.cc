@@ -157,7 +157,8 @@ void plan_steps(PreparedRun& r) {
 
 void build_model(PreparedRun& r, ModelFiles& pretrained) {
   const TrainOptions& o = r.options;
-  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification, o.device);
+  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification, o.device,
+                                                model::Init::Zeros);  // loaded or initialised below
   if (!o.model.empty()) {
     model::LoadReport report = r.model->load_state_dict(pretrained.tensors, o.seed);
     r.initialised = std::move(report.initialised);

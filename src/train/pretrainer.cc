@@ -127,7 +127,7 @@ void plan_steps(PreparedPretrain& p) {
 
 void build_model(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
-  p.model = std::make_unique<model::BertModel>(p.config, model::Task::MaskedLM, t.device);
+  p.model = std::make_unique<model::BertModel>(p.config, model::Task::MaskedLM, t.device, model::Init::Zeros);
   p.model->init_weights(t.seed);
   p.model->set_dropout_seed(t.seed);
   p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));

@@ -31,9 +31,9 @@ void masked_softmax(float* S, int rows, int n, int valid, float sqrt_d) {
   for (int i = 0; i < rows; ++i) {
     float* row = S + size_t(i) * n;
     float mx = -FLT_MAX;
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < n; ++j) {
-      float s = row[j] / sqrt_d;
-      if (j >= valid) s += masked;
+      float s = row[j] / sqrt_d + (j >= valid ? masked : 0.f);
       row[j] = s;
       mx = std::max(mx, s);
     }
