@@ -17,7 +17,7 @@ bool TrainFlags::given(const std::string& key) const {
 
 void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_preset, const std::vector<std::string>& only) {
   auto wanted = [&](const std::string& key) { return only.empty() || std::find(only.begin(), only.end(), key) != only.end(); };
-  if (with_preset) cmd->add_option("--preset", flags.preset, "start from a preset's options (main, notebook-1..4)");
+  if (with_preset) cmd->add_option("--preset", flags.preset, "start from a preset's options (main-pretrained, main, notebook-1..4)");
   cmd->add_option("--config", flags.config_file, "JSON file of options (keys as TrainingArguments); flags override");
   static const train::TrainOptions defaults;
   for (const auto& f : train::train_option_fields()) {

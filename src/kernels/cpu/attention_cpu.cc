@@ -23,6 +23,33 @@ int max_span(const AttentionShape& s) {
   return m;
 }
 
+// The constants every attention body starts from.
+struct Heads {
+  int nh, d, H, B;
+  float sqrt_d;  // HF divides the scores by math.sqrt(head_dim)
+  int span_max;  // the longest sequence: the size of each thread's scratch
+  explicit Heads(const AttentionShape& s)
+      : nh(s.num_heads), d(s.head_dim), H(s.num_heads * s.head_dim), B(s.num_sequences),
+        sqrt_d(static_cast<float>(std::sqrt(static_cast<double>(s.head_dim)))), span_max(max_span(s)) {}
+};
+
+// out[e] = x[e] * the dropout factor of element base + e (out may be x): the mask of
+// attention probabilities lies in place, at the probabilities' own offsets.
+inline void apply_dropout(float* out, const float* x, size_t n, const DropMask& mask, uint64_t base) {
+#pragma omp simd
+  for (size_t e = 0; e < n; ++e) out[e] = x[e] * mask.factor(base + e);
+}
+
+// Softmax backward over one score row, in place: g_j = p_j (g_j - sum_k p_k g_k) / sqrt(d)
+// (the 1/sqrt(d) of the forward's scaling).
+inline void softmax_backward_row(float* g, const float* p, int n, float sqrt_d) {
+  float weighted = 0.f;
+#pragma omp simd reduction(+ : weighted)
+  for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
+#pragma omp simd
+  for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
+}
+
 // Row-wise softmax of scores / sqrt(d) over `rows` rows of n keys, pad keys
 // (j >= valid) masked by adding finfo(float32).min as HF's extended attention
 // mask does.
@@ -54,16 +81,13 @@ void masked_softmax(float* S, int rows, int n, int valid, float sqrt_d) {
 
 void attention_forward(float* ctx, float* probs, const float* qkv, const AttentionShape& shape,
                        const Dropout& drop) {
-  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H3 = 3 * H;
-  const int B = shape.num_sequences;
-  // HF divides the scores by math.sqrt(head_dim).
-  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const Heads hs(shape);
+  const int nh = hs.nh, d = hs.d, H = hs.H, H3 = 3 * H, B = hs.B;
   DropMask mask(drop);
   const bool dropping = drop.active();
-  const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> dropped(dropping ? size_t(span_max) * span_max : 0);
+    std::vector<float> dropped(dropping ? size_t(hs.span_max) * hs.span_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
@@ -74,12 +98,10 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
         const float* K = Q + H;
         const float* V = Q + 2 * H;
         gemm(false, true, n, n, d, 1.f, Q, H3, K, H3, 0.f, P, n);  // S = Q K^T
-        masked_softmax(P, n, n, valid, sqrt_d);
+        masked_softmax(P, n, n, valid, hs.sqrt_d);
         const float* weights = P;
         if (dropping) {
-          const size_t nn = size_t(n) * n;
-#pragma omp simd
-          for (size_t e = 0; e < nn; ++e) dropped[e] = P[e] * mask.factor(uint64_t(pbase) + e);
+          apply_dropout(dropped.data(), P, size_t(n) * n, mask, uint64_t(pbase));
           weights = dropped.data();
         }
         gemm(false, false, n, d, n, 1.f, weights, n, V, H3, 0.f, ctx + size_t(o) * H + h * d, H);
@@ -93,15 +115,13 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
 // the dropout mask is its query row 0's (element pbase + j).
 void attention_first_query_forward(float* ctx, float* probs, const float* q, const float* kv,
                                    const AttentionShape& shape, const Dropout& drop) {
-  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H2 = 2 * H;
-  const int B = shape.num_sequences;
-  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const Heads hs(shape);
+  const int nh = hs.nh, d = hs.d, H = hs.H, H2 = 2 * H, B = hs.B;
   DropMask mask(drop);
   const bool dropping = drop.active();
-  const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> scores(span_max), dropped(dropping ? span_max : 0);
+    std::vector<float> scores(hs.span_max), dropped(dropping ? hs.span_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
@@ -111,12 +131,11 @@ void attention_first_query_forward(float* ctx, float* probs, const float* q, con
         const float* V = K + H;
         float* s = probs ? probs + size_t(o) * nh + size_t(h) * n : scores.data();
         gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, s, n);  // s = q K^T
-        masked_softmax(s, 1, n, valid, sqrt_d);
+        masked_softmax(s, 1, n, valid, hs.sqrt_d);
         const float* weights = s;
         if (dropping) {
           const uint64_t pbase = uint64_t(shape.prob_offsets[b]) + uint64_t(h) * n * n;
-#pragma omp simd
-          for (int j = 0; j < n; ++j) dropped[j] = s[j] * mask.factor(pbase + j);
+          apply_dropout(dropped.data(), s, n, mask, pbase);
           weights = dropped.data();
         }
         gemm(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + size_t(b) * H + h * d, H);
@@ -130,15 +149,13 @@ void attention_first_query_forward(float* ctx, float* probs, const float* q, con
 void attention_first_query_backward(float* dq, float* dkv, const float* dctx, const float* q,
                                     const float* kv, const float* probs, const AttentionShape& shape,
                                     const Dropout& drop) {
-  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H2 = 2 * H;
-  const int B = shape.num_sequences;
-  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const Heads hs(shape);
+  const int nh = hs.nh, d = hs.d, H = hs.H, H2 = 2 * H, B = hs.B;
   DropMask mask(drop);
   const bool dropping = drop.active();
-  const int span_max = max_span(shape);
 #pragma omp parallel
   {
-    std::vector<float> g(span_max), dropped(dropping ? span_max : 0);
+    std::vector<float> g(hs.span_max), dropped(dropping ? hs.span_max : 0);
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
@@ -153,21 +170,13 @@ void attention_first_query_backward(float* dq, float* dkv, const float* dctx, co
         float* dV = dK + H;
         const float* weights = p;  // ctx = dropout(p) V
         if (dropping) {
-#pragma omp simd
-          for (int j = 0; j < n; ++j) dropped[j] = p[j] * mask.factor(pbase + j);
+          apply_dropout(dropped.data(), p, n, mask, pbase);
           weights = dropped.data();
         }
         gemm(true, false, n, d, 1, 1.f, weights, n, dC, H, 0.f, dV, H2);  // dV = pd^T dctx
         gemm(false, true, 1, n, d, 1.f, dC, H, V, H2, 0.f, g.data(), n);  // dpd = dctx V^T
-        if (dropping) {
-#pragma omp simd
-          for (int j = 0; j < n; ++j) g[j] *= mask.factor(pbase + j);
-        }
-        float weighted = 0.f;  // softmax: ds_j = p_j (dp_j - sum_k p_k dp_k) / sqrt(d)
-#pragma omp simd reduction(+ : weighted)
-        for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
-#pragma omp simd
-        for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
+        if (dropping) apply_dropout(g.data(), g.data(), n, mask, pbase);
+        softmax_backward_row(g.data(), p, n, hs.sqrt_d);  // ds
         gemm(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + size_t(b) * H + h * d, H);  // dq = ds K
         gemm(true, false, n, d, 1, 1.f, g.data(), n, Q, H, 0.f, dK, H2);  // dK = ds^T q
       }
@@ -177,13 +186,11 @@ void attention_first_query_backward(float* dq, float* dkv, const float* dctx, co
 
 void attention_backward(float* dqkv, const float* dctx, const float* qkv, const float* probs,
                         const AttentionShape& shape, const Dropout& drop) {
-  const int nh = shape.num_heads, d = shape.head_dim, H = nh * d, H3 = 3 * H;
-  const int B = shape.num_sequences;
-  const float sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const Heads hs(shape);
+  const int nh = hs.nh, d = hs.d, H = hs.H, H3 = 3 * H, B = hs.B;
   DropMask mask(drop);
   const bool dropping = drop.active();
-  const int span_max = max_span(shape);
-  const size_t nn_max = size_t(span_max) * span_max;
+  const size_t nn_max = size_t(hs.span_max) * hs.span_max;
 #pragma omp parallel
   {
     std::vector<float> dS(nn_max), dropped(dropping ? nn_max : 0);
@@ -204,8 +211,7 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
         // ctx = dropout(P) V
         const float* weights = P;
         if (dropping) {
-#pragma omp simd
-          for (size_t e = 0; e < nn; ++e) dropped[e] = P[e] * mask.factor(uint64_t(pbase) + e);
+          apply_dropout(dropped.data(), P, nn, mask, uint64_t(pbase));
           weights = dropped.data();
         }
         gemm(true, false, n, d, n, 1.f, weights, n, dC, H, 0.f, dV, H3);  // dV = Pd^T dctx
@@ -214,16 +220,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
         for (int i = 0; i < n; ++i) {
           float* g = dS.data() + size_t(i) * n;
           const float* p = P + size_t(i) * n;
-          if (dropping) {
-            const uint64_t base = uint64_t(pbase) + uint64_t(i) * n;
-#pragma omp simd
-            for (int j = 0; j < n; ++j) g[j] *= mask.factor(base + j);
-          }
-          float weighted = 0.f;
-#pragma omp simd reduction(+ : weighted)
-          for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
-#pragma omp simd
-          for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
+          if (dropping) apply_dropout(g, g, n, mask, uint64_t(pbase) + uint64_t(i) * n);
+          softmax_backward_row(g, p, n, hs.sqrt_d);
         }
         gemm(false, false, n, d, n, 1.f, dS.data(), n, K, H3, 0.f, dQ, H3);  // dQ = dS K
         gemm(true, false, n, d, n, 1.f, dS.data(), n, Q, H3, 0.f, dK, H3);   // dK = dS^T Q
