@@ -1,5 +1,6 @@
 // CPU bodies of the elementwise, row and optimizer ops. Rows are split over
-// the OpenMP pool; inner loops are `omp simd` so they vectorise (AVX-512 here).
+// the OpenMP pool; inner loops are `omp simd` so they vectorise (AVX2 or
+// AVX-512: the selects inside exp/erf need -fno-trapping-math, CMakeLists.txt).
 #include <omp.h>
 
 #include <algorithm>
