@@ -40,6 +40,25 @@ inline void apply_dropout(float* out, const float* x, size_t n, const DropMask& 
   for (size_t e = 0; e < n; ++e) out[e] = x[e] * mask.factor(base + e);
 }
 
+// Where one (sequence b, head h) pair lies in the first-query layout, for the forward and
+// backward alike: q (B, H) holds the [CLS] queries, kv (T, 2H) the keys then values, and the
+// probabilities one row of n per head from the sequence's first row.
+struct FirstQueryPair {
+  int o, n;      // the sequence's first row and span
+  size_t q_at;   // the pair's query in q (and dq, ctx, dctx)
+  size_t kv_at;  // its first key in kv (and dkv); the values follow H later
+  size_t p_at;   // its probability row in probs
+  FirstQueryPair(const AttentionShape& s, const Heads& hs, int b, int h)
+      : o(s.offsets[b]), n(s.offsets[b + 1] - s.offsets[b]), q_at(size_t(b) * hs.H + size_t(h) * hs.d),
+        kv_at(size_t(o) * 2 * hs.H + size_t(h) * hs.d), p_at(size_t(o) * hs.nh + size_t(h) * n) {}
+  // Its first dropout-mask element: where attention_forward's query row 0 of the pair starts,
+  // so the [CLS] rows draw the full layer's masks. Only with dropout: inference may pass no
+  // prob_offsets.
+  uint64_t mask_base(const AttentionShape& s, int b, int h) const {
+    return uint64_t(s.prob_offsets[b]) + uint64_t(h) * n * n;
+  }
+};
+
 // Softmax backward over one score row, in place: g_j = p_j (g_j - sum_k p_k g_k) / sqrt(d)
 // (the 1/sqrt(d) of the forward's scaling).
 inline void softmax_backward_row(float* g, const float* p, int n, float sqrt_d) {
@@ -125,20 +144,20 @@ void attention_first_query_forward(float* ctx, float* probs, const float* q, con
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
-        const int o = shape.offsets[b], n = shape.offsets[b + 1] - o, valid = shape.lengths[b];
-        const float* Q = q + size_t(b) * H + h * d;
-        const float* K = kv + size_t(o) * H2 + h * d;
+        const FirstQueryPair pair(shape, hs, b, h);
+        const int n = pair.n;
+        const float* Q = q + pair.q_at;
+        const float* K = kv + pair.kv_at;
         const float* V = K + H;
-        float* s = probs ? probs + size_t(o) * nh + size_t(h) * n : scores.data();
+        float* s = probs ? probs + pair.p_at : scores.data();
         gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, s, n);  // s = q K^T
-        masked_softmax(s, 1, n, valid, hs.sqrt_d);
+        masked_softmax(s, 1, n, shape.lengths[b], hs.sqrt_d);
         const float* weights = s;
         if (dropping) {
-          const uint64_t pbase = uint64_t(shape.prob_offsets[b]) + uint64_t(h) * n * n;
-          apply_dropout(dropped.data(), s, n, mask, pbase);
+          apply_dropout(dropped.data(), s, n, mask, pair.mask_base(shape, b, h));
           weights = dropped.data();
         }
-        gemm(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + size_t(b) * H + h * d, H);
+        gemm(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + pair.q_at, H);
       }
     }
   }
@@ -159,14 +178,15 @@ void attention_first_query_backward(float* dq, float* dkv, const float* dctx, co
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < nh; ++h) {
-        const int o = shape.offsets[b], n = shape.offsets[b + 1] - o;
-        const uint64_t pbase = uint64_t(shape.prob_offsets[b]) + uint64_t(h) * n * n;
-        const float* p = probs + size_t(o) * nh + size_t(h) * n;
-        const float* Q = q + size_t(b) * H + h * d;
-        const float* K = kv + size_t(o) * H2 + h * d;
+        const FirstQueryPair pair(shape, hs, b, h);
+        const int n = pair.n;
+        const uint64_t pbase = dropping ? pair.mask_base(shape, b, h) : 0;
+        const float* p = probs + pair.p_at;
+        const float* Q = q + pair.q_at;
+        const float* K = kv + pair.kv_at;
         const float* V = K + H;
-        const float* dC = dctx + size_t(b) * H + h * d;
-        float* dK = dkv + size_t(o) * H2 + h * d;
+        const float* dC = dctx + pair.q_at;
+        float* dK = dkv + pair.kv_at;
         float* dV = dK + H;
         const float* weights = p;  // ctx = dropout(p) V
         if (dropping) {
@@ -177,7 +197,7 @@ void attention_first_query_backward(float* dq, float* dkv, const float* dctx, co
         gemm(false, true, 1, n, d, 1.f, dC, H, V, H2, 0.f, g.data(), n);  // dpd = dctx V^T
         if (dropping) apply_dropout(g.data(), g.data(), n, mask, pbase);
         softmax_backward_row(g.data(), p, n, hs.sqrt_d);  // ds
-        gemm(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + size_t(b) * H + h * d, H);  // dq = ds K
+        gemm(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + pair.q_at, H);  // dq = ds K
         gemm(true, false, n, d, 1, 1.f, g.data(), n, Q, H, 0.f, dK, H2);  // dK = ds^T q
       }
     }
