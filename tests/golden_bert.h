@@ -17,6 +17,7 @@
 
 #include "io/safetensors.h"
 #include "model/bert.h"
+#include "numeric_compare.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 #include "util/paths.h"
@@ -62,17 +63,8 @@ struct Tolerance {
   float zero_grad_abs = 1e-7f;  // gradients zero in exact arithmetic (key biases): absolute
 };
 
-inline float max_abs(const float* x, size_t n) {
-  float m = 0.f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  return m;
-}
-
-inline float max_abs_diff(const float* a, const float* b, size_t n) {
-  float m = 0.f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
+using numeric_compare::max_abs;
+using numeric_compare::max_abs_diff;
 
 // Rows of a padded activation that hold real tokens, packed end to end.
 inline std::vector<float> real_rows(const float* x, const Batch& b, int H) {

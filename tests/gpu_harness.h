@@ -5,7 +5,7 @@
 //
 //   TEST(GpuOps, MyOp) {
 //     BERTUNE_REQUIRE_GPU();                       // skipped, with the reason, without a GPU
-//     auto x = gpu_test::random_floats(n, seed);
+//     auto x = gpu_test::randn(n, seed);
 //     gpu_test::DeviceArray<float> dx(x), dy = gpu_test::DeviceArray<float>::poisoned(n);
 //     kernels::my_op(Device::CUDA, dy.data(), dx.data(), n);
 //     std::vector<float> want(n);
@@ -29,6 +29,7 @@
 #include "kernels/ops.h"
 #ifdef BERTUNE_CUDA
 #include "kernels/gpu/runtime.h"
+#include "numeric_compare.h"
 #endif
 
 namespace gpu_test {
@@ -161,13 +162,7 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
 }
 
 // ---- random inputs ---------------------------------------------------------------
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using numeric_compare::randn;
 
 inline std::vector<int32_t> random_ints(size_t n, uint32_t seed, int lo, int hi) {
   std::mt19937 rng(seed);

@@ -14,6 +14,7 @@
 
 #include "kernels/ops.h"
 #include "model/bert.h"
+#include "numeric_compare.h"
 
 using namespace bertune;
 using kernels::Device;
@@ -21,28 +22,9 @@ using model::Batch;
 using model::BertConfig;
 using model::BertModel;
 using model::Task;
+using namespace numeric_compare;
 
 namespace {
-
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-float max_abs(const float* x, size_t n) {
-  float m = 0.f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  return m;
-}
-
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float m = 0.f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
 
 // Sequences of the lengths given, random ids in [1, vocab), a [CLS]-like 2 first.
 std::vector<std::vector<int32_t>> random_sequences(const std::vector<int>& lengths, int vocab, uint32_t seed) {

@@ -21,7 +21,7 @@ using namespace bertune;
 using kernels::Device;
 using gpu_test::DeviceArray;
 using gpu_test::expect_close;
-using gpu_test::random_floats;
+using gpu_test::randn;
 
 namespace {
 
@@ -81,7 +81,7 @@ TEST(GpuRuntime, CopiesFillGatherScatter) {
 #else
   BERTUNE_REQUIRE_GPU();
   const int rows = 50, width = 33;
-  auto src = random_floats(size_t(rows) * width, 1);
+  auto src = randn(size_t(rows) * width, 1);
   DeviceArray<float> d_src(src), d_copy = DeviceArray<float>::poisoned(src.size());
   kernels::gpu::copy_on_device(d_copy.data(), d_src.data(), src.size() * sizeof(float));
   EXPECT_EQ(d_copy.download(), src);
@@ -109,7 +109,7 @@ TEST(GpuOps, DropoutReproducesCpuMasks) {
   BERTUNE_REQUIRE_GPU();
   for (size_t n : kSizes)
     for (float p : {0.f, 0.1f, 0.5f}) {
-      auto x = random_floats(n, uint32_t(n) + 3);
+      auto x = randn(n, uint32_t(n) + 3);
       auto drop = kernels::Dropout::make(42, n, 7, p);
       std::vector<float> want(n);
       kernels::dropout_forward(Device::CPU, want.data(), x.data(), n, drop);
@@ -125,7 +125,7 @@ TEST(GpuOps, DropoutReproducesCpuMasks) {
 TEST(GpuOps, GeluAndTanh) {
   BERTUNE_REQUIRE_GPU();
   for (size_t n : kSizes) {
-    auto x = random_floats(n, uint32_t(n), 3.f), dy = random_floats(n, uint32_t(n) + 1);
+    auto x = randn(n, uint32_t(n), 3.f), dy = randn(n, uint32_t(n) + 1);
     DeviceArray<float> d_x(x), d_dy(dy);
     std::vector<float> want(n);
     auto out = DeviceArray<float>::poisoned(n);
@@ -150,7 +150,7 @@ TEST(GpuOps, BiasGelu) {
   BERTUNE_REQUIRE_GPU();
   for (auto [T, N] : row_shapes()) {
     size_t n = size_t(T) * N;
-    auto u = random_floats(n, T + N, 2.f), b = random_floats(N, T);
+    auto u = randn(n, T + N, 2.f), b = randn(N, T);
     DeviceArray<float> d_u(u), d_b(b), d_g = DeviceArray<float>::poisoned(n);
     std::vector<float> g(n);
     kernels::bias_gelu_forward(Device::CPU, u.data(), g.data(), b.data(), T, N);
@@ -164,10 +164,10 @@ TEST(GpuOps, LayerNormForwardBackward) {
   BERTUNE_REQUIRE_GPU();
   for (auto [T, H] : row_shapes()) {
     size_t n = size_t(T) * H;
-    auto x = random_floats(n, T, 2.f), gamma = random_floats(H, H), beta = random_floats(H, H + 1);
-    auto dout = random_floats(n, T + 5);
+    auto x = randn(n, T, 2.f), gamma = randn(H, H), beta = randn(H, H + 1);
+    auto dout = randn(n, T + 5);
     // the gradients accumulate: start both from the same non-zero values
-    auto dgamma = random_floats(H, 9), dbeta = random_floats(H, 10);
+    auto dgamma = randn(H, 9), dbeta = randn(H, 10);
     std::vector<float> out(n), mean(T), rstd(T), dx(n);
     kernels::layernorm_forward(Device::CPU, out.data(), mean.data(), rstd.data(), x.data(),
                                gamma.data(), beta.data(), T, H, 1e-12f);
@@ -198,8 +198,8 @@ TEST(GpuOps, DropoutResidualLayerNorm) {
   for (auto [T, H] : row_shapes())
     for (float p : {0.f, 0.1f}) {
       size_t n = size_t(T) * H;
-      auto y = random_floats(n, T), res = random_floats(n, T + 1), gamma = random_floats(H, 3),
-           beta = random_floats(H, 4);
+      auto y = randn(n, T), res = randn(n, T + 1), gamma = randn(H, 3),
+           beta = randn(H, 4);
       auto drop = kernels::Dropout::make(5, T, H, p);
       std::vector<float> out(n), s(n), mean(T), rstd(T);
       kernels::dropout_residual_layernorm_forward(Device::CPU, out.data(), s.data(), mean.data(),
@@ -225,8 +225,8 @@ TEST(GpuOps, EmbeddingsOverPackedBatch) {
     auto batch = gpu_test::random_packed_batch(H, 40, 128, 1);
     const int T = batch.rows(), V = 50, P = 128, TT = 2;  // a small vocabulary: ids repeat
     auto ids = gpu_test::random_ints(T, 1, 0, V - 1), types = gpu_test::random_ints(T, 2, 0, TT - 1);
-    auto word = random_floats(size_t(V) * H, 3), pos = random_floats(size_t(P) * H, 4),
-         tt = random_floats(size_t(TT) * H, 5), dout = random_floats(size_t(T) * H, 6);
+    auto word = randn(size_t(V) * H, 3), pos = randn(size_t(P) * H, 4),
+         tt = randn(size_t(TT) * H, 5), dout = randn(size_t(T) * H, 6);
     for (bool with_types : {true, false}) {
       const int32_t* types_cpu = with_types ? types.data() : nullptr;
       std::vector<float> out(size_t(T) * H);
@@ -257,7 +257,7 @@ TEST(GpuOps, CrossEntropy) {
   BERTUNE_REQUIRE_GPU();
   struct Case { int N, C; };
   for (Case c : {Case{1, 2}, Case{32, 2}, Case{256, 3}, Case{1000, 32000}, Case{5, 1}}) {
-    auto logits = random_floats(size_t(c.N) * c.C, c.N + c.C, 4.f);
+    auto logits = randn(size_t(c.N) * c.C, c.N + c.C, 4.f);
     auto labels = gpu_test::random_ints(c.N, c.C, 0, c.C - 1);
     for (int i = 0; i < c.N; i += 3) labels[i] = -100;  // ignored rows (MLM), the first among them
     std::vector<float> probs(logits.size()), dlogits(logits.size());
@@ -283,7 +283,7 @@ TEST(GpuOps, CrossEntropy) {
 TEST(GpuOps, SumSquaresAndScale) {
   BERTUNE_REQUIRE_GPU();
   for (size_t n : kSizes) {
-    auto x = random_floats(n, uint32_t(n) + 8);
+    auto x = randn(n, uint32_t(n) + 8);
     DeviceArray<float> d_x(x);
     double want = kernels::sum_squares(Device::CPU, x.data(), n);
     EXPECT_NEAR(kernels::sum_squares(Device::CUDA, d_x.data(), n), want, 1e-5 * want) << n;
@@ -325,11 +325,11 @@ TEST(GpuOps, AdamWSingleAndRangesWithDeviceClip) {
                                              {600000, 600100, false}, {600200, n, true}};
   for (bool torch_form : {true, false})
     for (float max_norm : {0.f, 1.f}) {
-      auto p = random_floats(n, 1), m = random_floats(n, 2, 0.01f), v = random_floats(n, 3, 0.01f);
+      auto p = randn(n, 1), m = randn(n, 2, 0.01f), v = randn(n, 3, 0.01f);
       for (auto& e : v) e = std::fabs(e);
       DeviceArray<float> d_p(p), d_m(m), d_v(v);
       for (int step = 1; step <= 3; ++step) {
-        auto g = random_floats(n, 10 + step, 0.5f);
+        auto g = randn(n, 10 + step, 0.5f);
         DeviceArray<float> d_g(g);
         auto s = adamw_coefficients(torch_form, step), no_decay = s;
         no_decay.pre_decay = 1.f;
@@ -352,7 +352,7 @@ TEST(GpuOps, AdamWSingleAndRangesWithDeviceClip) {
       expect_close("adamw m", d_m.download(), m, gpu_test::kFp32);
       expect_close("adamw v", d_v.download(), v, gpu_test::kFp32);
       // the single-range form
-      auto g = random_floats(n, 99, 0.5f);
+      auto g = randn(n, 99, 0.5f);
       DeviceArray<float> d_g(g);
       auto s = adamw_coefficients(torch_form, 4);
       kernels::adamw_update(Device::CPU, p.data(), g.data(), m.data(), v.data(), n, s, false);
@@ -414,7 +414,7 @@ TEST(OpFronts, AdamWRangesAndHostClipMatchSeparateCallsOnCpu) {
   std::vector<kernels::AdamWRange> ranges = {{0, 100, false}, {100, 3000, true}, {3100, n, true}};
   auto s = adamw_coefficients(true, 2), nd = s;
   nd.pre_decay = 1.f;
-  auto g = random_floats(n, 7), p = random_floats(n, 8), m = random_floats(n, 9, 0.01f), v = m;
+  auto g = randn(n, 7), p = randn(n, 8), m = randn(n, 9, 0.01f), v = m;
   for (auto& e : v) e = std::fabs(e);
   double sumsq = kernels::sum_squares(Device::CPU, g.data(), n);
   const float max_norm = 1.f;

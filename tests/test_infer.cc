@@ -15,6 +15,7 @@
 
 #include "io/safetensors.h"
 #include "model/bert.h"
+#include "numeric_compare.h"
 #include "quant/inference_model.h"
 #include "serve_fixture.h"
 #include "train/evaluate.h"
@@ -31,17 +32,9 @@ using Json = nlohmann::json;
 
 namespace {
 
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float m = 0.f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
+using numeric_compare::max_abs_diff;
 
-float max_abs(const std::vector<float>& x) {
-  float m = 0.f;
-  for (float v : x) m = std::max(m, std::fabs(v));
-  return m;
-}
+float max_abs(const std::vector<float>& x) { return numeric_compare::max_abs(x.data(), x.size()); }
 
 std::vector<float> eval_logits(BertModel& m, const Batch& batch, bool cls_only) {
   m.set_last_layer_cls_only(cls_only);

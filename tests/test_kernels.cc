@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/math_cpu.h"
 #include "kernels/cpu_runtime.h"
+#include "numeric_compare.h"
 #include "kernels/ops.h"
 
 using namespace bertune;
@@ -21,13 +22,7 @@ namespace {
 
 const std::vector<Device> kDevices = {Device::CPU};
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using numeric_compare::randn;
 
 float max_err(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
