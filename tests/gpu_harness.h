@@ -27,9 +27,9 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "numeric_compare.h"
 #ifdef BERTUNE_CUDA
 #include "kernels/gpu/runtime.h"
-#include "numeric_compare.h"
 #endif
 
 namespace gpu_test {
