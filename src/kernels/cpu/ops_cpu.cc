@@ -262,16 +262,18 @@ float cross_entropy_forward(float* probs, const float* logits, const int32_t* la
     float* p = probs + size_t(r) * C;
     float mx = z[0];
     for (int c = 1; c < C; ++c) mx = std::max(mx, z[c]);
-    float sum = 0.f;
+    // float64 sum: a vocabulary row has tens of thousands of terms, most of them below half
+    // an ulp of a float running sum, which would drop them (1e-4 of a probability at 32K).
+    double sum = 0.0;
     for (int c = 0; c < C; ++c) {
       p[c] = std::exp(z[c] - mx);
       sum += p[c];
     }
-    float inv = 1.f / sum;
+    float inv = float(1.0 / sum);
     for (int c = 0; c < C; ++c) p[c] *= inv;
     if (labels[r] != -100) {
       // log_softmax as torch: (z - max) - log(sum exp(z - max))
-      total -= double(z[labels[r]] - mx) - std::log(double(sum));
+      total -= double(z[labels[r]] - mx) - std::log(sum);
       ++n;
     }
   }
