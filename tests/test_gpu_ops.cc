@@ -294,6 +294,11 @@ TEST(GpuOps, SumSquaresAndScale) {
     kernels::scale(Device::CPU, x.data(), n, -0.37f);
     kernels::scale(Device::CUDA, d_x.data(), n, -0.37f);
     expect_close("scale", d_x.download(), x, gpu_test::kExact);
+    auto y = randn(n, uint32_t(n) + 9);
+    DeviceArray<float> d_y(y);
+    kernels::add_scaled(Device::CPU, y.data(), x.data(), n, 2.5f);
+    kernels::add_scaled(Device::CUDA, d_y.data(), d_x.data(), n, 2.5f);
+    expect_close("add_scaled", d_y.download(), y, gpu_test::kFp32);
   }
 }
 

@@ -425,5 +425,9 @@ TEST(Kernels, SumSquaresAndScale) {
     auto y = x;
     kernels::scale(d, y.data(), y.size(), 0.5f);
     EXPECT_EQ(y[12345], x[12345] * 0.5f);
+    auto z = randn(x.size(), 51);
+    const auto z0 = z;
+    kernels::add_scaled(d, z.data(), x.data(), x.size(), -3.f);
+    for (size_t i : {size_t(0), size_t(12345), x.size() - 1}) EXPECT_FLOAT_EQ(z[i], z0[i] - 3.f * x[i]);
   }
 }

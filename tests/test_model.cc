@@ -315,6 +315,45 @@ TEST(BertFiniteDifferences, MaskedLMHead) {
   finite_difference_check(m, batch);
 }
 
+TEST(BertFiniteDifferences, ReplacedTokenDetectionHeadEveryRow) {
+  BertModel m = tiny_random_model(Task::ReplacedTokenDetection, 0.1f);
+  Batch batch = Batch::packed({{2, 4, 9, 3}, {2, 17, 4, 4, 3}});
+  batch.labels = {0, 1, 0, 0, 0, 0, 1, 1, 0};
+  finite_difference_check(m, batch);
+}
+
+TEST(BertFiniteDifferences, ReplacedTokenDetectionHeadPaddedSomeRows) {
+  BertModel m = tiny_random_model(Task::ReplacedTokenDetection, 0.f);
+  Batch batch = Batch::padded({{2, 5, 9, 3}, {2, 17, 3}}, 5, 0);
+  batch.labels = {0, 1, 1, 0, -100, 0, -100, 1, -100, -100};  // pad rows and two real ones without a target
+  finite_difference_check(m, batch);
+}
+
+// ELECTRA's discriminator loss is the mean binary cross-entropy of a sigmoid logit z per
+// token: log(1 + e^z) - y z. Our head's two logits must give exactly that with z = l1 - l0.
+TEST(BertModelApi, ReplacedTokenDetectionLossIsElectrasSigmoidCrossEntropy) {
+  BertModel m = tiny_random_model(Task::ReplacedTokenDetection, 0.f);
+  Batch batch = Batch::packed({{2, 4, 9, 3}, {2, 17, 4, 4, 3}});
+  batch.labels = {0, 1, -100, 0, 0, 1, 1, 1, 0};
+  const float loss = m.forward(batch, false);
+  ASSERT_EQ(m.logits_rows(), 8);  // the labelled rows
+  ASSERT_EQ(m.logits_cols(), 2);
+  double want = 0;
+  for (int r = 0; r < m.logits_rows(); ++r) {
+    const double z = double(m.logits()[2 * r + 1]) - m.logits()[2 * r];
+    const int y = batch.labels[m.logit_token_rows()[r]];
+    ASSERT_NE(y, -100);
+    want += std::log1p(std::exp(z)) - y * z;
+  }
+  EXPECT_NEAR(loss, want / 8, 1e-6);
+  const TensorShapes shapes = bert_checkpoint_shapes(m.config(), Task::ReplacedTokenDetection);
+  EXPECT_EQ(shapes.at("discriminator_predictions.dense.weight"), (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(shapes.at("discriminator_predictions.classifier.weight"), (std::vector<int64_t>{2, 16}));
+  EXPECT_FALSE(shapes.count("cls.predictions.bias"));
+  batch.labels[0] = 2;
+  EXPECT_THROW(m.forward(batch, false), Error);  // only 0, 1 or -100
+}
+
 TEST(BertDropout, MasksAreReproducibleAndStepDependent) {
   BertModel m = tiny_random_model(Task::SequenceClassification, 0.3f);
   Batch batch = Batch::packed({{2, 5, 9, 3}, {2, 17, 3}}, {1, 0});

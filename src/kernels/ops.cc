@@ -266,6 +266,7 @@ void sum_squares_accumulate(Device d, double* total, const float* x, size_t n) {
   }
 }
 void scale(Device d, float* x, size_t n, float factor) { DISPATCH(scale, x, n, factor); }
+void add_scaled(Device d, float* y, const float* x, size_t n, float alpha) { DISPATCH(add_scaled, y, x, n, alpha); }
 
 namespace {
 // On CPU a device-resident clip norm is host memory: fold it into grad_scale

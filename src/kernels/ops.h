@@ -181,6 +181,8 @@ double sum_squares(Device d, const float* x, size_t n);
 // (or AdamWStep::clip_sum_squares consumes it).
 void sum_squares_accumulate(Device d, double* total, const float* x, size_t n);
 void scale(Device d, float* x, size_t n, float factor);
+// y[i] += alpha * x[i]: gradients of one tensor from two models (ELECTRA's shared embeddings).
+void add_scaled(Device d, float* y, const float* x, size_t n, float alpha);
 
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
 // can use (train/optimizer.h picks the coefficients):

@@ -124,6 +124,14 @@ std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) 
     add_head("bert.pooler.dense.bias", {H});
     add_head("classifier.weight", {C, H});
     add_head("classifier.bias", {C});
+  } else if (task == Task::ReplacedTokenDetection) {
+    // ElectraDiscriminatorPredictions' dense; the prediction is a 2-way classifier per
+    // token (HF's dense_prediction is [1, H] with a sigmoid: the same function, as the
+    // difference of our two logits), so that the loss is the cross-entropy every device has.
+    add_head("discriminator_predictions.dense.weight", {H, H});
+    add_head("discriminator_predictions.dense.bias", {H});
+    add_head("discriminator_predictions.classifier.weight", {2, H});
+    add_head("discriminator_predictions.classifier.bias", {2});
   } else {
     add_head("cls.predictions.transform.dense.weight", {H, H});
     add_head("cls.predictions.transform.dense.bias", {H});
@@ -210,6 +218,11 @@ BertModel::Params BertModel::views(float* base) const {
     p.pool_b = at("bert.pooler.dense.bias");
     p.cls_w = at("classifier.weight");
     p.cls_b = at("classifier.bias");
+  } else if (task_ == Task::ReplacedTokenDetection) {
+    p.rtd_w = at("discriminator_predictions.dense.weight");
+    p.rtd_b = at("discriminator_predictions.dense.bias");
+    p.rtd_out_w = at("discriminator_predictions.classifier.weight");
+    p.rtd_out_b = at("discriminator_predictions.classifier.bias");
   } else {
     p.mlm_w = at("cls.predictions.transform.dense.weight");
     p.mlm_b = at("cls.predictions.transform.dense.bias");
@@ -353,7 +366,9 @@ void BertModel::check_batch(const Batch& batch) const {
       throw Error("forward: " + std::to_string(batch.labels.size()) + " labels for " +
                   std::to_string(want) +
                   (task_ == Task::SequenceClassification ? " sequences" : " tokens"));
-    const int C = task_ == Task::SequenceClassification ? config_.num_labels() : config_.vocab_size;
+    const int C = task_ == Task::SequenceClassification ? config_.num_labels()
+                  : task_ == Task::MaskedLM           ? config_.vocab_size
+                                                      : 2;
     for (size_t i = 0; i < batch.labels.size(); ++i) {
       const int32_t label = batch.labels[i];
       if (label != -100 && (label < 0 || label >= C))
@@ -387,7 +402,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
     longest = std::max(longest, span);
   }
-  if (task_ == Task::MaskedLM) select_mlm_rows();  // compacts labels_: before the upload
+  if (task_ != Task::SequenceClassification) select_mlm_rows();  // compacts labels_: before the upload
   place_batch_metadata();
   // Host-side launch size, from the host vectors (batch_ may point at the device).
   shape_.max_length = longest;
@@ -467,7 +482,9 @@ void BertModel::layout_arena(bool train) {
   const size_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
   const size_t TH = size_t(T) * H, TI = size_t(T) * I, P = size_t(prob_offsets_[B]);
   const int L = config_.num_hidden_layers;
-  const size_t C = task_ == Task::SequenceClassification ? config_.num_labels() : V;
+  const size_t C = task_ == Task::SequenceClassification ? config_.num_labels()
+                   : task_ == Task::MaskedLM           ? V
+                                                       : 2;
   const size_t R = mlm_rows_.size(), RH = R * H;
   const size_t logit_rows = task_ == Task::SequenceClassification ? B : R;
   std::vector<std::pair<float**, size_t>> plan;
@@ -510,9 +527,11 @@ void BertModel::layout_arena(bool train) {
     take(&mlm_in_, RH);
     take(&mlm_dense_, RH);
     take(&mlm_gelu_, RH);
-    take(&mlm_ln_out_, RH);
-    take(&mlm_mean_, R);
-    take(&mlm_rstd_, R);
+    if (task_ == Task::MaskedLM) {
+      take(&mlm_ln_out_, RH);
+      take(&mlm_mean_, R);
+      take(&mlm_rstd_, R);
+    }
   }
   take(&logits_, logit_rows * C);
   take(&ce_probs_, logit_rows * C);
@@ -590,7 +609,9 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
     else
       layer_forward(l);
   }
-  float loss = task_ == Task::SequenceClassification ? classifier_forward(batch) : mlm_forward(batch);
+  float loss = task_ == Task::SequenceClassification ? classifier_forward(batch)
+               : task_ == Task::MaskedLM           ? mlm_forward(batch)
+                                                   : rtd_forward(batch);
   loss_sink_ = nullptr;
   have_activations_ = train;
   return loss;
@@ -756,6 +777,20 @@ float BertModel::mlm_forward(const Batch& batch) {
   return mean_loss(R, V);
 }
 
+// ElectraDiscriminatorPredictions: dense -> GELU -> the 2-way classifier, on the labelled
+// rows (every real token in ELECTRA: replaced or not).
+float BertModel::rtd_forward(const Batch& batch) {
+  PHASE("fwd+bwd head");
+  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
+  const float* last = layer_input(config_.num_hidden_layers);
+  if (R != T_) k::gather_rows(device_, mlm_in_, last, batch_.mlm_rows, R, H);
+  k::linear_forward(device_, mlm_dense_, mlm_input(), p_.rtd_w, p_.rtd_b, R, H, H);
+  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(R) * H);
+  k::linear_forward(device_, logits_, mlm_gelu_, p_.rtd_out_w, p_.rtd_out_b, R, H, 2);
+  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
+  return mean_loss(R, 2);
+}
+
 // Mean cross-entropy of the N logit rows against labels_: returned (on CUDA the call waits
 // for it), or with a loss sink added to the sink where it was computed (nothing waits).
 float BertModel::mean_loss(int N, int C) {
@@ -772,8 +807,10 @@ void BertModel::backward() {
   if (!has_labels_) throw Error("backward: the batch had no labels, so there is no loss");
   if (task_ == Task::SequenceClassification)
     classifier_backward();
-  else
+  else if (task_ == Task::MaskedLM)
     mlm_backward();
+  else
+    rtd_backward();
   const int L = config_.num_hidden_layers;
   for (int l = L - 1; l >= 0; --l) {
     if (cls_rows_compact_ && l == L - 1)
@@ -804,7 +841,7 @@ void BertModel::classifier_backward() {
 
 void BertModel::mlm_backward() {
   PHASE("fwd+bwd head");
-  const int T = T_, R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
+  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, R, V, counted_);
   float* d_mlm_ln_out = d_head_a_;  // (R, H)
   float* d_mlm_gelu = d_head_b_;    // (R, H)
@@ -814,15 +851,29 @@ void BertModel::mlm_backward() {
   k::layernorm_backward(device_, d_mlm_gelu, g_.mlm_ln_g, g_.mlm_ln_b, d_mlm_ln_out, mlm_gelu_, mlm_mean_,
                         mlm_rstd_, p_.mlm_ln_g, R, H);
   k::gelu_backward(device_, d_mlm_gelu, d_mlm_gelu, mlm_dense_, size_t(R) * H);
-  if (R == T) {
-    k::linear_backward(device_, d_x_, g_.mlm_w, g_.mlm_b, d_mlm_gelu, mlm_input(), p_.mlm_w, T, H, H);
-    return;
-  }
-  float* d_mlm_in = d_head_a_;  // (R, H), d_mlm_ln_out is spent
-  k::linear_backward(device_, d_mlm_in, g_.mlm_w, g_.mlm_b, d_mlm_gelu, mlm_input(), p_.mlm_w, R, H, H);
-  // Rows the head did not read get no gradient from it.
+  token_head_input_backward(d_mlm_gelu, g_.mlm_w, g_.mlm_b, p_.mlm_w);
+}
+
+void BertModel::rtd_backward() {
+  PHASE("fwd+bwd head");
+  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, R, 2, counted_);
+  float* d_gelu = d_head_b_;  // (R, H)
+  k::linear_backward(device_, d_gelu, g_.rtd_out_w, g_.rtd_out_b, d_logits_, mlm_gelu_, p_.rtd_out_w, R, H, 2);
+  k::gelu_backward(device_, d_gelu, d_gelu, mlm_dense_, size_t(R) * H);
+  token_head_input_backward(d_gelu, g_.rtd_w, g_.rtd_b, p_.rtd_w);
+}
+
+// A token head's first dense layer (MLM transform, RTD dense) backward: d_dense (R, H) in
+// d_head_b_, its input the R labelled rows of the last layer. Leaves d loss / d (last hidden
+// state) in d_x_ (T, H); rows the head did not read get no gradient from it.
+void BertModel::token_head_input_backward(const float* d_dense, float* d_w, float* d_b, const float* w) {
+  const int T = T_, R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
+  if (R == T) return k::linear_backward(device_, d_x_, d_w, d_b, d_dense, mlm_input(), w, T, H, H);
+  float* d_head_in = d_head_a_;  // (R, H); the caller's use of it is spent
+  k::linear_backward(device_, d_head_in, d_w, d_b, d_dense, mlm_input(), w, R, H, H);
   k::fill_zero(device_, d_x_, size_t(T) * H * sizeof(float));
-  k::scatter_add_rows(device_, d_x_, d_mlm_in, batch_.mlm_rows, R, H);
+  k::scatter_add_rows(device_, d_x_, d_head_in, batch_.mlm_rows, R, H);
 }
 
 const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,

@@ -32,7 +32,8 @@ struct Batch {
   std::vector<int32_t> offsets;         // [B + 1], offsets[0] = 0, offsets[B] = T
   std::vector<int32_t> lengths;         // [B]
   // Classification: one label per sequence [B]. Masked LM: one per row [T],
-  // -100 where there is no target. Empty: no loss.
+  // -100 where there is no target. Replaced-token detection: one per row [T],
+  // 1 = replaced, 0 = original, -100 = no target. Empty: no loss.
   std::vector<int32_t> labels;
 
   static Batch packed(const std::vector<std::vector<int32_t>>& sequences,
@@ -46,7 +47,9 @@ struct Batch {
   int64_t real_tokens() const;
 };
 
-enum class Task { SequenceClassification, MaskedLM };
+// ReplacedTokenDetection: ELECTRA's discriminator (per-token "was this token replaced?"),
+// the pretraining objective of `bertune pretrain --objective electra` (train/electra.h).
+enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection };
 
 // One tensor of BertFor<Task> as Hugging Face names it, in the order of the
 // model's flat parameter buffer.
@@ -151,8 +154,10 @@ class BertModel {
 
   // After forward: classification [B, num_labels]; MLM [R, vocab] where the
   // R rows are the tokens with a label (!= -100) when the batch has labels —
-  // only those feed the loss, so only those are computed — else all T rows.
-  // logit_token_rows()[r] is the token row of logit row r (MLM only).
+  // only those feed the loss, so only those are computed — else all T rows;
+  // replaced-token detection [R, 2] over the same rows (column 1 - column 0 is
+  // ELECTRA's logit that the token was replaced).
+  // logit_token_rows()[r] is the token row of logit row r (MLM and RTD).
   // Host-readable: on a device other than the CPU the first call after a
   // forward copies them to the host.
   const float* logits() const;
@@ -177,6 +182,7 @@ class BertModel {
     float *pool_w = nullptr, *pool_b = nullptr, *cls_w = nullptr, *cls_b = nullptr;
     float *mlm_w = nullptr, *mlm_b = nullptr, *mlm_ln_g = nullptr, *mlm_ln_b = nullptr,
           *mlm_bias = nullptr;
+    float *rtd_w = nullptr, *rtd_b = nullptr, *rtd_out_w = nullptr, *rtd_out_b = nullptr;
   };
   // Activations of one layer, kept for backward. T rows (tokens, pad rows
   // included), H hidden, I intermediate, P = heads x sum of span^2. The last
@@ -212,8 +218,11 @@ class BertModel {
   float classifier_forward(const Batch& batch);
   float mean_loss(int N, int C);
   float mlm_forward(const Batch& batch);
+  float rtd_forward(const Batch& batch);
   void classifier_backward();
   void mlm_backward();
+  void rtd_backward();
+  void token_head_input_backward(const float* d_dense, float* d_w, float* d_b, const float* w);
   void ffn_sublayer_backward(int l, int rows, bool cls_rows);
   void layer_backward(int l);
   void last_layer_cls_backward(int l);
@@ -284,7 +293,8 @@ class BertModel {
   float* pooled_in_;    // (B, H) the [CLS] rows of the last layer
   float* pooled_;       // (B, H) tanh(pooled_in W_p + b_p)
   float* pooled_drop_;  // (B, H) dropout(pooled): the classifier's input
-  // MLM head, over the R = mlm_rows_.size() selected rows only
+  // MLM head, over the R = mlm_rows_.size() selected rows only (the replaced-token
+  // detection head uses mlm_in_, mlm_dense_ and mlm_gelu_ alike: dense -> GELU)
   float* mlm_in_;      // (R, H) the selected rows of the last layer (unused when R = T)
   float* mlm_dense_;   // (R, H) mlm_in W_t + b_t
   float* mlm_gelu_;    // (R, H) GELU(mlm_dense)

@@ -60,6 +60,7 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* l
                             int counted);
 double sum_squares(const float* x, size_t n);
 void scale(float* x, size_t n, float factor);
+void add_scaled(float* y, const float* x, size_t n, float alpha);
 void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);
 

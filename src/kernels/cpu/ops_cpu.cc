@@ -314,6 +314,11 @@ void scale(float* x, size_t n, float factor) {
   for (size_t i = 0; i < n; ++i) x[i] *= factor;
 }
 
+void add_scaled(float* y, const float* x, size_t n, float alpha) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
 namespace {
 
 template <bool kZeroGrad>

@@ -112,6 +112,9 @@ __global__ void bias_gelu_kernel(float* u, float* g, const float* b, int N, size
   }
 }
 __global__ void scale_kernel(float* x, size_t n, float factor) { GRID_STRIDE(i, n) x[i] *= factor; }
+__global__ void add_scaled_kernel(float* y, const float* x, size_t n, float alpha) {
+  GRID_STRIDE(i, n) y[i] += alpha * x[i];
+}
 
 // ---- LayerNorm ---------------------------------------------------------------
 
@@ -535,6 +538,12 @@ void scale(float* x, size_t n, float factor) {
   if (n == 0) return;
   scale_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, n, factor);
   check_launch("scale_kernel");
+}
+
+void add_scaled(float* y, const float* x, size_t n, float alpha) {
+  if (n == 0) return;
+  add_scaled_kernel<<<grid_for(n), kThreads, 0, stream()>>>(y, x, n, alpha);
+  check_launch("add_scaled_kernel");
 }
 
 void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,

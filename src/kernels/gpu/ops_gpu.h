@@ -41,6 +41,7 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* l
 double sum_squares(const float* x, size_t n);
 void sum_squares_accumulate(double* total, const float* x, size_t n);
 void scale(float* x, size_t n, float factor);
+void add_scaled(float* y, const float* x, size_t n, float alpha);
 void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
                   bool zero_grad);
 void adamw_update_ranges(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
