@@ -174,8 +174,9 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
 
 // Killed mid-run and resumed (twice), the loss curve equals the uninterrupted run's:
 // same sequences, masks, dropout, learning rates and optimizer state. Exercised with
-// gradient accumulation, whole-word masking and within-review attention.
-TEST(PretrainRun, ResumeAfterKillMatchesUninterrupted) {
+// gradient accumulation, whole-word masking and within-review attention; `more` adds flags
+// (the ELECTRA objective: the generator's weights, moments and samples resume too).
+void expect_resume_matches_uninterrupted(const std::vector<std::string>& more) {
   Fixture fx;
   auto args = [&](const fs::path& out, bool resume) {
     auto a = fx.args(out);
@@ -184,6 +185,7 @@ TEST(PretrainRun, ResumeAfterKillMatchesUninterrupted) {
                           "--review-attention", "within", "--save-steps", "3", "--save-total-limit", "2",
                           "--eval-strategy", "epoch"})
       a.push_back(s);
+    a.insert(a.end(), more.begin(), more.end());
     if (resume) a.insert(a.end(), {"--resume-from-checkpoint", "last"});
     return a;
   };
@@ -205,6 +207,77 @@ TEST(PretrainRun, ResumeAfterKillMatchesUninterrupted) {
   const auto eval_a = metric_by_step(full / "log.jsonl", "eval_loss"), eval_b = metric_by_step(killed / "log.jsonl", "eval_loss");
   ASSERT_EQ(eval_a.size(), 2u);  // one per epoch
   EXPECT_EQ(eval_a, eval_b);
+  for (const char* key : {"generator_loss", "discriminator_loss", "eval_rtd_accuracy"})  // ELECTRA's parts
+    EXPECT_EQ(metric_by_step(full / "log.jsonl", key), metric_by_step(killed / "log.jsonl", key)) << key;
+}
+
+TEST(PretrainRun, ResumeAfterKillMatchesUninterrupted) { expect_resume_matches_uninterrupted({}); }
+
+TEST(PretrainRun, ElectraResumeAfterKillMatchesUninterrupted) {
+  expect_resume_matches_uninterrupted({"--objective", "electra", "--generator-layers", "1"});
+}
+
+// ELECTRA: a generator and a discriminator sharing embeddings; the discriminator is written as
+// BertModel weights with its replaced-token head, and fine-tunes like any BERT directory.
+TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
+  Fixture fx;
+  const fs::path out = fx.dir / "electra";
+  auto a = fx.args(out);
+  a.insert(a.end(), {"--objective", "electra", "--max-steps", "10", "--eval-strategy", "steps", "--eval-steps", "5",
+                     "--save-steps", "5"});
+  ASSERT_EQ(run(a, fx.dir / "electra.txt"), 0) << slurp(fx.dir / "electra.txt");
+  const std::string console = slurp(fx.dir / "electra.txt");
+  EXPECT_NE(console.find("Objective = ELECTRA replaced-token detection: generator 1 layers"), std::string::npos)
+      << console;
+  EXPECT_NE(console.find("Held-out discriminator (attention across reviews)"), std::string::npos) << console;
+  const fs::path log = out / "log.jsonl";
+  const auto loss = metric_by_step(log, "loss"), gen = metric_by_step(log, "generator_loss"),
+             disc = metric_by_step(log, "discriminator_loss"), replaced = metric_by_step(log, "replaced_fraction");
+  ASSERT_EQ(loss.size(), 10u);
+  ASSERT_EQ(disc.size(), 10u);
+  for (const auto& [step, l] : loss) {
+    // one micro-batch per step: the logged loss is this step's generator + 50 x discriminator
+    EXPECT_NEAR(l, gen.at(step) + 50 * disc.at(step), 1e-4 * l) << step;
+    EXPECT_GT(replaced.at(step), 0.0) << "an untrained generator's samples mostly differ from the originals";
+  }
+  EXPECT_LT(loss.at(10), loss.at(1));
+  EXPECT_LT(gen.at(10), gen.at(1));
+  const auto rtd = metric_by_step(log, "eval_rtd_accuracy");
+  ASSERT_EQ(rtd.size(), 2u);
+  for (const auto& [step, acc] : rtd) EXPECT_TRUE(acc > 0 && acc <= 1) << step;
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "generator.safetensors",
+                        "generator_optimizer.safetensors"})
+    EXPECT_TRUE(fs::exists(out / "checkpoint-5" / f)) << f;
+
+  // Resuming an ELECTRA run as a masked LM would continue another run: refused.
+  auto mlm = fx.args(out);
+  mlm.insert(mlm.end(), {"--max-steps", "10", "--resume-from-checkpoint", "last"});
+  EXPECT_EQ(run(mlm, fx.dir / "as-mlm.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "as-mlm.txt").find("\"objective\":\"electra\""), std::string::npos)
+      << slurp(fx.dir / "as-mlm.txt");
+
+  const fs::path final_dir = out / "final";
+  const Json config = Json::parse(slurp(final_dir / "config.json"));
+  EXPECT_EQ(config["architectures"], Json::array({"BertModel"}));
+  EXPECT_EQ(config["num_hidden_layers"], 2) << "the discriminator's shape, not the generator's";
+  const auto weights = io::read_safetensors(final_dir / "model.safetensors");
+  EXPECT_TRUE(weights.count("discriminator_predictions.dense.weight"));
+  EXPECT_TRUE(weights.count("bert.encoder.layer.1.output.dense.weight"));
+  EXPECT_FALSE(weights.count("cls.predictions.bias"));
+  const std::vector<std::string> ft = {"train", "--model", final_dir.string(), "--train-file", fx.labelled.string(),
+                                       "--max-length", "64", "--per-device-train-batch-size", "16", "--max-steps",
+                                       "2", "--output-dir", (fx.dir / "ft").string(), "--threads", "2"};
+  ASSERT_EQ(run(ft, fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  EXPECT_NE(slurp(fx.dir / "ft.txt").find("were not used when initializing BertForSequenceClassification: "
+                                          "[discriminator_predictions"),
+            std::string::npos)
+      << slurp(fx.dir / "ft.txt");
+
+  auto bad = fx.args(fx.dir / "never");
+  bad.insert(bad.end(), {"--objective", "gan"});
+  EXPECT_EQ(run(bad, fx.dir / "bad.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "bad.txt").find("--objective: 'gan' is not one of mlm|electra"), std::string::npos)
+      << slurp(fx.dir / "bad.txt");
 }
 
 TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {

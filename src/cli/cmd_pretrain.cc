@@ -27,6 +27,7 @@ struct PretrainFlags {
   TrainFlags train;
   train::PretrainOptions options;
   std::string attention = "across";
+  std::string objective = "mlm";
 };
 
 void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
@@ -53,6 +54,19 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
   cmd->add_option("--gradient-accumulation-steps", o.gradient_accumulation_steps,
                   "micro-batches per optimizer step")
       ->capture_default_str();
+  cmd->add_option("--objective", flags.objective,
+                  "mlm: BERT's masked LM; electra: replaced-token detection with a small generator sharing the "
+                  "embeddings (the discriminator is kept)")
+      ->capture_default_str();
+  cmd->add_option("--generator-layers", o.generator_layers,
+                  "ELECTRA generator's layers (-1: a quarter of the model's, at least 1)")
+      ->capture_default_str();
+  cmd->add_option("--generator-intermediate-size", o.generator_intermediate_size,
+                  "ELECTRA generator's feed-forward size (-1: the model's)")
+      ->capture_default_str();
+  cmd->add_option("--discriminator-weight", o.discriminator_weight,
+                  "ELECTRA's lambda: loss = generator MLM + lambda x discriminator")
+      ->capture_default_str();
 }
 
 train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const nlohmann::json& base = {}) {
@@ -65,6 +79,11 @@ train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const 
     o.attention = train::parse_review_attention(flags.attention);
   } catch (const Error& e) {
     throw Error(std::string("--review-attention: ") + e.what());
+  }
+  try {
+    o.objective = train::parse_objective(flags.objective);
+  } catch (const Error& e) {
+    throw Error(std::string("--objective: ") + e.what());
   }
   return o;
 }

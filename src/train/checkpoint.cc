@@ -39,6 +39,7 @@ void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
     // tokenizer.json: vocab.txt says the same and is a quarter of the size.
     for (const auto& f : text::tokenizer_files(c.tokenizer_dir))
       if (f.filename() != "tokenizer.json") io::write_file_atomic(tmp / f.filename(), io::read_file(f));
+    if (c.write_extra) c.write_extra(tmp);
   });
 }
 

@@ -5,6 +5,7 @@
 // counter, logging windows, callback state) — so a resumed run continues bit for bit.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +33,9 @@ struct CheckpointParts {
   const TrainOptions& options;
   const nlohmann::json& fingerprint;
   const std::filesystem::path& tokenizer_dir;
+  // More files of the same checkpoint (ELECTRA's generator), written into the directory
+  // before it is published, so they appear with the rest or not at all.
+  std::function<void(const std::filesystem::path& tmp_dir)> write_extra = nullptr;
 };
 
 // Built in <output_dir>/<name>.tmp-<pid> and published whole (io::write_directory_atomic): a kill

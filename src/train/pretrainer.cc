@@ -7,7 +7,9 @@
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
 #include "model/pretrained.h"
+#include "io/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/electra.h"
 #include "train/evaluate.h"
 #include "train/sampler.h"
 #include "train/step.h"
@@ -18,13 +20,28 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+Objective parse_objective(const std::string& name) {
+  if (name == "mlm") return Objective::MaskedLM;
+  if (name == "electra") return Objective::Electra;
+  throw Error("'" + name + "' is not one of mlm|electra");
+}
+
+const char* objective_name(Objective o) { return o == Objective::Electra ? "electra" : "mlm"; }
+
 Json PretrainOptions::to_json() const {
-  return Json{{"mlm_probability", mlm_probability},
-              {"whole_word_mask", whole_word_mask},
-              {"review_attention", review_attention_name(attention)},
-              {"validation_reviews", validation_reviews},
-              {"train_reviews", train_reviews},
-              {"gradient_accumulation_steps", gradient_accumulation_steps}};
+  Json j{{"mlm_probability", mlm_probability},
+         {"whole_word_mask", whole_word_mask},
+         {"review_attention", review_attention_name(attention)},
+         {"validation_reviews", validation_reviews},
+         {"train_reviews", train_reviews},
+         {"gradient_accumulation_steps", gradient_accumulation_steps}};
+  if (objective == Objective::Electra) {  // absent for MLM: older checkpoints still resume
+    j["objective"] = objective_name(objective);
+    j["generator_layers"] = generator_layers;
+    j["generator_intermediate_size"] = generator_intermediate_size;
+    j["discriminator_weight"] = discriminator_weight;
+  }
+  return j;
 }
 
 void validate(PretrainOptions& o) {
@@ -43,13 +60,21 @@ void validate(PretrainOptions& o) {
     throw Error("pretrain keeps the last model: --load-best-model-at-end and early stopping do not apply");
   if (!o.train.test_file.empty() || !o.train.eval_file.empty() || o.train.validation_split > 0)
     throw Error("pretrain evaluates on held-out reviews (--validation-reviews), not --eval-file/--test-file");
+  if (o.objective == Objective::Electra) {
+    if (o.train.device != kernels::Device::CPU) throw Error("--objective electra: runs on the CPU only");
+    if (o.generator_layers == 0 || o.generator_layers < -1) throw Error("--generator-layers: must be positive (or -1)");
+    if (o.generator_intermediate_size == 0 || o.generator_intermediate_size < -1)
+      throw Error("--generator-intermediate-size: must be positive (or -1)");
+    if (!(o.discriminator_weight > 0)) throw Error("--discriminator-weight: must be positive");
+  }
 }
 
 MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, ReviewAttention attention,
-                     const MaskingOptions& masking, uint64_t seed, int batch_size) {
+                     const MaskingOptions& masking, uint64_t seed, int batch_size, model::BertModel* discriminator,
+                     RtdEval* rtd) {
   MlmEval r;
-  double loss_sum = 0;
-  int64_t correct = 0;
+  double loss_sum = 0, rtd_loss_sum = 0;
+  int64_t correct = 0, rtd_correct = 0, replaced = 0;
   for (size_t first = 0; first < corpus.size(); first += static_cast<size_t>(batch_size)) {
     std::vector<size_t> idx;
     for (size_t s = first; s < std::min(corpus.size(), first + batch_size); ++s) idx.push_back(s);
@@ -66,10 +91,29 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
       correct += std::max_element(row, row + V) - row == b.labels[token_rows[r]];
     }
     r.selected_tokens += selected;
+    if (discriminator) {
+      int64_t n_replaced = 0;
+      const model::Batch fake = replaced_token_batch(b, model, seed, /*draw=*/first, &n_replaced);
+      const float d_loss = discriminator->forward(fake, /*train=*/false);
+      const int64_t rows = discriminator->logits_rows();
+      rtd_loss_sum += static_cast<double>(d_loss) * static_cast<double>(rows);
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* z = discriminator->logits() + 2 * i;
+        rtd_correct += (z[1] > z[0] ? 1 : 0) == fake.labels[discriminator->logit_token_rows()[i]];
+      }
+      replaced += n_replaced;
+      rtd->tokens += rows;
+    }
   }
   if (r.selected_tokens > 0) {
     r.loss = loss_sum / static_cast<double>(r.selected_tokens);
     r.accuracy = static_cast<double>(correct) / static_cast<double>(r.selected_tokens);
+  }
+  if (discriminator && rtd->tokens > 0) {
+    const double n = static_cast<double>(rtd->tokens);
+    rtd->loss = rtd_loss_sum / n;
+    rtd->accuracy = static_cast<double>(rtd_correct) / n;
+    rtd->replaced_fraction = static_cast<double>(replaced) / n;
   }
   return r;
 }
@@ -94,9 +138,14 @@ struct PreparedPretrain {
   TrainerState state;
   RunState run;
   Json fingerprint;
-  std::unique_ptr<model::BertModel> model;
+  std::unique_ptr<model::BertModel> model;  // MLM: the masked LM; ELECTRA: the discriminator
   std::unique_ptr<AdamW> optimizer;
+  // ELECTRA only: the generator and its optimizer.
+  model::BertConfig generator_config;
+  std::unique_ptr<model::BertModel> generator;
+  std::unique_ptr<AdamW> generator_optimizer;
 
+  bool electra() const { return o.objective == Objective::Electra; }
   int step_size() const { return o.train.per_device_train_batch_size * o.gradient_accumulation_steps; }
 };
 
@@ -127,10 +176,33 @@ void plan_steps(PreparedPretrain& p) {
 
 void build_model(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
-  p.model = std::make_unique<model::BertModel>(p.config, model::Task::MaskedLM, t.device, model::Init::Zeros);
+  const model::Task task = p.electra() ? model::Task::ReplacedTokenDetection : model::Task::MaskedLM;
+  p.model = std::make_unique<model::BertModel>(p.config, task, t.device, model::Init::Zeros);
   p.model->init_weights(t.seed);
   p.model->set_dropout_seed(t.seed);
   p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
+  if (!p.electra()) return;
+  const int layers = p.o.generator_layers > 0 ? p.o.generator_layers : std::max(1, p.config.num_hidden_layers / 4);
+  const int inner = p.o.generator_intermediate_size > 0 ? p.o.generator_intermediate_size : p.config.intermediate_size;
+  p.generator_config = generator_config(p.config, layers, inner);
+  p.generator = std::make_unique<model::BertModel>(p.generator_config, model::Task::MaskedLM, t.device,
+                                                   model::Init::Zeros);
+  p.generator->init_weights(t.seed + 1);  // its embeddings are the discriminator's from the first step on
+  p.generator->set_dropout_seed(t.seed + 1);
+  p.generator_optimizer = std::make_unique<AdamW>(*p.generator, adamw_options(t));
+}
+
+// ELECTRA's checkpoints carry the generator beside the discriminator (model.safetensors).
+constexpr const char* kGeneratorWeights = "generator.safetensors";
+constexpr const char* kGeneratorOptimizer = "generator_optimizer.safetensors";
+
+void read_generator(PreparedPretrain& p, const fs::path& dir, int64_t optimizer_steps, uint64_t dropout_step) {
+  for (const char* f : {kGeneratorWeights, kGeneratorOptimizer})
+    if (!fs::exists(dir / f))
+      throw Error("--resume-from-checkpoint: " + (dir / f).string() + " is missing (an ELECTRA checkpoint has it)");
+  p.generator->load_state_dict(io::read_safetensors(dir / kGeneratorWeights), p.o.train.seed);
+  p.generator_optimizer->load_state_dict(io::read_safetensors(dir / kGeneratorOptimizer), optimizer_steps);
+  p.generator->set_dropout_step(dropout_step);  // one training forward per micro-batch, as the discriminator
 }
 
 PreparedPretrain prepare(const PretrainOptions& o) {
@@ -140,7 +212,8 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   p.resume_dir = resume_dir_of(t);
   kernels::set_num_threads(t.threads);
   p.config = model::BertConfig::load(t.model_config);
-  p.config.architectures = {"BertForMaskedLM"};
+  // ELECTRA keeps the discriminator's encoder: BertModel weights (its head is unused downstream).
+  p.config.architectures = {o.objective == Objective::Electra ? "BertModel" : "BertForMaskedLM"};
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
   if (t.max_length > p.config.max_position_embeddings)
@@ -168,15 +241,40 @@ PreparedPretrain prepare(const PretrainOptions& o) {
     rp.state.num_train_epochs = p.state.num_train_epochs;
     p.state = std::move(rp.state);
     p.run = std::move(rp.run);
+    if (p.electra()) read_generator(p, p.resume_dir, p.run.optimizer_steps, p.run.dropout_step);
   }
   return p;
 }
+
+// The step a run takes: TrainStep on the masked LM, or ElectraStep on both models.
+class PretrainStep {
+ public:
+  explicit PretrainStep(PreparedPretrain& p)
+      : mlm_(*p.model, *p.optimizer, p.schedule, p.o.train.max_grad_norm) {
+    if (p.electra())
+      electra_ = std::make_unique<ElectraStep>(*p.generator, *p.generator_optimizer, *p.model, *p.optimizer,
+                                               p.schedule, p.o.train.max_grad_norm, p.o.discriminator_weight,
+                                               p.o.train.seed);
+  }
+  StepOutcome run(std::span<const model::Batch> micro, int64_t step) {
+    return electra_ ? electra_->run(micro, step) : mlm_.run(micro, step);
+  }
+  const LrSchedule& schedule() const { return mlm_.schedule(); }
+  const ElectraStep* electra() const { return electra_.get(); }
+  void share_embeddings() {
+    if (electra_) electra_->share_embeddings();
+  }
+
+ private:
+  TrainStep mlm_;
+  std::unique_ptr<ElectraStep> electra_;
+};
 
 class Pretrainer {
  public:
   Pretrainer(PreparedPretrain p, std::FILE* out)
       : p_(std::move(p)), out_(out), state_(p_.state), run_(p_.run),
-        step_(*p_.model, *p_.optimizer, p_.schedule, p_.o.train.max_grad_norm),
+        step_(p_),
         progress_(p_.state.max_steps, p_.state.global_step) {}
 
   PretrainResult train() {
@@ -197,6 +295,7 @@ class Pretrainer {
   void on_nonfinite(const StepOutcome& step);
   void after_step(bool epoch_end);
   void evaluate_now();
+  MlmEval held_out(ReviewAttention mode, RtdEval* rtd);
   void log_record(Json record);
   void save_checkpoint();
   void summarise(double runtime);
@@ -206,7 +305,7 @@ class Pretrainer {
   std::FILE* out_;
   TrainerState& state_;
   RunState& run_;
-  TrainStep step_;
+  PretrainStep step_;
   Progress progress_;
   std::unique_ptr<JsonlLog> log_;
   PretrainResult result_;
@@ -243,6 +342,13 @@ void Pretrainer::start() {
                c.num_hidden_layers, c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
                p_.resume_dir.empty() ? "" : ("\n  Resuming from " + p_.resume_dir.string() + " at step " +
                                             std::to_string(state_.global_step)).c_str());
+  if (p_.electra()) {
+    const model::BertConfig& g = p_.generator_config;
+    std::fprintf(out_, "  Objective = ELECTRA replaced-token detection: generator %d layers, hidden %d, intermediate %d "
+                 "(%lld non-embedding parameters, embeddings shared), discriminator weight %g\n",
+                 g.num_hidden_layers, g.hidden_size, g.intermediate_size,
+                 static_cast<long long>(g.non_embedding_parameters()), p_.o.discriminator_weight);
+  }
   std::fflush(out_);
   train_start_ = Clock::now();
   start_step_ = state_.global_step;
@@ -303,7 +409,13 @@ void Pretrainer::after_step(bool epoch_end) {
   const int64_t step = state_.global_step;
   const bool last = step >= state_.max_steps;
   if (step % t.logging_steps == 0 && run_.log_loss_steps > 0) {
-    log_record({{"loss", run_.log_loss_sum / run_.log_loss_steps}, {"learning_rate", step_.schedule().at(step)}});
+    Json record{{"loss", run_.log_loss_sum / run_.log_loss_steps}, {"learning_rate", step_.schedule().at(step)}};
+    if (const ElectraStep* e = step_.electra()) {  // the logged step's own parts (loss = their weighted sum)
+      record["generator_loss"] = e->last_losses().generator;
+      record["discriminator_loss"] = e->last_losses().discriminator;
+      record["replaced_fraction"] = e->last_losses().replaced_fraction;
+    }
+    log_record(std::move(record));
     run_.log_loss_sum = 0;
     run_.log_loss_steps = 0;
   }
@@ -319,17 +431,33 @@ void Pretrainer::after_step(bool epoch_end) {
   }
 }
 
-void Pretrainer::evaluate_now() {
+// The held-out masked-LM figures (ELECTRA: the generator's, and the discriminator's on its samples).
+MlmEval Pretrainer::held_out(ReviewAttention mode, RtdEval* rtd) {
   const TrainOptions& t = p_.o.train;
+  if (!p_.electra())
+    return evaluate_mlm(*p_.model, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size);
+  step_.share_embeddings();
+  return evaluate_mlm(*p_.generator, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size,
+                      p_.model.get(), rtd);
+}
+
+void Pretrainer::evaluate_now() {
   const auto t0 = Clock::now();
-  const MlmEval ev = evaluate_mlm(*p_.model, p_.heldout, p_.o.attention, p_.masking, t.seed,
-                                  t.per_device_eval_batch_size);
-  log_record({{"eval_loss", ev.loss}, {"eval_mlm_accuracy", ev.accuracy}, {"eval_selected_tokens", ev.selected_tokens},
-              {"eval_runtime", seconds_since(t0)}});
-  char line[160];
-  std::snprintf(line, sizeof line, "step %lld: held-out MLM loss %.4f, accuracy %.4f (%lld masked tokens)",
-                static_cast<long long>(state_.global_step), ev.loss, ev.accuracy,
-                static_cast<long long>(ev.selected_tokens));
+  RtdEval rtd;
+  const MlmEval ev = held_out(p_.o.attention, &rtd);
+  Json record{{"eval_loss", ev.loss}, {"eval_mlm_accuracy", ev.accuracy}, {"eval_selected_tokens", ev.selected_tokens}};
+  char line[300];
+  int n = std::snprintf(line, sizeof line, "step %lld: held-out %sMLM loss %.4f, accuracy %.4f (%lld masked tokens)",
+                        static_cast<long long>(state_.global_step), p_.electra() ? "generator " : "", ev.loss,
+                        ev.accuracy, static_cast<long long>(ev.selected_tokens));
+  if (p_.electra()) {
+    record.update({{"eval_rtd_loss", rtd.loss}, {"eval_rtd_accuracy", rtd.accuracy},
+                   {"eval_replaced_fraction", rtd.replaced_fraction}});
+    std::snprintf(line + n, sizeof line - n, "; discriminator loss %.4f, accuracy %.4f (%.1f %% of tokens replaced)",
+                  rtd.loss, rtd.accuracy, 100 * rtd.replaced_fraction);
+  }
+  record["eval_runtime"] = seconds_since(t0);
+  log_record(std::move(record));
   progress_.message(line);
 }
 
@@ -345,7 +473,14 @@ void Pretrainer::save_checkpoint() {
   const fs::path dir = fs::path(t.output_dir) / ("checkpoint-" + std::to_string(state_.global_step));
   run_.dropout_step = p_.model->dropout_step();
   run_.optimizer_steps = p_.optimizer->steps_done();
-  write_checkpoint(dir, {p_.config, *p_.model, *p_.optimizer, state_, run_, t, p_.fingerprint, p_.tokenizer_dir});
+  CheckpointParts parts{p_.config, *p_.model, *p_.optimizer, state_, run_, t, p_.fingerprint, p_.tokenizer_dir};
+  if (p_.electra())
+    parts.write_extra = [&](const fs::path& tmp) {
+      io::write_safetensors(tmp / kGeneratorWeights, p_.generator->state_dict());
+      io::write_safetensors(tmp / kGeneratorOptimizer, p_.generator_optimizer->state_dict(),
+                            {{"format", "bertune-adamw"}});
+    };
+  write_checkpoint(dir, parts);
   last_good_checkpoint_ = dir.string();
   rotate_checkpoints(t.output_dir, t.save_total_limit, std::nullopt);
 }
@@ -364,7 +499,15 @@ void Pretrainer::finish() {
   if (p_.heldout.size() > 0) {
     Json record;
     for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
-      const MlmEval ev = evaluate_mlm(*p_.model, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size);
+      RtdEval rtd;
+      const MlmEval ev = held_out(mode, &rtd);
+      if (p_.electra()) {
+        record[std::string("final_eval_") + review_attention_name(mode) + "_rtd_accuracy"] = rtd.accuracy;
+        std::fprintf(out_, "Held-out discriminator (attention %s reviews): loss %.4f, accuracy %.4f over %lld tokens, "
+                     "%.1f %% replaced\n",
+                     review_attention_name(mode), rtd.loss, rtd.accuracy, static_cast<long long>(rtd.tokens),
+                     100 * rtd.replaced_fraction);
+      }
       if (mode == p_.o.attention) result_.final_eval = ev;
       const std::string key = std::string("final_eval_") + review_attention_name(mode);
       record[key + "_loss"] = ev.loss;
@@ -380,7 +523,9 @@ void Pretrainer::finish() {
   model::save_pretrained(result_.final_model_dir, p_.config, p_.model->state_dict(),
                       text::tokenizer_files(p_.tokenizer_dir));
   state_.save(fs::path(t.output_dir) / "trainer_state.json");
-  std::fprintf(out_, "Saved the pretrained model (BertForMaskedLM) to %s\n", result_.final_model_dir.c_str());
+  std::fprintf(out_, "Saved the pretrained model (%s) to %s\n",
+               p_.electra() ? "ELECTRA discriminator as BertModel weights" : "BertForMaskedLM",
+               result_.final_model_dir.c_str());
   std::fprintf(out_, "Total wall time %s\n", format_duration(seconds_since(p_.started)).c_str());
 }
 
@@ -392,7 +537,7 @@ PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int 
   PretrainOptions o = options;
   validate(o);
   PreparedPretrain p = prepare(o);
-  TrainStep step(*p.model, *p.optimizer, p.schedule, o.train.max_grad_norm);
+  PretrainStep step(p);
   const auto order = epoch_batches(p.lengths, p.step_size(), false, o.train.seed, 0);
   auto micro = [&](int64_t s) {
     std::vector<model::Batch> m;
@@ -407,6 +552,9 @@ PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int 
                 c.num_hidden_layers, c.hidden_size, c.vocab_size, o.train.per_device_train_batch_size,
                 o.gradient_accumulation_steps, o.train.max_length, review_attention_name(o.attention));
   r.description = description;
+  if (p.electra())
+    r.description += ", ELECTRA (generator L" + std::to_string(p.generator_config.num_hidden_layers) + "/I" +
+                     std::to_string(p.generator_config.intermediate_size) + ")";
   int64_t global = 0;
   for (int rep = 0; rep < repeat; ++rep) {
     for (int w = 0; w < warmup; ++w) step.run(micro(global), global), ++global;

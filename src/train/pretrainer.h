@@ -23,6 +23,12 @@
 
 namespace bertune::train {
 
+// What the model learns from: BERT's masked LM, or ELECTRA's replaced-token detection with a
+// small generator (train/electra.h); the kept model is then the discriminator.
+enum class Objective { MaskedLM, Electra };
+Objective parse_objective(const std::string& name);  // mlm | electra
+const char* objective_name(Objective o);
+
 struct PretrainOptions {
   // The TrainingArguments pretraining uses: model_config, tokenizer, train_file, max_length,
   // epochs/steps, batch sizes, optimizer, schedule, seed, data_seed, eval/save/logging
@@ -34,6 +40,11 @@ struct PretrainOptions {
   int64_t validation_reviews = 1000;  // held out (seeded by data_seed), never trained on
   int64_t train_reviews = -1;         // the first N remaining reviews only; -1: all
   int gradient_accumulation_steps = 1;
+  Objective objective = Objective::MaskedLM;
+  // ELECTRA's generator: the discriminator's embeddings (shared) and hidden size, fewer layers.
+  int generator_layers = -1;             // -1: a quarter of the discriminator's, at least 1
+  int generator_intermediate_size = -1;  // -1: the discriminator's
+  double discriminator_weight = 50;      // ELECTRA's lambda: loss = MLM + lambda x RTD
 
   nlohmann::json to_json() const;  // the pretraining options (pretrain_args.json)
 };
@@ -48,8 +59,15 @@ struct MlmEval {
   int64_t selected_tokens = 0;
 };
 // Masks are drawn for epoch -1: fixed, so every evaluation of a run sees the same ones.
+// With a discriminator (ELECTRA), the model is the generator, and the discriminator is scored
+// on the generator's samples too (fixed draws): its loss and accuracy over every real token.
+struct RtdEval {
+  double loss = 0, accuracy = 0, replaced_fraction = 0;
+  int64_t tokens = 0;
+};
 MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, ReviewAttention attention,
-                     const MaskingOptions& masking, uint64_t seed, int batch_size);
+                     const MaskingOptions& masking, uint64_t seed, int batch_size,
+                     model::BertModel* discriminator = nullptr, RtdEval* rtd = nullptr);
 
 struct PretrainResult {
   TrainSummary summary;
