@@ -98,20 +98,19 @@ ElectraStep::ElectraStep(model::BertModel& generator, AdamW& generator_optimizer
     throw Error("ElectraStep: needs a masked-LM generator and a replaced-token-detection discriminator");
   if (generator.device() != kernels::Device::CPU || discriminator.device() != kernels::Device::CPU)
     throw Error("ELECTRA pretraining runs on the CPU only");
-  shared_embedding_prefix(generator, discriminator);  // checks the layouts agree
+  shared_floats_ = shared_embedding_prefix(generator, discriminator);  // also checks the layouts agree
 }
 
 void ElectraStep::share_embeddings() {
-  const size_t n = shared_embedding_prefix(generator_, discriminator_);
-  kernels::copy_on_device(generator_.device(), generator_.params(), discriminator_.params(), n * sizeof(float));
+  kernels::copy_on_device(generator_.device(), generator_.params(), discriminator_.params(),
+                          shared_floats_ * sizeof(float));
 }
 
 // The generator's embedding gradients join the discriminator's (one shared tensor's gradient);
 // zeroed in the generator, whose copy is overwritten before the next step anyway.
 void ElectraStep::add_generator_embedding_gradients() {
-  const size_t n = shared_embedding_prefix(generator_, discriminator_);
-  kernels::add_scaled(discriminator_.device(), discriminator_.grads(), generator_.grads(), n, 1.f);
-  kernels::fill_zero(generator_.device(), generator_.grads(), n * sizeof(float));
+  kernels::add_scaled(discriminator_.device(), discriminator_.grads(), generator_.grads(), shared_floats_, 1.f);
+  kernels::fill_zero(generator_.device(), generator_.grads(), shared_floats_ * sizeof(float));
 }
 
 StepOutcome ElectraStep::run(std::span<const model::Batch> masked_micro_batches, int64_t step) {

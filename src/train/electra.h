@@ -66,6 +66,7 @@ class ElectraStep {
   LrSchedule schedule_;
   double max_grad_norm_, discriminator_weight_;
   uint64_t seed_;
+  size_t shared_floats_;  // the shared embeddings: this many floats at the start of both flat buffers
   ElectraLosses losses_;
 };
 
