@@ -227,6 +227,8 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
                      "--save-steps", "5"});
   ASSERT_EQ(run(a, fx.dir / "electra.txt"), 0) << slurp(fx.dir / "electra.txt");
   const std::string console = slurp(fx.dir / "electra.txt");
+  EXPECT_NE(console.find("Running ELECTRA (replaced-token detection) pretraining"), std::string::npos) << console;
+  EXPECT_EQ(console.find("masked-LM pretraining"), std::string::npos) << console;
   EXPECT_NE(console.find("Objective = ELECTRA replaced-token detection: generator 1 layers"), std::string::npos)
       << console;
   EXPECT_NE(console.find("Held-out discriminator (attention across reviews)"), std::string::npos) << console;

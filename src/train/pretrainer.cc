@@ -327,12 +327,13 @@ void Pretrainer::start() {
   io::write_file_atomic(fs::path(t.output_dir) / "pretrain_args.json", p_.o.to_json().dump(2) + "\n");
   const model::BertConfig& c = p_.config;
   std::fprintf(out_,
-               "***** Running masked-LM pretraining *****\n"
+               "***** Running %s pretraining *****\n"
                "  Reviews = %zu for training (%lld tokens in %zu sequences of <= %d, %lld reviews truncated), "
                "%zu held out\n  Num Epochs = %g\n  Batch = %d sequences x %d accumulation steps\n"
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n"
                "  Masking = %s, p = %g; attention %s reviews\n"
                "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), random initialisation%s\n",
+               p_.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
                p_.train_review_count, static_cast<long long>(p_.train.tokens()), p_.train.size(), t.max_length,
                static_cast<long long>(p_.train.truncated_reviews), p_.heldout_review_count, state_.num_train_epochs,
                t.per_device_train_batch_size, p_.o.gradient_accumulation_steps,
