@@ -59,6 +59,12 @@ struct Fixture {
       "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
   }
   ~Fixture() { fs::remove_all(dir); }
+  // Two fine-tuning steps of a pretrained directory on the labelled file, into dir/ft.
+  std::vector<std::string> finetune_args(const fs::path& model_dir) const {
+    return {"train", "--model", model_dir.string(), "--train-file", labelled.string(), "--max-length", "64",
+            "--per-device-train-batch-size", "16", "--max-steps", "2", "--output-dir", (dir / "ft").string(),
+            "--threads", "2"};
+  }
   std::vector<std::string> args(const fs::path& out) const {
     return {"pretrain", "--model-config", config.string(), "--tokenizer",
             shared_path("models/klue-bert-base").string(), "--train-file", corpus.string(), "--max-length", "64",
@@ -125,10 +131,7 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
   EXPECT_TRUE(weights.count("bert.embeddings.word_embeddings.weight"));
   EXPECT_FALSE(weights.count("classifier.weight"));
 
-  const std::vector<std::string> ft = {"train", "--model", final_dir.string(), "--train-file", fx.labelled.string(),
-                                       "--max-length", "64", "--per-device-train-batch-size", "16", "--max-steps",
-                                       "2", "--output-dir", (fx.dir / "ft").string(), "--threads", "2"};
-  ASSERT_EQ(run(ft, fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  ASSERT_EQ(run(fx.finetune_args(final_dir), fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
   const std::string ft_console = slurp(fx.dir / "ft.txt");
   EXPECT_NE(ft_console.find("newly initialized: ["), std::string::npos) << ft_console;
   EXPECT_NE(ft_console.find("classifier.weight"), std::string::npos) << ft_console;
@@ -266,10 +269,7 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
   EXPECT_TRUE(weights.count("discriminator_predictions.dense.weight"));
   EXPECT_TRUE(weights.count("bert.encoder.layer.1.output.dense.weight"));
   EXPECT_FALSE(weights.count("cls.predictions.bias"));
-  const std::vector<std::string> ft = {"train", "--model", final_dir.string(), "--train-file", fx.labelled.string(),
-                                       "--max-length", "64", "--per-device-train-batch-size", "16", "--max-steps",
-                                       "2", "--output-dir", (fx.dir / "ft").string(), "--threads", "2"};
-  ASSERT_EQ(run(ft, fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  ASSERT_EQ(run(fx.finetune_args(final_dir), fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
   EXPECT_NE(slurp(fx.dir / "ft.txt").find("were not used when initializing BertForSequenceClassification: "
                                           "[discriminator_predictions"),
             std::string::npos)
