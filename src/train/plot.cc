@@ -137,7 +137,8 @@ void draw_y_axis(cairo_t* cr, const Panel& p, const Frame& f, double ox) {
   cairo_restore(cr);
 }
 
-// X ticks at every point, labelled at every k-th one so that no two labels touch.
+// X ticks at every point (where they stay apart), labelled at every k-th one so that no two
+// labels touch.
 void draw_x_axis(cairo_t* cr, const Frame& f, const std::string& x_label, const std::vector<std::string>& ticks) {
   font(cr, kTickSize);
   double widest = 0;
@@ -147,7 +148,7 @@ void draw_x_axis(cairo_t* cr, const Frame& f, const std::string& x_label, const 
   for (int i = 1; i <= f.n; ++i) {
     const bool labelled = (i - 1) % k == 0;
     if (labelled) line(cr, f.X(i), f.top, f.X(i), f.bottom, kGrid, 1);
-    line(cr, f.X(i), f.bottom, f.X(i), f.bottom + (labelled ? 5 : 3), kAxis, 1);
+    if (labelled || spacing >= 4) line(cr, f.X(i), f.bottom, f.X(i), f.bottom + (labelled ? 5 : 3), kAxis, 1);
     if (labelled) text(cr, f.X(i), f.bottom + 8 + kTickSize, x_tick(i, ticks), 0.5, kAxis);
   }
   line(cr, f.left, f.top, f.left, f.bottom, kAxis, 1);
