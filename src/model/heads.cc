@@ -1,5 +1,7 @@
 #include "model/heads.h"
 
+#include <initializer_list>
+
 #include "util/error.h"
 
 namespace bertune::model {
@@ -8,6 +10,17 @@ namespace k = bertune::kernels;
 namespace {
 
 constexpr uint64_t kSiteClassifier = 1000000;  // dropout site of the pooled [CLS] rows
+
+// n floats each, in order.
+void take_each(ArenaPlan& plan, std::initializer_list<float**> views, size_t n) {
+  for (float** view : views) plan.take(view, n);
+}
+
+// HF's classifier_dropout, or hidden_dropout_prob when it is null.
+k::Dropout classifier_dropout(const HeadPass& pass) {
+  const BertConfig& c = *pass.config;
+  return pass.dropout(kSiteClassifier, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob);
+}
 
 TensorSpec& add_head_tensor(std::vector<TensorSpec>& specs, std::string name, std::vector<int64_t> shape) {
   TensorSpec& spec = specs.emplace_back();
@@ -50,15 +63,12 @@ void SequenceClassificationHead::bind(const FlatView& params, const FlatView& gr
 
 void SequenceClassificationHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
   const size_t BH = size_t(pass.B) * pass.config->hidden_size;
-  plan.take(&pooled_in_, BH);
-  plan.take(&pooled_, BH);
-  plan.take(&pooled_drop_, BH);
+  take_each(plan, {&pooled_in_, &pooled_, &pooled_drop_}, BH);
 }
 
 void SequenceClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
   const size_t BH = size_t(pass.B) * pass.config->hidden_size;
-  plan.take(&d_pooled_, BH);
-  plan.take(&d_pooled_in_, BH);
+  take_each(plan, {&d_pooled_, &d_pooled_in_}, BH);
 }
 
 // pooled_in (B, H) -> tanh dense -> dropout -> classifier -> logits (B, C).
@@ -73,8 +83,7 @@ void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
     k::gather_rows(pass.device, pooled_in_, pass.last, pass.offsets, B, H);
   k::linear_forward(pass.device, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
   k::tanh_forward(pass.device, pooled_, pooled_, size_t(B) * H);
-  float p = config.classifier_dropout >= 0 ? config.classifier_dropout : config.hidden_dropout_prob;
-  k::dropout_forward(pass.device, pooled_drop_, pooled_, size_t(B) * H, pass.dropout(kSiteClassifier, p));
+  k::dropout_forward(pass.device, pooled_drop_, pooled_, size_t(B) * H, classifier_dropout(pass));
   k::linear_forward(pass.device, logits, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
 }
 
@@ -83,8 +92,7 @@ void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_l
   const BertConfig& config = *pass.config;
   const int B = pass.B, T = pass.T, H = config.hidden_size, C = config.num_labels();
   k::linear_backward(pass.device, d_pooled_, g_.cls_w, g_.cls_b, d_logits, pooled_drop_, p_.cls_w, B, H, C);
-  float p = config.classifier_dropout >= 0 ? config.classifier_dropout : config.hidden_dropout_prob;
-  k::dropout_backward(pass.device, d_pooled_, d_pooled_, size_t(B) * H, pass.dropout(kSiteClassifier, p));
+  k::dropout_backward(pass.device, d_pooled_, d_pooled_, size_t(B) * H, classifier_dropout(pass));
   k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, size_t(B) * H);
   k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, pooled_in_, p_.pool_w, B, H,
                      H);
@@ -98,15 +106,12 @@ void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_l
 
 void TokenHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
   const size_t RH = size_t(pass.R) * pass.config->hidden_size;
-  plan.take(&head_in_, RH);
-  plan.take(&head_dense_, RH);
-  plan.take(&head_gelu_, RH);
+  take_each(plan, {&head_in_, &head_dense_, &head_gelu_}, RH);
 }
 
 void TokenHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
   const size_t RH = size_t(pass.R) * pass.config->hidden_size;
-  plan.take(&d_head_in_, RH);
-  plan.take(&d_head_dense_, RH);
+  take_each(plan, {&d_head_in_, &d_head_dense_}, RH);
 }
 
 const float* TokenHead::head_input(const HeadPass& pass) const {
