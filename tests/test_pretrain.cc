@@ -9,12 +9,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -73,18 +71,15 @@ struct Fixture {
   }
 };
 
-// SIGKILLs a run once `after` loss records are logged. Returns whether the kill landed first.
-bool run_and_kill(const std::vector<std::string>& args, const fs::path& out, size_t after, const fs::path& console) {
-  pid_t pid = spawn(args, console);
+// Runs the binary until the loop's kill hook (BERTUNE_TEST_KILL=after-step:N | in-save:N,
+// train/loop.h) SIGKILLs it at that exact point. Returns whether it died so.
+bool run_until_killed(const std::vector<std::string>& args, const std::string& point, const fs::path& console) {
+  ::setenv("BERTUNE_TEST_KILL", point.c_str(), 1);
+  const pid_t pid = spawn(args, console);
+  ::unsetenv("BERTUNE_TEST_KILL");
   int status = 0;
-  for (;;) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;
-    if (metric_by_step(out / "log.jsonl", "loss").size() >= after) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
-  return WIFSIGNALED(status);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
 }  // namespace
@@ -197,8 +192,17 @@ void expect_resume_matches_uninterrupted(const std::vector<std::string>& more) {
   const auto expected = metric_by_step(full / "log.jsonl", "loss");
   ASSERT_GE(expected.size(), 10u);
   const size_t n = expected.size();
-  ASSERT_TRUE(run_and_kill(args(killed, false), killed, n / 3, fx.dir / "k1.txt")) << "finished before the kill";
-  ASSERT_TRUE(run_and_kill(args(killed, true), killed, 2 * n / 3, fx.dir / "k2.txt")) << slurp(fx.dir / "k2.txt");
+  // Kill 1: right after step n/3. Kill 2: inside the save of a checkpoint (every 3 steps) at
+  // about 2n/3, before it is published: the last resume starts from the one before.
+  const size_t first = n / 3, second = (2 * n / 3 + 2) / 3 * 3;
+  ASSERT_TRUE(run_until_killed(args(killed, false), "after-step:" + std::to_string(first), fx.dir / "k1.txt"))
+      << slurp(fx.dir / "k1.txt");
+  EXPECT_EQ(metric_by_step(killed / "log.jsonl", "loss").size(), first);
+  ASSERT_TRUE(run_until_killed(args(killed, true), "in-save:" + std::to_string(second), fx.dir / "k2.txt"))
+      << slurp(fx.dir / "k2.txt");
+  EXPECT_EQ(metric_by_step(killed / "log.jsonl", "loss").size(), second);
+  EXPECT_FALSE(fs::exists(killed / ("checkpoint-" + std::to_string(second))));
+  EXPECT_TRUE(fs::exists(killed / ("checkpoint-" + std::to_string(second - 3))));
   ASSERT_EQ(run(args(killed, true), fx.dir / "k3.txt"), 0) << slurp(fx.dir / "k3.txt");
   EXPECT_NE(slurp(fx.dir / "k3.txt").find("Resuming from"), std::string::npos);
   const auto got = metric_by_step(killed / "log.jsonl", "loss");
