@@ -63,7 +63,7 @@ class ClassificationObjective : public TrainingObjective {
   TrainResult result_;
 };
 
-// The whole run: prepare_run, then Trainer::train. Throws Error for bad input before writing.
+// The whole run: prepare_run, then the training loop. Throws Error for bad input before writing.
 TrainResult run_training(const TrainOptions& options, std::FILE* out = stdout);
 
 }  // namespace bertune::train
