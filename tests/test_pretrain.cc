@@ -20,7 +20,7 @@
 #include "io/safetensors.h"
 #include "train/report.h"
 #include "util/paths.h"
-#include "run_binary.h"
+#include "train_fixture.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -30,18 +30,15 @@ namespace {
 
 // 900 review texts from the NSMC training file as a gzipped corpus, a tiny config over the
 // klue vocabulary, and a small labelled file for the fine-tuning check.
-struct Fixture {
-  fs::path dir = fs::temp_directory_path() / ("bertune_pretrain_test_" + std::to_string(::getpid()));
-  fs::path corpus, config, labelled;
-  Fixture() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
-    std::string header, line, text;
-    std::getline(in, header);
+struct Fixture : TinyTrainDir {
+  fs::path corpus, labelled;
+  Fixture() : TinyTrainDir("pretrain_test") {
+    const NsmcRows nsmc = nsmc_train_rows(900);
+    std::string text;
     std::ofstream lab(dir / "labelled.tsv");
-    lab << header << "\n";
-    for (int i = 0; i < 900 && std::getline(in, line); ++i) {
+    lab << nsmc.header << "\n";
+    for (size_t i = 0; i < nsmc.rows.size(); ++i) {
+      const std::string& line = nsmc.rows[i];
       const size_t a = line.find('\t'), b = line.rfind('\t');
       text += line.substr(a + 1, b - a - 1) + "\n";
       if (i < 64) lab << line << "\n";
@@ -51,12 +48,7 @@ struct Fixture {
     gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
     gzclose(f);
     labelled = dir / "labelled.tsv";
-    config = dir / "tiny.json";
-    io::write_file_atomic(config, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
-      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
-      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
   }
-  ~Fixture() { fs::remove_all(dir); }
   // Two fine-tuning steps of a pretrained directory on the labelled file, into dir/ft.
   std::vector<std::string> finetune_args(const fs::path& model_dir) const {
     return {"train", "--model", model_dir.string(), "--train-file", labelled.string(), "--max-length", "64",
@@ -70,17 +62,6 @@ struct Fixture {
             "--logging-steps", "1", "--validation-reviews", "60", "--output-dir", out.string(), "--threads", "2"};
   }
 };
-
-// Runs the binary until the loop's kill hook (BERTUNE_TEST_KILL=after-step:N | in-save:N,
-// train/loop.h) SIGKILLs it at that exact point. Returns whether it died so.
-bool run_until_killed(const std::vector<std::string>& args, const std::string& point, const fs::path& console) {
-  ::setenv("BERTUNE_TEST_KILL", point.c_str(), 1);
-  const pid_t pid = spawn(args, console);
-  ::unsetenv("BERTUNE_TEST_KILL");
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-}
 
 }  // namespace
 

@@ -1,0 +1,78 @@
+#pragma once
+// The fixture of the end-to-end training tests: slices of the NSMC training reviews, a tiny
+// BERT config over the klue vocabulary (every run takes a second or two), a temporary
+// directory holding them, and a run of the real binary that SIGKILLs itself mid-training.
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "io/atomic_file.h"
+#include "train/report.h"
+#include "util/paths.h"
+#include "run_binary.h"
+
+// The header and the first `n` rows of the NSMC training file (id, document, label).
+struct NsmcRows {
+  std::string header;
+  std::vector<std::string> rows;
+};
+
+inline NsmcRows nsmc_train_rows(size_t n) {
+  std::ifstream in(bertune::shared_path("data/nsmc/ratings_train.txt"));
+  NsmcRows r;
+  std::getline(in, r.header);
+  for (std::string line; r.rows.size() < n && std::getline(in, line);) r.rows.push_back(line);
+  return r;
+}
+
+// A temporary directory bertune_NAME_PID holding tiny.json, a 2-layer BERT of width 32 over
+// the klue vocabulary; removed with everything in it when the object goes.
+struct TinyTrainDir {
+  std::filesystem::path dir, config;
+  explicit TinyTrainDir(const std::string& name)
+      : dir(std::filesystem::temp_directory_path() / ("bertune_" + name + "_" + std::to_string(::getpid()))),
+        config(dir / "tiny.json") {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    bertune::io::write_file_atomic(config, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
+  }
+  TinyTrainDir(const TinyTrainDir&) = delete;
+  TinyTrainDir& operator=(const TinyTrainDir&) = delete;
+  ~TinyTrainDir() { std::filesystem::remove_all(dir); }
+};
+
+inline size_t count_loss_records(const std::filesystem::path& log) {
+  size_t n = 0;
+  for (const auto& r : bertune::train::JsonlLog::read(log)) n += r.contains("loss");
+  return n;
+}
+
+// Runs the binary until the training loop's kill hook (BERTUNE_TEST_KILL=after-step:N |
+// in-save:N, train/loop.h) SIGKILLs it at that exact point — no timing involved. Returns
+// whether it died so.
+inline bool run_until_killed(const std::vector<std::string>& args, const std::string& point,
+                             const std::filesystem::path& console) {
+  ::setenv("BERTUNE_TEST_KILL", point.c_str(), 1);
+  const pid_t pid = spawn(args, console);
+  ::unsetenv("BERTUNE_TEST_KILL");
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+// Whether a save of `checkpoint` (e.g. "checkpoint-36") was cut short in `out`: its temporary
+// directory is there.
+inline bool has_interrupted_save(const std::filesystem::path& out, const std::string& checkpoint) {
+  for (const auto& e : std::filesystem::directory_iterator(out))
+    if (e.path().filename().string().rfind(checkpoint + ".tmp-", 0) == 0) return true;
+  return false;
+}
