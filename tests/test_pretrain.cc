@@ -9,12 +9,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -175,8 +173,17 @@ void expect_resume_matches_uninterrupted(const std::vector<std::string>& more) {
   const auto expected = metric_by_step(full / "log.jsonl", "loss");
   ASSERT_GE(expected.size(), 10u);
   const size_t n = expected.size();
-  ASSERT_TRUE(run_and_kill(args(killed, false), killed, n / 3, fx.dir / "k1.txt")) << "finished before the kill";
-  ASSERT_TRUE(run_and_kill(args(killed, true), killed, 2 * n / 3, fx.dir / "k2.txt")) << slurp(fx.dir / "k2.txt");
+  // Kill 1: right after step n/3. Kill 2: inside the save of a checkpoint (every 3 steps) at
+  // about 2n/3, before it is published: the last resume starts from the one before.
+  const size_t first = n / 3, second = (2 * n / 3 + 2) / 3 * 3;
+  ASSERT_TRUE(run_until_killed(args(killed, false), "after-step:" + std::to_string(first), fx.dir / "k1.txt"))
+      << slurp(fx.dir / "k1.txt");
+  EXPECT_EQ(metric_by_step(killed / "log.jsonl", "loss").size(), first);
+  ASSERT_TRUE(run_until_killed(args(killed, true), "in-save:" + std::to_string(second), fx.dir / "k2.txt"))
+      << slurp(fx.dir / "k2.txt");
+  EXPECT_EQ(metric_by_step(killed / "log.jsonl", "loss").size(), second);
+  EXPECT_FALSE(fs::exists(killed / ("checkpoint-" + std::to_string(second))));
+  EXPECT_TRUE(fs::exists(killed / ("checkpoint-" + std::to_string(second - 3))));
   ASSERT_EQ(run(args(killed, true), fx.dir / "k3.txt"), 0) << slurp(fx.dir / "k3.txt");
   EXPECT_NE(slurp(fx.dir / "k3.txt").find("Resuming from"), std::string::npos);
   const auto got = metric_by_step(killed / "log.jsonl", "loss");

@@ -77,11 +77,17 @@ TEST(TrainerRun, ResumeAfterKillMatchesUninterrupted) {
   auto expected = metric_by_step(full / "log.jsonl", "loss");
   ASSERT_EQ(expected.size(), 50u);  // 400 examples / 16 = 25 steps x 2 epochs, logged every step
 
-  // Kill 1: mid-epoch 1, right after a logged step. Kill 2: a few ms after step 36 is
-  // logged (mid-epoch 2) — step 36 saves a checkpoint, so this lands inside a save often; the
-  // check below (every remaining checkpoint complete) holds either way.
-  ASSERT_TRUE(run_and_kill(args(killed, false), killed, 17, 0, fx.dir / "k1.txt")) << "finished before the kill";
-  ASSERT_TRUE(run_and_kill(args(killed, true), killed, 36, 3, fx.dir / "k2.txt")) << slurp(fx.dir / "k2.txt");
+  // Kill 1: mid-epoch 1, right after step 17 (logged; checkpoint-16 is the last saved). Kill 2:
+  // inside the save of checkpoint-36 (mid-epoch 2): its files are in the temporary directory,
+  // not yet published, so the resume below starts from checkpoint-32 and removes them.
+  ASSERT_TRUE(run_until_killed(args(killed, false), "after-step:17", fx.dir / "k1.txt")) << slurp(fx.dir / "k1.txt");
+  EXPECT_EQ(count_loss_records(killed / "log.jsonl"), 17u);
+  EXPECT_TRUE(fs::exists(killed / "checkpoint-16"));
+  ASSERT_TRUE(run_until_killed(args(killed, true), "in-save:36", fx.dir / "k2.txt")) << slurp(fx.dir / "k2.txt");
+  EXPECT_EQ(count_loss_records(killed / "log.jsonl"), 36u);
+  EXPECT_FALSE(fs::exists(killed / "checkpoint-36"));
+  EXPECT_TRUE(has_interrupted_save(killed, "checkpoint-36"));
+  EXPECT_TRUE(fs::exists(killed / "checkpoint-32"));
   for (const auto& e : fs::directory_iterator(killed)) {
     const std::string name = e.path().filename().string();
     if (name.rfind("checkpoint-", 0) != 0 || name.find(".tmp-") != std::string::npos) continue;
@@ -90,12 +96,13 @@ TEST(TrainerRun, ResumeAfterKillMatchesUninterrupted) {
       EXPECT_TRUE(fs::exists(e.path() / f)) << e.path() << " lacks " << f;
     EXPECT_NO_THROW(io::read_safetensors(e.path() / "model.safetensors")) << e.path();
   }
-  // What a kill inside a save leaves: a half-written temporary directory. Resume must neither
-  // pick it nor keep it.
+  // What a kill earlier inside a save leaves: a half-written temporary directory. Resume must
+  // neither pick it nor keep it.
   fs::create_directories(killed / "checkpoint-49.tmp-99999");
   io::write_file_atomic(killed / "checkpoint-49.tmp-99999" / "model.safetensors", "torn");
   ASSERT_EQ(run(args(killed, true), fx.dir / "k3.txt"), 0) << slurp(fx.dir / "k3.txt");
   EXPECT_FALSE(fs::exists(killed / "checkpoint-49.tmp-99999"));
+  EXPECT_FALSE(has_interrupted_save(killed, "checkpoint-36"));
   EXPECT_NE(slurp(fx.dir / "k3.txt").find("Resuming from"), std::string::npos);
 
   auto got = metric_by_step(killed / "log.jsonl", "loss");

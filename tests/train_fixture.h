@@ -1,17 +1,16 @@
 #pragma once
 // The fixture of the end-to-end training tests: slices of the NSMC training reviews, a tiny
 // BERT config over the klue vocabulary (every run takes a second or two), a temporary
-// directory holding them, and a run of the real binary that is SIGKILLed mid-training.
+// directory holding them, and a run of the real binary that SIGKILLs itself mid-training.
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "io/atomic_file.h"
@@ -57,25 +56,23 @@ inline size_t count_loss_records(const std::filesystem::path& log) {
   return n;
 }
 
-// Starts a run and SIGKILLs it once `after` loss records are logged (+ delay). Returns
-// whether the kill landed before the run finished on its own.
-inline bool run_and_kill(const std::vector<std::string>& args, const std::filesystem::path& out, size_t after,
-                         int delay_ms, const std::filesystem::path& console) {
-  pid_t pid = spawn(args, console);
+// Runs the binary until the training loop's kill hook (BERTUNE_TEST_KILL=after-step:N |
+// in-save:N, train/loop.h) SIGKILLs it at that exact point — no timing involved. Returns
+// whether it died so.
+inline bool run_until_killed(const std::vector<std::string>& args, const std::string& point,
+                             const std::filesystem::path& console) {
+  ::setenv("BERTUNE_TEST_KILL", point.c_str(), 1);
+  const pid_t pid = spawn(args, console);
+  ::unsetenv("BERTUNE_TEST_KILL");
   int status = 0;
-  for (;;) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;  // finished first
-    if (count_loss_records(out / "log.jsonl") >= after) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
-  return WIFSIGNALED(status);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
-// The same, killing as soon as `after` loss records are logged.
-inline bool run_and_kill(const std::vector<std::string>& args, const std::filesystem::path& out, size_t after,
-                         const std::filesystem::path& console) {
-  return run_and_kill(args, out, after, 0, console);
+// Whether a save of `checkpoint` (e.g. "checkpoint-36") was cut short in `out`: its temporary
+// directory is there.
+inline bool has_interrupted_save(const std::filesystem::path& out, const std::string& checkpoint) {
+  for (const auto& e : std::filesystem::directory_iterator(out))
+    if (e.path().filename().string().rfind(checkpoint + ".tmp-", 0) == 0) return true;
+  return false;
 }

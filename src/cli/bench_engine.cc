@@ -1,5 +1,6 @@
-// `bertune bench train` and `bertune bench gemm`: the speed of the training
-// step on real NSMC batches, and the GEMM ceiling it is measured against.
+// `bertune bench train`, `bench pretrain` and `bench gemm`: the speed of the training loop's
+// step (fine-tuning on real NSMC batches, pretraining on the run's masked batches), and the
+// GEMM ceiling it is measured against.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,13 +13,16 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/pretrain_flags.h"
 #include "cli/train_flags.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "train/batching.h"
 #include "train/prepare.h"
+#include "train/pretrainer.h"
 #include "train/step.h"
+#include "train/trainer.h"
 #include "util/error.h"
 #include "util/profiler.h"
 
@@ -70,10 +74,27 @@ json spread(const std::vector<double>& v) {
           {"stddev", sd}, {"rel_spread", mean > 0 ? (s.back() - s.front()) / mean : 0.0}};
 }
 
-struct TrainBench {
-  TrainFlags flags;  // the same options as `bertune train`
+// What `bench train` and `bench pretrain` share: the timed runs.
+struct BenchRuns {
   int steps = 20, warmup = 3, repeat = 1;
   bool json_out = false, profile = false;
+  void add_flags(CLI::App* cmd) {
+    cmd->add_option("--steps", steps, "Timed steps per run")->capture_default_str();
+    cmd->add_option("--warmup", warmup, "Untimed steps before each run")->capture_default_str();
+    cmd->add_option("--repeat", repeat, "Timed runs, for the spread")->capture_default_str();
+    cmd->add_flag("--profile", profile, "Print where the step time goes");
+    cmd->add_flag("--json", json_out, "One JSON object on one line");
+  }
+};
+
+struct TrainBench {
+  TrainFlags flags;  // the same options as `bertune train`
+  BenchRuns runs;
+};
+
+struct PretrainBench {
+  PretrainFlags flags;  // the same options as `bertune pretrain`
+  BenchRuns runs{10, 2, 3};
 };
 
 // Training options for the bench: `bertune train`'s, with the bench's defaults under the
@@ -84,33 +105,26 @@ train::TrainOptions bench_options(const TrainBench& b) {
   train::TrainOptions o = resolve_train_flags(b.flags, base);
   if (!o.resume_from_checkpoint.empty()) throw Error("bench train: --resume-from-checkpoint is not supported");
   o.overwrite_output_dir = true;
-  if (b.steps <= 0 || b.warmup < 0 || b.repeat <= 0)
-    throw Error("bench train: --steps and --repeat must be positive, --warmup >= 0");
   return o;
 }
 
-// The trainer's batches in the trainer's order, epoch after epoch.
-class BatchStream {
+// The objective's steps in the training loop's order, epoch after epoch.
+class StepStream {
  public:
-  explicit BatchStream(const train::PreparedRun& r) : r_(r), layout_(r.layout()), batches_(r.epoch_batches(0)) {}
-  model::Batch next() {
-    if (next_ == batches_.size()) {
-      batches_ = r_.epoch_batches(++epoch_);
+  explicit StepStream(const train::TrainingObjective& objective) : objective_(objective), steps_(objective.epoch_steps(0)) {}
+  std::vector<model::Batch> next() {
+    if (next_ == steps_.size()) {
+      steps_ = objective_.epoch_steps(++epoch_);
       next_ = 0;
     }
-    return train::build_batch(r_.train, batches_[next_++], layout_);
+    return objective_.step_batches(steps_[next_++], epoch_);
   }
 
  private:
-  const train::PreparedRun& r_;
-  train::BatchLayout layout_;
-  std::vector<std::vector<size_t>> batches_;
+  const train::TrainingObjective& objective_;
+  std::vector<std::vector<size_t>> steps_;
   size_t next_ = 0;
   int64_t epoch_ = 0;
-};
-
-struct RunFigures {
-  std::vector<double> real_tps, samples_ps, padded_tps, gflops, gflops_per_cpu;
 };
 
 json profile_json(const Profiler& profiler) {
@@ -128,65 +142,83 @@ json profile_json(const Profiler& profiler) {
   return prof;
 }
 
-// Times `bertune train`'s own step (train/step.h) on `bertune train`'s own batches: the
-// prepared run, batch builder and TrainStep are the trainer's, so the loss after N steps is
-// the trainer's loss at step N. Each run: `warmup` untimed steps, then `steps` timed ones
-// (batch building included, as in the trainer's loop).
-void run_train_bench(const TrainBench& b) {
-  const train::TrainOptions o = bench_options(b);
-  train::PreparedRun r = train::prepare_run(o);
-  const int64_t total_steps = int64_t(b.warmup + b.steps) * b.repeat;
-  if (total_steps > r.state.max_steps)
-    throw Error("bench train: " + std::to_string(total_steps) + " steps asked for, but the run has only " +
-                std::to_string(r.state.max_steps) + " (raise --max-steps or --num-train-epochs)");
-  train::TrainStep step(*r.model, *r.optimizer, r.schedule, o.max_grad_norm);
-  BatchStream stream(r);
-  const double flops_per_token = 6.0 * double(r.config.non_embedding_parameters());
-
-  Profiler profiler;
-  json runs = json::array();
-  RunFigures fig;
+struct StepTimings {
+  std::vector<double> real_tps, samples_ps, padded_tps, gflops, gflops_per_cpu, seconds;
   std::vector<double> losses;
-  int64_t global_step = 0, real_all = 0, samples_all = 0;
+  json runs = json::array();
+  json profile;
+  int64_t real_all = 0, samples_all = 0, timed_real_tokens = 0;  // the last: one run's
+};
+
+// Times the objective's own step (the training loop's: train/loop.h) on its own batches, so
+// the loss after N steps is the run's loss at step N. Each run: `warmup` untimed steps, then
+// `steps` timed ones (batch building included, as in the loop). launch/collect as the loop: on
+// a GPU no step waits, and the collect that ends each run waits for its last step, so the time
+// covers all the work.
+StepTimings time_steps(train::TrainingObjective& objective, const BenchRuns& b, const char* what) {
+  if (b.steps <= 0 || b.warmup < 0 || b.repeat <= 0)
+    throw Error(std::string("bench ") + what + ": --steps and --repeat must be positive, --warmup >= 0");
+  const train::LoopParts parts = objective.parts();
+  const int64_t total_steps = int64_t(b.warmup + b.steps) * b.repeat;
+  if (total_steps > parts.state.max_steps)
+    throw Error(std::string("bench ") + what + ": " + std::to_string(total_steps) +
+                " steps asked for, but the run has only " + std::to_string(parts.state.max_steps) +
+                " (raise --max-steps or --num-train-epochs)");
+  StepStream stream(objective);
+  const double flops_per_token = 6.0 * double(parts.config.non_embedding_parameters());
+  Profiler profiler;
+  StepTimings t;
+  int64_t global_step = 0;
+  auto collect = [&] {
+    for (const train::StepOutcome& o : objective.collect()) t.losses.push_back(o.loss);
+  };
   for (int rep = 0; rep < b.repeat; ++rep) {
-    // launch/collect as the trainer: on a GPU no step waits, and the collect that ends each
-    // run waits for its last step, so the time covers all the work.
-    auto collect = [&] {
-      for (const train::StepOutcome& o : step.collect()) losses.push_back(o.loss);
-    };
-    for (int w = 0; w < b.warmup; ++w) step.launch(stream.next(), global_step++);
+    for (int w = 0; w < b.warmup; ++w) objective.launch(stream.next(), global_step++);
     collect();
     int64_t real = 0, rows = 0, samples = 0;
     if (b.profile) Profiler::active() = &profiler;
     auto t0 = clock_type::now();
     double cpu0 = cpu_seconds();
     for (int s = 0; s < b.steps; ++s) {
-      const model::Batch batch = stream.next();
-      step.launch(batch, global_step++);
-      real += batch.real_tokens();
-      rows += batch.num_rows();
-      samples += batch.num_sequences();
+      const std::vector<model::Batch> micro = stream.next();
+      objective.launch(micro, global_step++);
+      for (const model::Batch& batch : micro) {
+        real += batch.real_tokens();
+        rows += batch.num_rows();
+        samples += batch.num_sequences();
+      }
     }
     collect();
     double secs = seconds_since(t0);
     double cpu = cpu_seconds() - cpu0;
     Profiler::active() = nullptr;
-    real_all += real;
-    samples_all += samples;
-    fig.real_tps.push_back(real / secs);
-    fig.samples_ps.push_back(samples / secs);
-    fig.padded_tps.push_back(rows / secs);
-    fig.gflops.push_back(flops_per_token * rows / secs / 1e9);
-    fig.gflops_per_cpu.push_back(flops_per_token * rows / cpu / 1e9);
-    runs.push_back({{"seconds", secs}, {"steps", b.steps}, {"real_tokens", real}, {"processed_tokens", rows},
-                    {"real_tokens_per_s", fig.real_tps.back()}, {"samples_per_s", fig.samples_ps.back()},
-                    {"padded_tokens_per_s", fig.padded_tps.back()}, {"model_gflops", fig.gflops.back()},
-                    {"cpu_seconds", cpu}, {"model_gflops_per_cpu_second", fig.gflops_per_cpu.back()}});
+    t.real_all += real;
+    t.samples_all += samples;
+    t.timed_real_tokens = real;
+    t.seconds.push_back(secs);
+    t.real_tps.push_back(real / secs);
+    t.samples_ps.push_back(samples / secs);
+    t.padded_tps.push_back(rows / secs);
+    t.gflops.push_back(flops_per_token * rows / secs / 1e9);
+    t.gflops_per_cpu.push_back(flops_per_token * rows / cpu / 1e9);
+    t.runs.push_back({{"seconds", secs}, {"steps", b.steps}, {"real_tokens", real}, {"processed_tokens", rows},
+                      {"real_tokens_per_s", t.real_tps.back()}, {"samples_per_s", t.samples_ps.back()},
+                      {"padded_tokens_per_s", t.padded_tps.back()}, {"model_gflops", t.gflops.back()},
+                      {"cpu_seconds", cpu}, {"model_gflops_per_cpu_second", t.gflops_per_cpu.back()}});
     if (!b.json_out)
       std::fprintf(stderr, "run %d: %.1f real tok/s, %.2f samples/s, %.1f processed tok/s, %.1f GFLOP/s\n", rep + 1,
-                   fig.real_tps.back(), fig.samples_ps.back(), fig.padded_tps.back(), fig.gflops.back());
+                   t.real_tps.back(), t.samples_ps.back(), t.padded_tps.back(), t.gflops.back());
   }
+  if (b.profile) t.profile = profile_json(profiler);
+  return t;
+}
 
+// `bertune bench train`: `bertune train`'s prepared run, batches and TrainStep, timed.
+void run_train_bench(const TrainBench& b) {
+  const train::TrainOptions o = bench_options(b);
+  train::ClassificationObjective objective(train::prepare_run(o), stdout);
+  const train::PreparedRun& r = objective.prepared();
+  const StepTimings t = time_steps(objective, b.runs, "train");
   json out = {
       {"bench", "train"},
       {"model", r.model_description},
@@ -198,31 +230,64 @@ void run_train_bench(const TrainBench& b) {
       {"threads", o.threads},
       {"device", kernels::device_flag_name(o.device)},
       {"precision", kernels::precision_name(o.precision.value_or(kernels::default_precision(o.device)))},
-      {"steps", b.steps},
-      {"warmup", b.warmup},
-      {"repeat", b.repeat},
+      {"steps", b.runs.steps},
+      {"warmup", b.runs.warmup},
+      {"repeat", b.runs.repeat},
       {"gemm_backend", kernels::gemm_backend()},
       {"non_embedding_parameters", r.config.non_embedding_parameters()},
-      {"mean_real_length", samples_all ? double(real_all) / samples_all : 0.0},
-      {"real_tokens_per_s", spread(fig.real_tps)["median"]},
-      {"samples_per_s", spread(fig.samples_ps)["median"]},
-      {"padded_tokens_per_s", spread(fig.padded_tps)["median"]},
-      {"model_gflops", spread(fig.gflops)["median"]},
-      {"model_gflops_per_cpu_second", spread(fig.gflops_per_cpu)["median"]},
+      {"mean_real_length", t.samples_all ? double(t.real_all) / t.samples_all : 0.0},
+      {"real_tokens_per_s", spread(t.real_tps)["median"]},
+      {"samples_per_s", spread(t.samples_ps)["median"]},
+      {"padded_tokens_per_s", spread(t.padded_tps)["median"]},
+      {"model_gflops", spread(t.gflops)["median"]},
+      {"model_gflops_per_cpu_second", spread(t.gflops_per_cpu)["median"]},
       {"load_average", load_average()},
       {"peak_rss_mb", peak_rss_mb()},
-      {"last_loss", losses.back()},
-      {"losses", losses},
-      {"runs", runs},
+      {"last_loss", t.losses.back()},
+      {"losses", t.losses},
+      {"runs", t.runs},
       {"spread",
-       {{"real_tokens_per_s", spread(fig.real_tps)},
-        {"samples_per_s", spread(fig.samples_ps)},
-        {"padded_tokens_per_s", spread(fig.padded_tps)},
-        {"model_gflops", spread(fig.gflops)},
-        {"model_gflops_per_cpu_second", spread(fig.gflops_per_cpu)}}},
+       {{"real_tokens_per_s", spread(t.real_tps)},
+        {"samples_per_s", spread(t.samples_ps)},
+        {"padded_tokens_per_s", spread(t.padded_tps)},
+        {"model_gflops", spread(t.gflops)},
+        {"model_gflops_per_cpu_second", spread(t.gflops_per_cpu)}}},
   };
-  if (b.profile) out["profile"] = profile_json(profiler);
-  std::printf("%s\n", b.json_out ? out.dump().c_str() : out.dump(2).c_str());
+  if (b.runs.profile) out["profile"] = t.profile;
+  std::printf("%s\n", b.runs.json_out ? out.dump().c_str() : out.dump(2).c_str());
+}
+
+// `bertune bench pretrain`: the pretraining step — the run's own masked batches in training
+// order, masking included — timed, writing nothing.
+void run_pretrain_bench(const PretrainBench& b) {
+  nlohmann::json base = {{"output_dir", "bench-pretrain-writes-nothing"}, {"threads", 2}};
+  const train::PretrainOptions o = resolve_pretrain_flags(b.flags, base);
+  train::PretrainObjective objective(o, stdout);
+  const StepTimings t = time_steps(objective, b.runs, "pretrain");
+  const json s = spread(t.real_tps);
+  json out = {{"bench", "pretrain"},
+              {"model", objective.description()},
+              {"threads", o.train.threads},
+              {"warmup", b.runs.warmup},
+              {"steps", b.runs.steps},
+              {"repeat", b.runs.repeat},
+              {"timed_real_tokens_per_run", t.timed_real_tokens},
+              {"real_tokens_per_s", s["median"]},
+              {"spread", s},
+              {"runs_real_tokens_per_s", t.real_tps},
+              {"runs_seconds", t.seconds},
+              {"losses", t.losses},
+              {"load_average", load_average()},
+              {"peak_rss_mb", peak_rss_mb()}};
+  if (b.runs.profile) out["profile"] = t.profile;
+  if (b.runs.json_out) {
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  std::printf("bench pretrain: %s, %d threads\n  real tokens/s: median %.1f (min %.1f, max %.1f, sd %.1f over %d runs of "
+              "%d steps)\n  load average %s\n",
+              objective.description().c_str(), o.train.threads, s["median"].get<double>(), s["min"].get<double>(),
+              s["max"].get<double>(), s["stddev"].get<double>(), b.runs.repeat, b.runs.steps, load_average().c_str());
 }
 
 void run_gemm_bench(int threads, int repeat, bool json_out) {
@@ -296,12 +361,16 @@ void add_bench_engine_commands(CLI::App& bench) {
   auto* train = bench.add_subcommand(
       "train", "Time `bertune train`'s own step (forward, backward, clip, AdamW) on its own batches; train's flags");
   add_train_flags(train, o->flags);
-  train->add_option("--steps", o->steps, "Timed steps per run")->capture_default_str();
-  train->add_option("--warmup", o->warmup, "Untimed steps before each run")->capture_default_str();
-  train->add_option("--repeat", o->repeat, "Timed runs, for the spread")->capture_default_str();
-  train->add_flag("--profile", o->profile, "Print where the step time goes");
-  train->add_flag("--json", o->json_out, "One JSON object on one line");
+  o->runs.add_flags(train);
   train->callback([o]() { run_train_bench(*o); });
+
+  auto p = std::make_shared<PretrainBench>();
+  auto* pretrain = bench.add_subcommand(
+      "pretrain", "Time `bertune pretrain`'s step (masking, forward, backward, clip, AdamW) on its own batches; "
+                  "pretrain's flags (threads default 2); writes nothing");
+  add_pretrain_flags(pretrain, p->flags);
+  p->runs.add_flags(pretrain);
+  pretrain->callback([p]() { run_pretrain_bench(*p); });
 
   auto threads = std::make_shared<int>(2);
   auto repeat = std::make_shared<int>(5);

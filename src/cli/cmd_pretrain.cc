@@ -1,12 +1,9 @@
 // bertune pretrain: masked-LM pretraining on plain text (train/pretrainer.h).
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <memory>
-#include <numeric>
 
 #include "cli/commands.h"
-#include "cli/train_flags.h"
+#include "cli/pretrain_flags.h"
 #include "train/pretrainer.h"
 #include "util/error.h"
 
@@ -23,12 +20,7 @@ const std::vector<std::string> kPretrainTrainKeys = {
     "overwrite_output_dir", "save_total_limit", "hidden_dropout", "attention_dropout", "resume_from_checkpoint",
     "threads"};
 
-struct PretrainFlags {
-  TrainFlags train;
-  train::PretrainOptions options;
-  std::string attention = "across";
-  std::string objective = "mlm";
-};
+}  // namespace
 
 void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
   add_train_flags(cmd, flags.train, /*with_preset=*/false, kPretrainTrainKeys);
@@ -69,7 +61,7 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
       ->capture_default_str();
 }
 
-train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const nlohmann::json& base = {}) {
+train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const nlohmann::json& base) {
   train::PretrainOptions o = flags.options;
   // Checked before TrainingArguments' rules, whose message offers --model, which pretrain has not.
   if (!flags.train.given("model_config") && flags.train.config_file.empty())
@@ -88,60 +80,6 @@ train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const 
   return o;
 }
 
-struct BenchFlags {
-  PretrainFlags pretrain;
-  int warmup = 2, steps = 10, repeat = 3;
-  bool json_out = false;
-};
-
-std::string load_average() {
-  std::string s = "?";
-  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-    char buf[128] = {0};
-    if (std::fgets(buf, sizeof buf, f)) {
-      s = buf;
-      s = s.substr(0, s.find(' ', s.find(' ', s.find(' ') + 1) + 1));  // the 1, 5 and 15 minute figures
-    }
-    std::fclose(f);
-  }
-  return s;
-}
-
-void run_bench(const BenchFlags& b) {
-  nlohmann::json base = {{"output_dir", "bench-pretrain-writes-nothing"}, {"threads", 2}};
-  const train::PretrainOptions o = resolve_pretrain_flags(b.pretrain, base);
-  const train::PretrainBench r = train::bench_pretraining(o, b.warmup, b.steps, b.repeat);
-  std::vector<double> v = r.real_tokens_per_s;
-  std::sort(v.begin(), v.end());
-  const double mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  double var = 0;
-  for (double x : v) var += (x - mean) * (x - mean);
-  const double sd = v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : 0.0;
-  const double median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-  const nlohmann::json out = {{"bench", "pretrain"},
-                              {"model", r.description},
-                              {"threads", o.train.threads},
-                              {"warmup", b.warmup},
-                              {"steps", b.steps},
-                              {"repeat", b.repeat},
-                              {"timed_real_tokens_per_run", r.timed_tokens},
-                              {"real_tokens_per_s", median},
-                              {"spread", {{"min", v.front()}, {"max", v.back()}, {"mean", mean}, {"stddev", sd}}},
-                              {"runs_real_tokens_per_s", r.real_tokens_per_s},
-                              {"runs_seconds", r.seconds},
-                              {"load_average", load_average()}};
-  if (b.json_out) {
-    std::printf("%s\n", out.dump().c_str());
-    return;
-  }
-  std::printf("bench pretrain: %s, %d threads\n  real tokens/s: median %.1f (min %.1f, max %.1f, sd %.1f over %d runs of "
-              "%d steps)\n  load average %s\n",
-              r.description.c_str(), o.train.threads, median, v.front(), v.back(), sd, b.repeat, b.steps,
-              load_average().c_str());
-}
-
-}  // namespace
-
 void add_pretrain_command(CLI::App& app) {
   auto flags = std::make_shared<PretrainFlags>();
   CLI::App* cmd = app.add_subcommand("pretrain",
@@ -149,19 +87,6 @@ void add_pretrain_command(CLI::App& app) {
                                      "the result in OUTPUT_DIR/final/ as a BertForMaskedLM directory");
   add_pretrain_flags(cmd, *flags);
   cmd->callback([flags] { train::run_pretraining(resolve_pretrain_flags(*flags), stdout); });
-}
-
-void add_bench_pretrain_command(CLI::App& bench) {
-  auto b = std::make_shared<BenchFlags>();
-  CLI::App* cmd = bench.add_subcommand(
-      "pretrain", "Time `bertune pretrain`'s step (masking, forward, backward, clip, AdamW) on its own batches; "
-                  "pretrain's flags (threads default 2); writes nothing");
-  add_pretrain_flags(cmd, b->pretrain);
-  cmd->add_option("--steps", b->steps, "Timed steps per run")->capture_default_str();
-  cmd->add_option("--warmup", b->warmup, "Untimed steps before each run")->capture_default_str();
-  cmd->add_option("--repeat", b->repeat, "Timed runs, for the spread")->capture_default_str();
-  cmd->add_flag("--json", b->json_out, "One JSON object on one line");
-  cmd->callback([b] { run_bench(*b); });
 }
 
 }  // namespace bertune::cli

@@ -1,7 +1,7 @@
 #pragma once
 // A training run, prepared: every input read and checked, the model built and (on resume)
-// restored — and nothing written yet. `bertune train` hands it to the Trainer;
-// `bertune bench train` times the Trainer's TrainStep on it, so both run the same thing.
+// restored — and nothing written yet. `bertune train` and `bertune bench train` hand it to the
+// classification objective (train/trainer.h), to train or time its step: the same thing.
 #include <chrono>
 #include <filesystem>
 #include <memory>

@@ -118,10 +118,6 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
   return r;
 }
 
-namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 // A pretraining run with every input read and checked; nothing written yet.
 struct PreparedPretrain {
   PretrainOptions o;
@@ -148,6 +144,10 @@ struct PreparedPretrain {
   bool electra() const { return o.objective == Objective::Electra; }
   int step_size() const { return o.train.per_device_train_batch_size * o.gradient_accumulation_steps; }
 };
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 void read_corpus(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
@@ -246,19 +246,30 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   return p;
 }
 
-// The step a run takes: TrainStep on the masked LM, or ElectraStep on both models.
+
+}  // namespace
+
+// The step a run takes: TrainStep on the masked LM, or ElectraStep on both models (CPU only:
+// its launch runs the step, its collect hands the outcomes back).
 class PretrainStep {
  public:
-  explicit PretrainStep(PreparedPretrain& p)
-      : mlm_(*p.model, *p.optimizer, p.schedule, p.o.train.max_grad_norm) {
+  explicit PretrainStep(PreparedPretrain& p) : mlm_(*p.model, *p.optimizer, p.schedule, p.o.train.max_grad_norm) {
     if (p.electra())
       electra_ = std::make_unique<ElectraStep>(*p.generator, *p.generator_optimizer, *p.model, *p.optimizer,
                                                p.schedule, p.o.train.max_grad_norm, p.o.discriminator_weight,
                                                p.o.train.seed);
   }
-  StepOutcome run(std::span<const model::Batch> micro, int64_t step) {
-    return electra_ ? electra_->run(micro, step) : mlm_.run(micro, step);
+  void launch(std::span<const model::Batch> micro, int64_t step) {
+    if (electra_) electra_pending_.push_back(electra_->run(micro, step));
+    else mlm_.launch(micro, step);
   }
+  const std::vector<StepOutcome>& collect() {
+    if (!electra_) return mlm_.collect();
+    electra_collected_.clear();
+    std::swap(electra_collected_, electra_pending_);
+    return electra_collected_;
+  }
+  size_t pending() const { return electra_ ? electra_pending_.size() : mlm_.pending(); }
   const LrSchedule& schedule() const { return mlm_.schedule(); }
   const ElectraStep* electra() const { return electra_.get(); }
   void share_embeddings() {
@@ -268,64 +279,50 @@ class PretrainStep {
  private:
   TrainStep mlm_;
   std::unique_ptr<ElectraStep> electra_;
+  std::vector<StepOutcome> electra_pending_, electra_collected_;
 };
 
-class Pretrainer {
- public:
-  Pretrainer(PreparedPretrain p, std::FILE* out)
-      : p_(std::move(p)), out_(out), state_(p_.state), run_(p_.run),
-        step_(p_),
-        progress_(p_.state.max_steps, p_.state.global_step) {}
+PretrainObjective::PretrainObjective(const PretrainOptions& options, std::FILE* out) : out_(out) {
+  PretrainOptions o = options;
+  validate(o);
+  p_ = std::make_unique<PreparedPretrain>(prepare(o));
+  step_ = std::make_unique<PretrainStep>(*p_);
+}
 
-  PretrainResult train() {
-    start();
-    while (state_.global_step < state_.max_steps) run_epoch();
-    progress_.finish();
-    summarise(seconds_since(train_start_));
-    finish();
-    result_.state = state_;
-    return std::move(result_);
-  }
+PretrainObjective::~PretrainObjective() = default;
 
- private:
-  void start();
-  void run_epoch();
-  std::vector<model::Batch> micro_batches(const std::vector<size_t>& step_indices, int64_t epoch) const;
-  void record_step(const std::vector<model::Batch>& micro, int64_t sequences, const StepOutcome& step);
-  void on_nonfinite(const StepOutcome& step);
-  void after_step(bool epoch_end);
-  void evaluate_now();
-  MlmEval held_out(ReviewAttention mode, RtdEval* rtd);
-  void log_record(Json record);
-  void save_checkpoint();
-  void summarise(double runtime);
-  void finish();
+LoopParts PretrainObjective::parts() {
+  return {p_->o.train, p_->config, *p_->model, *p_->optimizer, p_->state, p_->run, p_->fingerprint, p_->tokenizer_dir,
+          p_->resume_dir, p_->started};
+}
 
-  PreparedPretrain p_;
-  std::FILE* out_;
-  TrainerState& state_;
-  RunState& run_;
-  PretrainStep step_;
-  Progress progress_;
-  std::unique_ptr<JsonlLog> log_;
-  PretrainResult result_;
-  Clock::time_point train_start_;
-  int64_t start_step_ = 0;
-  RunState start_run_;  // the run state when this process began
-  std::string last_good_checkpoint_;
-};
+const model::BertConfig& PretrainObjective::config() const { return p_->config; }
 
-void Pretrainer::start() {
-  const TrainOptions& t = p_.o.train;
-  fs::create_directories(t.output_dir);
-  remove_interrupted_saves(t.output_dir);
-  const fs::path log_path = fs::path(t.output_dir) / "log.jsonl";
-  if (!p_.resume_dir.empty()) JsonlLog::truncate_after(log_path, state_.global_step);
-  else if (fs::exists(log_path)) fs::remove(log_path);
-  log_ = std::make_unique<JsonlLog>(log_path);
-  io::write_file_atomic(fs::path(t.output_dir) / "training_args.json", t.to_json().dump(2) + "\n");
-  io::write_file_atomic(fs::path(t.output_dir) / "pretrain_args.json", p_.o.to_json().dump(2) + "\n");
-  const model::BertConfig& c = p_.config;
+std::vector<std::vector<size_t>> PretrainObjective::epoch_steps(int64_t epoch) const {
+  return epoch_batches(p_->lengths, p_->step_size(), false, p_->o.train.seed, epoch);
+}
+
+std::vector<model::Batch> PretrainObjective::step_batches(const std::vector<size_t>& step, int64_t epoch) const {
+  std::vector<model::Batch> micro;
+  for (const auto& part : split_batches(step, p_->o.train.per_device_train_batch_size))
+    micro.push_back(mlm_batch(p_->train, part, p_->o.attention, p_->masking, p_->o.train.seed, epoch));
+  return micro;
+}
+
+void PretrainObjective::launch(std::span<const model::Batch> micro_batches, int64_t step) {
+  step_->launch(micro_batches, step);
+}
+const std::vector<StepOutcome>& PretrainObjective::collect() { return step_->collect(); }
+size_t PretrainObjective::pending() const { return step_->pending(); }
+const LrSchedule& PretrainObjective::schedule() const { return step_->schedule(); }
+bool PretrainObjective::can_evaluate() const { return p_->heldout.size() > 0; }
+
+// pretrain_args.json and the banner.
+void PretrainObjective::start(TrainingLoop&) {
+  const PreparedPretrain& p = *p_;
+  const TrainOptions& t = p.o.train;
+  io::write_file_atomic(fs::path(t.output_dir) / "pretrain_args.json", p.o.to_json().dump(2) + "\n");
+  const model::BertConfig& c = p.config;
   std::fprintf(out_,
                "***** Running %s pretraining *****\n"
                "  Reviews = %zu for training (%lld tokens in %zu sequences of <= %d, %lld reviews truncated), "
@@ -333,251 +330,130 @@ void Pretrainer::start() {
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n"
                "  Masking = %s, p = %g; attention %s reviews\n"
                "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), random initialisation%s\n",
-               p_.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
-               p_.train_review_count, static_cast<long long>(p_.train.tokens()), p_.train.size(), t.max_length,
-               static_cast<long long>(p_.train.truncated_reviews), p_.heldout_review_count, state_.num_train_epochs,
-               t.per_device_train_batch_size, p_.o.gradient_accumulation_steps,
-               static_cast<long long>(state_.max_steps), static_cast<long long>(p_.schedule.warmup_steps),
-               p_.o.whole_word_mask ? "whole-word" : "token", p_.o.mlm_probability,
-               p_.o.attention == ReviewAttention::Across ? "across" : "within", t.model_config.c_str(),
+               p.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
+               p.train_review_count, static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
+               static_cast<long long>(p.train.truncated_reviews), p.heldout_review_count, p.state.num_train_epochs,
+               t.per_device_train_batch_size, p.o.gradient_accumulation_steps,
+               static_cast<long long>(p.state.max_steps), static_cast<long long>(p.schedule.warmup_steps),
+               p.o.whole_word_mask ? "whole-word" : "token", p.o.mlm_probability,
+               p.o.attention == ReviewAttention::Across ? "across" : "within", t.model_config.c_str(),
                c.num_hidden_layers, c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
-               p_.resume_dir.empty() ? "" : ("\n  Resuming from " + p_.resume_dir.string() + " at step " +
-                                            std::to_string(state_.global_step)).c_str());
-  if (p_.electra()) {
-    const model::BertConfig& g = p_.generator_config;
+               p.resume_dir.empty() ? "" : ("\n  Resuming from " + p.resume_dir.string() + " at step " +
+                                           std::to_string(p.state.global_step)).c_str());
+  if (p.electra()) {
+    const model::BertConfig& g = p.generator_config;
     std::fprintf(out_, "  Objective = ELECTRA replaced-token detection: generator %d layers, hidden %d, intermediate %d "
                  "(%lld non-embedding parameters, embeddings shared), discriminator weight %g\n",
                  g.num_hidden_layers, g.hidden_size, g.intermediate_size,
-                 static_cast<long long>(g.non_embedding_parameters()), p_.o.discriminator_weight);
-  }
-  std::fflush(out_);
-  train_start_ = Clock::now();
-  start_step_ = state_.global_step;
-  start_run_ = run_;
-  last_good_checkpoint_ = p_.resume_dir.string();
-}
-
-std::vector<model::Batch> Pretrainer::micro_batches(const std::vector<size_t>& step_indices, int64_t epoch) const {
-  std::vector<model::Batch> micro;
-  for (const auto& part : split_batches(step_indices, p_.o.train.per_device_train_batch_size))
-    micro.push_back(mlm_batch(p_.train, part, p_.o.attention, p_.masking, p_.o.train.seed, epoch));
-  return micro;
-}
-
-// The rest of epoch run_.epoch_index, from step run_.batch_in_epoch (non-zero on resume).
-void Pretrainer::run_epoch() {
-  const int64_t e = run_.epoch_index;
-  const auto steps = epoch_batches(p_.lengths, p_.step_size(), false, p_.o.train.seed, e);
-  for (int64_t b = run_.batch_in_epoch; b < static_cast<int64_t>(steps.size()); ++b) {
-    const std::vector<model::Batch> micro = micro_batches(steps[b], e);
-    const StepOutcome step = step_.run(micro, state_.global_step);
-    if (!step.finite) on_nonfinite(step);
-    state_.global_step++;
-    run_.batch_in_epoch = b + 1;
-    state_.epoch = e + static_cast<double>(b + 1) / static_cast<double>(steps.size());
-    record_step(micro, static_cast<int64_t>(steps[b].size()), step);
-    const bool epoch_end = b + 1 == static_cast<int64_t>(steps.size());
-    if (epoch_end) {
-      run_.epoch_index = e + 1;
-      run_.batch_in_epoch = 0;
-    }
-    after_step(epoch_end);
-    if (state_.global_step >= state_.max_steps) return;
+                 static_cast<long long>(g.non_embedding_parameters()), p.o.discriminator_weight);
   }
 }
 
-// Samples are packed sequences (under either attention mode).
-void Pretrainer::record_step(const std::vector<model::Batch>& micro, int64_t sequences, const StepOutcome& step) {
-  if (step.finite) run_.count_loss(step.loss);  // (pretraining leaves the eval window unread)
-  int64_t tokens = 0;
-  for (const auto& b : micro) {
-    state_.total_flos += 6.0 * b.num_rows() * static_cast<double>(p_.config.non_embedding_parameters());
-    run_.tokens.add(b);
-    tokens += b.real_tokens();
-  }
-  run_.samples += sequences;
-  progress_.step(state_.global_step, state_.epoch, step.loss, step_.schedule().at(state_.global_step), sequences,
-                 tokens);
-}
-
-void Pretrainer::on_nonfinite(const StepOutcome& step) {
-  progress_.message(count_nonfinite_step(run_, step.loss, state_.global_step + 1, last_good_checkpoint_, "pretraining"));
-}
-
-// Log, evaluate, save — the Trainer's order.
-void Pretrainer::after_step(bool epoch_end) {
-  const TrainOptions& t = p_.o.train;
-  const int64_t step = state_.global_step;
-  const bool last = step >= state_.max_steps;
-  if (step % t.logging_steps == 0 && run_.log_loss_steps > 0) {
-    Json record{{"loss", run_.log_loss_sum / run_.log_loss_steps}, {"learning_rate", step_.schedule().at(step)}};
-    if (const ElectraStep* e = step_.electra()) {  // the logged step's own parts (loss = their weighted sum)
-      record["generator_loss"] = e->last_losses().generator;
-      record["discriminator_loss"] = e->last_losses().discriminator;
-      record["replaced_fraction"] = e->last_losses().replaced_fraction;
-    }
-    log_record(std::move(record));
-    run_.log_loss_sum = 0;
-    run_.log_loss_steps = 0;
-  }
-  auto due = [&](Strategy s, int64_t every) {
-    return (s == Strategy::Steps && step % every == 0) || (s == Strategy::Epoch && (epoch_end || last));
-  };
-  if (p_.heldout.size() > 0 && due(t.eval_strategy, t.eval_steps)) evaluate_now();
-  if (due(t.save_strategy, t.save_steps)) {
-    if (run_.nonfinite_streak > 0)
-      progress_.message("warning: checkpoint-" + std::to_string(step) + " not saved: the last step was skipped");
-    else
-      save_checkpoint();
+// ELECTRA: the logged step's own parts (loss = their weighted sum).
+void PretrainObjective::add_to_loss_record(Json& record) const {
+  if (const ElectraStep* e = step_->electra()) {
+    record["generator_loss"] = e->last_losses().generator;
+    record["discriminator_loss"] = e->last_losses().discriminator;
+    record["replaced_fraction"] = e->last_losses().replaced_fraction;
   }
 }
 
 // The held-out masked-LM figures (ELECTRA: the generator's, and the discriminator's on its samples).
-MlmEval Pretrainer::held_out(ReviewAttention mode, RtdEval* rtd) {
-  const TrainOptions& t = p_.o.train;
-  if (!p_.electra())
-    return evaluate_mlm(*p_.model, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size);
-  step_.share_embeddings();
-  return evaluate_mlm(*p_.generator, p_.heldout, mode, p_.masking, t.seed, t.per_device_eval_batch_size,
-                      p_.model.get(), rtd);
+MlmEval PretrainObjective::held_out(ReviewAttention mode, RtdEval* rtd) {
+  const TrainOptions& t = p_->o.train;
+  if (!p_->electra())
+    return evaluate_mlm(*p_->model, p_->heldout, mode, p_->masking, t.seed, t.per_device_eval_batch_size);
+  step_->share_embeddings();
+  return evaluate_mlm(*p_->generator, p_->heldout, mode, p_->masking, t.seed, t.per_device_eval_batch_size,
+                      p_->model.get(), rtd);
 }
 
-void Pretrainer::evaluate_now() {
+// Logged and shown; no metric picks a best checkpoint (pretraining keeps the last model).
+std::optional<double> PretrainObjective::evaluate(TrainingLoop& loop) {
   const auto t0 = Clock::now();
   RtdEval rtd;
-  const MlmEval ev = held_out(p_.o.attention, &rtd);
+  const MlmEval ev = held_out(p_->o.attention, &rtd);
   Json record{{"eval_loss", ev.loss}, {"eval_mlm_accuracy", ev.accuracy}, {"eval_selected_tokens", ev.selected_tokens}};
   char line[300];
   int n = std::snprintf(line, sizeof line, "step %lld: held-out %sMLM loss %.4f, accuracy %.4f (%lld masked tokens)",
-                        static_cast<long long>(state_.global_step), p_.electra() ? "generator " : "", ev.loss,
+                        static_cast<long long>(p_->state.global_step), p_->electra() ? "generator " : "", ev.loss,
                         ev.accuracy, static_cast<long long>(ev.selected_tokens));
-  if (p_.electra()) {
+  if (p_->electra()) {
     record.update({{"eval_rtd_loss", rtd.loss}, {"eval_rtd_accuracy", rtd.accuracy},
                    {"eval_replaced_fraction", rtd.replaced_fraction}});
     std::snprintf(line + n, sizeof line - n, "; discriminator loss %.4f, accuracy %.4f (%.1f %% of tokens replaced)",
                   rtd.loss, rtd.accuracy, 100 * rtd.replaced_fraction);
   }
   record["eval_runtime"] = seconds_since(t0);
-  log_record(std::move(record));
-  progress_.message(line);
+  loop.log_record(std::move(record));
+  loop.progress().message(line);
+  return std::nullopt;
 }
 
-void Pretrainer::log_record(Json record) {
-  record["epoch"] = std::round(state_.epoch * 100.0) / 100.0;
-  record["step"] = state_.global_step;
-  state_.log_history.push_back(record);
-  log_->append(record);
-}
-
-void Pretrainer::save_checkpoint() {
-  const TrainOptions& t = p_.o.train;
-  const fs::path dir = fs::path(t.output_dir) / ("checkpoint-" + std::to_string(state_.global_step));
-  run_.dropout_step = p_.model->dropout_step();
-  run_.optimizer_steps = p_.optimizer->steps_done();
-  CheckpointParts parts{p_.config, *p_.model, *p_.optimizer, state_, run_, t, p_.fingerprint, p_.tokenizer_dir};
-  if (p_.electra())
-    parts.write_extra = [&](const fs::path& tmp) {
-      io::write_safetensors(tmp / kGeneratorWeights, p_.generator->state_dict());
-      io::write_safetensors(tmp / kGeneratorOptimizer, p_.generator_optimizer->state_dict(),
-                            {{"format", "bertune-adamw"}});
-    };
-  write_checkpoint(dir, parts);
-  last_good_checkpoint_ = dir.string();
-  rotate_checkpoints(t.output_dir, t.save_total_limit, std::nullopt);
-}
-
-void Pretrainer::summarise(double runtime) {
-  result_.summary = run_summary(state_, run_, start_run_, start_step_, runtime);
-  log_record(summary_record(result_.summary));
-  std::fprintf(out_, "%s\n", result_.summary.to_text().c_str());
+// ELECTRA's checkpoints carry the generator beside the discriminator (model.safetensors).
+void PretrainObjective::write_checkpoint_files(const fs::path& tmp) {
+  if (!p_->electra()) return;
+  io::write_safetensors(tmp / kGeneratorWeights, p_->generator->state_dict());
+  io::write_safetensors(tmp / kGeneratorOptimizer, p_->generator_optimizer->state_dict(), {{"format", "bertune-adamw"}});
 }
 
 // The final model: its held-out MLM figures under both attention modes (the run's own one is
 // the result; the other tells how much a model leans on, or copes without, its neighbours),
 // then DIR/final/.
-void Pretrainer::finish() {
-  const TrainOptions& t = p_.o.train;
-  if (p_.heldout.size() > 0) {
+void PretrainObjective::finish(TrainingLoop& loop) {
+  const PreparedPretrain& p = *p_;
+  const TrainOptions& t = p.o.train;
+  if (p.heldout.size() > 0) {
     Json record;
     for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
       RtdEval rtd;
       const MlmEval ev = held_out(mode, &rtd);
-      if (p_.electra()) {
+      if (p.electra()) {
         record[std::string("final_eval_") + review_attention_name(mode) + "_rtd_accuracy"] = rtd.accuracy;
         std::fprintf(out_, "Held-out discriminator (attention %s reviews): loss %.4f, accuracy %.4f over %lld tokens, "
                      "%.1f %% replaced\n",
                      review_attention_name(mode), rtd.loss, rtd.accuracy, static_cast<long long>(rtd.tokens),
                      100 * rtd.replaced_fraction);
       }
-      if (mode == p_.o.attention) result_.final_eval = ev;
+      if (mode == p.o.attention) result_.final_eval = ev;
       const std::string key = std::string("final_eval_") + review_attention_name(mode);
       record[key + "_loss"] = ev.loss;
       record[key + "_mlm_accuracy"] = ev.accuracy;
       std::fprintf(out_, "Held-out MLM (%zu reviews, attention %s reviews%s): loss %.4f, accuracy %.4f over %lld "
                    "masked tokens\n",
-                   p_.heldout_review_count, review_attention_name(mode), mode == p_.o.attention ? ", as trained" : "",
+                   p.heldout_review_count, review_attention_name(mode), mode == p.o.attention ? ", as trained" : "",
                    ev.loss, ev.accuracy, static_cast<long long>(ev.selected_tokens));
     }
-    log_record(record);
+    loop.log_record(record);
   }
   result_.final_model_dir = fs::path(t.output_dir) / "final";
-  model::save_pretrained(result_.final_model_dir, p_.config, p_.model->state_dict(),
-                      text::tokenizer_files(p_.tokenizer_dir));
-  state_.save(fs::path(t.output_dir) / "trainer_state.json");
+  model::save_pretrained(result_.final_model_dir, p.config, p.model->state_dict(), text::tokenizer_files(p.tokenizer_dir));
+  p.state.save(fs::path(t.output_dir) / "trainer_state.json");
   std::fprintf(out_, "Saved the pretrained model (%s) to %s\n",
-               p_.electra() ? "ELECTRA discriminator as BertModel weights" : "BertForMaskedLM",
+               p.electra() ? "ELECTRA discriminator as BertModel weights" : "BertForMaskedLM",
                result_.final_model_dir.c_str());
-  std::fprintf(out_, "Total wall time %s\n", format_duration(seconds_since(p_.started)).c_str());
 }
 
-}  // namespace
-
-PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int steps, int repeat) {
-  if (warmup < 0 || steps < 1 || repeat < 1)
-    throw Error("bench pretrain: --steps and --repeat must be positive, --warmup >= 0");
-  PretrainOptions o = options;
-  validate(o);
-  PreparedPretrain p = prepare(o);
-  PretrainStep step(p);
-  const auto order = epoch_batches(p.lengths, p.step_size(), false, o.train.seed, 0);
-  auto micro = [&](int64_t s) {
-    std::vector<model::Batch> m;
-    for (const auto& part : split_batches(order[static_cast<size_t>(s) % order.size()], o.train.per_device_train_batch_size))
-      m.push_back(mlm_batch(p.train, part, o.attention, p.masking, o.train.seed, 0));
-    return m;
-  };
-  PretrainBench r;
-  const model::BertConfig& c = p.config;
-  char description[200];
-  std::snprintf(description, sizeof description, "L%d/H%d, vocab %d, %d x %d sequences of <= %d per step, attention %s",
+std::string PretrainObjective::description() const {
+  const PretrainOptions& o = p_->o;
+  const model::BertConfig& c = p_->config;
+  char text[200];
+  std::snprintf(text, sizeof text, "L%d/H%d, vocab %d, %d x %d sequences of <= %d per step, attention %s",
                 c.num_hidden_layers, c.hidden_size, c.vocab_size, o.train.per_device_train_batch_size,
                 o.gradient_accumulation_steps, o.train.max_length, review_attention_name(o.attention));
-  r.description = description;
-  if (p.electra())
-    r.description += ", ELECTRA (generator L" + std::to_string(p.generator_config.num_hidden_layers) + "/I" +
-                     std::to_string(p.generator_config.intermediate_size) + ")";
-  int64_t global = 0;
-  for (int rep = 0; rep < repeat; ++rep) {
-    for (int w = 0; w < warmup; ++w) step.run(micro(global), global), ++global;
-    int64_t tokens = 0;
-    const auto t0 = Clock::now();
-    for (int s = 0; s < steps; ++s, ++global) {
-      const std::vector<model::Batch> m = micro(global);
-      for (const auto& b : m) tokens += b.real_tokens();
-      step.run(m, global);
-    }
-    const double secs = seconds_since(t0);
-    r.seconds.push_back(secs);
-    r.real_tokens_per_s.push_back(static_cast<double>(tokens) / secs);
-    r.timed_tokens = tokens;
-  }
-  return r;
+  std::string d = text;
+  if (p_->electra())
+    d += ", ELECTRA (generator L" + std::to_string(p_->generator_config.num_hidden_layers) + "/I" +
+         std::to_string(p_->generator_config.intermediate_size) + ")";
+  return d;
 }
 
 PretrainResult run_pretraining(const PretrainOptions& options, std::FILE* out) {
-  PretrainOptions o = options;
-  validate(o);
-  return Pretrainer(prepare(o), out).train();
+  PretrainObjective objective(options, out);
+  PretrainResult& result = objective.result();
+  result.summary = TrainingLoop(objective, out).run();
+  result.state = objective.parts().state;
+  return std::move(result);
 }
 
 }  // namespace bertune::train

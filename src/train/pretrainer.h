@@ -3,19 +3,21 @@
 // (one review per line), the Hugging Face way (run_mlm.py with DataCollatorForLanguageModeling
 // or ...ForWholeWordMask) over the native engine.
 //
-// It shares with `bertune train` everything below the loop: the options table
-// (TrainingArguments), TrainStep (forward, backward, clip + AdamW, non-finite guard), the lr
-// schedule, the sampler's per-epoch order, atomic checkpoints with exact resume
-// (train/checkpoint.h), the JSONL log and the progress bar. The loop itself is its own: no
-// classification metrics, no best-model selection; a held-out MLM loss/accuracy instead.
+// It shares with `bertune train` the training loop (train/loop.h) and everything below it: the
+// options table (TrainingArguments), TrainStep (forward, backward, clip + AdamW, non-finite
+// guard), the lr schedule, the sampler's per-epoch order, atomic checkpoints with exact resume
+// (train/checkpoint.h), the JSONL log and the progress bar. No classification metrics, no
+// best-model selection: a held-out MLM loss/accuracy instead.
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "train/loop.h"
 #include "train/mlm_data.h"
 #include "train/options.h"
 #include "train/report.h"
@@ -76,19 +78,49 @@ struct PretrainResult {
   std::optional<MlmEval> final_eval;
 };
 
+struct PreparedPretrain;
+class PretrainStep;
+
+// Masked-LM or ELECTRA pretraining over the training loop (train/loop.h): packed, masked
+// batches (gradient accumulation: micro-batches of one step), TrainStep or ElectraStep, the
+// held-out MLM (and discriminator) figures, ELECTRA's generator in every checkpoint, and at the
+// end the held-out figures under both attention modes and DIR/final/.
+class PretrainObjective : public TrainingObjective {
+ public:
+  // Reads and checks every input (validate() included) before the first write.
+  PretrainObjective(const PretrainOptions& options, std::FILE* out);
+  ~PretrainObjective() override;
+
+  LoopParts parts() override;
+  const char* what() const override { return "pretraining"; }
+  std::vector<std::vector<size_t>> epoch_steps(int64_t epoch) const override;
+  std::vector<model::Batch> step_batches(const std::vector<size_t>& step, int64_t epoch) const override;
+  void launch(std::span<const model::Batch> micro_batches, int64_t step) override;
+  const std::vector<StepOutcome>& collect() override;
+  size_t pending() const override;
+  const LrSchedule& schedule() const override;
+  void start(TrainingLoop& loop) override;
+  void add_to_loss_record(nlohmann::json& record) const override;
+  bool can_evaluate() const override;
+  std::optional<double> evaluate(TrainingLoop& loop) override;
+  void write_checkpoint_files(const std::filesystem::path& tmp_dir) override;
+  void finish(TrainingLoop& loop) override;
+
+  std::string description() const;  // the model and the batch (`bench pretrain`'s report)
+  const model::BertConfig& config() const;
+  PretrainResult& result() { return result_; }
+
+ private:
+  MlmEval held_out(ReviewAttention mode, RtdEval* rtd);
+
+  std::unique_ptr<PreparedPretrain> p_;
+  std::unique_ptr<PretrainStep> step_;
+  std::FILE* out_;
+  PretrainResult result_;
+};
+
 // Reads and checks every input before the first write, then trains; DIR/final/ is a
 // BertForMaskedLM directory (config, model.safetensors, tokenizer files).
 PretrainResult run_pretraining(const PretrainOptions& options, std::FILE* out = stdout);
-
-// `bertune bench pretrain`: the pretraining step — the run's own masked batches (epoch 0, in
-// training order, masking included) through TrainStep — timed, writing nothing. Each
-// repetition runs `warmup` untimed steps, then `steps` timed ones.
-struct PretrainBench {
-  std::vector<double> real_tokens_per_s;  // one per repetition
-  std::vector<double> seconds;
-  int64_t timed_tokens = 0;  // real tokens of one repetition's timed steps
-  std::string description;   // the model and batch, for the report
-};
-PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int steps, int repeat);
 
 }  // namespace bertune::train

@@ -1,6 +1,6 @@
 #pragma once
-// One optimizer step — the only one. `bertune train`, `compare`, `bench train` (and
-// pretraining next) all run this, so a published speed is the speed of what users run:
+// One optimizer step — the only one. `bertune train`, `pretrain` (masked LM), `compare` and
+// `bench train|pretrain` all run this, so a published speed is the speed of what users run:
 //   forward (dropout on) -> backward -> global grad-norm (torch's clip_grad_norm_, its
 //   scaling fused into AdamW's pass) -> AdamW at the scheduled lr -> gradients zeroed.
 // A non-finite loss or gradient norm skips the update: weights and moments stay as they

@@ -1,18 +1,16 @@
 #pragma once
-// `bertune train`: the Hugging Face Trainer's loop (transformers 4.30) over the native engine.
-// One TrainStep per batch; log / evaluate / save after a step when their strategy says so, in
-// HF's order (log, then evaluate — early stopping looks at the metric before the save updates
-// the best — then save and rotate). Checkpoints hold everything needed to continue
-// bit-for-bit (train/checkpoint.h).
+// `bertune train`: the Hugging Face Trainer (transformers 4.30) over the native engine — the
+// training loop (train/loop.h) with the classification objective. One TrainStep per batch;
+// checkpoints hold everything needed to continue bit-for-bit (train/checkpoint.h).
 #include <cstdio>
 #include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "train/batching.h"
 #include "train/evaluate.h"
+#include "train/loop.h"
 #include "train/prepare.h"
 #include "train/report.h"
 #include "train/step.h"
@@ -28,58 +26,44 @@ struct TrainResult {
   std::vector<std::string> warnings;
 };
 
-class Trainer {
+// Sequence classification (BertForSequenceClassification) over the training loop: the
+// prepared run's batches, TrainStep, accuracy/F1 evaluations with the notebook's table and
+// the collapse check, and at the end the best model (when asked for), final/, its evaluation
+// and the test set.
+class ClassificationObjective : public TrainingObjective {
  public:
-  // Output goes to `out` (banner, tables, summary) and stderr (progress, warnings).
-  Trainer(PreparedRun run, std::FILE* out);
-  TrainResult train();  // the loop, then the final model, its evaluation and the test
+  // Output goes to `out` (banner, tables, final figures) and stderr (warnings).
+  ClassificationObjective(PreparedRun run, std::FILE* out);
+
+  LoopParts parts() override;
+  const char* what() const override { return "training"; }
+  std::vector<std::vector<size_t>> epoch_steps(int64_t epoch) const override { return r_.epoch_batches(epoch); }
+  std::vector<model::Batch> step_batches(const std::vector<size_t>& step, int64_t epoch) const override;
+  void launch(std::span<const model::Batch> micro_batches, int64_t step) override { step_.launch(micro_batches, step); }
+  const std::vector<StepOutcome>& collect() override { return step_.collect(); }
+  size_t pending() const override { return step_.pending(); }
+  const LrSchedule& schedule() const override { return step_.schedule(); }
+  void start(TrainingLoop& loop) override;
+  bool epoch_records() const override { return true; }
+  bool can_evaluate() const override { return r_.have_eval; }
+  std::optional<double> evaluate(TrainingLoop& loop) override;
+  void finish(TrainingLoop& loop) override;
+
+  const PreparedRun& prepared() const { return r_; }
+  TrainResult& result() { return result_; }
 
  private:
-  void start();  // the first writes: output dir, log, training_args.json, banner
-  void run_epoch();
-  bool outcomes_needed(int64_t step_after, bool epoch_end) const;
-  void account_steps();
-  void record_batch(const model::Batch& batch);
-  void on_nonfinite(const StepOutcome& step);
-  void after_step(int64_t epoch, bool epoch_end);
-  void log_record(nlohmann::json record);
-  std::optional<double> evaluate_now();
-  void save_checkpoint(std::optional<double> metric);
-  void summarise(double train_runtime);
-  void finish();
-  void warn(const std::string& message);
-  void warn_if_unknown_tokens();
+  void warn(TrainingLoop& loop, const std::string& message);
+  void warn_if_unknown_tokens(TrainingLoop& loop);
 
   PreparedRun r_;
   std::FILE* out_;
-  model::BertModel& model_;
-  TrainerState& state_;
-  RunState& run_;
   TrainStep step_;
-  EarlyStopping early_;
-  std::unique_ptr<JsonlLog> log_;
-  Progress progress_;
   EpochTable table_;
   TrainResult result_;
-
-  std::chrono::steady_clock::time_point train_start_, epoch_start_;
-  int64_t start_step_ = 0;
-  RunState start_run_;  // the run state when this process began (a resume counts its own steps)
-  TokenCounts epoch_tokens_;
-  double epoch_train_seconds_ = 0;
-  std::string last_good_checkpoint_;
-  bool stop_ = false;
-  // The batches of the steps launched but not yet accounted (TrainStep::collect), in order.
-  struct Launched {
-    double epoch;  // state_.epoch after the step
-    int sequences;
-    int64_t real_tokens;
-  };
-  std::vector<Launched> launched_;
-  static constexpr size_t kMaxPendingSteps = 256;
 };
 
-// The whole run: prepare_run, then Trainer::train. Throws Error for bad input before writing.
+// The whole run: prepare_run, then the training loop. Throws Error for bad input before writing.
 TrainResult run_training(const TrainOptions& options, std::FILE* out = stdout);
 
 }  // namespace bertune::train
