@@ -11,7 +11,7 @@
 set -euo pipefail
 build=$1
 shared=$(cd "$2" && pwd)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/bertune-install.XXXXXX")
+tmp=$(cd "$(mktemp -d "${TMPDIR:-/tmp}/bertune-install.XXXXXX")" && pwd -P)  # as /proc/self/exe names it
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "install_test: $*" >&2; exit 1; }
 
@@ -33,7 +33,7 @@ train() {  # train OUTPUT_DIR LOG
      OMP_NUM_THREADS=2 "$prefix/bin/bertune" train --preset main-pretrained \
      --train-file "$tmp/data/train.txt" --test-file "$tmp/data/test.txt" --validation-split 40 \
      --max-steps 2 --per-device-train-batch-size 8 --per-device-eval-batch-size 40 \
-     --eval-strategy no --save-strategy no --logging-steps 1 --output-dir "$1") >"$2" 2>&1
+     --eval-steps 2 --save-steps 2 --logging-steps 1 --output-dir "$1") >"$2" 2>&1
 }
 
 train "$tmp/work/run" "$tmp/run.log" || { cat "$tmp/run.log"; fail "the installed bertune train failed"; }

@@ -1,6 +1,5 @@
 #include "util/paths.h"
 
-#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -18,15 +17,16 @@ fs::path executable_dir() {
   return ec ? fs::path() : exe.parent_path();
 }
 
-// True when the running executable lies in the build tree it was built in: only then
-// do the source tree's models/ and ../shared stand in for an installation's share/.
+// True when the running executable is one the build tree made (build/bertune,
+// build/bertune_tests, build-fuzz/fuzz/fuzz_*): only then do the source tree's
+// models/ and ../shared stand in for an installation's share/. An installation
+// anywhere else, even below the build tree, never sees the source tree.
 bool running_from_build_tree() {
   const fs::path exe = executable_dir();
   if (exe.empty()) return false;
   std::error_code ec;
   const fs::path build = fs::weakly_canonical(BERTUNE_BUILD_DIR, ec);
-  if (ec || build.empty()) return false;
-  return std::mismatch(build.begin(), build.end(), exe.begin(), exe.end()).first == build.end();
+  return !ec && !build.empty() && (exe == build || exe.parent_path() == build);
 }
 
 }  // namespace
