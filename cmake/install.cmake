@@ -6,6 +6,9 @@
 # The installed binary finds the shipped models as ../share/bertune/models beside
 # itself (src/util/paths.cc), so the tree can be moved as a whole.
 include(GNUInstallDirs)
+# cpack packages what `cmake --build build` built (bertune); it does not build the
+# tests and benchmarks first.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 install(TARGETS bertune RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/models/ DESTINATION ${CMAKE_INSTALL_DATADIR}/bertune/models)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
