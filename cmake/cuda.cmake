@@ -1,7 +1,8 @@
 # The CUDA backend: bertune_cuda (src/kernels/gpu/*.cu) for sm_90a (H100/H200,
 # wgmma) with compute_90 PTX the driver can compile for any later GPU, linked
-# into bertune_core, which then sees BERTUNE_CUDA defined. Included from the
-# top-level CMakeLists.txt after bertune_core is declared.
+# into ${BERTUNE_CUDA_CONSUMER} (bertune_kernels), which then sees BERTUNE_CUDA
+# defined, as does everything that links it. Included from cmake/layers.cmake
+# after the folder libraries are declared.
 set(BERTUNE_WITH_CUDA OFF)
 string(TOUPPER "${BERTUNE_CUDA}" _bertune_cuda_mode)
 if(NOT _bertune_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
@@ -51,7 +52,7 @@ if(BERTUNE_WITH_CUDA)
       -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter --expt-relaxed-constexpr>)
   target_compile_definitions(bertune_cuda PRIVATE BERTUNE_CUDA)
   target_link_libraries(bertune_cuda PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
-  target_link_libraries(bertune_core PUBLIC bertune_cuda)
-  target_compile_definitions(bertune_core PUBLIC BERTUNE_CUDA)
+  target_link_libraries(${BERTUNE_CUDA_CONSUMER} PUBLIC bertune_cuda)
+  target_compile_definitions(${BERTUNE_CUDA_CONSUMER} PUBLIC BERTUNE_CUDA)
   message(STATUS "bertune: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + compute_90 PTX)")
 endif()

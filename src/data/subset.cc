@@ -33,7 +33,8 @@ fs::path nsmc_path(const std::string& split) {
   if (fs::exists(cached)) return cached;
   throw Error("NSMC " + split + " split not found (looked in " +
               (shared_dir().empty() ? std::string("shared/data/nsmc") : (shared_dir() / "data" / "nsmc").string()) +
-              " and " + cached.parent_path().string() + "); run `bertune download nsmc`");
+              " and " + cached.parent_path().string() +
+              "): set BERTUNE_SHARED to the shared/ folder that holds data/nsmc, or run `bertune download nsmc`");
 }
 
 }  // namespace bertune::data

@@ -1,9 +1,23 @@
 #include "train/presets.h"
 
+#include "data/dataset.h"
 #include "util/error.h"
 #include "util/paths.h"
 
 namespace bertune::train {
+namespace {
+
+// NSMC's test split: from shared/, else where `bertune download nsmc` puts it (the
+// run's error then says how to get it).
+std::string nsmc_test_file() {
+  try {
+    return data::nsmc_path("test").string();
+  } catch (const Error&) {
+    return (cache_dir() / "nsmc" / "ratings_test.txt").string();
+  }
+}
+
+}  // namespace
 
 const std::vector<Preset>& presets() {
   using Json = nlohmann::json;
@@ -74,7 +88,7 @@ const std::vector<Preset>& presets() {
                       {"load_best_model_at_end", true},
                       {"metric_for_best_model", "accuracy"},
                       {"logging_steps", 200},
-                      {"test_file", (shared_dir() / "data/nsmc/ratings_test.txt").string()},
+                      {"test_file", nsmc_test_file()},
                       {"output_dir", "runs/main-scratch"}}});
     // The default main job: the same run, starting from bertune's own pretrained model
     // (models/nsmc-bert-small: MLM on the unlabeled NSMC reviews, docs/PRETRAIN.md) at the

@@ -5,15 +5,17 @@
 namespace bertune {
 
 // The project's shared/ folder (NSMC data, model configs, golden files):
-// $BERTUNE_SHARED, else ../shared beside the working directory, else
-// ../shared beside the source tree. Empty path when none exists.
+// $BERTUNE_SHARED, else ../shared or shared/ in the working directory, else (for
+// a binary that runs from its build tree) ../shared beside the source tree.
+// Empty path when none exists.
 std::filesystem::path shared_dir();
 
 // shared_dir()/relative, or throws Error saying where it looked.
 std::filesystem::path shared_path(const std::string& relative);
 
-// The models shipped in the repository (models/<name>/): $BERTUNE_MODELS, else
-// models/ in the source tree this binary was built from.
+// The models shipped with bertune (models/<name>/): $BERTUNE_MODELS, else
+// ../share/bertune/models beside the executable (an installation: bin/bertune),
+// else, for a binary that runs from its build tree, models/ in its source tree.
 std::filesystem::path shipped_models_dir();
 
 // Where downloads are cached: $BERTUNE_CACHE, else $XDG_CACHE_HOME/bertune,
