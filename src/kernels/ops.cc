@@ -5,7 +5,6 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
-#include <cmath>
 #include <string>
 
 #include "kernels/cpu/cpu.h"
