@@ -1,9 +1,10 @@
 #pragma once
-// The GPU test harness (ggml's test-backend-ops idea): run an op through the
-// ops.h front on Device::CUDA and on Device::CPU with the same random inputs,
-// and compare. Shared by every tests/test_gpu_*.cc (the `gpu` ctest label).
+// The GPU test harness: device memory, tolerances, random inputs and packed batches for
+// the tests that hold a CUDA body to the CPU's. Every op of the op table is already
+// covered by the backend test (tests/backend_ops_cases.h: add an op's cases there); this
+// serves the GPU tests beyond it (tests/test_gpu_*.cc, the `gpu` ctest label), e.g.
 //
-//   TEST(GpuOps, MyOp) {
+//   TEST(GpuGemm, Something) {
 //     BERTUNE_REQUIRE_GPU();                       // skipped, with the reason, without a GPU
 //     auto x = gpu_test::randn(n, seed);
 //     gpu_test::DeviceArray<float> dx(x), dy = gpu_test::DeviceArray<float>::poisoned(n);
@@ -138,11 +139,13 @@ constexpr Tolerance kGelu{1e-5, 1e-6, 1e-5};
 // Bitwise equal (dropout masks: the same generator, the same single multiply).
 constexpr Tolerance kExact{0, 0, 0};
 
-inline void expect_close(const std::string& what, const std::vector<float>& got,
-                         const std::vector<float>& want, Tolerance tol) {
+// got_name / want_name: what the message calls the two (a GPU body against the CPU's).
+template <class T>
+void expect_close(const std::string& what, const std::vector<T>& got, const std::vector<T>& want, Tolerance tol,
+                  const char* got_name = "gpu", const char* want_name = "cpu") {
   ASSERT_EQ(got.size(), want.size()) << what;
   double scale = 0.0;
-  for (float w : want) scale = std::max(scale, double(std::fabs(w)));
+  for (T w : want) scale = std::max(scale, double(std::fabs(w)));
   const double floor_abs = tol.atol_scale * scale + tol.atol;
   size_t bad = 0, first_bad = 0;
   double worst = 0.0;  // largest |got - want| / allowed
@@ -156,8 +159,8 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
   }
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size()
                      << " elements out of tolerance (rtol " << tol.rtol << ", atol "
-                     << floor_abs << "); first at " << first_bad << ": gpu " << got[first_bad]
-                     << " vs cpu " << want[first_bad];
+                     << floor_abs << "); first at " << first_bad << ": " << got_name << " " << got[first_bad]
+                     << " vs " << want_name << " " << want[first_bad];
   std::printf("  %-40s n=%-8zu max err/allowed %.3g\n", what.c_str(), got.size(), worst);
 }
 

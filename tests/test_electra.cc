@@ -144,7 +144,7 @@ TEST(Electra, StepTrainsBothAndKeepsTheEmbeddingsShared) {
 // attention (e.g. labels misaligned with rows, or the head reading the wrong rows).
 // The loss sits at the base rate's entropy (0.54) for ~350 steps, then falls to ~0.01 within
 // 200 (lr 1e-3 or 2e-3 alike): detection from context starts with a plateau, as the real
-// pretraining's discriminator loss does (docs/PRETRAIN.md "ELECTRA"). 800 steps leave margin.
+// pretraining's discriminator loss does (docs/pretraining.md, ELECTRA). 800 steps leave margin.
 TEST(Electra, DiscriminatorLearnsToSpotReplacementsFromContext) {
   BertConfig c = tiny_config();
   c.hidden_size = 32;

@@ -10,11 +10,14 @@
 // needs the data checked (labels, attention offsets) is checked by the
 // caller on its host copy (check_attention_metadata; the model's batch checks).
 //
-// Conventions: forward ops overwrite their outputs; backward ops ACCUMULATE
-// (+=) into parameter gradients, and overwrite activation gradients unless
-// the comment says otherwise.
+// The ops themselves, their meaning and which backends have a body, are the rows of
+// kernels/op_table.inc: this header declares one front per row,
+//   ret name(Device d, params...)
+// and supports(d, Op::name) says whether this build has a body of the op for d. Here:
+// the types the ops take, and what is not an op of the table (precision, int8 weights).
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,22 +37,8 @@ struct Dropout {
   static Dropout make(uint64_t seed, uint64_t step, uint64_t site, float p);
   bool active() const { return p > 0.f; }
 };
-// y = x * mask / (1 - p)   (in place allowed)
-void dropout_forward(Device d, float* y, const float* x, size_t n, const Dropout& drop);
-// dx = dy * mask / (1 - p) (in place allowed)
-void dropout_backward(Device d, float* dx, const float* dy, size_t n, const Dropout& drop);
-// Dropout of n_rows rows gathered from a [*, width] tensor: y row r = x row r times the
-// mask of row rows[r] / (1 - p), so each row gets the mask it gets in place (element
-// rows[r] * width + j). Its own backward (dx = dy times the same factors); in place allowed.
-void dropout_rows(Device d, float* y, const float* x, const int32_t* rows, int n_rows, int width,
-                  const Dropout& drop);
 
-// ---- GEMM ----------------------------------------------------------------
-// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, op(A) [M,K], op(B) [K,N].
-// A is stored [M,K] (lda >= K), or [K,M] when trans_a (lda >= M); same for B.
-void gemm(Device d, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
-          int lda, const float* B, int ldb, float beta, float* C, int ldc);
-
+// ---- GEMM precision ------------------------------------------------------
 // What the GEMMs of gemm / linear_* multiply in; outputs, accumulation, gradients and
 // master weights stay fp32 in every mode, and so does everything else (attention included).
 //   FP32  fp32 products: the CPU's only mode, and what the golden tests hold CUDA to
@@ -62,53 +51,6 @@ Precision default_precision(Device d);                // bf16 on CUDA, fp32 on t
 // Sets device d's GEMM precision for the whole process (from the next GEMM on). The CPU
 // computes fp32 only: TF32 or BF16 there is an Error.
 void set_precision(Device d, Precision p);
-
-// ---- linear (nn.Linear, weight [out, in]) ---------------------------------
-// y[T,out] = x[T,in] W^T + b   (b may be null)
-void linear_forward(Device d, float* y, const float* x, const float* W, const float* b, int T,
-                    int in, int out);
-// dW += dy^T x; db += sum_t dy (db may be null);
-// dx = dy W, or dx += dy W when accumulate_dx (dx may be null: not needed).
-void linear_backward(Device d, float* dx, float* dW, float* db, const float* dy, const float* x,
-                     const float* W, int T, int in, int out, bool accumulate_dx = false);
-
-// ---- elementwise / row ops -----------------------------------------------
-// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)).
-void gelu_forward(Device d, float* y, const float* x, size_t n);
-// dx = dy * gelu'(x)
-void gelu_backward(Device d, float* dx, const float* dy, const float* x, size_t n);
-// y = tanh(x); backward from y: dx = dy (1 - y^2)
-void tanh_forward(Device d, float* y, const float* x, size_t n);
-void tanh_backward(Device d, float* dx, const float* dy, const float* y, size_t n);
-
-// out = LayerNorm(x) over rows of H; saves mean and rstd [T] for backward.
-void layernorm_forward(Device d, float* out, float* mean, float* rstd, const float* x,
-                       const float* gamma, const float* beta, int T, int H, float eps);
-// dx = dLN/dx . dout (overwrite); dgamma, dbeta +=.
-void layernorm_backward(Device d, float* dx, float* dgamma, float* dbeta, const float* dout,
-                        const float* x, const float* mean, const float* rstd, const float* gamma,
-                        int T, int H);
-
-// The fused tail of both BERT sublayers (BertSelfOutput / BertOutput):
-//   s = dropout(y) + residual;  out = LayerNorm(s)
-// y already includes the dense bias. Saves s, mean, rstd for backward.
-void dropout_residual_layernorm_forward(Device d, float* out, float* s, float* mean, float* rstd,
-                                        const float* y, const float* residual, const float* gamma,
-                                        const float* beta, int T, int H, float eps,
-                                        const Dropout& drop);
-
-// Linear bias + GELU in one pass: u = y + b (kept for backward), g = gelu(u).
-void bias_gelu_forward(Device d, float* u, float* g, const float* b, int T, int N);
-
-// ---- embeddings ------------------------------------------------------------
-// out[t] = word[ids[t]] + position[pos[t]] + token_type[types[t]] (types may be null: 0)
-void embeddings_forward(Device d, float* out, const int32_t* ids, const int32_t* positions,
-                        const int32_t* types, const float* word, const float* position,
-                        const float* token_type, int T, int H);
-// Scatter-add dout into the rows that were read (sparse: only seen ids).
-void embeddings_backward(Device d, float* dword, float* dposition, float* dtoken_type,
-                         const float* dout, const int32_t* ids, const int32_t* positions,
-                         const int32_t* types, int T, int H);
 
 // ---- attention ---------------------------------------------------------------
 // Sequences lie end to end in the token dimension: sequence b owns rows
@@ -138,52 +80,8 @@ struct AttentionShape {
 void check_attention_metadata(const AttentionShape& shape, const int32_t* offsets,
                               const int32_t* lengths, const int64_t* prob_offsets,
                               const char* op = "attention");
-// probs: softmax(Q K^T / sqrt(d) + mask) before dropout (kept for backward).
-void attention_forward(Device d, float* ctx, float* probs, const float* qkv,
-                       const AttentionShape& shape, const Dropout& drop);
-// dqkv (overwrite) from dctx.
-void attention_backward(Device d, float* dqkv, const float* dctx, const float* qkv,
-                        const float* probs, const AttentionShape& shape, const Dropout& drop);
-// Attention of the FIRST row of each sequence only (its [CLS] row, all a classifier
-// reads of the last layer): q [B, H] holds that row's query per sequence, kv [T, 2H] =
-// [K | V] of every row; ctx [B, H]. The same masking and softmax as attention_forward's
-// first query row, and the same dropout masks: query row 0 of sequence b, head h draws
-// element prob_offsets[b] + h n^2 + j, as it does there. probs (null: not kept, as in
-// inference) gets the softmax row before dropout, [heads x T] laid out per sequence:
-// sequence b, head h at heads * offsets[b] + h * n_b (n_b its span).
-void attention_first_query_forward(Device d, float* ctx, float* probs, const float* q,
-                                   const float* kv, const AttentionShape& shape,
-                                   const Dropout& drop = {});
-// Its backward (overwrite): dq [B, H] from dctx [B, H], and dkv [T, 2H] for EVERY row,
-// which the [CLS] queries attend to — exactly attention_backward's dQ of the first rows
-// and dK, dV when dctx is zero on every other row. probs as attention_first_query_forward kept them.
-void attention_first_query_backward(Device d, float* dq, float* dkv, const float* dctx,
-                                    const float* q, const float* kv, const float* probs,
-                                    const AttentionShape& shape, const Dropout& drop);
-
-// ---- loss ------------------------------------------------------------------
-// Mean cross-entropy over rows whose label != ignore_index (-100), as
-// torch.nn.CrossEntropyLoss. Writes softmax probs [N,C]; returns the loss
-// (0 when no row counts) and the number of counted rows. On CPU the front
-// checks every label lies in [0, C) or is -100; on CUDA the caller must have
-// (labels are device memory there), and the call waits for the loss.
-float cross_entropy_forward(Device d, float* probs, const float* logits, const int32_t* labels,
-                            int N, int C, int* counted);
-// dlogits = (probs - onehot) / counted for counted rows, 0 elsewhere (overwrite).
-void cross_entropy_backward(Device d, float* dlogits, const float* probs, const int32_t* labels,
-                            int N, int C, int counted);
 
 // ---- optimizer ---------------------------------------------------------------
-// Sum of squares of x[0..n) in double (on CUDA: waits for the result).
-double sum_squares(Device d, const float* x, size_t n);
-// *total += sum of squares of x[0..n); total lives on device d, so on CUDA
-// nothing waits: a gradient norm stays on the device until someone reads it
-// (or AdamWStep::clip_sum_squares consumes it).
-void sum_squares_accumulate(Device d, double* total, const float* x, size_t n);
-void scale(Device d, float* x, size_t n, float factor);
-// y[i] += alpha * x[i]: gradients of one tensor from two models (ELECTRA's shared embeddings).
-void add_scaled(Device d, float* y, const float* x, size_t n, float alpha);
-
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
 // can use (train/optimizer.h picks the coefficients):
 //   g *= grad_scale                                  (grad-norm clipping, fused)
@@ -203,30 +101,11 @@ struct AdamWStep {
   const double* clip_sum_squares = nullptr;
   float max_grad_norm = 0.f;
 };
-void adamw_update(Device d, float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
-                  bool zero_grad);
-// Many ranges of the same flat buffers in one pass (one launch on CUDA):
-// [begin, end) with `decay`'s coefficients or `no_decay`'s. The list is host
-// memory, sorted and disjoint (the front checks); elements between ranges are untouched.
+// A range of the flat buffers adamw_update_ranges / adamw_update_device update.
 struct AdamWRange {
   size_t begin = 0, end = 0;
   bool decay = true;
 };
-void adamw_update_ranges(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
-                         int count, const AdamWStep& decay, const AdamWStep& no_decay,
-                         bool zero_grad);
-
-// ---- a training step decided on the device ------------------------------------
-// A GPU step that never waits keeps its loss and gradient norm where they were computed;
-// these two ops take them from there (on the CPU every pointer is host memory and they
-// serve the tests that hold the device arithmetic to the host's).
-//
-// *loss_sum += the mean cross-entropy of rows whose label != -100, rounded to float as
-// cross_entropy_forward returns it; probs as there. `counted` (the labelled rows) comes
-// from the caller's host copy of the labels, which it has checked.
-void cross_entropy_loss_accumulate(Device d, double* loss_sum, float* probs, const float* logits,
-                                   const int32_t* labels, int N, int C, int counted);
-
 // AdamW's hyper-parameters (train/optimizer.h's AdamWOptions, the variant as a flag).
 struct AdamWHyper {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
@@ -247,10 +126,6 @@ struct AdamWDeviceStep {
   const double* sum_squares = nullptr;  // device d
   int64_t* step_count = nullptr;        // device d
 };
-// ranges: host memory, sorted and disjoint (the front checks), as adamw_update_ranges;
-// device_ranges: the same list in device d's memory (kept by the caller: no upload per step).
-void adamw_update_device(Device d, float* p, float* g, float* m, float* v, const AdamWRange* ranges,
-                         const AdamWRange* device_ranges, int count, const AdamWDeviceStep& s);
 
 // ---- int8 linear (inference only, CPU only; bodies in kernels/cpu/linear_int8_cpu.cc) ----
 // nn.Linear with the weight quantized per output channel, symmetric:
@@ -273,8 +148,35 @@ struct QuantizedLinear {
 QuantizedLinear quantize_linear(const float* W, int out, int in);
 // Rebuilds packed / compensation from q and scale (after loading them). Throws Error on bad sizes.
 void pack_quantized_linear(QuantizedLinear& w);
-// y[T, out] = dequant(quant_rows(x[T, in]) q^T) + b   (b may be null)
-void linear_int8_forward(Device d, float* y, const float* x, const QuantizedLinear& w, const float* b, int T);
+
+// ---- the ops: one front per row of kernels/op_table.inc ----------------------------
+#define BERTUNE_UNPAREN(...) __VA_ARGS__
+// A row's backends: whether it has a CUDA body (expands its arguments only if so).
+#define BERTUNE_IF_CUDA_CPU(...)
+#define BERTUNE_IF_CUDA_CPU_CUDA(...) __VA_ARGS__
+#define BERTUNE_DEFAULT(value) = value
+#define BERTUNE_OP(name, backends, front, ret, params, args) ret name(Device d, BERTUNE_UNPAREN params);
+#include "kernels/op_table.inc"
+#undef BERTUNE_OP
+#undef BERTUNE_DEFAULT
+
+// Op::name for every row, in table order.
+enum class Op {
+#define BERTUNE_OP(name, ...) name,
+#include "kernels/op_table.inc"
+#undef BERTUNE_OP
+};
+inline constexpr Op kAllOps[] = {
+#define BERTUNE_OP(name, ...) Op::name,
+#include "kernels/op_table.inc"
+#undef BERTUNE_OP
+};
+inline constexpr int kOpCount = int(std::size(kAllOps));
+const char* op_name(Op op);  // "gelu_forward"
+// Whether this build has a body of `op` for device d (the CPU has every op; CUDA those its
+// row names, in a build with CUDA). Whether a GPU is present is require_device's question
+// (kernels/memory.h). A call without a body is an Error naming the op and the device.
+bool supports(Device d, Op op);
 
 // Which int8 kernel runs: Auto = the first the CPU running us has (checked with cpuid at
 // run time, not at build time) of AVX-512 VNNI, AVX2 (+FMA), portable. The environment

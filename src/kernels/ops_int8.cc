@@ -1,4 +1,5 @@
-// Shape checks and dispatch of the int8 ops (kept apart from ops.cc: inference only).
+// The int8 weights: quantizing, packing, binding (kept apart from ops.cc: inference only).
+// linear_int8_forward is a row of the op table (kernels/op_table.inc).
 #include <atomic>
 #include <map>
 #include <memory>
@@ -32,15 +33,6 @@ void pack_quantized_linear(QuantizedLinear& w) {
                 std::to_string(w.scale.size()) + " for a [" + std::to_string(w.out) + ", " + std::to_string(w.in) +
                 "] weight");
   cpu::pack_quantized_linear(w);
-}
-
-void linear_int8_forward(Device d, float* y, const float* x, const QuantizedLinear& w, const float* b, int T) {
-  if (T < 0 || w.packed.empty() || w.compensation.empty())
-    throw Error("kernels::linear_int8_forward: T " + std::to_string(T) + " or an unpacked weight");
-  if (d != Device::CPU)
-    throw Error("kernels::linear_int8_forward: int8 inference is CPU-only (asked for " +
-                std::string(device_name(d)) + ")");
-  cpu::linear_int8_forward(y, x, w, b, T);
 }
 
 namespace {

@@ -388,11 +388,12 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
   loss_sink_ = loss_sink;
   host_logits_fresh_ = false;
   const int L = config_.num_hidden_layers;
-  // On CUDA only inference has the [CLS]-only ops (no CUDA attention_first_query_backward
-  // or dropout_rows yet): training there runs the full layer. Before prepare(): the arena is
-  // laid out for it.
-  cls_rows_compact_ = head_->reads_cls_rows_only() && last_layer_cls_only_ && L > 0 &&
-                      (device_ == k::Device::CPU || !train);
+  // The [CLS]-only last layer where the device has its ops (training: their backward and
+  // dropout_rows too); elsewhere the full layer. Before prepare(): the arena is laid out for it.
+  const bool cls_ops = k::supports(device_, k::Op::attention_first_query_forward) &&
+                       (!train || (k::supports(device_, k::Op::attention_first_query_backward) &&
+                                   k::supports(device_, k::Op::dropout_rows)));
+  cls_rows_compact_ = head_->reads_cls_rows_only() && last_layer_cls_only_ && L > 0 && cls_ops;
   prepare(batch, train);
   forward_step_ = dropout_step_;
   if (train) ++dropout_step_;

@@ -91,7 +91,7 @@ const std::vector<Preset>& presets() {
                       {"test_file", nsmc_test_file()},
                       {"output_dir", "runs/main-scratch"}}});
     // The default main job: the same run, starting from bertune's own pretrained model
-    // (models/nsmc-bert-small: MLM on the unlabeled NSMC reviews, docs/PRETRAIN.md) at the
+    // (models/nsmc-bert-small: MLM on the unlabeled NSMC reviews, docs/pretraining.md) at the
     // fine-tuning learning rate chosen on the validation split.
     Json pretrained = p.back().options;
     pretrained.erase("model_config");

@@ -14,10 +14,10 @@ struct Preset {
   nlohmann::json options;  // config-file keys; flags given with the preset override them
 };
 
-// The pretrained model `bertune run` fine-tunes by default (models/<this>/, issue #9), and
-// the fine-tuning learning rate chosen for it on the validation split (docs/PRETRAIN.md).
+// The pretrained model `bertune run` fine-tunes by default (models/<this>/), and
+// the fine-tuning learning rate chosen for it on the validation split (docs/pretraining.md).
 inline constexpr const char* kShippedModel = "nsmc-bert-small";
-inline constexpr double kShippedModelLearningRate = 1e-4;  // best of 1e-4 / 2e-4 / 3e-4 on validation (PRETRAIN.md "Session 6")
+inline constexpr double kShippedModelLearningRate = 1e-4;  // best of 1e-4 / 2e-4 / 3e-4 on validation (docs/pretraining.md)
 
 const std::vector<Preset>& presets();
 const Preset& find_preset(const std::string& name);  // Error listing the names

@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "kernels/adamw_math.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/math_cpu.h"
+#include "util/error.h"
 
 namespace bertune::kernels::cpu {
 namespace {
@@ -309,6 +312,8 @@ double sum_squares(const float* x, size_t n) {
   return total;
 }
 
+void sum_squares_accumulate(double* total, const float* x, size_t n) { *total += sum_squares(x, n); }
+
 void scale(float* x, size_t n, float factor) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) x[i] *= factor;
@@ -338,14 +343,66 @@ void adamw_loop(float* __restrict p, float* __restrict g, float* __restrict m,
   }
 }
 
-}  // namespace
-
-void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
-                  bool zero_grad) {
+void adamw_span(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s, bool zero_grad) {
   if (zero_grad)
     adamw_loop<true>(p, g, m, v, n, s);
   else
     adamw_loop<false>(p, g, m, v, n, s);
+}
+
+// A clip norm in the op's memory is host memory here: fold it into grad_scale (the same
+// float32 arithmetic as the CUDA kernel).
+AdamWStep resolve_clip(AdamWStep s) {
+  if (s.clip_sum_squares && s.max_grad_norm > 0.f) {
+    float norm = static_cast<float>(std::sqrt(*s.clip_sum_squares));
+    float coef = s.max_grad_norm / (norm + 1e-6f);
+    s.grad_scale *= coef < 1.f ? coef : 1.f;
+  }
+  s.clip_sum_squares = nullptr;
+  return s;
+}
+
+}  // namespace
+
+void adamw_update(float* p, float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                  bool zero_grad) {
+  adamw_span(p, g, m, v, n, resolve_clip(s), zero_grad);
+}
+
+void adamw_update_ranges(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         int count, const AdamWStep& decay, const AdamWStep& no_decay,
+                         bool zero_grad) {
+  const AdamWStep with_decay = resolve_clip(decay), without = resolve_clip(no_decay);
+  for (int r = 0; r < count; ++r) {
+    const size_t b = ranges[r].begin;
+    adamw_span(p + b, g + b, m + b, v + b, ranges[r].end - b, ranges[r].decay ? with_decay : without,
+               zero_grad);
+  }
+}
+
+// Every pointer is host memory: the plan is the CUDA kernel's (adamw_math.h), run here.
+void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         const AdamWRange* /*device_ranges: the same list*/, int count,
+                         const AdamWDeviceStep& s) {
+  AdamWStep decay, no_decay;
+  const bool update = adamw_device_plan(s, s.loss_sum ? *s.loss_sum : 0.0, s.sum_squares ? *s.sum_squares : 0.0,
+                                        *s.step_count, decay, no_decay);
+  if (update) {
+    adamw_update_ranges(p, g, m, v, ranges, count, decay, no_decay, /*zero_grad=*/true);
+    ++*s.step_count;
+    return;
+  }
+  for (int r = 0; r < count; ++r) std::fill(g + ranges[r].begin, g + ranges[r].end, 0.f);
+}
+
+void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* logits,
+                                   const int32_t* labels, int N, int C, int counted) {
+  int rows = 0;
+  const float loss = cross_entropy_forward(probs, logits, labels, N, C, &rows);
+  if (rows != counted)
+    throw Error("kernels::cross_entropy_loss_accumulate: " + std::to_string(rows) +
+                " labelled rows, the caller counted " + std::to_string(counted));
+  *loss_sum += loss;
 }
 
 }  // namespace bertune::kernels::cpu

@@ -120,7 +120,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
   launch_backward<128>(grid, dqkv, row_dots, dctx, qkv, probs, a, dp);
 }
 
-void attention_first_query_forward(float* ctx, const float* q, const float* kv, const AttentionShape& shape) {
+void attention_first_query_forward(float* ctx, float* /*probs: null*/, const float* q, const float* kv,
+                                   const AttentionShape& shape, const Dropout& /*inactive*/) {
   if (shape.num_sequences <= 0) return;
   const dim3 grid = grid_of(shape, "attention_first_query_forward");
   const size_t bytes = first_query_smem_floats(shape.max_length) * sizeof(float);

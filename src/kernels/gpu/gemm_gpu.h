@@ -1,14 +1,15 @@
 #pragma once
-// CUDA bodies of the GEMM ops of kernels/ops.h (gemm, linear_forward,
-// linear_backward): same parameters as the ops.h fronts minus the Device, all
-// pointers device memory, shapes already checked by the front. Defined in
-// gemm_gpu.cu, compiled only with BERTUNE_CUDA; this header is plain C++ so
-// that ops.cc (g++) can include it.
+// The GEMM precision of the CUDA bodies of gemm, linear_forward and
+// linear_backward (declared in ops_gpu.h from the op table; all pointers device
+// memory, shapes already checked by the front). Defined in gemm_gpu.cu,
+// compiled only with BERTUNE_CUDA; this header is plain C++ so that ops.cc
+// (g++) can include it.
 //
 // Everything runs through one cuBLASLt handle and one 32 MiB workspace,
 // created on first use, on the stream of kernels/gpu/runtime.h (the per-thread
 // default stream). Matmul plans (descriptors + the heuristic's algorithm) are
 // cached per shape, so a repeated shape costs one cublasLtMatmul call.
+#include "kernels/gpu/ops_gpu.h"
 #include "kernels/ops.h"
 
 namespace bertune::kernels::gpu {
@@ -25,14 +26,6 @@ void set_precision(Precision p);
 Precision precision();
 using kernels::precision_name;  // "fp32" | "tf32" | "bf16"
 
-// Row-major C[M,N] = alpha * op(A) op(B) + beta * C (see kernels::gemm).
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc);
-// y[T,out] = x[T,in] W^T + b   (b may be null; the bias is the GEMM's epilogue)
-void linear_forward(float* y, const float* x, const float* W, const float* b, int T, int in,
-                    int out);
-// dW += dy^T x; db += column sums of dy; dx = dy W (or += when accumulate_dx).
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
-                     const float* W, int T, int in, int out, bool accumulate_dx);
+// gemm, linear_forward and linear_backward: kernels/gpu/ops_gpu.h (from the op table).
 
 }  // namespace bertune::kernels::gpu

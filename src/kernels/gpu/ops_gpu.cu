@@ -566,10 +566,14 @@ void adamw_update_ranges(float* p, float* g, float* m, float* v, const AdamWRang
   check_launch("adamw_ranges_kernel");
 }
 
-void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRange* ranges, int count,
-                         size_t n, const AdamWDeviceStep& s) {
+// Two launches: the update (or only the zeroed gradients) and the step count; none for
+// an empty range list.
+void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRange* ranges,
+                         const AdamWRange* device_ranges, int count, const AdamWDeviceStep& s) {
+  if (count == 0) return;
+  const size_t n = ranges[count - 1].end;  // host memory: the list is the caller's
   if (n > 0) {
-    adamw_device_kernel<<<grid_for(n), kThreads, 0, stream()>>>(p, g, m, v, ranges, count, n, s);
+    adamw_device_kernel<<<grid_for(n), kThreads, 0, stream()>>>(p, g, m, v, device_ranges, count, n, s);
     check_launch("adamw_device_kernel");
   }
   adamw_count_step_kernel<<<1, 1, 0, stream()>>>(s);
