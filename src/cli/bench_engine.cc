@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/train_flags.h"
+#include "infer/batching.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
-#include "train/batching.h"
 #include "train/prepare.h"
 #include "train/step.h"
 #include "util/error.h"
@@ -98,12 +98,12 @@ class BatchStream {
       batches_ = r_.epoch_batches(++epoch_);
       next_ = 0;
     }
-    return train::build_batch(r_.train, batches_[next_++], layout_);
+    return infer::build_batch(r_.train, batches_[next_++], layout_);
   }
 
  private:
   const train::PreparedRun& r_;
-  train::BatchLayout layout_;
+  infer::BatchLayout layout_;
   std::vector<std::vector<size_t>> batches_;
   size_t next_ = 0;
   int64_t epoch_ = 0;
@@ -190,7 +190,7 @@ void run_train_bench(const TrainBench& b) {
   json out = {
       {"bench", "train"},
       {"model", r.model_description},
-      {"padding", train::padding_name(o.padding)},
+      {"padding", infer::padding_name(o.padding)},
       {"group_by_length", o.group_by_length},
       {"batch_size", o.per_device_train_batch_size},
       {"max_length", o.max_length},

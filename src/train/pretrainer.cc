@@ -4,13 +4,14 @@
 #include <cmath>
 #include <memory>
 
+#include "infer/batching.h"
+#include "infer/model_dir.h"
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
 #include "model/pretrained.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/electra.h"
-#include "train/evaluate.h"
 #include "train/sampler.h"
 #include "train/step.h"
 #include "util/error.h"
@@ -219,7 +220,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   if (t.max_length > p.config.max_position_embeddings)
     throw Error("--max-length " + std::to_string(t.max_length) + " exceeds the model's max_position_embeddings (" +
                 std::to_string(p.config.max_position_embeddings) + ")");
-  p.tokenizer_dir = t.tokenizer.empty() ? default_tokenizer_dir() : fs::path(t.tokenizer);
+  p.tokenizer_dir = t.tokenizer.empty() ? infer::default_tokenizer_dir() : fs::path(t.tokenizer);
   p.tokenizer = text::Tokenizer::load(p.tokenizer_dir);
   if (static_cast<int>(p.tokenizer.vocab_size()) > p.config.vocab_size)
     throw Error("tokenizer " + p.tokenizer_dir.string() + " has " + std::to_string(p.tokenizer.vocab_size()) +
@@ -359,7 +360,7 @@ void Pretrainer::start() {
 
 std::vector<model::Batch> Pretrainer::micro_batches(const std::vector<size_t>& step_indices, int64_t epoch) const {
   std::vector<model::Batch> micro;
-  for (const auto& part : split_batches(step_indices, p_.o.train.per_device_train_batch_size))
+  for (const auto& part : infer::split_batches(step_indices, p_.o.train.per_device_train_batch_size))
     micro.push_back(mlm_batch(p_.train, part, p_.o.attention, p_.masking, p_.o.train.seed, epoch));
   return micro;
 }
@@ -542,7 +543,7 @@ PretrainBench bench_pretraining(const PretrainOptions& options, int warmup, int 
   const auto order = epoch_batches(p.lengths, p.step_size(), false, o.train.seed, 0);
   auto micro = [&](int64_t s) {
     std::vector<model::Batch> m;
-    for (const auto& part : split_batches(order[static_cast<size_t>(s) % order.size()], o.train.per_device_train_batch_size))
+    for (const auto& part : infer::split_batches(order[static_cast<size_t>(s) % order.size()], o.train.per_device_train_batch_size))
       m.push_back(mlm_batch(p.train, part, o.attention, p.masking, o.train.seed, 0));
     return m;
   };

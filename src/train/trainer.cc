@@ -126,12 +126,12 @@ TrainResult Trainer::train() {
 void Trainer::run_epoch() {
   const int64_t e = run_.epoch_index;
   const auto batches = r_.epoch_batches(e);
-  const BatchLayout layout = r_.layout();
+  const infer::BatchLayout layout = r_.layout();
   epoch_start_ = Clock::now();
   if (run_.batch_in_epoch == 0) epoch_tokens_ = TokenCounts{};
   for (int64_t b = run_.batch_in_epoch; b < static_cast<int64_t>(batches.size()); ++b) {
     util::throw_if_stop_requested();
-    const model::Batch batch = build_batch(r_.train, batches[b], layout);
+    const model::Batch batch = infer::build_batch(r_.train, batches[b], layout);
     const double epoch_after = e + static_cast<double>(b + 1) / static_cast<double>(batches.size());
     const bool epoch_end = b + 1 == static_cast<int64_t>(batches.size());
     step_.launch(batch, state_.global_step);
@@ -232,8 +232,8 @@ void Trainer::log_record(Json record) {
 // Returns the metric that picks the best model, when there is one.
 std::optional<double> Trainer::evaluate_now() {
   const TrainOptions& o = r_.options;
-  EvalResult er = evaluate(model_, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
-                           r_.tokenizer.pad_id());
+  infer::EvalResult er = infer::evaluate(model_, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
+                                         r_.tokenizer.pad_id());
   Json rec = er.record();
   log_record(rec);
   const double train_loss = run_.eval_loss_steps ? run_.eval_loss_sum / run_.eval_loss_steps : NAN;
@@ -289,13 +289,13 @@ void Trainer::finish() {
 
   const int32_t pad_id = r_.tokenizer.pad_id();
   if (r_.have_eval) {
-    result_.final_eval = evaluate(model_, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    result_.final_eval = infer::evaluate(model_, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
     std::fprintf(out_, "\n***** Final evaluation (%zu examples) *****\n%s", r_.eval.size(),
                  result_.final_eval->metrics.report().c_str());
   }
   if (!o.test_file.empty()) {
-    TokenizedData test = tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
-    result_.test = evaluate(model_, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    infer::TokenizedData test = infer::tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
+    result_.test = infer::evaluate(model_, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
     log_record(result_.test->record("test_"));
     std::fprintf(out_, "\n***** Test (%s, %zu examples) *****\n%s", o.test_file.c_str(), test.size(),
                  result_.test->metrics.report().c_str());
