@@ -1,5 +1,5 @@
 // bf16 GEMM emulation on the CPU, for the bf16 tolerances of tests/test_gpu_golden.cc
-// (docs/GPU.md, "Tests"): a cblas_sgemm that rounds both operands to bf16 (round to nearest
+// (docs/gpu.md, "Tests"): a cblas_sgemm that rounds both operands to bf16 (round to nearest
 // even, as gemm_gpu.cu's BF16 mode) before Debian's OpenBLAS multiplies them in fp32; every
 // other symbol bertune asks for is forwarded. Not part of the build:
 //   gcc -O2 -shared -fPIC -o /tmp/libbf16blas.so bench/bf16_blas_shim.c -ldl

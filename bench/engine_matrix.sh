@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every training-speed figure of issue #3 and appends one JSON object per
+# Runs every training-speed figure of docs/performance.md and appends one JSON object per
 # line to $OUT (default bench_engine_results.jsonl): GEMM ceiling, then
 # BERT-base and the small config, each packed / longest + group-by-length /
 # max_length 128, batch 32, 2 threads, repeated runs for the spread.

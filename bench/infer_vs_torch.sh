@@ -2,16 +2,16 @@
 # bertune eval against the PyTorch peer (bench/peer_torch.py: HF BertForSequenceClassification
 # re-implemented, eager), side by side on the same CPU: docs/s on the first N_DOCS NSMC test
 # reviews, four contenders run in turn, R rounds:
-#   torch fp32, torch int8 (quantize_dynamic)  — tokenization not counted (the issue's peer)
+#   torch fp32, torch int8 (quantize_dynamic)  — tokenization not counted
 #   bertune eval fp32, bertune eval --int8     — the whole process: load, read, tokenize, eval
-# Then medians [min-max] and the ratios issue #11 targets (bertune fp32 >= 1.5x torch fp32;
-# int8 >= 3x torch fp32 and >= 1.5x torch int8). First, a check that the peer computes what
+# Then medians [min-max] and the ratios bertune/torch (fp32 against fp32; int8 against
+# fp32 and against torch int8). First, a check that the peer computes what
 # bertune computes: max |logit difference| against `bertune predict` on the same texts.
 #
 #   bench/infer_vs_torch.sh [MODEL_DIR | klue-base | small] [N_DOCS]
 #     default klue-base: a random-weights klue/bert-base-shaped model (bench/random_bert.py,
 #     made once into $WORK_DIR); small: the main job's shape (../shared/models/bert-small-klue);
-#     MODEL_DIR: any fp32 classifier directory (e.g. /work/main/runs/main/final), read only.
+#     MODEL_DIR: any fp32 classifier directory (e.g. runs/main/final), read only.
 #     N_DOCS default 2000.
 # Environment: BERTUNE (build/bertune), PYTHON (/usr/bin/python3), THREADS (2), BATCH (64), R (3),
 # NICE (0), MAX_LENGTH (128), PEER_BLAS (openmp | single | system, below), WORK_DIR (a

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""The CPU inference peer of issue #11: Hugging Face's BertForSequenceClassification
+"""The CPU inference peer of bench/infer_vs_torch.sh: Hugging Face's BertForSequenceClassification
 (transformers 4.30 modeling_bert.py) re-implemented module for module in PyTorch, eager,
-fp32, run the way the issue defines the peer: torch.inference_mode, 2 threads, batches of
+fp32, run as the peer is defined there: torch.inference_mode, 2 threads, batches of
 64 sorted by length (padded to the longest of each batch, HF's additive attention mask),
 tokenization not counted. --int8: torch.ao.quantization.quantize_dynamic on every nn.Linear
 (qint8 weights, dynamic per-tensor activations), the usual CPU int8 recipe.

@@ -1,10 +1,12 @@
 #pragma once
 // Runs `bertune ARGS` through the shell (so ARGS may hold redirections and quotes) and
-// returns its exit status and combined stdout + stderr: the helper of the hardening tests.
+// returns its exit status and combined stdout + stderr.
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <string>
+
+#include "test_support.h"
 
 struct CliResult {
   int status;          // exit code, or 128 + signal when killed
@@ -22,5 +24,3 @@ inline CliResult run_cli(const std::string& args) {
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
 }
-
-inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

@@ -17,6 +17,8 @@
 #include "io/atomic_file.h"
 #include "util/error.h"
 #include "util/paths.h"
+#include "run_cli.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
@@ -445,15 +447,6 @@ TEST(DataSha256, NsmcFilesMatchPublishedDigests) {
 // ---------------------------------------------------------------- download
 
 namespace {
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("bertune_" + name)) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 void write_text(const fs::path& p, const std::string& s) {
   fs::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << s;
@@ -543,25 +536,6 @@ TEST(DataDownload, NsmcFromAMirrorIntoTheCache) {
 
 // ---------------------------------------------------------------- CLI
 
-namespace {
-struct CommandResult {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult run_cli(const std::string& args) {
-  std::string cmd = std::string(BERTUNE_BINARY) + " " + args + " 2>&1";
-  CommandResult r{0, ""};
-  std::FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-}  // namespace
-
 TEST(DataCli, HeadStatsAndDownloadOffline) {
   auto head = run_cli("data head " + fixture("good.tsv").string() + " -n 2");
   EXPECT_EQ(head.status, 0) << head.output;
@@ -627,4 +601,112 @@ TEST(DataStats, TokenLengthsMatchHuggingFaceTokenizer) {
   EXPECT_EQ(s.tokens->max, want.max);
   EXPECT_EQ(s.over_token_limit,
             static_cast<size_t>(std::count_if(expected.begin(), expected.end(), [](int64_t n) { return n > 64; })));
+}
+
+// ---------------------------------------------------------------- files users get wrong
+
+namespace {
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+}  // namespace
+
+TEST(DataFiles, DirectoryGivenAsFileIsNamed) {
+  TempDir tmp("dir_as_file");
+  const std::string dir = tmp.path.string();
+  EXPECT_EQ(error_of([&] { data::read_dataset(tmp.path); }), dir + " is a directory; expected a file");
+  for (const std::string& cmd : {"data stats --no-tokens " + dir, "data head " + dir, "tokenize --input " + dir,
+                                 "tokenize --input " + dir + " --format tsv"}) {
+    auto r = run_cli(cmd);
+    EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, dir + " is a directory; expected a file")) << cmd << "\n" << r.output;
+  }
+  auto missing = run_cli("data head " + dir + "/nope.tsv");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_TRUE(contains(missing.output, "nope.tsv: No such file or directory")) << missing.output;
+}
+
+TEST(DataFiles, GzipDataIsReadTransparently) {
+  TempDir tmp("gz");
+  const std::string tsv = io::read_file(fixture("good.tsv"));
+  const std::string csv = io::read_file(fixture("good.csv"));
+  fs::path tsv_gz = tmp.file("good.tsv.gz", gzip(tsv)), csv_gz = tmp.file("good.csv.gz", gzip(csv));
+  fs::path odd_name = tmp.file("ratings.txt", gzip(tsv));  // gzip whatever the name
+  data::Dataset plain = data::read_dataset(fixture("good.tsv"));
+  for (const fs::path& p : {tsv_gz, odd_name}) {
+    data::Dataset d = data::read_dataset(p);
+    ASSERT_EQ(d.size(), plain.size()) << p;
+    for (size_t i = 0; i < d.size(); ++i) EXPECT_EQ(d.examples[i].text, plain.examples[i].text);
+  }
+  EXPECT_EQ(data::read_dataset(csv_gz).size(), data::read_dataset(fixture("good.csv")).size());
+  auto head = run_cli("data head -n 2 " + tsv_gz.string());
+  EXPECT_EQ(head.status, 0) << head.output;
+  EXPECT_TRUE(contains(head.output, "재밌다 정말")) << head.output;
+  // A truncated download: an error naming the file, not binary on the terminal.
+  std::string gz = gzip(tsv);
+  fs::path cut = tmp.file("cut.tsv.gz", gz.substr(0, gz.size() / 2));
+  EXPECT_EQ(error_of([&] { data::read_dataset(cut); }),
+            cut.string() + ": cannot decompress gzip data: the gzip stream is truncated");
+  // tokenize --input reads gzip too.
+  fs::path lines = tmp.file("lines.txt.gz", gzip("좋다\n별로\n"));
+  auto tok = run_cli("tokenize --input " + lines.string());
+  EXPECT_EQ(tok.status, 0) << tok.output;
+  EXPECT_EQ(std::count(tok.output.begin(), tok.output.end(), '\n'), 2) << tok.output;
+}
+
+// A 5 MB bad line is not copied into the error.
+TEST(DataFiles, HugeBadLinesAreCutInErrors) {
+  TempDir tmp("hugeline");
+  const std::string big(5 << 20, 'x');
+  fs::path jsonl = tmp.file("big.jsonl", "{\"document\": \"a\", \"label\": 1}\n{\"document\": " + big + "}\n");
+  auto e = error_of([&] { data::read_dataset(jsonl); });
+  EXPECT_TRUE(contains(e, "big.jsonl:2: bad JSON")) << e.substr(0, 300);
+  EXPECT_LT(e.size(), 600u) << e.substr(0, 300);
+  fs::path header = tmp.file("big.tsv", big + "\n");  // no 'document' column: the header is listed
+  auto h = error_of([&] { data::read_dataset(header); });
+  EXPECT_TRUE(contains(h, "no column 'document'")) << h.substr(0, 300);
+  EXPECT_LT(h.size(), 600u);
+  fs::path label = tmp.file("label.tsv", "id\tdocument\tlabel\n1\tok\t" + big + "\n");
+  auto l = error_of([&] { data::read_dataset(label); });
+  EXPECT_TRUE(contains(l, "label.tsv:2: label 'xxx")) << l.substr(0, 300);
+  EXPECT_LT(l.size(), 600u);
+  EXPECT_EQ(quote_excerpt(std::string(100, 'a'), 10), "aaaaaaaaaa... (100 bytes)");
+  EXPECT_EQ(quote_excerpt("가나다", 4), "가... (9 bytes)");  // never inside a UTF-8 sequence
+}
+
+// Invalid UTF-8 used to be dropped silently by the tokenizer, gluing words.
+TEST(DataFiles, InvalidUtf8IsAnErrorNamingTheLine) {
+  TempDir tmp("utf8");
+  fs::path lines = tmp.file("lines.txt", "좋다\nab\xff" "cd\n");
+  auto r = run_cli("tokenize --input " + lines.string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, lines.string() + ":2: invalid UTF-8 at byte 2")) << r.output;
+  auto arg = run_cli("tokenize ok " + quote("ab\xc3(cd"));
+  EXPECT_EQ(arg.status, 1) << arg.output;
+  EXPECT_TRUE(contains(arg.output, "text 2: invalid UTF-8 at byte 2")) << arg.output;
+  EXPECT_EQ(data::read_text_lines(tmp.file("ok.txt", "a\r\nb\n")), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(DataFiles, BinaryFileIsNamedNotQuoted) {
+  auto e = error_of([] { data::read_dataset(BERTUNE_BINARY); });
+  EXPECT_TRUE(contains(e, ": binary data (a NUL byte at offset ")) << e;
+  EXPECT_EQ(e.find("ELF"), std::string::npos) << e;
+}
+
+// --samples past the end used to be accepted while the header claimed N rows.
+TEST(DataCli, SamplesAndLabelsOutOfRange) {
+  const std::string good = fixture("good.tsv").string();
+  auto more = run_cli("data stats --no-tokens --samples 100 " + good);
+  EXPECT_EQ(more.status, 1) << more.output;
+  EXPECT_TRUE(contains(more.output, "--samples 100: " + good + " has only 5 rows")) << more.output;
+  auto negative = run_cli("data head --samples -5 " + good);
+  EXPECT_EQ(negative.status, 1) << negative.output;
+  EXPECT_TRUE(contains(negative.output, "--samples: must be positive (got -5)")) << negative.output;
+  auto labels = run_cli("data head --num-labels 0 " + good);
+  EXPECT_EQ(labels.status, 1) << labels.output;
+  EXPECT_TRUE(contains(labels.output, "--num-labels: must be positive")) << labels.output;
+  EXPECT_EQ(run_cli("data head -n -1 " + good).status, 1);
+  EXPECT_EQ(run_cli("data head --samples 5 " + good).status, 0);
 }

@@ -23,23 +23,13 @@
 #include "kernels/gpu/runtime.h"
 #endif
 #include "run_binary.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
 using kernels::Device;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // What --device cuda must say in this build on this machine; empty when a GPU is usable.
 std::string expected_cuda_refusal() {

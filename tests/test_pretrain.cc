@@ -22,7 +22,7 @@
 #include "io/safetensors.h"
 #include "train/report.h"
 #include "util/paths.h"
-#include "run_binary.h"
+#include "train_fixture.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -32,18 +32,15 @@ namespace {
 
 // 900 review texts from the NSMC training file as a gzipped corpus, a tiny config over the
 // klue vocabulary, and a small labelled file for the fine-tuning check.
-struct Fixture {
-  fs::path dir = fs::temp_directory_path() / ("bertune_pretrain_test_" + std::to_string(::getpid()));
-  fs::path corpus, config, labelled;
-  Fixture() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
-    std::string header, line, text;
-    std::getline(in, header);
+struct Fixture : TinyTrainDir {
+  fs::path corpus, labelled;
+  Fixture() : TinyTrainDir("pretrain_test") {
+    const NsmcRows nsmc = nsmc_train_rows(900);
+    std::string text;
     std::ofstream lab(dir / "labelled.tsv");
-    lab << header << "\n";
-    for (int i = 0; i < 900 && std::getline(in, line); ++i) {
+    lab << nsmc.header << "\n";
+    for (size_t i = 0; i < nsmc.rows.size(); ++i) {
+      const std::string& line = nsmc.rows[i];
       const size_t a = line.find('\t'), b = line.rfind('\t');
       text += line.substr(a + 1, b - a - 1) + "\n";
       if (i < 64) lab << line << "\n";
@@ -53,12 +50,7 @@ struct Fixture {
     gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
     gzclose(f);
     labelled = dir / "labelled.tsv";
-    config = dir / "tiny.json";
-    io::write_file_atomic(config, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
-      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
-      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
   }
-  ~Fixture() { fs::remove_all(dir); }
   // Two fine-tuning steps of a pretrained directory on the labelled file, into dir/ft.
   std::vector<std::string> finetune_args(const fs::path& model_dir) const {
     return {"train", "--model", model_dir.string(), "--train-file", labelled.string(), "--max-length", "64",
@@ -72,20 +64,6 @@ struct Fixture {
             "--logging-steps", "1", "--validation-reviews", "60", "--output-dir", out.string(), "--threads", "2"};
   }
 };
-
-// SIGKILLs a run once `after` loss records are logged. Returns whether the kill landed first.
-bool run_and_kill(const std::vector<std::string>& args, const fs::path& out, size_t after, const fs::path& console) {
-  pid_t pid = spawn(args, console);
-  int status = 0;
-  for (;;) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;
-    if (metric_by_step(out / "log.jsonl", "loss").size() >= after) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return WIFSIGNALED(status);
-}
 
 }  // namespace
 

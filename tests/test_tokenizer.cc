@@ -12,9 +12,11 @@
 
 #include "io/atomic_file.h"
 #include "text/tokenizer.h"
+#include "text/unk_rate.h"
 #include "text/unicode.h"
 #include "util/error.h"
 #include "util/paths.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
@@ -71,16 +73,6 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
@@ -325,4 +317,25 @@ TEST(TokenizeCli, WritesGoldenJsonl) {
   EXPECT_NE(io::read_file(dir / "err.txt").find("missing.txt"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "out.jsonl"));
   fs::remove_all(dir);
+}
+
+TEST(Tokenizer, VocabTxtThatIsADirectory) {
+  TempDir tmp("vocab_dir");
+  fs::create_directories(tmp.path / "vocab.txt");
+  auto e = error_of([&] { text::Tokenizer::load(tmp.path); });
+  EXPECT_TRUE(contains(e, "vocab.txt is a directory; expected a file")) << e;
+}
+
+TEST(UnkRate, WarnsWhenMostTokensAreUnknown) {
+  const auto tok = text::Tokenizer::from_vocab({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "movie"},
+                                               text::BasicTokenizerOptions{});
+  std::vector<std::string> texts(10, "good movie 영화 좋다");
+  auto rate = text::unk_rate(tok, tok.encode_batch(texts));
+  EXPECT_EQ(rate.tokens, 40u);  // [CLS] and [SEP] not counted
+  EXPECT_EQ(rate.unk, 20u);
+  auto w = text::unk_warning(rate, "tok/");
+  ASSERT_TRUE(w.has_value());
+  EXPECT_TRUE(contains(*w, "50.0% of the tokens of the first batch are [UNK] (20 of 40)")) << *w;
+  std::vector<std::string> fine(10, "good movie good movie");
+  EXPECT_FALSE(text::unk_warning(text::unk_rate(tok, tok.encode_batch(fine)), "tok/").has_value());
 }

@@ -6,9 +6,12 @@
 
 #include "io/atomic_file.h"
 #include "cli/train_flags.h"
+#include "io/json_error.h"
 #include "train/options.h"
+#include "train/run_state.h"
 #include "train/state.h"
 #include "util/error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
@@ -154,7 +157,7 @@ static TrainOptions parse(std::vector<std::string> args, cli::TrainFlags& raw) {
   return cli::resolve_train_flags(raw);
 }
 
-static std::string error_of(std::vector<std::string> args) {
+static std::string flags_error(std::vector<std::string> args) {
   cli::TrainFlags raw;
   try {
     parse(std::move(args), raw);
@@ -190,7 +193,7 @@ TEST(TrainOptionsParse, ClearErrorsNamingTheFlag) {
   auto with = [&](std::vector<std::string> extra) {
     auto a = base;
     a.insert(a.end(), extra.begin(), extra.end());
-    return error_of(a);
+    return flags_error(a);
   };
   EXPECT_EQ(with({"--eval-strategy", "epochs"}), "--eval-strategy: 'epochs' is not one of no|steps|epoch");
   EXPECT_EQ(with({"--learning-rate", "fast"}), "--learning-rate: 'fast' is not a number");
@@ -203,7 +206,7 @@ TEST(TrainOptionsParse, ClearErrorsNamingTheFlag) {
             std::string::npos);
   EXPECT_NE(with({"--early-stopping-patience", "3"}).find("requires --load-best-model-at-end"), std::string::npos);
   EXPECT_NE(with({"--metric-for-best-model", "precision"}).find("not one of loss|accuracy|f1"), std::string::npos);
-  EXPECT_NE(error_of({"--output-dir", "o"}).find("--model"), std::string::npos);
+  EXPECT_NE(flags_error({"--output-dir", "o"}).find("--model"), std::string::npos);
   EXPECT_EQ(with({"--group-by-length=maybe"}), "--group-by-length: 'maybe' is not true|false");
   // Config-file errors name the file and key.
   fs::path cfg = fs::temp_directory_path() / "bertune_opts_bad.json";
@@ -243,4 +246,118 @@ TEST(Presets, NotebookRunsValidateWithTheirSettings) {
   EXPECT_EQ(run4.padding, infer::Padding::Longest);
   EXPECT_TRUE(run4.group_by_length);
   EXPECT_THROW(find_preset("notebook-9"), Error);
+}
+
+// ---------------------------------------------------------------- values a run never writes
+
+namespace {
+std::string options_error(nlohmann::json j) {
+  j["model_config"] = "c.json";
+  j["output_dir"] = "o";
+  return error_of([&] { train::train_options_from_json(j, "opts.json"); });
+}
+
+nlohmann::json run_state_with(const std::string& key, const nlohmann::json& value) {
+  train::RunState r;
+  r.optimizer_steps = 3;
+  r.skipped_steps = 1;
+  r.epoch_index = 1;
+  nlohmann::json j = r.to_json();
+  j[key] = value;
+  return j;
+}
+}  // namespace
+
+TEST(TrainOptions, TorchRangesAndSignsAreChecked) {
+  EXPECT_EQ(options_error({}), "");
+  EXPECT_EQ(options_error({{"adam_beta1", 1.5}}), "--adam-beta1: must lie in [0, 1)");
+  EXPECT_EQ(options_error({{"adam_beta2", -0.5}}), "--adam-beta2: must lie in [0, 1)");
+  EXPECT_EQ(options_error({{"adam_epsilon", -1}}), "--adam-epsilon: must not be negative");
+  EXPECT_EQ(options_error({{"hidden_dropout", 1}}), "--hidden-dropout: must lie in [0, 1)");
+  EXPECT_EQ(options_error({{"attention_dropout", 1}}), "--attention-dropout: must lie in [0, 1)");
+  EXPECT_EQ(options_error({{"train_samples", -5}}), "--train-samples: must be positive (or -1 for all)");
+  EXPECT_EQ(options_error({{"eval_samples", -2}}), "--eval-samples: must be positive (or -1 for all)");
+  EXPECT_TRUE(contains(options_error({{"threads", 100000}}), "at most 256"));
+  // int fields: no silent wrap to a negative number, no 1.5 -> 1.
+  EXPECT_EQ(options_error({{"per_device_train_batch_size", 2147483648ll}}),
+            "opts.json: per_device_train_batch_size: 2147483648 is out of range [-2147483648, 2147483647]");
+  EXPECT_EQ(options_error({{"per_device_train_batch_size", "99999999999"}}),
+            "opts.json: per_device_train_batch_size: '99999999999' is out of range [-2147483648, 2147483647]");
+  EXPECT_EQ(options_error({{"per_device_train_batch_size", 1.5}}), "opts.json: per_device_train_batch_size: 1.5 is not an integer");
+  EXPECT_EQ(options_error({{"logging_steps", "99999999999999999999"}}),
+            "opts.json: logging_steps: '99999999999999999999' is out of range [-9223372036854775808, 9223372036854775807]");
+}
+
+// fuzz_trainer_state: the same overflow in trainer_state.json (read on resume).
+TEST(TrainerStateFile, NumberOverflowIsAnError) {
+  auto e = error_of([] { train::TrainerState::load(fuzz_fixture("trainer_state_number_overflow.json")); });
+  EXPECT_TRUE(contains(e, "trainer_state_number_overflow.json: not valid JSON (number overflow parsing")) << e;
+  TempDir tmp("state_fields");
+  fs::path state = tmp.file("trainer_state.json", R"({"epoch": 1.0})");
+  EXPECT_EQ(error_of([&] { train::TrainerState::load(state); }), state.string() + ": missing field \"global_step\"");
+}
+
+// A hand-edited or corrupted bertune_state.json was believed: negative counts went into
+// AdamW's bias correction and the loss windows (no run writes them).
+TEST(ResumeState, CountsOutsideWhatARunWritesAreRefused) {
+  auto refused = [](const std::string& key, const nlohmann::json& v) {
+    return error_of([&] { train::RunState::from_json(run_state_with(key, v), "ck/bertune_state.json"); });
+  };
+  EXPECT_EQ(refused("optimizer_steps", -5),
+            "ck/bertune_state.json: field \"optimizer_steps\" is -5; it counts, so it must be >= 0");
+  EXPECT_TRUE(contains(refused("run_loss_steps", -1), "field \"run_loss_steps\" is -1"));
+  EXPECT_TRUE(contains(refused("early_stopping_counter", -2), "field \"early_stopping_counter\" is -2"));
+  EXPECT_TRUE(contains(refused("nonfinite_streak", 3), "field \"nonfinite_streak\" is 3; a saved run has 0, 1 or 2"));
+  EXPECT_TRUE(contains(refused("log_loss_sum", std::numeric_limits<double>::infinity()),
+                       "field \"log_loss_sum\" must be a finite number"));
+  EXPECT_TRUE(contains(refused("real_tokens", 10), "real_tokens 10 exceeds processed_tokens 0"));
+  EXPECT_EQ(refused("samples", 7), "");  // the base itself is accepted
+}
+
+// The collapse detector compares metric i with prediction hash i; a state with fewer hashes
+// than metrics made the next evaluation read past the hashes (heap overflow under ASan).
+TEST(ResumeState, CollapseHistoryOfUnequalLengthsIsRefused) {
+  auto j = run_state_with("collapse", {{"prediction_hashes", nlohmann::json::array()}, {"metrics", {0.5, 0.5}}});
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(j, "s.json"); }),
+            "s.json: field \"collapse\" has 0 prediction hashes but 2 metrics");
+  auto not_ours = run_state_with("collapse", "x");
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(not_ours, "s.json"); }),
+            "s.json: field \"collapse\" is not what bertune writes");
+}
+
+// epoch_index * steps_per_epoch + batch_in_epoch wrapped (signed overflow, UB): epoch 2^62 of
+// 4 steps "agreed" with global_step 1, and the resumed run started at epoch 2^62.
+TEST(ResumeState, DataPositionThatOverflowsIsInconsistent) {
+  train::TrainerState state;
+  state.global_step = 1;
+  train::RunState run;
+  run.optimizer_steps = 1;
+  run.epoch_index = int64_t{1} << 62;
+  run.batch_in_epoch = 1;
+  auto e = error_of([&] { train::check_resume_consistent("out/checkpoint-1", state, run, 4); });
+  EXPECT_TRUE(contains(e, "inconsistent checkpoint")) << e;
+  EXPECT_TRUE(contains(e, "the data position is epoch 4611686018427387904, batch 1 of 4")) << e;
+  run.epoch_index = 0;
+  EXPECT_EQ(error_of([&] { train::check_resume_consistent("out/checkpoint-1", state, run, 4); }), "");
+}
+
+// What the fuzz target reads first: another run's fingerprint is named, not believed.
+TEST(ResumeState, AnotherRunsFingerprintIsRefusedNamingBoth) {
+  TempDir tmp("run_state_fp");
+  auto j = run_state_with("samples", 0);
+  j["fingerprint"] = {{"seed", 1}};
+  tmp.file("bertune_state.json", j.dump());
+  auto e = error_of([&] { train::read_run_state(tmp.path, {{"seed", 2}}); });
+  EXPECT_TRUE(contains(e, "was made with {\"seed\":1} but this run has {\"seed\":2}")) << e;
+  tmp.file("bertune_state.json", "[1, 2]");
+  EXPECT_TRUE(contains(error_of([&] { train::read_run_state(tmp.path, {{"seed", 2}}); }),
+                       "bertune_state.json: expected a JSON object, found array"));
+}
+
+// fuzz_bertune_state finding (second run): a prediction hash beyond 2^64 parsed as a double
+// and was converted to uint64_t (undefined; UBSan's report, a garbage hash in release).
+TEST(ResumeState, BertuneStateHashOverflowIsAnError) {
+  const fs::path f = fuzz_fixture("bertune_state_hash_overflow.json");
+  EXPECT_EQ(error_of([&] { train::RunState::from_json(io::read_json_file(f), "s.json"); }),
+            "s.json: field \"collapse\" is not what bertune writes");
 }

@@ -24,7 +24,7 @@
 #include "train/report.h"
 #include "util/error.h"
 #include "util/paths.h"
-#include "run_binary.h"
+#include "train_fixture.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -32,29 +32,19 @@ using namespace bertune;
 
 namespace {
 
-// Small NSMC-format files cut from the real training reviews, and a tiny config with the
-// klue vocabulary: every run takes a second or two.
-struct Fixture {
-  fs::path dir = fs::temp_directory_path() / ("bertune_trainer_test_" + std::to_string(::getpid()));
-  fs::path train, eval, config;
-  Fixture() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
-    std::string header, line;
-    std::getline(in, header);
+// 400 training and 80 evaluation reviews cut from the real NSMC training file, beside the
+// tiny config.
+struct Fixture : TinyTrainDir {
+  fs::path train, eval;
+  Fixture() : TinyTrainDir("trainer_test") {
+    const NsmcRows nsmc = nsmc_train_rows(480);
     std::ofstream tr(dir / "train.tsv"), ev(dir / "eval.tsv");
-    tr << header << "\n";
-    ev << header << "\n";
-    for (int i = 0; i < 480 && std::getline(in, line); ++i) (i < 400 ? tr : ev) << line << "\n";
+    tr << nsmc.header << "\n";
+    ev << nsmc.header << "\n";
+    for (size_t i = 0; i < nsmc.rows.size(); ++i) (i < 400 ? tr : ev) << nsmc.rows[i] << "\n";
     train = dir / "train.tsv";
     eval = dir / "eval.tsv";
-    config = dir / "tiny.json";
-    io::write_file_atomic(config, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
-      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
-      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
   }
-  ~Fixture() { fs::remove_all(dir); }
   std::vector<std::string> base_args(const fs::path& out) const {
     return {"train", "--model-config", config.string(), "--train-file", train.string(), "--eval-file",
             eval.string(), "--max-length", "48", "--per-device-train-batch-size", "16", "--learning-rate", "1e-3",
@@ -66,29 +56,6 @@ void set_arg(std::vector<std::string>& args, const std::string& flag, const std:
   auto it = std::find(args.begin(), args.end(), flag);
   ASSERT_TRUE(it != args.end() && it + 1 != args.end()) << flag;
   *(it + 1) = value;
-}
-
-size_t count_loss_records(const fs::path& log) {
-  size_t n = 0;
-  for (const auto& r : train::JsonlLog::read(log)) n += r.contains("loss");
-  return n;
-}
-
-// Starts a run and SIGKILLs it once `after` loss records are logged (+ delay). Returns
-// whether the kill landed before the run finished on its own.
-bool run_and_kill(const std::vector<std::string>& args, const fs::path& out, size_t after, int delay_ms,
-                  const fs::path& console) {
-  pid_t pid = spawn(args, console);
-  int status = 0;
-  for (;;) {
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;  // finished first
-    if (count_loss_records(out / "log.jsonl") >= after) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return WIFSIGNALED(status);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
-// `bertune plot TABLE.tsv --out CHART.png --x COLUMN --y COLUMN[,COLUMN...]`: a line chart of
-// a tab-separated table with a header row (e.g. the pretraining curve of
+// `bertune plot TABLE.tsv --out CHART.png|CHART.svg --x COLUMN --y COLUMN[,COLUMN...]`: a line
+// chart of a tab-separated table with a header row (e.g. the pretraining curve of
 // scripts/pretrain-curve), drawn by the same renderer as `bertune compare`.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -69,7 +70,18 @@ struct PlotArgs {
   std::string table, out, x, y, title;
 };
 
+// Refused before any work: an --out whose extension names no chart format, or one that is the
+// input table itself.
+void check_out(const PlotArgs& a) {
+  if (!train::chart_format(a.out))
+    throw Error("--out " + a.out + ": the extension picks the chart format; use .png or .svg");
+  std::error_code ec;
+  if (std::filesystem::equivalent(a.table, a.out, ec))
+    throw Error("--out " + a.out + ": that is the input table; write the chart to another file");
+}
+
 void run_plot(const PlotArgs& a) {
+  check_out(a);
   const Table t = read_table(a.table);
   const size_t x = t.column(a.x, a.table);
   train::Panel panel{a.title.empty() ? a.y : a.title, a.y, {}};
@@ -82,7 +94,7 @@ void run_plot(const PlotArgs& a) {
     for (size_t r = 0; r < t.rows.size(); ++r) s.y.push_back(number(t.rows[r][col], a.table, r));
     panel.series.push_back(std::move(s));
   }
-  train::write_line_charts_png(a.out, {panel}, a.x, 760, 440, ticks);
+  train::write_line_charts(a.out, {panel}, a.x, 760, 440, ticks);
   std::printf("wrote %s (%zu points)\n", a.out.c_str(), t.rows.size());
 }
 
@@ -90,9 +102,9 @@ void run_plot(const PlotArgs& a) {
 
 void add_plot_command(CLI::App& app) {
   auto args = std::make_shared<PlotArgs>();
-  auto* cmd = app.add_subcommand("plot", "Draw a line chart (PNG) of a tab-separated table with a header row");
+  auto* cmd = app.add_subcommand("plot", "Draw a line chart (PNG or SVG) of a tab-separated table with a header row");
   cmd->add_option("table", args->table, "TSV file, header row first")->required();
-  cmd->add_option("--out", args->out, "PNG to write")->required();
+  cmd->add_option("--out", args->out, "chart to write: .png or .svg (the extension picks the format)")->required();
   cmd->add_option("--x", args->x, "column of the x tick labels (points are evenly spaced)")->required();
   cmd->add_option("--y", args->y, "column(s) to draw, comma-separated")->required();
   cmd->add_option("--title", args->title, "chart title (default: the y columns)");

@@ -1,7 +1,6 @@
 #include "model/bert.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -17,21 +16,8 @@ namespace {
 // Times the rest of the enclosing block under `phase` when profiling is on.
 #define PHASE(phase) ProfileScope profile_scope_##__LINE__(phase)
 
-uint64_t splitmix(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t hash_name(const std::string& s) {  // FNV-1a: per-tensor init streams
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 // Dropout sites: one stream per place dropout happens.
-constexpr uint64_t kSiteEmbeddings = 0, kSiteClassifier = 1000000;
+constexpr uint64_t kSiteEmbeddings = 0;  // heads.cc has the classifier's
 uint64_t site_attention_probs(int l) { return 1 + 3 * uint64_t(l); }
 uint64_t site_attention_output(int l) { return 2 + 3 * uint64_t(l); }
 uint64_t site_ffn_output(int l) { return 3 + 3 * uint64_t(l); }
@@ -79,202 +65,36 @@ int64_t Batch::real_tokens() const {
   return n;
 }
 
-// ---------------------------------------------------------------- layout
-
-std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) {
-  const int64_t V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size;
-  const int64_t P = config.max_position_embeddings, TT = config.type_vocab_size;
-  std::vector<TensorSpec> specs;
-  auto add = [&](std::string name, std::vector<int64_t> shape) -> TensorSpec& {
-    TensorSpec& spec = specs.emplace_back();
-    spec.name = std::move(name);
-    spec.shape = std::move(shape);
-    return spec;
-  };
-  auto add_head = [&](std::string name, std::vector<int64_t> shape) {
-    add(std::move(name), std::move(shape)).head = true;
-  };
-  add("bert.embeddings.word_embeddings.weight", {V, H});
-  add("bert.embeddings.position_embeddings.weight", {P, H});
-  add("bert.embeddings.token_type_embeddings.weight", {TT, H});
-  add("bert.embeddings.LayerNorm.weight", {H});
-  add("bert.embeddings.LayerNorm.bias", {H});
-  for (int l = 0; l < config.num_hidden_layers; ++l) {
-    std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
-    add(pre + "attention.self.query.weight", {H, H});
-    add(pre + "attention.self.key.weight", {H, H}).follows_previous = true;
-    add(pre + "attention.self.value.weight", {H, H}).follows_previous = true;
-    add(pre + "attention.self.query.bias", {H});
-    add(pre + "attention.self.key.bias", {H}).follows_previous = true;
-    add(pre + "attention.self.value.bias", {H}).follows_previous = true;
-    add(pre + "attention.output.dense.weight", {H, H});
-    add(pre + "attention.output.dense.bias", {H});
-    add(pre + "attention.output.LayerNorm.weight", {H});
-    add(pre + "attention.output.LayerNorm.bias", {H});
-    add(pre + "intermediate.dense.weight", {I, H});
-    add(pre + "intermediate.dense.bias", {I});
-    add(pre + "output.dense.weight", {H, I});
-    add(pre + "output.dense.bias", {H});
-    add(pre + "output.LayerNorm.weight", {H});
-    add(pre + "output.LayerNorm.bias", {H});
-  }
-  if (task == Task::SequenceClassification) {
-    const int64_t C = config.num_labels();
-    add_head("bert.pooler.dense.weight", {H, H});
-    add_head("bert.pooler.dense.bias", {H});
-    add_head("classifier.weight", {C, H});
-    add_head("classifier.bias", {C});
-  } else if (task == Task::ReplacedTokenDetection) {
-    // ElectraDiscriminatorPredictions' dense; the prediction is a 2-way classifier per
-    // token (HF's dense_prediction is [1, H] with a sigmoid: the same function, as the
-    // difference of our two logits), so that the loss is the cross-entropy every device has.
-    add_head("discriminator_predictions.dense.weight", {H, H});
-    add_head("discriminator_predictions.dense.bias", {H});
-    add_head("discriminator_predictions.classifier.weight", {2, H});
-    add_head("discriminator_predictions.classifier.bias", {2});
-  } else {
-    add_head("cls.predictions.transform.dense.weight", {H, H});
-    add_head("cls.predictions.transform.dense.bias", {H});
-    add_head("cls.predictions.transform.LayerNorm.weight", {H});
-    add_head("cls.predictions.transform.LayerNorm.bias", {H});
-    add_head("cls.predictions.bias", {V});
-    add("cls.predictions.decoder.weight", {V, H}).tied_to = "bert.embeddings.word_embeddings.weight";
-    add("cls.predictions.decoder.bias", {V}).tied_to = "cls.predictions.bias";
-  }
-  return specs;
-}
-
-TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task) {
-  TensorShapes shapes;
-  for (auto& spec : bert_tensor_layout(config, task)) shapes[spec.name] = std::move(spec.shape);
-  return shapes;
-}
-
 // ---------------------------------------------------------------- parameters
 
 BertModel::BertModel(BertConfig config, Task task, k::Device device, Init init)
-    : config_(std::move(config)), task_(task), device_(device) {
+    : config_(std::move(config)), task_(task), device_(device), head_(make_head(task)) {
   if (const char* full = std::getenv("BERTUNE_FULL_LAST_LAYER"); full && std::strcmp(full, "1") == 0)
     last_layer_cls_only_ = false;
   build_layout();  // zeroed buffers
   if (init == Init::Random) init_weights(0);
 }
 
-// Offsets into the flat buffers: every tensor starts on a 64-byte boundary
-// unless it follows the previous one (Q, K, V); tied tensors take no space.
+// The flat buffers of flat_param_layout, zeroed, and the encoder's and the head's views.
 void BertModel::build_layout() {
-  size_t offset = 0;
-  for (const auto& spec : bert_tensor_layout(config_, task_)) {
-    if (!spec.tied_to.empty()) continue;
-    if (!spec.follows_previous) offset = (offset + 15) / 16 * 16;
-    ParamInfo p;
-    p.name = spec.name;
-    p.shape = spec.shape;
-    p.numel = 1;
-    for (auto d : p.shape) p.numel *= static_cast<size_t>(d);
-    p.offset = offset;
-    p.decay = p.name.find("bias") == std::string::npos &&
-              p.name.find("LayerNorm.weight") == std::string::npos;
-    p.head = spec.head;
-    offset += p.numel;
-    info_.push_back(std::move(p));
-  }
-  offset = (offset + 15) / 16 * 16;
-  params_ = k::DeviceBuffer<float>(device_, offset);  // zeroed, alignment gaps included
-  grads_ = k::DeviceBuffer<float>(device_, offset);
-  p_ = views(params_.data());
-  g_ = views(grads_.data());
+  size_t total = 0;
+  info_ = flat_param_layout(config_, task_, &total);
+  params_ = k::DeviceBuffer<float>(device_, total);  // zeroed, alignment gaps included
+  grads_ = k::DeviceBuffer<float>(device_, total);
+  const FlatView params(params_.data(), info_), grads(grads_.data(), info_);
+  p_ = encoder_views(config_, params);
+  g_ = encoder_views(config_, grads);
+  head_->bind(params, grads);
 }
 
-// The kernels' named pointers into a flat buffer (params or grads), found by
-// HF name so that only bert_tensor_layout knows the order.
-BertModel::Params BertModel::views(float* base) const {
-  auto at = [&](const std::string& name) { return base + param(name).offset; };
-  Params p;
-  p.word = at("bert.embeddings.word_embeddings.weight");
-  p.position = at("bert.embeddings.position_embeddings.weight");
-  p.token_type = at("bert.embeddings.token_type_embeddings.weight");
-  p.emb_ln_g = at("bert.embeddings.LayerNorm.weight");
-  p.emb_ln_b = at("bert.embeddings.LayerNorm.bias");
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
-    LayerParams L;
-    L.qkv_w = at(pre + "attention.self.query.weight");  // key, value weights follow: [3H, H]
-    L.qkv_b = at(pre + "attention.self.query.bias");    // key, value biases follow: [3H]
-    L.attn_out_w = at(pre + "attention.output.dense.weight");
-    L.attn_out_b = at(pre + "attention.output.dense.bias");
-    L.ln1_g = at(pre + "attention.output.LayerNorm.weight");
-    L.ln1_b = at(pre + "attention.output.LayerNorm.bias");
-    L.ffn_in_w = at(pre + "intermediate.dense.weight");
-    L.ffn_in_b = at(pre + "intermediate.dense.bias");
-    L.ffn_out_w = at(pre + "output.dense.weight");
-    L.ffn_out_b = at(pre + "output.dense.bias");
-    L.ln2_g = at(pre + "output.LayerNorm.weight");
-    L.ln2_b = at(pre + "output.LayerNorm.bias");
-    p.layers.push_back(L);
-  }
-  if (task_ == Task::SequenceClassification) {
-    p.pool_w = at("bert.pooler.dense.weight");
-    p.pool_b = at("bert.pooler.dense.bias");
-    p.cls_w = at("classifier.weight");
-    p.cls_b = at("classifier.bias");
-  } else if (task_ == Task::ReplacedTokenDetection) {
-    p.rtd_w = at("discriminator_predictions.dense.weight");
-    p.rtd_b = at("discriminator_predictions.dense.bias");
-    p.rtd_out_w = at("discriminator_predictions.classifier.weight");
-    p.rtd_out_b = at("discriminator_predictions.classifier.bias");
-  } else {
-    p.mlm_w = at("cls.predictions.transform.dense.weight");
-    p.mlm_b = at("cls.predictions.transform.dense.bias");
-    p.mlm_ln_g = at("cls.predictions.transform.LayerNorm.weight");
-    p.mlm_ln_b = at("cls.predictions.transform.LayerNorm.bias");
-    p.mlm_bias = at("cls.predictions.bias");
-  }
-  return p;
-}
-
-const ParamInfo& BertModel::param(const std::string& name) const {
-  for (const auto& p : info_)
-    if (p.name == name) return p;
-  throw Error("model has no parameter named '" + name + "'");
-}
+const ParamInfo& BertModel::param(const std::string& name) const { return find_param(info_, name); }
 
 // On the CPU the values are written in place; elsewhere on the host, then uploaded.
 void BertModel::init_param(const ParamInfo& p, uint64_t seed) {
-  if (device_ == k::Device::CPU) return init_values(p, seed, params_.data() + p.offset);
+  if (device_ == k::Device::CPU) return init_param_values(config_, p, seed, params_.data() + p.offset);
   std::vector<float> host(p.numel);
-  init_values(p, seed, host.data());
+  init_param_values(config_, p, seed, host.data());
   k::copy_to_device(device_, params_.data() + p.offset, host.data(), p.numel * sizeof(float));
-}
-
-void BertModel::init_values(const ParamInfo& p, uint64_t seed, float* x) const {
-  bool is_layernorm = p.name.find("LayerNorm") != std::string::npos;
-  bool is_bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
-  if (is_layernorm) {
-    std::fill(x, x + p.numel, is_bias ? 0.f : 1.f);
-    return;
-  }
-  if (is_bias) {
-    std::fill(x, x + p.numel, 0.f);
-    return;
-  }
-  // Box-Muller on a per-tensor splitmix64 stream: independent of the order
-  // tensors are initialised in.
-  uint64_t state = seed ^ hash_name(p.name);
-  const double stddev = config_.initializer_range;
-  for (size_t i = 0; i < p.numel; i += 2) {
-    double u1 = (static_cast<double>(splitmix(state) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    double u2 = static_cast<double>(splitmix(state) >> 11) * 0x1.0p-53;
-    double r = std::sqrt(-2.0 * std::log(u1)), a = 2.0 * M_PI * u2;
-    x[i] = static_cast<float>(stddev * r * std::cos(a));
-    if (i + 1 < p.numel) x[i + 1] = static_cast<float>(stddev * r * std::sin(a));
-  }
-  if (p.name == "bert.embeddings.word_embeddings.weight") {
-    int pad = config_.pad_token_id;
-    if (pad >= 0 && pad < config_.vocab_size)
-      std::fill(x + size_t(pad) * config_.hidden_size, x + size_t(pad + 1) * config_.hidden_size,
-                0.f);
-  }
 }
 
 void BertModel::init_weights(uint64_t seed) {
@@ -361,14 +181,12 @@ void BertModel::check_batch(const Batch& batch) const {
                   " at row " + std::to_string(t) + " is outside type_vocab_size");
   }
   if (!batch.labels.empty()) {
-    size_t want = task_ == Task::SequenceClassification ? B : T;
+    const bool per_token = head_->per_token();
+    const size_t want = per_token ? T : B;
     if (batch.labels.size() != want)
       throw Error("forward: " + std::to_string(batch.labels.size()) + " labels for " +
-                  std::to_string(want) +
-                  (task_ == Task::SequenceClassification ? " sequences" : " tokens"));
-    const int C = task_ == Task::SequenceClassification ? config_.num_labels()
-                  : task_ == Task::MaskedLM           ? config_.vocab_size
-                                                      : 2;
+                  std::to_string(want) + (per_token ? " tokens" : " sequences"));
+    const int C = head_->num_classes(config_);
     for (size_t i = 0; i < batch.labels.size(); ++i) {
       const int32_t label = batch.labels[i];
       if (label != -100 && (label < 0 || label >= C))
@@ -402,7 +220,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
     longest = std::max(longest, span);
   }
-  if (task_ != Task::SequenceClassification) select_mlm_rows();  // compacts labels_: before the upload
+  if (head_->per_token()) select_head_rows();  // compacts labels_: before the upload
   place_batch_metadata();
   // Host-side launch size, from the host vectors (batch_ may point at the device).
   shape_.max_length = longest;
@@ -420,7 +238,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
 void BertModel::place_batch_metadata() {
   if (device_ == k::Device::CPU) {
     batch_ = {ids_.data(),     types_.data(),  positions_.data(), offsets_.data(),
-              lengths_.data(), labels_.data(), mlm_rows_.data(),  prob_offsets_.data()};
+              lengths_.data(), labels_.data(), head_rows_.data(), prob_offsets_.data()};
     return;
   }
   struct Part {
@@ -430,7 +248,7 @@ void BertModel::place_batch_metadata() {
   };
   auto part = [](const auto& v) { return Part{v.data(), v.size() * sizeof(v[0])}; };
   Part parts[] = {part(ids_),     part(types_),  part(positions_), part(offsets_),
-                  part(lengths_), part(labels_), part(mlm_rows_),  part(prob_offsets_)};
+                  part(lengths_), part(labels_), part(head_rows_), part(prob_offsets_)};
   size_t total = 0;
   for (Part& p : parts) {
     p.at = total;
@@ -450,49 +268,45 @@ void BertModel::place_batch_metadata() {
             reinterpret_cast<const int64_t*>(base + parts[7].at)};
 }
 
-// The MLM loss reads only the rows with a label (~15% of tokens), and the
-// head is row-wise, so it runs on those rows only: the 30K-wide decoder was
+// A per-token loss reads only the rows with a label (MLM: ~15% of tokens), and the
+// head is row-wise, so it runs on those rows only: the 30K-wide MLM decoder was
 // ~70% of a pretraining step when it ran on every row. Without labels
 // (inference) every row is computed.
-void BertModel::select_mlm_rows() {
-  mlm_rows_.clear();
+void BertModel::select_head_rows() {
+  head_rows_.clear();
   if (!has_labels_) {
-    mlm_rows_.resize(T_);
-    for (int t = 0; t < T_; ++t) mlm_rows_[t] = t;
+    head_rows_.resize(T_);
+    for (int t = 0; t < T_; ++t) head_rows_[t] = t;
     return;
   }
   std::vector<int32_t> selected_labels;
   for (int t = 0; t < T_; ++t) {
     if (labels_[t] == -100) continue;
-    mlm_rows_.push_back(t);
+    head_rows_.push_back(t);
     selected_labels.push_back(labels_[t]);
   }
   labels_ = std::move(selected_labels);
-}
-
-const float* BertModel::mlm_input() const {
-  const bool all_rows = static_cast<int>(mlm_rows_.size()) == T_;
-  return all_rows ? layer_input(config_.num_hidden_layers) : mlm_in_;
 }
 
 // Points every activation at its place in arena_ for the batch of prepare()
 // (grown when too small, never shrunk).
 void BertModel::layout_arena(bool train) {
   const int B = B_, T = T_;
-  const size_t H = config_.hidden_size, I = config_.intermediate_size, V = config_.vocab_size;
+  const size_t H = config_.hidden_size, I = config_.intermediate_size;
   const size_t TH = size_t(T) * H, TI = size_t(T) * I, P = size_t(prob_offsets_[B]);
   const int L = config_.num_hidden_layers;
-  const size_t C = task_ == Task::SequenceClassification ? config_.num_labels()
-                   : task_ == Task::MaskedLM           ? V
-                                                       : 2;
-  const size_t R = mlm_rows_.size(), RH = R * H;
-  const size_t logit_rows = task_ == Task::SequenceClassification ? B : R;
-  std::vector<std::pair<float**, size_t>> plan;
-  auto take = [&](float** ptr, size_t n) { plan.emplace_back(ptr, n); };
-  take(&emb_sum_, TH);
-  take(&emb_mean_, T);
-  take(&emb_rstd_, T);
-  take(&emb_out_, TH);
+  const size_t C = head_->num_classes(config_);
+  const size_t logit_rows = head_->per_token() ? head_rows_.size() : size_t(B);
+  HeadPass sizes;  // what the head's plan reads: the batch's sizes
+  sizes.config = &config_;
+  sizes.B = B;
+  sizes.T = T;
+  sizes.R = static_cast<int>(logit_rows);
+  ArenaPlan plan;
+  plan.take(&emb_sum_, TH);
+  plan.take(&emb_mean_, T);
+  plan.take(&emb_rstd_, T);
+  plan.take(&emb_out_, TH);
   // Eval keeps two layers of activations and alternates: layer l only reads
   // layer l-1's output.
   const int sets = train ? L : std::min(L, 2);
@@ -503,51 +317,36 @@ void BertModel::layout_arena(bool train) {
     // only when last_layer_cls_forward runs (probs: one score row per sequence and head).
     const bool cls = train && cls_rows_compact_ && i == L - 1;
     const size_t rows = cls ? size_t(B) : size_t(T);
-    take(&a.qkv, cls ? 2 * TH + rows * H : 3 * TH);
-    take(&a.probs, cls ? size_t(config_.num_attention_heads) * T : P);
-    take(&a.ctx, rows * H);
-    take(&a.ln1_in, rows * H);
-    take(&a.ln1_mean, rows);
-    take(&a.ln1_rstd, rows);
-    take(&a.ln1_out, rows * H);
-    take(&a.ffn_pre, rows * I);
-    take(&a.ln2_in, rows * H);
-    take(&a.ln2_mean, rows);
-    take(&a.ln2_rstd, rows);
-    take(&a.out, rows * H);
+    plan.take(&a.qkv, cls ? 2 * TH + rows * H : 3 * TH);
+    plan.take(&a.probs, cls ? size_t(config_.num_attention_heads) * T : P);
+    plan.take(&a.ctx, rows * H);
+    plan.take(&a.ln1_in, rows * H);
+    plan.take(&a.ln1_mean, rows);
+    plan.take(&a.ln1_rstd, rows);
+    plan.take(&a.ln1_out, rows * H);
+    plan.take(&a.ffn_pre, rows * I);
+    plan.take(&a.ln2_in, rows * H);
+    plan.take(&a.ln2_mean, rows);
+    plan.take(&a.ln2_rstd, rows);
+    plan.take(&a.out, rows * H);
   }
-  take(&dense_out_, TH);
-  take(&ffn_act_, TI);
-  if (task_ == Task::SequenceClassification) {
-    take(&cls_in_, B * H);
-    take(&pooled_in_, B * H);
-    take(&pooled_, B * H);
-    take(&pooled_drop_, B * H);
-  } else {
-    take(&mlm_in_, RH);
-    take(&mlm_dense_, RH);
-    take(&mlm_gelu_, RH);
-    if (task_ == Task::MaskedLM) {
-      take(&mlm_ln_out_, RH);
-      take(&mlm_mean_, R);
-      take(&mlm_rstd_, R);
-    }
-  }
-  take(&logits_, logit_rows * C);
-  take(&ce_probs_, logit_rows * C);
+  plan.take(&dense_out_, TH);
+  plan.take(&ffn_act_, TI);
+  if (head_->reads_cls_rows_only()) plan.take(&cls_in_, B * H);
+  head_->plan_activations(plan, sizes);
+  plan.take(&logits_, logit_rows * C);
+  plan.take(&ce_probs_, logit_rows * C);
   if (train) {
-    take(&d_x_, TH);
-    take(&d_s_, TH);
-    take(&d_y_, TH);
-    take(&d_ctx_, TH);
-    take(&d_qkv_, 3 * TH);
-    take(&d_ffn_, TI);
-    take(&d_logits_, logit_rows * C);
-    take(&d_head_a_, std::max(size_t(B), size_t(T)) * H);
-    take(&d_head_b_, std::max(size_t(B), size_t(T)) * H);
+    plan.take(&d_x_, TH);
+    plan.take(&d_s_, TH);
+    plan.take(&d_y_, TH);
+    plan.take(&d_ctx_, TH);
+    plan.take(&d_qkv_, 3 * TH);
+    plan.take(&d_ffn_, TI);
+    plan.take(&d_logits_, logit_rows * C);
+    head_->plan_gradients(plan, sizes);
   }
-  size_t total = 0;
-  for (auto& [ptr, n] : plan) total += (n + 15) / 16 * 16;
+  const size_t total = plan.total();
   if (arena_.size() < total) {
     // Grown by half again at least: batches sorted by length (eval, predict, serve) grow a
     // little every batch, and a fresh zeroed arena per batch was ~15% of a small model's
@@ -556,11 +355,7 @@ void BertModel::layout_arena(bool train) {
     arena_ = {};  // the old arena goes before the new one comes
     arena_ = k::DeviceBuffer<float>(device_, grown);
   }
-  float* cursor = arena_.data();
-  for (auto& [ptr, n] : plan) {
-    *ptr = cursor;
-    cursor += (n + 15) / 16 * 16;
-  }
+  plan.place(arena_.data());
   acts_.resize(L);
   for (int l = 0; l < L; ++l) acts_[l] = sets_acts[l % sets];
   logit_rows_ = static_cast<int>(logit_rows);
@@ -596,7 +391,7 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
   // On CUDA only inference has the [CLS]-only ops (no CUDA attention_first_query_backward
   // or dropout_rows yet): training there runs the full layer. Before prepare(): the arena is
   // laid out for it.
-  cls_rows_compact_ = task_ == Task::SequenceClassification && last_layer_cls_only_ && L > 0 &&
+  cls_rows_compact_ = head_->reads_cls_rows_only() && last_layer_cls_only_ && L > 0 &&
                       (device_ == k::Device::CPU || !train);
   prepare(batch, train);
   forward_step_ = dropout_step_;
@@ -609,9 +404,7 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
     else
       layer_forward(l);
   }
-  float loss = task_ == Task::SequenceClassification ? classifier_forward(batch)
-               : task_ == Task::MaskedLM           ? mlm_forward(batch)
-                                                   : rtd_forward(batch);
+  float loss = head_forward();
   loss_sink_ = nullptr;
   have_activations_ = train;
   return loss;
@@ -621,7 +414,7 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
 void BertModel::embeddings_forward() {
   PHASE("fwd embeddings+layernorm");
   const int T = T_, H = config_.hidden_size;
-  k::embeddings_forward(device_, emb_sum_, batch_.ids, batch_.positions, batch_.types, p_.word,
+  k::embeddings_forward(device_, emb_sum_, batch_.ids, batch_.positions, batch_.types, p_.word,  // (T, H)
                         p_.position, p_.token_type, T, H);
   k::layernorm_forward(device_, emb_out_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
                        config_.layer_norm_eps);
@@ -641,38 +434,38 @@ void BertModel::layer_forward(int l) {
 
   {
     PHASE("fwd qkv gemm");
-    k::linear_forward(device_, a.qkv, x, w.qkv_w, w.qkv_b, T, H, 3 * H);
+    k::linear_forward(device_, a.qkv, x, w.qkv_w, w.qkv_b, T, H, 3 * H);  // (T, H) -> (T, 3H)
   }
   {
     PHASE("fwd attention");
-    k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,
+    k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,  // (T, 3H) -> (P), (T, H)
                          dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
   }
   {
     PHASE("fwd attn-out gemm");
-    k::linear_forward(device_, dense_out_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);
+    k::linear_forward(device_, dense_out_, a.ctx, w.attn_out_w, w.attn_out_b, T, H, H);  // (T, H)
   }
   {
     PHASE("fwd dropout+residual+layernorm");
-    k::dropout_residual_layernorm_forward(
+    k::dropout_residual_layernorm_forward(  // (T, H)
         device_, a.ln1_out, a.ln1_in, a.ln1_mean, a.ln1_rstd, dense_out_, x, w.ln1_g, w.ln1_b, T, H, eps,
         dropout(site_attention_output(l), config_.hidden_dropout_prob));
   }
   {
     PHASE("fwd ffn-in gemm");
-    k::linear_forward(device_, a.ffn_pre, a.ln1_out, w.ffn_in_w, nullptr, T, H, I);
+    k::linear_forward(device_, a.ffn_pre, a.ln1_out, w.ffn_in_w, nullptr, T, H, I);  // (T, H) -> (T, I)
   }
   {
     PHASE("fwd bias+gelu");
-    k::bias_gelu_forward(device_, a.ffn_pre, ffn_act_, w.ffn_in_b, T, I);
+    k::bias_gelu_forward(device_, a.ffn_pre, ffn_act_, w.ffn_in_b, T, I);  // (T, I)
   }
   {
     PHASE("fwd ffn-out gemm");
-    k::linear_forward(device_, dense_out_, ffn_act_, w.ffn_out_w, w.ffn_out_b, T, I, H);
+    k::linear_forward(device_, dense_out_, ffn_act_, w.ffn_out_w, w.ffn_out_b, T, I, H);  // (T, I) -> (T, H)
   }
   {
     PHASE("fwd dropout+residual+layernorm");
-    k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,
+    k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,  // (T, H)
                                           a.ln1_out, w.ln2_g, w.ln2_b, T, H, eps,
                                           dropout(site_ffn_output(l), config_.hidden_dropout_prob));
   }
@@ -741,54 +534,30 @@ void BertModel::cls_rows_dropout(float* x, uint64_t site) const {
   if (drop.active()) k::dropout_rows(device_, x, x, batch_.offsets, B_, config_.hidden_size, drop);
 }
 
-// BertPooler (tanh dense on [CLS]) -> dropout -> classifier -> mean CE.
-float BertModel::classifier_forward(const Batch& batch) {
-  PHASE("fwd+bwd head");
-  const int B = B_, H = config_.hidden_size, C = config_.num_labels();
-  const float* last = layer_input(config_.num_hidden_layers);
-  // The [CLS] rows: rows offsets[0..B) of the last layer's output, or rows 0..B
-  // when the last layer ran on the [CLS] rows only (last_layer_cls_forward).
-  if (cls_rows_compact_)
-    k::copy_on_device(device_, pooled_in_, last, size_t(B) * H * sizeof(float));
-  else
-    k::gather_rows(device_, pooled_in_, last, batch_.offsets, B, H);
-  k::linear_forward(device_, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
-  k::tanh_forward(device_, pooled_, pooled_, size_t(B) * H);
-  float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;
-  k::dropout_forward(device_, pooled_drop_, pooled_, size_t(B) * H, dropout(kSiteClassifier, p));
-  k::linear_forward(device_, logits_, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
-  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return mean_loss(B, C);
+// What the head reads of this forward: the batch, the last hidden state, the dropout.
+HeadPass BertModel::head_pass() const {
+  HeadPass pass;
+  pass.device = device_;
+  pass.config = &config_;
+  pass.B = B_;
+  pass.T = T_;
+  pass.R = logit_rows_;
+  pass.last = layer_input(config_.num_hidden_layers);
+  pass.cls_rows_compact = cls_rows_compact_;
+  pass.offsets = batch_.offsets;
+  pass.head_rows = batch_.head_rows;
+  pass.dropout_seed = dropout_seed_;
+  pass.dropout_step = forward_step_;
+  pass.train = train_;
+  return pass;
 }
 
-// BertOnlyMLMHead: GELU dense -> LayerNorm -> decoder tied to word_embeddings + bias,
-// on the selected rows (select_mlm_rows).
-float BertModel::mlm_forward(const Batch& batch) {
+// The head's logits (R, C), then their mean cross-entropy when the batch has labels.
+float BertModel::head_forward() {
   PHASE("fwd+bwd head");
-  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
-  const float* last = layer_input(config_.num_hidden_layers);
-  if (R != T_) k::gather_rows(device_, mlm_in_, last, batch_.mlm_rows, R, H);
-  k::linear_forward(device_, mlm_dense_, mlm_input(), p_.mlm_w, p_.mlm_b, R, H, H);
-  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(R) * H);
-  k::layernorm_forward(device_, mlm_ln_out_, mlm_mean_, mlm_rstd_, mlm_gelu_, p_.mlm_ln_g, p_.mlm_ln_b, R, H,
-                       config_.layer_norm_eps);
-  k::linear_forward(device_, logits_, mlm_ln_out_, p_.word, p_.mlm_bias, R, H, V);
-  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return mean_loss(R, V);
-}
-
-// ElectraDiscriminatorPredictions: dense -> GELU -> the 2-way classifier, on the labelled
-// rows (every real token in ELECTRA: replaced or not).
-float BertModel::rtd_forward(const Batch& batch) {
-  PHASE("fwd+bwd head");
-  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
-  const float* last = layer_input(config_.num_hidden_layers);
-  if (R != T_) k::gather_rows(device_, mlm_in_, last, batch_.mlm_rows, R, H);
-  k::linear_forward(device_, mlm_dense_, mlm_input(), p_.rtd_w, p_.rtd_b, R, H, H);
-  k::gelu_forward(device_, mlm_gelu_, mlm_dense_, size_t(R) * H);
-  k::linear_forward(device_, logits_, mlm_gelu_, p_.rtd_out_w, p_.rtd_out_b, R, H, 2);
-  if (batch.labels.empty()) return std::numeric_limits<float>::quiet_NaN();
-  return mean_loss(R, 2);
+  head_->forward(head_pass(), logits_);
+  if (!has_labels_) return std::numeric_limits<float>::quiet_NaN();
+  return mean_loss(logit_rows_, logit_cols_);
 }
 
 // Mean cross-entropy of the N logit rows against labels_: returned (on CUDA the call waits
@@ -805,12 +574,7 @@ float BertModel::mean_loss(int N, int C) {
 void BertModel::backward() {
   if (!have_activations_) throw Error("backward: needs a training forward (train = true) first");
   if (!has_labels_) throw Error("backward: the batch had no labels, so there is no loss");
-  if (task_ == Task::SequenceClassification)
-    classifier_backward();
-  else if (task_ == Task::MaskedLM)
-    mlm_backward();
-  else
-    rtd_backward();
+  head_backward();
   const int L = config_.num_hidden_layers;
   for (int l = L - 1; l >= 0; --l) {
     if (cls_rows_compact_ && l == L - 1)
@@ -823,57 +587,10 @@ void BertModel::backward() {
 
 // Leaves d loss / d (last hidden state) in d_x_: its B [CLS] rows when the last
 // layer ran on those only (cls_rows_compact_), else all T rows.
-void BertModel::classifier_backward() {
+void BertModel::head_backward() {
   PHASE("fwd+bwd head");
-  const int B = B_, T = T_, H = config_.hidden_size, C = config_.num_labels();
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, B, C, counted_);
-  float* d_pooled = d_head_a_;
-  float* d_pooled_in = d_head_b_;
-  k::linear_backward(device_, d_pooled, g_.cls_w, g_.cls_b, d_logits_, pooled_drop_, p_.cls_w, B, H, C);
-  float p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : config_.hidden_dropout_prob;
-  k::dropout_backward(device_, d_pooled, d_pooled, size_t(B) * H, dropout(kSiteClassifier, p));
-  k::tanh_backward(device_, d_pooled, d_pooled, pooled_, size_t(B) * H);
-  k::linear_backward(device_, d_pooled_in, g_.pool_w, g_.pool_b, d_pooled, pooled_in_, p_.pool_w, B, H, H);
-  if (cls_rows_compact_) return k::copy_on_device(device_, d_x_, d_pooled_in, size_t(B) * H * sizeof(float));
-  k::fill_zero(device_, d_x_, size_t(T) * H * sizeof(float));
-  k::scatter_add_rows(device_, d_x_, d_pooled_in, batch_.offsets, B, H);
-}
-
-void BertModel::mlm_backward() {
-  PHASE("fwd+bwd head");
-  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size, V = config_.vocab_size;
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, R, V, counted_);
-  float* d_mlm_ln_out = d_head_a_;  // (R, H)
-  float* d_mlm_gelu = d_head_b_;    // (R, H)
-  // The decoder is word_embeddings: its gradient lands in the embedding's.
-  k::linear_backward(device_, d_mlm_ln_out, g_.word, g_.mlm_bias, d_logits_, mlm_ln_out_, p_.word, R, H,
-                     V);
-  k::layernorm_backward(device_, d_mlm_gelu, g_.mlm_ln_g, g_.mlm_ln_b, d_mlm_ln_out, mlm_gelu_, mlm_mean_,
-                        mlm_rstd_, p_.mlm_ln_g, R, H);
-  k::gelu_backward(device_, d_mlm_gelu, d_mlm_gelu, mlm_dense_, size_t(R) * H);
-  token_head_input_backward(d_mlm_gelu, g_.mlm_w, g_.mlm_b, p_.mlm_w);
-}
-
-void BertModel::rtd_backward() {
-  PHASE("fwd+bwd head");
-  const int R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
-  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, R, 2, counted_);
-  float* d_gelu = d_head_b_;  // (R, H)
-  k::linear_backward(device_, d_gelu, g_.rtd_out_w, g_.rtd_out_b, d_logits_, mlm_gelu_, p_.rtd_out_w, R, H, 2);
-  k::gelu_backward(device_, d_gelu, d_gelu, mlm_dense_, size_t(R) * H);
-  token_head_input_backward(d_gelu, g_.rtd_w, g_.rtd_b, p_.rtd_w);
-}
-
-// A token head's first dense layer (MLM transform, RTD dense) backward: d_dense (R, H) in
-// d_head_b_, its input the R labelled rows of the last layer. Leaves d loss / d (last hidden
-// state) in d_x_ (T, H); rows the head did not read get no gradient from it.
-void BertModel::token_head_input_backward(const float* d_dense, float* d_w, float* d_b, const float* w) {
-  const int T = T_, R = static_cast<int>(mlm_rows_.size()), H = config_.hidden_size;
-  if (R == T) return k::linear_backward(device_, d_x_, d_w, d_b, d_dense, mlm_input(), w, T, H, H);
-  float* d_head_in = d_head_a_;  // (R, H); the caller's use of it is spent
-  k::linear_backward(device_, d_head_in, d_w, d_b, d_dense, mlm_input(), w, R, H, H);
-  k::fill_zero(device_, d_x_, size_t(T) * H * sizeof(float));
-  k::scatter_add_rows(device_, d_x_, d_head_in, batch_.mlm_rows, R, H);
+  k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, logit_rows_, logit_cols_, counted_);
+  head_->backward(head_pass(), d_logits_, d_x_);
 }
 
 const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_beta, const float* ln_in,

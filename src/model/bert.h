@@ -1,7 +1,8 @@
 #pragma once
-// BERT (post-LN encoder) with a sequence-classification or masked-LM head,
-// forward and backward on packed or padded batches, exact against Hugging
-// Face's modeling_bert.py (see tests/test_model.cc).
+// BERT (post-LN encoder) with a task head (model/heads.h: sequence
+// classification, masked LM, replaced-token detection), forward and backward on
+// packed or padded batches, exact against Hugging Face's modeling_bert.py (see
+// tests/test_model.cc). The tensors' layout and initialisation: model/layout.h.
 //
 // Memory model (llm.c): every parameter lives in ONE flat float buffer, every
 // gradient in a second one of the same layout, so the optimizer is one pass
@@ -12,12 +13,15 @@
 // hidden_state), which copy when the device is not the CPU and are free on it.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/memory.h"
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "model/heads.h"
+#include "model/layout.h"
 #include "util/tensor.h"
 
 namespace bertune::model {
@@ -45,43 +49,6 @@ struct Batch {
   int num_sequences() const { return static_cast<int>(lengths.size()); }
   int num_rows() const { return static_cast<int>(input_ids.size()); }  // computed tokens
   int64_t real_tokens() const;
-};
-
-// ReplacedTokenDetection: ELECTRA's discriminator (per-token "was this token replaced?"),
-// the pretraining objective of `bertune pretrain --objective electra` (train/electra.h).
-enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection };
-
-// One tensor of BertFor<Task> as Hugging Face names it, in the order of the
-// model's flat parameter buffer.
-struct TensorSpec {
-  std::string name;            // HF name
-  std::vector<int64_t> shape;  // Linear weights [out, in]
-  // Starts right after the previous tensor, no alignment gap: Q, K and V
-  // weights (and biases) form one [3H, H] matrix ([3H] bias), one GEMM.
-  bool follows_previous = false;
-  bool head = false;  // task head (pooler, classifier, cls.*): may be absent from a checkpoint
-  // Non-empty: not stored, the model uses this tensor instead (the MLM
-  // decoder is word_embeddings and cls.predictions.bias). HF checkpoints
-  // still hold it, so it is part of what a checkpoint is checked against.
-  std::string tied_to;
-};
-
-// THE layout of BERT: every tensor of BertFor<task> for `config`, tied ones
-// included. BertModel allocates its parameters from it, and checkpoints are
-// checked against it (bert_checkpoint_shapes). MaskedLM has no pooler (HF
-// builds BertForMaskedLM without one).
-std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task);
-
-// Name -> shape of every tensor an HF checkpoint of BertFor<task> holds.
-TensorShapes bert_checkpoint_shapes(const BertConfig& config, Task task);
-
-struct ParamInfo {
-  std::string name;  // HF name
-  std::vector<int64_t> shape;
-  size_t offset = 0;  // into params() / grads()
-  size_t numel = 0;
-  bool decay = true;  // HF Trainer: no weight decay for biases and LayerNorm weights
-  bool head = false;  // task head (pooler, classifier, cls.*): may be absent from a checkpoint
 };
 
 struct LoadReport {
@@ -161,7 +128,7 @@ class BertModel {
   // Host-readable: on a device other than the CPU the first call after a
   // forward copies them to the host.
   const float* logits() const;
-  const std::vector<int32_t>& logit_token_rows() const { return mlm_rows_; }
+  const std::vector<int32_t>& logit_token_rows() const { return head_rows_; }
   int logits_rows() const { return logit_rows_; }
   int logits_cols() const { return logit_cols_; }
   // After a training forward: 0 = embeddings output, i = output of layer i. [T, H]
@@ -172,18 +139,6 @@ class BertModel {
   size_t activation_bytes() const { return arena_.size() * sizeof(float); }
 
  private:
-  struct LayerParams {
-    float *qkv_w, *qkv_b, *attn_out_w, *attn_out_b, *ln1_g, *ln1_b;
-    float *ffn_in_w, *ffn_in_b, *ffn_out_w, *ffn_out_b, *ln2_g, *ln2_b;
-  };
-  struct Params {
-    float *word, *position, *token_type, *emb_ln_g, *emb_ln_b;
-    std::vector<LayerParams> layers;
-    float *pool_w = nullptr, *pool_b = nullptr, *cls_w = nullptr, *cls_b = nullptr;
-    float *mlm_w = nullptr, *mlm_b = nullptr, *mlm_ln_g = nullptr, *mlm_ln_b = nullptr,
-          *mlm_bias = nullptr;
-    float *rtd_w = nullptr, *rtd_b = nullptr, *rtd_out_w = nullptr, *rtd_out_b = nullptr;
-  };
   // Activations of one layer, kept for backward. T rows (tokens, pad rows
   // included), H hidden, I intermediate, P = heads x sum of span^2. The last
   // layer of a [CLS]-only forward (last_layer_cls_forward) holds B rows past K
@@ -204,9 +159,7 @@ class BertModel {
   };
 
   void build_layout();
-  Params views(float* base) const;
   void init_param(const ParamInfo& p, uint64_t seed);
-  void init_values(const ParamInfo& p, uint64_t seed, float* x) const;
   void prepare(const Batch& batch, bool train);
   void place_batch_metadata();
   kernels::Dropout dropout(uint64_t site, float p) const;
@@ -215,14 +168,10 @@ class BertModel {
   void layer_forward(int l);
   void last_layer_cls_forward(int l);
   void cls_rows_dropout(float* x, uint64_t site) const;
-  float classifier_forward(const Batch& batch);
+  HeadPass head_pass() const;
+  float head_forward();
   float mean_loss(int N, int C);
-  float mlm_forward(const Batch& batch);
-  float rtd_forward(const Batch& batch);
-  void classifier_backward();
-  void mlm_backward();
-  void rtd_backward();
-  void token_head_input_backward(const float* d_dense, float* d_w, float* d_b, const float* w);
+  void head_backward();
   void ffn_sublayer_backward(int l, int rows, bool cls_rows);
   void layer_backward(int l);
   void last_layer_cls_backward(int l);
@@ -239,15 +188,15 @@ class BertModel {
                                            const float* gamma, uint64_t site, bool cls_rows = false);
 
   const float* layer_input(int l) const { return l == 0 ? emb_out_ : acts_[l - 1].out; }
-  const float* mlm_input() const;  // (R, H) what the MLM head reads
-  void select_mlm_rows();
+  void select_head_rows();
 
   BertConfig config_;
   Task task_;
   kernels::Device device_;
   std::vector<ParamInfo> info_;
   kernels::DeviceBuffer<float> params_, grads_;
-  Params p_, g_;
+  EncoderParams p_, g_;  // the encoder's views; the head holds its own
+  std::unique_ptr<Head> head_;
 
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
   bool train_ = false, have_activations_ = false, has_labels_ = false;
@@ -260,14 +209,14 @@ class BertModel {
   // offsets) ...
   int T_ = 0, B_ = 0;
   std::vector<int32_t> ids_, types_, positions_, offsets_, lengths_, labels_;
-  // MLM: the token rows the head computes (the labelled ones, or all), and
-  // labels_ is then compacted to them. Empty for classification.
-  std::vector<int32_t> mlm_rows_;
+  // A per-token head (MLM, RTD): the token rows it computes (the labelled ones, or all),
+  // and labels_ is then compacted to them. Empty for classification.
+  std::vector<int32_t> head_rows_;
   std::vector<int64_t> prob_offsets_;
   // ... and as the kernels see it: the host arrays above on the CPU (no copy), else
   // one upload per forward into batch_device_ (grown when too small).
   struct BatchPointers {
-    const int32_t *ids, *types, *positions, *offsets, *lengths, *labels, *mlm_rows;
+    const int32_t *ids, *types, *positions, *offsets, *lengths, *labels, *head_rows;
     const int64_t* prob_offsets;
   };
   BatchPointers batch_{};
@@ -277,8 +226,8 @@ class BertModel {
   double* loss_sink_ = nullptr;  // during forward(): where the loss goes (null: returned)
 
   // Activation arena and the views into it. B sequences, T rows, C logit
-  // columns (num_labels, or V for MLM), R logit rows (B, or the selected
-  // rows for MLM).
+  // columns (the head's num_classes), R logit rows (B, or a per-token head's
+  // head_rows_). The head's own activations are the head's (model/heads.h).
   kernels::DeviceBuffer<float> arena_;
   float* emb_sum_;   // (T, H) word + position + token_type: LayerNorm's input
   float* emb_mean_;  // (T)
@@ -288,19 +237,7 @@ class BertModel {
   // The current layer's, not kept: backward recomputes ffn_act_.
   float* dense_out_;  // (T, H) ctx W_o + b_o, then GELU(ffn_pre) W_2 + b_2
   float* ffn_act_;    // (T, I) GELU(ffn_pre)
-  // classification head
-  float* cls_in_;       // (B, H) the [CLS] rows of the last layer's input (cls_rows_compact_)
-  float* pooled_in_;    // (B, H) the [CLS] rows of the last layer
-  float* pooled_;       // (B, H) tanh(pooled_in W_p + b_p)
-  float* pooled_drop_;  // (B, H) dropout(pooled): the classifier's input
-  // MLM head, over the R = mlm_rows_.size() selected rows only (the replaced-token
-  // detection head uses mlm_in_, mlm_dense_ and mlm_gelu_ alike: dense -> GELU)
-  float* mlm_in_;      // (R, H) the selected rows of the last layer (unused when R = T)
-  float* mlm_dense_;   // (R, H) mlm_in W_t + b_t
-  float* mlm_gelu_;    // (R, H) GELU(mlm_dense)
-  float* mlm_ln_out_;  // (R, H) LayerNorm(mlm_gelu): the decoder's input
-  float* mlm_mean_;    // (R)
-  float* mlm_rstd_;    // (R)
+  float* cls_in_;     // (B, H) the [CLS] rows of the last layer's input (cls_rows_compact_)
   float* logits_ = nullptr;  // (R, C)
   float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient
   int logit_rows_ = 0, logit_cols_ = 0;
@@ -312,9 +249,6 @@ class BertModel {
   float* d_qkv_;     // (T, 3H) d loss / d qkv
   float* d_ffn_;     // (T, I) d loss / d ffn_act, then d ffn_pre
   float* d_logits_;  // (R, C)
-  // (max(B, T), H) the head's gradients: a = d pooled / d mlm_ln_out (then
-  // d mlm_in), b = d pooled_in / d mlm_gelu (then d mlm_dense)
-  float *d_head_a_, *d_head_b_;
 
   // Host copies for the host-readable accessors (unused on the CPU).
   mutable std::vector<float> host_params_, host_grads_, host_logits_, host_hidden_;

@@ -66,7 +66,7 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {
     time.series.push_back({rows[i].mode, rows[i].epoch_seconds, kModes[i].rgb});
     acc.series.push_back({rows[i].mode, rows[i].epoch_accuracy, kModes[i].rgb});
   }
-  write_line_charts_png(dir / "compare.png", {time, acc}, "epoch");
+  write_line_charts(dir / "compare.png", {time, acc}, "epoch");
   std::fprintf(out, "\nwrote %s, %s and %s\n", (dir / "compare.md").c_str(), (dir / "compare.json").c_str(),
                (dir / "compare.png").c_str());
   return rows;

@@ -1,12 +1,13 @@
 #include "train/plot.h"
 
-#include <zlib.h>
+#include <cairo-svg.h>
+#include <cairo.h>
 
 #include <algorithm>
-#include <array>
+#include <cctype>
 #include <cmath>
-#include <cstring>
-#include <map>
+#include <memory>
+#include <numbers>
 
 #include "io/atomic_file.h"
 #include "util/error.h"
@@ -15,98 +16,64 @@ namespace bertune::train {
 
 namespace {
 
-void put_u32(std::string& s, uint32_t v) {
-  for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint32_t get_u32(const std::string& s, size_t at) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(s.at(at + i));
-  return v;
+constexpr int kLegendHeight = 60;
+constexpr uint32_t kInk = 0x222222, kAxis = 0x555555, kGrid = 0xE3E3E3;
+constexpr double kTitleSize = 15, kLabelSize = 13, kTickSize = 11, kLegendSize = 12;
+
+using Surface = std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)>;
+using Context = std::unique_ptr<cairo_t, decltype(&cairo_destroy)>;
+
+cairo_status_t append_bytes(void* out, const unsigned char* data, unsigned int size) {
+  static_cast<std::string*>(out)->append(reinterpret_cast<const char*>(data), size);
+  return CAIRO_STATUS_SUCCESS;
 }
 
-void chunk(std::string& png, const char type[4], const std::string& data) {
-  put_u32(png, static_cast<uint32_t>(data.size()));
-  std::string body(type, 4);
-  body += data;
-  png += body;
-  put_u32(png, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
+void check(cairo_status_t status, const std::filesystem::path& path) {
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw Error(path.string() + ": drawing the chart failed: " + cairo_status_to_string(status));
 }
 
-// 5x7 glyphs, one byte per row, bit 4 = leftmost pixel.
-const std::map<char, std::array<uint8_t, 7>>& font() {
-  static const std::map<char, std::array<uint8_t, 7>> f = {
-      {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-      {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
-      {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
-      {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-      {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
-      {'A', {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}}, {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
-      {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}}, {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}},
-      {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}}, {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
-      {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}}, {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
-      {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
-      {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}}, {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
-      {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}}, {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-      {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
-      {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}}, {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
-      {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}}, {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-      {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
-      {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}}, {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
-      {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}}, {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
-      {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}}, {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
-      {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}}, {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
-      {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}}, {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
-      {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}}, {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}},
-      {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}}, {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}},
-      {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}}, {' ', {0, 0, 0, 0, 0, 0, 0}},
-  };
-  return f;
+void colour(cairo_t* cr, uint32_t rgb) {
+  cairo_set_source_rgb(cr, ((rgb >> 16) & 0xff) / 255.0, ((rgb >> 8) & 0xff) / 255.0, (rgb & 0xff) / 255.0);
 }
 
-struct Canvas {
-  int w, h;
-  std::vector<uint8_t> px;
-  Canvas(int w_, int h_) : w(w_), h(h_), px(static_cast<size_t>(w_) * h_ * 3, 255) {}
-  void set(int x, int y, uint32_t rgb) {
-    if (x < 0 || y < 0 || x >= w || y >= h) return;
-    uint8_t* p = &px[(static_cast<size_t>(y) * w + x) * 3];
-    p[0] = (rgb >> 16) & 0xff, p[1] = (rgb >> 8) & 0xff, p[2] = rgb & 0xff;
-  }
-  void rect(int x0, int y0, int x1, int y1, uint32_t rgb) {
-    for (int y = y0; y <= y1; ++y)
-      for (int x = x0; x <= x1; ++x) set(x, y, rgb);
-  }
-  void line(int x0, int y0, int x1, int y1, uint32_t rgb, int thick = 1) {
-    int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
-    for (;;) {
-      rect(x0 - thick / 2, y0 - thick / 2, x0 + (thick - 1) / 2, y0 + (thick - 1) / 2, rgb);
-      if (x0 == x1 && y0 == y1) break;
-      int e2 = 2 * err;
-      if (e2 >= dy) err += dy, x0 += sx;
-      if (e2 <= dx) err += dx, y0 += sy;
-    }
-  }
-  // Text at scale s; returns the width drawn.
-  int text(int x, int y, const std::string& s, uint32_t rgb, int scale = 2) {
-    int cx = x;
-    for (char c : s) {
-      char u = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      auto it = font().find(u);
-      if (it != font().end())
-        for (int r = 0; r < 7; ++r)
-          for (int col = 0; col < 5; ++col)
-            if (it->second[r] & (0x10 >> col)) rect(cx + col * scale, y + r * scale, cx + col * scale + scale - 1, y + r * scale + scale - 1, rgb);
-      cx += 6 * scale;
-    }
-    return cx - x;
-  }
-  static int text_width(const std::string& s, int scale = 2) { return static_cast<int>(s.size()) * 6 * scale; }
-};
+void font(cairo_t* cr, double size, bool bold = false) {
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+}
+
+double text_width(cairo_t* cr, const std::string& s) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  return e.x_advance;
+}
+
+// Text in the current font whose baseline starts at x - align * width (align 0: left, 0.5:
+// centred, 1: right).
+void text(cairo_t* cr, double x, double baseline, const std::string& s, double align, uint32_t rgb) {
+  colour(cr, rgb);
+  cairo_move_to(cr, x - align * text_width(cr, s), baseline);
+  cairo_show_text(cr, s.c_str());
+}
+
+void line(cairo_t* cr, double x0, double y0, double x1, double y1, uint32_t rgb, double width) {
+  colour(cr, rgb);
+  cairo_set_line_width(cr, width);
+  cairo_move_to(cr, x0, y0);
+  cairo_line_to(cr, x1, y1);
+  cairo_stroke(cr);
+}
+
+void dot(cairo_t* cr, double x, double y, uint32_t rgb) {
+  colour(cr, rgb);
+  cairo_arc(cr, x, y, 4, 0, 2 * std::numbers::pi);
+  cairo_fill(cr);
+}
 
 std::string tick_label(double v, double step) {
   char buf[32];
-  int decimals = step >= 1 ? 0 : std::min(4, static_cast<int>(std::ceil(-std::log10(step))));
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  int decimals = step >= 1 ? 0 : std::min(4, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, std::fabs(v) < step * 1e-6 ? 0.0 : v);
   return buf;
 }
 
@@ -115,120 +82,184 @@ double nice_step(double range, int target) {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
 }
 
-}  // namespace
+// The y axis of a panel: [lo, hi] in whole steps around every finite value.
+struct YAxis {
+  double lo, hi, step;
+};
 
-std::string encode_png(const std::vector<uint8_t>& rgb, int width, int height) {
-  std::string raw;
-  raw.reserve(static_cast<size_t>(height) * (width * 3 + 1));
-  for (int y = 0; y < height; ++y) {
-    raw.push_back(0);  // filter: none
-    raw.append(reinterpret_cast<const char*>(&rgb[static_cast<size_t>(y) * width * 3]), static_cast<size_t>(width) * 3);
-  }
-  uLongf size = compressBound(raw.size());
-  std::string z(size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()), raw.size(), 9) != Z_OK)
-    throw Error("PNG: deflate failed");
-  z.resize(size);
-  std::string png("\x89PNG\r\n\x1a\n", 8);
-  std::string ihdr;
-  put_u32(ihdr, static_cast<uint32_t>(width));
-  put_u32(ihdr, static_cast<uint32_t>(height));
-  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit RGB, deflate, no filter method, no interlace
-  chunk(png, "IHDR", ihdr);
-  chunk(png, "IDAT", z);
-  chunk(png, "IEND", "");
-  return png;
+YAxis y_axis(const Panel& p) {
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& s : p.series)
+    for (double v : s.y)
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (!std::isfinite(lo)) lo = 0, hi = 1;
+  if (hi - lo < 1e-9) lo -= 0.5 * std::max(1e-3, std::fabs(lo) * 0.05), hi += 0.5 * std::max(1e-3, std::fabs(hi) * 0.05);
+  const double step = nice_step(hi - lo, 5);
+  return {std::floor(lo / step + 1e-9) * step, std::ceil(hi / step - 1e-9) * step, step};
 }
 
-std::vector<uint8_t> decode_png_rgb(const std::string& png, int* width, int* height) {
-  if (png.size() < 33 || png.compare(0, 8, std::string("\x89PNG\r\n\x1a\n", 8)) != 0) throw Error("not a PNG");
-  size_t at = 8;
-  std::string z;
-  int w = 0, h = 0;
-  while (at + 12 <= png.size()) {
-    uint32_t len = get_u32(png, at);
-    std::string type = png.substr(at + 4, 4);
-    if (at + 12 + len > png.size()) throw Error("PNG: chunk past the end");
-    uint32_t crc = get_u32(png, at + 8 + len);
-    if (crc != crc32(0, reinterpret_cast<const Bytef*>(png.data() + at + 4), len + 4)) throw Error("PNG: bad CRC in " + type);
-    if (type == "IHDR") w = static_cast<int>(get_u32(png, at + 8)), h = static_cast<int>(get_u32(png, at + 12));
-    if (type == "IDAT") z += png.substr(at + 8, len);
-    at += 12 + len;
-  }
-  std::string raw(static_cast<size_t>(h) * (w * 3 + 1), '\0');
-  uLongf size = raw.size();
-  if (uncompress(reinterpret_cast<Bytef*>(raw.data()), &size, reinterpret_cast<const Bytef*>(z.data()), z.size()) != Z_OK)
-    throw Error("PNG: inflate failed");
-  std::vector<uint8_t> rgb;
-  for (int y = 0; y < h; ++y) rgb.insert(rgb.end(), raw.begin() + y * (w * 3 + 1) + 1, raw.begin() + (y + 1) * (w * 3 + 1));
-  *width = w;
-  *height = h;
-  return rgb;
+// Everything a panel's drawing shares: the plot area and the maps from data to it.
+struct Frame {
+  double left, right, top, bottom;
+  int n;  // points along x (at least 2)
+  YAxis y;
+  double X(double i) const { return left + (i - 1) / (n - 1) * (right - left); }
+  double Y(double v) const { return bottom - (v - y.lo) / (y.hi - y.lo) * (bottom - top); }
+};
+
+std::string x_tick(int i, const std::vector<std::string>& labels) {
+  return static_cast<size_t>(i) <= labels.size() ? labels[i - 1] : std::to_string(i);
 }
 
-void write_line_charts_png(const std::filesystem::path& path, const std::vector<Panel>& panels,
-                           const std::string& x_label, int pw, int ph,
-                           const std::vector<std::string>& x_tick_labels) {
-  const int legend_h = 60;
-  Canvas c(pw * static_cast<int>(panels.size()), ph + legend_h);
-  const uint32_t ink = 0x222222, grid = 0xE3E3E3, axis = 0x555555;
+// The plot area of the panel at ox: room on the left for the rotated y label and the widest
+// y tick, on the right for half the last x tick, below for the x ticks and the x label.
+Frame frame(cairo_t* cr, const Panel& p, double ox, int pw, int ph, int n, const std::vector<std::string>& ticks) {
+  Frame f{0, 0, 44, ph - 58.0, n, y_axis(p)};
+  font(cr, kTickSize);
+  double widest = 0;
+  for (double v = f.y.lo; v <= f.y.hi + f.y.step * 0.5; v += f.y.step) widest = std::max(widest, text_width(cr, tick_label(v, f.y.step)));
+  f.left = ox + 14 + kLabelSize + 10 + widest + 8;
+  f.right = ox + pw - std::max(24.0, text_width(cr, x_tick(n, ticks)) / 2 + 10);
+  return f;
+}
+
+void draw_y_axis(cairo_t* cr, const Panel& p, const Frame& f, double ox) {
+  font(cr, kTickSize);
+  for (double v = f.y.lo; v <= f.y.hi + f.y.step * 0.5; v += f.y.step) {
+    line(cr, f.left, f.Y(v), f.right, f.Y(v), kGrid, 1);
+    text(cr, f.left - 8, f.Y(v) + 0.36 * kTickSize, tick_label(v, f.y.step), 1, kAxis);
+  }
+  font(cr, kLabelSize);
+  cairo_save(cr);
+  cairo_translate(cr, ox + 14 + kLabelSize, (f.top + f.bottom) / 2);
+  cairo_rotate(cr, -std::numbers::pi / 2);
+  text(cr, 0, 0, p.y_label, 0.5, kInk);
+  cairo_restore(cr);
+}
+
+// X ticks at every point (where they stay apart), labelled at every k-th one so that no two
+// labels touch.
+void draw_x_axis(cairo_t* cr, const Frame& f, const std::string& x_label, const std::vector<std::string>& ticks) {
+  font(cr, kTickSize);
+  double widest = 0;
+  for (int i = 1; i <= f.n; ++i) widest = std::max(widest, text_width(cr, x_tick(i, ticks)));
+  const double spacing = (f.right - f.left) / (f.n - 1);
+  const int k = std::max(1, static_cast<int>(std::ceil((widest + 12) / spacing)));
+  for (int i = 1; i <= f.n; ++i) {
+    const bool labelled = (i - 1) % k == 0;
+    if (labelled) line(cr, f.X(i), f.top, f.X(i), f.bottom, kGrid, 1);
+    if (labelled || spacing >= 4) line(cr, f.X(i), f.bottom, f.X(i), f.bottom + (labelled ? 5 : 3), kAxis, 1);
+    if (labelled) text(cr, f.X(i), f.bottom + 8 + kTickSize, x_tick(i, ticks), 0.5, kAxis);
+  }
+  line(cr, f.left, f.top, f.left, f.bottom, kAxis, 1);
+  line(cr, f.left, f.bottom, f.right, f.bottom, kAxis, 1);
+  font(cr, kLabelSize);
+  text(cr, (f.left + f.right) / 2, f.bottom + 8 + kTickSize + 10 + kLabelSize, x_label, 0.5, kInk);
+}
+
+// Each series as a polyline broken at NaN; dots on the points where they stay apart (and on
+// any point with no neighbour, which no line would show).
+void draw_series(cairo_t* cr, const Panel& p, const Frame& f) {
+  const bool dots = (f.right - f.left) / (f.n - 1) >= 10;
+  cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+  for (const auto& s : p.series) {
+    auto finite = [&](size_t i) { return i < s.y.size() && std::isfinite(s.y[i]); };
+    for (size_t i = 0; i < s.y.size(); ++i) {
+      if (!finite(i)) continue;
+      if (finite(i + 1)) line(cr, f.X(i + 1.0), f.Y(s.y[i]), f.X(i + 2.0), f.Y(s.y[i + 1]), s.rgb, 2.5);
+      if (dots || ((i == 0 || !finite(i - 1)) && !finite(i + 1))) dot(cr, f.X(i + 1.0), f.Y(s.y[i]), s.rgb);
+    }
+  }
+}
+
+// The series of the first panel (all panels share them), in a row under the panels.
+void draw_legend(cairo_t* cr, const std::vector<Series>& series, int y) {
+  font(cr, kLegendSize);
+  double x = 24;
+  for (const auto& s : series) {
+    line(cr, x, y, x + 28, y, s.rgb, 2.5);
+    dot(cr, x + 14, y, s.rgb);
+    text(cr, x + 36, y + 0.36 * kLegendSize, s.name, 0, kInk);
+    x += 36 + text_width(cr, s.name) + 28;
+  }
+}
+
+void draw_charts(cairo_t* cr, const std::vector<Panel>& panels, const std::string& x_label, int pw, int ph,
+                 const std::vector<std::string>& ticks) {
+  colour(cr, 0xFFFFFF);
+  cairo_paint(cr);
   size_t max_points = 0;
   for (const auto& p : panels)
     for (const auto& s : p.series) max_points = std::max(max_points, s.y.size());
   const int n = std::max<int>(2, static_cast<int>(max_points));
-
   for (size_t pi = 0; pi < panels.size(); ++pi) {
-    const Panel& p = panels[pi];
-    const int ox = static_cast<int>(pi) * pw;
-    const int left = ox + 90, right = ox + pw - 30, top = 70, bottom = ph - 60;
-    double lo = INFINITY, hi = -INFINITY;
-    for (const auto& s : p.series)
-      for (double v : s.y)
-        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-    if (!std::isfinite(lo)) lo = 0, hi = 1;
-    if (hi - lo < 1e-9) lo -= 0.5 * std::max(1e-3, std::fabs(lo) * 0.05), hi += 0.5 * std::max(1e-3, std::fabs(hi) * 0.05);
-    double step = nice_step(hi - lo, 5);
-    lo = std::floor(lo / step) * step;
-    hi = std::ceil(hi / step) * step;
-    auto X = [&](double i) { return left + static_cast<int>(std::lround((i - 1) / (n - 1) * (right - left))); };
-    auto Y = [&](double v) { return bottom - static_cast<int>(std::lround((v - lo) / (hi - lo) * (bottom - top))); };
-    c.text(ox + (pw - Canvas::text_width(p.title)) / 2, 15, p.title, ink);
-    for (double v = lo; v <= hi + step * 0.5; v += step) {
-      c.line(left, Y(v), right, Y(v), grid);
-      std::string t = tick_label(v, step);
-      c.text(left - 8 - Canvas::text_width(t), Y(v) - 7, t, axis);
-    }
-    for (int i = 1; i <= n; ++i) {
-      c.line(X(i), top, X(i), bottom, grid);
-      std::string t = static_cast<size_t>(i) <= x_tick_labels.size() ? x_tick_labels[i - 1] : std::to_string(i);
-      c.text(X(i) - Canvas::text_width(t) / 2, bottom + 8, t, axis);
-    }
-    c.line(left, top, left, bottom, axis);
-    c.line(left, bottom, right, bottom, axis);
-    c.text(left + (right - left - Canvas::text_width(x_label)) / 2, bottom + 30, x_label, ink);
-    // y label, written horizontally above the axis (the 5x7 font has no rotation)
-    c.text(ox + 10, top - 30, p.y_label, axis);
-    for (const auto& s : p.series) {
-      int px = -1, py = -1;
-      for (size_t i = 0; i < s.y.size(); ++i) {
-        if (!std::isfinite(s.y[i])) { px = -1; continue; }
-        int x = X(static_cast<double>(i + 1)), y = Y(s.y[i]);
-        if (px >= 0) c.line(px, py, x, y, s.rgb, 3);
-        c.rect(x - 4, y - 4, x + 4, y + 4, s.rgb);
-        px = x, py = y;
-      }
-    }
+    const double ox = static_cast<double>(pi) * pw;
+    const Frame f = frame(cr, panels[pi], ox, pw, ph, n, ticks);
+    font(cr, kTitleSize, true);
+    text(cr, ox + pw / 2.0, 14 + kTitleSize, panels[pi].title, 0.5, kInk);
+    draw_y_axis(cr, panels[pi], f, ox);
+    draw_x_axis(cr, f, x_label, ticks);
+    draw_series(cr, panels[pi], f);
   }
-  // Legend: the series of the first panel (all panels share them).
-  if (!panels.empty()) {
-    int x = 20;
-    const int y = ph + 20;
-    for (const auto& s : panels[0].series) {
-      c.rect(x, y + 2, x + 24, y + 11, s.rgb);
-      x += 32 + c.text(x + 32, y, s.name, ink) + 30;
-    }
+  if (!panels.empty()) draw_legend(cr, panels[0].series, ph + kLegendHeight / 2);
+}
+
+std::string xml_escaped(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else out += c;
   }
-  io::write_file_atomic(path, encode_png(c.px, c.w, c.h));
+  return out;
+}
+
+// cairo draws SVG text as glyph outlines: the words go into <title> and <desc> as well, so the
+// file can be searched and read out.
+void add_svg_text(std::string& svg, const std::vector<Panel>& panels, const std::string& x_label) {
+  std::string title, desc = "x: " + x_label;
+  for (const auto& p : panels) {
+    title += (title.empty() ? "" : "; ") + p.title;
+    desc += "; " + p.title + ", y: " + p.y_label + ", series:";
+    for (const auto& s : p.series) desc += " " + s.name;
+  }
+  const size_t svg_tag = svg.find("<svg"), end = svg_tag == std::string::npos ? svg_tag : svg.find('>', svg_tag);
+  if (end == std::string::npos) throw Error("cairo wrote an SVG without an <svg> element");
+  svg.insert(end + 1, "\n<title>" + xml_escaped(title) + "</title>\n<desc>" + xml_escaped(desc) + "</desc>");
+}
+
+}  // namespace
+
+std::optional<ChartFormat> chart_format(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".png") return ChartFormat::kPng;
+  if (ext == ".svg") return ChartFormat::kSvg;
+  return std::nullopt;
+}
+
+void write_line_charts(const std::filesystem::path& path, const std::vector<Panel>& panels,
+                       const std::string& x_label, int pw, int ph,
+                       const std::vector<std::string>& x_tick_labels) {
+  const auto format = chart_format(path);
+  if (!format) throw Error(path.string() + ": a chart is written as .png or .svg (named by the extension)");
+  const int w = pw * static_cast<int>(std::max<size_t>(1, panels.size())), h = ph + kLegendHeight;
+  std::string bytes;
+  Surface surface(*format == ChartFormat::kSvg ? cairo_svg_surface_create_for_stream(append_bytes, &bytes, w, h)
+                                               : cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h),
+                  cairo_surface_destroy);
+  check(cairo_surface_status(surface.get()), path);
+  {
+    Context cr(cairo_create(surface.get()), cairo_destroy);
+    draw_charts(cr.get(), panels, x_label, pw, ph, x_tick_labels);
+    check(cairo_status(cr.get()), path);
+  }
+  if (*format == ChartFormat::kPng) check(cairo_surface_write_to_png_stream(surface.get(), append_bytes, &bytes), path);
+  cairo_surface_finish(surface.get());
+  check(cairo_surface_status(surface.get()), path);
+  if (*format == ChartFormat::kSvg) add_svg_text(bytes, panels, x_label);
+  io::write_file_atomic(path, bytes);
 }
 
 }  // namespace bertune::train

@@ -1,57 +1,189 @@
-// Issue #8, third careless-user pass (docs/HARDENING.md, "Third pass"): each test is a case
-// that crashed or gave exit 0 with a wrong result before its fix. The real binary is run on a
-// tiny model trained once for the whole file.
+// The command line as users run it: the exit-code contract (0 ok, 1 user error, 2 internal
+// bug, 3 non-finite guard, 130 SIGINT, 143 SIGTERM), errors that name their cause, and the
+// refusal of inputs and options that would give a wrong result with exit 0. Most cases spawn
+// the real binary.
 #include <gtest/gtest.h>
 
 #include "run_cli.h"
+#include "test_support.h"
+#include "train_fixture.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "cli/errors.h"
 #include "io/atomic_file.h"
-#include "io/read_file.h"
-#include "model/config.h"
+#include "kernels/cpu_runtime.h"
 #include "quant/int8_model.h"
+#include "text/vocab_trainer.h"
 #include "util/error.h"
 #include "util/paths.h"
+#include "util/threads.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
 
 namespace {
 
-using Result = CliResult;
+const std::string kNoInternal = "internal error";
 
+// Whether /proc/PID/status shows SIGINT and SIGTERM blocked (SigBlk bit n-1).
+bool signals_blocked(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("SigBlk:", 0) == 0) {
+      unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      const unsigned long long want = (1ull << (SIGINT - 1)) | (1ull << (SIGTERM - 1));
+      return (mask & want) == want;
+    }
+  return false;
+}
 
-// 120 NSMC training reviews, a header-only file, an empty file, and a tiny classifier
-// (config of tests/test_trainer.cc) trained for two steps on them: built once.
-class Pass3 : public ::testing::Test {
+}  // namespace
+
+// ---------------------------------------------------------------- exit codes
+
+TEST(ExitCodes, UnknownCommandIsNamedWithTheNearestOne) {
+  auto r = run_cli("trian");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "unknown command 'trian'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "did you mean 'train'?")) << r.output;
+  auto sub = run_cli("data statz x");
+  EXPECT_EQ(sub.status, 1) << sub.output;
+  EXPECT_TRUE(contains(sub.output, "unknown command 'statz' for 'bertune data'; did you mean 'stats'?"))
+      << sub.output;
+  auto far = run_cli("frobnicate");
+  EXPECT_EQ(far.status, 1);
+  EXPECT_TRUE(contains(far.output, "unknown command 'frobnicate'")) << far.output;
+  EXPECT_FALSE(contains(far.output, "did you mean")) << far.output;
+}
+
+TEST(ExitCodes, UsageErrorsAreOneHelpIsZero) {
+  EXPECT_EQ(run_cli("--help").status, 0);
+  EXPECT_EQ(run_cli("tokenize --help").status, 0);
+  auto help = run_cli("--help");
+  EXPECT_TRUE(contains(help.output, "Exit codes: 0 ok, 1 user/data error")) << help.output;
+  auto bad = run_cli("tokenize --max-length notanumber x");  // CLI11 alone would exit 105
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_EQ(run_cli("data head --no-such-flag").status, 1);
+}
+
+TEST(ExitCodes, FailureMapping) {
+  auto code = [](auto&& thrower) {
+    try {
+      thrower();
+    } catch (...) {
+      return cli::describe_failure(std::current_exception());
+    }
+    return cli::Failure{-1, ""};
+  };
+  EXPECT_EQ(code([] { throw Error("bad flag"); }).exit_code, 1);
+  EXPECT_EQ(code([] { throw NonFiniteStop("loss nan"); }).exit_code, 3);
+  EXPECT_EQ(code([] { throw Interrupted("stop", SIGINT); }).exit_code, 130);
+  EXPECT_EQ(code([] { throw Interrupted("stop", SIGTERM); }).exit_code, 143);
+  auto internal = code([] { throw std::logic_error("index bug"); });
+  EXPECT_EQ(internal.exit_code, 2);
+  EXPECT_EQ(internal.message, "bertune: internal error: index bug");
+  auto fs_error = code([] {
+    throw fs::filesystem_error("cannot create directories", fs::path("out/x"),
+                               std::make_error_code(std::errc::read_only_file_system));
+  });
+  EXPECT_EQ(fs_error.exit_code, 1);
+  EXPECT_EQ(fs_error.message, "bertune: error: cannot create directories out/x: Read-only file system");
+}
+
+// An output directory that is a file: a user mistake, named as such.
+TEST(ExitCodes, OutputPathUnderAFileIsAUserError) {
+  TempDir tmp("outfile");
+  fs::path file = tmp.file("plain", "x");
+  auto r = run_cli("tokenize --output " + (file / "sub" / "out.jsonl").string() + " hello");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_FALSE(contains(r.output, kNoInternal)) << r.output;
+  EXPECT_TRUE(contains(r.output, (file / "sub").string())) << r.output;
+  EXPECT_TRUE(contains(r.output, "Not a directory")) << r.output;
+  // /proc/self is not writable by anyone, root included.
+  auto ro = run_cli("tokenize --output /proc/self/bertune_out/x.jsonl hello");
+  EXPECT_EQ(ro.status, 1) << ro.output;
+  EXPECT_FALSE(contains(ro.output, kNoInternal)) << ro.output;
+}
+
+// SIGINT / SIGTERM: 130 / 143, whatever the command was doing (here: blocked
+// opening a FIFO that nobody writes).
+TEST(ExitCodes, SignalsExit130And143) {
+  TempDir tmp("signals");
+  const fs::path fifo = tmp.path / "fifo.tsv";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (int sig : {SIGINT, SIGTERM}) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      ::execl(BERTUNE_BINARY, BERTUNE_BINARY, "data", "head", fifo.c_str(), static_cast<char*>(nullptr));
+      ::_exit(99);
+    }
+    // Wait until bertune has installed its handling (both signals blocked in
+    // the main thread); slow starts (ASan, a loaded machine) must not race it.
+    for (int i = 0; i < 2000 && !signals_blocked(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(signals_blocked(pid)) << "bertune never blocked SIGINT/SIGTERM";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // into open()
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 128 + sig);
+  }
+}
+
+// ---------------------------------------------------------------- threads
+
+TEST(Threads, AbsurdThreadCountsAreRefusedNotCrashed) {
+  EXPECT_EQ(util::checked_thread_count(0), util::hardware_threads());
+  EXPECT_EQ(util::checked_thread_count(3), 3);
+  EXPECT_TRUE(contains(error_of([] { kernels::set_num_threads(100000); }), "--threads 100000: at most 256"));
+  auto r = run_cli("tokenize --threads 100000 hello");  // was SIGSEGV inside libgomp
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "--threads 100000: at most 256 threads")) << r.output;
+  EXPECT_EQ(run_cli("tokenize --threads 256 hello").status, 0);
+  auto words = error_of([] { text::count_words("a b", [](std::string_view, std::vector<std::string>&) {}, 100000); });
+  EXPECT_TRUE(contains(words, "at most 256")) << words;
+}
+
+// ---------------------------------------------------------------- commands on a trained model
+
+namespace {
+
+// 120 NSMC training reviews, a header-only file, an empty file, and the tiny classifier of
+// tests/train_fixture.h trained for two steps on them: built once for the suite.
+class CliOnTinyModel : public ::testing::Test {
  protected:
+  static inline std::unique_ptr<TinyTrainDir> files;
   static inline fs::path dir;
   static void SetUpTestSuite() {
-    dir = fs::temp_directory_path() / ("bertune_pass3_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
-    std::string header, line, body;
-    std::getline(in, header);
-    for (int i = 0; i < 120 && std::getline(in, line); ++i) body += line + "\n";
-    io::write_file_atomic(dir / "train.tsv", header + "\n" + body);
-    io::write_file_atomic(dir / "header.tsv", header + "\n");
+    files = std::make_unique<TinyTrainDir>("cli_tiny_model");
+    dir = files->dir;
+    const NsmcRows nsmc = nsmc_train_rows(120);
+    std::string body;
+    for (const std::string& line : nsmc.rows) body += line + "\n";
+    io::write_file_atomic(dir / "train.tsv", nsmc.header + "\n" + body);
+    io::write_file_atomic(dir / "header.tsv", nsmc.header + "\n");
     io::write_file_atomic(dir / "empty.txt", "");
-    io::write_file_atomic(dir / "tiny.json", R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
-      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64})");
     auto r = run_cli(train_args("model") + " --eval-strategy no");
     ASSERT_EQ(r.status, 0) << r.output;
   }
-  static void TearDownTestSuite() { fs::remove_all(dir); }
+  static void TearDownTestSuite() { files.reset(); }
   static std::string path(const std::string& name) { return (dir / name).string(); }
   static std::string train_args(const std::string& out) {
     return "train --model-config " + path("tiny.json") + " --train-file " + path("train.tsv") +
@@ -64,7 +196,7 @@ class Pass3 : public ::testing::Test {
 
 // D05: `eval --data` of a file with a header and no rows printed accuracy 0.0000 over
 // "examples 0" and exited 0.
-TEST_F(Pass3, EvalOfAFileWithoutRowsIsAnError) {
+TEST_F(CliOnTinyModel, EvalOfAFileWithoutRowsIsAnError) {
   auto r = run_cli("eval --model " + model() + " --data " + path("header.tsv"));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "header.tsv: no examples to evaluate")) << r.output;
@@ -72,7 +204,7 @@ TEST_F(Pass3, EvalOfAFileWithoutRowsIsAnError) {
 
 // D33, D36: a header-only --eval-file / --test-file was evaluated as 0 examples (accuracy 0,
 // entering the best-model choice) and the run exited 0.
-TEST_F(Pass3, TrainWithEmptyEvalOrTestFileIsRefusedBeforeTraining) {
+TEST_F(CliOnTinyModel, TrainWithEmptyEvalOrTestFileIsRefusedBeforeTraining) {
   auto eval = run_cli(train_args("e") + " --eval-file " + path("header.tsv") + " --eval-strategy steps --eval-steps 1");
   EXPECT_EQ(eval.status, 1) << eval.output;
   EXPECT_TRUE(contains(eval.output, "header.tsv: no evaluation examples")) << eval.output;
@@ -85,7 +217,7 @@ TEST_F(Pass3, TrainWithEmptyEvalOrTestFileIsRefusedBeforeTraining) {
 
 // D34, D35: `eval --samples 0` and `--samples -5` evaluated the whole file; more than the
 // file holds claimed a subset it did not take (as `data --samples`, these are errors now).
-TEST_F(Pass3, EvalSamplesOutOfRangeAreErrors) {
+TEST_F(CliOnTinyModel, EvalSamplesOutOfRangeAreErrors) {
   for (const char* n : {"0", "-5"}) {
     auto r = run_cli("eval --model " + model() + " --data " + path("train.tsv") + " --samples " + n);
     EXPECT_EQ(r.status, 1) << n << r.output;
@@ -98,7 +230,7 @@ TEST_F(Pass3, EvalSamplesOutOfRangeAreErrors) {
 }
 
 // D24: `predict --input EMPTY` printed nothing and exited 0, like a finished job.
-TEST_F(Pass3, PredictOnAnEmptyInputIsAnError) {
+TEST_F(CliOnTinyModel, PredictOnAnEmptyInputIsAnError) {
   for (const char* f : {"empty.txt", "header.tsv"}) {
     auto r = run_cli("predict --model " + model() + " --input " + path(f));
     EXPECT_EQ(r.status, 1) << f << r.output;
@@ -107,7 +239,7 @@ TEST_F(Pass3, PredictOnAnEmptyInputIsAnError) {
 }
 
 // D31: `predict/eval --threads -1` ran on all cores; train refuses it.
-TEST_F(Pass3, NegativeThreadsAreRefusedByInferenceToo) {
+TEST_F(CliOnTinyModel, NegativeThreadsAreRefusedByInferenceToo) {
   auto r = run_cli("predict --model " + model() + " --threads -1 좋아요");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "--threads: must not be negative")) << r.output;
@@ -115,7 +247,7 @@ TEST_F(Pass3, NegativeThreadsAreRefusedByInferenceToo) {
 
 // K11: `tokenize --input F --output F` replaced the user's data file with its tokens (exit 0);
 // the same for predict. Any spelling of the same file is refused before anything is written.
-TEST_F(Pass3, OutputThatIsTheInputIsRefused) {
+TEST_F(CliOnTinyModel, OutputThatIsTheInputIsRefused) {
   fs::copy_file(dir / "train.tsv", dir / "mine.tsv", fs::copy_options::overwrite_existing);
   const std::string before = io::read_file(dir / "mine.tsv");
   auto tok = run_cli("tokenize --input " + path("mine.tsv") + " --output " + (dir / "." / "mine.tsv").string());
@@ -129,7 +261,7 @@ TEST_F(Pass3, OutputThatIsTheInputIsRefused) {
 
 // `quantize --output DIR/` staged inside DIR itself: a fresh DIR/ always failed ("cannot
 // rename"), and `--model M --output M/ --overwrite` deleted the model directory M.
-TEST_F(Pass3, QuantizeOutputWithATrailingSlash) {
+TEST_F(CliOnTinyModel, QuantizeOutputWithATrailingSlash) {
   auto fresh = run_cli("quantize --model " + model() + " --output " + path("q8") + "/");
   EXPECT_EQ(fresh.status, 0) << fresh.output;
   EXPECT_TRUE(quant::is_int8_model_dir(dir / "q8"));
@@ -145,7 +277,7 @@ TEST_F(Pass3, QuantizeOutputWithATrailingSlash) {
 
 // Unsigned options: CLI11 turned "-1" into the type's largest value — a vocabulary of every
 // word (exit 0), a shuffle seed of 2^64-1, a server without a body limit.
-TEST_F(Pass3, NegativeValuesOfUnsignedOptionsAreRefused) {
+TEST_F(CliOnTinyModel, NegativeValuesOfUnsignedOptionsAreRefused) {
   for (const std::string& args :
        {"vocab train --corpus " + path("train.tsv") + " --vocab-size -1 --output " + path("v1"),
         "vocab train --corpus " + path("train.tsv") + " --min-frequency -3 --output " + path("v2"),
@@ -161,7 +293,7 @@ TEST_F(Pass3, NegativeValuesOfUnsignedOptionsAreRefused) {
 }
 
 // K23: `bench gemm --repeat 0` printed "best 0.0 GFLOP/s" as a measurement.
-TEST_F(Pass3, BenchGemmWithoutRepeatsIsAnError) {
+TEST_F(CliOnTinyModel, BenchGemmWithoutRepeatsIsAnError) {
   auto r = run_cli("bench gemm --repeat 0");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "--repeat must be positive (got 0)")) << r.output;
@@ -169,7 +301,7 @@ TEST_F(Pass3, BenchGemmWithoutRepeatsIsAnError) {
 
 // P12: `vocab train` (and `pretrain`, same reader) trained on the first part of a truncated
 // .gz corpus and exited 0; `data head` already said "the gzip stream is truncated".
-TEST_F(Pass3, TruncatedGzipCorpusIsAnError) {
+TEST_F(CliOnTinyModel, TruncatedGzipCorpusIsAnError) {
   std::ifstream in(shared_path("data/nsmc/unlabeled.txt.gz"), std::ios::binary);
   std::string head(3000, '\0');
   ASSERT_TRUE(in.read(head.data(), static_cast<std::streamsize>(head.size())));
@@ -182,21 +314,4 @@ TEST_F(Pass3, TruncatedGzipCorpusIsAnError) {
                    " --max-length 32 --max-steps 1 --threads 2 --output-dir " + path("pcut"));
   EXPECT_EQ(p.status, 1) << p.output;
   EXPECT_TRUE(contains(p.output, "the gzip stream is truncated or corrupt")) << p.output;
-}
-
-// C11: num_labels 2 beside an id2label of three names trained a three-way classifier without
-// a word (HF warns and takes id2label's count). Agreeing fields are still fine.
-TEST(Pass3Config, NumLabelsThatDisagreesWithId2labelIsRefused) {
-  auto error = [](const char* text) {
-    try {
-      model::BertConfig::from_json(nlohmann::json::parse(text), "cfg.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
-  EXPECT_EQ(error(R"({"num_labels": 2, "id2label": {"0": "neg", "1": "pos", "2": "meh"}})"),
-            "cfg.json: field 'num_labels' is 2 but id2label names 3 labels; remove num_labels or make them agree");
-  EXPECT_EQ(error(R"({"num_labels": 3, "id2label": {"0": "neg", "1": "pos", "2": "meh"}})"), "");
-  EXPECT_EQ(error(R"({"id2label": {"0": "neg", "1": "pos"}})"), "");
 }

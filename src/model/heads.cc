@@ -1,0 +1,230 @@
+#include "model/heads.h"
+
+#include <initializer_list>
+
+#include "util/error.h"
+
+namespace bertune::model {
+namespace k = bertune::kernels;
+
+namespace {
+
+constexpr uint64_t kSiteClassifier = 1000000;  // dropout site of the pooled [CLS] rows
+
+// n floats each, in order.
+void take_each(ArenaPlan& plan, std::initializer_list<float**> views, size_t n) {
+  for (float** view : views) plan.take(view, n);
+}
+
+// HF's classifier_dropout, or hidden_dropout_prob when it is null.
+k::Dropout classifier_dropout(const HeadPass& pass) {
+  const BertConfig& c = *pass.config;
+  return pass.dropout(kSiteClassifier, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob);
+}
+
+TensorSpec& add_head_tensor(std::vector<TensorSpec>& specs, std::string name, std::vector<int64_t> shape) {
+  TensorSpec& spec = specs.emplace_back();
+  spec.name = std::move(name);
+  spec.shape = std::move(shape);
+  spec.head = true;
+  return spec;
+}
+
+}  // namespace
+
+std::unique_ptr<Head> make_head(Task task) {
+  switch (task) {
+    case Task::SequenceClassification: return std::make_unique<SequenceClassificationHead>();
+    case Task::MaskedLM: return std::make_unique<MaskedLMHead>();
+    case Task::ReplacedTokenDetection: return std::make_unique<ReplacedTokenHead>();
+  }
+  throw Error("make_head: unknown task " + std::to_string(static_cast<int>(task)));
+}
+
+// ---------------------------------------------------------------- sequence classification
+
+void SequenceClassificationHead::append_tensors(const BertConfig& config,
+                                                std::vector<TensorSpec>& specs) const {
+  const int64_t H = config.hidden_size, C = config.num_labels();
+  add_head_tensor(specs, "bert.pooler.dense.weight", {H, H});
+  add_head_tensor(specs, "bert.pooler.dense.bias", {H});
+  add_head_tensor(specs, "classifier.weight", {C, H});
+  add_head_tensor(specs, "classifier.bias", {C});
+}
+
+void SequenceClassificationHead::bind(const FlatView& params, const FlatView& grads) {
+  auto views = [](const FlatView& at) {
+    return Params{at["bert.pooler.dense.weight"], at["bert.pooler.dense.bias"], at["classifier.weight"],
+                  at["classifier.bias"]};
+  };
+  p_ = views(params);
+  g_ = views(grads);
+}
+
+void SequenceClassificationHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
+  const size_t BH = size_t(pass.B) * pass.config->hidden_size;
+  take_each(plan, {&pooled_in_, &pooled_, &pooled_drop_}, BH);
+}
+
+void SequenceClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
+  const size_t BH = size_t(pass.B) * pass.config->hidden_size;
+  take_each(plan, {&d_pooled_, &d_pooled_in_}, BH);
+}
+
+// pooled_in (B, H) -> tanh dense -> dropout -> classifier -> logits (B, C).
+void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
+  const BertConfig& config = *pass.config;
+  const int B = pass.B, H = config.hidden_size, C = config.num_labels();
+  // The [CLS] rows: rows offsets[0..B) of the last layer's output, or rows 0..B
+  // when the last layer ran on the [CLS] rows only.
+  if (pass.cls_rows_compact)
+    k::copy_on_device(pass.device, pooled_in_, pass.last, size_t(B) * H * sizeof(float));
+  else
+    k::gather_rows(pass.device, pooled_in_, pass.last, pass.offsets, B, H);
+  k::linear_forward(pass.device, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
+  k::tanh_forward(pass.device, pooled_, pooled_, size_t(B) * H);
+  k::dropout_forward(pass.device, pooled_drop_, pooled_, size_t(B) * H, classifier_dropout(pass));
+  k::linear_forward(pass.device, logits, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
+}
+
+// d_last: its B [CLS] rows when the last layer ran on those only, else all T rows.
+void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
+  const BertConfig& config = *pass.config;
+  const int B = pass.B, T = pass.T, H = config.hidden_size, C = config.num_labels();
+  k::linear_backward(pass.device, d_pooled_, g_.cls_w, g_.cls_b, d_logits, pooled_drop_, p_.cls_w, B, H, C);
+  k::dropout_backward(pass.device, d_pooled_, d_pooled_, size_t(B) * H, classifier_dropout(pass));
+  k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, size_t(B) * H);
+  k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, pooled_in_, p_.pool_w, B, H,
+                     H);
+  if (pass.cls_rows_compact)
+    return k::copy_on_device(pass.device, d_last, d_pooled_in_, size_t(B) * H * sizeof(float));
+  k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
+  k::scatter_add_rows(pass.device, d_last, d_pooled_in_, pass.offsets, B, H);
+}
+
+// ---------------------------------------------------------------- token heads
+
+void TokenHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
+  const size_t RH = size_t(pass.R) * pass.config->hidden_size;
+  take_each(plan, {&head_in_, &head_dense_, &head_gelu_}, RH);
+}
+
+void TokenHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
+  const size_t RH = size_t(pass.R) * pass.config->hidden_size;
+  take_each(plan, {&d_head_in_, &d_head_dense_}, RH);
+}
+
+const float* TokenHead::head_input(const HeadPass& pass) const {
+  return pass.R == pass.T ? pass.last : head_in_;
+}
+
+void TokenHead::dense_gelu_forward(const HeadPass& pass, const float* w, const float* b) {
+  const int R = pass.R, H = pass.config->hidden_size;
+  if (R != pass.T) k::gather_rows(pass.device, head_in_, pass.last, pass.head_rows, R, H);
+  k::linear_forward(pass.device, head_dense_, head_input(pass), w, b, R, H, H);
+  k::gelu_forward(pass.device, head_gelu_, head_dense_, size_t(R) * H);
+}
+
+void TokenHead::dense_backward(const HeadPass& pass, const float* d_dense, float* d_w, float* d_b,
+                               const float* w, float* d_last) {
+  const int T = pass.T, R = pass.R, H = pass.config->hidden_size;
+  if (R == T) return k::linear_backward(pass.device, d_last, d_w, d_b, d_dense, head_input(pass), w, T, H, H);
+  k::linear_backward(pass.device, d_head_in_, d_w, d_b, d_dense, head_input(pass), w, R, H, H);
+  k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
+  k::scatter_add_rows(pass.device, d_last, d_head_in_, pass.head_rows, R, H);
+}
+
+// ---------------------------------------------------------------- masked LM
+
+void MaskedLMHead::append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const {
+  const int64_t V = config.vocab_size, H = config.hidden_size;
+  add_head_tensor(specs, "cls.predictions.transform.dense.weight", {H, H});
+  add_head_tensor(specs, "cls.predictions.transform.dense.bias", {H});
+  add_head_tensor(specs, "cls.predictions.transform.LayerNorm.weight", {H});
+  add_head_tensor(specs, "cls.predictions.transform.LayerNorm.bias", {H});
+  add_head_tensor(specs, "cls.predictions.bias", {V});
+  TensorSpec& decoder = add_head_tensor(specs, "cls.predictions.decoder.weight", {V, H});
+  decoder.head = false;
+  decoder.tied_to = "bert.embeddings.word_embeddings.weight";
+  TensorSpec& decoder_bias = add_head_tensor(specs, "cls.predictions.decoder.bias", {V});
+  decoder_bias.head = false;
+  decoder_bias.tied_to = "cls.predictions.bias";
+}
+
+void MaskedLMHead::bind(const FlatView& params, const FlatView& grads) {
+  auto views = [](const FlatView& at) {
+    return Params{at["cls.predictions.transform.dense.weight"],
+                  at["cls.predictions.transform.dense.bias"],
+                  at["cls.predictions.transform.LayerNorm.weight"],
+                  at["cls.predictions.transform.LayerNorm.bias"],
+                  at["cls.predictions.bias"],
+                  at["bert.embeddings.word_embeddings.weight"]};
+  };
+  p_ = views(params);
+  g_ = views(grads);
+}
+
+void MaskedLMHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
+  TokenHead::plan_activations(plan, pass);
+  const size_t R = pass.R;
+  plan.take(&ln_out_, R * pass.config->hidden_size);
+  plan.take(&ln_mean_, R);
+  plan.take(&ln_rstd_, R);
+}
+
+// head rows (R, H) -> GELU dense -> LayerNorm -> decoder -> logits (R, V).
+void MaskedLMHead::forward(const HeadPass& pass, float* logits) {
+  const BertConfig& config = *pass.config;
+  const int R = pass.R, H = config.hidden_size, V = config.vocab_size;
+  dense_gelu_forward(pass, p_.dense_w, p_.dense_b);
+  k::layernorm_forward(pass.device, ln_out_, ln_mean_, ln_rstd_, head_gelu_, p_.ln_g, p_.ln_b, R, H,
+                       config.layer_norm_eps);
+  k::linear_forward(pass.device, logits, ln_out_, p_.decoder, p_.bias, R, H, V);
+}
+
+void MaskedLMHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
+  const int R = pass.R, H = pass.config->hidden_size, V = pass.config->vocab_size;
+  float* d_ln_out = d_head_in_;  // (R, H)
+  // The decoder is word_embeddings: its gradient lands in the embedding's.
+  k::linear_backward(pass.device, d_ln_out, g_.decoder, g_.bias, d_logits, ln_out_, p_.decoder, R, H, V);
+  k::layernorm_backward(pass.device, d_head_dense_, g_.ln_g, g_.ln_b, d_ln_out, head_gelu_, ln_mean_, ln_rstd_,
+                        p_.ln_g, R, H);
+  k::gelu_backward(pass.device, d_head_dense_, d_head_dense_, head_dense_, size_t(R) * H);
+  dense_backward(pass, d_head_dense_, g_.dense_w, g_.dense_b, p_.dense_w, d_last);
+}
+
+// ---------------------------------------------------------------- replaced-token detection
+
+void ReplacedTokenHead::append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const {
+  const int64_t H = config.hidden_size;
+  add_head_tensor(specs, "discriminator_predictions.dense.weight", {H, H});
+  add_head_tensor(specs, "discriminator_predictions.dense.bias", {H});
+  add_head_tensor(specs, "discriminator_predictions.classifier.weight", {2, H});
+  add_head_tensor(specs, "discriminator_predictions.classifier.bias", {2});
+}
+
+void ReplacedTokenHead::bind(const FlatView& params, const FlatView& grads) {
+  auto views = [](const FlatView& at) {
+    return Params{at["discriminator_predictions.dense.weight"], at["discriminator_predictions.dense.bias"],
+                  at["discriminator_predictions.classifier.weight"],
+                  at["discriminator_predictions.classifier.bias"]};
+  };
+  p_ = views(params);
+  g_ = views(grads);
+}
+
+// head rows (R, H) -> dense -> GELU -> classifier -> logits (R, 2).
+void ReplacedTokenHead::forward(const HeadPass& pass, float* logits) {
+  const int R = pass.R, H = pass.config->hidden_size;
+  dense_gelu_forward(pass, p_.dense_w, p_.dense_b);
+  k::linear_forward(pass.device, logits, head_gelu_, p_.out_w, p_.out_b, R, H, 2);
+}
+
+void ReplacedTokenHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
+  const int R = pass.R, H = pass.config->hidden_size;
+  k::linear_backward(pass.device, d_head_dense_, g_.out_w, g_.out_b, d_logits, head_gelu_, p_.out_w, R, H, 2);
+  k::gelu_backward(pass.device, d_head_dense_, d_head_dense_, head_dense_, size_t(R) * H);
+  dense_backward(pass, d_head_dense_, g_.dense_w, g_.dense_b, p_.dense_w, d_last);
+}
+
+}  // namespace bertune::model
