@@ -1,5 +1,5 @@
 // Accuracy and speed of a classifier directory — fp32 or int8 (`bertune quantize`) — on a
-// labelled file, through the serving adapter (serve::Classifier), so the int8 format's
+// labelled file, through the classifier serve runs (infer::Classifier), so the int8 format's
 // accuracy cost can be measured side by side with its fp32 source:
 //
 //   ./build/eval_int8 --model DIR [--data ../shared/data/nsmc/ratings_test.txt] [--threads 2]
@@ -15,9 +15,10 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "infer/classifier.h"
+#include "infer/metrics.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/ops.h"
-#include "serve/classifier.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   }
   try {
     kernels::set_num_threads(threads);
-    auto c = serve::Classifier::load(model);
+    auto c = infer::Classifier::load(model);
     auto d = data::read_dataset(data);
     if (samples > 0 && static_cast<size_t>(samples) < d.size()) d.examples.resize(samples);
     std::vector<std::string> texts;
@@ -58,11 +59,11 @@ int main(int argc, char** argv) {
     const int k = c->num_labels();
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t start = 0; start < order.size(); start += batch_size) {
-      std::vector<const serve::TokenIds*> batch;
+      std::vector<const infer::TokenIds*> batch;
       for (size_t i = start; i < std::min(order.size(), start + batch_size); ++i) batch.push_back(&ids[order[i]]);
       auto logits = c->logits(batch);
       for (size_t i = 0; i < batch.size(); ++i)
-        correct += serve::Classifier::argmax(logits.data() + i * k, k) == d.examples[order[start + i]].label;
+        correct += infer::argmax(logits.data() + i * k, k) == d.examples[order[start + i]].label;
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("{\"model\": \"%s\", \"int8\": \"%s\", \"examples\": %zu, \"accuracy\": %.6f, \"seconds\": %.2f, "

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "train/batching.h"
+#include "infer/batching.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -33,22 +33,22 @@ TEST(Batching, EveryExampleOnceAndLengthGroupsAreSorted) {
 }
 
 TEST(Batching, BuildsPackedAndPaddedBatches) {
-  train::TokenizedData data;
+  infer::TokenizedData data;
   data.ids = {{2, 5, 3}, {2, 6, 7, 8, 3}, {2, 3}};
   data.labels = {1, 0, 1};
-  auto build = [&](std::vector<size_t> idx, train::Padding padding, int max_length) {
-    return train::build_batch(data, idx, {padding, max_length, 0});
+  auto build = [&](std::vector<size_t> idx, infer::Padding padding, int max_length) {
+    return infer::build_batch(data, idx, {padding, max_length, 0});
   };
-  auto packed = build({1, 2}, train::Padding::Packed, 8);
+  auto packed = build({1, 2}, infer::Padding::Packed, 8);
   EXPECT_EQ(packed.input_ids, (std::vector<int32_t>{2, 6, 7, 8, 3, 2, 3}));
   EXPECT_EQ(packed.offsets, (std::vector<int32_t>{0, 5, 7}));
   EXPECT_EQ(packed.labels, (std::vector<int32_t>{0, 1}));
-  auto longest = build({0, 2}, train::Padding::Longest, 8);
+  auto longest = build({0, 2}, infer::Padding::Longest, 8);
   EXPECT_EQ(longest.input_ids, (std::vector<int32_t>{2, 5, 3, 2, 3, 0}));
   EXPECT_EQ(longest.lengths, (std::vector<int32_t>{3, 2}));
-  auto fixed = build({0}, train::Padding::MaxLength, 8);
+  auto fixed = build({0}, infer::Padding::MaxLength, 8);
   EXPECT_EQ(fixed.num_rows(), 8);
   EXPECT_EQ(fixed.real_tokens(), 3);
-  EXPECT_THROW(build({1}, train::Padding::MaxLength, 4), Error);
-  EXPECT_THROW(train::parse_padding("left"), Error);
+  EXPECT_THROW(build({1}, infer::Padding::MaxLength, 4), Error);
+  EXPECT_THROW(infer::parse_padding("left"), Error);
 }

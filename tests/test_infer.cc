@@ -13,12 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "infer/evaluate.h"
+#include "infer/model_dir.h"
 #include "io/safetensors.h"
 #include "model/bert.h"
 #include "numeric_compare.h"
-#include "quant/inference_model.h"
 #include "serve_fixture.h"
-#include "train/evaluate.h"
 #include "util/error.h"
 #include "util/paths.h"
 
@@ -139,12 +139,12 @@ struct InferDir : ::testing::Test {
 // slices of the fused QKV weight (per-row scales and per-row activation quantization make
 // that the same arithmetic as the fused GEMM's rows).
 TEST_F(InferDir, ClsOnlyLastLayerEqualsFullLayerWithInt8Weights) {
-  auto loaded = quant::load_inference_model(model, /*int8=*/true);
+  auto loaded = infer::load_inference_model(model, /*int8=*/true);
   ASSERT_TRUE(loaded.int8_weights());
   std::vector<std::vector<int32_t>> seqs = {{2, 100, 200, 300, 3}, {2, 3}, {2, 5, 6, 7, 8, 9, 10, 11, 3}};
   expect_fast_equals_full(*loaded.model, Batch::packed(seqs), "int8 packed");
   expect_fast_equals_full(*loaded.model, Batch::padded(seqs, 0, 0), "int8 padded");
-  auto fp32 = quant::load_inference_model(model, /*int8=*/false);
+  auto fp32 = infer::load_inference_model(model, /*int8=*/false);
   EXPECT_FALSE(fp32.int8_weights());
   auto a = eval_logits(*loaded.model, Batch::packed(seqs), true);
   auto b = eval_logits(*fp32.model, Batch::packed(seqs), true);
@@ -155,7 +155,7 @@ TEST_F(InferDir, ClsOnlyLastLayerEqualsFullLayerWithInt8Weights) {
 // reads the weights.
 TEST_F(InferDir, Int8OnCudaIsRefusedByTheLoader) {
   try {
-    quant::load_inference_model(model, /*int8=*/true, kernels::Device::CUDA);
+    infer::load_inference_model(model, /*int8=*/true, kernels::Device::CUDA);
     FAIL() << "int8 on CUDA must be refused";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--int8 runs on the CPU only"), std::string::npos) << e.what();
@@ -165,9 +165,9 @@ TEST_F(InferDir, Int8OnCudaIsRefusedByTheLoader) {
 // Sorted batches (eval, predict): the same predictions and logits, in input order, as
 // sequential batches; each equal to that text classified alone.
 TEST_F(InferDir, SortedByLengthEvaluationKeepsInputOrder) {
-  auto loaded = quant::load_inference_model(model);
+  auto loaded = infer::load_inference_model(model);
   BertModel& m = *loaded.model;
-  train::TokenizedData data;
+  infer::TokenizedData data;
   std::mt19937 rng(3);
   for (int i = 0; i < 23; ++i) {
     std::vector<int32_t> ids = {2};
@@ -178,8 +178,8 @@ TEST_F(InferDir, SortedByLengthEvaluationKeepsInputOrder) {
     data.lengths.push_back(int(ids.size()));
     data.labels.push_back(i % 2);
   }
-  auto seq = train::evaluate(m, data, 4, train::Padding::Packed, 64, 0, true, false);
-  auto sorted = train::evaluate(m, data, 4, train::Padding::Packed, 64, 0, true, true);
+  auto seq = infer::evaluate(m, data, 4, infer::Padding::Packed, 64, 0, true, false);
+  auto sorted = infer::evaluate(m, data, 4, infer::Padding::Packed, 64, 0, true, true);
   EXPECT_EQ(seq.predictions, sorted.predictions);
   ASSERT_EQ(seq.logits.size(), sorted.logits.size());
   EXPECT_LE(max_abs_diff(seq.logits.data(), sorted.logits.data(), seq.logits.size()), 1e-5f);

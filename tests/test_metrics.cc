@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "train/metrics.h"
+#include "infer/metrics.h"
 
-using namespace bertune::train;
+using namespace bertune::infer;
 
 TEST(Metrics, HandCheckedBinaryCase) {
   // truth     1 1 1 0 0 0 0 1

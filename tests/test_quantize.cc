@@ -5,8 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "infer/classifier.h"
+#include "infer/quantize.h"
 #include "quant/int8_model.h"
-#include "serve/classifier.h"
 #include "serve_fixture.h"
 #include "util/error.h"
 
@@ -135,8 +136,8 @@ TEST_F(QuantizeTest, Int8DirectoryServes) {
 // while staying close to it.
 TEST_F(QuantizeTest, Int8ClassifierRunsTheInt8Kernels) {
   const fs::path out = dir / "int8";
-  quant::quantize_model_dir(model, out);
-  auto c = serve::Classifier::load(out);
+  infer::quantize_model_dir(model, out);
+  auto c = infer::Classifier::load(out);
   EXPECT_TRUE(c->int8_weights());
   auto ids = c->tokenize({"정말 재밌어요", "시간 아까움. 최악의 영화"});
   auto int8_logits = c->logits({&ids[0], &ids[1]});

@@ -6,11 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/batching.h"
+#include "infer/batching.h"
+#include "train/run_state.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
 using namespace bertune;
+using namespace bertune::infer;
 using namespace bertune::train;
 
 // Orders produced by transformers' get_length_grouped_indices (with torch.randperm) on fixed

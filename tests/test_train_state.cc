@@ -183,7 +183,7 @@ TEST(TrainOptionsParse, DefaultsFlagsAndConfigOverride) {
   EXPECT_TRUE(o.load_best_model_at_end);
   EXPECT_TRUE(o.higher_is_better());
   EXPECT_EQ(o.metric_key(), "eval_accuracy");
-  EXPECT_EQ(o.padding, Padding::Packed);
+  EXPECT_EQ(o.padding, infer::Padding::Packed);
   EXPECT_EQ(o.eval_steps, 500);  // = logging_steps
   fs::remove(cfg);
 }
@@ -241,9 +241,9 @@ TEST(Presets, NotebookRunsValidateWithTheirSettings) {
   EXPECT_EQ(run3.early_stopping_patience, 3);
   EXPECT_DOUBLE_EQ(run3.early_stopping_threshold, 0.01);
   EXPECT_EQ(run3.metric_key(), "eval_accuracy");
-  EXPECT_EQ(run3.padding, Padding::MaxLength);
+  EXPECT_EQ(run3.padding, infer::Padding::MaxLength);
   auto run4 = train_options_from_json(find_preset("notebook-4").options);
-  EXPECT_EQ(run4.padding, Padding::Longest);
+  EXPECT_EQ(run4.padding, infer::Padding::Longest);
   EXPECT_TRUE(run4.group_by_length);
   EXPECT_THROW(find_preset("notebook-9"), Error);
 }

@@ -15,10 +15,10 @@
 
 #include "cli/pretrain_flags.h"
 #include "cli/train_flags.h"
+#include "infer/batching.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
-#include "train/batching.h"
 #include "train/prepare.h"
 #include "train/pretrainer.h"
 #include "train/step.h"
@@ -222,7 +222,7 @@ void run_train_bench(const TrainBench& b) {
   json out = {
       {"bench", "train"},
       {"model", r.model_description},
-      {"padding", train::padding_name(o.padding)},
+      {"padding", infer::padding_name(o.padding)},
       {"group_by_length", o.group_by_length},
       {"batch_size", o.per_device_train_batch_size},
       {"max_length", o.max_length},

@@ -6,12 +6,13 @@
 #include "cli/validators.h"
 #include "cli/train_flags.h"
 #include "data/dataset.h"
+#include "infer/classifier.h"
+#include "infer/evaluate.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
-#include "quant/inference_model.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/trainer.h"
@@ -48,16 +49,9 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
                 "use a model without a trained classifier head (a random one is made: predictions are meaningless)");
 }
 
-// The model (fp32, int8 directory, or quantized on load: the loader serve uses too),
-// its tokenizer, and the longest sequence both can take.
-struct LoadedClassifier {
-  quant::InferenceModel loaded;
-  model::BertModel* model = nullptr;
-  text::Tokenizer tokenizer;
-  int max_length = 0;
-};
-
-LoadedClassifier load_for_inference(const InferenceFlags& f) {
+// The classifier (fp32, int8 directory, or quantized on load: the loader serve uses too),
+// its tokenizer, and the longest sequence both can take, on the device the flags name.
+std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
@@ -81,35 +75,21 @@ LoadedClassifier load_for_inference(const InferenceFlags& f) {
   kernels::require_device(device);
   kernels::set_num_threads(f.threads);
   kernels::set_precision(device, resolved);
-  LoadedClassifier c;
-  c.loaded = quant::load_inference_model(f.model, f.int8, device);
-  c.model = c.loaded.model.get();
-  const std::vector<std::string>& initialised = c.loaded.initialised;
-  if (!initialised.empty()) {
-    std::string names;
-    for (const auto& n : initialised) names += (names.empty() ? "" : ", ") + n;
-    // HF only warns ("newly initialized ... you should probably TRAIN this model"); for
-    // evaluation and prediction a random head makes every figure meaningless.
-    if (!f.allow_untrained_head)
-      throw Error(f.model + " has no trained classification head (missing: " + names +
-                  "); fine-tune it first with `bertune train --model " + f.model +
-                  "`, or pass --allow-untrained-head to use a randomly initialised one");
-    std::fprintf(stderr, "warning: %s: newly initialised %s — predictions are meaningless\n", f.model.c_str(),
-                 names.c_str());
-  }
-  c.tokenizer = train::load_tokenizer_for(f.model, f.tokenizer);
-  // Longer than the model's positions cannot be encoded: truncate there, as HF does with
-  // truncation=True and model_max_length.
-  c.max_length = std::min(f.max_length, c.model->config().max_position_embeddings);
-  return c;
+  infer::ClassifierOptions o;
+  o.tokenizer = f.tokenizer;
+  o.max_length = f.max_length;
+  o.int8 = f.int8;
+  o.device = device;
+  o.untrained_head = f.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;
+  return infer::Classifier::load(f.model, o);
 }
 
 // The first batch's [UNK] share: a tokenizer that does not fit the text shows at once.
-void warn_if_unknown_tokens(const LoadedClassifier& m, const train::TokenizedData& t, const InferenceFlags& f) {
+void warn_if_unknown_tokens(const infer::Classifier& m, const infer::TokenizedData& t, const InferenceFlags& f) {
   const size_t n = std::min(t.size(), static_cast<size_t>(f.batch_size));
   const std::vector<std::vector<int32_t>> first(t.ids.begin(), t.ids.begin() + static_cast<std::ptrdiff_t>(n));
   const std::string dir = f.tokenizer.empty() ? f.model : f.tokenizer;
-  if (auto w = text::unk_warning(text::unk_rate(m.tokenizer, first), dir)) std::fprintf(stderr, "%s\n", w->c_str());
+  if (auto w = text::unk_warning(text::unk_rate(m.tokenizer(), first), dir)) std::fprintf(stderr, "%s\n", w->c_str());
 }
 
 void run_train(const TrainFlags& flags) {
@@ -133,14 +113,14 @@ struct EvalCommand {
 };
 
 void run_eval(const EvalCommand& c) {
-  train::Padding padding = train::parse_padding(c.padding);
+  infer::Padding padding = infer::parse_padding(c.padding);
   // -1: all; datasets' select(range(N)) has no "0 or fewer means all".
   if (c.samples == 0 || c.samples < -1) throw Error("--samples: must be positive (got " + std::to_string(c.samples) + ")");
-  LoadedClassifier m = load_for_inference(c.in);
+  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in);
   data::ReadOptions ro;
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.label_column = c.label_column;
-  ro.num_labels = m.model->config().num_labels();
+  ro.num_labels = m->num_labels();
   auto d = data::read_dataset(c.data, ro);
   // Metrics of zero examples read as a model that gets everything wrong.
   if (d.size() == 0) throw Error(c.data + ": no examples to evaluate");
@@ -148,15 +128,15 @@ void run_eval(const EvalCommand& c) {
     throw Error("--samples " + std::to_string(c.samples) + ": " + c.data + " has only " + std::to_string(d.size()) +
                 " examples");
   if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
-  auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
-  warn_if_unknown_tokens(m, t, c.in);
-  auto r = train::evaluate(*m.model, t, c.in.batch_size, padding, m.max_length, m.tokenizer.pad_id(),
+  auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
+  warn_if_unknown_tokens(*m, t, c.in);
+  auto r = infer::evaluate(m->model(), t, c.in.batch_size, padding, m->max_length(), m->tokenizer().pad_id(),
                            /*keep_logits=*/false, /*sort_by_length=*/true);
   if (c.json) {
     std::printf("%s\n", r.record().dump().c_str());
   } else {
     std::vector<std::string> names;
-    for (const auto& [id, name] : m.model->config().id2label) names.push_back(name);
+    for (const auto& [id, name] : m->model().config().id2label) names.push_back(name);
     std::printf("%s (%s)\n%s%.1f examples/s\n", c.data.c_str(), c.in.model.c_str(), r.metrics.report(names).c_str(),
                 r.runtime > 0 ? r.metrics.count / r.runtime : 0.0);
   }
@@ -171,7 +151,7 @@ struct PredictCommand {
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
   if (!c.input.empty() && !c.output.empty()) io::require_distinct_paths(c.input, "--input", c.output, "--output");
-  LoadedClassifier m = load_for_inference(c.in);
+  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
   if (!c.input.empty()) {
@@ -196,16 +176,16 @@ void run_predict(const PredictCommand& c) {
       d.examples.push_back({c.texts[i], -1, 0});
     }
   }
-  auto t = train::tokenize(d, m.tokenizer, m.max_length, c.in.threads);
-  warn_if_unknown_tokens(m, t, c.in);
-  auto r = train::evaluate(*m.model, t, c.in.batch_size, train::Padding::Packed, m.max_length, m.tokenizer.pad_id(),
-                           /*keep_logits=*/true, /*sort_by_length=*/true);
-  const auto& config = m.model->config();
+  auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
+  warn_if_unknown_tokens(*m, t, c.in);
+  auto r = infer::evaluate(m->model(), t, c.in.batch_size, infer::Padding::Packed, m->max_length(),
+                           m->tokenizer().pad_id(), /*keep_logits=*/true, /*sort_by_length=*/true);
+  const auto& config = m->model().config();
   const int k = config.num_labels();
   std::string out;
   for (size_t i = 0; i < d.size(); ++i) {
     const float* logits = r.logits.data() + i * k;
-    auto probs = train::softmax(logits, k);
+    auto probs = infer::softmax(logits, k);
     Json rec = {{"label", r.predictions[i]},
                 {"probs", probs},
                 {"logits", std::vector<float>(logits, logits + k)}};

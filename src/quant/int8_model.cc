@@ -8,7 +8,6 @@
 
 #include "io/atomic_file.h"
 #include "io/read_file.h"
-#include "train/evaluate.h"
 #include "util/error.h"
 
 namespace bertune::quant {
@@ -68,21 +67,8 @@ std::string raw(const T* data, size_t n) {
 
 }  // namespace
 
-QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& output, bool overwrite) {
-  if (is_int8_model_dir(model)) throw Error("--model: " + model.string() + " is already quantized");
-  std::error_code ec;
-  if (fs::exists(output, ec) && !overwrite)
-    throw Error("--output: " + output.string() + " exists (pass --overwrite to replace it)");
-  // By any spelling (ck/final/, ./ck/final, a symlink): the fp32 model would be replaced.
-  io::require_distinct_paths(model, "--model", output, "--output");
-  // Everything is read and validated before the first write.
-  const Json config = Json::parse(io::read_file(model / "config.json"));
-  std::vector<std::string> initialised;
-  const auto classifier = train::load_classifier(model, /*head_seed=*/42, &initialised);
-  const auto tensors = classifier->state_dict();
-  if (!initialised.empty())
-    throw Error("--model: " + model.string() + " has no classification head (" + initialised.front() +
-                "); quantize a fine-tuned classifier");
+QuantizeReport write_int8_model_dir(const fs::path& model, const Json& config, const std::vector<TensorRef>& tensors,
+                                    const fs::path& output) {
   QuantizeReport report;
   std::vector<Entry> entries;
   Json quantized_names = Json::array();
@@ -213,6 +199,19 @@ std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, i
       out.push_back(get(p + name));
   }
   return out;
+}
+
+kernels::QuantizedLinear slice_rows(const kernels::QuantizedLinear& w, int begin, int end) {
+  if (begin < 0 || end > w.out || begin >= end)
+    throw Error("quant::slice_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " +
+                std::to_string(w.out));
+  kernels::QuantizedLinear s;
+  s.in = w.in;
+  s.out = end - begin;
+  s.q.assign(w.q.begin() + ptrdiff_t(begin) * w.in, w.q.begin() + ptrdiff_t(end) * w.in);
+  s.scale.assign(w.scale.begin() + begin, w.scale.begin() + end);
+  kernels::pack_quantized_linear(s);
+  return s;
 }
 
 }  // namespace bertune::quant

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "io/safetensors.h"
 #include "kernels/ops.h"
 
@@ -28,10 +30,13 @@ struct QuantizeReport {
   size_t fp32_bytes = 0, int8_bytes = 0;  // model.safetensors payload before / after
 };
 
-// Reads an fp32 model directory and writes the int8 one (beside `output`, then renamed:
-// it appears whole or not at all). Refuses an output that exists unless `overwrite`.
-QuantizeReport quantize_model_dir(const std::filesystem::path& model, const std::filesystem::path& output,
-                                  bool overwrite = false);
+// Writes the int8 directory of the fp32 classifier in `model`: `tensors` (its state_dict)
+// with every encoder linear weight quantized, config.json = `config` (the source's) with
+// the marker added, and the tokenizer files of `model` copied. Staged beside `output`,
+// then renamed: it appears whole or not at all, replacing an `output` that exists.
+// infer::quantize_model_dir (`bertune quantize`) loads and checks the source first.
+QuantizeReport write_int8_model_dir(const std::filesystem::path& model, const nlohmann::json& config,
+                                    const std::vector<TensorRef>& tensors, const std::filesystem::path& output);
 
 struct Int8Model {
   TensorMap fp32;  // the F32 tensors, plus every quantized weight dequantized (scale * q)
@@ -45,5 +50,8 @@ Int8Model read_int8_safetensors(const std::filesystem::path& file);
 // BertModel fuses them — per-row scales make stacking exact), the attention output,
 // the intermediate and the output dense. Throws Error when one is missing.
 std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers);
+
+// Rows [begin, end) of a quantized weight (per-row scales make slicing exact), packed.
+kernels::QuantizedLinear slice_rows(const kernels::QuantizedLinear& w, int begin, int end);
 
 }  // namespace bertune::quant

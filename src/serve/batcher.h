@@ -11,6 +11,7 @@
 // yet; a lone client is then never delayed by the batch window.
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -18,10 +19,11 @@
 #include <thread>
 #include <vector>
 
-#include "serve/classifier.h"
 #include "serve/metrics.h"
 
 namespace bertune::serve {
+
+using TokenIds = std::vector<int32_t>;  // one text's [CLS] ... [SEP] ids (infer::TokenIds)
 
 struct BatcherOptions {
   int max_batch = 64;                          // texts per forward pass
@@ -32,7 +34,7 @@ struct BatcherOptions {
 
 class Batcher {
  public:
-  // `logits` runs one packed batch and returns [n, num_labels] (Classifier::logits).
+  // `logits` runs one packed batch and returns [n, num_labels] (infer::Classifier::logits).
   using RunFn = std::function<std::vector<float>(const std::vector<const TokenIds*>&)>;
   Batcher(RunFn run, int num_labels, BatcherOptions options, Metrics* metrics);
   ~Batcher();  // stop()

@@ -10,9 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "infer/classifier.h"
+#include "infer/metrics.h"
 #include "kernels/ops.h"
 #include "serve/batcher.h"
-#include "serve/classifier.h"
 #include "serve/metrics.h"
 #include "util/error.h"
 
@@ -127,20 +128,25 @@ class Service {
 
   ServeOptions options_;
   Metrics metrics_;
-  std::unique_ptr<Classifier> classifier_;
+  std::unique_ptr<infer::Classifier> classifier_;
   std::unique_ptr<Batcher> batcher_;
   std::atomic<bool> ready_{false}, shutting_down_{false};
 };
 
 void Service::load() {
-  classifier_ = Classifier::load(options_.model, options_.tokenizer, options_.max_length, options_.int8);
+  infer::ClassifierOptions co;
+  co.tokenizer = options_.tokenizer;
+  co.max_length = options_.max_length;
+  co.int8 = options_.int8;
+  co.untrained_head = infer::UntrainedHead::Allow;
+  classifier_ = infer::Classifier::load(options_.model, co);
   if (!options_.label_names.empty()) classifier_->set_label_names(options_.label_names);
   BatcherOptions bo;
   bo.max_batch = options_.max_batch;
   bo.max_wait = std::chrono::microseconds(static_cast<int64_t>(options_.max_wait_ms * 1000));
   bo.compute_threads = options_.threads;
   bo.wait_only_when_arriving = options_.batch_wait == "arriving";
-  Classifier* c = classifier_.get();
+  infer::Classifier* c = classifier_.get();
   batcher_ = std::make_unique<Batcher>([c](const auto& seqs) { return c->logits(seqs); }, c->num_labels(), bo,
                                        &metrics_);
   ready_ = true;
@@ -153,10 +159,10 @@ Json Service::classify_answer(const std::vector<std::string>& texts, const std::
   Json predictions = Json::array();
   for (size_t i = 0; i < texts.size(); ++i) {
     const float* row = logits.data() + i * k;
-    const int label = Classifier::argmax(row, k);
+    const int label = infer::argmax(row, k);
     predictions.push_back({{"label", label},
                            {"label_name", classifier_->label_names()[label]},
-                           {"probs", Classifier::softmax(row, k)},
+                           {"probs", infer::softmax(row, k)},
                            {"logits", std::vector<float>(row, row + k)}});
   }
   return {{"predictions", std::move(predictions)}, {"model", options_.model}, {"elapsed_ms", ms}};
@@ -166,7 +172,7 @@ Json Service::hf_answer(const std::vector<float>& logits, size_t n) const {
   const int k = classifier_->num_labels();
   Json all = Json::array();
   for (size_t i = 0; i < n; ++i) {
-    auto probs = Classifier::softmax(logits.data() + i * k, k);
+    auto probs = infer::softmax(logits.data() + i * k, k);
     std::vector<int> order(k);
     for (int j = 0; j < k; ++j) order[j] = j;
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return probs[a] > probs[b]; });

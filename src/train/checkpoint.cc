@@ -18,7 +18,7 @@ Json resume_fingerprint(const TrainOptions& o, size_t train_examples) {
          {"data_seed", o.data_seed},
          {"per_device_train_batch_size", o.per_device_train_batch_size},
          {"group_by_length", o.group_by_length},
-         {"padding", padding_name(o.padding)},
+         {"padding", infer::padding_name(o.padding)},
          {"max_length", o.max_length},
          {"train_examples", train_examples}};
   if (o.max_tokens_per_batch > 0) j["max_tokens_per_batch"] = o.max_tokens_per_batch;  // absent: older checkpoints match

@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "model/bert.h"
-#include "train/batching.h"
 #include "train/optimizer.h"
 #include "train/options.h"
 #include "train/report.h"

@@ -14,14 +14,14 @@ using Json = nlohmann::json;
 namespace {
 struct Mode {
   const char* name;
-  Padding padding;
+  infer::Padding padding;
   bool group;
   uint32_t rgb;
 };
-const Mode kModes[] = {{"max_length", Padding::MaxLength, false, 0xD62728},
-                       {"longest", Padding::Longest, false, 0x1F77B4},
-                       {"longest+group_by_length", Padding::Longest, true, 0xFF7F0E},
-                       {"packed", Padding::Packed, false, 0x2CA02C}};
+const Mode kModes[] = {{"max_length", infer::Padding::MaxLength, false, 0xD62728},
+                       {"longest", infer::Padding::Longest, false, 0x1F77B4},
+                       {"longest+group_by_length", infer::Padding::Longest, true, 0xFF7F0E},
+                       {"packed", infer::Padding::Packed, false, 0x2CA02C}};
 }  // namespace
 
 std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {

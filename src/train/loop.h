@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/bert.h"
-#include "train/batching.h"
+#include "infer/batching.h"
 #include "train/optimizer.h"
 #include "train/options.h"
 #include "train/report.h"

@@ -97,7 +97,7 @@ void convert_choice(const Json& v, E& out, const std::string& where, E (*parse)(
   }
 }
 void convert(const Json& v, Strategy& out, const std::string& w) { convert_choice(v, out, w, parse_strategy); }
-void convert(const Json& v, Padding& out, const std::string& w) { convert_choice(v, out, w, parse_padding); }
+void convert(const Json& v, infer::Padding& out, const std::string& w) { convert_choice(v, out, w, infer::parse_padding); }
 void convert(const Json& v, AdamWVariant& out, const std::string& w) { convert_choice(v, out, w, parse_adamw_variant); }
 void convert(const Json& v, Schedule& out, const std::string& w) { convert_choice(v, out, w, parse_schedule); }
 void convert(const Json& v, kernels::Device& out, const std::string& w) { convert_choice(v, out, w, kernels::parse_device); }
@@ -112,7 +112,7 @@ Json to_json_value(const std::string& s) { return s; }
 template <typename T> requires std::is_arithmetic_v<T> Json to_json_value(T x) { return x; }
 Json to_json_value(const std::optional<bool>& b) { return b ? Json(*b) : Json(nullptr); }
 Json to_json_value(Strategy s) { return strategy_name(s); }
-Json to_json_value(Padding p) { return padding_name(p); }
+Json to_json_value(infer::Padding p) { return infer::padding_name(p); }
 Json to_json_value(AdamWVariant v) { return adamw_variant_name(v); }
 Json to_json_value(Schedule s) { return schedule_name(s); }
 Json to_json_value(kernels::Device d) { return kernels::device_flag_name(d); }
@@ -122,7 +122,7 @@ template <typename T>
 OptionField field(const char* key, T TrainOptions::*member, const char* help) {
   constexpr bool is_flag = std::is_same_v<T, bool> || std::is_same_v<T, std::optional<bool>>;
   std::string type_name = std::is_same_v<T, Strategy>        ? "no|steps|epoch"
-                          : std::is_same_v<T, Padding>       ? "max_length|longest|packed"
+                          : std::is_same_v<T, infer::Padding> ? "max_length|longest|packed"
                           : std::is_same_v<T, AdamWVariant>  ? "adamw_hf|adamw_torch"
                           : std::is_same_v<T, Schedule>      ? "linear|cosine|constant|constant_with_warmup"
                           : std::is_same_v<T, kernels::Device> ? "cpu|cuda"
@@ -287,8 +287,8 @@ void validate(TrainOptions& o) {
   if (o.max_grad_norm < 0) fail("--max-grad-norm: must not be negative");
   if (o.logging_steps < 1) fail("--logging-steps: must be positive");
   if (o.max_tokens_per_batch < 0) fail("--max-tokens-per-batch: must not be negative (0: sample-count batches)");
-  if (o.max_tokens_per_batch > 0 && o.padding != Padding::Packed)
-    fail("--max-tokens-per-batch builds packed batches: use --padding packed (not " + padding_name(o.padding) + ")");
+  if (o.max_tokens_per_batch > 0 && o.padding != infer::Padding::Packed)
+    fail("--max-tokens-per-batch builds packed batches: use --padding packed (not " + infer::padding_name(o.padding) + ")");
   if (o.max_tokens_per_batch > 0 && o.max_tokens_per_batch < o.max_length)
     fail("--max-tokens-per-batch " + std::to_string(o.max_tokens_per_batch) + " is below --max-length " +
          std::to_string(o.max_length) + ": the longest example must fit in one batch");

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/memory.h"
-#include "train/batching.h"
+#include "infer/batching.h"
 #include "train/optimizer.h"
 
 namespace bertune::train {
@@ -67,7 +67,7 @@ struct TrainOptions {
   int early_stopping_patience = 0;        // 0: no early stopping
   double early_stopping_threshold = 0.0;
   // batching and model overrides
-  Padding padding = Padding::Packed;
+  infer::Padding padding = infer::Padding::Packed;
   bool group_by_length = false;
   // > 0: training batches are built to this many real tokens (packed padding) instead of
   // per_device_train_batch_size samples; 0: sample-count batches (HF's, the default).

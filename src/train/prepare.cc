@@ -4,7 +4,8 @@
 
 #include "data/label_names.h"
 #include "kernels/cpu_runtime.h"
-#include "train/evaluate.h"
+#include "infer/model_dir.h"
+#include "model/pretrained.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -23,10 +24,10 @@ void name_labels(model::BertConfig& config, const fs::path& train_path) {
   if (!names.empty() && static_cast<int>(names.size()) == config.num_labels()) config.id2label = names;
 }
 
-model::BertConfig load_config(const TrainOptions& o, ModelFiles& pretrained) {
+model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& pretrained) {
   model::BertConfig config;
   if (!o.model.empty()) {
-    pretrained = load_model_files(o.model);
+    pretrained = model::load_pretrained_tensors(o.model);
     config = pretrained.config;
   } else {
     config = model::BertConfig::load(o.model_config);
@@ -39,12 +40,6 @@ model::BertConfig load_config(const TrainOptions& o, ModelFiles& pretrained) {
     throw Error("--max-length " + std::to_string(o.max_length) + " exceeds the model's max_position_embeddings (" +
                 std::to_string(config.max_position_embeddings) + ")");
   return config;
-}
-
-fs::path choose_tokenizer_dir(const TrainOptions& o) {
-  if (!o.tokenizer.empty()) return o.tokenizer;
-  if (!o.model.empty() && text::is_tokenizer_dir(o.model)) return o.model;
-  return default_tokenizer_dir();
 }
 
 // Train and eval sets: subsets exactly like dataset.shuffle(seed=data_seed).select(range(n)),
@@ -99,15 +94,15 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
 
 void tokenize_splits(PreparedRun& r, Splits& s) {
   const TrainOptions& o = r.options;
-  r.train = tokenize(s.train, r.tokenizer, o.max_length, o.threads);
+  r.train = infer::tokenize(s.train, r.tokenizer, o.max_length, o.threads);
   if (!r.train.labelled()) throw Error(r.train_path.string() + ": training examples need labels (--label-column)");
   r.have_eval = s.have_eval;
-  if (s.have_eval) r.eval = tokenize(s.eval, r.tokenizer, o.max_length, o.threads);
+  if (s.have_eval) r.eval = infer::tokenize(s.eval, r.tokenizer, o.max_length, o.threads);
   r.test_set = std::move(s.test);
   // With padding='max_length' at tokenization every example is max_length long for HF's
   // LengthGroupedSampler, and grouping changes nothing.
   r.sampling_lengths = r.train.lengths;
-  if (o.padding == Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
+  if (o.padding == infer::Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
 }
 
 // --max-tokens-per-batch: every epoch's order cuts into its own number of batches, so the
@@ -155,7 +150,7 @@ void plan_steps(PreparedRun& r) {
       o.warmup_steps > 0 ? o.warmup_steps : static_cast<int64_t>(std::ceil(st.max_steps * o.warmup_ratio));
 }
 
-void build_model(PreparedRun& r, ModelFiles& pretrained) {
+void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
   const TrainOptions& o = r.options;
   r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification, o.device,
                                                 model::Init::Zeros);  // loaded or initialised below
@@ -196,11 +191,11 @@ PreparedRun prepare_run(const TrainOptions& o) {
   kernels::set_num_threads(o.threads);
   kernels::set_precision(o.device, o.precision.value_or(kernels::default_precision(o.device)));
 
-  ModelFiles pretrained;
+  model::PretrainedTensors pretrained;
   r.config = load_config(o, pretrained);
   r.train_path = o.train_file.empty() ? data::nsmc_path("train") : fs::path(o.train_file);
   name_labels(r.config, r.train_path);
-  r.tokenizer_dir = choose_tokenizer_dir(o);
+  r.tokenizer_dir = infer::tokenizer_dir_for(o.model, o.tokenizer);
   r.tokenizer = text::Tokenizer::load(r.tokenizer_dir);
   if (static_cast<int>(r.tokenizer.vocab_size()) > r.config.vocab_size)
     throw Error("tokenizer " + r.tokenizer_dir.string() + " has " + std::to_string(r.tokenizer.vocab_size()) +

@@ -11,7 +11,7 @@
 #include "data/dataset.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
-#include "train/batching.h"
+#include "infer/batching.h"
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
 #include "train/options.h"
@@ -33,7 +33,7 @@ struct PreparedRun {
   std::vector<std::string> unused;       // tensors of --model this model has no use for (an MLM head: cls.*)
 
   std::filesystem::path train_path;
-  TokenizedData train, eval;
+  infer::TokenizedData train, eval;
   bool have_eval = false;
   data::Dataset test_set;             // tokenized at the end, when the model is final
   std::vector<int> sampling_lengths;  // what LengthGroupedSampler reads: len(input_ids)
@@ -50,7 +50,7 @@ struct PreparedRun {
   std::unique_ptr<model::BertModel> model;
   std::unique_ptr<AdamW> optimizer;
 
-  BatchLayout layout() const { return {options.padding, options.max_length, tokenizer.pad_id()}; }
+  infer::BatchLayout layout() const { return {options.padding, options.max_length, tokenizer.pad_id()}; }
   // The batches of epoch `epoch` (0-based), in training order.
   std::vector<std::vector<size_t>> epoch_batches(int64_t epoch) const;
 };

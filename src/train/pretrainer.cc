@@ -4,13 +4,14 @@
 #include <cmath>
 #include <memory>
 
+#include "infer/batching.h"
+#include "infer/model_dir.h"
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
 #include "model/pretrained.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/electra.h"
-#include "train/evaluate.h"
 #include "train/sampler.h"
 #include "train/step.h"
 #include "util/error.h"
@@ -219,7 +220,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   if (t.max_length > p.config.max_position_embeddings)
     throw Error("--max-length " + std::to_string(t.max_length) + " exceeds the model's max_position_embeddings (" +
                 std::to_string(p.config.max_position_embeddings) + ")");
-  p.tokenizer_dir = t.tokenizer.empty() ? default_tokenizer_dir() : fs::path(t.tokenizer);
+  p.tokenizer_dir = t.tokenizer.empty() ? infer::default_tokenizer_dir() : fs::path(t.tokenizer);
   p.tokenizer = text::Tokenizer::load(p.tokenizer_dir);
   if (static_cast<int>(p.tokenizer.vocab_size()) > p.config.vocab_size)
     throw Error("tokenizer " + p.tokenizer_dir.string() + " has " + std::to_string(p.tokenizer.vocab_size()) +
@@ -304,7 +305,7 @@ std::vector<std::vector<size_t>> PretrainObjective::epoch_steps(int64_t epoch) c
 
 std::vector<model::Batch> PretrainObjective::step_batches(const std::vector<size_t>& step, int64_t epoch) const {
   std::vector<model::Batch> micro;
-  for (const auto& part : split_batches(step, p_->o.train.per_device_train_batch_size))
+  for (const auto& part : infer::split_batches(step, p_->o.train.per_device_train_batch_size))
     micro.push_back(mlm_batch(p_->train, part, p_->o.attention, p_->masking, p_->o.train.seed, epoch));
   return micro;
 }

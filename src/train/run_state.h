@@ -24,7 +24,7 @@ namespace bertune::train {
 struct TokenCounts {
   int64_t real = 0;
   int64_t processed = 0;
-  void add(const model::Batch& b);  // in batching.cc, beside the batch
+  void add(const model::Batch& b);  // in step.cc, beside the step that runs the batch
   double padding_fraction() const {
     return processed > 0 ? 1.0 - static_cast<double>(real) / static_cast<double>(processed) : 0.0;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "infer/batching.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -71,16 +72,6 @@ std::vector<size_t> train_epoch_order(const std::vector<int>& lengths, int batch
   return length_grouped_indices(lengths, batch_size, perm);
 }
 
-std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size) {
-  std::vector<std::vector<size_t>> batches;
-  for (size_t s = 0; s < order.size(); s += static_cast<size_t>(batch_size)) {
-    size_t e = std::min(order.size(), s + static_cast<size_t>(batch_size));
-    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(s),
-                         order.begin() + static_cast<std::ptrdiff_t>(e));
-  }
-  return batches;
-}
-
 std::vector<std::vector<size_t>> split_batches_by_tokens(const std::vector<size_t>& order,
                                                          const std::vector<int>& lengths, int64_t max_tokens) {
   std::vector<std::vector<size_t>> batches;
@@ -105,7 +96,7 @@ std::vector<std::vector<size_t>> epoch_batches(const std::vector<int>& lengths, 
                                                int64_t max_tokens) {
   if (batch_size <= 0) throw Error("batch size must be positive");
   const std::vector<size_t> order = train_epoch_order(lengths, batch_size, group_by_length, seed, epoch);
-  return max_tokens > 0 ? split_batches_by_tokens(order, lengths, max_tokens) : split_batches(order, batch_size);
+  return max_tokens > 0 ? split_batches_by_tokens(order, lengths, max_tokens) : infer::split_batches(order, batch_size);
 }
 
 }  // namespace bertune::train

@@ -1,5 +1,5 @@
 #pragma once
-// Which examples go into which batch (train/batching.h lays a batch out).
+// Which examples go into which batch (infer/batching.h lays a batch out).
 //
 // Training order follows the Hugging Face Trainer (transformers 4.30):
 //  - random order: a fresh permutation every epoch;
@@ -57,8 +57,6 @@ std::vector<size_t> length_grouped_indices(const std::vector<int>& lengths, int 
 std::vector<size_t> train_epoch_order(const std::vector<int>& lengths, int batch_size,
                                       bool group_by_length, uint64_t seed, int64_t epoch);
 
-// Consecutive slices of `order`, batch_size each; the last one may be shorter.
-std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size);
 // Consecutive slices of `order` holding at most max_tokens tokens each (lengths[i] per
 // example): a slice closes when the next example would not fit. Every example once, in
 // order; Error when one alone is longer than max_tokens.

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "train/run_state.h"
 #include "util/error.h"
 #include "util/profiler.h"
 
@@ -117,6 +118,11 @@ const std::vector<StepOutcome>& TrainStep::collect() {
   }
   pending_micro_.clear();
   return out;
+}
+
+void TokenCounts::add(const model::Batch& b) {
+  real += b.real_tokens();
+  processed += b.num_rows();
 }
 
 }  // namespace bertune::train

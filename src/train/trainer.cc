@@ -38,7 +38,7 @@ LoopParts ClassificationObjective::parts() {
 
 std::vector<model::Batch> ClassificationObjective::step_batches(const std::vector<size_t>& step, int64_t) const {
   std::vector<model::Batch> micro;
-  micro.push_back(build_batch(r_.train, step, r_.layout()));
+  micro.push_back(infer::build_batch(r_.train, step, r_.layout()));
   return micro;
 }
 
@@ -93,7 +93,7 @@ void ClassificationObjective::start(TrainingLoop& loop) {
 std::optional<double> ClassificationObjective::evaluate(TrainingLoop& loop) {
   const TrainOptions& o = r_.options;
   RunState& run = r_.run;
-  EvalResult er = train::evaluate(*r_.model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
+  infer::EvalResult er = infer::evaluate(*r_.model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
                            r_.tokenizer.pad_id());
   Json rec = er.record();
   loop.log_record(rec);
@@ -126,13 +126,13 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
 
   const int32_t pad_id = r_.tokenizer.pad_id();
   if (r_.have_eval) {
-    result_.final_eval = train::evaluate(model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    result_.final_eval = infer::evaluate(model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
     std::fprintf(out_, "\n***** Final evaluation (%zu examples) *****\n%s", r_.eval.size(),
                  result_.final_eval->metrics.report().c_str());
   }
   if (!o.test_file.empty()) {
-    TokenizedData test = tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
-    result_.test = train::evaluate(model, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    infer::TokenizedData test = infer::tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
+    result_.test = infer::evaluate(model, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
     loop.log_record(result_.test->record("test_"));
     std::fprintf(out_, "\n***** Test (%s, %zu examples) *****\n%s", o.test_file.c_str(), test.size(),
                  result_.test->metrics.report().c_str());

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "train/batching.h"
-#include "train/evaluate.h"
+#include "infer/batching.h"
+#include "infer/evaluate.h"
 #include "train/loop.h"
 #include "train/prepare.h"
 #include "train/report.h"
@@ -21,8 +21,8 @@ struct TrainResult {
   TrainSummary summary;
   TrainerState state;
   std::filesystem::path final_model_dir;
-  std::optional<EvalResult> final_eval;  // the eval set, final model
-  std::optional<EvalResult> test;        // --test-file, final model
+  std::optional<infer::EvalResult> final_eval;  // the eval set, final model
+  std::optional<infer::EvalResult> test;        // --test-file, final model
   std::vector<std::string> warnings;
 };
 

@@ -1,11 +1,11 @@
-#include "train/metrics.h"
+#include "infer/metrics.h"
 
 #include <cmath>
 #include <cstdio>
 
 #include "util/error.h"
 
-namespace bertune::train {
+namespace bertune::infer {
 
 std::vector<float> softmax(const float* logits, int n) {
   float mx = logits[0];
@@ -116,4 +116,4 @@ std::string ClassificationMetrics::report(const std::vector<std::string>& names)
   return out;
 }
 
-}  // namespace bertune::train
+}  // namespace bertune::infer

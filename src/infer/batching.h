@@ -5,8 +5,10 @@
 //
 // Layouts follow the Hugging Face notebook's choices: packed (sequences end to
 // end, no padding), padded to the longest sequence of the batch, or padded to
-// max_length. Which examples go into a batch is the sampler's business
+// max_length. Which examples go into a batch is the caller's business: evaluation
+// takes consecutive slices (split_batches), training its sampler's order
 // (train/sampler.h).
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,9 +16,8 @@
 #include "data/dataset.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
-#include "train/run_state.h"  // TokenCounts
 
-namespace bertune::train {
+namespace bertune::infer {
 
 enum class Padding { Packed, Longest, MaxLength };
 Padding parse_padding(const std::string& name);  // packed | longest | max_length
@@ -43,4 +44,7 @@ struct BatchLayout {
 model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
                          const BatchLayout& layout);
 
-}  // namespace bertune::train
+// Consecutive slices of `order`, batch_size each; the last one may be shorter.
+std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size);
+
+}  // namespace bertune::infer

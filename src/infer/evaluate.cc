@@ -1,15 +1,10 @@
-#include "train/evaluate.h"
+#include "infer/evaluate.h"
 
 #include <algorithm>
 #include <chrono>
 #include <numeric>
 
-#include "model/pretrained.h"
-#include "train/sampler.h"
-#include "util/paths.h"
-
-namespace bertune::train {
-namespace fs = std::filesystem;
+namespace bertune::infer {
 using Json = nlohmann::json;
 
 Json EvalResult::record(const std::string& prefix) const {
@@ -55,31 +50,4 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
   return r;
 }
 
-ModelFiles load_model_files(const fs::path& dir) {
-  model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
-  return {pt.config, std::move(pt.tensors)};
-}
-
-std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t head_seed,
-                                                  std::vector<std::string>* initialised,
-                                                  const model::BertConfig* override_config,
-                                                  kernels::Device device) {
-  ModelFiles pt = load_model_files(dir);
-  model::BertConfig config = override_config ? *override_config : pt.config;
-  config.architectures = {"BertForSequenceClassification"};
-  auto m = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification, device,
-                                               model::Init::Zeros);  // loaded next
-  auto report = m->load_state_dict(pt.tensors, head_seed);
-  if (initialised) *initialised = report.initialised;
-  return m;
-}
-
-fs::path default_tokenizer_dir() { return shared_path("models/klue-bert-base"); }
-
-text::Tokenizer load_tokenizer_for(const fs::path& model_dir, const std::string& fallback) {
-  if (!fallback.empty()) return text::Tokenizer::load(fallback);
-  if (text::is_tokenizer_dir(model_dir)) return text::Tokenizer::load(model_dir);
-  return text::Tokenizer::load(default_tokenizer_dir());
-}
-
-}  // namespace bertune::train
+}  // namespace bertune::infer

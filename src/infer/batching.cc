@@ -1,11 +1,11 @@
-#include "train/batching.h"
+#include "infer/batching.h"
 
 #include <algorithm>
 
 #include "util/enum_names.h"
 #include "util/error.h"
 
-namespace bertune::train {
+namespace bertune::infer {
 
 namespace {
 constexpr EnumNames<Padding, 3> kPaddingNames{
@@ -66,9 +66,14 @@ model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& i
   return b;
 }
 
-void TokenCounts::add(const model::Batch& b) {
-  real += b.real_tokens();
-  processed += b.num_rows();
+std::vector<std::vector<size_t>> split_batches(const std::vector<size_t>& order, int batch_size) {
+  std::vector<std::vector<size_t>> batches;
+  for (size_t s = 0; s < order.size(); s += static_cast<size_t>(batch_size)) {
+    size_t e = std::min(order.size(), s + static_cast<size_t>(batch_size));
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(s),
+                         order.begin() + static_cast<std::ptrdiff_t>(e));
+  }
+  return batches;
 }
 
-}  // namespace bertune::train
+}  // namespace bertune::infer

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace bertune::train {
+namespace bertune::infer {
 
 struct ClassificationMetrics {
   int num_labels = 0;
@@ -48,4 +48,4 @@ ClassificationMetrics compute_metrics(const std::vector<int32_t>& predicted,
 std::vector<float> softmax(const float* logits, int n);
 int argmax(const float* values, int n);
 
-}  // namespace bertune::train
+}  // namespace bertune::infer

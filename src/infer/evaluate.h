@@ -1,0 +1,33 @@
+#pragma once
+// Evaluation and prediction: sequential (or length-sorted) batches, no dropout, every
+// logit back at its example's place.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "infer/batching.h"
+#include "infer/metrics.h"
+#include "model/bert.h"
+
+namespace bertune::infer {
+
+struct EvalResult {
+  ClassificationMetrics metrics;
+  std::vector<int32_t> predictions;
+  std::vector<float> logits;  // [n, num_labels], only when asked for
+  double runtime = 0;
+  int64_t steps = 0;
+  // HF's evaluate() record: eval_loss, eval_accuracy, ..., eval_runtime, eval_samples_per_second.
+  nlohmann::json record(const std::string& prefix = "eval_") const;
+};
+
+// No dropout. Metrics when every example has a label, else predictions only; predictions
+// and logits in the data's order either way. sort_by_length: batches of similar length
+// (less padding, and packed batches of even size) — what eval and predict do; the
+// trainer's evaluation keeps sequential batches.
+EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
+                    int max_length, int32_t pad_id, bool keep_logits = false, bool sort_by_length = false);
+
+}  // namespace bertune::infer
