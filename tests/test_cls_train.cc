@@ -1,4 +1,4 @@
-// Issue #11 in training: the last layer computed for the [CLS] rows only
+// Training with the last layer computed for the [CLS] rows only
 // (BertModel::set_last_layer_cls_only, the default) gives a training step the loss and
 // gradients of the full layer — dropout on and off (the [CLS] rows draw the full layer's
 // masks), packed and padded batches — and its kernels (first-query attention forward and

@@ -1,4 +1,4 @@
-// The inference path of eval / predict / serve (issue #11): the last layer computed for
+// The inference path of eval / predict / serve: the last layer computed for
 // the [CLS] rows only, sorted-by-length batching that keeps input order, and the one
 // loader that reads fp32, int8 (`bertune quantize`) and quantize-on-load (--int8) models.
 #include <gtest/gtest.h>

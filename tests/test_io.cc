@@ -693,7 +693,7 @@ TEST(Hub, FetchesFromAMirrorFallsBackToBinAndThenWorksOffline) {
   fs::remove_all(root);
 }
 
-// A shipped model is stored in half precision (issue #9: <= 40 MB): save_pretrained writes
+// A shipped model is stored in half precision (<= 40 MB): save_pretrained writes
 // float16 / bfloat16 weights and says so in config.json; loading casts back to float32 within
 // the format's precision; a value float16 cannot hold is refused before anything is written.
 TEST(HalfPrecisionModels, SaveAsFloat16AndBfloat16AndLoadBack) {
