@@ -6,6 +6,9 @@
 // backend_ops_cases_optimizer.h. Adding an op: its cases in the add_* function of its
 // family (or a new one called from all_cases()); BackendOpsTable.EveryOpHasACase fails for
 // an op without one.
+#include <fnmatch.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -304,6 +307,32 @@ inline std::vector<OpCase> all_cases() {
 inline const std::vector<OpCase>& cases() {
   static const std::vector<OpCase> all = all_cases();
   return all;
+}
+
+// How many cases to register as tests of the parameterized suite `suite` (e.g.
+// "Ops/BackendOps"): all of them, unless the --gtest_filter in force cannot select that
+// suite. Building the cases makes their inputs and runs CPU ops (starting OpenMP's
+// threads), so a process that runs other tests only (ctest runs each test in its own
+// process; death tests re-run the binary for one test) must not build them.
+inline size_t registered_case_count(const std::string& suite) {
+  std::string filter = GTEST_FLAG_GET(filter);
+  filter = filter.substr(0, filter.find('-'));  // the positive patterns
+  if (filter.empty()) filter = "*";
+  size_t begin = 0;
+  while (begin <= filter.size()) {
+    size_t end = filter.find(':', begin);
+    if (end == std::string::npos) end = filter.size();
+    std::string pattern = filter.substr(begin, end - begin);
+    // The suite part of a pattern "Suite.test"; a pattern without a dot is matched against a
+    // name in the suite.
+    const size_t dot = pattern.find('.');
+    const std::string against = dot == std::string::npos ? suite + ".x" : suite;
+    if (dot != std::string::npos) pattern = pattern.substr(0, dot);
+    if (!pattern.empty() && ::fnmatch(pattern.c_str(), against.c_str(), 0) == 0)
+      return cases().size();
+    begin = end + 1;
+  }
+  return 0;
 }
 
 }  // namespace backend_ops
