@@ -316,7 +316,22 @@ inline const std::vector<OpCase>& cases() {
 // process; death tests re-run the binary for one test) must not build them.
 inline size_t registered_case_count(const std::string& suite) {
   std::string filter = GTEST_FLAG_GET(filter);
-  filter = filter.substr(0, filter.find('-'));  // the positive patterns
+  const size_t minus = filter.find('-');
+  if (minus != std::string::npos) {
+    // A negative pattern "Suite.*" that names this suite leaves none of its tests.
+    const std::string negative = filter.substr(minus + 1);
+    size_t b = 0;
+    while (b <= negative.size()) {
+      size_t e = negative.find(':', b);
+      if (e == std::string::npos) e = negative.size();
+      const std::string p = negative.substr(b, e - b);
+      if (p.size() > 2 && p.compare(p.size() - 2, 2, ".*") == 0 &&
+          ::fnmatch(p.substr(0, p.size() - 2).c_str(), suite.c_str(), 0) == 0)
+        return 0;
+      b = e + 1;
+    }
+    filter = filter.substr(0, minus);  // the positive patterns
+  }
   if (filter.empty()) filter = "*";
   size_t begin = 0;
   while (begin <= filter.size()) {
