@@ -230,7 +230,7 @@ inline void add_reductions(std::vector<OpCase>& cases, size_t n) {
   cases.push_back({Op::sum_squares, "sum_squares" + at, Precision::FP32, "",
                    [=](Device d) {
                      On<float> in(d, x());
-                     return Outputs{{"sum", {k::sum_squares(d, in.p(), n)}, sum_tol, {1e-6, 0, 0}}};
+                     return Outputs{{"sum", {k::sum_squares(d, in.p(), n)}, sum_tol, kRefSum}};
                    },
                    [=] { return std::vector<Doubles>{{squares()}}; }});
   cases.push_back({Op::sum_squares_accumulate, "sum_squares_accumulate" + at, Precision::FP32, "",
@@ -239,7 +239,7 @@ inline void add_reductions(std::vector<OpCase>& cases, size_t n) {
                      On<double> total(d, {1.5});
                      k::sum_squares_accumulate(d, total.p(), in.p(), n);
                      k::sum_squares_accumulate(d, total.p(), in.p(), n);
-                     return Outputs{{"total", total.get(), sum_tol, {1e-6, 0, 0}}};
+                     return Outputs{{"total", total.get(), sum_tol, kRefSum}};
                    },
                    [=] { return std::vector<Doubles>{{1.5 + 2 * squares()}}; }});
   cases.push_back({Op::scale, "scale" + at, Precision::FP32, "",
