@@ -12,7 +12,7 @@ add_library(bertune_deps INTERFACE)
 target_include_directories(bertune_deps INTERFACE ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(bertune_deps INTERFACE
   nlohmann_json::nlohmann_json ZLIB::ZLIB CURL::libcurl
-  PkgConfig::UTF8PROC PkgConfig::LIBZIP PkgConfig::HTTPLIB PkgConfig::CAIRO OpenSSL::Crypto OpenMP::OpenMP_CXX Threads::Threads ${CMAKE_DL_LIBS})
+  PkgConfig::UTF8PROC PkgConfig::LIBZIP PkgConfig::CAIRO OpenSSL::Crypto OpenMP::OpenMP_CXX Threads::Threads ${CMAKE_DL_LIBS})
 target_compile_definitions(bertune_deps INTERFACE BERTUNE_VERSION="${PROJECT_VERSION}")
 
 # src/LAYERS: `folder: dep dep ...`, bottom up.
