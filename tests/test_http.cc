@@ -85,6 +85,9 @@ TEST(HttpParser, MalformedFramingIsRefusedWithTheRightStatus) {
   expect_refused("hello there\r\n\r\n", 400, "malformed request line");
   expect_refused("GET  / HTTP/1.1\r\n\r\n", 400, "malformed request line");
   expect_refused("G(T / HTTP/1.1\r\n\r\n", 400, "bad method");
+  expect_refused("GET ?x=1 HTTP/1.1\r\n\r\n", 400, "bad target \"?x=1\" (expected /path)");
+  EXPECT_EQ(parse("GET http://h:1/health?x HTTP/1.1\r\n\r\n").request.path, "/health");
+  EXPECT_EQ(parse("GET HTTP://h HTTP/1.1\r\n\r\n").request.path, "/");
   expect_refused("GET / HTTP/2.0\r\n\r\n", 505, "not supported");
   expect_refused("GET / FTP/1.1\r\n\r\n", 400, "bad HTTP version");
   expect_refused("GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "header line 1: malformed");

@@ -112,9 +112,20 @@ bool parse_request_line(std::string_view line, Request& r, Refusal& error) {
     error = refused(505, "http_version_not_supported", "HTTP version " + std::string(version) + " is not supported (HTTP/1.1)");
     return false;
   }
+  // origin-form "/path?query", absolute-form "http://host/path", or "*" (OPTIONS).
+  std::string_view path = target.substr(0, target.find('?'));
+  for (std::string_view scheme : {"http://", "https://"})
+    if (lower(path.substr(0, scheme.size())) == scheme) {
+      const size_t slash = path.find('/', scheme.size());
+      path = slash == std::string_view::npos ? "/" : path.substr(slash);
+    }
+  if ((path.empty() || path.front() != '/') && target != "*") {
+    error = bad("malformed request line: bad target " + quoted(target) + " (expected /path)");
+    return false;
+  }
   r.method = method;
   r.target = target;
-  r.path = target.substr(0, target.find('?'));
+  r.path = target == "*" ? "*" : std::string(path);
   r.minor_version = version[7] - '0';
   return true;
 }
