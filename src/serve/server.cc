@@ -110,8 +110,6 @@ Json error_json(const std::string& kind, const std::string& message) {
   return {{"error", {{"kind", kind}, {"message", message}}}};
 }
 
-}  // namespace
-
 class Service {
  public:
   explicit Service(const ServeOptions& o) : options_(o) {}
@@ -252,8 +250,6 @@ http::Response Service::refusal(const http::Refusal& refused, const std::string&
   return res;
 }
 
-namespace {
-
 void validate(const ServeOptions& o) {
   if (o.port < 0 || o.port > 65535) throw Error("--port: must be 0..65535");
   if (o.max_batch < 1) throw Error("--max-batch: must be at least 1");
@@ -301,18 +297,6 @@ void wait_for_signal(const sigset_t& signals, const std::atomic<bool>& listener_
 }
 
 }  // namespace
-
-Routes::Routes(const ServeOptions& options) : service_(std::make_unique<Service>(options)) {
-  validate(options);
-  service_->load();
-}
-
-Routes::~Routes() {
-  service_->begin_shutdown();
-  service_->stop_batcher();
-}
-
-http::Response Routes::operator()(const http::Request& request) { return service_->route(request); }
 
 int run_server(const ServeOptions& options) {
   validate(options);

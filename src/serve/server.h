@@ -12,7 +12,6 @@
 // SIGINT: stop accepting, drop idle and half-sent requests, finish what is in flight,
 // return 0.
 #include <cstddef>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,25 +37,6 @@ struct ServeOptions {
   double header_timeout_s = 10, body_timeout_s = 30, idle_timeout_s = 15, write_timeout_s = 30;
   std::vector<std::string> label_names;  // overrides config.json's id2label
   bool int8 = false;                     // quantize an fp32 model's encoder linears at load
-};
-
-namespace http {
-struct Request;
-struct Response;
-}  // namespace http
-class Service;
-
-// The routes of `bertune serve` over a loaded model, without a socket: what the transport
-// hands each complete request to (validation, batching, the JSON answers). For the HTTP
-// fuzz target.
-class Routes {
- public:
-  explicit Routes(const ServeOptions& options);  // loads the model; throws Error
-  ~Routes();
-  http::Response operator()(const http::Request& request);
-
- private:
-  std::unique_ptr<Service> service_;
 };
 
 // Runs until SIGTERM / SIGINT. Throws Error for bad options or a model that cannot load.
