@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -77,6 +78,66 @@ TEST(ExitCodes, UsageErrorsAreOneHelpIsZero) {
   auto bad = run_cli("tokenize --max-length notanumber x");  // CLI11 alone would exit 105
   EXPECT_EQ(bad.status, 1) << bad.output;
   EXPECT_EQ(run_cli("data head --no-such-flag").status, 1);
+}
+
+// ---------------------------------------------------------------- arguments and option values
+
+// CLI11 read a positional argument written "[a, b]" as the list a, b: `tokenize '[PAD]'`
+// tokenized PAD, `predict M '[정말, 최악]'` classified two texts. One argument is one text.
+TEST(Arguments, PositionalTextStartingWithABracketIsOneText) {
+  TempDir tmp("bracket_texts");
+  auto pad = run_cli("tokenize '[PAD]'");
+  EXPECT_EQ(pad.status, 0) << pad.output;
+  EXPECT_EQ(pad.output, run_cli("tokenize --input " + tmp.file("pad.txt", "[PAD]\n").string()).output);
+  EXPECT_NE(pad.output, run_cli("tokenize PAD").output);
+  auto list = run_cli("tokenize '[정말, 최악]' '[a,b]' c");
+  EXPECT_EQ(list.status, 0) << list.output;
+  EXPECT_EQ(std::count(list.output.begin(), list.output.end(), '\n'), 3) << list.output;
+  EXPECT_TRUE(contains(list.output, "\"[\", \"정말\", \",\", \"최악\", \"]\"")) << list.output;
+  // Options and `--` around the texts work as before.
+  auto mixed = run_cli("tokenize --max-length 4 '[x]' -- --not-an-option");
+  EXPECT_EQ(mixed.status, 0) << mixed.output;
+  EXPECT_EQ(std::count(mixed.output.begin(), mixed.output.end(), '\n'), 2) << mixed.output;
+  EXPECT_TRUE(contains(run_cli("tokenize --help").output, "texts TEXT ...")) << run_cli("tokenize --help").output;
+}
+
+// A repeated option was "--threads: At Most 1 required but received 2". Which value was meant
+// is a guess, so the option is named with both values, exit 1.
+TEST(Arguments, RepeatedOptionIsNamedWithItsValues) {
+  auto tok = run_cli("tokenize --threads 2 --threads 3 x");
+  EXPECT_EQ(tok.status, 1) << tok.output;
+  EXPECT_TRUE(contains(tok.output, "--threads given twice (2, then 3); give it once")) << tok.output;
+  auto train = run_cli("train --learning-rate 3e-5 --output-dir x --learning-rate 5e-5 --learning-rate 1e-4");
+  EXPECT_EQ(train.status, 1) << train.output;
+  EXPECT_TRUE(contains(train.output, "--learning-rate given 3 times (3e-5, then 5e-5, then 1e-4); give it once"))
+      << train.output;
+  EXPECT_FALSE(contains(train.output, "At Most")) << train.output;
+  auto alias = run_cli("train --eval-strategy steps --evaluation-strategy no --output-dir x");
+  EXPECT_EQ(alias.status, 1) << alias.output;
+  EXPECT_TRUE(contains(alias.output, "--eval-strategy given twice (steps, then --evaluation-strategy no)"))
+      << alias.output;
+  // Options that collect several values still do.
+  EXPECT_EQ(run_cli("tokenize a b c").status, 0);
+}
+
+// `tokenize --max-length -1` said "not in range 0.000000 to 1797693...858368.000000" (309
+// digits). Ranges are integers, open ones named only by their lower end.
+TEST(Arguments, RangeMessagesSpeakIntegers) {
+  auto neg = run_cli("tokenize --max-length -1 x");
+  EXPECT_EQ(neg.status, 1) << neg.output;
+  EXPECT_TRUE(contains(neg.output, "--max-length: must be a non-negative integer (got -1)")) << neg.output;
+  EXPECT_LT(neg.output.size(), 200u) << neg.output;
+  auto threads = run_cli("tokenize --threads -2 x");
+  EXPECT_TRUE(contains(threads.output, "--threads: must be a non-negative integer (got -2)")) << threads.output;
+  auto text = run_cli("tokenize --max-length 1.5 x");
+  EXPECT_TRUE(contains(text.output, "--max-length: must be a non-negative integer (got 1.5)")) << text.output;
+  auto huge = run_cli("tokenize --max-length 99999999999 x");
+  EXPECT_TRUE(contains(huge.output, "--max-length: must be at most 2147483647 (got 99999999999)")) << huge.output;
+  auto vocab = run_cli("vocab train --corpus x --output y --threads 300");
+  EXPECT_EQ(vocab.status, 1) << vocab.output;
+  EXPECT_TRUE(contains(vocab.output, "--threads: must be an integer from 1 to 256 (got 300)")) << vocab.output;
+  EXPECT_FALSE(contains(vocab.output, ".000000")) << vocab.output;
+  EXPECT_EQ(run_cli("tokenize --max-length 0 --threads +1 x").status, 0);
 }
 
 TEST(ExitCodes, FailureMapping) {
@@ -314,4 +375,69 @@ TEST_F(CliOnTinyModel, TruncatedGzipCorpusIsAnError) {
                    " --max-length 32 --max-steps 1 --threads 2 --output-dir " + path("pcut"));
   EXPECT_EQ(p.status, 1) << p.output;
   EXPECT_TRUE(contains(p.output, "the gzip stream is truncated or corrupt")) << p.output;
+}
+
+// predict read a text written "[a, b]" as two texts (CLI11's list syntax).
+TEST_F(CliOnTinyModel, PredictTakesABracketedTextAsOneText) {
+  auto r = run_cli("predict --model " + model() + " '[정말, 최악]'");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  auto two = run_cli("predict --model " + model() + " '[정말' '최악]'");
+  EXPECT_EQ(std::count(two.output.begin(), two.output.end(), '\n'), 2) << two.output;
+}
+
+// `run --model-config x` said "the shipped model  is missing": with --model-config the run
+// starts from that architecture, so a missing file is named as what it is.
+TEST_F(CliOnTinyModel, RunNamesAMissingModelConfig) {
+  auto r = run_cli("run --model-config " + path("nope.json") + " --output-dir " + path("run1"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "cannot open --model-config " + path("nope.json") + ": No such file or directory"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "shipped model")) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "run1"));
+}
+
+// compare sets padding, evaluation, saving and resumption itself in every mode; given as flags
+// they were dropped without a word.
+TEST_F(CliOnTinyModel, CompareRefusesFlagsItDoesNotHonour) {
+  const std::string base = "compare --model-config " + path("tiny.json") + " --train-file " + path("train.tsv") +
+                           " --max-length 32 --max-steps 1 --threads 2 --output-dir " + path("cmp");
+  for (const auto& [flag, why] : std::vector<std::pair<std::string, std::string>>{
+           {"--padding longest", "--padding is not used: compare trains once in each padding mode"},
+           {"--resume-from-checkpoint " + path("cmp"), "--resume-from-checkpoint is not used: every mode trains from the start"},
+           {"--save-strategy steps", "--save-strategy is not used: no mode saves checkpoints"},
+           {"--test-file " + path("train.tsv"), "--test-file is not used"},
+           {"--group-by-length", "--group-by-length is not used"}}) {
+    auto r = run_cli(base + " " + flag);
+    EXPECT_EQ(r.status, 1) << flag << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "bertune: error: compare: " + why)) << r.output;
+  }
+  EXPECT_FALSE(fs::exists(dir / "cmp"));
+}
+
+// `pretrain` on texts too short for its --mlm-probability masked nothing in most steps and
+// reported a loss of 0.000000 for the run. Refused up front; a step that still draws no
+// token says so.
+TEST_F(CliOnTinyModel, PretrainWithNothingToMaskIsRefused) {
+  const std::string base = "pretrain --model-config " + path("tiny.json") +
+                           " --max-length 32 --threads 2 --validation-reviews 0 --eval-strategy no --save-strategy no";
+  io::write_file_atomic(dir / "two.txt", "좋다\n별로\n");
+  auto shorts = run_cli(base + " --train-file " + path("two.txt") + " --max-steps 2 --output-dir " + path("pt1"));
+  EXPECT_EQ(shorts.status, 1) << shorts.output;
+  EXPECT_TRUE(contains(shorts.output, "--mlm-probability 0.15 selects 0.45 tokens in an average step (" +
+                                      path("two.txt") + " has 3.0 maskable tokens per step): most steps would have "
+                                      "nothing to predict")) << shorts.output;
+  auto rare = run_cli(base + " --train-file " + path("train.tsv") + " --mlm-probability 1e-6 --max-steps 2 "
+                      "--output-dir " + path("pt2"));
+  EXPECT_EQ(rare.status, 1) << rare.output;
+  EXPECT_TRUE(contains(rare.output, "most steps would have nothing to predict")) << rare.output;
+  EXPECT_TRUE(contains(run_cli(base + " --train-file " + path("train.tsv") + " --mlm-probability 0 --output-dir " +
+                               path("pt3")).output, "--mlm-probability: must lie in (0, 1)"));
+  EXPECT_FALSE(fs::exists(dir / "pt1" / "final"));
+  // Ten one-token reviews: 1.5 tokens expected per step, so some steps draw none, and say so.
+  io::write_file_atomic(dir / "ten.txt", "가\n나\n다\n라\n마\n바\n사\n아\n자\n차\n");
+  auto few = run_cli(base + " --train-file " + path("ten.txt") + " --max-steps 12 --output-dir " + path("pt4"));
+  EXPECT_EQ(few.status, 0) << few.output;
+  EXPECT_TRUE(contains(few.output, "warning: an optimizer step (epoch ")) << few.output;
+  EXPECT_TRUE(contains(few.output, "had no token selected for prediction (logged as loss 0)")) << few.output;
 }

@@ -15,6 +15,9 @@
 #include "data/sha256.h"
 #include "data/stats.h"
 #include "io/atomic_file.h"
+#include "io/json_error.h"
+#include "model/config.h"
+#include "text/vocab_trainer.h"
 #include "util/error.h"
 #include "util/paths.h"
 #include "run_cli.h"
@@ -709,4 +712,167 @@ TEST(DataCli, SamplesAndLabelsOutOfRange) {
   EXPECT_TRUE(contains(labels.output, "--num-labels: must be positive")) << labels.output;
   EXPECT_EQ(run_cli("data head -n -1 " + good).status, 1);
   EXPECT_EQ(run_cli("data head --samples 5 " + good).status, 0);
+}
+
+// A JSONL label too long for 64 bits was quoted as nlohmann's double, "1e+20"; one past
+// INT64_MAX read as a negative number. The label is quoted as the file writes it.
+TEST(DataJsonl, HugeLabelsAreQuotedAsWritten) {
+  TempDir tmp("hugelabel");
+  fs::path f = tmp.file("l.jsonl", "{\"document\": \"a\", \"label\": 1}\n"
+                                   "{\"document\": \"b\", \"label\": 99999999999999999999}\n"
+                                   "{\"document\": \"c\", \"label\": 18446744073709551615}\n"
+                                   "{\"document\": \"d\", \"label\": \"99999999999999999999\"}\n"
+                                   "{\"document\": \"e\", \"label\": 1.50}\n"
+                                   "{\"document\": \"f\", \"label\": -12345678901234567890123}\n");
+  ReadOptions o = skipping();
+  o.num_labels = 2;
+  Dataset d = read_dataset(f, o);
+  ASSERT_EQ(d.skipped.size(), 5u) << lines_of(d);
+  EXPECT_EQ(d.skipped[0].problem, "label 99999999999999999999 outside [0, 2)");
+  EXPECT_EQ(d.skipped[1].problem, "label 18446744073709551615 outside [0, 2)");
+  EXPECT_EQ(d.skipped[2].problem, "label 99999999999999999999 outside [0, 2)");
+  EXPECT_EQ(d.skipped[3].problem, "label 1.50 in key 'label' is not an integer");
+  EXPECT_EQ(d.skipped[4].problem, "label -12345678901234567890123 outside [0, 2)");
+  EXPECT_EQ(read_error(f), f.string() + ":2: label 99999999999999999999 outside [0, 2)");
+  // The same in a TSV column.
+  fs::path tsv = tmp.file("l.tsv", "id\tdocument\tlabel\n1\ta\t99999999999999999999\n");
+  ReadOptions any_label;
+  any_label.num_labels = 0;
+  EXPECT_EQ(read_error(tsv, any_label), tsv.string() + ":2: label 99999999999999999999 outside [0, inf)");
+}
+
+namespace {
+
+// UTF-8 text (code points below U+10000) as UTF-16 or UTF-32 code units.
+std::string widen(const std::string& utf8, int unit_bytes, bool little_endian) {
+  std::string out;
+  for (size_t i = 0; i < utf8.size();) {
+    const auto c = static_cast<unsigned char>(utf8[i]);
+    uint32_t cp = c;
+    int len = 1;
+    if (c >= 0xe0) cp = c & 0x0f, len = 3;
+    else if (c >= 0xc0) cp = c & 0x1f, len = 2;
+    for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(utf8[i + k]) & 0x3f);
+    i += static_cast<size_t>(len);
+    for (int b = 0; b < unit_bytes; ++b) {
+      const int shift = 8 * (little_endian ? b : unit_bytes - 1 - b);
+      out.push_back(static_cast<char>((cp >> shift) & 0xff));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// A UTF-16 export (Excel's "Unicode text", PowerShell's default) was called "binary data" by
+// the table readers and "invalid UTF-8" by the others. Every reader names the encoding and
+// the conversion, with or without a byte-order mark, gzip or not.
+TEST(DataFiles, Utf16AndUtf32AreNamedWithTheConversion) {
+  TempDir tmp("utf16");
+  const std::string table = "id\tdocument\tlabel\n1\t가 재밌다 정말\t1\n2\t별로 가가가\t0\n";
+  struct Case {
+    std::string name, bytes, said;
+  };
+  const std::vector<Case> cases = {
+      {"le_bom.tsv", std::string("\xFF\xFE") + widen(table, 2, true), "UTF-16 (little-endian, with a byte-order mark)"},
+      {"be_bom.tsv", std::string("\xFE\xFF") + widen(table, 2, false), "UTF-16 (big-endian, with a byte-order mark)"},
+      {"le.tsv", widen(table, 2, true), "UTF-16LE (no byte-order mark)"},
+      {"be.tsv", widen(table, 2, false), "UTF-16BE (no byte-order mark)"},
+      {"u32.tsv", std::string("\xFF\xFE\0\0", 4) + widen(table, 4, true), "UTF-32 (little-endian"},
+      {"le.tsv.gz", gzip(widen(table, 2, true)), "UTF-16LE"},
+  };
+  for (const Case& c : cases) {
+    const fs::path f = tmp.file(c.name, c.bytes);
+    const std::string e = read_error(f);
+    EXPECT_TRUE(contains(e, f.string() + " is " + c.said)) << c.name << ": " << e;
+    EXPECT_TRUE(contains(e, "convert it to UTF-8 (e.g. iconv -f UTF-")) << e;
+    EXPECT_TRUE(contains(error_of([&] { read_text_lines(f); }), " is " + c.said)) << c.name;
+    EXPECT_TRUE(contains(error_of([&] { text::read_corpus_file(f); }), " is " + c.said)) << c.name;
+  }
+  ReadOptions jsonl;
+  jsonl.format = Format::Jsonl;
+  const fs::path j = tmp.file("d.jsonl", std::string("\xFF\xFE") + widen("{\"document\": \"좋다\", \"label\": 1}\n", 2, true));
+  EXPECT_TRUE(contains(read_error(j, jsonl), "d.jsonl is UTF-16")) << read_error(j, jsonl);
+  const fs::path csv = tmp.file("d.csv", widen("document,label\n좋다,1\n", 2, true));
+  EXPECT_TRUE(contains(read_error(csv), "d.csv is UTF-16LE")) << read_error(csv);
+  // Configs: config.json (BertConfig) and --config files (read_json_file).
+  const fs::path config = tmp.file("config.json", std::string("\xFF\xFE") + widen("{\"hidden_size\": 32}", 2, true));
+  EXPECT_TRUE(contains(error_of([&] { model::BertConfig::load(config); }), "config.json is UTF-16"));
+  EXPECT_TRUE(contains(error_of([&] { io::read_json_file(config); }), "config.json is UTF-16"));
+  // The command line says the same, with exit 1.
+  auto r = run_cli("data head " + (tmp.path / "le.tsv").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "le.tsv is UTF-16LE (no byte-order mark) text; convert it to UTF-8 (e.g. iconv -f "
+                                 "UTF-16LE -t UTF-8 ")) << r.output;
+  // UTF-8 text, Hangul with U+xx00 syllables (가 is AC00) included, is read as before; a
+  // binary file is still binary.
+  EXPECT_EQ(read_dataset(tmp.file("ok.tsv", table)).size(), 2u);
+  EXPECT_TRUE(contains(error_of([] { data::read_dataset(BERTUNE_BINARY); }), ": binary data")) ;
+}
+
+namespace {
+
+// `bytes` zeros as a gzip file, compressed in 1 MiB pieces (no buffer of the whole).
+std::string gzip_of_zeros(size_t bytes) {
+  std::string out;
+  const std::string chunk(1 << 20, '\0');
+  char buf[1 << 16];
+  z_stream z{};
+  deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  for (size_t done = 0; done < bytes || z.avail_in > 0;) {
+    const size_t n = std::min(chunk.size(), bytes - done);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(chunk.data()));
+    z.avail_in = static_cast<uInt>(n);
+    done += n;
+    const int flush = done == bytes ? Z_FINISH : Z_NO_FLUSH;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(buf);
+      z.avail_out = sizeof buf;
+      deflate(&z, flush);
+      out.append(buf, sizeof buf - z.avail_out);
+    } while (z.avail_out == 0);
+    if (flush == Z_FINISH) break;
+  }
+  deflateEnd(&z);
+  return out;
+}
+
+// Sets an environment variable for the scope.
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const std::string& n, const std::string& value) : name(n) { ::setenv(n.c_str(), value.c_str(), 1); }
+  ~ScopedEnv() { ::unsetenv(name.c_str()); }
+};
+
+}  // namespace
+
+// A 100 KB gzip file that unpacks to 100 MB (or to gigabytes) was read whole, up to the
+// machine's memory. Reading stops past 100 times the compressed size (64 MiB at least),
+// naming the file and the limit; BERTUNE_GZIP_MAX_RATIO moves it.
+TEST(DataFiles, GzipBombStopsAtTheExpansionLimit) {
+  TempDir tmp("gzbomb");
+  const fs::path bomb = tmp.file("bomb.txt.gz", gzip_of_zeros(100u << 20));
+  ASSERT_LT(fs::file_size(bomb), 1u << 20);
+  for (const std::string& e : {error_of([&] { io::read_text_file(bomb); }),
+                               error_of([&] { text::read_corpus_file(bomb); })}) {
+    EXPECT_TRUE(contains(e, bomb.string() + ": gzip data of 0.1 MB decompresses to more than 67.1 MB (100 times its "
+                            "size; at least 67.1 MB is always allowed); reading stopped")) << e;
+    EXPECT_TRUE(contains(e, "BERTUNE_GZIP_MAX_RATIO=N (0: no limit)")) << e;
+  }
+  auto r = run_cli("vocab train --corpus " + bomb.string() + " --output " + (tmp.path / "v").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "decompresses to more than")) << r.output;
+  {
+    ScopedEnv unlimited("BERTUNE_GZIP_MAX_RATIO", "0");
+    EXPECT_EQ(io::read_text_file(bomb).size(), 100u << 20);
+  }
+  {
+    ScopedEnv bad("BERTUNE_GZIP_MAX_RATIO", "lots");
+    EXPECT_TRUE(contains(error_of([&] { io::read_text_file(bomb); }), "BERTUNE_GZIP_MAX_RATIO='lots' is not a whole"));
+  }
+  // The limit: 100 times the compressed size, 64 MiB at least; NSMC's unlabeled reviews
+  // (21.5 MB that decompress to 56.2 MB, 2.6 times) are far inside it.
+  EXPECT_EQ(io::gzip_expansion_limit(1000), 64ull << 20);
+  EXPECT_EQ(io::gzip_expansion_limit(21450503), 2145050300u);
+  EXPECT_EQ(text::read_corpus_file(shared_path("data/nsmc/unlabeled.txt.gz")).size(), 56177350u);
 }

@@ -19,6 +19,7 @@
 
 #include "cli/commands.h"
 #include "cli/train_flags.h"
+#include "io/read_file.h"
 #include "text/vocab_trainer.h"
 #include "train/presets.h"
 #include "train/trainer.h"
@@ -70,7 +71,10 @@ void add_run_command(CLI::App& app) {
       int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
       options.tokenizer = main_job_vocab(vocab_dir, threads).string();
     }
-    if (!*from_scratch && !flags->given("model") && !std::filesystem::is_directory(options.model))
+    // --model-config: a random initialisation of that architecture, as `train --preset main-pretrained`
+    // reads it; the shipped model is then not used, and a missing config is named as such.
+    if (flags->given("model_config")) io::require_readable_file(options.model_config, "--model-config");
+    else if (!*from_scratch && !flags->given("model") && !std::filesystem::is_directory(options.model))
       throw Error("the shipped model " + options.model + " is missing (BERTUNE_MODELS moves it); "
                   "`bertune run --from-scratch` runs without it");
     std::fprintf(stderr, "bertune run: %s\n", train::find_preset(preset).description.c_str());

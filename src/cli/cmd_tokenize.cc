@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
@@ -104,7 +105,7 @@ void add_tokenize_commands(CLI::App& app) {
       "  bertune tokenize --input reviews.txt                  # one text per line\n"
       "  bertune tokenize --input ratings_test.txt --format tsv --text-column document --max-length 128\n"
       "  bertune tokenize --input data.tsv --output tokens.jsonl");
-  cmd->add_option("texts", args->texts, "Texts to tokenize (instead of --input)");
+  add_texts_positional(cmd, "texts", args->texts, "Texts to tokenize, one argument each (instead of --input)");
   cmd->add_option("--tokenizer", args->tokenizer_dir,
                   "Tokenizer directory: vocab.txt (+ tokenizer_config.json) or tokenizer.json "
                   "[default: shared/models/klue-bert-base]");
@@ -117,10 +118,10 @@ void add_tokenize_commands(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "tsv", "csv", "jsonl", "json"}));
   cmd->add_option("--max-length", args->max_length,
                   "Truncate to N ids, [CLS] and [SEP] included (the last kept id is [SEP]); 0: no truncation")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_range(0));
   cmd->add_option("-o,--output", args->output, "Write the JSONL here (atomically) instead of stdout");
   cmd->add_option("--threads", args->threads, "Threads for encoding [default: all cores]")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_range(0));
   cmd->callback([args] { run_tokenize(*args); });
 }
 

@@ -52,7 +52,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
 // The classifier (fp32, int8 directory, or quantized on load: the loader serve uses too),
 // its tokenizer, and the longest sequence both can take, on the device the flags name.
 std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f) {
-  if (f.max_length < 2) throw Error("--max-length: must be at least 2");
+  if (f.max_length < 2) throw Error("--max-length: must be at least 2 (got " + std::to_string(f.max_length) + ")");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
   kernels::Device device = kernels::Device::CPU;
@@ -96,7 +96,32 @@ void run_train(const TrainFlags& flags) {
   train::run_training(resolve_train_flags(flags, preset_base(flags.preset, flags, /*announce=*/true)), stdout);
 }
 
+// The options compare sets itself in every mode (train/compare.cc): given as flags they would
+// be dropped without a word, so they are refused, with the reason.
+void refuse_flags_compare_sets(const TrainFlags& flags) {
+  static const std::pair<const char*, const char*> kSet[] = {
+      {"padding", "compare trains once in each padding mode (max_length, longest, longest+group_by_length, packed)"},
+      {"group_by_length", "compare trains once in each padding mode, one of them longest+group_by_length"},
+      {"resume_from_checkpoint", "every mode trains from the start"},
+      {"eval_strategy", "every mode evaluates after each epoch"},
+      {"evaluation_strategy", "every mode evaluates after each epoch"},
+      {"eval_steps", "every mode evaluates after each epoch"},
+      {"save_strategy", "no mode saves checkpoints (their time would enter the comparison)"},
+      {"save_steps", "no mode saves checkpoints (their time would enter the comparison)"},
+      {"save_total_limit", "no mode saves checkpoints (their time would enter the comparison)"},
+      {"load_best_model_at_end", "every mode trains all its epochs, without a best-model choice"},
+      {"metric_for_best_model", "every mode trains all its epochs, without a best-model choice"},
+      {"greater_is_better", "every mode trains all its epochs, without a best-model choice"},
+      {"early_stopping_patience", "every mode trains the same epochs (no early stopping)"},
+      {"early_stopping_threshold", "every mode trains the same epochs (no early stopping)"},
+      {"test_file", "compare reports the evaluation accuracy of each epoch, not a test set's"}};
+  for (const auto& [key, why] : kSet)
+    if (flags.given(key))
+      throw Error("compare: " + train::option_flag(key) + " is not used: " + why + "; drop it (train honours it)");
+}
+
 void run_compare(const TrainFlags& flags) {
+  refuse_flags_compare_sets(flags);
   nlohmann::json base = preset_base(flags.preset, flags, /*announce=*/true);
   if (!flags.given("output_dir"))
     base["output_dir"] = base.contains("output_dir") ? base["output_dir"].get<std::string>() + "-compare"
@@ -225,7 +250,7 @@ void add_train_commands(CLI::App& app) {
   auto* pred_cmd = app.add_subcommand("predict", "Classify texts: one JSON line {label, probs, logits} per text");
   auto pc = std::make_shared<PredictCommand>();
   add_inference_flags(pred_cmd, pc->in, "text column of --input (default: document)");
-  pred_cmd->add_option("texts", pc->texts, "texts to classify");
+  add_texts_positional(pred_cmd, "texts", pc->texts, "texts to classify, one argument each");
   pred_cmd->add_option("--input", pc->input, "file: one text per line, or a TSV/CSV/JSONL text column");
   pred_cmd->add_option("--output", pc->output, "write the JSONL here (default: stdout)");
   pred_cmd->callback([pc] { run_predict(*pc); });

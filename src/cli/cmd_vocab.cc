@@ -103,7 +103,7 @@ void add_vocab_commands(CLI::App& app) {
                   "Lowercase and strip accents (BERT uncased); klue is cased");
   train->add_option("--threads", train_args->threads, "Threads for word counting")
       ->capture_default_str()
-      ->check(CLI::Range(1, 256));
+      ->check(integer_range(1, 256));
   train->callback([train_args] { run_train(*train_args); });
 
   auto eval_args = std::make_shared<EvalArgs>();

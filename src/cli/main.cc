@@ -61,6 +61,27 @@ void check_command_words(CLI::App& app, int argc, char** argv) {
   }
 }
 
+// CLI11 reports a flag given twice as "--lr: At Most 1 required but received 2". An option
+// takes one value (a typo'd script, a pasted command line: which was meant is a guess), so a
+// repeated one is refused by name, with the values: "--learning-rate given twice (3e-5,
+// then 5e-5); give it once". Empty when no option of the parsed commands is repeated.
+std::string repeated_option(const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_positional() || opt->count() < 2 || opt->get_items_expected_max() != 1 ||
+        opt->get_multi_option_policy() != CLI::MultiOptionPolicy::Throw)
+      continue;
+    std::string values;
+    for (const std::string& v : opt->results()) values += (values.empty() ? "" : ", then ") + v;
+    const std::string times = opt->count() == 2 ? "twice" : std::to_string(opt->count()) + " times";
+    return opt->get_name() + " given " + times + " (" + values + "); give it once";
+  }
+  for (const CLI::App* sub : app.get_subcommands()) {
+    std::string found = repeated_option(*sub);
+    if (!found.empty()) return found;
+  }
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,6 +107,10 @@ int main(int argc, char** argv) {
   try {
     check_command_words(app, argc, argv);
     app.parse(argc, argv);
+  } catch (const CLI::ArgumentMismatch& e) {
+    const std::string repeated = repeated_option(app);
+    app.exit(repeated.empty() ? e : CLI::ArgumentMismatch(repeated));
+    return bertune::kExitUserError;
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage mistake is a user error (1),
     // not CLI11's own codes (105-115).

@@ -60,6 +60,10 @@ Json preset_base(const std::string& preset_name, const TrainFlags& flags, bool a
 }
 
 train::TrainOptions resolve_train_flags(const TrainFlags& flags, const Json& base) {
+  // The alias is the same option: both given is an option given twice.
+  if (flags.given("eval_strategy") && flags.given("evaluation_strategy"))
+    throw Error("--eval-strategy given twice (" + flags.values.at("eval_strategy") + ", then --evaluation-strategy " +
+                flags.values.at("evaluation_strategy") + "); give it once");
   train::TrainOptions o;
   train::apply_options_json(o, base, "preset");
   if (!flags.config_file.empty()) train::apply_options_json(o, io::read_json_file(flags.config_file), flags.config_file);

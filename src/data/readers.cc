@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -138,10 +139,15 @@ std::string describe_skipped(const Dataset& d, size_t max_listed) {
 
 namespace {
 
-// Python's int() accepts surrounding whitespace and a sign; so do we.
-bool parse_int(std::string_view s, int64_t& out) {
+std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// Python's int() accepts surrounding whitespace and a sign; so do we.
+bool parse_int(std::string_view s, int64_t& out) {
+  s = trim(s);
   bool negative = false;
   if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
     negative = s.front() == '-';
@@ -155,6 +161,13 @@ bool parse_int(std::string_view s, int64_t& out) {
   }
   out = negative ? -v : v;
   return true;
+}
+
+// An integer as parse_int reads it, of any length.
+bool is_digits(std::string_view s) {
+  s = trim(s);
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 std::string shorten(std::string_view s) {
@@ -186,6 +199,7 @@ class RowSink {
   bool check_label_text(int64_t line, std::string_view text, int& label) {
     int64_t v;
     if (!parse_int(text, v)) {
+      if (is_digits(text)) return out_of_range(line, text);  // more digits than any label has
       bad(line, "label '" + shorten(text) + "' in column '" + options_.label_column +
                     "' is not an integer");
       return false;
@@ -194,15 +208,16 @@ class RowSink {
   }
 
   bool check_label_value(int64_t line, int64_t v, int& label) {
-    if (v < 0 || (options_.num_labels > 0 && v >= options_.num_labels)) {
-      std::string range = options_.num_labels > 0
-                              ? "[0, " + std::to_string(options_.num_labels) + ")"
-                              : "[0, inf)";
-      bad(line, "label " + std::to_string(v) + " outside " + range);
-      return false;
-    }
+    if (v < 0 || (options_.num_labels > 0 && v >= options_.num_labels)) return out_of_range(line, std::to_string(v));
     label = static_cast<int>(v);
     return true;
+  }
+
+  // "label 99999999999999999999 outside [0, 2)": the label as the file writes it.
+  bool out_of_range(int64_t line, std::string_view written) {
+    std::string range = options_.num_labels > 0 ? "[0, " + std::to_string(options_.num_labels) + ")" : "[0, inf)";
+    bad(line, "label " + shorten(trim(written)) + " outside " + range);
+    return false;
   }
 
   void add(int64_t line, std::string_view text, int label) {
@@ -418,6 +433,31 @@ void read_csv(std::string_view data, RowSink& sink, const fs::path& path) {
   }
 }
 
+// nlohmann's DOM builder that also keeps how the row wrote the label when it is a number
+// beyond 64-bit integers (99999999999999999999 is a double, 1e+20, to the library).
+class JsonRowParser : public nlohmann::detail::json_sax_dom_parser<nlohmann::json> {
+  using Base = nlohmann::detail::json_sax_dom_parser<nlohmann::json>;
+
+ public:
+  JsonRowParser(nlohmann::json& row, const std::string& label_key) : Base(row), label_key_(label_key) {}
+  bool start_object(std::size_t n) { return ++depth_, Base::start_object(n); }
+  bool end_object() { return --depth_, Base::end_object(); }
+  bool key(std::string& k) {
+    at_label_ = depth_ == 1 && k == label_key_;
+    return Base::key(k);
+  }
+  bool number_float(double v, const std::string& written) {
+    if (at_label_ && depth_ == 1) label_written = written;
+    return Base::number_float(v, written);
+  }
+  std::string label_written;  // the label's text when it was read as a double
+
+ private:
+  const std::string& label_key_;
+  int depth_ = 0;
+  bool at_label_ = false;
+};
+
 void read_jsonl(std::string_view data, RowSink& sink) {
   using nlohmann::json;
   const ReadOptions& opt = sink.options();
@@ -434,8 +474,9 @@ void read_jsonl(std::string_view data, RowSink& sink) {
         line[line.find_first_not_of(" \t")] == '[')
       sink.fatal(n, "starts a JSON array; expected JSON Lines (one object per line)");
     json row;
+    JsonRowParser parser(row, opt.label_column);
     try {
-      row = json::parse(line);
+      json::sax_parse(line, &parser);
     } catch (const json::exception& e) {
       // nlohmann's message starts "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
       // nlohmann quotes what it last read, which can be the whole line: cut it.
@@ -464,12 +505,21 @@ void read_jsonl(std::string_view data, RowSink& sink) {
         sink.bad(n, "no key '" + opt.label_column + "'");
         continue;
       }
-      if (l->is_number_integer()) {
+      if (l->is_number_unsigned() && l->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        sink.out_of_range(n, l->dump());
+        continue;
+      } else if (l->is_number_integer()) {
         if (!sink.check_label_value(n, l->get<int64_t>(), label)) continue;
+      } else if (l->is_number_float() && is_digits(parser.label_written)) {
+        sink.out_of_range(n, parser.label_written);  // an integer too long for 64 bits
+        continue;
       } else if (l->is_string()) {
         if (!sink.check_label_text(n, l->get_ref<const std::string&>(), label)) continue;
       } else {
-        sink.bad(n, "label " + shorten(l->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) + " in key '" + opt.label_column + "' is not an integer");
+        const std::string written = l->is_number_float() && !parser.label_written.empty()
+                                        ? parser.label_written  // 1.50 as written, not 1.5
+                                        : l->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        sink.bad(n, "label " + shorten(written) + " in key '" + opt.label_column + "' is not an integer");
         continue;
       }
     }

@@ -25,6 +25,7 @@ std::string json_error_position(const json::exception& e) {
 
 json read_json_file(const fs::path& path) {
   std::string text = read_file(path);
+  check_text_encoding(text, path);  // UTF-16 would read as a syntax error at column 1
   try {
     return json::parse(text);
   } catch (const json::exception& e) {

@@ -14,7 +14,8 @@ namespace bertune::io {
 std::string json_error_position(const nlohmann::json::exception& e);
 
 // Reads and parses a JSON file. Errors (all Error naming the file): missing,
-// a directory ("is a directory; expected a file"), invalid UTF-8 or syntax
+// a directory ("is a directory; expected a file"), UTF-16/UTF-32 text (how to
+// convert it), invalid UTF-8 or syntax
 // ("FILE: not valid JSON (line L, column C: ...)").
 nlohmann::json read_json_file(const std::filesystem::path& path);
 

@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "util/error.h"
 #include "util/limits.h"
@@ -97,6 +100,7 @@ std::string gunzip(std::string_view bytes, const fs::path& source) {
   std::string out;
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
   size_t remaining = bytes.size();
+  const uint64_t expansion_limit = gzip_expansion_limit(bytes.size());
   char buf[1 << 16];
   const uint64_t limit = physical_memory_bytes();
   for (;;) {
@@ -109,6 +113,10 @@ std::string gunzip(std::string_view bytes, const fs::path& source) {
     z.avail_out = sizeof buf;
     int rc = inflate(&z, Z_NO_FLUSH);
     out.append(buf, sizeof buf - z.avail_out);
+    if (out.size() > expansion_limit) {
+      inflateEnd(&z);
+      check_gzip_expansion(out.size(), bytes.size(), source);  // throws
+    }
     if (limit && out.size() > limit) {
       inflateEnd(&z);
       check_fits_memory(out.size(), source, "the decompressed data");  // throws
@@ -130,10 +138,77 @@ std::string gunzip(std::string_view bytes, const fs::path& source) {
   return out;
 }
 
+namespace {
+
+std::string megabytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return buf;
+}
+
+constexpr uint64_t kGzipDefaultRatio = 100;
+constexpr uint64_t kGzipFloorBytes = 64ull << 20;
+
+uint64_t gzip_max_ratio() {
+  const char* env = std::getenv("BERTUNE_GZIP_MAX_RATIO");
+  if (!env || !*env) return kGzipDefaultRatio;
+  uint64_t ratio = 0;
+  const char* end = env + std::strlen(env);
+  const auto [stop, ec] = std::from_chars(env, end, ratio);
+  if (ec != std::errc() || stop != end)
+    throw Error("BERTUNE_GZIP_MAX_RATIO='" + std::string(env) +
+                "' is not a whole number (how many times its size a gzip input may decompress to; 0: no limit)");
+  return ratio;
+}
+
+}  // namespace
+
+uint64_t gzip_expansion_limit(uint64_t compressed) {
+  const uint64_t ratio = gzip_max_ratio();
+  if (ratio == 0) return std::numeric_limits<uint64_t>::max();
+  if (compressed > std::numeric_limits<uint64_t>::max() / ratio) return std::numeric_limits<uint64_t>::max();
+  return std::max(compressed * ratio, kGzipFloorBytes);
+}
+
+void check_gzip_expansion(uint64_t decompressed, uint64_t compressed, const fs::path& source) {
+  if (decompressed <= gzip_expansion_limit(compressed)) return;
+  throw Error(source.string() + ": gzip data of " + megabytes(compressed) + " decompresses to more than " +
+              megabytes(gzip_expansion_limit(compressed)) + " (" + std::to_string(gzip_max_ratio()) +
+              " times its size; at least " + megabytes(kGzipFloorBytes) +
+              " is always allowed); reading stopped. If the file is genuine, raise the limit with "
+              "BERTUNE_GZIP_MAX_RATIO=N (0: no limit)");
+}
+
+void check_text_encoding(std::string_view bytes, const fs::path& path) {
+  auto starts = [&](std::string_view bom) { return bytes.substr(0, bom.size()) == bom; };
+  using namespace std::string_view_literals;
+  std::string encoding, from;  // the name said, the name iconv takes
+  if (starts("\xFF\xFE\0\0"sv)) encoding = "UTF-32 (little-endian, with a byte-order mark)", from = "UTF-32";
+  else if (starts("\0\0\xFE\xFF"sv)) encoding = "UTF-32 (big-endian, with a byte-order mark)", from = "UTF-32";
+  else if (starts("\xFF\xFE"sv)) encoding = "UTF-16 (little-endian, with a byte-order mark)", from = "UTF-16";
+  else if (starts("\xFE\xFF"sv)) encoding = "UTF-16 (big-endian, with a byte-order mark)", from = "UTF-16";
+  else {
+    // No mark: UTF-16 puts a NUL beside every ASCII character (spaces, digits, newlines,
+    // tabs), always on the same side, and a NUL on the other side only for the few
+    // characters U+xx00; binary data has NULs on both sides alike, UTF-8 text none.
+    const size_t n = std::min<size_t>(bytes.size(), 8192) & ~size_t{1};
+    size_t nul[2] = {0, 0};
+    for (size_t i = 0; i < n; ++i) nul[i & 1] += bytes[i] == '\0';
+    const int side = nul[1] > nul[0];  // 1: the high bytes of little-endian units
+    if (n >= 2 && nul[side] * 10 >= n / 2 && nul[1 - side] * 4 <= nul[side])
+      encoding = side ? "UTF-16LE (no byte-order mark)" : "UTF-16BE (no byte-order mark)",
+      from = side ? "UTF-16LE" : "UTF-16BE";
+  }
+  if (encoding.empty()) return;
+  throw Error(path.string() + " is " + encoding + " text; convert it to UTF-8 (e.g. iconv -f " + from +
+              " -t UTF-8 " + path.string() + " > " + path.filename().string() + ".utf8)");
+}
+
 std::string read_text_file(const fs::path& path) {
   std::string data = read_file(path);
-  if (!is_gzip(data)) return data;
-  return gunzip(data, path);
+  if (is_gzip(data)) data = gunzip(data, path);
+  check_text_encoding(data, path);
+  return data;
 }
 
 }  // namespace bertune::io

@@ -30,13 +30,32 @@ std::string read_file(const std::filesystem::path& path);
 // The whole file as text: like read_file, but a gzip file (detected by its
 // magic bytes 1f 8b, whatever its name) is decompressed transparently, as
 // users keep gzipped corpora. A corrupt or truncated gzip stream is an Error
-// naming the file; decompressed output larger than memory is refused.
+// naming the file; so is one that expands past gzip_expansion_limit, and
+// decompressed output larger than memory is refused. UTF-16/UTF-32 text is an
+// Error saying how to convert it (check_text_encoding).
 std::string read_text_file(const std::filesystem::path& path);
 
 bool is_gzip(std::string_view bytes);
 // Decompresses a whole gzip stream (concatenated members too); `source` only
 // names the input in errors.
 std::string gunzip(std::string_view bytes, const std::filesystem::path& source);
+
+// The most a gzip input of `compressed` bytes may decompress to: the largest of
+// BERTUNE_GZIP_MAX_RATIO (default 100) times its size and 64 MiB, so a small file
+// that unpacks to gigabytes (a gzip bomb) stops early; text compresses 3-10 times
+// (NSMC's unlabeled.txt.gz: 2.6). BERTUNE_GZIP_MAX_RATIO=0: no limit (UINT64_MAX).
+// A value that is not a whole number is an Error naming the variable.
+uint64_t gzip_expansion_limit(uint64_t compressed);
+// Throws Error naming `source`, its compressed size and the limit once `decompressed`
+// exceeds gzip_expansion_limit(compressed).
+void check_gzip_expansion(uint64_t decompressed, uint64_t compressed, const std::filesystem::path& source);
+
+// Throws Error when `bytes` (a file's start) is UTF-16 or UTF-32 text rather than UTF-8:
+// a byte-order mark, or UTF-16 without one (NUL bytes in every other position, as
+// ASCII characters have). "FILE is UTF-16LE; convert it to UTF-8 (e.g. iconv -f
+// UTF-16LE -t UTF-8 FILE > FILE.utf8)" — other readers would call it binary or
+// invalid UTF-8.
+void check_text_encoding(std::string_view bytes, const std::filesystem::path& path);
 
 // Physical memory in bytes (the limit above); 0 when unknown.
 uint64_t physical_memory_bytes();

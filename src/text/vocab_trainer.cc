@@ -140,6 +140,8 @@ std::string read_corpus_file(const fs::path& path) {
   gzbuffer(f, 1 << 20);
   std::string text;
   std::vector<char> buf(1 << 20);
+  const uint64_t compressed = fs::file_size(path, ec);
+  const uint64_t limit = io::gzip_expansion_limit(compressed);  // a gzip bomb stops there
   for (;;) {
     int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
     if (n < 0) {
@@ -150,12 +152,17 @@ std::string read_corpus_file(const fs::path& path) {
     }
     if (n == 0) break;
     text.append(buf.data(), static_cast<size_t>(n));
+    if (text.size() > limit && !gzdirect(f)) {
+      gzclose(f);
+      io::check_gzip_expansion(text.size(), compressed, path);  // throws
+    }
   }
   // A gzip stream cut short (an interrupted download) reads as its first part and gzread
   // reports nothing: zlib says so only here, as Z_BUF_ERROR.
   if (gzclose(f) != Z_OK)
     throw Error("corpus file " + path.string() + ": the gzip stream is truncated or corrupt (" +
                 std::to_string(text.size()) + " bytes decompressed before it ended)");
+  io::check_text_encoding(text, path);
   return text;
 }
 

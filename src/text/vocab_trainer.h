@@ -42,7 +42,8 @@ using WordCounts = std::unordered_map<std::string, uint64_t>;
 using WordSplitter = std::function<void(std::string_view line, std::vector<std::string>& out)>;
 
 // Reads a corpus file whole: plain text, or gzip (detected by its magic
-// bytes) decompressed with zlib. Throws Error naming the file.
+// bytes) decompressed with zlib. Throws Error naming the file (also for UTF-16/UTF-32
+// text and gzip data past io::gzip_expansion_limit).
 std::string read_corpus_file(const std::filesystem::path& path);
 
 // Counts the words of every line of `text` ('\n'-separated), lines split

@@ -1,5 +1,6 @@
 #include "train/pretrainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -142,6 +143,8 @@ struct PreparedPretrain {
   std::unique_ptr<model::BertModel> generator;
   std::unique_ptr<AdamW> generator_optimizer;
 
+  int64_t steps_without_masks = 0;  // optimizer steps whose micro-batches had no token to predict
+
   bool electra() const { return o.objective == Objective::Electra; }
   int step_size() const { return o.train.per_device_train_batch_size * o.gradient_accumulation_steps; }
 };
@@ -206,6 +209,27 @@ void read_generator(PreparedPretrain& p, const fs::path& dir, int64_t optimizer_
   p.generator->set_dropout_step(dropout_step);  // one training forward per micro-batch, as the discriminator
 }
 
+// Token masking selects each token with probability p. When an average optimizer step holds
+// so little text that it expects less than one selected token, most steps have nothing to
+// predict: their loss is undefined (HF logs nan) and the run would report a loss of 0 while
+// learning nothing. Whole-word masking predicts at least one word per sequence.
+void require_tokens_to_mask(const PreparedPretrain& p) {
+  if (p.o.whole_word_mask) return;
+  const auto& special = p.masking.special_ids;
+  int64_t maskable = 0;
+  for (int32_t id : p.train.ids) maskable += std::find(special.begin(), special.end(), id) == special.end();
+  const double per_step = static_cast<double>(maskable) / static_cast<double>(std::max<int64_t>(p.steps_per_epoch, 1));
+  const double expected = per_step * p.o.mlm_probability;
+  if (expected >= 1) return;
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "--mlm-probability %g selects %.2f tokens in an average step (%s has %.1f maskable tokens per "
+                "step): most steps would have nothing to predict and report a loss of 0",
+                p.o.mlm_probability, expected, p.o.train.train_file.c_str(), per_step);
+  throw Error(std::string(line) + "; raise --mlm-probability, give more text per step (more or longer reviews, a "
+              "larger batch) or use --whole-word-mask");
+}
+
 PreparedPretrain prepare(const PretrainOptions& o) {
   PreparedPretrain p;
   p.o = o;
@@ -233,6 +257,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   p.masking = masking_options(p.tokenizer, o.mlm_probability, o.whole_word_mask);
   read_corpus(p);
   plan_steps(p);
+  require_tokens_to_mask(p);
   p.fingerprint = resume_fingerprint(t, p.train.size());
   p.fingerprint["pretrain"] = o.to_json();
   build_model(p);
@@ -307,6 +332,14 @@ std::vector<model::Batch> PretrainObjective::step_batches(const std::vector<size
   std::vector<model::Batch> micro;
   for (const auto& part : infer::split_batches(step, p_->o.train.per_device_train_batch_size))
     micro.push_back(mlm_batch(p_->train, part, p_->o.attention, p_->masking, p_->o.train.seed, epoch));
+  const bool masked = std::any_of(micro.begin(), micro.end(), [](const model::Batch& b) {
+    return std::any_of(b.labels.begin(), b.labels.end(), [](int32_t l) { return l != -100; });
+  });
+  if (!masked && p_->steps_without_masks++ == 0)
+    std::fprintf(stderr,
+                 "warning: an optimizer step (epoch %lld) has no token selected for prediction: its loss is "
+                 "undefined (HF logs nan) and logged as 0, and its gradient is zero\n",
+                 static_cast<long long>(epoch + 1));
   return micro;
 }
 
@@ -404,6 +437,9 @@ void PretrainObjective::write_checkpoint_files(const fs::path& tmp) {
 void PretrainObjective::finish(TrainingLoop& loop) {
   const PreparedPretrain& p = *p_;
   const TrainOptions& t = p.o.train;
+  if (p.steps_without_masks > 0)
+    std::fprintf(stderr, "warning: %lld optimizer step%s had no token selected for prediction (logged as loss 0)\n",
+                 static_cast<long long>(p.steps_without_masks), p.steps_without_masks == 1 ? "" : "s");
   if (p.heldout.size() > 0) {
     Json record;
     for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
