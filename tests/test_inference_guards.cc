@@ -51,6 +51,23 @@ void poke_float(const fs::path& file, const std::string& name, size_t index, flo
   io::write_file_atomic(file, bytes);
 }
 
+// `bertune ARGS` that must end by itself (a command refusing its model; serve refusing to
+// start): killed after 120 s, which reads as -1, rather than waited for forever.
+int run_to_exit(const std::vector<std::string>& args, const fs::path& log) {
+  const pid_t pid = spawn(args, log);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 Json post(httplib::Client& c, const std::string& path, const std::string& body, int* status) {
   auto r = c.Post(path.c_str(), body, "application/json");
   if (!r) throw std::runtime_error("no answer: " + httplib::to_string(r.error()));
@@ -123,7 +140,7 @@ TEST_F(GuardTest, NaNWeightsAreRefusedByEveryInferenceCommand) {
       {"serve", "--model", model.string(), "--port", "0"},
   };
   for (const auto& args : commands) {
-    EXPECT_EQ(run(args, log("nan")), 1) << args[0] << ": " << slurp(log("nan"));
+    EXPECT_EQ(run_to_exit(args, log("nan")), 1) << args[0] << ": " << slurp(log("nan"));
     EXPECT_NE(slurp(log("nan")).find(expected), std::string::npos) << args[0] << ": " << slurp(log("nan"));
     EXPECT_EQ(slurp(log("nan")).find("\"probs\""), std::string::npos) << args[0];
   }
@@ -283,7 +300,7 @@ TEST_F(GuardTest, ServeRefusesAnUntrainedHead) {
     t.erase("classifier.weight");
     t.erase("classifier.bias");
   });
-  EXPECT_EQ(run({"serve", "--model", model.string(), "--port", "0"}, log("serve")), 1) << slurp(log("serve"));
+  EXPECT_EQ(run_to_exit({"serve", "--model", model.string(), "--port", "0"}, log("serve")), 1) << slurp(log("serve"));
   const std::string refusal = model.string() + " has no trained classification head (missing: classifier.";
   EXPECT_NE(slurp(log("serve")).find(refusal), std::string::npos) << slurp(log("serve"));
   EXPECT_EQ(run({"predict", "--model", model.string(), "좋아요"}, log("predict")), 1);
