@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
-#include <unistd.h>
+
 
 #include <cmath>
 #include <filesystem>
@@ -20,6 +20,7 @@
 #include "train/state.h"
 #include "util/error.h"
 #include "util/limits.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
@@ -66,6 +67,13 @@ model::BatchShape shape_of(const model::Batch& b, const model::BertConfig& c, mo
   return s;
 }
 
+// BERTUNE_MAX_MEMORY for one scope.
+struct MemoryCap {
+  explicit MemoryCap(const std::string& size) { set(size); }
+  void set(const std::string& size) const { ::setenv("BERTUNE_MAX_MEMORY", size.c_str(), 1); }
+  ~MemoryCap() { ::unsetenv("BERTUNE_MAX_MEMORY"); }
+};
+
 }  // namespace
 
 // The estimate is BertModel's own arena, byte for byte, for every head, in training and
@@ -100,7 +108,7 @@ TEST(Footprint, EstimateIsTheModelsArena) {
 }
 
 TEST(MemoryBudget, CapAndRefusal) {
-  ::setenv("BERTUNE_MAX_MEMORY", "2GiB", 1);
+  const MemoryCap cap("2GiB");
   const util::MemoryBudget b = util::available_memory();
   ASSERT_EQ(b.source, "BERTUNE_MAX_MEMORY=2GiB");
   EXPECT_GT(b.in_use, 0u);
@@ -111,11 +119,8 @@ TEST(MemoryBudget, CapAndRefusal) {
   EXPECT_NO_THROW(util::require_memory(small, "test"));
   big.add("parameters", uint64_t{3} << 30, "a smaller model");
   big.add("activations", uint64_t{1} << 30, "lower --per-device-train-batch-size");
-  try {
-    util::require_memory(big, "train");
-    ADD_FAILURE() << "not refused";
-  } catch (const Error& e) {
-    const std::string m = e.what();
+  {
+    const std::string m = error_of([&] { util::require_memory(big, "train"); });
     EXPECT_EQ(m.rfind("train: needs about 4.", 0), 0u) << m;
     EXPECT_NE(m.find(" GiB of memory (parameters 3.0 GiB, activations 1.0 GiB, "), std::string::npos) << m;
     EXPECT_NE(m.find(" MiB in use already), more than "), std::string::npos) << m;
@@ -124,18 +129,21 @@ TEST(MemoryBudget, CapAndRefusal) {
         << m;
   }
   for (const char* bad : {"lots", "-1G", "12Q", "0"}) {
-    ::setenv("BERTUNE_MAX_MEMORY", bad, 1);
+    cap.set(bad);
     EXPECT_THROW(util::available_memory(), Error) << bad;
   }
   for (auto [text, bytes] : {std::pair{"2G", uint64_t{2} << 30}, {"1.5 GiB", uint64_t{3} << 29}, {"4096", 4096}}) {
-    ::setenv("BERTUNE_MAX_MEMORY", text, 1);
+    cap.set(text);
     const util::MemoryBudget m = util::available_memory();
     ASSERT_EQ(m.source, "BERTUNE_MAX_MEMORY=" + std::string(text));
     EXPECT_EQ(m.limit, bytes) << text;
   }
-  ::unsetenv("BERTUNE_MAX_MEMORY");
+}
+
+TEST(MemoryBudget, TheMachinesLimitIsKnown) {
   const util::MemoryBudget machine = util::available_memory();
   EXPECT_FALSE(machine.source.empty());
+  EXPECT_GE(machine.limit, machine.in_use);
   EXPECT_EQ(util::format_bytes(512u << 20), "512 MiB");
   EXPECT_EQ(util::format_bytes(uint64_t{27} << 29), "13.5 GiB");
 }
@@ -155,30 +163,20 @@ TEST(RunLengthPlan, FractionalEpochsAndTheLimit) {
   EXPECT_EQ(r.num_train_epochs, 3);
   o.max_steps = -1;
   o.num_train_epochs = 1e11;
-  try {
-    train::plan_run_length(o, 25);
-    ADD_FAILURE() << "not refused";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "--num-train-epochs 1e+11: 1e+11 epochs x 25 steps per epoch = 2.5e+12 optimization steps, more "
-                 "than the limit of 1000000000000; lower --num-train-epochs or give --max-steps");
-  }
-  auto error_of = [](nlohmann::json j) {
+  EXPECT_EQ(error_of([&] { train::plan_run_length(o, 25); }),
+            "--num-train-epochs 1e+11: 1e+11 epochs x 25 steps per epoch = 2.5e+12 optimization steps, more "
+            "than the limit of 1000000000000; lower --num-train-epochs or give --max-steps");
+  auto options_error = [](nlohmann::json j) {
     j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
-    try {
-      train::train_options_from_json(j);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
+    return error_of([&] { train::train_options_from_json(j); });
   };
-  EXPECT_EQ(error_of({{"num_train_epochs", 1e300}}),
+  EXPECT_EQ(options_error({{"num_train_epochs", 1e300}}),
             "--num-train-epochs 1e+300: more epochs than the limit (1000000000000 optimization steps); an epoch is "
             "at least one step");
-  EXPECT_EQ(error_of({{"num_train_epochs", 1e300}, {"max_steps", 10}}), "");  // --max-steps decides
-  EXPECT_EQ(error_of({{"max_steps", 2000000000000}}),
+  EXPECT_EQ(options_error({{"num_train_epochs", 1e300}, {"max_steps", 10}}), "");  // --max-steps decides
+  EXPECT_EQ(options_error({{"max_steps", 2000000000000}}),
             "--max-steps 2000000000000: more than the limit (1000000000000 optimization steps)");
-  EXPECT_EQ(error_of({{"warmup_steps", 2000000000000}}),
+  EXPECT_EQ(options_error({{"warmup_steps", 2000000000000}}),
             "--warmup-steps 2000000000000: more than the limit (1000000000000 optimization steps)");
   train::TrainOptions nan_epochs;
   nan_epochs.model_config = "c.json";
@@ -189,8 +187,8 @@ TEST(RunLengthPlan, FractionalEpochsAndTheLimit) {
 
 // Rotation counts and deletes the run's own checkpoints (and those from before run ids) only.
 TEST(RunDirRotation, OnlyTheRunsOwnCheckpoints) {
-  const fs::path out = fs::temp_directory_path() / ("bertune_rotation_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+  const TempDir tmp("rotation");
+  const fs::path out = tmp.path;
   auto make = [&](int step, const std::string& run) {
     const fs::path c = out / ("checkpoint-" + std::to_string(step));
     fs::create_directories(c);
@@ -211,5 +209,4 @@ TEST(RunDirRotation, OnlyTheRunsOwnCheckpoints) {
     EXPECT_TRUE(fs::exists(out / kept)) << kept;
   EXPECT_EQ(train::checkpoint_run_id(out / "checkpoint-84"), "stale");
   EXPECT_EQ(train::checkpoint_run_id(out / "checkpoint-1"), "");
-  fs::remove_all(out);
 }

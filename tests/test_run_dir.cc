@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "test_support.h"
 #include "train_fixture.h"
 
 namespace fs = std::filesystem;
@@ -43,11 +45,10 @@ struct Fixture : TinyTrainDir {
 std::string run_id_of(const fs::path& dir) { return Json::parse(slurp(dir / "bertune_run.json"))["run_id"]; }
 std::string checkpoint_run(const fs::path& ckpt) { return Json::parse(slurp(ckpt / "bertune_state.json"))["run_id"]; }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// BERTUNE_MAX_MEMORY for the commands run in one scope.
+// BERTUNE_MAX_MEMORY for one scope.
 struct MemoryCap {
-  explicit MemoryCap(const char* size) { ::setenv("BERTUNE_MAX_MEMORY", size, 1); }
+  explicit MemoryCap(const std::string& size) { set(size); }
+  void set(const std::string& size) const { ::setenv("BERTUNE_MAX_MEMORY", size.c_str(), 1); }
   ~MemoryCap() { ::unsetenv("BERTUNE_MAX_MEMORY"); }
 };
 
@@ -208,7 +209,7 @@ TEST(RunLength, OverflowingCountsAreRefusedByName) {
 // "internal error: out of memory". The whole run is estimated before anything is allocated.
 TEST(MemoryCheck, RunsThatCannotFitAreRefusedBeforeAllocating) {
   Fixture fx;
-  MemoryCap cap("4GiB");
+  const MemoryCap cap("4GiB");
   Json deep = Json::parse(slurp(fx.config));
   deep["num_hidden_layers"] = 100000;
   io::write_file_atomic(fx.dir / "deep.json", deep.dump());
