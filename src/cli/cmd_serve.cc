@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/validators.h"
 #include "serve/server.h"
+#include "train/memory_plan.h"
 
 namespace bertune::cli {
 
@@ -51,6 +52,7 @@ void add_serve_command(CLI::App& app) {
       std::string name;
       while (std::getline(in, name, ',')) o->label_names.push_back(name);
     }
+    train::require_inference_memory(o->model, o->max_batch, o->max_length, /*metrics=*/false, "serve");
     serve::run_server(*o);
   });
 }

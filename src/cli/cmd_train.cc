@@ -17,6 +17,7 @@
 #include "kernels/ops.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
+#include "train/memory_plan.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -53,7 +54,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
 
 // The classifier (fp32, int8 directory, or quantized on load: the loader serve uses too),
 // its tokenizer, and the longest sequence both can take, on the device the flags name.
-std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f) {
+std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, const char* command, bool metrics) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2 (got " + std::to_string(f.max_length) + ")");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
@@ -75,6 +76,7 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f) {
   }
   const kernels::Precision resolved = train::resolve_precision(device, precision);
   kernels::require_device(device);
+  if (device == kernels::Device::CPU) train::require_inference_memory(f.model, f.batch_size, f.max_length, metrics, command);
   kernels::set_num_threads(f.threads);
   kernels::set_precision(device, resolved);
   infer::ClassifierOptions o;
@@ -159,7 +161,7 @@ void run_eval(const EvalCommand& c) {
   infer::Padding padding = infer::parse_padding(c.padding);
   // -1: all; datasets' select(range(N)) has no "0 or fewer means all".
   if (c.samples == 0 || c.samples < -1) throw Error("--samples: must be positive (got " + std::to_string(c.samples) + ")");
-  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in);
+  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "eval", /*metrics=*/true);
   data::ReadOptions ro;
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.label_column = c.label_column;
@@ -196,7 +198,7 @@ struct PredictCommand {
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
   if (!c.input.empty() && !c.output.empty()) io::require_distinct_paths(c.input, "--input", c.output, "--output");
-  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in);
+  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
   if (!c.input.empty()) {

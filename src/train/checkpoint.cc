@@ -33,6 +33,7 @@ void write_checkpoint(const fs::path& dir, const CheckpointParts& c) {
     c.state.save(tmp / "trainer_state.json");
     Json extra = c.run.to_json();
     extra["fingerprint"] = c.fingerprint;
+    extra["run_id"] = c.run_id;
     io::write_file_atomic(tmp / "bertune_state.json", extra.dump(2) + "\n");
     io::write_file_atomic(tmp / "training_args.json", c.options.to_json().dump(2) + "\n");
     // The tokenizer travels with every checkpoint (as with HF when the Trainer has one), minus
@@ -78,15 +79,6 @@ std::string count_nonfinite_step(RunState& run, float loss, int64_t step, const 
                                                             " (--resume-from-checkpoint " + last_good_checkpoint + ")"));
   return "warning: step " + std::to_string(step) + ": non-finite " +
          (std::isfinite(loss) ? "gradient norm" : "loss") + " — step skipped, weights unchanged";
-}
-
-fs::path resume_dir_of(const TrainOptions& o) {
-  if (!o.resume_from_checkpoint.empty()) return resolve_resume_dir(o.resume_from_checkpoint, o.output_dir);
-  if (!o.overwrite_output_dir && !last_checkpoint(o.output_dir).empty())
-    throw Error("--output-dir " + o.output_dir +
-                " already holds checkpoints; pass --resume-from-checkpoint last to continue, or "
-                "--overwrite-output-dir to start over there");
-  return {};
 }
 
 TrainSummary run_summary(const TrainerState& state, const RunState& run, const RunState& start, int64_t start_step,

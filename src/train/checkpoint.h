@@ -32,6 +32,7 @@ struct CheckpointParts {
   const TrainOptions& options;
   const nlohmann::json& fingerprint;
   const std::filesystem::path& tokenizer_dir;
+  const std::string& run_id;  // bertune_state.json's "run_id" (train/run_dir.h)
   // More files of the same checkpoint (ELECTRA's generator), written into the directory
   // before it is published, so they appear with the rest or not at all.
   std::function<void(const std::filesystem::path& tmp_dir)> write_extra = nullptr;
@@ -46,12 +47,10 @@ void write_checkpoint(const std::filesystem::path& dir, const CheckpointParts& p
 void remove_interrupted_saves(const std::filesystem::path& output_dir);
 
 // The checkpoint a resume starts from: "last"/"true" = the newest under output_dir. Checks
-// that every file a resume reads is there. Throws Error naming what is missing.
+// that every file a resume reads is there. Throws Error naming what is missing. Whether it may
+// continue in output_dir is train/run_dir.h's plan_run_dir.
 std::filesystem::path resolve_resume_dir(const std::string& resume_from_checkpoint,
                                          const std::filesystem::path& output_dir);
-// Where a run starts: the resume checkpoint (--resume-from-checkpoint), or empty for a fresh
-// run — refused when output_dir already holds checkpoints and --overwrite-output-dir is not set.
-std::filesystem::path resume_dir_of(const TrainOptions& o);
 
 // The non-finite guard after a skipped step (number `step`, 1-based): counts it in `run` and
 // returns the warning to show; the third skipped step in a row throws NonFiniteStop (exit 3)

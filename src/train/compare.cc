@@ -31,7 +31,8 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {
     o.padding = m.padding;
     o.group_by_length = m.group;
     o.output_dir = (fs::path(base.output_dir) / m.name).string();
-    o.overwrite_output_dir = true;
+    o.overwrite_output_dir = true;  // its own mode directories: an earlier comparison is replaced
+    o.discard_previous_run = true;
     o.resume_from_checkpoint.clear();
     // Same epochs for every mode: no early stop, no checkpoints to time.
     o.eval_strategy = Strategy::Epoch;

@@ -59,11 +59,10 @@ double TrainingLoop::seconds_since_start() const { return seconds_since(train_st
 void TrainingLoop::start() {
   const TrainOptions& o = p_.options;
   const fs::path output_dir = o.output_dir;
-  fs::create_directories(output_dir);
-  remove_interrupted_saves(output_dir);
+  claim_run_dir(p_.run_dir);
   const fs::path log_path = output_dir / "log.jsonl";
-  if (!p_.resume_dir.empty()) JsonlLog::truncate_after(log_path, state_.global_step);
-  else if (fs::exists(log_path)) fs::remove(log_path);  // --overwrite-output-dir
+  if (!p_.run_dir.resume_dir.empty()) JsonlLog::truncate_after(log_path, state_.global_step);
+  else if (fs::exists(log_path)) fs::remove(log_path);  // empty: a run that logged nothing
   log_ = std::make_unique<JsonlLog>(log_path);
   io::write_file_atomic(output_dir / "training_args.json", o.to_json().dump(2) + "\n");
   objective_.start(*this);
@@ -71,7 +70,7 @@ void TrainingLoop::start() {
   train_start_ = Clock::now();
   start_run_ = run_;
   start_step_ = state_.global_step;
-  last_good_checkpoint_ = p_.resume_dir.string();
+  last_good_checkpoint_ = p_.run_dir.resume_dir.string();
 }
 
 TrainSummary TrainingLoop::run() {
@@ -230,14 +229,16 @@ void TrainingLoop::save_checkpoint(std::optional<double> metric) {
   run_.dropout_step = p_.model.dropout_step();
   run_.optimizer_steps = p_.optimizer.steps_done();
   run_.early_stopping_counter = early_.counter;
-  CheckpointParts parts{p_.config, p_.model, p_.optimizer, state_, run_, o, p_.fingerprint, p_.tokenizer_dir};
+  const std::string& run_id = p_.run_dir.run_id;
+  CheckpointParts parts{p_.config, p_.model, p_.optimizer, state_, run_, o, p_.fingerprint, p_.tokenizer_dir, run_id};
   parts.write_extra = [&](const fs::path& tmp) {
     objective_.write_checkpoint_files(tmp);
     kill_.at(KillHook::Point::InSave, step);
   };
   write_checkpoint(dir, parts);
   last_good_checkpoint_ = dir.string();
-  rotate_checkpoints(o.output_dir, o.save_total_limit, state_.best_model_checkpoint);
+  rotate_checkpoints(o.output_dir, o.save_total_limit, state_.best_model_checkpoint,
+                     [&](const fs::path& c) { return checkpoint_of_run(c, run_id); });
 }
 
 // Trainer.train()'s TrainOutput, printed and logged.

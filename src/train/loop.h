@@ -25,6 +25,7 @@
 #include "train/optimizer.h"
 #include "train/options.h"
 #include "train/report.h"
+#include "train/run_dir.h"
 #include "train/run_state.h"
 #include "train/state.h"
 #include "train/step.h"
@@ -43,7 +44,7 @@ struct LoopParts {
   RunState& run;
   const nlohmann::json& fingerprint;
   const std::filesystem::path& tokenizer_dir;
-  const std::filesystem::path& resume_dir;  // empty: a fresh run
+  const RunDirPlan& run_dir;  // the output directory, the run's id, and the checkpoint a resume starts from
   std::chrono::steady_clock::time_point started;  // when the command began (for the total wall time)
 };
 

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -271,6 +272,40 @@ kernels::Precision resolve_precision(kernels::Device device, std::optional<kerne
   return p;
 }
 
+namespace {
+std::string format_count(double x) {  // 1e+300, 2.5, 13
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", x);
+  return buf;
+}
+}  // namespace
+
+RunLength plan_run_length(const TrainOptions& o, int64_t steps_per_epoch) {
+  RunLength r;
+  const auto per_epoch = static_cast<double>(steps_per_epoch);
+  if (o.max_steps > 0) {
+    r.max_steps = o.max_steps;
+    r.num_train_epochs = std::ceil(static_cast<double>(r.max_steps) / per_epoch);
+  } else {
+    const double steps = std::ceil(o.num_train_epochs * per_epoch);
+    if (!(steps <= static_cast<double>(kMaxTrainSteps)))
+      throw Error("--num-train-epochs " + format_count(o.num_train_epochs) + ": " + format_count(o.num_train_epochs) +
+                  " epochs x " + std::to_string(steps_per_epoch) + " steps per epoch = " + format_count(steps) +
+                  " optimization steps, more than the limit of " + std::to_string(kMaxTrainSteps) +
+                  "; lower --num-train-epochs or give --max-steps");
+    r.max_steps = static_cast<int64_t>(steps);
+    r.num_train_epochs = std::ceil(o.num_train_epochs);
+  }
+  r.warmup_steps = warmup_steps(o, r.max_steps);
+  return r;
+}
+
+int64_t warmup_steps(const TrainOptions& o, int64_t max_steps) {
+  // warmup_ratio lies in [0, 1]: never more steps than the run's.
+  return o.warmup_steps > 0 ? o.warmup_steps
+                            : static_cast<int64_t>(std::ceil(static_cast<double>(max_steps) * o.warmup_ratio));
+}
+
 void validate(TrainOptions& o) {
   auto fail = [](const std::string& m) { throw Error(m); };
   if (o.model.empty() == o.model_config.empty())
@@ -280,6 +315,14 @@ void validate(TrainOptions& o) {
   if (o.per_device_train_batch_size < 1) fail("--per-device-train-batch-size: must be positive");
   if (o.per_device_eval_batch_size < 1) fail("--per-device-eval-batch-size: must be positive");
   if (o.num_train_epochs <= 0 && o.max_steps <= 0) fail("--num-train-epochs: must be positive (or give --max-steps)");
+  if (!std::isfinite(o.num_train_epochs)) fail("--num-train-epochs: must be a finite number");
+  const std::string step_limit = " (" + std::to_string(kMaxTrainSteps) + " optimization steps)";
+  if (o.max_steps <= 0 && o.num_train_epochs > static_cast<double>(kMaxTrainSteps))
+    fail("--num-train-epochs " + format_count(o.num_train_epochs) + ": more epochs than the limit" + step_limit +
+         "; an epoch is at least one step");
+  if (o.max_steps > kMaxTrainSteps) fail("--max-steps " + std::to_string(o.max_steps) + ": more than the limit" + step_limit);
+  if (o.warmup_steps > kMaxTrainSteps)
+    fail("--warmup-steps " + std::to_string(o.warmup_steps) + ": more than the limit" + step_limit);
   if (!(o.learning_rate > 0)) fail("--learning-rate: must be positive");
   if (o.weight_decay < 0) fail("--weight-decay: must not be negative");
   if (o.warmup_steps < 0) fail("--warmup-steps: must not be negative");

@@ -81,6 +81,9 @@ struct TrainOptions {
   // (bf16 on cuda, fp32 on cpu), which validate() fills in.
   std::optional<kernels::Precision> precision;
   std::string preset;                  // name of the preset the options came from, if any
+  // Not an option (no flag, no key): with --overwrite-output-dir, delete another run's outputs
+  // instead of moving them to previous-run-<id>/ (compare's own mode directories).
+  bool discard_previous_run = false;
 
   // "eval_accuracy" style key of the metric that picks the best model.
   std::string metric_key() const;
@@ -119,5 +122,20 @@ kernels::Precision resolve_precision(kernels::Device device, std::optional<kerne
 // HF's TrainingArguments.__post_init__ consistency rules plus ours; fills derived defaults
 // (eval_steps, metric_for_best_model, greater_is_better).
 void validate(TrainOptions& o);
+
+// The most optimization steps a run may plan: 10^12 (decades at a millisecond a step). More
+// is a mistyped flag, and the step counters and the schedule's arithmetic would overflow.
+inline constexpr int64_t kMaxTrainSteps = 1'000'000'000'000;
+
+// The run's length as Trainer computes it: --max-steps, else ceil(epochs x steps per epoch)
+// (fractional epochs included); the epochs it spans; the warmup steps (--warmup-steps, else
+// ceil(ratio x steps)). Error naming the flag and the limit beyond kMaxTrainSteps.
+struct RunLength {
+  int64_t max_steps = 0;
+  double num_train_epochs = 0;
+  int64_t warmup_steps = 0;
+};
+RunLength plan_run_length(const TrainOptions& o, int64_t steps_per_epoch);
+int64_t warmup_steps(const TrainOptions& o, int64_t max_steps);  // --warmup-steps, else ceil(ratio x steps)
 
 }  // namespace bertune::train

@@ -6,6 +6,7 @@
 #include "kernels/cpu_runtime.h"
 #include "infer/model_dir.h"
 #include "model/pretrained.h"
+#include "train/memory_plan.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -138,16 +139,28 @@ void plan_steps(PreparedRun& r) {
   const TrainOptions& o = r.options;
   r.steps_per_epoch = batches_per_epoch(r.train.size(), o.per_device_train_batch_size);
   r.epochs = EpochSizes(r.steps_per_epoch);
-  TrainerState& st = r.state;
-  st.max_steps = o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(std::ceil(o.num_train_epochs * r.steps_per_epoch));
-  st.num_train_epochs = o.max_steps > 0 ? std::ceil(static_cast<double>(st.max_steps) / r.steps_per_epoch)
-                                        : std::ceil(o.num_train_epochs);
+  const RunLength length = plan_run_length(o, r.steps_per_epoch);
+  r.state.max_steps = length.max_steps;
+  r.state.num_train_epochs = length.num_train_epochs;
   if (o.max_tokens_per_batch > 0) plan_token_budget_epochs(r);
-  r.schedule.kind = o.lr_scheduler_type;
-  r.schedule.base_lr = o.learning_rate;
-  r.schedule.total_steps = st.max_steps;
-  r.schedule.warmup_steps =
-      o.warmup_steps > 0 ? o.warmup_steps : static_cast<int64_t>(std::ceil(st.max_steps * o.warmup_ratio));
+  const int64_t warmup = o.max_tokens_per_batch > 0 ? warmup_steps(o, r.state.max_steps) : length.warmup_steps;
+  r.schedule = {o.lr_scheduler_type, o.learning_rate, warmup, r.state.max_steps};
+}
+
+// Before the model is built: the run's memory against what the process can have.
+void require_run_memory(const PreparedRun& r) {
+  const TrainOptions& o = r.options;
+  const model::Task task = model::Task::SequenceClassification;
+  const model::BatchShape train =
+      largest_batch(r.epoch_batches(0), r.train.lengths, o.padding, o.max_length, r.config, task);
+  model::BatchShape eval;
+  if (r.have_eval)
+    eval = largest_batch(consecutive_batches(r.eval.size(), o.per_device_eval_batch_size), r.eval.lengths, o.padding,
+                         o.max_length, r.config, task);
+  util::MemoryNeed need;
+  add_trained_model(need, r.config, task, train, eval);
+  if (r.have_eval || !o.test_file.empty()) add_evaluation_metrics(need, r.config.num_labels());
+  require_training_memory(need, o, "train");
 }
 
 void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
@@ -169,7 +182,7 @@ void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
 }
 
 void restore_checkpoint(PreparedRun& r) {
-  ResumePoint p = read_checkpoint(r.resume_dir, r.fingerprint, r.epochs, *r.model, *r.optimizer, r.options.seed);
+  ResumePoint p = read_checkpoint(r.run_dir.resume_dir, r.fingerprint, r.epochs, *r.model, *r.optimizer, r.options.seed);
   p.state.max_steps = r.state.max_steps;
   p.state.num_train_epochs = r.state.num_train_epochs;
   r.state = std::move(p.state);
@@ -187,7 +200,7 @@ PreparedRun prepare_run(const TrainOptions& o) {
   PreparedRun r;
   r.options = o;
   r.started = std::chrono::steady_clock::now();
-  r.resume_dir = resume_dir_of(o);
+  r.run_dir = plan_run_dir(o);
   kernels::set_num_threads(o.threads);
   kernels::set_precision(o.device, o.precision.value_or(kernels::default_precision(o.device)));
 
@@ -205,8 +218,9 @@ PreparedRun prepare_run(const TrainOptions& o) {
   tokenize_splits(r, splits);
   plan_steps(r);
   r.fingerprint = resume_fingerprint(o, r.train.size());
+  require_run_memory(r);
   build_model(r, pretrained);
-  if (!r.resume_dir.empty()) restore_checkpoint(r);
+  if (!r.run_dir.resume_dir.empty()) restore_checkpoint(r);
   return r;
 }
 

@@ -15,6 +15,7 @@
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
 #include "train/options.h"
+#include "train/run_dir.h"
 #include "train/state.h"
 #include "train/step.h"
 
@@ -23,7 +24,7 @@ namespace bertune::train {
 struct PreparedRun {
   TrainOptions options;
   std::chrono::steady_clock::time_point started;
-  std::filesystem::path resume_dir;  // empty: a fresh run
+  RunDirPlan run_dir;  // the output directory's plan; run_dir.resume_dir empty: a fresh run
 
   model::BertConfig config;
   std::filesystem::path tokenizer_dir;

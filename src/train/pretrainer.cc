@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 
 #include "infer/batching.h"
@@ -13,6 +14,7 @@
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/electra.h"
+#include "train/memory_plan.h"
 #include "train/sampler.h"
 #include "train/step.h"
 #include "util/error.h"
@@ -55,6 +57,10 @@ void validate(PretrainOptions& o) {
   if (o.validation_reviews < 0) throw Error("--validation-reviews: must not be negative");
   if (o.train_reviews == 0 || o.train_reviews < -1) throw Error("--train-reviews: must be positive (or -1 for all)");
   if (o.gradient_accumulation_steps < 1) throw Error("--gradient-accumulation-steps: must be positive");
+  if (static_cast<int64_t>(o.train.per_device_train_batch_size) * o.gradient_accumulation_steps > INT32_MAX)
+    throw Error("--per-device-train-batch-size " + std::to_string(o.train.per_device_train_batch_size) +
+                " x --gradient-accumulation-steps " + std::to_string(o.gradient_accumulation_steps) +
+                ": more than " + std::to_string(INT32_MAX) + " sequences per optimization step");
   if (o.train.eval_strategy != Strategy::No && o.validation_reviews == 0)
     throw Error("--eval-strategy " + std::string(strategy_name(o.train.eval_strategy)) +
                 " evaluates on held-out reviews: give --validation-reviews N > 0");
@@ -124,7 +130,8 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
 struct PreparedPretrain {
   PretrainOptions o;
   Clock::time_point started = Clock::now();
-  fs::path resume_dir, tokenizer_dir;
+  RunDirPlan run_dir;  // run_dir.resume_dir empty: a fresh run
+  fs::path tokenizer_dir;
   model::BertConfig config;
   text::Tokenizer tokenizer;
   PackedCorpus train, heldout;
@@ -169,26 +176,52 @@ void read_corpus(PreparedPretrain& p) {
 void plan_steps(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
   p.steps_per_epoch = batches_per_epoch(p.train.size(), p.step_size());
-  TrainerState& st = p.state;
-  st.max_steps = t.max_steps > 0 ? t.max_steps : static_cast<int64_t>(std::ceil(t.num_train_epochs * p.steps_per_epoch));
-  st.num_train_epochs = t.max_steps > 0 ? std::ceil(static_cast<double>(st.max_steps) / p.steps_per_epoch)
-                                        : std::ceil(t.num_train_epochs);
-  p.schedule = {t.lr_scheduler_type, t.learning_rate,
-                t.warmup_steps > 0 ? t.warmup_steps : static_cast<int64_t>(std::ceil(st.max_steps * t.warmup_ratio)),
-                st.max_steps};
+  const RunLength length = plan_run_length(t, p.steps_per_epoch);
+  p.state.max_steps = length.max_steps;
+  p.state.num_train_epochs = length.num_train_epochs;
+  p.schedule = {t.lr_scheduler_type, t.learning_rate, length.warmup_steps, length.max_steps};
 }
 
-void build_model(PreparedPretrain& p) {
-  const TrainOptions& t = p.o.train;
-  const model::Task task = p.electra() ? model::Task::ReplacedTokenDetection : model::Task::MaskedLM;
-  p.model = std::make_unique<model::BertModel>(p.config, task, t.device, model::Init::Zeros);
-  p.model->init_weights(t.seed);
-  p.model->set_dropout_seed(t.seed);
-  p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
+model::Task model_task(const PreparedPretrain& p) {
+  return p.electra() ? model::Task::ReplacedTokenDetection : model::Task::MaskedLM;
+}
+
+void plan_generator(PreparedPretrain& p) {
   if (!p.electra()) return;
   const int layers = p.o.generator_layers > 0 ? p.o.generator_layers : std::max(1, p.config.num_hidden_layers / 4);
   const int inner = p.o.generator_intermediate_size > 0 ? p.o.generator_intermediate_size : p.config.intermediate_size;
   p.generator_config = generator_config(p.config, layers, inner);
+}
+
+// Before the models are built: a micro-batch of the longest packed sequences, the held-out
+// evaluation's batch, the masked-LM head on the selected tokens (mlm_probability of them).
+void require_pretrain_memory(const PreparedPretrain& p) {
+  const TrainOptions& t = p.o.train;
+  const int longest = p.lengths.empty() ? t.max_length : *std::max_element(p.lengths.begin(), p.lengths.end());
+  auto batch = [&](const model::BertConfig& config, model::Task task, int sequences) {
+    model::BatchShape s = model::uniform_batch(config, task, sequences, longest);
+    if (task == model::Task::MaskedLM)
+      s.logit_rows = static_cast<int64_t>(std::ceil(static_cast<double>(s.rows) * p.o.mlm_probability));
+    return s;
+  };
+  const int eval_batch = p.heldout.size() > 0 ? t.per_device_eval_batch_size : 0;
+  util::MemoryNeed need;
+  add_trained_model(need, p.config, model_task(p), batch(p.config, model_task(p), t.per_device_train_batch_size),
+                    batch(p.config, model_task(p), eval_batch));
+  if (p.electra())
+    add_trained_model(need, p.generator_config, model::Task::MaskedLM,
+                      batch(p.generator_config, model::Task::MaskedLM, t.per_device_train_batch_size),
+                      batch(p.generator_config, model::Task::MaskedLM, eval_batch), "generator ");
+  require_training_memory(need, t, "pretrain");
+}
+
+void build_model(PreparedPretrain& p) {
+  const TrainOptions& t = p.o.train;
+  p.model = std::make_unique<model::BertModel>(p.config, model_task(p), t.device, model::Init::Zeros);
+  p.model->init_weights(t.seed);
+  p.model->set_dropout_seed(t.seed);
+  p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
+  if (!p.electra()) return;
   p.generator = std::make_unique<model::BertModel>(p.generator_config, model::Task::MaskedLM, t.device,
                                                    model::Init::Zeros);
   p.generator->init_weights(t.seed + 1);  // its embeddings are the discriminator's from the first step on
@@ -234,7 +267,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   PreparedPretrain p;
   p.o = o;
   const TrainOptions& t = o.train;
-  p.resume_dir = resume_dir_of(t);
+  p.run_dir = plan_run_dir(t);
   kernels::set_num_threads(t.threads);
   p.config = model::BertConfig::load(t.model_config);
   // ELECTRA keeps the discriminator's encoder: BertModel weights (its head is unused downstream).
@@ -260,14 +293,16 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   require_tokens_to_mask(p);
   p.fingerprint = resume_fingerprint(t, p.train.size());
   p.fingerprint["pretrain"] = o.to_json();
+  plan_generator(p);
+  require_pretrain_memory(p);
   build_model(p);
-  if (!p.resume_dir.empty()) {
-    ResumePoint rp = read_checkpoint(p.resume_dir, p.fingerprint, p.steps_per_epoch, *p.model, *p.optimizer, t.seed);
+  if (!p.run_dir.resume_dir.empty()) {
+    ResumePoint rp = read_checkpoint(p.run_dir.resume_dir, p.fingerprint, p.steps_per_epoch, *p.model, *p.optimizer, t.seed);
     rp.state.max_steps = p.state.max_steps;
     rp.state.num_train_epochs = p.state.num_train_epochs;
     p.state = std::move(rp.state);
     p.run = std::move(rp.run);
-    if (p.electra()) read_generator(p, p.resume_dir, p.run.optimizer_steps, p.run.dropout_step);
+    if (p.electra()) read_generator(p, p.run_dir.resume_dir, p.run.optimizer_steps, p.run.dropout_step);
   }
   return p;
 }
@@ -319,7 +354,7 @@ PretrainObjective::~PretrainObjective() = default;
 
 LoopParts PretrainObjective::parts() {
   return {p_->o.train, p_->config, *p_->model, *p_->optimizer, p_->state, p_->run, p_->fingerprint, p_->tokenizer_dir,
-          p_->resume_dir, p_->started};
+          p_->run_dir, p_->started};
 }
 
 const model::BertConfig& PretrainObjective::config() const { return p_->config; }
@@ -372,7 +407,7 @@ void PretrainObjective::start(TrainingLoop&) {
                p.o.whole_word_mask ? "whole-word" : "token", p.o.mlm_probability,
                p.o.attention == ReviewAttention::Across ? "across" : "within", t.model_config.c_str(),
                c.num_hidden_layers, c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
-               p.resume_dir.empty() ? "" : ("\n  Resuming from " + p.resume_dir.string() + " at step " +
+               p.run_dir.resume_dir.empty() ? "" : ("\n  Resuming from " + p.run_dir.resume_dir.string() + " at step " +
                                            std::to_string(p.state.global_step)).c_str());
   if (p.electra()) {
     const model::BertConfig& g = p.generator_config;

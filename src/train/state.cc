@@ -82,13 +82,15 @@ std::optional<int64_t> checkpoint_step(const fs::path& p) {
 }
 }  // namespace
 
-std::vector<fs::path> sorted_checkpoints(const fs::path& output_dir, const std::optional<std::string>& best) {
+std::vector<fs::path> sorted_checkpoints(const fs::path& output_dir, const std::optional<std::string>& best,
+                                         const CheckpointFilter& counted) {
   std::vector<std::pair<int64_t, fs::path>> found;
   std::error_code ec;
   if (fs::is_directory(output_dir, ec))
     for (const auto& e : fs::directory_iterator(output_dir))
       if (e.is_directory())
-        if (auto step = checkpoint_step(e.path())) found.emplace_back(*step, e.path());
+        if (auto step = checkpoint_step(e.path()); step && (!counted || counted(e.path())))
+          found.emplace_back(*step, e.path());
   std::sort(found.begin(), found.end());
   std::vector<fs::path> sorted;
   for (auto& [step, p] : found) sorted.push_back(p);
@@ -106,9 +108,9 @@ std::vector<fs::path> sorted_checkpoints(const fs::path& output_dir, const std::
 }
 
 std::vector<fs::path> rotate_checkpoints(const fs::path& output_dir, int save_total_limit,
-                                         const std::optional<std::string>& best) {
+                                         const std::optional<std::string>& best, const CheckpointFilter& counted) {
   if (save_total_limit <= 0) return {};
-  auto sorted = sorted_checkpoints(output_dir, best);
+  auto sorted = sorted_checkpoints(output_dir, best, counted);
   if (static_cast<int>(sorted.size()) <= save_total_limit) return {};
   int limit = save_total_limit;
   if (best && save_total_limit == 1 &&

@@ -7,6 +7,7 @@
 // bertune_state.json next to it, so a resumed run continues exactly.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,17 +55,24 @@ struct EarlyStopping {
 bool update_best(TrainerState& state, double metric, const std::string& checkpoint_dir,
                  bool greater_is_better);
 
+// Which checkpoint-<step> dirs count (empty: all): rotation sees only the run's own
+// (train/run_dir.h).
+using CheckpointFilter = std::function<bool(const std::filesystem::path&)>;
+
 // Trainer._sorted_checkpoints: checkpoint-<step> dirs of `output_dir`, oldest first (by step
 // number), with the best one bubbled towards the end (to second-to-last) so rotation keeps it.
 std::vector<std::filesystem::path> sorted_checkpoints(const std::filesystem::path& output_dir,
-                                                      const std::optional<std::string>& best_model_checkpoint);
+                                                      const std::optional<std::string>& best_model_checkpoint,
+                                                      const CheckpointFilter& counted = {});
 
 // Trainer._rotate_checkpoints: delete the oldest beyond save_total_limit (<= 0: keep all);
 // with a limit of 1 and a best checkpoint that is not the newest, two are kept so the run can
-// still resume. Returns the directories deleted.
+// still resume. Only the checkpoints `counted` accepts are counted or deleted. Returns the
+// directories deleted.
 std::vector<std::filesystem::path> rotate_checkpoints(const std::filesystem::path& output_dir,
                                                       int save_total_limit,
-                                                      const std::optional<std::string>& best_model_checkpoint);
+                                                      const std::optional<std::string>& best_model_checkpoint,
+                                                      const CheckpointFilter& counted = {});
 
 // The newest checkpoint-<step> under output_dir (highest step), or empty.
 std::filesystem::path last_checkpoint(const std::filesystem::path& output_dir);

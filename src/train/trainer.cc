@@ -33,7 +33,7 @@ ClassificationObjective::ClassificationObjective(PreparedRun run, std::FILE* out
 
 LoopParts ClassificationObjective::parts() {
   return {r_.options, r_.config, *r_.model, *r_.optimizer, r_.state, r_.run, r_.fingerprint, r_.tokenizer_dir,
-          r_.resume_dir, r_.started};
+          r_.run_dir, r_.started};
 }
 
 std::vector<model::Batch> ClassificationObjective::step_batches(const std::vector<size_t>& step, int64_t) const {
@@ -84,7 +84,7 @@ void ClassificationObjective::start(TrainingLoop& loop) {
                static_cast<long long>(r_.schedule.warmup_steps), padding_name(o.padding).c_str(),
                batching.c_str(), r_.model_description.c_str(), c.num_hidden_layers,
                c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
-               r_.resume_dir.empty() ? "" : ("\n  Resuming from " + r_.resume_dir.string() + " at step " +
+               r_.run_dir.resume_dir.empty() ? "" : ("\n  Resuming from " + r_.run_dir.resume_dir.string() + " at step " +
                                            std::to_string(r_.state.global_step)).c_str());
 }
 
