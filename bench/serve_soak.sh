@@ -32,7 +32,8 @@ echo "# model $MODEL, --threads $THREADS; good load: wrk -c$CONNECTIONS; soak ${
 quiet=$(wrk_result -t2 -c"$CONNECTIONS" -d"${QUIET}s" --timeout 10s -s bench/serve_load/classify.lua "$url")
 echo "quiet $quiet"
 
-( for _ in $(seq "$SOAK"); do rss; sleep 1; done ) >"$work/rss.txt" &
+end=$(( $(date +%s) + SOAK ))
+( while [ "$(date +%s)" -lt "$end" ]; do rss; sleep 1; done ) >"$work/rss.txt" &  # about 1 sample/s
 sampler=$!
 nice -n "$NICE" python3 bench/serve_load/slow_clients.py "$PORT" "$SLOW" "$SOAK" >"$work/slow.json" &
 slow=$!
