@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/errors.h"
+#include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
 #include "util/error.h"
 #include "util/signals.h"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   try {
     check_command_words(app, argc, argv);
     app.parse(argc, argv);
+    bertune::io::flush_standard_output();  // results lost to a full disk or closed pipe are no success
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage mistake is a user error (1),
     // not CLI11's own codes (105-115).
