@@ -188,7 +188,7 @@ TEST(VocabOutput, FullDiskLeavesNoPartialFolder) {
   for (const auto& row : nsmc_train_rows(300).rows) text += row.substr(row.find('\t') + 1) + "\n";
   const fs::path corpus = dir.file("corpus.txt", text);
   const auto args = [&](const fs::path& out) {
-    return std::vector<std::string>{"vocab", "train", "--corpus", corpus.string(), "--vocab-size", "600",
+    return std::vector<std::string>{"vocab", "train", "--corpus", corpus.string(), "--vocab-size", "1500",
                                     "--min-frequency", "1", "--output", out.string()};
   };
   ASSERT_EQ(run(args(dir.path / "full"), dir.path / "log"), 0) << slurp(dir.path / "log");
