@@ -17,8 +17,9 @@
 
 extern char** environ;
 
-// Starts `bertune ARGS...` with stdout and stderr going to `log`.
-inline pid_t spawn(const std::vector<std::string>& args, const std::filesystem::path& log) {
+// Starts `bertune ARGS...` with stdout and stderr going to `log` (stdout to `out` when given).
+inline pid_t spawn(const std::vector<std::string>& args, const std::filesystem::path& log,
+                   const std::filesystem::path& out = {}) {
   std::vector<std::string> all = {BERTUNE_BINARY};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -26,8 +27,9 @@ inline pid_t spawn(const std::vector<std::string>& args, const std::filesystem::
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out.empty()) posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  else posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY, 0);
   pid_t pid = 0;
   int rc = posix_spawn(&pid, BERTUNE_BINARY, &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

@@ -1,14 +1,19 @@
 // `bertune checkpoint inspect|convert`: look inside a weights file or HF
 // directory, and turn pytorch_model.bin (or any readable checkpoint) into a
 // directory with model.safetensors that transformers' from_pretrained loads.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
 #include "io/hub.h"
+#include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "model/pretrained.h"
+#include "quant/int8_model.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
 
@@ -19,35 +24,77 @@ namespace {
 
 void log_line(const std::string& s) { std::fprintf(stderr, "bertune: %s\n", s.c_str()); }
 
+// Every tensor the file holds with its dtype and shape — int8 weights and integer buffers
+// (position_ids) too, which the float loaders skip — then the count per dtype.
 void run_inspect(const fs::path& path) {
-  TensorMap tensors;
+  fs::path weights = path;
   if (fs::is_directory(path)) {
-    auto loaded = model::load_pretrained_tensors(path);
-    const auto& c = loaded.config;
-    std::printf("%s: vocab %d, hidden %d, layers %d, heads %d, intermediate %d, labels %d\n",
-                loaded.weights_file.string().c_str(), c.vocab_size, c.hidden_size, c.num_hidden_layers,
-                c.num_attention_heads, c.intermediate_size, c.num_labels());
-    tensors = std::move(loaded.tensors);
-  } else {
-    tensors = io::read_state_dict(path);
+    const auto c = model::BertConfig::load(path);
+    weights = io::find_weights(path);
+    std::printf("%s: vocab %d, hidden %d, layers %d, heads %d, intermediate %d, labels %d%s\n",
+                weights.string().c_str(), c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+                c.intermediate_size, c.num_labels(), quant::is_int8_model_dir(path) ? ", int8 (bertune quantize)" : "");
   }
+  const std::vector<io::TensorInfo> tensors = io::list_state_dict(weights);
   int64_t total = 0;
-  for (const auto& [name, t] : tensors) {
+  std::map<std::string, size_t> per_dtype;
+  for (const auto& t : tensors) {
+    int64_t numel = 1;
     std::string shape;
-    for (auto d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-    std::printf("%-60s [%s]\n", name.c_str(), shape.c_str());
-    total += t.numel();
+    for (auto d : t.shape) {
+      shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+      numel *= d;
+    }
+    std::printf("%-60s %-5s [%s]\n", t.name.c_str(), t.dtype.c_str(), shape.c_str());
+    total += numel;
+    per_dtype[t.dtype]++;
   }
-  std::printf("%zu tensors, %lld parameters\n", tensors.size(), static_cast<long long>(total));
+  std::string dtypes;
+  for (const auto& [dtype, n] : per_dtype) dtypes += (dtypes.empty() ? "" : ", ") + std::to_string(n) + " " + dtype;
+  std::printf("%zu tensors (%s), %lld parameters\n", tensors.size(), dtypes.c_str(), static_cast<long long>(total));
+}
+
+// Refused before anything is read into memory or written: a directory whose weights hold
+// int8 tensors (`bertune quantize` output). They have no float form here, so a converted copy
+// would lack every quantized weight — and, converted in place, replace the model with it.
+void require_float_weights(const fs::path& in) {
+  if (quant::is_int8_model_dir(in))
+    throw Error(in.string() + " is an int8 model (bertune quantize): checkpoint convert writes float weights "
+                "only; convert the float model it was quantized from");
+  const fs::path weights = io::find_weights(in);
+  for (const auto& t : io::list_state_dict(weights))
+    if (t.dtype == "I8" || t.dtype == "U8")
+      throw Error(weights.string() + ": tensor " + t.name + " is " + t.dtype +
+                  "; checkpoint convert writes float weights only and would drop it");
+}
+
+// The files of IN that a converted copy carries: the tokenizer's, so the output is usable
+// alone, and — converting in place, where OUT replaces IN whole — every other file that is
+// not config.json or weights (training_args.json, a README).
+std::vector<fs::path> files_to_carry(const fs::path& in, bool in_place) {
+  std::vector<fs::path> files = text::tokenizer_files(in);
+  if (!in_place) return files;
+  for (const auto& e : fs::directory_iterator(in)) {
+    const std::string name = e.path().filename().string();
+    const bool weights = name.starts_with("model") || name.starts_with("pytorch_model") || name == "config.json";
+    if (e.is_regular_file() && !weights && std::find(files.begin(), files.end(), e.path()) == files.end())
+      files.push_back(e.path());
+  }
+  return files;
 }
 
 void run_convert(const fs::path& in, const fs::path& out, io::DType dtype) {
   if (!fs::is_directory(in)) throw Error(in.string() + ": expected an HF model directory");
+  require_float_weights(in);
+  // In place (OUT is IN) is safe: the copy is staged beside OUT and renamed over it whole.
+  std::error_code ec;
+  const bool in_place = fs::equivalent(in, out, ec);
+  if (!in_place) io::require_distinct_paths(in, "input", out, "output");
+  io::require_replaceable_directory(out, "output");
   auto loaded = model::load_pretrained_tensors(in);
   std::vector<TensorRef> refs;
   for (const auto& [name, t] : loaded.tensors) refs.push_back({name, t.shape, t.data.data()});
-  // Tokenizer files travel with the model so the output directory is usable alone.
-  model::save_pretrained(out, loaded.config, refs, text::tokenizer_files(in), dtype);
+  model::save_pretrained(out, loaded.config, refs, files_to_carry(in, in_place), dtype);
   std::printf("wrote %s (%zu tensors from %s, as %s)\n", out.string().c_str(), refs.size(),
               loaded.weights_file.filename().string().c_str(), io::torch_dtype_name(dtype));
 }

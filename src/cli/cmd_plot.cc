@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "train/plot.h"
 #include "util/error.h"
@@ -78,6 +79,7 @@ void check_out(const PlotArgs& a) {
   std::error_code ec;
   if (std::filesystem::equivalent(a.table, a.out, ec))
     throw Error("--out " + a.out + ": that is the input table; write the chart to another file");
+  io::require_replaceable_file(a.out, "--out");
 }
 
 void run_plot(const PlotArgs& a) {

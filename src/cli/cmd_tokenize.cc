@@ -54,6 +54,8 @@ void append_json_line(std::string& out, const text::Tokenizer& tok, const text::
 }
 
 void run_tokenize(const TokenizeArgs& a) {
+  const bool to_stdout = a.output.empty() || a.output == "-";
+  if (!to_stdout) io::require_replaceable_file(a.output, "--output");
   const fs::path dir = a.tokenizer_dir.empty() ? shared_path("models/klue-bert-base") : fs::path(a.tokenizer_dir);
   const text::Tokenizer tok = text::Tokenizer::load(dir);
 
@@ -61,7 +63,7 @@ void run_tokenize(const TokenizeArgs& a) {
   if (!a.input.empty()) {
     if (!a.texts.empty()) throw Error("give texts on the command line or --input FILE, not both");
     const fs::path in(a.input);
-    if (!a.output.empty() && a.output != "-") io::require_distinct_paths(in, "--input", a.output, "--output");
+    if (!to_stdout) io::require_distinct_paths(in, "--input", a.output, "--output");
     if (!a.text_column.empty() || a.format != "auto" || is_table(in)) {
       data::ReadOptions o;
       o.format = data::parse_format(a.format);
@@ -84,9 +86,9 @@ void run_tokenize(const TokenizeArgs& a) {
   std::string out;
   out.reserve(texts.size() * 256);
   for (const auto& e : encodings) append_json_line(out, tok, e);
-  if (a.output.empty() || a.output == "-") {
-    if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0)
-      throw Error("writing to stdout failed");
+  if (to_stdout) {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    io::flush_standard_output();
   } else {
     io::write_file_atomic(a.output, out);  // whole or nothing
   }
@@ -119,7 +121,7 @@ void add_tokenize_commands(CLI::App& app) {
   cmd->add_option("--max-length", args->max_length,
                   "Truncate to N ids, [CLS] and [SEP] included (the last kept id is [SEP]); 0: no truncation")
       ->check(integer_range(0));
-  cmd->add_option("-o,--output", args->output, "Write the JSONL here (atomically) instead of stdout");
+  cmd->add_option("-o,--output", args->output, "Write the JSONL here (atomically; a regular file) instead of stdout (-)");
   cmd->add_option("--threads", args->threads, "Threads for encoding [default: all cores]")
       ->check(integer_range(0));
   cmd->callback([args] { run_tokenize(*args); });

@@ -197,7 +197,9 @@ struct PredictCommand {
 
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
-  if (!c.input.empty() && !c.output.empty()) io::require_distinct_paths(c.input, "--input", c.output, "--output");
+  const bool to_stdout = c.output.empty() || c.output == "-";
+  if (!to_stdout) io::require_replaceable_file(c.output, "--output");
+  if (!c.input.empty() && !to_stdout) io::require_distinct_paths(c.input, "--input", c.output, "--output");
   const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
@@ -243,7 +245,7 @@ void run_predict(const PredictCommand& c) {
     if (it != config.id2label.end()) rec["label_name"] = it->second;
     out += rec.dump() + "\n";
   }
-  if (c.output.empty()) std::fwrite(out.data(), 1, out.size(), stdout);
+  if (to_stdout) std::fwrite(out.data(), 1, out.size(), stdout);  // checked by main's flush
   else io::write_file_atomic(c.output, out);
 }
 
@@ -277,7 +279,7 @@ void add_train_commands(CLI::App& app) {
   add_inference_flags(pred_cmd, pc->in, "text column of --input (default: document)");
   add_texts_positional(pred_cmd, "texts", pc->texts, "texts to classify, one argument each");
   pred_cmd->add_option("--input", pc->input, "file: one text per line, or a TSV/CSV/JSONL text column");
-  pred_cmd->add_option("--output", pc->output, "write the JSONL here (default: stdout)");
+  pred_cmd->add_option("--output", pc->output, "write the JSONL here, a regular file (default or -: stdout)");
   pred_cmd->callback([pc] { run_predict(*pc); });
 }
 

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/errors.h"
+#include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
 #include "util/error.h"
 #include "util/signals.h"
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
   try {
     check_command_words(app, argc, argv);
     app.parse(argc, argv);
+    bertune::io::flush_standard_output();  // results lost to a full disk or closed pipe are no success
   } catch (const CLI::ArgumentMismatch& e) {
     const std::string repeated = repeated_option(app);
     app.exit(repeated.empty() ? e : CLI::ArgumentMismatch(repeated));

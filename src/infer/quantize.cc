@@ -18,6 +18,7 @@ quant::QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& 
     throw Error("--output: " + output.string() + " exists (pass --overwrite to replace it)");
   // By any spelling (ck/final/, ./ck/final, a symlink): the fp32 model would be replaced.
   io::require_distinct_paths(model, "--model", output, "--output");
+  io::require_replaceable_directory(output, "--output");
   // Everything is read and validated before the first write.
   const Json config = Json::parse(io::read_file(model / "config.json"));
   std::vector<std::string> initialised;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,15 +17,56 @@ namespace fs = std::filesystem;
 
 namespace {
 std::string errno_text() { return std::strerror(errno); }
+
+std::string named(const fs::path& path, std::string_view role) {
+  return role.empty() ? path.string() : std::string(role) + " " + path.string();
+}
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
 }  // namespace
 
+void require_replaceable_file(const fs::path& path, std::string_view role) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;  // absent: creating it says why not
+  throw Error(named(path, role) + " is " + file_kind(st.st_mode) +
+              "; outputs are written as new regular files, so it is not replaced (name a regular file instead)");
+}
+
+void require_replaceable_directory(const fs::path& path, std::string_view role) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
+  if (S_ISLNK(st.st_mode))
+    throw Error(named(path, role) + " is a symbolic link; a directory output is replaced as a whole, so the "
+                "link is not replaced (name the directory itself, or a new one)");
+  throw Error(named(path, role) + " exists and is not a directory");
+}
+
+void flush_standard_output() {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int err = errno;
+  if (flushed && !std::ferror(stdout)) return;
+  std::clearerr(stdout);
+  throw Error(std::string("cannot write to standard output: ") +
+              (err ? std::strerror(err) : "an earlier write failed"));
+}
+
 AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
+  require_replaceable_file(target_);
   if (target_.has_parent_path()) fs::create_directories(target_.parent_path());
   std::random_device rd;
   temp_ = target_;
   temp_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() & 0xffffff);
   file_ = std::fopen(temp_.c_str(), "wb");
-  if (!file_) throw Error("cannot create " + temp_.string() + ": " + errno_text());
+  if (!file_) throw Error("cannot create " + target_.string() + ": " + errno_text());
 }
 
 AtomicFile::~AtomicFile() {
@@ -37,16 +79,18 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(const void* data, size_t size) {
   if (size && std::fwrite(data, 1, size, file_) != size)
-    throw Error("cannot write " + temp_.string() + ": " + errno_text());
+    throw Error("cannot write " + target_.string() + ": " + errno_text());
 }
 
 void AtomicFile::commit() {
   if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0)
-    throw Error("cannot flush " + temp_.string() + ": " + errno_text());
-  std::fclose(file_);
+    throw Error("cannot write " + target_.string() + ": " + errno_text());
+  std::FILE* f = file_;
   file_ = nullptr;
+  if (std::fclose(f) != 0) throw Error("cannot write " + target_.string() + ": " + errno_text());
+  require_replaceable_file(target_);  // nothing put a link or device there meanwhile
   if (std::rename(temp_.c_str(), target_.c_str()) != 0)
-    throw Error("cannot rename " + temp_.string() + " to " + target_.string() + ": " + errno_text());
+    throw Error("cannot replace " + target_.string() + ": " + errno_text());
   committed_ = true;
   fsync_directory(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
 }
@@ -80,34 +124,58 @@ bool exchange_paths(const fs::path& a, const fs::path& b) {
 
 void publish_directory(const fs::path& staged, const fs::path& target) {
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  if (!fs::exists(target)) {
-    fs::rename(staged, target);
-  } else if (exchange_paths(staged, target)) {
-    fsync_directory(parent);
-    fs::remove_all(staged);  // now holds the previous copy
-  } else {
-    fs::path old = target;
-    old += ".old-" + std::to_string(::getpid());
-    fs::remove_all(old);
-    fs::rename(target, old);
-    fs::rename(staged, target);
-    fsync_directory(parent);
-    fs::remove_all(old);
+  try {
+    if (!fs::exists(fs::symlink_status(target))) {
+      fs::rename(staged, target);
+    } else if (exchange_paths(staged, target)) {
+      fsync_directory(parent);
+      fs::remove_all(staged);  // now holds the previous copy
+    } else {
+      fs::path old = target;
+      old += ".old-" + std::to_string(::getpid());
+      fs::remove_all(old);
+      fs::rename(target, old);
+      fs::rename(staged, target);
+      fsync_directory(parent);
+      fs::remove_all(old);
+    }
+  } catch (const fs::filesystem_error& e) {  // named as the user's path, not the staging one
+    throw Error("cannot replace " + target.string() + ": " + e.code().message());
   }
   fsync_directory(parent);
 }
+
+namespace {
+// `what` with every mention of the staging directory spelt as the directory it becomes.
+std::string unstaged(std::string what, const std::string& staging, const std::string& dir) {
+  for (size_t at = what.find(staging); at != std::string::npos; at = what.find(staging, at + dir.size()))
+    what.replace(at, staging.size(), dir);
+  return what;
+}
+}  // namespace
 
 void write_directory_atomic(const fs::path& dir_in, const std::function<void(const fs::path&)>& fill) {
   // Normalise "out/" to "out" so the staging directory sits beside it.
   fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
   if (dir.empty()) throw Error("write_directory_atomic: empty directory name");
-  if (fs::exists(dir) && !fs::is_directory(dir)) throw Error(dir.string() + " exists and is not a directory");
+  require_replaceable_directory(dir);
   fs::path staging = dir;
   staging += ".tmp-" + std::to_string(::getpid());
   fs::remove_all(staging);
   util::TempPathGuard guard(staging);  // removed on an error, or when a signal ends the process
   fs::create_directories(staging);
-  fill(staging);
+  try {
+    fill(staging);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    const std::string what = unstaged(e.what(), staging.string(), dir.string());
+    if (what == e.what()) throw;
+    throw Error(what);
+  } catch (const fs::filesystem_error& e) {
+    throw Error(unstaged(std::string("cannot write ") + e.path1().string() + ": " + e.code().message(),
+                         staging.string(), dir.string()));
+  }
   fsync_directory(staging);
   publish_directory(staging, dir);
   guard.release();

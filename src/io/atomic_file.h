@@ -13,6 +13,24 @@
 
 namespace bertune::io {
 
+// The rule for every file bertune writes: outputs are regular files, replaced atomically
+// (AtomicFile below). An existing `path` that is anything else — a directory, a symbolic
+// link, a character or block device, a FIFO, a socket — is never replaced: Error naming
+// `role` (e.g. "--output"; empty: none) and the path. Standard output given as "-" is the
+// caller's to recognise before asking. AtomicFile applies the rule itself; commands call it
+// before their work so a wrong --output fails at once.
+void require_replaceable_file(const std::filesystem::path& path, std::string_view role = {});
+
+// The same for a directory output (write_directory_atomic applies it): an existing `path`
+// must be a real directory, not a symbolic link (to one) or anything else.
+void require_replaceable_directory(const std::filesystem::path& path, std::string_view role = {});
+
+// Flushes standard output and throws Error("cannot write to standard output: <reason>")
+// when that or any earlier write to it failed (a full disk, a closed pipe, /dev/full).
+// main() calls it after every command; a command may call it sooner.
+void flush_standard_output();
+
+// Errors name `target`, never the temporary file beside it.
 class AtomicFile {
  public:
   explicit AtomicFile(std::filesystem::path target);
@@ -45,7 +63,9 @@ void publish_directory(const std::filesystem::path& staged, const std::filesyste
 // Replaces the directory `dir` as a whole: `fill` writes every file into a
 // staging directory <dir>.tmp-<pid>/ beside it, which is fsync'ed and then
 // published (publish_directory). When `fill` throws, the staging directory
-// is removed and <dir> is untouched.
+// is removed and <dir> is untouched; an Error from `fill` that names a path in
+// the staging directory is rethrown naming the same path under `dir`.
+// `dir` must pass require_replaceable_directory.
 void write_directory_atomic(const std::filesystem::path& dir,
                             const std::function<void(const std::filesystem::path& staging)>& fill);
 

@@ -1,5 +1,7 @@
 #include "io/checkpoint.h"
 
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -37,9 +39,17 @@ TensorMap normalized(TensorMap in, const std::string& where) {
   return out;
 }
 
+std::vector<TensorInfo> list_one_file(const fs::path& path) {
+  std::string name = path.filename().string();
+  if (ends_with(name, ".safetensors")) return list_safetensors(path);
+  if (ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth")) return list_torch_bin(path);
+  throw Error(path.string() + ": unknown weights format (expected .safetensors or .bin)");
+}
+
 // {"metadata": ..., "weight_map": {tensor: shard file}}, as save_pretrained
 // writes for large models. Shard names must be plain files beside the index.
-TensorMap read_sharded(const fs::path& index) {
+// Returns shard path -> the tensors it must hold.
+std::map<fs::path, std::set<std::string>> read_shard_index(const fs::path& index) {
   const std::string where = index.string();
   json j;
   try {
@@ -57,10 +67,18 @@ TensorMap read_sharded(const fs::path& index) {
       throw Error(where + ": shard '" + f + "' is not a plain file name beside the index");
     shards[f].insert(tensor);
   }
-  TensorMap all;
-  for (const auto& [file, names] : shards) {
+  std::map<fs::path, std::set<std::string>> out;
+  for (auto& [file, names] : shards) {
     fs::path shard = index.parent_path() / file;
     if (!fs::exists(shard)) throw Error(where + ": shard " + shard.string() + " is missing");
+    out.emplace(shard, std::move(names));
+  }
+  return out;
+}
+
+TensorMap read_sharded(const fs::path& index) {
+  TensorMap all;
+  for (const auto& [shard, names] : read_shard_index(index)) {
     TensorMap part = read_one_file(shard);
     for (auto& [name, t] : part) {
       if (!names.count(name)) continue;  // the index decides which shard owns a tensor
@@ -82,6 +100,20 @@ TensorMap read_state_dict(const fs::path& path) {
   std::string name = path.filename().string();
   if (ends_with(name, ".index.json")) return normalized(read_sharded(path), path.string());
   return normalized(read_one_file(path), path.string());
+}
+
+std::vector<TensorInfo> list_state_dict(const fs::path& path) {
+  std::vector<TensorInfo> all;
+  if (ends_with(path.filename().string(), ".index.json")) {
+    for (const auto& [shard, names] : read_shard_index(path))
+      for (TensorInfo& t : list_one_file(shard))
+        if (names.count(t.name)) all.push_back(std::move(t));
+  } else {
+    all = list_one_file(path);
+  }
+  for (TensorInfo& t : all) t.name = normalize_tensor_name(t.name);
+  std::sort(all.begin(), all.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+  return all;
 }
 
 fs::path find_weights(const fs::path& dir) {

@@ -29,6 +29,10 @@ std::string normalize_tensor_name(const std::string& name);
 // Floating tensors only; integer buffers are validated and skipped.
 TensorMap read_state_dict(const std::filesystem::path& path);
 
+// The same files' tensors with their dtypes, every one (int8 weights, integer buffers such
+// as position_ids too), names normalised, by name: what `checkpoint inspect` lists.
+std::vector<TensorInfo> list_state_dict(const std::filesystem::path& path);
+
 // The weights file in an HF directory, in from_pretrained's order of
 // preference: model.safetensors, model.safetensors.index.json,
 // pytorch_model.bin, pytorch_model.bin.index.json. Error lists what it tried.

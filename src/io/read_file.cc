@@ -60,9 +60,19 @@ void require_readable_file(const fs::path& path, std::string_view what) {
 void require_distinct_paths(const fs::path& input, std::string_view input_role, const fs::path& output,
                             std::string_view output_role) {
   std::error_code ec;  // either missing: not the same (an output that does not exist replaces nothing)
+  // By device and inode (fs::equivalent), so no spelling, symlink or hard link slips through.
   if (fs::equivalent(input, output, ec) && !ec)
     throw Error(std::string(output_role) + " " + output.string() + " is " + std::string(input_role) + " " +
                 input.string() + "; writing it would destroy the input");
+  // A directory output is replaced whole: one that holds the input would take it along.
+  if (!fs::is_directory(output, ec)) return;
+  const fs::path real = fs::weakly_canonical(fs::absolute(input, ec), ec);
+  for (fs::path p = real.parent_path(); !ec && !p.empty(); p = p.parent_path()) {
+    if (fs::equivalent(p, output, ec) && !ec)
+      throw Error(std::string(output_role) + " " + output.string() + " holds " + std::string(input_role) + " " +
+                  input.string() + "; replacing it would destroy the input");
+    if (p == p.root_path()) break;
+  }
 }
 
 std::string read_file(const fs::path& path) {

@@ -187,9 +187,12 @@ void convert_to_float(const Entry& e, const uint8_t* src, float* dst) {
 
 }  // namespace
 
-TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::string>* metadata) {
-  const std::string where = path.string();
-  MappedFile file(path);
+namespace {
+
+// The validated header of a mapped safetensors file: every entry (by name), and where
+// the data area starts.
+std::vector<Entry> read_header(const MappedFile& file, const std::string& where,
+                               std::map<std::string, std::string>* metadata, const uint8_t** data_area_out) {
   if (file.size() < 8)
     throw Error(where + ": " + std::to_string(file.size()) +
                 " bytes is too short for a safetensors file (8-byte header length missing)");
@@ -254,6 +257,17 @@ TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::stri
                   std::to_string(by_offset[i]->begin) + ".." +
                   std::to_string(by_offset[i - 1]->end) + ")");
 
+  *data_area_out = data_area;
+  return entries;
+}
+
+}  // namespace
+
+TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::string>* metadata) {
+  const std::string where = path.string();
+  MappedFile file(path);
+  const uint8_t* data_area = nullptr;
+  const std::vector<Entry> entries = read_header(file, where, metadata, &data_area);
   TensorMap out;
   for (const auto& e : entries) {
     if (!e.dtype->floating) continue;  // integer buffers such as position_ids
@@ -263,6 +277,15 @@ TensorMap read_safetensors(const fs::path& path, std::map<std::string, std::stri
     convert_to_float(e, data_area + e.begin, t.data.data());
     out.emplace(e.name, std::move(t));
   }
+  return out;
+}
+
+std::vector<TensorInfo> list_safetensors(const fs::path& path) {
+  MappedFile file(path);
+  const uint8_t* data_area = nullptr;
+  std::vector<TensorInfo> out;
+  for (const Entry& e : read_header(file, path.string(), nullptr, &data_area))
+    out.push_back({e.name, e.dtype->name, e.shape});
   return out;
 }
 

@@ -20,6 +20,15 @@ DType parse_torch_dtype(const std::string& name);  // the inverse; Error naming 
 
 TensorMap read_safetensors(const std::filesystem::path& path,
                            std::map<std::string, std::string>* metadata = nullptr);
+
+// One tensor as a weights file stores it, whatever its dtype: what `checkpoint inspect` lists.
+struct TensorInfo {
+  std::string name;
+  std::string dtype;  // safetensors' names: "F32", "F16", "BF16", "I64", "I32", "I8", "BOOL", ...
+  std::vector<int64_t> shape;
+};
+// Every tensor of the file, integer ones included, by name; validated as read_safetensors.
+std::vector<TensorInfo> list_safetensors(const std::filesystem::path& path);
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
                        DType dtype = DType::F32);  // atomic; F16 refuses values beyond its range

@@ -571,13 +571,9 @@ std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle, cons
 
 namespace {
 
-TensorMap read_torch_bin_unguarded(const fs::path& path) {
-  const std::string where = path.string();
-  check_zip_magic(path);
-  ZipReader zip(path);
-
+// data.pkl's tensors; `prefix` is set to the archive's top folder ("name/").
+std::vector<PickledTensor> read_archive_pickle(const ZipReader& zip, const std::string& where, std::string& prefix) {
   // torch names the top folder after the file it saved to; find it by data.pkl.
-  std::string prefix;
   int found = 0;
   for (const auto& name : zip.names()) {
     if (name.size() >= 8 && name.compare(name.size() - 8, 8, "data.pkl") == 0) {
@@ -598,8 +594,16 @@ TensorMap read_torch_bin_unguarded(const fs::path& path) {
   }
 
   auto pickle = zip.read(prefix + "data.pkl", kMaxPickleBytes);
-  auto tensors = parse_state_dict_pickle(
-      std::string_view(reinterpret_cast<const char*>(pickle.data()), pickle.size()), where);
+  return parse_state_dict_pickle(std::string_view(reinterpret_cast<const char*>(pickle.data()), pickle.size()),
+                                 where);
+}
+
+TensorMap read_torch_bin_unguarded(const fs::path& path) {
+  const std::string where = path.string();
+  check_zip_magic(path);
+  ZipReader zip(path);
+  std::string prefix;
+  const auto tensors = read_archive_pickle(zip, where, prefix);
 
   // One storage at a time, so peak memory is the output plus the largest storage.
   std::map<std::string, std::vector<const PickledTensor*>> by_storage;
@@ -637,6 +641,24 @@ TensorMap read_torch_bin_unguarded(const fs::path& path) {
 }
 
 }  // namespace
+
+std::vector<TensorInfo> list_torch_bin(const fs::path& path) {
+  // torch's storage classes, spelt as safetensors names the same dtypes.
+  static const std::map<std::string, std::string> kDTypeNames = {
+      {"DoubleStorage", "F64"}, {"FloatStorage", "F32"}, {"HalfStorage", "F16"}, {"BFloat16Storage", "BF16"},
+      {"LongStorage", "I64"},   {"IntStorage", "I32"},   {"ShortStorage", "I16"}, {"CharStorage", "I8"},
+      {"ByteStorage", "U8"},    {"BoolStorage", "BOOL"}};
+  check_zip_magic(path);
+  ZipReader zip(path);
+  std::string prefix;
+  std::vector<TensorInfo> out;
+  for (const PickledTensor& t : read_archive_pickle(zip, path.string(), prefix)) {
+    auto it = kDTypeNames.find(t.storage_type);
+    out.push_back({t.name, it == kDTypeNames.end() ? t.storage_type : it->second, t.shape});
+  }
+  std::sort(out.begin(), out.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+  return out;
+}
 
 TensorMap read_torch_bin(const fs::path& path) {
   try {

@@ -39,4 +39,7 @@ std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle,
 // re-save with a newer torch.
 TensorMap read_torch_bin(const std::filesystem::path& path);
 
+// Every tensor of the file with its dtype (integer ones included), by name; storages unread.
+std::vector<TensorInfo> list_torch_bin(const std::filesystem::path& path);
+
 }  // namespace bertune::io

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "io/atomic_file.h"
+#include "io/read_file.h"
+#include "text/unicode.h"
 #include "util/error.h"
 
 namespace bertune::text {
@@ -165,6 +167,53 @@ std::string read_corpus_file(const fs::path& path) {
   io::check_text_encoding(text, path);
   return text;
 }
+
+namespace {
+
+// What save_vocab_dir writes.
+constexpr const char* kVocabFiles[] = {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                                       "tokenizer.json"};
+
+// FILE:LINE of the first malformed UTF-8 sequence, as the data readers report it: the
+// counter would drop those bytes silently and train on other text than the file holds.
+void require_utf8_corpus(std::string_view text, const fs::path& path) {
+  const auto* begin = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = begin + text.size();
+  const unsigned char* line_start = begin;
+  int64_t line = 1;
+  for (const unsigned char* p = begin; p < end;) {
+    if (*p == '\n') {
+      ++line;
+      line_start = ++p;
+      continue;
+    }
+    char32_t cp;
+    const size_t n = unicode::decode_utf8(p, end, cp);
+    if (cp == 0xFFFD && n == 1)  // a real U+FFFD takes 3 bytes
+      throw Error(path.string() + ":" + std::to_string(line) + ": invalid UTF-8 at byte " +
+                  std::to_string(p - line_start) + " (convert the text to UTF-8, e.g. iconv -f cp949 -t utf-8)");
+    p += n;
+  }
+}
+
+// `vocab train --output DIR` replaces DIR whole. An existing DIR is replaced only when it
+// holds nothing but a vocabulary's files (an earlier `vocab train`): anything else in it —
+// model weights, a corpus — would be lost with it.
+void require_vocab_output(const fs::path& dir, const std::vector<fs::path>& corpus) {
+  io::require_replaceable_directory(dir, "--output");
+  for (const auto& p : corpus) io::require_distinct_paths(p, "--corpus", dir, "--output");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (std::find(std::begin(kVocabFiles), std::end(kVocabFiles), name) == std::end(kVocabFiles))
+      throw Error("vocab train: --output " + dir.string() + " holds " + name +
+                  ", which is not a vocabulary file; the directory is replaced whole, so choose a new "
+                  "or empty one");
+  }
+}
+
+}  // namespace
 
 void add_word_counts(WordCounts& into, const WordCounts& from) {
   for (const auto& [word, n] : from) into[word] += n;
@@ -461,12 +510,10 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
     text += t;
     text += '\n';
   }
-  fs::create_directories(dir);
-  io::write_file_atomic(dir / "vocab.txt", text);
 
   // The same fields as klue/bert-base's tokenizer_config.json, so
   // transformers' BertTokenizer and our Tokenizer::load read it alike.
-  nlohmann::ordered_json config = {
+  const nlohmann::ordered_json config = {
       {"do_lower_case", lowercase},
       {"do_basic_tokenize", true},
       {"never_split", nullptr},
@@ -480,11 +527,9 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
       {"model_max_length", 512},
       {"tokenizer_class", "BertTokenizer"},
   };
-  io::write_file_atomic(dir / "tokenizer_config.json", config.dump(2) + "\n");
-  nlohmann::ordered_json specials = {{"unk_token", "[UNK]"}, {"sep_token", "[SEP]"},
+  const nlohmann::ordered_json specials = {{"unk_token", "[UNK]"}, {"sep_token", "[SEP]"},
                                      {"pad_token", "[PAD]"}, {"cls_token", "[CLS]"},
                                      {"mask_token", "[MASK]"}};
-  io::write_file_atomic(dir / "special_tokens_map.json", specials.dump(2) + "\n");
 
   // tokenizer.json for Hugging Face's fast tokenizer, laid out as klue's:
   // the specials as added tokens, BertNormalizer/BertPreTokenizer with the
@@ -504,7 +549,7 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
   };
   J model_vocab = J::object();
   for (size_t i = 0; i < vocab.tokens.size(); ++i) model_vocab[vocab.tokens[i]] = i;
-  J tokenizer = {
+  const J tokenizer = {
       {"version", "1.0"},
       {"truncation", nullptr},
       {"padding", nullptr},
@@ -527,7 +572,14 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
        {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
         {"max_input_chars_per_word", 100}, {"vocab", model_vocab}}},
   };
-  io::write_file_atomic(dir / "tokenizer.json", tokenizer.dump(2) + "\n");
+  // All four or none: a folder holding vocab.txt alone (a full disk half way) loads, with
+  // tokenizer_config.json's do_lower_case missing, and splits text other than training did.
+  io::write_directory_atomic(dir, [&](const fs::path& staging) {
+    io::write_file_atomic(staging / "vocab.txt", text);
+    io::write_file_atomic(staging / "tokenizer_config.json", config.dump(2) + "\n");
+    io::write_file_atomic(staging / "special_tokens_map.json", specials.dump(2) + "\n");
+    io::write_file_atomic(staging / "tokenizer.json", tokenizer.dump(2) + "\n");
+  });
 }
 
 TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
@@ -545,12 +597,11 @@ TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
   if (options.vocab_size == 0) throw Error("vocab train: --vocab-size must be positive");
   if (output_dir.empty()) throw Error("vocab train: --output is empty");
   std::error_code ec;
-  if (fs::exists(output_dir, ec) && !fs::is_directory(output_dir, ec))
-    throw Error("vocab train: --output " + output_dir.string() + " exists and is not a directory");
   for (const auto& p : corpus)
     if (!fs::is_regular_file(p, ec))
       throw Error("corpus file " + p.string() + ": " +
                   (fs::exists(p, ec) ? "not a regular file" : "no such file"));
+  require_vocab_output(output_dir, corpus);
   for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"})
     if (std::find(options.special_tokens.begin(), options.special_tokens.end(), t) ==
         options.special_tokens.end())
@@ -568,6 +619,7 @@ TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
   for (const auto& p : corpus) {
     auto t0 = clock::now();
     std::string text = read_corpus_file(p);
+    require_utf8_corpus(text, p);
     st.read_seconds += seconds_since(t0);
     t0 = clock::now();
     WordCounts c = count_words(text, split, threads);

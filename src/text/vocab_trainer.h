@@ -69,9 +69,10 @@ struct TrainedVocab {
 TrainedVocab train_wordpiece(const WordCounts& counts, const VocabTrainerOptions& options);
 
 // Writes vocab.txt, tokenizer_config.json, special_tokens_map.json and
-// tokenizer.json (Hugging Face fast-tokenizer form, as klue's) into `dir`
-// (created if needed), each atomically. The specials must be in the vocab. `lowercase` is recorded as
-// do_lower_case so Tokenizer::load splits text as training did.
+// tokenizer.json (Hugging Face fast-tokenizer form, as klue's) into `dir` as
+// one directory: all four appear at once or none do (io::write_directory_atomic,
+// replacing `dir` whole). The specials must be in the vocab. `lowercase` is
+// recorded as do_lower_case so Tokenizer::load splits text as training did.
 void save_vocab_dir(const TrainedVocab& vocab, const std::filesystem::path& dir, bool lowercase);
 
 struct VocabTrainStats {
@@ -80,7 +81,8 @@ struct VocabTrainStats {
 
 // The whole `bertune vocab train`: read and count every corpus with
 // BasicTokenizer::split (lowercasing + accent stripping when `lowercase`),
-// train, save. Checks every input before writing anything.
+// train, save. Checks every input before writing anything: a corpus with invalid UTF-8
+// (FILE:LINE), an existing output directory holding anything but vocabulary files.
 TrainedVocab train_vocab_files(const std::vector<std::filesystem::path>& corpus,
                                const VocabTrainerOptions& options, bool lowercase, int threads,
                                const std::filesystem::path& output_dir,
