@@ -30,6 +30,15 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// The name nearest to `word`, or "" when none is a near miss (edit distance under 3).
+std::string nearest_name(const std::string& word, const std::vector<std::string>& names) {
+  std::string nearest;
+  size_t best = 3;
+  for (const auto& n : names)
+    if (size_t d = edit_distance(word, n); d < best) best = d, nearest = n;
+  return nearest;
+}
+
 // CLI11 reports `bertune trian` as "A subcommand is required"; walk the
 // command words ourselves and name the unknown one with the nearest match.
 void check_command_words(CLI::App& app, int argc, char** argv) {
@@ -50,10 +59,7 @@ void check_command_words(CLI::App& app, int argc, char** argv) {
       continue;
     }
     if (names.empty() || level->get_require_subcommand_min() == 0) return;  // a positional argument
-    std::string nearest;
-    size_t best = 3;  // suggest only near misses
-    for (const auto& n : names)
-      if (size_t d = edit_distance(word, n); d < best) best = d, nearest = n;
+    const std::string nearest = nearest_name(word, names);
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     throw bertune::Error("unknown command '" + word + "' for '" + path + "'" +
@@ -93,15 +99,12 @@ std::string unknown_option(const CLI::App& app, const std::string& path) {
     if (word.size() < 2 || word[0] != '-' || std::isdigit(static_cast<unsigned char>(word[1])) || word[1] == '.')
       continue;  // a positional value, or a negative number
     const std::string name = word.substr(0, word.find('='));
-    std::string nearest;
-    size_t best = 3;  // suggest only near misses
+    std::vector<std::string> names;
     for (const CLI::Option* opt : app.get_options()) {
-      std::vector<std::string> names;
       for (const std::string& l : opt->get_lnames()) names.push_back("--" + l);
       for (const std::string& s : opt->get_snames()) names.push_back("-" + s);
-      for (const std::string& n : names)
-        if (size_t d = edit_distance(name, n); d < best) best = d, nearest = n;
     }
+    const std::string nearest = nearest_name(name, names);
     return "unknown option " + name + " for '" + path + "'" +
            (nearest.empty() ? "" : " (did you mean " + nearest + "?)");
   }
