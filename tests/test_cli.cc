@@ -140,6 +140,59 @@ TEST(Arguments, RangeMessagesSpeakIntegers) {
   EXPECT_EQ(run_cli("tokenize --max-length 0 --threads +1 x").status, 0);
 }
 
+// `bertune --versoin` said "A subcommand is required" and `predict --modle D x` "--model is
+// required": CLI11 checks those before unknown options. The unknown one is named first, with
+// the nearest option of its command.
+TEST(Arguments, UnknownOptionIsNamedBeforeMissingOnes) {
+  auto version = run_cli("--versoin");
+  EXPECT_EQ(version.status, 1) << version.output;
+  EXPECT_TRUE(contains(version.output, "unknown option --versoin for 'bertune' (did you mean --version?)"))
+      << version.output;
+  EXPECT_FALSE(contains(version.output, "A subcommand is required")) << version.output;
+  auto predict = run_cli("predict --modle D x");
+  EXPECT_EQ(predict.status, 1) << predict.output;
+  EXPECT_TRUE(contains(predict.output, "unknown option --modle for 'bertune predict' (did you mean --model?)"))
+      << predict.output;
+  EXPECT_FALSE(contains(predict.output, "is required")) << predict.output;
+  auto stats = run_cli("data stats --tokn-limit=5 --no-tokens");
+  EXPECT_EQ(stats.status, 1) << stats.output;
+  EXPECT_TRUE(contains(stats.output, "unknown option --tokn-limit for 'bertune data stats' (did you mean "
+                                     "--token-limit?)")) << stats.output;
+  auto far = run_cli("tokenize --zzzzzz x");
+  EXPECT_EQ(far.status, 1) << far.output;
+  EXPECT_TRUE(contains(far.output, "unknown option --zzzzzz for 'bertune tokenize'")) << far.output;
+  EXPECT_FALSE(contains(far.output, "did you mean")) << far.output;
+  EXPECT_EQ(run_cli("--version").status, 0);
+}
+
+// `data stats --token-limit -1` counted every document as over the limit and exited 0; so
+// did `vocab eval --threads -1` run. Counts that mean nothing are refused by name.
+TEST(Arguments, MeaninglessCountsAreRefused) {
+  for (const std::string& limit : {"-1", "0"}) {
+    auto r = run_cli("data stats --no-tokens --token-limit " + limit);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_TRUE(contains(r.output, "--token-limit: must be a positive integer (got " + limit + ")")) << r.output;
+  }
+  auto eval = run_cli("vocab eval --tokenizer x --threads -1");
+  EXPECT_EQ(eval.status, 1) << eval.output;
+  EXPECT_TRUE(contains(eval.output, "--threads: must be a non-negative integer (got -1)")) << eval.output;
+}
+
+// quantize read config.json with the JSON library alone: a UTF-16 config (a Windows editor's
+// "Unicode") was a parse error at column 1 instead of the encoding and its conversion.
+TEST(Arguments, QuantizeNamesAUtf16Config) {
+  TempDir tmp("cli_quantize_utf16");
+  std::string utf16 = "\xFF\xFE";
+  for (char c : std::string("{\"hidden_size\": 32}")) utf16 += std::string{c, '\0'};
+  fs::create_directories(tmp.path / "m");
+  io::write_file_atomic(tmp.path / "m" / "config.json", utf16);
+  auto r = run_cli("quantize --model " + (tmp.path / "m").string() + " --output " + (tmp.path / "q").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "config.json is UTF-16 (little-endian, with a byte-order mark) text; convert it"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(tmp.path / "q"));
+}
+
 TEST(ExitCodes, FailureMapping) {
   auto code = [](auto&& thrower) {
     try {

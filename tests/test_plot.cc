@@ -168,3 +168,31 @@ TEST(Chart, PlotCommandNeverOverwritesItsInput) {
     EXPECT_EQ(io::read_file(table), tsv);
   }
 }
+
+// `plot --y ""` wrote a chart without a series and exited 0; a --y column not in the table
+// was named without those that are; a UTF-16 table was "1 cells, the header has 3".
+TEST(Chart, PlotCommandNamesEmptyAndUnknownColumnsAndUtf16Tables) {
+  PlotDir dir;
+  const fs::path table = dir.path / "curve.tsv";
+  io::write_file_atomic(table, "step\tloss\tacc\n5\t2.5\t0.1\n10\t2.1\t0.2\n");
+  const std::string out = (dir.path / "c.svg").string();
+  for (const std::string& y : {"''", "loss,,acc", "loss,"}) {
+    auto r = run_cli("plot " + table.string() + " --out " + out + " --x step --y " + y);
+    EXPECT_EQ(r.status, 1) << y << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "--y '")) << r.output;
+    EXPECT_TRUE(contains(r.output, "an empty column name")) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << y;
+  }
+  auto unknown = run_cli("plot " + table.string() + " --out " + out + " --x step --y los");
+  EXPECT_EQ(unknown.status, 1) << unknown.output;
+  EXPECT_TRUE(contains(unknown.output, "no column 'los' in the header (columns: 'step', 'loss', 'acc')"))
+      << unknown.output;
+  std::string utf16 = "\xFF\xFE";
+  for (char c : std::string("step\tloss\n5\t2.5\n")) utf16 += std::string{c, '\0'};
+  io::write_file_atomic(dir.path / "u16.tsv", utf16);
+  auto wide = run_cli("plot " + (dir.path / "u16.tsv").string() + " --out " + out + " --x step --y loss");
+  EXPECT_EQ(wide.status, 1) << wide.output;
+  EXPECT_TRUE(contains(wide.output, "u16.tsv is UTF-16 (little-endian, with a byte-order mark) text; convert it"))
+      << wide.output;
+  EXPECT_FALSE(fs::exists(out));
+}

@@ -125,7 +125,8 @@ void add_data_commands(CLI::App& app) {
                       "Tokenizer directory for token lengths (default: shared klue-bert-base)");
     stats->add_flag("--no-tokens", *no_tokens, "Skip token lengths");
     stats->add_option("--token-limit", *token_limit, "Report documents longer than this many tokens")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(integer_range<int64_t>(1));
     stats->add_flag("--json", *json, "Print JSON");
     stats->callback([=] {
       data::Dataset d = flags->read();

@@ -1,6 +1,7 @@
 // `bertune plot TABLE.tsv --out CHART.png|CHART.svg --x COLUMN --y COLUMN[,COLUMN...]`: a line
 // chart of a tab-separated table with a header row (e.g. the pretraining curve of
 // scripts/pretrain-curve), drawn by the same renderer as `bertune compare`.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -32,12 +33,14 @@ struct Table {
   size_t column(const std::string& name, const std::string& file) const {
     for (size_t i = 0; i < header.size(); ++i)
       if (header[i] == name) return i;
-    throw Error(file + ":1: no column '" + name + "' in the header");
+    std::string present;
+    for (const std::string& h : header) present += (present.empty() ? "'" : ", '") + h + "'";
+    throw Error(file + ":1: no column '" + name + "' in the header (columns: " + present + ")");
   }
 };
 
 Table read_table(const std::string& file) {
-  std::istringstream in(io::read_file(file));
+  std::istringstream in(io::read_text_file(file));  // UTF-16 named, .gz read
   Table t;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -72,8 +75,11 @@ struct PlotArgs {
 };
 
 // Refused before any work: an --out whose extension names no chart format, or one that is the
-// input table itself.
-void check_out(const PlotArgs& a) {
+// input table itself; a --y without a column ("", "a,,b": a chart without that series).
+void check_args(const PlotArgs& a) {
+  const std::vector<std::string> ys = split(a.y, ',');
+  if (ys.empty() || std::find(ys.begin(), ys.end(), "") != ys.end())
+    throw Error("--y '" + a.y + "': an empty column name; give --y COLUMN[,COLUMN...]");
   if (!train::chart_format(a.out))
     throw Error("--out " + a.out + ": the extension picks the chart format; use .png or .svg");
   std::error_code ec;
@@ -83,7 +89,7 @@ void check_out(const PlotArgs& a) {
 }
 
 void run_plot(const PlotArgs& a) {
-  check_out(a);
+  check_args(a);
   const Table t = read_table(a.table);
   const size_t x = t.column(a.x, a.table);
   train::Panel panel{a.title.empty() ? a.y : a.title, a.y, {}};

@@ -113,7 +113,9 @@ void add_vocab_commands(CLI::App& app) {
       ->required();
   eval->add_option("--data", eval_args->data, "Dataset: TSV (NSMC), CSV or JSONL (default: NSMC test)");
   eval->add_option("--column", eval_args->column, "Text column")->capture_default_str();
-  eval->add_option("--threads", eval_args->threads, "Encoding threads")->capture_default_str();
+  eval->add_option("--threads", eval_args->threads, "Encoding threads (0: all cores)")
+      ->capture_default_str()
+      ->check(integer_range(0));
   eval->callback([eval_args] { run_eval(*eval_args); });
 }
 

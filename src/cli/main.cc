@@ -1,5 +1,6 @@
 // Entry point: registers the subcommands, runs the chosen one, and turns every
 // failure into a message and an exit code (the contract in util/error.h).
+#include <cctype>
 #include <cstdio>
 #include <exception>
 #include <algorithm>
@@ -30,6 +31,15 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// The name nearest to `word`, or "" when none is a near miss (edit distance under 3).
+std::string nearest_name(const std::string& word, const std::vector<std::string>& names) {
+  std::string nearest;
+  size_t best = 3;
+  for (const auto& n : names)
+    if (size_t d = edit_distance(word, n); d < best) best = d, nearest = n;
+  return nearest;
+}
+
 // CLI11 reports `bertune trian` as "A subcommand is required"; walk the
 // command words ourselves and name the unknown one with the nearest match.
 void check_command_words(CLI::App& app, int argc, char** argv) {
@@ -50,10 +60,7 @@ void check_command_words(CLI::App& app, int argc, char** argv) {
       continue;
     }
     if (names.empty() || level->get_require_subcommand_min() == 0) return;  // a positional argument
-    std::string nearest;
-    size_t best = 3;  // suggest only near misses
-    for (const auto& n : names)
-      if (size_t d = edit_distance(word, n); d < best) best = d, nearest = n;
+    const std::string nearest = nearest_name(word, names);
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     throw bertune::Error("unknown command '" + word + "' for '" + path + "'" +
@@ -78,6 +85,32 @@ std::string repeated_option(const CLI::App& app) {
   }
   for (const CLI::App* sub : app.get_subcommands()) {
     std::string found = repeated_option(*sub);
+    if (!found.empty()) return found;
+  }
+  return {};
+}
+
+// CLI11 checks required options and subcommands before unknown ones: `predict --modle D x`
+// said "--model is required", `bertune --versoin` "A subcommand is required". After a failed
+// parse the first option that no parsed command knows is named, with the nearest option of
+// that command: "unknown option --modle for 'bertune predict' (did you mean --model?)".
+// Empty when every option was known.
+std::string unknown_option(const CLI::App& app, const std::string& path) {
+  for (const std::string& word : app.remaining()) {
+    if (word.size() < 2 || word[0] != '-' || std::isdigit(static_cast<unsigned char>(word[1])) || word[1] == '.')
+      continue;  // a positional value, or a negative number
+    const std::string name = word.substr(0, word.find('='));
+    std::vector<std::string> names;
+    for (const CLI::Option* opt : app.get_options()) {
+      for (const std::string& l : opt->get_lnames()) names.push_back("--" + l);
+      for (const std::string& s : opt->get_snames()) names.push_back("-" + s);
+    }
+    const std::string nearest = nearest_name(name, names);
+    return "unknown option " + name + " for '" + path + "'" +
+           (nearest.empty() ? "" : " (did you mean " + nearest + "?)");
+  }
+  for (const CLI::App* sub : app.get_subcommands()) {
+    std::string found = unknown_option(*sub, path + " " + sub->get_name());
     if (!found.empty()) return found;
   }
   return {};
@@ -116,8 +149,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage mistake is a user error (1),
     // not CLI11's own codes (105-115).
-    int code = app.exit(e);
-    return code == 0 ? bertune::kExitOk : bertune::kExitUserError;
+    if (e.get_exit_code() == 0) return app.exit(e) == 0 ? bertune::kExitOk : bertune::kExitUserError;
+    const std::string unknown = unknown_option(app, "bertune");
+    app.exit(unknown.empty() ? e : CLI::ExtrasError(unknown, CLI::ExitCodes::ExtrasError));
+    return bertune::kExitUserError;
   } catch (...) {
     const bertune::cli::Failure f = bertune::cli::describe_failure(std::current_exception());
     std::fprintf(stderr, "%s\n", f.message.c_str());

@@ -4,6 +4,7 @@
 
 #include "infer/model_dir.h"
 #include "io/atomic_file.h"
+#include "io/json_error.h"
 #include "io/read_file.h"
 #include "util/error.h"
 
@@ -20,7 +21,7 @@ quant::QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& 
   io::require_distinct_paths(model, "--model", output, "--output");
   io::require_replaceable_directory(output, "--output");
   // Everything is read and validated before the first write.
-  const Json config = Json::parse(io::read_file(model / "config.json"));
+  const Json config = io::read_json_file(model / "config.json");
   std::vector<std::string> initialised;
   const auto classifier = load_classifier(model, /*head_seed=*/42, &initialised);
   if (!initialised.empty())
