@@ -11,45 +11,16 @@
 # level), SOAK (30 s), MAX_BATCH (64), MAX_WAIT_MS (5), PORT (18080), NICE (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BERTUNE=${BERTUNE:-build/bertune}
-THREADS=${THREADS:-2}
 DURATION=${DURATION:-10}
 SOAK=${SOAK:-30}
-PORT=${PORT:-18080}
-NICE=${NICE:-0}
-SHARED=${BERTUNE_SHARED:-../shared}
-export REVIEWS=${REVIEWS:-$SHARED/data/nsmc/ratings_test.txt}
-export BENCH_DIR=$PWD/bench/serve_load
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/serve_common.sh
+serve_model "${1:-}"
 
-model=${1:-}
-if [ -z "$model" ]; then
-  echo "# making a random-weights model of the main job's shape (1 training step)" >&2
-  nice -n "$NICE" "$BERTUNE" train --model-config "$SHARED/models/bert-small-klue/config.json" --train-samples 64 \
-    --max-steps 1 --eval-strategy no --save-strategy no --output-dir "$work/model" --threads "$THREADS" >/dev/null
-  model=$work/model/final
-fi
-
-nice -n "$NICE" "$BERTUNE" serve --model "$model" --port "$PORT" --threads "$THREADS" \
-  --max-batch "${MAX_BATCH:-64}" --max-wait-ms "${MAX_WAIT_MS:-5}" 2>"$work/server.log" &
-server=$!
-for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
-
-echo "# $(lscpu | grep 'Model name' | sed 's/  */ /g'); $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# model $model, --threads $THREADS --max-batch ${MAX_BATCH:-64} --max-wait-ms ${MAX_WAIT_MS:-5}, ${DURATION}s per level"
+cpu_line
+echo "# model $MODEL, --threads $THREADS --max-batch ${MAX_BATCH:-64} --max-wait-ms ${MAX_WAIT_MS:-5}, ${DURATION}s per level"
 for c in 1 8 64; do
   t=$(( c < 2 ? 1 : 2 ))
-  line=$(nice -n "$NICE" wrk -t"$t" -c"$c" -d"${DURATION}s" --timeout 10s -s bench/serve_load/classify.lua \
-    "http://127.0.0.1:$PORT" | grep '^RESULT' | sed 's/^RESULT //')
+  line=$(wrk_result -t"$t" -c"$c" -d"${DURATION}s" --timeout 10s -s bench/serve_load/classify.lua "http://127.0.0.1:$PORT")
   echo "connections=$c $line load=$(cut -d' ' -f1 /proc/loadavg)"
 done
 
@@ -57,8 +28,7 @@ echo "# soak: ${SOAK}s at 16 connections, 1 request in 3 malformed"
 rss_start=$(rss)
 ( for _ in $(seq "$SOAK"); do rss; sleep 1; done ) >"$work/rss.txt" &
 sampler=$!
-line=$(nice -n "$NICE" wrk -t2 -c16 -d"${SOAK}s" --timeout 10s -s bench/serve_load/soak.lua \
-  "http://127.0.0.1:$PORT" | grep '^RESULT' | sed 's/^RESULT //')
+line=$(wrk_result -t2 -c16 -d"${SOAK}s" --timeout 10s -s bench/serve_load/soak.lua "http://127.0.0.1:$PORT")
 wait "$sampler" || true
 echo "soak $line"
 metrics=$(curl -sf "http://127.0.0.1:$PORT/metrics")
@@ -70,8 +40,7 @@ warm=$(sed -n '5p' "$work/rss.txt")
 echo "rss_kb start=$rss_start after_5s=${warm:-?} end=$(rss) max=$(sort -n "$work/rss.txt" | tail -1)"
 healthy=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")
 echo "5xx_in_metrics(classify endpoints)=$five health_after_soak=$healthy"
-kill -TERM "$server"
-wait "$server"; rc=$?
-server=""
+stop_server
+rc=$server_rc
 echo "server exit status after SIGTERM: $rc"
 [ "$five" = 0 ] && [ "$healthy" = 200 ] && [ "$rc" = 0 ]

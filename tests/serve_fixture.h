@@ -15,12 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include <httplib.h>
-
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/bert.h"
 #include "model/config.h"
+#include "http_client.h"
 #include "util/paths.h"
 #include "run_binary.h"
 
@@ -74,7 +73,7 @@ struct ServerProcess {
         throw std::runtime_error("server did not start: " + text);
       else std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    httplib::Client c = client();
+    HttpClient c = client();
     for (;;) {
       auto r = c.Get("/health");
       if (r && r->status == 200) break;
@@ -82,8 +81,8 @@ struct ServerProcess {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port);
+  HttpClient client() const {
+    HttpClient c("127.0.0.1", port);
     c.set_read_timeout(30, 0);
     return c;
   }

@@ -68,9 +68,9 @@ int run_to_exit(const std::vector<std::string>& args, const fs::path& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-Json post(httplib::Client& c, const std::string& path, const std::string& body, int* status) {
-  auto r = c.Post(path.c_str(), body, "application/json");
-  if (!r) throw std::runtime_error("no answer: " + httplib::to_string(r.error()));
+Json post(HttpClient& c, const std::string& path, const std::string& body, int* status) {
+  auto r = c.Post(path, body, "application/json");
+  if (!r) throw std::runtime_error("no answer from the server");
   *status = r->status;
   return Json::parse(r->body);
 }

@@ -1,4 +1,4 @@
-// `bertune serve`: the real binary on a free loopback port, driven with httplib's client.
+// `bertune serve`: the real binary on a free loopback port, driven over loopback sockets.
 // Every endpoint, every class of bad input, routing under concurrency, bitwise equality
 // with `bertune predict`, and graceful shutdown. Plus the batching worker on its own.
 #include <gtest/gtest.h>
@@ -55,15 +55,15 @@ struct ServeTest : ::testing::Test {
   }
 };
 
-Json post(httplib::Client& c, const std::string& path, const std::string& body, int* status) {
-  auto r = c.Post(path.c_str(), body, "application/json");
-  if (!r) throw std::runtime_error("no answer: " + httplib::to_string(r.error()));
+Json post(HttpClient& c, const std::string& path, const std::string& body, int* status) {
+  auto r = c.Post(path, body, "application/json");
+  if (!r) throw std::runtime_error("no answer to POST " + path);
   *status = r->status;
   return Json::parse(r->body);
 }
 
 // The error answer's kind, checking its shape and status on the way.
-std::string error_kind(httplib::Client& c, const std::string& path, const std::string& body, int expect_status) {
+std::string error_kind(HttpClient& c, const std::string& path, const std::string& body, int expect_status) {
   int status = 0;
   Json j = post(c, path, body, &status);
   EXPECT_EQ(status, expect_status) << body.substr(0, 200) << " -> " << j.dump();
@@ -202,7 +202,7 @@ TEST_F(ServeTest, HealthAndMetrics) {
 
 TEST_F(ServeTest, BadInputGetsAClear4xxAndTheServerKeepsAnswering) {
   ServerProcess server(model, dir / "serve_bad.log",
-                       {"--max-texts", "16", "--max-body-bytes", "65536", "--read-timeout", "1"});
+                       {"--max-texts", "16", "--max-body-bytes", "65536", "--body-timeout", "1"});
   auto c = server.client();
   EXPECT_EQ(error_kind(c, "/v1/classify", "{\"texts\": [\"a\",", 400), "bad_json");
   EXPECT_EQ(error_kind(c, "/v1/classify", "", 400), "bad_json");
@@ -236,7 +236,7 @@ TEST_F(ServeTest, BadInputGetsAClear4xxAndTheServerKeepsAnswering) {
     EXPECT_EQ(r->status, 404);
     EXPECT_EQ(Json::parse(r->body)["error"]["kind"], "not_found");
   }
-  // Clients that promise a body and hang up, or stall past --read-timeout.
+  // Clients that promise a body and hang up, or stall past --body-timeout.
   for (int stall : {0, 1}) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
@@ -351,10 +351,232 @@ TEST_F(ServeTest, SigtermFinishesInFlightRequestsThenExitsZero) {
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok, 4) << slurp(server.log);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
-  httplib::Client after("127.0.0.1", port);
+  HttpClient after("127.0.0.1", port);
   after.set_connection_timeout(1, 0);
   EXPECT_FALSE(after.Get("/health"));
   EXPECT_NE(slurp(server.log).find("SIGTERM"), std::string::npos);
+}
+
+// ---- the transport: busy port, pipelining, framing, slow clients, connection cap ----
+
+// The exit status of a process, or -2 after `seconds` (then it is killed).
+int wait_exit_within(pid_t pid, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -2;
+}
+
+std::string classify_request(const std::string& text, bool close = false) {
+  const std::string body = Json{{"text", text}}.dump();
+  return "POST /v1/classify HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+         (close ? "Connection: close\r\n" : "") + "\r\n" + body;
+}
+
+// A second server on a port in use refuses to start, naming the port; the first one
+// keeps every request.
+TEST_F(ServeTest, ASecondServerOnABusyPortIsRefused) {
+  ServerProcess server(model, dir / "serve_busy1.log");
+  const std::string port = std::to_string(server.port);
+  const fs::path log = dir / "serve_busy2.log";
+  const int rc = wait_exit_within(spawn({"serve", "--model", model.string(), "--port", port}, log), 60);
+  EXPECT_EQ(rc, 1) << slurp(log);
+  EXPECT_NE(slurp(log).find("cannot listen on 127.0.0.1:" + port + ": port " + port + " is in use"), std::string::npos)
+      << slurp(log);
+  EXPECT_EQ(slurp(log).find("ready"), std::string::npos) << slurp(log);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+// Requests pipelined on one connection are all answered, in order; so is a request
+// followed by a half-close (the client's end of sending, not of reading).
+TEST_F(ServeTest, PipelinedRequestsAreAnsweredInOrder) {
+  ServerProcess server(model, dir / "serve_pipe.log");
+  auto c = server.client();
+  std::vector<Json> alone;
+  for (int i = 0; i < 3; ++i) {
+    int status = 0;
+    alone.push_back(post(c, "/v1/classify", Json{{"text", kTexts[i]}}.dump(), &status));
+    ASSERT_EQ(status, 200);
+  }
+  const std::string pipelined = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n" + classify_request(kTexts[0]) + "\r\n" +
+                                classify_request(kTexts[1]) + "HEAD /health HTTP/1.1\r\n\r\n" +
+                                classify_request(kTexts[2], /*close=*/true);
+  for (bool byte_by_byte : {false, true}) {
+    std::string bytes;
+    if (!byte_by_byte) {
+      bytes = http_exchange(server.port, pipelined);
+    } else {  // the same bytes in 7-byte pieces
+      int fd = connect_loopback(server.port);
+      ASSERT_GE(fd, 0);
+      for (size_t i = 0; i < pipelined.size(); i += 7) {
+        ASSERT_TRUE(send_all(fd, pipelined.substr(i, 7)));
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      bytes = read_until_close(fd, 10);
+      close(fd);
+    }
+    auto answers = parse_responses(bytes, /*head=*/{3});
+    ASSERT_EQ(answers.size(), 5u) << bytes;
+    EXPECT_EQ(answers[0].status, 200);
+    EXPECT_EQ(Json::parse(answers[0].body)["status"], "ok");
+    for (int k : {1, 2, 4}) {
+      ASSERT_EQ(answers[k].status, 200) << answers[k].body;
+      const int i = k == 4 ? 2 : k - 1;
+      EXPECT_EQ(Json::parse(answers[k].body)["predictions"][0]["logits"], alone[i]["predictions"][0]["logits"]) << k;
+    }
+    EXPECT_EQ(answers[3].status, 200);
+    EXPECT_EQ(answers[3].body, "");  // HEAD: the headers alone
+    EXPECT_EQ(answers[4].header("connection"), "close");
+  }
+  // Half-closed after a complete request: answered, then closed.
+  auto half = parse_responses(http_exchange(server.port, classify_request(kTexts[1]), /*half_close=*/true));
+  ASSERT_EQ(half.size(), 1u);
+  EXPECT_EQ(Json::parse(half[0].body)["predictions"][0]["logits"], alone[1]["predictions"][0]["logits"]);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+// Framing errors get their own status and a JSON error; a wrong method on a known path
+// is 405 with Allow; chunked bodies and "Expect: 100-continue" work.
+TEST_F(ServeTest, MalformedFramingAndWrongMethods) {
+  ServerProcess server(model, dir / "serve_framing.log", {"--max-body-bytes", "1000"});
+  auto one = [&](const std::string& bytes) {
+    auto answers = parse_responses(http_exchange(server.port, bytes));
+    if (answers.size() != 1) throw std::runtime_error("expected one answer to " + bytes.substr(0, 80));
+    return answers[0];
+  };
+  struct Case {
+    std::string bytes;
+    int status;
+    std::string kind, message;
+  };
+  const std::string post = "POST /v1/classify HTTP/1.1\r\nHost: t\r\n";
+  for (const Case& k : std::vector<Case>{
+           {post + "Content-Length: -5\r\n\r\n", 400, "bad_content_length", "invalid Content-Length \"-5\""},
+           {post + "Content-Length: 4\r\nContent-Length: 5\r\n\r\n{}{}}", 400, "bad_content_length",
+            "conflicting Content-Length"},
+           {post + "Content-Length: 5000\r\n\r\n", 413, "payload_too_large", "limit of 1000 bytes"},
+           {post + "Transfer-Encoding: gzip\r\n\r\n", 501, "unsupported_transfer_encoding", "not supported"},
+           {"GARBAGE\r\n\r\n", 400, "bad_request", "malformed request line"},
+           {"GET /health HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n", 431, "header_too_large", "limit"},
+           {"GET /health HTTP/3.0\r\n\r\n", 505, "http_version_not_supported", "not supported"},
+           {"PUT /health HTTP/1.1\r\n\r\n", 405, "method_not_allowed", "use GET for /health"},
+           {"DELETE /v1/classify HTTP/1.1\r\n\r\n", 405, "method_not_allowed", "use POST for /v1/classify"},
+           {"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, "method_not_allowed", "use GET for /metrics"},
+       }) {
+    HttpResult r = one(k.bytes);
+    EXPECT_EQ(r.status, k.status) << k.bytes.substr(0, 80) << " -> " << r.body;
+    Json j = Json::parse(r.body);
+    EXPECT_EQ(j["error"]["kind"], k.kind) << r.body;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(k.message), std::string::npos) << r.body;
+    if (k.status == 405) {
+      EXPECT_EQ(r.header("allow"), k.bytes[0] == 'D' ? "POST" : "GET, HEAD");
+    } else {
+      EXPECT_EQ(r.header("connection"), "close");
+    }
+  }
+  // Chunked, with Expect: 100-continue (the interim answer comes first).
+  const std::string body = Json{{"text", kTexts[0]}}.dump();
+  const std::string chunked = post + "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+  int fd = connect_loopback(server.port);
+  ASSERT_TRUE(send_all(fd, chunked));
+  char interim[64] = {};
+  ASSERT_GT(recv(fd, interim, sizeof interim - 1, 0), 0);
+  EXPECT_EQ(std::string(interim), "HTTP/1.1 100 Continue\r\n\r\n");
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size() - 3);
+  ASSERT_TRUE(send_all(fd, std::string(size) + "\r\n" + body.substr(0, body.size() - 3) + "\r\n3\r\n" +
+                               body.substr(body.size() - 3) + "\r\n0\r\n\r\n"));
+  auto answers = parse_responses(read_until_close(fd, 10));
+  close(fd);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, 200) << answers[0].body;
+  EXPECT_EQ(Json::parse(answers[0].body)["predictions"][0]["logits"], predict({kTexts[0]})[0]["logits"]);
+  auto m = server.client().Get("/metrics");
+  ASSERT_TRUE(m);
+  for (const char* line : {"bertune_requests_total{endpoint=\"/v1/classify\",code=\"400\"} 2",
+                           "bertune_requests_total{endpoint=\"/health\",code=\"405\"} 1",
+                           "bertune_requests_total{endpoint=\"/health\",code=\"431\"} 1",
+                           "bertune_errors_total{kind=\"bad_content_length\"} 2"})
+    EXPECT_NE(m->body.find(line), std::string::npos) << line << "\n" << m->body;
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+// 128 clients trickling header bytes: other clients are answered at once, the trickling
+// ones are dropped after --header-timeout, and SIGTERM ends the server at once although
+// trickling clients are connected.
+TEST_F(ServeTest, SlowClientsStarveNobodyAndDoNotDelayShutdown) {
+  ServerProcess server(model, dir / "serve_slow.log", {"--header-timeout", "3"});
+  std::vector<int> slow;
+  for (int i = 0; i < 128; ++i) {
+    int fd = connect_loopback(server.port);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(send_all(fd, "POST /v1/classify HTTP/1.1\r\n"));
+    slow.push_back(fd);
+  }
+  std::atomic<bool> trickle{true};
+  std::thread trickler([&] {  // one more header byte per client every 200 ms
+    while (trickle) {
+      for (int fd : slow) send(fd, "X", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  auto c = server.client();
+  for (int i = 0; i < 10; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int status = 0;
+    post(c, "/v1/classify", Json{{"text", kTexts[i % kTexts.size()]}}.dump(), &status);
+    EXPECT_EQ(status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  }
+  // Past the header deadline every trickling client has been answered 408 and closed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  int closed = 0;
+  for (int fd : slow) {
+    auto answers = parse_responses(read_until_close(fd, 2));
+    closed += answers.size() == 1 && answers[0].status == 408;
+  }
+  EXPECT_EQ(closed, 128);
+  trickle = false;
+  trickler.join();
+  for (int fd : slow) close(fd);
+  // New trickling clients, then SIGTERM: the server does not wait for them.
+  slow.clear();
+  for (int i = 0; i < 16; ++i) {
+    slow.push_back(connect_loopback(server.port));
+    send_all(slow.back(), "GET /health HTTP/1.1\r\nHo");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  for (int fd : slow) close(fd);
+}
+
+// Beyond --max-connections a client is told 503 with a JSON reason, and it is counted.
+TEST_F(ServeTest, ConnectionsBeyondTheLimitGet503) {
+  ServerProcess server(model, dir / "serve_cap.log", {"--max-connections", "3"});
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) held.push_back(connect_loopback(server.port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto answers = parse_responses(http_exchange(server.port, "GET /health HTTP/1.1\r\n\r\n"));
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, 503);
+  Json j = Json::parse(answers[0].body);
+  EXPECT_EQ(j["error"]["kind"], "too_many_connections");
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("the limit is 3 (--max-connections)"), std::string::npos);
+  for (int fd : held) close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto m = server.client().Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_NE(m->body.find("bertune_errors_total{kind=\"too_many_connections\"} 1"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("bertune_open_connections 1"), std::string::npos) << m->body;
+  EXPECT_EQ(server.terminate(), 0);
 }
 
 // ---- the batching worker alone, with a fake model ----------------------------------

@@ -4,7 +4,7 @@
 local base = dofile(os.getenv("BENCH_DIR") .. "/classify.lua")  -- luacheck: ignore
 local good_request = request
 
-local bad = {
+bad = {  -- global: malformed.lua sends these alone
   {"/v1/classify", '{"texts": ["a",'},
   {"/v1/classify", '{"texts": "not a list"}'},
   {"/v1/classify", '{"texts": []}'},
@@ -18,6 +18,10 @@ local n = 0
 function request()
   n = n + 1
   if n % 3 ~= 0 then return good_request() end
-  local b = bad[(n / 3) % #bad + 1]
+  return bad_request(n / 3)
+end
+
+function bad_request(k)
+  local b = bad[k % #bad + 1]
   return wrk.format("POST", b[1], {["Content-Type"] = "application/json"}, b[2])
 end

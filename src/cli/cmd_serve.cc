@@ -30,8 +30,16 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")
       ->capture_default_str()
       ->check(not_negative());
-  cmd->add_option("--http-threads", o->http_threads, "connections served at once")->capture_default_str();
-  cmd->add_option("--read-timeout", o->read_timeout_s, "seconds a slow client may take to send or read")
+  cmd->add_option("--http-threads", o->http_threads, "requests handled at once")->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections, "client connections open at once (more: 503)")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", o->header_timeout_s, "seconds for a request's headers, from its first byte")
+      ->capture_default_str();
+  cmd->add_option("--body-timeout", o->body_timeout_s, "seconds for a request's body, after its headers")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", o->idle_timeout_s, "seconds a keep-alive connection may wait for its next request")
+      ->capture_default_str();
+  cmd->add_option("--write-timeout", o->write_timeout_s, "seconds a client may take to read its answer")
       ->capture_default_str();
   cmd->add_flag("--int8", o->int8, "quantize the encoder's linear layers to int8 at load (as `bertune quantize`)");
   cmd->add_flag("--allow-untrained-head", o->allow_untrained_head,

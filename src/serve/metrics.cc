@@ -90,6 +90,11 @@ void Metrics::set_ready(bool ready) {
   ready_ = ready;
 }
 
+void Metrics::set_connections(size_t open) {
+  std::lock_guard lock(mu_);
+  connections_ = open;
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mu_);
   std::string out;
@@ -120,6 +125,8 @@ std::string Metrics::render() const {
   out += "bertune_tokens_per_second " + number(recent / kTokensWindowSeconds) + "\n";
   header(out, "bertune_queue_depth", "gauge", "texts waiting for the batching worker");
   out += "bertune_queue_depth " + std::to_string(queue_depth_) + "\n";
+  header(out, "bertune_open_connections", "gauge", "client connections open (within --max-connections)");
+  out += "bertune_open_connections " + std::to_string(connections_) + "\n";
   return out;
 }
 

@@ -30,7 +30,7 @@ class Histogram {
 class Metrics {
  public:
   Metrics();
-  // One answered HTTP request (any endpoint, including those httplib refuses itself).
+  // One answered HTTP request (any endpoint, including those the transport refuses itself).
   void request(const std::string& endpoint, int status);
   // Seconds from a classification request's arrival to its answer.
   void latency(double seconds);
@@ -41,6 +41,7 @@ class Metrics {
   void batch(int texts, int64_t tokens, double compute_seconds, const std::vector<double>& queue_seconds);
   void set_queue_depth(size_t texts);
   void set_ready(bool ready);
+  void set_connections(size_t open);
   std::string render() const;
 
  private:
@@ -51,7 +52,7 @@ class Metrics {
   Histogram batch_size_, queue_seconds_, latency_seconds_, compute_seconds_;
   uint64_t texts_ = 0, tokens_ = 0;
   double busy_seconds_ = 0;
-  size_t queue_depth_ = 0;
+  size_t queue_depth_ = 0, connections_ = 0;
   bool ready_ = false;
   std::deque<std::pair<Clock::time_point, int64_t>> recent_tokens_;  // the last 10 s of batches
 };

@@ -1,11 +1,11 @@
 #include "serve/server.h"
 
-#include <httplib.h>
 #include <signal.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +15,7 @@
 #include "kernels/ops.h"
 #include "serve/batcher.h"
 #include "serve/hf_api.h"
+#include "serve/http.h"
 #include "serve/metrics.h"
 #include "util/error.h"
 
@@ -102,9 +103,14 @@ std::vector<std::string> hf_texts(const Json& body, int max_texts, TextClassific
   return texts_from(body["inputs"], "inputs", max_texts);
 }
 
-void answer_json(httplib::Response& res, int status, const Json& j) {
+void answer_json(http::Response& res, int status, const Json& j) {
   res.status = status;
-  res.set_content(j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+  res.content_type = "application/json";
+  res.body = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+bool known_path(const std::string& path) {
+  return path == "/v1/classify" || path == "/" || path == "/health" || path == "/metrics";
 }
 
 Json error_json(const std::string& kind, const std::string& message) {
@@ -115,7 +121,11 @@ class Service {
  public:
   explicit Service(const ServeOptions& o) : options_(o) {}
 
-  void install(httplib::Server& svr);
+  // The answer to one request (any path, any method): what the transport calls.
+  http::Response route(const http::Request& req);
+  // The answer to a request the transport refused (malformed, over a limit, too slow).
+  http::Response refusal(const http::Refusal& refused, const std::string& path);
+  void connections(size_t open) { metrics_.set_connections(open); }
   // Loads the model and starts the batching worker; /health turns 200.
   void load();
   void begin_shutdown() { shutting_down_ = true; }
@@ -125,11 +135,11 @@ class Service {
   }
 
  private:
-  void handle(const httplib::Request& req, httplib::Response& res, bool hf_shape);
+  void handle(const http::Request& req, http::Response& res, bool hf_shape);
   Json classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits, double ms) const;
   Json hf_answer(const std::vector<float>& logits, size_t n, const TextClassificationParameters& p) const;
   void require_finite(const std::vector<float>& logits, size_t n, bool hf_shape) const;
-  void refuse(httplib::Response& res, const ClientError& e) {
+  void refuse(http::Response& res, const ClientError& e) {
     metrics_.error(e.kind);
     answer_json(res, e.status, error_json(e.kind, e.message));
   }
@@ -194,7 +204,7 @@ void Service::require_finite(const std::vector<float>& logits, size_t n, bool hf
                         "]: the model's logits are not finite (its activations overflow float32 on this text)"};
 }
 
-void Service::handle(const httplib::Request& req, httplib::Response& res, bool hf_shape) {
+void Service::handle(const http::Request& req, http::Response& res, bool hf_shape) {
   const auto t0 = Clock::now();
   try {
     if (shutting_down_) throw ClientError{503, "shutting_down", "the server is shutting down"};
@@ -222,42 +232,39 @@ void Service::handle(const httplib::Request& req, httplib::Response& res, bool h
   metrics_.request(req.path, res.status);
 }
 
-void Service::install(httplib::Server& svr) {
-  svr.Post("/v1/classify", [this](const auto& req, auto& res) { handle(req, res, false); });
-  svr.Post("/", [this](const auto& req, auto& res) { handle(req, res, true); });
-  svr.Get("/health", [this](const auto&, auto& res) {
+http::Response Service::route(const http::Request& req) {
+  http::Response res;
+  const bool post_path = req.path == "/v1/classify" || req.path == "/";
+  const bool get = req.method == "GET" || req.method == "HEAD";  // HEAD: the GET answer's headers
+  if (post_path && req.method == "POST") {
+    handle(req, res, req.path == "/");
+  } else if (req.path == "/health" && get) {
     const char* status = shutting_down_ ? "shutting_down" : ready_ ? "ok" : "loading";
     answer_json(res, ready_ && !shutting_down_ ? 200 : 503, {{"status", status}, {"model", options_.model}});
     metrics_.request("/health", res.status);
-  });
-  svr.Get("/metrics", [this](const auto&, auto& res) {
+  } else if (req.path == "/metrics" && get) {
     metrics_.request("/metrics", 200);
-    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
-  });
-  for (const char* path : {"/v1/classify", "/"})
-    svr.Get(path, [this, path](const auto&, auto& res) {
-      refuse(res, {405, "method_not_allowed", std::string("use POST for ") + path});
-      metrics_.request(path, 405);
-    });
-  // Errors httplib answers itself (413 for a body over the limit, 404, 400 for a
-  // broken request) get the same JSON shape; ours already have a body. Requests are
-  // counted here and in the handlers, before the answer is written (a logger would
-  // run after it, racing the client's next request).
-  const size_t limit = options_.max_body_bytes;
-  svr.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this, limit](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ClientError e{res.status, "bad_request", "malformed HTTP request"};
-    if (res.status == 413)
-      e = {413, "payload_too_large",
-           "request body exceeds the limit of " + std::to_string(limit) + " bytes (--max-body-bytes)"};
-    else if (res.status == 404)
-      e = {404, "not_found", "no endpoint " + req.path + " (POST /v1/classify, POST /, GET /health, GET /metrics)"};
-    refuse(res, e);
-    const bool known = req.path == "/v1/classify" || req.path == "/" || req.path == "/health" || req.path == "/metrics";
-    metrics_.request(known ? req.path : "other", res.status);  // unknown paths share one series
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+    res.content_type = "text/plain; version=0.0.4";
+    res.body = metrics_.render();
+  } else if (known_path(req.path)) {
+    const char* allow = post_path ? "POST" : "GET, HEAD";
+    refuse(res, {405, "method_not_allowed", "use " + std::string(post_path ? "POST" : "GET") + " for " + req.path});
+    res.headers.emplace_back("Allow", allow);
+    metrics_.request(req.path, 405);
+  } else {
+    refuse(res, {404, "not_found",
+                 "no endpoint " + req.path + " (POST /v1/classify, POST /, GET /health, GET /metrics)"});
+    metrics_.request("other", 404);  // unknown paths share one series
+  }
+  return res;
+}
+
+http::Response Service::refusal(const http::Refusal& refused, const std::string& path) {
+  http::Response res;
+  refuse(res, {refused.status, refused.kind, refused.message});
+  res.close = true;
+  metrics_.request(known_path(path) ? path : "other", refused.status);
+  return res;
 }
 
 void validate(const ServeOptions& o) {
@@ -269,8 +276,27 @@ void validate(const ServeOptions& o) {
     throw Error("--batch-wait: expected arriving or always, got " + o.batch_wait);
   if (o.max_body_bytes < 16) throw Error("--max-body-bytes: must be at least 16");
   if (o.http_threads < 1) throw Error("--http-threads: must be at least 1");
-  if (o.read_timeout_s < 1) throw Error("--read-timeout: must be at least 1 second");
+  if (o.max_connections < 1) throw Error("--max-connections: must be at least 1");
+  for (auto [flag, seconds] : {std::pair{"--header-timeout", o.header_timeout_s}, {"--body-timeout", o.body_timeout_s},
+                               {"--idle-timeout", o.idle_timeout_s}, {"--write-timeout", o.write_timeout_s}})
+    if (!(seconds >= 0.05 && seconds <= 86400))
+      throw Error(std::string(flag) + ": must be 0.05 to 86400 seconds (got " + std::to_string(seconds) + ")");
   if (!std::filesystem::is_directory(o.model)) throw Error("--model: " + o.model + " is not a directory");
+}
+
+http::ServerOptions transport_options(const ServeOptions& o) {
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  http::ServerOptions t;
+  t.host = o.host;
+  t.port = o.port;
+  t.limits.max_body_bytes = o.max_body_bytes;
+  t.max_connections = o.max_connections;
+  t.handler_threads = o.http_threads;
+  t.header_timeout = ms(o.header_timeout_s);
+  t.body_timeout = ms(o.body_timeout_s);
+  t.idle_timeout = ms(o.idle_timeout_s);
+  t.write_timeout = ms(o.write_timeout_s);
+  return t;
 }
 
 // Blocks until SIGTERM/SIGINT (blocked in every thread, so only this waits for them)
@@ -300,34 +326,27 @@ int run_server(const ServeOptions& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill us
 
-  httplib::Server svr;
   Service service(options);
-  service.install(svr);
-  const int http_threads = options.http_threads;
-  svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
-  svr.set_payload_max_length(options.max_body_bytes);
-  svr.set_read_timeout(options.read_timeout_s, 0);
-  svr.set_write_timeout(options.read_timeout_s, 0);
-  svr.set_keep_alive_max_count(1000000);
-  svr.set_tcp_nodelay(true);
-
-  int port = options.port;
-  if (port == 0) port = svr.bind_to_any_port(options.host);
-  else if (!svr.bind_to_port(options.host, port)) port = -1;
-  if (port < 0) throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port));
+  http::Server server(transport_options(options),
+                      {[&](const http::Request& r) { return service.route(r); },
+                       [&](const http::Refusal& r, const std::string& path) { return service.refusal(r, path); },
+                       [&](size_t open) { service.connections(open); }});
   std::atomic<bool> listener_done{false};
+  std::exception_ptr listener_error;
   std::thread listener([&] {
-    svr.listen_after_bind();
+    try {
+      server.run();
+    } catch (...) {
+      listener_error = std::current_exception();
+    }
     listener_done = true;
   });
-  // stop() is a no-op before listening has begun: wait for it.
-  while (!svr.is_running() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::fprintf(stderr, "bertune serve: listening on http://%s:%d (loading %s)\n", options.host.c_str(), port,
+  std::fprintf(stderr, "bertune serve: listening on http://%s:%d (loading %s)\n", options.host.c_str(), server.port(),
                options.model.c_str());
   try {
     service.load();
   } catch (...) {
-    svr.stop();
+    server.stop();
     listener.join();
     throw;
   }
@@ -336,9 +355,10 @@ int run_server(const ServeOptions& options) {
                               : "");
   wait_for_signal(signals, listener_done);
   service.begin_shutdown();
-  svr.stop();        // stop accepting; returns once every connection's request is answered
+  server.stop();  // stop accepting, drop idle and half-sent requests, answer those in the handler
   listener.join();
   service.stop_batcher();
+  if (listener_error) std::rethrow_exception(listener_error);
   std::fprintf(stderr, "bertune serve: stopped\n");
   return 0;
 }

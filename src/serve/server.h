@@ -1,5 +1,5 @@
 #pragma once
-// `bertune serve`: an HTTP/1.1 server (cpp-httplib) around one classifier with dynamic
+// `bertune serve`: an HTTP/1.1 server (serve/http.h) around one classifier with dynamic
 // batching. Endpoints:
 //   POST /v1/classify  {"texts": [..]} | {"text": ".."}
 //        -> {"predictions": [{"label", "label_name", "probs", "logits"}], "model", "elapsed_ms"}
@@ -9,7 +9,9 @@
 //   GET  /health       200 once the model is loaded (503 while loading or shutting down)
 //   GET  /metrics      Prometheus text format
 // Client errors answer {"error": {"kind", "message"}} with a 4xx status and never stop
-// the server. SIGTERM / SIGINT: stop accepting, finish what is in flight, return 0.
+// the server; a wrong method on a known path is 405 with an Allow header. SIGTERM /
+// SIGINT: stop accepting, drop idle and half-sent requests, finish what is in flight,
+// return 0.
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -29,8 +31,11 @@ struct ServeOptions {
   int max_length = 128;
   int max_texts = 256;                // texts in one request
   size_t max_body_bytes = 1 << 20;    // request body
-  int http_threads = 128;             // connections served at once (keep-alive holds one each)
-  int read_timeout_s = 5;             // a client slower than this is dropped
+  int http_threads = 128;             // requests handled at once
+  int max_connections = 512;          // open at once (more: 503)
+  // Seconds: a request's headers from its first byte, its body after the headers, an
+  // idle keep-alive connection, a client taking its answer. A slower client is dropped.
+  double header_timeout_s = 10, body_timeout_s = 30, idle_timeout_s = 15, write_timeout_s = 30;
   std::vector<std::string> label_names;  // overrides config.json's id2label
   bool int8 = false;                     // quantize an fp32 model's encoder linears at load
   bool allow_untrained_head = false;     // serve a model without a trained head (else: Error)
