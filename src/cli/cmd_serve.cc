@@ -42,6 +42,8 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--write-timeout", o->write_timeout_s, "seconds a client may take to read its answer")
       ->capture_default_str();
   cmd->add_flag("--int8", o->int8, "quantize the encoder's linear layers to int8 at load (as `bertune quantize`)");
+  cmd->add_flag("--allow-untrained-head", o->allow_untrained_head,
+                "serve a model without a trained classifier head (a random one is made: answers are meaningless)");
   cmd->add_option("--label-names", *label_names, "comma-separated label names (override config.json's id2label)");
   cmd->callback([o, label_names] {
     if (!label_names->empty()) {

@@ -1,6 +1,7 @@
 // bertune train | compare | eval | predict
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 
 #include "cli/commands.h"
 #include "cli/validators.h"
@@ -8,6 +9,7 @@
 #include "data/dataset.h"
 #include "infer/classifier.h"
 #include "infer/evaluate.h"
+#include "infer/metrics.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "kernels/cpu_runtime.h"
@@ -92,6 +94,22 @@ void warn_if_unknown_tokens(const infer::Classifier& m, const infer::TokenizedDa
   if (auto w = text::unk_warning(text::unk_rate(m.tokenizer(), first), dir)) std::fprintf(stderr, "%s\n", w->c_str());
 }
 
+// Finite weights can still overflow on some text (float32 activations past 3.4e38); its
+// logits would print as null probabilities and label 0. Refuse, naming the first such text
+// (`where(i)`), before anything is written.
+void require_finite_logits(const std::vector<float>& logits, int k, const std::function<std::string(size_t)>& where) {
+  const int64_t row = infer::first_non_finite_row(logits.data(), logits.size() / k, k);
+  if (row < 0) return;
+  std::string values;
+  for (int j = 0; j < k; ++j) {
+    char v[32];
+    std::snprintf(v, sizeof v, "%s%g", j ? ", " : "", logits[row * k + j]);
+    values += v;
+  }
+  throw Error(where(static_cast<size_t>(row)) + ": the model's logits [" + values +
+              "] are not finite (its activations overflow float32 on this text)");
+}
+
 void run_train(const TrainFlags& flags) {
   train::run_training(resolve_train_flags(flags, preset_base(flags.preset, flags, /*announce=*/true)), stdout);
 }
@@ -131,7 +149,9 @@ void run_eval(const EvalCommand& c) {
   auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, padding, m->max_length(), m->tokenizer().pad_id(),
-                           /*keep_logits=*/false, /*sort_by_length=*/true);
+                           /*keep_logits=*/true, /*sort_by_length=*/true);
+  require_finite_logits(r.logits, m->num_labels(),
+                        [&](size_t i) { return c.data + ":" + std::to_string(d.examples[i].line); });
   if (c.json) {
     std::printf("%s\n", r.record().dump().c_str());
   } else {
@@ -180,6 +200,9 @@ void run_predict(const PredictCommand& c) {
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, infer::Padding::Packed, m->max_length(),
                            m->tokenizer().pad_id(), /*keep_logits=*/true, /*sort_by_length=*/true);
+  require_finite_logits(r.logits, m->num_labels(), [&](size_t i) {
+    return c.input.empty() ? "text " + std::to_string(i + 1) : c.input + ":" + std::to_string(d.examples[i].line);
+  });
   const auto& config = m->model().config();
   const int k = config.num_labels();
   std::string out;

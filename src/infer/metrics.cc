@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "util/error.h"
 
@@ -22,6 +23,22 @@ int argmax(const float* values, int n) {
   for (int i = 1; i < n; ++i)
     if (values[i] > values[best]) best = i;
   return best;
+}
+
+size_t count_non_finite(const float* values, size_t n) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, values + i, sizeof bits);
+    bad += (bits & 0x7f800000u) == 0x7f800000u;  // exponent all ones: Inf or NaN
+  }
+  return bad;
+}
+
+int64_t first_non_finite_row(const float* logits, size_t rows, int k) {
+  for (size_t r = 0; r < rows; ++r)
+    if (count_non_finite(logits + r * k, static_cast<size_t>(k)) != 0) return static_cast<int64_t>(r);
+  return -1;
 }
 
 MetricsAccumulator::MetricsAccumulator(int num_labels) : num_labels_(num_labels) {

@@ -48,4 +48,10 @@ ClassificationMetrics compute_metrics(const std::vector<int32_t>& predicted,
 std::vector<float> softmax(const float* logits, int n);
 int argmax(const float* values, int n);
 
+// How many of values[0, n) are NaN or infinite, by their exponent bits (integer work that
+// vectorises, and that no fast-math build folds away).
+size_t count_non_finite(const float* values, size_t n);
+// The first row of logits [rows, k] holding a NaN or infinite value; -1 when all are finite.
+int64_t first_non_finite_row(const float* logits, size_t rows, int k);
+
 }  // namespace bertune::infer

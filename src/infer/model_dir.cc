@@ -1,7 +1,9 @@
 #include "infer/model_dir.h"
 
+#include <cmath>
 #include <map>
 
+#include "infer/metrics.h"
 #include "model/config.h"
 #include "model/pretrained.h"
 #include "quant/int8_model.h"
@@ -11,9 +13,29 @@
 namespace bertune::infer {
 namespace fs = std::filesystem;
 
+void require_finite(const TensorMap& tensors, const std::string& file) {
+  const std::string* first = nullptr;
+  size_t bad_tensors = 0;
+  for (const auto& [name, t] : tensors)
+    if (count_non_finite(t.data.data(), t.data.size()) != 0 && bad_tensors++ == 0) first = &name;
+  if (!first) return;
+  const auto& data = tensors.at(*first).data;
+  size_t nan = 0, inf = 0;
+  for (float v : data) (std::isnan(v) ? nan : inf) += count_non_finite(&v, 1);
+  std::string what;
+  if (nan) what = std::to_string(nan) + " NaN";
+  if (inf) what += (what.empty() ? "" : " and ") + std::to_string(inf) + " infinite";
+  std::string more;
+  if (bad_tensors > 1) more = " (and " + std::to_string(bad_tensors - 1) + " more tensors)";
+  throw Error(file + ": tensor " + *first + " holds " + what + " value" + (nan + inf > 1 ? "s" : "") + more +
+              "; a model with non-finite weights answers nothing meaningful (retrain it, or use an earlier "
+              "checkpoint)");
+}
+
 std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t head_seed,
                                                   std::vector<std::string>* initialised, kernels::Device device) {
   model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
+  require_finite(pt.tensors, pt.weights_file.string());
   pt.config.architectures = {"BertForSequenceClassification"};
   auto m = std::make_unique<model::BertModel>(pt.config, model::Task::SequenceClassification, device,
                                                model::Init::Zeros);  // loaded next
@@ -59,6 +81,7 @@ InferenceModel load_int8_dir(const fs::path& dir) {
   r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification,
                                                 kernels::Device::CPU, model::Init::Zeros);  // loaded next
   auto int8 = quant::read_int8_safetensors(dir / "model.safetensors");
+  require_finite(int8.fp32, (dir / "model.safetensors").string());  // a NaN scale dequantizes to NaN
   auto report = r.model->load_state_dict(int8.fp32, 42);
   if (!report.initialised.empty())
     throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");

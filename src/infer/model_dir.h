@@ -13,15 +13,22 @@
 #include "kernels/ops.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
+#include "util/tensor.h"
 
 namespace bertune::infer {
 
-// The fp32 weights of an HF directory in a classification model: the head initialised
+// The fp32 weights of an HF directory in a classification model (every one finite:
+// require_finite), the head initialised
 // with `head_seed` when the checkpoint lacks it, as from_pretrained(num_labels=2) does (the
 // names of the fresh tensors go to `initialised`).
 std::unique_ptr<model::BertModel> load_classifier(const std::filesystem::path& dir, uint64_t head_seed,
                                                   std::vector<std::string>* initialised = nullptr,
                                                   kernels::Device device = kernels::Device::CPU);
+
+// Throws Error naming `file` and the first tensor (by name) holding NaN or infinite
+// values, with how many: a model with them answers label 0 with null probabilities for
+// every text. One pass over the weights, the exponent bits only.
+void require_finite(const TensorMap& tensors, const std::string& file);
 
 struct InferenceModel {
   std::unique_ptr<model::BertModel> model;

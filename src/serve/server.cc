@@ -14,6 +14,7 @@
 #include "infer/metrics.h"
 #include "kernels/ops.h"
 #include "serve/batcher.h"
+#include "serve/hf_api.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
 #include "util/error.h"
@@ -86,13 +87,19 @@ std::vector<std::string> classify_texts(const Json& body, int max_texts) {
   return texts_from(body["texts"], "texts", max_texts);
 }
 
-// The Hugging Face Inference API body: "inputs", plus "parameters"/"options" (accepted, unused).
-std::vector<std::string> hf_texts(const Json& body, int max_texts) {
+// The Hugging Face Inference API body: "inputs", "parameters" (the text-classification ones:
+// hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
+std::vector<std::string> hf_texts(const Json& body, int max_texts, TextClassificationParameters* parameters) {
   if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
   for (const auto& [key, value] : body.items())
     if (key != "inputs" && key != "parameters" && key != "options")
       throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"inputs\")"};
   if (!body.contains("inputs")) throw ClientError{400, "bad_field", "missing field \"inputs\""};
+  try {
+    *parameters = parse_parameters(body.value("parameters", Json()));
+  } catch (const ParameterError& e) {
+    throw ClientError{400, "bad_parameter", e.what()};
+  }
   return texts_from(body["inputs"], "inputs", max_texts);
 }
 
@@ -130,7 +137,8 @@ class Service {
  private:
   void handle(const http::Request& req, http::Response& res, bool hf_shape);
   Json classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits, double ms) const;
-  Json hf_answer(const std::vector<float>& logits, size_t n) const;
+  Json hf_answer(const std::vector<float>& logits, size_t n, const TextClassificationParameters& p) const;
+  void require_finite(const std::vector<float>& logits, size_t n, bool hf_shape) const;
   void refuse(http::Response& res, const ClientError& e) {
     metrics_.error(e.kind);
     answer_json(res, e.status, error_json(e.kind, e.message));
@@ -148,7 +156,8 @@ void Service::load() {
   co.tokenizer = options_.tokenizer;
   co.max_length = options_.max_length;
   co.int8 = options_.int8;
-  co.untrained_head = infer::UntrainedHead::Allow;
+  // As predict: a model without a trained head would answer from a random one.
+  co.untrained_head = options_.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;
   classifier_ = infer::Classifier::load(options_.model, co);
   if (!options_.label_names.empty()) classifier_->set_label_names(options_.label_names);
   BatcherOptions bo;
@@ -178,19 +187,21 @@ Json Service::classify_answer(const std::vector<std::string>& texts, const std::
   return {{"predictions", std::move(predictions)}, {"model", options_.model}, {"elapsed_ms", ms}};
 }
 
-Json Service::hf_answer(const std::vector<float>& logits, size_t n) const {
-  const int k = classifier_->num_labels();
+Json Service::hf_answer(const std::vector<float>& logits, size_t n, const TextClassificationParameters& p) const {
+  const size_t k = static_cast<size_t>(classifier_->num_labels());
   Json all = Json::array();
-  for (size_t i = 0; i < n; ++i) {
-    auto probs = infer::softmax(logits.data() + i * k, k);
-    std::vector<int> order(k);
-    for (int j = 0; j < k; ++j) order[j] = j;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return probs[a] > probs[b]; });
-    Json scores = Json::array();
-    for (int j : order) scores.push_back({{"label", classifier_->label_names()[j]}, {"score", probs[j]}});
-    all.push_back(std::move(scores));
-  }
+  for (size_t i = 0; i < n; ++i) all.push_back(label_scores(logits.data() + i * k, classifier_->label_names(), p));
   return all;
+}
+
+// Finite weights can still overflow on some text: its scores would go out as null. A 500
+// naming the text instead (the model is at fault, not the request).
+void Service::require_finite(const std::vector<float>& logits, size_t n, bool hf_shape) const {
+  const int64_t row = infer::first_non_finite_row(logits.data(), n, classifier_->num_labels());
+  if (row < 0) return;
+  throw ClientError{500, "non_finite",
+                    "\"" + std::string(hf_shape ? "inputs" : "texts") + "\"[" + std::to_string(row) +
+                        "]: the model's logits are not finite (its activations overflow float32 on this text)"};
 }
 
 void Service::handle(const http::Request& req, http::Response& res, bool hf_shape) {
@@ -200,12 +211,18 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
     if (!ready_) throw ClientError{503, "not_ready", "the model is still loading; retry when GET /health is 200"};
     Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
     Json body = parse_body(req.body);
-    auto texts = hf_shape ? hf_texts(body, options_.max_texts) : classify_texts(body, options_.max_texts);
+    TextClassificationParameters parameters;
+    auto texts =
+        hf_shape ? hf_texts(body, options_.max_texts, &parameters) : classify_texts(body, options_.max_texts);
     auto logits = arrival.classify(classifier_->tokenize(texts));
+    require_finite(logits, texts.size(), hf_shape);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    answer_json(res, 200, hf_shape ? hf_answer(logits, texts.size()) : classify_answer(texts, logits, ms));
+    answer_json(res, 200,
+                hf_shape ? hf_answer(logits, texts.size(), parameters) : classify_answer(texts, logits, ms));
   } catch (const ClientError& e) {
     refuse(res, e);
+    if (e.status >= 500)
+      std::fprintf(stderr, "bertune serve: %s %s: %s\n", req.method.c_str(), req.path.c_str(), e.message.c_str());
   } catch (const std::exception& e) {
     metrics_.error("internal");
     answer_json(res, 500, error_json("internal", e.what()));

@@ -3,8 +3,9 @@
 // batching. Endpoints:
 //   POST /v1/classify  {"texts": [..]} | {"text": ".."}
 //        -> {"predictions": [{"label", "label_name", "probs", "logits"}], "model", "elapsed_ms"}
-//   POST /             the Hugging Face Inference API: {"inputs": ".." | [..]}
-//        -> [[{"label", "score"}, ...], ...] (one list per input, best score first)
+//   POST /             the Hugging Face Inference API: {"inputs": ".." | [..], "parameters":
+//        {"top_k", "function_to_apply"}} -> [[{"label", "score"}, ...], ...] (one list per
+//        input, best score first; serve/hf_api.h)
 //   GET  /health       200 once the model is loaded (503 while loading or shutting down)
 //   GET  /metrics      Prometheus text format
 // Client errors answer {"error": {"kind", "message"}} with a 4xx status and never stop
@@ -37,6 +38,7 @@ struct ServeOptions {
   double header_timeout_s = 10, body_timeout_s = 30, idle_timeout_s = 15, write_timeout_s = 30;
   std::vector<std::string> label_names;  // overrides config.json's id2label
   bool int8 = false;                     // quantize an fp32 model's encoder linears at load
+  bool allow_untrained_head = false;     // serve a model without a trained head (else: Error)
 };
 
 // Runs until SIGTERM / SIGINT. Throws Error for bad options or a model that cannot load.

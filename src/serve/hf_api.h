@@ -1,0 +1,43 @@
+#pragma once
+// The text-classification task of the Hugging Face Inference API (POST /): its
+// "parameters" as transformers' TextClassificationPipeline reads them, and the scored
+// label list it answers for one input. What huggingface_hub's
+// InferenceClient.text_classification sends: {"inputs": .., "parameters": {"top_k": ..,
+// "function_to_apply": ..}} (unset ones left out, or null).
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace bertune::serve {
+
+// A "parameters" value the API does not define: the message names the field.
+struct ParameterError : Error {
+  using Error::Error;
+};
+
+enum class ScoreFunction { Softmax, Sigmoid, None };
+
+struct TextClassificationParameters {
+  std::optional<int> top_k;                        // absent or null: every label
+  std::optional<ScoreFunction> function_to_apply;  // absent or null: default_score_function
+};
+
+// `parameters` (an object, or null). Throws ParameterError for an unknown key, a top_k
+// that is not an integer >= 1, or a function_to_apply other than softmax, sigmoid or
+// none (any letter case, as the pipeline takes it).
+TextClassificationParameters parse_parameters(const nlohmann::json& parameters);
+
+// The pipeline's default for a model without problem_type: sigmoid for one label,
+// softmax for more.
+ScoreFunction default_score_function(int num_labels);
+
+// One input's [{"label", "score"}, ...]: scores by the function, best first (equal
+// scores keep label order), the first top_k of them.
+nlohmann::json label_scores(const float* logits, const std::vector<std::string>& labels,
+                            const TextClassificationParameters& p);
+
+}  // namespace bertune::serve
