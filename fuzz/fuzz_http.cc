@@ -1,13 +1,96 @@
-// The HTTP/1.1 request parser of `bertune serve` (serve/http.h) on arbitrary bytes,
-// as a connection feeds it: every pipelined request in the bytes, each answered
-// (serialized) before the next is parsed. Checks that a refusal is a 4xx/5xx with a
-// kind and a message, that a request consumes at least one byte and never more than
-// there is, that a request's bytes less the last one are never taken for a request
-// (or refused: the parser must wait for more), and that a body never exceeds the limit.
+// The request handling of `bertune serve` on arbitrary bytes, as a connection feeds it:
+// the HTTP/1.1 parser (serve/http.h), then for each complete request the routing and
+// body validation (serve/routes.h), a stand-in classifier (logits derived from the texts,
+// sometimes non-finite, in place of the model) and the answer. Checks of the parser:
+// a refusal is a 4xx/5xx with a kind and a message, a request consumes at least one byte
+// and never more than there is, a request's bytes less the last one are never taken for
+// a request (or refused: the parser must wait for more), a body never exceeds the limit.
+// Checks of the handling: the status is one serve answers, every answer is valid JSON,
+// an error (>= 400) has {"error": {"kind", "message"}}, and the only 500 is non_finite
+// logits; a 200 has one answer per text.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 #include "fuzz_common.h"
 #include "serve/http.h"
+#include "serve/routes.h"
 
 namespace http = bertune::serve::http;
+namespace serve = bertune::serve;
+using Json = nlohmann::json;
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) __builtin_trap();
+}
+
+// The stand-in model: k labels (from the first text's length), each text's logits
+// from its bytes; a text holding '!' gets one non-finite logit.
+std::vector<float> standin_logits(const std::vector<std::string>& texts, int k) {
+  std::vector<float> logits;
+  for (const auto& text : texts) {
+    uint32_t h = 2166136261u;
+    for (unsigned char c : text) h = (h ^ c) * 16777619u;
+    for (int j = 0; j < k; ++j) logits.push_back(static_cast<float>(static_cast<int32_t>(h >> (j * 8))) * 1e-6f);
+    if (text.find('!') != std::string::npos)
+      logits[logits.size() - 1] = h % 2 ? std::numeric_limits<float>::infinity() : std::nanf("");
+  }
+  return logits;
+}
+
+// What serve answers a classify request (server.cc's Service::handle less the model).
+http::Response answer(const http::Request& req, bool hf_shape) {
+  http::Response res;
+  try {
+    const serve::ClassifyJob job = serve::classify_job(req.body, hf_shape, 8);
+    check(!job.texts.empty() && job.texts.size() <= 8);
+    const std::vector<std::string> labels{"negative", "positive", "neutral"};
+    const int k = 1 + static_cast<int>(job.texts[0].size() % 3);
+    const std::vector<std::string> names(labels.begin(), labels.begin() + k);
+    const auto logits = standin_logits(job.texts, k);
+    serve::require_finite(logits, job.texts.size(), k, hf_shape);
+    const Json j = serve::classify_answer(job, logits, names, "model", 1.0);
+    check((hf_shape ? j : j["predictions"]).size() == job.texts.size());
+    serve::answer_json(res, 200, j);
+  } catch (const serve::ClientError& e) {
+    check(e.status == 400 || e.status == 413 || (e.status == 500 && e.kind == "non_finite"));
+    serve::answer_json(res, e.status, serve::error_json(e.kind, e.message));
+  }
+  return res;
+}
+
+void check_response(const http::Response& res) {
+  check(res.status == 200 || res.status == 400 || res.status == 404 || res.status == 405 || res.status == 413 ||
+        res.status == 500);
+  const Json j = Json::parse(res.body);  // throws (a finding) when not JSON
+  if (res.status >= 400) {
+    check(j.is_object() && j.contains("error") && j["error"].is_object());
+    check(j["error"].value("kind", Json()).is_string() && j["error"].value("message", Json()).is_string());
+    check(res.status != 500 || j["error"]["kind"] == "non_finite");
+  }
+}
+
+// Routes one parsed request and checks the answer; health and metrics answer the
+// server's state, not the request, and are left out.
+void handle(const http::Request& req) {
+  const serve::Route r = serve::route_request(req);
+  http::Response res;
+  if (r.endpoint == serve::Endpoint::Classify || r.endpoint == serve::Endpoint::Hf) {
+    res = answer(req, r.endpoint == serve::Endpoint::Hf);
+  } else if (r.endpoint == serve::Endpoint::Refused) {
+    check((r.error.status == 404 && r.allow.empty()) || (r.error.status == 405 && !r.allow.empty()));
+    serve::answer_json(res, r.error.status, serve::error_json(r.error.kind, r.error.message));
+  } else {
+    return;
+  }
+  check_response(res);
+  const std::string out = http::serialize(res, req.method == "HEAD", req.keep_alive);
+  check(out.rfind("HTTP/1.1 " + std::to_string(res.status) + " ", 0) == 0);
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   http::Limits limits;
@@ -17,26 +100,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes = bertune::fuzz::as_text(data, size);
   for (int i = 0; i < 16 && !bytes.empty(); ++i) {
     const http::Parsed p = http::parse_request(bytes, limits);
-    if (p.consumed > bytes.size()) __builtin_trap();
+    check(p.consumed <= bytes.size());
     if (p.stage == http::Stage::Refused) {
-      if (p.refusal.status < 400 || p.refusal.status > 599 || p.refusal.kind.empty() || p.refusal.message.empty())
-        __builtin_trap();
-      http::Response answer;
-      answer.status = p.refusal.status;
-      answer.body = p.refusal.message;
-      http::serialize(answer, false, false);
+      check(p.refusal.status >= 400 && p.refusal.status <= 599 && !p.refusal.kind.empty() &&
+            !p.refusal.message.empty());
+      http::Response refused;
+      serve::answer_json(refused, p.refusal.status, serve::error_json(p.refusal.kind, p.refusal.message));
+      check(Json::parse(refused.body).is_object());
+      http::serialize(refused, false, false);
       break;
     }
     if (p.stage != http::Stage::Complete) break;
-    if (p.consumed == 0 || p.request.body.size() > limits.max_body_bytes || p.request.method.empty() ||
-        p.request.path.empty())
-      __builtin_trap();
+    check(p.consumed > 0 && p.request.body.size() <= limits.max_body_bytes && !p.request.method.empty() &&
+          !p.request.path.empty());
     const http::Stage prefix = http::parse_request(bytes.substr(0, p.consumed - 1), limits).stage;
-    if (prefix == http::Stage::Complete || prefix == http::Stage::Refused) __builtin_trap();
-    http::Response answer;
-    answer.body = p.request.body;
-    const std::string out = http::serialize(answer, p.request.method == "HEAD", p.request.keep_alive);
-    if (out.rfind("HTTP/1.1 200 OK\r\n", 0) != 0) __builtin_trap();
+    check(prefix != http::Stage::Complete && prefix != http::Stage::Refused);
+    handle(p.request);
     bytes.remove_prefix(p.consumed);
   }
   return 0;

@@ -11,12 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "infer/classifier.h"
-#include "infer/metrics.h"
 #include "kernels/ops.h"
 #include "serve/batcher.h"
-#include "serve/hf_api.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
+#include "serve/routes.h"
 #include "util/error.h"
 
 namespace bertune::serve {
@@ -24,98 +23,6 @@ namespace {
 
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// A refused request: HTTP status, a stable kind (the metrics label) and a message.
-struct ClientError {
-  int status;
-  std::string kind, message;
-};
-
-Json parse_body(const std::string& body) {
-  if (body.empty()) throw ClientError{400, "bad_json", "empty body: expected a JSON object"};
-  try {
-    return Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    // nlohmann validates UTF-8 inside strings while parsing.
-    if (std::string(e.what()).find("UTF-8") != std::string::npos)
-      throw ClientError{400, "invalid_utf8", std::string("body is not valid UTF-8: ") + e.what()};
-    throw ClientError{400, "bad_json", std::string("body is not valid JSON: ") + e.what()};
-  }
-}
-
-std::string type_name(const Json& j) { return j.type_name(); }
-
-// A string, or a non-empty array of strings, as the texts to classify.
-std::vector<std::string> texts_from(const Json& value, const std::string& field, int max_texts) {
-  std::vector<std::string> texts;
-  if (value.is_string()) {
-    texts.push_back(value.get<std::string>());
-  } else if (value.is_array()) {
-    if (value.empty()) throw ClientError{400, "empty", "\"" + field + "\": empty list, nothing to classify"};
-    if (value.size() > static_cast<size_t>(max_texts))
-      throw ClientError{413, "too_many_texts",
-                        "\"" + field + "\": " + std::to_string(value.size()) + " texts, the limit is " +
-                            std::to_string(max_texts) + " per request (--max-texts)"};
-    for (size_t i = 0; i < value.size(); ++i) {
-      if (!value[i].is_string())
-        throw ClientError{400, "bad_type",
-                          "\"" + field + "\"[" + std::to_string(i) + "]: expected a string, got " + type_name(value[i])};
-      texts.push_back(value[i].get<std::string>());
-    }
-  } else {
-    throw ClientError{400, "bad_type",
-                      "\"" + field + "\": expected a string or a list of strings, got " + type_name(value)};
-  }
-  return texts;
-}
-
-// /v1/classify: exactly one of "texts" (list) or "text" (string).
-std::vector<std::string> classify_texts(const Json& body, int max_texts) {
-  if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
-  for (const auto& [key, value] : body.items())
-    if (key != "texts" && key != "text")
-      throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"texts\" or \"text\")"};
-  if (body.contains("texts") == body.contains("text"))
-    throw ClientError{400, "bad_field", "give exactly one of \"texts\" (a list of strings) or \"text\" (a string)"};
-  if (body.contains("text")) {
-    if (!body["text"].is_string())
-      throw ClientError{400, "bad_type", "\"text\": expected a string, got " + type_name(body["text"])};
-    return {body["text"].get<std::string>()};
-  }
-  if (!body["texts"].is_array())
-    throw ClientError{400, "bad_type", "\"texts\": expected a list of strings, got " + type_name(body["texts"])};
-  return texts_from(body["texts"], "texts", max_texts);
-}
-
-// The Hugging Face Inference API body: "inputs", "parameters" (the text-classification ones:
-// hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
-std::vector<std::string> hf_texts(const Json& body, int max_texts, TextClassificationParameters* parameters) {
-  if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
-  for (const auto& [key, value] : body.items())
-    if (key != "inputs" && key != "parameters" && key != "options")
-      throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"inputs\")"};
-  if (!body.contains("inputs")) throw ClientError{400, "bad_field", "missing field \"inputs\""};
-  try {
-    *parameters = parse_parameters(body.value("parameters", Json()));
-  } catch (const ParameterError& e) {
-    throw ClientError{400, "bad_parameter", e.what()};
-  }
-  return texts_from(body["inputs"], "inputs", max_texts);
-}
-
-void answer_json(http::Response& res, int status, const Json& j) {
-  res.status = status;
-  res.content_type = "application/json";
-  res.body = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-bool known_path(const std::string& path) {
-  return path == "/v1/classify" || path == "/" || path == "/health" || path == "/metrics";
-}
-
-Json error_json(const std::string& kind, const std::string& message) {
-  return {{"error", {{"kind", kind}, {"message", message}}}};
-}
 
 class Service {
  public:
@@ -136,9 +43,6 @@ class Service {
 
  private:
   void handle(const http::Request& req, http::Response& res, bool hf_shape);
-  Json classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits, double ms) const;
-  Json hf_answer(const std::vector<float>& logits, size_t n, const TextClassificationParameters& p) const;
-  void require_finite(const std::vector<float>& logits, size_t n, bool hf_shape) const;
   void refuse(http::Response& res, const ClientError& e) {
     metrics_.error(e.kind);
     answer_json(res, e.status, error_json(e.kind, e.message));
@@ -172,53 +76,17 @@ void Service::load() {
   metrics_.set_ready(true);
 }
 
-Json Service::classify_answer(const std::vector<std::string>& texts, const std::vector<float>& logits,
-                              double ms) const {
-  const int k = classifier_->num_labels();
-  Json predictions = Json::array();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    const float* row = logits.data() + i * k;
-    const int label = infer::argmax(row, k);
-    predictions.push_back({{"label", label},
-                           {"label_name", classifier_->label_names()[label]},
-                           {"probs", infer::softmax(row, k)},
-                           {"logits", std::vector<float>(row, row + k)}});
-  }
-  return {{"predictions", std::move(predictions)}, {"model", options_.model}, {"elapsed_ms", ms}};
-}
-
-Json Service::hf_answer(const std::vector<float>& logits, size_t n, const TextClassificationParameters& p) const {
-  const size_t k = static_cast<size_t>(classifier_->num_labels());
-  Json all = Json::array();
-  for (size_t i = 0; i < n; ++i) all.push_back(label_scores(logits.data() + i * k, classifier_->label_names(), p));
-  return all;
-}
-
-// Finite weights can still overflow on some text: its scores would go out as null. A 500
-// naming the text instead (the model is at fault, not the request).
-void Service::require_finite(const std::vector<float>& logits, size_t n, bool hf_shape) const {
-  const int64_t row = infer::first_non_finite_row(logits.data(), n, classifier_->num_labels());
-  if (row < 0) return;
-  throw ClientError{500, "non_finite",
-                    "\"" + std::string(hf_shape ? "inputs" : "texts") + "\"[" + std::to_string(row) +
-                        "]: the model's logits are not finite (its activations overflow float32 on this text)"};
-}
-
 void Service::handle(const http::Request& req, http::Response& res, bool hf_shape) {
   const auto t0 = Clock::now();
   try {
     if (shutting_down_) throw ClientError{503, "shutting_down", "the server is shutting down"};
     if (!ready_) throw ClientError{503, "not_ready", "the model is still loading; retry when GET /health is 200"};
     Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
-    Json body = parse_body(req.body);
-    TextClassificationParameters parameters;
-    auto texts =
-        hf_shape ? hf_texts(body, options_.max_texts, &parameters) : classify_texts(body, options_.max_texts);
-    auto logits = arrival.classify(classifier_->tokenize(texts));
-    require_finite(logits, texts.size(), hf_shape);
+    const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
+    auto logits = arrival.classify(classifier_->tokenize(job.texts));
+    require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    answer_json(res, 200,
-                hf_shape ? hf_answer(logits, texts.size(), parameters) : classify_answer(texts, logits, ms));
+    answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), options_.model, ms));
   } catch (const ClientError& e) {
     refuse(res, e);
     if (e.status >= 500)
@@ -234,27 +102,21 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
 
 http::Response Service::route(const http::Request& req) {
   http::Response res;
-  const bool post_path = req.path == "/v1/classify" || req.path == "/";
-  const bool get = req.method == "GET" || req.method == "HEAD";  // HEAD: the GET answer's headers
-  if (post_path && req.method == "POST") {
-    handle(req, res, req.path == "/");
-  } else if (req.path == "/health" && get) {
+  const Route r = route_request(req);
+  if (r.endpoint == Endpoint::Classify || r.endpoint == Endpoint::Hf) {
+    handle(req, res, r.endpoint == Endpoint::Hf);
+  } else if (r.endpoint == Endpoint::Health) {
     const char* status = shutting_down_ ? "shutting_down" : ready_ ? "ok" : "loading";
     answer_json(res, ready_ && !shutting_down_ ? 200 : 503, {{"status", status}, {"model", options_.model}});
     metrics_.request("/health", res.status);
-  } else if (req.path == "/metrics" && get) {
+  } else if (r.endpoint == Endpoint::Metrics) {
     metrics_.request("/metrics", 200);
     res.content_type = "text/plain; version=0.0.4";
     res.body = metrics_.render();
-  } else if (known_path(req.path)) {
-    const char* allow = post_path ? "POST" : "GET, HEAD";
-    refuse(res, {405, "method_not_allowed", "use " + std::string(post_path ? "POST" : "GET") + " for " + req.path});
-    res.headers.emplace_back("Allow", allow);
-    metrics_.request(req.path, 405);
   } else {
-    refuse(res, {404, "not_found",
-                 "no endpoint " + req.path + " (POST /v1/classify, POST /, GET /health, GET /metrics)"});
-    metrics_.request("other", 404);  // unknown paths share one series
+    refuse(res, r.error);
+    if (!r.allow.empty()) res.headers.emplace_back("Allow", r.allow);
+    metrics_.request(r.metrics_path, r.error.status);
   }
   return res;
 }

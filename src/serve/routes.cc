@@ -1,0 +1,160 @@
+#include "serve/routes.h"
+
+#include "infer/metrics.h"
+
+namespace bertune::serve {
+namespace {
+
+using Json = nlohmann::json;
+
+Json parse_body(const std::string& body) {
+  if (body.empty()) throw ClientError{400, "bad_json", "empty body: expected a JSON object"};
+  try {
+    return Json::parse(body);
+  } catch (const Json::parse_error& e) {
+    // nlohmann validates UTF-8 inside strings while parsing.
+    if (std::string(e.what()).find("UTF-8") != std::string::npos)
+      throw ClientError{400, "invalid_utf8", std::string("body is not valid UTF-8: ") + e.what()};
+    throw ClientError{400, "bad_json", std::string("body is not valid JSON: ") + e.what()};
+  } catch (const Json::exception& e) {
+    // out_of_range 406: a number beyond double (1e999) is refused while parsing.
+    throw ClientError{400, "bad_json", std::string("body is not usable JSON: ") + e.what()};
+  }
+}
+
+std::string type_name(const Json& j) { return j.type_name(); }
+
+// A string, or a non-empty array of strings, as the texts to classify.
+std::vector<std::string> texts_from(const Json& value, const std::string& field, int max_texts) {
+  std::vector<std::string> texts;
+  if (value.is_string()) {
+    texts.push_back(value.get<std::string>());
+  } else if (value.is_array()) {
+    if (value.empty()) throw ClientError{400, "empty", "\"" + field + "\": empty list, nothing to classify"};
+    if (value.size() > static_cast<size_t>(max_texts))
+      throw ClientError{413, "too_many_texts",
+                        "\"" + field + "\": " + std::to_string(value.size()) + " texts, the limit is " +
+                            std::to_string(max_texts) + " per request (--max-texts)"};
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (!value[i].is_string())
+        throw ClientError{400, "bad_type",
+                          "\"" + field + "\"[" + std::to_string(i) + "]: expected a string, got " + type_name(value[i])};
+      texts.push_back(value[i].get<std::string>());
+    }
+  } else {
+    throw ClientError{400, "bad_type",
+                      "\"" + field + "\": expected a string or a list of strings, got " + type_name(value)};
+  }
+  return texts;
+}
+
+// /v1/classify: exactly one of "texts" (list) or "text" (string).
+std::vector<std::string> classify_texts(const Json& body, int max_texts) {
+  if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
+  for (const auto& [key, value] : body.items())
+    if (key != "texts" && key != "text")
+      throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"texts\" or \"text\")"};
+  if (body.contains("texts") == body.contains("text"))
+    throw ClientError{400, "bad_field", "give exactly one of \"texts\" (a list of strings) or \"text\" (a string)"};
+  if (body.contains("text")) {
+    if (!body["text"].is_string())
+      throw ClientError{400, "bad_type", "\"text\": expected a string, got " + type_name(body["text"])};
+    return {body["text"].get<std::string>()};
+  }
+  if (!body["texts"].is_array())
+    throw ClientError{400, "bad_type", "\"texts\": expected a list of strings, got " + type_name(body["texts"])};
+  return texts_from(body["texts"], "texts", max_texts);
+}
+
+// The Hugging Face Inference API body: "inputs", "parameters" (the text-classification ones:
+// hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
+std::vector<std::string> hf_texts(const Json& body, int max_texts, TextClassificationParameters* parameters) {
+  if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
+  for (const auto& [key, value] : body.items())
+    if (key != "inputs" && key != "parameters" && key != "options")
+      throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"inputs\")"};
+  if (!body.contains("inputs")) throw ClientError{400, "bad_field", "missing field \"inputs\""};
+  try {
+    *parameters = parse_parameters(body.value("parameters", Json()));
+  } catch (const ParameterError& e) {
+    throw ClientError{400, "bad_parameter", e.what()};
+  }
+  return texts_from(body["inputs"], "inputs", max_texts);
+}
+
+}  // namespace
+
+bool known_path(const std::string& path) {
+  return path == "/v1/classify" || path == "/" || path == "/health" || path == "/metrics";
+}
+
+Route route_request(const http::Request& req) {
+  Route r;
+  const bool post_path = req.path == "/v1/classify" || req.path == "/";
+  const bool get = req.method == "GET" || req.method == "HEAD";  // HEAD: the GET answer's headers
+  if (post_path && req.method == "POST") {
+    r.endpoint = req.path == "/" ? Endpoint::Hf : Endpoint::Classify;
+  } else if (req.path == "/health" && get) {
+    r.endpoint = Endpoint::Health;
+  } else if (req.path == "/metrics" && get) {
+    r.endpoint = Endpoint::Metrics;
+  } else if (known_path(req.path)) {
+    r.allow = post_path ? "POST" : "GET, HEAD";
+    r.error = {405, "method_not_allowed", "use " + std::string(post_path ? "POST" : "GET") + " for " + req.path};
+    r.metrics_path = req.path;
+  } else {
+    r.error = {404, "not_found", "no endpoint " + req.path + " (POST /v1/classify, POST /, GET /health, GET /metrics)"};
+    r.metrics_path = "other";  // unknown paths share one series
+  }
+  return r;
+}
+
+ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts) {
+  const Json j = parse_body(body);
+  ClassifyJob job;
+  job.hf_shape = hf_shape;
+  job.texts = hf_shape ? hf_texts(j, max_texts, &job.parameters) : classify_texts(j, max_texts);
+  return job;
+}
+
+// Finite weights can still overflow on some text: its scores would go out as null. A 500
+// naming the text instead (the model is at fault, not the request).
+void require_finite(const std::vector<float>& logits, size_t n, int k, bool hf_shape) {
+  const int64_t row = infer::first_non_finite_row(logits.data(), n, k);
+  if (row < 0) return;
+  throw ClientError{500, "non_finite",
+                    "\"" + std::string(hf_shape ? "inputs" : "texts") + "\"[" + std::to_string(row) +
+                        "]: the model's logits are not finite (its activations overflow float32 on this text)"};
+}
+
+Json classify_answer(const ClassifyJob& job, const std::vector<float>& logits, const std::vector<std::string>& labels,
+                     const std::string& model, double ms) {
+  const int k = static_cast<int>(labels.size());
+  Json all = Json::array();
+  for (size_t i = 0; i < job.texts.size(); ++i) {
+    const float* row = logits.data() + i * k;
+    if (job.hf_shape) {
+      all.push_back(label_scores(row, labels, job.parameters));
+      continue;
+    }
+    const int label = infer::argmax(row, k);
+    all.push_back({{"label", label},
+                   {"label_name", labels[label]},
+                   {"probs", infer::softmax(row, k)},
+                   {"logits", std::vector<float>(row, row + k)}});
+  }
+  if (job.hf_shape) return all;
+  return {{"predictions", std::move(all)}, {"model", model}, {"elapsed_ms", ms}};
+}
+
+Json error_json(const std::string& kind, const std::string& message) {
+  return {{"error", {{"kind", kind}, {"message", message}}}};
+}
+
+void answer_json(http::Response& res, int status, const Json& j) {
+  res.status = status;
+  res.content_type = "application/json";
+  res.body = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace bertune::serve
