@@ -425,4 +425,30 @@ TEST_F(GuardTest, HfParametersOverHttp) {
   EXPECT_EQ(server.terminate(), 0);
 }
 
+// JSON's grammar allows 1e999; no double holds it. The body is the client's fault (400
+// bad_json naming the number), not an internal error, wherever the number sits.
+TEST_F(GuardTest, NumberPastDoubleRangeIsBadJson) {
+  const fs::path model = write_tiny_classifier(dir / "model");
+  ServerProcess server(model, log("serve"));
+  auto c = server.client();
+  const std::pair<const char*, const char*> bodies[] = {{"/v1/classify", R"({"texts": 1e999})"},
+                                                        {"/v1/classify", R"({"texts": ["a"], "x": 1e999})"},
+                                                        {"/", R"({"inputs": -1e999})"},
+                                                        {"/", R"({"inputs": "a", "parameters": {"top_k": 1e400}})"}};
+  for (const auto& [path, body] : bodies) {
+    int status = 0;
+    Json e = post(c, path, body, &status);
+    EXPECT_EQ(status, 400) << body << " -> " << e.dump();
+    EXPECT_EQ(e["error"]["kind"], "bad_json") << e.dump();
+    const std::string message = e["error"]["message"];
+    EXPECT_EQ(message.rfind("body is not valid JSON: ", 0), 0u) << message;
+    EXPECT_NE(message.find("number overflow parsing"), std::string::npos) << message;
+  }
+  int status = 0;
+  post(c, "/", R"({"inputs": "좋다"})", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(server.terminate(), 0);
+  EXPECT_EQ(slurp(server.log).find("internal"), std::string::npos) << slurp(server.log);
+}
+
 }  // namespace

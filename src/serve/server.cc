@@ -35,8 +35,9 @@ Json parse_body(const std::string& body) {
   if (body.empty()) throw ClientError{400, "bad_json", "empty body: expected a JSON object"};
   try {
     return Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    // nlohmann validates UTF-8 inside strings while parsing.
+  } catch (const Json::exception& e) {
+    // parse_error, or out_of_range for a number past double's range (1e999: JSON's grammar
+    // allows it, no double holds it). nlohmann validates UTF-8 inside strings while parsing.
     if (std::string(e.what()).find("UTF-8") != std::string::npos)
       throw ClientError{400, "invalid_utf8", std::string("body is not valid UTF-8: ") + e.what()};
     throw ClientError{400, "bad_json", std::string("body is not valid JSON: ") + e.what()};
@@ -155,6 +156,7 @@ void Service::load() {
   infer::ClassifierOptions co;
   co.tokenizer = options_.tokenizer;
   co.max_length = options_.max_length;
+  co.max_length_given = options_.max_length_given;
   co.int8 = options_.int8;
   // As predict: a model without a trained head would answer from a random one.
   co.untrained_head = options_.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;
