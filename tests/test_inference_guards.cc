@@ -425,4 +425,79 @@ TEST_F(GuardTest, HfParametersOverHttp) {
   EXPECT_EQ(server.terminate(), 0);
 }
 
+// JSON's grammar allows 1e999; no double holds it. The body is the client's fault (400
+// bad_json naming the number), not an internal error, wherever the number sits.
+TEST_F(GuardTest, NumberPastDoubleRangeIsBadJson) {
+  const fs::path model = write_tiny_classifier(dir / "model");
+  ServerProcess server(model, log("serve"));
+  auto c = server.client();
+  const std::pair<const char*, const char*> bodies[] = {{"/v1/classify", R"({"texts": 1e999})"},
+                                                        {"/v1/classify", R"({"texts": ["a"], "x": 1e999})"},
+                                                        {"/", R"({"inputs": -1e999})"},
+                                                        {"/", R"({"inputs": "a", "parameters": {"top_k": 1e400}})"}};
+  for (const auto& [path, body] : bodies) {
+    int status = 0;
+    Json e = post(c, path, body, &status);
+    EXPECT_EQ(status, 400) << body << " -> " << e.dump();
+    EXPECT_EQ(e["error"]["kind"], "bad_json") << e.dump();
+    const std::string message = e["error"]["message"];
+    EXPECT_EQ(message.rfind("body is not valid JSON: ", 0), 0u) << message;
+    EXPECT_NE(message.find("number overflow parsing"), std::string::npos) << message;
+  }
+  int status = 0;
+  post(c, "/", R"({"inputs": "좋다"})", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(server.terminate(), 0);
+  EXPECT_EQ(slurp(server.log).find("internal"), std::string::npos) << slurp(server.log);
+}
+
+// --max-length past the model's positions: refused by every inference command as train
+// refuses it (the default, 128, still lowers itself to a 64-position model's 64).
+TEST_F(GuardTest, MaxLengthPastTheModelsPositionsIsRefused) {
+  const fs::path model = write_tiny_classifier(dir / "model");
+  const fs::path data = write_tsv({"좋아요", "별로"});
+  const std::string expected = "--max-length 1000 exceeds the model's max_position_embeddings (64";
+  const std::vector<std::vector<std::string>> commands = {
+      {"predict", "--model", model.string(), "--max-length", "1000", "좋아요"},
+      {"eval", "--model", model.string(), "--data", data.string(), "--max-length", "1000"},
+      {"serve", "--model", model.string(), "--port", "0", "--max-length", "1000"},
+      {"train", "--model", model.string(), "--train-file", data.string(), "--output-dir", (dir / "run").string(),
+       "--max-length", "1000", "--max-steps", "1"},
+  };
+  for (const auto& args : commands) {
+    EXPECT_EQ(run_to_exit(args, log("long")), 1) << args[0] << ": " << slurp(log("long"));
+    EXPECT_NE(slurp(log("long")).find(expected), std::string::npos) << args[0] << ": " << slurp(log("long"));
+  }
+  EXPECT_EQ(run({"predict", "--model", model.string(), "좋아요"}, log("default")), 0) << slurp(log("default"));
+}
+
+// A train output directory given as the model, and an int8 directory given to train: each
+// named for what it is, with the directory to give instead.
+TEST_F(GuardTest, RunDirectoryAndInt8DirectoryAreNamed) {
+  const fs::path run_dir = dir / "run";
+  write_tiny_classifier(run_dir / "final");
+  fs::create_directories(run_dir / "checkpoint-2");
+  EXPECT_EQ(run_to_exit({"predict", "--model", run_dir.string(), "좋아요"}, log("run")), 1);
+  EXPECT_NE(slurp(log("run")).find(run_dir.string() + " is a training output directory; give " +
+                                   (run_dir / "final").string() + " (or a checkpoint-N inside it)"),
+            std::string::npos)
+      << slurp(log("run"));
+
+  const fs::path int8 = dir / "int8";
+  ASSERT_EQ(run({"quantize", "--model", (run_dir / "final").string(), "--output", int8.string()}, log("q")), 0)
+      << slurp(log("q"));
+  const fs::path data = write_tsv({"좋아요", "별로"});
+  EXPECT_EQ(run_to_exit({"train", "--model", int8.string(), "--train-file", data.string(), "--output-dir",
+                         (dir / "out").string(), "--max-length", "32", "--max-steps", "1"},
+                        log("train")),
+            1);
+  EXPECT_NE(slurp(log("train")).find(int8.string() +
+                                     " is an int8 model written by `bertune quantize`; training needs the fp32 "
+                                     "model it was made from"),
+            std::string::npos)
+      << slurp(log("train"));
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  EXPECT_EQ(run({"predict", "--model", int8.string(), "좋아요"}, log("predict")), 0) << slurp(log("predict"));
+}
+
 }  // namespace

@@ -608,6 +608,26 @@ TEST(Checkpoint, ShapeThatDisagreesWithConfigIsNamed) {
   fs::remove_all(dir.parent_path());
 }
 
+// A label count in config.json that the weights' head disagrees with: the file named, and
+// what to fix. A train output directory (final/, checkpoint-N/, no config.json): the
+// directory to give instead.
+TEST(Checkpoint, LabelCountAndTrainingOutputDirAreNamed) {
+  auto config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
+  fs::path run = fresh_temp_dir("labels");
+  fs::path dir = run / "final";
+  model::save_pretrained(dir, config, refs_of(golden));
+  config.set_num_labels(3);
+  io::write_file_atomic(dir / "config.json", config.to_json().dump());
+  expect_error([&] { model::load_pretrained_tensors(dir); },
+               {"final/model.safetensors: tensor classifier.", "config.json's num_labels/id2label (3 labels)"});
+  fs::create_directories(run / "checkpoint-4");
+  expect_error([&] { model::load_pretrained_tensors(run / "checkpoint-4"); }, {"checkpoint-4/config.json"});
+  expect_error([&] { model::load_pretrained_tensors(run); },
+               {run.string() + " is a training output directory; give " + (run / "final").string()});
+  fs::remove_all(run);
+}
+
 TEST(Checkpoint, ReadsShardedIndex) {
   auto golden = io::read_safetensors(shared_path("golden/bert/tiny_init.safetensors"));
   fs::path dir = fresh_temp_dir("sharded");

@@ -25,7 +25,9 @@ void add_serve_command(CLI::App& app) {
                   "arriving: wait for a fuller batch only while other requests are being read; always: wait out "
                   "--max-wait-ms")
       ->capture_default_str();
-  cmd->add_option("--max-length", o->max_length, "truncate texts to this many tokens")->capture_default_str();
+  cmd->add_option("--max-length", o->max_length, "truncate texts to this many tokens")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->max_length_given = true; });
   cmd->add_option("--max-texts", o->max_texts, "texts per request (more: 413)")->capture_default_str();
   // Unsigned: CLI11 alone would turn -1 into "no limit".
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "request body size (more: 413)")

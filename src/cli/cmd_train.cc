@@ -33,13 +33,16 @@ struct InferenceFlags {
   std::string precision;  // empty: the device's default
   int max_length = 128, batch_size = 64, threads = 0;
   bool allow_untrained_head = false, int8 = false;
+  bool max_length_given = false;  // --max-length on the command line: past the model's positions is an error
 };
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& text_column_help) {
   cmd->add_option("--model", f.model, "model directory (HF layout)")->required();
   cmd->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model's)");
   cmd->add_option("--text-column", f.text_column, text_column_help);
-  cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")->capture_default_str();
+  cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")
+      ->capture_default_str()
+      ->each([&f](const std::string&) { f.max_length_given = true; });
   cmd->add_option("--batch-size", f.batch_size, "batch size")->capture_default_str();
   cmd->add_option("--threads", f.threads, "compute threads (0: all cores)")->capture_default_str();
   // The help of training's --device (the options table), so every command describes it alike.
@@ -82,6 +85,7 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, c
   infer::ClassifierOptions o;
   o.tokenizer = f.tokenizer;
   o.max_length = f.max_length;
+  o.max_length_given = f.max_length_given;
   o.int8 = f.int8;
   o.device = device;
   o.untrained_head = f.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;

@@ -28,8 +28,11 @@ enum class UntrainedHead {
 
 struct ClassifierOptions {
   std::string tokenizer;  // tokenizer directory (default: the model's own files, else klue's)
-  // Texts are truncated to min(max_length, max_position_embeddings) tokens.
+  // Texts are truncated to max_length tokens. Unless max_length_given, it is a default
+  // that a model with fewer positions lowers to max_position_embeddings; given (--max-length),
+  // more than the model's positions is an Error, as train refuses it.
   int max_length = 128;
+  bool max_length_given = false;
   // Quantize an fp32 model's encoder linears while loading (the same weights and answers
   // as loading its `bertune quantize` output). An int8 directory is int8 without it.
   bool int8 = false;

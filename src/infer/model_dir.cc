@@ -110,6 +110,8 @@ InferenceModel load_inference_model(const fs::path& dir, bool int8, kernels::Dev
   return r;
 }
 
+bool is_int8_model_dir(const fs::path& dir) { return quant::is_int8_model_dir(dir); }
+
 fs::path default_tokenizer_dir() { return shared_path("models/klue-bert-base"); }
 
 fs::path tokenizer_dir_for(const fs::path& model_dir, const std::string& fallback) {

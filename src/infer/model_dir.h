@@ -48,6 +48,9 @@ struct InferenceModel {
 InferenceModel load_inference_model(const std::filesystem::path& dir, bool int8 = false,
                                     kernels::Device device = kernels::Device::CPU);
 
+// A directory written by `bertune quantize` (its config.json carries the int8 marker).
+bool is_int8_model_dir(const std::filesystem::path& dir);
+
 // The tokenizer for a model: `fallback` when given, else the model's own files, else klue's.
 std::filesystem::path tokenizer_dir_for(const std::filesystem::path& model_dir, const std::string& fallback = "");
 text::Tokenizer load_tokenizer_for(const std::filesystem::path& model_dir, const std::string& fallback = "");

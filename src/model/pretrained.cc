@@ -2,6 +2,7 @@
 
 #include "io/checkpoint.h"
 #include "model/bert.h"
+#include "util/error.h"
 
 namespace bertune::model {
 namespace fs = std::filesystem;
@@ -16,9 +17,23 @@ std::string guess_architecture(const std::vector<TensorRef>& tensors) {
   return "BertModel";
 }
 
+// `train` writes checkpoint-N/ and final/ into its output directory, each a model directory;
+// the output directory itself holds no config.json.
+void refuse_training_output_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir / "config.json", ec)) return;
+  bool run_dir = fs::is_directory(dir / "final", ec);
+  for (fs::directory_iterator it(dir, ec), end; !run_dir && !ec && it != end; it.increment(ec))
+    run_dir = it->path().filename().string().rfind("checkpoint-", 0) == 0 && it->is_directory(ec);
+  if (run_dir)
+    throw Error(dir.string() + " is a training output directory; give " + (dir / "final").string() +
+                " (or a checkpoint-N inside it)");
+}
+
 }  // namespace
 
 PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
+  refuse_training_output_dir(dir);
   PretrainedTensors out;
   out.config = BertConfig::load(dir / "config.json");
   out.weights_file = io::find_weights(dir);
@@ -27,11 +42,18 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
   // classification still has to agree with the config where it overlaps.
   TensorShapes expected = bert_checkpoint_shapes(out.config, Task::SequenceClassification);
   expected.merge(bert_checkpoint_shapes(out.config, Task::MaskedLM));
-  // A classifier of another label count is a config mismatch too, but HF can
-  // re-initialise it (ignore_mismatched_sizes); leave that decision to the caller.
-  expected.erase("classifier.weight");
-  expected.erase("classifier.bias");
+  // The head checked last, so that its error can say what disagrees: the label count.
+  TensorShapes head;
+  for (const char* name : {"classifier.weight", "classifier.bias"}) head.insert(expected.extract(name));
   io::check_shapes(out.tensors, expected, out.weights_file.string());
+  try {
+    io::check_shapes(out.tensors, head, out.weights_file.string());
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + ": config.json's num_labels/id2label (" +
+                std::to_string(out.config.num_labels()) +
+                " labels) do not match the weights' classification head; make id2label list the labels "
+                "the model was trained with");
+  }
   return out;
 }
 

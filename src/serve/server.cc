@@ -59,6 +59,7 @@ void Service::load() {
   infer::ClassifierOptions co;
   co.tokenizer = options_.tokenizer;
   co.max_length = options_.max_length;
+  co.max_length_given = options_.max_length_given;
   co.int8 = options_.int8;
   // As predict: a model without a trained head would answer from a random one.
   co.untrained_head = options_.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;

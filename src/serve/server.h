@@ -29,6 +29,7 @@ struct ServeOptions {
   // client is never delayed); "always": wait out max_wait_ms unless the batch fills.
   std::string batch_wait = "arriving";
   int max_length = 128;
+  bool max_length_given = false;  // past the model's positions: an error (else lowered to them)
   int max_texts = 256;                // texts in one request
   size_t max_body_bytes = 1 << 20;    // request body
   int http_threads = 128;             // requests handled at once

@@ -28,6 +28,9 @@ void name_labels(model::BertConfig& config, const fs::path& train_path) {
 model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& pretrained) {
   model::BertConfig config;
   if (!o.model.empty()) {
+    if (infer::is_int8_model_dir(o.model))
+      throw Error(o.model + " is an int8 model written by `bertune quantize`; training needs the fp32 model it was "
+                            "made from");
     pretrained = model::load_pretrained_tensors(o.model);
     config = pretrained.config;
   } else {
