@@ -3,9 +3,12 @@
 // allocates (train/memory_plan.h) — on the real binary, as users run it.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +19,7 @@
 #include "io/atomic_file.h"
 #include "test_support.h"
 #include "train_fixture.h"
+#include "util/paths.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -203,6 +207,54 @@ TEST(RunLength, OverflowingCountsAreRefusedByName) {
       << slurp(fx.dir / "h.txt");
   EXPECT_TRUE(contains(slurp(fx.dir / "h.txt"), "Total optimization steps = 3")) << slurp(fx.dir / "h.txt");
   EXPECT_EQ(Json::parse(slurp(fx.dir / "half" / "trainer_state.json"))["global_step"], 3);
+}
+
+// Two runs into one --output-dir at the same time both exited 0 and left one mixed directory.
+// The directory is locked while a run lives: a second train or pretrain into it is refused at
+// once, and a run killed with SIGKILL leaves no lock behind.
+TEST(RunDir, ADirectoryInUseIsRefusedAndKillLeavesNoLock) {
+  Fixture fx;
+  const fs::path out = fx.dir / "busy";
+  const pid_t first =
+      spawn(fx.args(out, {"--num-train-epochs", "100000", "--save-strategy", "no"}), fx.dir / "first.txt");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int status = 0;
+  while (!fs::exists(out / "bertune_run.json") && std::chrono::steady_clock::now() < deadline &&
+         ::waitpid(first, &status, WNOHANG) == 0)
+    ::usleep(20000);
+  ASSERT_TRUE(fs::exists(out / "bertune_run.json")) << slurp(fx.dir / "first.txt");
+  const std::string busy = out.string() + " is in use by another bertune run (pid " + std::to_string(first) + ")";
+  EXPECT_EQ(run(fx.args(out, {"--max-steps", "2"}), fx.dir / "second.txt"), 1) << slurp(fx.dir / "second.txt");
+  EXPECT_TRUE(contains(slurp(fx.dir / "second.txt"), busy)) << slurp(fx.dir / "second.txt");
+  const std::vector<std::string> pretrain = {"pretrain", "--model-config", fx.config.string(), "--tokenizer",
+                                             shared_path("models/klue-bert-base").string(), "--train-file",
+                                             fx.train.string(), "--max-steps", "2", "--output-dir", out.string()};
+  EXPECT_EQ(run(pretrain, fx.dir / "pretrain.txt"), 1) << slurp(fx.dir / "pretrain.txt");
+  EXPECT_TRUE(contains(slurp(fx.dir / "pretrain.txt"), busy)) << slurp(fx.dir / "pretrain.txt");
+  ::kill(first, SIGKILL);
+  ::waitpid(first, &status, 0);
+  ASSERT_EQ(run(fx.args(out, {"--max-steps", "2", "--overwrite-output-dir"}), fx.dir / "third.txt"), 0)
+      << slurp(fx.dir / "third.txt");
+  EXPECT_TRUE(fs::exists(out / "final"));
+}
+
+// --train-samples / --eval-samples past the file's rows trained on what was there and exited 0
+// (`eval --samples` already refused): refused, naming the flag, the file and its row count.
+TEST(RunLength, SamplesPastTheFileAreRefused) {
+  Fixture fx;
+  const fs::path out = fx.dir / "never";
+  const std::string file = fx.train.string();
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--train-samples", "100000"}, "--train-samples 100000: " + file + " has only 80 examples"},
+      {{"--eval-file", file, "--eval-samples", "81"}, "--eval-samples 81: " + file + " has only 80 examples"},
+      {{"--validation-split", "20", "--train-samples", "61"},
+       "--train-samples 61: " + file + " has only 60 examples besides the --validation-split 20"},
+  };
+  for (const auto& [flags, says] : cases) {
+    ASSERT_EQ(run(fx.args(out, flags), fx.dir / "x.txt"), 1) << flags[1] << ": " << slurp(fx.dir / "x.txt");
+    EXPECT_TRUE(contains(slurp(fx.dir / "x.txt"), says)) << slurp(fx.dir / "x.txt");
+    EXPECT_FALSE(fs::exists(out)) << "a refused run leaves no output directory";
+  }
 }
 
 // 100,000 layers, or 65,536 labels (a 65,536 x 65,536 confusion matrix per evaluation) ended in

@@ -173,10 +173,7 @@ void run_eval(const EvalCommand& c) {
   auto d = data::read_dataset(c.data, ro);
   // Metrics of zero examples read as a model that gets everything wrong.
   if (d.size() == 0) throw Error(c.data + ": no examples to evaluate");
-  if (c.samples > static_cast<int64_t>(d.size()))
-    throw Error("--samples " + std::to_string(c.samples) + ": " + c.data + " has only " + std::to_string(d.size()) +
-                " examples");
-  if (c.samples > 0) d = data::shuffle_select(d, c.data_seed, c.samples);
+  if (c.samples > 0) d = data::select_samples(d, c.data_seed, c.samples, "--samples");
   auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, padding, m->max_length(), m->tokenizer().pad_id(),

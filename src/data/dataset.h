@@ -100,6 +100,9 @@ size_t count_code_points(std::string_view s);
 // numpy 1.24 in tests/fixtures/data/permutations.json).
 std::vector<size_t> shuffled_indices(size_t size, uint64_t seed);
 Dataset shuffle_select(const Dataset& d, uint64_t seed, int64_t n);
+// shuffle_select for an option `flag` N (-1: all): Error "FLAG N: SOURCE has only K examples"
+// when d holds fewer than n, as datasets' select(range(n)) raises IndexError past the end.
+Dataset select_samples(const Dataset& d, uint64_t seed, int64_t n, const std::string& flag);
 
 // Default NSMC split paths: ../shared/data/nsmc when present, else the
 // download cache.

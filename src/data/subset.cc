@@ -21,6 +21,13 @@ Dataset shuffle_select(const Dataset& d, uint64_t seed, int64_t n) {
   return out;
 }
 
+Dataset select_samples(const Dataset& d, uint64_t seed, int64_t n, const std::string& flag) {
+  if (n > static_cast<int64_t>(d.size()))
+    throw Error(flag + " " + std::to_string(n) + ": " + d.source.string() + " has only " + std::to_string(d.size()) +
+                " examples");
+  return n < 0 ? d : shuffle_select(d, seed, n);
+}
+
 fs::path nsmc_path(const std::string& split) {
   if (split != "train" && split != "test")
     throw Error("unknown NSMC split '" + split + "' (expected train or test)");

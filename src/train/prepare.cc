@@ -62,8 +62,11 @@ Splits carve_validation(data::Dataset all, const TrainOptions& o, const fs::path
   auto perm = data::shuffled_indices(all.size(), o.data_seed);
   for (size_t i = 0; i < perm.size(); ++i)
     (i < static_cast<size_t>(o.validation_split) ? s.eval : s.train).examples.push_back(all.examples[perm[i]]);
-  if (o.train_samples > 0 && static_cast<size_t>(o.train_samples) < s.train.size())
-    s.train.examples.resize(static_cast<size_t>(o.train_samples));
+  if (o.train_samples > static_cast<int64_t>(s.train.size()))
+    throw Error("--train-samples " + std::to_string(o.train_samples) + ": " + train_path.string() + " has only " +
+                std::to_string(s.train.size()) + " examples besides the --validation-split " +
+                std::to_string(o.validation_split));
+  if (o.train_samples > 0) s.train.examples.resize(static_cast<size_t>(o.train_samples));
   s.have_eval = true;
   return s;
 }
@@ -78,10 +81,11 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
   if (o.validation_split > 0) {
     s = carve_validation(std::move(all), o, train_path);
   } else {
-    s.train = o.train_samples > 0 ? data::shuffle_select(all, o.data_seed, o.train_samples) : std::move(all);
+    s.train = o.train_samples > 0 ? data::select_samples(all, o.data_seed, o.train_samples, "--train-samples")
+                                  : std::move(all);
     if (o.eval_strategy != Strategy::No || !o.eval_file.empty()) {
       s.eval = data::read_dataset(o.eval_file.empty() ? data::nsmc_path("test") : fs::path(o.eval_file), ro);
-      if (o.eval_samples > 0) s.eval = data::shuffle_select(s.eval, o.data_seed, o.eval_samples);
+      if (o.eval_samples > 0) s.eval = data::select_samples(s.eval, o.data_seed, o.eval_samples, "--eval-samples");
       s.have_eval = true;
     }
   }

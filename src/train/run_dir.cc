@@ -1,9 +1,18 @@
 #include "train/run_dir.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "io/atomic_file.h"
 #include "io/json_error.h"
@@ -167,7 +176,41 @@ void move_previous_outputs(const RunDirPlan& plan) {
                plan.previous_run_id.c_str(), names.c_str(), dest.c_str());
 }
 
+// The pid the holder of `lock_file` wrote there (it writes it right after locking).
+std::string lock_holder(const fs::path& lock_file) {
+  for (int tries = 0; tries < 50; ++tries) {
+    std::ifstream in(lock_file);
+    long long pid = 0;
+    if (in >> pid && pid > 0) return std::to_string(pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return "unknown";
+}
+
 }  // namespace
+
+OutputDirLock::OutputDirLock(const fs::path& output_dir) {
+  const fs::path file = output_dir / kLockFile;
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(file.string() + ": cannot open the output directory's lock: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw Error(output_dir.string() + " is in use by another bertune run (pid " + lock_holder(file) + ")");
+    std::fprintf(stderr, "bertune: warning: %s: cannot lock (%s); nothing keeps another run out of %s\n",
+                 file.c_str(), std::strerror(err), output_dir.c_str());
+    return;
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    std::fprintf(stderr, "bertune: warning: %s: cannot write the pid: %s\n", file.c_str(), std::strerror(errno));
+}
+
+OutputDirLock::~OutputDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // the kernel also drops the lock when the process ends, however it ends
+}
 
 std::string new_run_id() {
   std::random_device rd;
@@ -209,6 +252,8 @@ RunDirPlan plan_run_dir(const TrainOptions& o) {
   RunDirPlan plan;
   plan.output_dir = o.output_dir;
   plan.discard_previous = o.discard_previous_run;
+  std::error_code ec;
+  if (fs::is_directory(plan.output_dir, ec)) plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
   const DirContents held = contents_of(plan.output_dir);
   if (o.resume_from_checkpoint.empty()) {
     plan_fresh(plan, held, o.overwrite_output_dir);
@@ -221,6 +266,8 @@ RunDirPlan plan_run_dir(const TrainOptions& o) {
 
 void claim_run_dir(const RunDirPlan& plan) {
   fs::create_directories(plan.output_dir);
+  // Two runs that planned on a directory that was not there yet: the second stops here.
+  if (!plan.lock) plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
   if (!plan.previous_outputs.empty()) move_previous_outputs(plan);
   remove_interrupted_saves(plan.output_dir);
   if (output_dir_run_id(plan.output_dir) != plan.run_id)

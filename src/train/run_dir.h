@@ -11,9 +11,13 @@
 //    directory's (a checkpoint from elsewhere continues into an OUTPUT that holds no other
 //    run, or, with --overwrite-output-dir, after that run is moved aside);
 //  - rotation (--save-total-limit) and `last` only ever see the run's own checkpoints.
+//  - the directory is locked while the run lives (flock on OUTPUT/.bertune.lock, which holds
+//    the run's pid); a second run into it is refused at once. The kernel drops the lock when
+//    the process ends, however it ends (kill -9 too), so no lock outlives its run.
 // A checkpoint written before run ids (no "run_id" in bertune_state.json) counts as the run
 // of its directory when no other run is there; a resume from it gives the run a new id.
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +26,20 @@
 namespace bertune::train {
 
 inline constexpr const char* kRunFile = "bertune_run.json";
+inline constexpr const char* kLockFile = ".bertune.lock";
+
+// The output directory's lock (an existing directory's), held to the end of the run.
+class OutputDirLock {
+ public:
+  // Error "OUTPUT is in use by another bertune run (pid N)" when another process holds it.
+  explicit OutputDirLock(const std::filesystem::path& output_dir);
+  ~OutputDirLock();
+  OutputDirLock(const OutputDirLock&) = delete;
+  OutputDirLock& operator=(const OutputDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // What a run does with its output directory, decided before anything is written.
 struct RunDirPlan {
@@ -32,13 +50,16 @@ struct RunDirPlan {
   std::vector<std::filesystem::path> previous_outputs;
   std::string previous_run_id;
   bool discard_previous = false;  // deleted instead (compare's own mode directories)
+  // Held while the plan (the run) lives: taken by plan_run_dir when the directory exists, else
+  // by claim_run_dir once it has created it.
+  mutable std::shared_ptr<OutputDirLock> lock;
 };
 
-// Reads output_dir (and the checkpoint to resume) and applies the rules above; throws Error
-// naming what is there. Writes nothing.
+// Locks output_dir when it exists, reads it (and the checkpoint to resume) and applies the
+// rules above; throws Error naming what is there. Writes nothing but the lock file.
 RunDirPlan plan_run_dir(const TrainOptions& o);
 
-// The run's first write: creates output_dir, moves (or deletes) another run's outputs,
+// The run's first write: creates and locks output_dir, moves (or deletes) another run's outputs,
 // saying so on stderr, removes interrupted saves, and writes bertune_run.json.
 void claim_run_dir(const RunDirPlan& plan);
 
