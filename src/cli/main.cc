@@ -65,6 +65,7 @@ void check_command_words(CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bertune::util::block_stop_signals();  // kept blocked across the re-exec below: none is lost meanwhile
   bertune::kernels::configure_thread_policy(argv);
   bertune::util::install_signal_handlers();
   CLI::App app{"bertune — fine-tune, evaluate and serve BERT text classifiers natively"};
