@@ -12,11 +12,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "io/atomic_file.h"
@@ -29,6 +32,7 @@
 #include "text/vocab_trainer.h"
 #include "train_fixture.h"
 #include "util/error.h"
+#include "util/signals.h"
 
 namespace fs = std::filesystem;
 using namespace bertune;
@@ -113,6 +117,52 @@ TEST(OutputRule, NonRegularTargetsAreRefusedNotReplaced) {
   const std::string d = error_of([&] { io::write_directory_atomic(dir.path / "folder-link/", [](const fs::path&) {}); });
   EXPECT_TRUE(contains(d, (dir.path / "folder-link").string() + " is a symbolic link")) << d;
   EXPECT_TRUE(fs::is_symlink(dir.path / "folder-link"));
+}
+
+// `tokenize -o OUT` stopped by SIGTERM/SIGINT while writing left OUT.tmp.PID.N behind: the
+// temporary file of every AtomicFile is now removed by the signal watcher.
+TEST(OutputRuleDeathTest, SignalMidWriteRemovesTheTemporaryFile) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir dir("out_signal");
+  const fs::path target = dir.path / "tokens.jsonl";
+  EXPECT_EXIT(
+      {
+        util::install_signal_handlers();
+        io::AtomicFile f(target);
+        f.write(std::string(1 << 20, 'x'));
+        ::kill(::getpid(), SIGTERM);
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(143), "removed unfinished .*tokens\\.jsonl\\.tmp\\.");
+  EXPECT_TRUE(fs::is_empty(dir.path));
+}
+
+// `vocab train` stopped by SIGINT sent while it started ran on and wrote its vocabulary (with
+// SIGINT ignored, as a shell starts a background job) or died without the watcher's exit code.
+// The signals are blocked before bertune re-executes itself (kernels::configure_thread_policy),
+// so one sent while the new image loads waits for the watcher: exit 130, nothing written.
+TEST(VocabOutput, SignalWhileStartingStopsWithItsExitCode) {
+  TempDir dir("vocab_signal");
+  std::string text;
+  for (int i = 0; i < 20000; ++i) text += "좋은 영화 " + std::to_string(i) + " 그냥 그래요\n";
+  const fs::path corpus = dir.file("corpus.txt", text);
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const std::string saved = policy ? policy : "";
+  ::unsetenv("OMP_WAIT_POLICY");  // so the binary re-executes itself with it set
+  const pid_t pid = spawn({"vocab", "train", "--corpus", corpus.string(), "--output", (dir.path / "v").string(),
+                           "--vocab-size", "3000", "--threads", "1"},
+                          dir.path / "log");
+  if (policy) ::setenv("OMP_WAIT_POLICY", saved.c_str(), 1);
+  // Until the re-executed image is loading (its environment holds the policy).
+  const fs::path environ_file = "/proc/" + std::to_string(pid) + "/environ";
+  for (int i = 0; i < 200000 && !contains(slurp(environ_file), "OMP_WAIT_POLICY=passive"); ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(wait_exit(pid), 130) << slurp(dir.path / "log");
+  EXPECT_TRUE(contains(slurp(dir.path / "log"), "interrupted by SIGINT")) << slurp(dir.path / "log");
+  EXPECT_FALSE(fs::exists(dir.path / "v"));
+  for (const auto& e : fs::directory_iterator(dir.path)) EXPECT_FALSE(contains(e.path().string(), ".tmp")) << e.path();
 }
 
 // Errors from inside a staged directory named <dir>.tmp-PID/...; they name <dir>/... now.
@@ -326,9 +376,45 @@ TEST_F(OutputsOnModel, OutputsOntoLinksAndFifosAreRefused) {
   EXPECT_FALSE(fs::exists("-"));
 }
 
+// `predict --model D --output D/config.json` replaced the model's config with predictions (exit 0);
+// an output that is a file inside the model or tokenizer directory is refused, nothing written.
+// `quantize --overwrite` deleted a --output directory of unrelated files: it replaces only a model.
+TEST_F(OutputsOnModel, OutputsOntoTheCommandsOwnInputsAreRefused) {
+  const auto before = snapshot(model());
+  for (const std::string& name : {"config.json", "model.safetensors"}) {
+    const std::string out = model() + "/" + name;
+    ASSERT_TRUE(fs::exists(out)) << out;
+    for (const std::string& cmd : {"predict --model " + model() + " 좋아요 --output " + out,
+                                   "predict --model " + path("q8") + " --tokenizer " + model() + " 좋아요 -o " + out,
+                                   "tokenize --tokenizer " + model() + " 좋아요 --output " + out}) {
+      auto r = run_cli(cmd);
+      EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+      EXPECT_TRUE(contains(r.output, "--output " + out + " is a file inside ")) << r.output;
+    }
+  }
+  EXPECT_EQ(snapshot(model()), before);
+  auto fresh = run_cli("predict --model " + model() + " 좋아요 --output " + model() + "/predictions.jsonl");
+  EXPECT_EQ(fresh.status, 0) << fresh.output;  // a new file beside the model replaces nothing
+  fs::remove(model() + "/predictions.jsonl");
+
+  fs::create_directories(path("mine"));
+  io::write_file_atomic(path("mine") + "/notes.txt", "mine\n");
+  auto q = run_cli("quantize --model " + model() + " --output " + path("mine") + " --overwrite");
+  EXPECT_EQ(q.status, 1) << q.output;
+  EXPECT_TRUE(contains(q.output, "--output " + path("mine") + " holds notes.txt, not a model")) << q.output;
+  EXPECT_EQ(io::read_file(path("mine") + "/notes.txt"), "mine\n");
+  for (int i = 0; i < 2; ++i) {  // an int8 model it wrote is replaced
+    auto again = run_cli("quantize --model " + model() + " --output " + path("q8-again") + " --overwrite");
+    EXPECT_EQ(again.status, 0) << again.output;
+  }
+}
+
 // `predict > /dev/full` (and every command printing results) exited 0 with the results lost.
 TEST_F(OutputsOnModel, FullStandardOutputIsAnError) {
-  ASSERT_TRUE(fs::exists("/dev/full"));
+  // A full device node of the test's own (char 1:7, as /dev/full), never the system's.
+  const std::string full = path("full-dev");
+  if (::mknod(full.c_str(), S_IFCHR | 0666, makedev(1, 7)) != 0)
+    GTEST_SKIP() << "cannot create a device node (mknod needs CAP_MKNOD): " << std::strerror(errno);
   const std::string data = path("train.tsv");
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"predict", "--model", model(), "좋아요"},
@@ -339,7 +425,7 @@ TEST_F(OutputsOnModel, FullStandardOutputIsAnError) {
            {"checkpoint", "inspect", model()},
            {"vocab", "eval", "--tokenizer", model(), "--data", data}}) {
     const std::string log = path("stderr.txt");
-    const int status = wait_exit(spawn(args, log, "/dev/full"));  // every write fails with ENOSPC
+    const int status = wait_exit(spawn(args, log, full));  // every write fails with ENOSPC
     EXPECT_EQ(status, 1) << args[0] << " " << args[1] << "\n" << slurp(log);
     EXPECT_TRUE(contains(slurp(log), "bertune: error: cannot write to standard output: No space left on device"))
         << args[0] << " " << args[1] << "\n" << slurp(log);

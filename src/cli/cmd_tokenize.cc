@@ -57,6 +57,7 @@ void run_tokenize(const TokenizeArgs& a) {
   const bool to_stdout = a.output.empty() || a.output == "-";
   if (!to_stdout) io::require_replaceable_file(a.output, "--output");
   const fs::path dir = a.tokenizer_dir.empty() ? shared_path("models/klue-bert-base") : fs::path(a.tokenizer_dir);
+  if (!to_stdout) io::require_distinct_paths(dir, "--tokenizer", a.output, "--output");  // or a file inside it
   const text::Tokenizer tok = text::Tokenizer::load(dir);
 
   std::vector<std::string> texts;

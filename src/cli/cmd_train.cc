@@ -201,6 +201,10 @@ void run_predict(const PredictCommand& c) {
   const bool to_stdout = c.output.empty() || c.output == "-";
   if (!to_stdout) io::require_replaceable_file(c.output, "--output");
   if (!c.input.empty() && !to_stdout) io::require_distinct_paths(c.input, "--input", c.output, "--output");
+  if (!to_stdout) {  // nor a file of the model or tokenizer directory (config.json, weights, vocab.txt)
+    io::require_distinct_paths(c.in.model, "--model", c.output, "--output");
+    if (!c.in.tokenizer.empty()) io::require_distinct_paths(c.in.tokenizer, "--tokenizer", c.output, "--output");
+  }
   const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;

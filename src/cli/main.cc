@@ -119,6 +119,7 @@ std::string unknown_option(const CLI::App& app, const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bertune::util::block_stop_signals();  // kept blocked across the re-exec below: none is lost meanwhile
   bertune::kernels::configure_thread_policy(argv);
   bertune::util::install_signal_handlers();
   CLI::App app{"bertune — fine-tune, evaluate and serve BERT text classifiers natively"};

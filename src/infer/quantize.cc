@@ -4,6 +4,7 @@
 
 #include "infer/model_dir.h"
 #include "io/atomic_file.h"
+#include "io/checkpoint.h"
 #include "io/json_error.h"
 #include "io/read_file.h"
 #include "util/error.h"
@@ -20,6 +21,7 @@ quant::QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& 
   // By any spelling (ck/final/, ./ck/final, a symlink): the fp32 model would be replaced.
   io::require_distinct_paths(model, "--model", output, "--output");
   io::require_replaceable_directory(output, "--output");
+  io::require_replaceable_model_directory(output, "--output");  // not a directory of the user's files
   // Everything is read and validated before the first write.
   const Json config = io::read_json_file(model / "config.json");
   std::vector<std::string> initialised;

@@ -65,17 +65,14 @@ AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
   std::random_device rd;
   temp_ = target_;
   temp_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() & 0xffffff);
+  guard_.emplace(temp_);  // registered before the file exists: no moment a signal leaves it behind
   file_ = std::fopen(temp_.c_str(), "wb");
   if (!file_) throw Error("cannot create " + target_.string() + ": " + errno_text());
 }
 
 AtomicFile::~AtomicFile() {
   if (file_) std::fclose(file_);
-  if (!committed_) {
-    std::error_code ec;
-    fs::remove(temp_, ec);
-  }
-}
+}  // then guard_ removes the temporary file unless commit() released it
 
 void AtomicFile::write(const void* data, size_t size) {
   if (size && std::fwrite(data, 1, size, file_) != size)
@@ -91,7 +88,7 @@ void AtomicFile::commit() {
   require_replaceable_file(target_);  // nothing put a link or device there meanwhile
   if (std::rename(temp_.c_str(), target_.c_str()) != 0)
     throw Error("cannot replace " + target_.string() + ": " + errno_text());
-  committed_ = true;
+  guard_->release();
   fsync_directory(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
 }
 

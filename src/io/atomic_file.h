@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "io/read_file.h"  // read_file, read_text_file (kept here for existing callers)
+#include "util/signals.h"
 
 namespace bertune::io {
 
@@ -30,7 +32,8 @@ void require_replaceable_directory(const std::filesystem::path& path, std::strin
 // main() calls it after every command; a command may call it sooner.
 void flush_standard_output();
 
-// Errors name `target`, never the temporary file beside it.
+// Errors name `target`, never the temporary file beside it. The temporary file is removed when
+// a SIGINT/SIGTERM/SIGHUP ends the process mid-write (util::TempPathGuard).
 class AtomicFile {
  public:
   explicit AtomicFile(std::filesystem::path target);
@@ -46,8 +49,8 @@ class AtomicFile {
  private:
   std::filesystem::path target_;
   std::filesystem::path temp_;
+  std::optional<util::TempPathGuard> guard_;  // removes temp_ unless commit() renamed it
   std::FILE* file_ = nullptr;
-  bool committed_ = false;
 };
 
 void write_file_atomic(const std::filesystem::path& target, std::string_view contents);

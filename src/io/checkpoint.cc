@@ -146,11 +146,30 @@ std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShap
   return missing;
 }
 
+void require_replaceable_model_directory(const fs::path& dir, std::string_view role) {
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec)) || fs::is_empty(dir, ec)) return;
+  bool config = false, weights = false;
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    config |= name == "config.json";
+    weights |= (name.starts_with("model") && name.ends_with(".safetensors")) ||
+               (name.starts_with("pytorch_model") && name.ends_with(".bin"));
+    names.push_back(name);
+  }
+  if (config && weights) return;
+  std::sort(names.begin(), names.end());
+  std::string found;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) found += (i ? ", " : "") + names[i];
+  if (names.size() > 3) found += ", ... (" + std::to_string(names.size()) + " entries)";
+  throw Error((role.empty() ? "" : std::string(role) + " ") + dir.string() + " holds " + found +
+              ", not a model (config.json and weights); refusing to replace it (name a new or empty directory)");
+}
+
 void write_model_directory(const fs::path& dir, const json& config, const std::vector<TensorRef>& tensors,
                            const std::vector<fs::path>& extra_files, DType dtype) {
-  if (fs::exists(dir) && fs::is_directory(dir) && !fs::is_empty(dir) && !fs::exists(dir / "config.json"))
-    throw Error(dir.string() + " exists and does not look like a saved model (no config.json); "
-                "refusing to replace it");
+  require_replaceable_model_directory(dir);
   for (const auto& f : extra_files) {
     if (!fs::is_regular_file(f)) throw Error("save_pretrained: " + f.string() + " is not a file");
     if (f.filename() == "config.json" || f.filename() == "model.safetensors")

@@ -9,6 +9,7 @@
 // classifier head), is the model's (model/pretrained.h).
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,11 @@ std::filesystem::path find_weights(const std::filesystem::path& dir);
 // fine, e.g. a classifier head not yet trained).
 std::vector<std::string> check_shapes(const TensorMap& tensors, const TensorShapes& expected,
                                       const std::string& where);
+
+// A model directory output (convert, quantize) replaces only a model: an existing `dir` must be
+// empty or hold config.json and weights (model*.safetensors, pytorch_model*.bin). Anything
+// else is the user's and is refused, naming `role` and a few of the entries found there.
+void require_replaceable_model_directory(const std::filesystem::path& dir, std::string_view role = {});
 
 // Writes an HF model directory that transformers' from_pretrained loads:
 // `config` as config.json ("torch_dtype" set to what the weights file holds),

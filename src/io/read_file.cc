@@ -64,6 +64,20 @@ void require_distinct_paths(const fs::path& input, std::string_view input_role, 
   if (fs::equivalent(input, output, ec) && !ec)
     throw Error(std::string(output_role) + " " + output.string() + " is " + std::string(input_role) + " " +
                 input.string() + "; writing it would destroy the input");
+  // An input directory (a model, a tokenizer) is read file by file: an existing output inside it
+  // is one of those files (config.json, weights, vocab.txt, label names) or may be.
+  if (fs::is_directory(input, ec) && fs::exists(fs::symlink_status(output, ec)) && !fs::is_directory(output, ec)) {
+    const fs::path real_out = fs::weakly_canonical(fs::absolute(output, ec), ec);
+    for (fs::path p = real_out.parent_path(); !ec && !p.empty(); p = p.parent_path()) {
+      if (fs::equivalent(p, input, ec) && !ec)
+        throw Error(std::string(output_role) + " " + output.string() + " is a file inside " +
+                    std::string(input_role) + " " + input.string() + ", which this command reads; writing it "
+                    "would destroy the input (name a file outside that directory)");
+      if (p == p.root_path()) break;
+    }
+    return;
+  }
+  ec.clear();
   // A directory output is replaced whole: one that holds the input would take it along.
   if (!fs::is_directory(output, ec)) return;
   const fs::path real = fs::weakly_canonical(fs::absolute(input, ec), ec);

@@ -20,7 +20,8 @@ void require_readable_file(const std::filesystem::path& path, std::string_view w
 // Throws Error when writing `output` would replace `input` (the same file or directory, by
 // whatever spelling: ./x, x/, a symlink or a hard link): "--output X is --input Y; writing
 // it would destroy the input" — or when `output` is a directory holding `input` at any depth
-// (a directory output is replaced whole). Either may not exist yet (then they differ).
+// (a directory output is replaced whole), or when `input` is a directory (a model, a tokenizer)
+// and `output` an existing file inside it. Either may not exist yet (then they differ).
 void require_distinct_paths(const std::filesystem::path& input, std::string_view input_role,
                             const std::filesystem::path& output, std::string_view output_role);
 

@@ -63,20 +63,29 @@ void watch_signals(sigset_t set) {
 
 }  // namespace
 
+static sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  // A closed terminal or a dropped SSH session: by default it killed the process mid-save
+  // and left checkpoint-N.tmp-PID/ behind.
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+void block_stop_signals() {
+  const sigset_t set = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 void install_signal_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    // A closed terminal or a dropped SSH session: by default it killed the process mid-save
-    // and left checkpoint-N.tmp-PID/ behind.
-    sigaddset(&set, SIGHUP);
     // Blocked here, so every thread created later (OpenMP's pool included)
     // inherits the mask and only the watcher receives them.
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread(watch_signals, set).detach();
+    block_stop_signals();
+    std::thread(watch_signals, stop_signals()).detach();
   });
 }
 

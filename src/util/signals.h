@@ -20,6 +20,13 @@ namespace bertune::util {
 
 void install_signal_handlers();
 
+// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (install_signal_handlers does too).
+// The mask and any pending signal survive execve, so main() calls it before re-executing
+// itself: a signal sent while the new image loads (seconds on a busy machine) waits for the
+// watcher instead of killing the process untidily, or, when the shell started it with SIGINT
+// ignored (a background job), being discarded.
+void block_stop_signals();
+
 // A temporary file or directory (e.g. checkpoint-N.tmp-PID) that must not
 // outlive the process: removed by the destructor unless release() ran (after
 // the rename that publishes it), and by the watcher when a signal ends the
