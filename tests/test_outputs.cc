@@ -385,7 +385,7 @@ TEST_F(OutputsOnModel, OutputsOntoTheCommandsOwnInputsAreRefused) {
     const std::string out = model() + "/" + name;
     ASSERT_TRUE(fs::exists(out)) << out;
     for (const std::string& cmd : {"predict --model " + model() + " 좋아요 --output " + out,
-                                   "predict --model " + path("q8") + " --tokenizer " + model() + " 좋아요 -o " + out,
+                                   "predict --model " + path("q8") + " --tokenizer " + model() + " 좋아요 --output " + out,
                                    "tokenize --tokenizer " + model() + " 좋아요 --output " + out}) {
       auto r = run_cli(cmd);
       EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
