@@ -441,7 +441,7 @@ TEST_F(GuardTest, NumberPastDoubleRangeIsBadJson) {
     EXPECT_EQ(status, 400) << body << " -> " << e.dump();
     EXPECT_EQ(e["error"]["kind"], "bad_json") << e.dump();
     const std::string message = e["error"]["message"];
-    EXPECT_EQ(message.rfind("body is not valid JSON: ", 0), 0u) << message;
+    EXPECT_EQ(message.rfind("body is not usable JSON: ", 0), 0u) << message;
     EXPECT_NE(message.find("number overflow parsing"), std::string::npos) << message;
   }
   int status = 0;
