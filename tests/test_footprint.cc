@@ -67,13 +67,6 @@ model::BatchShape shape_of(const model::Batch& b, const model::BertConfig& c, mo
   return s;
 }
 
-// BERTUNE_MAX_MEMORY for one scope.
-struct MemoryCap {
-  explicit MemoryCap(const std::string& size) { set(size); }
-  void set(const std::string& size) const { ::setenv("BERTUNE_MAX_MEMORY", size.c_str(), 1); }
-  ~MemoryCap() { ::unsetenv("BERTUNE_MAX_MEMORY"); }
-};
-
 }  // namespace
 
 // The estimate is BertModel's own arena, byte for byte, for every head, in training and

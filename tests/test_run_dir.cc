@@ -49,13 +49,6 @@ struct Fixture : TinyTrainDir {
 std::string run_id_of(const fs::path& dir) { return Json::parse(slurp(dir / "bertune_run.json"))["run_id"]; }
 std::string checkpoint_run(const fs::path& ckpt) { return Json::parse(slurp(ckpt / "bertune_state.json"))["run_id"]; }
 
-// BERTUNE_MAX_MEMORY for one scope.
-struct MemoryCap {
-  explicit MemoryCap(const std::string& size) { set(size); }
-  void set(const std::string& size) const { ::setenv("BERTUNE_MAX_MEMORY", size.c_str(), 1); }
-  ~MemoryCap() { ::unsetenv("BERTUNE_MAX_MEMORY"); }
-};
-
 }  // namespace
 
 // The reported sequence: a run with --save-total-limit 2 is interrupted; a rerun with

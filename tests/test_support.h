@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -12,6 +13,13 @@
 #include "util/error.h"
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// BERTUNE_MAX_MEMORY for one scope.
+struct MemoryCap {
+  explicit MemoryCap(const std::string& size) { set(size); }
+  void set(const std::string& size) const { ::setenv("BERTUNE_MAX_MEMORY", size.c_str(), 1); }
+  ~MemoryCap() { ::unsetenv("BERTUNE_MAX_MEMORY"); }
+};
 
 // A fresh directory bertune_NAME_PID under the system's temporary directory, removed with
 // everything in it when the object goes.
