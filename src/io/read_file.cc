@@ -119,14 +119,19 @@ bool is_gzip(std::string_view bytes) {
 }
 
 std::string gunzip(std::string_view bytes, const fs::path& source) {
+  // The limit is read (and may be refused) before zlib allocates its state.
+  const uint64_t expansion_limit = gzip_expansion_limit(bytes.size());
+  const uint64_t limit = physical_memory_bytes();
   z_stream z{};
   if (inflateInit2(&z, 15 + 32) != Z_OK) throw Error("zlib: cannot initialise inflate");
+  struct End {  // frees zlib's state on every path out, thrown or returned
+    z_stream* z;
+    ~End() { inflateEnd(z); }
+  } end{&z};
   std::string out;
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
   size_t remaining = bytes.size();
-  const uint64_t expansion_limit = gzip_expansion_limit(bytes.size());
   char buf[1 << 16];
-  const uint64_t limit = physical_memory_bytes();
   for (;;) {
     if (z.avail_in == 0 && remaining > 0) {
       unsigned chunk = static_cast<unsigned>(std::min<size_t>(remaining, 1u << 30));
@@ -137,14 +142,8 @@ std::string gunzip(std::string_view bytes, const fs::path& source) {
     z.avail_out = sizeof buf;
     int rc = inflate(&z, Z_NO_FLUSH);
     out.append(buf, sizeof buf - z.avail_out);
-    if (out.size() > expansion_limit) {
-      inflateEnd(&z);
-      check_gzip_expansion(out.size(), bytes.size(), source);  // throws
-    }
-    if (limit && out.size() > limit) {
-      inflateEnd(&z);
-      check_fits_memory(out.size(), source, "the decompressed data");  // throws
-    }
+    if (out.size() > expansion_limit) check_gzip_expansion(out.size(), bytes.size(), source);  // throws
+    if (limit && out.size() > limit) check_fits_memory(out.size(), source, "the decompressed data");  // throws
     if (rc == Z_OK) continue;
     if (rc == Z_STREAM_END) {
       // Another gzip member may follow (cat a.gz b.gz); anything else is padding.
@@ -155,10 +154,8 @@ std::string gunzip(std::string_view bytes, const fs::path& source) {
       break;
     }
     std::string why = rc == Z_BUF_ERROR ? "the gzip stream is truncated" : z.msg ? z.msg : "corrupt gzip stream";
-    inflateEnd(&z);
     throw Error(source.string() + ": cannot decompress gzip data: " + why);
   }
-  inflateEnd(&z);
   return out;
 }
 
