@@ -13,6 +13,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -295,6 +296,18 @@ TEST(TorchBin, BrokenAndHostileFilesGiveClearErrors) {
                {"missing_storage.bin", "missing_storage/data/1", "'lost'"});
   expect_error([] { io::read_torch_bin(fixture("short_storage.bin")); },
                {"short_storage.bin", "holds 7 bytes", "HalfStorage", "needs 14"});
+  // Listing (`checkpoint inspect`) reads no data but refuses the same damage, with the same words.
+  expect_error([] { io::list_torch_bin(fixture("bad_view.bin")); },
+               {"bad_view.bin", "'too_far'", "offset 2", "storage holding 6"});
+  expect_error([] { io::list_torch_bin(fixture("missing_storage.bin")); },
+               {"missing_storage.bin", "missing_storage/data/1", "'lost'"});
+  expect_error([] { io::list_torch_bin(fixture("short_storage.bin")); },
+               {"short_storage.bin", "holds 7 bytes", "HalfStorage", "needs 14"});
+  {  // A sound file lists every tensor it loads (and its integer buffers besides).
+    std::set<std::string> listed;
+    for (const auto& t : io::list_torch_bin(fixture("mixed.bin"))) listed.insert(t.name);
+    for (const auto& [name, tensor] : io::read_torch_bin(fixture("mixed.bin"))) EXPECT_TRUE(listed.count(name)) << name;
+  }
 
   fs::path dir = fresh_temp_dir("torch_hostile");
   const std::string good = io::read_file(fixture("mixed.bin"));
@@ -659,14 +672,14 @@ TEST(Checkpoint, ReadsShardedIndex) {
 
 namespace {
 // Points the cache and hub endpoint somewhere for one test, restoring after.
-struct ScopedEnv {
+struct EnvVars {  // several variables set for one scope
   std::vector<std::pair<std::string, std::optional<std::string>>> saved;
   void set(const std::string& k, const std::string& v) {
     const char* old = std::getenv(k.c_str());
     saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
     ::setenv(k.c_str(), v.c_str(), 1);
   }
-  ~ScopedEnv() {
+  ~EnvVars() {
     for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
       if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
       else ::unsetenv(it->first.c_str());
@@ -677,7 +690,7 @@ struct ScopedEnv {
 
 TEST(Hub, OfflineErrorNamesTheUrlAndSuggestsADirectory) {
   fs::path root = fresh_temp_dir("hub_offline");
-  ScopedEnv env;
+  EnvVars env;
   env.set("BERTUNE_CACHE", (root / "cache").string());
   env.set("BERTUNE_HF_ENDPOINT", "http://127.0.0.1:9");  // discard port: connection refused at once
   expect_error([] { io::resolve_model("klue/bert-base"); },
@@ -697,7 +710,7 @@ TEST(Hub, FetchesFromAMirrorFallsBackToBinAndThenWorksOffline) {
   fs::copy_file(shared_path("golden/bert/tiny_config.json"), repo / "config.json");
   io::write_file_atomic(repo / "vocab.txt", "[PAD]\n[UNK]\n");
   fs::copy_file(fixture("bert_tiny_legacy.bin"), repo / "pytorch_model.bin");  // no model.safetensors
-  ScopedEnv env;
+  EnvVars env;
   env.set("BERTUNE_CACHE", (root / "cache").string());
   env.set("BERTUNE_HF_ENDPOINT", "file://" + (root / "mirror").string());
   fs::path dir = io::resolve_model("org/tiny");

@@ -483,24 +483,17 @@ class ZipReader {
   }
   bool has(const std::string& name) const { return zip_name_locate(zip_, name.c_str(), ZIP_FL_ENC_RAW) >= 0; }
 
+  // The entry's size as the archive's directory states it, refusing a size the bytes present
+  // cannot produce (deflate expands at most ~1032x): what `read` would return, unread.
+  uint64_t size(const std::string& name) const { return stat(name).size; }
+
   // The whole entry, refusing anything above `limit` bytes before allocating.
   std::vector<uint8_t> read(const std::string& name, uint64_t limit) const {
-    zip_int64_t index = zip_name_locate(zip_, name.c_str(), ZIP_FL_ENC_RAW);
-    if (index < 0) throw Error(where_ + ": archive has no '" + name + "'");
-    zip_stat_t st;
-    zip_stat_init(&st);
-    if (zip_stat_index(zip_, index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
-      throw Error(where_ + ": cannot stat '" + name + "': " + zip_strerror(zip_));
+    const zip_stat_t st = stat(name);
+    const zip_uint64_t index = st.index;
     if (st.size > limit)
       throw Error(where_ + ": '" + name + "' is " + std::to_string(st.size) +
                   " bytes, more than the " + std::to_string(limit) + " expected");
-    // The directory's sizes are only claims: allocate no more than the bytes
-    // present could produce (deflate expands at most ~1032x).
-    bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
-    if (!(st.valid & ZIP_STAT_COMP_SIZE) || st.comp_size > file_size_ ||
-        (stored ? st.size != st.comp_size : st.size / 1032 > st.comp_size))
-      throw Error(where_ + ": '" + name + "' claims " + std::to_string(st.size) +
-                  " bytes that the archive cannot hold; the file is damaged");
     std::vector<uint8_t> data(st.size);
     zip_file_t* f = zip_fopen_index(zip_, index, 0);
     if (!f) throw Error(where_ + ": cannot open '" + name + "': " + zip_strerror(zip_));
@@ -520,6 +513,23 @@ class ZipReader {
   }
 
  private:
+  zip_stat_t stat(const std::string& name) const {
+    zip_int64_t index = zip_name_locate(zip_, name.c_str(), ZIP_FL_ENC_RAW);
+    if (index < 0) throw Error(where_ + ": archive has no '" + name + "'");
+    zip_stat_t st;
+    zip_stat_init(&st);
+    if (zip_stat_index(zip_, index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
+      throw Error(where_ + ": cannot stat '" + name + "': " + zip_strerror(zip_));
+    // The directory's sizes are only claims: allocate no more than the bytes present could produce.
+    bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+    if (!(st.valid & ZIP_STAT_COMP_SIZE) || st.comp_size > file_size_ ||
+        (stored ? st.size != st.comp_size : st.size / 1032 > st.comp_size))
+      throw Error(where_ + ": '" + name + "' claims " + std::to_string(st.size) +
+                  " bytes that the archive cannot hold; the file is damaged");
+    st.index = static_cast<zip_uint64_t>(index);
+    return st;
+  }
+
   std::string where_;
   uint64_t file_size_ = 0;
   zip_t* zip_ = nullptr;
@@ -598,44 +608,63 @@ std::vector<PickledTensor> read_archive_pickle(const ZipReader& zip, const std::
                                  where);
 }
 
+// The tensors grouped by the storage they view, each storage declared once (one type, one
+// size), each view inside its storage, each storage present in the archive with exactly the
+// bytes its type and size need. What loading and listing both check, before any data is read.
+struct Storage {
+  const StorageType* type;
+  uint64_t bytes;     // what data/<key> holds
+  std::string entry;  // <prefix>data/<key>
+  std::vector<const PickledTensor*> views;
+};
+
+std::map<std::string, Storage> plan_storages(const ZipReader& zip, const std::vector<PickledTensor>& tensors,
+                                             const std::string& prefix, const std::string& where) {
+  std::map<std::string, Storage> storages;
+  for (const auto& t : tensors) {
+    const StorageType* type = find_storage_type(t.storage_type);
+    if (!type)
+      throw Error(where + ": tensor '" + t.name + "' uses torch." + t.storage_type + ", which is not supported");
+    auto [it, fresh] = storages.try_emplace(t.storage_key);
+    Storage& s = it->second;
+    if (fresh) {
+      s.type = type;
+      s.bytes = static_cast<uint64_t>(t.storage_numel) * type->itemsize;
+      if (s.bytes / type->itemsize != static_cast<uint64_t>(t.storage_numel))
+        throw Error(where + ": storage '" + t.storage_key + "' size overflows");
+      s.entry = prefix + "data/" + t.storage_key;
+    } else if (s.type != type || s.views[0]->storage_numel != t.storage_numel) {
+      throw Error(where + ": storage '" + t.storage_key + "' is declared with two different types or sizes");
+    }
+    check_view(t, t.storage_numel, where);
+    s.views.push_back(&t);
+  }
+  for (const auto& [key, s] : storages) {
+    const PickledTensor& first = *s.views[0];
+    if (!zip.has(s.entry)) throw Error(where + ": archive has no '" + s.entry + "' (storage of tensor '" + first.name + "')");
+    if (uint64_t held = zip.size(s.entry); held != s.bytes)
+      throw Error(where + ": '" + s.entry + "' holds " + std::to_string(held) + " bytes but torch." +
+                  first.storage_type + " of " + std::to_string(first.storage_numel) + " elements needs " +
+                  std::to_string(s.bytes));
+  }
+  return storages;
+}
+
 TensorMap read_torch_bin_unguarded(const fs::path& path) {
   const std::string where = path.string();
   check_zip_magic(path);
   ZipReader zip(path);
   std::string prefix;
   const auto tensors = read_archive_pickle(zip, where, prefix);
-
   // One storage at a time, so peak memory is the output plus the largest storage.
-  std::map<std::string, std::vector<const PickledTensor*>> by_storage;
-  std::map<std::string, std::pair<std::string, int64_t>> storage_decl;  // key -> (type, numel)
-  for (const auto& t : tensors) {
-    const StorageType* type = find_storage_type(t.storage_type);
-    if (!type)
-      throw Error(where + ": tensor '" + t.name + "' uses torch." + t.storage_type + ", which is not supported");
-    auto [it, fresh] = storage_decl.emplace(t.storage_key, std::make_pair(t.storage_type, t.storage_numel));
-    if (!fresh && it->second != std::make_pair(t.storage_type, t.storage_numel))
-      throw Error(where + ": storage '" + t.storage_key + "' is declared with two different types or sizes");
-    check_view(t, t.storage_numel, where);
-    by_storage[t.storage_key].push_back(&t);
-  }
-
   TensorMap out;
-  for (const auto& [key, views] : by_storage) {
-    const StorageType& type = *find_storage_type(views[0]->storage_type);
-    uint64_t need = static_cast<uint64_t>(views[0]->storage_numel) * type.itemsize;
-    if (need / type.itemsize != static_cast<uint64_t>(views[0]->storage_numel))
-      throw Error(where + ": storage '" + key + "' size overflows");
-    const std::string entry = prefix + "data/" + key;
-    if (!zip.has(entry)) throw Error(where + ": archive has no '" + entry + "' (storage of tensor '" + views[0]->name + "')");
-    auto bytes = zip.read(entry, need);
-    if (bytes.size() != need)
-      throw Error(where + ": '" + entry + "' holds " + std::to_string(bytes.size()) + " bytes but torch." +
-                  views[0]->storage_type + " of " + std::to_string(views[0]->storage_numel) +
-                  " elements needs " + std::to_string(need));
-    if (type.kind == StorageType::Integer) continue;  // position_ids & co: checked, not kept
-    for (const PickledTensor* t : views) {
-      out.emplace(t->name, copy_view(*t, type, bytes.data()));
-    }
+  for (const auto& [key, s] : plan_storages(zip, tensors, prefix, where)) {
+    auto bytes = zip.read(s.entry, s.bytes);  // its CRC checked as it is read
+    if (bytes.size() != s.bytes)
+      throw Error(where + ": '" + s.entry + "' holds " + std::to_string(bytes.size()) + " bytes but needs " +
+                  std::to_string(s.bytes));
+    if (s.type->kind == StorageType::Integer) continue;  // position_ids & co: checked, not kept
+    for (const PickledTensor* t : s.views) out.emplace(t->name, copy_view(*t, *s.type, bytes.data()));
   }
   return out;
 }
@@ -652,7 +681,9 @@ std::vector<TensorInfo> list_torch_bin(const fs::path& path) {
   ZipReader zip(path);
   std::string prefix;
   std::vector<TensorInfo> out;
-  for (const PickledTensor& t : read_archive_pickle(zip, path.string(), prefix)) {
+  const auto tensors = read_archive_pickle(zip, path.string(), prefix);
+  plan_storages(zip, tensors, prefix, path.string());  // the checks loading makes, no data read
+  for (const PickledTensor& t : tensors) {
     auto it = kDTypeNames.find(t.storage_type);
     out.push_back({t.name, it == kDTypeNames.end() ? t.storage_type : it->second, t.shape});
   }

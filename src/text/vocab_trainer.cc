@@ -136,14 +136,14 @@ std::string read_corpus_file(const fs::path& path) {
   if (!fs::is_regular_file(path, ec))
     throw Error("corpus file " + path.string() + ": " +
                 (fs::exists(path, ec) ? "not a regular file" : "no such file"));
+  const uint64_t compressed = fs::file_size(path, ec);
+  const uint64_t limit = io::gzip_expansion_limit(compressed);  // a gzip bomb stops there
+  std::string text;
+  std::vector<char> buf(1 << 20);
   // zlib reads plain files through unchanged, so one path serves .gz and .txt.
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) throw Error("cannot open corpus file " + path.string());
   gzbuffer(f, 1 << 20);
-  std::string text;
-  std::vector<char> buf(1 << 20);
-  const uint64_t compressed = fs::file_size(path, ec);
-  const uint64_t limit = io::gzip_expansion_limit(compressed);  // a gzip bomb stops there
   for (;;) {
     int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
     if (n < 0) {
@@ -584,7 +584,8 @@ void save_vocab_dir(const TrainedVocab& vocab, const fs::path& dir, bool lowerca
 
 TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
                                const VocabTrainerOptions& options, bool lowercase, int threads,
-                               const fs::path& output_dir, VocabTrainStats* stats) {
+                               const fs::path& output_dir, VocabTrainStats* stats,
+                               const std::function<void(const std::string&)>& progress) {
   using clock = std::chrono::steady_clock;
   auto seconds_since = [](clock::time_point t) {
     return std::chrono::duration<double>(clock::now() - t).count();
@@ -623,13 +624,20 @@ TrainedVocab train_vocab_files(const std::vector<fs::path>& corpus,
     st.read_seconds += seconds_since(t0);
     t0 = clock::now();
     WordCounts c = count_words(text, split, threads);
+    uint64_t words = 0;
+    for (const auto& [word, n] : c) words += n;
     if (counts.empty())
       counts = std::move(c);
     else
       add_word_counts(counts, c);
     st.count_seconds += seconds_since(t0);
+    if (progress) {
+      progress("counted " + p.string() + ": " + std::to_string(words) + " words, " +
+               std::to_string(counts.size()) + " distinct so far");
+    }
   }
 
+  if (progress) progress("merging to " + std::to_string(options.vocab_size) + " tokens");
   auto t0 = clock::now();
   TrainedVocab vocab = train_wordpiece(counts, options);
   st.train_seconds = seconds_since(t0);
