@@ -31,7 +31,8 @@ void run_train(const TrainArgs& a) {
   text::VocabTrainStats st;
   auto t0 = std::chrono::steady_clock::now();
   text::TrainedVocab v =
-      text::train_vocab_files(corpus, a.options, a.lowercase, a.threads, a.output, &st);
+      text::train_vocab_files(corpus, a.options, a.lowercase, a.threads, a.output, &st,
+                              [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("words: %llu (%zu distinct)\n", static_cast<unsigned long long>(v.total_words),
               v.distinct_words);

@@ -83,10 +83,12 @@ struct VocabTrainStats {
 // BasicTokenizer::split (lowercasing + accent stripping when `lowercase`),
 // train, save. Checks every input before writing anything: a corpus with invalid UTF-8
 // (FILE:LINE), an existing output directory holding anything but vocabulary files.
+// `progress`, when given, hears one line as each corpus file is counted and as merging starts.
 TrainedVocab train_vocab_files(const std::vector<std::filesystem::path>& corpus,
                                const VocabTrainerOptions& options, bool lowercase, int threads,
                                const std::filesystem::path& output_dir,
-                               VocabTrainStats* stats = nullptr);
+                               VocabTrainStats* stats = nullptr,
+                               const std::function<void(const std::string&)>& progress = {});
 
 // How a vocabulary covers a set of documents (`bertune vocab eval`).
 struct CoverageStats {
