@@ -52,11 +52,28 @@ TEST(Routes, MethodsAndPaths) {
   Route r = route_request(request("DELETE", "/health"));
   EXPECT_EQ(r.endpoint, Endpoint::Refused);
   EXPECT_EQ(r.error.status, 405);
-  EXPECT_EQ(r.allow, "GET, HEAD");
+  EXPECT_EQ(r.headers, (http::Headers{{"Allow", "GET, HEAD"}}));
   r = route_request(request("POST", "/nope"));
   EXPECT_EQ(r.error.status, 404);
   EXPECT_EQ(r.metrics_path, "other");
   EXPECT_EQ(route_request(request("POST", "/")).endpoint, Endpoint::Hf);
+}
+
+// A gzip body was refused as "not valid JSON"; a compressed body is 415 naming its encoding.
+TEST(Routes, CompressedBodiesAre415NamingTheEncoding) {
+  for (const char* path : {"/v1/classify", "/"}) {
+    http::Request req = request("POST", path);
+    req.headers = {{"content-encoding", "gzip"}};
+    const Route r = route_request(req);
+    EXPECT_EQ(r.endpoint, Endpoint::Refused);
+    EXPECT_EQ(r.error.status, 415);
+    EXPECT_EQ(r.error.kind, "unsupported_encoding");
+    EXPECT_NE(r.error.message.find("Content-Encoding: gzip is not supported"), std::string::npos) << r.error.message;
+    EXPECT_EQ(r.headers, (http::Headers{{"Accept-Encoding", "identity"}}));
+    req.headers = {{"content-encoding", "identity"}};
+    EXPECT_NE(route_request(req).endpoint, Endpoint::Refused);
+  }
+  EXPECT_STREQ(http::reason_phrase(415), "Unsupported Media Type");
 }
 
 TEST(Routes, NonFiniteLogitsNameTheirText) {

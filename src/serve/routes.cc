@@ -92,14 +92,21 @@ Route route_request(const http::Request& req) {
   Route r;
   const bool post_path = req.path == "/v1/classify" || req.path == "/";
   const bool get = req.method == "GET" || req.method == "HEAD";  // HEAD: the GET answer's headers
-  if (post_path && req.method == "POST") {
+  const std::string* encoding = req.header("content-encoding");
+  if (post_path && req.method == "POST" && encoding && !encoding->empty() && *encoding != "identity") {
+    // Read as JSON, a gzip body would be "not valid JSON": say what is wrong instead.
+    r.headers.emplace_back("Accept-Encoding", "identity");
+    r.error = {415, "unsupported_encoding",
+               "Content-Encoding: " + *encoding + " is not supported; send the JSON body uncompressed"};
+    r.metrics_path = req.path;
+  } else if (post_path && req.method == "POST") {
     r.endpoint = req.path == "/" ? Endpoint::Hf : Endpoint::Classify;
   } else if (req.path == "/health" && get) {
     r.endpoint = Endpoint::Health;
   } else if (req.path == "/metrics" && get) {
     r.endpoint = Endpoint::Metrics;
   } else if (known_path(req.path)) {
-    r.allow = post_path ? "POST" : "GET, HEAD";
+    r.headers.emplace_back("Allow", post_path ? "POST" : "GET, HEAD");
     r.error = {405, "method_not_allowed", "use " + std::string(post_path ? "POST" : "GET") + " for " + req.path};
     r.metrics_path = req.path;
   } else {

@@ -24,13 +24,14 @@ enum class Endpoint { Classify, Hf, Health, Metrics, Refused };
 
 struct Route {
   Endpoint endpoint = Endpoint::Refused;
-  ClientError error{0, "", ""};  // Refused: the 404 or 405
-  std::string allow;             // a 405's Allow header
+  ClientError error{0, "", ""};  // Refused: the 404, 405 or 415
+  http::Headers headers;         // a refusal's own headers: a 405's Allow, a 415's Accept-Encoding
   std::string metrics_path;      // the metrics series of a refused request
 };
 
 // The endpoint of a method and path: POST /v1/classify, POST /, GET|HEAD /health and
-// /metrics; a wrong method on those is 405, any other path 404.
+// /metrics; a wrong method on those is 405, any other path 404, a compressed body
+// (Content-Encoding other than identity) 415.
 Route route_request(const http::Request& req);
 bool known_path(const std::string& path);
 

@@ -116,7 +116,7 @@ http::Response Service::route(const http::Request& req) {
     res.body = metrics_.render();
   } else {
     refuse(res, r.error);
-    if (!r.allow.empty()) res.headers.emplace_back("Allow", r.allow);
+    res.headers.insert(res.headers.end(), r.headers.begin(), r.headers.end());
     metrics_.request(r.metrics_path, r.error.status);
   }
   return res;
