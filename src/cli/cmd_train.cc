@@ -57,7 +57,10 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
 
 // The classifier (fp32, int8 directory, or quantized on load: the loader serve uses too),
 // its tokenizer, and the longest sequence both can take, on the device the flags name.
-std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, const char* command, bool metrics) {
+// `texts`: how many the command will run, when known: the memory a batch needs is for no
+// more texts than that (predict of one text with --batch-size 2000000000 needs one text's).
+std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, const char* command, bool metrics,
+                                                      size_t texts = SIZE_MAX) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2 (got " + std::to_string(f.max_length) + ")");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
@@ -79,7 +82,10 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, c
   }
   const kernels::Precision resolved = train::resolve_precision(device, precision);
   kernels::require_device(device);
-  if (device == kernels::Device::CPU) train::require_inference_memory(f.model, f.batch_size, f.max_length, metrics, command);
+  if (device == kernels::Device::CPU) {
+    const int batch = static_cast<int>(std::min<size_t>(static_cast<size_t>(f.batch_size), std::max<size_t>(texts, 1)));
+    train::require_inference_memory(f.model, batch, f.max_length, metrics, command);
+  }
   kernels::set_num_threads(f.threads);
   kernels::set_precision(device, resolved);
   infer::ClassifierOptions o;
@@ -205,7 +211,6 @@ void run_predict(const PredictCommand& c) {
     io::require_distinct_paths(c.in.model, "--model", c.output, "--output");
     if (!c.in.tokenizer.empty()) io::require_distinct_paths(c.in.tokenizer, "--tokenizer", c.output, "--output");
   }
-  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false);
   const std::string& text_column = c.in.text_column;
   data::Dataset d;
   if (!c.input.empty()) {
@@ -230,6 +235,8 @@ void run_predict(const PredictCommand& c) {
       d.examples.push_back({c.texts[i], -1, 0});
     }
   }
+  // The texts are read (and refused) before the model is loaded.
+  const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false, d.size());
   auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, infer::Padding::Packed, m->max_length(),

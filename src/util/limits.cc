@@ -133,7 +133,7 @@ void require_memory(const MemoryNeed& need, const std::string& command) {
   }
   uint64_t in_all = 0;
   if (__builtin_add_overflow(total, budget.in_use, &in_all)) in_all = kNoLimit;
-  throw Error(command + ": needs about " + (in_all == kNoLimit ? std::string("more than 2^64 bytes") : format_bytes(in_all)) +
+  throw Error(command + ": needs " + (in_all == kNoLimit ? std::string("more memory than any machine has: over 16 EiB") : "about " + format_bytes(in_all)) +
               " of memory (" + parts.str() + format_bytes(budget.in_use) + " in use already), more than the " +
               format_bytes(budget.limit) + " it can have (" + budget.source + "); to fit, " + largest->remedy);
 }
