@@ -838,12 +838,6 @@ std::string gzip_of_zeros(size_t bytes) {
 }
 
 // Sets an environment variable for the scope.
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const std::string& n, const std::string& value) : name(n) { ::setenv(n.c_str(), value.c_str(), 1); }
-  ~ScopedEnv() { ::unsetenv(name.c_str()); }
-};
-
 }  // namespace
 
 // A 100 KB gzip file that unpacks to 100 MB (or to gigabytes) was read whole, up to the

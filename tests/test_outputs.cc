@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -161,6 +162,41 @@ TEST(VocabOutput, SignalWhileStartingStopsWithItsExitCode) {
   ::kill(pid, SIGINT);
   EXPECT_EQ(wait_exit(pid), 130) << slurp(dir.path / "log");
   EXPECT_TRUE(contains(slurp(dir.path / "log"), "interrupted by SIGINT")) << slurp(dir.path / "log");
+  EXPECT_FALSE(fs::exists(dir.path / "v"));
+  for (const auto& e : fs::directory_iterator(dir.path)) EXPECT_FALSE(contains(e.path().string(), ".tmp")) << e.path();
+}
+
+// `vocab train` said nothing until it had written its vocabulary, so a user (or a script) could
+// not tell a long merge from a hang, and a SIGINT sent once it spoke came too late. It reports
+// each corpus counted and the merge starting; SIGINT during the merge: exit 130, nothing written.
+TEST(VocabOutput, ReportsProgressAndStopsMidMerge) {
+  TempDir dir("vocab_merge_signal");
+  std::mt19937 rng(7);
+  std::string text;
+  auto syllable = [&] {  // a random Hangul syllable (U+AC00..U+D7A3), UTF-8
+    const unsigned cp = 0xAC00 + rng() % 11172;
+    return std::string{static_cast<char>(0xE0 | (cp >> 12)), static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
+                       static_cast<char>(0x80 | (cp & 0x3F))};
+  };
+  for (int line = 0; line < 40000; ++line) {
+    for (int w = 0; w < 8; ++w) {
+      for (unsigned k = 0, n = 2 + rng() % 4; k < n; ++k) text += syllable();
+      text += ' ';
+    }
+    text += '\n';
+  }
+  const fs::path corpus = dir.file("corpus.txt", text);
+  const pid_t pid = spawn({"vocab", "train", "--corpus", corpus.string(), "--output", (dir.path / "v").string(),
+                           "--vocab-size", "60000", "--limit-alphabet", "12000", "--threads", "1"},
+                          dir.path / "log");
+  for (int i = 0; i < 600000 && !contains(slurp(dir.path / "log"), "merging to 60000 tokens"); ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  const std::string said = slurp(dir.path / "log");
+  EXPECT_TRUE(contains(said, "counted " + corpus.string() + ": 320000 words")) << said;
+  ASSERT_TRUE(contains(said, "merging to 60000 tokens")) << said;
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(wait_exit(pid), 130) << slurp(dir.path / "log");
+  EXPECT_FALSE(contains(slurp(dir.path / "log"), "wrote ")) << slurp(dir.path / "log");
   EXPECT_FALSE(fs::exists(dir.path / "v"));
   for (const auto& e : fs::directory_iterator(dir.path)) EXPECT_FALSE(contains(e.path().string(), ".tmp")) << e.path();
 }
@@ -320,6 +356,23 @@ TEST_F(OutputsOnModel, ConvertRefusesInt8AndConvertsInPlaceSafely) {
 
 // `checkpoint inspect` listed only the float tensors: the int8 weights of a quantized model
 // and integer buffers were missing. Every tensor is listed with its dtype now.
+// `predict` of one text with --batch-size 2000000000 was refused for needing "about more than
+// 2^64 bytes": a batch is never more texts than there are, and what cannot fit says so plainly.
+TEST_F(OutputsOnModel, PredictPlansMemoryForTheTextsItHas) {
+  auto one = run_cli("predict --model " + model() + " --batch-size 2000000000 좋아요");
+  EXPECT_EQ(one.status, 0) << one.output;
+  EXPECT_TRUE(contains(one.output, "\"label\"")) << one.output;
+  io::write_file_atomic(path("two.txt"), "좋아요\n별로\n");
+  auto file = run_cli("predict --model " + model() + " --batch-size 2000000000 --input " + path("two.txt"));
+  EXPECT_EQ(file.status, 0) << file.output;
+  // Texts beyond any memory: refused before loading, in words.
+  ScopedEnv cap("BERTUNE_MAX_MEMORY", "1M");
+  auto capped = run_cli("predict --model " + model() + " --batch-size 2000000000 좋아요");
+  EXPECT_EQ(capped.status, 1) << capped.output;
+  EXPECT_TRUE(contains(capped.output, "predict: needs about ")) << capped.output;
+  EXPECT_TRUE(contains(capped.output, "activations (1 texts of ")) << capped.output;
+}
+
 TEST_F(OutputsOnModel, InspectListsEveryTensorWithItsDtype) {
   const auto listed = io::list_state_dict(fs::path(path("q8")) / "model.safetensors");
   size_t i8 = 0;

@@ -18,6 +18,7 @@
 
 #include "serve/batcher.h"
 #include "serve_fixture.h"
+#include "test_support.h"
 #include "util/error.h"
 
 using Json = nlohmann::json;
@@ -72,12 +73,6 @@ std::string error_kind(HttpClient& c, const std::string& path, const std::string
 }
 
 // Sets an environment variable for the processes spawned in a scope.
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
-
 // With the same batch composition the server computes exactly what `predict` does: one
 // text per request against one `predict` per text, and all texts in one request against
 // one `predict` of all of them. (OpenBLAS picks kernels by matrix size, so the same text

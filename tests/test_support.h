@@ -1,18 +1,35 @@
 #pragma once
 // Small helpers shared by the test files: whether a text contains another, a temporary
 // directory that removes itself, the message of the bertune::Error a call throws, gzip in
-// memory, and the folder of the fuzz reproducers.
+// memory, an environment variable for one scope, and the folder of the fuzz reproducers.
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "io/atomic_file.h"
 #include "util/error.h"
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// An environment variable set for one scope, its earlier value (or absence) restored after.
+struct ScopedEnv {
+  std::string name;
+  std::optional<std::string> saved;
+  ScopedEnv(const std::string& n, const std::string& value) : name(n) {
+    if (const char* old = std::getenv(n.c_str())) saved = old;
+    ::setenv(n.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (saved) ::setenv(name.c_str(), saved->c_str(), 1);
+    else ::unsetenv(name.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
 
 // BERTUNE_MAX_MEMORY for one scope.
 struct MemoryCap {
