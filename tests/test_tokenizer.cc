@@ -87,6 +87,60 @@ TEST(TokenizerGolden, MatchesTransformers430OnAllCases) {
   EXPECT_EQ(matched, 5066u);
 }
 
+// klue_pairs.jsonl: tok(text, text_pair, truncation=True, max_length=M) of transformers 4.30's
+// BertTokenizer for M = 24, 48, 128 ('longest_first'; either side the longer one), id for id.
+TEST(TokenizerGolden, PairsMatchTransformers430) {
+  std::ifstream in(shared_path("golden/tokenizer/klue_pairs.jsonl"));
+  std::string line;
+  std::vector<nlohmann::json> cases;
+  while (std::getline(in, line)) cases.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(cases.size(), 6000u);
+  size_t matched = 0, truncated = 0;
+  for (int max_length : {24, 48, 128}) {
+    std::vector<std::string> texts, pairs;
+    std::vector<const nlohmann::json*> these;
+    for (const auto& c : cases)
+      if (c["max_length"] == max_length) texts.push_back(c["text"]), pairs.push_back(c["text_pair"]), these.push_back(&c);
+    ASSERT_EQ(these.size(), 2000u) << max_length;
+    text::EncodeOptions o;
+    o.max_length = max_length;
+    const auto batch = klue().encode_batch(texts, pairs, o, 2);
+    for (size_t i = 0; i < these.size(); ++i) {
+      const auto want_ids = (*these[i])["ids"].get<std::vector<int32_t>>();
+      const auto want_types = (*these[i])["token_type_ids"].get<std::vector<int32_t>>();
+      const auto one = klue().encode_pair(texts[i], pairs[i], o);
+      EXPECT_EQ(one.ids, want_ids) << "max_length " << max_length << ": " << texts[i] << " | " << pairs[i];
+      EXPECT_EQ(one.token_type_ids, want_types) << "max_length " << max_length << ": " << texts[i];
+      EXPECT_EQ(batch[i].ids, want_ids) << "encode_batch, max_length " << max_length;
+      EXPECT_EQ(batch[i].token_type_ids, want_types) << "encode_batch, max_length " << max_length;
+      matched += one.ids == want_ids && one.token_type_ids == want_types && batch[i].ids == want_ids &&
+                 batch[i].token_type_ids == want_types;
+      truncated += static_cast<int>(want_ids.size()) == max_length;
+    }
+  }
+  EXPECT_EQ(matched, 6000u);
+  EXPECT_GT(truncated, 1000u);  // the truncation rule is exercised, not just the layout
+}
+
+TEST(Tokenizer, PairLayoutAndLimits) {
+  // [CLS] a [SEP] b [SEP]; a tie in length loses its token from the second text.
+  const auto a = klue().encode("재밌다ㅋㅋ!!", {}).ids;  // [CLS] 5 pieces [SEP]
+  text::EncodeOptions o;
+  auto e = klue().encode_pair("재밌다ㅋㅋ!!", "재밌다ㅋㅋ!!", o);
+  std::vector<int32_t> want = a;
+  want.insert(want.end(), a.begin() + 1, a.end());
+  EXPECT_EQ(e.ids, want);
+  EXPECT_EQ(e.token_type_ids, (std::vector<int32_t>{0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}));
+  o.max_length = 12;  // one too many: a tie, the second text gives it up
+  e = klue().encode_pair("재밌다ㅋㅋ!!", "재밌다ㅋㅋ!!", o);
+  EXPECT_EQ(e.ids, (std::vector<int32_t>{2, 7478, 2062, 4692, 5, 5, 3, 7478, 2062, 4692, 5, 3}));
+  o.max_length = 3;  // both texts cut away entirely
+  EXPECT_EQ(klue().encode_pair("재밌다", "재밌다", o).ids, (std::vector<int32_t>{2, 3, 3}));
+  o.max_length = 2;
+  EXPECT_NE(error_of([&] { klue().encode_pair("a", "b", o); }).find("max_length 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { klue().encode_batch({"a"}, {"b", "c"}); }).find("text pairs"), std::string::npos);
+}
+
 TEST(TokenizerGolden, TokenizerJsonGivesTheSameResults) {
   const fs::path dir = shared_path("models/klue-bert-base");
   Tokenizer from_json = Tokenizer::load_tokenizer_json(dir / "tokenizer.json");

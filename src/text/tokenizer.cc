@@ -28,6 +28,7 @@ struct Scratch {
   std::string transformed;
   std::string lowered_text;
   std::vector<int32_t> ids;
+  std::vector<int32_t> pair_ids;  // the second text of a pair
 };
 
 Scratch& thread_scratch() {
@@ -588,14 +589,71 @@ Encoding Tokenizer::encode(std::string_view text, const EncodeOptions& options) 
   return e;
 }
 
+static void check_pair_options(const EncodeOptions& o) {
+  check_options(o);
+  if (o.add_special_tokens && o.max_length > 0 && o.max_length < 3)
+    throw Error("max_length " + std::to_string(o.max_length) +
+                " leaves no room for a pair's [CLS] and two [SEP]; use 0 (no truncation) or >= 3");
+}
+
+// PreTrainedTokenizerBase.truncate_sequences with 'longest_first' (transformers 4.30): one
+// token at a time from the end of the longer sequence; on a tie from the second.
+static void truncate_longest_first(std::vector<int32_t>& a, std::vector<int32_t>& b, size_t budget) {
+  while (a.size() + b.size() > budget) {
+    if (a.size() > b.size()) a.pop_back();
+    else b.pop_back();
+  }
+}
+
+Encoding Tokenizer::encode_pair(std::string_view text, std::string_view text_pair, const EncodeOptions& options) const {
+  check_pair_options(options);
+  Scratch& s = thread_scratch();
+  std::vector<int32_t>& a = s.ids;
+  std::vector<int32_t>& b = s.pair_ids;
+  a.clear();
+  b.clear();
+  TokenizerImpl::IdSink sink_a{a}, sink_b{b};
+  TokenizerImpl::pieces(*this, text, s, sink_a);
+  TokenizerImpl::pieces(*this, text_pair, s, sink_b);
+  const size_t specials = options.add_special_tokens ? 3 : 0;  // [CLS] a [SEP] b [SEP]
+  if (options.max_length > 0) truncate_longest_first(a, b, static_cast<size_t>(options.max_length) - specials);
+  Encoding e;
+  e.ids.reserve(a.size() + b.size() + specials);
+  if (options.add_special_tokens) e.ids.push_back(cls_id_);
+  e.ids.insert(e.ids.end(), a.begin(), a.end());
+  if (options.add_special_tokens) e.ids.push_back(sep_id_);
+  const size_t first_segment = e.ids.size();  // [CLS] a [SEP]: type 0; b [SEP]: type 1
+  e.ids.insert(e.ids.end(), b.begin(), b.end());
+  if (options.add_special_tokens) e.ids.push_back(sep_id_);
+  e.attention_mask.assign(e.ids.size(), 1);
+  e.token_type_ids.assign(e.ids.size(), 1);
+  std::fill(e.token_type_ids.begin(), e.token_type_ids.begin() + static_cast<std::ptrdiff_t>(first_segment), 0);
+  return e;
+}
+
 std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& texts,
                                               const EncodeOptions& options, int threads) const {
-  check_options(options);  // before the parallel region: nothing may throw inside it
+  return encode_batch(texts, {}, options, threads);
+}
+
+std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& texts,
+                                              const std::vector<std::string>& text_pairs,
+                                              const EncodeOptions& options, int threads) const {
+  const bool pairs = !text_pairs.empty();
+  if (pairs && text_pairs.size() != texts.size())
+    throw Error("encode_batch: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
+                " text pairs");
+  // Before the parallel region: nothing may throw inside it.
+  if (pairs) check_pair_options(options);
+  else check_options(options);
   std::vector<Encoding> out(texts.size());
   const int n_threads = threads > 0 ? util::checked_thread_count(threads) : omp_get_max_threads();
   const auto n = static_cast<int64_t>(texts.size());
 #pragma omp parallel for schedule(dynamic, 256) num_threads(n_threads)
-  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = encode(texts[static_cast<size_t>(i)], options);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<size_t>(i);
+    out[k] = pairs ? encode_pair(texts[k], text_pairs[k], options) : encode(texts[k], options);
+  }
   return out;
 }
 

@@ -67,8 +67,15 @@ class Tokenizer {
                               SpecialTokens specials = {});
 
   Encoding encode(std::string_view text, const EncodeOptions& options = {}) const;
+  // A sentence pair as HF's tok(text, text_pair) encodes it: [CLS] a [SEP] b [SEP], token
+  // types (always filled) 0 up to and including the first [SEP], 1 after. max_length
+  // truncates 'longest_first': a token at a time off the longer side, the second on a tie.
+  Encoding encode_pair(std::string_view text, std::string_view text_pair, const EncodeOptions& options = {}) const;
   // Both cores: texts are split across threads, order kept.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts,
+                                     const EncodeOptions& options = {}, int threads = 0) const;
+  // Pairs (texts[i], text_pairs[i]) with encode_pair; text_pairs empty: encode each text alone.
+  std::vector<Encoding> encode_batch(const std::vector<std::string>& texts, const std::vector<std::string>& text_pairs,
                                      const EncodeOptions& options = {}, int threads = 0) const;
   // What HF's tokenize() returns: WordPiece pieces (special tokens found in
   // the text included), no [CLS]/[SEP] added.
