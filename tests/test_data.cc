@@ -195,6 +195,56 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+TEST(DataPairs, SecondTextFromItsColumnInEveryFormat) {
+  ReadOptions o;
+  o.text_column = "premise";
+  o.text_pair_column = "hypothesis";
+  const std::pair<const char*, std::string> files[] = {
+      {"nli.tsv", "premise\thypothesis\tlabel\n비가 온다\t날씨가 맑다\t2\n영화가 길다\t영화가 짧지 않다\t0\n"},
+      {"nli.csv", "premise,hypothesis,label\n비가 온다,날씨가 맑다,2\n영화가 길다,\"영화가 짧지, 않다\",0\n"},
+      {"nli.jsonl", "{\"premise\": \"비가 온다\", \"hypothesis\": \"날씨가 맑다\", \"label\": 2}\n"
+                    "{\"premise\": \"영화가 길다\", \"hypothesis\": \"영화가 짧지 않다\", \"label\": 0}\n"}};
+  o.num_labels = 3;
+  for (const auto& [name, contents] : files) {
+    Dataset d = parse_dataset(contents, name, o);
+    ASSERT_EQ(d.size(), 2u) << name;
+    EXPECT_EQ(d.examples[0].text, "비가 온다") << name;
+    EXPECT_EQ(d.examples[0].text_pair, "날씨가 맑다") << name;
+    EXPECT_EQ(d.examples[0].label, 2) << name;
+    EXPECT_EQ(d.examples[1].text_pair.rfind("영화가 짧지", 0), 0u) << name;
+  }
+  o.text_pair_column.clear();  // the same file read as single texts
+  EXPECT_EQ(parse_dataset(files[0].second, "nli.tsv", o).examples[0].text_pair, "");
+}
+
+TEST(DataPairs, EmptyOrMissingPairIsAnErrorNamingFileAndLine) {
+  ReadOptions o;
+  o.text_column = "premise";
+  o.text_pair_column = "hypothesis";
+  o.label_column = "";
+  auto error = [&](const std::string& contents, const std::string& name) {
+    try {
+      parse_dataset(contents, name, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error("premise\thypothesis\na\tb\nc\t\n", "p.tsv"), "p.tsv:3: empty text pair in column 'hypothesis'");
+  EXPECT_EQ(error("premise,hypothesis\na,b\n\"c\",\"\"\n", "p.csv"), "p.csv:3: empty text pair in column 'hypothesis'");
+  EXPECT_EQ(error("{\"premise\": \"a\"}\n", "p.jsonl"), "p.jsonl:1: no key 'hypothesis'");
+  EXPECT_EQ(error("{\"premise\": \"a\", \"hypothesis\": null}\n", "p.jsonl"),
+            "p.jsonl:1: 'hypothesis' is null, not a string");
+  EXPECT_EQ(error("{\"premise\": \"a\", \"hypothesis\": \"\"}\n", "p.jsonl"),
+            "p.jsonl:1: empty text pair in column 'hypothesis'");
+  EXPECT_EQ(error("premise\tlabel\na\t1\n", "p.tsv").rfind("p.tsv:1: no column 'hypothesis' in the header", 0), 0u);
+  o.skip_bad_rows = true;  // skipped and listed, the good rows kept with their own pairs
+  Dataset d = parse_dataset("premise\thypothesis\na\tb\nc\t\ne\tf\n", "p.tsv", o);
+  EXPECT_EQ(texts_of(d), "[a][e]");
+  EXPECT_EQ(d.examples[1].text_pair, "f");
+  EXPECT_EQ(lines_of(d), "3 ");
+}
+
 TEST(DataBadInput, JsonlProblemsNamed) {
   ReadOptions o = skipping();
   o.text_column = "text";

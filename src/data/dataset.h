@@ -17,6 +17,7 @@
 //   holding only whitespace are ignored. The label may be a JSON integer or a
 //   string holding one.
 // - A gzip file (magic bytes 1f 8b) is decompressed transparently.
+// - With text_pair_column, each row's second text must be there and non-empty.
 // - Every text field must be valid UTF-8; labels are integers in
 //   [0, num_labels). A bad row throws Error "FILE:LINE: problem", or with
 //   skip_bad_rows is left out and listed in Dataset::skipped (never dropped
@@ -35,6 +36,7 @@ struct Example {
   std::string text;
   int label = -1;  // -1 for unlabelled input
   int64_t line = 0;  // 1-based line in the source file (first line of a CSV record)
+  std::string text_pair;  // the second text of a sentence pair (ReadOptions::text_pair_column)
 };
 
 struct ReadOptions {
@@ -43,6 +45,9 @@ struct ReadOptions {
   std::string label_column = "label";  // empty: unlabelled
   int num_labels = 2;                  // labels must lie in [0, num_labels); <= 0: only >= 0
   bool skip_bad_rows = false;          // else the first bad row stops the read
+  // Non-empty: every row is a sentence pair, its second text in this column (an empty or
+  // missing cell is a bad row).
+  std::string text_pair_column;
 };
 
 struct BadRow {

@@ -226,7 +226,25 @@ class RowSink {
                     std::to_string(at) + " of the field");
       return;
     }
-    out_.examples.push_back({std::string(text), label, line});
+    out_.examples.push_back({std::string(text), label, line, std::move(pair_)});
+  }
+
+  bool paired() const { return !options_.text_pair_column.empty(); }
+
+  // The row's second text, kept for the next add(); false (after reporting) when it is
+  // empty or not UTF-8: a pair with nothing on one side is no pair.
+  bool take_pair(int64_t line, std::string_view pair) {
+    const std::string& column = options_.text_pair_column;
+    if (pair.empty()) {
+      bad(line, "empty text pair in column '" + column + "'");
+      return false;
+    }
+    if (size_t at = find_invalid_utf8(pair); at != std::string_view::npos) {
+      bad(line, "invalid UTF-8 in column '" + column + "' at byte " + std::to_string(at) + " of the field");
+      return false;
+    }
+    pair_.assign(pair);
+    return true;
   }
 
   const ReadOptions& options() const { return options_; }
@@ -235,12 +253,13 @@ class RowSink {
   const fs::path& path_;
   const ReadOptions& options_;
   Dataset& out_;
+  std::string pair_;  // take_pair's text, moved into the next example
 };
 
 // Where the named columns sit in a header; missing columns are fatal because
 // no row could ever be read.
 struct ColumnIndex {
-  size_t text = 0, label = 0;
+  size_t text = 0, label = 0, pair = 0;
 };
 
 ColumnIndex locate_columns(const std::vector<std::string>& header, RowSink& sink, int64_t line) {
@@ -255,6 +274,7 @@ ColumnIndex locate_columns(const std::vector<std::string>& header, RowSink& sink
   ColumnIndex c;
   c.text = find(sink.options().text_column);
   if (sink.labelled()) c.label = find(sink.options().label_column);
+  if (sink.paired()) c.pair = find(sink.options().text_pair_column);
   return c;
 }
 
@@ -320,6 +340,7 @@ void read_tsv(std::string_view data, RowSink& sink, const fs::path& path) {
     }
     int label = -1;
     if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    if (sink.paired() && !sink.take_pair(n, fields[col.pair])) continue;
     sink.add(n, fields[col.text], label);
   }
 }
@@ -429,6 +450,7 @@ void read_csv(std::string_view data, RowSink& sink, const fs::path& path) {
     }
     int label = -1;
     if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    if (sink.paired() && !sink.take_pair(n, fields[col.pair])) continue;
     sink.add(n, fields[col.text], label);
   }
 }
@@ -457,6 +479,21 @@ class JsonRowParser : public nlohmann::detail::json_sax_dom_parser<nlohmann::jso
   int depth_ = 0;
   bool at_label_ = false;
 };
+
+// The string under `key` of a JSONL row, or null (reported as a bad row) when it is absent
+// or not a string.
+const std::string* string_key(const nlohmann::json& row, const std::string& key, RowSink& sink, int64_t n) {
+  auto it = row.find(key);
+  if (it == row.end()) {
+    sink.bad(n, "no key '" + key + "'");
+    return nullptr;
+  }
+  if (!it->is_string()) {
+    sink.bad(n, "'" + key + "' is " + it->type_name() + ", not a string");
+    return nullptr;
+  }
+  return &it->get_ref<const std::string&>();
+}
 
 void read_jsonl(std::string_view data, RowSink& sink) {
   using nlohmann::json;
@@ -489,15 +526,8 @@ void read_jsonl(std::string_view data, RowSink& sink) {
       sink.bad(n, std::string("expected a JSON object, found ") + row.type_name());
       continue;
     }
-    auto text = row.find(opt.text_column);
-    if (text == row.end()) {
-      sink.bad(n, "no key '" + opt.text_column + "'");
-      continue;
-    }
-    if (!text->is_string()) {
-      sink.bad(n, "'" + opt.text_column + "' is " + text->type_name() + ", not a string");
-      continue;
-    }
+    const std::string* text = string_key(row, opt.text_column, sink, n);
+    if (!text) continue;
     int label = -1;
     if (sink.labelled()) {
       auto l = row.find(opt.label_column);
@@ -523,7 +553,11 @@ void read_jsonl(std::string_view data, RowSink& sink) {
         continue;
       }
     }
-    sink.add(n, text->get_ref<const std::string&>(), label);
+    if (sink.paired()) {
+      const std::string* pair = string_key(row, opt.text_pair_column, sink, n);
+      if (!pair || !sink.take_pair(n, *pair)) continue;
+    }
+    sink.add(n, *text, label);
   }
 }
 
