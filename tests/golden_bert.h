@@ -31,6 +31,17 @@ using bertune::model::BertModel;
 
 inline std::filesystem::path golden(const std::string& name) { return bertune::shared_path("golden/bert/" + name); }
 
+// Where a sequence-classification case's files lie: DIR/PREFIXconfig.json, init.safetensors,
+// inputs.json, forward.safetensors, grads.safetensors (shared/golden/bert: prefix "tiny_";
+// the family cases of shared/golden/families/NAME: none).
+struct GoldenFiles {
+  std::filesystem::path dir;
+  std::string prefix;
+  std::filesystem::path operator()(const std::string& name) const { return dir / (prefix + name); }
+};
+inline const GoldenFiles kTiny{bertune::shared_path("golden/bert"), "tiny_"};
+inline GoldenFiles family(const std::string& name) { return {bertune::shared_path("golden/families/" + name), ""}; }
+
 inline nlohmann::json read_json(const std::filesystem::path& p) {
   std::ifstream in(p);
   return nlohmann::json::parse(in);
@@ -41,16 +52,32 @@ inline TensorMap read_tensors(const std::string& name) { return bertune::io::rea
 struct Golden {
   BertConfig config;
   std::vector<std::vector<int32_t>> sequences;
+  std::vector<std::vector<int32_t>> token_type_ids;  // per sequence; empty: all 0
   std::vector<int32_t> labels;
 };
 
-inline Golden classification_inputs() {
+inline Golden classification_inputs(const GoldenFiles& files = kTiny) {
   Golden g;
-  g.config = BertConfig::load(golden("tiny_config.json"));
-  auto j = read_json(golden("tiny_inputs.json"));
+  g.config = BertConfig::load(files("config.json"));
+  auto j = read_json(files("inputs.json"));
   g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
+  if (j["token_type_ids"].is_array())  // shared/golden/bert writes "all zero"
+    g.token_type_ids = j["token_type_ids"].get<std::vector<std::vector<int32_t>>>();
   g.labels = j["labels"].get<std::vector<int32_t>>();
   return g;
+}
+
+// The case's batch: packed (pad_to < 0), padded to the longest (0) or to pad_to; token types
+// of pad rows 0, as HF pads them.
+inline Batch classification_batch(const Golden& g, int pad_to, bool labelled = true) {
+  std::vector<int32_t> labels = labelled ? g.labels : std::vector<int32_t>{};
+  Batch b = pad_to < 0 ? Batch::packed(g.sequences, labels)
+                       : Batch::padded(g.sequences, pad_to, g.config.pad_token_id, labels);
+  if (g.token_type_ids.empty()) return b;
+  b.token_type_ids.assign(b.input_ids.size(), 0);
+  for (int s = 0; s < b.num_sequences(); ++s)
+    std::copy(g.token_type_ids[s].begin(), g.token_type_ids[s].end(), b.token_type_ids.begin() + b.offsets[s]);
+  return b;
 }
 
 // What a comparison with the golden files allows. The defaults are the fp32 bounds every
@@ -137,20 +164,20 @@ inline void expect_grads(const BertModel& m, const TensorMap& ref, const char* m
 // The classification golden case on `device`: a packed training forward (logits, every
 // hidden state, loss) and its gradients; padded to the longest (16) and to 24 (the same
 // logits and gradients, pad rows computed and masked); an inference forward without labels.
-inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {}) {
+inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {},
+                                       const GoldenFiles& files = kTiny) {
   using bertune::model::Task;
-  auto g = classification_inputs();
+  auto g = classification_inputs(files);
   BertModel m(g.config, Task::SequenceClassification, device);
-  auto report = m.load_state_dict(read_tensors("tiny_init.safetensors"));
+  auto report = m.load_state_dict(bertune::io::read_safetensors(files("init.safetensors")));
   EXPECT_TRUE(report.initialised.empty());
   // Every hidden state, the last layer's included (the [CLS]-only training saving has its
   // own golden checks in test_model.cc); the inference forward below uses the saving.
   m.set_last_layer_cls_only(false);
-  auto ref = read_tensors("tiny_forward.safetensors");
-  auto grads = read_tensors("tiny_grads.safetensors");
+  auto ref = bertune::io::read_safetensors(files("forward.safetensors"));
+  auto grads = bertune::io::read_safetensors(files("grads.safetensors"));
   for (int pad_to : {-1, 0, 24}) {  // packed, longest (16), a fixed max_length
-    Batch batch = pad_to < 0 ? Batch::packed(g.sequences, g.labels)
-                             : Batch::padded(g.sequences, pad_to, g.config.pad_token_id, g.labels);
+    Batch batch = classification_batch(g, pad_to);
     const std::string mode = pad_to < 0 ? "packed" : pad_to == 0 ? "padded-longest" : "padded-24";
     float loss = m.forward(batch, /*train=*/true);
     expect_logits_and_hidden(m, batch, ref, mode.c_str(), tol);
@@ -160,7 +187,7 @@ inline void expect_classification_case(bertune::kernels::Device device, const To
     expect_grads(m, grads, mode.c_str(), tol);
   }
   m.set_last_layer_cls_only(true);  // inference's [CLS]-only last layer (its own CUDA kernel)
-  float loss = m.forward(Batch::packed(g.sequences), /*train=*/false);  // no labels: no loss
+  float loss = m.forward(classification_batch(g, -1, /*labelled=*/false), /*train=*/false);  // no labels: no loss
   EXPECT_TRUE(std::isnan(loss));
   const auto& logits = ref.at("logits");
   float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
@@ -226,19 +253,20 @@ inline void expect_masked_lm_case(bertune::kernels::Device device, const Toleran
 // Three steps of the trainer's own TrainStep (train/step.h) against the golden run made
 // with the same optimizer: torch.optim.AdamW (--optim adamw_torch, tiny_adamw.*) or
 // transformers.AdamW (--optim adamw_hf, the default, tiny_adamw_hf.*). weights_abs bounds
-// tensors with a real gradient; key biases follow fp32 noise (below).
+// tensors with a real gradient; key biases follow fp32 noise (below). json_file and
+// weights_file lie in files.dir.
 inline void expect_three_adamw_steps(bertune::kernels::Device device, bertune::train::AdamWVariant variant,
                                      const char* json_file, const char* weights_file, float weights_abs = 5e-6f,
-                                     float noise_abs = 5e-5f) {
+                                     float noise_abs = 5e-5f, const GoldenFiles& files = kTiny) {
   namespace train = bertune::train;
-  auto g = classification_inputs();
-  auto steps = read_json(golden(json_file));
-  auto after = read_tensors(weights_file);
+  auto g = classification_inputs(files);
+  auto steps = read_json(files.dir / json_file);
+  auto after = bertune::io::read_safetensors(files.dir / weights_file);
   BertModel m(g.config, bertune::model::Task::SequenceClassification, device);
-  m.load_state_dict(read_tensors("tiny_init.safetensors"));
+  m.load_state_dict(bertune::io::read_safetensors(files("init.safetensors")));
   train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .variant = variant});
   train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, /*max_grad_norm=*/1.0);
-  Batch batch = Batch::packed(g.sequences, g.labels);
+  Batch batch = classification_batch(g, -1);
   m.zero_grad();
   const char* tag = train::adamw_variant_name(variant);
   for (int step = 0; step < 3; ++step) {

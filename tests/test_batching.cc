@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <set>
 
+#include "golden_bert.h"
 #include "infer/batching.h"
 #include "train/sampler.h"
 #include "util/error.h"
+#include "util/paths.h"
 
 using namespace bertune;
 
@@ -51,4 +53,59 @@ TEST(Batching, BuildsPackedAndPaddedBatches) {
   EXPECT_EQ(fixed.real_tokens(), 3);
   EXPECT_THROW(build({1}, infer::Padding::MaxLength, 4), Error);
   EXPECT_THROW(infer::parse_padding("left"), Error);
+}
+
+// Sentence pairs through the batching every command uses: token types travel with the ids in
+// every layout (pad rows type 0), and the model's logits are Hugging Face's
+// (shared/golden/families/bert_pair).
+TEST(Batching, PairTokenTypesReachTheModelInEveryLayout) {
+  const auto files = golden_bert::family("bert_pair");
+  const auto g = golden_bert::classification_inputs(files);
+  infer::TokenizedData data;
+  data.ids = g.sequences;
+  data.token_type_ids = g.token_type_ids;
+  data.labels = g.labels;
+  for (const auto& s : g.sequences) data.lengths.push_back(static_cast<int>(s.size()));
+  model::BertModel m(g.config, model::Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(files("init.safetensors")));
+  const TensorMap forward = io::read_safetensors(files("forward.safetensors"));
+  const auto& logits = forward.at("logits");
+  const std::vector<size_t> all = {0, 1, 2, 3, 4};
+  for (auto [padding, pad_to] : {std::pair{infer::Padding::Packed, -1}, std::pair{infer::Padding::Longest, 0},
+                                 std::pair{infer::Padding::MaxLength, 24}}) {
+    const model::Batch b = infer::build_batch(data, all, {padding, 24, 0});
+    const model::Batch want = golden_bert::classification_batch(g, pad_to);
+    EXPECT_EQ(b.input_ids, want.input_ids) << infer::padding_name(padding);
+    EXPECT_EQ(b.token_type_ids, want.token_type_ids) << infer::padding_name(padding);
+    EXPECT_EQ(b.offsets, want.offsets) << infer::padding_name(padding);
+    m.forward(b, /*train=*/false);
+    EXPECT_LE(golden_bert::max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-4f)
+        << infer::padding_name(padding);
+  }
+  data.token_type_ids[1].pop_back();
+  EXPECT_THROW(infer::build_batch(data, all, {infer::Padding::Packed, 24, 0}), Error);
+}
+
+TEST(Batching, TokenizeEncodesPairsWhenTheDataHasThem) {
+  const auto tok = text::Tokenizer::load(shared_path("models/klue-bert-base"));
+  data::Dataset d;
+  for (auto [text, pair] : {std::pair{"재밌다", "정말 재밌다ㅋㅋ"}, std::pair{"별로", "지루하다"}}) {
+    data::Example e;
+    e.text = text;
+    e.text_pair = pair;
+    d.examples.push_back(e);
+  }
+  const infer::TokenizedData t = infer::tokenize(d, tok, 8, 1);
+  ASSERT_EQ(t.token_type_ids.size(), 2u);
+  text::EncodeOptions o;
+  o.max_length = 8;
+  for (size_t i = 0; i < 2; ++i) {
+    const auto e = tok.encode_pair(d.examples[i].text, d.examples[i].text_pair, o);
+    EXPECT_EQ(t.ids[i], e.ids);
+    EXPECT_EQ(t.token_type_ids[i], e.token_type_ids);
+    EXPECT_EQ(t.lengths[i], static_cast<int>(e.ids.size()));
+  }
+  EXPECT_EQ(t.token_type_ids[0].back(), 1);
+  for (auto& e : d.examples) e.text_pair.clear();  // single texts: no token types at all
+  EXPECT_TRUE(infer::tokenize(d, tok, 8, 1).token_type_ids.empty());
 }

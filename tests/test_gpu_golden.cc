@@ -72,6 +72,14 @@ TEST(GpuGolden, ThreeAdamWHfStepsFp32) {
                            "tiny_after_adamw_hf.safetensors");
 }
 
+TEST(GpuGolden, SentencePairFp32) {
+  BERTUNE_REQUIRE_GPU();
+  PrecisionScope fp32(Precision::FP32);
+  expect_classification_case(Device::CUDA, kFp32, family("bert_pair"));
+  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::Torch, "adamw.json", "after_adamw.safetensors",
+                           1e-5f, 5e-5f, family("bert_pair"));
+}
+
 TEST(GpuGolden, ClassificationBf16) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope bf16(Precision::BF16);

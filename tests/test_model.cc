@@ -128,6 +128,31 @@ TEST(BertGolden, AdamWFormsAreDistinguishedByTheGolden) {
 
 TEST(BertGolden, MaskedLMMatchesHuggingFace) { expect_masked_lm_case(kernels::Device::CPU); }
 
+// Sentence pairs (shared/golden/families/bert_pair): [CLS] a [SEP] b [SEP] with token type 1
+// on the second segment; packed, padded to the longest and to 24, and inference.
+TEST(BertGolden, SentencePairCase) { expect_classification_case(kernels::Device::CPU, {}, family("bert_pair")); }
+
+TEST(BertGolden, SentencePairThreeAdamWSteps) {
+  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::Torch, "adamw.json", "after_adamw.safetensors",
+                           1e-5f, 5e-5f, family("bert_pair"));
+}
+
+// The token types reach the embeddings: without them the same ids give other logits.
+TEST(BertGolden, SentencePairTokenTypesChangeTheLogits) {
+  auto g = classification_inputs(family("bert_pair"));
+  ASSERT_EQ(g.token_type_ids.size(), g.sequences.size());
+  BertModel m(g.config, Task::SequenceClassification);
+  m.load_state_dict(io::read_safetensors(family("bert_pair")("init.safetensors")));
+  const TensorMap forward = io::read_safetensors(family("bert_pair")("forward.safetensors"));
+  const auto& logits = forward.at("logits");
+  m.forward(classification_batch(g, -1, false), false);  // with them: HF's logits
+  EXPECT_LE(max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-4f);
+  Batch untyped = classification_batch(g, -1, false);
+  untyped.token_type_ids.clear();
+  m.forward(untyped, false);
+  EXPECT_GT(max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-3f);
+}
+
 TEST(BertModelApi, LoadChecksShapesAndInitialisesMissingHead) {
   auto g = classification_inputs();
   auto tensors = io::read_safetensors(golden("tiny_init.safetensors"));

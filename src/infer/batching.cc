@@ -20,17 +20,22 @@ bool TokenizedData::labelled() const {
 }
 
 TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads) {
-  std::vector<std::string> texts;
+  const bool pairs =
+      std::any_of(d.examples.begin(), d.examples.end(), [](const data::Example& e) { return !e.text_pair.empty(); });
+  std::vector<std::string> texts, text_pairs;
   texts.reserve(d.size());
   for (const auto& e : d.examples) texts.push_back(e.text);
+  if (pairs)
+    for (const auto& e : d.examples) text_pairs.push_back(e.text_pair);
   text::EncodeOptions eo;
   eo.max_length = max_length;
-  auto enc = tok.encode_batch(texts, eo, threads);
+  auto enc = tok.encode_batch(texts, text_pairs, eo, threads);
   TokenizedData t;
   t.ids.reserve(enc.size());
   for (size_t i = 0; i < enc.size(); ++i) {
     t.lengths.push_back(static_cast<int>(enc[i].ids.size()));
     t.ids.push_back(std::move(enc[i].ids));
+    if (pairs) t.token_type_ids.push_back(std::move(enc[i].token_type_ids));
     t.labels.push_back(d.examples[i].label);
   }
   return t;
@@ -56,11 +61,22 @@ model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& i
   int32_t row_length = 0;  // 0: packed, sequences end to end
   if (layout.padding == Padding::Longest) row_length = longest;
   if (layout.padding == Padding::MaxLength) row_length = layout.max_length > 0 ? layout.max_length : longest;
+  const bool typed = !data.token_type_ids.empty();
   b.offsets.push_back(0);
   for (size_t k = 0; k < indices.size(); ++k) {
     const auto& seq = data.ids[indices[k]];
     b.input_ids.insert(b.input_ids.end(), seq.begin(), seq.end());
-    if (row_length > 0) b.input_ids.resize((k + 1) * static_cast<size_t>(row_length), layout.pad_id);
+    if (typed) {
+      const auto& types = data.token_type_ids.at(indices[k]);
+      if (types.size() != seq.size())
+        throw Error("build_batch: example " + std::to_string(indices[k]) + " has " + std::to_string(types.size()) +
+                    " token types for " + std::to_string(seq.size()) + " tokens");
+      b.token_type_ids.insert(b.token_type_ids.end(), types.begin(), types.end());
+    }
+    if (row_length > 0) {
+      b.input_ids.resize((k + 1) * static_cast<size_t>(row_length), layout.pad_id);
+      if (typed) b.token_type_ids.resize(b.input_ids.size(), 0);
+    }
     b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
   }
   return b;

@@ -23,14 +23,18 @@ enum class Padding { Packed, Longest, MaxLength };
 Padding parse_padding(const std::string& name);  // packed | longest | max_length
 std::string padding_name(Padding p);
 
-// A dataset turned into token ids (truncated to max_length, [CLS] ... [SEP]).
+// A dataset turned into token ids (truncated to max_length, [CLS] ... [SEP]; a sentence
+// pair [CLS] a [SEP] b [SEP] with its token types).
 struct TokenizedData {
   std::vector<std::vector<int32_t>> ids;
+  std::vector<std::vector<int32_t>> token_type_ids;  // one per example for pairs; empty: all 0
   std::vector<int32_t> labels;  // -1 when unlabelled
   std::vector<int> lengths;     // ids[i].size()
   size_t size() const { return ids.size(); }
   bool labelled() const;        // every example has a label
 };
+// Pairs when any example has a text_pair (data::ReadOptions::text_pair_column): then every
+// example is encoded as a pair (Tokenizer::encode_pair).
 TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads = 0);
 
 struct BatchLayout {
@@ -40,7 +44,8 @@ struct BatchLayout {
 };
 
 // Examples `indices` of `data` as the model reads them. Labels go in when every selected
-// example has one; otherwise the batch has none (no loss).
+// example has one; otherwise the batch has none (no loss). Token types go in for pairs
+// (pad rows type 0, as HF pads them).
 model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
                          const BatchLayout& layout);
 

@@ -55,7 +55,7 @@ Classifier::~Classifier() = default;
 
 std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts) const {
   data::Dataset d;
-  for (const auto& t : texts) d.examples.push_back({t, -1, 0});
+  for (const auto& t : texts) d.examples.push_back({t, -1, 0, {}});
   return infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1).ids;
 }
 
