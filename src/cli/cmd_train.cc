@@ -29,7 +29,7 @@ namespace {
 
 // The flags eval and predict share: how texts become batches, and on how many threads.
 struct InferenceFlags {
-  std::string model, tokenizer, text_column, device = "cpu";
+  std::string model, tokenizer, text_column, text_pair_column, device = "cpu";
   std::string precision;  // empty: the device's default
   int max_length = 128, batch_size = 64, threads = 0;
   bool allow_untrained_head = false, int8 = false;
@@ -40,6 +40,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
   cmd->add_option("--model", f.model, "model directory (HF layout)")->required();
   cmd->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model's)");
   cmd->add_option("--text-column", f.text_column, text_column_help);
+  cmd->add_option("--text-pair-column", f.text_pair_column, train::find_train_option("text_pair_column")->help);
   cmd->add_option("--max-length", f.max_length, "truncate to this many tokens")
       ->capture_default_str()
       ->each([&f](const std::string&) { f.max_length_given = true; });
@@ -62,6 +63,8 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, const std::string& te
 std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, const char* command, bool metrics,
                                                       size_t texts = SIZE_MAX) {
   if (f.max_length < 2) throw Error("--max-length: must be at least 2 (got " + std::to_string(f.max_length) + ")");
+  if (f.max_length < 3 && !f.text_pair_column.empty())
+    throw Error("--max-length: must be at least 3 for sentence pairs (got " + std::to_string(f.max_length) + ")");
   if (f.batch_size < 1) throw Error("--batch-size: must be positive");
   if (f.threads < 0) throw Error("--threads: must not be negative (0: all cores)");  // as train's validate()
   kernels::Device device = kernels::Device::CPU;
@@ -174,6 +177,7 @@ void run_eval(const EvalCommand& c) {
   const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "eval", /*metrics=*/true);
   data::ReadOptions ro;
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
+  ro.text_pair_column = c.in.text_pair_column;
   ro.label_column = c.label_column;
   ro.num_labels = m->num_labels();
   auto d = data::read_dataset(c.data, ro);
@@ -204,6 +208,9 @@ struct PredictCommand {
 
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
+  if (!c.texts.empty() && !c.in.text_pair_column.empty())
+    throw Error("--text-pair-column reads pairs from --input FILE (a TSV/CSV/JSONL with both columns), "
+                "not from texts given as arguments");
   const bool to_stdout = c.output.empty() || c.output == "-";
   if (!to_stdout) io::require_replaceable_file(c.output, "--output");
   if (!c.input.empty() && !to_stdout) io::require_distinct_paths(c.input, "--input", c.output, "--output");
@@ -216,23 +223,25 @@ void run_predict(const PredictCommand& c) {
   if (!c.input.empty()) {
     // Directories, gzip and invalid UTF-8 (named FILE:LINE) are handled by the line reader.
     std::vector<std::string> lines = data::read_text_lines(c.input);
-    const bool table = !text_column.empty() || c.input.ends_with(".jsonl") || c.input.ends_with(".csv") ||
+    const bool table = !text_column.empty() || !c.in.text_pair_column.empty() || c.input.ends_with(".jsonl") ||
+                       c.input.ends_with(".csv") ||
                        (!lines.empty() && lines.front().find('\t') != std::string::npos);
     if (table) {
       data::ReadOptions ro;
       ro.text_column = text_column.empty() ? "document" : text_column;
+      ro.text_pair_column = c.in.text_pair_column;
       ro.label_column = "";
       d = data::read_dataset(c.input, ro);
     } else {
       int64_t n = 0;
-      for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n});
+      for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n, {}});
     }
     // An empty file (a wrong redirection, a failed export) must not look like a finished job.
     if (d.size() == 0) throw Error(c.input + ": no texts to predict");
   } else {
     for (size_t i = 0; i < c.texts.size(); ++i) {
       data::require_utf8(c.texts[i], "text " + std::to_string(i + 1));
-      d.examples.push_back({c.texts[i], -1, 0});
+      d.examples.push_back({c.texts[i], -1, 0, {}});
     }
   }
   // The texts are read (and refused) before the model is loaded.

@@ -148,6 +148,8 @@ const std::vector<OptionField>& train_option_fields() {
       field("eval_file", &O::eval_file, "evaluation data; default: NSMC test"),
       field("test_file", &O::test_file, "evaluated once after training with the final model"),
       field("text_column", &O::text_column, "text column"),
+      field("text_pair_column", &O::text_pair_column,
+            "column of a sentence pair's second text: [CLS] text [SEP] pair [SEP] (default: single texts)"),
       field("label_column", &O::label_column, "label column"),
       field("max_length", &O::max_length, "truncate (and with --padding max_length, pad) to this many tokens"),
       field("train_samples", &O::train_samples, "use N training examples: shuffle(data_seed) then select"),
@@ -312,6 +314,8 @@ void validate(TrainOptions& o) {
     fail("give exactly one of --model DIR (pretrained) or --model-config CONFIG.json (random initialisation)");
   if (o.output_dir.empty()) fail("--output-dir is required");
   if (o.max_length < 2) fail("--max-length: must be at least 2 ([CLS] and [SEP])");
+  if (o.max_length < 3 && !o.text_pair_column.empty())
+    fail("--max-length: must be at least 3 for sentence pairs ([CLS] and two [SEP])");
   if (o.per_device_train_batch_size < 1) fail("--per-device-train-batch-size: must be positive");
   if (o.per_device_eval_batch_size < 1) fail("--per-device-eval-batch-size: must be positive");
   if (o.num_train_epochs <= 0 && o.max_steps <= 0) fail("--num-train-epochs: must be positive (or give --max-steps)");

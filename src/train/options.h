@@ -32,6 +32,7 @@ struct TrainOptions {
   std::string eval_file;       // evaluated each eval step (unless validation_split carves one)
   std::string test_file;       // evaluated once at the end with the final (best) model
   std::string text_column = "document";
+  std::string text_pair_column;  // non-empty: sentence pairs, the second text in this column
   std::string label_column = "label";
   int max_length = 128;
   int64_t train_samples = -1;  // shuffle(seed=data_seed).select(range(N)); -1: all

@@ -74,6 +74,7 @@ Splits carve_validation(data::Dataset all, const TrainOptions& o, const fs::path
 Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const fs::path& train_path) {
   data::ReadOptions ro;
   ro.text_column = o.text_column;
+  ro.text_pair_column = o.text_pair_column;
   ro.label_column = o.label_column;
   ro.num_labels = config.num_labels();
   data::Dataset all = data::read_dataset(train_path, ro);
