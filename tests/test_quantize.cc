@@ -144,7 +144,7 @@ TEST_F(QuantizeTest, Int8ClassifierRunsTheInt8Kernels) {
 
   model::BertModel fp32(model::BertConfig::load(out), model::Task::SequenceClassification);
   fp32.load_state_dict(quant::read_int8_safetensors(out / "model.safetensors").fp32);
-  model::Batch batch = model::Batch::packed({ids[0], ids[1]});
+  model::Batch batch = model::Batch::packed({ids[0].ids, ids[1].ids});
   fp32.forward(batch, /*train=*/false);
   std::vector<float> dequantized(fp32.logits(), fp32.logits() + 4);
   EXPECT_NE(int8_logits, dequantized);

@@ -41,6 +41,31 @@ TEST(Routes, ValidBodiesGiveTheirTextsAndParameters) {
   EXPECT_EQ(refusal_of(R"({"texts": ["a","b","c","d","e"]})", false).status, 413);
 }
 
+TEST(Routes, SentencePairsInBothShapes) {
+  ClassifyJob job = classify_job(R"({"texts": [["비가 온다", "날씨가 맑다"], ["a", "b"]]})", false, 4);
+  EXPECT_EQ(job.texts, (std::vector<std::string>{"비가 온다", "a"}));
+  EXPECT_EQ(job.text_pairs, (std::vector<std::string>{"날씨가 맑다", "b"}));
+  job = classify_job(R"({"inputs": {"text": "a", "text_pair": "b"}})", true, 4);
+  EXPECT_EQ(job.texts, std::vector<std::string>{"a"});
+  EXPECT_EQ(job.text_pairs, std::vector<std::string>{"b"});
+  job = classify_job(R"({"inputs": [{"text": "a", "text_pair": "b"}, {"text": "c", "text_pair": "d"}]})", true, 4);
+  EXPECT_EQ(job.text_pairs, (std::vector<std::string>{"b", "d"}));
+  EXPECT_TRUE(classify_job(R"({"texts": ["a", "b"]})", false, 4).text_pairs.empty());
+  // Refused: texts mixed with pairs, an empty or non-string second text, a pair of three.
+  for (auto [body, hf, kind] : {std::tuple{R"({"texts": ["a", ["b", "c"]]})", false, "bad_type"},
+                                std::tuple{R"({"texts": [["a", ""]]})", false, "empty"},
+                                std::tuple{R"({"texts": [["a", 2]]})", false, "bad_type"},
+                                std::tuple{R"({"texts": [["a", "b", "c"]]})", false, "bad_type"},
+                                std::tuple{R"({"inputs": {"text": "a", "text_pair": ""}})", true, "empty"},
+                                std::tuple{R"({"inputs": {"text": "a", "text_pair": "b", "x": 1}})", true, "bad_field"}}) {
+    const ClientError e = refusal_of(body, hf);
+    EXPECT_EQ(e.status, 400) << body;
+    EXPECT_EQ(e.kind, kind) << body << ": " << e.message;
+  }
+  EXPECT_NE(refusal_of(R"({"texts": ["a", ["b", "c"]]})", false).message.find("\"texts\"[1]: a pair among single texts"),
+            std::string::npos);
+}
+
 http::Request request(std::string method, std::string path) {
   http::Request req;
   req.method = std::move(method);

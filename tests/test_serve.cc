@@ -109,6 +109,43 @@ TEST_F(ServeTest, ClassifyAnswersExactlyWhatPredictPrints) {
   EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
 }
 
+// Sentence pairs, as /v1/classify's [text, text_pair] lists and the HF API's {text, text_pair}:
+// the answers of `predict --input` on the same pairs, bit for bit (same batch composition).
+TEST_F(ServeTest, SentencePairsAnswerWhatPredictPrints) {
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {kTexts[0], kTexts[1]}, {kTexts[2], kTexts[3]}, {kTexts[4], kTexts[7]}};
+  std::string tsv = "premise\thypothesis\n";
+  Json items = Json::array();
+  for (const auto& [a, b] : pairs) tsv += a + "\t" + b + "\n", items.push_back({a, b});
+  io::write_file_atomic(dir / "pairs.tsv", tsv);
+  const fs::path log = dir / "predict_pairs.txt";
+  ASSERT_EQ(wait_exit(spawn({"predict", "--model", model.string(), "--threads", "2", "--input", (dir / "pairs.tsv").string(),
+                             "--text-column", "premise", "--text-pair-column", "hypothesis"},
+                            log)),
+            0)
+      << slurp(log);
+  std::vector<Json> expected;
+  std::istringstream lines(slurp(log));
+  for (std::string line; std::getline(lines, line);) expected.push_back(Json::parse(line));
+  ASSERT_EQ(expected.size(), pairs.size());
+  ServerProcess server(model, dir / "serve_pairs.log");
+  auto c = server.client();
+  int status = 0;
+  Json all = post(c, "/v1/classify", Json{{"texts", items}}.dump(), &status);
+  ASSERT_EQ(status, 200) << all.dump();
+  for (size_t i = 0; i < pairs.size(); ++i) EXPECT_EQ(all["predictions"][i]["logits"], expected[i]["logits"]) << i;
+  // A pair is not its first text alone.
+  Json first = post(c, "/v1/classify", Json{{"texts", {pairs[0].first}}}.dump(), &status);
+  EXPECT_NE(first["predictions"][0]["logits"], all["predictions"][0]["logits"]);
+  Json hf = post(c, "/", Json{{"inputs", {{"text", pairs[0].first}, {"text_pair", pairs[0].second}}}}.dump(), &status);
+  ASSERT_EQ(status, 200) << hf.dump();
+  ASSERT_TRUE(hf.is_array() && hf.size() == 1 && hf[0].size() == 2) << hf.dump();
+  const auto& probs = expected[0]["probs"];  // a batch of one: equal to float rounding
+  EXPECT_NEAR(hf[0][0]["score"].get<double>(), std::max(probs[0].get<double>(), probs[1].get<double>()), 1e-5);
+  EXPECT_EQ(error_kind(c, "/v1/classify", R"({"texts": [["a", ""]]})", 400), "empty");
+  EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
+}
+
 TEST_F(ServeTest, HuggingFaceInferenceApiShape) {
   auto expected = predict({kTexts[0]});
   ServerProcess server(model, dir / "serve_hf.log");
@@ -585,7 +622,7 @@ TEST(Batcher, RoutesRowsBackAndRespectsMaxBatch) {
     sizes.push_back(seqs.size());
     std::vector<float> out;
     for (auto* s : seqs) {
-      out.push_back(static_cast<float>((*s)[0]));
+      out.push_back(static_cast<float>(s->ids[0]));
       out.push_back(static_cast<float>(s->size()));
     }
     return out;
@@ -603,7 +640,7 @@ TEST(Batcher, RoutesRowsBackAndRespectsMaxBatch) {
       for (int r = 0; r < 5; ++r) {
         std::vector<serve::TokenIds> texts;
         const int n = 1 + (t + r) % 4;
-        for (int k = 0; k < n; ++k) texts.push_back(serve::TokenIds(1 + k, 1000 * t + 10 * r + k));
+        for (int k = 0; k < n; ++k) texts.push_back({std::vector<int32_t>(1 + k, 1000 * t + 10 * r + k), {}});
         auto logits = b.classify(texts);
         for (int k = 0; k < n; ++k)
           if (logits[2 * k] != 1000 * t + 10 * r + k || logits[2 * k + 1] != 1 + k) wrong++;
@@ -638,16 +675,16 @@ TEST(Batcher, WaitsAtMostMaxWaitAndPropagatesErrors) {
       },
       2, o, nullptr);
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(b.classify({{1, 2, 3}}).size(), 2u);  // alone: runs when the window closes
+  EXPECT_EQ(b.classify({{{1, 2, 3}, {}}}).size(), 2u);  // alone: runs when the window closes
   const auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_GE(waited, std::chrono::milliseconds(45));
   EXPECT_LT(waited, std::chrono::milliseconds(1000));
   fail = true;
-  EXPECT_THROW(b.classify({{1}, {2}}), Error);
+  EXPECT_THROW(b.classify({{{1}, {}}, {{2}, {}}}), Error);
   fail = false;
-  EXPECT_EQ(b.classify({{1}}).size(), 2u);  // still working after a failed batch
+  EXPECT_EQ(b.classify({{{1}, {}}}).size(), 2u);  // still working after a failed batch
   b.stop();
-  EXPECT_THROW(b.classify({{1}}), Error);
+  EXPECT_THROW(b.classify({{{1}, {}}}), Error);
 }
 
 // The default policy: a lone request runs at once; one announced request still on its
@@ -667,14 +704,14 @@ TEST(Batcher, WaitsOnlyForAnnouncedArrivals) {
       },
       2, o, nullptr);
   auto t0 = std::chrono::steady_clock::now();
-  b.classify({{1}});
+  b.classify({{{1}, {}}});
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));  // not the 2 s window
   std::thread late;
   {
     serve::Batcher::Arrival arriving(b);  // announced: the next batch waits for it
-    std::thread first([&] { b.classify({{2}}); });
+    std::thread first([&] { b.classify({{{2}, {}}}); });
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    late = std::thread([&] { arriving.classify({{3}}); });
+    late = std::thread([&] { arriving.classify({{{3}, {}}}); });
     first.join();
     late.join();
   }
@@ -682,7 +719,7 @@ TEST(Batcher, WaitsOnlyForAnnouncedArrivals) {
   EXPECT_EQ(sizes[1], 2u);  // {2} waited for {3}
   // A withdrawn announcement (a request refused before queueing) releases the wait.
   auto refused = std::make_unique<serve::Batcher::Arrival>(b);
-  std::thread t([&] { b.classify({{4}}); });
+  std::thread t([&] { b.classify({{{4}, {}}}); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   t0 = std::chrono::steady_clock::now();
   refused.reset();

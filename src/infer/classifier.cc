@@ -53,10 +53,20 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
 
 Classifier::~Classifier() = default;
 
-std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts) const {
+std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts,
+                                           const std::vector<std::string>& text_pairs) const {
+  if (!text_pairs.empty() && text_pairs.size() != texts.size())
+    throw Error("tokenize: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
+                " text pairs");
   data::Dataset d;
-  for (const auto& t : texts) d.examples.push_back({t, -1, 0, {}});
-  return infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1).ids;
+  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i]});
+  TokenizedData t = infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1);
+  std::vector<TokenIds> out(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    out[i].ids = std::move(t.ids[i]);
+    if (!t.token_type_ids.empty()) out[i].token_type_ids = std::move(t.token_type_ids[i]);
+  }
+  return out;
 }
 
 std::vector<float> Classifier::logits(const std::vector<const TokenIds*>& sequences) {
@@ -67,11 +77,18 @@ std::vector<float> Classifier::logits(const std::vector<const TokenIds*>& sequen
   std::iota(order.begin(), order.end(), size_t(0));
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return sequences[a]->size() < sequences[b]->size(); });
+  // Pairs and single texts may share a batch (serve): a single text's types are all 0.
+  const bool typed = std::any_of(sequences.begin(), sequences.end(),
+                                 [](const TokenIds* s) { return !s->token_type_ids.empty(); });
   model::Batch batch;
   batch.offsets.push_back(0);
   for (size_t i : order) {
     const TokenIds& s = *sequences[i];
-    batch.input_ids.insert(batch.input_ids.end(), s.begin(), s.end());
+    batch.input_ids.insert(batch.input_ids.end(), s.ids.begin(), s.ids.end());
+    if (typed) {
+      batch.token_type_ids.insert(batch.token_type_ids.end(), s.token_type_ids.begin(), s.token_type_ids.end());
+      batch.token_type_ids.resize(batch.input_ids.size(), 0);
+    }
     batch.lengths.push_back(static_cast<int32_t>(s.size()));
     batch.offsets.push_back(static_cast<int32_t>(batch.input_ids.size()));
   }

@@ -16,7 +16,12 @@
 
 namespace bertune::infer {
 
-using TokenIds = std::vector<int32_t>;
+// One text's (or sentence pair's) tokens, as `predict` encodes them.
+struct TokenIds {
+  std::vector<int32_t> ids;             // [CLS] ... [SEP]; a pair [CLS] a [SEP] b [SEP]
+  std::vector<int32_t> token_type_ids;  // a pair's segments (0, then 1); empty: all 0
+  size_t size() const { return ids.size(); }
+};
 
 // A model directory without a classification head gets a random one (seed 42), which
 // makes every answer meaningless.
@@ -50,8 +55,10 @@ class Classifier {
   const model::BertModel& model() const { return *weights_.model; }
   const text::Tokenizer& tokenizer() const { return tokenizer_; }
 
-  // [CLS] ... [SEP] ids of each text, as `predict` tokenizes them. Thread-safe (const).
-  std::vector<TokenIds> tokenize(const std::vector<std::string>& texts) const;
+  // [CLS] ... [SEP] ids of each text, as `predict` tokenizes them; with text_pairs (one per
+  // text) each pair's [CLS] a [SEP] b [SEP] and token types. Thread-safe (const).
+  std::vector<TokenIds> tokenize(const std::vector<std::string>& texts,
+                                 const std::vector<std::string>& text_pairs = {}) const;
   // Logits [n, num_labels()] of the sequences run as ONE packed batch (no padding,
   // dropout off), shortest first as `predict` batches them; rows in the given order.
   // Not thread-safe: one caller at a time (the batching worker).

@@ -19,11 +19,12 @@
 #include <thread>
 #include <vector>
 
+#include "infer/classifier.h"
 #include "serve/metrics.h"
 
 namespace bertune::serve {
 
-using TokenIds = std::vector<int32_t>;  // one text's [CLS] ... [SEP] ids (infer::TokenIds)
+using TokenIds = infer::TokenIds;  // one text's (or pair's) ids and token types
 
 struct BatcherOptions {
   int max_batch = 64;                          // texts per forward pass

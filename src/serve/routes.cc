@@ -24,32 +24,64 @@ Json parse_body(const std::string& body) {
 
 std::string type_name(const Json& j) { return j.type_name(); }
 
-// A string, or a non-empty array of strings, as the texts to classify.
-std::vector<std::string> texts_from(const Json& value, const std::string& field, int max_texts) {
-  std::vector<std::string> texts;
-  if (value.is_string()) {
-    texts.push_back(value.get<std::string>());
-  } else if (value.is_array()) {
-    if (value.empty()) throw ClientError{400, "empty", "\"" + field + "\": empty list, nothing to classify"};
-    if (value.size() > static_cast<size_t>(max_texts))
-      throw ClientError{413, "too_many_texts",
-                        "\"" + field + "\": " + std::to_string(value.size()) + " texts, the limit is " +
-                            std::to_string(max_texts) + " per request (--max-texts)"};
-    for (size_t i = 0; i < value.size(); ++i) {
-      if (!value[i].is_string())
-        throw ClientError{400, "bad_type",
-                          "\"" + field + "\"[" + std::to_string(i) + "]: expected a string, got " + type_name(value[i])};
-      texts.push_back(value[i].get<std::string>());
-    }
-  } else {
-    throw ClientError{400, "bad_type",
-                      "\"" + field + "\": expected a string or a list of strings, got " + type_name(value)};
+// A pair's second text: a string, and not empty (a pair with nothing on one side is no pair).
+std::string pair_text(const Json& v, const std::string& where) {
+  if (!v.is_string()) throw ClientError{400, "bad_type", where + ": expected a string, got " + type_name(v)};
+  if (v.get_ref<const std::string&>().empty()) throw ClientError{400, "empty", where + ": empty text pair"};
+  return v.get<std::string>();
+}
+
+// One item: a text (string), or a sentence pair as ["text", "text_pair"] or Hugging Face's
+// {"text": ..., "text_pair": ...}. Returns whether it is a pair.
+bool add_item(const Json& item, const std::string& where, ClassifyJob& job) {
+  if (item.is_string()) {
+    job.texts.push_back(item.get<std::string>());
+    return false;
   }
-  return texts;
+  if (item.is_array() && item.size() == 2 && item[0].is_string()) {
+    job.texts.push_back(item[0].get<std::string>());
+    job.text_pairs.push_back(pair_text(item[1], where + "[1]"));
+    return true;
+  }
+  if (item.is_object() && item.contains("text") && item["text"].is_string() && item.contains("text_pair")) {
+    for (const auto& [key, value] : item.items())
+      if (key != "text" && key != "text_pair")
+        throw ClientError{400, "bad_field", where + ": unknown field \"" + key + "\" (expected \"text\", \"text_pair\")"};
+    job.texts.push_back(item["text"].get<std::string>());
+    job.text_pairs.push_back(pair_text(item["text_pair"], where + ".text_pair"));
+    return true;
+  }
+  throw ClientError{400, "bad_type",
+                    where + ": expected a string or a pair ([\"text\", \"text_pair\"] or {\"text\", \"text_pair\"}), got " +
+                        type_name(item)};
+}
+
+// A string, a pair, or a non-empty array of them, as the texts to classify: all single texts
+// or all pairs.
+void texts_from(const Json& value, const std::string& field, int max_texts, ClassifyJob& job) {
+  const std::string where = "\"" + field + "\"";
+  if (!value.is_array()) {
+    add_item(value, where, job);
+    return;
+  }
+  if (value.empty()) throw ClientError{400, "empty", where + ": empty list, nothing to classify"};
+  if (value.size() > static_cast<size_t>(max_texts))
+    throw ClientError{413, "too_many_texts",
+                      where + ": " + std::to_string(value.size()) + " texts, the limit is " + std::to_string(max_texts) +
+                          " per request (--max-texts)"};
+  bool first_is_pair = false;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    const bool pair = add_item(value[i], at, job);
+    if (i == 0) first_is_pair = pair;
+    if (pair != first_is_pair)
+      throw ClientError{400, "bad_type", at + ": " + (pair ? "a pair" : "a single text") + " among " +
+                                             (pair ? "single texts" : "pairs") + "; give all texts or all pairs"};
+  }
 }
 
 // /v1/classify: exactly one of "texts" (list) or "text" (string).
-std::vector<std::string> classify_texts(const Json& body, int max_texts) {
+void classify_texts(const Json& body, int max_texts, ClassifyJob& job) {
   if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
   for (const auto& [key, value] : body.items())
     if (key != "texts" && key != "text")
@@ -59,27 +91,28 @@ std::vector<std::string> classify_texts(const Json& body, int max_texts) {
   if (body.contains("text")) {
     if (!body["text"].is_string())
       throw ClientError{400, "bad_type", "\"text\": expected a string, got " + type_name(body["text"])};
-    return {body["text"].get<std::string>()};
+    job.texts.push_back(body["text"].get<std::string>());
+    return;
   }
   if (!body["texts"].is_array())
     throw ClientError{400, "bad_type", "\"texts\": expected a list of strings, got " + type_name(body["texts"])};
-  return texts_from(body["texts"], "texts", max_texts);
+  texts_from(body["texts"], "texts", max_texts, job);
 }
 
 // The Hugging Face Inference API body: "inputs", "parameters" (the text-classification ones:
 // hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
-std::vector<std::string> hf_texts(const Json& body, int max_texts, TextClassificationParameters* parameters) {
+void hf_texts(const Json& body, int max_texts, ClassifyJob& job) {
   if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
   for (const auto& [key, value] : body.items())
     if (key != "inputs" && key != "parameters" && key != "options")
       throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"inputs\")"};
   if (!body.contains("inputs")) throw ClientError{400, "bad_field", "missing field \"inputs\""};
   try {
-    *parameters = parse_parameters(body.value("parameters", Json()));
+    job.parameters = parse_parameters(body.value("parameters", Json()));
   } catch (const ParameterError& e) {
     throw ClientError{400, "bad_parameter", e.what()};
   }
-  return texts_from(body["inputs"], "inputs", max_texts);
+  texts_from(body["inputs"], "inputs", max_texts, job);
 }
 
 }  // namespace
@@ -120,7 +153,8 @@ ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts) 
   const Json j = parse_body(body);
   ClassifyJob job;
   job.hf_shape = hf_shape;
-  job.texts = hf_shape ? hf_texts(j, max_texts, &job.parameters) : classify_texts(j, max_texts);
+  if (hf_shape) hf_texts(j, max_texts, job);
+  else classify_texts(j, max_texts, job);
   return job;
 }
 

@@ -38,6 +38,7 @@ bool known_path(const std::string& path);
 // A classify request's work: the texts, in order, and for the HF shape its parameters.
 struct ClassifyJob {
   std::vector<std::string> texts;
+  std::vector<std::string> text_pairs;  // sentence pairs: one second text per text; else empty
   TextClassificationParameters parameters;
   bool hf_shape = false;  // POST /: "inputs"; else /v1/classify's "texts" | "text"
 };

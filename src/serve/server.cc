@@ -84,7 +84,7 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
     if (!ready_) throw ClientError{503, "not_ready", "the model is still loading; retry when GET /health is 200"};
     Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
     const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
-    auto logits = arrival.classify(classifier_->tokenize(job.texts));
+    auto logits = arrival.classify(classifier_->tokenize(job.texts, job.text_pairs));
     require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), options_.model, ms));
