@@ -123,3 +123,21 @@ TEST_F(PairCli, PairsComeFromAFileNotFromArguments) {
   EXPECT_EQ(short_max.status, 1) << short_max.output;
   EXPECT_TRUE(contains(short_max.output, "at least 3 for sentence pairs")) << short_max.output;
 }
+
+// A model with one token type has none for a second text: train, eval and predict say so
+// instead of failing inside the forward.
+TEST_F(PairCli, OneTokenTypeModelRefusesPairs) {
+  io::write_file_atomic(dir / "one_type.json", R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64, "type_vocab_size": 1,
+      "id2label": {"0": "negative", "1": "mixed", "2": "positive"}})");
+  const std::string single = "train --model-config " + path("one_type.json") + " --train-file " + path("pairs.tsv") +
+                             " --text-column premise --max-length 24 --max-steps 1 --save-strategy no --threads 2"
+                             " --output-dir " + path("one_type");
+  auto pairs = run_cli(single + "-pairs --text-pair-column hypothesis");
+  EXPECT_EQ(pairs.status, 1) << pairs.output;
+  EXPECT_TRUE(contains(pairs.output, "--text-pair-column: the model has type_vocab_size 1")) << pairs.output;
+  ASSERT_EQ(run_cli(single).status, 0);
+  auto eval = run_cli("eval --model " + path("one_type/final") + " --data " + path("pairs.tsv") + pair_flags());
+  EXPECT_EQ(eval.status, 1) << eval.output;
+  EXPECT_TRUE(contains(eval.output, "has type_vocab_size 1, no token type for a pair's second text")) << eval.output;
+}

@@ -98,7 +98,12 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, c
   o.int8 = f.int8;
   o.device = device;
   o.untrained_head = f.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;
-  return infer::Classifier::load(f.model, o);
+  auto classifier = infer::Classifier::load(f.model, o);
+  const int types = classifier->model().config().type_vocab_size;
+  if (!f.text_pair_column.empty() && types < 2)
+    throw Error("--text-pair-column: " + f.model + " has type_vocab_size " + std::to_string(types) +
+                ", no token type for a pair's second text");
+  return classifier;
 }
 
 // The first batch's [UNK] share: a tokenizer that does not fit the text shows at once.
