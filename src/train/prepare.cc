@@ -43,9 +43,7 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
   if (!o.text_pair_column.empty() && config.type_vocab_size < 2)
     throw Error("--text-pair-column: the model has type_vocab_size " + std::to_string(config.type_vocab_size) +
                 ", no token type for a pair's second text");
-  if (o.max_length > config.max_position_embeddings)
-    throw Error("--max-length " + std::to_string(o.max_length) + " exceeds the model's max_position_embeddings (" +
-                std::to_string(config.max_position_embeddings) + ")");
+  model::require_max_length_fits(o.max_length, config);
   return config;
 }
 
