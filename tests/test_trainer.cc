@@ -536,6 +536,10 @@ TEST(TrainerRun, RegressionAndMultiLabelEndToEnd) {
                                      "1", "--output-dir", out.string(), "--threads", "2"};
     const fs::path log = fx.dir / (std::string(c.name) + ".txt");
     ASSERT_EQ(run(args, log), 0) << slurp(log);
+    // The evaluation table shows the problem type's metrics.
+    EXPECT_NE(slurp(log).find(c.problem == std::string("regression") ? "| Pearson  | Spearm |" : "| Accuracy | MicroF |"),
+              std::string::npos)
+        << slurp(log);
     const auto steps = metric_by_step(out / "log.jsonl", (std::string("eval_") + c.metric).c_str());
     ASSERT_EQ(steps.size(), 1u) << slurp(out / "log.jsonl");
     const Json config = Json::parse(slurp(out / "final" / "config.json"));

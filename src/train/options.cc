@@ -185,7 +185,7 @@ const std::vector<OptionField>& train_option_fields() {
       field("metric_for_best_model", &O::metric_for_best_model,
             "loss (the default), accuracy|f1 (classification), micro_f1 (multi-label), mse|pearson|spearmanr "
             "(regression)"),
-      field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss)"),
+      field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss or mse)"),
       field("early_stopping_patience", &O::early_stopping_patience, "stop after N evaluations without improvement"),
       field("early_stopping_threshold", &O::early_stopping_threshold, "minimum absolute improvement"),
       field("padding", &O::padding, "max_length|longest|packed"),
@@ -244,7 +244,9 @@ std::string TrainOptions::metric_key() const {
 bool TrainOptions::higher_is_better() const {
   if (greater_is_better) return *greater_is_better;
   const std::string m = metric_key();
-  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0);
+  // A loss, and regression's mean squared error, are better lower (transformers would take
+  // eval_mse as higher-is-better unless told otherwise).
+  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0) && m != "eval_mse";
 }
 
 Json TrainOptions::to_json() const {
