@@ -40,9 +40,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
   c->num_labels_ = config.num_labels();
   // Longer than the model's positions cannot be encoded: the default truncates there, as HF
   // does with truncation=True and model_max_length; a length asked for is refused.
-  if (options.max_length_given && options.max_length > config.max_position_embeddings)
-    throw Error("--max-length " + std::to_string(options.max_length) + " exceeds the model's max_position_embeddings (" +
-                std::to_string(config.max_position_embeddings) + ", " + (dir / "config.json").string() + ")");
+  if (options.max_length_given) model::require_max_length_fits(options.max_length, config, (dir / "config.json").string());
   c->max_length_ = std::min(options.max_length, config.max_position_embeddings);
   for (int i = 0; i < c->num_labels_; ++i) {
     auto it = config.id2label.find(i);

@@ -293,4 +293,10 @@ void BertConfig::save(const fs::path& path) const {
   io::write_file_atomic(path, to_json().dump(2) + "\n");
 }
 
+void require_max_length_fits(int max_length, const BertConfig& config, const std::string& where) {
+  if (max_length <= config.max_position_embeddings) return;
+  throw Error("--max-length " + std::to_string(max_length) + " exceeds the model's max_position_embeddings (" +
+              std::to_string(config.max_position_embeddings) + (where.empty() ? "" : ", " + where) + ")");
+}
+
 }  // namespace bertune::model

@@ -56,4 +56,8 @@ struct BertConfig {
   void save(const std::filesystem::path& path) const;  // atomic
 };
 
+// A --max-length the model's positions cannot encode: Error "--max-length N exceeds the model's
+// max_position_embeddings (P[, where])".
+void require_max_length_fits(int max_length, const BertConfig& config, const std::string& where = {});
+
 }  // namespace bertune::model

@@ -68,9 +68,7 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
   resolve_problem_type(config, o);
   if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
   if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
-  if (o.max_length > config.max_position_embeddings)
-    throw Error("--max-length " + std::to_string(o.max_length) + " exceeds the model's max_position_embeddings (" +
-                std::to_string(config.max_position_embeddings) + ")");
+  model::require_max_length_fits(o.max_length, config);
   return config;
 }
 

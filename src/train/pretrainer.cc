@@ -274,9 +274,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   p.config.architectures = {o.objective == Objective::Electra ? "BertModel" : "BertForMaskedLM"};
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
-  if (t.max_length > p.config.max_position_embeddings)
-    throw Error("--max-length " + std::to_string(t.max_length) + " exceeds the model's max_position_embeddings (" +
-                std::to_string(p.config.max_position_embeddings) + ")");
+  model::require_max_length_fits(t.max_length, p.config);
   p.tokenizer_dir = t.tokenizer.empty() ? infer::default_tokenizer_dir() : fs::path(t.tokenizer);
   p.tokenizer = text::Tokenizer::load(p.tokenizer_dir);
   if (static_cast<int>(p.tokenizer.vocab_size()) > p.config.vocab_size)
