@@ -151,9 +151,9 @@ k::Dropout BertModel::dropout(uint64_t site, float p) const {
   return k::Dropout::make(dropout_seed_, forward_step_, site, p);
 }
 
-// Throws unless the batch is consistent and fits the model.
 namespace {
 
+// Float targets (regression, multi-label): a sequence classifier's, num_labels per sequence, finite.
 void check_targets(const Batch& batch, bool per_token, int C) {
   if (per_token) throw Error("forward: float targets need a sequence classifier, not a per-token head");
   if (!batch.labels.empty()) throw Error("forward: a batch has integer labels or float targets, not both");
@@ -169,6 +169,7 @@ void check_targets(const Batch& batch, bool per_token, int C) {
 
 }  // namespace
 
+// Throws unless the batch is consistent and fits the model.
 void BertModel::check_batch(const Batch& batch) const {
   const int B = batch.num_sequences(), T = batch.num_rows();
   if (B == 0) throw Error("forward: empty batch");
