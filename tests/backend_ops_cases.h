@@ -300,6 +300,7 @@ inline std::vector<OpCase> all_cases() {
   add_embeddings(cases);
   add_attention(cases);
   add_loss(cases);
+  add_target_loss(cases);
   add_optimizer(cases);
   return cases;
 }

@@ -284,6 +284,43 @@ inline void add_attention(std::vector<OpCase>& cases) {
 }
 
 // ---- loss ---------------------------------------------------------------------------------
+// target_loss: MSE on scores (regression) and BCE-with-logits on 0/1 targets (multi-label),
+// with and without the gradient, over sizes of one element to several blocks.
+inline void add_target_loss(std::vector<OpCase>& cases) {
+  for (k::TargetLoss kind : {k::TargetLoss::MSE, k::TargetLoss::BCEWithLogits})
+    for (int n : {1, 5, 20, 3000}) {
+      const bool mse = kind == k::TargetLoss::MSE;
+      const Floats logits = randn(size_t(n), uint32_t(n + 7), 4.f);
+      Floats targets = randn(size_t(n), uint32_t(n + 11), 3.f);
+      if (!mse)
+        for (float& t : targets) t = t > 0.f ? 1.f : 0.f;
+      const std::string at = std::string(mse ? "_mse" : "_bce") + "_n" + std::to_string(n);
+      cases.push_back({Op::target_loss, "target_loss" + at, Precision::FP32, "",
+                       [=](Device d) {
+                         On<float> z(d, logits), y(d, targets), dl(d, nans(logits.size()));
+                         On<double> sum(d, {0.25});  // adds onto what is there
+                         k::target_loss(d, kind, sum.p(), dl.p(), z.p(), y.p(), n);
+                         On<double> sum_only(d, {0.0});
+                         k::target_loss(d, kind, sum_only.p(), nullptr, z.p(), y.p(), n);
+                         return Outputs{{"loss_sum", sum.get(), {1e-5, 0, 1e-8}, {1e-5, 0, 1e-8}},
+                                        {"dlogits", dl.get(), gpu_test::kFp32, kRef},
+                                        {"loss_without_gradient", sum_only.get(), {1e-5, 0, 1e-8}, {1e-5, 0, 1e-8}}};
+                       },
+                       [=] {
+                         double total = 0;
+                         Doubles dl(n);
+                         for (int i = 0; i < n; ++i) {
+                           const double x = logits[i], y = targets[i];
+                           total += mse ? (x - y) * (x - y) : std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::fabs(x)));
+                           dl[i] = (mse ? 2 * (x - y) : 1 / (1 + std::exp(-x)) - y) / n;
+                         }
+                         const double loss = double(float(total / n));
+                         return std::vector<Doubles>{{0.25 + loss}, dl, {loss}};
+                       }});
+    }
+}
+
+// ---- loss ---------------------------------------------------------------------------------
 inline void add_loss(std::vector<OpCase>& cases) {
   struct Shape {
     int N, C;

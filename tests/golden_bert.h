@@ -1,5 +1,6 @@
 #pragma once
-// The Hugging Face golden cases of shared/golden/bert (transformers 4.30.2, torch 1.13.1) as
+// The Hugging Face golden cases of shared/golden/bert and the BERT sequence classifiers of
+// shared/golden/families (sentence pairs, regression, multi-label; transformers 4.30.2, torch 1.13.1) as
 // checks on a BertModel on any device: tests/test_model.cc runs them on the CPU,
 // tests/test_gpu_golden.cc on CUDA. Every check reads the model through its host-readable
 // accessors (logits, hidden_state, state_dict, grad_dict), which copy off a GPU.
@@ -31,17 +32,6 @@ using bertune::model::BertModel;
 
 inline std::filesystem::path golden(const std::string& name) { return bertune::shared_path("golden/bert/" + name); }
 
-// Where a sequence-classification case's files lie: DIR/PREFIXconfig.json, init.safetensors,
-// inputs.json, forward.safetensors, grads.safetensors (shared/golden/bert: prefix "tiny_";
-// the family cases of shared/golden/families/NAME: none).
-struct GoldenFiles {
-  std::filesystem::path dir;
-  std::string prefix;
-  std::filesystem::path operator()(const std::string& name) const { return dir / (prefix + name); }
-};
-inline const GoldenFiles kTiny{bertune::shared_path("golden/bert"), "tiny_"};
-inline GoldenFiles family(const std::string& name) { return {bertune::shared_path("golden/families/" + name), ""}; }
-
 inline nlohmann::json read_json(const std::filesystem::path& p) {
   std::ifstream in(p);
   return nlohmann::json::parse(in);
@@ -49,17 +39,38 @@ inline nlohmann::json read_json(const std::filesystem::path& p) {
 
 inline TensorMap read_tensors(const std::string& name) { return bertune::io::read_safetensors(golden(name)); }
 
+// A sequence-classification golden case: its inputs, and where its files lie.
 struct Golden {
   BertConfig config;
   std::vector<std::vector<int32_t>> sequences;
-  std::vector<std::vector<int32_t>> token_type_ids;  // per sequence; empty: all 0
-  std::vector<int32_t> labels;
+  std::vector<std::vector<int32_t>> token_type_ids;  // per sequence (sentence pairs); empty: all 0
+  std::vector<int32_t> labels;  // single-label classification
+  std::vector<float> targets;   // regression, multi-label: float labels [B] or [B, num_labels]
+  std::filesystem::path dir;    // file NAME of the case is dir / (prefix + NAME)
+  std::string prefix;
+
+  std::filesystem::path file(const std::string& name) const { return dir / (prefix + name); }
+  TensorMap tensors(const std::string& name) const { return bertune::io::read_safetensors(file(name)); }
+  // The batch, labelled or not: packed (pad_to < 0), padded to the longest (0) or to pad_to;
+  // token types of pad rows 0, as HF pads them.
+  Batch batch(int pad_to, bool labelled = true) const {
+    const std::vector<int32_t> l = labelled ? labels : std::vector<int32_t>{};
+    Batch b = pad_to < 0 ? Batch::packed(sequences, l) : Batch::padded(sequences, pad_to, config.pad_token_id, l);
+    if (labelled) b.targets = targets;
+    if (token_type_ids.empty()) return b;
+    b.token_type_ids.assign(b.input_ids.size(), 0);
+    for (int s = 0; s < b.num_sequences(); ++s)
+      std::copy(token_type_ids[s].begin(), token_type_ids[s].end(), b.token_type_ids.begin() + b.offsets[s]);
+    return b;
+  }
 };
 
-inline Golden classification_inputs(const GoldenFiles& files = kTiny) {
+inline Golden classification_inputs() {
   Golden g;
-  g.config = BertConfig::load(files("config.json"));
-  auto j = read_json(files("inputs.json"));
+  g.dir = bertune::shared_path("golden/bert");
+  g.prefix = "tiny_";
+  g.config = BertConfig::load(g.file("config.json"));
+  auto j = read_json(g.file("inputs.json"));
   g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
   if (j["token_type_ids"].is_array())  // shared/golden/bert writes "all zero"
     g.token_type_ids = j["token_type_ids"].get<std::vector<std::vector<int32_t>>>();
@@ -67,17 +78,25 @@ inline Golden classification_inputs(const GoldenFiles& files = kTiny) {
   return g;
 }
 
-// The case's batch: packed (pad_to < 0), padded to the longest (0) or to pad_to; token types
-// of pad rows 0, as HF pads them.
-inline Batch classification_batch(const Golden& g, int pad_to, bool labelled = true) {
-  std::vector<int32_t> labels = labelled ? g.labels : std::vector<int32_t>{};
-  Batch b = pad_to < 0 ? Batch::packed(g.sequences, labels)
-                       : Batch::padded(g.sequences, pad_to, g.config.pad_token_id, labels);
-  if (g.token_type_ids.empty()) return b;
-  b.token_type_ids.assign(b.input_ids.size(), 0);
-  for (int s = 0; s < b.num_sequences(); ++s)
-    std::copy(g.token_type_ids[s].begin(), g.token_type_ids[s].end(), b.token_type_ids.begin() + b.offsets[s]);
-  return b;
+// shared/golden/families/NAME (bert_pair, bert_regression, bert_multilabel): integer labels
+// (single-label), or float labels, one per sequence or a 0/1 list per sequence, flattened
+// row-major; the token types of sentence pairs.
+inline Golden family_inputs(const std::string& name) {
+  Golden g;
+  g.dir = bertune::shared_path("golden/families/" + name);
+  g.config = BertConfig::load(g.file("config.json"));
+  auto j = read_json(g.file("inputs.json"));
+  g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
+  if (j["token_type_ids"].is_array()) g.token_type_ids = j["token_type_ids"].get<std::vector<std::vector<int32_t>>>();
+  for (const auto& l : j["labels"]) {
+    if (l.is_number_integer())
+      g.labels.push_back(l.get<int32_t>());
+    else if (l.is_array())
+      for (const auto& v : l) g.targets.push_back(v.get<float>());
+    else
+      g.targets.push_back(l.get<float>());
+  }
+  return g;
 }
 
 // What a comparison with the golden files allows. The defaults are the fp32 bounds every
@@ -161,23 +180,22 @@ inline void expect_grads(const BertModel& m, const TensorMap& ref, const char* m
   std::printf("[%s] worst gradient error relative to tensor max: %.3g (%s)\n", mode, worst, worst_name.c_str());
 }
 
-// The classification golden case on `device`: a packed training forward (logits, every
-// hidden state, loss) and its gradients; padded to the longest (16) and to 24 (the same
-// logits and gradients, pad rows computed and masked); an inference forward without labels.
-inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {},
-                                       const GoldenFiles& files = kTiny) {
+// A sequence-classification golden case on `device`: a packed training forward (logits,
+// every hidden state, loss) and its gradients; padded to the longest (16) and to 24 (the
+// same logits and gradients, pad rows computed and masked); a training forward with the
+// [CLS]-only last layer; an inference forward without labels.
+inline void expect_sequence_case(bertune::kernels::Device device, const Golden& g, const Tolerance& tol = {}) {
   using bertune::model::Task;
-  auto g = classification_inputs(files);
   BertModel m(g.config, Task::SequenceClassification, device);
-  auto report = m.load_state_dict(bertune::io::read_safetensors(files("init.safetensors")));
+  auto report = m.load_state_dict(g.tensors("init.safetensors"));
   EXPECT_TRUE(report.initialised.empty());
   // Every hidden state, the last layer's included (the [CLS]-only training saving has its
   // own golden checks in test_model.cc); the inference forward below uses the saving.
   m.set_last_layer_cls_only(false);
-  auto ref = bertune::io::read_safetensors(files("forward.safetensors"));
-  auto grads = bertune::io::read_safetensors(files("grads.safetensors"));
+  auto ref = g.tensors("forward.safetensors");
+  auto grads = g.tensors("grads.safetensors");
   for (int pad_to : {-1, 0, 24}) {  // packed, longest (16), a fixed max_length
-    Batch batch = classification_batch(g, pad_to);
+    Batch batch = g.batch(pad_to);
     const std::string mode = pad_to < 0 ? "packed" : pad_to == 0 ? "padded-longest" : "padded-24";
     float loss = m.forward(batch, /*train=*/true);
     expect_logits_and_hidden(m, batch, ref, mode.c_str(), tol);
@@ -186,13 +204,22 @@ inline void expect_classification_case(bertune::kernels::Device device, const To
     m.backward();
     expect_grads(m, grads, mode.c_str(), tol);
   }
-  m.set_last_layer_cls_only(true);  // inference's [CLS]-only last layer (its own CUDA kernel)
-  float loss = m.forward(classification_batch(g, -1, /*labelled=*/false), /*train=*/false);  // no labels: no loss
+  m.set_last_layer_cls_only(true);
+  expect_loss(m.forward(g.batch(-1), /*train=*/true), ref, "cls-only", tol);
+  m.zero_grad();
+  m.backward();
+  expect_grads(m, grads, "cls-only", tol);
+  // inference's [CLS]-only last layer (its own CUDA kernel)
+  float loss = m.forward(g.batch(-1, /*labelled=*/false), /*train=*/false);  // no labels: no loss
   EXPECT_TRUE(std::isnan(loss));
   const auto& logits = ref.at("logits");
   float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
   std::printf("[inference] logits max |err| = %.3g\n", err);
   EXPECT_LE(err, tol.logits_abs) << "inference forward";
+}
+
+inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {}) {
+  expect_sequence_case(device, classification_inputs(), tol);
 }
 
 // The masked-LM golden case, packed then padded to the longest: logits of the labelled
@@ -250,23 +277,21 @@ inline void expect_masked_lm_case(bertune::kernels::Device device, const Toleran
   }
 }
 
-// Three steps of the trainer's own TrainStep (train/step.h) against the golden run made
-// with the same optimizer: torch.optim.AdamW (--optim adamw_torch, tiny_adamw.*) or
+// Three steps of the trainer's own TrainStep (train/step.h) against the golden run of case
+// g made with the same optimizer: torch.optim.AdamW (--optim adamw_torch, adamw.*) or
 // transformers.AdamW (--optim adamw_hf, the default, tiny_adamw_hf.*). weights_abs bounds
-// tensors with a real gradient; key biases follow fp32 noise (below). json_file and
-// weights_file lie in files.dir.
-inline void expect_three_adamw_steps(bertune::kernels::Device device, bertune::train::AdamWVariant variant,
-                                     const char* json_file, const char* weights_file, float weights_abs = 5e-6f,
-                                     float noise_abs = 5e-5f, const GoldenFiles& files = kTiny) {
+// tensors with a real gradient; key biases follow fp32 noise (below).
+inline void expect_three_adamw_steps(bertune::kernels::Device device, const Golden& g,
+                                     bertune::train::AdamWVariant variant, const char* json_file,
+                                     const char* weights_file, float weights_abs = 5e-6f, float noise_abs = 5e-5f) {
   namespace train = bertune::train;
-  auto g = classification_inputs(files);
-  auto steps = read_json(files.dir / json_file);
-  auto after = bertune::io::read_safetensors(files.dir / weights_file);
+  auto steps = read_json(g.file(json_file));
+  auto after = g.tensors(weights_file);
   BertModel m(g.config, bertune::model::Task::SequenceClassification, device);
-  m.load_state_dict(bertune::io::read_safetensors(files("init.safetensors")));
+  m.load_state_dict(g.tensors("init.safetensors"));
   train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .variant = variant});
   train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, /*max_grad_norm=*/1.0);
-  Batch batch = classification_batch(g, -1);
+  Batch batch = g.batch(-1);
   m.zero_grad();
   const char* tag = train::adamw_variant_name(variant);
   for (int step = 0; step < 3; ++step) {
@@ -297,6 +322,14 @@ inline void expect_three_adamw_steps(bertune::kernels::Device device, bertune::t
   std::printf("[%s] weights after 3 steps: worst max |err| %.3g in %s (one update ~1e-3); "
               "%.3g in %s among tensors with a real gradient\n",
               tag, worst, worst_name.c_str(), worst_real, worst_real_name.c_str());
+}
+
+// The same on the classification case of shared/golden/bert.
+inline void expect_three_adamw_steps(bertune::kernels::Device device, bertune::train::AdamWVariant variant,
+                                     const char* json_file, const char* weights_file, float weights_abs = 5e-6f,
+                                     float noise_abs = 5e-5f) {
+  expect_three_adamw_steps(device, classification_inputs(), variant, json_file, weights_file, weights_abs,
+                           noise_abs);
 }
 
 }  // namespace golden_bert

@@ -59,22 +59,21 @@ TEST(Batching, BuildsPackedAndPaddedBatches) {
 // every layout (pad rows type 0), and the model's logits are Hugging Face's
 // (shared/golden/families/bert_pair).
 TEST(Batching, PairTokenTypesReachTheModelInEveryLayout) {
-  const auto files = golden_bert::family("bert_pair");
-  const auto g = golden_bert::classification_inputs(files);
+  const auto g = golden_bert::family_inputs("bert_pair");
   infer::TokenizedData data;
   data.ids = g.sequences;
   data.token_type_ids = g.token_type_ids;
   data.labels = g.labels;
   for (const auto& s : g.sequences) data.lengths.push_back(static_cast<int>(s.size()));
   model::BertModel m(g.config, model::Task::SequenceClassification);
-  m.load_state_dict(io::read_safetensors(files("init.safetensors")));
-  const TensorMap forward = io::read_safetensors(files("forward.safetensors"));
+  m.load_state_dict(g.tensors("init.safetensors"));
+  const TensorMap forward = g.tensors("forward.safetensors");
   const auto& logits = forward.at("logits");
   const std::vector<size_t> all = {0, 1, 2, 3, 4};
   for (auto [padding, pad_to] : {std::pair{infer::Padding::Packed, -1}, std::pair{infer::Padding::Longest, 0},
                                  std::pair{infer::Padding::MaxLength, 24}}) {
     const model::Batch b = infer::build_batch(data, all, {padding, 24, 0});
-    const model::Batch want = golden_bert::classification_batch(g, pad_to);
+    const model::Batch want = g.batch(pad_to);
     EXPECT_EQ(b.input_ids, want.input_ids) << infer::padding_name(padding);
     EXPECT_EQ(b.token_type_ids, want.token_type_ids) << infer::padding_name(padding);
     EXPECT_EQ(b.offsets, want.offsets) << infer::padding_name(padding);

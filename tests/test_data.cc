@@ -920,3 +920,72 @@ TEST(DataFiles, GzipBombStopsAtTheExpansionLimit) {
   EXPECT_EQ(io::gzip_expansion_limit(21450503), 2145050300u);
   EXPECT_EQ(text::read_corpus_file(shared_path("data/nsmc/unlabeled.txt.gz")).size(), 56177350u);
 }
+
+// ---------------------------------------------------------------- regression and multi-label labels
+
+namespace {
+std::string parse_error(const std::string& contents, const std::string& name, const ReadOptions& o) {
+  try {
+    parse_dataset(contents, name, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(DataLabels, RegressionScoresInTsvAndJsonl) {
+  ReadOptions o;
+  o.label_kind = LabelKind::Score;
+  o.num_labels = 1;
+  auto d = parse_dataset("document\tlabel\na\t3.5\nb\t -2 \nc\t1e-1\n", "s.tsv", o);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d.examples[0].targets, std::vector<float>{3.5f});
+  EXPECT_EQ(d.examples[1].targets, std::vector<float>{-2.f});
+  EXPECT_EQ(d.examples[2].targets, std::vector<float>{0.1f});
+  auto j = parse_dataset("{\"document\": \"a\", \"label\": 4.25}\n{\"document\": \"b\", \"label\": \"7\"}\n", "s.jsonl", o);
+  EXPECT_EQ(j.examples[0].targets, std::vector<float>{4.25f});
+  EXPECT_EQ(j.examples[1].targets, std::vector<float>{7.f});
+  EXPECT_EQ(parse_error("document\tlabel\na\t1\nb\thigh\n", "s.tsv", o),
+            "s.tsv:3: label 'high' in column 'label' is not a finite number (a regression label)");
+  EXPECT_NE(parse_error("document\tlabel\na\tnan\n", "s.tsv", o).find("s.tsv:2: label 'nan'"), std::string::npos);
+  EXPECT_EQ(parse_error("{\"document\": \"a\", \"label\": [1]}\n", "s.jsonl", o),
+            "s.jsonl:1: label [1] in key 'label' is not a finite number (a regression label)");
+}
+
+TEST(DataLabels, MultiLabelSetsByNameIdOrVector) {
+  ReadOptions o;
+  o.label_kind = LabelKind::LabelSet;
+  o.num_labels = 3;
+  o.label_names = {"sports", "politics", "arts"};
+  auto d = parse_dataset("document\tlabel\na\tsports,arts\nb\t1\nc\t\nd\t 2 , politics \n", "m.tsv", o);
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_EQ(d.examples[0].targets, (std::vector<float>{1, 0, 1}));
+  EXPECT_EQ(d.examples[1].targets, (std::vector<float>{0, 1, 0}));
+  EXPECT_EQ(d.examples[2].targets, (std::vector<float>{0, 0, 0}));  // an empty field: no label applies
+  EXPECT_EQ(d.examples[3].targets, (std::vector<float>{0, 1, 1}));
+  auto j = parse_dataset(
+      "{\"document\": \"a\", \"label\": [0, 1, 1]}\n{\"document\": \"b\", \"label\": [\"arts\", \"0\"]}\n"
+      "{\"document\": \"c\", \"label\": \"politics\"}\n{\"document\": \"d\", \"label\": []}\n",
+      "m.jsonl", o);
+  ASSERT_EQ(j.size(), 4u);
+  EXPECT_EQ(j.examples[0].targets, (std::vector<float>{0, 1, 1}));
+  EXPECT_EQ(j.examples[1].targets, (std::vector<float>{1, 0, 1}));
+  EXPECT_EQ(j.examples[2].targets, (std::vector<float>{0, 1, 0}));
+  EXPECT_EQ(j.examples[3].targets, (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(parse_error("document\tlabel\na\tsports\nb\tsports,music\n", "m.tsv", o),
+            "m.tsv:3: label 'music' in column 'label' is neither a label id in [0, 3) nor a label name "
+            "(sports, politics, arts)");
+  EXPECT_NE(parse_error("document\tlabel\na\t3\n", "m.tsv", o).find("m.tsv:2: label '3'"), std::string::npos);
+  EXPECT_EQ(parse_error("{\"document\": \"a\", \"label\": [0, 1]}\n", "m.jsonl", o),
+            "m.jsonl:1: label list in key 'label' has 2 numbers; the model has 3 labels");
+  EXPECT_EQ(parse_error("{\"document\": \"a\", \"label\": [0, 2, 1]}\n", "m.jsonl", o),
+            "m.jsonl:1: label list in key 'label' holds 2, outside [0, 1]");
+  EXPECT_EQ(parse_error("{\"document\": \"a\", \"label\": 1}\n", "m.jsonl", o),
+            "m.jsonl:1: label 1 in key 'label' is not a list of labels (multi-label)");
+  // skip_bad_rows lists the row and keeps the others
+  o.skip_bad_rows = true;
+  auto s = parse_dataset("document\tlabel\na\tsports\nb\tmusic\nc\tarts\n", "m.tsv", o);
+  EXPECT_EQ(s.size(), 2u);
+  EXPECT_EQ(lines_of(s), "3 ");
+}

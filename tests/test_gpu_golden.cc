@@ -61,23 +61,33 @@ TEST(GpuGolden, MaskedLMFp32) {
 TEST(GpuGolden, ThreeAdamWStepsFp32) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope fp32(Precision::FP32);
-  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::Torch, "tiny_adamw.json",
-                           "tiny_after_adamw.safetensors");
+  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::Torch, "adamw.json",
+                           "after_adamw.safetensors");
 }
 
 TEST(GpuGolden, ThreeAdamWHfStepsFp32) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope fp32(Precision::FP32);
-  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::HF, "tiny_adamw_hf.json",
-                           "tiny_after_adamw_hf.safetensors");
+  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::HF, "adamw_hf.json",
+                           "after_adamw_hf.safetensors");
+}
+
+TEST(GpuGolden, RegressionAndMultiLabelFp32) {
+  BERTUNE_REQUIRE_GPU();
+  PrecisionScope fp32(Precision::FP32);
+  for (const char* name : {"bert_regression", "bert_multilabel"}) {
+    expect_sequence_case(Device::CUDA, family_inputs(name), kFp32);
+    expect_three_adamw_steps(Device::CUDA, family_inputs(name), bertune::train::AdamWVariant::Torch, "adamw.json",
+                             "after_adamw.safetensors");
+  }
 }
 
 TEST(GpuGolden, SentencePairFp32) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope fp32(Precision::FP32);
-  expect_classification_case(Device::CUDA, kFp32, family("bert_pair"));
-  expect_three_adamw_steps(Device::CUDA, bertune::train::AdamWVariant::Torch, "adamw.json", "after_adamw.safetensors",
-                           1e-5f, 5e-5f, family("bert_pair"));
+  expect_sequence_case(Device::CUDA, family_inputs("bert_pair"), kFp32);
+  expect_three_adamw_steps(Device::CUDA, family_inputs("bert_pair"), bertune::train::AdamWVariant::Torch, "adamw.json",
+                           "after_adamw.safetensors", 1e-5f, 5e-5f);
 }
 
 TEST(GpuGolden, ClassificationBf16) {

@@ -102,11 +102,11 @@ TEST(BertGolden, PaddedModeGivesTheSameLogitsAndGradients) {
 TEST(BertGolden, ClassificationCaseAsTheDeviceTestRunsIt) { expect_classification_case(kernels::Device::CPU); }
 
 TEST(BertGolden, ThreeAdamWStepsMatchTheTrainer) {
-  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::Torch, "tiny_adamw.json", "tiny_after_adamw.safetensors");
+  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::Torch, "adamw.json", "after_adamw.safetensors");
 }
 
 TEST(BertGolden, ThreeAdamWHfStepsMatchTheTrainer) {
-  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::HF, "tiny_adamw_hf.json", "tiny_after_adamw_hf.safetensors");
+  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::HF, "adamw_hf.json", "after_adamw_hf.safetensors");
 }
 
 // The two forms really differ: the torch form does not reproduce the adamw_hf golden run.
@@ -126,28 +126,82 @@ TEST(BertGolden, AdamWFormsAreDistinguishedByTheGolden) {
   EXPECT_GT(worst, 5e-5f) << "adamw_torch should not match the adamw_hf golden run";
 }
 
+// problem_type regression (num_labels 1, MSE on float labels) and
+// multi_label_classification (BCE-with-logits on 0/1 vectors of 4): shared/golden/families.
+TEST(BertGolden, RegressionMatchesHuggingFace) { expect_sequence_case(kernels::Device::CPU, family_inputs("bert_regression")); }
+
+TEST(BertGolden, MultiLabelMatchesHuggingFace) { expect_sequence_case(kernels::Device::CPU, family_inputs("bert_multilabel")); }
+
+TEST(BertGolden, RegressionThreeAdamWStepsMatchTheTrainer) {
+  expect_three_adamw_steps(kernels::Device::CPU, family_inputs("bert_regression"), train::AdamWVariant::Torch,
+                           "adamw.json", "after_adamw.safetensors");
+}
+
+TEST(BertGolden, MultiLabelThreeAdamWStepsMatchTheTrainer) {
+  expect_three_adamw_steps(kernels::Device::CPU, family_inputs("bert_multilabel"), train::AdamWVariant::Torch,
+                           "adamw.json", "after_adamw.safetensors");
+}
+
+// Without problem_type in config.json the model decides as HF at the first loss: num_labels
+// 1 -> regression, float targets -> multi-label, integer labels -> single-label; and the
+// decision is kept in config() (a saved config.json carries it). A batch that contradicts
+// a set problem_type is refused by name.
+TEST(BertModelApi, ProblemTypeIsDecidedAsHuggingFaceDoes) {
+  using model::ProblemType;
+  for (const char* name : {"bert_regression", "bert_multilabel"}) {
+    Golden g = family_inputs(name);
+    const ProblemType want = g.config.problem_type;
+    g.config.problem_type = ProblemType::Unset;
+    BertModel m(g.config, Task::SequenceClassification);
+    m.load_state_dict(g.tensors("init.safetensors"));
+    EXPECT_TRUE(std::isnan(m.forward(Batch::packed(g.sequences), false)));  // no labels: undecided
+    EXPECT_EQ(m.config().problem_type, ProblemType::Unset) << name;
+    expect_loss(m.forward(g.batch(-1), false), g.tensors("forward.safetensors"), name);
+    EXPECT_EQ(m.config().problem_type, want) << name;
+    EXPECT_EQ(m.config().to_json()["problem_type"], model::problem_type_name(want)) << name;
+  }
+  auto g = classification_inputs();
+  BertModel single(g.config, Task::SequenceClassification);
+  single.forward(g.batch(-1), false);
+  EXPECT_EQ(single.config().problem_type, ProblemType::SingleLabel);
+  Batch floats = g.batch(-1);
+  floats.labels.clear();
+  floats.targets.assign(size_t(floats.num_sequences()) * 2, 0.f);
+  try {
+    single.forward(floats, false);
+    ADD_FAILURE() << "float targets accepted by a single-label classifier";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("problem_type single_label_classification needs integer labels"), std::string::npos) << e.what();
+  }
+  floats.targets.pop_back();
+  BertModel multi(g.config, Task::SequenceClassification);
+  EXPECT_THROW(multi.forward(floats, false), Error);  // 9 targets for 5 x 2
+  floats.targets.push_back(std::nanf(""));
+  EXPECT_THROW(multi.forward(floats, false), Error);  // not finite
+}
+
 TEST(BertGolden, MaskedLMMatchesHuggingFace) { expect_masked_lm_case(kernels::Device::CPU); }
 
 // Sentence pairs (shared/golden/families/bert_pair): [CLS] a [SEP] b [SEP] with token type 1
 // on the second segment; packed, padded to the longest and to 24, and inference.
-TEST(BertGolden, SentencePairCase) { expect_classification_case(kernels::Device::CPU, {}, family("bert_pair")); }
+TEST(BertGolden, SentencePairCase) { expect_sequence_case(kernels::Device::CPU, family_inputs("bert_pair")); }
 
 TEST(BertGolden, SentencePairThreeAdamWSteps) {
-  expect_three_adamw_steps(kernels::Device::CPU, train::AdamWVariant::Torch, "adamw.json", "after_adamw.safetensors",
-                           1e-5f, 5e-5f, family("bert_pair"));
+  expect_three_adamw_steps(kernels::Device::CPU, family_inputs("bert_pair"), train::AdamWVariant::Torch, "adamw.json",
+                           "after_adamw.safetensors", 1e-5f, 5e-5f);
 }
 
 // The token types reach the embeddings: without them the same ids give other logits.
 TEST(BertGolden, SentencePairTokenTypesChangeTheLogits) {
-  auto g = classification_inputs(family("bert_pair"));
+  auto g = family_inputs("bert_pair");
   ASSERT_EQ(g.token_type_ids.size(), g.sequences.size());
   BertModel m(g.config, Task::SequenceClassification);
-  m.load_state_dict(io::read_safetensors(family("bert_pair")("init.safetensors")));
-  const TensorMap forward = io::read_safetensors(family("bert_pair")("forward.safetensors"));
+  m.load_state_dict(g.tensors("init.safetensors"));
+  const TensorMap forward = g.tensors("forward.safetensors");
   const auto& logits = forward.at("logits");
-  m.forward(classification_batch(g, -1, false), false);  // with them: HF's logits
+  m.forward(g.batch(-1, /*labelled=*/false), false);  // with them: HF's logits
   EXPECT_LE(max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-4f);
-  Batch untyped = classification_batch(g, -1, false);
+  Batch untyped = g.batch(-1, /*labelled=*/false);
   untyped.token_type_ids.clear();
   m.forward(untyped, false);
   EXPECT_GT(max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-3f);

@@ -206,6 +206,11 @@ TEST(TrainOptionsParse, ClearErrorsNamingTheFlag) {
             std::string::npos);
   EXPECT_NE(with({"--early-stopping-patience", "3"}).find("requires --load-best-model-at-end"), std::string::npos);
   EXPECT_NE(with({"--metric-for-best-model", "precision"}).find("not one of loss|accuracy|f1"), std::string::npos);
+  EXPECT_EQ(with({"--problem-type", "multilabel"}),
+            "--problem-type: 'multilabel' is not one of regression|single_label_classification|"
+            "multi_label_classification");
+  EXPECT_NE(with({"--metric-for-best-model", "pearsonr"}).find("not one of loss|accuracy|f1|micro_f1|mse|pearson|spearmanr"),
+            std::string::npos);
   EXPECT_NE(flags_error({"--output-dir", "o"}).find("--model"), std::string::npos);
   EXPECT_EQ(with({"--group-by-length=maybe"}), "--group-by-length: 'maybe' is not true|false");
   // Config-file errors name the file and key.
@@ -225,6 +230,11 @@ TEST(TrainOptionsParse, GreaterIsBetterFollowsMetricName) {
   auto p = train_options_from_json({{"model_config", "c"}, {"output_dir", "o"}, {"metric_for_best_model", "f1"},
                                     {"greater_is_better", false}});
   EXPECT_FALSE(p.higher_is_better());
+  // Regression: a lower MSE is better, higher correlations are.
+  auto mse = train_options_from_json({{"model_config", "c"}, {"output_dir", "o"}, {"metric_for_best_model", "mse"}});
+  EXPECT_FALSE(mse.higher_is_better());
+  auto r = train_options_from_json({{"model_config", "c"}, {"output_dir", "o"}, {"metric_for_best_model", "pearson"}});
+  EXPECT_TRUE(r.higher_is_better());
 }
 
 #include "train/presets.h"

@@ -491,3 +491,106 @@ TEST(TrainerRun, TokenBudgetBatchesResumeExactly) {
   EXPECT_GT(compared, 0u);
   EXPECT_LE(worst, 1e-6) << "largest loss difference after resume";
 }
+
+// problem_type regression and multi_label_classification end to end on a tiny model: a
+// score column and a label-set column of a TSV, a few steps with evaluation, `eval`'s
+// metrics, the problem_type in the saved config.json, `predict`'s output per problem type,
+// and a bad label refused with FILE:LINE.
+TEST(TrainerRun, RegressionAndMultiLabelEndToEnd) {
+  TinyTrainDir fx("problem_types");
+  const NsmcRows nsmc = nsmc_train_rows(64);
+  std::ofstream reg(fx.dir / "reg.tsv"), multi(fx.dir / "multi.tsv");
+  reg << "document\tscore\n";
+  multi << "document\ttags\n";
+  for (size_t i = 0; i < nsmc.rows.size(); ++i) {
+    const std::string& row = nsmc.rows[i];  // id \t document \t label
+    const size_t a = row.find('\t'), b = row.rfind('\t');
+    const std::string text = row.substr(a + 1, b - a - 1);
+    const bool positive = row.substr(b + 1) == "1", long_text = text.size() > 40;
+    reg << text << "\t" << (positive ? 4.5 : 1.0) + (long_text ? 0.25 : 0.0) << "\n";
+    std::string tags = positive ? "positive" : "";
+    if (long_text) tags += tags.empty() ? "long" : ",long";
+    if (i % 3 == 0) tags += tags.empty() ? "2" : ",2";  // an id instead of a name
+    multi << text << "\t" << tags << "\n";
+  }
+  reg.close();
+  multi.close();
+  io::write_file_atomic(fx.dir / "multi.json", R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "id2label": {"0": "positive", "1": "long", "2": "third"}})");
+  struct Case {
+    const char* name;
+    fs::path config, data;
+    const char *column, *problem, *metric;
+  };
+  for (const Case& c : {Case{"regression", fx.config, fx.dir / "reg.tsv", "score", "regression", "spearmanr"},
+                        Case{"multi", fx.dir / "multi.json", fx.dir / "multi.tsv", "tags", "multi_label_classification",
+                             "micro_f1"}}) {
+    SCOPED_TRACE(c.name);
+    const fs::path out = fx.dir / c.name;
+    std::vector<std::string> args = {"train", "--model-config", c.config.string(), "--train-file", c.data.string(),
+                                     "--eval-file", c.data.string(), "--label-column", c.column, "--problem-type",
+                                     c.problem, "--max-length", "32", "--per-device-train-batch-size", "16",
+                                     "--max-steps", "4", "--eval-strategy", "steps", "--eval-steps", "4",
+                                     "--save-strategy", "no", "--metric-for-best-model", c.metric, "--logging-steps",
+                                     "1", "--output-dir", out.string(), "--threads", "2"};
+    const fs::path log = fx.dir / (std::string(c.name) + ".txt");
+    ASSERT_EQ(run(args, log), 0) << slurp(log);
+    // The evaluation table shows the problem type's metrics.
+    EXPECT_NE(slurp(log).find(c.problem == std::string("regression") ? "| Pearson  | Spearm |" : "| Accuracy | MicroF |"),
+              std::string::npos)
+        << slurp(log);
+    const auto steps = metric_by_step(out / "log.jsonl", (std::string("eval_") + c.metric).c_str());
+    ASSERT_EQ(steps.size(), 1u) << slurp(out / "log.jsonl");
+    const Json config = Json::parse(slurp(out / "final" / "config.json"));
+    EXPECT_EQ(config["problem_type"], c.problem);
+    EXPECT_EQ(config["id2label"].size(), c.problem == std::string("regression") ? 1u : 3u);
+
+    ASSERT_EQ(run({"eval", "--model", (out / "final").string(), "--data", c.data.string(), "--label-column", c.column,
+                   "--max-length", "32", "--json"},
+                  log),
+              0)
+        << slurp(log);
+    const Json j = Json::parse(slurp(log));
+    EXPECT_NEAR(j[std::string("eval_") + c.metric].get<double>(), steps.at(4), 1e-6);
+    ASSERT_EQ(run({"eval", "--model", (out / "final").string(), "--data", c.data.string(), "--label-column", c.column,
+                   "--max-length", "32"},
+                  log),
+              0);
+    EXPECT_NE(slurp(log).find(c.problem == std::string("regression") ? "Spearman rho" : "micro-F1"), std::string::npos)
+        << slurp(log);
+
+    ASSERT_EQ(run({"predict", "--model", (out / "final").string(), "정말 재밌어요"}, log), 0) << slurp(log);
+    const Json p = Json::parse(slurp(log));
+    if (c.problem == std::string("regression")) {
+      EXPECT_TRUE(p.is_object() && p["score"].is_number()) << p;
+      EXPECT_NEAR(p["score"].get<double>(), 2.5, 2.5) << p;  // somewhere between the two scores it learnt
+    } else {
+      ASSERT_TRUE(p.is_array() && p.size() == 3u) << p;
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_GT(p[k]["score"].get<double>(), 0.0);
+        EXPECT_LT(p[k]["score"].get<double>(), 1.0);
+        if (k) {
+          EXPECT_GE(p[k - 1]["score"].get<double>(), p[k]["score"].get<double>());  // highest first
+        }
+      }
+    }
+  }
+  // A metric of another problem type, and a label outside the model's, are refused by name.
+  ASSERT_EQ(run({"train", "--model-config", fx.config.string(), "--train-file", (fx.dir / "reg.tsv").string(),
+                 "--label-column", "score", "--problem-type", "regression", "--metric-for-best-model", "accuracy",
+                 "--max-length", "32", "--max-steps", "1", "--output-dir", (fx.dir / "bad").string()},
+                fx.dir / "bad.txt"),
+            1);
+  EXPECT_NE(slurp(fx.dir / "bad.txt").find("not a metric of problem_type regression"), std::string::npos)
+      << slurp(fx.dir / "bad.txt");
+  std::ofstream(fx.dir / "badtags.tsv") << "document\ttags\nfine\tpositive\nnot fine\tpositive,music\n";
+  ASSERT_EQ(run({"train", "--model-config", (fx.dir / "multi.json").string(), "--train-file",
+                 (fx.dir / "badtags.tsv").string(), "--label-column", "tags", "--problem-type",
+                 "multi_label_classification", "--max-length", "32", "--max-steps", "1", "--output-dir",
+                 (fx.dir / "bad2").string()},
+                fx.dir / "bad2.txt"),
+            1);
+  EXPECT_NE(slurp(fx.dir / "bad2.txt").find("badtags.tsv:3: label 'music' in column 'tags'"), std::string::npos)
+      << slurp(fx.dir / "bad2.txt");
+}

@@ -1,5 +1,6 @@
 // bertune train | compare | eval | predict
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 
@@ -184,7 +185,7 @@ void run_eval(const EvalCommand& c) {
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.text_pair_column = c.in.text_pair_column;
   ro.label_column = c.label_column;
-  ro.num_labels = m->num_labels();
+  infer::set_label_options(ro, m->model().config());
   auto d = data::read_dataset(c.data, ro);
   // Metrics of zero examples read as a model that gets everything wrong.
   if (d.size() == 0) throw Error(c.data + ": no examples to evaluate");
@@ -210,6 +211,20 @@ struct PredictCommand {
   std::string input, output;
   std::vector<std::string> texts;
 };
+
+// A multi-label prediction as Hugging Face's text-classification pipeline gives it with
+// function_to_apply="sigmoid", top_k=None: every label with its sigmoid score, highest first.
+Json multi_label_scores(const model::BertConfig& config, const float* logits) {
+  std::vector<std::pair<float, int>> scored;
+  for (int c = 0; c < config.num_labels(); ++c) scored.push_back({1.f / (1.f + std::exp(-logits[c])), c});
+  std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  Json list = Json::array();
+  for (const auto& [score, c] : scored) {
+    auto it = config.id2label.find(c);
+    list.push_back({{"label", it != config.id2label.end() ? it->second : "LABEL_" + std::to_string(c)}, {"score", score}});
+  }
+  return list;
+}
 
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
@@ -263,6 +278,14 @@ void run_predict(const PredictCommand& c) {
   std::string out;
   for (size_t i = 0; i < d.size(); ++i) {
     const float* logits = r.logits.data() + i * k;
+    if (config.problem_type == model::ProblemType::Regression) {
+      out += Json{{"score", logits[0]}}.dump() + "\n";
+      continue;
+    }
+    if (config.problem_type == model::ProblemType::MultiLabel) {
+      out += multi_label_scores(config, logits).dump() + "\n";
+      continue;
+    }
     auto probs = infer::softmax(logits, k);
     Json rec = {{"label", r.predictions[i]},
                 {"probs", probs},

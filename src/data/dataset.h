@@ -19,7 +19,7 @@
 // - A gzip file (magic bytes 1f 8b) is decompressed transparently.
 // - With text_pair_column, each row's second text must be there and non-empty.
 // - Every text field must be valid UTF-8; labels are integers in
-//   [0, num_labels). A bad row throws Error "FILE:LINE: problem", or with
+//   [0, num_labels), or as LabelKind says for regression and multi-label data. A bad row throws Error "FILE:LINE: problem", or with
 //   skip_bad_rows is left out and listed in Dataset::skipped (never dropped
 //   silently). A missing column or an unreadable file always throws.
 #include <cstdint>
@@ -32,11 +32,24 @@ namespace bertune::data {
 
 enum class Format { Auto, Tsv, Csv, Jsonl };
 
+// How the label column reads (the model's problem_type):
+//   Class     an integer in [0, num_labels): single-label classification
+//   Score     a finite number: regression. TSV/CSV "3.5"; JSONL 3.5 or "3.5"
+//   LabelSet  the labels that apply, any number of num_labels: multi-label classification.
+//             TSV/CSV a comma-separated list of label names (ReadOptions::label_names) or
+//             ids: "sports,politics", "0,2", "" for none. JSONL the same string, a list of
+//             names or ids (["sports", "politics"], ["0", "2"]), or a list of num_labels
+//             numbers in [0, 1], one per label ([0, 1, 1, 0], Hugging Face's float labels)
+enum class LabelKind { Class, Score, LabelSet };
+
 struct Example {
   std::string text;
-  int label = -1;  // -1 for unlabelled input
+  int label = -1;  // -1 for unlabelled input (and for Score and LabelSet labels)
   int64_t line = 0;  // 1-based line in the source file (first line of a CSV record)
   std::string text_pair;  // the second text of a sentence pair (ReadOptions::text_pair_column)
+  // Score: {value}; LabelSet: num_labels values, 1 for a label that applies. Empty for
+  // unlabelled input and Class labels.
+  std::vector<float> targets;
 };
 
 struct ReadOptions {
@@ -44,6 +57,8 @@ struct ReadOptions {
   std::string text_column = "document";
   std::string label_column = "label";  // empty: unlabelled
   int num_labels = 2;                  // labels must lie in [0, num_labels); <= 0: only >= 0
+  LabelKind label_kind = LabelKind::Class;
+  std::vector<std::string> label_names;  // LabelSet: the name of each label id (id2label)
   bool skip_bad_rows = false;          // else the first bad row stops the read
   // Non-empty: every row is a sentence pair, its second text in this column (an empty or
   // missing cell is a bad row).

@@ -3,6 +3,8 @@
 // so a 150K-row NSMC split costs one allocation per kept document.
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -196,7 +198,109 @@ class RowSink {
   bool labelled() const { return !options_.label_column.empty(); }
 
   // Checks a label given as text; returns false (after reporting) when bad.
-  bool check_label_text(int64_t line, std::string_view text, int& label) {
+  bool check_label_text(int64_t line, std::string_view text, Example& e) {
+    if (options_.label_kind == LabelKind::Score) return check_score_text(line, text, e);
+    if (options_.label_kind == LabelKind::LabelSet) {
+      e.targets.assign(size_t(std::max(options_.num_labels, 0)), 0.f);
+      if (trim(text).empty()) return true;  // no label applies
+      for (size_t start = 0;;) {
+        const size_t comma = text.find(',', start);
+        if (!add_label_of_set(line, text.substr(start, comma == std::string_view::npos ? comma : comma - start), e))
+          return false;
+        if (comma == std::string_view::npos) return true;
+        start = comma + 1;
+      }
+    }
+    return check_class_text(line, text, e.label);
+  }
+
+  bool check_score_text(int64_t line, std::string_view text, Example& e) {
+    const std::string_view t = trim(text);
+    float v = 0.f;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc() || end != t.data() + t.size() || !std::isfinite(v)) {
+      bad(line, "label '" + shorten(text) + "' in column '" + options_.label_column +
+                    "' is not a finite number (a regression label)");
+      return false;
+    }
+    e.targets.assign(1, v);
+    return true;
+  }
+
+  // One label of a multi-label set, by name or id: sets its target to 1.
+  bool add_label_of_set(int64_t line, std::string_view written, Example& e) {
+    const std::string_view name = trim(written);
+    const auto& names = options_.label_names;
+    int64_t id = -1;
+    if (auto it = std::find(names.begin(), names.end(), name); it != names.end())
+      id = it - names.begin();
+    else if (!parse_int(name, id))
+      id = -1;
+    if (id < 0 || id >= options_.num_labels) {
+      std::string known;
+      for (size_t i = 0; i < names.size() && i < 10; ++i) known += (i ? ", " : "") + names[i];
+      if (names.size() > 10) known += ", ...";
+      bad(line, "label '" + shorten(name) + "' in column '" + options_.label_column + "' is neither a label id in [0, " +
+                    std::to_string(options_.num_labels) + ") nor a label name" +
+                    (known.empty() ? std::string() : " (" + known + ")"));
+      return false;
+    }
+    e.targets[size_t(id)] = 1.f;
+    return true;
+  }
+
+  // A JSONL label of a Score or LabelSet file; returns false (after reporting) when bad.
+  bool check_label_json(int64_t line, const nlohmann::json& l, Example& e) {
+    if (l.is_string()) return check_label_text(line, l.get_ref<const std::string&>(), e);
+    if (options_.label_kind == LabelKind::Score && l.is_number()) {
+      const double v = l.get<double>();
+      if (std::isfinite(float(v))) {
+        e.targets.assign(1, float(v));
+        return true;
+      }
+    }
+    if (options_.label_kind == LabelKind::LabelSet && l.is_array()) {
+      const bool numbers = !l.empty() && std::all_of(l.begin(), l.end(), [](const auto& v) { return v.is_number(); });
+      if (numbers) return check_target_vector(line, l, e);
+      e.targets.assign(size_t(std::max(options_.num_labels, 0)), 0.f);
+      for (const auto& v : l) {
+        if (!v.is_string()) {
+          bad(line, "label list in key '" + options_.label_column + "' holds " + shorten(v.dump()) +
+                        ": a list is of label names (strings) or of num_labels numbers in [0, 1]");
+          return false;
+        }
+        if (!add_label_of_set(line, v.get_ref<const std::string&>(), e)) return false;
+      }
+      return true;
+    }
+    bad(line, "label " + shorten(l.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) + " in key '" +
+                  options_.label_column + "' is not " +
+                  (options_.label_kind == LabelKind::Score ? "a finite number (a regression label)"
+                                                           : "a list of labels (multi-label)"));
+    return false;
+  }
+
+  // [0, 1, 1, 0]: one number in [0, 1] per label.
+  bool check_target_vector(int64_t line, const nlohmann::json& l, Example& e) {
+    if (static_cast<int>(l.size()) != options_.num_labels) {
+      bad(line, "label list in key '" + options_.label_column + "' has " + std::to_string(l.size()) +
+                    " numbers; the model has " + std::to_string(options_.num_labels) + " labels");
+      return false;
+    }
+    e.targets.clear();
+    for (const auto& v : l) {
+      const double x = v.get<double>();
+      if (!(x >= 0.0 && x <= 1.0)) {
+        bad(line, "label list in key '" + options_.label_column + "' holds " + shorten(v.dump()) +
+                      ", outside [0, 1]");
+        return false;
+      }
+      e.targets.push_back(float(x));
+    }
+    return true;
+  }
+
+  bool check_class_text(int64_t line, std::string_view text, int& label) {
     int64_t v;
     if (!parse_int(text, v)) {
       if (is_digits(text)) return out_of_range(line, text);  // more digits than any label has
@@ -220,13 +324,16 @@ class RowSink {
     return false;
   }
 
-  void add(int64_t line, std::string_view text, int label) {
+  void add(int64_t line, std::string_view text, Example& e) {
     if (size_t at = find_invalid_utf8(text); at != std::string_view::npos) {
       bad(line, "invalid UTF-8 in column '" + options_.text_column + "' at byte " +
                     std::to_string(at) + " of the field");
       return;
     }
-    out_.examples.push_back({std::string(text), label, line, std::move(pair_)});
+    e.text = std::string(text);
+    e.line = line;
+    e.text_pair = std::move(pair_);
+    out_.examples.push_back(std::move(e));
   }
 
   bool paired() const { return !options_.text_pair_column.empty(); }
@@ -338,10 +445,10 @@ void read_tsv(std::string_view data, RowSink& sink, const fs::path& path) {
                       std::to_string(fields.size()));
       continue;
     }
-    int label = -1;
-    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    Example e;
+    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], e)) continue;
     if (sink.paired() && !sink.take_pair(n, fields[col.pair])) continue;
-    sink.add(n, fields[col.text], label);
+    sink.add(n, fields[col.text], e);
   }
 }
 
@@ -448,10 +555,10 @@ void read_csv(std::string_view data, RowSink& sink, const fs::path& path) {
                       std::to_string(count));
       continue;
     }
-    int label = -1;
-    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], label)) continue;
+    Example e;
+    if (sink.labelled() && !sink.check_label_text(n, fields[col.label], e)) continue;
     if (sink.paired() && !sink.take_pair(n, fields[col.pair])) continue;
-    sink.add(n, fields[col.text], label);
+    sink.add(n, fields[col.text], e);
   }
 }
 
@@ -528,14 +635,17 @@ void read_jsonl(std::string_view data, RowSink& sink) {
     }
     const std::string* text = string_key(row, opt.text_column, sink, n);
     if (!text) continue;
-    int label = -1;
+    Example e;
+    int& label = e.label;
     if (sink.labelled()) {
       auto l = row.find(opt.label_column);
       if (l == row.end()) {
         sink.bad(n, "no key '" + opt.label_column + "'");
         continue;
       }
-      if (l->is_number_unsigned() && l->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      if (opt.label_kind != LabelKind::Class) {
+        if (!sink.check_label_json(n, *l, e)) continue;
+      } else if (l->is_number_unsigned() && l->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         sink.out_of_range(n, l->dump());
         continue;
       } else if (l->is_number_integer()) {
@@ -544,7 +654,7 @@ void read_jsonl(std::string_view data, RowSink& sink) {
         sink.out_of_range(n, parser.label_written);  // an integer too long for 64 bits
         continue;
       } else if (l->is_string()) {
-        if (!sink.check_label_text(n, l->get_ref<const std::string&>(), label)) continue;
+        if (!sink.check_label_text(n, l->get_ref<const std::string&>(), e)) continue;
       } else {
         const std::string written = l->is_number_float() && !parser.label_written.empty()
                                         ? parser.label_written  // 1.50 as written, not 1.5
@@ -557,7 +667,7 @@ void read_jsonl(std::string_view data, RowSink& sink) {
       const std::string* pair = string_key(row, opt.text_pair_column, sink, n);
       if (!pair || !sink.take_pair(n, *pair)) continue;
     }
-    sink.add(n, *text, label);
+    sink.add(n, *text, e);
   }
 }
 

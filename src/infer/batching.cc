@@ -16,7 +16,23 @@ Padding parse_padding(const std::string& name) { return kPaddingNames.parse(name
 std::string padding_name(Padding p) { return kPaddingNames.name(p); }
 
 bool TokenizedData::labelled() const {
+  if (!targets.empty()) return std::none_of(targets.begin(), targets.end(), [](const auto& t) { return t.empty(); });
   return std::all_of(labels.begin(), labels.end(), [](int32_t y) { return y >= 0; });
+}
+
+void set_label_options(data::ReadOptions& ro, const model::BertConfig& config) {
+  using model::ProblemType;
+  ro.num_labels = config.num_labels();
+  ProblemType problem = config.problem_type;
+  if (problem == ProblemType::Unset) problem = config.num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+  ro.label_kind = problem == ProblemType::Regression   ? data::LabelKind::Score
+                  : problem == ProblemType::MultiLabel ? data::LabelKind::LabelSet
+                                                       : data::LabelKind::Class;
+  ro.label_names.clear();
+  for (int i = 0; i < config.num_labels(); ++i) {
+    auto it = config.id2label.find(i);
+    ro.label_names.push_back(it != config.id2label.end() ? it->second : "LABEL_" + std::to_string(i));
+  }
 }
 
 TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads) {
@@ -38,6 +54,8 @@ TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int m
     if (pairs) t.token_type_ids.push_back(std::move(enc[i].token_type_ids));
     t.labels.push_back(d.examples[i].label);
   }
+  if (std::any_of(d.examples.begin(), d.examples.end(), [](const data::Example& e) { return !e.targets.empty(); }))
+    for (const auto& e : d.examples) t.targets.push_back(e.targets);
   return t;
 }
 
@@ -52,12 +70,18 @@ model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& i
     if (layout.max_length > 0 && static_cast<int>(seq.size()) > layout.max_length)
       throw Error("build_batch: example " + std::to_string(i) + " is longer than max_length");
     b.lengths.push_back(static_cast<int32_t>(seq.size()));
-    const int32_t label = i < data.labels.size() ? data.labels[i] : -1;
-    labelled &= label >= 0;
-    b.labels.push_back(label);
+    if (!data.targets.empty()) {
+      const auto& t = data.targets.at(i);
+      labelled &= !t.empty();
+      b.targets.insert(b.targets.end(), t.begin(), t.end());
+    } else {
+      const int32_t label = i < data.labels.size() ? data.labels[i] : -1;
+      labelled &= label >= 0;
+      b.labels.push_back(label);
+    }
     longest = std::max(longest, static_cast<int32_t>(seq.size()));
   }
-  if (!labelled) b.labels.clear();
+  if (!labelled) b.labels.clear(), b.targets.clear();
   int32_t row_length = 0;  // 0: packed, sequences end to end
   if (layout.padding == Padding::Longest) row_length = longest;
   if (layout.padding == Padding::MaxLength) row_length = layout.max_length > 0 ? layout.max_length : longest;

@@ -28,11 +28,20 @@ std::string padding_name(Padding p);
 struct TokenizedData {
   std::vector<std::vector<int32_t>> ids;
   std::vector<std::vector<int32_t>> token_type_ids;  // one per example for pairs; empty: all 0
-  std::vector<int32_t> labels;  // -1 when unlabelled
+  std::vector<int32_t> labels;  // -1 when unlabelled (or labelled by targets)
+  // Regression and multi-label (data::LabelKind Score, LabelSet): each example's float
+  // labels, empty when unlabelled; all empty for integer labels.
+  std::vector<std::vector<float>> targets;
   std::vector<int> lengths;     // ids[i].size()
   size_t size() const { return ids.size(); }
-  bool labelled() const;        // every example has a label
+  bool labelled() const;        // every example has a label (or targets)
 };
+
+// How a data file's labels read for a model of `config`: ro.num_labels, and by its
+// problem_type (Unset: HF's rule for a file of labels, num_labels 1 -> regression, else
+// integer classes) ro.label_kind, with the label names for multi-label sets.
+void set_label_options(data::ReadOptions& ro, const model::BertConfig& config);
+
 // Pairs when any example has a text_pair (data::ReadOptions::text_pair_column): then every
 // example is encoded as a pair (Tokenizer::encode_pair).
 TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads = 0);
@@ -43,9 +52,9 @@ struct BatchLayout {
   int32_t pad_id = 0;
 };
 
-// Examples `indices` of `data` as the model reads them. Labels go in when every selected
-// example has one; otherwise the batch has none (no loss). Token types go in for pairs
-// (pad rows type 0, as HF pads them).
+// Examples `indices` of `data` as the model reads them. Labels (or float targets) go in
+// when every selected example has them; otherwise the batch has none (no loss). Token types
+// go in for pairs (pad rows type 0, as HF pads them).
 model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
                          const BatchLayout& layout);
 

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <numeric>
 
+#include "util/error.h"
+
 namespace bertune::infer {
 using Json = nlohmann::json;
 
@@ -36,7 +38,17 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
       std::copy(out + i * num_labels, out + (i + 1) * num_labels, logits.begin() + indices[i] * num_labels);
     r.steps++;
   }
-  if (data.labelled()) {
+  const model::ProblemType problem = model.config().problem_type;
+  if (data.labelled() && !data.targets.empty()) {  // regression, multi-label
+    std::vector<float> truth;
+    for (const auto& t : data.targets) truth.insert(truth.end(), t.begin(), t.end());
+    if (truth.size() != logits.size())
+      throw Error("evaluate: " + std::to_string(truth.size()) + " float labels for " + std::to_string(data.size()) +
+                  " examples of " + std::to_string(num_labels) + " labels");
+    r.metrics = problem == model::ProblemType::Regression
+                    ? regression_metrics(logits, truth)
+                    : multi_label_metrics(logits.data(), truth.data(), data.size(), static_cast<int>(num_labels));
+  } else if (data.labelled()) {
     MetricsAccumulator acc(static_cast<int>(num_labels));
     acc.add(logits.data(), data.labels.data(), data.size());
     r.metrics = acc.finish();

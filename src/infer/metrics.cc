@@ -1,5 +1,6 @@
 #include "infer/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -98,16 +99,123 @@ ClassificationMetrics compute_metrics(const std::vector<int32_t>& predicted,
   return m;
 }
 
+namespace {
+
+// Ranks 1..n of values, ties given their average rank (scipy.stats.rankdata).
+std::vector<double> average_ranks(const std::vector<float>& v) {
+  std::vector<size_t> order(v.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> rank(v.size());
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+    for (size_t k = i; k <= j; ++k) rank[order[k]] = (double(i) + double(j)) / 2.0 + 1.0;
+    i = j + 1;
+  }
+  return rank;
+}
+
+template <typename X, typename Y>
+double pearson_r(const std::vector<X>& x, const std::vector<Y>& y) {
+  const size_t n = x.size();
+  if (n == 0) return 0.0;
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < n; ++i) mx += x[i], my += y[i];
+  mx /= double(n), my /= double(n);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double dx = x[i] - mx, dy = y[i] - my;
+    sxy += dx * dy, sxx += dx * dx, syy += dy * dy;
+  }
+  return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : 0.0;
+}
+
+double f1_of(int64_t tp, int64_t predicted, int64_t actual, double* precision = nullptr, double* recall = nullptr) {
+  const double p = predicted ? double(tp) / double(predicted) : 0.0, r = actual ? double(tp) / double(actual) : 0.0;
+  if (precision) *precision = p;
+  if (recall) *recall = r;
+  return p + r > 0 ? 2.0 * p * r / (p + r) : 0.0;
+}
+
+}  // namespace
+
+ClassificationMetrics regression_metrics(const std::vector<float>& scores, const std::vector<float>& truth) {
+  if (scores.size() != truth.size()) throw Error("metrics: scores and labels differ in count");
+  ClassificationMetrics m;
+  m.kind = MetricsKind::Regression;
+  m.num_labels = 1;
+  m.count = static_cast<int64_t>(truth.size());
+  double se = 0.0;
+  for (size_t i = 0; i < truth.size(); ++i) se += (double(scores[i]) - truth[i]) * (double(scores[i]) - truth[i]);
+  m.mse = m.loss = m.count ? se / double(m.count) : 0.0;
+  m.pearson = pearson_r(scores, truth);
+  m.spearman = pearson_r(average_ranks(scores), average_ranks(truth));
+  return m;
+}
+
+ClassificationMetrics multi_label_metrics(const float* logits, const float* truth, size_t n, int num_labels) {
+  ClassificationMetrics m;
+  m.kind = MetricsKind::MultiLabel;
+  m.num_labels = num_labels;
+  m.count = static_cast<int64_t>(n);
+  std::vector<int64_t> tp(num_labels, 0), predicted(num_labels, 0), actual(num_labels, 0);
+  int64_t exact = 0;
+  double bce = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    bool all_right = true;
+    for (int c = 0; c < num_labels; ++c) {
+      const double x = logits[i * num_labels + c], y = truth[i * num_labels + c];
+      bce += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::fabs(x)));
+      const bool p = x > 0.0, t = y >= 0.5;
+      tp[c] += p && t, predicted[c] += p, actual[c] += t;
+      all_right &= p == t;
+    }
+    exact += all_right;
+  }
+  m.loss = n ? bce / (double(n) * num_labels) : 0.0;
+  m.accuracy = n ? double(exact) / double(n) : 0.0;
+  m.precision.assign(num_labels, 0.0);
+  m.recall.assign(num_labels, 0.0);
+  m.f1.assign(num_labels, 0.0);
+  int64_t tp_all = 0, predicted_all = 0, actual_all = 0;
+  for (int c = 0; c < num_labels; ++c) {
+    m.f1[c] = f1_of(tp[c], predicted[c], actual[c], &m.precision[c], &m.recall[c]);
+    m.macro_f1 += m.f1[c] / num_labels;
+    tp_all += tp[c], predicted_all += predicted[c], actual_all += actual[c];
+  }
+  m.micro_f1 = f1_of(tp_all, predicted_all, actual_all);
+  return m;
+}
+
+std::vector<std::string> metric_names(MetricsKind kind) {
+  switch (kind) {
+    case MetricsKind::Regression:
+      return {"loss", "mse", "pearson", "spearmanr"};
+    case MetricsKind::MultiLabel:
+      return {"loss", "accuracy", "f1", "micro_f1"};
+    default:
+      return {"loss", "accuracy", "f1"};
+  }
+}
+
 nlohmann::json ClassificationMetrics::to_json(const std::string& prefix) const {
   nlohmann::json j;
   j[prefix + "loss"] = loss;
+  if (kind == MetricsKind::Regression) {
+    j[prefix + "mse"] = mse;
+    j[prefix + "pearson"] = pearson;
+    j[prefix + "spearmanr"] = spearman;
+    return j;
+  }
   j[prefix + "accuracy"] = accuracy;
   j[prefix + "f1"] = macro_f1;
+  if (kind == MetricsKind::MultiLabel) j[prefix + "micro_f1"] = micro_f1;
   for (int c = 0; c < num_labels; ++c) {
     j[prefix + "precision_" + std::to_string(c)] = precision[c];
     j[prefix + "recall_" + std::to_string(c)] = recall[c];
   }
-  j[prefix + "confusion_matrix"] = confusion;
+  if (kind == MetricsKind::SingleLabel) j[prefix + "confusion_matrix"] = confusion;
   return j;
 }
 
@@ -115,6 +223,25 @@ std::string ClassificationMetrics::report(const std::vector<std::string>& names)
   auto name = [&](int c) { return c < static_cast<int>(names.size()) ? names[c] : "label " + std::to_string(c); };
   std::string out;
   char line[256];
+  if (kind == MetricsKind::Regression) {
+    std::snprintf(line, sizeof line, "examples %lld  loss (MSE) %.4f  Pearson r %.4f  Spearman rho %.4f\n",
+                  static_cast<long long>(count), mse, pearson, spearman);
+    return line;
+  }
+  if (kind == MetricsKind::MultiLabel) {
+    std::snprintf(line, sizeof line,
+                  "examples %lld  loss (BCE) %.4f  exact-match accuracy %.4f  micro-F1 %.4f  macro-F1 %.4f\n",
+                  static_cast<long long>(count), loss, accuracy, micro_f1, macro_f1);
+    out += line;
+    std::snprintf(line, sizeof line, "%-12s %9s %9s %9s   (threshold 0.5 on the sigmoid)\n", "label", "precision",
+                  "recall", "f1");
+    out += line;
+    for (int c = 0; c < num_labels; ++c) {
+      std::snprintf(line, sizeof line, "%-12s %9.4f %9.4f %9.4f\n", name(c).c_str(), precision[c], recall[c], f1[c]);
+      out += line;
+    }
+    return out;
+  }
   std::snprintf(line, sizeof line, "examples %lld  loss %.4f  accuracy %.4f  macro-F1 %.4f\n",
                 static_cast<long long>(count), loss, accuracy, macro_f1);
   out += line;

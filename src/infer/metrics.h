@@ -10,16 +10,25 @@
 
 namespace bertune::infer {
 
+// Which problem the metrics describe (model/config.h's ProblemType): what to_json and
+// report show.
+enum class MetricsKind { SingleLabel, Regression, MultiLabel };
+
 struct ClassificationMetrics {
+  MetricsKind kind = MetricsKind::SingleLabel;
   int num_labels = 0;
   int64_t count = 0;
-  double loss = 0.0;  // mean per-example cross-entropy (HF's eval_loss)
-  double accuracy = 0.0;
+  double loss = 0.0;  // mean per-example loss (HF's eval_loss): cross-entropy, MSE or BCE
+  double accuracy = 0.0;  // multi-label: exact match (every label of the example right)
   double macro_f1 = 0.0;
-  std::vector<double> precision, recall, f1;     // per class
-  std::vector<std::vector<int64_t>> confusion;   // [true][predicted]
+  std::vector<double> precision, recall, f1;     // per class (multi-label: per label)
+  std::vector<std::vector<int64_t>> confusion;   // [true][predicted] (single-label only)
+  double micro_f1 = 0.0;  // multi-label: F1 of all (example, label) decisions pooled
+  double mse = 0.0, pearson = 0.0, spearman = 0.0;  // regression (0 when undefined)
 
   // {"eval_loss", "eval_accuracy", "eval_f1", ...} the way HF prefixes compute_metrics keys.
+  // Regression: eval_loss, eval_mse, eval_pearson, eval_spearmanr. Multi-label: eval_loss,
+  // eval_accuracy (exact match), eval_f1 (macro), eval_micro_f1, per-label precision/recall.
   nlohmann::json to_json(const std::string& prefix = "eval_") const;
   // A small text table: confusion matrix and per-class precision/recall.
   std::string report(const std::vector<std::string>& label_names = {}) const;
@@ -43,6 +52,16 @@ class MetricsAccumulator {
 // Metrics from predicted and true labels alone (loss left 0).
 ClassificationMetrics compute_metrics(const std::vector<int32_t>& predicted,
                                       const std::vector<int32_t>& truth, int num_labels);
+
+// Regression: MSE, Pearson's r and Spearman's rho (ranks of ties averaged, as scipy) of
+// scores against the true values; loss = MSE. A constant side makes r and rho undefined: 0.
+ClassificationMetrics regression_metrics(const std::vector<float>& scores, const std::vector<float>& truth);
+// Multi-label: logits and truth [n, num_labels] (truth 0/1); a label is predicted when its
+// sigmoid exceeds 0.5 (logit > 0). Precision, recall and F1 per label and macro-averaged as
+// sklearn (zero_division=0), micro-F1 over all decisions, exact-match accuracy, mean BCE loss.
+ClassificationMetrics multi_label_metrics(const float* logits, const float* truth, size_t n, int num_labels);
+// The metric names --metric-for-best-model takes for each kind (without "eval_").
+std::vector<std::string> metric_names(MetricsKind kind);
 
 // Numerically stable softmax of one row, and the argmax (first maximum, like torch/numpy).
 std::vector<float> softmax(const float* logits, int n);

@@ -141,6 +141,11 @@ void check_cross_entropy_loss_accumulate(Device d, double*, float*, const float*
           "bad shape " + dims(N, C) + " with " + std::to_string(counted) + " labelled rows");
   check_labels(d, labels, N, C, "cross_entropy_loss_accumulate");
 }
+void check_target_loss(Device, TargetLoss kind, double* loss_sum, float*, const float*, const float*, int n) {
+  require(kind == TargetLoss::MSE || kind == TargetLoss::BCEWithLogits, "target_loss", "unknown loss kind");
+  require(n > 0, "target_loss", "bad size " + std::to_string(n));
+  require(loss_sum != nullptr, "target_loss", "needs a loss sum");
+}
 
 void check_ranges(const AdamWRange* ranges, int count, const char* op) {
   require(count >= 0, op, "negative range count");

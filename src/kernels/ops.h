@@ -81,6 +81,12 @@ void check_attention_metadata(const AttentionShape& shape, const int32_t* offset
                               const int32_t* lengths, const int64_t* prob_offsets,
                               const char* op = "attention");
 
+// ---- loss against float targets (target_loss) --------------------------------------
+//   MSE            (x - y)^2, as torch.nn.MSELoss (regression)
+//   BCEWithLogits  max(x, 0) - x y + log(1 + exp(-|x|)), as torch.nn.BCEWithLogitsLoss
+//                  (multi-label classification, y a 0/1 target per logit)
+enum class TargetLoss { MSE, BCEWithLogits };
+
 // ---- optimizer ---------------------------------------------------------------
 // One fused AdamW pass over flat buffers, covering both forms the HF Trainer
 // can use (train/optimizer.h picks the coefficients):

@@ -1,6 +1,7 @@
 #include "model/bert.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -150,6 +151,24 @@ k::Dropout BertModel::dropout(uint64_t site, float p) const {
   return k::Dropout::make(dropout_seed_, forward_step_, site, p);
 }
 
+namespace {
+
+// Float targets (regression, multi-label): a sequence classifier's, num_labels per sequence, finite.
+void check_targets(const Batch& batch, bool per_token, int C) {
+  if (per_token) throw Error("forward: float targets need a sequence classifier, not a per-token head");
+  if (!batch.labels.empty()) throw Error("forward: a batch has integer labels or float targets, not both");
+  const size_t want = size_t(batch.num_sequences()) * C;
+  if (batch.targets.size() != want)
+    throw Error("forward: " + std::to_string(batch.targets.size()) + " float targets for " +
+                std::to_string(batch.num_sequences()) + " sequences of " + std::to_string(C) + " labels");
+  for (size_t i = 0; i < want; ++i)
+    if (!std::isfinite(batch.targets[i]))
+      throw Error("forward: target " + std::to_string(i % C) + " of sequence " + std::to_string(i / C) +
+                  " is not a finite number");
+}
+
+}  // namespace
+
 // Throws unless the batch is consistent and fits the model.
 void BertModel::check_batch(const Batch& batch) const {
   const int B = batch.num_sequences(), T = batch.num_rows();
@@ -180,6 +199,7 @@ void BertModel::check_batch(const Batch& batch) const {
       throw Error("forward: token_type_id " + std::to_string(batch.token_type_ids[t]) +
                   " at row " + std::to_string(t) + " is outside type_vocab_size");
   }
+  if (!batch.targets.empty()) check_targets(batch, head_->per_token(), head_->num_classes(config_));
   if (!batch.labels.empty()) {
     const bool per_token = head_->per_token();
     const size_t want = per_token ? T : B;
@@ -209,7 +229,14 @@ void BertModel::prepare(const Batch& batch, bool train) {
   offsets_ = batch.offsets;
   lengths_ = batch.lengths;
   labels_ = batch.labels;
-  has_labels_ = !batch.labels.empty();
+  targets_ = batch.targets;
+  has_labels_ = !batch.labels.empty() || !batch.targets.empty();
+  has_targets_ = false;
+  if (has_labels_ && !head_->per_token()) {
+    const ProblemType problem = decide_problem_type(batch);
+    has_targets_ = problem != ProblemType::SingleLabel;
+    target_loss_ = problem == ProblemType::Regression ? k::TargetLoss::MSE : k::TargetLoss::BCEWithLogits;
+  }
   positions_.resize(T);
   prob_offsets_.assign(B + 1, 0);
   const int nh = config_.num_attention_heads;
@@ -237,8 +264,8 @@ void BertModel::prepare(const Batch& batch, bool train) {
 // block and uploads it in one copy, each array on a 64-byte boundary.
 void BertModel::place_batch_metadata() {
   if (device_ == k::Device::CPU) {
-    batch_ = {ids_.data(),     types_.data(),  positions_.data(), offsets_.data(),
-              lengths_.data(), labels_.data(), head_rows_.data(), prob_offsets_.data()};
+    batch_ = {ids_.data(),       types_.data(),     positions_.data(),    offsets_.data(), lengths_.data(),
+              labels_.data(),    head_rows_.data(), prob_offsets_.data(), targets_.data()};
     return;
   }
   struct Part {
@@ -247,8 +274,8 @@ void BertModel::place_batch_metadata() {
     size_t at = 0;
   };
   auto part = [](const auto& v) { return Part{v.data(), v.size() * sizeof(v[0])}; };
-  Part parts[] = {part(ids_),     part(types_),  part(positions_), part(offsets_),
-                  part(lengths_), part(labels_), part(head_rows_), part(prob_offsets_)};
+  Part parts[] = {part(ids_),     part(types_),  part(positions_), part(offsets_),     part(lengths_),
+                  part(labels_), part(head_rows_), part(prob_offsets_), part(targets_)};
   size_t total = 0;
   for (Part& p : parts) {
     p.at = total;
@@ -265,7 +292,7 @@ void BertModel::place_batch_metadata() {
   const std::byte* base = batch_device_.data();
   auto i32 = [&](int i) { return reinterpret_cast<const int32_t*>(base + parts[i].at); };
   batch_ = {i32(0), i32(1), i32(2), i32(3), i32(4), i32(5), i32(6),
-            reinterpret_cast<const int64_t*>(base + parts[7].at)};
+            reinterpret_cast<const int64_t*>(base + parts[7].at), reinterpret_cast<const float*>(base + parts[8].at)};
 }
 
 // A per-token loss reads only the rows with a label (MLM: ~15% of tokens), and the
@@ -553,12 +580,50 @@ HeadPass BertModel::head_pass() const {
   return pass;
 }
 
-// The head's logits (R, C), then their mean cross-entropy when the batch has labels.
+// The head's logits (R, C), then their mean loss when the batch has labels.
 float BertModel::head_forward() {
   PHASE("fwd+bwd head");
   head_->forward(head_pass(), logits_);
   if (!has_labels_) return std::numeric_limits<float>::quiet_NaN();
+  if (has_targets_) return target_mean_loss(logit_rows_ * logit_cols_);
   return mean_loss(logit_rows_, logit_cols_);
+}
+
+// The problem type of a sequence classifier's labelled batch: config_.problem_type, or when
+// that is Unset, HF's decision at its first loss, kept in config_ (as HF sets it).
+ProblemType BertModel::decide_problem_type(const Batch& batch) {
+  ProblemType problem = config_.problem_type;
+  if (problem == ProblemType::Unset)
+    problem = config_.num_labels() == 1 ? ProblemType::Regression
+              : batch.targets.empty()   ? ProblemType::SingleLabel
+                                        : ProblemType::MultiLabel;
+  const bool wants_targets = problem != ProblemType::SingleLabel;
+  if (wants_targets != !batch.targets.empty())
+    throw Error(std::string("forward: problem_type ") + problem_type_name(problem) + " needs " +
+                (wants_targets ? "float targets" : "integer labels") + ", the batch has " +
+                (wants_targets ? "integer labels" : "float targets"));
+  config_.problem_type = problem;
+  return problem;
+}
+
+// Mean MSE or BCE-with-logits of the n logits against targets_, its gradient into ce_probs_
+// (backward reads it from there): returned (on CUDA the call waits for it), or added to the
+// loss sink where it was computed.
+float BertModel::target_mean_loss(int n) {
+  if (loss_sink_) {
+    k::target_loss(device_, target_loss_, loss_sink_, ce_probs_, logits_, batch_.targets, n);
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  double sum = 0.0;
+  if (device_ == k::Device::CPU) {
+    k::target_loss(device_, target_loss_, &sum, ce_probs_, logits_, batch_.targets, n);
+    return static_cast<float>(sum);
+  }
+  if (loss_scratch_.size() == 0) loss_scratch_ = k::DeviceBuffer<double>(device_, 1);
+  k::copy_to_device(device_, loss_scratch_.data(), &sum, sizeof sum);
+  k::target_loss(device_, target_loss_, loss_scratch_.data(), ce_probs_, logits_, batch_.targets, n);
+  k::copy_to_host(device_, &sum, loss_scratch_.data(), sizeof sum);
+  return static_cast<float>(sum);
 }
 
 // Mean cross-entropy of the N logit rows against labels_: returned (on CUDA the call waits
@@ -590,6 +655,10 @@ void BertModel::backward() {
 // layer ran on those only (cls_rows_compact_), else all T rows.
 void BertModel::head_backward() {
   PHASE("fwd+bwd head");
+  if (has_targets_) {  // target_mean_loss left the gradient in ce_probs_
+    head_->backward(head_pass(), ce_probs_, d_x_);
+    return;
+  }
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, logit_rows_, logit_cols_, counted_);
   head_->backward(head_pass(), d_logits_, d_x_);
 }

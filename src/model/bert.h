@@ -39,6 +39,9 @@ struct Batch {
   // -100 where there is no target. Replaced-token detection: one per row [T],
   // 1 = replaced, 0 = original, -100 = no target. Empty: no loss.
   std::vector<int32_t> labels;
+  // Regression and multi-label classification (ProblemType, model/config.h): float labels,
+  // [B, num_labels] row-major ([B] for one label); `labels` then stays empty.
+  std::vector<float> targets;
 
   static Batch packed(const std::vector<std::vector<int32_t>>& sequences,
                       std::vector<int32_t> labels = {});
@@ -110,6 +113,11 @@ class BertModel {
   // BERTUNE_FULL_LAST_LAYER=1 turns it off for every model (to compare whole runs).
   void set_last_layer_cls_only(bool on) { last_layer_cls_only_ = on; }
 
+  // The loss: cross-entropy against `labels` for single-label classification and the
+  // per-token heads; MSE (regression) or BCE-with-logits (multi-label) against `targets`
+  // by config().problem_type. When that is Unset, the first forward with labels decides
+  // as HF does (num_labels 1: regression; integer labels: single-label; float targets:
+  // multi-label) and sets it in config(), which a saved config.json then carries.
   // Returns the mean loss when the batch has labels, else NaN. train: dropout
   // on, activations kept for backward(); eval: dropout off, activation memory
   // of two layers only. With a loss_sink (memory of the model's device) the loss
@@ -171,6 +179,8 @@ class BertModel {
   HeadPass head_pass() const;
   float head_forward();
   float mean_loss(int N, int C);
+  float target_mean_loss(int n);
+  ProblemType decide_problem_type(const Batch& batch);
   void head_backward();
   void ffn_sublayer_backward(int l, int rows, bool cls_rows);
   void layer_backward(int l);
@@ -209,6 +219,10 @@ class BertModel {
   // offsets) ...
   int T_ = 0, B_ = 0;
   std::vector<int32_t> ids_, types_, positions_, offsets_, lengths_, labels_;
+  std::vector<float> targets_;
+  // This batch's loss: cross-entropy, or target_loss against targets_ (has_targets_).
+  bool has_targets_ = false;
+  kernels::TargetLoss target_loss_ = kernels::TargetLoss::MSE;
   // A per-token head (MLM, RTD): the token rows it computes (the labelled ones, or all),
   // and labels_ is then compacted to them. Empty for classification.
   std::vector<int32_t> head_rows_;
@@ -218,6 +232,7 @@ class BertModel {
   struct BatchPointers {
     const int32_t *ids, *types, *positions, *offsets, *lengths, *labels, *head_rows;
     const int64_t* prob_offsets;
+    const float* targets;
   };
   BatchPointers batch_{};
   kernels::DeviceBuffer<std::byte> batch_device_;
@@ -239,7 +254,9 @@ class BertModel {
   float* ffn_act_;    // (T, I) GELU(ffn_pre)
   float* cls_in_;     // (B, H) the [CLS] rows of the last layer's input (cls_rows_compact_)
   float* logits_ = nullptr;  // (R, C)
-  float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient
+  float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient; for a
+                             // target loss the gradient d loss / d logits itself
+  kernels::DeviceBuffer<double> loss_scratch_;  // a target loss's sum off the CPU (one double)
   int logit_rows_ = 0, logit_cols_ = 0;
   // Gradients of activations (training only), reused layer after layer.
   float* d_x_;       // (T, H) d loss / d (current layer's output), then its input

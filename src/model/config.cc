@@ -9,6 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json_error.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace bertune::model {
@@ -108,7 +109,15 @@ void check_size_limits(const BertConfig& c, const std::string& source) {
                 std::to_string(memory >> 20) + " MiB)");
 }
 
+constexpr EnumNames<ProblemType, 3> kProblemTypeNames{{{{ProblemType::Regression, "regression"},
+                                                      {ProblemType::SingleLabel, "single_label_classification"},
+                                                      {ProblemType::MultiLabel, "multi_label_classification"}}}};
+
 }  // namespace
+
+ProblemType parse_problem_type(const std::string& name) { return kProblemTypeNames.parse(name); }
+
+const char* problem_type_name(ProblemType t) { return t == ProblemType::Unset ? "" : kProblemTypeNames.name(t); }
 
 void BertConfig::set_num_labels(int n) {
   id2label.clear();
@@ -143,6 +152,15 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
   take(j, "pad_token_id", c.pad_token_id, source);
   take(j, "classifier_dropout", c.classifier_dropout, source);
   take(j, "architectures", c.architectures, source);
+  std::string problem;
+  take(j, "problem_type", problem, source);
+  if (!problem.empty()) {
+    try {
+      c.problem_type = parse_problem_type(problem);
+    } catch (const Error& e) {
+      throw Error(source + ": field 'problem_type' " + e.what());
+    }
+  }
   if (auto mt = j.find("model_type"); mt != j.end()) {
     if (!mt->is_string() || *mt != "bert")
       throw Error(source + ": model_type " + shown(*mt) + " is not supported (only \"bert\")");
@@ -267,6 +285,7 @@ json BertConfig::to_json() const {
   }
   j["id2label"] = id2;
   j["label2id"] = l2i;
+  if (problem_type != ProblemType::Unset) j["problem_type"] = problem_type_name(problem_type);
   return j;
 }
 

@@ -10,6 +10,18 @@
 
 namespace bertune::model {
 
+// Hugging Face's problem_type: what a sequence classifier's loss reads.
+//   Regression    MSE of the logits against float labels (num_labels 1: one score)
+//   SingleLabel   cross-entropy against one integer label per sequence
+//   MultiLabel    BCE-with-logits against a float 0/1 vector of num_labels per sequence
+// Unset (config.json has none): HF decides at the first loss, num_labels 1 -> Regression,
+// integer labels -> SingleLabel, otherwise MultiLabel (BertModel::forward does the same).
+enum class ProblemType { Unset, Regression, SingleLabel, MultiLabel };
+// "regression" | "single_label_classification" | "multi_label_classification"; Error naming
+// the choices otherwise.
+ProblemType parse_problem_type(const std::string& name);
+const char* problem_type_name(ProblemType t);  // "" for Unset
+
 struct BertConfig {
   int vocab_size = 30522;
   int hidden_size = 768;
@@ -27,6 +39,7 @@ struct BertConfig {
   float classifier_dropout = -1.f;  // < 0: null, use hidden_dropout_prob
   std::vector<std::string> architectures;
   std::map<int, std::string> id2label;  // empty: num_labels 2, LABEL_i
+  ProblemType problem_type = ProblemType::Unset;  // written back when set
 
   nlohmann::json extra = nlohmann::json::object();  // fields we do not interpret
 

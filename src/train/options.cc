@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/config.h"
 #include "util/enum_names.h"
 #include "util/error.h"
 #include "util/threads.h"
@@ -151,6 +152,9 @@ const std::vector<OptionField>& train_option_fields() {
       field("text_pair_column", &O::text_pair_column,
             "column of a sentence pair's second text: [CLS] text [SEP] pair [SEP] (default: single texts)"),
       field("label_column", &O::label_column, "label column"),
+      field("problem_type", &O::problem_type,
+            "regression|single_label_classification|multi_label_classification (default: config.json's, else "
+            "regression for num_labels 1, single-label otherwise)"),
       field("max_length", &O::max_length, "truncate (and with --padding max_length, pad) to this many tokens"),
       field("train_samples", &O::train_samples, "use N training examples: shuffle(data_seed) then select"),
       field("eval_samples", &O::eval_samples, "use M evaluation examples: shuffle(data_seed) then select"),
@@ -180,8 +184,10 @@ const std::vector<OptionField>& train_option_fields() {
       field("overwrite_output_dir", &O::overwrite_output_dir, "allow an output dir that already holds checkpoints"),
       field("save_total_limit", &O::save_total_limit, "keep at most N checkpoints (never deleting the best)"),
       field("load_best_model_at_end", &O::load_best_model_at_end, "finish with the best checkpoint's weights"),
-      field("metric_for_best_model", &O::metric_for_best_model, "accuracy|f1|loss (default: loss)"),
-      field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss)"),
+      field("metric_for_best_model", &O::metric_for_best_model,
+            "loss (the default), accuracy|f1 (classification), micro_f1 (multi-label), mse|pearson|spearmanr "
+            "(regression)"),
+      field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss or mse)"),
       field("early_stopping_patience", &O::early_stopping_patience, "stop after N evaluations without improvement"),
       field("early_stopping_threshold", &O::early_stopping_threshold, "minimum absolute improvement"),
       field("padding", &O::padding, "max_length|longest|packed"),
@@ -240,7 +246,9 @@ std::string TrainOptions::metric_key() const {
 bool TrainOptions::higher_is_better() const {
   if (greater_is_better) return *greater_is_better;
   const std::string m = metric_key();
-  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0);
+  // A loss, and regression's mean squared error, are better lower (transformers would take
+  // eval_mse as higher-is-better unless told otherwise).
+  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0) && m != "eval_mse";
 }
 
 Json TrainOptions::to_json() const {
@@ -371,13 +379,20 @@ void validate(TrainOptions& o) {
            ") to be a round multiple of --eval-steps (" + std::to_string(o.eval_steps) + ")");
     if (o.metric_for_best_model.empty()) o.metric_for_best_model = "loss";  // HF default
   }
+  if (!o.problem_type.empty()) {
+    try {
+      model::parse_problem_type(o.problem_type);
+    } catch (const Error& e) {
+      fail(std::string("--problem-type: ") + e.what());
+    }
+  }
   if (!o.metric_for_best_model.empty()) {
-    static const char* known[] = {"loss", "accuracy", "f1"};
+    static const char* known[] = {"loss", "accuracy", "f1", "micro_f1", "mse", "pearson", "spearmanr"};
     std::string m = o.metric_for_best_model.rfind("eval_", 0) == 0 ? o.metric_for_best_model.substr(5)
                                                                     : o.metric_for_best_model;
     bool ok = false;
     for (auto* k : known) ok |= m == k;
-    if (!ok) fail("--metric-for-best-model: '" + o.metric_for_best_model + "' is not one of loss|accuracy|f1");
+    if (!ok) fail("--metric-for-best-model: '" + o.metric_for_best_model + "' is not one of loss|accuracy|f1|micro_f1|mse|pearson|spearmanr");
     if (!o.greater_is_better) o.greater_is_better = o.higher_is_better();
   }
   if (o.early_stopping_patience > 0) {

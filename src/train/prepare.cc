@@ -1,9 +1,11 @@
 #include "train/prepare.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "data/label_names.h"
 #include "kernels/cpu_runtime.h"
+#include "infer/metrics.h"
 #include "infer/model_dir.h"
 #include "model/pretrained.h"
 #include "train/memory_plan.h"
@@ -25,6 +27,32 @@ void name_labels(model::BertConfig& config, const fs::path& train_path) {
   if (!names.empty() && static_cast<int>(names.size()) == config.num_labels()) config.id2label = names;
 }
 
+// --problem-type over config.json's problem_type; neither: HF's rule for labels read from a
+// file (num_labels 1 -> regression, else integer classes: single-label). A config without
+// id2label gets 1 label for regression, else 2. The decision goes into every saved config.json.
+void resolve_problem_type(model::BertConfig& config, const TrainOptions& o) {
+  using model::ProblemType;
+  if (!o.problem_type.empty()) config.problem_type = model::parse_problem_type(o.problem_type);
+  if (config.id2label.empty()) config.set_num_labels(config.problem_type == ProblemType::Regression ? 1 : 2);
+  if (config.problem_type == ProblemType::Unset)
+    config.problem_type = config.num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+  if (config.problem_type == ProblemType::Regression && config.num_labels() != 1)
+    throw Error("problem_type regression needs num_labels 1, but the model's config.json names " +
+                std::to_string(config.num_labels()) + " labels (id2label)");
+  const auto kind = config.problem_type == ProblemType::Regression   ? infer::MetricsKind::Regression
+                    : config.problem_type == ProblemType::MultiLabel ? infer::MetricsKind::MultiLabel
+                                                                     : infer::MetricsKind::SingleLabel;
+  if (o.metric_for_best_model.empty()) return;
+  const std::string m = o.metric_key().substr(5);
+  const auto names = infer::metric_names(kind);
+  if (std::find(names.begin(), names.end(), m) == names.end()) {
+    std::string choices;
+    for (const auto& n : names) choices += (choices.empty() ? "" : "|") + n;
+    throw Error("--metric-for-best-model " + o.metric_for_best_model + " is not a metric of problem_type " +
+                model::problem_type_name(config.problem_type) + " (" + choices + ")");
+  }
+}
+
 model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& pretrained) {
   model::BertConfig config;
   if (!o.model.empty()) {
@@ -37,7 +65,7 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
     config = model::BertConfig::load(o.model_config);
   }
   config.architectures = {"BertForSequenceClassification"};
-  if (config.id2label.empty()) config.set_num_labels(2);
+  resolve_problem_type(config, o);
   if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
   if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
   if (!o.text_pair_column.empty() && config.type_vocab_size < 2)
@@ -77,7 +105,7 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
   ro.text_column = o.text_column;
   ro.text_pair_column = o.text_pair_column;
   ro.label_column = o.label_column;
-  ro.num_labels = config.num_labels();
+  infer::set_label_options(ro, config);
   data::Dataset all = data::read_dataset(train_path, ro);
   Splits s;
   if (o.validation_split > 0) {

@@ -91,8 +91,12 @@ void Progress::finish() {
 
 void EpochTable::row(double epoch, int64_t step, double train_loss, const Json& m, double seconds) {
   auto get = [&](const char* k) { return m.contains(k) ? m[k].get<double>() : NAN; };
+  // Regression shows its correlations, multi-label its micro-F1, where classification has
+  // accuracy and F1.
+  const bool regression = m.contains("eval_pearson"), multi_label = m.contains("eval_micro_f1");
   if (!header_done_) {
-    std::fprintf(out_, "| Epoch | Step | Training Loss | Validation Loss | Accuracy | F1     | Elapsed  |\n");
+    std::fprintf(out_, "| Epoch | Step | Training Loss | Validation Loss | %s | %s | Elapsed  |\n",
+                 regression ? "Pearson " : "Accuracy", regression ? "Spearm" : multi_label ? "MicroF" : "F1    ");
     std::fprintf(out_, "|------:|-----:|--------------:|----------------:|---------:|-------:|---------:|\n");
     header_done_ = true;
   }
@@ -100,7 +104,9 @@ void EpochTable::row(double epoch, int64_t step, double train_loss, const Json& 
   if (std::isfinite(train_loss)) std::snprintf(loss, sizeof loss, "%.6f", train_loss);
   else std::snprintf(loss, sizeof loss, "No log");
   std::fprintf(out_, "| %5.2f | %4lld | %13s | %15.6f | %8.4f | %.4f | %8s |\n", epoch, static_cast<long long>(step),
-               loss, get("eval_loss"), get("eval_accuracy"), get("eval_f1"), format_duration(seconds).c_str());
+               loss, get("eval_loss"), get(regression ? "eval_pearson" : "eval_accuracy"),
+               get(regression ? "eval_spearmanr" : multi_label ? "eval_micro_f1" : "eval_f1"),
+               format_duration(seconds).c_str());
   std::fflush(out_);
 }
 

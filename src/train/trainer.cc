@@ -102,8 +102,10 @@ std::optional<double> ClassificationObjective::evaluate(TrainingLoop& loop) {
   table_.row(r_.state.epoch, r_.state.global_step, train_loss, rec, loop.seconds_since_start());
   run.eval_loss_sum = 0;
   run.eval_loss_steps = 0;
-  const std::string collapse = run.collapse.on_evaluate(er.metrics.accuracy, er.predictions, r_.config.num_labels());
-  if (!collapse.empty()) warn(loop, collapse);
+  if (er.metrics.kind == infer::MetricsKind::SingleLabel) {  // predicted classes to watch
+    const std::string collapse = run.collapse.on_evaluate(er.metrics.accuracy, er.predictions, r_.config.num_labels());
+    if (!collapse.empty()) warn(loop, collapse);
+  }
   if (o.metric_for_best_model.empty()) return std::nullopt;
   return rec.at(o.metric_key()).get<double>();
 }

@@ -395,6 +395,23 @@ void adamw_update_device(float* p, float* g, float* m, float* v, const AdamWRang
   for (int r = 0; r < count; ++r) std::fill(g + ranges[r].begin, g + ranges[r].end, 0.f);
 }
 
+void target_loss(TargetLoss kind, double* loss_sum, float* dlogits, const float* logits, const float* targets,
+                 int n) {
+  double total = 0.0;
+  const float inv = 1.f / float(n);
+  for (int i = 0; i < n; ++i) {
+    const float x = logits[i], y = targets[i];
+    if (kind == TargetLoss::MSE) {
+      total += double(x - y) * double(x - y);
+      if (dlogits) dlogits[i] = 2.f * (x - y) * inv;
+    } else {
+      total += double(std::max(x, 0.f)) - double(x) * y + std::log1p(std::exp(-double(std::fabs(x))));
+      if (dlogits) dlogits[i] = (1.f / (1.f + std::exp(-x)) - y) * inv;
+    }
+  }
+  *loss_sum += double(float(total / n));
+}
+
 void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* logits,
                                    const int32_t* labels, int N, int C, int counted) {
   int rows = 0;

@@ -270,6 +270,31 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* probs
   }
 }
 
+// Each element's loss of target_loss into a block sum, one double atomic per block, and its
+// gradient (when dlogits is not null).
+__global__ void target_loss_kernel(TargetLoss kind, double* sum, float* dlogits, const float* logits,
+                                   const float* targets, int n) {
+  const float inv = 1.f / float(n);
+  float part = 0.f;
+  GRID_STRIDE(i, size_t(n)) {
+    const float x = logits[i], y = targets[i];
+    if (kind == TargetLoss::MSE) {
+      part += (x - y) * (x - y);
+      if (dlogits) dlogits[i] = 2.f * (x - y) * inv;
+    } else {
+      part += fmaxf(x, 0.f) - x * y + log1pf(expf(-fabsf(x)));
+      if (dlogits) dlogits[i] = (1.f / (1.f + expf(-x)) - y) * inv;
+    }
+  }
+  part = block_sum(part);
+  if (threadIdx.x == 0) atomicAdd(sum, double(part));
+}
+
+// *loss_sum += the mean of the element sum, rounded to float as torch's mean.
+__global__ void add_target_mean_kernel(double* loss_sum, const double* sum, int n) {
+  *loss_sum += double(float(*sum / double(n)));
+}
+
 // ---- optimizer ---------------------------------------------------------------
 
 // *total += sum of x^2: float partials per thread, one double atomic per block.
@@ -506,6 +531,16 @@ void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* 
   }
   add_mean_loss_kernel<<<1, 1, 0, stream()>>>(loss_sum, sum, counted);
   check_launch("add_mean_loss_kernel");
+}
+
+void target_loss(TargetLoss kind, double* loss_sum, float* dlogits, const float* logits, const float* targets,
+                 int n) {
+  auto* sum = static_cast<double*>(scratch(sizeof(double)));
+  BERTUNE_CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream()));
+  target_loss_kernel<<<grid_for(size_t(n)), kThreads, 0, stream()>>>(kind, sum, dlogits, logits, targets, n);
+  check_launch("target_loss_kernel");
+  add_target_mean_kernel<<<1, 1, 0, stream()>>>(loss_sum, sum, n);
+  check_launch("add_target_mean_kernel");
 }
 
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int C,
