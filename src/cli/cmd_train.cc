@@ -219,10 +219,7 @@ Json multi_label_scores(const model::BertConfig& config, const float* logits) {
   for (int c = 0; c < config.num_labels(); ++c) scored.push_back({1.f / (1.f + std::exp(-logits[c])), c});
   std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   Json list = Json::array();
-  for (const auto& [score, c] : scored) {
-    auto it = config.id2label.find(c);
-    list.push_back({{"label", it != config.id2label.end() ? it->second : "LABEL_" + std::to_string(c)}, {"score", score}});
-  }
+  for (const auto& [score, c] : scored) list.push_back({{"label", config.label_name(c)}, {"score", score}});
   return list;
 }
 

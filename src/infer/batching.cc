@@ -29,10 +29,7 @@ void set_label_options(data::ReadOptions& ro, const model::BertConfig& config) {
                   : problem == ProblemType::MultiLabel ? data::LabelKind::LabelSet
                                                        : data::LabelKind::Class;
   ro.label_names.clear();
-  for (int i = 0; i < config.num_labels(); ++i) {
-    auto it = config.id2label.find(i);
-    ro.label_names.push_back(it != config.id2label.end() ? it->second : "LABEL_" + std::to_string(i));
-  }
+  for (int i = 0; i < config.num_labels(); ++i) ro.label_names.push_back(config.label_name(i));
 }
 
 TokenizedData tokenize(const data::Dataset& d, const text::Tokenizer& tok, int max_length, int threads) {

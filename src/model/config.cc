@@ -278,8 +278,7 @@ json BertConfig::to_json() const {
   json id2 = json::object(), l2i = json::object();
   int n = num_labels();
   for (int i = 0; i < n; ++i) {
-    auto it = id2label.find(i);
-    std::string name = it != id2label.end() ? it->second : "LABEL_" + std::to_string(i);
+    const std::string name = label_name(i);
     id2[std::to_string(i)] = name;
     l2i[name] = i;
   }
@@ -287,6 +286,11 @@ json BertConfig::to_json() const {
   j["label2id"] = l2i;
   if (problem_type != ProblemType::Unset) j["problem_type"] = problem_type_name(problem_type);
   return j;
+}
+
+std::string BertConfig::label_name(int id) const {
+  auto it = id2label.find(id);
+  return it != id2label.end() ? it->second : "LABEL_" + std::to_string(id);
 }
 
 void BertConfig::save(const fs::path& path) const {

@@ -44,6 +44,7 @@ struct BertConfig {
   nlohmann::json extra = nlohmann::json::object();  // fields we do not interpret
 
   int num_labels() const { return id2label.empty() ? 2 : static_cast<int>(id2label.size()); }
+  std::string label_name(int id) const;  // id2label's name, else LABEL_<id>
   int head_dim() const { return hidden_size / num_attention_heads; }
   void set_num_labels(int n);  // id2label = LABEL_0..LABEL_{n-1}
   // Parameters outside the embedding tables, with a classification head:
