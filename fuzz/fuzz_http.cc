@@ -80,7 +80,10 @@ void handle(const http::Request& req) {
   if (r.endpoint == serve::Endpoint::Classify || r.endpoint == serve::Endpoint::Hf) {
     res = answer(req, r.endpoint == serve::Endpoint::Hf);
   } else if (r.endpoint == serve::Endpoint::Refused) {
-    check((r.error.status == 404 && r.allow.empty()) || (r.error.status == 405 && !r.allow.empty()));
+    // A 404 carries no headers of its own; a 405 names what is allowed, a 415 what is accepted.
+    const auto only = [&](const char* name) { return r.headers.size() == 1 && r.headers[0].first == name; };
+    check((r.error.status == 404 && r.headers.empty()) || (r.error.status == 405 && only("Allow")) ||
+          (r.error.status == 415 && only("Accept-Encoding")));
     serve::answer_json(res, r.error.status, serve::error_json(r.error.kind, r.error.message));
   } else {
     return;
