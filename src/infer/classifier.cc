@@ -99,6 +99,8 @@ void Classifier::set_label_names(std::vector<std::string> names) {
   if (static_cast<int>(names.size()) != num_labels_)
     throw Error("--label-names: " + std::to_string(names.size()) + " names given, the model has " +
                 std::to_string(num_labels_) + " labels");
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i].empty()) throw Error("--label-names: name " + std::to_string(i + 1) + " is empty");
   label_names_ = std::move(names);
 }
 
