@@ -95,6 +95,8 @@ std::vector<float> Classifier::logits(const std::vector<const TokenIds*>& sequen
   return logits;
 }
 
+model::ProblemType Classifier::problem_type() const { return model().config().resolved_problem_type(); }
+
 void Classifier::set_label_names(std::vector<std::string> names) {
   if (static_cast<int>(names.size()) != num_labels_)
     throw Error("--label-names: " + std::to_string(names.size()) + " names given, the model has " +
