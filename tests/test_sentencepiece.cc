@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -158,6 +160,33 @@ TEST(SentencePiece, PairLayoutAndLimits) {
   // One text under the same limit: <s> a piece </s>.
   EXPECT_EQ(t.encode("재밌다 최고", o).ids.size(), 3u);
   EXPECT_EQ(t.encode("재밌다 최고", o).ids.back(), 2);
+}
+
+// Any bytes (invalid UTF-8, specials run together, whitespace alone): ids stay in the vocabulary,
+// a truncated encoding stays within max_length and ends with </s>.
+TEST(SentencePiece, ArbitraryBytesStayInRange) {
+  const Tokenizer& t = xlmr();
+  const std::string alphabet[] = {"a", " ", "\t", "\xE3\x80\x80", "<s>", "</s>", "<mask>", "<pad>", "<unk>", "영화",
+                                  "\xFF", "\x80", "\xED\x9F", "\xC3", "\u00A0", "ㅋ", "!", "\xEF\xBF\xBD"};
+  uint64_t state = 12345;
+  auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+  auto random_text = [&] {
+    std::string text;
+    for (uint64_t n = next() % 12; n > 0; --n) text += alphabet[next() % std::size(alphabet)];
+    return text;
+  };
+  text::EncodeOptions o;
+  o.max_length = 6;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string a = random_text(), b = random_text();
+    for (const auto& e : {t.encode(a), t.encode(a, o), t.encode_pair(a, b, o)}) {
+      for (int32_t id : e.ids) ASSERT_TRUE(id >= 0 && static_cast<size_t>(id) < t.vocab_size()) << a << " | " << b;
+      ASSERT_EQ(e.ids.front(), 0);
+      ASSERT_EQ(e.ids.back(), 2);
+    }
+    ASSERT_LE(t.encode_pair(a, b, o).ids.size(), 6u);
+    ASSERT_LE(t.encode(a, o).ids.size(), 6u);
+  }
 }
 
 TEST(SentencePiece, BadFilesNameTheFile) {
