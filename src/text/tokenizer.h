@@ -86,8 +86,8 @@ class Tokenizer {
   // Pairs (texts[i], text_pairs[i]) with encode_pair; text_pairs empty: encode each text alone.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts, const std::vector<std::string>& text_pairs,
                                      const EncodeOptions& options = {}, int threads = 0) const;
-  // What HF's tokenize() returns: WordPiece pieces (special tokens found in
-  // the text included), no [CLS]/[SEP] added.
+  // What HF's tokenize() returns: WordPiece (or SentencePiece) pieces (special tokens
+  // found in the text included), no [CLS]/[SEP] added.
   std::vector<std::string> tokenize(std::string_view text) const;
   std::string id_to_token(int32_t id) const { return vocab_.at(static_cast<size_t>(id)); }
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
@@ -103,9 +103,9 @@ class Tokenizer {
  private:
   // Implementation detail owned by the tokenizer work; may change freely.
   friend struct TokenizerImpl;
-  // The special tokens of a pair beyond [CLS] a [SEP] b [SEP], and b's token type.
+  // How encode_pair lays out [CLS] a [SEP]... b [SEP]: the separators between a and b, b's token type.
   struct PairLayout {
-    int middle_seps = 1;  // XLM-R: 2
+    int middle_seps = 1;      // XLM-R: 2 (<s> a </s></s> b </s>)
     int32_t second_type = 1;  // XLM-R: 0
   };
   PairLayout pair_layout_;
