@@ -54,7 +54,7 @@ std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts
     throw Error("tokenize: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
                 " text pairs");
   data::Dataset d;
-  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i]});
+  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i], {}});
   TokenizedData t = infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1);
   std::vector<TokenIds> out(t.size());
   for (size_t i = 0; i < t.size(); ++i) {

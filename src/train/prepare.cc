@@ -34,8 +34,7 @@ void resolve_problem_type(model::BertConfig& config, const TrainOptions& o) {
   using model::ProblemType;
   if (!o.problem_type.empty()) config.problem_type = model::parse_problem_type(o.problem_type);
   if (config.id2label.empty()) config.set_num_labels(config.problem_type == ProblemType::Regression ? 1 : 2);
-  if (config.problem_type == ProblemType::Unset)
-    config.problem_type = config.num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+  config.problem_type = config.resolved_problem_type();
   if (config.problem_type == ProblemType::Regression && config.num_labels() != 1)
     throw Error("problem_type regression needs num_labels 1, but the model's config.json names " +
                 std::to_string(config.num_labels()) + " labels (id2label)");
