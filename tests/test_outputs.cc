@@ -434,7 +434,7 @@ TEST_F(OutputsOnModel, OutputsOntoLinksAndFifosAreRefused) {
 // `quantize --overwrite` deleted a --output directory of unrelated files: it replaces only a model.
 TEST_F(OutputsOnModel, OutputsOntoTheCommandsOwnInputsAreRefused) {
   const auto before = snapshot(model());
-  for (const std::string& name : {"config.json", "model.safetensors"}) {
+  for (const char* name : {"config.json", "model.safetensors"}) {
     const std::string out = model() + "/" + name;
     ASSERT_TRUE(fs::exists(out)) << out;
     for (const std::string& cmd : {"predict --model " + model() + " 좋아요 --output " + out,
