@@ -40,9 +40,9 @@ foreach(_line IN LISTS _bertune_layer_lines)
   if(BERTUNE_FUZZ)
     # The fuzz targets need only the parsers (io, data, text, model config,
     # trainer_state.json and bertune_state.json, serve's HTTP parser and model-free
-    # request handling with the logit maths of infer/metrics, util); the
+    # request handling with the logit maths of infer/metrics and predictions, util); the
     # rest is not built with Debian's clang 14.
-    list(FILTER _sources INCLUDE REGEX "/src/(io|data|text|util)/|/src/model/config\\.cc$|/src/train/(state|run_state)\\.cc$|/src/serve/(http|routes|hf_api)\\.cc$|/src/infer/metrics\\.cc$")
+    list(FILTER _sources INCLUDE REGEX "/src/(io|data|text|util)/|/src/model/config\\.cc$|/src/train/(state|run_state)\\.cc$|/src/serve/(http|routes|hf_api)\\.cc$|/src/infer/(metrics|predictions)\\.cc$")
   endif()
   if(_sources)
     add_library(bertune_${_folder} STATIC ${_sources})
