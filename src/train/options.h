@@ -35,6 +35,13 @@ struct TrainOptions {
   std::string text_pair_column;  // non-empty: sentence pairs, the second text in this column
   std::string label_column = "label";
   std::string problem_type;  // "" -> config.json's, else HF's rule (model/config.h ProblemType)
+  // sequence-classification (a label per text) | token-classification (a tag per word: NER
+  // data of data/tagged.h, BertForTokenClassification)
+  std::string task = "sequence-classification";
+  bool token_classification() const { return task == "token-classification"; }
+  model::Task model_task() const {
+    return token_classification() ? model::Task::TokenClassification : model::Task::SequenceClassification;
+  }
   int max_length = 128;
   int64_t train_samples = -1;  // shuffle(seed=data_seed).select(range(N)); -1: all
   int64_t eval_samples = -1;
