@@ -209,6 +209,8 @@ TEST(TrainOptionsParse, ClearErrorsNamingTheFlag) {
   EXPECT_EQ(with({"--task", "ner"}), "--task: 'ner' is not one of sequence-classification|token-classification");
   EXPECT_EQ(with({"--task", "token-classification", "--problem-type", "regression"}),
             "--task token-classification reads a tag per word: --problem-type does not apply");
+  EXPECT_EQ(with({"--task", "token-classification", "--num-labels", "5"}),
+            "--task token-classification reads a tag per word: --num-labels does not apply");
   EXPECT_EQ(with({"--problem-type", "multilabel"}),
             "--problem-type: 'multilabel' is not one of regression|single_label_classification|"
             "multi_label_classification");

@@ -54,7 +54,7 @@ std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts
     throw Error("tokenize: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
                 " text pairs");
   data::Dataset d;
-  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i]});
+  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i], {}});
   TokenizedData t = infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1);
   std::vector<TokenIds> out(t.size());
   for (size_t i = 0; i < t.size(); ++i) {
@@ -99,6 +99,8 @@ void Classifier::set_label_names(std::vector<std::string> names) {
   if (static_cast<int>(names.size()) != num_labels_)
     throw Error("--label-names: " + std::to_string(names.size()) + " names given, the model has " +
                 std::to_string(num_labels_) + " labels");
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i].empty()) throw Error("--label-names: name " + std::to_string(i + 1) + " is empty");
   label_names_ = std::move(names);
 }
 

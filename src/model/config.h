@@ -45,6 +45,9 @@ struct BertConfig {
 
   int num_labels() const { return id2label.empty() ? 2 : static_cast<int>(id2label.size()); }
   std::string label_name(int id) const;  // id2label's name, else LABEL_<id>
+  // problem_type, or when unset what HF decides for labels read from a file: num_labels 1 ->
+  // Regression, else SingleLabel (integer classes).
+  ProblemType resolved_problem_type() const;
   int head_dim() const { return hidden_size / num_attention_heads; }
   void set_num_labels(int n);  // id2label = LABEL_0..LABEL_{n-1}
   // Parameters outside the embedding tables, with a classification head:

@@ -152,6 +152,9 @@ const std::vector<OptionField>& train_option_fields() {
       field("text_pair_column", &O::text_pair_column,
             "column of a sentence pair's second text: [CLS] text [SEP] pair [SEP] (default: single texts)"),
       field("label_column", &O::label_column, "label column"),
+      field("num_labels", &O::num_labels,
+            "labels of the classification head, as from_pretrained(num_labels=N): config.json's id2label, or "
+            "LABEL_0..N-1 where it names another number (default: config.json's)"),
       field("problem_type", &O::problem_type,
             "regression|single_label_classification|multi_label_classification (default: config.json's, else "
             "regression for num_labels 1, single-label otherwise)"),
@@ -382,11 +385,16 @@ void validate(TrainOptions& o) {
            ") to be a round multiple of --eval-steps (" + std::to_string(o.eval_steps) + ")");
     if (o.metric_for_best_model.empty()) o.metric_for_best_model = "loss";  // HF default
   }
+  if (o.num_labels < 0) fail("--num-labels: must be at least 1 (or 0: config.json's)");
   if (o.task != "sequence-classification" && o.task != "token-classification")
     fail("--task: '" + o.task + "' is not one of sequence-classification|token-classification");
-  if (o.token_classification() && (!o.text_pair_column.empty() || !o.problem_type.empty()))
-    fail(std::string("--task token-classification reads a tag per word: ") +
-         (o.problem_type.empty() ? "--text-pair-column" : "--problem-type") + " does not apply");
+  if (o.token_classification()) {  // its labels are the training file's tags
+    const char* other = !o.problem_type.empty() ? "--problem-type"
+                        : o.num_labels > 0      ? "--num-labels"
+                        : !o.text_pair_column.empty() ? "--text-pair-column"
+                                                      : nullptr;
+    if (other) fail(std::string("--task token-classification reads a tag per word: ") + other + " does not apply");
+  }
   if (!o.problem_type.empty()) {
     try {
       model::parse_problem_type(o.problem_type);
