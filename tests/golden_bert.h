@@ -39,13 +39,16 @@ inline nlohmann::json read_json(const std::filesystem::path& p) {
 
 inline TensorMap read_tensors(const std::string& name) { return bertune::io::read_safetensors(golden(name)); }
 
-// A sequence-classification golden case: its inputs, and where its files lie.
+// A classification golden case (a label per sequence, or per token): its inputs, and where
+// its files lie.
 struct Golden {
   BertConfig config;
+  bertune::model::Task task = bertune::model::Task::SequenceClassification;
   std::vector<std::vector<int32_t>> sequences;
   std::vector<std::vector<int32_t>> token_type_ids;  // per sequence (sentence pairs); empty: all 0
   std::vector<int32_t> labels;  // single-label classification
   std::vector<float> targets;   // regression, multi-label: float labels [B] or [B, num_labels]
+  std::vector<std::vector<int32_t>> token_labels;  // token classification: per sequence, -100 ignored
   std::filesystem::path dir;    // file NAME of the case is dir / (prefix + NAME)
   std::string prefix;
 
@@ -57,6 +60,11 @@ struct Golden {
     const std::vector<int32_t> l = labelled ? labels : std::vector<int32_t>{};
     Batch b = pad_to < 0 ? Batch::packed(sequences, l) : Batch::padded(sequences, pad_to, config.pad_token_id, l);
     if (labelled) b.targets = targets;
+    if (labelled && !token_labels.empty()) {  // a label per row, -100 on pad rows
+      b.labels.assign(b.input_ids.size(), -100);
+      for (int s = 0; s < b.num_sequences(); ++s)
+        std::copy(token_labels[s].begin(), token_labels[s].end(), b.labels.begin() + b.offsets[s]);
+    }
     if (token_type_ids.empty()) return b;
     b.token_type_ids.assign(b.input_ids.size(), 0);
     for (int s = 0; s < b.num_sequences(); ++s)
@@ -78,9 +86,10 @@ inline Golden classification_inputs() {
   return g;
 }
 
-// shared/golden/families/NAME (bert_pair, bert_regression, bert_multilabel): integer labels
-// (single-label), or float labels, one per sequence or a 0/1 list per sequence, flattened
-// row-major; the token types of sentence pairs.
+// shared/golden/families/NAME (bert_pair, bert_regression, bert_multilabel, bert_tokencls):
+// integer labels (single-label), or float labels, one per sequence or a 0/1 list per
+// sequence, flattened row-major; a label per token for BertForTokenClassification; the
+// token types of sentence pairs.
 inline Golden family_inputs(const std::string& name) {
   Golden g;
   g.dir = bertune::shared_path("golden/families/" + name);
@@ -88,6 +97,11 @@ inline Golden family_inputs(const std::string& name) {
   auto j = read_json(g.file("inputs.json"));
   g.sequences = j["sequences"].get<std::vector<std::vector<int32_t>>>();
   if (j["token_type_ids"].is_array()) g.token_type_ids = j["token_type_ids"].get<std::vector<std::vector<int32_t>>>();
+  if (g.config.architectures == std::vector<std::string>{"BertForTokenClassification"}) {
+    g.task = bertune::model::Task::TokenClassification;
+    g.token_labels = j["labels"].get<std::vector<std::vector<int32_t>>>();
+    return g;
+  }
   for (const auto& l : j["labels"]) {
     if (l.is_number_integer())
       g.labels.push_back(l.get<int32_t>());
@@ -129,14 +143,45 @@ inline std::vector<int> real_row_of_token(const Batch& b) {
   return real;
 }
 
+// The logits against HF's: a sequence head's one row per sequence; a per-token head's rows
+// (logit_token_rows: the labelled tokens, or every row without labels) each against HF's
+// row of that token (HF's logits: every real token, sequences concatenated).
+inline void expect_logits(const BertModel& m, const Batch& batch, const TensorMap& ref, const char* mode,
+                          const Tolerance& tol = {}) {
+  const auto& logits = ref.at("logits");
+  const int C = m.logits_cols();
+  float err = 0.f;
+  if (m.task() == bertune::model::Task::SequenceClassification) {
+    ASSERT_EQ(size_t(m.logits_rows()) * C, logits.data.size());
+    err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
+  } else {
+    // The head computes the labelled rows only, or every row (pad rows too) without labels.
+    const auto& token_rows = m.logit_token_rows();
+    const std::vector<int> real = real_row_of_token(batch);
+    const bool labelled = !batch.labels.empty();
+    const int want = labelled ? static_cast<int>(std::count_if(batch.labels.begin(), batch.labels.end(),
+                                                               [](int32_t l) { return l != -100; }))
+                              : batch.num_rows();
+    ASSERT_EQ(m.logits_rows(), want) << mode;
+    ASSERT_EQ(static_cast<int>(token_rows.size()), want) << mode;
+    size_t compared = 0;
+    for (size_t r = 0; r < token_rows.size(); ++r) {
+      if (labelled) ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
+      if (real[token_rows[r]] < 0) continue;  // a pad row: HF's logits have none
+      const float* hf = logits.data.data() + size_t(real[token_rows[r]]) * C;
+      err = std::max(err, max_abs_diff(m.logits() + r * C, hf, C));
+      ++compared;
+    }
+    if (!labelled) ASSERT_EQ(compared * C, logits.data.size()) << mode;
+  }
+  std::printf("[%s] logits max |err| = %.3g over %d rows\n", mode, err, m.logits_rows());
+  EXPECT_LE(err, tol.logits_abs) << mode;
+}
+
 inline void expect_logits_and_hidden(const BertModel& m, const Batch& batch, const TensorMap& ref, const char* mode,
                                      const Tolerance& tol = {}) {
   const int H = m.config().hidden_size;
-  const auto& logits = ref.at("logits");
-  ASSERT_EQ(size_t(m.logits_rows()) * m.logits_cols(), logits.data.size());
-  float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
-  std::printf("[%s] logits max |err| = %.3g\n", mode, err);
-  EXPECT_LE(err, tol.logits_abs) << mode;
+  expect_logits(m, batch, ref, mode, tol);
   for (int i = 0; i <= m.config().num_hidden_layers; ++i) {
     const auto& h = ref.at("hidden_states." + std::to_string(i));
     auto ours = real_rows(m.hidden_state(i), batch, H);
@@ -180,13 +225,13 @@ inline void expect_grads(const BertModel& m, const TensorMap& ref, const char* m
   std::printf("[%s] worst gradient error relative to tensor max: %.3g (%s)\n", mode, worst, worst_name.c_str());
 }
 
-// A sequence-classification golden case on `device`: a packed training forward (logits,
-// every hidden state, loss) and its gradients; padded to the longest (16) and to 24 (the
-// same logits and gradients, pad rows computed and masked); a training forward with the
-// [CLS]-only last layer; an inference forward without labels.
+// A classification golden case on `device` (a label per sequence, or per token): a packed
+// training forward (logits, every hidden state, loss) and its gradients; padded to the
+// longest (16) and to 24 (the same logits and gradients, pad rows computed and masked); a
+// training forward with the [CLS]-only last layer (on for a sequence head only); an
+// inference forward without labels.
 inline void expect_sequence_case(bertune::kernels::Device device, const Golden& g, const Tolerance& tol = {}) {
-  using bertune::model::Task;
-  BertModel m(g.config, Task::SequenceClassification, device);
+  BertModel m(g.config, g.task, device);
   auto report = m.load_state_dict(g.tensors("init.safetensors"));
   EXPECT_TRUE(report.initialised.empty());
   // Every hidden state, the last layer's included (the [CLS]-only training saving has its
@@ -212,10 +257,7 @@ inline void expect_sequence_case(bertune::kernels::Device device, const Golden& 
   // inference's [CLS]-only last layer (its own CUDA kernel)
   float loss = m.forward(g.batch(-1, /*labelled=*/false), /*train=*/false);  // no labels: no loss
   EXPECT_TRUE(std::isnan(loss));
-  const auto& logits = ref.at("logits");
-  float err = max_abs_diff(m.logits(), logits.data.data(), logits.data.size());
-  std::printf("[inference] logits max |err| = %.3g\n", err);
-  EXPECT_LE(err, tol.logits_abs) << "inference forward";
+  expect_logits(m, g.batch(-1, /*labelled=*/false), ref, "inference", tol);
 }
 
 inline void expect_classification_case(bertune::kernels::Device device, const Tolerance& tol = {}) {
@@ -246,23 +288,8 @@ inline void expect_masked_lm_case(bertune::kernels::Device device, const Toleran
     }
     const char* mode = pad_to < 0 ? "mlm-packed" : "mlm-padded";
     float loss = m.forward(batch, true);
-    // The head computes only the labelled rows: compare each with HF's row.
-    const auto& token_rows = m.logit_token_rows();
-    const std::vector<int> real = real_row_of_token(batch);
-    int selected = 0;
-    for (int32_t l : batch.labels) selected += l != -100;
-    ASSERT_EQ(static_cast<int>(token_rows.size()), selected) << mode;
-    ASSERT_EQ(m.logits_rows(), selected) << mode;
-    float err = 0.f;
-    for (size_t r = 0; r < token_rows.size(); ++r) {
-      ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
-      const float* hf = ref.at("logits").data.data() + size_t(real[token_rows[r]]) * config.vocab_size;
-      err = std::max(err, max_abs_diff(m.logits() + r * config.vocab_size, hf, config.vocab_size));
-    }
-    std::printf("[%s] logits max |err| %.3g over %d selected rows, loss %.8f vs %.8f\n", mode, err, selected,
-                loss, ref.at("loss").data[0]);
-    EXPECT_LE(err, tol.logits_abs) << mode;
-    EXPECT_NEAR(loss, ref.at("loss").data[0], tol.loss_rel * ref.at("loss").data[0]) << mode;
+    expect_logits(m, batch, ref, mode, tol);  // the labelled rows only
+    expect_loss(loss, ref, mode, tol);
     m.zero_grad();
     m.backward();
     expect_grads(m, grads, mode, tol);
@@ -270,10 +297,7 @@ inline void expect_masked_lm_case(bertune::kernels::Device device, const Toleran
     Batch unlabelled = batch;
     unlabelled.labels.clear();
     m.forward(unlabelled, false);
-    ASSERT_EQ(m.logits_rows(), unlabelled.num_rows()) << mode;
-    auto all = real_rows(m.logits(), unlabelled, config.vocab_size);
-    ASSERT_EQ(all.size(), ref.at("logits").data.size());
-    EXPECT_LE(max_abs_diff(all.data(), ref.at("logits").data.data(), all.size()), tol.logits_abs) << mode;
+    expect_logits(m, unlabelled, ref, mode, tol);
   }
 }
 
@@ -287,7 +311,7 @@ inline void expect_three_adamw_steps(bertune::kernels::Device device, const Gold
   namespace train = bertune::train;
   auto steps = read_json(g.file(json_file));
   auto after = g.tensors(weights_file);
-  BertModel m(g.config, bertune::model::Task::SequenceClassification, device);
+  BertModel m(g.config, g.task, device);
   m.load_state_dict(g.tensors("init.safetensors"));
   train::AdamW opt(m, {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .variant = variant});
   train::TrainStep train_step(m, opt, {train::Schedule::Linear, 1e-3, 2, 10}, /*max_grad_norm=*/1.0);

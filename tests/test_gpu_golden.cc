@@ -82,6 +82,14 @@ TEST(GpuGolden, RegressionAndMultiLabelFp32) {
   }
 }
 
+TEST(GpuGolden, TokenClassificationFp32) {
+  BERTUNE_REQUIRE_GPU();
+  PrecisionScope fp32(Precision::FP32);
+  expect_sequence_case(Device::CUDA, family_inputs("bert_tokencls"), kFp32);
+  expect_three_adamw_steps(Device::CUDA, family_inputs("bert_tokencls"), bertune::train::AdamWVariant::Torch,
+                           "adamw.json", "after_adamw.safetensors", 1e-5f, 5e-5f);
+}
+
 TEST(GpuGolden, SentencePairFp32) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope fp32(Precision::FP32);

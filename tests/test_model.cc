@@ -191,6 +191,42 @@ TEST(BertGolden, SentencePairThreeAdamWSteps) {
                            "after_adamw.safetensors", 1e-5f, 5e-5f);
 }
 
+// Token classification (shared/golden/families/bert_tokencls, BertForTokenClassification): a
+// label per token, -100 on [CLS]/[SEP] and one word piece; logits of the labelled rows,
+// mean cross-entropy over them, every gradient, packed and padded to 16 and 24; without
+// labels a logit row per token.
+TEST(BertGolden, TokenClassificationCase) {
+  const Golden g = family_inputs("bert_tokencls");
+  ASSERT_EQ(g.task, Task::TokenClassification);
+  expect_sequence_case(kernels::Device::CPU, g);
+}
+
+TEST(BertGolden, TokenClassificationThreeAdamWSteps) {
+  expect_three_adamw_steps(kernels::Device::CPU, family_inputs("bert_tokencls"), train::AdamWVariant::Torch,
+                           "adamw.json", "after_adamw.safetensors", 1e-5f, 5e-5f);
+}
+
+// The token-classification layout is HF's: the encoder and classifier.*, no pooler; a BERT
+// checkpoint's pooler is left unused and the classifier initialised.
+TEST(BertGolden, TokenClassificationLayoutHasNoPooler) {
+  const Golden g = family_inputs("bert_tokencls");
+  BertModel m(g.config, Task::TokenClassification);
+  EXPECT_THROW(m.param("bert.pooler.dense.weight"), bertune::Error);
+  EXPECT_EQ(m.param("classifier.weight").shape, (std::vector<int64_t>{g.config.num_labels(), 64}));
+  const Golden seq = family_inputs("bert_pair");
+  BertConfig config = seq.config;
+  config.set_num_labels(g.config.num_labels());
+  BertModel from_seq(config, Task::TokenClassification);
+  TensorMap init = seq.tensors("init.safetensors");
+  init.erase("classifier.weight");
+  init.erase("classifier.bias");
+  auto report = from_seq.load_state_dict(init);
+  std::sort(report.initialised.begin(), report.initialised.end());
+  std::sort(report.unused.begin(), report.unused.end());
+  EXPECT_EQ(report.initialised, (std::vector<std::string>{"classifier.bias", "classifier.weight"}));
+  EXPECT_EQ(report.unused, (std::vector<std::string>{"bert.pooler.dense.bias", "bert.pooler.dense.weight"}));
+}
+
 // The token types reach the embeddings: without them the same ids give other logits.
 TEST(BertGolden, SentencePairTokenTypesChangeTheLogits) {
   auto g = family_inputs("bert_pair");

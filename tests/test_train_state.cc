@@ -205,7 +205,12 @@ TEST(TrainOptionsParse, ClearErrorsNamingTheFlag) {
                 .find("round multiple"),
             std::string::npos);
   EXPECT_NE(with({"--early-stopping-patience", "3"}).find("requires --load-best-model-at-end"), std::string::npos);
-  EXPECT_NE(with({"--metric-for-best-model", "precision"}).find("not one of loss|accuracy|f1"), std::string::npos);
+  EXPECT_NE(with({"--metric-for-best-model", "precision_0"}).find("not one of loss|accuracy|f1"), std::string::npos);
+  EXPECT_EQ(with({"--task", "ner"}), "--task: 'ner' is not one of sequence-classification|token-classification");
+  EXPECT_EQ(with({"--task", "token-classification", "--problem-type", "regression"}),
+            "--task token-classification reads a tag per word: --problem-type does not apply");
+  EXPECT_EQ(with({"--task", "token-classification", "--num-labels", "5"}),
+            "--task token-classification reads a tag per word: --num-labels does not apply");
   EXPECT_EQ(with({"--problem-type", "multilabel"}),
             "--problem-type: 'multilabel' is not one of regression|single_label_classification|"
             "multi_label_classification");

@@ -8,10 +8,13 @@
 #include "cli/validators.h"
 #include "cli/train_flags.h"
 #include "data/dataset.h"
+#include "data/tagged.h"
 #include "infer/classifier.h"
+#include "infer/entities.h"
 #include "infer/evaluate.h"
 #include "infer/metrics.h"
 #include "infer/predictions.h"
+#include "infer/tagged.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "kernels/cpu_runtime.h"
@@ -177,11 +180,45 @@ struct EvalCommand {
   bool json = false;
 };
 
+void print_eval(const EvalCommand& c, const infer::Classifier& m, const infer::EvalResult& r) {
+  if (c.json) {
+    std::printf("%s\n", r.record().dump().c_str());
+    return;
+  }
+  std::vector<std::string> names;
+  for (const auto& [id, name] : m.model().config().id2label) names.push_back(name);
+  std::printf("%s (%s)\n%s%.1f examples/s\n", c.data.c_str(), c.in.model.c_str(), r.metrics.report(names).c_str(),
+              r.runtime > 0 ? r.metrics.count / r.runtime : 0.0);
+}
+
+// A token classifier (BertForTokenClassification) on tagged data (data/tagged.h): entity
+// precision / recall / F1 and token accuracy.
+void run_eval_tagged(const EvalCommand& c, infer::Classifier& m, infer::Padding padding) {
+  data::TaggedDataset d = data::read_tagged(c.data);
+  if (d.size() == 0) throw Error(c.data + ": no sentences to evaluate");
+  if (c.samples > 0) {
+    if (static_cast<size_t>(c.samples) > d.size())
+      throw Error("--samples " + std::to_string(c.samples) + ": " + c.data + " has only " + std::to_string(d.size()) +
+                  " sentences");
+    data::TaggedDataset some;
+    some.source = d.source;
+    const auto order = data::shuffled_indices(d.size(), c.data_seed);
+    for (int64_t i = 0; i < c.samples; ++i) some.sentences.push_back(d.sentences[order[i]]);
+    d = std::move(some);
+  }
+  const auto t = infer::tokenize_tagged(d, m.tokenizer(), m.max_length(), infer::label_ids(m.model().config()));
+  warn_if_unknown_tokens(m, t, c.in);
+  const auto r = infer::evaluate(m.model(), t, c.in.batch_size, padding, m.max_length(), m.tokenizer().pad_id(),
+                                 /*keep_logits=*/false, /*sort_by_length=*/true);
+  print_eval(c, m, r);
+}
+
 void run_eval(const EvalCommand& c) {
   infer::Padding padding = infer::parse_padding(c.padding);
   // -1: all; datasets' select(range(N)) has no "0 or fewer means all".
   if (c.samples == 0 || c.samples < -1) throw Error("--samples: must be positive (got " + std::to_string(c.samples) + ")");
   const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "eval", /*metrics=*/true);
+  if (m->model().task() == model::Task::TokenClassification) return run_eval_tagged(c, *m, padding);
   data::ReadOptions ro;
   ro.text_column = c.in.text_column.empty() ? "document" : c.in.text_column;
   ro.text_pair_column = c.in.text_pair_column;
@@ -197,14 +234,7 @@ void run_eval(const EvalCommand& c) {
                            /*keep_logits=*/true, /*sort_by_length=*/true);
   require_finite_logits(r.logits, m->num_labels(),
                         [&](size_t i) { return c.data + ":" + std::to_string(d.examples[i].line); });
-  if (c.json) {
-    std::printf("%s\n", r.record().dump().c_str());
-  } else {
-    std::vector<std::string> names;
-    for (const auto& [id, name] : m->model().config().id2label) names.push_back(name);
-    std::printf("%s (%s)\n%s%.1f examples/s\n", c.data.c_str(), c.in.model.c_str(), r.metrics.report(names).c_str(),
-                r.runtime > 0 ? r.metrics.count / r.runtime : 0.0);
-  }
+  print_eval(c, *m, r);
 }
 
 struct PredictCommand {
@@ -253,6 +283,18 @@ void run_predict(const PredictCommand& c) {
   }
   // The texts are read (and refused) before the model is loaded.
   const std::unique_ptr<infer::Classifier> m = load_for_inference(c.in, "predict", /*metrics=*/false, d.size());
+  auto write = [&](const std::string& out) {
+    if (to_stdout) std::fwrite(out.data(), 1, out.size(), stdout);  // checked by main's flush
+    else io::write_file_atomic(c.output, out);
+  };
+  if (m->model().task() == model::Task::TokenClassification) {  // a JSON list of entity spans per text
+    std::vector<std::string> texts;
+    for (const auto& e : d.examples) texts.push_back(e.text);
+    std::string out;
+    for (const auto& spans : infer::predict_entities(m->model(), m->tokenizer(), texts, m->max_length(), c.in.batch_size))
+      out += infer::spans_json(spans).dump() + "\n";
+    return write(out);
+  }
   auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, infer::Padding::Packed, m->max_length(),
@@ -264,8 +306,7 @@ void run_predict(const PredictCommand& c) {
   std::string out;
   for (size_t i = 0; i < d.size(); ++i)
     out += infer::prediction_record(r.logits.data() + i * k, m->label_names(), m->problem_type()).dump() + "\n";
-  if (to_stdout) std::fwrite(out.data(), 1, out.size(), stdout);  // checked by main's flush
-  else io::write_file_atomic(c.output, out);
+  write(out);
 }
 
 }  // namespace
@@ -285,7 +326,9 @@ void add_train_commands(CLI::App& app) {
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a classifier directory on a labelled file");
   auto ec = std::make_shared<EvalCommand>();
   add_inference_flags(eval_cmd, ec->in, "text column (default: document)");
-  eval_cmd->add_option("--data", ec->data, "labelled data (NSMC TSV, CSV, JSONL)")->required();
+  eval_cmd->add_option("--data", ec->data,
+                       "labelled data (NSMC TSV, CSV, JSONL; a token classifier: tagged CoNLL columns or JSONL)")
+      ->required();
   eval_cmd->add_option("--label-column", ec->label_column, "label column");
   eval_cmd->add_option("--padding", ec->padding, "max_length|longest|packed");
   eval_cmd->add_option("--samples", ec->samples, "evaluate N examples: shuffle(data_seed) then select");

@@ -99,6 +99,16 @@ model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& i
     }
     b.offsets.push_back(static_cast<int32_t>(b.input_ids.size()));
   }
+  if (!data.token_labels.empty() && !b.labels.empty()) {  // a label per row, pad rows -100
+    b.labels.assign(b.input_ids.size(), -100);
+    for (size_t k = 0; k < indices.size(); ++k) {
+      const auto& labels = data.token_labels.at(indices[k]);
+      if (labels.size() != data.ids[indices[k]].size())
+        throw Error("build_batch: example " + std::to_string(indices[k]) + " has " + std::to_string(labels.size()) +
+                    " token labels for " + std::to_string(data.ids[indices[k]].size()) + " tokens");
+      std::copy(labels.begin(), labels.end(), b.labels.begin() + b.offsets[k]);
+    }
+  }
   return b;
 }
 

@@ -32,6 +32,10 @@ struct TokenizedData {
   // Regression and multi-label (data::LabelKind Score, LabelSet): each example's float
   // labels, empty when unlabelled; all empty for integer labels.
   std::vector<std::vector<float>> targets;
+  // Token classification (infer/tagged.h): each example's label per id, -100 where none
+  // ([CLS], [SEP], a word's later pieces); empty when unlabelled. `labels` then holds 0
+  // (labelled) or -1.
+  std::vector<std::vector<int32_t>> token_labels;
   std::vector<int> lengths;     // ids[i].size()
   size_t size() const { return ids.size(); }
   bool labelled() const;        // every example has a label (or targets)
@@ -52,9 +56,9 @@ struct BatchLayout {
   int32_t pad_id = 0;
 };
 
-// Examples `indices` of `data` as the model reads them. Labels (or float targets) go in
-// when every selected example has them; otherwise the batch has none (no loss). Token types
-// go in for pairs (pad rows type 0, as HF pads them).
+// Examples `indices` of `data` as the model reads them. Labels (or float targets, or a label
+// per token row with -100 on pad rows) go in when every selected example has them; otherwise
+// the batch has none (no loss). Token types go in for pairs (pad rows type 0, as HF pads them).
 model::Batch build_batch(const TokenizedData& data, const std::vector<size_t>& indices,
                          const BatchLayout& layout);
 

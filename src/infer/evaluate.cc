@@ -4,6 +4,7 @@
 #include <chrono>
 #include <numeric>
 
+#include "infer/tagged.h"
 #include "util/error.h"
 
 namespace bertune::infer {
@@ -17,6 +18,38 @@ Json EvalResult::record(const std::string& prefix) const {
   return j;
 }
 
+namespace {
+
+// Token classification: each batch's logit rows (the labelled tokens) back to their examples
+// as predicted tags, entity metrics against the true tags; eval_loss the mean of the batches'
+// losses weighted by their sizes, as HF's evaluation loop repeats each batch's loss.
+void evaluate_tokens(model::BertModel& model, const TokenizedData& data, const std::vector<size_t>& order,
+                     int batch_size, const BatchLayout& layout, EvalResult& r) {
+  if (!data.labelled()) throw Error("evaluate: token classification needs tagged examples");
+  const model::BertConfig& config = model.config();
+  std::vector<std::vector<std::string>> predicted(data.size()), truth(data.size());
+  double loss_sum = 0.0;
+  for (const auto& indices : split_batches(order, batch_size)) {
+    model::Batch batch = build_batch(data, indices, layout);
+    loss_sum += double(model.forward(batch, /*train=*/false)) * double(indices.size());
+    const float* logits = model.logits();  // (R, C): the labelled rows
+    const int C = model.logits_cols();
+    const auto& rows = model.logit_token_rows();  // ascending
+    size_t k = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      while (rows[i] >= batch.offsets[k + 1]) ++k;
+      predicted[indices[k]].push_back(config.label_name(argmax(logits + i * C, C)));
+    }
+    r.steps++;
+  }
+  for (size_t i = 0; i < data.size(); ++i) truth[i] = labelled_tags(data.token_labels[i], config);
+  r.metrics = entity_metrics(predicted, truth);
+  r.metrics.num_labels = config.num_labels();
+  r.metrics.loss = data.size() ? loss_sum / double(data.size()) : 0.0;
+}
+
+}  // namespace
+
 EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
                     int max_length, int32_t pad_id, bool keep_logits, bool sort_by_length) {
   const auto start = std::chrono::steady_clock::now();
@@ -27,9 +60,14 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
   if (sort_by_length)
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return data.ids[a].size() < data.ids[b].size(); });
+  EvalResult r;
+  if (model.task() == model::Task::TokenClassification) {
+    evaluate_tokens(model, data, order, batch_size, layout, r);
+    r.runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return r;
+  }
   // Logits land at their example's place, so everything after this loop sees input order.
   std::vector<float> logits(data.size() * num_labels);
-  EvalResult r;
   for (const auto& indices : split_batches(order, batch_size)) {
     model::Batch batch = build_batch(data, indices, layout);
     model.forward(batch, /*train=*/false);

@@ -188,12 +188,67 @@ ClassificationMetrics multi_label_metrics(const float* logits, const float* trut
   return m;
 }
 
+std::vector<Entity> iob2_entities(const std::vector<std::vector<std::string>>& sequences) {
+  std::vector<Entity> entities;
+  char prev_tag = 'O';
+  std::string prev_type;
+  int64_t begin = 0, i = 0;
+  auto step = [&](const std::string& chunk) {
+    const char tag = chunk.empty() ? 'O' : chunk[0];
+    const size_t dash = chunk.find('-', 1);
+    std::string type = dash == std::string::npos ? chunk.substr(std::min<size_t>(1, chunk.size())) : chunk.substr(dash + 1);
+    if (type.empty()) type = "_";
+    const bool other_type = prev_type != type;
+    const bool ends = prev_tag == 'E' || prev_tag == 'S' ||
+                      ((prev_tag == 'B' || prev_tag == 'I') && (tag == 'B' || tag == 'S' || tag == 'O')) ||
+                      (prev_tag != 'O' && prev_tag != '.' && other_type);
+    const bool starts = tag == 'B' || tag == 'S' || ((prev_tag == 'E' || prev_tag == 'S') && (tag == 'E' || tag == 'I')) ||
+                        (prev_tag == 'O' && (tag == 'E' || tag == 'I')) || (tag != 'O' && tag != '.' && other_type);
+    if (ends) entities.push_back({prev_type, begin, i - 1});
+    if (starts) begin = i;
+    prev_tag = tag;
+    prev_type = std::move(type);
+    ++i;
+  };
+  for (const auto& seq : sequences) {
+    for (const auto& tag : seq) step(tag);
+    step("O");
+  }
+  step("O");
+  return entities;
+}
+
+ClassificationMetrics entity_metrics(const std::vector<std::vector<std::string>>& predicted,
+                                     const std::vector<std::vector<std::string>>& truth) {
+  if (predicted.size() != truth.size()) throw Error("metrics: predicted and true tag sequences differ in count");
+  ClassificationMetrics m;
+  m.kind = MetricsKind::Entities;
+  int64_t right = 0, tokens = 0;
+  for (size_t s = 0; s < truth.size(); ++s) {
+    if (predicted[s].size() != truth[s].size())
+      throw Error("metrics: sequence " + std::to_string(s) + " has " + std::to_string(predicted[s].size()) +
+                  " predicted tags for " + std::to_string(truth[s].size()) + " true ones");
+    for (size_t t = 0; t < truth[s].size(); ++t) right += predicted[s][t] == truth[s][t];
+    tokens += static_cast<int64_t>(truth[s].size());
+  }
+  m.count = static_cast<int64_t>(truth.size());
+  m.accuracy = tokens ? double(right) / double(tokens) : 0.0;
+  const std::vector<Entity> want = iob2_entities(truth), got = iob2_entities(predicted);
+  m.true_entities = static_cast<int64_t>(want.size());
+  m.predicted_entities = static_cast<int64_t>(got.size());
+  for (const Entity& e : got) m.correct_entities += std::find(want.begin(), want.end(), e) != want.end();
+  m.entity_f1 = f1_of(m.correct_entities, m.predicted_entities, m.true_entities, &m.entity_precision, &m.entity_recall);
+  return m;
+}
+
 std::vector<std::string> metric_names(MetricsKind kind) {
   switch (kind) {
     case MetricsKind::Regression:
       return {"loss", "mse", "pearson", "spearmanr"};
     case MetricsKind::MultiLabel:
       return {"loss", "accuracy", "f1", "micro_f1"};
+    case MetricsKind::Entities:
+      return {"loss", "precision", "recall", "f1", "accuracy"};
     default:
       return {"loss", "accuracy", "f1"};
   }
@@ -206,6 +261,13 @@ nlohmann::json ClassificationMetrics::to_json(const std::string& prefix) const {
     j[prefix + "mse"] = mse;
     j[prefix + "pearson"] = pearson;
     j[prefix + "spearmanr"] = spearman;
+    return j;
+  }
+  if (kind == MetricsKind::Entities) {
+    j[prefix + "precision"] = entity_precision;
+    j[prefix + "recall"] = entity_recall;
+    j[prefix + "f1"] = entity_f1;
+    j[prefix + "accuracy"] = accuracy;
     return j;
   }
   j[prefix + "accuracy"] = accuracy;
@@ -226,6 +288,15 @@ std::string ClassificationMetrics::report(const std::vector<std::string>& names)
   if (kind == MetricsKind::Regression) {
     std::snprintf(line, sizeof line, "examples %lld  loss (MSE) %.4f  Pearson r %.4f  Spearman rho %.4f\n",
                   static_cast<long long>(count), mse, pearson, spearman);
+    return line;
+  }
+  if (kind == MetricsKind::Entities) {
+    std::snprintf(line, sizeof line,
+                  "sentences %lld  loss %.4f  entities %lld true, %lld predicted, %lld right  precision %.4f  recall "
+                  "%.4f  F1 %.4f  token accuracy %.4f\n",
+                  static_cast<long long>(count), loss, static_cast<long long>(true_entities),
+                  static_cast<long long>(predicted_entities), static_cast<long long>(correct_entities),
+                  entity_precision, entity_recall, entity_f1, accuracy);
     return line;
   }
   if (kind == MetricsKind::MultiLabel) {

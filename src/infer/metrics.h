@@ -12,7 +12,8 @@ namespace bertune::infer {
 
 // Which problem the metrics describe (model/config.h's ProblemType): what to_json and
 // report show.
-enum class MetricsKind { SingleLabel, Regression, MultiLabel };
+// Entities: token classification, entity-level precision/recall/F1 as seqeval counts them.
+enum class MetricsKind { SingleLabel, Regression, MultiLabel, Entities };
 
 struct ClassificationMetrics {
   MetricsKind kind = MetricsKind::SingleLabel;
@@ -25,10 +26,15 @@ struct ClassificationMetrics {
   std::vector<std::vector<int64_t>> confusion;   // [true][predicted] (single-label only)
   double micro_f1 = 0.0;  // multi-label: F1 of all (example, label) decisions pooled
   double mse = 0.0, pearson = 0.0, spearman = 0.0;  // regression (0 when undefined)
+  // Entities: micro over entity types; count = sentences, accuracy = token accuracy.
+  double entity_precision = 0.0, entity_recall = 0.0, entity_f1 = 0.0;
+  int64_t true_entities = 0, predicted_entities = 0, correct_entities = 0;
 
   // {"eval_loss", "eval_accuracy", "eval_f1", ...} the way HF prefixes compute_metrics keys.
   // Regression: eval_loss, eval_mse, eval_pearson, eval_spearmanr. Multi-label: eval_loss,
   // eval_accuracy (exact match), eval_f1 (macro), eval_micro_f1, per-label precision/recall.
+  // Entities: eval_loss, eval_precision, eval_recall, eval_f1, eval_accuracy (the HF
+  // token-classification example's keys).
   nlohmann::json to_json(const std::string& prefix = "eval_") const;
   // A small text table: confusion matrix and per-class precision/recall.
   std::string report(const std::vector<std::string>& label_names = {}) const;
@@ -60,6 +66,21 @@ ClassificationMetrics regression_metrics(const std::vector<float>& scores, const
 // sigmoid exceeds 0.5 (logit > 0). Precision, recall and F1 per label and macro-averaged as
 // sklearn (zero_division=0), micro-F1 over all decisions, exact-match accuracy, mean BCE loss.
 ClassificationMetrics multi_label_metrics(const float* logits, const float* truth, size_t n, int num_labels);
+// One entity of IOB2 tags: its type and the first and last index of its tokens.
+struct Entity {
+  std::string type;
+  int64_t first = 0, last = 0;
+  bool operator==(const Entity&) const = default;
+};
+// seqeval's get_entities (default, not strict mode): the sequences joined with an "O" between
+// them (indices count across them); a tag's first character is its prefix (B, I, E, S, O),
+// what follows "-" its type. An entity starts at B- (or S-), and also at an I- after O or
+// after a tag of another type; it ends before O, B-, S- or a tag of another type.
+std::vector<Entity> iob2_entities(const std::vector<std::vector<std::string>>& sequences);
+// Entity-level micro precision, recall and F1 (seqeval's classification_report "micro avg",
+// zero_division 0) and token accuracy of predicted against true tag sequences.
+ClassificationMetrics entity_metrics(const std::vector<std::vector<std::string>>& predicted,
+                                     const std::vector<std::vector<std::string>>& truth);
 // The metric names --metric-for-best-model takes for each kind (without "eval_").
 std::vector<std::string> metric_names(MetricsKind kind);
 

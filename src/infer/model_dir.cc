@@ -36,9 +36,12 @@ std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t 
                                                   std::vector<std::string>* initialised, kernels::Device device) {
   model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   require_finite(pt.tensors, pt.weights_file.string());
-  pt.config.architectures = {"BertForSequenceClassification"};
-  auto m = std::make_unique<model::BertModel>(pt.config, model::Task::SequenceClassification, device,
-                                               model::Init::Zeros);  // loaded next
+  // A token classifier saved as one stays one; every other BERT checkpoint gets a sequence head.
+  const bool tokens = pt.config.architectures == std::vector<std::string>{"BertForTokenClassification"};
+  if (!tokens) pt.config.architectures = {"BertForSequenceClassification"};
+  auto m = std::make_unique<model::BertModel>(
+      pt.config, tokens ? model::Task::TokenClassification : model::Task::SequenceClassification, device,
+      model::Init::Zeros);  // loaded next
   auto report = m->load_state_dict(pt.tensors, head_seed);
   if (initialised) *initialised = report.initialised;
   return m;

@@ -37,6 +37,7 @@ std::unique_ptr<Head> make_head(Task task) {
     case Task::SequenceClassification: return std::make_unique<SequenceClassificationHead>();
     case Task::MaskedLM: return std::make_unique<MaskedLMHead>();
     case Task::ReplacedTokenDetection: return std::make_unique<ReplacedTokenHead>();
+    case Task::TokenClassification: return std::make_unique<TokenClassificationHead>();
   }
   throw Error("make_head: unknown task " + std::to_string(static_cast<int>(task)));
 }
@@ -225,6 +226,45 @@ void ReplacedTokenHead::backward(const HeadPass& pass, const float* d_logits, fl
   k::linear_backward(pass.device, d_head_dense_, g_.out_w, g_.out_b, d_logits, head_gelu_, p_.out_w, R, H, 2);
   k::gelu_backward(pass.device, d_head_dense_, d_head_dense_, head_dense_, size_t(R) * H);
   dense_backward(pass, d_head_dense_, g_.dense_w, g_.dense_b, p_.dense_w, d_last);
+}
+
+// ---------------------------------------------------------------- token classification
+
+void TokenClassificationHead::append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const {
+  const int64_t H = config.hidden_size, C = config.num_labels();
+  add_head_tensor(specs, "classifier.weight", {C, H});
+  add_head_tensor(specs, "classifier.bias", {C});
+}
+
+void TokenClassificationHead::bind(const FlatView& params, const FlatView& grads) {
+  p_ = {params["classifier.weight"], params["classifier.bias"]};
+  g_ = {grads["classifier.weight"], grads["classifier.bias"]};
+}
+
+void TokenClassificationHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
+  const size_t RH = size_t(pass.R) * pass.config->hidden_size;
+  take_each(plan, {&rows_in_, &rows_drop_}, RH);
+}
+
+void TokenClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
+  plan.take(&d_rows_, size_t(pass.R) * pass.config->hidden_size);
+}
+
+// head rows (R, H) of the last layer -> dropout -> classifier -> logits (R, C).
+void TokenClassificationHead::forward(const HeadPass& pass, float* logits) {
+  const int R = pass.R, H = pass.config->hidden_size, C = pass.config->num_labels();
+  k::gather_rows(pass.device, rows_in_, pass.last, pass.head_rows, R, H);
+  k::dropout_forward(pass.device, rows_drop_, rows_in_, size_t(R) * H, classifier_dropout(pass));
+  k::linear_forward(pass.device, logits, rows_drop_, p_.cls_w, p_.cls_b, R, H, C);
+}
+
+// d_last (T, H): the head rows' gradients, zero elsewhere.
+void TokenClassificationHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
+  const int T = pass.T, R = pass.R, H = pass.config->hidden_size, C = pass.config->num_labels();
+  k::linear_backward(pass.device, d_rows_, g_.cls_w, g_.cls_b, d_logits, rows_drop_, p_.cls_w, R, H, C);
+  k::dropout_backward(pass.device, d_rows_, d_rows_, size_t(R) * H, classifier_dropout(pass));
+  k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
+  k::scatter_add_rows(pass.device, d_last, d_rows_, pass.head_rows, R, H);
 }
 
 }  // namespace bertune::model

@@ -7,6 +7,7 @@
 //   SequenceClassificationHead  BertPooler + classifier on the [CLS] rows (B logit rows)
 //   MaskedLMHead                BertOnlyMLMHead on the head rows (the labelled tokens)
 //   ReplacedTokenHead           ElectraDiscriminatorPredictions on the head rows
+//   TokenClassificationHead     BertForTokenClassification's dropout + classifier on the head rows
 // A new head is one new class here and one case in make_head.
 #include <cstdint>
 #include <memory>
@@ -155,6 +156,29 @@ class ReplacedTokenHead : public TokenHead {
     float *dense_w, *dense_b, *out_w, *out_b;
   };
   Params p_{}, g_{};
+};
+
+// BertForTokenClassification: dropout -> classifier on every token row HF computes; here on
+// the head rows (the labelled tokens when the batch has labels, else all T), no pooler.
+class TokenClassificationHead : public Head {
+ public:
+  void append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const override;
+  bool per_token() const override { return true; }
+  int num_classes(const BertConfig& config) const override { return config.num_labels(); }
+  void bind(const FlatView& params, const FlatView& grads) override;
+  void plan_activations(ArenaPlan& plan, const HeadPass& pass) override;
+  void plan_gradients(ArenaPlan& plan, const HeadPass& pass) override;
+  void forward(const HeadPass& pass, float* logits) override;
+  void backward(const HeadPass& pass, const float* d_logits, float* d_last) override;
+
+ private:
+  struct Params {
+    float *cls_w, *cls_b;
+  };
+  Params p_{}, g_{};
+  float* rows_in_ = nullptr;    // (R, H) the head rows of the last layer
+  float* rows_drop_ = nullptr;  // (R, H) dropout(rows_in): the classifier's input
+  float* d_rows_ = nullptr;     // (R, H) d loss / d rows_drop, then d rows_in
 };
 
 }  // namespace bertune::model

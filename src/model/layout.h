@@ -17,7 +17,8 @@ namespace bertune::model {
 
 // ReplacedTokenDetection: ELECTRA's discriminator (per-token "was this token replaced?"),
 // the pretraining objective of `bertune pretrain --objective electra` (train/electra.h).
-enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection };
+// TokenClassification: BertForTokenClassification, a label per token (NER).
+enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection, TokenClassification };
 
 // One tensor of BertFor<Task> as Hugging Face names it, in the order of the
 // model's flat parameter buffer.

@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "infer/classifier.h"
+#include "infer/entities.h"
 #include "kernels/ops.h"
 #include "serve/batcher.h"
 #include "serve/http.h"
@@ -43,6 +45,7 @@ class Service {
 
  private:
   void handle(const http::Request& req, http::Response& res, bool hf_shape);
+  void handle_entities(const http::Request& req, http::Response& res, bool hf_shape, Clock::time_point t0);
   void refuse(http::Response& res, const ClientError& e) {
     metrics_.error(e.kind);
     answer_json(res, e.status, error_json(e.kind, e.message));
@@ -52,6 +55,7 @@ class Service {
   Metrics metrics_;
   std::unique_ptr<infer::Classifier> classifier_;
   std::unique_ptr<Batcher> batcher_;
+  std::mutex entities_mutex_;  // a token classifier runs one request at a time
   std::atomic<bool> ready_{false}, shutting_down_{false};
 };
 
@@ -82,12 +86,16 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
   try {
     if (shutting_down_) throw ClientError{503, "shutting_down", "the server is shutting down"};
     if (!ready_) throw ClientError{503, "not_ready", "the model is still loading; retry when GET /health is 200"};
-    Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
-    const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
-    auto logits = arrival.classify(classifier_->tokenize(job.texts, job.text_pairs));
-    require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), classifier_->problem_type(), options_.model, ms));
+    if (classifier_->model().task() == model::Task::TokenClassification) {
+      handle_entities(req, res, hf_shape, t0);
+    } else {
+      Batcher::Arrival arrival(*batcher_);  // a batch being formed now waits for this request
+      const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
+      auto logits = arrival.classify(classifier_->tokenize(job.texts, job.text_pairs));
+      require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), classifier_->problem_type(), options_.model, ms));
+    }
   } catch (const ClientError& e) {
     refuse(res, e);
     if (e.status >= 500)
@@ -99,6 +107,26 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
   }
   metrics_.latency(std::chrono::duration<double>(Clock::now() - t0).count());
   metrics_.request(req.path, res.status);
+}
+
+// A token classifier: each text's entity spans (infer/entities.h), one request at a time on
+// the model. The HF shape answers a list of spans for an "inputs" string, a list of such
+// lists for a list of strings; /v1/classify {"predictions": [spans of each text], ...}.
+void Service::handle_entities(const http::Request& req, http::Response& res, bool hf_shape, Clock::time_point t0) {
+  const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
+  if (!job.text_pairs.empty()) throw ClientError{400, "bad_request", "a token classifier takes single texts, not pairs"};
+  std::vector<std::vector<infer::EntitySpan>> spans;
+  {
+    std::lock_guard<std::mutex> lock(entities_mutex_);
+    spans = infer::predict_entities(classifier_->model(), classifier_->tokenizer(), job.texts,
+                                    classifier_->max_length(), options_.max_batch);
+  }
+  Json all = Json::array();
+  for (const auto& s : spans) all.push_back(infer::spans_json(s));
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (!hf_shape) return answer_json(res, 200, {{"predictions", std::move(all)}, {"model", options_.model}, {"elapsed_ms", ms}});
+  const bool one = Json::parse(req.body, nullptr, false).value("inputs", Json()).is_string();
+  answer_json(res, 200, one ? all.at(0) : all);
 }
 
 http::Response Service::route(const http::Request& req) {

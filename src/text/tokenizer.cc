@@ -574,6 +574,46 @@ std::vector<std::string> Tokenizer::tokenize(std::string_view text) const {
   return out;
 }
 
+// Each code point's share of the basic tokenizer's output (cleaned, lowered, accents
+// stripped, spaces dropped), concatenated: the words of split(text) appear in this stream
+// in order, and owner[b] is the code point that byte b came from.
+std::vector<Tokenizer::Piece> Tokenizer::encode_with_offsets(std::string_view text) const {
+  if (sentencepiece_)
+    throw Error("character offsets of SentencePiece pieces are not supported: entity spans need a WordPiece "
+                "tokenizer (vocab.txt or tokenizer.json)");
+  std::string stream;
+  std::vector<size_t> owner;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  for (size_t cp_index = 0; p < end; ++cp_index) {
+    char32_t cp;
+    const size_t n = unicode::decode_utf8(p, end, cp);
+    for (const std::string& part : basic_.split(std::string_view(reinterpret_cast<const char*>(p), n))) {
+      stream += part;
+      owner.resize(stream.size(), cp_index);
+    }
+    p += n;
+  }
+  std::vector<Piece> out;
+  size_t at = 0;  // in stream
+  for (const std::string& word : basic_.split(text)) {
+    const size_t found = stream.compare(at, word.size(), word) == 0 ? at : stream.find(word, at);
+    if (found == std::string::npos || word.empty()) continue;  // a context-dependent normalisation: no span
+    at = found;
+    size_t offset = 0;  // in word
+    for (const std::string& piece : tokenize(word)) {
+      const int32_t id = token_to_id(piece);
+      const bool continues = offset > 0 && piece.rfind(continuing_prefix_, 0) == 0;
+      const size_t length = id == unk_id_ ? word.size() : piece.size() - (continues ? continuing_prefix_.size() : 0);
+      const size_t first = std::min(at + offset, owner.size() - 1), last = std::min(at + offset + length, owner.size()) - 1;
+      out.push_back({id < 0 ? unk_id_ : id, owner[first], owner[last] + 1});
+      offset = std::min(offset + length, word.size());
+    }
+    at += word.size();
+  }
+  return out;
+}
+
 static void check_options(const EncodeOptions& o) {
   if (o.max_length < 0) throw Error("max_length must be >= 0 (0: no truncation)");
   if (o.add_special_tokens && o.max_length == 1)

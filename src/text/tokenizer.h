@@ -86,6 +86,16 @@ class Tokenizer {
   // Pairs (texts[i], text_pairs[i]) with encode_pair; text_pairs empty: encode each text alone.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts, const std::vector<std::string>& text_pairs,
                                      const EncodeOptions& options = {}, int threads = 0) const;
+  // encode(text) without [CLS]/[SEP], each piece with the characters of `text` it came
+  // from: code-point offsets [start, end) as Python's str indexes them, what a fast
+  // tokenizer's offset_mapping gives (a continuation piece covers its part of the word
+  // without "##"; an [UNK] word the whole word). Special tokens written in the text are
+  // tokenized as words. WordPiece only: a SentencePiece tokenizer throws Error.
+  struct Piece {
+    int32_t id;
+    size_t start, end;
+  };
+  std::vector<Piece> encode_with_offsets(std::string_view text) const;
   // What HF's tokenize() returns: WordPiece (or SentencePiece) pieces (special tokens
   // found in the text included), no [CLS]/[SEP] added.
   std::vector<std::string> tokenize(std::string_view text) const;

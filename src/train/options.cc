@@ -158,6 +158,9 @@ const std::vector<OptionField>& train_option_fields() {
       field("problem_type", &O::problem_type,
             "regression|single_label_classification|multi_label_classification (default: config.json's, else "
             "regression for num_labels 1, single-label otherwise)"),
+      field("task", &O::task,
+            "sequence-classification|token-classification (a tag per word from CoNLL-style columns or JSONL "
+            "{\"tokens\", \"tags\"}; labels: the training file's tags)"),
       field("max_length", &O::max_length, "truncate (and with --padding max_length, pad) to this many tokens"),
       field("train_samples", &O::train_samples, "use N training examples: shuffle(data_seed) then select"),
       field("eval_samples", &O::eval_samples, "use M evaluation examples: shuffle(data_seed) then select"),
@@ -189,7 +192,7 @@ const std::vector<OptionField>& train_option_fields() {
       field("load_best_model_at_end", &O::load_best_model_at_end, "finish with the best checkpoint's weights"),
       field("metric_for_best_model", &O::metric_for_best_model,
             "loss (the default), accuracy|f1 (classification), micro_f1 (multi-label), mse|pearson|spearmanr "
-            "(regression)"),
+            "(regression), precision|recall|f1|accuracy (token classification: entity-level, token accuracy)"),
       field("greater_is_better", &O::greater_is_better, "whether a higher metric is better (default: not a loss or mse)"),
       field("early_stopping_patience", &O::early_stopping_patience, "stop after N evaluations without improvement"),
       field("early_stopping_threshold", &O::early_stopping_threshold, "minimum absolute improvement"),
@@ -383,6 +386,15 @@ void validate(TrainOptions& o) {
     if (o.metric_for_best_model.empty()) o.metric_for_best_model = "loss";  // HF default
   }
   if (o.num_labels < 0) fail("--num-labels: must be at least 1 (or 0: config.json's)");
+  if (o.task != "sequence-classification" && o.task != "token-classification")
+    fail("--task: '" + o.task + "' is not one of sequence-classification|token-classification");
+  if (o.token_classification()) {  // its labels are the training file's tags
+    const char* other = !o.problem_type.empty() ? "--problem-type"
+                        : o.num_labels > 0      ? "--num-labels"
+                        : !o.text_pair_column.empty() ? "--text-pair-column"
+                                                      : nullptr;
+    if (other) fail(std::string("--task token-classification reads a tag per word: ") + other + " does not apply");
+  }
   if (!o.problem_type.empty()) {
     try {
       model::parse_problem_type(o.problem_type);
@@ -391,12 +403,13 @@ void validate(TrainOptions& o) {
     }
   }
   if (!o.metric_for_best_model.empty()) {
-    static const char* known[] = {"loss", "accuracy", "f1", "micro_f1", "mse", "pearson", "spearmanr"};
+    static const char* known[] = {"loss",    "accuracy", "f1",        "micro_f1", "mse",
+                                  "pearson", "spearmanr", "precision", "recall"};
     std::string m = o.metric_for_best_model.rfind("eval_", 0) == 0 ? o.metric_for_best_model.substr(5)
                                                                     : o.metric_for_best_model;
     bool ok = false;
     for (auto* k : known) ok |= m == k;
-    if (!ok) fail("--metric-for-best-model: '" + o.metric_for_best_model + "' is not one of loss|accuracy|f1|micro_f1|mse|pearson|spearmanr");
+    if (!ok) fail("--metric-for-best-model: '" + o.metric_for_best_model + "' is not one of loss|accuracy|f1|micro_f1|mse|pearson|spearmanr|precision|recall");
     if (!o.greater_is_better) o.greater_is_better = o.higher_is_better();
   }
   if (o.early_stopping_patience > 0) {

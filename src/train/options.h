@@ -36,6 +36,13 @@ struct TrainOptions {
   std::string label_column = "label";
   int num_labels = 0;  // > 0: HF's num_labels, LABEL_0.. when config.json names another number; 0: config.json's
   std::string problem_type;  // "" -> config.json's, else HF's rule (model/config.h ProblemType)
+  // sequence-classification (a label per text) | token-classification (a tag per word: NER
+  // data of data/tagged.h, BertForTokenClassification)
+  std::string task = "sequence-classification";
+  bool token_classification() const { return task == "token-classification"; }
+  model::Task model_task() const {
+    return token_classification() ? model::Task::TokenClassification : model::Task::SequenceClassification;
+  }
   int max_length = 128;
   int64_t train_samples = -1;  // shuffle(seed=data_seed).select(range(N)); -1: all
   int64_t eval_samples = -1;

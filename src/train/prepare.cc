@@ -7,6 +7,7 @@
 #include "kernels/cpu_runtime.h"
 #include "infer/metrics.h"
 #include "infer/model_dir.h"
+#include "infer/tagged.h"
 #include "model/pretrained.h"
 #include "train/memory_plan.h"
 #include "train/sampler.h"
@@ -27,6 +28,18 @@ void name_labels(model::BertConfig& config, const fs::path& train_path) {
   if (!names.empty() && static_cast<int>(names.size()) == config.num_labels()) config.id2label = names;
 }
 
+// --metric-for-best-model must name a metric of `kind` (the task's evaluation reports it).
+void require_metric_of(infer::MetricsKind kind, const TrainOptions& o, const std::string& what) {
+  if (o.metric_for_best_model.empty()) return;
+  const std::string m = o.metric_key().substr(5);
+  const auto names = infer::metric_names(kind);
+  if (std::find(names.begin(), names.end(), m) != names.end()) return;
+  std::string choices;
+  for (const auto& n : names) choices += (choices.empty() ? "" : "|") + n;
+  throw Error("--metric-for-best-model " + o.metric_for_best_model + " is not a metric of " + what + " (" + choices +
+              ")");
+}
+
 // --problem-type over config.json's problem_type; neither: HF's rule for labels read from a
 // file (num_labels 1 -> regression, else integer classes: single-label). A config without
 // id2label gets 1 label for regression, else 2; --num-labels N gives it N (LABEL_i) where it
@@ -44,15 +57,7 @@ void resolve_problem_type(model::BertConfig& config, const TrainOptions& o) {
   const auto kind = config.problem_type == ProblemType::Regression   ? infer::MetricsKind::Regression
                     : config.problem_type == ProblemType::MultiLabel ? infer::MetricsKind::MultiLabel
                                                                      : infer::MetricsKind::SingleLabel;
-  if (o.metric_for_best_model.empty()) return;
-  const std::string m = o.metric_key().substr(5);
-  const auto names = infer::metric_names(kind);
-  if (std::find(names.begin(), names.end(), m) == names.end()) {
-    std::string choices;
-    for (const auto& n : names) choices += (choices.empty() ? "" : "|") + n;
-    throw Error("--metric-for-best-model " + o.metric_for_best_model + " is not a metric of problem_type " +
-                model::problem_type_name(config.problem_type) + " (" + choices + ")");
-  }
+  require_metric_of(kind, o, std::string("problem_type ") + model::problem_type_name(config.problem_type));
 }
 
 model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& pretrained) {
@@ -66,8 +71,13 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
   } else {
     config = model::BertConfig::load(o.model_config);
   }
-  config.architectures = {"BertForSequenceClassification"};
-  resolve_problem_type(config, o);
+  if (o.token_classification()) {
+    config.architectures = {"BertForTokenClassification"};
+    require_metric_of(infer::MetricsKind::Entities, o, "--task token-classification");
+  } else {
+    config.architectures = {"BertForSequenceClassification"};
+    resolve_problem_type(config, o);
+  }
   if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
   if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
   if (!o.text_pair_column.empty() && config.type_vocab_size < 2)
@@ -132,6 +142,51 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
   return s;
 }
 
+// Token classification: tagged train/eval/test files; the labels are the training file's
+// tags, sorted (id2label of the saved config.json); --validation-split carves sentences
+// off the shuffled training file, --train-samples / --eval-samples select as for texts.
+void read_tagged_splits(PreparedRun& r) {
+  const TrainOptions& o = r.options;
+  if (o.train_file.empty()) throw Error("--task token-classification needs --train-file (tagged data)");
+  data::TaggedDataset all = data::read_tagged(r.train_path);
+  if (all.size() == 0) throw Error(r.train_path.string() + ": no training sentences");
+  const std::vector<std::string> tags = data::tag_set(all);
+  if (tags.empty()) throw Error(r.train_path.string() + ": training sentences need tags");
+  r.config.id2label.clear();
+  for (size_t i = 0; i < tags.size(); ++i) r.config.id2label[static_cast<int>(i)] = tags[i];
+  const auto label2id = infer::label_ids(r.config);
+  auto tokenize = [&](const data::TaggedDataset& d) { return infer::tokenize_tagged(d, r.tokenizer, o.max_length, label2id); };
+  auto subset = [&](const data::TaggedDataset& d, const std::vector<size_t>& order, size_t from, size_t to) {
+    data::TaggedDataset out;
+    out.source = d.source;
+    for (size_t i = from; i < std::min(to, order.size()); ++i) out.sentences.push_back(d.sentences[order[i]]);
+    return out;
+  };
+  const std::vector<size_t> perm = data::shuffled_indices(all.size(), o.data_seed);
+  const size_t carve = static_cast<size_t>(std::max<int64_t>(o.validation_split, 0));
+  if (carve >= all.size())
+    throw Error("--validation-split " + std::to_string(carve) + ": " + r.train_path.string() + " has only " +
+                std::to_string(all.size()) + " sentences");
+  std::vector<size_t> identity(all.size());
+  for (size_t i = 0; i < identity.size(); ++i) identity[i] = i;
+  const bool select = o.train_samples > 0 || carve > 0;
+  const size_t train_end = o.train_samples > 0 ? carve + static_cast<size_t>(o.train_samples) : all.size();
+  r.train = tokenize(subset(all, select ? perm : identity, carve, train_end));
+  r.have_eval = carve > 0 || o.eval_strategy != Strategy::No || !o.eval_file.empty();
+  if (carve > 0) {
+    r.eval = tokenize(subset(all, perm, 0, carve));
+  } else if (r.have_eval) {
+    if (o.eval_file.empty()) throw Error("--task token-classification evaluates on --eval-file (or --validation-split)");
+    data::TaggedDataset eval = data::read_tagged(o.eval_file);
+    if (o.eval_samples > 0) eval = subset(eval, data::shuffled_indices(eval.size(), o.data_seed), 0, size_t(o.eval_samples));
+    if (eval.size() == 0) throw Error(o.eval_file + ": no evaluation sentences");
+    r.eval = tokenize(eval);
+  }
+  if (!o.test_file.empty()) r.tagged_test = data::read_tagged(o.test_file);
+  r.sampling_lengths = r.train.lengths;
+  if (o.padding == infer::Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
+}
+
 void tokenize_splits(PreparedRun& r, Splits& s) {
   const TrainOptions& o = r.options;
   r.train = infer::tokenize(s.train, r.tokenizer, o.max_length, o.threads);
@@ -189,7 +244,7 @@ void plan_steps(PreparedRun& r) {
 // Before the model is built: the run's memory against what the process can have.
 void require_run_memory(const PreparedRun& r) {
   const TrainOptions& o = r.options;
-  const model::Task task = model::Task::SequenceClassification;
+  const model::Task task = o.model_task();
   const model::BatchShape train =
       largest_batch(r.epoch_batches(0), r.train.lengths, o.padding, o.max_length, r.config, task);
   model::BatchShape eval;
@@ -204,7 +259,7 @@ void require_run_memory(const PreparedRun& r) {
 
 void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
   const TrainOptions& o = r.options;
-  r.model = std::make_unique<model::BertModel>(r.config, model::Task::SequenceClassification, o.device,
+  r.model = std::make_unique<model::BertModel>(r.config, o.model_task(), o.device,
                                                 model::Init::Zeros);  // loaded or initialised below
   if (!o.model.empty()) {
     model::LoadReport report = r.model->load_state_dict(pretrained.tensors, o.seed);
@@ -253,8 +308,12 @@ PreparedRun prepare_run(const TrainOptions& o) {
     throw Error("tokenizer " + r.tokenizer_dir.string() + " has " + std::to_string(r.tokenizer.vocab_size()) +
                 " tokens but the model's vocab_size is " + std::to_string(r.config.vocab_size));
 
-  Splits splits = read_splits(o, r.config, r.train_path);
-  tokenize_splits(r, splits);
+  if (o.token_classification()) {
+    read_tagged_splits(r);
+  } else {
+    Splits splits = read_splits(o, r.config, r.train_path);
+    tokenize_splits(r, splits);
+  }
   plan_steps(r);
   r.fingerprint = resume_fingerprint(o, r.train.size());
   require_run_memory(r);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/tagged.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"
 #include "infer/batching.h"
@@ -37,6 +38,7 @@ struct PreparedRun {
   infer::TokenizedData train, eval;
   bool have_eval = false;
   data::Dataset test_set;             // tokenized at the end, when the model is final
+  data::TaggedDataset tagged_test;    // the same for --task token-classification
   std::vector<int> sampling_lengths;  // what LengthGroupedSampler reads: len(input_ids)
   nlohmann::json fingerprint;
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "infer/tagged.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/pretrained.h"
@@ -133,7 +134,10 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
                  result_.final_eval->metrics.report().c_str());
   }
   if (!o.test_file.empty()) {
-    infer::TokenizedData test = infer::tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
+    infer::TokenizedData test =
+        o.token_classification()
+            ? infer::tokenize_tagged(r_.tagged_test, r_.tokenizer, o.max_length, infer::label_ids(r_.config))
+            : infer::tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
     result_.test = infer::evaluate(model, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
     loop.log_record(result_.test->record("test_"));
     std::fprintf(out_, "\n***** Test (%s, %zu examples) *****\n%s", o.test_file.c_str(), test.size(),

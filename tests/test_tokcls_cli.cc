@@ -1,0 +1,200 @@
+// Token classification from the command line (--task token-classification): a tiny tagger
+// trained a few steps on KLUE-NER sentences (CoNLL columns, one character per line), its saved
+// directory (BertForTokenClassification, the training file's tags), then eval and predict
+// (entity spans with character offsets); the errors a tagged file or the task option give.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/tagged.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "run_cli.h"
+#include "serve_fixture.h"
+#include "test_support.h"
+#include "train_fixture.h"
+#include "util/paths.h"
+
+namespace fs = std::filesystem;
+using namespace bertune;
+
+namespace {
+
+// The first `n` sentences of KLUE-NER's training file, comments kept.
+std::string klue_ner_sentences(size_t n) {
+  std::ifstream in(shared_path("data/klue/ner_train.tsv"));
+  std::string out;
+  size_t sentences = 0;
+  for (std::string line; std::getline(in, line);) {
+    out += line + "\n";
+    if (line.empty() && ++sentences == n) break;
+  }
+  return out;
+}
+
+class TokenCli : public ::testing::Test {
+ protected:
+  static inline std::unique_ptr<TinyTrainDir> files;
+  static inline std::string train_output;
+  static void SetUpTestSuite() {
+    files = std::make_unique<TinyTrainDir>("tokcls_cli");
+    io::write_file_atomic(files->dir / "ner.tsv", klue_ner_sentences(40));
+    auto r = run_cli(train_args("model") + " --eval-file " + path("ner.tsv") + " --eval-strategy steps --eval-steps 4");
+    train_output = r.output;
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() { files.reset(); }
+  static std::string path(const std::string& name) { return (files->dir / name).string(); }
+  static std::string train_args(const std::string& out, const std::string& train_file = "ner.tsv") {
+    return "train --task token-classification --model-config " + files->config.string() + " --train-file " +
+           path(train_file) + " --max-length 48 --max-steps 4 --learning-rate 1e-3 --save-strategy no --threads 2 "
+           "--output-dir " + path(out);
+  }
+  static std::string model() { return path("model/final"); }
+};
+
+}  // namespace
+
+// The saved directory is what transformers loads as BertForTokenClassification: its
+// architectures, id2label = the training file's tags sorted, classifier.* and no pooler.
+TEST_F(TokenCli, SavedModelIsABertForTokenClassification) {
+  // The evaluations logged the entity metrics, and training_args.json holds the task.
+  bool logged = false;
+  for (const auto& r : train::JsonlLog::read(files->dir / "model" / "log.jsonl"))
+    logged |= r.contains("eval_f1") && r.contains("eval_precision") && r.contains("eval_recall");
+  EXPECT_TRUE(logged) << train_output;
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(files->dir / "model" / "training_args.json")).at("task"),
+            "token-classification");
+  const auto config = nlohmann::json::parse(std::ifstream(fs::path(model()) / "config.json"));
+  EXPECT_EQ(config.at("architectures"), nlohmann::json::array({"BertForTokenClassification"}));
+  const auto tags = data::tag_set(data::read_tagged(path("ner.tsv")));
+  ASSERT_GT(tags.size(), 3u);
+  for (size_t i = 0; i < tags.size(); ++i) {
+    EXPECT_EQ(config.at("id2label").at(std::to_string(i)), tags[i]);
+    EXPECT_EQ(config.at("label2id").at(tags[i]), static_cast<int>(i));
+  }
+  const TensorMap weights = io::read_safetensors(fs::path(model()) / "model.safetensors");
+  EXPECT_EQ(weights.at("classifier.weight").shape, (std::vector<int64_t>{static_cast<int64_t>(tags.size()), 32}));
+  EXPECT_EQ(weights.count("bert.pooler.dense.weight"), 0u);
+}
+
+TEST_F(TokenCli, EvalReportsEntityMetrics) {
+  auto r = run_cli("eval --json --model " + model() + " --data " + path("ner.tsv") + " --max-length 48");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  for (const char* key : {"eval_loss", "eval_precision", "eval_recall", "eval_f1", "eval_accuracy"}) {
+    ASSERT_TRUE(j.contains(key)) << key << ": " << r.output;
+    if (std::string(key) != "eval_loss") {
+      EXPECT_GE(j.at(key).get<double>(), 0.0) << key;
+      EXPECT_LE(j.at(key).get<double>(), 1.0) << key;
+    }
+  }
+  EXPECT_GT(j.at("eval_loss").get<double>(), 0.0);
+  EXPECT_GT(j.at("eval_accuracy").get<double>(), 0.0);  // most characters are O
+}
+
+// predict: a JSON list of spans per line, each with character offsets into its line.
+TEST_F(TokenCli, PredictGivesSpansWithCharacterOffsets) {
+  io::write_file_atomic(files->dir / "texts.txt", "경찰은 또 성매매 알선 자금을 관리한 박씨의 딸과\n서울에서 만났다.\n");
+  auto r = run_cli("predict --model " + model() + " --input " + path("texts.txt"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::stringstream in(r.output);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.front() == '[') lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  const auto tags = data::tag_set(data::read_tagged(path("ner.tsv")));
+  for (const auto& spans : lines)
+    for (const auto& s : spans) {
+      for (const char* key : {"entity_group", "score", "word", "start", "end"}) ASSERT_TRUE(s.contains(key)) << s;
+      EXPECT_LT(s.at("start").get<int>(), s.at("end").get<int>());
+      EXPECT_NE(s.at("entity_group"), "O");
+      EXPECT_TRUE(std::find(tags.begin(), tags.end(), "B-" + s.at("entity_group").get<std::string>()) != tags.end() ||
+                  std::find(tags.begin(), tags.end(), "I-" + s.at("entity_group").get<std::string>()) != tags.end())
+          << s;
+    }
+}
+
+TEST_F(TokenCli, BadTagLineAndBadOptionsAreRefused) {
+  io::write_file_atomic(files->dir / "bad.tsv", "경\tB-OG\n찰\n");
+  auto r = run_cli(train_args("bad_out", "bad.tsv"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(path("bad.tsv") + ":2: a token and its tag separated by a tab or a space"), std::string::npos)
+      << r.output;
+  auto task = run_cli("train --task ner --model-config " + files->config.string() + " --train-file " +
+                      path("ner.tsv") + " --output-dir " + path("task_out"));
+  EXPECT_EQ(task.status, 1) << task.output;
+  EXPECT_NE(task.output.find("--task: 'ner' is not one of sequence-classification|token-classification"),
+            std::string::npos)
+      << task.output;
+  // A metric the task does not report cannot pick the best model.
+  auto mse = run_cli(train_args("mse_out") + " --metric-for-best-model mse");
+  EXPECT_EQ(mse.status, 1) << mse.output;
+  EXPECT_NE(mse.output.find("--metric-for-best-model mse is not a metric of --task token-classification "
+                            "(loss|precision|recall|f1|accuracy)"),
+            std::string::npos)
+      << mse.output;
+  auto pairs = run_cli(train_args("pair_out") + " --text-pair-column b");
+  EXPECT_EQ(pairs.status, 1) << pairs.output;
+  EXPECT_NE(pairs.output.find("--text-pair-column does not apply"), std::string::npos) << pairs.output;
+}
+
+// The trained model with its classifier's bias pushed to `tag`: every piece predicts it.
+std::string biased_model(const fs::path& dir, const std::string& from, const std::string& tag) {
+  fs::create_directories(dir);
+  for (const auto& f : fs::directory_iterator(from)) fs::copy_file(f.path(), dir / f.path().filename());
+  const auto config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  TensorMap weights = io::read_safetensors(dir / "model.safetensors");
+  weights.at("classifier.bias").data.at(config.at("label2id").at(tag).get<size_t>()) = 100.f;
+  std::vector<TensorRef> refs;
+  for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
+  fs::remove(dir / "model.safetensors");
+  io::write_safetensors(dir / "model.safetensors", refs);
+  return dir.string();
+}
+
+// serve answers what predict prints: the spans of a text for an "inputs" string, a list of
+// span lists for a list of texts, and {"predictions": [...]} on /v1/classify. A model that
+// tags every piece I-PS gives one PS span over the whole text.
+TEST_F(TokenCli, ServeAnswersPredictsSpans) {
+  const std::string text = "경찰은 또 박씨의 딸과 서울에서 만났다.";  // 22 characters
+  const std::string tagger = biased_model(files->dir / "all_ps", model(), "I-PS");
+  auto p = run_cli("predict --model " + tagger + " \"" + text + "\"");
+  ASSERT_EQ(p.status, 0) << p.output;
+  const auto predicted = nlohmann::json::parse(p.output.substr(p.output.find('[')));
+  ASSERT_EQ(predicted.size(), 1u) << predicted;
+  EXPECT_EQ(predicted[0].at("entity_group"), "PS");
+  EXPECT_EQ(predicted[0].at("start"), 0);
+  EXPECT_EQ(predicted[0].at("end"), 22);
+  EXPECT_NEAR(predicted[0].at("score").get<double>(), 1.0, 1e-6);
+  bertune::testing::ServerProcess server(tagger, files->dir / "serve.log");
+  auto c = server.client();
+  auto one = c.Post("/", nlohmann::json{{"inputs", text}}.dump(), "application/json");
+  ASSERT_TRUE(one);
+  ASSERT_EQ(one->status, 200) << one->body;
+  EXPECT_EQ(nlohmann::json::parse(one->body), predicted);
+  auto many = c.Post("/", nlohmann::json{{"inputs", {text, "만났다"}}}.dump(), "application/json");
+  ASSERT_TRUE(many);
+  ASSERT_EQ(many->status, 200) << many->body;
+  const auto both = nlohmann::json::parse(many->body);
+  ASSERT_EQ(both.size(), 2u);
+  // In a batch of two the same text's scores may differ in the last bits.
+  ASSERT_EQ(both[0].size(), predicted.size());
+  for (size_t i = 0; i < predicted.size(); ++i) {
+    for (const char* key : {"entity_group", "word", "start", "end"}) EXPECT_EQ(both[0][i].at(key), predicted[i].at(key));
+    const double a = both[0][i].at("score"), b = predicted[i].at("score");
+    EXPECT_NEAR(a, b, 1e-5);
+  }
+  auto v1 = c.Post("/v1/classify", nlohmann::json{{"texts", {text}}}.dump(), "application/json");
+  ASSERT_TRUE(v1);
+  ASSERT_EQ(v1->status, 200) << v1->body;
+  EXPECT_EQ(nlohmann::json::parse(v1->body).at("predictions").at(0), predicted);
+  EXPECT_EQ(server.terminate(), 0);
+}
