@@ -113,6 +113,8 @@ TEST(SentencePieceGolden, MatchesXlmRobertaTokenizer430) {
 // The fairseq dictionary: <s> <pad> </s> <unk>, then SentencePiece's pieces one id up, <mask> last.
 TEST(SentencePiece, FairseqIdsAndSpecialTokens) {
   const Tokenizer& t = xlmr();
+  // Entity spans read WordPiece offsets; a SentencePiece tokenizer says so rather than guess.
+  EXPECT_NE(error_of([&] { t.encode_with_offsets("굳 ㅋ"); }).find("need a WordPiece tokenizer"), std::string::npos);
   ASSERT_EQ(t.vocab_size(), 8002u);  // 8000 pieces + <pad> + <mask>
   EXPECT_EQ(t.cls_id(), 0);
   EXPECT_EQ(t.pad_id(), 1);
