@@ -36,7 +36,7 @@ std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t 
                                                   std::vector<std::string>* initialised, kernels::Device device) {
   model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   require_finite(pt.tensors, pt.weights_file.string());
-  pt.config.architectures = {"BertForSequenceClassification"};
+  pt.config.architectures = {pt.config.classifier_architecture()};
   auto m = std::make_unique<model::BertModel>(pt.config, model::Task::SequenceClassification, device,
                                                model::Init::Zeros);  // loaded next
   auto report = m->load_state_dict(pt.tensors, head_seed);
@@ -76,7 +76,7 @@ std::unique_ptr<kernels::Int8Binding> bind_int8(const model::BertModel& m,
 
 InferenceModel load_int8_dir(const fs::path& dir) {
   auto config = model::BertConfig::load(dir);
-  config.architectures = {"BertForSequenceClassification"};
+  config.architectures = {config.classifier_architecture()};
   InferenceModel r;
   r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification,
                                                 kernels::Device::CPU, model::Init::Zeros);  // loaded next
