@@ -110,3 +110,20 @@ TEST(FamilyGolden, OtherFamiliesRefusePretrainingHeads) {
         << e.what();
   }
 }
+
+// XLM-R is RoBERTa under other class names: the same logits, its own model_type and architectures.
+TEST(FamilyGolden, XlmRobertaIsRobertasModel) {
+  Golden g = family_inputs("roberta_seqcls");
+  nlohmann::json j = g.config.to_json();
+  j["model_type"] = "xlm-roberta";
+  const model::BertConfig xlmr = model::BertConfig::from_json(j);
+  EXPECT_EQ(xlmr.family, model::Family::XlmRoberta);
+  EXPECT_EQ(xlmr.classifier_architecture(), "XLMRobertaForSequenceClassification");
+  EXPECT_EQ(xlmr.to_json()["model_type"], "xlm-roberta");
+  BertModel m(xlmr, Task::SequenceClassification);
+  EXPECT_TRUE(m.load_state_dict(g.tensors("init.safetensors")).unused.empty());
+  m.forward(g.batch(-1, false), false);
+  const TensorMap forward = g.tensors("forward.safetensors");
+  const auto& logits = forward.at("logits");
+  EXPECT_LE(max_abs_diff(m.logits(), logits.data.data(), logits.data.size()), 1e-4f);
+}
