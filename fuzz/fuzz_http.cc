@@ -51,7 +51,8 @@ http::Response answer(const http::Request& req, bool hf_shape) {
     const std::vector<std::string> names(labels.begin(), labels.begin() + k);
     const auto logits = standin_logits(job.texts, k);
     serve::require_finite(logits, job.texts.size(), k, hf_shape);
-    const Json j = serve::classify_answer(job, logits, names, "model", 1.0);
+    const auto problem = k == 1 ? serve::ProblemType::Regression : serve::ProblemType::SingleLabel;
+    const Json j = serve::classify_answer(job, logits, names, problem, "model", 1.0);
     check((hf_shape ? j : j["predictions"]).size() == job.texts.size());
     serve::answer_json(res, 200, j);
   } catch (const serve::ClientError& e) {

@@ -31,7 +31,11 @@ namespace fs = std::filesystem;
 // config.json (id2label negative/positive unless `label_names` is false), model.safetensors
 // from a seeded random init (a wide initializer_range so different texts get clearly
 // different logits), and klue's tokenizer files.
-inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = true, uint64_t seed = 7) {
+// `names` (id2label) and `problem` (config.json's problem_type) set the head: one label for
+// regression, one per name otherwise.
+inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = true, uint64_t seed = 7,
+                                      model::ProblemType problem = model::ProblemType::Unset,
+                                      const std::vector<std::string>& names = {"negative", "positive"}) {
   fs::create_directories(dir);
   model::BertConfig config;
   config.vocab_size = 32000;
@@ -42,7 +46,9 @@ inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = tr
   config.max_position_embeddings = 64;
   config.initializer_range = 0.2f;
   config.architectures = {"BertForSequenceClassification"};
-  if (label_names) config.id2label = {{0, "negative"}, {1, "positive"}};
+  if (label_names)
+    for (size_t i = 0; i < names.size(); ++i) config.id2label[static_cast<int>(i)] = names[i];
+  config.problem_type = problem;
   model::BertModel m(config, model::Task::SequenceClassification);
   m.init_weights(seed);
   config.save(dir / "config.json");

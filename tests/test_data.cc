@@ -630,6 +630,47 @@ TEST(DataCli, HeadStatsAndDownloadOffline) {
       << offline.output;
 }
 
+// Regression scores and label sets read as train reads them: a score distribution, and how
+// many rows each label applies to.
+TEST(DataCli, StatsAndHeadReadScoresAndLabelSets) {
+  TempDir tmp("cli_label_kinds");
+  io::write_file_atomic(tmp.path / "sts.jsonl", "{\"a\": \"x\", \"label\": 4.5}\n{\"a\": \"y\", \"label\": 0.5}\n"
+                                                "{\"a\": \"z\", \"label\": 2}\n");
+  const std::string sts = " --text-column a --no-tokens " + (tmp.path / "sts.jsonl").string();
+  auto plain = run_cli("data stats" + sts);
+  EXPECT_EQ(plain.status, 1);
+  EXPECT_NE(plain.output.find("sts.jsonl:1: label 4.5"), std::string::npos) << plain.output;
+  auto scores = run_cli("data stats --json --problem-type regression" + sts);
+  ASSERT_EQ(scores.status, 0) << scores.output;
+  nlohmann::json j = nlohmann::json::parse(scores.output);
+  EXPECT_EQ(j["label_scores"]["count"], 3);
+  EXPECT_DOUBLE_EQ(j["label_scores"]["min"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j["label_scores"]["p50"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(j["label_scores"]["mean"].get<double>(), 7.0 / 3);
+  EXPECT_TRUE(j["label_counts"].empty()) << j;
+  auto text = run_cli("data stats --problem-type regression" + sts);
+  EXPECT_NE(text.output.find("score"), std::string::npos) << text.output;
+
+  io::write_file_atomic(tmp.path / "tags.tsv", "document\ttags\nfine\tsports,arts\nok\t\nyes\tarts\n");
+  const std::string tags = " --label-column tags --no-tokens --problem-type multi_label_classification "
+                           "--label-names sports,politics,arts " + (tmp.path / "tags.tsv").string();
+  auto sets = run_cli("data stats --json" + tags);
+  ASSERT_EQ(sets.status, 0) << sets.output;
+  j = nlohmann::json::parse(sets.output);
+  EXPECT_EQ(j["label_counts"], (nlohmann::json{{"-1", 1}, {"0", 1}, {"2", 2}}));
+  auto head = run_cli("data head --json --label-column tags --problem-type multi_label_classification "
+                 "--label-names sports,politics,arts " + (tmp.path / "tags.tsv").string());
+  ASSERT_EQ(head.status, 0) << head.output;
+  EXPECT_NE(head.output.find("\"label\":[1.0,0.0,1.0]"), std::string::npos) << head.output;
+  auto bad = run_cli("data stats --json --problem-type regresion" + sts);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--problem-type: "), std::string::npos) << bad.output;
+  bad = run_cli("data stats --label-names a,b" + sts);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--label-names: names the labels of multi_label_classification data only"),
+            std::string::npos) << bad.output;
+}
+
 TEST(DataStats, TokenLengthsMatchHuggingFaceTokenizer) {
   // Golden: transformers' BertTokenizer ids (with [CLS]/[SEP], untruncated)
   // for 5,000 NSMC documents; our lengths and their summary must agree.

@@ -112,12 +112,18 @@ TEST_F(FamilyCli, TrainEvalPredictAndInspectEachFamily) {
     EXPECT_NEAR(json_lines(padded.output).at(0)["eval_loss"].get<double>(), metrics["eval_loss"].get<double>(),
                 1e-5 * metrics["eval_loss"].get<double>());
 
+    // The default --max-length 128 lowers itself to what the positions encode (RoBERTa: 66 - 2).
     auto predict = run_cli("predict --model " + final_dir.string() + " --input " + path("data.tsv"));
     ASSERT_EQ(predict.status, 0) << predict.output;
     const auto rows = json_lines(predict.output);
     ASSERT_EQ(rows.size(), 24u);
     const size_t labels = std::string(f.model_type) == "roberta" ? 3u : 2u;
     EXPECT_EQ(rows[0]["probs"].size(), labels);
+    std::string letters;
+    for (int i = 0; i < 100; ++i) letters += std::string(1, char('a' + i % 26)) + " ";
+    io::write_file_atomic(files->dir / "long.tsv", "document\tlabel\n" + letters + "\t0\n");
+    auto long_text = run_cli("predict --model " + final_dir.string() + " --input " + path("long.tsv"));
+    EXPECT_EQ(long_text.status, 0) << long_text.output;
   }
 }
 

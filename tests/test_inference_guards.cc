@@ -15,6 +15,7 @@
 #include "infer/classifier.h"
 #include "infer/metrics.h"
 #include "infer/model_dir.h"
+#include "infer/predictions.h"
 #include "serve/hf_api.h"
 #include "serve_fixture.h"
 #include "util/error.h"
@@ -331,8 +332,13 @@ TEST(HfParameters, ParsedAsThePipelineTakesThem) {
   EXPECT_EQ(serve::parse_parameters(Json::parse(R"({"top_k": 99})")).top_k, 99);
   EXPECT_EQ(serve::parse_parameters(Json::parse(R"({"function_to_apply": "none"})")).function_to_apply,
             ScoreFunction::None);
-  EXPECT_EQ(serve::default_score_function(2), ScoreFunction::Softmax);
-  EXPECT_EQ(serve::default_score_function(1), ScoreFunction::Sigmoid);
+  // The pipeline's default by problem type; unset: by the number of labels.
+  using infer::ProblemType;
+  EXPECT_EQ(infer::default_score_function(ProblemType::Unset, 2), ScoreFunction::Softmax);
+  EXPECT_EQ(infer::default_score_function(ProblemType::Unset, 1), ScoreFunction::Sigmoid);
+  EXPECT_EQ(infer::default_score_function(ProblemType::SingleLabel, 1), ScoreFunction::Softmax);
+  EXPECT_EQ(infer::default_score_function(ProblemType::MultiLabel, 3), ScoreFunction::Sigmoid);
+  EXPECT_EQ(infer::default_score_function(ProblemType::Regression, 1), ScoreFunction::None);
   const std::vector<std::pair<const char*, const char*>> bad = {
       {R"({"top_k": 0})", "\"top_k\": expected an integer of at least 1, got 0"},
       {R"({"top_k": -2})", "\"top_k\": expected an integer of at least 1, got -2"},
@@ -380,6 +386,31 @@ TEST(HfParameters, ScoresSortedAndCut) {
   Json t = serve::label_scores(tie, labels, {});
   EXPECT_EQ(t[0]["label"], "a");
   EXPECT_EQ(t[2]["label"], "c");
+  // A multi-label model's default is the sigmoid, a regression model's the raw score.
+  EXPECT_EQ(serve::label_scores(logits, labels, {}, serve::ProblemType::MultiLabel), s);
+  const float score[] = {3.25f};
+  EXPECT_EQ(serve::label_scores(score, {"LABEL_0"}, {}, serve::ProblemType::Regression),
+            (Json{{{"label", "LABEL_0"}, {"score", 3.25f}}}));
+}
+
+// What predict writes and /v1/classify answers for one text, by problem type.
+TEST(Predictions, RecordFollowsTheProblemType) {
+  using infer::ProblemType;
+  const std::vector<std::string> labels = {"a", "b", "c"};
+  const float logits[] = {0.5f, 2.0f, -1.0f};
+  const Json single = infer::prediction_record(logits, labels, ProblemType::SingleLabel);
+  EXPECT_EQ(single["label"], 1);
+  EXPECT_EQ(single["label_name"], "b");
+  EXPECT_EQ(single["probs"], Json(infer::softmax(logits, 3)));
+  EXPECT_EQ(single["logits"], Json(std::vector<float>(logits, logits + 3)));
+  EXPECT_EQ(infer::prediction_record(logits, labels, ProblemType::Unset), single);
+  const Json multi = infer::prediction_record(logits, labels, ProblemType::MultiLabel);
+  ASSERT_EQ(multi.size(), 3u);
+  EXPECT_EQ(multi[0]["label"], "b");
+  EXPECT_NEAR(multi[0]["score"].get<double>(), 1.0 / (1.0 + std::exp(-2.0)), 1e-7);
+  EXPECT_EQ(multi[2]["label"], "c");
+  const float score[] = {-0.75f};
+  EXPECT_EQ(infer::prediction_record(score, {"LABEL_0"}, ProblemType::Regression), (Json{{"score", -0.75f}}));
 }
 
 // Over HTTP: top_k=1 returns one label, for one input and for a list; function_to_apply
@@ -423,6 +454,41 @@ TEST_F(GuardTest, HfParametersOverHttp) {
   ASSERT_TRUE(m);
   EXPECT_NE(m->body.find("bertune_errors_total{kind=\"bad_parameter\"} 5"), std::string::npos) << m->body;
   EXPECT_EQ(server.terminate(), 0);
+}
+
+// A regression model answers its score, a multi-label one every label's sigmoid, on both
+// routes, with the same numbers predict writes.
+TEST_F(GuardTest, RegressionAndMultiLabelAnswersFollowTheProblemType) {
+  using model::ProblemType;
+  const fs::path reg = write_tiny_classifier(dir / "reg", true, 7, ProblemType::Regression, {"similarity"});
+  const fs::path multi = write_tiny_classifier(dir / "multi", true, 7, ProblemType::MultiLabel, {"a", "b", "c"});
+  for (const fs::path& model : {reg, multi}) {
+    SCOPED_TRACE(model.filename().string());
+    const bool regression = model == reg;
+    ASSERT_EQ(run({"predict", "--model", model.string(), "좋다"}, log("predict")), 0) << slurp(log("predict"));
+    const Json predicted = Json::parse(slurp(log("predict")));
+    ServerProcess server(model, log("serve"));
+    auto c = server.client();
+    int status = 0;
+    const Json classified = post(c, "/v1/classify", R"({"texts": ["좋다"]})", &status);
+    ASSERT_EQ(status, 200) << classified.dump();
+    EXPECT_EQ(classified["predictions"][0], predicted);
+    const Json answer = post(c, "/", R"({"inputs": "좋다"})", &status);
+    ASSERT_EQ(status, 200) << answer.dump();
+    ASSERT_TRUE(answer.is_array() && answer.size() == 1u) << answer.dump();
+    const Json& hf = answer[0];  // the API's list of one input's label list
+    if (regression) {
+      ASSERT_TRUE(predicted.is_object() && predicted["score"].is_number()) << predicted;
+      EXPECT_EQ(hf, (Json{{{"label", "similarity"}, {"score", predicted["score"]}}}));
+    } else {
+      ASSERT_TRUE(predicted.is_array() && predicted.size() == 3u) << predicted;
+      EXPECT_EQ(hf, predicted);  // sigmoid scores, best first
+      double sum = 0;
+      for (const auto& s : hf) sum += s["score"].get<double>();
+      EXPECT_GT(std::abs(sum - 1.0), 1e-3) << "independent sigmoids, not a softmax: " << hf.dump();
+    }
+    EXPECT_EQ(server.terminate(), 0);
+  }
 }
 
 // JSON's grammar allows 1e999; no double holds it. The body is the client's fault (400

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "run_cli.h"
 #include "test_support.h"
 #include "train_fixture.h"
@@ -132,4 +133,29 @@ TEST_F(PairCli, OneTokenTypeModelRefusesPairs) {
   auto eval = run_cli("eval --model " + path("one_type/final") + " --data " + path("pairs.tsv") + pair_flags());
   EXPECT_EQ(eval.status, 1) << eval.output;
   EXPECT_TRUE(contains(eval.output, "has type_vocab_size 1, no token type for a pair's second text")) << eval.output;
+}
+
+// --num-labels N: as from_pretrained(num_labels=N), a config that names another number of labels
+// gets LABEL_0..N-1 (NLI's three from a config of two); one naming N keeps its names.
+TEST_F(PairCli, NumLabelsSetsTheHeadsLabels) {
+  io::write_file_atomic(dir / "tiny2.json", R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64})");
+  const std::string common = " --train-file " + path("pairs.tsv") + pair_flags() +
+                             " --max-length 24 --max-steps 1 --save-strategy no --threads 2 --output-dir ";
+  auto r = run_cli("train --model-config " + path("tiny2.json") + " --num-labels 3" + common + path("three"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto config = nlohmann::json::parse(io::read_file(dir / "three/final/config.json"));
+  EXPECT_EQ(config["id2label"], (nlohmann::json{{"0", "LABEL_0"}, {"1", "LABEL_1"}, {"2", "LABEL_2"}}));
+  EXPECT_EQ(config["problem_type"], "single_label_classification");
+  // Without it the two-label config meets label 2 and says so.
+  r = run_cli("train --model-config " + path("tiny2.json") + common + path("two"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  r = run_cli("train --model " + model() + " --num-labels 3" + common + path("same"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  config = nlohmann::json::parse(io::read_file(dir / "same/final/config.json"));
+  EXPECT_EQ(config["id2label"]["1"], "mixed");
+  r = run_cli("train --model-config " + path("tiny2.json") + " --num-labels -2" + common + path("bad"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("--num-labels: must be at least 1"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "bad"));
 }

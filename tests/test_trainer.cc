@@ -271,6 +271,7 @@ TEST(TrainerRun, CompareFourModes) {
   std::map<std::string, double> pad;
   for (const auto& r : rows) {
     pad[r["mode"]] = r["summary"]["train_padding_fraction"].get<double>();
+    EXPECT_EQ(r["metric"], "accuracy");
     EXPECT_EQ(r["epoch_accuracy"].size(), 1u) << r["mode"];
     EXPECT_EQ(r["epoch_seconds"].size(), 1u) << r["mode"];
   }
@@ -576,6 +577,20 @@ TEST(TrainerRun, RegressionAndMultiLabelEndToEnd) {
       }
     }
   }
+  // compare on a regression run reports Pearson's r per epoch (it has no accuracy).
+  ASSERT_EQ(run({"compare", "--model-config", fx.config.string(), "--train-file", (fx.dir / "reg.tsv").string(),
+                 "--eval-file", (fx.dir / "reg.tsv").string(), "--label-column", "score", "--problem-type",
+                 "regression", "--max-length", "32", "--per-device-train-batch-size", "32", "--num-train-epochs", "1",
+                 "--logging-steps", "100", "--output-dir", (fx.dir / "cmp").string(), "--threads", "2"},
+                fx.dir / "cmp.txt"),
+            0)
+      << slurp(fx.dir / "cmp.txt");
+  for (const auto& r : Json::parse(slurp(fx.dir / "cmp" / "compare.json"))) {
+    EXPECT_EQ(r["metric"], "pearson");
+    EXPECT_EQ(r["epoch_pearson"].size(), 1u) << r;
+  }
+  EXPECT_NE(slurp(fx.dir / "cmp" / "compare.md").find("eval pearson per epoch"), std::string::npos);
+
   // A metric of another problem type, and a label outside the model's, are refused by name.
   ASSERT_EQ(run({"train", "--model-config", fx.config.string(), "--train-file", (fx.dir / "reg.tsv").string(),
                  "--label-column", "score", "--problem-type", "regression", "--metric-for-best-model", "accuracy",

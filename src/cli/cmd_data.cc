@@ -8,6 +8,7 @@
 #include "data/dataset.h"
 #include "data/download.h"
 #include "data/stats.h"
+#include "model/config.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
 #include "util/paths.h"
@@ -22,6 +23,8 @@ struct ReadFlags {
   std::string text_column = "document";
   std::string label_column = "label";
   int num_labels = 2;
+  std::string problem_type;  // "": integer class labels
+  std::string label_names;   // multi-label: the names a label set may use, comma-separated
   bool skip_bad_rows = false;
   int64_t samples = -1;
   uint64_t data_seed = 42;
@@ -34,11 +37,29 @@ struct ReadFlags {
     cmd->add_option("--label-column", label_column, "Column holding the integer label; empty: unlabelled")
         ->capture_default_str();
     cmd->add_option("--num-labels", num_labels, "Labels must lie in [0, N)")->capture_default_str();
+    cmd->add_option("--problem-type", problem_type,
+                    "How the label column reads, as train takes it: single_label_classification (integer "
+                    "classes, the default), regression (numbers), multi_label_classification (label sets)");
+    cmd->add_option("--label-names", label_names,
+                    "multi_label_classification: the label names, comma-separated (sets the number of labels)");
     cmd->add_flag("--skip-bad-rows", skip_bad_rows, "Skip (and count) malformed rows instead of stopping");
     cmd->add_option("--samples", samples,
                     "Use N rows picked as dataset.shuffle(seed).select(range(N)) does (numpy-exact)");
     // Unsigned: CLI11 alone would turn -1 into 2^64-1 (numpy refuses negative seeds).
     cmd->add_option("--data-seed", data_seed, "Seed of that shuffle")->capture_default_str()->check(not_negative());
+  }
+
+  data::LabelKind label_kind() const {
+    if (problem_type.empty()) return data::LabelKind::Class;
+    model::ProblemType t;
+    try {
+      t = model::parse_problem_type(problem_type);
+    } catch (const Error& e) {
+      throw Error(std::string("--problem-type: ") + e.what());
+    }
+    return t == model::ProblemType::Regression   ? data::LabelKind::Score
+           : t == model::ProblemType::MultiLabel ? data::LabelKind::LabelSet
+                                                 : data::LabelKind::Class;
   }
 
   data::Dataset read() const {
@@ -50,6 +71,15 @@ struct ReadFlags {
     o.text_column = text_column;
     o.label_column = label_column;
     o.num_labels = num_labels;
+    o.label_kind = label_kind();
+    if (!label_names.empty()) {
+      if (o.label_kind != data::LabelKind::LabelSet)
+        throw Error("--label-names: names the labels of multi_label_classification data only");
+      o.label_names = split_list(label_names);
+      for (const auto& name : o.label_names)
+        if (name.empty()) throw Error("--label-names: an empty name in '" + label_names + "'");
+      o.num_labels = static_cast<int>(o.label_names.size());
+    }
     o.skip_bad_rows = skip_bad_rows;
     std::filesystem::path path = file.empty() ? data::nsmc_path("train") : std::filesystem::path(file);
     data::Dataset d = data::read_dataset(path, o);
@@ -92,6 +122,8 @@ void run_head(const ReadFlags& flags, int rows, bool json) {
       const data::Example& e = d.examples[i];
       nlohmann::json j = {{"line", e.line}, {"text", e.text}};
       if (e.label >= 0) j["label"] = e.label;
+      if (!e.targets.empty()) j["label"] = flags.label_kind() == data::LabelKind::Score ? nlohmann::json(e.targets[0])
+                                                                                        : nlohmann::json(e.targets);
       std::printf("%s\n", j.dump().c_str());
     }
     return;
@@ -100,6 +132,13 @@ void run_head(const ReadFlags& flags, int rows, bool json) {
   for (size_t i = 0; i < n; ++i) {
     const data::Example& e = d.examples[i];
     std::string label = e.label < 0 ? "-" : std::to_string(e.label);
+    if (!e.targets.empty()) {
+      char buf[32];
+      label.clear();
+      if (flags.label_kind() == data::LabelKind::Score) std::snprintf(buf, sizeof buf, "%g", e.targets[0]), label = buf;
+      for (size_t id = 0; flags.label_kind() == data::LabelKind::LabelSet && id < e.targets.size(); ++id)
+        if (e.targets[id] >= 0.5f) label += (label.empty() ? "" : ",") + std::to_string(id);
+    }
     std::string text = e.text.empty() ? "(empty)" : display_text(e.text, 100);
     std::printf("%8lld  %5s  %s\n", static_cast<long long>(e.line), label.c_str(), text.c_str());
   }
@@ -136,7 +175,7 @@ void add_data_commands(CLI::App& app) {
             tokenizer_dir->empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(*tokenizer_dir);
         token_lengths = data::token_lengths(d, text::Tokenizer::load(dir));
       }
-      data::DatasetStats s = data::compute_stats(d, token_lengths, *token_limit);
+      data::DatasetStats s = data::compute_stats(d, token_lengths, *token_limit, flags->label_kind());
       if (*json) {
         nlohmann::json j = data::stats_to_json(s);
         j["source"] = d.source.string();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "train/plot.h"
@@ -17,15 +18,6 @@
 
 namespace bertune::cli {
 namespace {
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cell;
-  std::istringstream in(s);
-  while (std::getline(in, cell, sep)) out.push_back(cell);
-  if (!s.empty() && s.back() == sep) out.emplace_back();
-  return out;
-}
 
 struct Table {
   std::vector<std::string> header;
@@ -46,7 +38,7 @@ Table read_table(const std::string& file) {
   for (int n = 1; std::getline(in, line); ++n) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
-    auto cells = split(line, '\t');
+    auto cells = split_list(line, '\t');
     if (t.header.empty()) {
       t.header = std::move(cells);
     } else if (cells.size() != t.header.size()) {
@@ -77,7 +69,7 @@ struct PlotArgs {
 // Refused before any work: an --out whose extension names no chart format, or one that is the
 // input table itself; a --y without a column ("", "a,,b": a chart without that series).
 void check_args(const PlotArgs& a) {
-  const std::vector<std::string> ys = split(a.y, ',');
+  const std::vector<std::string> ys = split_list(a.y);
   if (ys.empty() || std::find(ys.begin(), ys.end(), "") != ys.end())
     throw Error("--y '" + a.y + "': an empty column name; give --y COLUMN[,COLUMN...]");
   if (!train::chart_format(a.out))
@@ -96,7 +88,7 @@ void run_plot(const PlotArgs& a) {
   const uint32_t colours[] = {0x1f77b4, 0xd62728, 0x2ca02c, 0x9467bd, 0xff7f0e};
   std::vector<std::string> ticks;
   for (const auto& row : t.rows) ticks.push_back(row[x]);
-  for (const std::string& name : split(a.y, ',')) {
+  for (const std::string& name : split_list(a.y)) {
     const size_t col = t.column(name, a.table);
     train::Series s{name, {}, colours[panel.series.size() % 5]};
     for (size_t r = 0; r < t.rows.size(); ++r) s.y.push_back(number(t.rows[r][col], a.table, r));

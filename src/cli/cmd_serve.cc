@@ -49,11 +49,7 @@ void add_serve_command(CLI::App& app) {
                 "serve a model without a trained classifier head (a random one is made: answers are meaningless)");
   cmd->add_option("--label-names", *label_names, "comma-separated label names (override config.json's id2label)");
   cmd->callback([o, label_names] {
-    if (!label_names->empty()) {
-      std::stringstream in(*label_names);
-      std::string name;
-      while (std::getline(in, name, ',')) o->label_names.push_back(name);
-    }
+    o->label_names = split_list(*label_names);
     train::require_inference_memory(o->model, o->max_batch, o->max_length, /*metrics=*/false, "serve");
     serve::run_server(*o);
   });

@@ -11,6 +11,7 @@
 #include "infer/classifier.h"
 #include "infer/evaluate.h"
 #include "infer/metrics.h"
+#include "infer/predictions.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "kernels/cpu_runtime.h"
@@ -212,17 +213,6 @@ struct PredictCommand {
   std::vector<std::string> texts;
 };
 
-// A multi-label prediction as Hugging Face's text-classification pipeline gives it with
-// function_to_apply="sigmoid", top_k=None: every label with its sigmoid score, highest first.
-Json multi_label_scores(const model::BertConfig& config, const float* logits) {
-  std::vector<std::pair<float, int>> scored;
-  for (int c = 0; c < config.num_labels(); ++c) scored.push_back({1.f / (1.f + std::exp(-logits[c])), c});
-  std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  Json list = Json::array();
-  for (const auto& [score, c] : scored) list.push_back({{"label", config.label_name(c)}, {"score", score}});
-  return list;
-}
-
 void run_predict(const PredictCommand& c) {
   if (c.texts.empty() == c.input.empty()) throw Error("give texts as arguments or --input FILE (one of them)");
   if (!c.texts.empty() && !c.in.text_pair_column.empty())
@@ -251,14 +241,14 @@ void run_predict(const PredictCommand& c) {
       d = data::read_dataset(c.input, ro);
     } else {
       int64_t n = 0;
-      for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n, {}});
+      for (auto& line : lines) d.examples.push_back({std::move(line), -1, ++n, {}, {}});
     }
     // An empty file (a wrong redirection, a failed export) must not look like a finished job.
     if (d.size() == 0) throw Error(c.input + ": no texts to predict");
   } else {
     for (size_t i = 0; i < c.texts.size(); ++i) {
       data::require_utf8(c.texts[i], "text " + std::to_string(i + 1));
-      d.examples.push_back({c.texts[i], -1, 0, {}});
+      d.examples.push_back({c.texts[i], -1, 0, {}, {}});
     }
   }
   // The texts are read (and refused) before the model is loaded.
@@ -270,27 +260,10 @@ void run_predict(const PredictCommand& c) {
   require_finite_logits(r.logits, m->num_labels(), [&](size_t i) {
     return c.input.empty() ? "text " + std::to_string(i + 1) : c.input + ":" + std::to_string(d.examples[i].line);
   });
-  const auto& config = m->model().config();
-  const int k = config.num_labels();
+  const int k = m->num_labels();
   std::string out;
-  for (size_t i = 0; i < d.size(); ++i) {
-    const float* logits = r.logits.data() + i * k;
-    if (config.problem_type == model::ProblemType::Regression) {
-      out += Json{{"score", logits[0]}}.dump() + "\n";
-      continue;
-    }
-    if (config.problem_type == model::ProblemType::MultiLabel) {
-      out += multi_label_scores(config, logits).dump() + "\n";
-      continue;
-    }
-    auto probs = infer::softmax(logits, k);
-    Json rec = {{"label", r.predictions[i]},
-                {"probs", probs},
-                {"logits", std::vector<float>(logits, logits + k)}};
-    auto it = config.id2label.find(r.predictions[i]);
-    if (it != config.id2label.end()) rec["label_name"] = it->second;
-    out += rec.dump() + "\n";
-  }
+  for (size_t i = 0; i < d.size(); ++i)
+    out += infer::prediction_record(r.logits.data() + i * k, m->label_names(), m->problem_type()).dump() + "\n";
   if (to_stdout) std::fwrite(out.data(), 1, out.size(), stdout);  // checked by main's flush
   else io::write_file_atomic(c.output, out);
 }

@@ -60,4 +60,14 @@ inline CLI::Option* add_texts_positional(CLI::App* cmd, const std::string& name,
       ->allow_extra_args(false);
 }
 
+// A list option's items ("a,b,c"), empty ones kept ("a,,b" and "a," hold an empty item) so
+// that the caller can refuse them by name.
+inline std::vector<std::string> split_list(const std::string& s, char sep = ',') {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t at; (at = s.find(sep, start)) != std::string::npos; start = at + 1) out.push_back(s.substr(start, at - start));
+  if (!s.empty()) out.push_back(s.substr(start));
+  return out;
+}
+
 }  // namespace bertune::cli

@@ -9,7 +9,10 @@
 
 namespace bertune::data {
 
-double percentile(const std::vector<int64_t>& sorted, double q) {
+namespace {
+
+template <class V>
+double percentile_of(const std::vector<V>& sorted, double q) {
   if (sorted.empty()) return 0;
   double rank = q / 100.0 * static_cast<double>(sorted.size() - 1);
   size_t lo = static_cast<size_t>(std::floor(rank));
@@ -18,21 +21,27 @@ double percentile(const std::vector<int64_t>& sorted, double q) {
   return static_cast<double>(sorted[lo]) + frac * static_cast<double>(sorted[hi] - sorted[lo]);
 }
 
-LengthSummary summarize_lengths(std::vector<int64_t> lengths) {
+template <class V>
+LengthSummary summarize(std::vector<V> values) {
   LengthSummary s;
-  s.count = lengths.size();
-  if (lengths.empty()) return s;
-  std::sort(lengths.begin(), lengths.end());
-  s.min = static_cast<double>(lengths.front());
-  s.max = static_cast<double>(lengths.back());
-  s.p50 = percentile(lengths, 50);
-  s.p90 = percentile(lengths, 90);
-  s.p95 = percentile(lengths, 95);
-  s.p99 = percentile(lengths, 99);
-  s.mean = static_cast<double>(std::accumulate(lengths.begin(), lengths.end(), int64_t{0})) /
-           static_cast<double>(lengths.size());
+  s.count = values.size();
+  if (values.empty()) return s;
+  std::sort(values.begin(), values.end());
+  s.min = static_cast<double>(values.front());
+  s.max = static_cast<double>(values.back());
+  s.p50 = percentile_of(values, 50);
+  s.p90 = percentile_of(values, 90);
+  s.p95 = percentile_of(values, 95);
+  s.p99 = percentile_of(values, 99);
+  s.mean = static_cast<double>(std::accumulate(values.begin(), values.end(), V{0})) / static_cast<double>(values.size());
   return s;
 }
+
+}  // namespace
+
+double percentile(const std::vector<int64_t>& sorted, double q) { return percentile_of(sorted, q); }
+LengthSummary summarize_lengths(std::vector<int64_t> lengths) { return summarize(std::move(lengths)); }
+LengthSummary summarize_values(std::vector<double> values) { return summarize(std::move(values)); }
 
 std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& tokenizer) {
   std::vector<std::string> texts;
@@ -45,7 +54,8 @@ std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& toke
   return lengths;
 }
 
-DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths, int64_t token_limit) {
+DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths, int64_t token_limit,
+                           LabelKind kind) {
   if (!token_lengths.empty() && token_lengths.size() != d.size())
     throw Error("internal: " + std::to_string(token_lengths.size()) + " token lengths for " +
                 std::to_string(d.size()) + " rows");
@@ -54,12 +64,23 @@ DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_l
   s.skipped = d.skipped.size();
   std::vector<int64_t> chars;
   chars.reserve(d.size());
+  std::vector<double> scores;
   for (const Example& e : d.examples) {
-    s.label_counts[e.label]++;
+    if (e.targets.empty()) {
+      s.label_counts[e.label]++;
+    } else if (kind == LabelKind::Score) {
+      scores.push_back(e.targets[0]);
+    } else {  // LabelSet: every label that applies, "none" for a row with none
+      bool any = false;
+      for (size_t id = 0; id < e.targets.size(); ++id)
+        if (e.targets[id] >= 0.5f) any = true, s.label_counts[static_cast<int>(id)]++;
+      if (!any) s.label_counts[-1]++;
+    }
     s.empty_documents += e.text.empty();
     chars.push_back(static_cast<int64_t>(count_code_points(e.text)));
   }
   s.chars = summarize_lengths(std::move(chars));
+  if (!scores.empty()) s.scores = summarize_values(std::move(scores));
   s.token_limit = token_limit;
   if (!token_lengths.empty()) {
     s.tokens = summarize_lengths(token_lengths);
@@ -99,6 +120,7 @@ nlohmann::json stats_to_json(const DatasetStats& s) {
                       {"label_counts", labels},
                       {"empty_documents", s.empty_documents},
                       {"length_chars", summary_json(s.chars)}};
+  if (s.scores) j["label_scores"] = summary_json(*s.scores);
   if (s.tokens) {
     j["length_tokens"] = summary_json(*s.tokens);
     j["token_limit"] = s.token_limit;
@@ -119,6 +141,11 @@ std::string stats_to_text(const DatasetStats& s) {
   }
   out += "empty documents  " + std::to_string(s.empty_documents) + "\n\n";
   char head[160];
+  if (s.scores) {
+    std::snprintf(head, sizeof head, "%-10s %7s %7s %7s %7s %7s %7s %8s\n", "label", "min", "p50", "p90", "p95",
+                  "p99", "max", "mean");
+    out += head + summary_row("score", *s.scores) + "\n";
+  }
   std::snprintf(head, sizeof head, "%-10s %7s %7s %7s %7s %7s %7s %8s\n", "length", "min", "p50", "p90", "p95",
                 "p99", "max", "mean");
   out += head;

@@ -21,11 +21,15 @@ struct LengthSummary {
 // the two nearest ranks), so figures agree with a pandas/numpy notebook.
 double percentile(const std::vector<int64_t>& sorted, double q);
 LengthSummary summarize_lengths(std::vector<int64_t> lengths);
+LengthSummary summarize_values(std::vector<double> values);
 
 struct DatasetStats {
   size_t rows = 0;
   size_t skipped = 0;
-  std::map<int, size_t> label_counts;  // -1: unlabelled
+  // Class labels: rows per label (-1: unlabelled). Label sets: rows each label applies to
+  // (-1: rows with none). Scores: none counted here, see `scores`.
+  std::map<int, size_t> label_counts;
+  std::optional<LengthSummary> scores;  // regression labels' distribution
   size_t empty_documents = 0;
   LengthSummary chars;                  // Unicode code points
   std::optional<LengthSummary> tokens;  // with [CLS]/[SEP], untruncated
@@ -39,7 +43,7 @@ std::vector<int64_t> token_lengths(const Dataset& d, const text::Tokenizer& toke
 
 // token_lengths: one per example (same order), or empty for no token figures.
 DatasetStats compute_stats(const Dataset& d, const std::vector<int64_t>& token_lengths = {},
-                           int64_t token_limit = 128);
+                           int64_t token_limit = 128, LabelKind kind = LabelKind::Class);
 nlohmann::json stats_to_json(const DatasetStats& s);
 std::string stats_to_text(const DatasetStats& s);
 

@@ -23,8 +23,7 @@ bool TokenizedData::labelled() const {
 void set_label_options(data::ReadOptions& ro, const model::BertConfig& config) {
   using model::ProblemType;
   ro.num_labels = config.num_labels();
-  ProblemType problem = config.problem_type;
-  if (problem == ProblemType::Unset) problem = config.num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+  const ProblemType problem = config.resolved_problem_type();
   ro.label_kind = problem == ProblemType::Regression   ? data::LabelKind::Score
                   : problem == ProblemType::MultiLabel ? data::LabelKind::LabelSet
                                                        : data::LabelKind::Class;

@@ -41,7 +41,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
   // Longer than the model's positions cannot be encoded: the default truncates there, as HF
   // does with truncation=True and model_max_length; a length asked for is refused.
   if (options.max_length_given) model::require_max_length_fits(options.max_length, config, (dir / "config.json").string());
-  c->max_length_ = std::min(options.max_length, config.max_position_embeddings);
+  c->max_length_ = std::min(options.max_length, config.max_sequence_length());
   for (int i = 0; i < c->num_labels_; ++i) c->label_names_.push_back(config.label_name(i));
   return c;
 }
@@ -54,7 +54,7 @@ std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts
     throw Error("tokenize: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
                 " text pairs");
   data::Dataset d;
-  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i]});
+  for (size_t i = 0; i < texts.size(); ++i) d.examples.push_back({texts[i], -1, 0, text_pairs.empty() ? "" : text_pairs[i], {}});
   TokenizedData t = infer::tokenize(d, tokenizer_, max_length_, /*threads=*/1);
   std::vector<TokenIds> out(t.size());
   for (size_t i = 0; i < t.size(); ++i) {
@@ -95,10 +95,14 @@ std::vector<float> Classifier::logits(const std::vector<const TokenIds*>& sequen
   return logits;
 }
 
+model::ProblemType Classifier::problem_type() const { return model().config().resolved_problem_type(); }
+
 void Classifier::set_label_names(std::vector<std::string> names) {
   if (static_cast<int>(names.size()) != num_labels_)
     throw Error("--label-names: " + std::to_string(names.size()) + " names given, the model has " +
                 std::to_string(num_labels_) + " labels");
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i].empty()) throw Error("--label-names: name " + std::to_string(i + 1) + " is empty");
   label_names_ = std::move(names);
 }
 

@@ -65,6 +65,8 @@ class Classifier {
   std::vector<float> logits(const std::vector<const TokenIds*>& sequences);
 
   int num_labels() const { return num_labels_; }
+  // How the logits are read (config.json's problem_type; unset: HF's rule on num_labels).
+  model::ProblemType problem_type() const;
   int max_length() const { return max_length_; }
   // id2label of config.json, in id order (LABEL_i where the config has none).
   const std::vector<std::string>& label_names() const { return label_names_; }

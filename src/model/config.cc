@@ -372,6 +372,11 @@ json BertConfig::to_json() const {
   return j;
 }
 
+ProblemType BertConfig::resolved_problem_type() const {
+  if (problem_type != ProblemType::Unset) return problem_type;
+  return num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+}
+
 std::string BertConfig::label_name(int id) const {
   auto it = id2label.find(id);
   return it != id2label.end() ? it->second : "LABEL_" + std::to_string(id);

@@ -63,6 +63,9 @@ struct BertConfig {
 
   int num_labels() const { return id2label.empty() ? 2 : static_cast<int>(id2label.size()); }
   std::string label_name(int id) const;  // id2label's name, else LABEL_<id>
+  // problem_type, or when unset what HF decides for labels read from a file: num_labels 1 ->
+  // Regression, else SingleLabel (integer classes).
+  ProblemType resolved_problem_type() const;
   int head_dim() const { return hidden_size / num_attention_heads; }
   int embedding_width() const { return embedding_size > 0 ? embedding_size : hidden_size; }
   bool roberta_like() const { return family == Family::Roberta || family == Family::XlmRoberta; }

@@ -2,11 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <limits>
-#include <numeric>
-
-#include "infer/metrics.h"
 
 namespace bertune::serve {
 using Json = nlohmann::json;
@@ -53,27 +49,11 @@ TextClassificationParameters parse_parameters(const Json& parameters) {
   return p;
 }
 
-ScoreFunction default_score_function(int num_labels) {
-  return num_labels == 1 ? ScoreFunction::Sigmoid : ScoreFunction::Softmax;
-}
-
-Json label_scores(const float* logits, const std::vector<std::string>& labels, const TextClassificationParameters& p) {
+Json label_scores(const float* logits, const std::vector<std::string>& labels, const TextClassificationParameters& p,
+                  ProblemType problem) {
   const int k = static_cast<int>(labels.size());
-  std::vector<float> scores(logits, logits + k);
-  switch (p.function_to_apply.value_or(default_score_function(k))) {
-    case ScoreFunction::Softmax: scores = infer::softmax(logits, k); break;
-    case ScoreFunction::Sigmoid:
-      for (auto& s : scores) s = 1.0f / (1.0f + std::exp(-s));
-      break;
-    case ScoreFunction::None: break;
-  }
-  std::vector<int> order(k);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] > scores[b]; });
-  order.resize(std::min(k, p.top_k.value_or(k)));
-  Json out = Json::array();
-  for (int j : order) out.push_back({{"label", labels[j]}, {"score", scores[j]}});
-  return out;
+  return infer::label_scores(logits, labels, p.function_to_apply.value_or(infer::default_score_function(problem, k)),
+                             p.top_k.value_or(k));
 }
 
 }  // namespace bertune::serve

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "infer/predictions.h"
 #include "util/error.h"
 
 namespace bertune::serve {
@@ -19,11 +20,12 @@ struct ParameterError : Error {
   using Error::Error;
 };
 
-enum class ScoreFunction { Softmax, Sigmoid, None };
+using infer::ProblemType;
+using infer::ScoreFunction;
 
 struct TextClassificationParameters {
   std::optional<int> top_k;                        // absent or null: every label
-  std::optional<ScoreFunction> function_to_apply;  // absent or null: default_score_function
+  std::optional<ScoreFunction> function_to_apply;  // absent or null: infer::default_score_function
 };
 
 // `parameters` (an object, or null). Throws ParameterError for an unknown key, a top_k
@@ -31,13 +33,10 @@ struct TextClassificationParameters {
 // none (any letter case, as the pipeline takes it).
 TextClassificationParameters parse_parameters(const nlohmann::json& parameters);
 
-// The pipeline's default for a model without problem_type: sigmoid for one label,
-// softmax for more.
-ScoreFunction default_score_function(int num_labels);
-
-// One input's [{"label", "score"}, ...]: scores by the function, best first (equal
-// scores keep label order), the first top_k of them.
+// One input's [{"label", "score"}, ...]: scores by the function (default: the problem
+// type's, infer::default_score_function), best first (equal scores keep label order), the
+// first top_k of them.
 nlohmann::json label_scores(const float* logits, const std::vector<std::string>& labels,
-                            const TextClassificationParameters& p);
+                            const TextClassificationParameters& p, ProblemType problem = ProblemType::Unset);
 
 }  // namespace bertune::serve

@@ -169,20 +169,16 @@ void require_finite(const std::vector<float>& logits, size_t n, int k, bool hf_s
 }
 
 Json classify_answer(const ClassifyJob& job, const std::vector<float>& logits, const std::vector<std::string>& labels,
-                     const std::string& model, double ms) {
+                     ProblemType problem, const std::string& model, double ms) {
   const int k = static_cast<int>(labels.size());
   Json all = Json::array();
   for (size_t i = 0; i < job.texts.size(); ++i) {
     const float* row = logits.data() + i * k;
     if (job.hf_shape) {
-      all.push_back(label_scores(row, labels, job.parameters));
-      continue;
+      all.push_back(label_scores(row, labels, job.parameters, problem));
+    } else {
+      all.push_back(infer::prediction_record(row, labels, problem));
     }
-    const int label = infer::argmax(row, k);
-    all.push_back({{"label", label},
-                   {"label_name", labels[label]},
-                   {"probs", infer::softmax(row, k)},
-                   {"logits", std::vector<float>(row, row + k)}});
   }
   if (job.hf_shape) return all;
   return {{"predictions", std::move(all)}, {"model", model}, {"elapsed_ms", ms}};

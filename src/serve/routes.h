@@ -51,9 +51,11 @@ ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts);
 // are not all finite.
 void require_finite(const std::vector<float>& logits, size_t n, int k, bool hf_shape);
 
-// The 200 answer: /v1/classify's predictions or the HF API's scored label lists.
+// The 200 answer: /v1/classify's predictions (infer::prediction_record) or the HF API's
+// scored label lists, both read as the model's problem type says.
 nlohmann::json classify_answer(const ClassifyJob& job, const std::vector<float>& logits,
-                               const std::vector<std::string>& label_names, const std::string& model, double ms);
+                               const std::vector<std::string>& label_names, ProblemType problem,
+                               const std::string& model, double ms);
 
 nlohmann::json error_json(const std::string& kind, const std::string& message);
 void answer_json(http::Response& res, int status, const nlohmann::json& j);

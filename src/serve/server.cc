@@ -87,7 +87,7 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
     auto logits = arrival.classify(classifier_->tokenize(job.texts, job.text_pairs));
     require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), options_.model, ms));
+    answer_json(res, 200, classify_answer(job, logits, classifier_->label_names(), classifier_->problem_type(), options_.model, ms));
   } catch (const ClientError& e) {
     refuse(res, e);
     if (e.status >= 500)

@@ -9,6 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json_error.h"
+#include "text/sentencepiece.h"
 #include "text/unicode.h"
 #include "util/error.h"
 #include "util/threads.h"
@@ -346,6 +347,10 @@ struct TokenizerImpl {
   // PreTrainedTokenizer.tokenize + convert_tokens_to_ids for one text.
   template <class Sink>
   static void pieces(const Tokenizer& t, std::string_view text, Scratch& s, Sink& sink) {
+    if (t.sentencepiece_) {
+      t.sentencepiece_->pieces(text, [&](std::string_view piece, int32_t id) { sink.literal(t, piece, id); });
+      return;
+    }
     const BasicTokenizerOptions& opt = t.basic_.options();
     const WordTransform transform(opt);
     const WordSet& config_never_split = t.never_split_config_;  // basic_tokenizer.never_split
@@ -542,12 +547,20 @@ Tokenizer Tokenizer::load(const fs::path& dir) {
   if (fs::is_regular_file(dir)) {
     if (dir.filename() == "tokenizer.json") return load_tokenizer_json(dir);
     if (dir.filename() == "vocab.txt") return load_vocab_txt(dir.parent_path());
-    throw Error(dir.string() + " is a file; expected a tokenizer directory (vocab.txt or tokenizer.json)");
+    if (dir.filename() == "sentencepiece.bpe.model") return load_sentencepiece(dir);
+    throw Error(dir.string() +
+                " is a file; expected a tokenizer directory (vocab.txt, tokenizer.json or sentencepiece.bpe.model)");
   }
   if (!fs::is_directory(dir)) throw Error("tokenizer directory " + dir.string() + " does not exist");
   if (fs::exists(dir / "vocab.txt")) return load_vocab_txt(dir);
+  if (fs::exists(dir / "sentencepiece.bpe.model")) return load_sentencepiece(dir / "sentencepiece.bpe.model");
   if (fs::exists(dir / "tokenizer.json")) return load_tokenizer_json(dir / "tokenizer.json");
-  throw Error("tokenizer directory " + dir.string() + " has neither vocab.txt nor tokenizer.json");
+  if (fs::exists(dir / "spiece.model"))
+    throw Error((dir / "spiece.model").string() +
+                ": spiece.model tokenizers (ALBERT, T5) are not supported; SentencePiece is read as XLM-R's "
+                "sentencepiece.bpe.model");
+  throw Error("tokenizer directory " + dir.string() +
+              " has neither vocab.txt nor tokenizer.json nor sentencepiece.bpe.model");
 }
 
 // ---------------------------------------------------------------- encoding
@@ -589,11 +602,12 @@ Encoding Tokenizer::encode(std::string_view text, const EncodeOptions& options) 
   return e;
 }
 
-static void check_pair_options(const EncodeOptions& o) {
+// specials: the special tokens a pair adds ([CLS] a [SEP] b [SEP]: 3).
+static void check_pair_options(const EncodeOptions& o, int specials) {
   check_options(o);
-  if (o.add_special_tokens && o.max_length > 0 && o.max_length < 3)
-    throw Error("max_length " + std::to_string(o.max_length) +
-                " leaves no room for a pair's [CLS] and two [SEP]; use 0 (no truncation) or >= 3");
+  if (o.add_special_tokens && o.max_length > 0 && o.max_length < specials)
+    throw Error("max_length " + std::to_string(o.max_length) + " leaves no room for a pair's " +
+                std::to_string(specials) + " special tokens; use 0 (no truncation) or >= " + std::to_string(specials));
 }
 
 // PreTrainedTokenizerBase.truncate_sequences with 'longest_first' (transformers 4.30): one
@@ -606,7 +620,8 @@ static void truncate_longest_first(std::vector<int32_t>& a, std::vector<int32_t>
 }
 
 Encoding Tokenizer::encode_pair(std::string_view text, std::string_view text_pair, const EncodeOptions& options) const {
-  check_pair_options(options);
+  const int middle_seps = pair_layout_.middle_seps;
+  check_pair_options(options, 2 + middle_seps);
   Scratch& s = thread_scratch();
   std::vector<int32_t>& a = s.ids;
   std::vector<int32_t>& b = s.pair_ids;
@@ -615,18 +630,18 @@ Encoding Tokenizer::encode_pair(std::string_view text, std::string_view text_pai
   TokenizerImpl::IdSink sink_a{a}, sink_b{b};
   TokenizerImpl::pieces(*this, text, s, sink_a);
   TokenizerImpl::pieces(*this, text_pair, s, sink_b);
-  const size_t specials = options.add_special_tokens ? 3 : 0;  // [CLS] a [SEP] b [SEP]
+  const size_t specials = options.add_special_tokens ? 2 + middle_seps : 0;  // [CLS] a [SEP] b [SEP]
   if (options.max_length > 0) truncate_longest_first(a, b, static_cast<size_t>(options.max_length) - specials);
   Encoding e;
   e.ids.reserve(a.size() + b.size() + specials);
   if (options.add_special_tokens) e.ids.push_back(cls_id_);
   e.ids.insert(e.ids.end(), a.begin(), a.end());
-  if (options.add_special_tokens) e.ids.push_back(sep_id_);
-  const size_t first_segment = e.ids.size();  // [CLS] a [SEP]: type 0; b [SEP]: type 1
+  if (options.add_special_tokens) e.ids.insert(e.ids.end(), static_cast<size_t>(middle_seps), sep_id_);
+  const size_t first_segment = e.ids.size();  // [CLS] a [SEP]: type 0; b [SEP]: type 1 (second_type)
   e.ids.insert(e.ids.end(), b.begin(), b.end());
   if (options.add_special_tokens) e.ids.push_back(sep_id_);
   e.attention_mask.assign(e.ids.size(), 1);
-  e.token_type_ids.assign(e.ids.size(), 1);
+  e.token_type_ids.assign(e.ids.size(), pair_layout_.second_type);
   std::fill(e.token_type_ids.begin(), e.token_type_ids.begin() + static_cast<std::ptrdiff_t>(first_segment), 0);
   return e;
 }
@@ -644,7 +659,7 @@ std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& te
     throw Error("encode_batch: " + std::to_string(texts.size()) + " texts but " + std::to_string(text_pairs.size()) +
                 " text pairs");
   // Before the parallel region: nothing may throw inside it.
-  if (pairs) check_pair_options(options);
+  if (pairs) check_pair_options(options, 2 + pair_layout_.middle_seps);
   else check_options(options);
   std::vector<Encoding> out(texts.size());
   const int n_threads = threads > 0 ? util::checked_thread_count(threads) : omp_get_max_threads();
@@ -660,14 +675,18 @@ std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& te
 std::vector<fs::path> tokenizer_files(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
-  for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
+  for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
+                           "sentencepiece.bpe.model"})
     if (fs::is_regular_file(dir / name, ec)) files.push_back(dir / name);
   return files;
 }
 
 bool is_tokenizer_dir(const fs::path& dir) {
   std::error_code ec;
-  return !dir.empty() && (fs::is_regular_file(dir / "vocab.txt", ec) || fs::is_regular_file(dir / "tokenizer.json", ec));
+  if (dir.empty()) return false;
+  for (const char* name : {"vocab.txt", "tokenizer.json", "sentencepiece.bpe.model", "spiece.model"})
+    if (fs::is_regular_file(dir / name, ec)) return true;
+  return false;
 }
 
 }  // namespace bertune::text

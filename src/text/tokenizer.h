@@ -3,10 +3,12 @@
 // splitting, punctuation splitting, optional lowercasing / accent stripping)
 // followed by greedy longest-match-first WordPiece. Loaded from a tokenizer
 // directory: vocab.txt + tokenizer_config.json, or tokenizer.json with a
-// WordPiece model.
+// WordPiece model. A directory with sentencepiece.bpe.model is tokenized as
+// XLMRobertaTokenizer does instead (text/sentencepiece.h), behind the same front.
 #include <bitset>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +16,8 @@
 #include "text/token_map.h"
 
 namespace bertune::text {
+
+class SentencePieceBackend;
 
 struct BasicTokenizerOptions {
   bool do_lower_case = false;
@@ -57,19 +61,24 @@ struct EncodeOptions {
 
 class Tokenizer {
  public:
-  // A directory with vocab.txt (+ tokenizer_config.json) or tokenizer.json.
+  // A directory with vocab.txt (+ tokenizer_config.json), sentencepiece.bpe.model or
+  // tokenizer.json, looked for in that order.
   static Tokenizer load(const std::filesystem::path& dir);
-  // The two formats, explicitly (load() prefers vocab.txt, which is what the
+  // The formats, explicitly (load() prefers vocab.txt, which is what the
   // slow reference tokenizer reads).
   static Tokenizer load_vocab_txt(const std::filesystem::path& dir);
   static Tokenizer load_tokenizer_json(const std::filesystem::path& file);
+  // XLMRobertaTokenizer over a SentencePiece model (sentencepiece.bpe.model): fairseq ids,
+  // <s> a </s> and <s> a </s></s> b </s>, token types all 0 (text/sentencepiece.cc).
+  static Tokenizer load_sentencepiece(const std::filesystem::path& model_file);
   static Tokenizer from_vocab(std::vector<std::string> vocab, BasicTokenizerOptions options,
                               SpecialTokens specials = {});
 
   Encoding encode(std::string_view text, const EncodeOptions& options = {}) const;
   // A sentence pair as HF's tok(text, text_pair) encodes it: [CLS] a [SEP] b [SEP], token
-  // types (always filled) 0 up to and including the first [SEP], 1 after. max_length
-  // truncates 'longest_first': a token at a time off the longer side, the second on a tie.
+  // types (always filled) 0 up to and including the first [SEP], 1 after (XLM-R:
+  // <s> a </s></s> b </s>, all 0). max_length truncates 'longest_first': a token at a
+  // time off the longer side, the second on a tie.
   Encoding encode_pair(std::string_view text, std::string_view text_pair, const EncodeOptions& options = {}) const;
   // Both cores: texts are split across threads, order kept.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts,
@@ -77,8 +86,8 @@ class Tokenizer {
   // Pairs (texts[i], text_pairs[i]) with encode_pair; text_pairs empty: encode each text alone.
   std::vector<Encoding> encode_batch(const std::vector<std::string>& texts, const std::vector<std::string>& text_pairs,
                                      const EncodeOptions& options = {}, int threads = 0) const;
-  // What HF's tokenize() returns: WordPiece pieces (special tokens found in
-  // the text included), no [CLS]/[SEP] added.
+  // What HF's tokenize() returns: WordPiece (or SentencePiece) pieces (special tokens
+  // found in the text included), no [CLS]/[SEP] added.
   std::vector<std::string> tokenize(std::string_view text) const;
   std::string id_to_token(int32_t id) const { return vocab_.at(static_cast<size_t>(id)); }
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
@@ -94,6 +103,13 @@ class Tokenizer {
  private:
   // Implementation detail owned by the tokenizer work; may change freely.
   friend struct TokenizerImpl;
+  // How encode_pair lays out [CLS] a [SEP]... b [SEP]: the separators between a and b, b's token type.
+  struct PairLayout {
+    int middle_seps = 1;      // XLM-R: 2 (<s> a </s></s> b </s>)
+    int32_t second_type = 1;  // XLM-R: 0
+  };
+  PairLayout pair_layout_;
+  std::shared_ptr<const SentencePieceBackend> sentencepiece_;  // set: it splits text, not WordPiece
   std::vector<std::string> vocab_;
   TokenMap index_;         // every token, verbatim
   TokenMap continuation_;  // tokens that start with the prefix, keyed without it
@@ -111,7 +127,8 @@ class Tokenizer {
 
 // The files of a tokenizer directory, under Hugging Face's names: the ones present in `dir`
 // (regular files), in the order vocab.txt, tokenizer_config.json, special_tokens_map.json,
-// tokenizer.json. A directory is a tokenizer when it has vocab.txt or tokenizer.json.
+// tokenizer.json, sentencepiece.bpe.model. A directory is a tokenizer when it has vocab.txt,
+// tokenizer.json, sentencepiece.bpe.model or spiece.model (which load() refuses by name).
 std::vector<std::filesystem::path> tokenizer_files(const std::filesystem::path& dir);
 bool is_tokenizer_dir(const std::filesystem::path& dir);
 

@@ -12,6 +12,17 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
+// The figure per epoch: --metric-for-best-model's unless that is the loss, else accuracy, which
+// a regression run has not: Pearson's r there.
+std::string epoch_metric_name(const TrainOptions& o, const std::vector<Json>& log) {
+  std::string m = o.metric_for_best_model.rfind("eval_", 0) == 0 ? o.metric_for_best_model.substr(5)
+                                                                 : o.metric_for_best_model;
+  if (!m.empty() && m != "loss") return m;
+  for (const auto& rec : log)
+    if (rec.contains("eval_pearson") && !rec.contains("eval_accuracy")) return "pearson";
+  return "accuracy";
+}
+
 struct Mode {
   const char* name;
   infer::Padding padding;
@@ -47,9 +58,11 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {
     row.mode = m.name;
     row.summary = r.summary;
     row.padding_fraction = r.summary.padding_fraction;
-    for (const auto& rec : JsonlLog::read(fs::path(o.output_dir) / "log.jsonl")) {
+    const auto log = JsonlLog::read(fs::path(o.output_dir) / "log.jsonl");
+    row.metric = epoch_metric_name(o, log);
+    for (const auto& rec : log) {
       if (rec.contains("epoch_train_runtime")) row.epoch_seconds.push_back(rec["epoch_train_runtime"].get<double>());
-      if (rec.contains("eval_accuracy")) row.epoch_accuracy.push_back(rec["eval_accuracy"].get<double>());
+      if (rec.contains("eval_" + row.metric)) row.epoch_metric.push_back(rec["eval_" + row.metric].get<double>());
     }
     rows.push_back(row);
   }
@@ -60,12 +73,13 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {
   Json j = Json::array();
   for (const auto& r : rows)
     j.push_back({{"mode", r.mode}, {"summary", r.summary.to_json()}, {"epoch_seconds", r.epoch_seconds},
-                 {"epoch_accuracy", r.epoch_accuracy}});
+                 {"metric", r.metric}, {"epoch_" + r.metric, r.epoch_metric}});
   io::write_file_atomic(dir / "compare.json", j.dump(2) + "\n");
-  Panel time{"Training time per epoch", "seconds", {}}, acc{"Eval accuracy per epoch", "accuracy", {}};
+  const std::string metric = rows.empty() ? "accuracy" : rows[0].metric;
+  Panel time{"Training time per epoch", "seconds", {}}, acc{"Eval " + metric + " per epoch", metric, {}};
   for (size_t i = 0; i < rows.size(); ++i) {
     time.series.push_back({rows[i].mode, rows[i].epoch_seconds, kModes[i].rgb});
-    acc.series.push_back({rows[i].mode, rows[i].epoch_accuracy, kModes[i].rgb});
+    acc.series.push_back({rows[i].mode, rows[i].epoch_metric, kModes[i].rgb});
   }
   write_line_charts(dir / "compare.png", {time, acc}, "epoch");
   std::fprintf(out, "\nwrote %s, %s and %s\n", (dir / "compare.md").c_str(), (dir / "compare.json").c_str(),
@@ -74,16 +88,16 @@ std::vector<CompareRow> run_compare(const TrainOptions& base, std::FILE* out) {
 }
 
 std::string compare_markdown(const std::vector<CompareRow>& rows) {
-  std::string s =
-      "| mode | train time | samples/s | real tokens/s | padding | speed-up vs max_length | eval accuracy per epoch |\n"
-      "|---|---:|---:|---:|---:|---:|---|\n";
+  const std::string metric = rows.empty() ? "accuracy" : rows[0].metric;
+  std::string s = "| mode | train time | samples/s | real tokens/s | padding | speed-up vs max_length | eval " + metric +
+                  " per epoch |\n|---|---:|---:|---:|---:|---:|---|\n";
   const double base_time = rows.empty() ? 0 : rows[0].summary.train_runtime;
   char buf[512];
   for (const auto& r : rows) {
     std::string accs;
-    for (size_t i = 0; i < r.epoch_accuracy.size(); ++i) {
-      char a[16];
-      std::snprintf(a, sizeof a, "%s%.4f", i ? ", " : "", r.epoch_accuracy[i]);
+    for (size_t i = 0; i < r.epoch_metric.size(); ++i) {
+      char a[32];
+      std::snprintf(a, sizeof a, "%s%.4f", i ? ", " : "", r.epoch_metric[i]);
       accs += a;
     }
     double train_seconds = 0;

@@ -2,7 +2,7 @@
 // `bertune compare`: the notebook's bucketing study done right. The same model, subset,
 // seed and schedule trained four ways — padded to max_length (the notebook), dynamic padding
 // in random order, dynamic padding grouped by length (HF group_by_length), packed — with time
-// and accuracy per epoch side by side.
+// and the evaluation metric per epoch side by side.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,7 +16,8 @@ struct CompareRow {
   std::string mode;
   TrainSummary summary;
   std::vector<double> epoch_seconds;   // training time of each epoch (no evaluation)
-  std::vector<double> epoch_accuracy;  // eval accuracy after each epoch
+  std::string metric;                // accuracy; a regression run's pearson; or --metric-for-best-model's
+  std::vector<double> epoch_metric;  // eval_<metric> after each epoch
   double padding_fraction = 0;
 };
 

@@ -152,6 +152,9 @@ const std::vector<OptionField>& train_option_fields() {
       field("text_pair_column", &O::text_pair_column,
             "column of a sentence pair's second text: [CLS] text [SEP] pair [SEP] (default: single texts)"),
       field("label_column", &O::label_column, "label column"),
+      field("num_labels", &O::num_labels,
+            "labels of the classification head, as from_pretrained(num_labels=N): config.json's id2label, or "
+            "LABEL_0..N-1 where it names another number (default: config.json's)"),
       field("problem_type", &O::problem_type,
             "regression|single_label_classification|multi_label_classification (default: config.json's, else "
             "regression for num_labels 1, single-label otherwise)"),
@@ -379,6 +382,7 @@ void validate(TrainOptions& o) {
            ") to be a round multiple of --eval-steps (" + std::to_string(o.eval_steps) + ")");
     if (o.metric_for_best_model.empty()) o.metric_for_best_model = "loss";  // HF default
   }
+  if (o.num_labels < 0) fail("--num-labels: must be at least 1 (or 0: config.json's)");
   if (!o.problem_type.empty()) {
     try {
       model::parse_problem_type(o.problem_type);

@@ -34,6 +34,7 @@ struct TrainOptions {
   std::string text_column = "document";
   std::string text_pair_column;  // non-empty: sentence pairs, the second text in this column
   std::string label_column = "label";
+  int num_labels = 0;  // > 0: HF's num_labels, LABEL_0.. when config.json names another number; 0: config.json's
   std::string problem_type;  // "" -> config.json's, else HF's rule (model/config.h ProblemType)
   int max_length = 128;
   int64_t train_samples = -1;  // shuffle(seed=data_seed).select(range(N)); -1: all

@@ -29,13 +29,15 @@ void name_labels(model::BertConfig& config, const fs::path& train_path) {
 
 // --problem-type over config.json's problem_type; neither: HF's rule for labels read from a
 // file (num_labels 1 -> regression, else integer classes: single-label). A config without
-// id2label gets 1 label for regression, else 2. The decision goes into every saved config.json.
+// id2label gets 1 label for regression, else 2; --num-labels N gives it N (LABEL_i) where it
+// names another number. The decision goes into every saved config.json.
 void resolve_problem_type(model::BertConfig& config, const TrainOptions& o) {
   using model::ProblemType;
   if (!o.problem_type.empty()) config.problem_type = model::parse_problem_type(o.problem_type);
+  if (o.num_labels > 0 && (config.id2label.empty() || o.num_labels != config.num_labels()))
+    config.set_num_labels(o.num_labels);
   if (config.id2label.empty()) config.set_num_labels(config.problem_type == ProblemType::Regression ? 1 : 2);
-  if (config.problem_type == ProblemType::Unset)
-    config.problem_type = config.num_labels() == 1 ? ProblemType::Regression : ProblemType::SingleLabel;
+  config.problem_type = config.resolved_problem_type();
   if (config.problem_type == ProblemType::Regression && config.num_labels() != 1)
     throw Error("problem_type regression needs num_labels 1, but the model's config.json names " +
                 std::to_string(config.num_labels()) + " labels (id2label)");

@@ -1,0 +1,283 @@
+// SentencePiece tokenizers (src/text/sentencepiece.h) behind text::Tokenizer: XLM-R's
+// sentencepiece.bpe.model against transformers 4.30.2's XLMRobertaTokenizer, the fairseq ids,
+// special tokens in text, bad files, and the CLI (tokenize, train, predict) on such a directory.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "io/atomic_file.h"
+#include "text/tokenizer.h"
+#include "util/paths.h"
+#include "run_cli.h"
+#include "test_support.h"
+#include "train_fixture.h"
+
+namespace fs = std::filesystem;
+using namespace bertune;
+using text::Tokenizer;
+
+namespace {
+
+fs::path xlmr_model_file() { return shared_path("golden/tokenizer/xlmr_nsmc_unigram.model"); }
+
+// A tokenizer directory as XLM-R ships it: sentencepiece.bpe.model (+ tokenizer_config.json).
+struct XlmrDir : TempDir {
+  explicit XlmrDir(const std::string& name) : TempDir(name) {
+    fs::copy_file(xlmr_model_file(), path / "sentencepiece.bpe.model");
+    file("tokenizer_config.json", R"({"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512})");
+  }
+};
+
+const Tokenizer& xlmr() {
+  static const XlmrDir dir("xlmr_tok");
+  static const Tokenizer t = Tokenizer::load(dir.path);
+  return t;
+}
+
+std::vector<nlohmann::json> golden_lines() {
+  std::ifstream in(shared_path("golden/tokenizer/xlmr_nsmc.jsonl"));
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+// xlmr_nsmc.jsonl: XLMRobertaTokenizer (transformers 4.30.2) over xlmr_nsmc_unigram.model on NSMC
+// reviews: 3000 single texts (ids and tokens) and 3000 pairs tok(a, b, truncation=True,
+// max_length=M) for M = 16, 40, 128. Every line, id for id.
+TEST(SentencePieceGolden, MatchesXlmRobertaTokenizer430) {
+  const auto cases = golden_lines();
+  ASSERT_EQ(cases.size(), 6000u);
+  std::vector<std::string> texts, pair_a, pair_b;
+  std::vector<const nlohmann::json*> singles, pairs;
+  for (const auto& c : cases) {
+    if (c.contains("text_pair")) pairs.push_back(&c), pair_a.push_back(c["text"]), pair_b.push_back(c["text_pair"]);
+    else singles.push_back(&c), texts.push_back(c["text"]);
+  }
+  ASSERT_EQ(singles.size(), 3000u);
+  size_t matched = 0, truncated = 0;
+  const auto batch = xlmr().encode_batch(texts, {}, 2);
+  for (size_t i = 0; i < singles.size(); ++i) {
+    const auto want_ids = (*singles[i])["ids"].get<std::vector<int32_t>>();
+    const auto want_tokens = (*singles[i])["tokens"].get<std::vector<std::string>>();
+    const auto one = xlmr().encode(texts[i]);
+    // tokenize() gives SentencePiece's pieces (an unknown one as its text, which
+    // convert_tokens_to_ids makes <unk>); the golden tokens are convert_ids_to_tokens(ids).
+    std::vector<int32_t> piece_ids = {0};
+    for (const std::string& piece : xlmr().tokenize(texts[i])) {
+      const int32_t id = xlmr().token_to_id(piece);
+      piece_ids.push_back(id < 0 ? xlmr().unk_id() : id);
+    }
+    piece_ids.push_back(2);
+    std::vector<std::string> names;
+    for (int32_t id : one.ids) names.push_back(xlmr().id_to_token(id));
+    EXPECT_EQ(one.ids, want_ids) << texts[i];
+    EXPECT_EQ(piece_ids, want_ids) << "tokenize: " << texts[i];
+    EXPECT_EQ(names, want_tokens) << texts[i];
+    EXPECT_EQ(batch[i].ids, want_ids) << "encode_batch: " << texts[i];
+    matched += one.ids == want_ids && piece_ids == want_ids && names == want_tokens && batch[i].ids == want_ids;
+  }
+  for (int max_length : {16, 40, 128}) {
+    std::vector<std::string> a, b;
+    std::vector<std::vector<int32_t>> want;
+    for (size_t i = 0; i < pairs.size(); ++i)
+      if ((*pairs[i])["max_length"] == max_length)
+        a.push_back(pair_a[i]), b.push_back(pair_b[i]), want.push_back((*pairs[i])["ids"]);
+    ASSERT_EQ(want.size(), 1000u) << max_length;
+    text::EncodeOptions o;
+    o.max_length = max_length;
+    const auto pair_batch = xlmr().encode_batch(a, b, o, 2);
+    for (size_t i = 0; i < want.size(); ++i) {
+      const auto one = xlmr().encode_pair(a[i], b[i], o);
+      EXPECT_EQ(one.ids, want[i]) << "max_length " << max_length << ": " << a[i] << " | " << b[i];
+      EXPECT_EQ(one.token_type_ids, std::vector<int32_t>(one.ids.size(), 0)) << a[i];
+      EXPECT_EQ(pair_batch[i].ids, want[i]) << "encode_batch, max_length " << max_length;
+      matched += one.ids == want[i] && pair_batch[i].ids == want[i] &&
+                 one.token_type_ids == std::vector<int32_t>(one.ids.size(), 0);
+      truncated += static_cast<int>(want[i].size()) == max_length;
+    }
+  }
+  EXPECT_EQ(matched, 6000u);
+  EXPECT_GT(truncated, 1000u);  // the truncation rule is exercised, not just the layout
+}
+
+// The fairseq dictionary: <s> <pad> </s> <unk>, then SentencePiece's pieces one id up, <mask> last.
+TEST(SentencePiece, FairseqIdsAndSpecialTokens) {
+  const Tokenizer& t = xlmr();
+  ASSERT_EQ(t.vocab_size(), 8002u);  // 8000 pieces + <pad> + <mask>
+  EXPECT_EQ(t.cls_id(), 0);
+  EXPECT_EQ(t.pad_id(), 1);
+  EXPECT_EQ(t.sep_id(), 2);
+  EXPECT_EQ(t.unk_id(), 3);
+  EXPECT_EQ(t.mask_id(), 8001);
+  for (const char* name : {"<s>", "<pad>", "</s>", "<unk>"})
+    EXPECT_EQ(t.id_to_token(t.token_to_id(name)), name);
+  EXPECT_EQ(t.id_to_token(8001), "<mask>");
+  EXPECT_EQ(t.token_to_id("<mask>"), 8001);
+  EXPECT_EQ(t.id_to_token(4), "▁");  // SentencePiece id 3
+  EXPECT_EQ(t.token_to_id("▁"), 4);
+  EXPECT_EQ(t.token_to_id("no such piece"), -1);
+
+  // A special token in the text is one token; the pieces around it are those of the stretches alone.
+  auto ids_of = [&](const std::string& text) { return t.encode(text, {.add_special_tokens = false}).ids; };
+  std::vector<int32_t> want = ids_of("재밌다");
+  want.push_back(8001);
+  const std::vector<int32_t> rest = ids_of("최고");
+  want.insert(want.end(), rest.begin(), rest.end());
+  EXPECT_EQ(ids_of("재밌다 <mask> 최고"), want);
+  EXPECT_EQ(t.tokenize("a</s>b").at(1), "</s>");
+  EXPECT_EQ(ids_of("<s><pad></s><unk><mask>"), (std::vector<int32_t>{0, 1, 2, 3, 8001}));
+  // Text SentencePiece does not know: one <unk> (fairseq id 3), the piece's own text in tokenize().
+  EXPECT_EQ(ids_of("\xF0\x9F\x98\x82"), (std::vector<int32_t>{4, 3}));  // ▁ + an emoji
+  EXPECT_EQ(t.tokenize("\xF0\x9F\x98\x82"), (std::vector<std::string>{"▁", "\xF0\x9F\x98\x82"}));
+}
+
+TEST(SentencePiece, PairLayoutAndLimits) {
+  const Tokenizer& t = xlmr();
+  const auto a = t.encode("재밌다").ids;  // <s> pieces </s>
+  auto e = t.encode_pair("재밌다", "재밌다");
+  std::vector<int32_t> want = a;
+  want.push_back(2);
+  want.insert(want.end(), a.begin() + 1, a.end());  // <s> a </s> + </s> + b </s>
+  EXPECT_EQ(e.ids, want);
+  EXPECT_EQ(e.token_type_ids, std::vector<int32_t>(want.size(), 0));
+  text::EncodeOptions o;
+  o.max_length = 4;  // both texts cut away: <s> </s></s> </s>
+  EXPECT_EQ(t.encode_pair("재밌다", "재밌다", o).ids, (std::vector<int32_t>{0, 2, 2, 2}));
+  o.max_length = 3;
+  const std::string msg = error_of([&] { t.encode_pair("a", "b", o); });
+  EXPECT_TRUE(contains(msg, "max_length 3 leaves no room for a pair's 4 special tokens")) << msg;
+  EXPECT_TRUE(contains(error_of([&] { t.encode_batch({"a"}, {"b"}, o); }), "max_length 3"));
+  // One text under the same limit: <s> a piece </s>.
+  EXPECT_EQ(t.encode("재밌다 최고", o).ids.size(), 3u);
+  EXPECT_EQ(t.encode("재밌다 최고", o).ids.back(), 2);
+}
+
+// Any bytes (invalid UTF-8, specials run together, whitespace alone): ids stay in the vocabulary,
+// a truncated encoding stays within max_length and ends with </s>.
+TEST(SentencePiece, ArbitraryBytesStayInRange) {
+  const Tokenizer& t = xlmr();
+  const std::string alphabet[] = {"a", " ", "\t", "\xE3\x80\x80", "<s>", "</s>", "<mask>", "<pad>", "<unk>", "영화",
+                                  "\xFF", "\x80", "\xED\x9F", "\xC3", "\u00A0", "ㅋ", "!", "\xEF\xBF\xBD"};
+  uint64_t state = 12345;
+  auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+  auto random_text = [&] {
+    std::string text;
+    for (uint64_t n = next() % 12; n > 0; --n) text += alphabet[next() % std::size(alphabet)];
+    return text;
+  };
+  text::EncodeOptions o;
+  o.max_length = 6;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string a = random_text(), b = random_text();
+    for (const auto& e : {t.encode(a), t.encode(a, o), t.encode_pair(a, b, o)}) {
+      for (int32_t id : e.ids) ASSERT_TRUE(id >= 0 && static_cast<size_t>(id) < t.vocab_size()) << a << " | " << b;
+      ASSERT_EQ(e.ids.front(), 0);
+      ASSERT_EQ(e.ids.back(), 2);
+    }
+    ASSERT_LE(t.encode_pair(a, b, o).ids.size(), 6u);
+    ASSERT_LE(t.encode(a, o).ids.size(), 6u);
+  }
+}
+
+TEST(SentencePiece, BadFilesNameTheFile) {
+  TempDir tmp("spm_bad");
+  tmp.file("sentencepiece.bpe.model", "this is not a SentencePiece model");
+  std::string msg = error_of([&] { Tokenizer::load(tmp.path); });
+  EXPECT_TRUE(contains(msg, (tmp.path / "sentencepiece.bpe.model").string())) << msg;
+  // Truncated: the model's first half.
+  const std::string bytes = io::read_file(xlmr_model_file());
+  tmp.file("sentencepiece.bpe.model", bytes.substr(0, bytes.size() / 2));
+  msg = error_of([&] { Tokenizer::load(tmp.path); });
+  EXPECT_TRUE(contains(msg, (tmp.path / "sentencepiece.bpe.model").string())) << msg;
+  msg = error_of([&] { Tokenizer::load_sentencepiece(tmp.path / "missing.model"); });
+  EXPECT_TRUE(contains(msg, "missing.model")) << msg;
+
+  // Another class over the same file (CamemBERT numbers its pieces otherwise).
+  fs::copy_file(xlmr_model_file(), tmp.path / "sentencepiece.bpe.model", fs::copy_options::overwrite_existing);
+  tmp.file("tokenizer_config.json", R"({"tokenizer_class": "CamembertTokenizer"})");
+  msg = error_of([&] { Tokenizer::load(tmp.path); });
+  EXPECT_TRUE(contains(msg, "tokenizer_config.json: tokenizer_class is \"CamembertTokenizer\"")) << msg;
+  fs::remove(tmp.path / "tokenizer_config.json");
+  EXPECT_EQ(Tokenizer::load(tmp.path).vocab_size(), 8002u);
+
+  // spiece.model (ALBERT, T5): refused by name.
+  TempDir albert("spm_albert");
+  fs::copy_file(xlmr_model_file(), albert.path / "spiece.model");
+  EXPECT_TRUE(text::is_tokenizer_dir(albert.path));
+  msg = error_of([&] { Tokenizer::load(albert.path); });
+  EXPECT_TRUE(contains(msg, "spiece.model")) << msg;
+  EXPECT_TRUE(contains(msg, "not supported")) << msg;
+}
+
+TEST(SentencePiece, ModelFileTravelsWithTheTokenizer) {
+  XlmrDir dir("spm_files");
+  EXPECT_TRUE(text::is_tokenizer_dir(dir.path));
+  const auto files = text::tokenizer_files(dir.path);
+  EXPECT_NE(std::find(files.begin(), files.end(), dir.path / "sentencepiece.bpe.model"), files.end());
+  // The model file itself loads too.
+  EXPECT_EQ(Tokenizer::load(dir.path / "sentencepiece.bpe.model").encode("굳 ㅋ").ids,
+            (std::vector<int32_t>{0, 2116, 331, 2}));
+}
+
+// `bertune tokenize` on the directory prints the reference's ids and tokens.
+TEST(SentencePieceCli, TokenizePrintsGoldenIds) {
+  XlmrDir dir("spm_cli");
+  std::string lines;
+  std::vector<nlohmann::json> cases;
+  for (const auto& c : golden_lines())
+    if (!c.contains("text_pair") && cases.size() < 200) cases.push_back(c), lines += c["text"].get<std::string>() + "\n";
+  dir.file("in.txt", lines);
+  auto r = run_cli("tokenize --tokenizer " + dir.path.string() + " --input " + (dir.path / "in.txt").string() +
+                   " --output " + (dir.path / "out.jsonl").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(dir.path / "out.jsonl");
+  size_t i = 0;
+  for (std::string line; std::getline(in, line); ++i) {
+    ASSERT_LT(i, cases.size());
+    const auto out = nlohmann::json::parse(line);
+    EXPECT_EQ(out["ids"], cases[i]["ids"]) << i;
+    EXPECT_EQ(out["tokens"], cases[i]["tokens"]) << i;
+  }
+  EXPECT_EQ(i, cases.size());
+}
+
+// train with --tokenizer on the directory, a tiny BERT-layout model over its 8002 ids; the
+// trained model directory carries the model file, and predict tokenizes with it.
+TEST(SentencePieceCli, TrainAndPredictWithXlmrTokenizer) {
+  TinyTrainDir files("spm_train");
+  XlmrDir tok("spm_train_tok");
+  const NsmcRows nsmc = nsmc_train_rows(64);
+  std::string body = nsmc.header + "\n";
+  for (const std::string& line : nsmc.rows) body += line + "\n";
+  io::write_file_atomic(files.dir / "train.tsv", body);
+  io::write_file_atomic(files.dir / "tiny.json", R"({"vocab_size": 8002, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64})");
+  const std::string out = (files.dir / "out").string();
+  auto r = run_cli("train --model-config " + (files.dir / "tiny.json").string() + " --tokenizer " + tok.path.string() +
+                   " --train-file " + (files.dir / "train.tsv").string() +
+                   " --max-length 32 --max-steps 2 --save-strategy no --eval-strategy no --threads 2 --output-dir " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::is_regular_file(fs::path(out) / "final" / "sentencepiece.bpe.model"));
+  EXPECT_FALSE(fs::exists(fs::path(out) / "final" / "vocab.txt"));
+  auto p = run_cli("predict --model " + out + "/final '재밌다 최고'");
+  ASSERT_EQ(p.status, 0) << p.output;
+  EXPECT_TRUE(contains(p.output, "probs")) << p.output;
+
+  // A model whose embeddings are smaller than the tokenizer's ids is refused before training.
+  io::write_file_atomic(files.dir / "small.json", R"({"vocab_size": 8001, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64})");
+  r = run_cli("train --model-config " + (files.dir / "small.json").string() + " --tokenizer " + tok.path.string() +
+              " --train-file " + (files.dir / "train.tsv").string() + " --max-length 32 --max-steps 1 --output-dir " + out + "2");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "8002")) << r.output;
+}
