@@ -286,6 +286,14 @@ inline void add_elementwise(std::vector<OpCase>& cases) {
         cases, Op::tanh_backward, n, gpu_test::kFp32,
         [](Device d, float* dx, const float* dy, const float* y, size_t n) { k::tanh_backward(d, dx, dy, y, n); },
         [](double y, double dy) { return dy * (1 - y * y); });
+    add_unary(
+        cases, Op::relu_forward, n, gpu_test::kExact,
+        [](Device d, float* y, const float*, const float* x, size_t n) { k::relu_forward(d, y, x, n); },
+        [](double x, double) { return x > 0 ? x : 0.0; });
+    add_unary(
+        cases, Op::relu_backward, n, gpu_test::kExact,
+        [](Device d, float* dx, const float* dy, const float* y, size_t n) { k::relu_backward(d, dx, dy, y, n); },
+        [](double y, double dy) { return y > 0 ? dy : 0.0; });
     add_reductions(cases, n);
   }
 }

@@ -103,22 +103,24 @@ inline void add_rows(std::vector<OpCase>& cases) {
 
 // ---- embeddings -------------------------------------------------------------------------
 inline void add_embeddings(std::vector<OpCase>& cases) {
+  // with types; types null (every row type 0); no token-type table (DistilBERT): neither
   for (int H : {32, 100, 768})
-    for (bool with_types : {true, false}) {
+    for (int mode : {0, 1, 2}) {
+      const bool with_types = mode == 0, table = mode != 2;
       const auto batch = gpu_test::random_packed_batch(uint32_t(H), 40, 128, 1);
       const int T = batch.rows(), V = 50, P = 128, TT = 2;  // a small vocabulary: ids repeat
       const Ints ids = gpu_test::random_ints(T, 1, 0, V - 1), types = gpu_test::random_ints(T, 2, 0, TT - 1),
                  pos = batch.positions;
       const Floats word = randn(size_t(V) * H, 3), position = randn(size_t(P) * H, 4), tt = randn(size_t(TT) * H, 5),
                    dout = randn(size_t(T) * H, 6);
-      const std::string at = "_H" + std::to_string(H) + (with_types ? "" : "_no_types");
+      const std::string at = "_H" + std::to_string(H) + (with_types ? "" : table ? "_no_types" : "_no_table");
       auto type_of = [=](int t) { return with_types ? types[t] : 0; };
       cases.push_back({Op::embeddings_forward, "embeddings_forward" + at, Precision::FP32, "",
                        [=](Device d) {
                          On<int32_t> i(d, ids), p(d, pos), ty(d, types);
                          On<float> w(d, word), pe(d, position), te(d, tt), out(d, nans(size_t(T) * H));
                          k::embeddings_forward(d, out.p(), i.p(), p.p(), with_types ? ty.p() : nullptr, w.p(), pe.p(),
-                                               te.p(), T, H);
+                                               table ? te.p() : nullptr, T, H);
                          return Outputs{{"out", out.get(), gpu_test::kFp32, kRef}};
                        },
                        [=] {
@@ -126,7 +128,8 @@ inline void add_embeddings(std::vector<OpCase>& cases) {
                          for (int t = 0; t < T; ++t)
                            for (int j = 0; j < H; ++j)
                              out[size_t(t) * H + j] = double(word[size_t(ids[t]) * H + j]) +
-                                                      position[size_t(pos[t]) * H + j] + tt[size_t(type_of(t)) * H + j];
+                                                      position[size_t(pos[t]) * H + j] +
+                                                      (table ? tt[size_t(type_of(t)) * H + j] : 0.0);
                          return std::vector<Doubles>{out};
                        }});
       // backward accumulates into the tables: start from their values
@@ -134,7 +137,7 @@ inline void add_embeddings(std::vector<OpCase>& cases) {
                        [=](Device d) {
                          On<int32_t> i(d, ids), p(d, pos), ty(d, types);
                          On<float> w(d, word), pe(d, position), te(d, tt), g(d, dout);
-                         k::embeddings_backward(d, w.p(), pe.p(), te.p(), g.p(), i.p(), p.p(),
+                         k::embeddings_backward(d, w.p(), pe.p(), table ? te.p() : nullptr, g.p(), i.p(), p.p(),
                                                 with_types ? ty.p() : nullptr, T, H);
                          return Outputs{{"dword", w.get(), gpu_test::kFp32Sum, kRefSum},
                                         {"dposition", pe.get(), gpu_test::kFp32Sum, kRefSum},
@@ -147,7 +150,7 @@ inline void add_embeddings(std::vector<OpCase>& cases) {
                              const double g = dout[size_t(t) * H + j];
                              dw[size_t(ids[t]) * H + j] += g;
                              dp[size_t(pos[t]) * H + j] += g;
-                             dt[size_t(type_of(t)) * H + j] += g;
+                             if (table) dt[size_t(type_of(t)) * H + j] += g;
                            }
                          return std::vector<Doubles>{dw, dp, dt};
                        }});

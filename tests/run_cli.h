@@ -4,7 +4,11 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.h"
 
@@ -23,4 +27,13 @@ inline CliResult run_cli(const std::string& args) {
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+// The lines of a command's output that are JSON objects (`eval --json`, `predict`), parsed.
+inline std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.front() == '{') out.push_back(nlohmann::json::parse(line));
+  return out;
 }

@@ -62,7 +62,8 @@ TEST(BertConfig, DirectoryAndMissingConfig) {
 }
 
 TEST(ConfigJson, UnsupportedOrInvalidValuesAreRefusedNamingTheField) {
-  EXPECT_EQ(config_error(R"({"model_type": "gpt2"})"), "cfg.json: model_type \"gpt2\" is not supported (only \"bert\")");
+  EXPECT_EQ(config_error(R"({"model_type": "gpt2"})"),
+            "cfg.json: model_type \"gpt2\" is not supported (supported: bert, roberta, xlm-roberta, electra, distilbert)");
   EXPECT_EQ(config_error(R"({"model_type": "bert"})"), "");
   EXPECT_EQ(config_error(R"({"num_labels": 0})"), "cfg.json: field 'num_labels' is 0; it must lie in [1, 65536]");
   EXPECT_TRUE(contains(config_error(R"({"id2label": {}})"), "'id2label' is empty"));
@@ -80,6 +81,59 @@ TEST(ConfigJson, UnsupportedOrInvalidValuesAreRefusedNamingTheField) {
   auto ok = model::BertConfig::from_json(nlohmann::json::parse(R"({"num_labels": 3, "model_type": "bert"})"));
   EXPECT_EQ(ok.num_labels(), 3);
   EXPECT_EQ(ok.to_json()["model_type"], "bert");
+}
+
+// Every family's golden config.json reads into its Family and writes back in its own field
+// names (DistilBERT: dim, n_layers, ...; ELECTRA: embedding_size), reading back the same.
+TEST(ConfigJson, FamiliesRoundTripInTheirOwnFieldNames) {
+  struct Case {
+    const char* dir;
+    model::Family family;
+    const char* architecture;
+  };
+  for (const Case& c : {Case{"roberta_seqcls", model::Family::Roberta, "RobertaForSequenceClassification"},
+                        Case{"electra_seqcls", model::Family::Electra, "ElectraForSequenceClassification"},
+                        Case{"distilbert_seqcls", model::Family::DistilBert, "DistilBertForSequenceClassification"}}) {
+    auto config = model::BertConfig::load(shared_path(std::string("golden/families/") + c.dir));
+    EXPECT_EQ(config.family, c.family) << c.dir;
+    EXPECT_EQ(config.classifier_architecture(), c.architecture);
+    EXPECT_EQ(config.hidden_size, 64) << c.dir;
+    EXPECT_EQ(config.num_hidden_layers, 2) << c.dir;
+    EXPECT_EQ(config.num_attention_heads, 4) << c.dir;
+    EXPECT_EQ(config.intermediate_size, 128) << c.dir;
+    const nlohmann::json j = config.to_json();
+    EXPECT_EQ(j["model_type"], model::family_model_type(c.family));
+    EXPECT_EQ(model::BertConfig::from_json(j).to_json(), j) << c.dir;
+  }
+  auto distil = model::BertConfig::load(shared_path("golden/families/distilbert_seqcls"));
+  const nlohmann::json j = distil.to_json();
+  for (const char* own : {"dim", "n_layers", "n_heads", "hidden_dim", "activation", "dropout", "attention_dropout",
+                          "seq_classif_dropout", "sinusoidal_pos_embds"})
+    EXPECT_TRUE(j.contains(own)) << own;
+  for (const char* bert : {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                           "hidden_act", "hidden_dropout_prob", "type_vocab_size", "classifier_dropout"})
+    EXPECT_FALSE(j.contains(bert)) << bert;
+  EXPECT_FALSE(distil.reads_token_types());
+  auto electra = model::BertConfig::load(shared_path("golden/families/electra_seqcls"));
+  EXPECT_EQ(electra.embedding_width(), 32);
+  EXPECT_EQ(electra.to_json()["embedding_size"], 32);
+  auto roberta = model::BertConfig::load(shared_path("golden/families/roberta_seqcls"));
+  EXPECT_EQ(roberta.position_offset(), 2);  // pad_token_id 1 + 1
+  EXPECT_EQ(roberta.max_sequence_length(), 64);
+  EXPECT_EQ(config_error(R"({"model_type": "roberta", "max_position_embeddings": 2, "pad_token_id": 1})"),
+            "cfg.json: max_position_embeddings 2 leaves no position for a token (RoBERTa's positions start at "
+            "pad_token_id + 1 = 2)");
+  EXPECT_EQ(config_error(R"({"model_type": "distilbert", "sinusoidal_pos_embds": true})"),
+            "cfg.json: sinusoidal_pos_embds true is not supported (only learned position embeddings)");
+  EXPECT_EQ(config_error(R"({"model_type": "distilbert", "dim": 100, "n_heads": 12})"),
+            "cfg.json: dim 100 is not a positive multiple of n_heads 12");
+  EXPECT_EQ(config_error(R"({"model_type": "distilbert", "hidden_dim": 0})"),
+            "cfg.json: field 'hidden_dim' is 0; it must be positive");
+  EXPECT_EQ(config_error(R"({"model_type": "electra", "embedding_size": 0})"),
+            "cfg.json: field 'embedding_size' is 0; it must be positive");
+  auto e = error_of([] { model::require_max_length_fits(65, model::BertConfig::load(shared_path("golden/families/roberta_seqcls"))); });
+  EXPECT_EQ(e, "--max-length 65 exceeds the model's longest sequence (64 = max_position_embeddings 66 - "
+               "pad_token_id - 1)");
 }
 
 // Resource limits: refused with the number and the limit before allocating.

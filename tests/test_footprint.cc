@@ -69,6 +69,28 @@ model::BatchShape shape_of(const model::Batch& b, const model::BertConfig& c, mo
 
 }  // namespace
 
+// The same for each family's classifier: ELECTRA's embeddings of width 16 and 48 (narrower and
+// wider than hidden 32, projected), RoBERTa's and ELECTRA's dropout before the head's dense.
+TEST(Footprint, EstimateIsTheModelsArenaForEveryFamily) {
+  for (auto [family, embedding] : {std::pair{model::Family::Roberta, 0}, std::pair{model::Family::Electra, 16},
+                                   std::pair{model::Family::Electra, 48}, std::pair{model::Family::DistilBert, 0}}) {
+    model::BertConfig c = small_config();
+    c.family = family;
+    c.embedding_size = embedding;
+    c.type_vocab_size = family == model::Family::DistilBert ? 0 : c.type_vocab_size;
+    for (bool train : {true, false}) {
+      model::BertModel m(c, model::Task::SequenceClassification, kernels::Device::CPU, model::Init::Random);
+      const model::Batch b = batch_of({7, 19, 3, 12}, model::Task::SequenceClassification, 3);
+      m.forward(b, train);
+      if (train) m.backward();  // the wider embeddings' gradients fit their buffers
+      EXPECT_EQ(model::activation_bytes(c, model::Task::SequenceClassification,
+                                        shape_of(b, c, model::Task::SequenceClassification), train, train),
+                m.activation_bytes())
+          << model::family_model_type(family) << " embedding " << embedding << " train " << train;
+    }
+  }
+}
+
 // The estimate is BertModel's own arena, byte for byte, for every head, in training and
 // inference, with the last layer on every row or on the [CLS] rows only.
 TEST(Footprint, EstimateIsTheModelsArena) {

@@ -98,6 +98,20 @@ TEST(GpuGolden, SentencePairFp32) {
                            "after_adamw.safetensors", 1e-5f, 5e-5f);
 }
 
+// RoBERTa, ELECTRA and DistilBERT (shared/golden/families): the CPU's checks and bounds
+// (tests/test_families.cc) with the model on CUDA — the ReLU and GELU heads, ELECTRA's
+// projected embeddings and DistilBERT's embeddings without a token-type table included.
+TEST(GpuGolden, OtherFamiliesFp32) {
+  BERTUNE_REQUIRE_GPU();
+  PrecisionScope fp32(Precision::FP32);
+  for (const char* name : {"roberta_seqcls", "electra_seqcls", "distilbert_seqcls"}) {
+    SCOPED_TRACE(name);
+    expect_sequence_case(Device::CUDA, family_inputs(name), kFp32);
+    expect_three_adamw_steps(Device::CUDA, family_inputs(name), bertune::train::AdamWVariant::Torch, "adamw.json",
+                             "after_adamw.safetensors", 1e-5f, 5e-5f, /*tiny_grad=*/1e-7f);
+  }
+}
+
 TEST(GpuGolden, ClassificationBf16) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope bf16(Precision::BF16);

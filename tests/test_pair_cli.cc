@@ -30,14 +30,6 @@ std::string field(const std::string& row, int k) {
   return k < static_cast<int>(f.size()) ? f[k] : "";
 }
 
-std::vector<nlohmann::json> json_lines(const std::string& text) {
-  std::vector<nlohmann::json> out;
-  std::stringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty() && line.front() == '{') out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
 // About 60 pairs (premise, hypothesis) of consecutive NSMC reviews with 3 labels (the sum of their
 // sentiments), a 3-label tiny config, and a model trained on them for a few steps.
 class PairCli : public ::testing::Test {

@@ -41,7 +41,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
   // Longer than the model's positions cannot be encoded: the default truncates there, as HF
   // does with truncation=True and model_max_length; a length asked for is refused.
   if (options.max_length_given) model::require_max_length_fits(options.max_length, config, (dir / "config.json").string());
-  c->max_length_ = std::min(options.max_length, config.max_position_embeddings);
+  c->max_length_ = std::min(options.max_length, config.max_sequence_length());
   for (int i = 0; i < c->num_labels_; ++i) c->label_names_.push_back(config.label_name(i));
   return c;
 }

@@ -36,15 +36,21 @@ std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t 
                                                   std::vector<std::string>* initialised, kernels::Device device) {
   model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   require_finite(pt.tensors, pt.weights_file.string());
-  // A token classifier saved as one stays one; every other BERT checkpoint gets a sequence head.
-  const bool tokens = pt.config.architectures == std::vector<std::string>{"BertForTokenClassification"};
-  if (!tokens) pt.config.architectures = {"BertForSequenceClassification"};
+  // A token classifier saved as one stays one; every other checkpoint gets a sequence head.
+  const bool tokens = pt.config.is_token_classifier();
+  pt.config.architectures = {pt.config.classifier_architecture(tokens)};
   auto m = std::make_unique<model::BertModel>(
       pt.config, tokens ? model::Task::TokenClassification : model::Task::SequenceClassification, device,
       model::Init::Zeros);  // loaded next
   auto report = m->load_state_dict(pt.tensors, head_seed);
   if (initialised) *initialised = report.initialised;
   return m;
+}
+
+std::string int8_layer_prefix(const model::BertConfig& config) {
+  if (config.family == model::Family::DistilBert)
+    throw Error("int8 (quantize, --int8) takes BERT, RoBERTa and ELECTRA models, not distilbert");
+  return model::encoder_names(config).layer_prefix;
 }
 
 namespace {
@@ -62,24 +68,25 @@ std::unique_ptr<kernels::Int8Binding> bind_int8(const model::BertModel& m,
   for (const auto& p : m.param_info()) by_name[p.name] = m.params() + p.offset;
   auto binding = std::make_unique<kernels::Int8Binding>();
   const int layers = m.config().num_hidden_layers, H = m.config().hidden_size;
+  const model::EncoderNames n = model::encoder_names(m.config());
   for (int l = 0; l < layers; ++l) {
-    const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
-    const float* qkv = by_name.at(p + "attention.self.query.weight");
+    const std::string p = n.layer(l);
+    const float* qkv = by_name.at(p + n.query + ".weight");
     if (l == layers - 1) {
       const auto& fused = linears.at(4 * l);
       binding->bind(qkv, quant::slice_rows(fused, 0, H));
       binding->bind(qkv + size_t(H) * H, quant::slice_rows(fused, H, 3 * H));
     }
-    const char* names[] = {"attention.self.query.weight", "attention.output.dense.weight",
-                           "intermediate.dense.weight", "output.dense.weight"};
-    for (int j = 0; j < 4; ++j) binding->bind(by_name.at(p + names[j]), std::move(linears.at(4 * l + j)));
+    const char* modules[] = {n.query, n.attn_out, n.ffn_in, n.ffn_out};
+    for (int j = 0; j < 4; ++j)
+      binding->bind(by_name.at(p + modules[j] + ".weight"), std::move(linears.at(4 * l + j)));
   }
   return binding;
 }
 
 InferenceModel load_int8_dir(const fs::path& dir) {
   auto config = model::BertConfig::load(dir);
-  config.architectures = {"BertForSequenceClassification"};
+  config.architectures = {config.classifier_architecture()};
   InferenceModel r;
   r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification,
                                                 kernels::Device::CPU, model::Init::Zeros);  // loaded next
@@ -88,7 +95,7 @@ InferenceModel load_int8_dir(const fs::path& dir) {
   auto report = r.model->load_state_dict(int8.fp32, 42);
   if (!report.initialised.empty())
     throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");
-  r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(int8, config.num_hidden_layers));
+  r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(int8, config.num_hidden_layers, int8_layer_prefix(config)));
   return r;
 }
 
@@ -108,7 +115,8 @@ InferenceModel load_inference_model(const fs::path& dir, bool int8, kernels::Dev
     for (const auto& t : r.model->state_dict())
       if (quant::is_quantized_weight(t.name, t.shape))
         m.int8[t.name] = kernels::quantize_linear(t.data, static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]));
-    r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(m, r.model->config().num_hidden_layers));
+    r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(m, r.model->config().num_hidden_layers,
+                                                             int8_layer_prefix(r.model->config())));
   }
   return r;
 }

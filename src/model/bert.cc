@@ -69,7 +69,7 @@ int64_t Batch::real_tokens() const {
 // ---------------------------------------------------------------- parameters
 
 BertModel::BertModel(BertConfig config, Task task, k::Device device, Init init)
-    : config_(std::move(config)), task_(task), device_(device), head_(make_head(task)) {
+    : config_(std::move(config)), task_(task), device_(device), head_(make_head(task, config_)) {
   if (const char* full = std::getenv("BERTUNE_FULL_LAST_LAYER"); full && std::strcmp(full, "1") == 0)
     last_layer_cls_only_ = false;
   build_layout();  // zeroed buffers
@@ -184,17 +184,18 @@ void BertModel::check_batch(const Batch& batch) const {
     if (batch.lengths[b] <= 0 || batch.lengths[b] > span)
       throw Error("forward: sequence " + std::to_string(b) + " has length " +
                   std::to_string(batch.lengths[b]) + " in a span of " + std::to_string(span));
-    if (span > config_.max_position_embeddings)
+    if (span > config_.max_sequence_length())
       throw Error("forward: sequence " + std::to_string(b) + " spans " + std::to_string(span) +
-                  " tokens, max_position_embeddings is " +
-                  std::to_string(config_.max_position_embeddings));
+                  " tokens, max_position_embeddings is " + std::to_string(config_.max_position_embeddings) +
+                  (config_.position_offset() ? " (positions from " + std::to_string(config_.position_offset()) + ")"
+                                             : ""));
   }
   for (int t = 0; t < T; ++t) {
     if (batch.input_ids[t] < 0 || batch.input_ids[t] >= config_.vocab_size)
       throw Error("forward: token id " + std::to_string(batch.input_ids[t]) + " at row " +
                   std::to_string(t) + " is outside the vocabulary (" +
                   std::to_string(config_.vocab_size) + ")");
-    if (!batch.token_type_ids.empty() &&
+    if (!batch.token_type_ids.empty() && config_.reads_token_types() &&
         (batch.token_type_ids[t] < 0 || batch.token_type_ids[t] >= config_.type_vocab_size))
       throw Error("forward: token_type_id " + std::to_string(batch.token_type_ids[t]) +
                   " at row " + std::to_string(t) + " is outside type_vocab_size");
@@ -225,7 +226,9 @@ void BertModel::prepare(const Batch& batch, bool train) {
   B_ = B;
   train_ = train;
   ids_ = batch.input_ids;
-  types_ = batch.token_type_ids.empty() ? std::vector<int32_t>(T, 0) : batch.token_type_ids;
+  // RoBERTa's one token type and DistilBERT's none: type 0 throughout (DistilBERT reads none).
+  const bool types = !batch.token_type_ids.empty() && config_.reads_token_types();
+  types_ = types ? batch.token_type_ids : std::vector<int32_t>(T, 0);
   offsets_ = batch.offsets;
   lengths_ = batch.lengths;
   labels_ = batch.labels;
@@ -241,9 +244,13 @@ void BertModel::prepare(const Batch& batch, bool train) {
   prob_offsets_.assign(B + 1, 0);
   const int nh = config_.num_attention_heads;
   int longest = 0;
+  // RoBERTa: pad_token_id + 1 + i over the real tokens, pad_token_id on pad rows (HF's
+  // create_position_ids_from_input_ids); else i.
+  const int first = config_.position_offset();
+  const bool roberta = config_.roberta_like();
   for (int b = 0; b < B; ++b) {
     int o = offsets_[b], span = offsets_[b + 1] - o;
-    for (int i = 0; i < span; ++i) positions_[o + i] = i;
+    for (int i = 0; i < span; ++i) positions_[o + i] = !roberta || i < lengths_[b] ? first + i : config_.pad_token_id;
     prob_offsets_[b + 1] = prob_offsets_[b] + int64_t(nh) * span * span;
     longest = std::max(longest, span);
   }
@@ -329,10 +336,14 @@ void BertModel::layout_arena(bool train) {
   sizes.B = B;
   sizes.T = T;
   sizes.R = static_cast<int>(logit_rows);
+  // E: the embeddings' width (ELECTRA's embedding_size; else H). d_s_ and d_y_ hold rows of
+  // either width.
+  const size_t E = config_.embedding_width(), TE = size_t(T) * E, TW = size_t(T) * std::max(H, E);
   ArenaPlan plan;
-  plan.take(&emb_sum_, TH);
+  plan.take(&emb_sum_, TE);
   plan.take(&emb_mean_, T);
   plan.take(&emb_rstd_, T);
+  if (p_.project_w) plan.take(&emb_ln_, TE);
   plan.take(&emb_out_, TH);
   // Eval keeps two layers of activations and alternates: layer l only reads
   // layer l-1's output.
@@ -365,8 +376,8 @@ void BertModel::layout_arena(bool train) {
   plan.take(&ce_probs_, logit_rows * C);
   if (train) {
     plan.take(&d_x_, TH);
-    plan.take(&d_s_, TH);
-    plan.take(&d_y_, TH);
+    plan.take(&d_s_, TW);
+    plan.take(&d_y_, TW);
     plan.take(&d_ctx_, TH);
     plan.take(&d_qkv_, 3 * TH);
     plan.take(&d_ffn_, TI);
@@ -438,16 +449,18 @@ float BertModel::forward(const Batch& batch, bool train, double* loss_sink) {
   return loss;
 }
 
-// BertEmbeddings: LayerNorm(word + position + token_type), dropout.
+// BertEmbeddings: LayerNorm(word + position [+ token_type]), dropout, of width E; ELECTRA's
+// then projected to H (embeddings_project), elsewhere E = H and that is the output.
 void BertModel::embeddings_forward() {
   PHASE("fwd embeddings+layernorm");
-  const int T = T_, H = config_.hidden_size;
-  k::embeddings_forward(device_, emb_sum_, batch_.ids, batch_.positions, batch_.types, p_.word,  // (T, H)
-                        p_.position, p_.token_type, T, H);
-  k::layernorm_forward(device_, emb_out_, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, H,
+  const int T = T_, H = config_.hidden_size, E = config_.embedding_width();
+  float* ln_out = p_.project_w ? emb_ln_ : emb_out_;  // (T, E)
+  k::embeddings_forward(device_, emb_sum_, batch_.ids, batch_.positions, batch_.types, p_.word,  // (T, E)
+                        p_.position, p_.token_type, T, E);
+  k::layernorm_forward(device_, ln_out, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, E,
                        config_.layer_norm_eps);
-  k::dropout_forward(device_, emb_out_, emb_out_, size_t(T) * H,
-                     dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+  k::dropout_forward(device_, ln_out, ln_out, size_t(T) * E, dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+  if (p_.project_w) k::linear_forward(device_, emb_out_, emb_ln_, p_.project_w, p_.project_b, T, E, H);  // (T, H)
 }
 
 // BertLayer, post-LN:
@@ -786,13 +799,18 @@ void BertModel::last_layer_cls_backward(int l) {
 
 void BertModel::embeddings_backward() {
   PHASE("bwd embeddings+layernorm");
-  const int T = T_, H = config_.hidden_size;
-  k::dropout_backward(device_, d_x_, d_x_, size_t(T) * H,
+  const int T = T_, H = config_.hidden_size, E = config_.embedding_width();
+  float* d_ln_out = d_x_;  // (T, E) d loss / d (the LayerNorm's output after dropout)
+  if (p_.project_w) {
+    k::linear_backward(device_, d_y_, g_.project_w, g_.project_b, d_x_, emb_ln_, p_.project_w, T, E, H);
+    d_ln_out = d_y_;
+  }
+  k::dropout_backward(device_, d_ln_out, d_ln_out, size_t(T) * E,
                       dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
-  k::layernorm_backward(device_, d_s_, g_.emb_ln_g, g_.emb_ln_b, d_x_, emb_sum_, emb_mean_, emb_rstd_,
-                        p_.emb_ln_g, T, H);
+  k::layernorm_backward(device_, d_s_, g_.emb_ln_g, g_.emb_ln_b, d_ln_out, emb_sum_, emb_mean_, emb_rstd_,
+                        p_.emb_ln_g, T, E);
   k::embeddings_backward(device_, g_.word, g_.position, g_.token_type, d_s_, batch_.ids,
-                         batch_.positions, batch_.types, T, H);
+                         batch_.positions, batch_.types, T, E);
 }
 
 }  // namespace bertune::model

@@ -244,10 +244,11 @@ class BertModel {
   // columns (the head's num_classes), R logit rows (B, or a per-token head's
   // head_rows_). The head's own activations are the head's (model/heads.h).
   kernels::DeviceBuffer<float> arena_;
-  float* emb_sum_;   // (T, H) word + position + token_type: LayerNorm's input
+  float* emb_sum_;   // (T, E) word + position [+ token_type]: LayerNorm's input (E = embedding width)
   float* emb_mean_;  // (T)
   float* emb_rstd_;  // (T)
-  float* emb_out_;   // (T, H) embeddings output after dropout: layer 0's input
+  float* emb_ln_ = nullptr;  // (T, E) LayerNorm output after dropout, when projected (ELECTRA)
+  float* emb_out_;   // (T, H) embeddings output (after dropout, or the projection): layer 0's input
   std::vector<LayerActs> acts_;
   // The current layer's, not kept: backward recomputes ffn_act_.
   float* dense_out_;  // (T, H) ctx W_o + b_o, then GELU(ffn_pre) W_2 + b_2
@@ -260,8 +261,8 @@ class BertModel {
   int logit_rows_ = 0, logit_cols_ = 0;
   // Gradients of activations (training only), reused layer after layer.
   float* d_x_;       // (T, H) d loss / d (current layer's output), then its input
-  float* d_s_;       // (T, H) d loss / d (a LayerNorm's input)
-  float* d_y_;       // (T, H) d loss / d (a dense output before dropout)
+  float* d_s_;       // (T, max(H, E)) d loss / d (a LayerNorm's input)
+  float* d_y_;       // (T, max(H, E)) d loss / d (a dense output before dropout)
   float* d_ctx_;     // (T, H) d loss / d ctx
   float* d_qkv_;     // (T, 3H) d loss / d qkv
   float* d_ffn_;     // (T, I) d loss / d ffn_act, then d ffn_pre

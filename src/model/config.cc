@@ -6,6 +6,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 
 #include "io/atomic_file.h"
 #include "io/json_error.h"
@@ -109,11 +110,109 @@ void check_size_limits(const BertConfig& c, const std::string& source) {
                 std::to_string(memory >> 20) + " MiB)");
 }
 
+constexpr EnumNames<Family, 5> kFamilyNames{{{{Family::Bert, "bert"},
+                                             {Family::Roberta, "roberta"},
+                                             {Family::XlmRoberta, "xlm-roberta"},
+                                             {Family::Electra, "electra"},
+                                             {Family::DistilBert, "distilbert"}}}};
+
+// DistilBertConfig's names of BERT's fields (HF maps hidden_size to dim, and so on).
+constexpr std::pair<const char*, const char*> kDistilBertFields[] = {
+    {"hidden_size", "dim"},
+    {"num_hidden_layers", "n_layers"},
+    {"num_attention_heads", "n_heads"},
+    {"intermediate_size", "hidden_dim"},
+    {"hidden_act", "activation"},
+    {"hidden_dropout_prob", "dropout"},
+    {"attention_probs_dropout_prob", "attention_dropout"},
+    {"classifier_dropout", "seq_classif_dropout"}};
+
+// The config.json name of BERT's field `key` in family f.
+const char* field_name(Family f, const char* key) {
+  if (f == Family::DistilBert)
+    for (const auto& [bert, own] : kDistilBertFields)
+      if (std::string_view(key) == bert) return own;
+  return key;
+}
+
+// The values from_json read, each within what the model computes; `rest`: the fields it kept
+// verbatim (position_embedding_type, sinusoidal_pos_embds). Errors name the family's field.
+void check_values(const BertConfig& c, const json& rest, const std::string& source) {
+  const Family f = c.family;
+  auto F = [f](const char* key) { return field_name(f, key); };
+  if (c.hidden_act != "gelu")
+    throw Error(source + ": " + F("hidden_act") + " '" + c.hidden_act + "' is not supported (only 'gelu')");
+  require_positive(c.vocab_size, "vocab_size", source);
+  require_positive(c.hidden_size, F("hidden_size"), source);
+  require_positive(c.num_attention_heads, F("num_attention_heads"), source);
+  require_positive(c.intermediate_size, F("intermediate_size"), source);
+  require_positive(c.max_position_embeddings, "max_position_embeddings", source);
+  if (f != Family::DistilBert) require_positive(c.type_vocab_size, "type_vocab_size", source);
+  if (f == Family::Electra) require_positive(c.embedding_size, "embedding_size", source);
+  if (c.num_hidden_layers < 0)
+    throw Error(source + ": field '" + F("num_hidden_layers") + "' is " + std::to_string(c.num_hidden_layers) +
+                "; it must be >= 0");
+  if (c.hidden_size % c.num_attention_heads)
+    throw Error(source + ": " + F("hidden_size") + " " + std::to_string(c.hidden_size) +
+                " is not a positive multiple of " + F("num_attention_heads") + " " +
+                std::to_string(c.num_attention_heads));
+  if (c.max_sequence_length() <= 0)
+    throw Error(source + ": max_position_embeddings " + std::to_string(c.max_position_embeddings) +
+                " leaves no position for a token (RoBERTa's positions start at pad_token_id + 1 = " +
+                std::to_string(c.position_offset()) + ")");
+  if (auto sin = rest.find("sinusoidal_pos_embds"); f == Family::DistilBert && sin != rest.end() && *sin == true)
+    throw Error(source + ": sinusoidal_pos_embds true is not supported (only learned position embeddings)");
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw Error(source + ": field 'pad_token_id' is " + std::to_string(c.pad_token_id) + ", outside [0, vocab_size " +
+                std::to_string(c.vocab_size) + ")");
+  if (!(c.layer_norm_eps > 0.f) || !std::isfinite(c.layer_norm_eps))
+    throw Error(source + ": field 'layer_norm_eps' is " + std::to_string(c.layer_norm_eps) +
+                "; it must be a positive number (every LayerNorm would divide by zero or a negative)");
+  if (!(c.initializer_range >= 0.f) || !std::isfinite(c.initializer_range))
+    throw Error(source + ": field 'initializer_range' is " + std::to_string(c.initializer_range) + "; it must be >= 0");
+  require_probability(c.hidden_dropout_prob, F("hidden_dropout_prob"), source);
+  require_probability(c.attention_probs_dropout_prob, F("attention_probs_dropout_prob"), source);
+  if (c.classifier_dropout >= 0.f) require_probability(c.classifier_dropout, F("classifier_dropout"), source);
+  check_size_limits(c, source);
+  if (auto pe = rest.find("position_embedding_type");
+      pe != rest.end() && pe->is_string() && *pe != "absolute")
+    throw Error(source + ": position_embedding_type '" + pe->get<std::string>() +
+                "' is not supported (only 'absolute')");
+}
+
 constexpr EnumNames<ProblemType, 3> kProblemTypeNames{{{{ProblemType::Regression, "regression"},
                                                       {ProblemType::SingleLabel, "single_label_classification"},
                                                       {ProblemType::MultiLabel, "multi_label_classification"}}}};
 
 }  // namespace
+
+Family parse_family(const std::string& model_type) {
+  try {
+    return kFamilyNames.parse(model_type);
+  } catch (const Error&) {
+    std::string list;
+    for (const auto& [family, name] : kFamilyNames.entries) list += (list.empty() ? "" : ", ") + std::string(name);
+    throw Error("model_type \"" + model_type + "\" is not supported (supported: " + list + ")");
+  }
+}
+
+const char* family_model_type(Family f) { return kFamilyNames.name(f); }
+
+std::string BertConfig::classifier_architecture(bool per_token) const {
+  const char* head = per_token ? "ForTokenClassification" : "ForSequenceClassification";
+  switch (family) {
+    case Family::Roberta: return std::string("Roberta") + head;
+    case Family::XlmRoberta: return std::string("XLMRoberta") + head;
+    case Family::Electra: return std::string("Electra") + head;
+    case Family::DistilBert: return std::string("DistilBert") + head;
+    case Family::Bert: break;
+  }
+  return std::string("Bert") + head;
+}
+
+bool BertConfig::is_token_classifier() const {
+  return architectures.size() == 1 && architectures[0].ends_with("ForTokenClassification");
+}
 
 ProblemType parse_problem_type(const std::string& name) { return kProblemTypeNames.parse(name); }
 
@@ -127,30 +226,50 @@ void BertConfig::set_num_labels(int n) {
 long long BertConfig::non_embedding_parameters() const {
   long long h = hidden_size, f = intermediate_size;
   long long layer = 4 * (h * h + h) + 2 * (h * f) + f + h + 4 * h;  // attn, ffn, 2 LayerNorms
-  long long n = num_labels();
+  long long n = num_labels(), e = embedding_width();
   // As HF's num_parameters(exclude_embeddings=True): only nn.Embedding tables
-  // are left out, so the embedding LayerNorm, pooler and classifier count.
-  return layer * num_hidden_layers + 2 * h + (h * h + h) + (h * n + n);
+  // are left out, so the embedding LayerNorm (and ELECTRA's projection), the pooler
+  // (or the head's dense) and the classifier count.
+  const long long project = e != h ? e * h + h : 0;
+  return layer * num_hidden_layers + 2 * e + project + (h * h + h) + (h * n + n);
 }
 
 BertConfig BertConfig::from_json(const json& in, const std::string& source) {
   if (!in.is_object()) throw Error(source + ": expected a JSON object");
   json j = in;
   BertConfig c;
+  if (auto mt = j.find("model_type"); mt != j.end()) {
+    if (!mt->is_string()) throw Error(source + ": model_type " + shown(*mt) + " is not supported");
+    try {
+      c.family = parse_family(mt->get<std::string>());
+    } catch (const Error& e) {
+      throw Error(source + ": " + e.what());
+    }
+    j.erase(mt);  // to_json writes it back
+  }
+  // HF's defaults where they differ from BERT's: DistilBertConfig's 6 layers and
+  // seq_classif_dropout 0.2, ElectraConfig's embedding_size 128.
+  const Family f = c.family;
+  if (f == Family::DistilBert) c.num_hidden_layers = 6, c.classifier_dropout = 0.2f, c.type_vocab_size = 0;
+  if (f == Family::Electra) c.embedding_size = 128;
+  auto F = [f](const char* key) { return field_name(f, key); };
   take(j, "vocab_size", c.vocab_size, source);
-  take(j, "hidden_size", c.hidden_size, source);
-  take(j, "num_hidden_layers", c.num_hidden_layers, source);
-  take(j, "num_attention_heads", c.num_attention_heads, source);
-  take(j, "intermediate_size", c.intermediate_size, source);
-  take(j, "hidden_act", c.hidden_act, source);
-  take(j, "hidden_dropout_prob", c.hidden_dropout_prob, source);
-  take(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, source);
+  take(j, F("hidden_size"), c.hidden_size, source);
+  take(j, F("num_hidden_layers"), c.num_hidden_layers, source);
+  take(j, F("num_attention_heads"), c.num_attention_heads, source);
+  take(j, F("intermediate_size"), c.intermediate_size, source);
+  take(j, F("hidden_act"), c.hidden_act, source);
+  take(j, F("hidden_dropout_prob"), c.hidden_dropout_prob, source);
+  take(j, F("attention_probs_dropout_prob"), c.attention_probs_dropout_prob, source);
   take(j, "max_position_embeddings", c.max_position_embeddings, source);
-  take(j, "type_vocab_size", c.type_vocab_size, source);
+  if (f != Family::DistilBert) {  // DistilBERT: no token types, LayerNorm eps 1e-12 fixed
+    take(j, "type_vocab_size", c.type_vocab_size, source);
+    take(j, "layer_norm_eps", c.layer_norm_eps, source);
+  }
+  if (f == Family::Electra) take(j, "embedding_size", c.embedding_size, source);
   take(j, "initializer_range", c.initializer_range, source);
-  take(j, "layer_norm_eps", c.layer_norm_eps, source);
   take(j, "pad_token_id", c.pad_token_id, source);
-  take(j, "classifier_dropout", c.classifier_dropout, source);
+  take(j, F("classifier_dropout"), c.classifier_dropout, source);
   take(j, "architectures", c.architectures, source);
   std::string problem;
   take(j, "problem_type", problem, source);
@@ -160,11 +279,6 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
     } catch (const Error& e) {
       throw Error(source + ": field 'problem_type' " + e.what());
     }
-  }
-  if (auto mt = j.find("model_type"); mt != j.end()) {
-    if (!mt->is_string() || *mt != "bert")
-      throw Error(source + ": model_type " + shown(*mt) + " is not supported (only \"bert\")");
-    j.erase(mt);  // to_json writes it back
   }
   if (auto it = j.find("id2label"); it != j.end()) {
     if (!it->is_object()) throw Error(source + ": field 'id2label' must be an object");
@@ -203,36 +317,7 @@ BertConfig BertConfig::from_json(const json& in, const std::string& source) {
   }
   j.erase("num_labels");
 
-  if (c.hidden_act != "gelu")
-    throw Error(source + ": hidden_act '" + c.hidden_act + "' is not supported (only 'gelu')");
-  require_positive(c.vocab_size, "vocab_size", source);
-  require_positive(c.hidden_size, "hidden_size", source);
-  require_positive(c.num_attention_heads, "num_attention_heads", source);
-  require_positive(c.intermediate_size, "intermediate_size", source);
-  require_positive(c.max_position_embeddings, "max_position_embeddings", source);
-  require_positive(c.type_vocab_size, "type_vocab_size", source);
-  if (c.num_hidden_layers < 0)
-    throw Error(source + ": field 'num_hidden_layers' is " + std::to_string(c.num_hidden_layers) + "; it must be >= 0");
-  if (c.hidden_size % c.num_attention_heads)
-    throw Error(source + ": hidden_size " + std::to_string(c.hidden_size) +
-                " is not a positive multiple of num_attention_heads " +
-                std::to_string(c.num_attention_heads));
-  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
-    throw Error(source + ": field 'pad_token_id' is " + std::to_string(c.pad_token_id) + ", outside [0, vocab_size " +
-                std::to_string(c.vocab_size) + ")");
-  if (!(c.layer_norm_eps > 0.f) || !std::isfinite(c.layer_norm_eps))
-    throw Error(source + ": field 'layer_norm_eps' is " + std::to_string(c.layer_norm_eps) +
-                "; it must be a positive number (every LayerNorm would divide by zero or a negative)");
-  if (!(c.initializer_range >= 0.f) || !std::isfinite(c.initializer_range))
-    throw Error(source + ": field 'initializer_range' is " + std::to_string(c.initializer_range) + "; it must be >= 0");
-  require_probability(c.hidden_dropout_prob, "hidden_dropout_prob", source);
-  require_probability(c.attention_probs_dropout_prob, "attention_probs_dropout_prob", source);
-  if (c.classifier_dropout >= 0.f) require_probability(c.classifier_dropout, "classifier_dropout", source);
-  check_size_limits(c, source);
-  if (auto pe = j.find("position_embedding_type");
-      pe != j.end() && pe->is_string() && *pe != "absolute")
-    throw Error(source + ": position_embedding_type '" + pe->get<std::string>() +
-                "' is not supported (only 'absolute')");
+  check_values(c, j, source);
   c.extra = std::move(j);
   return c;
 }
@@ -259,21 +344,25 @@ static double as_written(float f) {
 
 json BertConfig::to_json() const {
   json j = extra;
-  j["model_type"] = "bert";
+  auto F = [this](const char* key) { return field_name(family, key); };
+  j["model_type"] = family_model_type(family);
   j["vocab_size"] = vocab_size;
-  j["hidden_size"] = hidden_size;
-  j["num_hidden_layers"] = num_hidden_layers;
-  j["num_attention_heads"] = num_attention_heads;
-  j["intermediate_size"] = intermediate_size;
-  j["hidden_act"] = hidden_act;
-  j["hidden_dropout_prob"] = as_written(hidden_dropout_prob);
-  j["attention_probs_dropout_prob"] = as_written(attention_probs_dropout_prob);
+  j[F("hidden_size")] = hidden_size;
+  j[F("num_hidden_layers")] = num_hidden_layers;
+  j[F("num_attention_heads")] = num_attention_heads;
+  j[F("intermediate_size")] = intermediate_size;
+  j[F("hidden_act")] = hidden_act;
+  j[F("hidden_dropout_prob")] = as_written(hidden_dropout_prob);
+  j[F("attention_probs_dropout_prob")] = as_written(attention_probs_dropout_prob);
   j["max_position_embeddings"] = max_position_embeddings;
-  j["type_vocab_size"] = type_vocab_size;
+  if (family != Family::DistilBert) {
+    j["type_vocab_size"] = type_vocab_size;
+    j["layer_norm_eps"] = as_written(layer_norm_eps);
+  }
+  if (family == Family::Electra) j["embedding_size"] = embedding_width();
   j["initializer_range"] = as_written(initializer_range);
-  j["layer_norm_eps"] = as_written(layer_norm_eps);
   j["pad_token_id"] = pad_token_id;
-  j["classifier_dropout"] = classifier_dropout < 0 ? json(nullptr) : json(as_written(classifier_dropout));
+  j[F("classifier_dropout")] = classifier_dropout < 0 ? json(nullptr) : json(as_written(classifier_dropout));
   if (!architectures.empty()) j["architectures"] = architectures;
   json id2 = json::object(), l2i = json::object();
   int n = num_labels();
@@ -303,9 +392,14 @@ void BertConfig::save(const fs::path& path) const {
 }
 
 void require_max_length_fits(int max_length, const BertConfig& config, const std::string& where) {
-  if (max_length <= config.max_position_embeddings) return;
+  if (max_length <= config.max_sequence_length()) return;
+  const std::string tail = where.empty() ? "" : ", " + where;
+  if (config.position_offset() > 0)
+    throw Error("--max-length " + std::to_string(max_length) + " exceeds the model's longest sequence (" +
+                std::to_string(config.max_sequence_length()) + " = max_position_embeddings " +
+                std::to_string(config.max_position_embeddings) + " - pad_token_id - 1" + tail + ")");
   throw Error("--max-length " + std::to_string(max_length) + " exceeds the model's max_position_embeddings (" +
-              std::to_string(config.max_position_embeddings) + (where.empty() ? "" : ", " + where) + ")");
+              std::to_string(config.max_position_embeddings) + tail + ")");
 }
 
 }  // namespace bertune::model

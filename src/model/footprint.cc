@@ -30,14 +30,17 @@ uint64_t activation_bytes(const BertConfig& config, Task task, const BatchShape&
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   if (shape.sequences > kMax || shape.rows > kMax || shape.logit_rows > kMax || shape.sequences < 0 || shape.rows < 0)
     return std::numeric_limits<uint64_t>::max();
-  const std::unique_ptr<Head> head = make_head(task);
+  const std::unique_ptr<Head> head = make_head(task, config);
   const size_t B = shape.sequences, T = shape.rows, P = shape.prob_entries, R = shape.logit_rows;
   const size_t H = config.hidden_size, I = config.intermediate_size, TH = T * H, TI = T * I;
   const int L = config.num_hidden_layers;
   const size_t C = head->num_classes(config);
   float* view = nullptr;  // never placed: the plan only adds up
+  const size_t E = config.embedding_width(), TE = T * E, TW = T * std::max(H, E);
   ArenaPlan plan;
-  for (size_t n : {TH, T, T, TH}) plan.take(&view, n);  // embeddings
+  for (size_t n : {TE, T, T}) plan.take(&view, n);  // embeddings: sum, mean, rstd
+  if (E != H) plan.take(&view, TE);                // the LayerNorm's output, projected (ELECTRA)
+  plan.take(&view, TH);                            // the embeddings' output
   const int sets = train ? L : std::min(L, 2);
   for (int i = 0; i < sets; ++i) {
     const bool cls = train && cls_rows_compact && i == L - 1;
@@ -60,7 +63,7 @@ uint64_t activation_bytes(const BertConfig& config, Task task, const BatchShape&
   plan.take(&view, R * C);  // logits
   plan.take(&view, R * C);  // ce_probs
   if (train) {  // d_x, d_s, d_y, d_ctx, d_qkv, d_ffn, d_logits
-    for (size_t n : {TH, TH, TH, TH, 3 * TH, TI, R * C}) plan.take(&view, n);
+    for (size_t n : {TH, TW, TW, TH, 3 * TH, TI, R * C}) plan.take(&view, n);
     head->plan_gradients(plan, sizes);
   }
   return static_cast<uint64_t>(plan.total()) * sizeof(float);

@@ -10,16 +10,17 @@ namespace k = bertune::kernels;
 namespace {
 
 constexpr uint64_t kSiteClassifier = 1000000;  // dropout site of the pooled [CLS] rows
+constexpr uint64_t kSiteClassifierInput = 1000001;  // ... and of the [CLS] rows before the dense
 
 // n floats each, in order.
 void take_each(ArenaPlan& plan, std::initializer_list<float**> views, size_t n) {
   for (float** view : views) plan.take(view, n);
 }
 
-// HF's classifier_dropout, or hidden_dropout_prob when it is null.
-k::Dropout classifier_dropout(const HeadPass& pass) {
+// HF's classifier_dropout (DistilBERT's seq_classif_dropout), or hidden_dropout_prob when it is null.
+k::Dropout classifier_dropout(const HeadPass& pass, uint64_t site = kSiteClassifier) {
   const BertConfig& c = *pass.config;
-  return pass.dropout(kSiteClassifier, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob);
+  return pass.dropout(site, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob);
 }
 
 TensorSpec& add_head_tensor(std::vector<TensorSpec>& specs, std::string name, std::vector<int64_t> shape) {
@@ -32,9 +33,9 @@ TensorSpec& add_head_tensor(std::vector<TensorSpec>& specs, std::string name, st
 
 }  // namespace
 
-std::unique_ptr<Head> make_head(Task task) {
+std::unique_ptr<Head> make_head(Task task, const BertConfig& config) {
   switch (task) {
-    case Task::SequenceClassification: return std::make_unique<SequenceClassificationHead>();
+    case Task::SequenceClassification: return std::make_unique<SequenceClassificationHead>(config);
     case Task::MaskedLM: return std::make_unique<MaskedLMHead>();
     case Task::ReplacedTokenDetection: return std::make_unique<ReplacedTokenHead>();
     case Task::TokenClassification: return std::make_unique<TokenClassificationHead>();
@@ -44,19 +45,31 @@ std::unique_ptr<Head> make_head(Task task) {
 
 // ---------------------------------------------------------------- sequence classification
 
+SequenceClassificationHead::Spec SequenceClassificationHead::spec_of(const BertConfig& config) {
+  using A = Activation;
+  switch (config.family) {
+    case Family::Roberta:
+    case Family::XlmRoberta: return {"classifier.dense", "classifier.out_proj", A::Tanh, true};
+    case Family::Electra: return {"classifier.dense", "classifier.out_proj", A::Gelu, true};
+    case Family::DistilBert: return {"pre_classifier", "classifier", A::Relu, false};
+    case Family::Bert: break;
+  }
+  return {"bert.pooler.dense", "classifier", A::Tanh, false};
+}
+
 void SequenceClassificationHead::append_tensors(const BertConfig& config,
                                                 std::vector<TensorSpec>& specs) const {
   const int64_t H = config.hidden_size, C = config.num_labels();
-  add_head_tensor(specs, "bert.pooler.dense.weight", {H, H});
-  add_head_tensor(specs, "bert.pooler.dense.bias", {H});
-  add_head_tensor(specs, "classifier.weight", {C, H});
-  add_head_tensor(specs, "classifier.bias", {C});
+  add_head_tensor(specs, spec_.dense + ".weight", {H, H});
+  add_head_tensor(specs, spec_.dense + ".bias", {H});
+  add_head_tensor(specs, spec_.out + ".weight", {C, H});
+  add_head_tensor(specs, spec_.out + ".bias", {C});
 }
 
 void SequenceClassificationHead::bind(const FlatView& params, const FlatView& grads) {
-  auto views = [](const FlatView& at) {
-    return Params{at["bert.pooler.dense.weight"], at["bert.pooler.dense.bias"], at["classifier.weight"],
-                  at["classifier.bias"]};
+  auto views = [this](const FlatView& at) {
+    return Params{at[spec_.dense + ".weight"], at[spec_.dense + ".bias"], at[spec_.out + ".weight"],
+                  at[spec_.out + ".bias"]};
   };
   p_ = views(params);
   g_ = views(grads);
@@ -64,7 +77,8 @@ void SequenceClassificationHead::bind(const FlatView& params, const FlatView& gr
 
 void SequenceClassificationHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
   const size_t BH = size_t(pass.B) * pass.config->hidden_size;
-  take_each(plan, {&pooled_in_, &pooled_, &pooled_drop_}, BH);
+  take_each(plan, {&pooled_in_, &pooled_pre_, &pooled_, &pooled_drop_}, BH);
+  if (spec_.dropout_before) plan.take(&dense_in_, BH);
 }
 
 void SequenceClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
@@ -72,19 +86,26 @@ void SequenceClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass&
   take_each(plan, {&d_pooled_, &d_pooled_in_}, BH);
 }
 
-// pooled_in (B, H) -> tanh dense -> dropout -> classifier -> logits (B, C).
+// pooled_in (B, H) -> [dropout ->] dense -> activation -> dropout -> out -> logits (B, C).
 void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
   const BertConfig& config = *pass.config;
   const int B = pass.B, H = config.hidden_size, C = config.num_labels();
+  const size_t BH = size_t(B) * H;
   // The [CLS] rows: rows offsets[0..B) of the last layer's output, or rows 0..B
   // when the last layer ran on the [CLS] rows only.
   if (pass.cls_rows_compact)
-    k::copy_on_device(pass.device, pooled_in_, pass.last, size_t(B) * H * sizeof(float));
+    k::copy_on_device(pass.device, pooled_in_, pass.last, BH * sizeof(float));
   else
     k::gather_rows(pass.device, pooled_in_, pass.last, pass.offsets, B, H);
-  k::linear_forward(pass.device, pooled_, pooled_in_, p_.pool_w, p_.pool_b, B, H, H);
-  k::tanh_forward(pass.device, pooled_, pooled_, size_t(B) * H);
-  k::dropout_forward(pass.device, pooled_drop_, pooled_, size_t(B) * H, classifier_dropout(pass));
+  if (spec_.dropout_before)
+    k::dropout_forward(pass.device, dense_in_, pooled_in_, BH, classifier_dropout(pass, kSiteClassifierInput));
+  k::linear_forward(pass.device, pooled_pre_, dense_input(), p_.pool_w, p_.pool_b, B, H, H);
+  switch (spec_.activation) {
+    case Activation::Tanh: k::tanh_forward(pass.device, pooled_, pooled_pre_, BH); break;
+    case Activation::Gelu: k::gelu_forward(pass.device, pooled_, pooled_pre_, BH); break;
+    case Activation::Relu: k::relu_forward(pass.device, pooled_, pooled_pre_, BH); break;
+  }
+  k::dropout_forward(pass.device, pooled_drop_, pooled_, BH, classifier_dropout(pass));
   k::linear_forward(pass.device, logits, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
 }
 
@@ -92,13 +113,20 @@ void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
 void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
   const BertConfig& config = *pass.config;
   const int B = pass.B, T = pass.T, H = config.hidden_size, C = config.num_labels();
+  const size_t BH = size_t(B) * H;
   k::linear_backward(pass.device, d_pooled_, g_.cls_w, g_.cls_b, d_logits, pooled_drop_, p_.cls_w, B, H, C);
-  k::dropout_backward(pass.device, d_pooled_, d_pooled_, size_t(B) * H, classifier_dropout(pass));
-  k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, size_t(B) * H);
-  k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, pooled_in_, p_.pool_w, B, H,
+  k::dropout_backward(pass.device, d_pooled_, d_pooled_, BH, classifier_dropout(pass));
+  switch (spec_.activation) {  // tanh and ReLU from their output, GELU from its input
+    case Activation::Tanh: k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, BH); break;
+    case Activation::Gelu: k::gelu_backward(pass.device, d_pooled_, d_pooled_, pooled_pre_, BH); break;
+    case Activation::Relu: k::relu_backward(pass.device, d_pooled_, d_pooled_, pooled_, BH); break;
+  }
+  k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, dense_input(), p_.pool_w, B, H,
                      H);
+  if (spec_.dropout_before)
+    k::dropout_backward(pass.device, d_pooled_in_, d_pooled_in_, BH, classifier_dropout(pass, kSiteClassifierInput));
   if (pass.cls_rows_compact)
-    return k::copy_on_device(pass.device, d_last, d_pooled_in_, size_t(B) * H * sizeof(float));
+    return k::copy_on_device(pass.device, d_last, d_pooled_in_, BH * sizeof(float));
   k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
   k::scatter_add_rows(pass.device, d_last, d_pooled_in_, pass.offsets, B, H);
 }

@@ -4,7 +4,7 @@
 // bert_tensor_layout), its views into the flat parameter and gradient buffers,
 // its activations in the model's arena, and a _forward/_backward pair. The
 // model computes the cross-entropy of the logits, whatever the head.
-//   SequenceClassificationHead  BertPooler + classifier on the [CLS] rows (B logit rows)
+//   SequenceClassificationHead  each family's classifier on the [CLS] rows (B logit rows)
 //   MaskedLMHead                BertOnlyMLMHead on the head rows (the labelled tokens)
 //   ReplacedTokenHead           ElectraDiscriminatorPredictions on the head rows
 //   TokenClassificationHead     BertForTokenClassification's dropout + classifier on the head rows
@@ -67,11 +67,25 @@ class Head {
   virtual void backward(const HeadPass& pass, const float* d_logits, float* d_last) = 0;
 };
 
-std::unique_ptr<Head> make_head(Task task);
+std::unique_ptr<Head> make_head(Task task, const BertConfig& config);
 
-// BertPooler (tanh dense on [CLS]) -> dropout -> classifier.
+// Each family's sequence classifier on the [CLS] (<s>) rows: [dropout ->] dense ->
+// activation -> dropout -> out, in HF's names:
+//   BERT        bert.pooler.dense, tanh, dropout, classifier
+//   RoBERTa     dropout, classifier.dense, tanh, dropout, classifier.out_proj
+//   ELECTRA     dropout, classifier.dense, GELU, dropout, classifier.out_proj
+//   DistilBERT  pre_classifier, ReLU, dropout (seq_classif_dropout), classifier
 class SequenceClassificationHead : public Head {
  public:
+  enum class Activation { Tanh, Gelu, Relu };
+  struct Spec {
+    std::string dense, out;  // module names: tensors are + ".weight" / ".bias"
+    Activation activation = Activation::Tanh;
+    bool dropout_before = false;  // dropout on the [CLS] rows before the dense
+  };
+  static Spec spec_of(const BertConfig& config);
+  explicit SequenceClassificationHead(const BertConfig& config) : spec_(spec_of(config)) {}
+
   void append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const override;
   bool per_token() const override { return false; }
   int num_classes(const BertConfig& config) const override { return config.num_labels(); }
@@ -86,12 +100,17 @@ class SequenceClassificationHead : public Head {
   struct Params {
     float *pool_w, *pool_b, *cls_w, *cls_b;
   };
+  const float* dense_input() const { return spec_.dropout_before ? dense_in_ : pooled_in_; }
+
+  Spec spec_;
   Params p_{}, g_{};
   float* pooled_in_ = nullptr;    // (B, H) the [CLS] rows of the last layer
-  float* pooled_ = nullptr;       // (B, H) tanh(pooled_in W_p + b_p)
-  float* pooled_drop_ = nullptr;  // (B, H) dropout(pooled): the classifier's input
-  float* d_pooled_ = nullptr;     // (B, H) d loss / d pooled_drop, then d pooled
-  float* d_pooled_in_ = nullptr;  // (B, H) d loss / d pooled_in
+  float* dense_in_ = nullptr;     // (B, H) dropout(pooled_in) (spec_.dropout_before only)
+  float* pooled_pre_ = nullptr;   // (B, H) dense_input W_p + b_p: the activation's input
+  float* pooled_ = nullptr;       // (B, H) activation(pooled_pre)
+  float* pooled_drop_ = nullptr;  // (B, H) dropout(pooled): the output projection's input
+  float* d_pooled_ = nullptr;     // (B, H) d loss / d pooled_drop, then d pooled, then d pooled_pre
+  float* d_pooled_in_ = nullptr;  // (B, H) d loss / d dense_input, then d pooled_in
 };
 
 // A head that computes R rows of the last layer, each on its own: the labelled ones (the

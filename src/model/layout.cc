@@ -29,9 +29,42 @@ size_t aligned(size_t floats) { return (floats + 15) / 16 * 16; }  // 64 bytes
 
 // ---------------------------------------------------------------- tensors
 
+EncoderNames encoder_names(const BertConfig& config) {
+  EncoderNames n;
+  const bool distil = config.family == Family::DistilBert;
+  const std::string base = config.family == Family::Bert       ? "bert."
+                           : config.roberta_like()              ? "roberta."
+                           : config.family == Family::Electra   ? "electra."
+                                                                : "distilbert.";
+  n.word = base + "embeddings.word_embeddings";
+  n.position = base + "embeddings.position_embeddings";
+  if (!distil) n.token_type = base + "embeddings.token_type_embeddings";
+  n.embedding_layernorm = base + "embeddings.LayerNorm";
+  if (config.embedding_width() != config.hidden_size) n.project = base + "embeddings_project";
+  n.layer_prefix = base + (distil ? "transformer.layer." : "encoder.layer.");
+  if (distil) {
+    n.query = "attention.q_lin", n.key = "attention.k_lin", n.value = "attention.v_lin";
+    n.attn_out = "attention.out_lin", n.ln1 = "sa_layer_norm";
+    n.ffn_in = "ffn.lin1", n.ffn_out = "ffn.lin2", n.ln2 = "output_layer_norm";
+  } else {
+    n.query = "attention.self.query", n.key = "attention.self.key", n.value = "attention.self.value";
+    n.attn_out = "attention.output.dense", n.ln1 = "attention.output.LayerNorm";
+    n.ffn_in = "intermediate.dense", n.ffn_out = "output.dense", n.ln2 = "output.LayerNorm";
+  }
+  return n;
+}
+
+bool is_layernorm_tensor(const std::string& name) {
+  return name.find("LayerNorm.") != std::string::npos || name.find("layer_norm.") != std::string::npos;
+}
+
 std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) {
+  if (config.family != Family::Bert && task != Task::SequenceClassification)
+    throw Error(std::string("model_type \"") + family_model_type(config.family) +
+                "\": only sequence classification is supported (pretraining objectives need a BERT model)");
   const int64_t V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size;
-  const int64_t P = config.max_position_embeddings, TT = config.type_vocab_size;
+  const int64_t P = config.max_position_embeddings, TT = config.type_vocab_size, E = config.embedding_width();
+  const EncoderNames n = encoder_names(config);
   std::vector<TensorSpec> specs;
   auto add = [&](std::string name, std::vector<int64_t> shape) -> TensorSpec& {
     TensorSpec& spec = specs.emplace_back();
@@ -39,31 +72,35 @@ std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) 
     spec.shape = std::move(shape);
     return spec;
   };
-  add("bert.embeddings.word_embeddings.weight", {V, H});
-  add("bert.embeddings.position_embeddings.weight", {P, H});
-  add("bert.embeddings.token_type_embeddings.weight", {TT, H});
-  add("bert.embeddings.LayerNorm.weight", {H});
-  add("bert.embeddings.LayerNorm.bias", {H});
-  for (int l = 0; l < config.num_hidden_layers; ++l) {
-    std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
-    add(pre + "attention.self.query.weight", {H, H});
-    add(pre + "attention.self.key.weight", {H, H}).follows_previous = true;
-    add(pre + "attention.self.value.weight", {H, H}).follows_previous = true;
-    add(pre + "attention.self.query.bias", {H});
-    add(pre + "attention.self.key.bias", {H}).follows_previous = true;
-    add(pre + "attention.self.value.bias", {H}).follows_previous = true;
-    add(pre + "attention.output.dense.weight", {H, H});
-    add(pre + "attention.output.dense.bias", {H});
-    add(pre + "attention.output.LayerNorm.weight", {H});
-    add(pre + "attention.output.LayerNorm.bias", {H});
-    add(pre + "intermediate.dense.weight", {I, H});
-    add(pre + "intermediate.dense.bias", {I});
-    add(pre + "output.dense.weight", {H, I});
-    add(pre + "output.dense.bias", {H});
-    add(pre + "output.LayerNorm.weight", {H});
-    add(pre + "output.LayerNorm.bias", {H});
+  add(n.word + ".weight", {V, E});
+  add(n.position + ".weight", {P, E});
+  if (!n.token_type.empty()) add(n.token_type + ".weight", {TT, E});
+  add(n.embedding_layernorm + ".weight", {E});
+  add(n.embedding_layernorm + ".bias", {E});
+  if (!n.project.empty()) {
+    add(n.project + ".weight", {H, E});
+    add(n.project + ".bias", {H});
   }
-  make_head(task)->append_tensors(config, specs);
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string pre = n.layer(l);
+    add(pre + n.query + ".weight", {H, H});
+    add(pre + n.key + ".weight", {H, H}).follows_previous = true;
+    add(pre + n.value + ".weight", {H, H}).follows_previous = true;
+    add(pre + n.query + ".bias", {H});
+    add(pre + n.key + ".bias", {H}).follows_previous = true;
+    add(pre + n.value + ".bias", {H}).follows_previous = true;
+    add(pre + n.attn_out + ".weight", {H, H});
+    add(pre + n.attn_out + ".bias", {H});
+    add(pre + n.ln1 + ".weight", {H});
+    add(pre + n.ln1 + ".bias", {H});
+    add(pre + n.ffn_in + ".weight", {I, H});
+    add(pre + n.ffn_in + ".bias", {I});
+    add(pre + n.ffn_out + ".weight", {H, I});
+    add(pre + n.ffn_out + ".bias", {H});
+    add(pre + n.ln2 + ".weight", {H});
+    add(pre + n.ln2 + ".bias", {H});
+  }
+  make_head(task, config)->append_tensors(config, specs);
   return specs;
 }
 
@@ -87,8 +124,7 @@ std::vector<ParamInfo> flat_param_layout(const BertConfig& config, Task task, si
     p.numel = 1;
     for (auto d : p.shape) p.numel *= static_cast<size_t>(d);
     p.offset = offset;
-    p.decay = p.name.find("bias") == std::string::npos &&
-              p.name.find("LayerNorm.weight") == std::string::npos;
+    p.decay = p.name.find("bias") == std::string::npos && !is_layernorm_tensor(p.name);
     p.head = spec.head;
     offset += p.numel;
     info.push_back(std::move(p));
@@ -104,7 +140,7 @@ const ParamInfo& find_param(const std::vector<ParamInfo>& info, const std::strin
 }
 
 void init_param_values(const BertConfig& config, const ParamInfo& p, uint64_t seed, float* x) {
-  bool is_layernorm = p.name.find("LayerNorm") != std::string::npos;
+  bool is_layernorm = is_layernorm_tensor(p.name);
   bool is_bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
   if (is_layernorm) {
     std::fill(x, x + p.numel, is_bias ? 0.f : 1.f);
@@ -124,36 +160,44 @@ void init_param_values(const BertConfig& config, const ParamInfo& p, uint64_t se
     x[i] = static_cast<float>(stddev * r * std::cos(a));
     if (i + 1 < p.numel) x[i + 1] = static_cast<float>(stddev * r * std::sin(a));
   }
-  if (p.name == "bert.embeddings.word_embeddings.weight") {
-    int pad = config.pad_token_id;
-    if (pad >= 0 && pad < config.vocab_size)
-      std::fill(x + size_t(pad) * config.hidden_size, x + size_t(pad + 1) * config.hidden_size, 0.f);
-  }
+  // nn.Embedding(padding_idx=pad_token_id): word embeddings, and RoBERTa's positions too.
+  const EncoderNames n = encoder_names(config);
+  const bool padded_table = p.name == n.word + ".weight" || (config.roberta_like() && p.name == n.position + ".weight");
+  const int64_t pad = config.pad_token_id, width = p.shape.size() == 2 ? p.shape[1] : 0;
+  if (padded_table && pad >= 0 && pad < p.shape[0])
+    std::fill(x + size_t(pad) * width, x + size_t(pad + 1) * width, 0.f);
 }
 
 // Found by HF name, so that only bert_tensor_layout knows the order.
 EncoderParams encoder_views(const BertConfig& config, const FlatView& at) {
+  const EncoderNames n = encoder_names(config);
   EncoderParams p;
-  p.word = at["bert.embeddings.word_embeddings.weight"];
-  p.position = at["bert.embeddings.position_embeddings.weight"];
-  p.token_type = at["bert.embeddings.token_type_embeddings.weight"];
-  p.emb_ln_g = at["bert.embeddings.LayerNorm.weight"];
-  p.emb_ln_b = at["bert.embeddings.LayerNorm.bias"];
+  p.word = at[n.word + ".weight"];
+  p.position = at[n.position + ".weight"];
+  if (!n.token_type.empty()) p.token_type = at[n.token_type + ".weight"];
+  p.emb_ln_g = at[n.embedding_layernorm + ".weight"];
+  p.emb_ln_b = at[n.embedding_layernorm + ".bias"];
+  if (!n.project.empty()) {
+    p.project_w = at[n.project + ".weight"];
+    p.project_b = at[n.project + ".bias"];
+  }
   for (int l = 0; l < config.num_hidden_layers; ++l) {
-    const std::string pre = "bert.encoder.layer." + std::to_string(l) + ".";
+    const std::string pre = n.layer(l);
+    auto w = [&](const char* module) { return at[pre + module + ".weight"]; };
+    auto b = [&](const char* module) { return at[pre + module + ".bias"]; };
     LayerParams L;
-    L.qkv_w = at[pre + "attention.self.query.weight"];  // key, value weights follow: [3H, H]
-    L.qkv_b = at[pre + "attention.self.query.bias"];    // key, value biases follow: [3H]
-    L.attn_out_w = at[pre + "attention.output.dense.weight"];
-    L.attn_out_b = at[pre + "attention.output.dense.bias"];
-    L.ln1_g = at[pre + "attention.output.LayerNorm.weight"];
-    L.ln1_b = at[pre + "attention.output.LayerNorm.bias"];
-    L.ffn_in_w = at[pre + "intermediate.dense.weight"];
-    L.ffn_in_b = at[pre + "intermediate.dense.bias"];
-    L.ffn_out_w = at[pre + "output.dense.weight"];
-    L.ffn_out_b = at[pre + "output.dense.bias"];
-    L.ln2_g = at[pre + "output.LayerNorm.weight"];
-    L.ln2_b = at[pre + "output.LayerNorm.bias"];
+    L.qkv_w = w(n.query);  // key, value weights follow: [3H, H]
+    L.qkv_b = b(n.query);  // key, value biases follow: [3H]
+    L.attn_out_w = w(n.attn_out);
+    L.attn_out_b = b(n.attn_out);
+    L.ln1_g = w(n.ln1);
+    L.ln1_b = b(n.ln1);
+    L.ffn_in_w = w(n.ffn_in);
+    L.ffn_in_b = b(n.ffn_in);
+    L.ffn_out_w = w(n.ffn_out);
+    L.ffn_out_b = b(n.ffn_out);
+    L.ln2_g = w(n.ln2);
+    L.ln2_b = b(n.ln2);
     p.layers.push_back(L);
   }
   return p;

@@ -35,11 +35,29 @@ struct TensorSpec {
   std::string tied_to;
 };
 
+// The HF module names of the encoder's tensors in config's family (a tensor's name is its
+// module's + ".weight" / ".bias"): what bert_tensor_layout lays out and encoder_views finds.
+//   BERT, RoBERTa, ELECTRA  <base>.embeddings.*, <base>.encoder.layer.N.attention.self.query, ...
+//   DistilBERT              distilbert.embeddings.*, distilbert.transformer.layer.N.attention.q_lin, ...
+struct EncoderNames {
+  std::string word, position, token_type, embedding_layernorm;  // token_type empty: no table
+  std::string project;  // ELECTRA's embeddings_project (embedding_size != hidden_size), else empty
+  std::string layer_prefix;  // + N + "." = layer N's prefix
+  // Layer N's modules, after its prefix: Q, K, V, attention output, its LayerNorm, FFN in,
+  // FFN out, its LayerNorm.
+  const char *query, *key, *value, *attn_out, *ln1, *ffn_in, *ffn_out, *ln2;
+  std::string layer(int l) const { return layer_prefix + std::to_string(l) + "."; }
+};
+EncoderNames encoder_names(const BertConfig& config);
+
+// Whether HF names `name` a LayerNorm's tensor (BERT's LayerNorm, DistilBERT's *_layer_norm).
+bool is_layernorm_tensor(const std::string& name);
+
 // THE layout of BERT: every tensor of BertFor<task> for `config`, tied ones
 // included: the encoder's (embeddings, layers), then the task head's. BertModel
 // allocates its parameters from it, and checkpoints are checked against it
 // (bert_checkpoint_shapes). MaskedLM has no pooler (HF builds BertForMaskedLM
-// without one).
+// without one). Families other than BERT: sequence classification only (Error otherwise).
 std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task);
 
 // Name -> shape of every tensor an HF checkpoint of BertFor<task> holds.
@@ -85,7 +103,9 @@ struct LayerParams {
   float *ffn_in_w, *ffn_in_b, *ffn_out_w, *ffn_out_b, *ln2_g, *ln2_b;
 };
 struct EncoderParams {
-  float *word, *position, *token_type, *emb_ln_g, *emb_ln_b;
+  float *word, *position, *emb_ln_g, *emb_ln_b;
+  float* token_type = nullptr;  // null: no token-type table (DistilBERT)
+  float *project_w = nullptr, *project_b = nullptr;  // ELECTRA's embeddings_project, or null
   std::vector<LayerParams> layers;
 };
 EncoderParams encoder_views(const BertConfig& config, const FlatView& buffer);

@@ -2,6 +2,7 @@
 
 #include "io/checkpoint.h"
 #include "model/bert.h"
+#include "model/heads.h"
 #include "util/error.h"
 
 namespace bertune::model {
@@ -9,10 +10,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string guess_architecture(const std::vector<TensorRef>& tensors) {
+std::string guess_architecture(const BertConfig& config, const std::vector<TensorRef>& tensors) {
   for (const auto& t : tensors) {
-    if (t.name.rfind("classifier.", 0) == 0) return "BertForSequenceClassification";
+    if (t.name.rfind("classifier.", 0) == 0) return config.classifier_architecture();
     if (t.name.rfind("cls.predictions.", 0) == 0) return "BertForMaskedLM";
+  }
+  switch (config.family) {
+    case Family::Roberta: return "RobertaModel";
+    case Family::XlmRoberta: return "XLMRobertaModel";
+    case Family::Electra: return "ElectraModel";
+    case Family::DistilBert: return "DistilBertModel";
+    case Family::Bert: break;
   }
   return "BertModel";
 }
@@ -41,10 +49,11 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
   // Union of every head's names: a MaskedLM checkpoint loaded for
   // classification still has to agree with the config where it overlaps.
   TensorShapes expected = bert_checkpoint_shapes(out.config, Task::SequenceClassification);
-  expected.merge(bert_checkpoint_shapes(out.config, Task::MaskedLM));
-  // The head checked last, so that its error can say what disagrees: the label count.
+  if (out.config.family == Family::Bert) expected.merge(bert_checkpoint_shapes(out.config, Task::MaskedLM));
+  // The head's output checked last, so that its error can say what disagrees: the label count.
+  const std::string out_proj = SequenceClassificationHead::spec_of(out.config).out;
   TensorShapes head;
-  for (const char* name : {"classifier.weight", "classifier.bias"}) head.insert(expected.extract(name));
+  for (const std::string& name : {out_proj + ".weight", out_proj + ".bias"}) head.insert(expected.extract(name));
   io::check_shapes(out.tensors, expected, out.weights_file.string());
   try {
     io::check_shapes(out.tensors, head, out.weights_file.string());
@@ -60,7 +69,7 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
 void save_pretrained(const fs::path& dir, const BertConfig& config, const std::vector<TensorRef>& tensors,
                      const std::vector<fs::path>& extra_files, io::DType dtype) {
   BertConfig c = config;
-  if (c.architectures.empty()) c.architectures = {guess_architecture(tensors)};
+  if (c.architectures.empty()) c.architectures = {guess_architecture(c, tensors)};
   io::write_model_directory(dir, c.to_json(), tensors, extra_files, dtype);
 }
 

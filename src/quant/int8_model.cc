@@ -15,7 +15,9 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 bool is_quantized_weight(const std::string& name, const std::vector<int64_t>& shape) {
-  if (shape.size() != 2 || !name.starts_with("bert.encoder.layer.") || !name.ends_with(".weight")) return false;
+  const bool encoder = name.starts_with("bert.encoder.layer.") || name.starts_with("roberta.encoder.layer.") ||
+                       name.starts_with("electra.encoder.layer.");
+  if (shape.size() != 2 || !encoder || !name.ends_with(".weight")) return false;
   for (const char* suffix : {".attention.self.query.weight", ".attention.self.key.weight",
                              ".attention.self.value.weight", ".attention.output.dense.weight",
                              ".intermediate.dense.weight", ".output.dense.weight"})
@@ -175,7 +177,8 @@ Int8Model read_int8_safetensors(const fs::path& file) {
   return m;
 }
 
-std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers) {
+std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers,
+                                                           const std::string& layer_prefix) {
   auto get = [&](const std::string& name) -> const kernels::QuantizedLinear& {
     auto it = m.int8.find(name);
     if (it == m.int8.end()) throw Error("int8 model: " + name + " is not quantized");
@@ -183,7 +186,7 @@ std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, i
   };
   std::vector<kernels::QuantizedLinear> out;
   for (int l = 0; l < num_layers; ++l) {
-    const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
+    const std::string p = layer_prefix + std::to_string(l) + ".";
     kernels::QuantizedLinear qkv;
     for (const char* part : {"query", "key", "value"}) {
       const auto& w = get(p + "attention.self." + part + ".weight");

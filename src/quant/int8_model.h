@@ -49,7 +49,9 @@ Int8Model read_int8_safetensors(const std::filesystem::path& file);
 // the fused [Q; K; V] projection ([3H, H]: query, key, value rows stacked, as
 // BertModel fuses them — per-row scales make stacking exact), the attention output,
 // the intermediate and the output dense. Throws Error when one is missing.
-std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers);
+// layer_prefix: "bert.encoder.layer." (or RoBERTa's, ELECTRA's: "roberta.", "electra.").
+std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers,
+                                                           const std::string& layer_prefix = "bert.encoder.layer.");
 
 // Rows [begin, end) of a quantized weight (per-row scales make slicing exact), packed.
 kernels::QuantizedLinear slice_rows(const kernels::QuantizedLinear& w, int begin, int end);

@@ -89,7 +89,7 @@ void require_inference_memory(const std::string& model_dir, int batch_size, int 
   }
   if (config.id2label.empty()) config.set_num_labels(2);  // as the loader makes it
   const model::Task task = model::Task::SequenceClassification;
-  const int length = std::min(max_length, config.max_position_embeddings);
+  const int length = std::min(max_length, config.max_sequence_length());
   const uint64_t weights = model::parameter_bytes(config, task);
   util::MemoryNeed need;
   need.add("weights", weights, "a smaller model");

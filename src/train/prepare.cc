@@ -71,16 +71,12 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
   } else {
     config = model::BertConfig::load(o.model_config);
   }
-  if (o.token_classification()) {
-    config.architectures = {"BertForTokenClassification"};
-    require_metric_of(infer::MetricsKind::Entities, o, "--task token-classification");
-  } else {
-    config.architectures = {"BertForSequenceClassification"};
-    resolve_problem_type(config, o);
-  }
+  config.architectures = {config.classifier_architecture(o.token_classification())};
+  if (o.token_classification()) require_metric_of(infer::MetricsKind::Entities, o, "--task token-classification");
+  else resolve_problem_type(config, o);
   if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
   if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
-  if (!o.text_pair_column.empty() && config.type_vocab_size < 2)
+  if (!o.text_pair_column.empty() && config.reads_token_types() && config.type_vocab_size < 2)
     throw Error("--text-pair-column: the model has type_vocab_size " + std::to_string(config.type_vocab_size) +
                 ", no token type for a pair's second text");
   model::require_max_length_fits(o.max_length, config);

@@ -108,6 +108,16 @@ void tanh_backward(float* dx, const float* dy, const float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
+void relu_forward(float* y, const float* x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+void relu_backward(float* dx, const float* dy, const float* y, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
 namespace {
 
 // One row: mean and biased variance by two passes (as torch), then the affine map.
@@ -224,8 +234,13 @@ void embeddings_forward(float* out, const int32_t* ids, const int32_t* positions
   for (int t = 0; t < T; ++t) {
     const float* w = word + size_t(ids[t]) * H;
     const float* p = position + size_t(positions[t]) * H;
-    const float* tt = token_type + size_t(types ? types[t] : 0) * H;
     float* o = out + size_t(t) * H;
+    if (!token_type) {
+#pragma omp simd
+      for (int i = 0; i < H; ++i) o[i] = w[i] + p[i];
+      continue;
+    }
+    const float* tt = token_type + size_t(types ? types[t] : 0) * H;
 #pragma omp simd
     for (int i = 0; i < H; ++i) o[i] = w[i] + p[i] + tt[i];
   }
@@ -245,13 +260,15 @@ void embeddings_backward(float* dword, float* dposition, float* dtoken_type, con
       const float* d = dout + size_t(t) * H;
       float* w = dword + size_t(ids[t]) * H;
       float* p = dposition + size_t(positions[t]) * H;
-      float* tt = dtoken_type + size_t(types ? types[t] : 0) * H;
 #pragma omp simd
       for (int i = i0; i < i1; ++i) {
         w[i] += d[i];
         p[i] += d[i];
-        tt[i] += d[i];
       }
+      if (!dtoken_type) continue;
+      float* tt = dtoken_type + size_t(types ? types[t] : 0) * H;
+#pragma omp simd
+      for (int i = i0; i < i1; ++i) tt[i] += d[i];
     }
   }
 }

@@ -104,6 +104,12 @@ __global__ void tanh_forward_kernel(float* y, const float* x, size_t n) {
 __global__ void tanh_backward_kernel(float* dx, const float* dy, const float* y, size_t n) {
   GRID_STRIDE(i, n) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
+__global__ void relu_forward_kernel(float* y, const float* x, size_t n) {
+  GRID_STRIDE(i, n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+__global__ void relu_backward_kernel(float* dx, const float* dy, const float* y, size_t n) {
+  GRID_STRIDE(i, n) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
 __global__ void bias_gelu_kernel(float* u, float* g, const float* b, int N, size_t n) {
   GRID_STRIDE(i, n) {
     float v = u[i] + b[i % N];
@@ -209,8 +215,8 @@ __global__ void embeddings_forward_kernel(float* out, const int32_t* ids, const 
   GRID_STRIDE(e, n) {
     size_t t = e / H, i = e % H;
     int type = types ? types[t] : 0;
-    out[e] = word[size_t(ids[t]) * H + i] + position[size_t(positions[t]) * H + i] +
-             token_type[size_t(type) * H + i];
+    float v = word[size_t(ids[t]) * H + i] + position[size_t(positions[t]) * H + i];
+    out[e] = token_type ? v + token_type[size_t(type) * H + i] : v;
   }
 }
 
@@ -224,7 +230,7 @@ __global__ void embeddings_backward_kernel(float* dword, float* dposition, float
     float d = dout[e];
     atomicAdd(&dword[size_t(ids[t]) * H + i], d);
     atomicAdd(&dposition[size_t(positions[t]) * H + i], d);
-    atomicAdd(&dtoken_type[size_t(type) * H + i], d);
+    if (dtoken_type) atomicAdd(&dtoken_type[size_t(type) * H + i], d);
   }
 }
 
@@ -444,6 +450,18 @@ void tanh_backward(float* dx, const float* dy, const float* y, size_t n) {
   if (n == 0) return;
   tanh_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dx, dy, y, n);
   check_launch("tanh_backward_kernel");
+}
+
+void relu_forward(float* y, const float* x, size_t n) {
+  if (n == 0) return;
+  relu_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(y, x, n);
+  check_launch("relu_forward_kernel");
+}
+
+void relu_backward(float* dx, const float* dy, const float* y, size_t n) {
+  if (n == 0) return;
+  relu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dx, dy, y, n);
+  check_launch("relu_backward_kernel");
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* gamma,

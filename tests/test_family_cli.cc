@@ -1,0 +1,169 @@
+// `bertune train`, `eval`, `predict` and `checkpoint inspect` on tiny RoBERTa, ELECTRA and
+// DistilBERT model directories (the golden cases' config.json and initial weights beside the
+// first 512 entries of the klue vocabulary): the saved model carries the family's tensor
+// names, config fields and architectures, and reloads into the same predictions.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "infer/classifier.h"
+#include "io/checkpoint.h"
+#include "model/bert.h"
+#include "quant/int8_model.h"
+#include "run_cli.h"
+#include "test_support.h"
+#include "train_fixture.h"
+#include "util/paths.h"
+
+namespace fs = std::filesystem;
+using namespace bertune;
+
+namespace {
+
+struct FamilyDir {
+  const char* golden;        // shared/golden/families/<golden>
+  const char* model_type;
+  const char* architecture;  // HF's class of the saved classifier
+  const char* tensor;        // a tensor only this family names so
+};
+
+constexpr FamilyDir kFamilies[] = {
+    {"roberta_seqcls", "roberta", "RobertaForSequenceClassification", "classifier.out_proj.weight"},
+    {"electra_seqcls", "electra", "ElectraForSequenceClassification", "electra.embeddings_project.weight"},
+    {"distilbert_seqcls", "distilbert", "DistilBertForSequenceClassification",
+     "distilbert.transformer.layer.1.ffn.lin2.weight"},
+};
+
+// Letters of the vocabulary's first 512 entries, spaced so each is one token; labels 0 / 1.
+std::string tiny_tsv() {
+  std::string body = "document\tlabel\n";
+  const char* texts[] = {"a b c d", "x y z", "a c e g i", "z y x w v", "b d f", "w u s q"};
+  for (int i = 0; i < 24; ++i) body += std::string(texts[i % 6]) + "\t" + std::to_string(i % 2) + "\n";
+  return body;
+}
+
+class FamilyCli : public ::testing::Test {
+ protected:
+  static inline std::unique_ptr<TinyTrainDir> files;
+  static void SetUpTestSuite() {
+    files = std::make_unique<TinyTrainDir>("family_cli");
+    io::write_file_atomic(files->dir / "data.tsv", tiny_tsv());
+    std::ifstream klue(shared_path("models/klue-bert-base/vocab.txt"));
+    std::string vocab;
+    std::string line;
+    for (int i = 0; i < 512 && std::getline(klue, line); ++i) vocab += line + "\n";
+    for (const FamilyDir& f : kFamilies) {
+      const fs::path golden = shared_path(std::string("golden/families/") + f.golden), dir = files->dir / f.model_type;
+      fs::create_directories(dir);
+      fs::copy_file(golden / "config.json", dir / "config.json");
+      fs::copy_file(golden / "init.safetensors", dir / "model.safetensors");
+      io::write_file_atomic(dir / "vocab.txt", vocab);
+    }
+  }
+  static void TearDownTestSuite() { files.reset(); }
+  static std::string path(const std::string& name) { return (files->dir / name).string(); }
+};
+
+}  // namespace
+
+TEST_F(FamilyCli, TrainEvalPredictAndInspectEachFamily) {
+  for (const FamilyDir& f : kFamilies) {
+    SCOPED_TRACE(f.model_type);
+    const std::string model = path(f.model_type), out = path(std::string(f.model_type) + "_run");
+    auto inspect = run_cli("checkpoint inspect " + model);
+    ASSERT_EQ(inspect.status, 0) << inspect.output;
+    EXPECT_TRUE(contains(inspect.output, std::string("model.safetensors: ") + f.model_type + ", vocab 512")) << inspect.output;
+    EXPECT_TRUE(contains(inspect.output, f.tensor)) << inspect.output;
+
+    auto train = run_cli("train --model " + model + " --train-file " + path("data.tsv") +
+                         " --max-length 16 --max-steps 3 --learning-rate 1e-3 --save-strategy no --threads 2"
+                         " --per-device-train-batch-size 8 --output-dir " + out);
+    ASSERT_EQ(train.status, 0) << train.output;
+    const fs::path final_dir = fs::path(out) / "final";
+    const auto config = nlohmann::json::parse(io::read_text_file(final_dir / "config.json"));
+    EXPECT_EQ(config["model_type"], f.model_type);
+    EXPECT_EQ(config["architectures"], nlohmann::json::array({f.architecture}));
+    // Exactly the tensors of the HF directory it was made from, nothing missing or extra.
+    const TensorMap saved = io::read_state_dict(final_dir / "model.safetensors"),
+                    init = io::read_state_dict(fs::path(model) / "model.safetensors");
+    ASSERT_EQ(saved.size(), init.size());
+    for (const auto& [name, t] : init) {
+      ASSERT_TRUE(saved.count(name)) << name;
+      EXPECT_EQ(saved.at(name).shape, t.shape) << name;
+    }
+
+    auto eval = run_cli("eval --json --model " + final_dir.string() + " --data " + path("data.tsv") + " --max-length 16");
+    ASSERT_EQ(eval.status, 0) << eval.output;
+    const auto metrics = json_lines(eval.output).at(0);
+    EXPECT_TRUE(std::isfinite(metrics["eval_loss"].get<double>())) << eval.output;
+    // Padding to max_length changes nothing but rounding (RoBERTa's pad rows: the pad's position).
+    auto padded = run_cli("eval --json --padding max_length --model " + final_dir.string() + " --data " +
+                          path("data.tsv") + " --max-length 16");
+    ASSERT_EQ(padded.status, 0) << padded.output;
+    EXPECT_NEAR(json_lines(padded.output).at(0)["eval_loss"].get<double>(), metrics["eval_loss"].get<double>(),
+                1e-5 * metrics["eval_loss"].get<double>());
+
+    // The default --max-length 128 lowers itself to what the positions encode (RoBERTa: 66 - 2).
+    auto predict = run_cli("predict --model " + final_dir.string() + " --input " + path("data.tsv"));
+    ASSERT_EQ(predict.status, 0) << predict.output;
+    const auto rows = json_lines(predict.output);
+    ASSERT_EQ(rows.size(), 24u);
+    const size_t labels = std::string(f.model_type) == "roberta" ? 3u : 2u;
+    EXPECT_EQ(rows[0]["probs"].size(), labels);
+    std::string letters;
+    for (int i = 0; i < 100; ++i) letters += std::string(1, char('a' + i % 26)) + " ";
+    io::write_file_atomic(files->dir / "long.tsv", "document\tlabel\n" + letters + "\t0\n");
+    auto long_text = run_cli("predict --model " + final_dir.string() + " --input " + path("long.tsv"));
+    EXPECT_EQ(long_text.status, 0) << long_text.output;
+  }
+}
+
+// A sentence pair on RoBERTa (one token type) runs with type 0 throughout; on DistilBERT (none) too.
+TEST_F(FamilyCli, PairsOnModelsWithoutTokenTypesUseTypeZero) {
+  io::write_file_atomic(files->dir / "pairs.tsv", "a\tb\tlabel\na b\tc d\t0\nx y\tz w\t1\na c\te g\t0\nz y\tx w\t1\n");
+  for (const char* family : {"roberta", "distilbert"}) {
+    auto train = run_cli("train --model " + path(family) + " --train-file " + path("pairs.tsv") +
+                         " --text-column a --text-pair-column b --max-length 16 --max-steps 2 --save-strategy no"
+                         " --threads 2 --output-dir " + path(std::string(family) + "_pairs"));
+    EXPECT_EQ(train.status, 0) << family << ": " << train.output;
+  }
+}
+
+// int8 quantization of RoBERTa and ELECTRA: their encoder linears are stored int8 and run on the
+// int8 kernels, within a few percent of the dequantized fp32 model; DistilBERT is refused by name
+// before anything is written.
+TEST_F(FamilyCli, QuantizeRobertaAndElectra) {
+  for (const char* family : {"roberta", "electra"}) {
+    SCOPED_TRACE(family);
+    const fs::path out = path(std::string(family) + "_q8");
+    auto r = run_cli("quantize --model " + path(family) + " --output " + out.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    auto c = infer::Classifier::load(out);
+    EXPECT_TRUE(c->int8_weights());
+    auto ids = c->tokenize({"a b c d", "x y z w v"});
+    auto int8_logits = c->logits({&ids[0], &ids[1]});
+    model::BertModel fp32(model::BertConfig::load(out), model::Task::SequenceClassification);
+    fp32.load_state_dict(quant::read_int8_safetensors(out / "model.safetensors").fp32);
+    fp32.forward(model::Batch::packed({ids[0].ids, ids[1].ids}), /*train=*/false);
+    const size_t n = int8_logits.size();
+    ASSERT_EQ(n, size_t(fp32.logits_rows()) * fp32.logits_cols());
+    const std::vector<float> dequantized(fp32.logits(), fp32.logits() + n);
+    EXPECT_NE(int8_logits, dequantized);
+    for (size_t i = 0; i < n; ++i)
+      EXPECT_NEAR(int8_logits[i], dequantized[i], 0.05 * std::max(1.f, std::fabs(dequantized[i])));
+  }
+  auto r = run_cli("quantize --model " + path("distilbert") + " --output " + path("distilbert_q8"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "int8 (quantize, --int8) takes BERT, RoBERTa and ELECTRA models, not distilbert"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(path("distilbert_q8")));
+}
