@@ -166,13 +166,17 @@ inline void expect_logits(const BertModel& m, const Batch& batch, const TensorMa
     ASSERT_EQ(static_cast<int>(token_rows.size()), want) << mode;
     size_t compared = 0;
     for (size_t r = 0; r < token_rows.size(); ++r) {
-      if (labelled) ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
+      if (labelled) {
+        ASSERT_NE(batch.labels[token_rows[r]], -100) << mode;
+      }
       if (real[token_rows[r]] < 0) continue;  // a pad row: HF's logits have none
       const float* hf = logits.data.data() + size_t(real[token_rows[r]]) * C;
       err = std::max(err, max_abs_diff(m.logits() + r * C, hf, C));
       ++compared;
     }
-    if (!labelled) ASSERT_EQ(compared * C, logits.data.size()) << mode;
+    if (!labelled) {
+      ASSERT_EQ(compared * C, logits.data.size()) << mode;
+    }
   }
   std::printf("[%s] logits max |err| = %.3g over %d rows\n", mode, err, m.logits_rows());
   EXPECT_LE(err, tol.logits_abs) << mode;

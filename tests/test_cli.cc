@@ -168,10 +168,10 @@ TEST(Arguments, UnknownOptionIsNamedBeforeMissingOnes) {
 // `data stats --token-limit -1` counted every document as over the limit and exited 0; so
 // did `vocab eval --threads -1` run. Counts that mean nothing are refused by name.
 TEST(Arguments, MeaninglessCountsAreRefused) {
-  for (const std::string& limit : {"-1", "0"}) {
-    auto r = run_cli("data stats --no-tokens --token-limit " + limit);
+  for (const char* limit : {"-1", "0"}) {
+    auto r = run_cli(std::string("data stats --no-tokens --token-limit ") + limit);
     EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_TRUE(contains(r.output, "--token-limit: must be a positive integer (got " + limit + ")")) << r.output;
+    EXPECT_TRUE(contains(r.output, std::string("--token-limit: must be a positive integer (got ") + limit + ")")) << r.output;
   }
   auto eval = run_cli("vocab eval --tokenizer x --threads -1");
   EXPECT_EQ(eval.status, 1) << eval.output;

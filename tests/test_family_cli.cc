@@ -17,6 +17,7 @@
 #include "io/atomic_file.h"
 #include "infer/classifier.h"
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "model/bert.h"
 #include "quant/int8_model.h"
 #include "run_cli.h"
@@ -135,6 +136,56 @@ TEST_F(FamilyCli, PairsOnModelsWithoutTokenTypesUseTypeZero) {
                          " --text-column a --text-pair-column b --max-length 16 --max-steps 2 --save-strategy no"
                          " --threads 2 --output-dir " + path(std::string(family) + "_pairs"));
     EXPECT_EQ(train.status, 0) << family << ": " << train.output;
+  }
+}
+
+// Token classification on every family: the saved directory is <Family>ForTokenClassification
+// with the family's encoder names and classifier.*, and eval and predict run on it.
+TEST_F(FamilyCli, TokenClassificationOnEachFamily) {
+  io::write_file_atomic(files->dir / "tags.jsonl",
+                        "{\"tokens\": [\"a\", \"b\", \"c\", \"d\"], \"tags\": [\"B-X\", \"I-X\", \"O\", \"O\"]}\n"
+                        "{\"tokens\": [\"x\", \"y\", \"z\"], \"tags\": [\"O\", \"B-Y\", \"O\"]}\n"
+                        "{\"tokens\": [\"w\", \"a\", \"b\"], \"tags\": [\"O\", \"B-X\", \"I-X\"]}\n");
+  const std::string classes[] = {"RobertaForTokenClassification", "ElectraForTokenClassification",
+                                 "DistilBertForTokenClassification"};
+  const std::string args = " --train-file " + path("tags.jsonl") +
+                           " --max-length 16 --max-steps 2 --learning-rate 1e-3 --save-strategy no --threads 2";
+  // As from_pretrained: a sequence classifier's classifier.weight of another shape (DistilBERT's
+  // head has one) is refused by name, not silently replaced.
+  auto mismatch = run_cli("train --task token-classification --model " + path("distilbert") + args +
+                          " --output-dir " + path("distilbert_mismatch"));
+  EXPECT_EQ(mismatch.status, 1) << mismatch.output;
+  EXPECT_TRUE(contains(mismatch.output, "classifier.weight has shape [2, 64]")) << mismatch.output;
+  for (size_t k = 0; k < std::size(kFamilies); ++k) {
+    const FamilyDir& f = kFamilies[k];
+    SCOPED_TRACE(f.model_type);
+    // The encoder alone, as a base checkpoint (klue/roberta-base, ...) holds it.
+    const fs::path base = path(std::string(f.model_type) + "_base");
+    fs::create_directories(base);
+    for (const char* file : {"config.json", "vocab.txt"}) fs::copy_file(fs::path(path(f.model_type)) / file, base / file);
+    const TensorMap all = io::read_state_dict(fs::path(path(f.model_type)) / "model.safetensors");
+    std::vector<TensorRef> encoder;
+    for (const auto& [name, t] : all)
+      if (name.rfind(std::string(f.model_type) + ".", 0) == 0) encoder.push_back({name, t.shape, t.data.data()});
+    io::write_safetensors(base / "model.safetensors", encoder);
+    const std::string out = path(std::string(f.model_type) + "_tokens");
+    auto train = run_cli("train --task token-classification --model " + base.string() + args + " --output-dir " + out);
+    ASSERT_EQ(train.status, 0) << train.output;
+    const fs::path final_dir = fs::path(out) / "final";
+    const auto config = nlohmann::json::parse(io::read_text_file(final_dir / "config.json"));
+    EXPECT_EQ(config["model_type"], f.model_type);
+    EXPECT_EQ(config["architectures"], nlohmann::json::array({classes[k]}));
+    const TensorMap saved = io::read_state_dict(final_dir / "model.safetensors");
+    EXPECT_EQ(saved.at("classifier.weight").shape, (std::vector<int64_t>{4, 64}));  // B-X I-X B-Y O
+    const std::string encoder_tensor = std::string(f.model_type) + ".embeddings.word_embeddings.weight";
+    EXPECT_TRUE(saved.count(encoder_tensor)) << encoder_tensor;
+    auto eval = run_cli("eval --json --model " + final_dir.string() + " --data " + path("tags.jsonl") +
+                        " --max-length 16");
+    ASSERT_EQ(eval.status, 0) << eval.output;
+    EXPECT_TRUE(json_lines(eval.output).at(0).contains("eval_f1")) << eval.output;
+    auto predict = run_cli("predict --model " + final_dir.string() + " \"a b c d\"");
+    ASSERT_EQ(predict.status, 0) << predict.output;
+    EXPECT_TRUE(nlohmann::json::parse(predict.output.substr(predict.output.find('['))).is_array()) << predict.output;
   }
 }
 

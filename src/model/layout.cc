@@ -59,9 +59,10 @@ bool is_layernorm_tensor(const std::string& name) {
 }
 
 std::vector<TensorSpec> bert_tensor_layout(const BertConfig& config, Task task) {
-  if (config.family != Family::Bert && task != Task::SequenceClassification)
+  if (config.family != Family::Bert && task != Task::SequenceClassification && task != Task::TokenClassification)
     throw Error(std::string("model_type \"") + family_model_type(config.family) +
-                "\": only sequence classification is supported (pretraining objectives need a BERT model)");
+                "\": only sequence and token classification are supported (pretraining objectives need a BERT "
+                "model)");
   const int64_t V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size;
   const int64_t P = config.max_position_embeddings, TT = config.type_vocab_size, E = config.embedding_width();
   const EncoderNames n = encoder_names(config);
