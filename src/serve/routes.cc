@@ -113,6 +113,7 @@ void hf_texts(const Json& body, int max_texts, ClassifyJob& job) {
     throw ClientError{400, "bad_parameter", e.what()};
   }
   texts_from(body["inputs"], "inputs", max_texts, job);
+  job.single_input = body["inputs"].is_string();
 }
 
 }  // namespace

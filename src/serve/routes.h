@@ -41,6 +41,7 @@ struct ClassifyJob {
   std::vector<std::string> text_pairs;  // sentence pairs: one second text per text; else empty
   TextClassificationParameters parameters;
   bool hf_shape = false;  // POST /: "inputs"; else /v1/classify's "texts" | "text"
+  bool single_input = false;  // POST /: "inputs" was one text (a string), not a list
 };
 
 // Parses and validates a body (JSON that is not, a wrong field or type, too many texts,

@@ -125,8 +125,7 @@ void Service::handle_entities(const http::Request& req, http::Response& res, boo
   for (const auto& s : spans) all.push_back(infer::spans_json(s));
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (!hf_shape) return answer_json(res, 200, {{"predictions", std::move(all)}, {"model", options_.model}, {"elapsed_ms", ms}});
-  const bool one = Json::parse(req.body, nullptr, false).value("inputs", Json()).is_string();
-  answer_json(res, 200, one ? all.at(0) : all);
+  answer_json(res, 200, job.single_input ? all.at(0) : all);
 }
 
 http::Response Service::route(const http::Request& req) {
