@@ -401,3 +401,39 @@ TEST(PretrainRun, NonFiniteLossStopsAndNamesTheLastGoodCheckpoint) {
       << console;
   EXPECT_FALSE(fs::exists(out / "final"));
 }
+
+// --model-config may be an "electra" config for --objective electra (its embeddings of the
+// hidden width: what the pretraining trains); the final discriminator keeps its fields.
+// Other pairings are refused before anything is written, naming the config and the fix.
+TEST(PretrainRun, ElectraConfigsAreTakenWhereTheyFit) {
+  Fixture fx;
+  auto with_config = [&](const std::string& name, const std::string& extra) {
+    const fs::path c = fx.dir / name;
+    io::write_file_atomic(c, R"({"model_type": "electra", "vocab_size": 32000, "hidden_size": 32,
+      "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "summary_type": "first")" + extra + "}");
+    return c;
+  };
+  auto args = [&](const fs::path& config, const fs::path& out, const char* objective) {
+    auto a = fx.args(out);
+    a[std::find(a.begin(), a.end(), "--model-config") - a.begin() + 1] = config.string();
+    a.insert(a.end(), {"--objective", objective, "--max-steps", "2", "--save-strategy", "no"});
+    return a;
+  };
+  const fs::path wide = with_config("wide.json", R"(, "embedding_size": 32)");
+  ASSERT_EQ(run(args(wide, fx.dir / "ok", "electra"), fx.dir / "ok.txt"), 0) << slurp(fx.dir / "ok.txt");
+  const Json saved = Json::parse(slurp(fx.dir / "ok" / "final" / "discriminator" / "config.json"));
+  EXPECT_EQ(saved["model_type"], "electra");
+  EXPECT_EQ(saved["embedding_size"], 32);
+  EXPECT_EQ(saved["summary_type"], "first") << "the config's other fields are kept";
+
+  const fs::path narrow = with_config("narrow.json", R"(, "embedding_size": 16)");
+  EXPECT_EQ(run(args(narrow, fx.dir / "never", "electra"), fx.dir / "narrow.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "narrow.txt").find("--model-config " + narrow.string() + ": embedding_size 16 differs from "
+                                              "hidden_size 32"), std::string::npos) << slurp(fx.dir / "narrow.txt");
+  EXPECT_EQ(run(args(wide, fx.dir / "never", "mlm"), fx.dir / "mlm.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "mlm.txt").find("--objective mlm trains a BertForMaskedLM; give a \"bert\" config (an "
+                                           "\"electra\" one pretrains with --objective electra)"),
+            std::string::npos) << slurp(fx.dir / "mlm.txt");
+  EXPECT_FALSE(fs::exists(fx.dir / "never"));
+}
