@@ -334,6 +334,51 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
       << slurp(fx.dir / "bad.txt");
 }
 
+// --model continues pretraining a model directory (HF run_mlm's --model_name_or_path): its
+// encoder and MLM head are where the run starts — at a vanishing learning rate they come out
+// as they went in — and its tokenizer is the default. A directory without an MLM head (a
+// fine-tuned classifier) gets one initialised afresh, and the banner names it and what went unused.
+TEST(PretrainRun, ContinuesFromAModelDirectory) {
+  Fixture fx;
+  auto a = fx.args(fx.dir / "first");
+  a.insert(a.end(), {"--max-steps", "2"});
+  ASSERT_EQ(run(a, fx.dir / "first.txt"), 0) << slurp(fx.dir / "first.txt");
+  const fs::path start = fx.dir / "first" / "final";
+  auto continued = [&](const fs::path& model, const fs::path& out, const char* lr) {
+    auto b = fx.args(out);
+    b.erase(b.begin() + 1, b.begin() + 5);  // --model-config CONFIG --tokenizer DIR
+    b.insert(b.begin() + 1, {"--model", model.string()});
+    b[std::find(b.begin(), b.end(), "--learning-rate") - b.begin() + 1] = lr;
+    b.insert(b.end(), {"--max-steps", "1"});
+    return b;
+  };
+  ASSERT_EQ(run(continued(start, fx.dir / "second", "1e-30"), fx.dir / "second.txt"), 0) << slurp(fx.dir / "second.txt");
+  const std::string console = slurp(fx.dir / "second.txt");
+  EXPECT_NE(console.find("Model = " + start.string() + " ("), std::string::npos) << console;
+  EXPECT_NE(console.find("its pretrained weights"), std::string::npos) << console;
+  EXPECT_EQ(console.find("Newly initialised"), std::string::npos) << console;
+  const auto before = io::read_safetensors(start / "model.safetensors");
+  const auto after = io::read_safetensors(fx.dir / "second" / "final" / "model.safetensors");
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [name, t] : before) {
+    ASSERT_TRUE(after.count(name)) << name;
+    const auto& x = t.data;
+    const auto& y = after.at(name).data;
+    ASSERT_EQ(x.size(), y.size()) << name;
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], x[i], 1e-6 * (1 + std::fabs(x[i]))) << name << " " << i;
+  }
+
+  ASSERT_EQ(run(fx.finetune_args(start), fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  ASSERT_EQ(run(continued(fx.dir / "ft" / "final", fx.dir / "third", "1e-3"), fx.dir / "third.txt"), 0)
+      << slurp(fx.dir / "third.txt");
+  const std::string third = slurp(fx.dir / "third.txt");
+  EXPECT_NE(third.find("Newly initialised (not in " + (fx.dir / "ft" / "final").string() + "): cls.predictions"),
+            std::string::npos)
+      << third;
+  EXPECT_NE(third.find("Not used (of " + (fx.dir / "ft" / "final").string() + "): "), std::string::npos) << third;
+  EXPECT_NE(third.find("classifier.weight"), std::string::npos) << third;
+}
+
 TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {
   Fixture fx;
   const fs::path out = fx.dir / "never";
@@ -363,7 +408,9 @@ TEST(PretrainRun, BadInputFailsClearlyAndWritesNothing) {
   auto d = fx.args(out);
   d.erase(d.begin() + 1, d.begin() + 3);  // no --model-config
   EXPECT_EQ(run(d, fx.dir / "bad4.log"), 1);
-  EXPECT_NE(slurp(fx.dir / "bad4.log").find("--model-config is required"), std::string::npos) << slurp(fx.dir / "bad4.log");
+  EXPECT_NE(slurp(fx.dir / "bad4.log").find("give exactly one of --model DIR (pretrained) or --model-config"),
+            std::string::npos)
+      << slurp(fx.dir / "bad4.log");
   EXPECT_FALSE(fs::exists(out)) << "a rejected run must not create its output dir";
 }
 

@@ -13,7 +13,7 @@ namespace {
 
 // The TrainingArguments that mean something for pretraining, bound from the options table.
 const std::vector<std::string> kPretrainTrainKeys = {
-    "model_config", "tokenizer", "train_file", "max_length", "data_seed", "num_train_epochs", "max_steps",
+    "model", "model_config", "tokenizer", "train_file", "max_length", "data_seed", "num_train_epochs", "max_steps",
     "per_device_train_batch_size", "per_device_eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",
     "adam_beta2", "adam_epsilon", "optim", "warmup_steps", "warmup_ratio", "lr_scheduler_type", "max_grad_norm",
     "seed", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "logging_steps", "output_dir",
@@ -27,7 +27,10 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
   // The same options, read differently here.
   flags.train.cli.at("train_file")->description("plain text, one review per line (.gz read transparently)");
   flags.train.cli.at("max_length")->description("longest packed training sequence, [CLS] and [SEP]s included");
-  flags.train.cli.at("tokenizer")->description("tokenizer directory (vocab.txt); default: klue/bert-base's");
+  flags.train.cli.at("model")->description(
+      "continue pretraining this BERT model directory (its encoder, and its masked-LM head when it has one)");
+  flags.train.cli.at("model_config")->description("config.json of a randomly initialised model");
+  flags.train.cli.at("tokenizer")->description("tokenizer directory (vocab.txt); default: --model's, else klue/bert-base's");
   flags.train.cli.at("per_device_train_batch_size")->description("packed sequences per micro-batch");
   flags.train.cli.at("per_device_eval_batch_size")->description("packed sequences per held-out evaluation batch");
   flags.train.cli.at("eval_strategy")->description("when to compute the held-out MLM loss/accuracy: no|steps|epoch");
@@ -63,9 +66,6 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
 
 train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const nlohmann::json& base) {
   train::PretrainOptions o = flags.options;
-  // Checked before TrainingArguments' rules, whose message offers --model, which pretrain has not.
-  if (!flags.train.given("model_config") && flags.train.config_file.empty())
-    throw Error("--model-config is required (the architecture's config.json)");
   o.train = resolve_train_flags(flags.train, base);
   try {
     o.attention = train::parse_review_attention(flags.attention);
@@ -83,8 +83,9 @@ train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const 
 void add_pretrain_command(CLI::App& app) {
   auto flags = std::make_shared<PretrainFlags>();
   CLI::App* cmd = app.add_subcommand("pretrain",
-                                     "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok); "
-                                     "the result in OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective electra: "
+                                     "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok), from "
+                                     "random weights (--model-config) or continued from a model (--model); the result in "
+                                     "OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective electra: "
                                      "final/discriminator/ and final/generator/, ElectraForPreTraining and "
                                      "ElectraForMaskedLM)");
   add_pretrain_flags(cmd, *flags);

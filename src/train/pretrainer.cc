@@ -50,8 +50,6 @@ Json PretrainOptions::to_json() const {
 }
 
 void validate(PretrainOptions& o) {
-  if (!o.train.model.empty()) throw Error("pretrain starts from --model-config (random initialisation), not --model");
-  if (o.train.model_config.empty()) throw Error("--model-config is required (the architecture's config.json)");
   validate(o.train);
   if (o.train.train_file.empty()) throw Error("--train-file is required (plain text, one review per line)");
   if (!(o.mlm_probability > 0 && o.mlm_probability < 1)) throw Error("--mlm-probability: must lie in (0, 1)");
@@ -144,6 +142,8 @@ struct PreparedPretrain {
   TrainerState state;
   RunState run;
   Json fingerprint;
+  model::PretrainedTensors pretrained;  // --model's weights, until build_model loads them
+  std::vector<std::string> initialised, unused;  // --model: what it lacked (initialised afresh), what went unused
   std::unique_ptr<model::BertModel> model;  // MLM: the masked LM; ELECTRA: the discriminator
   std::unique_ptr<AdamW> optimizer;
   // ELECTRA only: the generator and its optimizer.
@@ -219,7 +219,14 @@ void require_pretrain_memory(const PreparedPretrain& p) {
 void build_model(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
   p.model = std::make_unique<model::BertModel>(p.config, model_task(p), t.device, model::Init::Zeros);
-  p.model->init_weights(t.seed);
+  if (t.model.empty()) {
+    p.model->init_weights(t.seed);
+  } else {  // continued pretraining: HF's from_pretrained of a BertForMaskedLM
+    model::LoadReport report = p.model->load_state_dict(p.pretrained.tensors, t.seed);
+    p.initialised = std::move(report.initialised);
+    p.unused = std::move(report.unused);
+    p.pretrained.tensors.clear();
+  }
   p.model->set_dropout_seed(t.seed);
   p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
   if (!p.electra()) return;
@@ -267,19 +274,19 @@ void require_tokens_to_mask(const PreparedPretrain& p) {
 // --model-config as the model pretraining trains: BERT-named (ELECTRA's two models too; their
 // final directories are renamed to ELECTRA's, model/electra_pretrained.h). An "electra" config
 // is taken for --objective electra when its embeddings have the hidden width.
-model::BertConfig pretraining_config(const std::string& path, Objective objective) {
-  model::BertConfig c = model::BertConfig::load(path);
+// The model a run pretrains, from --model-config's config (`what` names the flag and file).
+model::BertConfig pretraining_config(model::BertConfig c, const std::string& what, Objective objective) {
   const std::string type = model::family_model_type(c.family);
   if (objective == Objective::MaskedLM && c.family != model::Family::Bert)
-    throw Error("--model-config " + path + ": model_type \"" + type + "\": --objective mlm trains a "
+    throw Error(what + ": model_type \"" + type + "\": --objective mlm trains a "
                 "BertForMaskedLM; give a \"bert\" config" +
                 (c.family == model::Family::Electra ? " (an \"electra\" one pretrains with --objective electra)" : ""));
   if (objective == Objective::Electra && c.family != model::Family::Bert) {
     if (c.family != model::Family::Electra)
-      throw Error("--model-config " + path + ": model_type \"" + type +
+      throw Error(what + ": model_type \"" + type +
                   "\": --objective electra trains an ELECTRA model; give an \"electra\" or \"bert\" config");
     if (c.embedding_width() != c.hidden_size)
-      throw Error("--model-config " + path + ": embedding_size " + std::to_string(c.embedding_width()) +
+      throw Error(what + ": embedding_size " + std::to_string(c.embedding_width()) +
                   " differs from hidden_size " + std::to_string(c.hidden_size) +
                   "; ELECTRA pretraining trains embeddings of the hidden width (set embedding_size to " +
                   std::to_string(c.hidden_size) + ")");
@@ -296,11 +303,25 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   const TrainOptions& t = o.train;
   p.run_dir = plan_run_dir(t);
   kernels::set_num_threads(t.threads);
-  p.config = pretraining_config(t.model_config, o.objective);
+  if (t.model.empty()) {
+    p.config = pretraining_config(model::BertConfig::load(t.model_config), "--model-config " + t.model_config,
+                                  o.objective);
+  } else {  // continued pretraining: the encoder (and MLM head) of a BERT directory
+    if (infer::is_int8_model_dir(t.model))
+      throw Error(t.model + " is an int8 model written by `bertune quantize`; pretraining needs the fp32 model it was "
+                            "made from");
+    p.pretrained = model::load_pretrained_tensors(t.model);
+    if (p.pretrained.config.family != model::Family::Bert)
+      throw Error("--model " + t.model + ": model_type \"" + model::family_model_type(p.pretrained.config.family) +
+                  "\": continued pretraining takes a BERT model directory");
+    p.config = pretraining_config(p.pretrained.config, "--model " + t.model, o.objective);
+  }
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
   model::require_max_length_fits(t.max_length, p.config);
-  p.tokenizer_dir = t.tokenizer.empty() ? infer::default_tokenizer_dir() : fs::path(t.tokenizer);
+  p.tokenizer_dir = !t.tokenizer.empty() ? fs::path(t.tokenizer)
+                   : !t.model.empty()   ? fs::path(t.model)
+                                        : infer::default_tokenizer_dir();
   p.tokenizer = text::Tokenizer::load(p.tokenizer_dir);
   if (static_cast<int>(p.tokenizer.vocab_size()) > p.config.vocab_size)
     throw Error("tokenizer " + p.tokenizer_dir.string() + " has " + std::to_string(p.tokenizer.vocab_size()) +
@@ -421,17 +442,25 @@ void PretrainObjective::start(TrainingLoop&) {
                "%zu held out\n  Num Epochs = %g\n  Batch = %d sequences x %d accumulation steps\n"
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n"
                "  Masking = %s, p = %g; attention %s reviews\n"
-               "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), random initialisation%s\n",
+               "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), %s%s\n",
                p.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
                p.train_review_count, static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
                static_cast<long long>(p.train.truncated_reviews), p.heldout_review_count, p.state.num_train_epochs,
                t.per_device_train_batch_size, p.o.gradient_accumulation_steps,
                static_cast<long long>(p.state.max_steps), static_cast<long long>(p.schedule.warmup_steps),
                p.o.whole_word_mask ? "whole-word" : "token", p.o.mlm_probability,
-               p.o.attention == ReviewAttention::Across ? "across" : "within", t.model_config.c_str(),
-               c.num_hidden_layers, c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
+               p.o.attention == ReviewAttention::Across ? "across" : "within",
+               t.model.empty() ? t.model_config.c_str() : t.model.c_str(), c.num_hidden_layers, c.hidden_size,
+               static_cast<long long>(c.non_embedding_parameters()),
+               t.model.empty() ? "random initialisation" : "its pretrained weights",
                p.run_dir.resume_dir.empty() ? "" : ("\n  Resuming from " + p.run_dir.resume_dir.string() + " at step " +
                                            std::to_string(p.state.global_step)).c_str());
+  for (const auto& [names, what] : {std::pair{&p.initialised, "Newly initialised (not in %s): %s\n"},
+                                     {&p.unused, "Not used (of %s): %s\n"}}) {
+    std::string list;
+    for (const auto& n : *names) list += (list.empty() ? "" : ", ") + n;
+    if (!list.empty()) std::fprintf(out_, what, t.model.c_str(), list.c_str());
+  }
   if (p.electra()) {
     const model::BertConfig& g = p.generator_config;
     std::fprintf(out_, "  Objective = ELECTRA replaced-token detection: generator %d layers, hidden %d, intermediate %d "
