@@ -157,10 +157,11 @@ class MpiTraining : public ::testing::Test {
   // `bertune ARGS` in `ranks` processes (one: without mpirun).
   static CliResult run(int ranks, const std::string& args, const std::string& mca = "") {
     if (ranks == 1) return run_cli(args);
-    return run_cli_command(mpirun + " --allow-run-as-root --oversubscribe " + mca + " -np " + std::to_string(ranks) +
-                           " " + BERTUNE_BINARY + " " + args);
+    return run_shell(mpirun + " --allow-run-as-root --oversubscribe " + mca + " -np " + std::to_string(ranks) + " " +
+                     BERTUNE_BINARY + " " + args);
   }
-  static CliResult run_cli_command(const std::string& command) {
+  // A shell command line (mpirun ...) with its combined output, as run_cli runs the binary.
+  static CliResult run_shell(const std::string& command) {
     std::FILE* p = popen((command + " 2>&1").c_str(), "r");
     CliResult r{0, ""};
     char buf[4096];
@@ -278,7 +279,7 @@ TEST_F(MpiTraining, CheckpointOfTwoRanksResumesInOneProcess) {
 
 TEST_F(MpiTraining, MismatchedOptionsAreAnErrorOnEveryRank) {
   const std::string base = " " + std::string(BERTUNE_BINARY) + " " + train_args("mismatch", 8, "longest");
-  const auto r = run_cli_command(mpirun + " --allow-run-as-root --oversubscribe -np 1" + base + " --seed 1 : -np 1" +
+  const auto r = run_shell(mpirun + " --allow-run-as-root --oversubscribe -np 1" + base + " --seed 1 : -np 1" +
                                  base + " --seed 2");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, " of 2: the options differ between the ranks (every rank must be started with the "
@@ -292,7 +293,7 @@ TEST_F(MpiTraining, ADyingRankEndsTheJob) {
   const std::string args = train_args("dying", 8, "longest") + " --max-steps 40 --save-strategy steps --save-steps 5";
   const std::string bin = " " + std::string(BERTUNE_BINARY) + " " + args;
   const auto started = std::chrono::steady_clock::now();
-  const auto r = run_cli_command(mpirun + " --allow-run-as-root --oversubscribe -np 1" + bin +
+  const auto r = run_shell(mpirun + " --allow-run-as-root --oversubscribe -np 1" + bin +
                                  " : -np 1 env BERTUNE_TEST_KILL=after-step:6" + bin);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_NE(r.status, 0) << r.output;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "kernels/ops.h"
 #include "util/error.h"
 
 #ifdef BERTUNE_WITH_MPI
@@ -153,6 +154,9 @@ void join_world(TrainOptions& o, const std::string& options_json) {
   const World& w = world();
   if (w.size == 1) return;
   check_same_on_every_rank(fnv1a64(options_json), "the options");
+  if (o.device != kernels::Device::CPU)  // the step's reduction reads the loss on the host
+    throw Error("--device " + std::string(kernels::device_name(o.device)) +
+                ": training across processes (mpirun) runs on the CPU; start one process for a GPU");
   o.per_device_train_batch_size *= w.size;
   o.max_tokens_per_batch *= w.size;
 }
