@@ -109,7 +109,7 @@ TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) {
   double worst = 0;
   for (size_t i = 0; i < worker1->num_params(); ++i)
     worst = std::max(worst, std::fabs(double(worker1->params()[i]) - whole->params()[i]));
-  EXPECT_LT(worst, 1e-6);
+  EXPECT_LT(worst, 2e-6);  // as TrainStepAccumulation's: one AdamW step at lr 1e-3 over float-order noise
   // The denominator holds for that step only: an evaluation after it is a plain mean.
   EXPECT_NEAR(worker1->forward(a, false), whole->forward(a, false), 1e-5);
 }
@@ -170,10 +170,13 @@ class MpiTraining : public ::testing::Test {
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return r;
   }
-  static std::string train_args(const std::string& out, int batch, const std::string& padding) {
+  // save_steps 0: no checkpoints.
+  static std::string train_args(const std::string& out, int batch, const std::string& padding, int steps = 20,
+                                int save_steps = 0) {
     return "train --model-config " + path("tiny0.json") + " --train-file " + path("train.tsv") + " --eval-file " +
-           path("eval.tsv") + " --max-length 32 --max-steps 20 --logging-steps 1 --threads 1 --learning-rate 3e-4" +
-           " --padding " + padding + " --eval-strategy steps --eval-steps 10 --save-strategy no --per-device-eval-batch-size 16"
+           path("eval.tsv") + " --max-length 32 --max-steps " + std::to_string(steps) +
+           " --logging-steps 1 --threads 1 --learning-rate 3e-4 --padding " + padding + " --eval-strategy steps --eval-steps 10 --per-device-eval-batch-size 16" +
+           (save_steps > 0 ? " --save-strategy steps --save-steps " + std::to_string(save_steps) : " --save-strategy no") +
            " --per-device-train-batch-size " + std::to_string(batch) + " --output-dir " + path(out);
   }
   static std::vector<nlohmann::json> records(const std::string& out, const char* key) {
@@ -261,9 +264,7 @@ TEST_F(MpiTraining, MaskedLmPretrainingOverTwoRanks) {
 // Two ranks die after step 10 (checkpoint-10 saved); one process resumes it: steps 11-20 log
 // what an uninterrupted single process logs.
 TEST_F(MpiTraining, CheckpointOfTwoRanksResumesInOneProcess) {
-  auto args = [&](const std::string& out, int batch) {
-    return train_args(out, batch, "longest") + " --save-strategy steps --save-steps 10";
-  };
+  auto args = [&](const std::string& out, int batch) { return train_args(out, batch, "longest", 20, 10); };
   ASSERT_EQ(run(1, args("whole", 16)).status, 0);
   ::setenv("BERTUNE_TEST_KILL", "after-step:10", 1);
   const auto killed = run(2, args("resumed", 8));
@@ -290,7 +291,7 @@ TEST_F(MpiTraining, MismatchedOptionsAreAnErrorOnEveryRank) {
 // One rank SIGKILLed after step 6 of 40: the job ends with an error, promptly; the checkpoint
 // saved before loads.
 TEST_F(MpiTraining, ADyingRankEndsTheJob) {
-  const std::string args = train_args("dying", 8, "longest") + " --max-steps 40 --save-strategy steps --save-steps 5";
+  const std::string args = train_args("dying", 8, "longest", 40, 5);
   const std::string bin = " " + std::string(BERTUNE_BINARY) + " " + args;
   const auto started = std::chrono::steady_clock::now();
   const auto r = run_shell(mpirun + " --allow-run-as-root --oversubscribe -np 1" + bin +
@@ -299,7 +300,7 @@ TEST_F(MpiTraining, ADyingRankEndsTheJob) {
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_LT(seconds, 30) << r.output;
   EXPECT_FALSE(fs::exists(fs::path(path("dying")) / "final"));
-  const auto resumed = run(1, train_args("dying", 16, "longest") + " --max-steps 7 --resume-from-checkpoint last");
+  const auto resumed = run(1, train_args("dying", 16, "longest", 7, 5) + " --resume-from-checkpoint last");
   EXPECT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_TRUE(contains(resumed.output, "checkpoint-5")) << resumed.output;
 }
