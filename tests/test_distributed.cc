@@ -288,6 +288,17 @@ TEST_F(MpiTraining, MismatchedOptionsAreAnErrorOnEveryRank) {
   EXPECT_FALSE(fs::exists(fs::path(path("mismatch")) / "final"));
 }
 
+// ELECTRA's two-model step has no reduction: refused by name, nothing written.
+TEST_F(MpiTraining, ElectraIsRefusedAcrossProcesses) {
+  const auto r = run(2, "pretrain --objective electra --model-config " + path("tiny0.json") + " --train-file " +
+                            path("train.tsv") + " --max-length 32 --max-steps 2 --threads 1 --output-dir " +
+                            path("electra"));
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "bertune: error: ELECTRA pretraining (--objective electra) runs in one process"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(path("electra")));
+}
+
 // One rank SIGKILLed after step 6 of 40: the job ends with an error, promptly; the checkpoint
 // saved before loads.
 TEST_F(MpiTraining, ADyingRankEndsTheJob) {
