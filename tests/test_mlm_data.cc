@@ -298,7 +298,13 @@ TEST(TrainStepAccumulation, TwoMicroBatchesEqualOneCombinedBatch) {
 // does). The step must equal one worker accumulating both micro-batches.
 class SimulatedSecondWorker : public GradientReduction {
  public:
-  SimulatedSecondWorker(std::vector<float> grads, double loss) : grads_(std::move(grads)), loss_(loss) {}
+  SimulatedSecondWorker(std::vector<float> grads, double loss, std::vector<double> counts = {})
+      : grads_(std::move(grads)), loss_(loss), counts_(std::move(counts)) {}
+  int workers() const override { return 2; }
+  void sum_counts(std::span<double> values) override {  // the second worker's labelled items
+    ASSERT_EQ(values.size(), counts_.size());
+    for (size_t i = 0; i < values.size(); ++i) values[i] += counts_[i];
+  }
   void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
     ASSERT_EQ(n, grads_.size());
     for (size_t i = 0; i < n; ++i) grads[i] += grads_[i];
@@ -311,6 +317,7 @@ class SimulatedSecondWorker : public GradientReduction {
  private:
   std::vector<float> grads_;
   double loss_;
+  std::vector<double> counts_;
 };
 
 TEST(TrainStepAccumulation, GradientReductionOverWorkersEqualsAccumulation) {
@@ -332,7 +339,8 @@ TEST(TrainStepAccumulation, GradientReductionOverWorkersEqualsAccumulation) {
   auto other = fresh();  // worker 2: b's gradient and loss at the same weights
   const float loss_b = other->forward(b, true);
   other->backward();
-  SimulatedSecondWorker worker2(std::vector<float>(other->grads(), other->grads() + other->num_params()), loss_b);
+  SimulatedSecondWorker worker2(std::vector<float>(other->grads(), other->grads() + other->num_params()), loss_b,
+                                {model::BertModel::loss_count(b)});
   auto worker1 = fresh();
   AdamW opt1(*worker1, {});
   TrainStep step1(*worker1, opt1, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 1e-3);
@@ -348,7 +356,7 @@ TEST(TrainStepAccumulation, GradientReductionOverWorkersEqualsAccumulation) {
   EXPECT_LT(worst, 1e-6);
 
   // A non-finite loss on another worker makes every worker skip the update.
-  SimulatedSecondWorker broken(std::vector<float>(worker1->num_params(), 0.f), NAN);
+  SimulatedSecondWorker broken(std::vector<float>(worker1->num_params(), 0.f), NAN, {2.0});
   step1.set_gradient_reduction(&broken);
   const std::vector<float> before(worker1->params(), worker1->params() + worker1->num_params());
   const StepOutcome skipped = step1.run(a, 1);

@@ -11,6 +11,7 @@
 #include "cli/errors.h"
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
+#include "train/distributed.h"
 #include "util/error.h"
 #include "util/signals.h"
 
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
   } catch (...) {
     const bertune::cli::Failure f = bertune::cli::describe_failure(std::current_exception());
     std::fprintf(stderr, "%s\n", f.message.c_str());
+    bertune::train::abort_world(f.exit_code);  // under mpirun: the other ranks end too
     return f.exit_code;
   }
   return bertune::kExitOk;

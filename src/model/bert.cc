@@ -598,8 +598,25 @@ float BertModel::head_forward() {
   PHASE("fwd+bwd head");
   head_->forward(head_pass(), logits_);
   if (!has_labels_) return std::numeric_limits<float>::quiet_NaN();
-  if (has_targets_) return target_mean_loss(logit_rows_ * logit_cols_);
-  return mean_loss(logit_rows_, logit_cols_);
+  if (has_targets_) return rescale_loss(target_mean_loss(logit_rows_ * logit_cols_), double(logit_rows_) * logit_cols_);
+  const float loss = mean_loss(logit_rows_, logit_cols_);
+  return rescale_loss(loss, counted_);
+}
+
+double BertModel::loss_count(const Batch& batch) {
+  if (!batch.targets.empty()) return static_cast<double>(batch.targets.size());
+  return static_cast<double>(std::count_if(batch.labels.begin(), batch.labels.end(), [](int32_t l) { return l != -100; }));
+}
+
+// The mean loss as a sum over loss_denominator_ (set_loss_denominator), when one is set; a
+// target loss's gradient (in ce_probs_ already) scaled with it, a cross-entropy's in backward.
+float BertModel::rescale_loss(float mean_loss, double count) {
+  loss_factor_ = 1.f;
+  if (loss_denominator_ <= 0) return mean_loss;
+  if (loss_sink_) throw Error("forward: a loss denominator needs the loss on the host (no loss sink)");
+  loss_factor_ = static_cast<float>(count / loss_denominator_);
+  if (has_targets_) k::scale(device_, ce_probs_, size_t(logit_rows_) * logit_cols_, loss_factor_);
+  return count > 0 ? static_cast<float>(static_cast<double>(mean_loss) * count / loss_denominator_) : mean_loss;
 }
 
 // The problem type of a sequence classifier's labelled batch: config_.problem_type, or when
@@ -673,6 +690,7 @@ void BertModel::head_backward() {
     return;
   }
   k::cross_entropy_backward(device_, d_logits_, ce_probs_, batch_.labels, logit_rows_, logit_cols_, counted_);
+  if (loss_factor_ != 1.f) k::scale(device_, d_logits_, size_t(logit_rows_) * logit_cols_, loss_factor_);
   head_->backward(head_pass(), d_logits_, d_x_);
 }
 

@@ -124,6 +124,12 @@ class BertModel {
   // is added to *loss_sink instead, where it was computed, and NaN returned: on
   // CUDA nothing then waits for the loss (train/step.h's device step).
   float forward(const Batch& batch, bool train, double* loss_sink = nullptr);
+  // The items a batch's mean loss is over: its labels other than -100, or its float targets.
+  static double loss_count(const Batch& batch);
+  // Data-parallel training (train/step.h): the loss (and its gradient) is the sum over the
+  // batch's items divided by `denominator` instead of their count; 0 = their count (the
+  // mean). Host losses only (no loss_sink).
+  void set_loss_denominator(double denominator) { loss_denominator_ = denominator; }
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
   void backward();
 
@@ -238,6 +244,9 @@ class BertModel {
   kernels::DeviceBuffer<std::byte> batch_device_;
   kernels::AttentionShape shape_;
   int counted_ = 0;  // labelled rows of the loss
+  double loss_denominator_ = 0;  // set_loss_denominator
+  float loss_factor_ = 1.f;      // this batch's count / loss_denominator_: scales the loss and its gradient
+  float rescale_loss(float mean_loss, double count);
   double* loss_sink_ = nullptr;  // during forward(): where the loss goes (null: returned)
 
   // Activation arena and the views into it. B sequences, T rows, C logit

@@ -8,6 +8,7 @@
 
 #include "io/atomic_file.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "util/error.h"
 #include "util/signals.h"
 
@@ -47,11 +48,11 @@ void KillHook::at(Point p, int64_t s) const {
 TrainingLoop::TrainingLoop(TrainingObjective& objective, std::FILE* out)
     : objective_(objective),
       p_(objective.parts()),
-      out_(out),
+      out_(console(out)),
       state_(p_.state),
       run_(p_.run),
       early_{p_.options.early_stopping_patience, p_.options.early_stopping_threshold, p_.run.early_stopping_counter},
-      progress_(p_.state.max_steps, p_.state.global_step),
+      progress_(p_.state.max_steps, p_.state.global_step, console(stderr)),
       kill_(KillHook::from_environment()) {}
 
 double TrainingLoop::seconds_since_start() const { return seconds_since(train_start_); }
@@ -59,12 +60,15 @@ double TrainingLoop::seconds_since_start() const { return seconds_since(train_st
 void TrainingLoop::start() {
   const TrainOptions& o = p_.options;
   const fs::path output_dir = o.output_dir;
-  claim_run_dir(p_.run_dir);
-  const fs::path log_path = output_dir / "log.jsonl";
-  if (!p_.run_dir.resume_dir.empty()) JsonlLog::truncate_after(log_path, state_.global_step);
-  else if (fs::exists(log_path)) fs::remove(log_path);  // empty: a run that logged nothing
-  log_ = std::make_unique<JsonlLog>(log_path);
-  io::write_file_atomic(output_dir / "training_args.json", o.to_json().dump(2) + "\n");
+  barrier();  // every rank has read the output directory (its resume point) before rank 0 claims it
+  if (world().writer()) {  // the other ranks write nothing (train/distributed.h)
+    claim_run_dir(p_.run_dir);
+    const fs::path log_path = output_dir / "log.jsonl";
+    if (!p_.run_dir.resume_dir.empty()) JsonlLog::truncate_after(log_path, state_.global_step);
+    else if (fs::exists(log_path)) fs::remove(log_path);  // empty: a run that logged nothing
+    log_ = std::make_unique<JsonlLog>(log_path);
+    io::write_file_atomic(output_dir / "training_args.json", o.to_json().dump(2) + "\n");
+  }
   objective_.start(*this);
   std::fflush(out_);
   train_start_ = Clock::now();
@@ -197,6 +201,7 @@ void TrainingLoop::after_step(int64_t epoch, bool epoch_end) {
 }
 
 void TrainingLoop::log_epoch_end(int64_t epoch) {
+  if (!log_) return;
   log_->append({{"epoch_end", epoch + 1}, {"step", state_.global_step}, {"epoch_train_runtime", epoch_train_seconds_},
                 {"epoch_real_tokens", epoch_tokens_.real}, {"epoch_processed_tokens", epoch_tokens_.processed},
                 {"epoch_padding_fraction", epoch_tokens_.padding_fraction()}});
@@ -218,7 +223,7 @@ void TrainingLoop::log_record(Json record) {
   record["epoch"] = std::round(state_.epoch * 100.0) / 100.0;
   record["step"] = state_.global_step;
   state_.log_history.push_back(record);
-  log_->append(record);
+  if (log_) log_->append(record);
 }
 
 void TrainingLoop::save_checkpoint(std::optional<double> metric) {
@@ -235,10 +240,13 @@ void TrainingLoop::save_checkpoint(std::optional<double> metric) {
     objective_.write_checkpoint_files(tmp);
     kill_.at(KillHook::Point::InSave, step);
   };
-  write_checkpoint(dir, parts);
   last_good_checkpoint_ = dir.string();
-  rotate_checkpoints(o.output_dir, o.save_total_limit, state_.best_model_checkpoint,
-                     [&](const fs::path& c) { return checkpoint_of_run(c, run_id); });
+  if (world().writer()) {
+    write_checkpoint(dir, parts);
+    rotate_checkpoints(o.output_dir, o.save_total_limit, state_.best_model_checkpoint,
+                       [&](const fs::path& c) { return checkpoint_of_run(c, run_id); });
+  }
+  barrier();  // every rank goes on once the checkpoint is there
 }
 
 // Trainer.train()'s TrainOutput, printed and logged.

@@ -10,6 +10,7 @@
 #include "infer/tagged.h"
 #include "model/pretrained.h"
 #include "train/memory_plan.h"
+#include "train/distributed.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -268,7 +269,7 @@ void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
   }
   pretrained.tensors.clear();
   r.optimizer = std::make_unique<AdamW>(*r.model, adamw_options(o));
-  r.model->set_dropout_seed(o.seed);
+  r.model->set_dropout_seed(rank_dropout_seed(o.seed));
 }
 
 void restore_checkpoint(PreparedRun& r) {

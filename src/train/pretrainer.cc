@@ -14,6 +14,7 @@
 #include "model/pretrained.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/electra.h"
 #include "train/memory_plan.h"
 #include "train/sampler.h"
@@ -227,7 +228,7 @@ void build_model(PreparedPretrain& p) {
     p.unused = std::move(report.unused);
     p.pretrained.tensors.clear();
   }
-  p.model->set_dropout_seed(t.seed);
+  p.model->set_dropout_seed(rank_dropout_seed(t.seed));
   p.optimizer = std::make_unique<AdamW>(*p.model, adamw_options(t));
   if (!p.electra()) return;
   p.generator = std::make_unique<model::BertModel>(p.generator_config, model::Task::MaskedLM, t.device,
@@ -359,6 +360,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
 class PretrainStep {
  public:
   explicit PretrainStep(PreparedPretrain& p) : mlm_(*p.model, *p.optimizer, p.schedule, p.o.train.max_grad_norm) {
+    mlm_.set_gradient_reduction(world_gradient_reduction());
     if (p.electra())
       electra_ = std::make_unique<ElectraStep>(*p.generator, *p.generator_optimizer, *p.model, *p.optimizer,
                                                p.schedule, p.o.train.max_grad_norm, p.o.discriminator_weight,
@@ -387,9 +389,13 @@ class PretrainStep {
   std::vector<StepOutcome> electra_pending_, electra_collected_;
 };
 
-PretrainObjective::PretrainObjective(const PretrainOptions& options, std::FILE* out) : out_(out) {
+PretrainObjective::PretrainObjective(const PretrainOptions& options, std::FILE* out) : out_(console(out)) {
   PretrainOptions o = options;
   validate(o);
+  if (o.objective == Objective::Electra && world().size > 1)  // ELECTRA's two-model step has no reduction
+    throw Error("ELECTRA pretraining (--objective electra) runs in one process; masked-LM pretraining runs under "
+                "mpirun");
+  join_world(o.train, o.to_json().dump());
   p_ = std::make_unique<PreparedPretrain>(prepare(o));
   step_ = std::make_unique<PretrainStep>(*p_);
 }
@@ -409,13 +415,18 @@ std::vector<std::vector<size_t>> PretrainObjective::epoch_steps(int64_t epoch) c
 
 std::vector<model::Batch> PretrainObjective::step_batches(const std::vector<size_t>& step, int64_t epoch) const {
   std::vector<model::Batch> micro;
-  for (const auto& part : infer::split_batches(step, p_->o.train.per_device_train_batch_size))
-    micro.push_back(mlm_batch(p_->train, part, p_->o.attention, p_->masking, p_->o.train.seed, epoch));
+  const World& w = world();
+  for (const auto& part : infer::split_batches(step, p_->o.train.per_device_train_batch_size)) {
+    // This rank's share of the global micro-batch, balanced by tokens.
+    const std::vector<size_t> mine = w.size == 1 ? part : rank_share(part, w.rank, w.size, &p_->lengths);
+    micro.push_back(mine.empty() ? model::Batch{}
+                                 : mlm_batch(p_->train, mine, p_->o.attention, p_->masking, p_->o.train.seed, epoch));
+  }
   const bool masked = std::any_of(micro.begin(), micro.end(), [](const model::Batch& b) {
     return std::any_of(b.labels.begin(), b.labels.end(), [](int32_t l) { return l != -100; });
   });
   if (!masked && p_->steps_without_masks++ == 0)
-    std::fprintf(stderr,
+    std::fprintf(console(stderr),
                  "warning: an optimizer step (epoch %lld) has no token selected for prediction: its loss is "
                  "undefined (HF logs nan) and logged as 0, and its gradient is zero\n",
                  static_cast<long long>(epoch + 1));
@@ -434,7 +445,7 @@ bool PretrainObjective::can_evaluate() const { return p_->heldout.size() > 0; }
 void PretrainObjective::start(TrainingLoop&) {
   const PreparedPretrain& p = *p_;
   const TrainOptions& t = p.o.train;
-  io::write_file_atomic(fs::path(t.output_dir) / "pretrain_args.json", p.o.to_json().dump(2) + "\n");
+  if (world().writer()) io::write_file_atomic(fs::path(t.output_dir) / "pretrain_args.json", p.o.to_json().dump(2) + "\n");
   const model::BertConfig& c = p.config;
   std::fprintf(out_,
                "***** Running %s pretraining *****\n"
@@ -446,7 +457,7 @@ void PretrainObjective::start(TrainingLoop&) {
                p.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
                p.train_review_count, static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
                static_cast<long long>(p.train.truncated_reviews), p.heldout_review_count, p.state.num_train_epochs,
-               t.per_device_train_batch_size, p.o.gradient_accumulation_steps,
+               per_device_batch(t), p.o.gradient_accumulation_steps,
                static_cast<long long>(p.state.max_steps), static_cast<long long>(p.schedule.warmup_steps),
                p.o.whole_word_mask ? "whole-word" : "token", p.o.mlm_probability,
                p.o.attention == ReviewAttention::Across ? "across" : "within",
@@ -468,6 +479,7 @@ void PretrainObjective::start(TrainingLoop&) {
                  g.num_hidden_layers, g.hidden_size, g.intermediate_size,
                  static_cast<long long>(g.non_embedding_parameters()), p.o.discriminator_weight);
   }
+  print_world(out_, static_cast<int64_t>(t.per_device_train_batch_size) * p.o.gradient_accumulation_steps);
 }
 
 // ELECTRA: the logged step's own parts (loss = their weighted sum).
@@ -525,7 +537,7 @@ void PretrainObjective::finish(TrainingLoop& loop) {
   const PreparedPretrain& p = *p_;
   const TrainOptions& t = p.o.train;
   if (p.steps_without_masks > 0)
-    std::fprintf(stderr, "warning: %lld optimizer step%s had no token selected for prediction (logged as loss 0)\n",
+    std::fprintf(console(stderr), "warning: %lld optimizer step%s had no token selected for prediction (logged as loss 0)\n",
                  static_cast<long long>(p.steps_without_masks), p.steps_without_masks == 1 ? "" : "s");
   if (p.heldout.size() > 0) {
     Json record;
@@ -550,8 +562,13 @@ void PretrainObjective::finish(TrainingLoop& loop) {
     }
     loop.log_record(record);
   }
-  save_final(fs::path(t.output_dir) / "final");
-  p.state.save(fs::path(t.output_dir) / "trainer_state.json");
+  const fs::path final_dir = fs::path(t.output_dir) / "final";
+  if (world().writer()) {
+    save_final(final_dir);
+    p.state.save(fs::path(t.output_dir) / "trainer_state.json");
+  } else {
+    result_.final_model_dir = final_dir;  // masked LM: ELECTRA pretraining runs in one process
+  }
 }
 
 // DIR/final/: the BertForMaskedLM, or ELECTRA's discriminator/ (ElectraForPreTraining, the model

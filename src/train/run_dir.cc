@@ -18,6 +18,7 @@
 #include "io/json_error.h"
 #include "train/checkpoint.h"
 #include "train/state.h"
+#include "train/distributed.h"
 #include "util/error.h"
 
 namespace bertune::train {
@@ -253,7 +254,9 @@ RunDirPlan plan_run_dir(const TrainOptions& o) {
   plan.output_dir = o.output_dir;
   plan.discard_previous = o.discard_previous_run;
   std::error_code ec;
-  if (fs::is_directory(plan.output_dir, ec)) plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
+  // Under mpirun rank 0 alone holds the directory (the other ranks write nothing there).
+  if (world().writer() && fs::is_directory(plan.output_dir, ec))
+    plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
   const DirContents held = contents_of(plan.output_dir);
   if (o.resume_from_checkpoint.empty()) {
     plan_fresh(plan, held, o.overwrite_output_dir);

@@ -25,17 +25,7 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
   r.lr = schedule_.at(step);
   r.step = step;
   double k = static_cast<double>(micro_batches.size());
-  double loss_sum = 0;
-  for (const model::Batch& batch : micro_batches) {
-    const float loss = model_.forward(batch, /*train=*/true);
-    if (!std::isfinite(loss)) {
-      r.loss = loss;  // the non-finite value, for the caller's message
-      loss_sum = NAN;
-      break;
-    }
-    model_.backward();
-    loss_sum += loss;
-  }
+  double loss_sum = micro_batch_losses(micro_batches, r);
   const bool single = micro_batches.size() == 1 && reduction_ == nullptr;
   if (reduction_ != nullptr) reduction_->sum_over_workers(model_.grads(), model_.num_params(), loss_sum, k);
   r.finite = std::isfinite(loss_sum);
@@ -54,6 +44,41 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
   }
   if (!r.finite) model_.zero_grad();
   return r;
+}
+
+// Forward and backward of each micro-batch (gradients added up in the buffer); returns the
+// sum of their losses, NaN (r.loss the non-finite value) when one was not finite. With a
+// gradient reduction each loss is divided by the global micro-batch's count per worker
+// (see GradientReduction); an empty micro-batch (a worker's share of a short batch) adds 0.
+double TrainStep::micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r) {
+  if (reduction_ != nullptr) {
+    counts_.clear();
+    for (const model::Batch& batch : micro_batches) counts_.push_back(model::BertModel::loss_count(batch));
+    reduction_->sum_counts(counts_);
+  }
+  struct ResetDenominator {
+    model::BertModel& m;
+    ~ResetDenominator() { m.set_loss_denominator(0); }
+  } reset{model_};
+  double loss_sum = 0;
+  for (size_t j = 0; j < micro_batches.size(); ++j) {
+    const model::Batch& batch = micro_batches[j];
+    if (reduction_ != nullptr) {
+      if (batch.num_sequences() == 0) {  // nothing here; the dropout step advances as a forward's would
+        model_.set_dropout_step(model_.dropout_step() + 1);
+        continue;
+      }
+      model_.set_loss_denominator(counts_[j] / reduction_->workers());
+    }
+    const float loss = model_.forward(batch, /*train=*/true);
+    if (!std::isfinite(loss)) {
+      r.loss = loss;  // the non-finite value, for the caller's message
+      return NAN;
+    }
+    model_.backward();
+    loss_sum += loss;
+  }
+  return loss_sum;
 }
 
 void TrainStep::launch(std::span<const model::Batch> micro_batches, int64_t step) {

@@ -35,6 +35,12 @@ struct StepOutcome {
 // model's gradient buffer; before the gradient norm, the step hands that buffer to
 // sum_over_workers(), which leaves there the sum over all workers (an MPI_Allreduce or
 // ncclAllReduce with ncclSum), and sums the loss and the micro-batch count the same way.
+// The loss is the mean over the global micro-batch (all workers' labelled items): before
+// the forwards, sum_counts() adds up the micro-batches' labelled items (examples, masked
+// tokens) over the workers, and each worker divides its loss by that count over the number
+// of workers (BertModel::set_loss_denominator), so the workers' sum over their k
+// micro-batches each, divided by the summed micro-batch count, is the mean over the
+// global micro-batches' means — what one worker running the whole batch computes.
 // Everything after it (norm, clip, AdamW) then runs identically on every worker, so the
 // loop never changes. A worker whose loss was non-finite still takes part (collectives
 // must), with loss_sum = NaN: the summed loss is then non-finite everywhere and every
@@ -43,6 +49,8 @@ class GradientReduction {
  public:
   virtual ~GradientReduction() = default;
   virtual void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) = 0;
+  virtual int workers() const = 0;
+  virtual void sum_counts(std::span<double> values) = 0;  // in place, over the workers
 };
 
 class TrainStep {
@@ -85,6 +93,9 @@ class TrainStep {
   LrSchedule schedule_;
   double max_grad_norm_;
   GradientReduction* reduction_ = nullptr;
+  std::vector<double> counts_;  // the micro-batches' labelled items, summed over the workers
+
+  double micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r);
 
   bool on_device() const { return decide_on_device_ || model_.device() != kernels::Device::CPU; }
   void launch_on_device(std::span<const model::Batch> micro_batches, int64_t step);

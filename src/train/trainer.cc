@@ -9,6 +9,7 @@
 #include "model/pretrained.h"
 #include "text/tokenizer.h"
 #include "text/unk_rate.h"
+#include "train/distributed.h"
 #include "train/sampler.h"
 #include "util/error.h"
 
@@ -28,9 +29,11 @@ std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
 
 ClassificationObjective::ClassificationObjective(PreparedRun run, std::FILE* out)
     : r_(std::move(run)),
-      out_(out),
+      out_(console(out)),
       step_(*r_.model, *r_.optimizer, r_.schedule, r_.options.max_grad_norm),
-      table_(out) {}
+      table_(out_) {
+  step_.set_gradient_reduction(world_gradient_reduction());
+}
 
 LoopParts ClassificationObjective::parts() {
   return {r_.options, r_.config, *r_.model, *r_.optimizer, r_.state, r_.run, r_.fingerprint, r_.tokenizer_dir,
@@ -39,7 +42,16 @@ LoopParts ClassificationObjective::parts() {
 
 std::vector<model::Batch> ClassificationObjective::step_batches(const std::vector<size_t>& step, int64_t) const {
   std::vector<model::Batch> micro;
-  micro.push_back(infer::build_batch(r_.train, step, r_.layout()));
+  const World& w = world();
+  if (w.size == 1) {
+    micro.push_back(infer::build_batch(r_.train, step, r_.layout()));
+    return micro;
+  }
+  // This rank's share of the global batch: balanced by tokens where batches are cut by tokens
+  // or packed (the work follows the tokens), by examples otherwise.
+  const bool by_tokens = r_.options.max_tokens_per_batch > 0 || r_.options.padding == infer::Padding::Packed;
+  const std::vector<size_t> mine = rank_share(step, w.rank, w.size, by_tokens ? &r_.sampling_lengths : nullptr);
+  micro.push_back(mine.empty() ? model::Batch{} : infer::build_batch(r_.train, mine, r_.layout()));
   return micro;
 }
 
@@ -83,12 +95,13 @@ void ClassificationObjective::start(TrainingLoop& loop) {
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n  Padding = %s%s\n"
                "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters)%s\n",
                r_.train.size(), r_.have_eval ? (", eval " + std::to_string(r_.eval.size())).c_str() : "",
-               r_.state.num_train_epochs, o.per_device_train_batch_size, static_cast<long long>(r_.state.max_steps),
+               r_.state.num_train_epochs, per_device_batch(o), static_cast<long long>(r_.state.max_steps),
                static_cast<long long>(r_.schedule.warmup_steps), padding_name(o.padding).c_str(),
                batching.c_str(), r_.model_description.c_str(), c.num_hidden_layers,
                c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
                r_.run_dir.resume_dir.empty() ? "" : ("\n  Resuming from " + r_.run_dir.resume_dir.string() + " at step " +
                                            std::to_string(r_.state.global_step)).c_str());
+  print_world(out_, o.per_device_train_batch_size);
 }
 
 // An evaluation on the eval set: logged, tabled, checked for collapse. Returns the metric that
@@ -125,8 +138,11 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
                            o.seed);
   }
   result_.final_model_dir = fs::path(o.output_dir) / "final";
-  model::save_pretrained(result_.final_model_dir, r_.config, model.state_dict(), text::tokenizer_files(r_.tokenizer_dir));
-  state.save(fs::path(o.output_dir) / "trainer_state.json");
+  if (world().writer()) {
+    model::save_pretrained(result_.final_model_dir, r_.config, model.state_dict(),
+                           text::tokenizer_files(r_.tokenizer_dir));
+    state.save(fs::path(o.output_dir) / "trainer_state.json");
+  }
   std::fprintf(out_, "Saved the final model to %s\n", result_.final_model_dir.c_str());
 
   const int32_t pad_id = r_.tokenizer.pad_id();
@@ -148,7 +164,9 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
 }
 
 TrainResult run_training(const TrainOptions& options, std::FILE* out) {
-  ClassificationObjective objective(prepare_run(options), out);
+  TrainOptions o = options;
+  join_world(o, o.to_json().dump());
+  ClassificationObjective objective(prepare_run(o), out);
   TrainResult& result = objective.result();
   result.summary = TrainingLoop(objective, out).run();
   result.state = objective.prepared().state;

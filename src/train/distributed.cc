@@ -1,0 +1,217 @@
+#include "train/distributed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "kernels/ops.h"
+#include "util/error.h"
+
+#ifdef BERTUNE_WITH_MPI
+#include <mpi.h>
+#endif
+
+namespace bertune::train {
+
+namespace {
+
+// mpirun (Open MPI), or srun / another PMI launcher, sets these in every rank's environment.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (const char* s = std::getenv(v); s != nullptr && *s != 0) return true;
+  return false;
+}
+
+#ifdef BERTUNE_WITH_MPI
+void check_mpi(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int n = 0;
+  MPI_Error_string(rc, text, &n);
+  throw Error(std::string(call) + " failed: " + std::string(text, static_cast<size_t>(n)));
+}
+
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+bool mpi_started = false;
+
+World init_mpi() {
+  check_mpi(MPI_Init(nullptr, nullptr), "MPI_Init");
+  mpi_started = true;
+  std::atexit(finalize_at_exit);
+  // A rank that fails ends the job: MPI_ERRORS_ARE_FATAL aborts every rank on an MPI error,
+  // and mpirun ends the others when one exits with an error or dies.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+  World w;
+  MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &w.size);
+  return w;
+}
+
+// sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
+class MpiGradientReduction : public GradientReduction {
+ public:
+  explicit MpiGradientReduction(int workers) : workers_(workers) {}
+  int workers() const override { return workers_; }
+  void sum_counts(std::span<double> values) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                            MPI_COMM_WORLD),
+              "MPI_Allreduce (loss counts)");
+  }
+  void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
+    // MPI counts are int: a model of more than 2^31 - 1 parameters goes in chunks.
+    constexpr size_t kChunk = std::numeric_limits<int>::max();
+    for (size_t at = 0; at < n; at += kChunk)
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, grads + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT,
+                              MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Allreduce (gradients)");
+    double sums[2] = {loss_sum, micro_batches};  // a NaN loss stays NaN: every rank skips together
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
+    loss_sum = sums[0];
+    micro_batches = sums[1];
+  }
+
+ private:
+  int workers_;
+};
+#endif
+
+}  // namespace
+
+bool mpi_built() {
+#ifdef BERTUNE_WITH_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+const World& world() {
+  static const World w = [] {
+    if (!launched_by_mpi()) return World{};
+#ifdef BERTUNE_WITH_MPI
+    return init_mpi();
+#else
+    throw Error("started by mpirun, but this bertune was built without MPI (configure with -DBERTUNE_MPI=ON; "
+                "docs/distributed.md)");
+#endif
+  }();
+  return w;
+}
+
+void abort_world(int exit_code) {
+#ifdef BERTUNE_WITH_MPI
+  if (!mpi_started || world().size == 1) return;
+  std::fflush(nullptr);
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+#else
+  (void)exit_code;
+#endif
+}
+
+void barrier() {
+  if (world().size == 1) return;
+#ifdef BERTUNE_WITH_MPI
+  check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+#endif
+}
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+void check_same_on_every_rank(uint64_t value, const std::string& what) {
+  const World& w = world();
+  if (w.size == 1) return;
+#ifdef BERTUNE_WITH_MPI
+  // The smallest and the largest value (as -v and v): equal only when every rank has the same.
+  uint64_t v[2] = {~value, value};
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce (check)");
+  if (~v[0] != value || v[1] != value)
+    throw Error("rank " + std::to_string(w.rank) + " of " + std::to_string(w.size) + ": " + what +
+                " differ between the ranks (every rank must be started with the same command line)");
+#endif
+}
+
+GradientReduction* world_gradient_reduction() {
+  if (world().size == 1) return nullptr;
+#ifdef BERTUNE_WITH_MPI
+  static MpiGradientReduction reduction(world().size);
+  return &reduction;
+#else
+  return nullptr;
+#endif
+}
+
+void join_world(TrainOptions& o, const std::string& options_json) {
+  const World& w = world();
+  if (w.size == 1) return;
+  check_same_on_every_rank(fnv1a64(options_json), "the options");
+  if (o.device != kernels::Device::CPU)  // the step's reduction reads the loss on the host
+    throw Error("--device " + std::string(kernels::device_name(o.device)) +
+                ": training across processes (mpirun) runs on the CPU; start one process for a GPU");
+  o.per_device_train_batch_size *= w.size;
+  o.max_tokens_per_batch *= w.size;
+}
+
+int per_device_batch(const TrainOptions& o) { return o.per_device_train_batch_size / world().size; }
+
+std::FILE* console(std::FILE* stream) {
+  if (world().writer()) return stream;
+  static std::FILE* const null = std::fopen("/dev/null", "w");
+  return null != nullptr ? null : stream;
+}
+
+void print_world(std::FILE* out, int64_t global_batch) {
+  const World& w = world();
+  if (w.size == 1) return;
+  std::fprintf(out, "  World size = %d processes (MPI), global batch = %lld\n", w.size,
+               static_cast<long long>(global_batch));
+}
+
+uint64_t rank_dropout_seed(uint64_t seed) {
+  const int rank = world().rank;
+  if (rank == 0) return seed;
+  uint64_t z = seed + static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull;  // one SplitMix64 step
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
+                               const std::vector<int>* lengths) {
+  if (ranks <= 0 || rank < 0 || rank >= ranks)
+    throw Error("rank_share: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
+  const size_t n = batch.size();
+  auto cut = [&](int r) -> size_t {  // where rank r's share starts
+    if (lengths == nullptr) {
+      const size_t base = n / ranks, extra = n % ranks;
+      return static_cast<size_t>(r) * base + std::min<size_t>(r, extra);
+    }
+    if (r == 0) return 0;
+    int64_t total = 0;
+    for (size_t i : batch) total += (*lengths)[i];
+    const double target = static_cast<double>(total) * r / ranks;
+    int64_t prefix = 0;
+    size_t best = 0;
+    double best_gap = target;
+    for (size_t i = 0; i < n; ++i) {  // the prefix [0, i + 1) nearest to the target
+      prefix += (*lengths)[batch[i]];
+      const double gap = std::fabs(static_cast<double>(prefix) - target);
+      if (gap < best_gap) best = i + 1, best_gap = gap;
+    }
+    return best;
+  };
+  const size_t from = cut(rank), to = rank + 1 == ranks ? n : std::max(from, cut(rank + 1));
+  return std::vector<size_t>(batch.begin() + static_cast<std::ptrdiff_t>(from),
+                             batch.begin() + static_cast<std::ptrdiff_t>(std::max(from, to)));
+}
+
+}  // namespace bertune::train

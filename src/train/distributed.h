@@ -1,0 +1,78 @@
+#pragma once
+// Data-parallel training over MPI: `mpirun -np N bertune train|pretrain ...` (docs/distributed.md).
+//
+// Every rank runs the same loop on its share of each global batch; TrainStep hands the
+// gradient buffer to MpiGradientReduction (an in-place MPI_Allreduce, fp32), so the norm,
+// the clip, AdamW and the non-finite guard see the same summed gradients on every rank and
+// decide the same. Rank 0 alone writes (logs, checkpoints, final/) and prints; the others
+// wait for it at a barrier after each checkpoint.
+//
+// Without mpirun (no OMPI_COMM_WORLD_SIZE / PMI_SIZE / PMIX_RANK in the environment), or in
+// a build without MPI (BERTUNE_MPI=OFF), the world is one rank and nothing here calls MPI:
+// one process, exactly as without this file.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "train/options.h"
+#include "train/step.h"
+
+namespace bertune::train {
+
+struct World {
+  int rank = 0;
+  int size = 1;
+  bool writer() const { return rank == 0; }  // writes the files, prints
+};
+
+// Whether this build can run across processes (linked with MPI).
+bool mpi_built();
+// The world this process belongs to. The first call initialises MPI when the process was
+// started by mpirun / srun (and finalises it at exit); an Error when it was but this build
+// has no MPI.
+const World& world();
+
+// After an error on this rank: ends every rank of a started world of more than one (MPI_Abort
+// with `exit_code`), since the others would wait for this one forever; nothing otherwise.
+void abort_world(int exit_code);
+// Waits until every rank has arrived (nothing on one rank).
+void barrier();
+// Every rank's `value` must be the same (a hash of the options, say): an Error on every
+// rank naming `what` otherwise.
+void check_same_on_every_rank(uint64_t value, const std::string& what);
+// FNV-1a 64 of a string.
+uint64_t fnv1a64(const std::string& s);
+
+// Checks that every rank has the same `options_json` (a clear error on every rank otherwise),
+// then makes the options global: the batch (and --max-tokens-per-batch) of one rank times
+// the world's size, so the sampler, the step count, the schedule and a checkpoint's resume
+// fingerprint are those of one process running the global batch; each rank then takes its
+// share of every batch (rank_share). Nothing changes for a world of one.
+void join_world(TrainOptions& o, const std::string& options_json);
+// The per-device batch of the options join_world made global.
+int per_device_batch(const TrainOptions& o);
+// The dropout seed of this rank: `seed` on rank 0 (and in a world of one), an unrelated one
+// on each other rank, so the ranks do not draw the same masks for their rows.
+uint64_t rank_dropout_seed(uint64_t seed);
+
+// Where console output goes: `stream` on rank 0 (and in a world of one), nowhere on the others.
+std::FILE* console(std::FILE* stream);
+// The banner's line for a world of more than one rank (nothing for one).
+void print_world(std::FILE* out, int64_t global_batch);
+
+// The world's gradient reduction (an MPI_Allreduce); nullptr for a world of one.
+GradientReduction* world_gradient_reduction();
+
+// Rank `rank`'s share of one global batch `batch` (example indices in training order) among
+// `ranks`: consecutive slices, so the ranks' shares laid end to end are the batch. Balanced
+// by count (sizes differ by at most one, the first ranks larger), or with `lengths` (tokens
+// per example; packed batches, --max-tokens-per-batch) balanced by tokens: the cut after
+// rank r lies where the running token sum first reaches (r + 1) / ranks of the total. A
+// share may be empty (a batch with fewer examples than ranks).
+std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
+                               const std::vector<int>* lengths = nullptr);
+
+}  // namespace bertune::train
