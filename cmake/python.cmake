@@ -50,7 +50,7 @@ if(BERTUNE_WITH_PYTHON)
   endif()
   file(GLOB BERTUNE_PYTHON_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/python/src/*.cc)
   pybind11_add_module(bertune_python MODULE ${BERTUNE_PYTHON_SOURCES})
-  target_link_libraries(bertune_python PRIVATE bertune_core)
+  target_link_libraries(bertune_python PRIVATE bertune_cli)  # cli/errors.h: the command line's messages
   # build/python/bertune/_native*.so: python/bertune's __init__ extends its package
   # path over every bertune/ folder on sys.path, so PYTHONPATH=python:build/python
   # imports the source package with the built module (scripts/test).

@@ -130,6 +130,10 @@ std::string classify(Model& m, const std::vector<std::string>& texts, const std:
   else if (!function_to_apply.empty())
     throw Error("function_to_apply: '" + function_to_apply + "' is not one of softmax|sigmoid|none");
   if (batch_size < 1) throw Error("batch_size: must be at least 1");
+  const int vocab = c.model().config().vocab_size;
+  if (static_cast<int>(c.tokenizer().vocab_size()) > vocab)  // ids past the embeddings: refused, as train does
+    throw Error("the tokenizer has " + std::to_string(c.tokenizer().vocab_size()) + " tokens but the model's " +
+                "vocab_size is " + std::to_string(vocab) + " (pass the model's own tokenizer)");
   const std::vector<infer::TokenIds> encoded = c.tokenize(texts, pairs);
   nlohmann::json out = nlohmann::json::array();
   for (size_t start = 0; start < encoded.size(); start += static_cast<size_t>(batch_size)) {

@@ -6,15 +6,14 @@ import subprocess
 import pytest
 
 import bertune
-from conftest import GOLDEN, REPO, golden_model_dir
+from conftest import REPO, SMALL_MODEL
 
 BINARY = REPO / "build" / "bertune"
 
 
 @pytest.fixture
-def model_dir(shared, tmp_path):
-    g = GOLDEN / "families" / "roberta_seqcls"  # 3 labels
-    return golden_model_dir(tmp_path, g / "config.json", g / "init.safetensors")
+def model_dir(shared):
+    return SMALL_MODEL  # its tokenizer's vocabulary; a fresh head (seed 42), as predict makes it
 
 
 def test_answers_in_hf_shape(model_dir):
@@ -24,7 +23,7 @@ def test_answers_in_hf_shape(model_dir):
     both = pipe(["굳 ㅋ", "아 더빙.. 진짜 짜증나네요 목소리"])
     assert len(both) == 2 and both[0] == one[0]
     everything = pipe("굳 ㅋ", top_k=None)
-    assert len(everything) == 3 and everything[0] == one[0]
+    assert len(everything) == 2 and everything[0] == one[0]
     assert math.isclose(sum(a["score"] for a in everything), 1.0, rel_tol=1e-5)
     assert [a["score"] for a in everything] == sorted((a["score"] for a in everything), reverse=True)
     two = bertune.pipeline("text-classification", model=model_dir, top_k=2)(["굳 ㅋ", "목소리"])
@@ -36,12 +35,13 @@ def test_same_scores_as_predict(model_dir, tmp_path):
     data = tmp_path / "texts.jsonl"
     data.write_text("".join(json.dumps({"document": t}, ensure_ascii=False) + "\n" for t in texts))
     out = tmp_path / "pred.jsonl"
-    subprocess.run([str(BINARY), "predict", "--model", str(model_dir), "--input", str(data), "--output", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run([str(BINARY), "predict", "--model", str(model_dir), "--input", str(data), "--output", str(out),
+                    "--allow-untrained-head"], check=True, capture_output=True)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     answers = bertune.pipeline("text-classification", model=model_dir, top_k=None)(texts)
+    assert len(records) == len(answers) == 3
     for record, answer in zip(records, answers):
-        best = max(range(3), key=lambda i: record["probs"][i])
+        best = max(range(2), key=lambda i: record["probs"][i])
         assert answer[0]["label"] == record["label_name"] == f"LABEL_{best}"
         assert answer[0]["score"] == pytest.approx(record["probs"][best], rel=1e-6)
 

@@ -35,11 +35,14 @@ def test_pairs_match_hf_ids_and_types(tok):
 
 
 def test_padding_and_numpy_tensors(tok):
+    long = tok("아 더빙.. 진짜 짜증나네요 목소리")["input_ids"]
+    n = len(long)
     enc = tok(["굳 ㅋ", "아 더빙.. 진짜 짜증나네요 목소리"], padding=True, return_tensors="np")
     assert enc["input_ids"].dtype == np.int64
-    assert enc["input_ids"].shape == (2, 11)
-    assert enc["input_ids"][0].tolist() == [2, 618, 191, 3] + [tok.pad_token_id] * 7
-    assert enc["attention_mask"][0].tolist() == [1] * 4 + [0] * 7
+    assert enc["input_ids"].shape == (2, n)
+    assert enc["input_ids"][0].tolist() == [2, 618, 191, 3] + [tok.pad_token_id] * (n - 4)
+    assert enc["input_ids"][1].tolist() == long
+    assert enc["attention_mask"][0].tolist() == [1] * 4 + [0] * (n - 4)
     enc = tok(["굳 ㅋ"], padding="max_length", max_length=8, truncation=True, return_tensors="np")
     assert enc["input_ids"].shape == (1, 8)
     enc = tok("아 더빙.. 진짜 짜증나네요 목소리", truncation=True, max_length=5)
