@@ -33,6 +33,18 @@ train::TrainOptions options_from(const std::string& kwargs_json) {
   return o;
 }
 
+// TrainingArguments(**kwargs) checked as `bertune train` checks its flags, before the Trainer
+// names the model: every option as JSON.
+std::string resolve_options(const std::string& kwargs_json) {
+  train::TrainOptions o;
+  train::apply_options_json(o, Json::parse(kwargs_json), "TrainingArguments");
+  const bool model_given = !o.model.empty() || !o.model_config.empty();
+  if (!model_given) o.model = "model";  // the Trainer's (model=...), checked when it runs
+  train::validate(o);
+  if (!model_given) o.model.clear();
+  return o.to_json().dump();
+}
+
 // The table, for TrainingArguments' names, defaults and help: (key, default as JSON, help, type).
 py::list option_fields() {
   static const train::TrainOptions defaults;
@@ -169,8 +181,8 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
 
 void bind_train(py::module_& m) {
   m.def("option_fields", &option_fields, "The training options table: (key, default JSON, help, type) each.");
-  m.def("resolve_options", [](const std::string& kwargs_json) { return options_from(kwargs_json).to_json().dump(); },
-        py::arg("kwargs_json"), "Every option after TrainingArguments' checks, as JSON (training_args.json).");
+  m.def("resolve_options", &resolve_options, py::arg("kwargs_json"),
+        "Every option after TrainingArguments' checks, as JSON (training_args.json).");
   m.def("train", &train_run, py::arg("kwargs_json"), py::arg("train_rows"), py::arg("eval_rows"),
         py::arg("test_rows"), py::arg("observer"));
   py::class_<Evaluation>(m, "Evaluation")
