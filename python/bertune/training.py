@@ -22,7 +22,7 @@ EvalPrediction = namedtuple("EvalPrediction", ["predictions", "label_ids"])
 _FIELDS = {key: (json.loads(default), help_, type_) for key, default, help_, type_ in _native.option_fields()}
 _ALIASES = {"evaluation_strategy": "eval_strategy"}
 # HF arguments that only concern integrations bertune does not have; accepted, without effect.
-_IGNORED = {"report_to", "logging_dir", "disable_tqdm", "push_to_hub", "run_name"}
+_IGNORED = {"report_to", "logging_dir", "push_to_hub", "run_name"}
 
 
 class TrainingArguments:
@@ -31,8 +31,9 @@ class TrainingArguments:
     option). An unknown name is a ``TypeError`` naming the nearest one.
     ``evaluation_strategy`` is accepted for ``eval_strategy``."""
 
-    def __init__(self, output_dir=None, **kwargs):
+    def __init__(self, output_dir=None, disable_tqdm=False, **kwargs):
         given = {} if output_dir is None else {"output_dir": os.fspath(output_dir)}
+        self.disable_tqdm = disable_tqdm  # True: no progress bar (tqdm) during train()
         for name, value in kwargs.items():
             if name in _IGNORED:
                 continue
@@ -162,11 +163,23 @@ def _dataset_rows(dataset, columns):
     return None, "\n".join(lines) + ("\n" if lines else "")
 
 
+def _progress_bar(args):
+    """A tqdm bar over the steps (HF's), unless disable_tqdm or tqdm is not installed."""
+    if args.disable_tqdm:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=args.max_steps if args.max_steps > 0 else None, unit="step", desc="train")
+
+
 class _Observer:
     """The native loop's events, handed to compute_metrics and the callbacks."""
 
-    def __init__(self, trainer):
+    def __init__(self, trainer, progress=None):
         self.trainer = trainer
+        self.progress = progress
         self.wants_logits = trainer.compute_metrics is not None
 
     def _call(self, event, **kwargs):
@@ -177,6 +190,8 @@ class _Observer:
 
     def on_step_end(self, step):
         self.trainer.state.global_step = step
+        if self.progress is not None:
+            self.progress.update(step - self.progress.n)
         return self._call("on_step_end")
 
     def on_log(self, record):
@@ -269,7 +284,13 @@ class Trainer:
         self.state = TrainerState()
         self.control = TrainerControl()
         self._call("on_train_begin")
-        result = json.loads(_native.train(json.dumps(kwargs), rows["train"], rows["eval"], None, _Observer(self)))
+        progress = _progress_bar(self.args)
+        try:
+            result = json.loads(_native.train(json.dumps(kwargs), rows["train"], rows["eval"], None,
+                                              _Observer(self, progress)))
+        finally:
+            if progress is not None:
+                progress.close()
         summary = result["summary"]
         self.state.log_history = result["log_history"]
         self.state.global_step = summary["global_step"]
