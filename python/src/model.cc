@@ -34,6 +34,7 @@ struct Model {
 model::Batch packed_batch(const IntArray& ids, const IntArray* mask, const IntArray* types) {
   if (ids.ndim() != 2) throw Error("input_ids: expected a [batch, length] array, got " + std::to_string(ids.ndim()) + " dimensions");
   const py::ssize_t B = ids.shape(0), T = ids.shape(1);
+  if (B == 0 || T == 0) throw Error("input_ids: an empty batch [" + std::to_string(B) + ", " + std::to_string(T) + "]");
   for (const auto& [a, name] : {std::pair{mask, "attention_mask"}, std::pair{types, "token_type_ids"}})
     if (a && (a->ndim() != 2 || a->shape(0) != B || a->shape(1) != T))
       throw Error(std::string(name) + ": expected the shape of input_ids [" + std::to_string(B) + ", " +
@@ -77,6 +78,11 @@ py::array_t<float> forward(Model& m, const IntArray& ids, std::optional<IntArray
       if (id < 0 || id >= model.config().vocab_size)
         throw Error("input_ids: id " + std::to_string(id) + " is outside the model's vocabulary (vocab_size " +
                     std::to_string(model.config().vocab_size) + ")");
+    const int types = std::max(model.config().type_vocab_size, 1);  // none (DistilBERT): all 0
+    for (const int32_t t : batch.token_type_ids)
+      if (t < 0 || t >= types)
+        throw Error("token_type_ids: " + std::to_string(t) + " is outside the model's type_vocab_size " +
+                    std::to_string(types));
     model.forward(batch, /*train=*/false);
     const float* logits = model.logits();
     if (!tokens) {

@@ -69,6 +69,10 @@ def test_bad_inputs_are_value_errors(shared, tmp_path):
     model = bertune.AutoModelForSequenceClassification.from_pretrained(d)
     with pytest.raises(ValueError, match="outside the model's vocabulary"):
         model(input_ids=np.array([[2, 9999, 3]]))
+    with pytest.raises(ValueError, match="type_vocab_size 2"):
+        model(input_ids=np.array([[2, 5, 3]]), token_type_ids=np.array([[0, 2, 0]]))
+    with pytest.raises(ValueError, match="empty batch"):
+        model(input_ids=np.zeros((0, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="only right padding"):
         model(input_ids=np.array([[0, 2, 3]]), attention_mask=np.array([[0, 1, 1]]))
     with pytest.raises(ValueError, match="attention_mask: expected the shape"):
