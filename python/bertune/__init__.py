@@ -6,7 +6,15 @@
 Every class runs the same native code as the ``bertune`` command (no subprocess): a
 Trainer run is a ``bertune train`` run, a pipeline answers what ``bertune predict`` does.
 """
+import os as _os
 import pkgutil as _pkgutil
+
+# The native kernels share one OpenMP pool (libgomp), which reads its wait policy once, when it
+# loads with the module below. Its default spins at every barrier and collapses when anything
+# else shares the cores (training steps several times slower on 2 cores); `bertune` re-executes
+# itself with the passive policy for the same reason. Unless the user chose one.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
 
 # The native module may lie in another bertune/ folder on sys.path (a build tree:
 # PYTHONPATH=python:build/python); an installed package holds both in one folder.
