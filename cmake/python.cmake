@@ -56,5 +56,13 @@ if(BERTUNE_WITH_PYTHON)
   # imports the source package with the built module (scripts/test).
   set_target_properties(bertune_python PROPERTIES OUTPUT_NAME _native
     LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/python/bertune)
+  # python/tests (pytest) on the source package with the module built here, under the
+  # interpreter it was built for: `ctest -R Python`, and scripts/test with everything else.
+  if(BERTUNE_BUILD_TESTS)
+    add_test(NAME Python.Tests COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider
+                                       ${CMAKE_SOURCE_DIR}/python/tests)
+    set_tests_properties(Python.Tests PROPERTIES TIMEOUT 600 LABELS python
+      ENVIRONMENT "PYTHONPATH=${CMAKE_SOURCE_DIR}/python:${CMAKE_BINARY_DIR}/python;BERTUNE_SHARED=${CMAKE_SOURCE_DIR}/../shared;TMPDIR=${CMAKE_BINARY_DIR}/test-tmp")
+  endif()
   message(STATUS "bertune: Python module ON (${Python3_EXECUTABLE}, pybind11 ${pybind11_VERSION})")
 endif()
