@@ -37,6 +37,9 @@ class BertTokenizer:
         self.name_or_path = str(directory)
         self._native = _native.Tokenizer.load(str(directory))
         self.model_max_length = model_max_length
+        names = {os.path.basename(f) for f in _native.tokenizer_files(str(directory))}
+        if "vocab.txt" not in names and "sentencepiece.bpe.model" in names:
+            self.model_input_names = ["input_ids", "attention_mask"]  # XLMRobertaTokenizer's: no token types
 
     @property
     def vocab_size(self):
@@ -133,7 +136,8 @@ class BertTokenizer:
             for key, values in rows.items():
                 for row in values:
                     row.extend([fill[key]] * (pad_to - len(row)))
-        if return_token_type_ids is False:
+        if return_token_type_ids is False or (return_token_type_ids is None
+                                                and "token_type_ids" not in self.model_input_names):
             del rows["token_type_ids"]
         if return_attention_mask is False:
             del rows["attention_mask"]

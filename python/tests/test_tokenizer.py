@@ -62,3 +62,19 @@ def test_decode_vocab_and_save(tok, tmp_path):
     assert again("굳 ㅋ")["input_ids"] == [2, 618, 191, 3]
     with pytest.raises(IndexError, match="outside the vocabulary"):
         tok.convert_ids_to_tokens([40000])
+
+
+def test_sentencepiece_matches_hf_xlmr(shared, tmp_path):
+    import shutil
+    shutil.copyfile(GOLDEN / "tokenizer" / "xlmr_nsmc_unigram.model", tmp_path / "sentencepiece.bpe.model")
+    xlmr = bertune.AutoTokenizer.from_pretrained(tmp_path)
+    rows = read_jsonl(GOLDEN / "tokenizer" / "xlmr_nsmc.jsonl")
+    singles = [r for r in rows if "text_pair" not in r][:300]
+    enc = xlmr([r["text"] for r in singles])
+    assert enc["input_ids"] == [r["ids"] for r in singles]
+    assert "token_type_ids" not in enc  # XLMRobertaTokenizer returns none
+    pairs = [r for r in rows if "text_pair" in r][:300]
+    for m in sorted({r["max_length"] for r in pairs}):
+        part = [r for r in pairs if r["max_length"] == m]
+        got = xlmr([r["text"] for r in part], [r["text_pair"] for r in part], truncation=True, max_length=m)
+        assert got["input_ids"] == [r["ids"] for r in part]
