@@ -281,6 +281,9 @@ class Trainer:
             elif data is not None:
                 kwargs[f"{split}_file"] = name  # names the rows in messages: "train_dataset:ROW: ..."
             rows[split] = data
+        if self.args.task == "token-classification" and any(r is not None for r in rows.values()):
+            raise ValueError("task token-classification reads tagged files (CoNLL columns or JSONL tokens/tags): "
+                             "pass train_dataset and eval_dataset as file paths")
         self.state = TrainerState()
         self.control = TrainerControl()
         self._call("on_train_begin")

@@ -153,6 +153,9 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
     co.device = o.device;
     co.untrained_head = infer::UntrainedHead::Warn;
     auto c = infer::Classifier::load(model_dir, co);
+    if (c->model().task() == model::Task::TokenClassification)
+      throw Error(model_dir + " is a token classifier: Trainer.evaluate/predict take sequence classifiers; "
+                  "evaluate it with `bertune eval --model " + model_dir + " --data FILE`");
     data::ReadOptions ro;
     ro.text_column = o.text_column;
     ro.text_pair_column = o.text_pair_column;

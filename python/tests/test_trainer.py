@@ -78,6 +78,9 @@ def test_arguments_are_checked(tiny, tmp_path):
     trainer = bertune.Trainer(args=bertune.TrainingArguments(**base_args(tiny, tmp_path / "bad")), train_dataset=rows)
     with pytest.raises(ValueError, match="train_dataset:2"):
         trainer.train()
+    tagged = bertune.TrainingArguments(**base_args(tiny, tmp_path / "tags", task="token-classification"))
+    with pytest.raises(ValueError, match="tagged files"):
+        bertune.Trainer(args=tagged, train_dataset=rows).train()
 
 
 class Recorder(bertune.TrainerCallback):
@@ -161,3 +164,12 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes(tiny, tmp_path):
     assert (tmp_path / "run" / "checkpoint-4" / "model.safetensors").is_file()
     resumed = bertune.Trainer(args=args, train_dataset=df)
     assert resumed.train(resume_from_checkpoint=True).global_step == 6
+
+
+def test_predict_refuses_a_token_classifier(shared, tmp_path):
+    from conftest import GOLDEN, golden_model_dir
+    g = GOLDEN / "families" / "bert_tokencls"
+    d = golden_model_dir(tmp_path, g / "config.json", g / "init.safetensors")
+    trainer = bertune.Trainer(model=d, args=bertune.TrainingArguments(output_dir=str(tmp_path / "out")))
+    with pytest.raises(ValueError, match="token classifier"):
+        trainer.predict([{"document": "좋다", "label": 1}])
