@@ -359,6 +359,13 @@ TEST_F(CliOnTinyModel, NegativeThreadsAreRefusedByInferenceToo) {
   EXPECT_TRUE(contains(r.output, "--threads: must not be negative")) << r.output;
 }
 
+// --aggregation-strategy shapes a token classifier's entity spans; a sequence classifier has none.
+TEST_F(CliOnTinyModel, AggregationStrategyIsForTokenClassifiers) {
+  auto r = run_cli("predict --model " + model() + " --aggregation-strategy first 좋아요");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "--aggregation-strategy: " + model() + " is a sequence classifier")) << r.output;
+}
+
 // K11: `tokenize --input F --output F` replaced the user's data file with its tokens (exit 0);
 // the same for predict. Any spelling of the same file is refused before anything is written.
 TEST_F(CliOnTinyModel, OutputThatIsTheInputIsRefused) {

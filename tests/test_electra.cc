@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "model/bert.h"
+#include "model/electra_pretrained.h"
 #include "train/electra.h"
 #include "train/optimizer.h"
 #include "util/error.h"
@@ -193,4 +195,153 @@ TEST(Electra, DiscriminatorLearnsToSpotReplacementsFromContext) {
   }
   EXPECT_GT(found, replaced * 8 / 10) << found << " of " << replaced << " replaced rows found";
   EXPECT_GT(kept, originals * 9 / 10) << kept << " of " << originals << " original rows kept";
+}
+
+// ---------------------------------------------------------------- the saved ELECTRA checkpoints
+
+namespace {
+
+// The encoder's last hidden state (T, H) of an ELECTRA checkpoint, row by token row: the
+// checkpoint's encoder under a token classifier whose classifier is the identity.
+std::vector<std::vector<float>> hidden_states(const model::ElectraCheckpoint& ck, const Batch& batch) {
+  BertConfig c = ck.config;
+  const int H = c.hidden_size;
+  c.set_num_labels(H);
+  BertModel encoder(c, Task::TokenClassification);
+  encoder.load_state_dict(ck.tensors, 0);
+  float* w = encoder.params() + encoder.param("classifier.weight").offset;
+  std::fill(w, w + size_t(H) * H, 0.f);
+  for (int i = 0; i < H; ++i) w[size_t(i) * H + i] = 1.f;
+  std::fill_n(encoder.params() + encoder.param("classifier.bias").offset, H, 0.f);
+  encoder.forward(batch, /*train=*/false);
+  std::vector<std::vector<float>> rows(batch.num_rows());
+  for (int r = 0; r < encoder.logits_rows(); ++r)
+    rows[encoder.logit_token_rows()[r]].assign(encoder.logits() + size_t(r) * H, encoder.logits() + size_t(r + 1) * H);
+  return rows;
+}
+
+// y = W x + b of a checkpoint's Linear (W [out, in]), in double.
+std::vector<double> linear(const model::ElectraCheckpoint& ck, const std::string& module, const std::vector<double>& x) {
+  const HostTensor &w = ck.tensors.at(module + ".weight"), &b = ck.tensors.at(module + ".bias");
+  const size_t out = w.shape[0], in = w.shape[1];
+  std::vector<double> y(out);
+  for (size_t o = 0; o < out; ++o) {
+    double acc = b.data[o];
+    for (size_t i = 0; i < in; ++i) acc += double(w.data[o * in + i]) * x[i];
+    y[o] = acc;
+  }
+  return y;
+}
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+TensorShapes shapes_of(const TensorMap& m) {
+  TensorShapes s;
+  for (const auto& [name, t] : m) s[name] = t.shape;
+  return s;
+}
+
+// The names and shapes transformers' ElectraModel gives an encoder of config c (E = H: no
+// embeddings_project).
+TensorShapes electra_encoder_shapes(const BertConfig& c) {
+  const int64_t V = c.vocab_size, H = c.hidden_size, I = c.intermediate_size;
+  TensorShapes s{{"electra.embeddings.word_embeddings.weight", {V, H}},
+                 {"electra.embeddings.position_embeddings.weight", {c.max_position_embeddings, H}},
+                 {"electra.embeddings.token_type_embeddings.weight", {c.type_vocab_size, H}},
+                 {"electra.embeddings.LayerNorm.weight", {H}},
+                 {"electra.embeddings.LayerNorm.bias", {H}}};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "electra.encoder.layer." + std::to_string(l) + ".";
+    for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"})
+      s[p + m + ".weight"] = {H, H}, s[p + m + ".bias"] = {H};
+    for (const char* m : {"attention.output.LayerNorm", "output.LayerNorm"}) s[p + m + ".weight"] = {H}, s[p + m + ".bias"] = {H};
+    s[p + "intermediate.dense.weight"] = {I, H}, s[p + "intermediate.dense.bias"] = {I};
+    s[p + "output.dense.weight"] = {H, I}, s[p + "output.dense.bias"] = {H};
+  }
+  return s;
+}
+
+}  // namespace
+
+// ElectraForPreTraining's one logit per token is dense_prediction(GELU(dense(h))) on the
+// encoder's hidden state h; computed so by hand from the saved tensors, it equals the trained
+// discriminator's two logits' difference (its "replaced" probability, softmax(z)[1]).
+TEST(ElectraCheckpoint, DiscriminatorIsElectraForPreTraining) {
+  const BertConfig d = tiny_config();
+  BertModel discriminator(d, Task::ReplacedTokenDetection);
+  discriminator.init_weights(3);
+  float* cls_bias = discriminator.params() + discriminator.param("discriminator_predictions.classifier.bias").offset;
+  cls_bias[0] = 0.25f, cls_bias[1] = -0.5f;  // a bias that shows in the difference
+  const model::ElectraCheckpoint ck = model::electra_discriminator_checkpoint(d, discriminator.state_dict());
+  EXPECT_EQ(ck.config.family, model::Family::Electra);
+  EXPECT_EQ(ck.config.embedding_size, d.hidden_size);
+  EXPECT_EQ(ck.config.architectures, std::vector<std::string>{"ElectraForPreTraining"});
+  TensorShapes expected = electra_encoder_shapes(d);
+  const int64_t H = d.hidden_size;
+  expected.insert({{"discriminator_predictions.dense.weight", {H, H}}, {"discriminator_predictions.dense.bias", {H}},
+                   {"discriminator_predictions.dense_prediction.weight", {1, H}},
+                   {"discriminator_predictions.dense_prediction.bias", {1}}});
+  EXPECT_EQ(shapes_of(ck.tensors), expected);
+
+  const Batch batch = Batch::padded({{2, 7, 4, 9, 3}, {2, 4, 11, 3}}, 6, 0);
+  discriminator.forward(batch, /*train=*/false);
+  const auto h = hidden_states(ck, batch);
+  ASSERT_GT(discriminator.logits_rows(), 0);
+  for (int r = 0; r < discriminator.logits_rows(); ++r) {
+    const int t = discriminator.logit_token_rows()[r];
+    ASSERT_EQ(h[t].size(), size_t(H)) << t;
+    std::vector<double> a = linear(ck, "discriminator_predictions.dense", {h[t].begin(), h[t].end()});
+    for (double& x : a) x = gelu(x);
+    const double logit = linear(ck, "discriminator_predictions.dense_prediction", a)[0];
+    const float* z = discriminator.logits() + 2 * r;
+    EXPECT_NEAR(logit, double(z[1]) - z[0], 1e-4) << "row " << t;
+  }
+}
+
+// ElectraForMaskedLM's logits are generator_lm_head(LayerNorm(GELU(dense(h)))), the head tied
+// to the word embeddings; by hand from the saved tensors they equal the trained generator's.
+TEST(ElectraCheckpoint, GeneratorIsElectraForMaskedLM) {
+  const BertConfig g = train::generator_config(tiny_config(), 1, 8);
+  BertModel generator(g, Task::MaskedLM);
+  generator.init_weights(4);
+  float* bias = generator.params() + generator.param("cls.predictions.bias").offset;
+  for (int v = 0; v < g.vocab_size; ++v) bias[v] = 0.01f * v;
+  const model::ElectraCheckpoint ck = model::electra_generator_checkpoint(g, generator.state_dict());
+  EXPECT_EQ(ck.config.architectures, std::vector<std::string>{"ElectraForMaskedLM"});
+  EXPECT_EQ(ck.config.num_hidden_layers, 1);
+  TensorShapes expected = electra_encoder_shapes(g);
+  const int64_t H = g.hidden_size, V = g.vocab_size;
+  expected.insert({{"generator_predictions.dense.weight", {H, H}}, {"generator_predictions.dense.bias", {H}},
+                   {"generator_predictions.LayerNorm.weight", {H}}, {"generator_predictions.LayerNorm.bias", {H}},
+                   {"generator_lm_head.weight", {V, H}}, {"generator_lm_head.bias", {V}}});
+  EXPECT_EQ(shapes_of(ck.tensors), expected);
+  EXPECT_EQ(ck.tensors.at("generator_lm_head.weight").data, ck.tensors.at("electra.embeddings.word_embeddings.weight").data);
+
+  const Batch batch = Batch::padded({{2, 7, 4, 9, 3}, {2, 4, 11, 3}}, 6, 0);
+  generator.forward(batch, /*train=*/false);
+  const auto h = hidden_states(ck, batch);
+  const HostTensor &ln_g = ck.tensors.at("generator_predictions.LayerNorm.weight"),
+                   &ln_b = ck.tensors.at("generator_predictions.LayerNorm.bias");
+  ASSERT_GT(generator.logits_rows(), 0);
+  for (int r = 0; r < generator.logits_rows(); ++r) {
+    const int t = generator.logit_token_rows()[r];
+    std::vector<double> a = linear(ck, "generator_predictions.dense", {h[t].begin(), h[t].end()});
+    double mean = 0, var = 0;
+    for (double& x : a) mean += (x = gelu(x)) / H;
+    for (double x : a) var += (x - mean) * (x - mean) / H;
+    for (int64_t i = 0; i < H; ++i) a[i] = (a[i] - mean) / std::sqrt(var + g.layer_norm_eps) * ln_g.data[i] + ln_b.data[i];
+    const std::vector<double> logits = linear(ck, "generator_lm_head", a);
+    for (int64_t v = 0; v < V; ++v)
+      ASSERT_NEAR(logits[v], generator.logits()[size_t(r) * V + v], 1e-4) << "row " << t << " token " << v;
+  }
+}
+
+TEST(ElectraCheckpoint, RefusesWhatItCannotName) {
+  const BertConfig d = tiny_config();
+  BertModel classifier(d, Task::SequenceClassification);
+  EXPECT_THROW(model::electra_discriminator_checkpoint(d, classifier.state_dict()), Error);  // bert.pooler, classifier
+  BertConfig electra = d;
+  electra.family = model::Family::Electra;
+  BertModel discriminator(d, Task::ReplacedTokenDetection);
+  EXPECT_THROW(model::electra_discriminator_checkpoint(electra, discriminator.state_dict()), Error);
 }

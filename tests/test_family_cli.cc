@@ -218,3 +218,71 @@ TEST_F(FamilyCli, QuantizeRobertaAndElectra) {
       << r.output;
   EXPECT_FALSE(fs::exists(path("distilbert_q8")));
 }
+
+// ELECTRA's pretraining checkpoints as transformers writes them (ElectraForPreTraining: the
+// discriminator's dense + dense_prediction; ElectraForMaskedLM: generator_predictions of the
+// embedding width and generator_lm_head) start a sequence or a token classifier: the
+// pretraining head is left unused, the classification head made new, both said by name.
+TEST_F(FamilyCli, ElectraPretrainingCheckpointsStartClassifiers) {
+  const fs::path golden = shared_path("golden/families/electra_seqcls");
+  nlohmann::json config = nlohmann::json::parse(io::read_text_file(golden / "config.json"));
+  const int64_t E = config["embedding_size"], H = config["hidden_size"], V = config["vocab_size"];
+  TensorMap encoder = io::read_state_dict(golden / "init.safetensors");
+  std::erase_if(encoder, [](const auto& kv) { return kv.first.rfind("classifier.", 0) == 0; });
+  auto tensor = [](std::vector<int64_t> shape) {
+    HostTensor t;
+    t.shape = std::move(shape);
+    t.data.assign(t.numel(), 0.01f);
+    return t;
+  };
+  const std::pair<const char*, TensorMap> heads[] = {
+      {"ElectraForPreTraining",
+       {{"discriminator_predictions.dense.weight", tensor({H, H})}, {"discriminator_predictions.dense.bias", tensor({H})},
+        {"discriminator_predictions.dense_prediction.weight", tensor({1, H})},
+        {"discriminator_predictions.dense_prediction.bias", tensor({1})}}},
+      {"ElectraForMaskedLM",
+       {{"generator_predictions.dense.weight", tensor({E, H})}, {"generator_predictions.dense.bias", tensor({E})},
+        {"generator_predictions.LayerNorm.weight", tensor({E})}, {"generator_predictions.LayerNorm.bias", tensor({E})},
+        {"generator_lm_head.weight", tensor({V, E})}, {"generator_lm_head.bias", tensor({V})}}}};
+  std::string tagged;
+  for (int i = 0; i < 16; ++i) tagged += "a\tB-PS\nb\tI-PS\nc\tO\n\n";
+  io::write_file_atomic(files->dir / "tagged.tsv", tagged);
+  for (const auto& [architecture, head] : heads) {
+    SCOPED_TRACE(architecture);
+    const fs::path dir = files->dir / architecture;
+    fs::create_directories(dir);
+    config["architectures"] = {architecture};
+    config.erase("id2label");
+    config.erase("label2id");
+    io::write_file_atomic(dir / "config.json", config.dump(2));
+    fs::copy_file(files->dir / "electra" / "vocab.txt", dir / "vocab.txt");
+    TensorMap weights = encoder;
+    weights.insert(head.begin(), head.end());
+    std::vector<TensorRef> refs;
+    for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
+    io::write_safetensors(dir / "model.safetensors", refs);
+    const std::string unused = "[" + head.begin()->first;  // the first of the sorted names
+
+    auto inspect = run_cli("checkpoint inspect " + dir.string());
+    EXPECT_TRUE(contains(inspect.output, std::string("electra, vocab 512, hidden 64, embedding 32")) &&
+                contains(inspect.output, std::string(", ") + architecture))
+        << inspect.output;
+    const std::string common = " --max-length 16 --max-steps 2 --save-strategy no --threads 2 --output-dir ";
+    auto seq = run_cli("train --model " + dir.string() + " --train-file " + path("data.tsv") + common +
+                       path(std::string(architecture) + "_seq"));
+    ASSERT_EQ(seq.status, 0) << seq.output;
+    EXPECT_TRUE(contains(seq.output, "were not used when initializing ElectraForSequenceClassification: " + unused))
+        << seq.output;
+    EXPECT_TRUE(contains(seq.output, std::string("Some weights of ElectraForSequenceClassification were not "
+                                                 "initialized from the model checkpoint at ") +
+                                         dir.string() + " and are newly initialized: [classifier.dense.weight"))
+        << seq.output;
+    auto tok = run_cli("train --task token-classification --model " + dir.string() + " --train-file " +
+                       path("tagged.tsv") + common + path(std::string(architecture) + "_tok"));
+    ASSERT_EQ(tok.status, 0) << tok.output;
+    EXPECT_TRUE(contains(tok.output, "were not used when initializing ElectraForTokenClassification: " + unused))
+        << tok.output;
+    EXPECT_TRUE(contains(tok.output, std::string("newly initialized: [classifier.weight, classifier.bias]")))
+        << tok.output;
+  }
+}

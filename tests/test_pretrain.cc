@@ -205,8 +205,8 @@ TEST(PretrainRun, ElectraResumeAfterKillMatchesUninterrupted) {
   expect_resume_matches_uninterrupted({"--objective", "electra", "--generator-layers", "1"});
 }
 
-// ELECTRA: a generator and a discriminator sharing embeddings; the discriminator is written as
-// BertModel weights with its replaced-token head, and fine-tunes like any BERT directory.
+// ELECTRA: a generator and a discriminator sharing embeddings, written as transformers'
+// ElectraForPreTraining and ElectraForMaskedLM; either fine-tunes as an ELECTRA classifier.
 TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
   Fixture fx;
   const fs::path out = fx.dir / "electra";
@@ -246,19 +246,86 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
   EXPECT_NE(slurp(fx.dir / "as-mlm.txt").find("\"objective\":\"electra\""), std::string::npos)
       << slurp(fx.dir / "as-mlm.txt");
 
-  const fs::path final_dir = out / "final";
-  const Json config = Json::parse(slurp(final_dir / "config.json"));
-  EXPECT_EQ(config["architectures"], Json::array({"BertModel"}));
-  EXPECT_EQ(config["num_hidden_layers"], 2) << "the discriminator's shape, not the generator's";
-  const auto weights = io::read_safetensors(final_dir / "model.safetensors");
-  EXPECT_TRUE(weights.count("discriminator_predictions.dense.weight"));
-  EXPECT_TRUE(weights.count("bert.encoder.layer.1.output.dense.weight"));
-  EXPECT_FALSE(weights.count("cls.predictions.bias"));
-  ASSERT_EQ(run(fx.finetune_args(final_dir), fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
-  EXPECT_NE(slurp(fx.dir / "ft.txt").find("were not used when initializing BertForSequenceClassification: "
-                                          "[discriminator_predictions"),
-            std::string::npos)
-      << slurp(fx.dir / "ft.txt");
+  // final/: ELECTRA's two models as transformers lays them out, each loadable alone.
+  const fs::path discriminator = out / "final" / "discriminator", generator = out / "final" / "generator";
+  const Json d_config = Json::parse(slurp(discriminator / "config.json"));
+  EXPECT_EQ(d_config["model_type"], "electra");
+  EXPECT_EQ(d_config["architectures"], Json::array({"ElectraForPreTraining"}));
+  EXPECT_EQ(d_config["num_hidden_layers"], 2) << "the discriminator's shape, not the generator's";
+  EXPECT_EQ(d_config["embedding_size"], d_config["hidden_size"]);
+  const Json g_config = Json::parse(slurp(generator / "config.json"));
+  EXPECT_EQ(g_config["model_type"], "electra");
+  EXPECT_EQ(g_config["architectures"], Json::array({"ElectraForMaskedLM"}));
+  EXPECT_EQ(g_config["num_hidden_layers"], 1);
+  const int64_t H = d_config["hidden_size"], I = d_config["intermediate_size"], V = d_config["vocab_size"],
+                P = d_config["max_position_embeddings"], TT = d_config["type_vocab_size"],
+                gI = g_config["intermediate_size"];
+  // The names and shapes of transformers' ElectraForPreTraining / ElectraForMaskedLM state dicts.
+  auto electra_shapes = [&](int layers, int64_t inner) {
+    std::map<std::string, std::vector<int64_t>> s{{"electra.embeddings.word_embeddings.weight", {V, H}},
+                                                  {"electra.embeddings.position_embeddings.weight", {P, H}},
+                                                  {"electra.embeddings.token_type_embeddings.weight", {TT, H}},
+                                                  {"electra.embeddings.LayerNorm.weight", {H}},
+                                                  {"electra.embeddings.LayerNorm.bias", {H}}};
+    for (int l = 0; l < layers; ++l) {
+      const std::string p = "electra.encoder.layer." + std::to_string(l) + ".";
+      for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"})
+        s[p + m + ".weight"] = {H, H}, s[p + m + ".bias"] = {H};
+      for (const char* m : {"attention.output.LayerNorm", "output.LayerNorm"})
+        s[p + m + ".weight"] = {H}, s[p + m + ".bias"] = {H};
+      s[p + "intermediate.dense.weight"] = {inner, H}, s[p + "intermediate.dense.bias"] = {inner};
+      s[p + "output.dense.weight"] = {H, inner}, s[p + "output.dense.bias"] = {H};
+    }
+    return s;
+  };
+  auto saved_shapes = [](const fs::path& dir) {
+    std::map<std::string, std::vector<int64_t>> s;
+    for (const auto& [name, t] : io::read_safetensors(dir / "model.safetensors")) s[name] = t.shape;
+    return s;
+  };
+  auto d_expected = electra_shapes(2, I);
+  d_expected.insert({{"discriminator_predictions.dense.weight", {H, H}}, {"discriminator_predictions.dense.bias", {H}},
+                     {"discriminator_predictions.dense_prediction.weight", {1, H}},
+                     {"discriminator_predictions.dense_prediction.bias", {1}}});
+  EXPECT_EQ(saved_shapes(discriminator), d_expected);
+  auto g_expected = electra_shapes(1, gI);
+  g_expected.insert({{"generator_predictions.dense.weight", {H, H}}, {"generator_predictions.dense.bias", {H}},
+                     {"generator_predictions.LayerNorm.weight", {H}}, {"generator_predictions.LayerNorm.bias", {H}},
+                     {"generator_lm_head.weight", {V, H}}, {"generator_lm_head.bias", {V}}});
+  EXPECT_EQ(saved_shapes(generator), g_expected);
+  const auto d_weights = io::read_safetensors(discriminator / "model.safetensors"),
+             g_weights = io::read_safetensors(generator / "model.safetensors");
+  for (const char* shared : {"electra.embeddings.word_embeddings.weight", "electra.embeddings.LayerNorm.weight"})
+    EXPECT_EQ(d_weights.at(shared).data, g_weights.at(shared).data) << shared << " is shared in pretraining";
+  for (const fs::path& dir : {discriminator, generator}) EXPECT_TRUE(fs::exists(dir / "vocab.txt")) << dir;
+
+  auto inspect = run({"checkpoint", "inspect", discriminator.string()}, fx.dir / "inspect.txt");
+  EXPECT_EQ(inspect, 0);
+  EXPECT_NE(slurp(fx.dir / "inspect.txt").find("electra, vocab"), std::string::npos) << slurp(fx.dir / "inspect.txt");
+  EXPECT_NE(slurp(fx.dir / "inspect.txt").find(", ElectraForPreTraining"), std::string::npos)
+      << slurp(fx.dir / "inspect.txt");
+
+  // Either fine-tunes as an ElectraForSequenceClassification: the pretraining head dropped,
+  // the classification head new.
+  ASSERT_EQ(run(fx.finetune_args(discriminator), fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  const std::string ft = slurp(fx.dir / "ft.txt");
+  EXPECT_NE(ft.find("were not used when initializing ElectraForSequenceClassification: [discriminator_predictions"),
+            std::string::npos) << ft;
+  EXPECT_NE(ft.find("Some weights of ElectraForSequenceClassification were not initialized from the model checkpoint "
+                    "at " + discriminator.string() + " and are newly initialized: [classifier.dense"),
+            std::string::npos) << ft;
+  EXPECT_EQ(Json::parse(slurp(fx.dir / "ft" / "final" / "config.json"))["architectures"],
+            Json::array({"ElectraForSequenceClassification"}));
+  fs::remove_all(fx.dir / "ft");
+  ASSERT_EQ(run(fx.finetune_args(generator), fx.dir / "ft-g.txt"), 0) << slurp(fx.dir / "ft-g.txt");
+  EXPECT_NE(slurp(fx.dir / "ft-g.txt").find("were not used when initializing ElectraForSequenceClassification: "
+                                            "[generator_lm_head.bias, generator_lm_head.weight, generator_predictions"),
+            std::string::npos) << slurp(fx.dir / "ft-g.txt");
+  // final/ itself holds two models: the error names them.
+  fs::remove_all(fx.dir / "ft");
+  EXPECT_EQ(run(fx.finetune_args(out / "final"), fx.dir / "ft-final.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "ft-final.txt").find("holds ELECTRA's two pretrained models; give " + discriminator.string()),
+            std::string::npos) << slurp(fx.dir / "ft-final.txt");
 
   auto bad = fx.args(fx.dir / "never");
   bad.insert(bad.end(), {"--objective", "gan"});
@@ -333,4 +400,40 @@ TEST(PretrainRun, NonFiniteLossStopsAndNamesTheLastGoodCheckpoint) {
   EXPECT_NE(console.find("The last good checkpoint is " + (out / "checkpoint-1").string()), std::string::npos)
       << console;
   EXPECT_FALSE(fs::exists(out / "final"));
+}
+
+// --model-config may be an "electra" config for --objective electra (its embeddings of the
+// hidden width: what the pretraining trains); the final discriminator keeps its fields.
+// Other pairings are refused before anything is written, naming the config and the fix.
+TEST(PretrainRun, ElectraConfigsAreTakenWhereTheyFit) {
+  Fixture fx;
+  auto with_config = [&](const std::string& name, const std::string& extra) {
+    const fs::path c = fx.dir / name;
+    io::write_file_atomic(c, R"({"model_type": "electra", "vocab_size": 32000, "hidden_size": 32,
+      "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "summary_type": "first")" + extra + "}");
+    return c;
+  };
+  auto args = [&](const fs::path& config, const fs::path& out, const char* objective) {
+    auto a = fx.args(out);
+    a[std::find(a.begin(), a.end(), "--model-config") - a.begin() + 1] = config.string();
+    a.insert(a.end(), {"--objective", objective, "--max-steps", "2", "--save-strategy", "no"});
+    return a;
+  };
+  const fs::path wide = with_config("wide.json", R"(, "embedding_size": 32)");
+  ASSERT_EQ(run(args(wide, fx.dir / "ok", "electra"), fx.dir / "ok.txt"), 0) << slurp(fx.dir / "ok.txt");
+  const Json saved = Json::parse(slurp(fx.dir / "ok" / "final" / "discriminator" / "config.json"));
+  EXPECT_EQ(saved["model_type"], "electra");
+  EXPECT_EQ(saved["embedding_size"], 32);
+  EXPECT_EQ(saved["summary_type"], "first") << "the config's other fields are kept";
+
+  const fs::path narrow = with_config("narrow.json", R"(, "embedding_size": 16)");
+  EXPECT_EQ(run(args(narrow, fx.dir / "never", "electra"), fx.dir / "narrow.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "narrow.txt").find("--model-config " + narrow.string() + ": embedding_size 16 differs from "
+                                              "hidden_size 32"), std::string::npos) << slurp(fx.dir / "narrow.txt");
+  EXPECT_EQ(run(args(wide, fx.dir / "never", "mlm"), fx.dir / "mlm.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "mlm.txt").find("--objective mlm trains a BertForMaskedLM; give a \"bert\" config (an "
+                                           "\"electra\" one pretrains with --objective electra)"),
+            std::string::npos) << slurp(fx.dir / "mlm.txt");
+  EXPECT_FALSE(fs::exists(fx.dir / "never"));
 }

@@ -214,3 +214,74 @@ TEST(TokenOffsets, EntitiesGroupAsThePipelineGroupsThem) {
   EXPECT_EQ(j[2].at("start"), 20);
   EXPECT_EQ(j[2].at("end"), 22);
 }
+
+// The other aggregation strategies of the pipeline on "Kim kimite lives in 서울" (pieces kim,
+// kim, ##ite, lives, in, [UNK]): "kimite" is one word of two pieces whose labels disagree
+// (kim: O, ##ite: B-PS), so first, average and max each label it their own way.
+TEST(TokenOffsets, AggregationStrategiesAsThePipelineDefinesThem) {
+  const auto tok = tiny_tokenizer();
+  const auto config = tag_config();  // B-LC, B-PS, I-PS, O
+  const std::string text = "Kim kimite lives in 서울";
+  const auto pieces = tok.encode_with_offsets(text);
+  ASSERT_EQ(pieces.size(), 6u);
+  const std::vector<std::vector<float>> rows{{0, 3, 0, 0},   {0, 1, 0, 2}, {0, 2.5f, 0, 0},
+                                             {0, 0, 0, 3},   {0, 0, 0, 3}, {3, 0, 0, 0}};
+  std::vector<float> logits;
+  for (const auto& r : rows) logits.insert(logits.end(), r.begin(), r.end());
+  auto probs = [&](int piece) {
+    std::vector<double> p(4);
+    double sum = 0;
+    for (int c = 0; c < 4; ++c) sum += p[c] = std::exp(double(rows[piece][c]));
+    for (double& x : p) x /= sum;
+    return p;
+  };
+  auto spans = [&](infer::Aggregation a, std::vector<std::string> ignore = {"O"}) {
+    return infer::spans_json(infer::group_entities(tok, config, text, pieces, logits.data(), {a, ignore}), a);
+  };
+  // none: a record per piece, its own label, index its row after [CLS]; O records left out.
+  const auto none = spans(infer::Aggregation::None);
+  ASSERT_EQ(none.size(), 3u) << none.dump();
+  nlohmann::json kim = none[0];
+  EXPECT_NEAR(kim.at("score").get<double>(), probs(0)[1], 1e-6);
+  kim.erase("score");
+  EXPECT_EQ(kim, (nlohmann::json{{"entity", "B-PS"}, {"index", 1}, {"word", "kim"}, {"start", 0}, {"end", 3}}));
+  EXPECT_EQ(none[1].at("word"), "##ite");
+  EXPECT_EQ(none[1].at("index"), 3);
+  EXPECT_EQ(none[1].at("start"), 7);
+  EXPECT_EQ(none[2].at("entity"), "B-LC");
+  EXPECT_EQ(none[2].at("word"), "서울");
+  EXPECT_EQ(none[2].at("index"), 6);
+  EXPECT_EQ(spans(infer::Aggregation::None, {}).size(), 6u) << "nothing ignored: every piece";
+  // simple: pieces grouped; "##ite" (B-PS after an O) is a group of its own.
+  const auto simple = spans(infer::Aggregation::Simple);
+  ASSERT_EQ(simple.size(), 3u) << simple.dump();
+  EXPECT_EQ(simple[1].at("word"), "##ite");
+  // first: kimite takes its first piece's O, and is left out.
+  const auto first = spans(infer::Aggregation::First);
+  ASSERT_EQ(first.size(), 2u) << first.dump();
+  EXPECT_EQ(first[0].at("word"), "kim");
+  EXPECT_EQ(first[1].at("entity_group"), "LC");
+  // max: the piece with the highest score (##ite's B-PS) labels the word.
+  const auto max = spans(infer::Aggregation::Max);
+  ASSERT_EQ(max.size(), 3u) << max.dump();
+  EXPECT_EQ(max[1].at("entity_group"), "PS");
+  EXPECT_EQ(max[1].at("word"), "kimite");
+  EXPECT_EQ(max[1].at("start"), 4);
+  EXPECT_EQ(max[1].at("end"), 10);
+  EXPECT_NEAR(max[1].at("score").get<double>(), probs(2)[1], 1e-6);
+  // average: the pieces' mean probabilities pick B-PS, the score that mean.
+  const auto average = spans(infer::Aggregation::Average);
+  ASSERT_EQ(average.size(), 3u) << average.dump();
+  EXPECT_EQ(average[1].at("word"), "kimite");
+  EXPECT_NEAR(average[1].at("score").get<double>(), (probs(1)[1] + probs(2)[1]) / 2, 1e-6);
+  // ignore_labels names grouped types too.
+  EXPECT_EQ(spans(infer::Aggregation::Simple, {"O", "PS"}).size(), 1u);
+
+  EXPECT_EQ(infer::parse_aggregation("FIRST"), infer::Aggregation::First);
+  try {
+    infer::parse_aggregation("longest");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "'longest' is not one of none|simple|first|average|max");
+  }
+}

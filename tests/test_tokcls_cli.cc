@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tagged.h"
+#include "infer/entities.h"
+#include "infer/model_dir.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "run_cli.h"
@@ -197,4 +200,92 @@ TEST_F(TokenCli, ServeAnswersPredictsSpans) {
   ASSERT_EQ(v1->status, 200) << v1->body;
   EXPECT_EQ(nlohmann::json::parse(v1->body).at("predictions").at(0), predicted);
   EXPECT_EQ(server.terminate(), 0);
+}
+
+// aggregation_strategy, as the pipeline takes it: predict's --aggregation-strategy and the
+// "parameters" of POST / give the same records; "none" one per piece (entity, index, ...);
+// an unknown strategy is refused naming the flag or the field.
+TEST_F(TokenCli, PredictAndServeTakeTheAggregationStrategy) {
+  const std::string text = "경찰은 또 박씨의 딸과";
+  const std::string tagger = biased_model(files->dir / "all_ps_agg", model(), "I-PS");
+  auto none = run_cli("predict --aggregation-strategy none --model " + tagger + " \"" + text + "\"");
+  ASSERT_EQ(none.status, 0) << none.output;
+  const auto pieces = nlohmann::json::parse(none.output.substr(none.output.find('[')));
+  ASSERT_GT(pieces.size(), 1u) << pieces;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].at("entity"), "I-PS") << pieces[i];
+    EXPECT_EQ(pieces[i].at("index"), i + 1) << "the piece's row after [CLS]";
+    EXPECT_FALSE(pieces[i].contains("entity_group"));
+  }
+  EXPECT_EQ(pieces.front().at("start"), 0);
+  EXPECT_EQ(pieces.back().at("end"), 12);
+  auto first = run_cli("predict --aggregation-strategy FIRST --model " + tagger + " \"" + text + "\"");
+  ASSERT_EQ(first.status, 0) << first.output;
+  const auto words = nlohmann::json::parse(first.output.substr(first.output.find('[')));
+  ASSERT_EQ(words.size(), 1u) << words;  // every word I-PS: one PS group
+  EXPECT_EQ(words[0].at("entity_group"), "PS");
+  EXPECT_EQ(words[0].at("end"), 12);
+
+  auto bad = run_cli("predict --aggregation-strategy longest --model " + tagger + " x");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find("--aggregation-strategy: 'longest' is not one of none|simple|first|average|max"),
+            std::string::npos) << bad.output;
+
+  bertune::testing::ServerProcess server(tagger, files->dir / "serve_agg.log");
+  auto c = server.client();
+  auto post = [&](const nlohmann::json& parameters) {
+    auto r = c.Post("/", nlohmann::json{{"inputs", text}, {"parameters", parameters}}.dump(), "application/json");
+    EXPECT_TRUE(r);
+    return r ? std::make_pair(r->status, nlohmann::json::parse(r->body)) : std::make_pair(0, nlohmann::json());
+  };
+  const auto [none_status, served] = post({{"aggregation_strategy", "none"}});
+  ASSERT_EQ(none_status, 200) << served;
+  ASSERT_EQ(served.size(), pieces.size()) << served;
+  for (size_t i = 0; i < pieces.size(); ++i)
+    for (const char* key : {"entity", "index", "word", "start", "end"}) EXPECT_EQ(served[i].at(key), pieces[i].at(key));
+  const auto [ignored_status, ignored] = post({{"aggregation_strategy", "none"}, {"ignore_labels", {"I-PS"}}});
+  EXPECT_EQ(ignored_status, 200);
+  EXPECT_EQ(ignored, nlohmann::json::array()) << "every piece's label ignored";
+  const auto [bad_status, refused] = post({{"aggregation_strategy", "longest"}});
+  EXPECT_EQ(bad_status, 400);
+  EXPECT_EQ(refused.at("error").at("kind"), "bad_parameter") << refused;
+  EXPECT_NE(refused.at("error").at("message").get<std::string>().find("\"aggregation_strategy\""), std::string::npos)
+      << refused;
+  const auto [top_k_status, top_k] = post({{"top_k", 1}});
+  EXPECT_EQ(top_k_status, 400);
+  EXPECT_NE(top_k.at("error").at("message").get<std::string>().find("unknown field \"top_k\""), std::string::npos)
+      << top_k;
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+// quantize takes a token classifier: the int8 directory loads as one (ForTokenClassification,
+// not a sequence head it lacks) and tags the training sentences' pieces as the float model does.
+TEST_F(TokenCli, QuantizedTaggerTagsAsTheFloatOne) {
+  auto q = run_cli("quantize --model " + model() + " --output " + path("q8"));
+  ASSERT_EQ(q.status, 0) << q.output;
+  std::vector<std::string> texts;
+  for (const auto& s : data::read_tagged(path("ner.tsv")).sentences) {
+    std::string text;
+    for (const auto& t : s.tokens) text += t;
+    texts.push_back(text);
+  }
+  auto tags = [&](const std::string& dir) {
+    const infer::InferenceModel m = infer::load_inference_model(dir, /*int8=*/false, kernels::Device::CPU);
+    EXPECT_EQ(m.model->task(), model::Task::TokenClassification);
+    const text::Tokenizer tok = infer::load_tokenizer_for(dir, "");
+    std::vector<std::string> labels;  // every piece's, O too
+    for (const auto& spans : infer::predict_entities(*m.model, tok, texts, 48, 8, {infer::Aggregation::None, {}}))
+      for (const auto& s : spans) labels.push_back(s.entity_group);
+    return std::make_pair(labels, m.int8_weights());
+  };
+  const auto [fp32, fp32_is_int8] = tags(model());
+  const auto [int8, int8_is_int8] = tags(path("q8"));
+  EXPECT_FALSE(fp32_is_int8);
+  EXPECT_TRUE(int8_is_int8);
+  ASSERT_EQ(fp32.size(), int8.size());
+  size_t same = 0;
+  for (size_t i = 0; i < fp32.size(); ++i) same += fp32[i] == int8[i];
+  const std::set<std::string> distinct(fp32.begin(), fp32.end());
+  EXPECT_GE(distinct.size(), 2u) << "agreement on a single tag would show little";
+  EXPECT_GE(same * 100, fp32.size() * 98) << same << " of " << fp32.size() << " pieces tagged alike";
 }

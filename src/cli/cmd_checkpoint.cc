@@ -33,10 +33,12 @@ void run_inspect(const fs::path& path) {
     weights = io::find_weights(path);
     const std::string embedding =
         c.embedding_width() != c.hidden_size ? ", embedding " + std::to_string(c.embedding_width()) : "";
-    std::printf("%s: %s, vocab %d, hidden %d%s, layers %d, heads %d, intermediate %d, labels %d%s\n",
+    std::string architectures;  // config.json's: the class transformers builds
+    for (const auto& a : c.architectures) architectures += (architectures.empty() ? ", " : " ") + a;
+    std::printf("%s: %s, vocab %d, hidden %d%s, layers %d, heads %d, intermediate %d, labels %d%s%s\n",
                 weights.string().c_str(), model::family_model_type(c.family), c.vocab_size, c.hidden_size,
                 embedding.c_str(), c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.num_labels(),
-                quant::is_int8_model_dir(path) ? ", int8 (bertune quantize)" : "");
+                architectures.c_str(), quant::is_int8_model_dir(path) ? ", int8 (bertune quantize)" : "");
   }
   const std::vector<io::TensorInfo> tensors = io::list_state_dict(weights);
   int64_t total = 0;

@@ -84,7 +84,9 @@ void add_pretrain_command(CLI::App& app) {
   auto flags = std::make_shared<PretrainFlags>();
   CLI::App* cmd = app.add_subcommand("pretrain",
                                      "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok); "
-                                     "the result in OUTPUT_DIR/final/ as a BertForMaskedLM directory");
+                                     "the result in OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective electra: "
+                                     "final/discriminator/ and final/generator/, ElectraForPreTraining and "
+                                     "ElectraForMaskedLM)");
   add_pretrain_flags(cmd, *flags);
   cmd->callback([flags] { train::run_pretraining(resolve_pretrain_flags(*flags), stdout); });
 }

@@ -241,6 +241,7 @@ struct PredictCommand {
   InferenceFlags in;
   std::string input, output;
   std::vector<std::string> texts;
+  std::string aggregation;  // a token classifier's aggregation_strategy; empty: simple
 };
 
 void run_predict(const PredictCommand& c) {
@@ -248,6 +249,12 @@ void run_predict(const PredictCommand& c) {
   if (!c.texts.empty() && !c.in.text_pair_column.empty())
     throw Error("--text-pair-column reads pairs from --input FILE (a TSV/CSV/JSONL with both columns), "
                 "not from texts given as arguments");
+  infer::EntityOptions entities;
+  try {
+    if (!c.aggregation.empty()) entities.aggregation = infer::parse_aggregation(c.aggregation);
+  } catch (const Error& e) {
+    throw Error(std::string("--aggregation-strategy: ") + e.what());
+  }
   const bool to_stdout = c.output.empty() || c.output == "-";
   if (!to_stdout) io::require_replaceable_file(c.output, "--output");
   if (!c.input.empty() && !to_stdout) io::require_distinct_paths(c.input, "--input", c.output, "--output");
@@ -291,10 +298,14 @@ void run_predict(const PredictCommand& c) {
     std::vector<std::string> texts;
     for (const auto& e : d.examples) texts.push_back(e.text);
     std::string out;
-    for (const auto& spans : infer::predict_entities(m->model(), m->tokenizer(), texts, m->max_length(), c.in.batch_size))
-      out += infer::spans_json(spans).dump() + "\n";
+    for (const auto& spans :
+         infer::predict_entities(m->model(), m->tokenizer(), texts, m->max_length(), c.in.batch_size, entities))
+      out += infer::spans_json(spans, entities.aggregation).dump() + "\n";
     return write(out);
   }
+  if (!c.aggregation.empty())
+    throw Error("--aggregation-strategy: " + c.in.model + " is a sequence classifier; the flag applies to token "
+                "classifiers (entity spans)");
   auto t = infer::tokenize(d, m->tokenizer(), m->max_length(), c.in.threads);
   warn_if_unknown_tokens(*m, t, c.in);
   auto r = infer::evaluate(m->model(), t, c.in.batch_size, infer::Padding::Packed, m->max_length(),
@@ -342,6 +353,9 @@ void add_train_commands(CLI::App& app) {
   add_texts_positional(pred_cmd, "texts", pc->texts, "texts to classify, one argument each");
   pred_cmd->add_option("--input", pc->input, "file: one text per line, or a TSV/CSV/JSONL text column");
   pred_cmd->add_option("--output", pc->output, "write the JSONL here, a regular file (default or -: stdout)");
+  pred_cmd->add_option("--aggregation-strategy", pc->aggregation,
+                       "token classifiers: none (one record per piece) | simple (default) | first | average | max, "
+                       "as transformers' token-classification pipeline");
   pred_cmd->callback([pc] { run_predict(*pc); });
 }
 

@@ -32,16 +32,22 @@ void require_finite(const TensorMap& tensors, const std::string& file) {
               "checkpoint)");
 }
 
+namespace {
+// A token classifier saved as one stays one; every other checkpoint gets a sequence head.
+// Names that class in config.architectures.
+model::Task classifier_task(model::BertConfig& config) {
+  const bool tokens = config.is_token_classifier();
+  config.architectures = {config.classifier_architecture(tokens)};
+  return tokens ? model::Task::TokenClassification : model::Task::SequenceClassification;
+}
+}  // namespace
+
 std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t head_seed,
                                                   std::vector<std::string>* initialised, kernels::Device device) {
   model::PretrainedTensors pt = model::load_pretrained_tensors(dir);
   require_finite(pt.tensors, pt.weights_file.string());
-  // A token classifier saved as one stays one; every other checkpoint gets a sequence head.
-  const bool tokens = pt.config.is_token_classifier();
-  pt.config.architectures = {pt.config.classifier_architecture(tokens)};
-  auto m = std::make_unique<model::BertModel>(
-      pt.config, tokens ? model::Task::TokenClassification : model::Task::SequenceClassification, device,
-      model::Init::Zeros);  // loaded next
+  const model::Task task = classifier_task(pt.config);
+  auto m = std::make_unique<model::BertModel>(pt.config, task, device, model::Init::Zeros);  // loaded next
   auto report = m->load_state_dict(pt.tensors, head_seed);
   if (initialised) *initialised = report.initialised;
   return m;
@@ -86,10 +92,9 @@ std::unique_ptr<kernels::Int8Binding> bind_int8(const model::BertModel& m,
 
 InferenceModel load_int8_dir(const fs::path& dir) {
   auto config = model::BertConfig::load(dir);
-  config.architectures = {config.classifier_architecture()};
+  const model::Task task = classifier_task(config);
   InferenceModel r;
-  r.model = std::make_unique<model::BertModel>(config, model::Task::SequenceClassification,
-                                                kernels::Device::CPU, model::Init::Zeros);  // loaded next
+  r.model = std::make_unique<model::BertModel>(config, task, kernels::Device::CPU, model::Init::Zeros);  // loaded next
   auto int8 = quant::read_int8_safetensors(dir / "model.safetensors");
   require_finite(int8.fp32, (dir / "model.safetensors").string());  // a NaN scale dequantizes to NaN
   auto report = r.model->load_state_dict(int8.fp32, 42);

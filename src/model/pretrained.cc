@@ -30,11 +30,17 @@ std::string guess_architecture(const BertConfig& config, const std::vector<Tenso
 void refuse_training_output_dir(const fs::path& dir) {
   std::error_code ec;
   if (fs::exists(dir / "config.json", ec)) return;
+  // ELECTRA pretraining's final/ holds two model directories.
+  if (fs::exists(dir / "discriminator" / "config.json", ec) && fs::exists(dir / "generator" / "config.json", ec))
+    throw Error(dir.string() + " holds ELECTRA's two pretrained models; give " + (dir / "discriminator").string() +
+                " (the model ELECTRA keeps) or " + (dir / "generator").string());
   bool run_dir = fs::is_directory(dir / "final", ec);
   for (fs::directory_iterator it(dir, ec), end; !run_dir && !ec && it != end; it.increment(ec))
     run_dir = it->path().filename().string().rfind("checkpoint-", 0) == 0 && it->is_directory(ec);
+  const fs::path final_dir = fs::exists(dir / "final" / "discriminator" / "config.json", ec)
+                                 ? dir / "final" / "discriminator" : dir / "final";
   if (run_dir)
-    throw Error(dir.string() + " is a training output directory; give " + (dir / "final").string() +
+    throw Error(dir.string() + " is a training output directory; give " + final_dir.string() +
                 " (or a checkpoint-N inside it)");
 }
 

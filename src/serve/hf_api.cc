@@ -49,6 +49,41 @@ TextClassificationParameters parse_parameters(const Json& parameters) {
   return p;
 }
 
+infer::EntityOptions parse_token_parameters(const Json& parameters) {
+  infer::EntityOptions o;
+  if (parameters.is_null()) return o;
+  if (!parameters.is_object())
+    throw ParameterError("\"parameters\": expected an object, got " + std::string(parameters.type_name()));
+  const std::string strategies = "\"none\", \"simple\", \"first\", \"average\" or \"max\"";
+  for (const auto& [key, value] : parameters.items()) {
+    if (key == "aggregation_strategy") {
+      if (value.is_null()) continue;
+      if (!value.is_string())
+        throw ParameterError("\"parameters\".\"aggregation_strategy\": expected " + strategies + ", got " +
+                             std::string(value.type_name()));
+      try {
+        o.aggregation = infer::parse_aggregation(value.get<std::string>());
+      } catch (const Error&) {
+        throw ParameterError("\"parameters\".\"aggregation_strategy\": expected " + strategies + ", got " +
+                             value.dump(-1, ' ', false, Json::error_handler_t::replace));
+      }
+    } else if (key == "ignore_labels") {
+      if (value.is_null()) continue;
+      const bool strings = value.is_array() && std::all_of(value.begin(), value.end(), [](const Json& v) {
+        return v.is_string();
+      });
+      if (!strings)
+        throw ParameterError("\"parameters\".\"ignore_labels\": expected a list of label names, got " +
+                             value.dump(-1, ' ', false, Json::error_handler_t::replace));
+      o.ignore_labels = value.get<std::vector<std::string>>();
+    } else {
+      throw ParameterError("\"parameters\": unknown field \"" + key +
+                           "\" (token classification takes \"aggregation_strategy\" and \"ignore_labels\")");
+    }
+  }
+  return o;
+}
+
 Json label_scores(const float* logits, const std::vector<std::string>& labels, const TextClassificationParameters& p,
                   ProblemType problem) {
   const int k = static_cast<int>(labels.size());

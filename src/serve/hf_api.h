@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "infer/aggregation.h"
 #include "infer/predictions.h"
 #include "util/error.h"
 
@@ -32,6 +33,12 @@ struct TextClassificationParameters {
 // that is not an integer >= 1, or a function_to_apply other than softmax, sigmoid or
 // none (any letter case, as the pipeline takes it).
 TextClassificationParameters parse_parameters(const nlohmann::json& parameters);
+
+// The token-classification task's `parameters` (an object, or null) as transformers'
+// TokenClassificationPipeline reads them: "aggregation_strategy" (infer/aggregation.h: none,
+// simple, first, average or max, any letter case; absent or null: simple) and "ignore_labels"
+// (a list of label names; absent or null: ["O"]). Throws ParameterError naming the field.
+infer::EntityOptions parse_token_parameters(const nlohmann::json& parameters);
 
 // One input's [{"label", "score"}, ...]: scores by the function (default: the problem
 // type's, infer::default_score_function), best first (equal scores keep label order), the

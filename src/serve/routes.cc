@@ -99,16 +99,18 @@ void classify_texts(const Json& body, int max_texts, ClassifyJob& job) {
   texts_from(body["texts"], "texts", max_texts, job);
 }
 
-// The Hugging Face Inference API body: "inputs", "parameters" (the text-classification ones:
-// hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
-void hf_texts(const Json& body, int max_texts, ClassifyJob& job) {
+// The Hugging Face Inference API body: "inputs", "parameters" (the text- or token-classification
+// ones: hf_api.h) and "options" (accepted, unused: the model is always loaded, nothing is cached).
+void hf_texts(const Json& body, int max_texts, bool token_classifier, ClassifyJob& job) {
   if (!body.is_object()) throw ClientError{400, "bad_type", "body: expected a JSON object, got " + type_name(body)};
   for (const auto& [key, value] : body.items())
     if (key != "inputs" && key != "parameters" && key != "options")
       throw ClientError{400, "bad_field", "unknown field \"" + key + "\" (expected \"inputs\")"};
   if (!body.contains("inputs")) throw ClientError{400, "bad_field", "missing field \"inputs\""};
   try {
-    job.parameters = parse_parameters(body.value("parameters", Json()));
+    const Json parameters = body.value("parameters", Json());
+    if (token_classifier) job.entities = parse_token_parameters(parameters);
+    else job.parameters = parse_parameters(parameters);
   } catch (const ParameterError& e) {
     throw ClientError{400, "bad_parameter", e.what()};
   }
@@ -150,11 +152,11 @@ Route route_request(const http::Request& req) {
   return r;
 }
 
-ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts) {
+ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts, bool token_classifier) {
   const Json j = parse_body(body);
   ClassifyJob job;
   job.hf_shape = hf_shape;
-  if (hf_shape) hf_texts(j, max_texts, job);
+  if (hf_shape) hf_texts(j, max_texts, token_classifier, job);
   else classify_texts(j, max_texts, job);
   return job;
 }

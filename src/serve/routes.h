@@ -40,13 +40,15 @@ struct ClassifyJob {
   std::vector<std::string> texts;
   std::vector<std::string> text_pairs;  // sentence pairs: one second text per text; else empty
   TextClassificationParameters parameters;
+  infer::EntityOptions entities;  // a token classifier's (POST /: its "parameters")
   bool hf_shape = false;  // POST /: "inputs"; else /v1/classify's "texts" | "text"
   bool single_input = false;  // POST /: "inputs" was one text (a string), not a list
 };
 
 // Parses and validates a body (JSON that is not, a wrong field or type, too many texts,
 // bad parameters). Throws ClientError, always a 4xx.
-ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts);
+// token_classifier: the HF shape's "parameters" are the token-classification task's.
+ClassifyJob classify_job(const std::string& body, bool hf_shape, int max_texts, bool token_classifier = false);
 
 // Throws ClientError 500 "non_finite" naming the first text whose logits (n rows of k)
 // are not all finite.

@@ -113,16 +113,16 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
 // the model. The HF shape answers a list of spans for an "inputs" string, a list of such
 // lists for a list of strings; /v1/classify {"predictions": [spans of each text], ...}.
 void Service::handle_entities(const http::Request& req, http::Response& res, bool hf_shape, Clock::time_point t0) {
-  const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
+  const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts, /*token_classifier=*/true);
   if (!job.text_pairs.empty()) throw ClientError{400, "bad_request", "a token classifier takes single texts, not pairs"};
   std::vector<std::vector<infer::EntitySpan>> spans;
   {
     std::lock_guard<std::mutex> lock(entities_mutex_);
     spans = infer::predict_entities(classifier_->model(), classifier_->tokenizer(), job.texts,
-                                    classifier_->max_length(), options_.max_batch);
+                                    classifier_->max_length(), options_.max_batch, job.entities);
   }
   Json all = Json::array();
-  for (const auto& s : spans) all.push_back(infer::spans_json(s));
+  for (const auto& s : spans) all.push_back(infer::spans_json(s, job.entities.aggregation));
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (!hf_shape) return answer_json(res, 200, {{"predictions", std::move(all)}, {"model", options_.model}, {"elapsed_ms", ms}});
   answer_json(res, 200, job.single_input ? all.at(0) : all);

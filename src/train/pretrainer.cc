@@ -10,6 +10,7 @@
 #include "infer/model_dir.h"
 #include "io/atomic_file.h"
 #include "kernels/cpu_runtime.h"
+#include "model/electra_pretrained.h"
 #include "model/pretrained.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
@@ -263,15 +264,39 @@ void require_tokens_to_mask(const PreparedPretrain& p) {
               "larger batch) or use --whole-word-mask");
 }
 
+// --model-config as the model pretraining trains: BERT-named (ELECTRA's two models too; their
+// final directories are renamed to ELECTRA's, model/electra_pretrained.h). An "electra" config
+// is taken for --objective electra when its embeddings have the hidden width.
+model::BertConfig pretraining_config(const std::string& path, Objective objective) {
+  model::BertConfig c = model::BertConfig::load(path);
+  const std::string type = model::family_model_type(c.family);
+  if (objective == Objective::MaskedLM && c.family != model::Family::Bert)
+    throw Error("--model-config " + path + ": model_type \"" + type + "\": --objective mlm trains a "
+                "BertForMaskedLM; give a \"bert\" config" +
+                (c.family == model::Family::Electra ? " (an \"electra\" one pretrains with --objective electra)" : ""));
+  if (objective == Objective::Electra && c.family != model::Family::Bert) {
+    if (c.family != model::Family::Electra)
+      throw Error("--model-config " + path + ": model_type \"" + type +
+                  "\": --objective electra trains an ELECTRA model; give an \"electra\" or \"bert\" config");
+    if (c.embedding_width() != c.hidden_size)
+      throw Error("--model-config " + path + ": embedding_size " + std::to_string(c.embedding_width()) +
+                  " differs from hidden_size " + std::to_string(c.hidden_size) +
+                  "; ELECTRA pretraining trains embeddings of the hidden width (set embedding_size to " +
+                  std::to_string(c.hidden_size) + ")");
+    c.family = model::Family::Bert;
+    c.embedding_size = 0;
+  }
+  c.architectures = {objective == Objective::Electra ? "BertModel" : "BertForMaskedLM"};
+  return c;
+}
+
 PreparedPretrain prepare(const PretrainOptions& o) {
   PreparedPretrain p;
   p.o = o;
   const TrainOptions& t = o.train;
   p.run_dir = plan_run_dir(t);
   kernels::set_num_threads(t.threads);
-  p.config = model::BertConfig::load(t.model_config);
-  // ELECTRA keeps the discriminator's encoder: BertModel weights (its head is unused downstream).
-  p.config.architectures = {o.objective == Objective::Electra ? "BertModel" : "BertForMaskedLM"};
+  p.config = pretraining_config(t.model_config, o.objective);
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
   model::require_max_length_fits(t.max_length, p.config);
@@ -496,12 +521,31 @@ void PretrainObjective::finish(TrainingLoop& loop) {
     }
     loop.log_record(record);
   }
-  result_.final_model_dir = fs::path(t.output_dir) / "final";
-  model::save_pretrained(result_.final_model_dir, p.config, p.model->state_dict(), text::tokenizer_files(p.tokenizer_dir));
+  save_final(fs::path(t.output_dir) / "final");
   p.state.save(fs::path(t.output_dir) / "trainer_state.json");
-  std::fprintf(out_, "Saved the pretrained model (%s) to %s\n",
-               p.electra() ? "ELECTRA discriminator as BertModel weights" : "BertForMaskedLM",
-               result_.final_model_dir.c_str());
+}
+
+// DIR/final/: the BertForMaskedLM, or ELECTRA's discriminator/ (ElectraForPreTraining, the model
+// that is kept) and generator/ (ElectraForMaskedLM), each with the embeddings and the tokenizer.
+void PretrainObjective::save_final(const fs::path& final_dir) {
+  const PreparedPretrain& p = *p_;
+  const std::vector<fs::path> tokenizer = text::tokenizer_files(p.tokenizer_dir);
+  if (!p.electra()) {
+    result_.final_model_dir = final_dir;
+    model::save_pretrained(final_dir, p.config, p.model->state_dict(), tokenizer);
+    std::fprintf(out_, "Saved the pretrained model (BertForMaskedLM) to %s\n", final_dir.c_str());
+    return;
+  }
+  step_->share_embeddings();  // the generator's copy := the trained one
+  const model::ElectraCheckpoint d = model::electra_discriminator_checkpoint(p.config, p.model->state_dict());
+  const model::ElectraCheckpoint g = model::electra_generator_checkpoint(p.generator_config, p.generator->state_dict());
+  io::write_directory_atomic(final_dir, [&](const fs::path& staging) {  // both or neither
+    model::save_pretrained(staging / "discriminator", d.config, d.refs(), tokenizer);
+    model::save_pretrained(staging / "generator", g.config, g.refs(), tokenizer);
+  });
+  result_.final_model_dir = final_dir / "discriminator";
+  std::fprintf(out_, "Saved the pretrained discriminator (ElectraForPreTraining) to %s and the generator "
+               "(ElectraForMaskedLM) to %s\n", result_.final_model_dir.c_str(), (final_dir / "generator").c_str());
 }
 
 std::string PretrainObjective::description() const {

@@ -74,7 +74,7 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
 struct PretrainResult {
   TrainSummary summary;
   TrainerState state;
-  std::filesystem::path final_model_dir;
+  std::filesystem::path final_model_dir;  // ELECTRA: DIR/final/discriminator
   std::optional<MlmEval> final_eval;
 };
 
@@ -112,6 +112,7 @@ class PretrainObjective : public TrainingObjective {
 
  private:
   MlmEval held_out(ReviewAttention mode, RtdEval* rtd);
+  void save_final(const std::filesystem::path& final_dir);
 
   std::unique_ptr<PreparedPretrain> p_;
   std::unique_ptr<PretrainStep> step_;
@@ -120,7 +121,8 @@ class PretrainObjective : public TrainingObjective {
 };
 
 // Reads and checks every input before the first write, then trains; DIR/final/ is a
-// BertForMaskedLM directory (config, model.safetensors, tokenizer files).
+// BertForMaskedLM directory (config, model.safetensors, tokenizer files), or with ELECTRA
+// DIR/final/discriminator/ (ElectraForPreTraining) and DIR/final/generator/ (ElectraForMaskedLM).
 PretrainResult run_pretraining(const PretrainOptions& options, std::FILE* out = stdout);
 
 }  // namespace bertune::train

@@ -63,11 +63,13 @@ void ClassificationObjective::start(TrainingLoop& loop) {
   const TrainOptions& o = r_.options;
   if (!r_.unused.empty())
     warn(loop, "Some weights of the model checkpoint at " + o.model +
-         " were not used when initializing BertForSequenceClassification: [" + join(r_.unused) +
+         " were not used when initializing " + r_.config.classifier_architecture(r_.config.is_token_classifier()) +
+         ": [" + join(r_.unused) +
          "] (expected when the checkpoint was trained on another task, e.g. masked-LM pretraining)");
   warn_if_unknown_tokens(loop);
   if (!r_.initialised.empty())
-    warn(loop, "Some weights of BertForSequenceClassification were not initialized from the model checkpoint at " +
+    warn(loop, "Some weights of " + r_.config.classifier_architecture(r_.config.is_token_classifier()) +
+         " were not initialized from the model checkpoint at " +
          o.model + " and are newly initialized: [" + join(r_.initialised) + "]");
 
   const model::BertConfig& c = r_.config;
