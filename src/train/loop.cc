@@ -121,6 +121,7 @@ void TrainingLoop::run_epoch() {
     run_.batch_in_epoch = b + 1;
     state_.epoch = epoch_after;
     record_step(micro, static_cast<int64_t>(steps[b].size()));
+    if (observer_ && observer_->on_step_end(state_.global_step)) stop_ = true;  // HF: before log/evaluate/save
     after_step(e, epoch_end);
     kill_.at(KillHook::Point::AfterStep, state_.global_step);
     if (state_.global_step >= state_.max_steps || stop_) return;
@@ -180,6 +181,7 @@ void TrainingLoop::after_step(int64_t epoch, bool epoch_end) {
   if (epoch_end || last_step) {
     epoch_train_seconds_ += seconds_since(epoch_start_);
     if (objective_.epoch_records()) log_epoch_end(epoch);
+    if (observer_ && observer_->on_epoch_end(state_.epoch)) stop_ = true;
   }
   auto due = [&](Strategy s, int64_t every) {
     return (s == Strategy::Steps && step % every == 0) || (s == Strategy::Epoch && (epoch_end || last_step));
@@ -224,6 +226,12 @@ void TrainingLoop::log_record(Json record) {
   record["step"] = state_.global_step;
   state_.log_history.push_back(record);
   if (log_) log_->append(record);
+  if (observer_ && observer_->on_log(record)) stop_ = true;
+}
+
+void TrainingLoop::log_evaluation(Json record, const std::vector<float>& logits, const std::vector<int32_t>& labels) {
+  if (observer_ && observer_->on_evaluate(record, logits, labels)) stop_ = true;
+  log_record(std::move(record));
 }
 
 void TrainingLoop::save_checkpoint(std::optional<double> metric) {
@@ -247,6 +255,7 @@ void TrainingLoop::save_checkpoint(std::optional<double> metric) {
                        [&](const fs::path& c) { return checkpoint_of_run(c, run_id); });
   }
   barrier();  // every rank goes on once the checkpoint is there
+  if (observer_ && observer_->on_save(dir)) stop_ = true;
 }
 
 // Trainer.train()'s TrainOutput, printed and logged.

@@ -50,6 +50,26 @@ struct LoopParts {
 
 class TrainingLoop;
 
+// What a caller watching a run sees of it (the Python Trainer's callbacks, HF's
+// TrainerCallback): each log record, each evaluation before it is logged (with the
+// evaluation set's logits and labels, when asked for), each epoch's end, each save, and
+// every step boundary. Returning true asks the loop to stop at the next step boundary, as
+// early stopping does (HF's control.should_training_stop); an exception thrown ends the run
+// there (util::Interrupted as a signal would: the last checkpoint stays whole).
+class LoopObserver {
+ public:
+  virtual ~LoopObserver() = default;
+  virtual bool on_step_end(int64_t step) { return false; }
+  virtual bool on_log(const nlohmann::json& record) { return false; }
+  // `metrics` (eval_loss, eval_accuracy, ...) may be added to before they are logged;
+  // logits [n, num_labels] and labels [n] are empty unless wants_eval_logits().
+  virtual bool wants_eval_logits() const { return false; }
+  virtual bool on_evaluate(nlohmann::json& metrics, const std::vector<float>& logits,
+                           const std::vector<int32_t>& labels) { return false; }
+  virtual bool on_epoch_end(double epoch) { return false; }
+  virtual bool on_save(const std::filesystem::path& checkpoint) { return false; }
+};
+
 // One learning task over the loop.
 class TrainingObjective {
  public:
@@ -106,6 +126,11 @@ class TrainingLoop {
   std::FILE* out() const { return out_; }
   Progress& progress() { return progress_; }
   void log_record(nlohmann::json record);  // with epoch and step, into the log and log_history
+  // The observer that watches the run (null: none); not owned.
+  void set_observer(LoopObserver* observer) { observer_ = observer; }
+  LoopObserver* observer() const { return observer_; }
+  // An evaluation's record, shown to the observer (which may add to it) before it is logged.
+  void log_evaluation(nlohmann::json record, const std::vector<float>& logits, const std::vector<int32_t>& labels);
   double seconds_since_start() const;      // of training in this process
 
  private:
@@ -138,6 +163,7 @@ class TrainingLoop {
   double epoch_train_seconds_ = 0;
   std::string last_good_checkpoint_;
   bool stop_ = false;
+  LoopObserver* observer_ = nullptr;
   // The steps launched but not yet accounted (collect), in order.
   struct Launched {
     double epoch;  // state_.epoch after the step

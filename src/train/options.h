@@ -94,6 +94,10 @@ struct TrainOptions {
   // Not an option (no flag, no key): with --overwrite-output-dir, delete another run's outputs
   // instead of moving them to previous-run-<id>/ (compare's own mode directories).
   bool discard_previous_run = false;
+  // Not options either: datasets handed over in memory (the Python Trainer's), JSONL text read
+  // in place of the file train_file / eval_file / test_file then only names in messages
+  // ("train_dataset:7: ..." for its 7th row). Unset: the file is read.
+  std::optional<std::string> train_rows, eval_rows, test_rows;
 
   // "eval_accuracy" style key of the metric that picks the best model.
   std::string metric_key() const;

@@ -109,13 +109,21 @@ Splits carve_validation(data::Dataset all, const TrainOptions& o, const fs::path
   return s;
 }
 
+// A split's examples: the rows handed over in memory (JSONL), else the file.
+data::Dataset read_split(const fs::path& file, const std::optional<std::string>& rows, const data::ReadOptions& ro) {
+  if (!rows) return data::read_dataset(file, ro);
+  data::ReadOptions jsonl = ro;
+  jsonl.format = data::Format::Jsonl;
+  return data::parse_dataset(*rows, file, jsonl);
+}
+
 Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const fs::path& train_path) {
   data::ReadOptions ro;
   ro.text_column = o.text_column;
   ro.text_pair_column = o.text_pair_column;
   ro.label_column = o.label_column;
   infer::set_label_options(ro, config);
-  data::Dataset all = data::read_dataset(train_path, ro);
+  data::Dataset all = read_split(train_path, o.train_rows, ro);
   Splits s;
   if (o.validation_split > 0) {
     s = carve_validation(std::move(all), o, train_path);
@@ -123,7 +131,7 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
     s.train = o.train_samples > 0 ? data::select_samples(all, o.data_seed, o.train_samples, "--train-samples")
                                   : std::move(all);
     if (o.eval_strategy != Strategy::No || !o.eval_file.empty()) {
-      s.eval = data::read_dataset(o.eval_file.empty() ? data::nsmc_path("test") : fs::path(o.eval_file), ro);
+      s.eval = read_split(o.eval_file.empty() ? data::nsmc_path("test") : fs::path(o.eval_file), o.eval_rows, ro);
       if (o.eval_samples > 0) s.eval = data::select_samples(s.eval, o.data_seed, o.eval_samples, "--eval-samples");
       s.have_eval = true;
     }
@@ -133,7 +141,7 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
   if (s.have_eval && s.eval.size() == 0)
     throw Error((o.eval_file.empty() ? data::nsmc_path("test").string() : o.eval_file) + ": no evaluation examples");
   if (!o.test_file.empty()) {
-    s.test = data::read_dataset(o.test_file, ro);
+    s.test = read_split(o.test_file, o.test_rows, ro);
     if (s.test.size() == 0) throw Error(o.test_file + ": no test examples");
   }
   return s;

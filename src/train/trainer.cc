@@ -109,10 +109,12 @@ void ClassificationObjective::start(TrainingLoop& loop) {
 std::optional<double> ClassificationObjective::evaluate(TrainingLoop& loop) {
   const TrainOptions& o = r_.options;
   RunState& run = r_.run;
+  const bool logits = loop.observer() && loop.observer()->wants_eval_logits();
   infer::EvalResult er = infer::evaluate(*r_.model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
-                           r_.tokenizer.pad_id());
+                           r_.tokenizer.pad_id(), logits);
   Json rec = er.record();
-  loop.log_record(rec);
+  loop.log_evaluation(rec, er.logits, logits ? r_.eval.labels : std::vector<int32_t>{});
+  rec = r_.state.log_history.back();  // with what the observer added (compute_metrics)
   const double train_loss = run.eval_loss_steps ? run.eval_loss_sum / run.eval_loss_steps : NAN;
   if (loop.progress().is_tty()) loop.progress().message("");
   table_.row(r_.state.epoch, r_.state.global_step, train_loss, rec, loop.seconds_since_start());
@@ -163,12 +165,14 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
   }
 }
 
-TrainResult run_training(const TrainOptions& options, std::FILE* out) {
+TrainResult run_training(const TrainOptions& options, std::FILE* out, LoopObserver* observer) {
   TrainOptions o = options;
   join_world(o, o.to_json().dump());
   ClassificationObjective objective(prepare_run(o), out);
   TrainResult& result = objective.result();
-  result.summary = TrainingLoop(objective, out).run();
+  TrainingLoop loop(objective, out);
+  loop.set_observer(observer);
+  result.summary = loop.run();
   result.state = objective.prepared().state;
   return std::move(result);
 }

@@ -63,7 +63,8 @@ class ClassificationObjective : public TrainingObjective {
   TrainResult result_;
 };
 
-// The whole run: prepare_run, then the training loop. Throws Error for bad input before writing.
-TrainResult run_training(const TrainOptions& options, std::FILE* out = stdout);
+// The whole run: prepare_run, then the training loop (watched by `observer` when given).
+// Throws Error for bad input before writing.
+TrainResult run_training(const TrainOptions& options, std::FILE* out = stdout, LoopObserver* observer = nullptr);
 
 }  // namespace bertune::train

@@ -1,0 +1,199 @@
+// The training side for bertune.TrainingArguments and bertune.Trainer
+// (python/bertune/training.py): THE options table (train/options.h), the run of
+// `bertune train` (train::run_training) watched by the Python callbacks, and the evaluation
+// of a model directory on a dataset as `bertune eval` runs it.
+#include <csignal>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include "data/dataset.h"
+#include "infer/batching.h"
+#include "infer/classifier.h"
+#include "infer/evaluate.h"
+#include "native.h"
+#include "train/options.h"
+#include "train/trainer.h"
+#include "util/error.h"
+
+namespace bertune::python {
+
+namespace {
+
+using Json = nlohmann::json;
+
+// TrainingArguments(**kwargs) as options: the table's keys (and HF's older aliases).
+train::TrainOptions options_from(const std::string& kwargs_json) {
+  train::TrainOptions o;
+  train::apply_options_json(o, Json::parse(kwargs_json), "TrainingArguments");
+  train::validate(o);
+  return o;
+}
+
+// TrainingArguments(**kwargs) checked as `bertune train` checks its flags, before the Trainer
+// names the model: every option as JSON.
+std::string resolve_options(const std::string& kwargs_json) {
+  train::TrainOptions o;
+  train::apply_options_json(o, Json::parse(kwargs_json), "TrainingArguments");
+  const bool model_given = !o.model.empty() || !o.model_config.empty();
+  if (!model_given) o.model = "model";  // the Trainer's (model=...), checked when it runs
+  train::validate(o);
+  if (!model_given) o.model.clear();
+  return o.to_json().dump();
+}
+
+// The table, for TrainingArguments' names, defaults and help: (key, default as JSON, help, type).
+py::list option_fields() {
+  static const train::TrainOptions defaults;
+  py::list out;
+  for (const auto& f : train::train_option_fields())
+    out.append(py::make_tuple(f.key, f.get(defaults).dump(), f.help, f.type_name));
+  return out;
+}
+
+// The Python callbacks, called with the GIL at each event of the loop. `target` has
+// on_step_end(step), on_log(json), on_evaluate(json, logits, labels) -> json | None,
+// on_epoch_end(epoch), on_save(path), each answering whether to stop; wants_logits.
+class PythonObserver : public train::LoopObserver {
+ public:
+  explicit PythonObserver(py::object target) : target_(std::move(target)) {
+    py::gil_scoped_acquire gil;
+    wants_logits_ = target_.attr("wants_logits").cast<bool>();
+  }
+
+  bool on_step_end(int64_t step) override {
+    return call([&] {
+      // Ctrl-C: Python's handler only marks the signal; it runs here, at a step boundary.
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      return target_.attr("on_step_end")(step).cast<bool>();
+    });
+  }
+  bool on_log(const Json& record) override {
+    return call([&] { return target_.attr("on_log")(record.dump()).cast<bool>(); });
+  }
+  bool wants_eval_logits() const override { return wants_logits_; }
+  bool on_evaluate(Json& metrics, const std::vector<float>& logits, const std::vector<int32_t>& labels) override {
+    return call([&] {
+      const py::ssize_t n = static_cast<py::ssize_t>(labels.size());
+      py::array_t<float> l({n, n ? static_cast<py::ssize_t>(logits.size()) / n : py::ssize_t(0)}, logits.data());
+      py::tuple answer = target_.attr("on_evaluate")(metrics.dump(), l, py::array_t<int32_t>(n, labels.data()));
+      metrics = Json::parse(answer[0].cast<std::string>());
+      return answer[1].cast<bool>();
+    });
+  }
+  bool on_epoch_end(double epoch) override {
+    return call([&] { return target_.attr("on_epoch_end")(epoch).cast<bool>(); });
+  }
+  bool on_save(const std::filesystem::path& checkpoint) override {
+    return call([&] { return target_.attr("on_save")(checkpoint.string()).cast<bool>(); });
+  }
+
+ private:
+  // A callback with the GIL. KeyboardInterrupt (Ctrl-C, in a callback or between steps) stops
+  // the run as SIGINT does in `bertune train`: at this step boundary, naming the last checkpoint.
+  template <class Fn>
+  bool call(Fn fn) {
+    py::gil_scoped_acquire gil;
+    try {
+      return fn();
+    } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_KeyboardInterrupt)) throw;
+      throw Interrupted("interrupted by KeyboardInterrupt", SIGINT);
+    }
+  }
+
+  py::object target_;
+  bool wants_logits_ = false;
+};
+
+// Trainer.train(): `bertune train` with these options; datasets in memory as JSONL text.
+// Returns {summary, log_history, best_model_checkpoint, final_model_dir}.
+std::string train_run(const std::string& kwargs_json, std::optional<std::string> train_rows,
+                      std::optional<std::string> eval_rows, std::optional<std::string> test_rows, py::object observer) {
+  std::optional<PythonObserver> watcher;
+  if (!observer.is_none()) watcher.emplace(observer);
+  Json out;
+  {
+    py::gil_scoped_release release;
+    train::TrainOptions o = options_from(kwargs_json);
+    o.train_rows = std::move(train_rows);
+    o.eval_rows = std::move(eval_rows);
+    o.test_rows = std::move(test_rows);
+    train::TrainResult r = train::run_training(o, stdout, watcher ? &*watcher : nullptr);
+    out = {{"summary", r.summary.to_json()},
+           {"log_history", r.state.log_history},
+           {"final_model_dir", r.final_model_dir.string()},
+           {"best_model_checkpoint", r.state.best_model_checkpoint ? Json(*r.state.best_model_checkpoint) : Json()}};
+  }
+  return out.dump();
+}
+
+struct Evaluation {
+  std::string record;  // HF's metrics under `prefix` (eval_loss, eval_accuracy, ...), JSON
+  py::array_t<float> logits;
+  py::array_t<int32_t> labels;  // -1 for unlabelled examples
+};
+
+// Trainer.evaluate() / predict(): the model directory on a dataset (rows in memory, else
+// the file), batched as the trainer's evaluation batches (the data's order).
+Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json, std::optional<std::string> rows,
+                    const std::string& file, const std::string& prefix) {
+  infer::EvalResult er;
+  infer::TokenizedData t;
+  int k = 0;
+  {
+    py::gil_scoped_release release;
+    const train::TrainOptions o = options_from(kwargs_json);
+    infer::ClassifierOptions co;
+    co.tokenizer = o.tokenizer;
+    co.max_length = o.max_length;
+    co.device = o.device;
+    co.untrained_head = infer::UntrainedHead::Warn;
+    auto c = infer::Classifier::load(model_dir, co);
+    if (c->model().task() == model::Task::TokenClassification)
+      throw Error(model_dir + " is a token classifier: Trainer.evaluate/predict take sequence classifiers; "
+                  "evaluate it with `bertune eval --model " + model_dir + " --data FILE`");
+    data::ReadOptions ro;
+    ro.text_column = o.text_column;
+    ro.text_pair_column = o.text_pair_column;
+    ro.label_column = o.label_column;
+    infer::set_label_options(ro, c->model().config());
+    data::Dataset d;
+    if (rows) {
+      ro.format = data::Format::Jsonl;
+      d = data::parse_dataset(*rows, file, ro);
+    } else {
+      d = data::read_dataset(file, ro);
+    }
+    if (d.size() == 0) throw Error(file + ": no examples");
+    t = infer::tokenize(d, c->tokenizer(), c->max_length(), o.threads);
+    er = infer::evaluate(c->model(), t, o.per_device_eval_batch_size, o.padding, c->max_length(),
+                         c->tokenizer().pad_id(), /*keep_logits=*/true);
+    k = c->num_labels();
+  }
+  const py::ssize_t n = static_cast<py::ssize_t>(t.size());
+  Json record = t.labelled() ? er.record(prefix) : Json{{prefix + "runtime", er.runtime}};
+  return {record.dump(), py::array_t<float>({n, static_cast<py::ssize_t>(k)}, er.logits.data()),
+          py::array_t<int32_t>(n, t.labels.data())};
+}
+
+}  // namespace
+
+void bind_train(py::module_& m) {
+  m.def("option_fields", &option_fields, "The training options table: (key, default JSON, help, type) each.");
+  m.def("resolve_options", &resolve_options, py::arg("kwargs_json"),
+        "Every option after TrainingArguments' checks, as JSON (training_args.json).");
+  m.def("train", &train_run, py::arg("kwargs_json"), py::arg("train_rows"), py::arg("eval_rows"),
+        py::arg("test_rows"), py::arg("observer"));
+  py::class_<Evaluation>(m, "Evaluation")
+      .def_readonly("record", &Evaluation::record)
+      .def_readonly("logits", &Evaluation::logits)
+      .def_readonly("labels", &Evaluation::labels);
+  m.def("evaluate", &evaluate, py::arg("model_dir"), py::arg("kwargs_json"), py::arg("rows"), py::arg("file"),
+        py::arg("prefix"));
+}
+
+}  // namespace bertune::python
