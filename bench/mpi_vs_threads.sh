@@ -16,18 +16,7 @@ BERTUNE=${BERTUNE:-build/bertune}
 read -r -a MPIRUN_ARGS <<< "${MPIRUN_ARGS:---allow-run-as-root --oversubscribe}"
 command -v mpirun > /dev/null || { echo "mpirun not found (Debian: openmpi-bin)" >&2; exit 1; }
 (( BATCH % NP == 0 )) || { echo "BATCH $BATCH is not a multiple of NP $NP" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -2001 "$DATA" > "$work/train.tsv"
-
-step_ms() {
-  python3 - "$1" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-final = [r for r in rows if "train_runtime" in r][-1]
-print(f"{1000 * final['train_runtime'] / final['step']:.1f}")
-EOF
-}
+source bench/step_common.sh
 run() {  # run NAME PROCESSES THREADS
   local opts=(train --model "$MODEL" --train-file "$work/train.tsv" --per-device-train-batch-size $((BATCH / $2))
               --max-length "$MAX_LENGTH" --max-steps "$STEPS" --threads "$3" --save-strategy no
@@ -44,11 +33,4 @@ for r in $(seq "$ROUNDS"); do
   one+=("$(run one 1 "$NP")") many+=("$(run many "$NP" 1)")
   echo "round $r  1 process x $NP threads ${one[-1]}  $NP processes x 1 thread ${many[-1]}"
 done
-python3 - "${one[*]}" "${many[*]}" "$NP" <<'EOF'
-import statistics, sys
-one = [float(x) for x in sys.argv[1].split()]
-many = [float(x) for x in sys.argv[2].split()]
-print(f"median 1 process {statistics.median(one):.1f} ms, {sys.argv[3]} processes {statistics.median(many):.1f} ms: "
-      f"speed of the processes relative to one = {statistics.median(one) / statistics.median(many):.3f} "
-      f"(range {min(one) / max(many):.3f}-{max(one) / min(many):.3f})")
-EOF
+median_ratio "${one[*]}" "${many[*]}" "1 process" "$NP processes" "speed of the processes relative to one"

@@ -13,18 +13,7 @@ ROUNDS=${ROUNDS:-3} STEPS=${STEPS:-30} MODEL=${MODEL:-models/nsmc-bert-small}
 DATA=${DATA:-../shared/data/nsmc/ratings_train.txt} BATCH=${BATCH:-16} MAX_LENGTH=${MAX_LENGTH:-64}
 THREADS=${THREADS:-2} PYTHON=${PYTHON:-/usr/bin/python3} BERTUNE=${BERTUNE:-build/bertune}
 [ -d build/python/bertune ] || { echo "build/python/bertune: the Python module is not built" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-head -2001 "$DATA" > "$work/train.tsv"
-
-step_ms() {
-  python3 - "$1" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-final = [r for r in rows if "train_runtime" in r][-1]
-print(f"{1000 * final['train_runtime'] / final['step']:.1f}")
-EOF
-}
+source bench/step_common.sh
 cli() {
   "$BERTUNE" train --model "$MODEL" --train-file "$work/train.tsv" --per-device-train-batch-size "$BATCH" \
     --max-length "$MAX_LENGTH" --max-steps "$STEPS" --threads "$THREADS" --save-strategy no \
@@ -52,11 +41,4 @@ for r in $(seq "$ROUNDS"); do
   c+=("$(cli)") p+=("$(py)")
   echo "round $r  cli ${c[-1]}  python ${p[-1]}"
 done
-python3 - "${c[*]}" "${p[*]}" <<'EOF'
-import statistics, sys
-c = [float(x) for x in sys.argv[1].split()]
-p = [float(x) for x in sys.argv[2].split()]
-print(f"median cli {statistics.median(c):.1f} ms, python {statistics.median(p):.1f} ms: "
-      f"python / cli = {statistics.median(p) / statistics.median(c):.3f} "
-      f"(range {min(p) / max(c):.3f}-{max(p) / min(c):.3f})")
-EOF
+median_ratio "${p[*]}" "${c[*]}" python cli "python / cli"
