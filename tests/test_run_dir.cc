@@ -19,6 +19,8 @@
 #include "io/atomic_file.h"
 #include "test_support.h"
 #include "train_fixture.h"
+#include "train/run_dir.h"
+#include "util/error.h"
 #include "util/paths.h"
 
 namespace fs = std::filesystem;
@@ -229,6 +231,28 @@ TEST(RunDir, ADirectoryInUseIsRefusedAndKillLeavesNoLock) {
   ASSERT_EQ(run(fx.args(out, {"--max-steps", "2", "--overwrite-output-dir"}), fx.dir / "third.txt"), 0)
       << slurp(fx.dir / "third.txt");
   EXPECT_TRUE(fs::exists(out / "final"));
+}
+
+// Two runs planned on an output directory that did not exist yet; the first claimed it, ran to
+// the end and let go of it before the second claimed it: the second overwrote it and both
+// exited 0. The second now refuses, naming what the first left.
+TEST(RunDir, ARunThatEndedBeforeTheClaimIsNotOverwritten) {
+  Fixture fx;
+  train::TrainOptions o;
+  o.output_dir = (fx.dir / "raced").string();
+  const train::RunDirPlan second = train::plan_run_dir(o);
+  {
+    const train::RunDirPlan first = train::plan_run_dir(o);
+    train::claim_run_dir(first);
+    io::write_file_atomic(fs::path(o.output_dir) / "trainer_state.json", "{}\n");
+  }
+  try {
+    train::claim_run_dir(second);
+    FAIL() << "the second claim went through";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), o.output_dir + " was taken by another bertune run")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "trainer_state.json")) << e.what();
+  }
 }
 
 // --train-samples / --eval-samples past the file's rows trained on what was there and exited 0

@@ -269,8 +269,16 @@ RunDirPlan plan_run_dir(const TrainOptions& o) {
 
 void claim_run_dir(const RunDirPlan& plan) {
   fs::create_directories(plan.output_dir);
-  // Two runs that planned on a directory that was not there yet: the second stops here.
-  if (!plan.lock) plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
+  // Two runs that planned on a directory that was not there yet: the second stops here, at the
+  // lock while the first runs, or at what the first left once it has ended.
+  if (!plan.lock) {
+    plan.lock = std::make_shared<OutputDirLock>(plan.output_dir);
+    const DirContents now = contents_of(plan.output_dir);
+    if (now.holds_run() || (!now.run_id.empty() && now.run_id != plan.run_id))
+      throw Error("--output-dir " + plan.output_dir.string() + " was taken by another bertune run after this one " +
+                  "looked at it (" + (now.holds_run() ? now.names() : std::string(kRunFile)) +
+                  "); start again to see what that run left there");
+  }
   if (!plan.previous_outputs.empty()) move_previous_outputs(plan);
   remove_interrupted_saves(plan.output_dir);
   if (output_dir_run_id(plan.output_dir) != plan.run_id)
