@@ -126,7 +126,12 @@ InferenceModel load_inference_model(const fs::path& dir, bool int8, kernels::Dev
   return r;
 }
 
-bool is_int8_model_dir(const fs::path& dir) { return quant::is_int8_model_dir(dir); }
+model::PretrainedTensors load_weights_to_train(const std::string& dir, const std::string& purpose) {
+  if (quant::is_int8_model_dir(dir))
+    throw Error(dir + " is an int8 model written by `bertune quantize`; " + purpose +
+                " needs the fp32 model it was made from");
+  return model::load_pretrained_tensors(dir);
+}
 
 fs::path default_tokenizer_dir() { return shared_path("models/klue-bert-base"); }
 

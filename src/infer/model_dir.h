@@ -12,6 +12,7 @@
 
 #include "kernels/ops.h"
 #include "model/bert.h"
+#include "model/pretrained.h"
 #include "text/tokenizer.h"
 #include "util/tensor.h"
 
@@ -52,8 +53,9 @@ std::string int8_layer_prefix(const model::BertConfig& config);
 InferenceModel load_inference_model(const std::filesystem::path& dir, bool int8 = false,
                                     kernels::Device device = kernels::Device::CPU);
 
-// A directory written by `bertune quantize` (its config.json carries the int8 marker).
-bool is_int8_model_dir(const std::filesystem::path& dir);
+// The fp32 weights a training run starts from (`purpose`: "training", "pretraining"): an int8
+// directory written by `bertune quantize` is refused, naming the fp32 model it needs.
+model::PretrainedTensors load_weights_to_train(const std::string& dir, const std::string& purpose);
 
 // The tokenizer for a model: `fallback` when given, else the model's own files, else klue's.
 std::filesystem::path tokenizer_dir_for(const std::filesystem::path& model_dir, const std::string& fallback = "");

@@ -64,10 +64,7 @@ void resolve_problem_type(model::BertConfig& config, const TrainOptions& o) {
 model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& pretrained) {
   model::BertConfig config;
   if (!o.model.empty()) {
-    if (infer::is_int8_model_dir(o.model))
-      throw Error(o.model + " is an int8 model written by `bertune quantize`; training needs the fp32 model it was "
-                            "made from");
-    pretrained = model::load_pretrained_tensors(o.model);
+    pretrained = infer::load_weights_to_train(o.model, "training");
     config = pretrained.config;
   } else {
     config = model::BertConfig::load(o.model_config);

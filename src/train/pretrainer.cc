@@ -308,10 +308,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
     p.config = pretraining_config(model::BertConfig::load(t.model_config), "--model-config " + t.model_config,
                                   o.objective);
   } else {  // continued pretraining: the encoder (and MLM head) of a BERT directory
-    if (infer::is_int8_model_dir(t.model))
-      throw Error(t.model + " is an int8 model written by `bertune quantize`; pretraining needs the fp32 model it was "
-                            "made from");
-    p.pretrained = model::load_pretrained_tensors(t.model);
+    p.pretrained = infer::load_weights_to_train(t.model, "pretraining");
     if (p.pretrained.config.family != model::Family::Bert)
       throw Error("--model " + t.model + ": model_type \"" + model::family_model_type(p.pretrained.config.family) +
                   "\": continued pretraining takes a BERT model directory");
