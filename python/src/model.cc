@@ -130,11 +130,11 @@ std::string classify(Model& m, const std::vector<std::string>& texts, const std:
                                         "sequence classifier");
   const int k = c.num_labels();
   infer::ScoreFunction f = infer::default_score_function(c.problem_type(), k);
-  if (function_to_apply == "softmax") f = infer::ScoreFunction::Softmax;
-  else if (function_to_apply == "sigmoid") f = infer::ScoreFunction::Sigmoid;
-  else if (function_to_apply == "none") f = infer::ScoreFunction::None;
-  else if (!function_to_apply.empty())
-    throw Error("function_to_apply: '" + function_to_apply + "' is not one of softmax|sigmoid|none");
+  if (!function_to_apply.empty()) {
+    const auto named = infer::score_function_named(function_to_apply);
+    if (!named) throw Error("function_to_apply: '" + function_to_apply + "' is not one of softmax|sigmoid|none");
+    f = *named;
+  }
   if (batch_size < 1) throw Error("batch_size: must be at least 1");
   const int vocab = c.model().config().vocab_size;
   if (static_cast<int>(c.tokenizer().vocab_size()) > vocab)  // ids past the embeddings: refused, as train does

@@ -19,6 +19,13 @@ ScoreFunction default_score_function(ProblemType problem, int num_labels) {
   return num_labels == 1 ? ScoreFunction::Sigmoid : ScoreFunction::Softmax;
 }
 
+std::optional<ScoreFunction> score_function_named(const std::string& name) {
+  if (name == "softmax") return ScoreFunction::Softmax;
+  if (name == "sigmoid") return ScoreFunction::Sigmoid;
+  if (name == "none") return ScoreFunction::None;
+  return std::nullopt;
+}
+
 Json label_scores(const float* logits, const std::vector<std::string>& labels, ScoreFunction f, int top_k) {
   const int k = static_cast<int>(labels.size());
   std::vector<float> scores(logits, logits + k);

@@ -16,9 +16,7 @@ std::optional<ScoreFunction> parse_function(const Json& v) {
                          std::string(v.type_name()));
   std::string name = v.get<std::string>();
   std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (name == "softmax") return ScoreFunction::Softmax;
-  if (name == "sigmoid") return ScoreFunction::Sigmoid;
-  if (name == "none") return ScoreFunction::None;
+  if (const auto f = infer::score_function_named(name)) return f;
   throw ParameterError("\"parameters\".\"function_to_apply\": expected \"softmax\", \"sigmoid\" or \"none\", got " +
                        v.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
