@@ -64,6 +64,16 @@ World init_mpi() {
   return w;
 }
 
+// Every rank's data[0, n) summed in place on every rank. MPI counts are int: more than
+// 2^31 - 1 values (a model's gradients) go in chunks.
+void sum_floats_over_world(float* data, size_t n, const char* call) {
+  constexpr size_t kChunk = std::numeric_limits<int>::max();
+  for (size_t at = 0; at < n; at += kChunk)
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT, MPI_SUM,
+                            MPI_COMM_WORLD),
+              call);
+}
+
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
 class MpiGradientReduction : public GradientReduction {
  public:
@@ -75,12 +85,7 @@ class MpiGradientReduction : public GradientReduction {
               "MPI_Allreduce (loss counts)");
   }
   void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
-    // MPI counts are int: a model of more than 2^31 - 1 parameters goes in chunks.
-    constexpr size_t kChunk = std::numeric_limits<int>::max();
-    for (size_t at = 0; at < n; at += kChunk)
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, grads + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT,
-                              MPI_SUM, MPI_COMM_WORLD),
-                "MPI_Allreduce (gradients)");
+    sum_floats_over_world(grads, n, "MPI_Allreduce (gradients)");
     double sums[2] = {loss_sum, micro_batches};  // a NaN loss stays NaN: every rank skips together
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
     loss_sum = sums[0];
@@ -156,6 +161,18 @@ GradientReduction* world_gradient_reduction() {
 #ifdef BERTUNE_WITH_MPI
   static MpiGradientReduction reduction(world().size);
   return &reduction;
+#else
+  return nullptr;
+#endif
+}
+
+const infer::EvalShard* world_eval_shard() {
+  if (world().size == 1) return nullptr;
+#ifdef BERTUNE_WITH_MPI
+  static const infer::EvalShard shard{world().rank, world().size, [](float* logits, size_t n) {
+                                        sum_floats_over_world(logits, n, "MPI_Allreduce (evaluation logits)");
+                                      }};
+  return &shard;
 #else
   return nullptr;
 #endif

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "infer/evaluate.h"
 #include "train/options.h"
 #include "train/step.h"
 
@@ -65,6 +66,9 @@ void print_world(std::FILE* out, int64_t global_batch);
 
 // The world's gradient reduction (an MPI_Allreduce); nullptr for a world of one.
 GradientReduction* world_gradient_reduction();
+// This rank's part of an evaluation (infer::evaluate's shard: its batches, then an
+// MPI_Allreduce of the logits); nullptr for a world of one.
+const infer::EvalShard* world_eval_shard();
 
 // Rank `rank`'s share of one global batch `batch` (example indices in training order) among
 // `ranks`: consecutive slices, so the ranks' shares laid end to end are the batch. Balanced
