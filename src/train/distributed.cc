@@ -204,17 +204,18 @@ void print_world(std::FILE* out, int64_t global_batch) {
                static_cast<long long>(global_batch));
 }
 
-uint64_t rank_dropout_seed(uint64_t seed) {
-  const int rank = world().rank;
-  if (rank == 0) return seed;
-  uint64_t z = seed + static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull;  // one SplitMix64 step
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads) {
+  model::Batch::DropoutPlace place;
+  place.rows = static_cast<uint64_t>(before.num_rows());
+  place.sequences = static_cast<uint64_t>(before.num_sequences());
+  for (int b = 0; b < before.num_sequences(); ++b) {
+    const uint64_t span = static_cast<uint64_t>(before.offsets[b + 1] - before.offsets[b]);
+    place.probs += static_cast<uint64_t>(heads) * span * span;
+  }
+  return place;
 }
 
-std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
-                               const std::vector<int>* lengths) {
+ShareRange rank_share_range(const std::vector<size_t>& batch, int rank, int ranks, const std::vector<int>* lengths) {
   if (ranks <= 0 || rank < 0 || rank >= ranks)
     throw Error("rank_share: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
   const size_t n = batch.size();
@@ -238,8 +239,14 @@ std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int r
     return best;
   };
   const size_t from = cut(rank), to = rank + 1 == ranks ? n : std::max(from, cut(rank + 1));
-  return std::vector<size_t>(batch.begin() + static_cast<std::ptrdiff_t>(from),
-                             batch.begin() + static_cast<std::ptrdiff_t>(std::max(from, to)));
+  return {from, std::max(from, to)};
+}
+
+std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
+                               const std::vector<int>* lengths) {
+  const ShareRange r = rank_share_range(batch, rank, ranks, lengths);
+  return std::vector<size_t>(batch.begin() + static_cast<std::ptrdiff_t>(r.begin),
+                             batch.begin() + static_cast<std::ptrdiff_t>(r.end));
 }
 
 }  // namespace bertune::train

@@ -55,9 +55,14 @@ uint64_t fnv1a64(const std::string& s);
 void join_world(TrainOptions& o, const std::string& options_json);
 // The per-device batch of the options join_world made global.
 int per_device_batch(const TrainOptions& o);
-// The dropout seed of this rank: `seed` on rank 0 (and in a world of one), an unrelated one
-// on each other rank, so the ranks do not draw the same masks for their rows.
-uint64_t rank_dropout_seed(uint64_t seed);
+// Dropout across ranks: every rank has the same seed, and its share of a global batch draws
+// the masks its elements have in the whole batch (model::Batch::dropout_place): the place
+// after `before`, the examples of the ranks before it built as one batch, with `heads`
+// attention heads. Packed batches (the global batch is the ranks' packed shares end to end):
+// every sample gets the masks of one process running the global batch, at any world size.
+// Padded batches: each rank's elements get masks no other rank draws (the shares are padded
+// to their own longest, so the layout differs from one process's).
+model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads);
 
 // Where console output goes: `stream` on rank 0 (and in a world of one), nowhere on the others.
 std::FILE* console(std::FILE* stream);
@@ -78,5 +83,11 @@ const infer::EvalShard* world_eval_shard();
 // share may be empty (a batch with fewer examples than ranks).
 std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
                                const std::vector<int>* lengths = nullptr);
+// Where rank_share's slice lies in `batch`: [begin, end).
+struct ShareRange {
+  size_t begin = 0, end = 0;
+};
+ShareRange rank_share_range(const std::vector<size_t>& batch, int rank, int ranks,
+                            const std::vector<int>* lengths = nullptr);
 
 }  // namespace bertune::train
