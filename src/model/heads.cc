@@ -101,7 +101,8 @@ void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
   else
     k::gather_rows(pass.device, pooled_in_, pass.last, pass.offsets, B, H);
   if (spec_.dropout_before)
-    k::dropout_forward(pass.device, dense_in_, pooled_in_, BH, classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
+    k::dropout_forward(pass.device, dense_in_, pooled_in_, BH,
+                       classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
   k::linear_forward(pass.device, pooled_pre_, dense_input(), p_.pool_w, p_.pool_b, B, H, H);
   switch (spec_.activation) {
     case Activation::Tanh: k::tanh_forward(pass.device, pooled_, pooled_pre_, BH); break;
@@ -127,7 +128,8 @@ void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_l
   k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, dense_input(), p_.pool_w, B, H,
                      H);
   if (spec_.dropout_before)
-    k::dropout_backward(pass.device, d_pooled_in_, d_pooled_in_, BH, classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
+    k::dropout_backward(pass.device, d_pooled_in_, d_pooled_in_, BH,
+                        classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
   if (pass.cls_rows_compact)
     return k::copy_on_device(pass.device, d_last, d_pooled_in_, BH * sizeof(float));
   k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
