@@ -114,6 +114,56 @@ TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) {
   EXPECT_NEAR(worker1->forward(a, false), whole->forward(a, false), 1e-5);
 }
 
+// A reduction that sums nothing and records what the step told it.
+class RecordingReduction : public GradientReduction {
+ public:
+  int workers() const override { return 1; }
+  void sum_counts(std::span<double>) override {}
+  void touched_rows(TouchedRows rows) override { rows_ = std::move(rows); }
+  void sum_over_workers(float* grads, size_t, double&, double&) override {
+    calls_++;
+    nonzero_untouched_ = 0;
+    for (int r = 0; r < rows_.rows; ++r)
+      for (int c = 0; c < rows_.cols && !rows_.touched[r]; ++c)
+        nonzero_untouched_ += grads[rows_.offset + size_t(r) * rows_.cols + c] != 0.f;
+  }
+  TouchedRows rows_;
+  int calls_ = 0;
+  size_t nonzero_untouched_ = 0;
+};
+
+// A classifier's step tells the reduction which word-embedding rows its tokens touched, and
+// every other row's gradient is zero (what lets the reduction skip them); a masked LM's tied
+// decoder touches every row, so it tells nothing.
+TEST(DistributedStep, TheStepNamesTheWordEmbeddingRowsItsTokensTouched) {
+  const model::BertConfig config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  const model::Batch batch = model::Batch::packed({{2, 40, 41, 3}, {2, 50, 40, 3}}, {1, 0});
+  model::BertModel m(config, model::Task::SequenceClassification);
+  AdamW opt(m, {});
+  TrainStep step(m, opt, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 0);
+  RecordingReduction rec;
+  step.set_gradient_reduction(&rec);
+  ASSERT_TRUE(step.run(batch, 0).finite);
+  ASSERT_EQ(rec.calls_, 1);
+  ASSERT_EQ(rec.rows_.rows, config.vocab_size);
+  ASSERT_EQ(rec.rows_.cols, config.hidden_size);
+  std::vector<int> touched;
+  for (int r = 0; r < rec.rows_.rows; ++r)
+    if (rec.rows_.touched[r]) touched.push_back(r);
+  EXPECT_EQ(touched, (std::vector<int>{2, 3, 40, 41, 50}));
+  EXPECT_EQ(rec.nonzero_untouched_, 0u);
+
+  model::BertModel mlm(config, model::Task::MaskedLM);
+  AdamW opt_mlm(mlm, {});
+  TrainStep mlm_step(mlm, opt_mlm, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 0);
+  RecordingReduction rec_mlm;
+  mlm_step.set_gradient_reduction(&rec_mlm);
+  model::Batch masked = model::Batch::packed({{2, 40, 41, 3}});
+  masked.labels = {-100, 40, -100, -100};
+  ASSERT_TRUE(mlm_step.run(masked, 0).finite);
+  EXPECT_EQ(rec_mlm.rows_.rows, 0) << "a masked LM's word-embedding gradient is dense";
+}
+
 // ---------------------------------------------------------------- under mpirun
 
 namespace {

@@ -75,6 +75,11 @@ void sum_floats_over_world(float* data, size_t n, const char* call) {
 }
 
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
+// With touched rows (the word embeddings): the ranks' touched flags are OR-ed (one small
+// all-reduce), and of that block only the rows some rank touched are summed, packed; the
+// rest of the buffer is summed in place around it. A rank's untouched rows are zero, so the
+// sums are those of the whole buffer, on a fraction of the bytes (a batch of 32 reviews
+// touches ~2 % of a 32,000-token vocabulary, which is 70 % of the small model's gradient).
 class MpiGradientReduction : public GradientReduction {
  public:
   explicit MpiGradientReduction(int workers) : workers_(workers) {}
@@ -84,8 +89,17 @@ class MpiGradientReduction : public GradientReduction {
                             MPI_COMM_WORLD),
               "MPI_Allreduce (loss counts)");
   }
+  void touched_rows(TouchedRows rows) override { touched_ = std::move(rows); }
   void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
-    sum_floats_over_world(grads, n, "MPI_Allreduce (gradients)");
+    const size_t block = static_cast<size_t>(touched_.rows) * touched_.cols;
+    if (touched_.rows > 0 && touched_.offset + block <= n) {
+      sum_floats_over_world(grads, touched_.offset, "MPI_Allreduce (gradients)");
+      sum_touched_rows(grads + touched_.offset);
+      sum_floats_over_world(grads + touched_.offset + block, n - touched_.offset - block, "MPI_Allreduce (gradients)");
+    } else {
+      sum_floats_over_world(grads, n, "MPI_Allreduce (gradients)");
+    }
+    touched_ = {};
     double sums[2] = {loss_sum, micro_batches};  // a NaN loss stays NaN: every rank skips together
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
     loss_sum = sums[0];
@@ -94,6 +108,26 @@ class MpiGradientReduction : public GradientReduction {
 
  private:
   int workers_;
+  TouchedRows touched_;
+  std::vector<float> packed_;
+
+  // The rows of `block` ([touched_.rows, touched_.cols]) that any rank touched, summed.
+  void sum_touched_rows(float* block) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, touched_.touched.data(), touched_.rows, MPI_UNSIGNED_CHAR, MPI_BOR,
+                            MPI_COMM_WORLD),
+              "MPI_Allreduce (touched rows)");
+    const size_t cols = static_cast<size_t>(touched_.cols);
+    packed_.clear();
+    for (int r = 0; r < touched_.rows; ++r)
+      if (touched_.touched[r]) packed_.insert(packed_.end(), block + r * cols, block + (r + 1) * cols);
+    sum_floats_over_world(packed_.data(), packed_.size(), "MPI_Allreduce (gradients)");
+    const float* from = packed_.data();
+    for (int r = 0; r < touched_.rows; ++r)
+      if (touched_.touched[r]) {
+        std::copy(from, from + cols, block + r * cols);
+        from += cols;
+      }
+  }
 };
 #endif
 

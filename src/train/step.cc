@@ -27,7 +27,10 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
   double k = static_cast<double>(micro_batches.size());
   double loss_sum = micro_batch_losses(micro_batches, r);
   const bool single = micro_batches.size() == 1 && reduction_ == nullptr;
-  if (reduction_ != nullptr) reduction_->sum_over_workers(model_.grads(), model_.num_params(), loss_sum, k);
+  if (reduction_ != nullptr) {
+    if (word_embeddings_ != nullptr) reduction_->touched_rows(touched_rows(micro_batches));
+    reduction_->sum_over_workers(model_.grads(), model_.num_params(), loss_sum, k);
+  }
   r.finite = std::isfinite(loss_sum);
   if (r.finite) {
     r.loss = static_cast<float>(loss_sum / k);
@@ -44,6 +47,27 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
   }
   if (!r.finite) model_.zero_grad();
   return r;
+}
+
+void TrainStep::set_gradient_reduction(GradientReduction* reduction) {
+  reduction_ = reduction;
+  word_embeddings_ = nullptr;
+  if (reduction == nullptr || model_.task() == model::Task::MaskedLM) return;  // a tied decoder touches every row
+  for (const model::ParamInfo& p : model_.param_info())
+    if (p.name.ends_with("embeddings.word_embeddings.weight") && p.shape.size() == 2) word_embeddings_ = &p;
+}
+
+// The word-embedding rows the micro-batches' tokens touch.
+TouchedRows TrainStep::touched_rows(std::span<const model::Batch> micro_batches) const {
+  TouchedRows t;
+  t.offset = word_embeddings_->offset;
+  t.rows = static_cast<int>(word_embeddings_->shape[0]);
+  t.cols = static_cast<int>(word_embeddings_->shape[1]);
+  t.touched.assign(static_cast<size_t>(t.rows), 0);
+  for (const model::Batch& b : micro_batches)
+    for (int32_t id : b.input_ids)
+      if (id >= 0 && id < t.rows) t.touched[static_cast<size_t>(id)] = 1;
+  return t;
 }
 
 // Forward and backward of each micro-batch (gradients added up in the buffer); returns the

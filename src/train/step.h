@@ -45,10 +45,22 @@ struct StepOutcome {
 // loop never changes. A worker whose loss was non-finite still takes part (collectives
 // must), with loss_sum = NaN: the summed loss is then non-finite everywhere and every
 // worker skips the update together. Without one (nullptr) the step is single-worker.
+//
+// Most rows of a word-embedding gradient stay zero (only the batch's tokens touch them): a
+// step tells the reduction which rows its worker touched (touched_rows) before summing, and
+// a reduction may then sum only the rows some worker touched (the others are zero on every
+// worker), which is the same sum.
+struct TouchedRows {
+  size_t offset = 0;  // the block's first value in the gradient buffer
+  int rows = 0, cols = 0;
+  std::vector<uint8_t> touched;  // [rows]: 1 where this worker's gradient may be non-zero
+};
 class GradientReduction {
  public:
   virtual ~GradientReduction() = default;
   virtual void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) = 0;
+  // For the next sum_over_workers only; the default sums every row.
+  virtual void touched_rows(TouchedRows rows) {}
   virtual int workers() const = 0;
   virtual void sum_counts(std::span<double> values) = 0;  // in place, over the workers
 };
@@ -85,7 +97,7 @@ class TrainStep {
 
   const LrSchedule& schedule() const { return schedule_; }
   // Data-parallel training: see GradientReduction. Not owned; nullptr = one worker.
-  void set_gradient_reduction(GradientReduction* reduction) { reduction_ = reduction; }
+  void set_gradient_reduction(GradientReduction* reduction);
 
  private:
   model::BertModel& model_;
@@ -93,6 +105,10 @@ class TrainStep {
   LrSchedule schedule_;
   double max_grad_norm_;
   GradientReduction* reduction_ = nullptr;
+  // The word embeddings' rows in the gradient buffer when only a batch's tokens touch them
+  // (not where a tied decoder reads them: masked LM, ELECTRA's generator).
+  const model::ParamInfo* word_embeddings_ = nullptr;
+  TouchedRows touched_rows(std::span<const model::Batch> micro_batches) const;
   std::vector<double> counts_;  // the micro-batches' labelled items, summed over the workers
 
   double micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r);
