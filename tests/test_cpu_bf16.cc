@@ -265,21 +265,13 @@ TEST(CpuBf16Refusal, NamesWhatIsMissing) {
 namespace {
 
 // 200 training and 40 evaluation reviews, the tiny config.
-struct Bf16Run : TinyTrainDir {
-  fs::path train, eval;
-  Bf16Run() : TinyTrainDir("cpu_bf16_test") {
-    const NsmcRows nsmc = nsmc_train_rows(240);
-    std::ofstream tr(dir / "train.tsv"), ev(dir / "eval.tsv");
-    tr << nsmc.header << "\n";
-    ev << nsmc.header << "\n";
-    for (size_t i = 0; i < nsmc.rows.size(); ++i) (i < 200 ? tr : ev) << nsmc.rows[i] << "\n";
-    train = dir / "train.tsv";
-    eval = dir / "eval.tsv";
-  }
+struct Bf16Run : TinyNsmcDir {
+  Bf16Run() : TinyNsmcDir("cpu_bf16_test", 200, 40) {}
   std::vector<std::string> args(const fs::path& out, const char* precision) const {
     return {"train", "--model-config", config.string(), "--train-file", train.string(), "--eval-file",
             eval.string(), "--max-length", "48", "--per-device-train-batch-size", "16", "--learning-rate", "1e-3",
-            "--logging-steps", "1", "--save-strategy", "steps", "--save-steps", "4", "--output-dir", out.string(),
+            "--num-train-epochs", "1", "--logging-steps", "1", "--save-strategy", "steps", "--save-steps", "4",
+            "--output-dir", out.string(),
             "--threads", "2", "--precision", precision};
   }
 };
