@@ -36,13 +36,7 @@ struct PrecisionScope {
 };
 
 const Tolerance kFp32{};
-const Tolerance kBf16{.logits_abs = 5e-3f, .hidden_abs = 1.5e-2f, .loss_rel = 2e-3f, .grad_rel = 3e-2f,
-                      .zero_grad_abs = 1e-5f};
-Tolerance bf16_masked_lm() {  // its logits are larger (the tied decoder over the vocabulary)
-  Tolerance t = kBf16;
-  t.logits_abs = 2e-2f;
-  return t;
-}
+const Tolerance kBf16 = bf16_tolerance();
 
 }  // namespace
 
@@ -121,5 +115,5 @@ TEST(GpuGolden, ClassificationBf16) {
 TEST(GpuGolden, MaskedLMBf16) {
   BERTUNE_REQUIRE_GPU();
   PrecisionScope bf16(Precision::BF16);
-  expect_masked_lm_case(Device::CUDA, bf16_masked_lm());
+  expect_masked_lm_case(Device::CUDA, bf16_masked_lm_tolerance());
 }

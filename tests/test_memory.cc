@@ -236,26 +236,31 @@ TEST(PrecisionFlag, ParsesResolvesPerDeviceAndRefusesReducedPrecisionOnTheCpu) {
   EXPECT_EQ(train::resolve_precision(Device::CUDA, std::nullopt), kernels::Precision::BF16);
   EXPECT_EQ(train::resolve_precision(Device::CUDA, kernels::Precision::TF32), kernels::Precision::TF32);
   EXPECT_NO_THROW(kernels::set_precision(Device::CPU, kernels::Precision::FP32));
+  EXPECT_TRUE(contains(error_of([] { kernels::set_precision(Device::CPU, kernels::Precision::TF32); }),
+                       "tf32 needs a GPU"));
+  ::setenv("BERTUNE_TEST_CPU_WITHOUT_BF16", "1", 1);  // a CPU without avx512_bf16 / AMX-BF16
   EXPECT_TRUE(contains(error_of([] { kernels::set_precision(Device::CPU, kernels::Precision::BF16); }),
-                       "bf16 needs a GPU"));
+                       "bf16 GEMMs on the CPU need a CPU with avx512_bf16 or AMX-BF16"));
 
   nlohmann::json j = {{"model_config", "c.json"}, {"output_dir", "o"}};
   EXPECT_EQ(train::train_options_from_json(j).to_json().at("precision"), "fp32");  // resolved for the CPU
   j["precision"] = "fp32";
   EXPECT_EQ(train::train_options_from_json(j).precision, kernels::Precision::FP32);
-  for (const char* reduced : {"tf32", "bf16"}) {
-    j["precision"] = reduced;
-    EXPECT_EQ(error_of([&] { train::train_options_from_json(j); }),
-              std::string("--precision ") + reduced +
-                  ": needs --device cuda (the CPU computes fp32 only); use --precision fp32 or drop it");
-  }
+  j["precision"] = "tf32";
+  EXPECT_EQ(error_of([&] { train::train_options_from_json(j); }),
+            "--precision tf32: needs --device cuda (the CPU computes fp32 or bf16); use --precision fp32 or drop it");
+  j["precision"] = "bf16";
+  EXPECT_TRUE(contains(error_of([&] { train::train_options_from_json(j); }),
+                       "--precision bf16: bf16 GEMMs on the CPU need a CPU with avx512_bf16 or AMX-BF16"));
+  ::unsetenv("BERTUNE_TEST_CPU_WITHOUT_BF16");
   j["precision"] = "fp16";
   EXPECT_TRUE(contains(error_of([&] { train::train_options_from_json(j); }), "precision: 'fp16' is not one of fp32|tf32|bf16"));
 }
 
-// The binary: --precision on train, bench train, run, eval and predict; bf16 with the CPU is
-// refused with exit 1 naming the flag, before anything is read or written.
-TEST(PrecisionFlag, EveryCommandRefusesBf16OnTheCpu) {
+// The binary: --precision on train, pretrain, bench train, run, eval, predict and serve; bf16 on
+// a CPU without avx512_bf16 / AMX-BF16 (simulated) is refused with exit 1 naming the flag and
+// what is missing, before anything is read or written; tf32 on the CPU likewise.
+TEST(PrecisionFlag, EveryCommandRefusesBf16WhereTheCpuLacksIt) {
   const fs::path dir = fs::temp_directory_path() / ("bertune_precision_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string out = (dir / "out").string(), missing = (dir / "missing").string();
@@ -265,13 +270,22 @@ TEST(PrecisionFlag, EveryCommandRefusesBf16OnTheCpu) {
       {"run", "--output-dir", out, "--tokenizer", missing, "--precision", "bf16"},
       {"eval", "--model", missing, "--data", missing, "--precision", "bf16"},
       {"predict", "--model", missing, "--precision", "bf16", "some text"},
+      {"pretrain", "--model-config", missing, "--output-dir", out, "--precision", "bf16"},
+      {"serve", "--model", missing, "--port", "0", "--precision", "bf16"},
   };
+  ::setenv("BERTUNE_TEST_CPU_WITHOUT_BF16", "1", 1);
   for (const auto& args : commands) {
     const fs::path log = dir / "log.txt";
     EXPECT_EQ(run(args, log), 1) << args[0] << ": " << slurp(log);
-    EXPECT_TRUE(contains(slurp(log), "bertune: error: --precision bf16: needs --device cuda")) << args[0] << ": " << slurp(log);
+    EXPECT_TRUE(contains(slurp(log), "bertune: error: --precision bf16: bf16 GEMMs on the CPU need a CPU with "
+                                     "avx512_bf16 or AMX-BF16"))
+        << args[0] << ": " << slurp(log);
   }
+  ::unsetenv("BERTUNE_TEST_CPU_WITHOUT_BF16");
   EXPECT_FALSE(fs::exists(out)) << "a refused run must not create its output dir";
+  const fs::path tf32 = dir / "tf32.txt";
+  EXPECT_EQ(run({"serve", "--model", missing, "--precision", "tf32"}, tf32), 1);
+  EXPECT_TRUE(contains(slurp(tf32), "--precision tf32: needs --device cuda")) << slurp(tf32);
   const fs::path log = dir / "bad.txt";
   EXPECT_EQ(run({"predict", "--model", missing, "--precision", "fp16", "x"}, log), 1);
   EXPECT_TRUE(contains(slurp(log), "--precision: 'fp16' is not one of fp32|tf32|bf16")) << slurp(log);

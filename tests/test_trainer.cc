@@ -34,17 +34,8 @@ namespace {
 
 // 400 training and 80 evaluation reviews cut from the real NSMC training file, beside the
 // tiny config.
-struct Fixture : TinyTrainDir {
-  fs::path train, eval;
-  Fixture() : TinyTrainDir("trainer_test") {
-    const NsmcRows nsmc = nsmc_train_rows(480);
-    std::ofstream tr(dir / "train.tsv"), ev(dir / "eval.tsv");
-    tr << nsmc.header << "\n";
-    ev << nsmc.header << "\n";
-    for (size_t i = 0; i < nsmc.rows.size(); ++i) (i < 400 ? tr : ev) << nsmc.rows[i] << "\n";
-    train = dir / "train.tsv";
-    eval = dir / "eval.tsv";
-  }
+struct Fixture : TinyNsmcDir {
+  Fixture() : TinyNsmcDir("trainer_test", 400, 80) {}
   std::vector<std::string> base_args(const fs::path& out) const {
     return {"train", "--model-config", config.string(), "--train-file", train.string(), "--eval-file",
             eval.string(), "--max-length", "48", "--per-device-train-batch-size", "16", "--learning-rate", "1e-3",

@@ -50,6 +50,20 @@ struct TinyTrainDir {
   ~TinyTrainDir() { std::filesystem::remove_all(dir); }
 };
 
+// A TinyTrainDir with train.tsv (the first n_train NSMC training reviews) and eval.tsv (the
+// n_eval after them).
+struct TinyNsmcDir : TinyTrainDir {
+  std::filesystem::path train, eval;
+  TinyNsmcDir(const std::string& name, size_t n_train, size_t n_eval)
+      : TinyTrainDir(name), train(dir / "train.tsv"), eval(dir / "eval.tsv") {
+    const NsmcRows nsmc = nsmc_train_rows(n_train + n_eval);
+    std::ofstream tr(train), ev(eval);
+    tr << nsmc.header << "\n";
+    ev << nsmc.header << "\n";
+    for (size_t i = 0; i < nsmc.rows.size(); ++i) (i < n_train ? tr : ev) << nsmc.rows[i] << "\n";
+  }
+};
+
 inline size_t count_loss_records(const std::filesystem::path& log) {
   size_t n = 0;
   for (const auto& r : bertune::train::JsonlLog::read(log)) n += r.contains("loss");

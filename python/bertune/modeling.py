@@ -97,11 +97,11 @@ class BertForTokenClassification(PreTrainedModel):
     _output_class = TokenClassifierOutput
 
 
-def _load(directory, device, int8, token):
+def _load(directory, device, int8, token, precision):
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise OSError(f"{directory}: not a directory (bertune loads local model directories only)")
-    native = _native.Model.load(directory, device=device, int8=int8)
+    native = _native.Model.load(directory, device=device, int8=int8, precision=precision or "")
     if native.token_classifier != token:
         have = "token" if native.token_classifier else "sequence"
         raise ValueError(f"{directory} holds a {have} classifier (config.json's architectures); load it with "
@@ -113,17 +113,19 @@ class AutoModelForSequenceClassification:
     """HF: ``transformers.AutoModelForSequenceClassification``."""
 
     @staticmethod
-    def from_pretrained(pretrained_model_name_or_path, device="cpu", int8=False):
+    def from_pretrained(pretrained_model_name_or_path, device="cpu", int8=False, precision=None):
         """A model directory: fp32 (safetensors or pytorch_model.bin), or int8 from
         ``bertune quantize``; int8=True quantizes an fp32 model while loading. A checkpoint
-        without a classification head gets a fresh one (seed 42), with a warning."""
-        return _load(pretrained_model_name_or_path, device, int8, token=False)
+        without a classification head gets a fresh one (seed 42), with a warning.
+        precision: what the GEMMs multiply in from now on, as ``--precision`` (None: the
+        device's default; "bf16" on a CPU with avx512_bf16 or AMX-BF16)."""
+        return _load(pretrained_model_name_or_path, device, int8, token=False, precision=precision)
 
 
 class AutoModelForTokenClassification:
     """HF: ``transformers.AutoModelForTokenClassification``."""
 
     @staticmethod
-    def from_pretrained(pretrained_model_name_or_path, device="cpu", int8=False):
+    def from_pretrained(pretrained_model_name_or_path, device="cpu", int8=False, precision=None):
         """A token classifier's directory (``<Family>ForTokenClassification`` in config.json)."""
-        return _load(pretrained_model_name_or_path, device, int8, token=True)
+        return _load(pretrained_model_name_or_path, device, int8, token=True, precision=precision)

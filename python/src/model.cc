@@ -2,6 +2,7 @@
 // (python/bertune/modeling.py): a model directory loaded as eval, predict and serve load
 // it, run on padded numpy batches as HF's model(input_ids, attention_mask, token_type_ids).
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "model/pretrained.h"
 #include "native.h"
 #include "text/tokenizer.h"
+#include "train/options.h"
 #include "util/error.h"
 
 namespace bertune::python {
@@ -96,11 +98,16 @@ py::array_t<float> forward(Model& m, const IntArray& ids, std::optional<IntArray
   return out;
 }
 
+// precision: what the process's GEMMs on that device multiply in from now on ("": the
+// device's default), as --precision.
 Model load(const std::filesystem::path& dir, const std::string& device, bool int8, int max_length,
-           const std::string& tokenizer) {
+           const std::string& tokenizer, const std::string& precision) {
   infer::ClassifierOptions options;
   options.tokenizer = tokenizer;
   options.device = device_from_name(device);
+  std::optional<kernels::Precision> asked;
+  if (!precision.empty()) asked = kernels::parse_precision(precision);
+  kernels::set_precision(options.device, train::resolve_precision(options.device, asked));
   options.int8 = int8;
   options.untrained_head = infer::UntrainedHead::Warn;  // HF warns, and trains the fresh head
   if (max_length > 0) {
@@ -157,7 +164,8 @@ std::string classify(Model& m, const std::vector<std::string>& texts, const std:
 void bind_model(py::module_& m) {
   py::class_<Model>(m, "Model")
       .def_static("load", &load, py::arg("dir"), py::arg("device") = "cpu", py::arg("int8") = false,
-                  py::arg("max_length") = 0, py::arg("tokenizer") = "", py::call_guard<py::gil_scoped_release>())
+                  py::arg("max_length") = 0, py::arg("tokenizer") = "", py::arg("precision") = "",
+                  py::call_guard<py::gil_scoped_release>())
       .def("forward", &forward, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
            py::arg("token_type_ids") = py::none())
       .def("classify", &classify, py::arg("texts"), py::arg("pairs"), py::arg("top_k"),

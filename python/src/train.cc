@@ -147,6 +147,7 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
   {
     py::gil_scoped_release release;
     const train::TrainOptions o = options_from(kwargs_json);
+    kernels::set_precision(o.device, train::resolve_precision(o.device, o.precision));
     infer::ClassifierOptions co;
     co.tokenizer = o.tokenizer;
     co.max_length = o.max_length;

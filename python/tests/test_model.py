@@ -83,3 +83,28 @@ def test_bad_inputs_are_value_errors(shared, tmp_path):
         bertune.AutoModelForSequenceClassification.from_pretrained(tmp_path / "broken")
     with pytest.raises(ValueError, match="not one of cpu|cuda"):
         bertune.AutoModelForSequenceClassification.from_pretrained(d, device="tpu")
+
+
+def test_precision_bf16_within_the_bf16_bounds(shared, tmp_path, monkeypatch):
+    """precision="bf16": the GEMMs in bf16 (logits off fp32's, within the bf16 golden bound) on a
+    CPU that has it; refused naming the CPU flag where it has not (simulated); tf32 refused."""
+    d = golden_model_dir(tmp_path, GOLDEN / "bert" / "tiny_config.json", GOLDEN / "bert" / "tiny_init.safetensors")
+    inputs = json.loads((GOLDEN / "bert" / "tiny_inputs.json").read_text())
+    ids, mask, types = padded(inputs["sequences"])
+    expected = read_safetensors(GOLDEN / "bert" / "tiny_forward.safetensors")["logits"]
+    with pytest.raises(ValueError, match="tf32"):
+        bertune.AutoModelForSequenceClassification.from_pretrained(d, precision="tf32")
+    monkeypatch.setenv("BERTUNE_TEST_CPU_WITHOUT_BF16", "1")
+    with pytest.raises(ValueError, match="avx512_bf16 or AMX-BF16"):
+        bertune.AutoModelForSequenceClassification.from_pretrained(d, precision="bf16")
+    monkeypatch.delenv("BERTUNE_TEST_CPU_WITHOUT_BF16")
+    try:
+        model = bertune.AutoModelForSequenceClassification.from_pretrained(d, precision="bf16")
+    except ValueError as e:
+        pytest.skip(str(e))  # this CPU or build has no bf16 GEMMs: the reason, not a pass
+    try:
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    finally:
+        bertune.AutoModelForSequenceClassification.from_pretrained(d, precision="fp32")
+    np.testing.assert_allclose(out, expected, atol=5e-3, rtol=0)
+    assert np.abs(out - expected).max() > 1e-6, "bf16 gave fp32's logits"

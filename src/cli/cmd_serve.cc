@@ -5,6 +5,7 @@
 #include "cli/validators.h"
 #include "serve/server.h"
 #include "train/memory_plan.h"
+#include "train/options.h"
 
 namespace bertune::cli {
 
@@ -48,7 +49,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--allow-untrained-head", o->allow_untrained_head,
                 "serve a model without a trained classifier head (a random one is made: answers are meaningless)");
   cmd->add_option("--label-names", *label_names, "comma-separated label names (override config.json's id2label)");
-  cmd->callback([o, label_names] {
+  auto precision = std::make_shared<std::string>();
+  cmd->add_option("--precision", *precision, train::find_train_option("precision")->help)->type_name("fp32|bf16");
+  cmd->callback([o, label_names, precision] {
+    o->precision = train::resolve_precision(kernels::Device::CPU, parse_precision_flag(*precision));
     o->label_names = split_list(*label_names);
     train::require_inference_memory(o->model, o->max_batch, o->max_length, /*metrics=*/false, "serve");
     serve::run_server(*o);

@@ -82,13 +82,7 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, c
   if (f.int8 && device != kernels::Device::CPU)
     throw Error("--int8: int8 inference runs on the CPU only; use --device cpu, or drop --int8 to run fp32 on " +
                 std::string(kernels::device_name(device)));
-  std::optional<kernels::Precision> precision;
-  try {
-    if (!f.precision.empty()) precision = kernels::parse_precision(f.precision);
-  } catch (const Error& e) {
-    throw Error(std::string("--precision: ") + e.what());
-  }
-  const kernels::Precision resolved = train::resolve_precision(device, precision);
+  const kernels::Precision resolved = train::resolve_precision(device, parse_precision_flag(f.precision));
   kernels::require_device(device);
   if (device == kernels::Device::CPU) {
     const int batch = static_cast<int>(std::min<size_t>(static_cast<size_t>(f.batch_size), std::max<size_t>(texts, 1)));

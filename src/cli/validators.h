@@ -4,10 +4,14 @@
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "kernels/ops.h"
+#include "util/error.h"
 
 namespace bertune::cli {
 
@@ -68,6 +72,16 @@ inline std::vector<std::string> split_list(const std::string& s, char sep = ',')
   for (size_t at; (at = s.find(sep, start)) != std::string::npos; start = at + 1) out.push_back(s.substr(start, at - start));
   if (!s.empty()) out.push_back(s.substr(start));
   return out;
+}
+
+// --precision's text: empty (the device's default) or fp32|tf32|bf16; Error "--precision: ...".
+inline std::optional<kernels::Precision> parse_precision_flag(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  try {
+    return kernels::parse_precision(text);
+  } catch (const Error& e) {
+    throw Error(std::string("--precision: ") + e.what());
+  }
 }
 
 }  // namespace bertune::cli

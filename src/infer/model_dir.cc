@@ -112,6 +112,9 @@ InferenceModel load_inference_model(const fs::path& dir, bool int8, kernels::Dev
     throw Error(std::string(int8_dir ? dir.string() + ": an int8 model" : "--int8") +
                 " runs on the CPU only (the int8 kernels have no " + kernels::device_name(device) +
                 " backend); use --device cpu" + (int8_dir ? ", or the fp32 model on " + std::string(kernels::device_name(device)) : ""));
+  // An int8 model ignores --precision: its int8 linears multiply in int8, and the rest (pooler,
+  // head) stays fp32 as `bertune quantize` measured it.
+  if (int8 || int8_dir) kernels::set_precision(kernels::Device::CPU, kernels::Precision::FP32);
   if (int8_dir) return load_int8_dir(dir);
   InferenceModel r;
   r.model = load_classifier(dir, /*head_seed=*/42, &r.initialised, device);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_bf16_cpu.h"
 #include "util/enum_names.h"
 #include "util/error.h"
 #ifdef BERTUNE_CUDA
@@ -266,12 +267,19 @@ Precision parse_precision(const std::string& name) { return kPrecisionNames.pars
 const char* precision_name(Precision p) { return kPrecisionNames.name(p); }
 Precision default_precision(Device d) { return d == Device::CUDA ? Precision::BF16 : Precision::FP32; }
 
+std::string precision_unavailable(Device d, Precision p) {
+  if (d != Device::CPU) return "";
+  if (p == Precision::TF32) return "tf32 needs a GPU: the CPU computes fp32 or bf16";
+  return p == Precision::BF16 ? cpu::bf16_unavailable() : "";
+}
+
 void set_precision(Device d, Precision p) {
   switch (d) {
-    case Device::CPU:
-      require(p == Precision::FP32, "set_precision",
-              std::string(precision_name(p)) + " needs a GPU: the CPU computes fp32 only");
-      return;
+    case Device::CPU: {
+      const std::string why = precision_unavailable(d, p);
+      require(why.empty(), "set_precision", why);
+      return cpu::set_gemm_precision(p);
+    }
 #ifdef BERTUNE_CUDA
     case Device::CUDA:
       return gpu::set_precision(p);

@@ -46,15 +46,19 @@ struct Dropout {
 // ---- GEMM precision ------------------------------------------------------
 // What the GEMMs of gemm / linear_* multiply in; outputs, accumulation, gradients and
 // master weights stay fp32 in every mode, and so does everything else (attention included).
-//   FP32  fp32 products: the CPU's only mode, and what the golden tests hold CUDA to
+//   FP32  fp32 products: the CPU's default, and what the golden tests hold CUDA to
 //   TF32  operands rounded to tf32 (10-bit mantissa) in the tensor cores (CUDA)
-//   BF16  operands rounded to bf16 (8-bit mantissa) per call, fp32 accumulation (CUDA)
+//   BF16  operands rounded to bf16 (8-bit mantissa) per call, fp32 accumulation (CUDA; the
+//         CPU with avx512_bf16 or AMX-BF16 in a build with oneDNN)
 enum class Precision { FP32, TF32, BF16 };
 Precision parse_precision(const std::string& name);  // fp32|tf32|bf16; Error naming the choices
 const char* precision_name(Precision p);              // "fp32" | "tf32" | "bf16"
 Precision default_precision(Device d);                // bf16 on CUDA, fp32 on the CPU
-// Sets device d's GEMM precision for the whole process (from the next GEMM on). The CPU
-// computes fp32 only: TF32 or BF16 there is an Error.
+// Why device d cannot compute GEMMs in p (what is missing: a GPU for tf32, the CPU flag or
+// oneDNN for bf16 on the CPU); "" when it can, or when the device's own check decides (CUDA).
+std::string precision_unavailable(Device d, Precision p);
+// Sets device d's GEMM precision for the whole process (from the next GEMM on); an Error
+// with precision_unavailable's reason when the device cannot.
 void set_precision(Device d, Precision p);
 
 // ---- attention ---------------------------------------------------------------

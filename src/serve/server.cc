@@ -60,6 +60,7 @@ class Service {
 };
 
 void Service::load() {
+  kernels::set_precision(kernels::Device::CPU, options_.precision);
   infer::ClassifierOptions co;
   co.tokenizer = options_.tokenizer;
   co.max_length = options_.max_length;
@@ -240,9 +241,12 @@ int run_server(const ServeOptions& options) {
     listener.join();
     throw;
   }
-  std::fprintf(stderr, "bertune serve: ready%s\n",
+  std::fprintf(stderr, "bertune serve: ready%s%s\n",
                service.int8() ? (std::string(" (int8 encoder linears, ") + kernels::int8_kernel_name() + ")").c_str()
-                              : "");
+                              : "",
+               options.precision == kernels::Precision::FP32
+                   ? ""
+                   : (std::string(" (") + kernels::precision_name(options.precision) + " GEMMs)").c_str());
   wait_for_signal(signals, listener_done);
   service.begin_shutdown();
   server.stop();  // stop accepting, drop idle and half-sent requests, answer those in the handler

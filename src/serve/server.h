@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/ops.h"
+
 namespace bertune::serve {
 
 struct ServeOptions {
@@ -39,6 +41,8 @@ struct ServeOptions {
   double header_timeout_s = 10, body_timeout_s = 30, idle_timeout_s = 15, write_timeout_s = 30;
   std::vector<std::string> label_names;  // overrides config.json's id2label
   bool int8 = false;                     // quantize an fp32 model's encoder linears at load
+  // What the GEMMs multiply in (--precision; bf16 needs avx512_bf16 or AMX-BF16 and oneDNN).
+  kernels::Precision precision = kernels::Precision::FP32;
   bool allow_untrained_head = false;     // serve a model without a trained head (else: Error)
 };
 

@@ -206,7 +206,8 @@ const std::vector<OptionField>& train_option_fields() {
       field("threads", &O::threads, "compute threads (0: all cores)"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
       field("precision", &O::precision,
-            "what the GEMMs multiply in: fp32, or on cuda tf32|bf16 (default: bf16 on cuda, fp32 on cpu)"),
+            "what the GEMMs multiply in: fp32, bf16 (cuda; cpu with avx512_bf16 or AMX-BF16), tf32 (cuda) "
+            "(default: bf16 on cuda, fp32 on cpu)"),
       field("preset", &O::preset, "preset name (informational)"),
   };
   return all;
@@ -282,10 +283,22 @@ AdamWOptions adamw_options(const TrainOptions& o) {
 
 kernels::Precision resolve_precision(kernels::Device device, std::optional<kernels::Precision> asked) {
   const kernels::Precision p = asked.value_or(kernels::default_precision(device));
-  if (device == kernels::Device::CPU && p != kernels::Precision::FP32)
-    throw Error(std::string("--precision ") + kernels::precision_name(p) +
-                ": needs --device cuda (the CPU computes fp32 only); use --precision fp32 or drop it");
+  if (device == kernels::Device::CPU && p == kernels::Precision::TF32)
+    throw Error("--precision tf32: needs --device cuda (the CPU computes fp32 or bf16); use --precision fp32 or "
+                "drop it");
+  if (const std::string why = kernels::precision_unavailable(device, p); !why.empty())
+    throw Error(std::string("--precision ") + kernels::precision_name(p) + ": " + why +
+                "; use --precision fp32 or drop it");
   return p;
+}
+
+void set_compute_precision(const TrainOptions& o) {
+  kernels::set_precision(o.device, o.precision.value_or(kernels::default_precision(o.device)));
+}
+
+void print_compute(std::FILE* out, const TrainOptions& o) {
+  std::fprintf(out, "  Compute = %s, GEMMs in %s\n", kernels::device_name(o.device),
+               kernels::precision_name(o.precision.value_or(kernels::default_precision(o.device))));
 }
 
 namespace {

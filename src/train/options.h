@@ -3,6 +3,7 @@
 // keys with underscores), the same defaults as transformers 4.30, and the same consistency
 // rules — checked before anything is written, with errors that name the flag or key.
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -132,6 +133,10 @@ AdamWOptions adamw_options(const TrainOptions& o);
 // The precision --precision asks for on `device`: unset gives the device's default; tf32 or
 // bf16 with --device cpu is an Error naming --precision. validate() and eval/predict use it.
 kernels::Precision resolve_precision(kernels::Device device, std::optional<kernels::Precision> asked);
+// set_precision for the run's device and precision (resolved: the device's default when unset).
+void set_compute_precision(const TrainOptions& o);
+// The banner's line "  Compute = CPU, GEMMs in bf16".
+void print_compute(std::FILE* out, const TrainOptions& o);
 
 // HF's TrainingArguments.__post_init__ consistency rules plus ours; fills derived defaults
 // (eval_steps, metric_for_best_model, greater_is_better).

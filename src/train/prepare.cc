@@ -298,7 +298,7 @@ PreparedRun prepare_run(const TrainOptions& o) {
   r.started = std::chrono::steady_clock::now();
   r.run_dir = plan_run_dir(o);
   kernels::set_num_threads(o.threads);
-  kernels::set_precision(o.device, o.precision.value_or(kernels::default_precision(o.device)));
+  set_compute_precision(o);
 
   model::PretrainedTensors pretrained;
   r.config = load_config(o, pretrained);

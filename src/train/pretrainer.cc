@@ -304,6 +304,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   const TrainOptions& t = o.train;
   p.run_dir = plan_run_dir(t);
   kernels::set_num_threads(t.threads);
+  set_compute_precision(t);
   if (t.model.empty()) {
     p.config = pretraining_config(model::BertConfig::load(t.model_config), "--model-config " + t.model_config,
                                   o.objective);
@@ -488,6 +489,7 @@ void PretrainObjective::start(TrainingLoop&) {
                  g.num_hidden_layers, g.hidden_size, g.intermediate_size,
                  static_cast<long long>(g.non_embedding_parameters()), p.o.discriminator_weight);
   }
+  print_compute(out_, t);
   print_world(out_, static_cast<int64_t>(t.per_device_train_batch_size) * p.o.gradient_accumulation_steps);
 }
 

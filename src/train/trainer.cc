@@ -107,6 +107,7 @@ void ClassificationObjective::start(TrainingLoop& loop) {
                c.hidden_size, static_cast<long long>(c.non_embedding_parameters()),
                r_.run_dir.resume_dir.empty() ? "" : ("\n  Resuming from " + r_.run_dir.resume_dir.string() + " at step " +
                                            std::to_string(r_.state.global_step)).c_str());
+  print_compute(out_, o);
   print_world(out_, o.per_device_train_batch_size);
 }
 

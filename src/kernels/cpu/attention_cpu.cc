@@ -116,14 +116,14 @@ void attention_forward(float* ctx, float* probs, const float* qkv, const Attenti
         const float* Q = qkv + size_t(o) * H3 + h * d;
         const float* K = Q + H;
         const float* V = Q + 2 * H;
-        gemm(false, true, n, n, d, 1.f, Q, H3, K, H3, 0.f, P, n);  // S = Q K^T
+        gemm_fp32(false, true, n, n, d, 1.f, Q, H3, K, H3, 0.f, P, n);  // S = Q K^T
         masked_softmax(P, n, n, valid, hs.sqrt_d);
         const float* weights = P;
         if (dropping) {
           apply_dropout(dropped.data(), P, size_t(n) * n, mask, uint64_t(pbase));
           weights = dropped.data();
         }
-        gemm(false, false, n, d, n, 1.f, weights, n, V, H3, 0.f, ctx + size_t(o) * H + h * d, H);
+        gemm_fp32(false, false, n, d, n, 1.f, weights, n, V, H3, 0.f, ctx + size_t(o) * H + h * d, H);
       }
     }
   }
@@ -150,14 +150,14 @@ void attention_first_query_forward(float* ctx, float* probs, const float* q, con
         const float* K = kv + pair.kv_at;
         const float* V = K + H;
         float* s = probs ? probs + pair.p_at : scores.data();
-        gemm(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, s, n);  // s = q K^T
+        gemm_fp32(false, true, 1, n, d, 1.f, Q, H, K, H2, 0.f, s, n);  // s = q K^T
         masked_softmax(s, 1, n, shape.lengths[b], hs.sqrt_d);
         const float* weights = s;
         if (dropping) {
           apply_dropout(dropped.data(), s, n, mask, pair.mask_base(shape, b, h));
           weights = dropped.data();
         }
-        gemm(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + pair.q_at, H);
+        gemm_fp32(false, false, 1, d, n, 1.f, weights, n, V, H2, 0.f, ctx + pair.q_at, H);
       }
     }
   }
@@ -193,12 +193,12 @@ void attention_first_query_backward(float* dq, float* dkv, const float* dctx, co
           apply_dropout(dropped.data(), p, n, mask, pbase);
           weights = dropped.data();
         }
-        gemm(true, false, n, d, 1, 1.f, weights, n, dC, H, 0.f, dV, H2);  // dV = pd^T dctx
-        gemm(false, true, 1, n, d, 1.f, dC, H, V, H2, 0.f, g.data(), n);  // dpd = dctx V^T
+        gemm_fp32(true, false, n, d, 1, 1.f, weights, n, dC, H, 0.f, dV, H2);  // dV = pd^T dctx
+        gemm_fp32(false, true, 1, n, d, 1.f, dC, H, V, H2, 0.f, g.data(), n);  // dpd = dctx V^T
         if (dropping) apply_dropout(g.data(), g.data(), n, mask, pbase);
         softmax_backward_row(g.data(), p, n, hs.sqrt_d);  // ds
-        gemm(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + pair.q_at, H);  // dq = ds K
-        gemm(true, false, n, d, 1, 1.f, g.data(), n, Q, H, 0.f, dK, H2);  // dK = ds^T q
+        gemm_fp32(false, false, 1, d, n, 1.f, g.data(), n, K, H2, 0.f, dq + pair.q_at, H);  // dq = ds K
+        gemm_fp32(true, false, n, d, 1, 1.f, g.data(), n, Q, H, 0.f, dK, H2);  // dK = ds^T q
       }
     }
   }
@@ -234,8 +234,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
           apply_dropout(dropped.data(), P, nn, mask, uint64_t(pbase));
           weights = dropped.data();
         }
-        gemm(true, false, n, d, n, 1.f, weights, n, dC, H, 0.f, dV, H3);  // dV = Pd^T dctx
-        gemm(false, true, n, n, d, 1.f, dC, H, V, H3, 0.f, dS.data(), n);  // dPd = dctx V^T
+        gemm_fp32(true, false, n, d, n, 1.f, weights, n, dC, H, 0.f, dV, H3);  // dV = Pd^T dctx
+        gemm_fp32(false, true, n, n, d, 1.f, dC, H, V, H3, 0.f, dS.data(), n);  // dPd = dctx V^T
         // through dropout, then softmax: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) / sqrt(d)
         for (int i = 0; i < n; ++i) {
           float* g = dS.data() + size_t(i) * n;
@@ -243,8 +243,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
           if (dropping) apply_dropout(g, g, n, mask, uint64_t(pbase) + uint64_t(i) * n);
           softmax_backward_row(g, p, n, hs.sqrt_d);
         }
-        gemm(false, false, n, d, n, 1.f, dS.data(), n, K, H3, 0.f, dQ, H3);  // dQ = dS K
-        gemm(true, false, n, d, n, 1.f, dS.data(), n, Q, H3, 0.f, dK, H3);   // dK = dS^T Q
+        gemm_fp32(false, false, n, d, n, 1.f, dS.data(), n, K, H3, 0.f, dQ, H3);  // dQ = dS K
+        gemm_fp32(true, false, n, d, n, 1.f, dS.data(), n, Q, H3, 0.f, dK, H3);   // dK = dS^T Q
       }
     }
   }

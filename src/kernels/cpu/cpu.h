@@ -16,6 +16,10 @@ std::string gemm_backend();
 // The builtin GEMM is always available and is what the BLAS path is tested against.
 void gemm_builtin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                   int lda, const float* B, int ldb, float beta, float* C, int ldc);
+// The fp32 GEMM whatever the precision: what gemm() runs in FP32, and what attention
+// multiplies with (attention stays fp32 in every precision, as on CUDA).
+void gemm_fp32(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+               const float* B, int ldb, float beta, float* C, int ldc);
 
 #define BERTUNE_DEFAULT(value)
 #define BERTUNE_OP(name, backends, front, ret, params, args) ret name params;

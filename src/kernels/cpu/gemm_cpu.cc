@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_bf16_cpu.h"
 #include "util/threads.h"
 
 namespace bertune::kernels::cpu {
@@ -126,6 +127,13 @@ void gemm_builtin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, 
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (K > 0 && gemm_precision() == Precision::BF16)  // kernels/cpu/gemm_bf16_cpu.h
+    return gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_fp32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_fp32(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+               const float* B, int ldb, float beta, float* C, int ldc) {
   if (K == 0) {  // BLAS leaves C untouched when K = 0 only if beta == 1
     gemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
