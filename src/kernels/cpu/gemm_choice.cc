@@ -30,7 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr int kCacheFormat = 1;
+constexpr int kCacheFormat = 3;
 constexpr double kTinyFlop = 1 << 22;          // below: the default provider, untimed
 constexpr double kBuiltinTimedFlop = 1 << 28;  // above: the builtin (5-10x slower) is not timed
 constexpr double kMaxCalibrationFlop = 8e9;    // a class's rows shrink to stay under this
@@ -224,8 +224,10 @@ void GemmChooser::write_cache() const {
 }
 
 // Times every available provider on the class's shape (the builtin only where it is
-// small): one warm-up call each, then two rounds alternating the providers; the fastest
-// round of each counts.
+// small): one warm-up call each, then three rounds alternating the providers. The mean
+// counts, not the best round: a library that is fastest alone and far slower whenever
+// anything else wants the cores shows it in the mean. A provider whose threads spin
+// (GemmProvider::spins) is timed on one thread only.
 GemmChooser::Choice GemmChooser::measure(bool ta, bool tb, int d1, int d2, int rows) const {
   while (rows > 64 && 2.0 * rows * d1 * d2 > kMaxCalibrationFlop) rows /= 2;
   const int M = rows_are_k(ta, tb) ? d1 : rows, N = rows_are_k(ta, tb) ? d2 : d1;
@@ -233,21 +235,23 @@ GemmChooser::Choice GemmChooser::measure(bool ta, bool tb, int d1, int d2, int r
   const double flop = 2.0 * M * N * K;
   std::vector<const GemmProvider*> timed;
   for (const GemmProvider& p : gemm_providers())
-    if (p.available && (&p != &builtin_gemm_provider() || flop <= kBuiltinTimedFlop || timed.empty()))
+    if (p.available && (!p.spins || threads_ == 1) &&
+        (&p != &builtin_gemm_provider() || flop <= kBuiltinTimedFlop || timed.empty()))
       timed.push_back(&p);
   std::vector<float> A(size_t(M) * K), B(size_t(K) * N), C(size_t(M) * N);
   fill(A, 1);
   fill(B, 2);
-  std::vector<double> best(timed.size(), 1e30);
-  for (int round = 0; round < 3; ++round)  // round 0 warms up
+  constexpr int kRounds = 3;
+  std::vector<double> total(timed.size(), 0.0);
+  for (int round = 0; round <= kRounds; ++round)  // round 0 warms up
     for (size_t i = 0; i < timed.size(); ++i) {
       const double s = time_call(*timed[i], ta, tb, M, N, K, A, B, C);
-      if (round > 0) best[i] = std::min(best[i], s);
+      if (round > 0) total[i] += s;
     }
   Choice choice;
-  const size_t win = size_t(std::min_element(best.begin(), best.end()) - best.begin());
+  const size_t win = size_t(std::min_element(total.begin(), total.end()) - total.begin());
   choice.provider = timed[win]->name;
-  for (size_t i = 0; i < timed.size(); ++i) choice.gflops[timed[i]->name] = flop / best[i] / 1e9;
+  for (size_t i = 0; i < timed.size(); ++i) choice.gflops[timed[i]->name] = flop * kRounds / total[i] / 1e9;
   return choice;
 }
 

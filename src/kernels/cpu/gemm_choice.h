@@ -10,8 +10,9 @@
 // on it once (a few hundred milliseconds per class) and the winner is written to a cache
 // file per CPU model, thread count and library versions in util::cache_dir(), under a file
 // lock, so every process on the machine (and every later run) makes the same choice.
-// Calls inside an OpenMP region (attention's per-head products) and tiny ones run on the
-// first available provider without timing.
+// BLIS takes part on one thread only (its threads spin: GemmProvider::spins). Calls inside
+// an OpenMP region (attention's per-head products) and tiny ones run on the first available
+// provider without timing.
 #include <filesystem>
 #include <map>
 #include <mutex>

@@ -120,6 +120,7 @@ GemmProvider load_blis() {
   p.version = path + " BLIS " + (version ? version() : "?");
   if (arch_id && arch_name) p.version.append(" arch=").append(arch_name(arch_id()));
   p.available = true;
+  p.spins = true;
   p.run = run_cblas<&blis_sgemm>;
   return p;
 }

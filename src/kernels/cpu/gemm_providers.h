@@ -17,6 +17,9 @@ struct GemmProvider {
   bool available = false;
   std::string version;  // library, version, kernels: part of the calibration cache's key
   std::string missing;  // why it is not available
+  // Its threads wait for each other by spinning (BLIS 0.9): on 2 threads beside any other
+  // process its calls slow down 10-30x (measured), so auto uses it on one thread only.
+  bool spins = false;
   // Row-major C = alpha op(A) op(B) + beta C with K > 0 (the caller handles K = 0).
   void (*run)(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
               const float* B, int ldb, float beta, float* C, int ldc) = nullptr;
