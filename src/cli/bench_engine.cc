@@ -357,12 +357,14 @@ json peak_json(const kernels::ComputePeak& p) {
 
 void print_roofline(const kernels::ComputePeak& p, double auto_mix, double best_mix) {
   std::printf("peak (measured by %s multiply-add loops): fp32 %.1f GFLOP/s per core (%.2f G %d-lane FMAs/s: FMA units x "
-              "clock), %.1f on %d threads\n",
+              "clock), %.1f on %d threads at once\n",
               p.isa.c_str(), p.fp32_core, p.fp32_core / (2 * p.lanes), p.lanes, p.fp32_all, p.threads);
   if (p.bf16_core > 0) std::printf("      bf16 %.1f GFLOP/s per core, %.1f on %d threads\n", p.bf16_core, p.bf16_all, p.threads);
   if (p.int8_core > 0) std::printf("      int8 %.1f GOP/s per core, %.1f on %d threads\n", p.int8_core, p.int8_all, p.threads);
-  std::printf("roofline: auto's mix %.1f GFLOP/s = %.1f %% of the fp32 peak; the best provider per shape %.1f = %.1f %%\n",
-              auto_mix, 100 * auto_mix / p.fp32_all, best_mix, 100 * best_mix / p.fp32_all);
+  const double peak = p.fp32_core * p.threads;
+  std::printf("roofline: auto's mix %.1f GFLOP/s = %.1f %% of the fp32 peak of %d cores (%.1f); the best provider per "
+              "shape %.1f = %.1f %%\n",
+              auto_mix, 100 * auto_mix / peak, p.threads, peak, best_mix, 100 * best_mix / peak);
 }
 
 // One table (a column per provider, auto's choice marked) or its JSON twin, then the roofline.
@@ -422,7 +424,8 @@ void run_gemm_bench(const GemmBench& b) {
               {"mix_gflops", auto_mix},
               {"mix_gflops_by_provider", mix},
               {"peak", peak_json(peak)},
-              {"fraction_of_fp32_peak", {{"auto", auto_mix / peak.fp32_all}, {"best", best_mix / peak.fp32_all}}},
+              {"fraction_of_fp32_peak",  // of threads x one core's peak: what the cores could do
+               {{"auto", auto_mix / (peak.fp32_core * peak.threads)}, {"best", best_mix / (peak.fp32_core * peak.threads)}}},
               {"load_average", load_average()},
               {"cases", rows}};
   if (b.json_out) {

@@ -24,87 +24,40 @@ constexpr long kIters = 1 << 20;  // per timing: ~10-20 ms of one core
 volatile float kept = 0;
 
 #if defined(__x86_64__)
-#define BERTUNE_X16(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) \
-  op(8) op(9) op(10) op(11) op(12) op(13) op(14) op(15)
-
-__attribute__((target("avx512f"))) float peak_isa_sum_lanes(__m512 v) {
-  alignas(64) float out[16];
-  _mm512_store_ps(out, v);
+template <typename V>
+float sum_lanes(V v) {  // any vector's bits as floats: only to keep the results alive
+  float out[sizeof(V) / sizeof(float)];
+  __builtin_memcpy(out, &v, sizeof out);
   float s = 0;
   for (float x : out) s += x;
   return s;
 }
-#define sum_lanes peak_isa_sum_lanes
 
-// Each returns the operations (2 per multiply-add) it did; `sink` keeps the results alive.
-__attribute__((target("avx512f"))) double peak_isa_avx512_fp32(long iters, float* sink) {
-#define DECL(i) __m512 a##i = _mm512_set1_ps(1.f + i * 1e-3f);
-#define STEP(i) a##i = _mm512_fmadd_ps(a##i, m, c);
-#define SUM(i) s = _mm512_add_ps(s, a##i);
-  const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
-  BERTUNE_X16(DECL)
-  for (long n = 0; n < iters; ++n) { BERTUNE_X16(STEP) }
-  __m512 s = _mm512_setzero_ps();
-  BERTUNE_X16(SUM)
-  *sink += sum_lanes(s);
-  return 16.0 * 16 * 2 * iters;
-#undef DECL
-#undef STEP
-#undef SUM
-}
+// Defines `double NAME(long iters, float* sink)`: ACC independent accumulators of type V,
+// each `a = STEP(a)` once per iteration (OPS operations: 2 per multiply-add); returns the
+// operations done and adds the results to *sink.
+#define BERTUNE_PEAK_LOOP(NAME, TARGET, V, ACC, INIT, STEP, OPS)               \
+  __attribute__((target(TARGET))) double NAME(long iters, float* sink) {       \
+    V a[ACC];                                                                  \
+    for (int i = 0; i < ACC; ++i) a[i] = INIT(i);                              \
+    for (long n = 0; n < iters; ++n)                                           \
+      for (int i = 0; i < ACC; ++i) a[i] = STEP(a[i]);                         \
+    for (int i = 0; i < ACC; ++i) *sink += sum_lanes(a[i]);                    \
+    return double(ACC) * (OPS) * iters;                                        \
+  }
 
-__attribute__((target("avx512f,avx512bf16"))) double peak_isa_avx512_bf16(long iters, float* sink) {
-#define DECL(i) __m512 a##i = _mm512_set1_ps(float(i));
-#define STEP(i) a##i = _mm512_dpbf16_ps(a##i, x, y);
-#define SUM(i) s = _mm512_add_ps(s, a##i);
-  const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(2e-3f)), y = x;
-  BERTUNE_X16(DECL)
-  for (long n = 0; n < iters; ++n) { BERTUNE_X16(STEP) }
-  __m512 s = _mm512_setzero_ps();
-  BERTUNE_X16(SUM)
-  *sink += sum_lanes(s);
-  return 16.0 * 32 * 2 * iters;
-#undef DECL
-#undef STEP
-#undef SUM
-}
-
-__attribute__((target("avx512f,avx512vnni"))) double peak_isa_avx512_int8(long iters, float* sink) {
-#define DECL(i) __m512i a##i = _mm512_set1_epi32(i);
-#define STEP(i) a##i = _mm512_dpbusd_epi32(a##i, x, y);
-#define SUM(i) s = _mm512_add_epi32(s, a##i);
-  const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
-  BERTUNE_X16(DECL)
-  for (long n = 0; n < iters; ++n) { BERTUNE_X16(STEP) }
-  __m512i s = _mm512_setzero_si512();
-  BERTUNE_X16(SUM)
-  *sink += sum_lanes(_mm512_castsi512_ps(s));  // the bits: only kept alive
-  return 16.0 * 64 * 2 * iters;
-#undef DECL
-#undef STEP
-#undef SUM
-}
-
-#define BERTUNE_X12(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9) op(10) op(11)
-
-double peak_avx2_fp32(long iters, float* sink) {  // 12 accumulators: 16 ymm registers
-#define DECL(i) __m256 a##i = _mm256_set1_ps(1.f + i * 1e-3f);
-#define STEP(i) a##i = _mm256_fmadd_ps(a##i, m, c);
-#define SUM(i) s = _mm256_add_ps(s, a##i);
-  const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
-  BERTUNE_X12(DECL)
-  for (long n = 0; n < iters; ++n) { BERTUNE_X12(STEP) }
-  __m256 s = _mm256_setzero_ps();
-  BERTUNE_X12(SUM)
-  alignas(32) float out[8];
-  _mm256_store_ps(out, s);
-  for (float v : out) *sink += v;
-  return 12.0 * 8 * 2 * iters;
-#undef DECL
-#undef STEP
-#undef SUM
-}
-
+#define FP32_INIT(i) _mm512_set1_ps(1.f + (i) * 1e-3f)
+#define FP32_STEP(a) _mm512_fmadd_ps(a, _mm512_set1_ps(0.9999999f), _mm512_set1_ps(1e-7f))
+BERTUNE_PEAK_LOOP(peak_isa_avx512_fp32, "avx512f", __m512, 16, FP32_INIT, FP32_STEP, 16 * 2)
+#define BF16_INIT(i) _mm512_set1_ps(float(i))
+#define BF16_STEP(a) _mm512_dpbf16_ps(a, (__m512bh)_mm512_set1_epi16(0x3c00), (__m512bh)_mm512_set1_epi16(0x3c00))
+BERTUNE_PEAK_LOOP(peak_isa_avx512_bf16, "avx512f,avx512bf16", __m512, 16, BF16_INIT, BF16_STEP, 32 * 2)
+#define INT8_INIT(i) _mm512_set1_epi32(i)
+#define INT8_STEP(a) _mm512_dpbusd_epi32(a, _mm512_set1_epi8(1), _mm512_set1_epi8(-1))
+BERTUNE_PEAK_LOOP(peak_isa_avx512_int8, "avx512f,avx512vnni", __m512i, 16, INT8_INIT, INT8_STEP, 64 * 2)
+#define AVX2_INIT(i) _mm256_set1_ps(1.f + (i) * 1e-3f)
+#define AVX2_STEP(a) _mm256_fmadd_ps(a, _mm256_set1_ps(0.9999999f), _mm256_set1_ps(1e-7f))
+BERTUNE_PEAK_LOOP(peak_avx2_fp32, "avx2,fma", __m256, 12, AVX2_INIT, AVX2_STEP, 8 * 2)  // 16 ymm registers
 #endif
 
 // Operations per second of `loop` on `threads` threads at once: the best of three timings.
