@@ -18,6 +18,7 @@
 #include "kernels/cpu/gemm_providers.h"
 #include "kernels/cpu_runtime.h"
 #include "numeric_compare.h"
+#include "op_reference.h"
 #include "run_binary.h"
 #include "run_cli.h"
 #include "test_support.h"
@@ -29,21 +30,10 @@ using numeric_compare::randn;
 
 namespace {
 
-// C = alpha op(A) op(B) + beta C, row-major, in double.
-void gemm_double(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                 int ldb, float beta, float* C, int ldc) {
-  for (int i = 0; i < M; ++i)
-    for (int j = 0; j < N; ++j) {
-      double acc = 0;
-      for (int k = 0; k < K; ++k)
-        acc += double(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
-      C[i * ldc + j] = float(alpha * acc + (beta == 0.f ? 0.0 : double(beta) * C[i * ldc + j]));
-    }
-}
-
-float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  float m = 0.f;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+template <typename T>
+double max_diff(const std::vector<float>& a, const std::vector<T>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - double(b[i])));
   return m;
 }
 
@@ -80,8 +70,8 @@ TEST_P(GemmProviderTest, MatchesBuiltinAndReference) {
             const auto A = randn(size_t(ta ? std::max(s.K, 1) : s.M) * lda, 1);
             const auto B = randn(size_t(tb ? s.N : std::max(s.K, 1)) * ldb, 2);
             const auto C0 = randn(size_t(s.M) * ldc, 3);
-            auto want = C0, builtin = C0, got = C0;
-            gemm_double(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, want.data(), ldc);
+            auto builtin = C0, got = C0;
+            const auto want = op_reference::gemm(ta, tb, s.M, s.N, s.K, alpha, A, lda, B, ldb, beta, C0, ldc);
             kernels::cpu::gemm_builtin(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta,
                                        builtin.data(), ldc);
             kernels::gemm_with(GetParam(), ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta,
