@@ -130,8 +130,10 @@ std::string find_mpirun() {
   return "";
 }
 
-// A 2-layer BERT of width 32 without dropout: the ranks draw their own dropout masks, so only a
-// run without dropout can equal one process exactly.
+// A 2-layer BERT of width 32, without dropout (tiny0.json) and with it (tiny_dropout.json): a
+// rank's share of a packed batch draws the masks its rows have in the global batch, so packed
+// runs equal one process with dropout too; padded shares are laid out differently (padded to
+// their own longest), so padded runs are compared without dropout.
 class MpiTraining : public ::testing::Test {
  protected:
   static inline std::unique_ptr<TinyTrainDir> files;
@@ -141,6 +143,9 @@ class MpiTraining : public ::testing::Test {
     io::write_file_atomic(files->dir / "tiny0.json", R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
       "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
       "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})");
+    io::write_file_atomic(files->dir / "tiny_dropout.json", R"({"vocab_size": 32000, "hidden_size": 32,
+      "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
     const NsmcRows nsmc = nsmc_train_rows(400);
     std::string train, eval;
     for (size_t i = 0; i < nsmc.rows.size(); ++i) (i < 340 ? train : eval) += nsmc.rows[i] + "\n";
@@ -172,8 +177,8 @@ class MpiTraining : public ::testing::Test {
   }
   // save_steps 0: no checkpoints.
   static std::string train_args(const std::string& out, int batch, const std::string& padding, int steps = 20,
-                                int save_steps = 0) {
-    return "train --model-config " + path("tiny0.json") + " --train-file " + path("train.tsv") + " --eval-file " +
+                                int save_steps = 0, const std::string& config = "tiny0.json") {
+    return "train --model-config " + path(config) + " --train-file " + path("train.tsv") + " --eval-file " +
            path("eval.tsv") + " --max-length 32 --max-steps " + std::to_string(steps) +
            " --logging-steps 1 --threads 1 --learning-rate 3e-4 --padding " + padding + " --eval-strategy steps --eval-steps 10 --per-device-eval-batch-size 16" +
            (save_steps > 0 ? " --save-strategy steps --save-steps " + std::to_string(save_steps) : " --save-strategy no") +
@@ -241,9 +246,19 @@ TEST_F(MpiTraining, TwoRanksOfEightAreOneProcessOfSixteenPackedOverTcp) {
   expect_same_weights("two_packed", "one_packed", "model.safetensors");
 }
 
+// With dropout (hidden, attention probabilities, classifier): each rank's rows draw the masks
+// they have in one process's packed global batch.
+TEST_F(MpiTraining, TwoRanksOfEightAreOneProcessOfSixteenPackedWithDropout) {
+  ASSERT_EQ(run(1, train_args("one_dropout", 16, "packed", 20, 0, "tiny_dropout.json")).status, 0);
+  const auto two = run(2, train_args("two_dropout", 8, "packed", 20, 0, "tiny_dropout.json"));
+  ASSERT_EQ(two.status, 0) << two.output;
+  expect_same_log("two_dropout", "one_dropout", 20);
+  expect_same_weights("two_dropout", "one_dropout", "model.safetensors");
+}
+
 TEST_F(MpiTraining, MaskedLmPretrainingOverTwoRanks) {
   auto args = [&](const std::string& out, int batch) {
-    return "pretrain --model-config " + path("tiny0.json") + " --train-file " + path("train.tsv") +
+    return "pretrain --model-config " + path("tiny_dropout.json") + " --train-file " + path("train.tsv") +
            " --max-length 32 --max-steps 12 --logging-steps 1 --threads 1 --learning-rate 3e-4 --gradient-accumulation-steps 2"
            " --validation-reviews 20 --eval-strategy steps --eval-steps 6 --save-strategy no"
            " --per-device-train-batch-size " + std::to_string(batch) + " --output-dir " + path(out);

@@ -190,6 +190,43 @@ TEST_F(InferDir, SortedByLengthEvaluationKeepsInputOrder) {
   }
 }
 
+// An evaluation split across two ranks (data-parallel training): each rank runs every other
+// batch, the logits are summed over the ranks (here in turn, in one process), and the result is
+// one process's evaluation exactly: the same logits, bit for bit, and the same metrics.
+TEST_F(InferDir, EvaluationSplitAcrossRanksEqualsOneProcess) {
+  auto loaded = infer::load_inference_model(model);
+  BertModel& m = *loaded.model;
+  infer::TokenizedData data;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 21; ++i) {  // 6 batches of 4 (the last of 1): 3 on each rank
+    std::vector<int32_t> ids = {2};
+    for (int k = 0, len = 1 + int(rng() % 30); k < len; ++k) ids.push_back(5 + int32_t(rng() % 30000));
+    ids.push_back(3);
+    data.ids.push_back(ids);
+    data.lengths.push_back(int(ids.size()));
+    data.labels.push_back(i % 3 == 0);
+  }
+  const auto whole = infer::evaluate(m, data, 4, infer::Padding::Packed, 64, 0, true);
+  std::vector<float> rank0_logits;
+  infer::EvalShard rank0{0, 2, [&](float* logits, size_t n) { rank0_logits.assign(logits, logits + n); }};
+  infer::EvalShard rank1{1, 2, [&](float* logits, size_t n) {
+                           ASSERT_EQ(n, rank0_logits.size());
+                           for (size_t i = 0; i < n; ++i) logits[i] += rank0_logits[i];
+                         }};
+  const auto part0 = infer::evaluate(m, data, 4, infer::Padding::Packed, 64, 0, true, false, &rank0);
+  const auto part1 = infer::evaluate(m, data, 4, infer::Padding::Packed, 64, 0, true, false, &rank1);
+  EXPECT_EQ(part0.steps, 3);
+  EXPECT_EQ(part1.steps, 3);
+  // Rank 0 alone has the rows of batches 0, 2, 4 and zeros for the rest (examples 4-7 are batch 1).
+  EXPECT_EQ(rank0_logits[4 * 2], 0.f);
+  EXPECT_NE(rank0_logits[0], 0.f);
+  ASSERT_EQ(part1.logits.size(), whole.logits.size());
+  for (size_t i = 0; i < whole.logits.size(); ++i) EXPECT_EQ(part1.logits[i], whole.logits[i]) << "logit " << i;
+  EXPECT_EQ(part1.predictions, whole.predictions);
+  EXPECT_EQ(part1.metrics.accuracy, whole.metrics.accuracy);
+  EXPECT_EQ(part1.metrics.loss, whole.metrics.loss);
+}
+
 // The logits of each JSON line `predict` wrote (warnings, if any, are plain text).
 std::vector<std::vector<float>> predicted_logits(const std::string& out) {
   std::vector<std::vector<float>> rows;

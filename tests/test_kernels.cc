@@ -232,6 +232,21 @@ TEST(Kernels, DropoutRateScaleAndReproducibility) {
   }
 }
 
+// A site shifted by `first` draws, at element i, what the site draws at element first + i:
+// how a part of a batch gets the masks it has in the whole batch.
+TEST(Kernels, ShiftedDropoutIsTheTailOfTheSite) {
+  const size_t first = 1000, n = 4097;
+  std::vector<float> ones(first + n, 1.f), whole(first + n), tail(n);
+  const auto drop = kernels::Dropout::make(42, 7, 3, 0.3f);
+  for (Device d : kDevices) {
+    kernels::dropout_forward(d, whole.data(), ones.data(), first + n, drop);
+    kernels::dropout_forward(d, tail.data(), ones.data(), n, drop.shifted(first));
+    EXPECT_TRUE(std::equal(tail.begin(), tail.end(), whole.begin() + first));
+    kernels::dropout_forward(d, tail.data(), ones.data(), n, drop);
+    EXPECT_FALSE(std::equal(tail.begin(), tail.end(), whole.begin() + first)) << "the unshifted site differs";
+  }
+}
+
 TEST(Kernels, AttentionPackedAndPaddedAgainstReference) {
   const int nh = 3, hd = 8, H = nh * hd;
   // three sequences; spans 5, 9, 4 with real lengths 5, 6, 4 (one padded span)

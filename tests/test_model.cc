@@ -14,6 +14,7 @@
 #include "golden_bert.h"
 #include "io/safetensors.h"
 #include "model/bert.h"
+#include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 #include "util/error.h"
@@ -484,6 +485,37 @@ TEST(BertDropout, MasksAreReproducibleAndStepDependent) {
   EXPECT_NE(a, b);
   EXPECT_EQ(eval1, eval2);
   EXPECT_NE(a, eval1);
+}
+
+// A batch split in two (two ranks' shares of a data-parallel step): the second part, placed
+// after the first (Batch::dropout_place), draws the masks its rows, sequences and attention
+// probabilities have in the whole batch, so its logits are the whole batch's; unplaced, it
+// draws the first part's masks.
+TEST(BertDropout, APlacedPartDrawsTheMasksOfTheWholeBatch) {
+  BertModel m = tiny_random_model(Task::SequenceClassification, 0.3f);
+  const std::vector<std::vector<int32_t>> seqs = {{2, 5, 9, 3}, {2, 17, 3}, {2, 8, 8, 6, 3}, {2, 11, 3}};
+  const int C = m.config().num_labels();
+  auto logits_of = [&](const Batch& b) {
+    m.set_dropout_step(10);
+    m.forward(b, true);
+    return std::vector<float>(m.logits(), m.logits() + size_t(b.num_sequences()) * C);
+  };
+  const auto whole = logits_of(Batch::packed(seqs, {1, 0, 1, 0}));
+  const Batch first = Batch::packed({seqs[0], seqs[1]}, {1, 0});
+  Batch second = Batch::packed({seqs[2], seqs[3]}, {1, 0});
+  const auto unplaced = logits_of(second);
+  second.dropout_place = train::dropout_place_after(first, m.config().num_attention_heads);
+  EXPECT_EQ(second.dropout_place.rows, 7u);
+  EXPECT_EQ(second.dropout_place.sequences, 2u);
+  EXPECT_EQ(second.dropout_place.probs, uint64_t(m.config().num_attention_heads) * (16 + 9));
+  const auto a = logits_of(first), b = logits_of(second);
+  double worst = 0, unplaced_gap = 0;
+  for (int i = 0; i < 2 * C; ++i) {
+    worst = std::max({worst, double(std::fabs(a[i] - whole[i])), double(std::fabs(b[i] - whole[2 * C + i]))});
+    unplaced_gap = std::max(unplaced_gap, double(std::fabs(unplaced[i] - whole[2 * C + i])));
+  }
+  EXPECT_LE(worst, 1e-5);
+  EXPECT_GT(unplaced_gap, 1e-3);
 }
 
 TEST(BertModelApi, RejectsBadBatchesByName) {

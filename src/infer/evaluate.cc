@@ -51,7 +51,8 @@ void evaluate_tokens(model::BertModel& model, const TokenizedData& data, const s
 }  // namespace
 
 EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batch_size, Padding padding,
-                    int max_length, int32_t pad_id, bool keep_logits, bool sort_by_length) {
+                    int max_length, int32_t pad_id, bool keep_logits, bool sort_by_length,
+                    const EvalShard* shard) {
   const auto start = std::chrono::steady_clock::now();
   const size_t num_labels = static_cast<size_t>(model.config().num_labels());
   const BatchLayout layout{padding, max_length, pad_id};
@@ -68,7 +69,10 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
   }
   // Logits land at their example's place, so everything after this loop sees input order.
   std::vector<float> logits(data.size() * num_labels);
+  const bool sharded = shard != nullptr && shard->size > 1;
+  size_t j = 0;
   for (const auto& indices : split_batches(order, batch_size)) {
+    if (sharded && j++ % static_cast<size_t>(shard->size) != static_cast<size_t>(shard->rank)) continue;
     model::Batch batch = build_batch(data, indices, layout);
     model.forward(batch, /*train=*/false);
     const float* out = model.logits();  // (B, num_labels)
@@ -76,6 +80,7 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
       std::copy(out + i * num_labels, out + (i + 1) * num_labels, logits.begin() + indices[i] * num_labels);
     r.steps++;
   }
+  if (sharded) shard->sum_all(logits.data(), logits.size());
   const model::ProblemType problem = model.config().problem_type;
   if (data.labelled() && !data.targets.empty()) {  // regression, multi-label
     std::vector<float> truth;

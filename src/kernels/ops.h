@@ -36,6 +36,11 @@ struct Dropout {
   float p = 0.f;        // drop probability; 0 = identity
   static Dropout make(uint64_t seed, uint64_t step, uint64_t site, float p);
   bool active() const { return p > 0.f; }
+  // The same site seen from element `first` on: element i of the result draws what element
+  // first + i of this one draws (stream_hash(stream, i) depends on stream + (i + 1) * golden,
+  // kernels/dropout_hash.h). How a rank holding part of a global batch draws the masks its
+  // elements have in the whole batch.
+  Dropout shifted(uint64_t first) const { return Dropout{stream + first * 0x9E3779B97F4A7C15ull, p}; }
 };
 
 // ---- GEMM precision ------------------------------------------------------

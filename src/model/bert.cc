@@ -146,9 +146,18 @@ void BertModel::zero_grad() { k::fill_zero(device_, grads_.data(), grads_.size()
 
 // ---------------------------------------------------------------- batch setup
 
-k::Dropout BertModel::dropout(uint64_t site, float p) const {
+k::Dropout BertModel::dropout(uint64_t site, float p, uint64_t first) const {
   if (!train_) p = 0.f;
-  return k::Dropout::make(dropout_seed_, forward_step_, site, p);
+  return k::Dropout::make(dropout_seed_, forward_step_, site, p).shifted(first);
+}
+
+// Hidden dropout of (T, width) rows; attention-probability dropout of layer l. Both draw the
+// masks their elements have in the batch this one is part of (Batch::dropout_place).
+k::Dropout BertModel::row_dropout(uint64_t site, int width) const {
+  return dropout(site, config_.hidden_dropout_prob, place_.rows * static_cast<uint64_t>(width));
+}
+k::Dropout BertModel::probs_dropout(int l) const {
+  return dropout(site_attention_probs(l), config_.attention_probs_dropout_prob, place_.probs);
 }
 
 namespace {
@@ -231,6 +240,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
   types_ = types ? batch.token_type_ids : std::vector<int32_t>(T, 0);
   offsets_ = batch.offsets;
   lengths_ = batch.lengths;
+  place_ = batch.dropout_place;
   labels_ = batch.labels;
   targets_ = batch.targets;
   has_labels_ = !batch.labels.empty() || !batch.targets.empty();
@@ -459,7 +469,7 @@ void BertModel::embeddings_forward() {
                         p_.position, p_.token_type, T, E);
   k::layernorm_forward(device_, ln_out, emb_mean_, emb_rstd_, emb_sum_, p_.emb_ln_g, p_.emb_ln_b, T, E,
                        config_.layer_norm_eps);
-  k::dropout_forward(device_, ln_out, ln_out, size_t(T) * E, dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+  k::dropout_forward(device_, ln_out, ln_out, size_t(T) * E, row_dropout(kSiteEmbeddings, E));
   if (p_.project_w) k::linear_forward(device_, emb_out_, emb_ln_, p_.project_w, p_.project_b, T, E, H);  // (T, H)
 }
 
@@ -480,7 +490,7 @@ void BertModel::layer_forward(int l) {
   {
     PHASE("fwd attention");
     k::attention_forward(device_, a.ctx, a.probs, a.qkv, shape_,  // (T, 3H) -> (P), (T, H)
-                         dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+                         probs_dropout(l));
   }
   {
     PHASE("fwd attn-out gemm");
@@ -490,7 +500,7 @@ void BertModel::layer_forward(int l) {
     PHASE("fwd dropout+residual+layernorm");
     k::dropout_residual_layernorm_forward(  // (T, H)
         device_, a.ln1_out, a.ln1_in, a.ln1_mean, a.ln1_rstd, dense_out_, x, w.ln1_g, w.ln1_b, T, H, eps,
-        dropout(site_attention_output(l), config_.hidden_dropout_prob));
+        row_dropout(site_attention_output(l), H));
   }
   {
     PHASE("fwd ffn-in gemm");
@@ -508,7 +518,7 @@ void BertModel::layer_forward(int l) {
     PHASE("fwd dropout+residual+layernorm");
     k::dropout_residual_layernorm_forward(device_, a.out, a.ln2_in, a.ln2_mean, a.ln2_rstd, dense_out_,  // (T, H)
                                           a.ln1_out, w.ln2_g, w.ln2_b, T, H, eps,
-                                          dropout(site_ffn_output(l), config_.hidden_dropout_prob));
+                                          row_dropout(site_ffn_output(l), H));
   }
 }
 
@@ -537,7 +547,7 @@ void BertModel::last_layer_cls_forward(int l) {
   {
     PHASE("fwd attention");
     k::attention_first_query_forward(device_, a.ctx, train_ ? a.probs : nullptr, q, kv, shape_,
-                                     dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+                                     probs_dropout(l));
   }
   {
     PHASE("fwd attn-out gemm");
@@ -571,7 +581,7 @@ void BertModel::last_layer_cls_forward(int l) {
 
 // Hidden dropout (in place) of B compact [CLS] rows with the masks of rows offsets[b].
 void BertModel::cls_rows_dropout(float* x, uint64_t site) const {
-  auto drop = dropout(site, config_.hidden_dropout_prob);
+  auto drop = row_dropout(site, config_.hidden_size);
   if (drop.active()) k::dropout_rows(device_, x, x, batch_.offsets, B_, config_.hidden_size, drop);
 }
 
@@ -588,6 +598,8 @@ HeadPass BertModel::head_pass() const {
   pass.offsets = batch_.offsets;
   pass.head_rows = batch_.head_rows;
   pass.dropout_seed = dropout_seed_;
+  pass.first_sequence = place_.sequences;
+  pass.first_row = place_.rows;
   pass.dropout_step = forward_step_;
   pass.train = train_;
   return pass;
@@ -700,7 +712,7 @@ const float* BertModel::residual_layernorm_backward(float* d_gamma, float* d_bet
   PHASE("bwd layernorm+dropout");
   const int rows = cls_rows ? B_ : T_, H = config_.hidden_size;
   k::layernorm_backward(device_, d_s_, d_gamma, d_beta, d_x_, ln_in, mean, rstd, gamma, rows, H);
-  auto drop = dropout(site, config_.hidden_dropout_prob);
+  auto drop = row_dropout(site, config_.hidden_size);
   if (!drop.active()) return d_s_;
   if (cls_rows)
     k::dropout_rows(device_, d_y_, d_s_, batch_.offsets, rows, H, drop);
@@ -763,7 +775,7 @@ void BertModel::layer_backward(int l) {
   {
     PHASE("bwd attention");
     k::attention_backward(device_, d_qkv_, d_ctx_, a.qkv, a.probs, shape_,
-                          dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+                          probs_dropout(l));
   }
   {
     PHASE("bwd qkv gemm");
@@ -800,7 +812,7 @@ void BertModel::last_layer_cls_backward(int l) {
   {
     PHASE("bwd attention");
     k::attention_first_query_backward(device_, d_q, d_kv, d_ctx_, q, kv, a.probs, shape_,
-                                      dropout(site_attention_probs(l), config_.attention_probs_dropout_prob));
+                                      probs_dropout(l));
   }
   {
     PHASE("bwd qkv gemm");
@@ -824,7 +836,7 @@ void BertModel::embeddings_backward() {
     d_ln_out = d_y_;
   }
   k::dropout_backward(device_, d_ln_out, d_ln_out, size_t(T) * E,
-                      dropout(kSiteEmbeddings, config_.hidden_dropout_prob));
+                      row_dropout(kSiteEmbeddings, E));
   k::layernorm_backward(device_, d_s_, g_.emb_ln_g, g_.emb_ln_b, d_ln_out, emb_sum_, emb_mean_, emb_rstd_,
                         p_.emb_ln_g, T, E);
   k::embeddings_backward(device_, g_.word, g_.position, g_.token_type, d_s_, batch_.ids,

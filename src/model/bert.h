@@ -43,6 +43,14 @@ struct Batch {
   // [B, num_labels] row-major ([B] for one label); `labels` then stays empty.
   std::vector<float> targets;
 
+  // Where this batch lies in a larger one whose dropout masks it takes (a rank's share of a
+  // data-parallel step, train/distributed.h): the rows, the sequences and the attention
+  // probabilities (heads x span^2 per sequence) before it there. Zero: the batch is the whole.
+  struct DropoutPlace {
+    uint64_t rows = 0, sequences = 0, probs = 0;
+  };
+  DropoutPlace dropout_place;
+
   static Batch packed(const std::vector<std::vector<int32_t>>& sequences,
                       std::vector<int32_t> labels = {});
   // pad_to <= 0: pad to the longest sequence of the batch.
@@ -176,7 +184,9 @@ class BertModel {
   void init_param(const ParamInfo& p, uint64_t seed);
   void prepare(const Batch& batch, bool train);
   void place_batch_metadata();
-  kernels::Dropout dropout(uint64_t site, float p) const;
+  kernels::Dropout dropout(uint64_t site, float p, uint64_t first) const;
+  kernels::Dropout row_dropout(uint64_t site, int width) const;
+  kernels::Dropout probs_dropout(int l) const;
 
   void embeddings_forward();
   void layer_forward(int l);
@@ -215,6 +225,7 @@ class BertModel {
   std::unique_ptr<Head> head_;
 
   uint64_t dropout_seed_ = 0, dropout_step_ = 0, forward_step_ = 0;
+  Batch::DropoutPlace place_;  // this forward's batch.dropout_place
   bool train_ = false, have_activations_ = false, has_labels_ = false;
   bool last_layer_cls_only_ = true;
   // This forward ran last_layer_cls_forward: the last layer's activations past K and V

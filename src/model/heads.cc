@@ -17,10 +17,13 @@ void take_each(ArenaPlan& plan, std::initializer_list<float**> views, size_t n) 
   for (float** view : views) plan.take(view, n);
 }
 
-// HF's classifier_dropout (DistilBERT's seq_classif_dropout), or hidden_dropout_prob when it is null.
-k::Dropout classifier_dropout(const HeadPass& pass, uint64_t site = kSiteClassifier) {
+// HF's classifier_dropout (DistilBERT's seq_classif_dropout), or hidden_dropout_prob when it is null,
+// of (rows, hidden) activations whose first row is row `first_row` of the whole batch
+// (HeadPass::first_sequence or first_row).
+k::Dropout classifier_dropout(const HeadPass& pass, uint64_t first_row, uint64_t site = kSiteClassifier) {
   const BertConfig& c = *pass.config;
-  return pass.dropout(site, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob);
+  return pass.dropout(site, c.classifier_dropout >= 0 ? c.classifier_dropout : c.hidden_dropout_prob)
+      .shifted(first_row * static_cast<uint64_t>(c.hidden_size));
 }
 
 TensorSpec& add_head_tensor(std::vector<TensorSpec>& specs, std::string name, std::vector<int64_t> shape) {
@@ -98,14 +101,15 @@ void SequenceClassificationHead::forward(const HeadPass& pass, float* logits) {
   else
     k::gather_rows(pass.device, pooled_in_, pass.last, pass.offsets, B, H);
   if (spec_.dropout_before)
-    k::dropout_forward(pass.device, dense_in_, pooled_in_, BH, classifier_dropout(pass, kSiteClassifierInput));
+    k::dropout_forward(pass.device, dense_in_, pooled_in_, BH,
+                       classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
   k::linear_forward(pass.device, pooled_pre_, dense_input(), p_.pool_w, p_.pool_b, B, H, H);
   switch (spec_.activation) {
     case Activation::Tanh: k::tanh_forward(pass.device, pooled_, pooled_pre_, BH); break;
     case Activation::Gelu: k::gelu_forward(pass.device, pooled_, pooled_pre_, BH); break;
     case Activation::Relu: k::relu_forward(pass.device, pooled_, pooled_pre_, BH); break;
   }
-  k::dropout_forward(pass.device, pooled_drop_, pooled_, BH, classifier_dropout(pass));
+  k::dropout_forward(pass.device, pooled_drop_, pooled_, BH, classifier_dropout(pass, pass.first_sequence));
   k::linear_forward(pass.device, logits, pooled_drop_, p_.cls_w, p_.cls_b, B, H, C);
 }
 
@@ -115,7 +119,7 @@ void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_l
   const int B = pass.B, T = pass.T, H = config.hidden_size, C = config.num_labels();
   const size_t BH = size_t(B) * H;
   k::linear_backward(pass.device, d_pooled_, g_.cls_w, g_.cls_b, d_logits, pooled_drop_, p_.cls_w, B, H, C);
-  k::dropout_backward(pass.device, d_pooled_, d_pooled_, BH, classifier_dropout(pass));
+  k::dropout_backward(pass.device, d_pooled_, d_pooled_, BH, classifier_dropout(pass, pass.first_sequence));
   switch (spec_.activation) {  // tanh and ReLU from their output, GELU from its input
     case Activation::Tanh: k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, BH); break;
     case Activation::Gelu: k::gelu_backward(pass.device, d_pooled_, d_pooled_, pooled_pre_, BH); break;
@@ -124,7 +128,8 @@ void SequenceClassificationHead::backward(const HeadPass& pass, const float* d_l
   k::linear_backward(pass.device, d_pooled_in_, g_.pool_w, g_.pool_b, d_pooled_, dense_input(), p_.pool_w, B, H,
                      H);
   if (spec_.dropout_before)
-    k::dropout_backward(pass.device, d_pooled_in_, d_pooled_in_, BH, classifier_dropout(pass, kSiteClassifierInput));
+    k::dropout_backward(pass.device, d_pooled_in_, d_pooled_in_, BH,
+                        classifier_dropout(pass, pass.first_sequence, kSiteClassifierInput));
   if (pass.cls_rows_compact)
     return k::copy_on_device(pass.device, d_last, d_pooled_in_, BH * sizeof(float));
   k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
@@ -282,7 +287,7 @@ void TokenClassificationHead::plan_gradients(ArenaPlan& plan, const HeadPass& pa
 void TokenClassificationHead::forward(const HeadPass& pass, float* logits) {
   const int R = pass.R, H = pass.config->hidden_size, C = pass.config->num_labels();
   k::gather_rows(pass.device, rows_in_, pass.last, pass.head_rows, R, H);
-  k::dropout_forward(pass.device, rows_drop_, rows_in_, size_t(R) * H, classifier_dropout(pass));
+  k::dropout_forward(pass.device, rows_drop_, rows_in_, size_t(R) * H, classifier_dropout(pass, pass.first_row));
   k::linear_forward(pass.device, logits, rows_drop_, p_.cls_w, p_.cls_b, R, H, C);
 }
 
@@ -290,7 +295,7 @@ void TokenClassificationHead::forward(const HeadPass& pass, float* logits) {
 void TokenClassificationHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
   const int T = pass.T, R = pass.R, H = pass.config->hidden_size, C = pass.config->num_labels();
   k::linear_backward(pass.device, d_rows_, g_.cls_w, g_.cls_b, d_logits, rows_drop_, p_.cls_w, R, H, C);
-  k::dropout_backward(pass.device, d_rows_, d_rows_, size_t(R) * H, classifier_dropout(pass));
+  k::dropout_backward(pass.device, d_rows_, d_rows_, size_t(R) * H, classifier_dropout(pass, pass.first_row));
   k::fill_zero(pass.device, d_last, size_t(T) * H * sizeof(float));
   k::scatter_add_rows(pass.device, d_last, d_rows_, pass.head_rows, R, H);
 }

@@ -34,8 +34,11 @@ struct HeadPass {
   bool cls_rows_compact = false;
   const int32_t* offsets = nullptr;    // [B + 1] sequence b's [CLS] row is offsets[b]
   const int32_t* head_rows = nullptr;  // [R] per-token heads: the token row of logit row r
-  // Dropout of this forward (off in eval): the masks of (seed, step, site).
+  // Dropout of this forward (off in eval): the masks of (seed, step, site); the batch's first
+  // sequence and row in the batch it is part of (Batch::dropout_place): a head's (B, H) rows
+  // draw from first_sequence on, its (R, H) token rows from first_row on.
   uint64_t dropout_seed = 0, dropout_step = 0;
+  uint64_t first_sequence = 0, first_row = 0;
   bool train = false;
   kernels::Dropout dropout(uint64_t site, float p) const {
     return kernels::Dropout::make(dropout_seed, dropout_step, site, train ? p : 0.f);

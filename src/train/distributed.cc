@@ -64,6 +64,16 @@ World init_mpi() {
   return w;
 }
 
+// Every rank's data[0, n) summed in place on every rank. MPI counts are int: more than
+// 2^31 - 1 values (a model's gradients) go in chunks.
+void sum_floats_over_world(float* data, size_t n, const char* call) {
+  constexpr size_t kChunk = std::numeric_limits<int>::max();
+  for (size_t at = 0; at < n; at += kChunk)
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT, MPI_SUM,
+                            MPI_COMM_WORLD),
+              call);
+}
+
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
 class MpiGradientReduction : public GradientReduction {
  public:
@@ -75,12 +85,7 @@ class MpiGradientReduction : public GradientReduction {
               "MPI_Allreduce (loss counts)");
   }
   void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
-    // MPI counts are int: a model of more than 2^31 - 1 parameters goes in chunks.
-    constexpr size_t kChunk = std::numeric_limits<int>::max();
-    for (size_t at = 0; at < n; at += kChunk)
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, grads + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT,
-                              MPI_SUM, MPI_COMM_WORLD),
-                "MPI_Allreduce (gradients)");
+    sum_floats_over_world(grads, n, "MPI_Allreduce (gradients)");
     double sums[2] = {loss_sum, micro_batches};  // a NaN loss stays NaN: every rank skips together
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
     loss_sum = sums[0];
@@ -161,6 +166,18 @@ GradientReduction* world_gradient_reduction() {
 #endif
 }
 
+const infer::EvalShard* world_eval_shard() {
+  if (world().size == 1) return nullptr;
+#ifdef BERTUNE_WITH_MPI
+  static const infer::EvalShard shard{world().rank, world().size, [](float* logits, size_t n) {
+                                        sum_floats_over_world(logits, n, "MPI_Allreduce (evaluation logits)");
+                                      }};
+  return &shard;
+#else
+  return nullptr;
+#endif
+}
+
 void join_world(TrainOptions& o, const std::string& options_json) {
   const World& w = world();
   if (w.size == 1) return;
@@ -187,17 +204,18 @@ void print_world(std::FILE* out, int64_t global_batch) {
                static_cast<long long>(global_batch));
 }
 
-uint64_t rank_dropout_seed(uint64_t seed) {
-  const int rank = world().rank;
-  if (rank == 0) return seed;
-  uint64_t z = seed + static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull;  // one SplitMix64 step
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads) {
+  model::Batch::DropoutPlace place;
+  place.rows = static_cast<uint64_t>(before.num_rows());
+  place.sequences = static_cast<uint64_t>(before.num_sequences());
+  for (int b = 0; b < before.num_sequences(); ++b) {
+    const uint64_t span = static_cast<uint64_t>(before.offsets[b + 1] - before.offsets[b]);
+    place.probs += static_cast<uint64_t>(heads) * span * span;
+  }
+  return place;
 }
 
-std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
-                               const std::vector<int>* lengths) {
+ShareRange rank_share_range(const std::vector<size_t>& batch, int rank, int ranks, const std::vector<int>* lengths) {
   if (ranks <= 0 || rank < 0 || rank >= ranks)
     throw Error("rank_share: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
   const size_t n = batch.size();
@@ -221,8 +239,14 @@ std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int r
     return best;
   };
   const size_t from = cut(rank), to = rank + 1 == ranks ? n : std::max(from, cut(rank + 1));
-  return std::vector<size_t>(batch.begin() + static_cast<std::ptrdiff_t>(from),
-                             batch.begin() + static_cast<std::ptrdiff_t>(std::max(from, to)));
+  return {from, std::max(from, to)};
+}
+
+std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
+                               const std::vector<int>* lengths) {
+  const ShareRange r = rank_share_range(batch, rank, ranks, lengths);
+  return std::vector<size_t>(batch.begin() + static_cast<std::ptrdiff_t>(r.begin),
+                             batch.begin() + static_cast<std::ptrdiff_t>(r.end));
 }
 
 }  // namespace bertune::train

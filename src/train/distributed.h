@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "infer/evaluate.h"
 #include "train/options.h"
 #include "train/step.h"
 
@@ -54,9 +55,14 @@ uint64_t fnv1a64(const std::string& s);
 void join_world(TrainOptions& o, const std::string& options_json);
 // The per-device batch of the options join_world made global.
 int per_device_batch(const TrainOptions& o);
-// The dropout seed of this rank: `seed` on rank 0 (and in a world of one), an unrelated one
-// on each other rank, so the ranks do not draw the same masks for their rows.
-uint64_t rank_dropout_seed(uint64_t seed);
+// Dropout across ranks: every rank has the same seed, and its share of a global batch draws
+// the masks its elements have in the whole batch (model::Batch::dropout_place): the place
+// after `before`, the examples of the ranks before it built as one batch, with `heads`
+// attention heads. Packed batches (the global batch is the ranks' packed shares end to end):
+// every sample gets the masks of one process running the global batch, at any world size.
+// Padded batches: each rank's elements get masks no other rank draws (the shares are padded
+// to their own longest, so the layout differs from one process's).
+model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads);
 
 // Where console output goes: `stream` on rank 0 (and in a world of one), nowhere on the others.
 std::FILE* console(std::FILE* stream);
@@ -65,6 +71,9 @@ void print_world(std::FILE* out, int64_t global_batch);
 
 // The world's gradient reduction (an MPI_Allreduce); nullptr for a world of one.
 GradientReduction* world_gradient_reduction();
+// This rank's part of an evaluation (infer::evaluate's shard: its batches, then an
+// MPI_Allreduce of the logits); nullptr for a world of one.
+const infer::EvalShard* world_eval_shard();
 
 // Rank `rank`'s share of one global batch `batch` (example indices in training order) among
 // `ranks`: consecutive slices, so the ranks' shares laid end to end are the batch. Balanced
@@ -74,5 +83,11 @@ GradientReduction* world_gradient_reduction();
 // share may be empty (a batch with fewer examples than ranks).
 std::vector<size_t> rank_share(const std::vector<size_t>& batch, int rank, int ranks,
                                const std::vector<int>* lengths = nullptr);
+// Where rank_share's slice lies in `batch`: [begin, end).
+struct ShareRange {
+  size_t begin = 0, end = 0;
+};
+ShareRange rank_share_range(const std::vector<size_t>& batch, int rank, int ranks,
+                            const std::vector<int>* lengths = nullptr);
 
 }  // namespace bertune::train

@@ -274,7 +274,7 @@ void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
   }
   pretrained.tensors.clear();
   r.optimizer = std::make_unique<AdamW>(*r.model, adamw_options(o));
-  r.model->set_dropout_seed(rank_dropout_seed(o.seed));
+  r.model->set_dropout_seed(o.seed);
 }
 
 void restore_checkpoint(PreparedRun& r) {

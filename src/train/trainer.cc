@@ -50,8 +50,14 @@ std::vector<model::Batch> ClassificationObjective::step_batches(const std::vecto
   // This rank's share of the global batch: balanced by tokens where batches are cut by tokens
   // or packed (the work follows the tokens), by examples otherwise.
   const bool by_tokens = r_.options.max_tokens_per_batch > 0 || r_.options.padding == infer::Padding::Packed;
-  const std::vector<size_t> mine = rank_share(step, w.rank, w.size, by_tokens ? &r_.sampling_lengths : nullptr);
-  micro.push_back(mine.empty() ? model::Batch{} : infer::build_batch(r_.train, mine, r_.layout()));
+  const ShareRange share = rank_share_range(step, w.rank, w.size, by_tokens ? &r_.sampling_lengths : nullptr);
+  const auto at = [&](size_t i) { return step.begin() + static_cast<std::ptrdiff_t>(i); };
+  if (share.begin == share.end) return {model::Batch{}};
+  micro.push_back(infer::build_batch(r_.train, std::vector<size_t>(at(share.begin), at(share.end)), r_.layout()));
+  if (share.begin > 0) {  // the masks of these examples' place in the global batch
+    const model::Batch before = infer::build_batch(r_.train, std::vector<size_t>(at(0), at(share.begin)), r_.layout());
+    micro.back().dropout_place = dropout_place_after(before, r_.config.num_attention_heads);
+  }
   return micro;
 }
 
@@ -111,7 +117,7 @@ std::optional<double> ClassificationObjective::evaluate(TrainingLoop& loop) {
   RunState& run = r_.run;
   const bool logits = loop.observer() && loop.observer()->wants_eval_logits();
   infer::EvalResult er = infer::evaluate(*r_.model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
-                           r_.tokenizer.pad_id(), logits);
+                                         r_.tokenizer.pad_id(), logits, /*sort_by_length=*/false, world_eval_shard());
   Json rec = er.record();
   loop.log_evaluation(rec, er.logits, logits ? r_.eval.labels : std::vector<int32_t>{});
   rec = r_.state.log_history.back();  // with what the observer added (compute_metrics)
@@ -149,7 +155,8 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
 
   const int32_t pad_id = r_.tokenizer.pad_id();
   if (r_.have_eval) {
-    result_.final_eval = infer::evaluate(model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    result_.final_eval = infer::evaluate(model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id,
+                                         /*keep_logits=*/false, /*sort_by_length=*/false, world_eval_shard());
     std::fprintf(out_, "\n***** Final evaluation (%zu examples) *****\n%s", r_.eval.size(),
                  result_.final_eval->metrics.report().c_str());
   }
@@ -158,7 +165,8 @@ void ClassificationObjective::finish(TrainingLoop& loop) {
         o.token_classification()
             ? infer::tokenize_tagged(r_.tagged_test, r_.tokenizer, o.max_length, infer::label_ids(r_.config))
             : infer::tokenize(r_.test_set, r_.tokenizer, o.max_length, o.threads);
-    result_.test = infer::evaluate(model, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id);
+    result_.test = infer::evaluate(model, test, o.per_device_eval_batch_size, o.padding, o.max_length, pad_id,
+                                   /*keep_logits=*/false, /*sort_by_length=*/false, world_eval_shard());
     loop.log_record(result_.test->record("test_"));
     std::fprintf(out_, "\n***** Test (%s, %zu examples) *****\n%s", o.test_file.c_str(), test.size(),
                  result_.test->metrics.report().c_str());
