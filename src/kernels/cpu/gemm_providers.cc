@@ -91,8 +91,9 @@ GemmProvider load_openblas() {
   return p;
 }
 
-// BLIS 0.9 knows no CPU after Zen 3 and picks generic kernels for them (~6x slower). Measured
-// on Zen 5 (bertune bench gemm, 2 threads): skx 343 GFLOP/s, zen4 322, haswell 313.
+// BLIS 0.9 knows no CPU after Zen 3 and picks generic kernels for them (62 GFLOP/s on Zen 5,
+// 2 threads, quiet machine); its AVX-512 kernels (skx) gave 343 there, haswell's 313. Its
+// configurations: skx, knl, haswell, sandybridge, penryn, zen3, zen2, zen, ... (no zen4).
 const char* blis_arch_for_this_cpu() {
   if (has_avx512()) return "skx";
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
