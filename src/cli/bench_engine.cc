@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <numeric>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "model/config.h"
 #include "train/prepare.h"
 #include "train/pretrainer.h"
 #include "train/step.h"
@@ -290,68 +293,151 @@ void run_pretrain_bench(const PretrainBench& b) {
               s["max"].get<double>(), s["stddev"].get<double>(), b.runs.repeat, b.runs.steps, load_average().c_str());
 }
 
-void run_gemm_bench(int threads, int repeat, bool json_out) {
-  // No timing at all would print "best 0.0 GFLOP/s" as if measured.
-  if (repeat < 1) throw Error("bench gemm: --repeat must be positive (got " + std::to_string(repeat) + ")");
-  if (threads < 0) throw Error("bench gemm: --threads must not be negative (0: all cores)");
-  kernels::set_num_threads(threads);
-  struct Case {
-    const char* use;
-    bool ta, tb;
-    int M, N, K;
-  };
-  std::vector<Case> cases;
-  // Every Linear of BERT-base, as forward (NT), backward-data (NN) and
-  // backward-weight (TN) GEMMs, for a short (768) and a long (4096) token count.
-  const int dims[][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
-  for (int T : {768, 4096})
+struct GemmBench {
+  int threads = 2, repeat = 5;
+  bool json_out = false;
+  std::string model_config;         // the Linear shapes of this config (default BERT-base's)
+  std::vector<int> rows = {768, 4096};  // token counts
+};
+
+struct GemmCase {
+  const char* use;
+  bool ta, tb;
+  int M, N, K;
+};
+
+// Every Linear of the model, as forward (NT), backward-data (NN) and backward-weight (TN)
+// GEMMs, for each token count.
+std::vector<GemmCase> gemm_cases(const GemmBench& b) {
+  int hidden = 768, intermediate = 3072;
+  if (!b.model_config.empty()) {
+    const model::BertConfig config = model::BertConfig::load(b.model_config);
+    hidden = config.hidden_size;
+    intermediate = config.intermediate_size;
+  }
+  const int dims[][2] = {{hidden, 3 * hidden}, {hidden, hidden}, {hidden, intermediate}, {intermediate, hidden}};
+  std::vector<GemmCase> cases;
+  for (int T : b.rows) {
+    if (T <= 0) throw Error("bench gemm: --rows must be positive (got " + std::to_string(T) + ")");
     for (auto& d : dims) {
       int in = d[0], out = d[1];
       cases.push_back({"fwd  y=x W^T  (NT)", false, true, T, out, in});
       cases.push_back({"bwd dx=dy W   (NN)", false, false, T, in, out});
       cases.push_back({"bwd dW=dy^T x (TN)", true, false, out, in, T});
     }
-  json rows = json::array();
-  double best = 0, total_flop = 0, total_time = 0, all_flop = 0, all_cpu = 0;
-  for (const auto& c : cases) {
-    size_t a_size = size_t(c.M) * c.K, b_size = size_t(c.K) * c.N;
-    std::vector<float> A(a_size, 0.01f), B(b_size, 0.02f), C(size_t(c.M) * c.N, 0.f);
-    int lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
-    double flop = 2.0 * c.M * c.N * c.K, best_s = 1e30;
-    kernels::gemm(kernels::Device::CPU, c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb,
-                  0.f, C.data(), c.N);  // warm up
-    double cpu0 = cpu_seconds();
-    for (int r = 0; r < repeat; ++r) {
-      auto t0 = clock_type::now();
-      kernels::gemm(kernels::Device::CPU, c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(),
-                    ldb, 1.f, C.data(), c.N);
-      best_s = std::min(best_s, seconds_since(t0));
-    }
-    all_cpu += cpu_seconds() - cpu0;
-    all_flop += flop * repeat;
-    double gf = flop / best_s / 1e9;
-    best = std::max(best, gf);
-    total_flop += flop;
-    total_time += best_s;
-    rows.push_back({{"use", c.use}, {"M", c.M}, {"N", c.N}, {"K", c.K}, {"gflops", gf}});
-    if (!json_out)
-      std::printf("%-20s M=%5d N=%5d K=%5d  %7.1f GFLOP/s\n", c.use, c.M, c.N, c.K, gf);
   }
+  return cases;
+}
+
+// The best of `repeat` timings of one provider on the case (after a warm-up call).
+double time_gemm_case(const std::string& library, const GemmCase& c, int repeat, bool warm_up) {
+  std::vector<float> A(size_t(c.M) * c.K, 0.01f), B(size_t(c.K) * c.N, 0.02f), C(size_t(c.M) * c.N, 0.f);
+  const int lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
+  auto call = [&] {
+    kernels::gemm_with(library, c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 1.f, C.data(), c.N);
+  };
+  if (warm_up) call();
+  double best = 1e30;
+  for (int r = 0; r < repeat; ++r) {
+    auto t0 = clock_type::now();
+    call();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+json peak_json(const kernels::ComputePeak& p) {
+  return {{"isa", p.isa}, {"threads", p.threads}, {"fp32_lanes", p.lanes},
+          {"fp32_fma_per_ns_per_core", p.fp32_core / (2 * p.lanes)},
+          {"fp32_gflops_per_core", p.fp32_core}, {"fp32_gflops", p.fp32_all},
+          {"bf16_gflops_per_core", p.bf16_core}, {"bf16_gflops", p.bf16_all},
+          {"int8_gops_per_core", p.int8_core}, {"int8_gops", p.int8_all},
+          {"method", "loops of independent multiply-adds (16 accumulators), best of 3 timings"}};
+}
+
+void print_roofline(const kernels::ComputePeak& p, double auto_mix, double best_mix) {
+  std::printf("peak (measured by %s multiply-add loops): fp32 %.1f GFLOP/s per core (%.2f G %d-lane FMAs/s: FMA units x "
+              "clock), %.1f on %d threads at once\n",
+              p.isa.c_str(), p.fp32_core, p.fp32_core / (2 * p.lanes), p.lanes, p.fp32_all, p.threads);
+  if (p.bf16_core > 0) std::printf("      bf16 %.1f GFLOP/s per core, %.1f on %d threads\n", p.bf16_core, p.bf16_all, p.threads);
+  if (p.int8_core > 0) std::printf("      int8 %.1f GOP/s per core, %.1f on %d threads\n", p.int8_core, p.int8_all, p.threads);
+  const double peak = p.fp32_core * p.threads;
+  std::printf("roofline: auto's mix %.1f GFLOP/s = %.1f %% of the fp32 peak of %d cores (%.1f); the best provider per "
+              "shape %.1f = %.1f %%\n",
+              auto_mix, 100 * auto_mix / peak, p.threads, peak, best_mix, 100 * best_mix / peak);
+}
+
+// One table (a column per provider, auto's choice marked) or its JSON twin, then the roofline.
+void run_gemm_bench(const GemmBench& b) {
+  // No timing at all would print "best 0.0 GFLOP/s" as if measured.
+  if (b.repeat < 1) throw Error("bench gemm: --repeat must be positive (got " + std::to_string(b.repeat) + ")");
+  if (b.threads < 0) throw Error("bench gemm: --threads must not be negative (0: all cores)");
+  kernels::set_num_threads(b.threads);
+  const std::vector<GemmCase> cases = gemm_cases(b);
+  std::vector<std::string> names;
+  json providers = json::array();
+  for (const auto& l : kernels::gemm_libraries()) {
+    providers.push_back({{"name", l.name}, {"available", l.available}, {"version", l.version}, {"missing", l.missing}});
+    if (l.available) names.push_back(l.name);
+  }
+  if (!b.json_out) {
+    std::printf("%-20s %5s %5s %5s", "GFLOP/s (* auto)", "M", "N", "K");
+    for (const auto& n : names) std::printf(" %8s ", n.c_str());
+    std::printf("\n");
+  }
+  json rows = json::array();
+  std::map<std::string, double> seconds;  // per provider, and "auto", "best": the whole mix
+  double total_flop = 0, best_single = 0;
+  for (const auto& c : cases) {
+    const std::string chosen = kernels::gemm_library_for(c.ta, c.tb, c.M, c.N, c.K);
+    const double flop = 2.0 * c.M * c.N * c.K;
+    json gf = json::object();
+    double best_s = 1e30;
+    if (!b.json_out) std::printf("%-20s %5d %5d %5d", c.use, c.M, c.N, c.K);
+    for (const auto& n : names) {
+      // The builtin is 5-10x slower than the libraries: one timing, no warm-up.
+      const bool slow = n == "builtin" && names.size() > 1;
+      const double s = time_gemm_case(n, c, slow ? 1 : b.repeat, /*warm_up=*/!slow);
+      gf[n] = flop / s / 1e9;
+      seconds[n] += s;
+      best_s = std::min(best_s, s);
+      if (n == chosen) {
+        seconds["auto"] += s;
+        best_single = std::max(best_single, flop / s / 1e9);
+      }
+      if (!b.json_out) std::printf(" %8.1f%c", flop / s / 1e9, n == chosen ? '*' : ' ');
+    }
+    if (!b.json_out) std::printf("\n");
+    seconds["best"] += best_s;
+    total_flop += flop;
+    rows.push_back({{"use", c.use}, {"M", c.M}, {"N", c.N}, {"K", c.K}, {"gflops", gf}, {"chosen", chosen}});
+  }
+  json mix = json::object();
+  for (const auto& [n, s] : seconds) mix[n] = total_flop / s / 1e9;
+  const kernels::ComputePeak peak = kernels::measure_compute_peak(kernels::num_threads());
+  const double auto_mix = mix["auto"].get<double>(), best_mix = mix["best"].get<double>();
   json out = {{"bench", "gemm"},
-              {"threads", threads},
+              {"threads", b.threads},
               {"gemm_backend", kernels::gemm_backend()},
-              {"best_gflops", best},
-              {"mix_gflops", total_flop / total_time / 1e9},
-              {"mix_gflops_per_cpu_second", all_flop / all_cpu / 1e9},
+              {"providers", providers},
+              {"best_gflops", best_single},
+              {"mix_gflops", auto_mix},
+              {"mix_gflops_by_provider", mix},
+              {"peak", peak_json(peak)},
+              {"fraction_of_fp32_peak",  // of threads x one core's peak: what the cores could do
+               {{"auto", auto_mix / (peak.fp32_core * peak.threads)}, {"best", best_mix / (peak.fp32_core * peak.threads)}}},
               {"load_average", load_average()},
               {"cases", rows}};
-  if (json_out)
+  if (b.json_out) {
     std::printf("%s\n", out.dump().c_str());
-  else
-    std::printf("backend: %s\nbest %.1f GFLOP/s, whole BERT-base mix %.1f GFLOP/s (%d threads), "
-                "%.1f GFLOP per CPU-second, load %s\n",
-                kernels::gemm_backend().c_str(), best, total_flop / total_time / 1e9, threads,
-                all_flop / all_cpu / 1e9, load_average().c_str());
+    return;
+  }
+  std::printf("%-38s", "whole mix (GFLOP/s)");
+  for (const auto& n : names) std::printf(" %8.1f ", mix[n].get<double>());
+  std::printf("\nauto %.1f GFLOP/s, best per shape %.1f (%d threads), load %s\n", auto_mix, best_mix, b.threads,
+              load_average().c_str());
+  print_roofline(peak, auto_mix, best_mix);
+  std::printf("backend: %s\n", kernels::gemm_backend().c_str());
 }
 
 }  // namespace
@@ -372,14 +458,15 @@ void add_bench_engine_commands(CLI::App& bench) {
   p->runs.add_flags(pretrain);
   pretrain->callback([p]() { run_pretrain_bench(*p); });
 
-  auto threads = std::make_shared<int>(2);
-  auto repeat = std::make_shared<int>(5);
-  auto json_flag = std::make_shared<bool>(false);
-  auto* gemm = bench.add_subcommand("gemm", "fp32 GEMM GFLOP/s for BERT-base shapes (fwd NT, bwd NN/TN)");
-  gemm->add_option("--threads", *threads, "Threads")->capture_default_str();
-  gemm->add_option("--repeat", *repeat, "Timings per shape (best kept)")->capture_default_str();
-  gemm->add_flag("--json", *json_flag, "One JSON object");
-  gemm->callback([=]() { run_gemm_bench(*threads, *repeat, *json_flag); });
+  auto g = std::make_shared<GemmBench>();
+  auto* gemm = bench.add_subcommand(
+      "gemm", "fp32 GEMM GFLOP/s of every provider on a BERT step's shapes (fwd NT, bwd NN/TN), and the CPU's peak");
+  gemm->add_option("--threads", g->threads, "Threads")->capture_default_str();
+  gemm->add_option("--repeat", g->repeat, "Timings per shape (best kept)")->capture_default_str();
+  gemm->add_option("--model-config", g->model_config, "config.json whose Linear shapes to time (default BERT-base's)");
+  gemm->add_option("--rows", g->rows, "Token counts (rows) to time")->delimiter(',')->capture_default_str();
+  gemm->add_flag("--json", g->json_out, "One JSON object");
+  gemm->callback([g]() { run_gemm_bench(*g); });
 }
 
 }  // namespace bertune::cli

@@ -5,6 +5,9 @@
 #include <cstdlib>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_choice.h"
+#include "kernels/cpu/gemm_providers.h"
+#include "util/error.h"
 
 namespace bertune::kernels {
 
@@ -18,5 +21,25 @@ void configure_thread_policy(char** argv) {
 }
 
 std::string gemm_backend() { return cpu::gemm_backend(); }
+
+std::vector<GemmLibrary> gemm_libraries() {
+  std::vector<GemmLibrary> all;
+  for (const cpu::GemmProvider& p : cpu::gemm_providers()) all.push_back({p.name, p.version, p.missing, p.available});
+  return all;
+}
+
+void gemm_with(const std::string& library, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+               const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  const cpu::GemmProvider* p = cpu::find_gemm_provider(library);
+  if (!p) throw Error("GEMM provider '" + library + "': unknown (one of openblas, onednn, blis, builtin)");
+  if (!p->available) throw Error("GEMM provider " + library + " is not available: " + p->missing);
+  if (K == 0 || M == 0 || N == 0) return cpu::gemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  p->run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+std::string gemm_library_for(bool trans_a, bool trans_b, int M, int N, int K) {
+  if (K == 0 || M == 0 || N == 0) return "builtin";
+  return cpu::gemm_provider_for(trans_a, trans_b, M, N, K).name;
+}
 
 }  // namespace bertune::kernels

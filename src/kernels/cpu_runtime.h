@@ -4,6 +4,7 @@
 // front (ops.h) rather than in it; a GPU build still computes its host side
 // (tokenisation, metrics) on these threads.
 #include <string>
+#include <vector>
 
 namespace bertune::kernels {
 
@@ -19,7 +20,33 @@ int num_threads();
 // program once with OMP_WAIT_POLICY=passive. Returns only if no re-exec happened.
 void configure_thread_policy(char** argv);
 
-// What the GEMM runs on, e.g. "openblas-openmp 0.3.21 (SkylakeX kernels)" or "builtin".
+// What the GEMM runs on and why: the provider forced by BERTUNE_GEMM (or BERTUNE_NO_BLAS,
+// BERTUNE_BLAS), or auto's choices per shape class, calibrated now or read from the cache
+// (kernels/cpu/gemm_choice.h).
 std::string gemm_backend();
+
+// The fp32 GEMM providers: openblas, onednn, blis, builtin (BERTUNE_GEMM's names).
+struct GemmLibrary {
+  std::string name, version, missing;  // missing: why it is not available
+  bool available = false;
+};
+std::vector<GemmLibrary> gemm_libraries();
+// gemm() on one named provider, whatever auto would choose (bench gemm's columns); Error
+// when it is not available.
+void gemm_with(const std::string& library, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+               const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+// The provider gemm() runs this call on (timing its shape class first when auto has not).
+std::string gemm_library_for(bool trans_a, bool trans_b, int M, int N, int K);
+
+// This CPU's arithmetic peak, measured with loops of independent multiply-adds (G(FL)OP/s,
+// 2 operations per multiply-add; 0: the CPU lacks the instruction), on one thread ("core")
+// and on `threads` threads at once ("all").
+struct ComputePeak {
+  std::string isa = "none";  // avx512 | avx2 (the fp32 loop's)
+  int threads = 0, lanes = 0;  // fp32 lanes per FMA
+  double fp32_core = 0, bf16_core = 0, int8_core = 0;
+  double fp32_all = 0, bf16_all = 0, int8_all = 0;
+};
+ComputePeak measure_compute_peak(int threads);
 
 }  // namespace bertune::kernels
