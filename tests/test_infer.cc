@@ -154,7 +154,7 @@ TEST_F(InferDir, ClsOnlyLastLayerEqualsFullLayerWithInt8Weights) {
 }
 
 // A whole int8 model (Int8Binding routes its linears) on the oneDNN kernel gives the
-// portable kernel's logits bit for bit: packed rows across the kernel's 128-row chunks,
+// portable kernel's logits bit for bit: packed rows across the kernel's 256-row chunks,
 // the [CLS]-only last layer and the full one.
 TEST_F(InferDir, OnednnInt8KernelGivesThePortableLogits) {
   if (const char* why = kernels::onednn_int8_unavailable()) GTEST_SKIP() << "the onednn kernel cannot run here: " << why;
@@ -162,7 +162,7 @@ TEST_F(InferDir, OnednnInt8KernelGivesThePortableLogits) {
   ASSERT_TRUE(loaded.int8_weights());
   std::vector<std::vector<int32_t>> seqs;
   std::mt19937 rng(5);
-  for (int i = 0; i < 9; ++i) {
+  for (int i = 0; i < 14; ++i) {  // about 350 rows
     std::vector<int32_t> ids = {2};
     for (int k = 0, n = 3 + int(rng() % 40); k < n; ++k) ids.push_back(5 + int32_t(rng() % 30000));
     ids.push_back(3);

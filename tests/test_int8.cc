@@ -163,7 +163,7 @@ TEST(Int8, Avx2KernelGivesThePortableBitsOnRaggedShapes) {
 
 // The oneDNN kernel: oneDNN's GEMM between our quantization and our epilogue gives the
 // portable bits on ragged shapes (in / out not multiples of 4 or 16), T = 1, T across
-// several 128-row chunks with a padded last one, zero rows, and extreme values (huge and
+// several 256-row chunks with a padded last one, zero rows, and extreme values (huge and
 // tiny rows and weights, one large value in a row of small ones: q = +-127 next to zeros).
 TEST(Int8, OnednnKernelGivesThePortableBits) {
   KernelGuard guard;
