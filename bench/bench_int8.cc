@@ -2,11 +2,12 @@
 // the L4/H256 main-job size and the klue/bert-base size, for a short request (32 rows)
 // and a full serving batch (1024 rows = 64 reviews of ~16 tokens, packed):
 // fp32 = kernels::linear_forward (OpenBLAS when loaded), int8 = kernels::linear_int8_forward
-// (activation quantization included) with each kernel the CPU has (avx512-vnni, avx2)
-// and the portable one. Each case: --runs timed runs of enough calls to last ~--min-ms; reports the
+// (activation quantization included) with each kernel that can run here (onednn, avx512-vnni,
+// avx2) and the portable one. Each case: --runs timed runs of enough calls to last ~--min-ms; reports the
 // median GOP/s (2*T*in*out per call) with min and max, the process CPU seconds and the load.
 //
-//   ./build/bench_int8 [--threads N] [--runs N] [--min-ms MS] [--json]
+//   ./build/bench_int8 [--threads N] [--runs N] [--min-ms MS] [--rows 32,1024] [--model bert-base]
+//                      [--kernels onednn,avx512-vnni,avx2,portable] [--json]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -89,14 +90,26 @@ int main(int argc, char** argv) {
   int threads = 2, runs = 5;
   double min_ms = 200;
   bool json = false;
+  std::vector<int> rows = {32, 1024};
+  std::string model_filter, kernel_filter;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--min-ms" && i + 1 < argc) min_ms = std::atof(argv[++i]);
     else if (a == "--json") json = true;
+    else if (a == "--rows" && i + 1 < argc) {
+      rows.clear();
+      for (std::string v = argv[++i]; !v.empty();) {
+        rows.push_back(std::max(1, std::atoi(v.c_str())));
+        const size_t comma = v.find(',');
+        v = comma == std::string::npos ? "" : v.substr(comma + 1);
+      }
+    } else if (a == "--model" && i + 1 < argc) model_filter = argv[++i];
+    else if (a == "--kernels" && i + 1 < argc) kernel_filter = "," + std::string(argv[++i]) + ",";
     else {
-      std::fprintf(stderr, "usage: bench_int8 [--threads N] [--runs N] [--min-ms MS] [--json]\n");
+      std::fprintf(stderr, "usage: bench_int8 [--threads N] [--runs N] [--min-ms MS] [--rows T,T] [--model NAME] "
+                           "[--kernels K,K] [--json]\n");
       return 2;
     }
   }
@@ -104,6 +117,7 @@ int main(int argc, char** argv) {
   std::vector<kernels::Int8Kernel> int8_kernels = {kernels::Int8Kernel::Portable};
   if (kernels::cpu_has_avx2()) int8_kernels.insert(int8_kernels.begin(), kernels::Int8Kernel::Avx2);
   if (kernels::cpu_has_avx512_vnni()) int8_kernels.insert(int8_kernels.begin(), kernels::Int8Kernel::Vnni);
+  if (!kernels::onednn_int8_unavailable()) int8_kernels.insert(int8_kernels.begin(), kernels::Int8Kernel::Onednn);
   nlohmann::json records = nlohmann::json::array();
   if (!json)
     std::printf("threads %d, fp32 GEMM: %s, load average %s\n%-10s %-9s %5s %5s %5s  %-22s %s\n", threads,
@@ -111,8 +125,9 @@ int main(int argc, char** argv) {
                 "kernel", "GOP/s median [min, max]   speed-up vs fp32");
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.f, 1.f);
-  for (int T : {32, 1024})
+  for (int T : rows)
     for (const Case& c : kCases) {
+      if (!model_filter.empty() && model_filter != c.model) continue;
       std::vector<float> x(size_t(T) * c.in), W(size_t(c.out) * c.in), b(c.out), y(size_t(T) * c.out);
       for (auto& v : x) v = dist(rng);
       for (auto& v : W) v = 0.05f * dist(rng);
@@ -133,6 +148,9 @@ int main(int argc, char** argv) {
       report("fp32", fp32);
       for (auto k : int8_kernels) {
         kernels::set_int8_kernel(k);
+        if (!kernel_filter.empty() && kernel_filter.find("," + std::string(kernels::int8_kernel_name()) + ",") ==
+                                          std::string::npos)
+          continue;
         auto r = measure([&] { kernels::linear_int8_forward(kernels::Device::CPU, y.data(), x.data(), q, b.data(), T); },
                          flops, runs, min_ms);
         report((std::string("int8 ") + kernels::int8_kernel_name()).c_str(), r);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "infer/evaluate.h"
 #include "infer/model_dir.h"
 #include "io/safetensors.h"
+#include "kernels/ops.h"
 #include "model/bert.h"
 #include "numeric_compare.h"
 #include "serve_fixture.h"
@@ -151,6 +153,32 @@ TEST_F(InferDir, ClsOnlyLastLayerEqualsFullLayerWithInt8Weights) {
   EXPECT_GT(max_abs_diff(a.data(), b.data(), a.size()), 0.f) << "int8 weights must change the logits";
 }
 
+// A whole int8 model (Int8Binding routes its linears) on the oneDNN kernel gives the
+// portable kernel's logits bit for bit: packed rows across the kernel's 256-row chunks,
+// the [CLS]-only last layer and the full one.
+TEST_F(InferDir, OnednnInt8KernelGivesThePortableLogits) {
+  if (const char* why = kernels::onednn_int8_unavailable()) GTEST_SKIP() << "the onednn kernel cannot run here: " << why;
+  auto loaded = infer::load_inference_model(model, /*int8=*/true);
+  ASSERT_TRUE(loaded.int8_weights());
+  std::vector<std::vector<int32_t>> seqs;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 14; ++i) {  // about 350 rows
+    std::vector<int32_t> ids = {2};
+    for (int k = 0, n = 3 + int(rng() % 40); k < n; ++k) ids.push_back(5 + int32_t(rng() % 30000));
+    ids.push_back(3);
+    seqs.push_back(ids);
+  }
+  for (bool cls_only : {true, false}) {
+    kernels::set_int8_kernel(kernels::Int8Kernel::Portable);
+    auto portable = eval_logits(*loaded.model, Batch::packed(seqs), cls_only);
+    kernels::set_int8_kernel(kernels::Int8Kernel::Onednn);
+    auto onednn = eval_logits(*loaded.model, Batch::packed(seqs), cls_only);
+    kernels::set_int8_kernel(kernels::Int8Kernel::Auto);
+    EXPECT_EQ(portable, onednn) << "cls_only " << cls_only;
+    EXPECT_GT(max_abs(portable), 1e-3f);
+  }
+}
+
 // The int8 kernels are CPU-only: the loader refuses int8 on any other device before it
 // reads the weights.
 TEST_F(InferDir, Int8OnCudaIsRefusedByTheLoader) {
@@ -234,6 +262,37 @@ std::vector<std::vector<float>> predicted_logits(const std::string& out) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line.front() == '{') rows.push_back(Json::parse(line)["logits"].get<std::vector<float>>());
   return rows;
+}
+
+// BERTUNE_INT8_KERNEL=onednn where the kernel cannot run (a build without oneDNN, or oneDNN
+// held to AVX2, whose u8 x s8 products saturate): predict says why on stderr, runs the
+// automatic choice, and gives the portable kernel's logits.
+TEST_F(InferDir, Int8KernelOnednnWhereItCannotRunFallsBackWithTheReason) {
+  const fs::path data = dir / "texts.tsv";
+  {
+    std::ofstream f(data);
+    f << "id\tdocument\tlabel\n0\t정말 재밌어요 배우들 연기가 좋았다\t1\n1\t시간 아까움\t0\n";
+  }
+  auto predict = [&](const std::map<std::string, std::string>& env, const std::string& name) {
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    const fs::path log = dir / (name + ".log");
+    EXPECT_EQ(run({"predict", "--model", model.string(), "--int8", "--input", data.string()}, log), 0) << slurp(log);
+    for (const auto& [k, v] : env) unsetenv(k.c_str());
+    return slurp(log);
+  };
+  const std::string portable = predict({{"BERTUNE_INT8_KERNEL", "portable"}}, "portable");
+  std::string expected_reason, out;
+  if (const char* why = kernels::onednn_int8_unavailable()) {  // this build or CPU: as it is
+    expected_reason = why;
+    out = predict({{"BERTUNE_INT8_KERNEL", "onednn"}}, "onednn");
+  } else {  // oneDNN held to AVX2 (no VNNI)
+    expected_reason = "oneDNN runs without VNNI here";
+    out = predict({{"BERTUNE_INT8_KERNEL", "onednn"}, {"ONEDNN_MAX_CPU_ISA", "AVX2"}}, "onednn-avx2");
+  }
+  EXPECT_NE(out.find("BERTUNE_INT8_KERNEL=onednn: " + expected_reason), std::string::npos) << out;
+  EXPECT_NE(out.find("; using "), std::string::npos) << out;
+  ASSERT_EQ(predicted_logits(portable).size(), 2u) << portable;
+  EXPECT_EQ(predicted_logits(out), predicted_logits(portable));
 }
 
 // `eval` / `predict` on an int8 directory equal `--int8` on the fp32 one (the same

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -111,6 +112,7 @@ TEST(Int8, Avx2KernelMatchesFp32WithinTheQuantizationBound) {
 }
 
 const char* best_kernel_name() {
+  if (!kernels::onednn_int8_unavailable()) return "onednn";
   return kernels::cpu_has_avx512_vnni() ? "avx512-vnni" : kernels::cpu_has_avx2() ? "avx2" : "portable";
 }
 
@@ -159,6 +161,65 @@ TEST(Int8, Avx2KernelGivesThePortableBitsOnRaggedShapes) {
   expect_portable_bits(Int8Kernel::Avx2, "avx2", {37, 771, 203}, rng, true);  // bigger: several tasks each way
 }
 
+// The oneDNN kernel: oneDNN's GEMM between our quantization and our epilogue gives the
+// portable bits on ragged shapes (in / out not multiples of 4 or 16), T = 1, T across
+// several 256-row chunks with a padded last one, zero rows, and extreme values (huge and
+// tiny rows and weights, one large value in a row of small ones: q = +-127 next to zeros).
+TEST(Int8, OnednnKernelGivesThePortableBits) {
+  KernelGuard guard;
+  if (const char* why = kernels::onednn_int8_unavailable()) {
+    try {
+      kernels::set_int8_kernel(Int8Kernel::Onednn);
+      ADD_FAILURE() << "set_int8_kernel(Onednn) must be refused here: " << why;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("int8 kernel onednn: ") + why), std::string::npos) << e.what();
+    }
+    GTEST_SKIP() << "the onednn kernel cannot run here: " << why;
+  }
+  std::mt19937 rng(21);
+  for (const Shape& s : kShapes) expect_portable_bits(Int8Kernel::Onednn, "onednn", s, rng, true);
+  std::uniform_int_distribution<int> rows(1, 300), width(1, 300), cols(1, 150);
+  for (int i = 0; i < 40; ++i) {
+    const Shape s{i < 20 ? i + 1 : rows(rng), width(rng), cols(rng)};
+    expect_portable_bits(Int8Kernel::Onednn, "onednn", s, rng, i % 2 == 0);
+  }
+  for (const Shape& s : {Shape{1, 768, 2304}, Shape{129, 768, 768}, Shape{300, 3072, 77}, Shape{257, 45, 3072}})
+    expect_portable_bits(Int8Kernel::Onednn, "onednn", s, rng, true);
+
+  const int T = 131, in = 203, out = 67;  // extreme values, same comparison
+  auto x = random_matrix(size_t(T) * in, rng, 1.f);
+  auto W = random_matrix(size_t(out) * in, rng, 0.05f);
+  auto b = random_matrix(out, rng, 0.1f);
+  for (int k = 0; k < in; ++k) {
+    x[size_t(3) * in + k] *= 1e30f;                  // huge row
+    x[size_t(4) * in + k] *= 1e-30f;                 // tiny row
+    x[size_t(5) * in + k] = k == 7 ? -1e3f : 1e-4f;  // one value dominates: the rest quantize to 0
+    x[size_t(6) * in + k] = 0.f;                     // zero row
+    x[size_t(7) * in + k] = k % 2 ? 1.f : -1.f;      // every value +-127
+    W[size_t(2) * in + k] *= 1e20f;
+    W[size_t(3) * in + k] = 0.f;                     // zero weight row
+    W[size_t(4) * in + k] = k % 3 ? -2.f : 2.f;
+  }
+  std::vector<float> a(size_t(T) * out), v(a.size());
+  kernels::set_int8_kernel(Int8Kernel::Portable);
+  auto qp = kernels::quantize_linear(W.data(), out, in);
+  kernels::linear_int8_forward(kernels::Device::CPU, a.data(), x.data(), qp, b.data(), T);
+  kernels::set_int8_kernel(Int8Kernel::Onednn);
+  auto q = kernels::quantize_linear(W.data(), out, in);
+  ASSERT_EQ(q.q, qp.q);
+  kernels::linear_int8_forward(kernels::Device::CPU, v.data(), x.data(), q, b.data(), T);
+  ASSERT_EQ(a, v);
+  for (int o = 0; o < out; ++o) EXPECT_EQ(v[size_t(6) * out + o], b[o]);  // the zero row: y = b
+  // A copy of a used weight, changed and repacked, runs on its own q (not the blocked copy
+  // the source made on its first use).
+  auto changed = q;
+  for (auto& qv : changed.q) qv = static_cast<int8_t>(-qv);
+  kernels::pack_quantized_linear(changed);
+  kernels::linear_int8_forward(kernels::Device::CPU, v.data(), x.data(), changed, nullptr, T);
+  kernels::linear_int8_forward(kernels::Device::CPU, a.data(), x.data(), q, nullptr, T);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(v[i], -a[i]) << i;
+}
+
 // The AVX2 quantizer rounds half to even like std::nearbyint, clamps to +-127 and takes
 // amax over the vector lanes and the scalar tail alike. amax = 127 makes x * 127 / amax
 // exact, so the x.5 values below are true ties.
@@ -197,6 +258,9 @@ TEST(Int8, EnvironmentForcesThePortableKernelAndPackingRoundTrips) {
   setenv("BERTUNE_INT8_KERNEL", "avx2", 1);
   kernels::set_int8_kernel(Int8Kernel::Auto);
   EXPECT_STREQ(kernels::int8_kernel_name(), kernels::cpu_has_avx2() ? "avx2" : best_kernel_name());
+  setenv("BERTUNE_INT8_KERNEL", "onednn", 1);  // where it cannot run: the automatic choice
+  kernels::set_int8_kernel(Int8Kernel::Auto);
+  EXPECT_STREQ(kernels::int8_kernel_name(), kernels::onednn_int8_unavailable() ? best_kernel_name() : "onednn");
   setenv("BERTUNE_INT8_KERNEL", "no-such-kernel", 1);  // falls back to the automatic choice
   kernels::set_int8_kernel(Int8Kernel::Auto);
   EXPECT_STREQ(kernels::int8_kernel_name(), best_kernel_name());

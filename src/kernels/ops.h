@@ -18,6 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -148,6 +150,33 @@ struct AdamWDeviceStep {
 // Activations are quantized per row the same way, on the fly; products accumulate in
 // int32 (exact), then y = float(acc) * (row_scale * scale[o]) + b[o] in fp32 (one fma).
 // So every kernel path gives the same bits.
+// What a kernel derives from a weight on its first use, kept beside it. A copy starts
+// empty (and derives its own), so a changed copy never reads its source's.
+class DerivedCache {
+ public:
+  DerivedCache() = default;
+  DerivedCache(const DerivedCache&) {}
+  DerivedCache& operator=(const DerivedCache&) {
+    reset();
+    return *this;
+  }
+  // The value make() returns on the first call (one call whatever the threads).
+  template <class T, class Make>
+  std::shared_ptr<const T> get(Make make) const {
+    std::lock_guard lock(mu_);
+    if (!value_) value_ = make();
+    return std::static_pointer_cast<const T>(value_);
+  }
+  void reset() {
+    std::lock_guard lock(mu_);
+    value_.reset();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const void> value_;
+};
+
 struct QuantizedLinear {
   int in = 0, out = 0;
   std::vector<int8_t> q;       // [out, in] row-major: what a quantized checkpoint stores
@@ -158,6 +187,7 @@ struct QuantizedLinear {
   // makes activations unsigned (VNNI only).
   std::vector<int8_t> packed;
   std::vector<int32_t> compensation;  // [out padded to 16]
+  DerivedCache onednn;                // the onednn kernel's blocked copy of q, on its first use
 };
 // Quantizes W [out, in] (and packs it).
 QuantizedLinear quantize_linear(const float* W, int out, int in);
@@ -194,14 +224,18 @@ const char* op_name(Op op);  // "gelu_forward"
 bool supports(Device d, Op op);
 
 // Which int8 kernel runs: Auto = the first the CPU running us has (checked with cpuid at
-// run time, not at build time) of AVX-512 VNNI, AVX2 (+FMA), portable. The environment
-// variable BERTUNE_INT8_KERNEL=portable|avx2|vnni picks one at start-up (one the CPU
-// lacks falls back to Auto's choice, with a note on stderr). All give the same bits.
-enum class Int8Kernel { Auto, Portable, Avx2, Vnni };
-void set_int8_kernel(Int8Kernel k);  // Vnni / Avx2 on a CPU without it: Error
-const char* int8_kernel_name();      // "avx512-vnni" | "avx2" | "portable": what runs now
+// run time, not at build time) of oneDNN (builds with oneDNN, where it multiplies with
+// VNNI), AVX-512 VNNI, AVX2 (+FMA), portable. The environment variable
+// BERTUNE_INT8_KERNEL=portable|avx2|vnni|onednn picks one at start-up (one that cannot run
+// falls back to Auto's choice, with a note on stderr). All give the same bits.
+enum class Int8Kernel { Auto, Portable, Avx2, Vnni, Onednn };
+void set_int8_kernel(Int8Kernel k);  // a kernel that cannot run here: Error saying why
+const char* int8_kernel_name();      // "onednn" | "avx512-vnni" | "avx2" | "portable": what runs now
 bool cpu_has_avx512_vnni();
 bool cpu_has_avx2();                 // AVX2 and FMA
+// Null when the onednn kernel can run, else why not (no oneDNN in this build; oneDNN's ISA
+// without VNNI, where its u8 x s8 products saturate).
+const char* onednn_int8_unavailable();
 
 // The inference seam for int8 models: while an Int8Binding lives, linear_forward() called
 // with a bound fp32 weight pointer W runs linear_int8_forward() with W's quantized

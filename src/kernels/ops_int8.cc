@@ -90,5 +90,6 @@ void set_int8_kernel(Int8Kernel k) { cpu::set_int8_kernel(k); }
 const char* int8_kernel_name() { return cpu::int8_kernel_name(); }
 bool cpu_has_avx512_vnni() { return cpu::cpu_has_avx512_vnni(); }
 bool cpu_has_avx2() { return cpu::cpu_has_avx2(); }
+const char* onednn_int8_unavailable() { return cpu::onednn_int8_unavailable(); }
 
 }  // namespace bertune::kernels

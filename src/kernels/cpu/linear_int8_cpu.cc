@@ -1,7 +1,7 @@
 // int8 linear layers: per-row dynamic activation quantization, int32 accumulation,
 // fp32 dequantization (see kernels/ops.h for the arithmetic).
 //
-// Three kernels compute the same integers and the same final fma, so they agree bit
+// Four kernels compute the same integers and the same final fma, so they agree bit
 // for bit (tested); cpuid picks the first the CPU has, in this order:
 // - AVX-512 VNNI: vpdpbusd multiplies u8 x s8 in groups of 4 and adds into int32
 //   lanes. Activations are shifted to u8 (q + 128) and 128 * sum_k w[o, k] is taken
@@ -13,6 +13,9 @@
 //   packed weights; and an AVX2 activation quantization.
 // - portable: plain int8 x int8 -> int32 loops the compiler vectorises, scalar
 //   quantization (BERTUNE_INT8_KERNEL=portable runs no AVX code at all).
+// - oneDNN (linear_int8_onednn.cc, builds with oneDNN): its int8 matmul for the integer
+//   GEMM, our quantization and epilogue; first where it can run (oneDNN with VNNI), for
+//   calls of kOnednnMinRows rows or more when chosen automatically (the next kernel below).
 #include <omp.h>
 
 #include <algorithm>
@@ -57,39 +60,67 @@ float quantize_row_scalar(const float* x, int n, int8_t* q) {
   return amax / 127.f;
 }
 
-std::atomic<int> g_kernel{-1};  // -1: not chosen yet, else Int8Kernel
+std::atomic<int> g_kernel{-1};       // -1: not chosen yet, else Int8Kernel
+std::atomic<bool> g_automatic{true};  // chosen by Auto (not forced)
 
-Int8Kernel best_kernel() {
+// Below this many rows the automatic choice runs bertune's own kernel instead of oneDNN's:
+// oneDNN's GEMM pads rows to 16 and has a fixed cost per call. Measured on Zen 5 (bert-base
+// shapes, one thread, bench_int8 --rows): onednn/avx512-vnni = 0.4x at 1 row, 0.5-0.7x at 4,
+// 0.8-1.1x at 8, 1.0-1.4x at 12, 1.3-2x from 16 up. Serving's [CLS]-only last layer runs 1 row.
+constexpr int kOnednnMinRows = 12;
+
+Int8Kernel best_own_kernel() {
   return cpu_has_avx512_vnni() ? Int8Kernel::Vnni : cpu_has_avx2() ? Int8Kernel::Avx2 : Int8Kernel::Portable;
 }
 
-bool cpu_runs(Int8Kernel k) {
-  return k == Int8Kernel::Portable || (k == Int8Kernel::Avx2 && cpu_has_avx2()) ||
-         (k == Int8Kernel::Vnni && cpu_has_avx512_vnni());
+Int8Kernel best_kernel() { return onednn_int8_unavailable() ? best_own_kernel() : Int8Kernel::Onednn; }
+
+const char* kernel_name(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::Onednn: return "onednn";
+    case Int8Kernel::Vnni: return "avx512-vnni";
+    case Int8Kernel::Avx2: return "avx2";
+    default: return "portable";
+  }
 }
 
-// BERTUNE_INT8_KERNEL=portable|avx2|vnni; a kernel this CPU lacks, or another value,
-// falls back to the best one with a note on stderr (a server should start anyway).
+// Why kernel k cannot run here, or null.
+const char* cannot_run(Int8Kernel k) {
+  if (k == Int8Kernel::Vnni && !cpu_has_avx512_vnni()) return "this CPU has no AVX-512 VNNI";
+  if (k == Int8Kernel::Avx2 && !cpu_has_avx2()) return "this CPU has no AVX2 and FMA";
+  if (k == Int8Kernel::Onednn) return onednn_int8_unavailable();
+  return nullptr;
+}
+
+// A value of BERTUNE_INT8_KERNEL; Auto for any other.
+Int8Kernel kernel_from_name(const std::string& v) {
+  return v == "portable" ? Int8Kernel::Portable
+         : v == "avx2"   ? Int8Kernel::Avx2
+         : v == "vnni" || v == "avx512-vnni" ? Int8Kernel::Vnni
+         : v == "onednn"                     ? Int8Kernel::Onednn
+                                             : Int8Kernel::Auto;
+}
+
+// BERTUNE_INT8_KERNEL=portable|avx2|vnni|onednn; a kernel that cannot run here, or another
+// value, falls back to the best one with a note on stderr (a server should start anyway).
 Int8Kernel kernel_from_environment() {
   const char* env = std::getenv("BERTUNE_INT8_KERNEL");
   if (!env || !*env) return best_kernel();
-  const std::string v(env);
-  const Int8Kernel asked = v == "portable" ? Int8Kernel::Portable
-                           : v == "avx2"   ? Int8Kernel::Avx2
-                           : v == "vnni" || v == "avx512-vnni" ? Int8Kernel::Vnni
-                                                               : Int8Kernel::Auto;
-  if (asked != Int8Kernel::Auto && cpu_runs(asked)) return asked;
+  const Int8Kernel asked = kernel_from_name(env);
+  const char* why = asked == Int8Kernel::Auto ? "not one of portable, avx2, vnni, onednn" : cannot_run(asked);
+  if (!why) return asked;
   const Int8Kernel best = best_kernel();
-  std::fprintf(stderr, "bertune: BERTUNE_INT8_KERNEL=%s: %s; using %s\n", env,
-               asked == Int8Kernel::Auto ? "not one of portable, avx2, vnni" : "this CPU lacks it",
-               best == Int8Kernel::Vnni ? "avx512-vnni" : best == Int8Kernel::Avx2 ? "avx2" : "portable");
+  std::fprintf(stderr, "bertune: BERTUNE_INT8_KERNEL=%s: %s; using %s\n", env, why, kernel_name(best));
   return best;
 }
 
 Int8Kernel resolved_kernel() {
   int k = g_kernel.load(std::memory_order_relaxed);
   if (k < 0) {
+    const char* env = std::getenv("BERTUNE_INT8_KERNEL");
     k = static_cast<int>(kernel_from_environment());
+    g_automatic.store(!env || !*env || static_cast<Int8Kernel>(k) != kernel_from_name(env),
+                      std::memory_order_relaxed);
     g_kernel.store(k, std::memory_order_relaxed);
   }
   return static_cast<Int8Kernel>(k);
@@ -224,24 +255,17 @@ bool cpu_has_avx512_vnni() {
 }
 
 void set_int8_kernel(Int8Kernel k) {
-  if (k == Int8Kernel::Vnni && !cpu_has_avx512_vnni())
-    throw Error("int8 kernel avx512-vnni: this CPU has no AVX-512 VNNI");
-  if (k == Int8Kernel::Avx2 && !cpu_has_avx2()) throw Error("int8 kernel avx2: this CPU has no AVX2 and FMA");
+  if (const char* why = cannot_run(k)) throw Error(std::string("int8 kernel ") + kernel_name(k) + ": " + why);
   if (k == Int8Kernel::Auto) {
     g_kernel.store(-1);
     resolved_kernel();
   } else {
+    g_automatic.store(false);
     g_kernel.store(static_cast<int>(k));
   }
 }
 
-const char* int8_kernel_name() {
-  switch (resolved_kernel()) {
-    case Int8Kernel::Vnni: return "avx512-vnni";
-    case Int8Kernel::Avx2: return "avx2";
-    default: return "portable";
-  }
-}
+const char* int8_kernel_name() { return kernel_name(resolved_kernel()); }
 
 void quantize_linear(QuantizedLinear& w, const float* W) {
   w.q.resize(size_t(w.out) * w.in);
@@ -255,6 +279,7 @@ void quantize_linear(QuantizedLinear& w, const float* W) {
 void pack_quantized_linear(QuantizedLinear& w) {
   const int k_padded = round_up(w.in, 4), n_padded = round_up(w.out, kCols);
   const int k4n = k_padded / 4;
+  w.onednn.reset();  // derived from the q it had
   w.packed.assign(size_t(n_padded) * k_padded, 0);
   w.compensation.assign(n_padded, 0);
   for (int o = 0; o < w.out; ++o) {
@@ -273,7 +298,11 @@ void linear_int8_forward(float* y, const float* x, const QuantizedLinear& w, con
   if (T == 0) return;
   const int k_padded = round_up(w.in, 4);
   Scratch& s = scratch();
-  const Int8Kernel kernel = resolved_kernel();
+  Int8Kernel kernel = resolved_kernel();
+  if (kernel == Int8Kernel::Onednn) {
+    if (T >= kOnednnMinRows || !g_automatic.load(std::memory_order_relaxed)) return forward_onednn(y, x, w, b, T);
+    kernel = best_own_kernel();
+  }
   quantize_activations(kernel, x, T, w.in, k_padded, s);
 #if defined(__x86_64__)
   if (kernel == Int8Kernel::Vnni) return forward_vnni(y, w, b, T, s, k_padded);
