@@ -58,11 +58,9 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
   const BatchLayout layout{padding, max_length, pad_id};
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), size_t(0));
-  // Longest first: the model's activation memory grows to its largest at the first batch,
-  // instead of being reallocated (and zeroed) at each longer batch.
   if (sort_by_length)
     std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return data.ids[a].size() > data.ids[b].size(); });
+                     [&](size_t a, size_t b) { return data.ids[a].size() < data.ids[b].size(); });
   EvalResult r;
   if (model.task() == model::Task::TokenClassification) {
     evaluate_tokens(model, data, order, batch_size, layout, r);

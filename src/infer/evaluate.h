@@ -37,7 +37,7 @@ struct EvalShard {
 };
 
 // No dropout. Metrics when every example has a label, else predictions only; predictions
-// and logits in the data's order either way. sort_by_length: batches of similar length, longest first
+// and logits in the data's order either way. sort_by_length: batches of similar length
 // (less padding, and packed batches of even size) — what eval and predict do; the
 // trainer's evaluation keeps sequential batches. shard (sequence classification and regression;
 // token classification runs whole on every rank): this rank's part of one evaluation.
