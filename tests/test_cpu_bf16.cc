@@ -132,7 +132,7 @@ TEST(CpuBf16Gemm, EqualsAnFp32GemmOfTheRoundedOperands) {
   for (const Shape s : {Shape{1, 1, 1}, Shape{7, 13, 5}, Shape{33, 17, 65}, Shape{130, 67, 300}, Shape{64, 48, 128}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
-        for (const auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}, std::pair{1.f, -0.75f}}) {
+        for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}, std::pair{1.f, -0.75f}}) {
           const int a_rows = ta ? s.K : s.M, a_cols = ta ? s.M : s.K;
           const int b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
           const int lda = a_cols + 3, ldb = b_cols + 1, ldc = s.N + 2;
@@ -165,7 +165,9 @@ TEST(CpuBf16Gemm, EqualsAnFp32GemmOfTheRoundedOperands) {
                                     std::to_string(s.K) + " ta " + std::to_string(ta) + " tb " + std::to_string(tb) +
                                     " alpha " + std::to_string(alpha) + " beta " + std::to_string(beta);
           EXPECT_LE(worst_ratio, 1.0) << where;
-          if (s.K >= 64) EXPECT_GT(unrounded_gap, 1.0) << where << ": the bound would not tell fp32 operands apart";
+          if (s.K >= 64) {
+            EXPECT_GT(unrounded_gap, 1.0) << where << ": the bound would not tell fp32 operands apart";
+          }
           for (int i = 0; i < s.M; ++i)
             for (int j = s.N; j < ldc; ++j)
               ASSERT_EQ(C[size_t(i) * ldc + j], C0[size_t(i) * ldc + j]) << where << ": wrote past the width";

@@ -204,6 +204,7 @@ TEST(GemmChoice, CorruptOrForeignCacheIsTimedAgain) {
 TEST(GemmChoice, TwoProcessesAtOnceAgree) {
   const fs::path dir = fresh_dir("processes");
   ScopedEnv cache("BERTUNE_CACHE", (dir / "cache").string());
+  ScopedEnv gemm("BERTUNE_GEMM", "auto");  // the test environment forces one provider
   const std::string config = shared_path("models/bert-small-klue/config.json").string();
   const std::vector<std::string> args = {"bench", "gemm", "--threads", "1", "--repeat", "1", "--rows", "300",
                                          "--model-config", config, "--json"};
