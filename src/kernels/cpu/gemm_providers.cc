@@ -101,9 +101,22 @@ const char* blis_arch_for_this_cpu() {
   return nullptr;  // BLIS's own detection
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BERTUNE_ADDRESS_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define BERTUNE_ADDRESS_SANITIZER 1
+#endif
+
 GemmProvider load_blis() {
   GemmProvider p;
   p.name = "blis";
+#ifdef BERTUNE_ADDRESS_SANITIZER
+  p.missing = "left out of sanitizer builds (BLIS's threads crash LeakSanitizer's tracer at exit)";
+  return p;
+#endif
   if (const char* arch = blis_arch_for_this_cpu()) setenv("BLIS_ARCH_TYPE", arch, /*overwrite=*/0);
   std::string path;
   void* lib = open_cblas({"/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
