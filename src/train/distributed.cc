@@ -249,6 +249,17 @@ model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int h
   return place;
 }
 
+model::Batch rank_batch(const std::vector<size_t>& batch, const std::vector<int>* lengths, int heads,
+                        const std::function<model::Batch(const std::vector<size_t>&)>& build) {
+  const World& w = world();
+  const ShareRange share = rank_share_range(batch, w.rank, w.size, lengths);
+  if (share.begin == share.end) return {};
+  const auto at = [&](size_t i) { return batch.begin() + static_cast<std::ptrdiff_t>(i); };
+  model::Batch mine = build(std::vector<size_t>(at(share.begin), at(share.end)));
+  if (share.begin > 0) mine.dropout_place = dropout_place_after(build(std::vector<size_t>(at(0), at(share.begin))), heads);
+  return mine;
+}
+
 ShareRange rank_share_range(const std::vector<size_t>& batch, int rank, int ranks, const std::vector<int>* lengths) {
   if (ranks <= 0 || rank < 0 || rank >= ranks)
     throw Error("rank_share: rank " + std::to_string(rank) + " of " + std::to_string(ranks));

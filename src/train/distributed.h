@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -63,6 +64,10 @@ int per_device_batch(const TrainOptions& o);
 // Padded batches: each rank's elements get masks no other rank draws (the shares are padded
 // to their own longest, so the layout differs from one process's).
 model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads);
+// This rank's share of one global batch (rank_share with `lengths`), built by `build`, placed
+// after the shares of the ranks before it (dropout_place_after); an empty Batch for an empty share.
+model::Batch rank_batch(const std::vector<size_t>& batch, const std::vector<int>* lengths, int heads,
+                        const std::function<model::Batch(const std::vector<size_t>&)>& build);
 
 // Where console output goes: `stream` on rank 0 (and in a world of one), nowhere on the others.
 std::FILE* console(std::FILE* stream);

@@ -416,21 +416,10 @@ std::vector<model::Batch> PretrainObjective::step_batches(const std::vector<size
   const World& w = world();
   for (const auto& part : infer::split_batches(step, p_->o.train.per_device_train_batch_size)) {
     // This rank's share of the global micro-batch, balanced by tokens.
-    const ShareRange share = w.size == 1 ? ShareRange{0, part.size()} : rank_share_range(part, w.rank, w.size, &p_->lengths);
-    const auto slice = [&](size_t from, size_t to) {
-      return std::vector<size_t>(part.begin() + static_cast<std::ptrdiff_t>(from),
-                                 part.begin() + static_cast<std::ptrdiff_t>(to));
+    const auto build = [&](const std::vector<size_t>& ex) {
+      return mlm_batch(p_->train, ex, p_->o.attention, p_->masking, p_->o.train.seed, epoch);
     };
-    if (share.begin == share.end) {
-      micro.push_back(model::Batch{});
-      continue;
-    }
-    micro.push_back(mlm_batch(p_->train, slice(share.begin, share.end), p_->o.attention, p_->masking,
-                              p_->o.train.seed, epoch));
-    if (share.begin > 0)  // the masks of these examples' place in the global micro-batch
-      micro.back().dropout_place = dropout_place_after(
-          mlm_batch(p_->train, slice(0, share.begin), p_->o.attention, p_->masking, p_->o.train.seed, epoch),
-          p_->config.num_attention_heads);
+    micro.push_back(w.size == 1 ? build(part) : rank_batch(part, &p_->lengths, p_->config.num_attention_heads, build));
   }
   const bool masked = std::any_of(micro.begin(), micro.end(), [](const model::Batch& b) {
     return std::any_of(b.labels.begin(), b.labels.end(), [](int32_t l) { return l != -100; });

@@ -50,14 +50,8 @@ std::vector<model::Batch> ClassificationObjective::step_batches(const std::vecto
   // This rank's share of the global batch: balanced by tokens where batches are cut by tokens
   // or packed (the work follows the tokens), by examples otherwise.
   const bool by_tokens = r_.options.max_tokens_per_batch > 0 || r_.options.padding == infer::Padding::Packed;
-  const ShareRange share = rank_share_range(step, w.rank, w.size, by_tokens ? &r_.sampling_lengths : nullptr);
-  const auto at = [&](size_t i) { return step.begin() + static_cast<std::ptrdiff_t>(i); };
-  if (share.begin == share.end) return {model::Batch{}};
-  micro.push_back(infer::build_batch(r_.train, std::vector<size_t>(at(share.begin), at(share.end)), r_.layout()));
-  if (share.begin > 0) {  // the masks of these examples' place in the global batch
-    const model::Batch before = infer::build_batch(r_.train, std::vector<size_t>(at(0), at(share.begin)), r_.layout());
-    micro.back().dropout_place = dropout_place_after(before, r_.config.num_attention_heads);
-  }
+  micro.push_back(rank_batch(step, by_tokens ? &r_.sampling_lengths : nullptr, r_.config.num_attention_heads,
+                             [&](const std::vector<size_t>& ex) { return infer::build_batch(r_.train, ex, r_.layout()); }));
   return micro;
 }
 
