@@ -7,6 +7,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/gemm_choice.h"
 #include "kernels/cpu/gemm_providers.h"
+#include "kernels/cpu/simd_cpu.h"
 #include "util/error.h"
 
 namespace bertune::kernels {
@@ -19,6 +20,9 @@ void configure_thread_policy(char** argv) {
   setenv("OMP_WAIT_POLICY", "passive", 1);
   execv("/proc/self/exe", argv);  // returns only on failure: run on with the default
 }
+
+int vector_bits() { return cpu::vector_bits(); }
+void set_vector_bits(int bits) { cpu::set_vector_bits(bits); }
 
 std::string gemm_backend() { return cpu::gemm_backend(); }
 

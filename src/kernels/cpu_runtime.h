@@ -20,6 +20,12 @@ int num_threads();
 // program once with OMP_WAIT_POLICY=passive. Returns only if no re-exec happened.
 void configure_thread_policy(char** argv);
 
+// The vector width of the elementwise and row kernels (kernels/cpu/simd_cpu.h): 512 on a CPU
+// with AVX-512 F/BW/DQ/VL unless BERTUNE_CPU_SIMD=avx2, else 256. set_vector_bits(256 or 512)
+// switches (Error for a width this CPU lacks); benches and tests compare the two.
+int vector_bits();
+void set_vector_bits(int bits);
+
 // What the GEMM runs on and why: the provider forced by BERTUNE_GEMM (or BERTUNE_NO_BLAS,
 // BERTUNE_BLAS), or auto's choices per shape class, calibrated now or read from the cache
 // (kernels/cpu/gemm_choice.h).

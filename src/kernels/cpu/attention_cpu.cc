@@ -13,6 +13,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/math_cpu.h"
+#include "kernels/cpu/simd_cpu.h"
 
 namespace bertune::kernels::cpu {
 namespace {
@@ -35,10 +36,12 @@ struct Heads {
 
 // out[e] = x[e] * the dropout factor of element base + e (out may be x): the mask of
 // attention probabilities lies in place, at the probabilities' own offsets.
-inline void apply_dropout(float* out, const float* x, size_t n, const DropMask& mask, uint64_t base) {
+BERTUNE_SIMD_BODY void apply_dropout_body(float* out, const float* x, size_t n, const DropMask& mask, uint64_t base) {
 #pragma omp simd
   for (size_t e = 0; e < n; ++e) out[e] = x[e] * mask.factor(base + e);
 }
+BERTUNE_SIMD_KERNEL(apply_dropout, (float* out, const float* x, size_t n, const DropMask& mask, uint64_t base),
+                    (out, x, n, mask, base))
 
 // Where one (sequence b, head h) pair lies in the first-query layout, for the forward and
 // backward alike: q (B, H) holds the [CLS] queries, kv (T, 2H) the keys then values, and the
@@ -61,18 +64,19 @@ struct FirstQueryPair {
 
 // Softmax backward over one score row, in place: g_j = p_j (g_j - sum_k p_k g_k) / sqrt(d)
 // (the 1/sqrt(d) of the forward's scaling).
-inline void softmax_backward_row(float* g, const float* p, int n, float sqrt_d) {
+BERTUNE_SIMD_BODY void softmax_backward_row_body(float* g, const float* p, int n, float sqrt_d) {
   float weighted = 0.f;
 #pragma omp simd reduction(+ : weighted)
   for (int j = 0; j < n; ++j) weighted += p[j] * g[j];
 #pragma omp simd
   for (int j = 0; j < n; ++j) g[j] = p[j] * (g[j] - weighted) / sqrt_d;
 }
+BERTUNE_SIMD_KERNEL(softmax_backward_row, (float* g, const float* p, int n, float sqrt_d), (g, p, n, sqrt_d))
 
 // Row-wise softmax of scores / sqrt(d) over `rows` rows of n keys, pad keys
 // (j >= valid) masked by adding finfo(float32).min as HF's extended attention
 // mask does.
-void masked_softmax(float* S, int rows, int n, int valid, float sqrt_d) {
+BERTUNE_SIMD_BODY void masked_softmax_body(float* S, int rows, int n, int valid, float sqrt_d) {
   const float masked = -FLT_MAX;
   for (int i = 0; i < rows; ++i) {
     float* row = S + size_t(i) * n;
@@ -95,6 +99,7 @@ void masked_softmax(float* S, int rows, int n, int valid, float sqrt_d) {
     for (int j = 0; j < n; ++j) row[j] *= inv;
   }
 }
+BERTUNE_SIMD_KERNEL(masked_softmax, (float* S, int rows, int n, int valid, float sqrt_d), (S, rows, n, valid, sqrt_d))
 
 }  // namespace
 

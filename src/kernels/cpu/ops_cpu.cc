@@ -1,6 +1,7 @@
 // CPU bodies of the elementwise, row and optimizer ops. Rows are split over
-// the OpenMP pool; inner loops are `omp simd` so they vectorise (AVX2 or
-// AVX-512: the selects inside exp/erf need -fno-trapping-math, CMakeLists.txt).
+// the OpenMP pool; inner loops are `omp simd` so they vectorise (the selects inside
+// exp/erf need -fno-trapping-math, cmake/layers.cmake). The hot loops are
+// BERTUNE_SIMD_KERNELs (simd_cpu.h): compiled for AVX2 and for AVX-512, picked at run time.
 #include <omp.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "kernels/adamw_math.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/math_cpu.h"
+#include "kernels/cpu/simd_cpu.h"
 #include "util/error.h"
 
 namespace bertune::kernels::cpu {
@@ -22,6 +24,27 @@ constexpr size_t kParallelGrain = 1 << 14;
 
 inline float gelu(float x) { return 0.5f * x * (1.f + erf_fast(x * 0.70710678118654752f)); }
 
+// y[i] = x[i] * mask factor of element i, for i in [b, e)
+BERTUNE_SIMD_BODY void dropout_span_body(float* y, const float* x, size_t b, size_t e, const DropMask& mask) {
+#pragma omp simd
+  for (size_t i = b; i < e; ++i) y[i] = x[i] * mask.factor(i);
+}
+BERTUNE_SIMD_KERNEL(dropout_span, (float* y, const float* x, size_t b, size_t e, const DropMask& mask),
+                    (y, x, b, e, mask))
+
+BERTUNE_SIMD_BODY void gelu_span_body(float* y, const float* x, size_t b, size_t e) {
+#pragma omp simd
+  for (size_t i = b; i < e; ++i) y[i] = gelu(x[i]);
+}
+BERTUNE_SIMD_KERNEL(gelu_span, (float* y, const float* x, size_t b, size_t e), (y, x, b, e))
+
+BERTUNE_SIMD_BODY void gelu_grad_span_body(float* dx, const float* dy, const float* x, size_t b, size_t e) {
+#pragma omp simd
+  for (size_t i = b; i < e; ++i) dx[i] = dy[i] * gelu_grad_fast(x[i]);
+}
+BERTUNE_SIMD_KERNEL(gelu_grad_span, (float* dx, const float* dy, const float* x, size_t b, size_t e),
+                    (dx, dy, x, b, e))
+
 }  // namespace
 
 void dropout_forward(float* y, const float* x, size_t n, const Dropout& drop) {
@@ -30,8 +53,7 @@ void dropout_forward(float* y, const float* x, size_t n, const Dropout& drop) {
     return;
   }
   DropMask mask(drop);
-#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] * mask.factor(i);
+  parallel_spans(n, kParallelGrain, [&](size_t b, size_t e) { dropout_span(y, x, b, e, mask); });
 }
 
 void dropout_backward(float* dx, const float* dy, size_t n, const Dropout& drop) {
@@ -88,15 +110,11 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
 }
 
 void gelu_forward(float* y, const float* x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
-  for (size_t i = 0; i < n; ++i) y[i] = gelu(x[i]);
+  parallel_spans(n, kParallelGrain, [&](size_t b, size_t e) { gelu_span(y, x, b, e); });
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
-  for (size_t i = 0; i < n; ++i) {
-    dx[i] = dy[i] * gelu_grad_fast(x[i]);
-  }
+  parallel_spans(n, kParallelGrain, [&](size_t b, size_t e) { gelu_grad_span(dx, dy, x, b, e); });
 }
 
 void tanh_forward(float* y, const float* x, size_t n) {
@@ -121,7 +139,7 @@ void relu_backward(float* dx, const float* dy, const float* y, size_t n) {
 namespace {
 
 // One row: mean and biased variance by two passes (as torch), then the affine map.
-inline void layernorm_row(float* out, float* mean_out, float* rstd_out, const float* x,
+BERTUNE_SIMD_BODY void layernorm_row_body(float* out, float* mean_out, float* rstd_out, const float* x,
                           const float* gamma, const float* beta, int H, float eps) {
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
@@ -140,6 +158,41 @@ inline void layernorm_row(float* out, float* mean_out, float* rstd_out, const fl
   *mean_out = mean;
   *rstd_out = rstd;
 }
+BERTUNE_SIMD_KERNEL(layernorm_row,
+                    (float* out, float* mean_out, float* rstd_out, const float* x, const float* gamma,
+                     const float* beta, int H, float eps),
+                    (out, mean_out, rstd_out, x, gamma, beta, H, eps))
+
+// One row of dropout_residual_layernorm_forward: s = dropout(y) + residual, then its layernorm.
+BERTUNE_SIMD_BODY void dropout_residual_layernorm_row_body(float* out, float* sr, float* mean, float* rstd,
+                                                           const float* y, const float* residual,
+                                                           const float* gamma, const float* beta, int H,
+                                                           float eps, const DropMask* mask, uint64_t base) {
+  if (mask) {
+#pragma omp simd
+    for (int i = 0; i < H; ++i) sr[i] = y[i] * mask->factor(base + i) + residual[i];
+  } else {
+#pragma omp simd
+    for (int i = 0; i < H; ++i) sr[i] = y[i] + residual[i];
+  }
+  layernorm_row_body(out, mean, rstd, sr, gamma, beta, H, eps);
+}
+BERTUNE_SIMD_KERNEL(dropout_residual_layernorm_row,
+                    (float* out, float* sr, float* mean, float* rstd, const float* y, const float* residual,
+                     const float* gamma, const float* beta, int H, float eps, const DropMask* mask,
+                     uint64_t base),
+                    (out, sr, mean, rstd, y, residual, gamma, beta, H, eps, mask, base))
+
+// One row of bias_gelu_forward: u += b, g = gelu(u).
+BERTUNE_SIMD_BODY void bias_gelu_row_body(float* ur, float* gr, const float* b, int N) {
+#pragma omp simd
+  for (int j = 0; j < N; ++j) {
+    float v = ur[j] + b[j];
+    ur[j] = v;
+    gr[j] = gelu(v);
+  }
+}
+BERTUNE_SIMD_KERNEL(bias_gelu_row, (float* ur, float* gr, const float* b, int N), (ur, gr, b, N))
 
 }  // namespace
 
@@ -196,35 +249,19 @@ void dropout_residual_layernorm_forward(float* out, float* s, float* mean, float
                                         const float* y, const float* residual, const float* gamma,
                                         const float* beta, int T, int H, float eps,
                                         const Dropout& drop) {
-  DropMask mask(drop);
-  bool active = drop.active();
+  const DropMask mask(drop);
+  const DropMask* dropping = drop.active() ? &mask : nullptr;
 #pragma omp parallel for schedule(static) if (size_t(T) * H > kParallelGrain)
   for (int t = 0; t < T; ++t) {
-    size_t base = size_t(t) * H;
-    float* sr = s + base;
-    if (active) {
-#pragma omp simd
-      for (int i = 0; i < H; ++i) sr[i] = y[base + i] * mask.factor(base + i) + residual[base + i];
-    } else {
-#pragma omp simd
-      for (int i = 0; i < H; ++i) sr[i] = y[base + i] + residual[base + i];
-    }
-    layernorm_row(out + base, mean + t, rstd + t, sr, gamma, beta, H, eps);
+    const size_t base = size_t(t) * H;
+    dropout_residual_layernorm_row(out + base, s + base, mean + t, rstd + t, y + base, residual + base, gamma,
+                                   beta, H, eps, dropping, base);
   }
 }
 
 void bias_gelu_forward(float* u, float* g, const float* b, int T, int N) {
 #pragma omp parallel for schedule(static) if (size_t(T) * N > kParallelGrain)
-  for (int t = 0; t < T; ++t) {
-    float* ur = u + size_t(t) * N;
-    float* gr = g + size_t(t) * N;
-#pragma omp simd
-    for (int j = 0; j < N; ++j) {
-      float v = ur[j] + b[j];
-      ur[j] = v;
-      gr[j] = gelu(v);
-    }
-  }
+  for (int t = 0; t < T; ++t) bias_gelu_row(u + size_t(t) * N, g + size_t(t) * N, b, N);
 }
 
 void embeddings_forward(float* out, const int32_t* ids, const int32_t* positions,
