@@ -9,7 +9,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <string>
 #include <vector>
@@ -74,6 +78,33 @@ TEST(DeviceBuffer, CpuMemoryIsZeroedAlignedAndMoves) {
   EXPECT_EQ(kernels::DeviceBuffer<float>(Device::CPU, 0).data(), nullptr);
   EXPECT_TRUE(contains(error_of([] { kernels::DeviceBuffer<double>(Device::CPU, SIZE_MAX / 4); }),
                        "the size overflows"));
+}
+
+// A large host buffer (parameters, moments, the activation arena) starts on a 2 MiB boundary and
+// is advised to transparent huge pages: where the kernel offers them on advice (THP "madvise" or
+// "always"), its mapping reads THPeligible 1 in /proc/self/smaps.
+TEST(DeviceBuffer, LargeCpuBuffersAreHugePageAlignedAndAdvised) {
+  kernels::DeviceBuffer<float> big(Device::CPU, size_t(16) << 20);  // 64 MiB
+  const uintptr_t at = reinterpret_cast<uintptr_t>(big.data());
+  EXPECT_EQ(at % (uintptr_t(2) << 20), 0u);
+  EXPECT_EQ(big.data()[big.size() - 1], 0.f);
+  std::ifstream mode_file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(mode_file)), std::istreambuf_iterator<char>());
+  if (mode.empty() || mode.find("[never]") != std::string::npos)
+    GTEST_SKIP() << "this kernel offers no transparent huge pages: the alignment is all there is to see";
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  int eligible = -1;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = lo <= at && at < hi;
+      continue;
+    }
+    if (inside && line.rfind("THPeligible:", 0) == 0) eligible = std::atoi(line.c_str() + 12);
+  }
+  EXPECT_EQ(eligible, 1) << "transparent_hugepage/enabled: " << mode;
 }
 
 TEST(DeviceBuffer, CopiesAndFillOnTheCpu) {

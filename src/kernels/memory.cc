@@ -1,5 +1,7 @@
 #include "kernels/memory.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -15,6 +17,23 @@ namespace bertune::kernels {
 namespace {
 
 constexpr size_t kHostAlignment = 64;
+// Host buffers of kHugeMin bytes and up (parameters, gradients, AdamW moments, the activation
+// arena: hundreds of MB, streamed every step) start on a 2 MiB boundary and are advised to the
+// kernel's transparent huge pages (THP "madvise" mode, the common default): one page fault
+// and one TLB entry per 2 MiB instead of per 4 KiB. Advice only: without THP nothing changes.
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugeMin = size_t(8) << 20;
+
+void* host_alloc(size_t bytes) {
+  const size_t align = bytes >= kHugeMin ? kHugePage : kHostAlignment;
+  const size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
+  void* p = std::aligned_alloc(align, rounded);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  return p;
+}
 
 [[noreturn]] void no_cuda_build() {
   throw Error(
@@ -46,10 +65,7 @@ void require_device(Device d) {
 Storage::Storage(Device d, size_t bytes) : device_(d) {
   if (bytes == 0) return;
   if (d == Device::CPU) {
-    // aligned_alloc wants a multiple of the alignment.
-    const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
-    data_ = std::aligned_alloc(kHostAlignment, rounded);
-    if (!data_) throw std::bad_alloc();
+    data_ = host_alloc(bytes);
     std::memset(data_, 0, bytes);
   } else {
 #ifdef BERTUNE_CUDA
