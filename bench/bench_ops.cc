@@ -3,8 +3,8 @@
 // AVX2 copies, then the AVX-512 copies (where the CPU has them), each the best of --reps calls;
 // reports the median [min-max] of the per-round ratio avx512 / avx2 (below 1: the wide copy is
 // faster) and the load average. Shapes: a packed klue/bert-base batch (T tokens in sequences of
-// --length, H 768, I 3072, 12 heads); the int8 FFN linears and the AdamW pass over --params
-// parameters have one copy (controls: their ratio is the noise).
+// --length, H 768, I 3072, 12 heads). LayerNorm backward, the int8 FFN linears and the AdamW
+// pass over --params parameters have one copy (controls: their ratio is the noise).
 //
 //   ./build/bench_ops [--threads 2] [--tokens 640] [--length 20] [--rounds 5] [--reps 5] [--params 20000000]
 #include <algorithm>
