@@ -294,7 +294,7 @@ TEST(MlmPairs, EncodedAsTrainEncodesThemAndPackedWhole) {
   // "a b c" x 3 (9) and "a" (1): longest_first cuts the first to 8; 재미있어 (3) with 8 words: the second to 6.
   EXPECT_EQ(p.truncated_reviews, 2);
   EXPECT_EQ(got_ids[1].size(), 12u);
-  EXPECT_EQ(std::count(got_types[3].begin(), got_types[3].end(), 1), 7);  // 6 words and the last [SEP]
+  EXPECT_EQ(std::count(got_types[2].begin(), got_types[2].end(), 1), 7);  // 6 words and the last [SEP] (pair 2 dropped)
   // [CLS] 영화 ##가 좋다 [SEP] 별로 ##다 [SEP] (8) leaves no room for the next pair (12).
   EXPECT_EQ(p.seg_offsets[1] - p.seg_offsets[0], 1);
   EXPECT_EQ(p.seg_offsets.back(), 4);
