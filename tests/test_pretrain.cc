@@ -239,8 +239,10 @@ TEST(PretrainRun, PairsTrainTheSecondTokenTypeAndFineTuneAsPairs) {
   EXPECT_NE(console.find("Held-out MLM (60 pairs, attention across reviews, as trained)"), std::string::npos)
       << console;
   const char* types = "bert.embeddings.token_type_embeddings.weight";
-  const auto& a = io::read_safetensors(fx.dir / "single" / "final" / "model.safetensors").at(types).data;
-  const auto& b = io::read_safetensors(fx.dir / "paired" / "final" / "model.safetensors").at(types).data;
+  const auto single_weights = io::read_safetensors(fx.dir / "single" / "final" / "model.safetensors");
+  const auto paired_weights = io::read_safetensors(fx.dir / "paired" / "final" / "model.safetensors");
+  const auto& a = single_weights.at(types).data;
+  const auto& b = paired_weights.at(types).data;
   ASSERT_EQ(a.size(), 64u);  // 2 types x hidden 32, the same initialisation (seed)
   double moved = 0;
   for (size_t i = 32; i < 64; ++i) moved = std::max(moved, std::fabs(double(a[i]) - b[i]));
