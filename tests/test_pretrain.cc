@@ -258,6 +258,11 @@ TEST(PretrainRun, PairsTrainTheSecondTokenTypeAndFineTuneAsPairs) {
   missing.back() = "hypothesis";
   EXPECT_EQ(run(missing, fx.dir / "missing.txt"), 1);
   EXPECT_NE(slurp(fx.dir / "missing.txt").find("hypothesis"), std::string::npos) << slurp(fx.dir / "missing.txt");
+  auto alone = fx.args(fx.dir / "never");
+  alone.insert(alone.end(), {"--text-column", "a"});
+  EXPECT_EQ(run(alone, fx.dir / "alone.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "alone.txt").find("give --text-pair-column too"), std::string::npos)
+      << slurp(fx.dir / "alone.txt");
   EXPECT_FALSE(fs::exists(fx.dir / "never"));
 }
 

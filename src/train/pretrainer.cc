@@ -60,6 +60,9 @@ void validate(PretrainOptions& o) {
     throw Error("--train-file is required (plain text, one review per line; or sentence pairs with "
                 "--text-pair-column)");
   if (!(o.mlm_probability > 0 && o.mlm_probability < 1)) throw Error("--mlm-probability: must lie in (0, 1)");
+  if (o.train.text_pair_column.empty() && o.train.text_column != TrainOptions{}.text_column)
+    throw Error("--text-column " + o.train.text_column + ": names the first text of sentence pairs; give "
+                "--text-pair-column too (plain text is read one review per line)");
   if (o.validation_reviews < 0) throw Error("--validation-reviews: must not be negative");
   if (o.train_reviews == 0 || o.train_reviews < -1) throw Error("--train-reviews: must be positive (or -1 for all)");
   if (o.gradient_accumulation_steps < 1) throw Error("--gradient-accumulation-steps: must be positive");
