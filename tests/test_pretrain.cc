@@ -258,6 +258,16 @@ TEST(PretrainRun, PairsTrainTheSecondTokenTypeAndFineTuneAsPairs) {
   missing.back() = "hypothesis";
   EXPECT_EQ(run(missing, fx.dir / "missing.txt"), 1);
   EXPECT_NE(slurp(fx.dir / "missing.txt").find("hypothesis"), std::string::npos) << slurp(fx.dir / "missing.txt");
+  const fs::path one_type = fx.dir / "one_type.json";
+  io::write_file_atomic(one_type, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64, "type_vocab_size": 1})");
+  auto single_type = fx.pair_args(fx.dir / "never");
+  single_type[std::find(single_type.begin(), single_type.end(), "--model-config") - single_type.begin() + 1] =
+      one_type.string();
+  EXPECT_EQ(run(single_type, fx.dir / "one_type.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "one_type.txt").find("--text-pair-column: the model has type_vocab_size 1"),
+            std::string::npos)
+      << slurp(fx.dir / "one_type.txt");
   auto alone = fx.args(fx.dir / "never");
   alone.insert(alone.end(), {"--text-column", "a"});
   EXPECT_EQ(run(alone, fx.dir / "alone.txt"), 1);
