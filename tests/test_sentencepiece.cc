@@ -11,12 +11,14 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "io/atomic_file.h"
 #include "text/tokenizer.h"
 #include "util/paths.h"
 #include "run_cli.h"
+#include "serve_fixture.h"
 #include "test_support.h"
 #include "train_fixture.h"
 
@@ -113,8 +115,6 @@ TEST(SentencePieceGolden, MatchesXlmRobertaTokenizer430) {
 // The fairseq dictionary: <s> <pad> </s> <unk>, then SentencePiece's pieces one id up, <mask> last.
 TEST(SentencePiece, FairseqIdsAndSpecialTokens) {
   const Tokenizer& t = xlmr();
-  // Entity spans read WordPiece offsets; a SentencePiece tokenizer says so rather than guess.
-  EXPECT_NE(error_of([&] { t.encode_with_offsets("굳 ㅋ"); }).find("need a WordPiece tokenizer"), std::string::npos);
   ASSERT_EQ(t.vocab_size(), 8002u);  // 8000 pieces + <pad> + <mask>
   EXPECT_EQ(t.cls_id(), 0);
   EXPECT_EQ(t.pad_id(), 1);
@@ -282,4 +282,112 @@ TEST(SentencePieceCli, TrainAndPredictWithXlmrTokenizer) {
               " --train-file " + (files.dir / "train.tsv").string() + " --max-length 32 --max-steps 1 --output-dir " + out + "2");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "8002")) << r.output;
+}
+
+namespace {
+
+// Code points [start, end) of UTF-8 text.
+std::string cp_slice(const std::string& text, size_t start, size_t end) {
+  size_t cp = 0, from = 0;
+  for (size_t b = 0; b <= text.size(); ++b) {
+    if (b < text.size() && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) continue;  // inside a code point
+    if (cp == start) from = b;
+    if (cp == end) return text.substr(from, b - from);
+    ++cp;
+  }
+  return "<out of range>";
+}
+
+}  // namespace
+
+// Offsets as XLMRobertaTokenizerFast reports them: a piece's "▁" is not part of its span
+// ("▁이" in "뭐야 이" covers "이" only), NFKC-normalised pieces cover the original characters
+// (the "▁ᄏ" of "ㅋ"), and over the golden texts every piece's ids are the reference's and its
+// span is the piece's text without the "▁".
+TEST(SentencePiece, OffsetsLeaveOutTheMetaspace) {
+  auto spans = [](const std::string& text) {
+    std::vector<std::pair<size_t, size_t>> out;
+    for (const auto& p : xlmr().encode_with_offsets(text)) out.push_back({p.start, p.end});
+    return out;
+  };
+  using Spans = std::vector<std::pair<size_t, size_t>>;
+  // ▁뭐야 ▁이 ▁평점 들은 (the golden tokens of a review starting so)
+  EXPECT_EQ(spans("뭐야 이 평점들은"), (Spans{{0, 2}, {3, 4}, {5, 7}, {7, 9}}));
+  EXPECT_EQ(spans("굳 ㅋ"), (Spans{{0, 1}, {2, 3}}));  // ▁굳 ▁ᄏ
+  EXPECT_EQ(spans("  굳   ㅋ "), (Spans{{2, 3}, {6, 7}}));
+
+  size_t pieces = 0, same = 0;
+  for (const auto& c : golden_lines()) {
+    if (c.contains("text_pair") || pieces > 20000) continue;
+    const std::string text = c["text"];
+    const auto got = xlmr().encode_with_offsets(text);
+    const auto ids = c["ids"].get<std::vector<int32_t>>();
+    const auto tokens = c["tokens"].get<std::vector<std::string>>();
+    ASSERT_EQ(got.size() + 2, ids.size()) << text;
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].id, ids[i + 1]) << text;
+      ASSERT_LT(got[i].start, got[i].end) << text << " piece " << i;
+      const std::string covered = cp_slice(text, got[i].start, got[i].end);
+      EXPECT_NE(covered.front(), ' ') << text << " piece " << i;
+      std::string piece = tokens[i + 1];
+      if (piece.starts_with("▁")) piece.erase(0, std::string("▁").size());
+      if (piece.empty()) EXPECT_EQ(got[i].end - got[i].start, 1u) << "a lone ▁ covers the next character: " << text;
+      ++pieces;
+      same += ids[i + 1] == xlmr().unk_id() || covered == piece;
+    }
+  }
+  ASSERT_GT(pieces, 10000u);
+  // The rest are pieces NFKC changed (compatibility jamo, full-width forms, "…" as "...").
+  EXPECT_GE(same * 100, pieces * 97) << same << " of " << pieces;
+}
+
+// A tiny XLM-R token classifier: predict's and serve's entity spans carry the fast tokenizer's
+// offsets (no "▁", no leading space) and the text they span as their word; "first" joins the
+// pieces of a word (a piece continues one unless a space is just before it).
+TEST(SentencePieceCli, XlmrTaggerSpansAreTheTextsCharacters) {
+  TinyTrainDir files("spm_tagger");
+  XlmrDir tok("spm_tagger_tok");
+  io::write_file_atomic(files.dir / "tags.jsonl",
+                        "{\"tokens\": [\"뭐야\", \"이\", \"평점들은\"], \"tags\": [\"O\", \"B-PS\", \"I-PS\"]}\n"
+                        "{\"tokens\": [\"굳\", \"ㅋ\"], \"tags\": [\"B-PS\", \"O\"]}\n");
+  io::write_file_atomic(files.dir / "xlmr.json", R"({"model_type": "xlm-roberta", "vocab_size": 8002,
+    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+    "max_position_embeddings": 66, "type_vocab_size": 1, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2})");
+  const std::string out = (files.dir / "out").string();
+  auto r = run_cli("train --task token-classification --model-config " + (files.dir / "xlmr.json").string() +
+                   " --tokenizer " + tok.path.string() + " --train-file " + (files.dir / "tags.jsonl").string() +
+                   " --max-length 32 --max-steps 1 --save-strategy no --threads 2 --output-dir " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string tagger = biased_model(files.dir / "all_b_ps", out + "/final", "B-PS");
+  const std::string text = "뭐야 이 평점들은 굳 ㅋ";
+  auto predict = [&](const std::string& aggregation) {
+    auto p = run_cli("predict --aggregation-strategy " + aggregation + " --model " + tagger + " '" + text + "'");
+    EXPECT_EQ(p.status, 0) << p.output;
+    nlohmann::json spans = nlohmann::json::parse(p.output.substr(p.output.find('[')));
+    std::vector<std::tuple<std::string, size_t, size_t>> got;
+    for (const auto& s : spans) got.emplace_back(s.at("word"), s.at("start"), s.at("end"));
+    return std::make_pair(got, spans);
+  };
+  using Words = std::vector<std::tuple<std::string, size_t, size_t>>;
+  // Every piece B-PS: a span each, over its characters without the "▁"; ㅋ as written.
+  const auto [simple, simple_json] = predict("simple");
+  EXPECT_EQ(simple, (Words{{"뭐야", 0, 2}, {"이", 3, 4}, {"평점", 5, 7}, {"들은", 7, 9}, {"굳", 10, 11}, {"ㅋ", 12, 13}}));
+  for (const auto& s : simple_json) EXPECT_EQ(s.at("entity_group"), "PS");
+  EXPECT_EQ(predict("first").first,
+            (Words{{"뭐야", 0, 2}, {"이", 3, 4}, {"평점들은", 5, 9}, {"굳", 10, 11}, {"ㅋ", 12, 13}}));
+  const auto none = predict("none").second;  // the pieces themselves, as the pipeline's word
+  ASSERT_EQ(none.size(), 6u);
+  EXPECT_EQ(none[1].at("word"), "▁이");
+  EXPECT_EQ(none[1].at("start"), 3);
+
+  bertune::testing::ServerProcess server(tagger, files.dir / "serve.log");
+  auto c = server.client();
+  auto served = c.Post("/", nlohmann::json{{"inputs", text}}.dump(), "application/json");
+  ASSERT_TRUE(served);
+  ASSERT_EQ(served->status, 200) << served->body;
+  const auto answer = nlohmann::json::parse(served->body);
+  ASSERT_EQ(answer.size(), simple_json.size());
+  for (size_t i = 0; i < answer.size(); ++i)
+    for (const char* key : {"entity_group", "word", "start", "end"}) EXPECT_EQ(answer[i].at(key), simple_json[i].at(key));
+  EXPECT_EQ(server.terminate(), 0);
 }

@@ -149,20 +149,6 @@ TEST_F(TokenCli, BadTagLineAndBadOptionsAreRefused) {
   EXPECT_NE(pairs.output.find("--text-pair-column does not apply"), std::string::npos) << pairs.output;
 }
 
-// The trained model with its classifier's bias pushed to `tag`: every piece predicts it.
-std::string biased_model(const fs::path& dir, const std::string& from, const std::string& tag) {
-  fs::create_directories(dir);
-  for (const auto& f : fs::directory_iterator(from)) fs::copy_file(f.path(), dir / f.path().filename());
-  const auto config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-  TensorMap weights = io::read_safetensors(dir / "model.safetensors");
-  weights.at("classifier.bias").data.at(config.at("label2id").at(tag).get<size_t>()) = 100.f;
-  std::vector<TensorRef> refs;
-  for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
-  fs::remove(dir / "model.safetensors");
-  io::write_safetensors(dir / "model.safetensors", refs);
-  return dir.string();
-}
-
 // serve answers what predict prints: the spans of a text for an "inputs" string, a list of
 // span lists for a list of texts, and {"predictions": [...]} on /v1/classify. A model that
 // tags every piece I-PS gives one PS span over the whole text.

@@ -86,19 +86,17 @@ int32_t SentencePieceBackend::piece_id(const std::string& piece) const {
   return id ? id + kFairseqOffset : kUnk;  // SentencePiece's own <unk> (id 0) is the fairseq <unk>
 }
 
-void SentencePieceBackend::pieces(std::string_view text,
-                                  const std::function<void(std::string_view, int32_t)>& emit) const {
-  std::vector<std::string> out;
-  auto encode = [&](std::string_view segment) {
-    if (segment.empty()) return;  // HF skips stretches the stripping emptied
-    out.clear();
-    const auto status = sp_->Encode(segment, &out);
-    if (!status.ok()) throw Error("SentencePiece could not encode a text: " + status.ToString());
-    for (const std::string& piece : out) emit(piece, piece_id(piece));
+void SentencePieceBackend::split(std::string_view text, const std::function<void(size_t, size_t)>& stretch,
+                                 const std::function<void(size_t, size_t, size_t)>& special) const {
+  // A stretch trimmed to the bytes of `kept` (a view into `text`); HF skips stretches the
+  // stripping emptied.
+  auto encode = [&](std::string_view kept) {
+    const size_t begin = static_cast<size_t>(kept.data() - text.data());
+    if (!kept.empty()) stretch(begin, begin + kept.size());
   };
-  // tokens_trie.split (leftmost match, longest first), then the stripping of the
-  // stretches beside each special token: <mask> (AddedToken lstrip=True) eats the
-  // whitespace before it, the plain-string specials the whitespace on both sides.
+  // Leftmost match, longest first, then the stripping of the stretches beside each special
+  // token: <mask> (AddedToken lstrip=True) eats the whitespace before it, the plain-string
+  // specials the whitespace on both sides.
   size_t seg = 0, pos = 0;
   bool strip_left = false;  // the stretch follows a special token other than <mask>
   while (pos < text.size()) {
@@ -113,15 +111,71 @@ void SentencePieceBackend::pieces(std::string_view text,
       ++pos;
       continue;
     }
-    std::string_view stretch = rstrip(text.substr(seg, pos - seg));
-    encode(strip_left ? lstrip(stretch) : stretch);
-    emit(specials_[best], special_ids_[best]);
+    std::string_view before = rstrip(text.substr(seg, pos - seg));
+    encode(strip_left ? lstrip(before) : before);
+    special(best, pos, pos + best_len);
     strip_left = special_ids_[best] != mask_id();
     pos += best_len;
     seg = pos;
   }
   const std::string_view tail = text.substr(seg);
   encode(strip_left ? lstrip(tail) : tail);
+}
+
+void SentencePieceBackend::pieces(std::string_view text,
+                                  const std::function<void(std::string_view, int32_t)>& emit) const {
+  std::vector<std::string> out;
+  split(
+      text,
+      [&](size_t begin, size_t end) {
+        out.clear();
+        const auto status = sp_->Encode(text.substr(begin, end - begin), &out);
+        if (!status.ok()) throw Error("SentencePiece could not encode a text: " + status.ToString());
+        for (const std::string& piece : out) emit(piece, piece_id(piece));
+      },
+      [&](size_t k, size_t, size_t) { emit(specials_[k], special_ids_[k]); });
+}
+
+void SentencePieceBackend::pieces_with_offsets(
+    std::string_view text, const std::function<void(int32_t, size_t, size_t)>& emit) const {
+  // Code-point index of every byte offset (a continuation byte: its code point's).
+  std::vector<size_t> cp(text.size() + 1);
+  for (size_t b = 0, n = 0; b <= text.size(); ++b) {
+    cp[b] = n;
+    if (b < text.size() && !unicode::is_continuation_byte(static_cast<unsigned char>(text[b]))) ++n;
+  }
+  const auto* base = reinterpret_cast<const unsigned char*>(text.data());
+  auto skip_space = [&](size_t b, size_t limit) {  // past Python whitespace, up to limit
+    while (b < limit) {
+      char32_t c;
+      const size_t n = unicode::decode_utf8(base + b, base + limit, c);
+      if (!is_python_space(c)) break;
+      b += n;
+    }
+    return b;
+  };
+  auto next_char = [&](size_t b) {  // the byte after the code point at b
+    if (b >= text.size()) return b;
+    char32_t c;
+    return b + unicode::decode_utf8(base + b, base + text.size(), c);
+  };
+  split(
+      text,
+      [&](size_t begin, size_t end) {
+        const sentencepiece::ImmutableSentencePieceText spt = sp_->EncodeAsImmutableProto(text.substr(begin, end - begin));
+        for (size_t i = 0; i < spt.pieces_size(); ++i) {
+          const auto piece = spt.pieces(static_cast<int>(i));
+          // SentencePiece's span of "▁x" starts at the space the "▁" stands for.
+          const size_t from = begin + piece.begin(), to = begin + piece.end();
+          size_t start = skip_space(from, to), stop = to;
+          if (start == stop) {  // "▁" alone: the first character of the next word
+            start = skip_space(from, text.size());
+            stop = next_char(start);
+          }
+          emit(piece_id(piece.piece()), cp[start], cp[stop]);
+        }
+      },
+      [&](size_t k, size_t begin, size_t end) { emit(special_ids_[k], cp[begin], cp[end]); });
 }
 
 // ---------------------------------------------------------------- Tokenizer
@@ -154,6 +208,12 @@ Tokenizer Tokenizer::load_sentencepiece(const fs::path& model_file) {
   t.pair_layout_ = PairLayout{.middle_seps = 2, .second_type = 0};  // <s> a </s></s> b </s>, types all 0
   t.sentencepiece_ = std::move(backend);
   return t;
+}
+
+std::vector<Tokenizer::Piece> Tokenizer::sentencepiece_offsets(std::string_view text) const {
+  std::vector<Piece> out;
+  sentencepiece_->pieces_with_offsets(text, [&](int32_t id, size_t start, size_t end) { out.push_back({id, start, end}); });
+  return out;
 }
 
 }  // namespace bertune::text

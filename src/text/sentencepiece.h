@@ -42,8 +42,21 @@ class SentencePieceBackend {
   // encoded by SentencePiece. Calls emit(token, id) for each token in order.
   void pieces(std::string_view text, const std::function<void(std::string_view, int32_t)>& emit) const;
 
+  // The same tokens, each with the characters of `text` it covers: code-point offsets
+  // [start, end) as XLMRobertaTokenizerFast's offset_mapping gives them. A piece's "▁" is not
+  // part of its span (the fast tokenizer splits on whitespace and prefixes each word with a
+  // "▁" aligned to the word's first character), so "▁world" in "Hello world" is [6, 11), and
+  // a piece that is "▁" alone covers the first character of the word after it.
+  void pieces_with_offsets(std::string_view text,
+                           const std::function<void(int32_t id, size_t start, size_t end)>& emit) const;
+
  private:
   int32_t piece_id(const std::string& piece) const;  // _convert_token_to_id
+  // tokens_trie.split and the stripping around special tokens: stretch(begin, end) for each
+  // stretch of `text` SentencePiece encodes, special(k, begin, end) for each special token
+  // (specials_[k]), byte offsets into `text`, in order.
+  void split(std::string_view text, const std::function<void(size_t, size_t)>& stretch,
+             const std::function<void(size_t, size_t, size_t)>& special) const;
 
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   std::vector<std::string> vocab_;

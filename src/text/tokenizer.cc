@@ -578,9 +578,7 @@ std::vector<std::string> Tokenizer::tokenize(std::string_view text) const {
 // stripped, spaces dropped), concatenated: the words of split(text) appear in this stream
 // in order, and owner[b] is the code point that byte b came from.
 std::vector<Tokenizer::Piece> Tokenizer::encode_with_offsets(std::string_view text) const {
-  if (sentencepiece_)
-    throw Error("character offsets of SentencePiece pieces are not supported: entity spans need a WordPiece "
-                "tokenizer (vocab.txt or tokenizer.json)");
+  if (sentencepiece_) return sentencepiece_offsets(text);
   std::string stream;
   std::vector<size_t> owner;
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());

@@ -90,7 +90,8 @@ class Tokenizer {
   // from: code-point offsets [start, end) as Python's str indexes them, what a fast
   // tokenizer's offset_mapping gives (a continuation piece covers its part of the word
   // without "##"; an [UNK] word the whole word). Special tokens written in the text are
-  // tokenized as words. WordPiece only: a SentencePiece tokenizer throws Error.
+  // tokenized as words. SentencePiece: XLMRobertaTokenizerFast's offsets, without the "▁"
+  // (SentencePieceBackend::pieces_with_offsets).
   struct Piece {
     int32_t id;
     size_t start, end;
@@ -109,6 +110,8 @@ class Tokenizer {
   int32_t sep_id() const { return sep_id_; }
   int32_t mask_id() const { return mask_id_; }
   const BasicTokenizer& basic() const { return basic_; }
+  // SentencePiece splits the text: no continuing-subword prefix marks a word's later pieces.
+  bool is_sentencepiece() const { return sentencepiece_ != nullptr; }
 
  private:
   // Implementation detail owned by the tokenizer work; may change freely.
@@ -120,6 +123,7 @@ class Tokenizer {
   };
   PairLayout pair_layout_;
   std::shared_ptr<const SentencePieceBackend> sentencepiece_;  // set: it splits text, not WordPiece
+  std::vector<Piece> sentencepiece_offsets(std::string_view text) const;  // text/sentencepiece.cc
   std::vector<std::string> vocab_;
   TokenMap index_;         // every token, verbatim
   TokenMap continuation_;  // tokens that start with the prefix, keyed without it
