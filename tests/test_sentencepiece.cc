@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -212,13 +213,14 @@ TEST(SentencePiece, BadFilesNameTheFile) {
   fs::remove(tmp.path / "tokenizer_config.json");
   EXPECT_EQ(Tokenizer::load(tmp.path).vocab_size(), 8002u);
 
-  // spiece.model (ALBERT, T5): refused by name.
-  TempDir albert("spm_albert");
-  fs::copy_file(xlmr_model_file(), albert.path / "spiece.model");
-  EXPECT_TRUE(text::is_tokenizer_dir(albert.path));
-  msg = error_of([&] { Tokenizer::load(albert.path); });
-  EXPECT_TRUE(contains(msg, "spiece.model")) << msg;
-  EXPECT_TRUE(contains(msg, "not supported")) << msg;
+  // spiece.model is read as AlbertTokenizer only: another class (T5's) is refused naming what is supported.
+  TempDir t5("spm_t5");
+  fs::copy_file(xlmr_model_file(), t5.path / "spiece.model");
+  EXPECT_TRUE(text::is_tokenizer_dir(t5.path));
+  t5.file("tokenizer_config.json", R"({"tokenizer_class": "T5Tokenizer"})");
+  msg = error_of([&] { Tokenizer::load(t5.path); });
+  EXPECT_TRUE(contains(msg, "tokenizer_config.json: tokenizer_class is \"T5Tokenizer\"; spiece.model is read as "
+                            "AlbertTokenizer only (supported: AlbertTokenizer, AlbertTokenizerFast)")) << msg;
 }
 
 TEST(SentencePiece, ModelFileTravelsWithTheTokenizer) {
@@ -390,4 +392,126 @@ TEST(SentencePieceCli, XlmrTaggerSpansAreTheTextsCharacters) {
   for (size_t i = 0; i < answer.size(); ++i)
     for (const char* key : {"entity_group", "word", "start", "end"}) EXPECT_EQ(answer[i].at(key), simple_json[i].at(key));
   EXPECT_EQ(server.terminate(), 0);
+}
+
+namespace {
+
+// The test model as ALBERT ships a tokenizer: spiece.model (+ tokenizer_config.json).
+struct AlbertDir : TempDir {
+  AlbertDir(const std::string& name, const std::string& config) : TempDir(name) {
+    fs::copy_file(xlmr_model_file(), path / "spiece.model");
+    if (!config.empty()) file("tokenizer_config.json", config);
+  }
+};
+
+// The pieces of a golden XLM-R token without the fairseq offset: <unk> is SentencePiece's 0.
+int32_t spiece_id(int32_t fairseq_id) { return fairseq_id == 3 ? 0 : fairseq_id - 1; }
+
+// Whether AlbertTokenizer's preprocessing or digit-comma split would touch the golden case:
+// `` or '' in the text, or a piece (beyond its "▁") ending in a digit and ",".
+bool albert_rewrites(const nlohmann::json& c) {
+  const std::string text = c["text"];
+  if (text.find("``") != std::string::npos || text.find("''") != std::string::npos) return true;
+  for (const std::string& t : c["tokens"].get<std::vector<std::string>>())
+    if (t.size() >= 2 && t.back() == ',' && std::isdigit(static_cast<unsigned char>(t[t.size() - 2]))) return true;
+  return false;
+}
+
+}  // namespace
+
+// spiece.model as AlbertTokenizer reads it (transformers 4.30.2): the SentencePiece ids
+// themselves, so every golden piece's id is its fairseq id - 1 (<unk>: 0); [CLS] [SEP] <pad>
+// [MASK], which the model lacks, added after its 8000 pieces in that order (_add_tokens:
+// len(self) + i); [CLS] a [SEP] and [CLS] a [SEP] b [SEP] with token types 0 then 1. With
+// keep_accents and without lower-casing the preprocessing leaves NSMC text to SentencePiece.
+TEST(Spiece, MatchesTheGoldenSegmentation) {
+  AlbertDir dir("spiece_golden", R"({"tokenizer_class": "AlbertTokenizer", "do_lower_case": false, "keep_accents": true})");
+  const Tokenizer t = Tokenizer::load(dir.path);
+  EXPECT_EQ(t.vocab_size(), 8004u);
+  EXPECT_EQ(t.unk_id(), 0);
+  EXPECT_EQ(t.cls_id(), 8000);
+  EXPECT_EQ(t.sep_id(), 8001);
+  EXPECT_EQ(t.pad_id(), 8002);
+  EXPECT_EQ(t.mask_id(), 8003);
+  for (const char* name : {"[CLS]", "[SEP]", "<pad>", "[MASK]", "<unk>"}) EXPECT_EQ(t.id_to_token(t.token_to_id(name)), name);
+  size_t compared = 0;
+  std::vector<std::vector<int32_t>> singles;
+  std::vector<std::string> texts;
+  for (const auto& c : golden_lines()) {
+    if (c.contains("text_pair") || albert_rewrites(c)) continue;
+    std::vector<int32_t> want = {t.cls_id()};
+    const auto golden = c["ids"].get<std::vector<int32_t>>();
+    for (size_t i = 1; i + 1 < golden.size(); ++i) want.push_back(spiece_id(golden[i]));
+    want.push_back(t.sep_id());
+    const auto got = t.encode(c["text"].get<std::string>(), {.return_token_type_ids = true});
+    ASSERT_EQ(got.ids, want) << c["text"];
+    EXPECT_EQ(got.token_type_ids, std::vector<int32_t>(want.size(), 0));
+    singles.push_back(want), texts.push_back(c["text"]);
+    ++compared;
+  }
+  EXPECT_GT(compared, 2900u);
+  // Pairs: [CLS] a [SEP] b [SEP], b's types 1; longest_first truncation takes a token at a
+  // time off the longer side (the second on a tie).
+  for (size_t i = 0; i + 1 < 400; i += 2) {
+    const std::vector<int32_t> a(singles[i].begin() + 1, singles[i].end() - 1),
+        b(singles[i + 1].begin() + 1, singles[i + 1].end() - 1);
+    for (int max_length : {0, 12}) {
+      size_t na = a.size(), nb = b.size();
+      while (max_length > 0 && na + nb + 3 > size_t(max_length)) (na > nb ? na : nb)--;
+      std::vector<int32_t> want = {t.cls_id()};
+      want.insert(want.end(), a.begin(), a.begin() + ptrdiff_t(na));
+      want.push_back(t.sep_id());
+      const size_t first = want.size();
+      want.insert(want.end(), b.begin(), b.begin() + ptrdiff_t(nb));
+      want.push_back(t.sep_id());
+      const auto got = t.encode_pair(texts[i], texts[i + 1], {.max_length = max_length});
+      ASSERT_EQ(got.ids, want) << texts[i] << " | " << texts[i + 1] << " max_length " << max_length;
+      std::vector<int32_t> types(want.size(), 1);
+      std::fill(types.begin(), types.begin() + ptrdiff_t(first), 0);
+      EXPECT_EQ(got.token_type_ids, types);
+    }
+  }
+}
+
+// AlbertTokenizer's preprocess_text and _tokenize (transformers 4.30.2 tokenization_albert.py),
+// its defaults (do_lower_case, remove_space, no keep_accents) against a directory that turns
+// them off: each case follows from one line of that code.
+TEST(Spiece, PreprocessesAsAlbertTokenizer) {
+  AlbertDir plain("spiece_defaults", "");
+  AlbertDir kept("spiece_kept", R"({"do_lower_case": false, "remove_space": false, "keep_accents": true})");
+  const Tokenizer t = Tokenizer::load(plain.path), k = Tokenizer::load(kept.path);
+  auto ids = [](const Tokenizer& tok, const std::string& s) { return tok.encode(s, {.add_special_tokens = false}).ids; };
+  // `if self.do_lower_case: outputs = outputs.lower()`; the special [MASK] is not lowered away.
+  EXPECT_EQ(ids(t, "GDNTOP Class"), ids(t, "gdntop class"));
+  EXPECT_NE(ids(k, "GDNTOP Class"), ids(k, "gdntop class"));
+  EXPECT_EQ(ids(t, "GOOD [MASK]").back(), t.mask_id());
+  // `unicodedata.normalize("NFKD", ...)` then dropping `unicodedata.combining(c)`: é reads as e,
+  // the ligature ﬁ as fi, a Hangul syllable as its jamo; keep_accents leaves them.
+  EXPECT_EQ(ids(t, "café ﬁ"), ids(t, "cafe fi"));
+  EXPECT_NE(ids(k, "café"), ids(k, "cafe"));
+  EXPECT_EQ(ids(t, "굳"), ids(t, "\xE1\x84\x80\xE1\x85\xAE\xE1\x86\xAE"));  // U+1100 U+116E U+11AE
+  EXPECT_EQ(ids(k, "굳"), std::vector<int32_t>{2115});                        // ▁굳: golden 2116 - 1
+  // `.replace("``", '"').replace("''", '"')`, with or without the other options.
+  EXPECT_EQ(ids(t, "``굳''"), ids(t, "\"굳\""));
+  EXPECT_EQ(ids(k, "``굳''"), ids(k, "\"굳\""));
+  // `" ".join(inputs.strip().split())`.
+  EXPECT_EQ(ids(t, " \t굳\n   ㅋ "), ids(t, "굳 ㅋ"));
+
+  // _tokenize: a piece ending in a digit and "," is re-encoded without it (and without "▁"s),
+  // the "▁" the re-encoding adds is dropped when the piece had none, then "," follows. A
+  // piece of the model that ends so, and that SentencePiece gives for its own text:
+  std::string piece, body;
+  for (int32_t id = 0; id < 8000 && piece.empty(); ++id) {
+    const std::string p = k.id_to_token(id);
+    if (p.size() < 2 || p.back() != ',' || !std::isdigit(static_cast<unsigned char>(p[p.size() - 2]))) continue;
+    const std::string b = p.starts_with("▁") ? p.substr(std::string("▁").size()) : p;
+    const auto pieces = xlmr().tokenize(b);  // SentencePiece's own pieces of the text
+    if (pieces.size() == 1 && pieces[0] == "▁" + b) piece = p, body = b;
+  }
+  ASSERT_FALSE(piece.empty()) << "the model has no piece like ▁10,";
+  std::vector<int32_t> want = ids(k, body.substr(0, body.size() - 1));  // EncodeAsPieces("10"): ▁10 ...
+  const int32_t comma = k.token_to_id(",");
+  want.push_back(comma < 0 ? k.unk_id() : comma);
+  EXPECT_EQ(ids(k, body), want) << piece;
+  EXPECT_EQ(ids(t, body), want) << piece;
 }
