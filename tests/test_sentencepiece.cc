@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <utf8proc.h>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -300,6 +301,13 @@ std::string cp_slice(const std::string& text, size_t start, size_t end) {
   return "<out of range>";
 }
 
+std::string nfkc(const std::string& s) {
+  utf8proc_uint8_t* out = utf8proc_NFKC(reinterpret_cast<const utf8proc_uint8_t*>(s.c_str()));
+  std::string r = out ? reinterpret_cast<const char*>(out) : "";
+  std::free(out);
+  return r;
+}
+
 }  // namespace
 
 // Offsets as XLMRobertaTokenizerFast reports them: a piece's "▁" is not part of its span
@@ -319,6 +327,7 @@ TEST(SentencePiece, OffsetsLeaveOutTheMetaspace) {
   EXPECT_EQ(spans("  굳   ㅋ "), (Spans{{2, 3}, {6, 7}}));
 
   size_t pieces = 0, same = 0;
+  std::string examples;  // piece=covered text, of the pieces that differ
   for (const auto& c : golden_lines()) {
     if (c.contains("text_pair") || pieces > 20000) continue;
     const std::string text = c["text"];
@@ -333,14 +342,17 @@ TEST(SentencePiece, OffsetsLeaveOutTheMetaspace) {
       EXPECT_NE(covered.front(), ' ') << text << " piece " << i;
       std::string piece = tokens[i + 1];
       if (piece.starts_with("▁")) piece.erase(0, std::string("▁").size());
-      if (piece.empty()) EXPECT_EQ(got[i].end - got[i].start, 1u) << "a lone ▁ covers the next character: " << text;
+      // A lone "▁" covers the next word's first character; other pieces their text, as
+      // SentencePiece normalised it (NFKC: the ᄏ of ㅋ).
+      const bool lone = piece.empty() && got[i].end - got[i].start == 1;
       ++pieces;
-      same += ids[i + 1] == xlmr().unk_id() || covered == piece;
+      const bool alike = lone || ids[i + 1] == xlmr().unk_id() || covered == piece || nfkc(covered) == piece;
+      same += alike;
+      if (!alike && examples.size() < 2000) examples += piece + "=" + covered + " ";
     }
   }
   ASSERT_GT(pieces, 10000u);
-  // The rest are pieces NFKC changed (compatibility jamo, full-width forms, "…" as "...").
-  EXPECT_GE(same * 100, pieces * 97) << same << " of " << pieces;
+  EXPECT_EQ(same, pieces) << examples;
 }
 
 // A tiny XLM-R token classifier: predict's and serve's entity spans carry the fast tokenizer's
