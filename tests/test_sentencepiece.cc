@@ -510,20 +510,34 @@ TEST(Spiece, PreprocessesAsAlbertTokenizer) {
   EXPECT_EQ(ids(t, " \t굳\n   ㅋ "), ids(t, "굳 ㅋ"));
 
   // _tokenize: a piece ending in a digit and "," is re-encoded without it (and without "▁"s),
-  // the "▁" the re-encoding adds is dropped when the piece had none, then "," follows. A
-  // piece of the model that ends so, and that SentencePiece gives for its own text:
-  std::string piece, body;
-  for (int32_t id = 0; id < 8000 && piece.empty(); ++id) {
-    const std::string p = k.id_to_token(id);
-    if (p.size() < 2 || p.back() != ',' || !std::isdigit(static_cast<unsigned char>(p[p.size() - 2]))) continue;
-    const std::string b = p.starts_with("▁") ? p.substr(std::string("▁").size()) : p;
-    const auto pieces = xlmr().tokenize(b);  // SentencePiece's own pieces of the text
-    if (pieces.size() == 1 && pieces[0] == "▁" + b) piece = p, body = b;
+  // the "▁" the re-encoding adds is dropped when the piece had none, then "," follows. The test
+  // model has no such piece: "▁10," and "10," are added (score 0, preferred to its own).
+  std::string bytes = io::read_file(xlmr_model_file());
+  for (const std::string piece : {"▁10,", "10,"}) {  // ModelProto.pieces += {piece, score 0}
+    std::string entry(1, '\x0A');  // field 1 (piece), then field 2 (score, a float)
+    entry += static_cast<char>(piece.size());
+    entry += piece;
+    entry += '\x15';
+    entry.append(4, '\0');
+    bytes += '\x0A';  // ModelProto field 1 (pieces)
+    bytes += static_cast<char>(entry.size());
+    bytes += entry;
   }
-  ASSERT_FALSE(piece.empty()) << "the model has no piece like ▁10,";
-  std::vector<int32_t> want = ids(k, body.substr(0, body.size() - 1));  // EncodeAsPieces("10"): ▁10 ...
-  const int32_t comma = k.token_to_id(",");
-  want.push_back(comma < 0 ? k.unk_id() : comma);
-  EXPECT_EQ(ids(k, body), want) << piece;
-  EXPECT_EQ(ids(t, body), want) << piece;
+  AlbertDir commas("spiece_commas", R"({"do_lower_case": false, "keep_accents": true})");
+  commas.file("spiece.model", bytes);
+  XlmrDir plain_xlmr("spiece_commas_xlmr");
+  plain_xlmr.file("sentencepiece.bpe.model", bytes);
+  const Tokenizer a = Tokenizer::load(commas.path), x = Tokenizer::load(plain_xlmr.path);
+  // SentencePiece itself gives the pieces (as XLMRobertaTokenizer, which does not split them).
+  EXPECT_EQ(x.tokenize("10,"), std::vector<std::string>{"▁10,"});
+  EXPECT_EQ(x.tokenize("a10,"), (std::vector<std::string>{"▁a", "10,"}));
+  auto id = [&](const std::string& piece) {
+    const int32_t i = a.token_to_id(piece);
+    return i < 0 ? a.unk_id() : i;
+  };
+  // "▁10," -> EncodeAsPieces("10") = ▁10, then ",".
+  EXPECT_EQ(ids(a, "10,"), (std::vector<int32_t>{id("▁10"), id(",")}));
+  // "10," (no "▁") -> ▁10 loses its "▁": 10, then ",".
+  EXPECT_EQ(ids(a, "a10,"), (std::vector<int32_t>{id("▁a"), id("10"), id(",")}));
+  EXPECT_EQ(a.tokenize("a10,"), (std::vector<std::string>{"▁a", "10", ","}));
 }

@@ -155,15 +155,8 @@ std::string SentencePieceBackend::preprocess(std::string_view text) const {
     std::string decomposed(reinterpret_cast<const char*>(nfkd), static_cast<size_t>(n));
     std::free(nfkd);
     out.clear();
-    const auto* p = reinterpret_cast<const unsigned char*>(decomposed.data());
-    const auto* end = p + decomposed.size();
-    while (p < end) {
-      char32_t c;
-      const size_t len = unicode::decode_utf8(p, end, c);
-      if (utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class == 0)
-        out.append(reinterpret_cast<const char*>(p), len);
-      p += len;
-    }
+    for (char32_t c : code_points(decomposed))
+      if (utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class == 0) unicode::append_utf8(out, c);
   }
   if (o.do_lower_case) {  // one character at a time, as tokenize() lowers the text
     std::u32string lowered;
