@@ -331,6 +331,7 @@ AlbertOptions read_tokenizer_config(const fs::path& model_file, bool albert) {
       throw Error(config.string() + ": tokenizer_class is \"" + cls + "\"; " + model_file.filename().string() +
                   " is read as " + base + " only (supported: " + base + ", " + base + "Fast)");
   }
+  if (!albert) return o;  // XLMRobertaTokenizer has no such options
   const std::pair<const char*, bool*> flags[] = {
       {"do_lower_case", &o.do_lower_case}, {"remove_space", &o.remove_space}, {"keep_accents", &o.keep_accents}};
   for (const auto& [key, value] : flags) {
