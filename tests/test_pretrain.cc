@@ -368,6 +368,10 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
                      {"generator_predictions.LayerNorm.weight", {H}}, {"generator_predictions.LayerNorm.bias", {H}},
                      {"generator_lm_head.weight", {V, H}}, {"generator_lm_head.bias", {V}}});
   EXPECT_EQ(saved_shapes(generator), g_expected);
+  bool position_ids = false;  // ElectraForMaskedLM's buffer, beside the generator's weights only
+  for (const auto& t : io::list_safetensors(generator / "model.safetensors"))
+    position_ids |= t.name == "electra.embeddings.position_ids" && t.dtype == "I64" && t.shape == std::vector<int64_t>{1, P};
+  EXPECT_TRUE(position_ids);
   const auto d_weights = io::read_safetensors(discriminator / "model.safetensors"),
              g_weights = io::read_safetensors(generator / "model.safetensors");
   for (const char* shared : {"electra.embeddings.word_embeddings.weight", "electra.embeddings.LayerNorm.weight"})

@@ -604,7 +604,7 @@ void PretrainObjective::save_final(const fs::path& final_dir) {
   const model::ElectraCheckpoint g = model::electra_generator_checkpoint(p.generator_config, p.generator->state_dict());
   io::write_directory_atomic(final_dir, [&](const fs::path& staging) {  // both or neither
     model::save_pretrained(staging / "discriminator", d.config, d.refs(), tokenizer);
-    model::save_pretrained(staging / "generator", g.config, g.refs(), tokenizer);
+    model::save_pretrained(staging / "generator", g.config, g.refs(), tokenizer, io::DType::F32, g.buffers());
   });
   result_.final_model_dir = final_dir / "discriminator";
   std::fprintf(out_, "Saved the pretrained discriminator (ElectraForPreTraining) to %s and the generator "
