@@ -51,7 +51,11 @@ if(BERTUNE_WITH_CUDA)
       -gencode=arch=compute_90,code=compute_90 -Werror=all-warnings
       -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter --expt-relaxed-constexpr>)
   target_compile_definitions(bertune_cuda PRIVATE BERTUNE_CUDA)
-  target_link_libraries(bertune_cuda PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
+  # cuBLASLt is opened at its first call (src/kernels/gpu/cublaslt_loader.cu), not linked:
+  # linked, its initialisers would run at the start of every command, GPU or not.
+  target_link_libraries(bertune_cuda PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
+  target_include_directories(bertune_cuda PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+  target_compile_definitions(bertune_cuda PRIVATE BERTUNE_CUBLASLT_DIR="${CUDAToolkit_LIBRARY_DIR}")
   target_link_libraries(${BERTUNE_CUDA_CONSUMER} PUBLIC bertune_cuda)
   target_compile_definitions(${BERTUNE_CUDA_CONSUMER} PUBLIC BERTUNE_CUDA)
   message(STATUS "bertune: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + compute_90 PTX)")

@@ -43,7 +43,7 @@ struct AdamWOn {
 inline std::vector<Doubles> adamw_outputs(const ref::AdamW& a) { return {a.p, a.g, a.m, a.v}; }
 
 inline void add_adamw_update(std::vector<OpCase>& cases) {
-  for (size_t n : {size_t(1000), size_t(1000003)})
+  for (size_t n : {size_t(1000), kOptimizerSize})
     for (bool torch_form : {true, false})
       for (bool clip : {false, true}) {
         const AdamWState state(n);
@@ -82,7 +82,7 @@ inline std::vector<k::AdamWRange> adamw_ranges(size_t n) {
 }
 
 inline void add_adamw_update_ranges(std::vector<OpCase>& cases) {
-  const size_t n = 1000003;
+  const size_t n = kOptimizerSize;
   const auto ranges = adamw_ranges(n);
   for (bool torch_form : {true, false})
     for (float max_norm : {0.f, 1.f}) {

@@ -328,7 +328,7 @@ inline void add_loss(std::vector<OpCase>& cases) {
   struct Shape {
     int N, C;
   };
-  for (Shape s : {Shape{1, 2}, Shape{32, 2}, Shape{256, 3}, Shape{250, 32000}, Shape{5, 1}}) {
+  for (Shape s : {Shape{1, 2}, Shape{32, 2}, Shape{256, 3}, Shape{250, kVocabWidth}, Shape{5, 1}}) {
     const int N = s.N, C = s.C;
     const Floats logits = randn(size_t(N) * C, uint32_t(N + C), 4.f);
     Ints labels = gpu_test::random_ints(N, uint32_t(C), 0, C - 1);

@@ -2,18 +2,28 @@
 // from the generator's samples, the generator's config, and one step of both models.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "io/read_file.h"
+#include "io/safetensors.h"
 #include "model/bert.h"
 #include "model/electra_pretrained.h"
+#include "model/pretrained.h"
 #include "train/electra.h"
 #include "train/optimizer.h"
 #include "util/error.h"
 
 using namespace bertune;
+namespace fs = std::filesystem;
 using model::Batch;
 using model::BertConfig;
 using model::BertModel;
@@ -334,6 +344,53 @@ TEST(ElectraCheckpoint, GeneratorIsElectraForMaskedLM) {
     for (int64_t v = 0; v < V; ++v)
       ASSERT_NEAR(logits[v], generator.logits()[size_t(r) * V + v], 1e-4) << "row " << t << " token " << v;
   }
+}
+
+// The generator's directory holds electra.embeddings.position_ids as I64 [1, P] = 0..P-1
+// (transformers 4.30.2's ElectraForMaskedLM warns when it is missing; ElectraForPreTraining
+// ignores it, so the discriminator's has none), and it loads back with the buffer skipped.
+TEST(ElectraCheckpoint, GeneratorDirectoryHoldsPositionIdsAsInt64) {
+  const fs::path dir = fs::temp_directory_path() / ("bertune_electra_position_ids_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const BertConfig d = tiny_config(), g = train::generator_config(d, 1, 8);
+  BertModel generator(g, Task::MaskedLM), discriminator(d, Task::ReplacedTokenDetection);
+  generator.init_weights(4);
+  discriminator.init_weights(5);
+  const model::ElectraCheckpoint gen = model::electra_generator_checkpoint(g, generator.state_dict()),
+                                 disc = model::electra_discriminator_checkpoint(d, discriminator.state_dict());
+  model::save_pretrained(dir / "generator", gen.config, gen.refs(), {}, io::DType::F32, gen.buffers());
+  model::save_pretrained(dir / "discriminator", disc.config, disc.refs(), {}, io::DType::F32, disc.buffers());
+
+  const fs::path file = dir / "generator" / "model.safetensors";
+  std::vector<io::TensorInfo> listed = io::list_safetensors(file);
+  auto it = std::find_if(listed.begin(), listed.end(),
+                         [](const io::TensorInfo& t) { return t.name == "electra.embeddings.position_ids"; });
+  ASSERT_NE(it, listed.end());
+  EXPECT_EQ(it->dtype, "I64");
+  EXPECT_EQ(it->shape, (std::vector<int64_t>{1, g.max_position_embeddings}));
+  // The values, from the file's bytes: u64 header length, JSON header, data.
+  const std::string bytes = io::read_file(file);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  const auto offsets = nlohmann::json::parse(bytes.substr(8, header_len))
+                           .at("electra.embeddings.position_ids").at("data_offsets").get<std::vector<size_t>>();
+  ASSERT_EQ(offsets[1] - offsets[0], 8u * g.max_position_embeddings);
+  std::vector<int64_t> ids(g.max_position_embeddings);
+  std::memcpy(ids.data(), bytes.data() + 8 + header_len + offsets[0], offsets[1] - offsets[0]);
+  for (int i = 0; i < g.max_position_embeddings; ++i) EXPECT_EQ(ids[i], i);
+  for (const auto& t : io::list_safetensors(dir / "discriminator" / "model.safetensors"))
+    EXPECT_NE(t.name, "electra.embeddings.position_ids");
+
+  // Loaded back: every float tensor as saved (the I64 data before them shifts no offset wrong),
+  // the buffer skipped, and the directory starts an ELECTRA classifier.
+  const model::PretrainedTensors loaded = model::load_pretrained_tensors(dir / "generator");
+  EXPECT_EQ(loaded.tensors.count("electra.embeddings.position_ids"), 0u);
+  ASSERT_EQ(loaded.tensors.size(), gen.tensors.size());
+  for (const auto& [name, t] : gen.tensors) EXPECT_EQ(loaded.tensors.at(name).data, t.data) << name;
+  BertModel classifier(loaded.config, Task::SequenceClassification, kernels::Device::CPU, model::Init::Zeros);
+  const model::LoadReport report = classifier.load_state_dict(loaded.tensors, 1);
+  for (const auto& name : report.unused) EXPECT_EQ(name.find("position_ids"), std::string::npos) << name;
+  fs::remove_all(dir);
 }
 
 TEST(ElectraCheckpoint, RefusesWhatItCannotName) {

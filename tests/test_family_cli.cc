@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "model/bert.h"
 #include "quant/int8_model.h"
 #include "run_cli.h"
+#include "serve_fixture.h"
 #include "test_support.h"
 #include "train_fixture.h"
 #include "util/paths.h"
@@ -189,11 +191,11 @@ TEST_F(FamilyCli, TokenClassificationOnEachFamily) {
   }
 }
 
-// int8 quantization of RoBERTa and ELECTRA: their encoder linears are stored int8 and run on the
-// int8 kernels, within a few percent of the dequantized fp32 model; DistilBERT is refused by name
-// before anything is written.
-TEST_F(FamilyCli, QuantizeRobertaAndElectra) {
-  for (const char* family : {"roberta", "electra"}) {
+// int8 quantization of each family: the encoder linears are stored int8 (DistilBERT's q_lin,
+// k_lin, v_lin, out_lin, ffn.lin1/lin2 too; its pre_classifier stays fp32) and run on the int8
+// kernels, within a few percent of the dequantized fp32 model.
+TEST_F(FamilyCli, QuantizeEachFamily) {
+  for (const char* family : {"roberta", "electra", "distilbert"}) {
     SCOPED_TRACE(family);
     const fs::path out = path(std::string(family) + "_q8");
     auto r = run_cli("quantize --model " + path(family) + " --output " + out.string());
@@ -212,11 +214,59 @@ TEST_F(FamilyCli, QuantizeRobertaAndElectra) {
     for (size_t i = 0; i < n; ++i)
       EXPECT_NEAR(int8_logits[i], dequantized[i], 0.05 * std::max(1.f, std::fabs(dequantized[i])));
   }
-  auto r = run_cli("quantize --model " + path("distilbert") + " --output " + path("distilbert_q8"));
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_TRUE(contains(r.output, "int8 (quantize, --int8) takes BERT, RoBERTa and ELECTRA models, not distilbert"))
-      << r.output;
-  EXPECT_FALSE(fs::exists(path("distilbert_q8")));
+  const auto header = nlohmann::json::parse(io::read_text_file(path("distilbert_q8") + "/config.json"));
+  const auto quantized = header.at(quant::kConfigMarker).at("quantized_weights");
+  EXPECT_EQ(quantized.size(), 2u * 6u) << "2 layers of q_lin, k_lin, v_lin, out_lin, ffn.lin1, ffn.lin2";
+  for (const char* name : {"distilbert.transformer.layer.0.attention.q_lin.weight",
+                           "distilbert.transformer.layer.1.attention.out_lin.weight",
+                           "distilbert.transformer.layer.1.ffn.lin2.weight"})
+    EXPECT_TRUE(std::find(quantized.begin(), quantized.end(), name) != quantized.end()) << name;
+  EXPECT_TRUE(std::find(quantized.begin(), quantized.end(), "pre_classifier.weight") == quantized.end());
+}
+
+// A DistilBERT trained on the tiny set, quantized: predict labels every row as the fp32 model
+// does with probabilities close to its, eval gives its accuracy, and serve answers from it.
+TEST_F(FamilyCli, QuantizedTrainedDistilBertPredictsAsTheFp32One) {
+  const std::string out = path("distilbert_trained");
+  auto train = run_cli("train --model " + path("distilbert") + " --train-file " + path("data.tsv") +
+                       " --max-length 16 --max-steps 30 --learning-rate 1e-3 --save-strategy no --threads 2"
+                       " --per-device-train-batch-size 8 --output-dir " + out);
+  ASSERT_EQ(train.status, 0) << train.output;
+  const std::string fp32 = out + "/final", int8 = path("distilbert_trained_q8");
+  auto q = run_cli("quantize --model " + fp32 + " --output " + int8);
+  ASSERT_EQ(q.status, 0) << q.output;
+  auto predict = [&](const std::string& model) {
+    auto r = run_cli("predict --model " + model + " --input " + path("data.tsv"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return json_lines(r.output);
+  };
+  const auto a = predict(fp32), b = predict(int8);
+  ASSERT_EQ(a.size(), 24u);
+  ASSERT_EQ(b.size(), a.size());
+  std::set<std::string> labels;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["label"], a[i]["label"]) << i;
+    labels.insert(a[i]["label"].dump());
+    for (size_t l = 0; l < a[i]["probs"].size(); ++l)
+      EXPECT_NEAR(b[i]["probs"][l].get<double>(), a[i]["probs"][l].get<double>(), 0.02) << i;
+  }
+  EXPECT_EQ(labels.size(), 2u) << "a model that predicts one label would show little";
+  auto eval = [&](const std::string& model) {
+    auto r = run_cli("eval --json --model " + model + " --data " + path("data.tsv") + " --max-length 16");
+    EXPECT_EQ(r.status, 0) << r.output;
+    return json_lines(r.output).at(0);
+  };
+  EXPECT_EQ(eval(int8)["eval_accuracy"], eval(fp32)["eval_accuracy"]);
+  bertune::testing::ServerProcess server(int8, files->dir / "distilbert_q8_serve.log");
+  auto c = server.client();
+  auto served = c.Post("/v1/classify", nlohmann::json{{"texts", {"a b c d", "x y z"}}}.dump(), "application/json");
+  ASSERT_TRUE(served);
+  ASSERT_EQ(served->status, 200) << served->body;
+  const auto answers = nlohmann::json::parse(served->body).at("predictions");
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0]["label"], b[0]["label"]);  // rows 0 and 1 of data.tsv
+  EXPECT_EQ(answers[1]["label"], b[1]["label"]);
+  EXPECT_EQ(server.terminate(), 0);
 }
 
 // ELECTRA's pretraining checkpoints as transformers writes them (ElectraForPreTraining: the

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -255,6 +256,114 @@ TEST(MlmBatch, WithinReviewAttentionHasTheSameTokensAsAcross) {
     EXPECT_EQ(within.offsets[b + 1] - within.offsets[b], within.lengths[b]);
     EXPECT_EQ(within.input_ids[within.offsets[b + 1] - 1], tok.sep_id());  // specials are never masked
   }
+}
+
+// Pairs as `train --text-pair-column` encodes them: each unit is encode_pair's [CLS] a [SEP] b
+// [SEP] with token types 0/1, truncated longest_first to max_length; packed whole.
+TEST(MlmPairs, EncodedAsTrainEncodesThemAndPackedWhole) {
+  const text::Tokenizer tok = small_tokenizer();
+  const std::vector<std::string> a = {"영화가 좋다", "a b c a b c a b c", "", "재미있어", "c"};
+  const std::vector<std::string> b = {"별로다", "a", "", "w1 w2 w3 w4 w5 w6 w7 w8", "a b"};
+  const int max_length = 12;
+  PackedCorpus p = pack_pairs(a, b, tok, max_length, 1);
+  ASSERT_EQ(p.types.size(), p.ids.size());
+  std::vector<std::vector<int32_t>> got_ids, got_types;
+  for (size_t s = 0; s < p.size(); ++s) {
+    ASSERT_LE(p.length(s), max_length);
+    int32_t prev = 0;
+    for (int64_t k = p.seg_offsets[s]; k < p.seg_offsets[s + 1]; ++k) {
+      const int64_t from = p.offsets[s] + prev, to = p.offsets[s] + p.segment_ends[k];
+      got_ids.emplace_back(p.ids.begin() + from, p.ids.begin() + to);
+      got_types.emplace_back(p.types.begin() + from, p.types.begin() + to);
+      prev = p.segment_ends[k];
+    }
+    EXPECT_EQ(prev, p.length(s));
+  }
+  text::EncodeOptions eo;
+  eo.max_length = max_length;
+  eo.return_token_type_ids = true;
+  std::vector<std::vector<int32_t>> want_ids, want_types;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].empty() && b[i].empty()) continue;  // only specials: dropped
+    const text::Encoding e = tok.encode_pair(a[i], b[i], eo);
+    want_ids.push_back(e.ids);
+    want_types.push_back(e.token_type_ids);
+  }
+  EXPECT_EQ(got_ids, want_ids);
+  EXPECT_EQ(got_types, want_types);
+  // "a b c" x 3 (9) and "a" (1): longest_first cuts the first to 8; 재미있어 (3) with 8 words: the second to 6.
+  EXPECT_EQ(p.truncated_reviews, 2);
+  EXPECT_EQ(got_ids[1].size(), 12u);
+  EXPECT_EQ(std::count(got_types[2].begin(), got_types[2].end(), 1), 7);  // 6 words and the last [SEP] (pair 2 dropped)
+  // [CLS] 영화 ##가 좋다 [SEP] 별로 ##다 [SEP] (8) leaves no room for the next pair (12).
+  EXPECT_EQ(p.seg_offsets[1] - p.seg_offsets[0], 1);
+  EXPECT_EQ(p.seg_offsets.back(), 4);
+  EXPECT_THROW(pack_pairs({"a"}, {"b"}, tok, 3, 1), Error);  // no room beyond [CLS] [SEP] [SEP]
+}
+
+// Masking reads both texts of a pair and never selects [CLS] or [SEP]; the batch carries the
+// pairs' token types under either attention mode.
+TEST(MlmPairs, MaskingSparesSpecialsAndBatchesKeepTokenTypes) {
+  const text::Tokenizer tok = small_tokenizer();
+  std::vector<std::string> a, b;
+  for (int i = 0; i < 40; ++i) {
+    a.push_back("영화가 좋다 w" + std::to_string(i));
+    b.push_back("별로다 재미있어 w" + std::to_string(i + 1));
+  }
+  PackedCorpus p = pack_pairs(a, b, tok, 24, 1);
+  std::vector<size_t> all(p.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  for (bool whole_word : {false, true}) {
+    const MaskingOptions o = masking_options(tok, 0.6, whole_word);
+    for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
+      const model::Batch batch = mlm_batch(p, all, mode, o, 7, 0);
+      EXPECT_EQ(batch.token_type_ids, p.types);
+      int64_t selected[2] = {0, 0};
+      for (size_t i = 0; i < p.ids.size(); ++i) {
+        const bool special = p.ids[i] == tok.cls_id() || p.ids[i] == tok.sep_id();
+        if (special) {
+          EXPECT_EQ(batch.labels[i], -100) << i;
+          EXPECT_EQ(batch.input_ids[i], p.ids[i]) << i;
+        } else if (batch.labels[i] != -100) {
+          ++selected[p.types[i]];
+        }
+      }
+      EXPECT_GT(selected[0], 50) << whole_word;  // both segments are masked
+      EXPECT_GT(selected[1], 50) << whole_word;
+    }
+    const model::Batch within = mlm_batch(p, all, ReviewAttention::Within, o, 7, 0);
+    EXPECT_EQ(within.num_sequences(), 40);  // a pair is one attention sequence
+    for (int s = 0; s < within.num_sequences(); ++s) EXPECT_EQ(within.input_ids[within.offsets[s]], tok.cls_id());
+  }
+}
+
+// A JSONL of pairs reads as `train` reads it; the held-out split keeps each pair together.
+TEST(MlmPairs, CorpusReadsColumnsAndSplitsPairsTogether) {
+  const fs::path f = temp_file("pairs.jsonl");
+  std::string text;
+  for (int i = 0; i < 20; ++i)
+    text += "{\"p\": \"a" + std::to_string(i) + "\", \"h\": \"b" + std::to_string(i) + "\", \"label\": 9}\n";
+  io::write_file_atomic(f, text);
+  ReviewCorpus c = read_pair_corpus(f, "p", "h");
+  ASSERT_EQ(c.size(), 20u);
+  ASSERT_TRUE(c.is_pairs());
+  EXPECT_EQ(c.reviews[3], "a3");
+  EXPECT_EQ(c.pairs[3], "b3");
+  EXPECT_EQ(c.lines[3], 4);
+  CorpusSplit s = split_heldout(c, 5, 42);
+  ASSERT_EQ(s.heldout.pairs.size(), 5u);
+  ASSERT_EQ(s.train.pairs.size(), 15u);
+  for (const ReviewCorpus* part : {&s.train, &s.heldout})
+    for (size_t i = 0; i < part->size(); ++i) EXPECT_EQ("b" + part->reviews[i].substr(1), part->pairs[i]);
+  io::write_file_atomic(f, text + "{\"p\": \"x\", \"h\": \"\"}\n");
+  try {
+    read_pair_corpus(f, "p", "h");
+    ADD_FAILURE() << "an empty second text was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(f.string() + ":21"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_pair_corpus(f, "p", "hypothesis"), Error);
+  fs::remove(f);
 }
 
 // Two micro-batches with the same number of labelled rows: the mean of their mean losses is

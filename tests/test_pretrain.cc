@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -30,19 +31,32 @@ namespace {
 
 // 900 review texts from the NSMC training file as a gzipped corpus, a tiny config over the
 // klue vocabulary, and a small labelled file for the fine-tuning check.
+// Sentence pairs: each review with the next one in pairs.jsonl ({"a", "b"}), and 64 of them
+// labelled (the first review's label) in labelled_pairs.jsonl.
 struct Fixture : TinyTrainDir {
-  fs::path corpus, labelled;
+  fs::path corpus, labelled, pairs, labelled_pairs;
+  size_t pair_count = 0;
   Fixture() : TinyTrainDir("pretrain_test") {
     const NsmcRows nsmc = nsmc_train_rows(900);
     std::string text;
-    std::ofstream lab(dir / "labelled.tsv");
+    std::ofstream lab(dir / "labelled.tsv"), pj(dir / "pairs.jsonl"), lpj(dir / "labelled_pairs.jsonl");
     lab << nsmc.header << "\n";
+    std::string previous;
     for (size_t i = 0; i < nsmc.rows.size(); ++i) {
       const std::string& line = nsmc.rows[i];
       const size_t a = line.find('\t'), b = line.rfind('\t');
-      text += line.substr(a + 1, b - a - 1) + "\n";
+      const std::string review = line.substr(a + 1, b - a - 1);
+      text += review + "\n";
       if (i < 64) lab << line << "\n";
+      if (i % 2 == 1 && !previous.empty() && !review.empty()) {
+        pj << Json{{"a", previous}, {"b", review}}.dump() << "\n";
+        ++pair_count;
+        if (i < 130) lpj << Json{{"a", previous}, {"b", review}, {"label", std::stoi(line.substr(b + 1))}}.dump() << "\n";
+      }
+      previous = review;
     }
+    pairs = dir / "pairs.jsonl";
+    labelled_pairs = dir / "labelled_pairs.jsonl";
     corpus = dir / "corpus.txt.gz";
     gzFile f = gzopen(corpus.c_str(), "wb");
     gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
@@ -60,6 +74,13 @@ struct Fixture : TinyTrainDir {
             shared_path("models/klue-bert-base").string(), "--train-file", corpus.string(), "--max-length", "64",
             "--per-device-train-batch-size", "8", "--learning-rate", "1e-3", "--warmup-ratio", "0.1",
             "--logging-steps", "1", "--validation-reviews", "60", "--output-dir", out.string(), "--threads", "2"};
+  }
+  // args() over the sentence pairs.
+  std::vector<std::string> pair_args(const fs::path& out) const {
+    auto a = args(out);
+    a[std::find(a.begin(), a.end(), "--train-file") - a.begin() + 1] = pairs.string();
+    a.insert(a.end(), {"--text-column", "a", "--text-pair-column", "b"});
+    return a;
   }
 };
 
@@ -155,10 +176,10 @@ TEST(PretrainRun, WritesAMaskedLmModelThatFineTunes) {
 // same sequences, masks, dropout, learning rates and optimizer state. Exercised with
 // gradient accumulation, whole-word masking and within-review attention; `more` adds flags
 // (the ELECTRA objective: the generator's weights, moments and samples resume too).
-void expect_resume_matches_uninterrupted(const std::vector<std::string>& more) {
+void expect_resume_matches_uninterrupted(const std::vector<std::string>& more, bool pairs = false) {
   Fixture fx;
   auto args = [&](const fs::path& out, bool resume) {
-    auto a = fx.args(out);
+    auto a = pairs ? fx.pair_args(out) : fx.args(out);
     for (const char* s : {"--train-reviews", "300", "--num-train-epochs", "2", "--gradient-accumulation-steps", "2",
                           "--whole-word-mask",
                           "--review-attention", "within", "--save-steps", "3", "--save-total-limit", "2",
@@ -200,6 +221,60 @@ void expect_resume_matches_uninterrupted(const std::vector<std::string>& more) {
 }
 
 TEST(PretrainRun, ResumeAfterKillMatchesUninterrupted) { expect_resume_matches_uninterrupted({}); }
+
+TEST(PretrainRun, PairResumeAfterKillMatchesUninterrupted) { expect_resume_matches_uninterrupted({}, true); }
+
+// Pretraining on sentence pairs trains the second token type (a run on single texts never
+// touches it) and saves a model that `train --text-pair-column` fine-tunes.
+TEST(PretrainRun, PairsTrainTheSecondTokenTypeAndFineTuneAsPairs) {
+  Fixture fx;
+  auto single = fx.args(fx.dir / "single");
+  auto paired = fx.pair_args(fx.dir / "paired");
+  for (auto* a : {&single, &paired}) a->insert(a->end(), {"--max-steps", "3"});
+  ASSERT_EQ(run(single, fx.dir / "single.txt"), 0) << slurp(fx.dir / "single.txt");
+  ASSERT_EQ(run(paired, fx.dir / "paired.txt"), 0) << slurp(fx.dir / "paired.txt");
+  const std::string console = slurp(fx.dir / "paired.txt");
+  EXPECT_NE(console.find("Sentence pairs = " + std::to_string(fx.pair_count - 60) + " for training"), std::string::npos)
+      << console;
+  EXPECT_NE(console.find("Held-out MLM (60 pairs, attention across reviews, as trained)"), std::string::npos)
+      << console;
+  const char* types = "bert.embeddings.token_type_embeddings.weight";
+  const auto single_weights = io::read_safetensors(fx.dir / "single" / "final" / "model.safetensors");
+  const auto paired_weights = io::read_safetensors(fx.dir / "paired" / "final" / "model.safetensors");
+  const auto& a = single_weights.at(types).data;
+  const auto& b = paired_weights.at(types).data;
+  ASSERT_EQ(a.size(), 64u);  // 2 types x hidden 32, the same initialisation (seed)
+  double moved = 0;
+  for (size_t i = 32; i < 64; ++i) moved = std::max(moved, std::fabs(double(a[i]) - b[i]));
+  EXPECT_GT(moved, 1e-4) << "token type 1 was never trained";
+
+  auto ft = fx.finetune_args(fx.dir / "paired" / "final");
+  ft[std::find(ft.begin(), ft.end(), "--train-file") - ft.begin() + 1] = fx.labelled_pairs.string();
+  ft.insert(ft.end(), {"--text-column", "a", "--text-pair-column", "b"});
+  ASSERT_EQ(run(ft, fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  EXPECT_TRUE(fs::exists(fx.dir / "ft" / "final" / "model.safetensors"));
+
+  auto missing = fx.pair_args(fx.dir / "never");
+  missing.back() = "hypothesis";
+  EXPECT_EQ(run(missing, fx.dir / "missing.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "missing.txt").find("hypothesis"), std::string::npos) << slurp(fx.dir / "missing.txt");
+  const fs::path one_type = fx.dir / "one_type.json";
+  io::write_file_atomic(one_type, R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64, "type_vocab_size": 1})");
+  auto single_type = fx.pair_args(fx.dir / "never");
+  single_type[std::find(single_type.begin(), single_type.end(), "--model-config") - single_type.begin() + 1] =
+      one_type.string();
+  EXPECT_EQ(run(single_type, fx.dir / "one_type.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "one_type.txt").find("--text-pair-column: the model has type_vocab_size 1"),
+            std::string::npos)
+      << slurp(fx.dir / "one_type.txt");
+  auto alone = fx.args(fx.dir / "never");
+  alone.insert(alone.end(), {"--text-column", "a"});
+  EXPECT_EQ(run(alone, fx.dir / "alone.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "alone.txt").find("give --text-pair-column too"), std::string::npos)
+      << slurp(fx.dir / "alone.txt");
+  EXPECT_FALSE(fs::exists(fx.dir / "never"));
+}
 
 TEST(PretrainRun, ElectraResumeAfterKillMatchesUninterrupted) {
   expect_resume_matches_uninterrupted({"--objective", "electra", "--generator-layers", "1"});
@@ -293,6 +368,10 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
                      {"generator_predictions.LayerNorm.weight", {H}}, {"generator_predictions.LayerNorm.bias", {H}},
                      {"generator_lm_head.weight", {V, H}}, {"generator_lm_head.bias", {V}}});
   EXPECT_EQ(saved_shapes(generator), g_expected);
+  bool position_ids = false;  // ElectraForMaskedLM's buffer, beside the generator's weights only
+  for (const auto& t : io::list_safetensors(generator / "model.safetensors"))
+    position_ids |= t.name == "electra.embeddings.position_ids" && t.dtype == "I64" && t.shape == std::vector<int64_t>{1, P};
+  EXPECT_TRUE(position_ids);
   const auto d_weights = io::read_safetensors(discriminator / "model.safetensors"),
              g_weights = io::read_safetensors(generator / "model.safetensors");
   for (const char* shared : {"electra.embeddings.word_embeddings.weight", "electra.embeddings.LayerNorm.weight"})

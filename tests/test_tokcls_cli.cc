@@ -149,20 +149,6 @@ TEST_F(TokenCli, BadTagLineAndBadOptionsAreRefused) {
   EXPECT_NE(pairs.output.find("--text-pair-column does not apply"), std::string::npos) << pairs.output;
 }
 
-// The trained model with its classifier's bias pushed to `tag`: every piece predicts it.
-std::string biased_model(const fs::path& dir, const std::string& from, const std::string& tag) {
-  fs::create_directories(dir);
-  for (const auto& f : fs::directory_iterator(from)) fs::copy_file(f.path(), dir / f.path().filename());
-  const auto config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-  TensorMap weights = io::read_safetensors(dir / "model.safetensors");
-  weights.at("classifier.bias").data.at(config.at("label2id").at(tag).get<size_t>()) = 100.f;
-  std::vector<TensorRef> refs;
-  for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
-  fs::remove(dir / "model.safetensors");
-  io::write_safetensors(dir / "model.safetensors", refs);
-  return dir.string();
-}
-
 // serve answers what predict prints: the spans of a text for an "inputs" string, a list of
 // span lists for a list of texts, and {"predictions": [...]} on /v1/classify. A model that
 // tags every piece I-PS gives one PS span over the whole text.
@@ -288,4 +274,35 @@ TEST_F(TokenCli, QuantizedTaggerTagsAsTheFloatOne) {
   const std::set<std::string> distinct(fp32.begin(), fp32.end());
   EXPECT_GE(distinct.size(), 2u) << "agreement on a single tag would show little";
   EXPECT_GE(same * 100, fp32.size() * 98) << same << " of " << fp32.size() << " pieces tagged alike";
+}
+
+// A tagger started from one with another tag count: its classifier.* shapes differ. Refused by
+// name with both shapes and the flag; with --ignore-mismatched-sizes initialised afresh and
+// listed as from_pretrained(ignore_mismatched_sizes=True) lists them.
+TEST_F(TokenCli, IgnoreMismatchedSizesReinitialisesTheHead) {
+  io::write_file_atomic(files->dir / "three_tags.tsv", "경\tB-PS\n찰\tI-PS\n은\tO\n\n박\tB-PS\n씨\tO\n\n");
+  const size_t n = data::tag_set(data::read_tagged(path("ner.tsv"))).size();
+  ASSERT_NE(n, 3u);
+  const std::string args = "train --task token-classification --model " + model() + " --train-file " +
+                           path("three_tags.tsv") + " --max-length 16 --max-steps 1 --save-strategy no --threads 2 ";
+  auto refused = run_cli(args + "--output-dir " + path("mismatch_refused"));
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  const std::string found = "[" + std::to_string(n) + ", 32]";
+  EXPECT_NE(refused.output.find("tensor classifier.weight has shape " + found + ", the BertForTokenClassification "
+                                "being trained needs [3, 32] (3 labels); pass --ignore-mismatched-sizes"),
+            std::string::npos)
+      << refused.output;
+  auto r = run_cli(args + "--ignore-mismatched-sizes --output-dir " + path("mismatch_out"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("Some weights of BertForTokenClassification were not initialized from the model checkpoint at " +
+                          model() + " and are newly initialized because the shapes did not match:\n"
+                          "- classifier.weight: found shape torch.Size(" + found +
+                          ") in the checkpoint and torch.Size([3, 32]) in the model instantiated\n"
+                          "- classifier.bias: found shape torch.Size([" + std::to_string(n) +
+                          "]) in the checkpoint and torch.Size([3]) in the model instantiated"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("newly initialized: ["), std::string::npos) << "mismatched, not missing: " << r.output;
+  const TensorMap weights = io::read_safetensors(fs::path(path("mismatch_out")) / "final" / "model.safetensors");
+  EXPECT_EQ(weights.at("classifier.weight").shape, (std::vector<int64_t>{3, 32}));
 }

@@ -13,7 +13,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "io/atomic_file.h"
+#include "io/safetensors.h"
 #include "train/report.h"
 #include "util/paths.h"
 #include "run_binary.h"
@@ -89,4 +92,20 @@ inline bool has_interrupted_save(const std::filesystem::path& out, const std::st
   for (const auto& e : std::filesystem::directory_iterator(out))
     if (e.path().filename().string().rfind(checkpoint + ".tmp-", 0) == 0) return true;
   return false;
+}
+
+// A trained token classifier (`from`) copied to `dir` with its classifier's bias pushed to
+// `tag`: every piece predicts it.
+inline std::string biased_model(const std::filesystem::path& dir, const std::string& from, const std::string& tag) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  for (const auto& f : fs::directory_iterator(from)) fs::copy_file(f.path(), dir / f.path().filename());
+  const auto config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  bertune::TensorMap weights = bertune::io::read_safetensors(dir / "model.safetensors");
+  weights.at("classifier.bias").data.at(config.at("label2id").at(tag).get<size_t>()) = 100.f;
+  std::vector<bertune::TensorRef> refs;
+  for (const auto& [name, t] : weights) refs.push_back({name, t.shape, t.data.data()});
+  fs::remove(dir / "model.safetensors");
+  bertune::io::write_safetensors(dir / "model.safetensors", refs);
+  return dir.string();
 }

@@ -18,14 +18,20 @@ const std::vector<std::string> kPretrainTrainKeys = {
     "adam_beta2", "adam_epsilon", "optim", "warmup_steps", "warmup_ratio", "lr_scheduler_type", "max_grad_norm",
     "seed", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "logging_steps", "output_dir",
     "overwrite_output_dir", "save_total_limit", "hidden_dropout", "attention_dropout", "resume_from_checkpoint",
-    "threads", "precision"};
+    "threads", "precision", "text_column", "text_pair_column"};
 
 }  // namespace
 
 void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
   add_train_flags(cmd, flags.train, /*with_preset=*/false, kPretrainTrainKeys);
   // The same options, read differently here.
-  flags.train.cli.at("train_file")->description("plain text, one review per line (.gz read transparently)");
+  flags.train.cli.at("train_file")->description(
+      "plain text, one review per line (.gz read transparently); with --text-pair-column sentence pairs in a "
+      "TSV/CSV/JSONL file (format by extension)");
+  flags.train.cli.at("text_column")->description("sentence pairs: the column of the first text");
+  flags.train.cli.at("text_pair_column")->description(
+      "pretrain on sentence pairs: the column of the second text; each pair is [CLS] a [SEP] b [SEP] with token "
+      "types 0/1, masked over both texts, as `train --text-pair-column` encodes it");
   flags.train.cli.at("max_length")->description("longest packed training sequence, [CLS] and [SEP]s included");
   flags.train.cli.at("model")->description(
       "continue pretraining this BERT model directory (its encoder, and its masked-LM head when it has one)");
@@ -83,7 +89,8 @@ train::PretrainOptions resolve_pretrain_flags(const PretrainFlags& flags, const 
 void add_pretrain_command(CLI::App& app) {
   auto flags = std::make_shared<PretrainFlags>();
   CLI::App* cmd = app.add_subcommand("pretrain",
-                                     "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok), from "
+                                     "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok) or sentence "
+                                     "pairs (--text-pair-column), from "
                                      "random weights (--model-config) or continued from a model (--model); the result in "
                                      "OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective electra: "
                                      "final/discriminator/ and final/generator/, ElectraForPreTraining and "

@@ -88,7 +88,11 @@ std::vector<TokenEntity> piece_entities(const text::Tokenizer& tok, const model:
     t.score = t.probs[best];
     const bool unk = p.id == tok.unk_id();
     t.word = unk ? code_point_slice(text, p.start, p.end) : tok.id_to_token(p.id);
-    t.is_subword = !unk && code_points(t.word) != p.end - p.start;
+    // SentencePiece has no continuing-subword prefix: the pipeline's fallback, a piece
+    // continues a word unless a space is just before or at its start.
+    t.is_subword = !unk && (tok.is_sentencepiece()
+                                ? p.start > 0 && code_point_slice(text, p.start - 1, p.start + 1).find(' ') == std::string::npos
+                                : code_points(t.word) != p.end - p.start);
     t.start = p.start, t.end = p.end;
     t.index = static_cast<int>(i) + 1;  // after [CLS]
     out.push_back(std::move(t));
@@ -182,6 +186,10 @@ std::vector<EntitySpan> group_entities(const text::Tokenizer& tok, const model::
     case Aggregation::Simple: out = grouped(tokens); break;
     default: out = grouped(word_entities(tokens, options.aggregation, config)); break;
   }
+  // A SentencePiece group's word: the text it spans (the pieces carry "▁" and normalised
+  // characters, e.g. NFKC's ᄏ for ㅋ).
+  if (tok.is_sentencepiece() && options.aggregation != Aggregation::None)
+    for (auto& e : out) e.word = code_point_slice(text, e.start, e.end);
   const auto& ignore = options.ignore_labels;
   std::erase_if(out, [&](const EntitySpan& e) { return std::find(ignore.begin(), ignore.end(), e.entity_group) != ignore.end(); });
   return out;

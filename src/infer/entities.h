@@ -7,7 +7,9 @@
 // the label's type stays the same and the next one is not a B- (a label without B-/I- counts
 // as I-); a group's score the mean of its members' scores, its word the pieces joined as
 // convert_tokens_to_string joins them (an [UNK] piece: the text it covers); records or groups
-// of an ignored label (default O) left out.
+// of an ignored label (default O) left out. SentencePiece (XLM-R): offsets without the "▁"
+// (Tokenizer::encode_with_offsets), a piece continues a word unless a space is just before or
+// at its start (the pipeline's fallback), a group's word the text it spans.
 #include <cstddef>
 #include <string>
 #include <vector>

@@ -53,13 +53,16 @@ std::unique_ptr<model::BertModel> load_classifier(const fs::path& dir, uint64_t 
   return m;
 }
 
-std::string int8_layer_prefix(const model::BertConfig& config) {
-  if (config.family == model::Family::DistilBert)
-    throw Error("int8 (quantize, --int8) takes BERT, RoBERTa and ELECTRA models, not distilbert");
-  return model::encoder_names(config).layer_prefix;
-}
-
 namespace {
+// The int8 linears' names of the model's family (quant::LayerLinears from model::encoder_names).
+quant::LayerLinears int8_layer_linears(const model::BertConfig& config) {
+  const model::EncoderNames n = model::encoder_names(config);
+  quant::LayerLinears l;
+  l.layer_prefix = n.layer_prefix;
+  l.query = n.query, l.key = n.key, l.value = n.value;
+  l.attn_out = n.attn_out, l.ffn_in = n.ffn_in, l.ffn_out = n.ffn_out;
+  return l;
+}
 
 // Binds each layer's fused QKV (the query weight pointer starts the fused [3H, H]
 // buffer), attention output, intermediate and output dense, in encoder_int8_linears'
@@ -100,7 +103,7 @@ InferenceModel load_int8_dir(const fs::path& dir) {
   auto report = r.model->load_state_dict(int8.fp32, 42);
   if (!report.initialised.empty())
     throw Error(dir.string() + ": int8 model lacks " + report.initialised.front() + " (quantize a classifier)");
-  r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(int8, config.num_hidden_layers, int8_layer_prefix(config)));
+  r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(int8, config.num_hidden_layers, int8_layer_linears(config)));
   return r;
 }
 
@@ -124,7 +127,7 @@ InferenceModel load_inference_model(const fs::path& dir, bool int8, kernels::Dev
       if (quant::is_quantized_weight(t.name, t.shape))
         m.int8[t.name] = kernels::quantize_linear(t.data, static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]));
     r.int8 = bind_int8(*r.model, quant::encoder_int8_linears(m, r.model->config().num_hidden_layers,
-                                                             int8_layer_prefix(r.model->config())));
+                                                             int8_layer_linears(r.model->config())));
   }
   return r;
 }

@@ -42,10 +42,6 @@ struct InferenceModel {
   std::vector<std::string> initialised;
 };
 
-// The encoder layers' name prefix an int8 model's weights carry ("bert.encoder.layer.", ...);
-// Error for a family without int8 support (DistilBERT).
-std::string int8_layer_prefix(const model::BertConfig& config);
-
 // int8: quantize an fp32 model's encoder linears on load (no effect on an int8 directory,
 // which is int8 already). An int8 directory without a classifier head is an Error.
 // device: where the fp32 model lives. The int8 kernels are CPU-only, so int8 (the flag or

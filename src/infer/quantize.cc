@@ -26,7 +26,6 @@ quant::QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& 
   const Json config = io::read_json_file(model / "config.json");
   std::vector<std::string> initialised;
   const auto classifier = load_classifier(model, /*head_seed=*/42, &initialised);
-  int8_layer_prefix(classifier->config());  // a family the int8 kernels can bind
   if (!initialised.empty())
     throw Error("--model: " + model.string() + " has no classification head (" + initialised.front() +
                 "); quantize a fine-tuned classifier");

@@ -168,7 +168,7 @@ void require_replaceable_model_directory(const fs::path& dir, std::string_view r
 }
 
 void write_model_directory(const fs::path& dir, const json& config, const std::vector<TensorRef>& tensors,
-                           const std::vector<fs::path>& extra_files, DType dtype) {
+                           const std::vector<fs::path>& extra_files, DType dtype, const std::vector<Int64Ref>& buffers) {
   require_replaceable_model_directory(dir);
   for (const auto& f : extra_files) {
     if (!fs::is_regular_file(f)) throw Error("save_pretrained: " + f.string() + " is not a file");
@@ -179,7 +179,7 @@ void write_model_directory(const fs::path& dir, const json& config, const std::v
   j["torch_dtype"] = torch_dtype_name(dtype);  // what the weights file holds
   write_directory_atomic(dir, [&](const fs::path& staging) {
     write_file_atomic(staging / "config.json", j.dump(2) + "\n");
-    write_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}}, dtype);
+    write_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}}, dtype, buffers);
     for (const auto& f : extra_files) write_file_atomic(staging / f.filename(), read_file(f));
   });
 }

@@ -59,10 +59,10 @@ void require_replaceable_model_directory(const std::filesystem::path& dir, std::
 // all (write_directory_atomic). Refused before anything is written: an
 // existing <dir> that is not empty and has no config.json (not a model, so
 // not ours to replace), an extra file that is missing or would overwrite
-// config.json / model.safetensors.
+// config.json / model.safetensors. `buffers`: integer buffers saved beside the weights (I64).
 void write_model_directory(const std::filesystem::path& dir, const nlohmann::json& config,
                            const std::vector<TensorRef>& tensors,
                            const std::vector<std::filesystem::path>& extra_files = {},
-                           DType dtype = DType::F32);
+                           DType dtype = DType::F32, const std::vector<Int64Ref>& buffers = {});
 
 }  // namespace bertune::io

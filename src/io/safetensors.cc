@@ -308,43 +308,50 @@ DType parse_torch_dtype(const std::string& name) {
 }
 
 void write_safetensors(const fs::path& path, const std::vector<TensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata, DType dtype) {
+                       const std::map<std::string, std::string>& metadata, DType dtype,
+                       const std::vector<Int64Ref>& buffers) {
   const std::string where = path.string();
   const char* dtype_name = dtype == DType::F32 ? "F32" : dtype == DType::F16 ? "F16" : "BF16";
   const uint64_t itemsize = dtype == DType::F32 ? 4 : 2;
 
-  // Same layout as the reference serializer: one dtype here, so tensors are
+  // Same layout as the reference serializer: the I64 buffers, then the one float dtype, each
   // sorted by name; offsets follow that order; __metadata__ comes first.
   std::vector<const TensorRef*> order;
   for (const auto& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(),
             [](const TensorRef* a, const TensorRef* b) { return a->name < b->name; });
+  std::vector<const Int64Ref*> int_order;
+  for (const auto& b : buffers) int_order.push_back(&b);
+  std::sort(int_order.begin(), int_order.end(), [](const Int64Ref* a, const Int64Ref* b) { return a->name < b->name; });
 
   std::string header = "{";
   if (!metadata.empty()) header += "\"__metadata__\":" + json(metadata).dump() + ",";
   uint64_t offset = 0;
-  std::vector<uint64_t> counts;
-  for (size_t i = 0; i < order.size(); ++i) {
-    const TensorRef& t = *order[i];
-    if (t.name.empty() || t.name == "__metadata__")
-      throw Error(where + ": invalid tensor name '" + t.name + "'");
-    if (i > 0 && order[i - 1]->name == t.name)
-      throw Error(where + ": tensor '" + t.name + "' given twice");
+  std::set<std::string> names;
+  // Checks the entry and appends it to the header; returns its element count.
+  auto entry = [&](const std::string& name, const std::vector<int64_t>& shape, const void* data, const char* type,
+                   uint64_t size) {
+    if (name.empty() || name == "__metadata__") throw Error(where + ": invalid tensor name '" + name + "'");
+    if (!names.insert(name).second) throw Error(where + ": tensor '" + name + "' given twice");
     uint64_t n = 1;
-    for (auto d : t.shape) {
-      if (d < 0) throw Error(where + ": tensor '" + t.name + "' has a negative dimension");
+    for (auto d : shape) {
+      if (d < 0) throw Error(where + ": tensor '" + name + "' has a negative dimension");
       n *= static_cast<uint64_t>(d);
     }
-    if (n > 0 && !t.data) throw Error(where + ": tensor '" + t.name + "' has no data");
-    if (dtype == DType::F16) require_fits_float16(where, t, n);  // before anything is written
+    if (n > 0 && !data) throw Error(where + ": tensor '" + name + "' has no data");
+    header += json(name).dump() + ":{\"dtype\":\"" + type + "\",\"shape\":" + json(shape).dump() +
+              ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + n * size) + "]},";
+    offset += n * size;
+    return n;
+  };
+  std::vector<uint64_t> int_counts, counts;
+  for (const Int64Ref* b : int_order) int_counts.push_back(entry(b->name, b->shape, b->data, "I64", 8));
+  for (const TensorRef* t : order) {
+    const uint64_t n = entry(t->name, t->shape, t->data, dtype_name, itemsize);
+    if (dtype == DType::F16) require_fits_float16(where, *t, n);  // before anything is written
     counts.push_back(n);
-    header += json(t.name).dump() + ":{\"dtype\":\"" + dtype_name + "\",\"shape\":" +
-              json(t.shape).dump() + ",\"data_offsets\":[" + std::to_string(offset) + "," +
-              std::to_string(offset + n * itemsize) + "]}";
-    header += i + 1 < order.size() ? "," : "";
-    offset += n * itemsize;
   }
-  if (header.size() > 1 && header.back() == ',') header.pop_back();  // metadata only
+  if (header.back() == ',') header.pop_back();  // the last entry's, or the metadata's
   header += "}";
   header.resize((header.size() + 7) / 8 * 8, ' ');  // data area starts 8-byte aligned
 
@@ -352,6 +359,7 @@ void write_safetensors(const fs::path& path, const std::vector<TensorRef>& tenso
   uint64_t header_len = header.size();
   file.write(&header_len, 8);
   file.write(header);
+  for (size_t i = 0; i < int_order.size(); ++i) file.write(int_order[i]->data, int_counts[i] * 8);
   std::vector<uint16_t> chunk;
   for (size_t i = 0; i < order.size(); ++i) {
     const float* src = order[i]->data;

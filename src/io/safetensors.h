@@ -29,8 +29,17 @@ struct TensorInfo {
 };
 // Every tensor of the file, integer ones included, by name; validated as read_safetensors.
 std::vector<TensorInfo> list_safetensors(const std::filesystem::path& path);
+// An integer buffer saved beside the weights (ElectraForMaskedLM's position_ids): I64, as torch
+// stores it.
+struct Int64Ref {
+  std::string name;
+  std::vector<int64_t> shape;
+  const int64_t* data;
+};
+// Atomic; F16 refuses values beyond its range. `buffers` go first (I64: the reference
+// serializer orders by item size, then name), then `tensors` in `dtype`.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
-                       DType dtype = DType::F32);  // atomic; F16 refuses values beyond its range
+                       DType dtype = DType::F32, const std::vector<Int64Ref>& buffers = {});
 
 }  // namespace bertune::io

@@ -1,5 +1,6 @@
 #include "model/electra_pretrained.h"
 
+#include <numeric>
 #include <string>
 
 #include "util/error.h"
@@ -51,6 +52,11 @@ std::vector<TensorRef> ElectraCheckpoint::refs() const {
   return r;
 }
 
+std::vector<io::Int64Ref> ElectraCheckpoint::buffers() const {
+  if (position_ids.empty()) return {};
+  return {{"electra.embeddings.position_ids", {1, static_cast<int64_t>(position_ids.size())}, position_ids.data()}};
+}
+
 ElectraCheckpoint electra_discriminator_checkpoint(const BertConfig& config, const std::vector<TensorRef>& state) {
   return convert(config, "ElectraForPreTraining", state, [&](const TensorRef& t, TensorMap& out) {
     const std::string p = "discriminator_predictions.";
@@ -88,6 +94,8 @@ ElectraCheckpoint electra_generator_checkpoint(const BertConfig& config, const s
   const auto word = g.tensors.find("electra.embeddings.word_embeddings.weight");
   if (word == g.tensors.end()) throw Error("ELECTRA checkpoint: the generator has no word embeddings");
   g.tensors["generator_lm_head.weight"] = word->second;  // HF ties it to the word embeddings
+  g.position_ids.resize(static_cast<size_t>(config.max_position_embeddings));
+  std::iota(g.position_ids.begin(), g.position_ids.end(), int64_t{0});
   return g;
 }
 

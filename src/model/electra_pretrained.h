@@ -18,9 +18,12 @@
 // The generator shares the discriminator's embeddings during pretraining; each saved
 // directory holds its own copy of them, so that either loads alone. config.json: model_type
 // "electra", embedding_size = hidden_size (the trained embeddings have the hidden width), the
-// architecture named.
+// architecture named. The generator's directory also holds electra.embeddings.position_ids
+// (I64 [1, max_position_embeddings], 0..P-1): transformers 4.30's ElectraForMaskedLM does not
+// list it as ignorable when missing (ElectraForPreTraining and the classifiers do).
 #include <vector>
 
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "util/tensor.h"
 
@@ -29,7 +32,9 @@ namespace bertune::model {
 struct ElectraCheckpoint {
   BertConfig config;
   TensorMap tensors;
+  std::vector<int64_t> position_ids;     // the generator's buffer; empty for the discriminator
   std::vector<TensorRef> refs() const;  // views of `tensors`, for save_pretrained
+  std::vector<io::Int64Ref> buffers() const;  // position_ids, when there are any
 };
 
 // A Bert-family discriminator's (Task::ReplacedTokenDetection) config and state dict as an

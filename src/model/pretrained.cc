@@ -73,10 +73,11 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
 }
 
 void save_pretrained(const fs::path& dir, const BertConfig& config, const std::vector<TensorRef>& tensors,
-                     const std::vector<fs::path>& extra_files, io::DType dtype) {
+                     const std::vector<fs::path>& extra_files, io::DType dtype,
+                     const std::vector<io::Int64Ref>& buffers) {
   BertConfig c = config;
   if (c.architectures.empty()) c.architectures = {guess_architecture(c, tensors)};
-  io::write_model_directory(dir, c.to_json(), tensors, extra_files, dtype);
+  io::write_model_directory(dir, c.to_json(), tensors, extra_files, dtype, buffers);
 }
 
 }  // namespace bertune::model

@@ -31,6 +31,6 @@ PretrainedTensors load_pretrained_tensors(const std::filesystem::path& dir);
 void save_pretrained(const std::filesystem::path& dir, const BertConfig& config,
                      const std::vector<TensorRef>& tensors,
                      const std::vector<std::filesystem::path>& extra_files = {},
-                     io::DType dtype = io::DType::F32);
+                     io::DType dtype = io::DType::F32, const std::vector<io::Int64Ref>& buffers = {});
 
 }  // namespace bertune::model

@@ -15,13 +15,19 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 bool is_quantized_weight(const std::string& name, const std::vector<int64_t>& shape) {
-  const bool encoder = name.starts_with("bert.encoder.layer.") || name.starts_with("roberta.encoder.layer.") ||
-                       name.starts_with("electra.encoder.layer.");
-  if (shape.size() != 2 || !encoder || !name.ends_with(".weight")) return false;
-  for (const char* suffix : {".attention.self.query.weight", ".attention.self.key.weight",
-                             ".attention.self.value.weight", ".attention.output.dense.weight",
-                             ".intermediate.dense.weight", ".output.dense.weight"})
-    if (name.ends_with(suffix)) return true;
+  if (shape.size() != 2 || !name.ends_with(".weight")) return false;
+  LayerLinears distil;
+  distil.layer_prefix = "distilbert.transformer.layer.";
+  distil.query = "attention.q_lin", distil.key = "attention.k_lin", distil.value = "attention.v_lin";
+  distil.attn_out = "attention.out_lin", distil.ffn_in = "ffn.lin1", distil.ffn_out = "ffn.lin2";
+  LayerLinears bert, roberta, electra;
+  roberta.layer_prefix = "roberta.encoder.layer.";
+  electra.layer_prefix = "electra.encoder.layer.";
+  for (const LayerLinears* n : {&bert, &roberta, &electra, &distil}) {
+    if (!name.starts_with(n->layer_prefix)) continue;
+    for (const std::string* module : {&n->query, &n->key, &n->value, &n->attn_out, &n->ffn_in, &n->ffn_out})
+      if (name.ends_with("." + *module + ".weight")) return true;
+  }
   return false;
 }
 
@@ -178,7 +184,7 @@ Int8Model read_int8_safetensors(const fs::path& file) {
 }
 
 std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers,
-                                                           const std::string& layer_prefix) {
+                                                           const LayerLinears& names) {
   auto get = [&](const std::string& name) -> const kernels::QuantizedLinear& {
     auto it = m.int8.find(name);
     if (it == m.int8.end()) throw Error("int8 model: " + name + " is not quantized");
@@ -186,20 +192,20 @@ std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, i
   };
   std::vector<kernels::QuantizedLinear> out;
   for (int l = 0; l < num_layers; ++l) {
-    const std::string p = layer_prefix + std::to_string(l) + ".";
+    const std::string p = names.layer_prefix + std::to_string(l) + ".";
     kernels::QuantizedLinear qkv;
-    for (const char* part : {"query", "key", "value"}) {
-      const auto& w = get(p + "attention.self." + part + ".weight");
+    for (const std::string* part : {&names.query, &names.key, &names.value}) {
+      const auto& w = get(p + *part + ".weight");
       if (qkv.out == 0) qkv.in = w.in;
-      if (w.in != qkv.in) throw Error("int8 model: " + p + "attention.self." + part + ".weight has a different width");
+      if (w.in != qkv.in) throw Error("int8 model: " + p + *part + ".weight has a different width");
       qkv.out += w.out;
       qkv.q.insert(qkv.q.end(), w.q.begin(), w.q.end());
       qkv.scale.insert(qkv.scale.end(), w.scale.begin(), w.scale.end());
     }
     kernels::pack_quantized_linear(qkv);
     out.push_back(std::move(qkv));
-    for (const char* name : {"attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight"})
-      out.push_back(get(p + name));
+    for (const std::string* module : {&names.attn_out, &names.ffn_in, &names.ffn_out})
+      out.push_back(get(p + *module + ".weight"));
   }
   return out;
 }

@@ -19,8 +19,18 @@ namespace bertune::quant {
 
 inline constexpr const char* kConfigMarker = "bertune_quantization";
 
-// Encoder linear weights (query/key/value, attention output, intermediate, output):
-// the ones quantized. The pooler and the classifier stay fp32.
+// The int8 linears of an encoder layer: the layers' prefix (+ N + "." = layer N's) and the
+// modules after it. BERT's (RoBERTa's, ELECTRA's: "roberta.", "electra." prefixes) by default;
+// DistilBERT's: distilbert.transformer.layer., attention.q_lin/k_lin/v_lin/out_lin, ffn.lin1/lin2.
+struct LayerLinears {
+  std::string layer_prefix = "bert.encoder.layer.";
+  std::string query = "attention.self.query", key = "attention.self.key", value = "attention.self.value";
+  std::string attn_out = "attention.output.dense", ffn_in = "intermediate.dense", ffn_out = "output.dense";
+};
+
+// Encoder linear weights (query/key/value, attention output, FFN in and out) of BERT,
+// RoBERTa, ELECTRA and DistilBERT: the ones quantized. The pooler, DistilBERT's
+// pre_classifier and the classifier stay fp32.
 bool is_quantized_weight(const std::string& name, const std::vector<int64_t>& shape);
 
 bool is_int8_model_dir(const std::filesystem::path& dir);
@@ -48,10 +58,9 @@ Int8Model read_int8_safetensors(const std::filesystem::path& file);
 // The encoder's int8 linears in the order BertModel computes them: for each layer l,
 // the fused [Q; K; V] projection ([3H, H]: query, key, value rows stacked, as
 // BertModel fuses them — per-row scales make stacking exact), the attention output,
-// the intermediate and the output dense. Throws Error when one is missing.
-// layer_prefix: "bert.encoder.layer." (or RoBERTa's, ELECTRA's: "roberta.", "electra.").
+// the FFN in and out. Throws Error when one is missing.
 std::vector<kernels::QuantizedLinear> encoder_int8_linears(const Int8Model& m, int num_layers,
-                                                           const std::string& layer_prefix = "bert.encoder.layer.");
+                                                           const LayerLinears& names = {});
 
 // Rows [begin, end) of a quantized weight (per-row scales make slicing exact), packed.
 kernels::QuantizedLinear slice_rows(const kernels::QuantizedLinear& w, int begin, int end);

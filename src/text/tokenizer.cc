@@ -547,20 +547,17 @@ Tokenizer Tokenizer::load(const fs::path& dir) {
   if (fs::is_regular_file(dir)) {
     if (dir.filename() == "tokenizer.json") return load_tokenizer_json(dir);
     if (dir.filename() == "vocab.txt") return load_vocab_txt(dir.parent_path());
-    if (dir.filename() == "sentencepiece.bpe.model") return load_sentencepiece(dir);
-    throw Error(dir.string() +
-                " is a file; expected a tokenizer directory (vocab.txt, tokenizer.json or sentencepiece.bpe.model)");
+    if (dir.filename() == "sentencepiece.bpe.model" || dir.filename() == "spiece.model") return load_sentencepiece(dir);
+    throw Error(dir.string() + " is a file; expected a tokenizer directory (vocab.txt, tokenizer.json, "
+                "sentencepiece.bpe.model or spiece.model)");
   }
   if (!fs::is_directory(dir)) throw Error("tokenizer directory " + dir.string() + " does not exist");
   if (fs::exists(dir / "vocab.txt")) return load_vocab_txt(dir);
   if (fs::exists(dir / "sentencepiece.bpe.model")) return load_sentencepiece(dir / "sentencepiece.bpe.model");
   if (fs::exists(dir / "tokenizer.json")) return load_tokenizer_json(dir / "tokenizer.json");
-  if (fs::exists(dir / "spiece.model"))
-    throw Error((dir / "spiece.model").string() +
-                ": spiece.model tokenizers (ALBERT, T5) are not supported; SentencePiece is read as XLM-R's "
-                "sentencepiece.bpe.model");
+  if (fs::exists(dir / "spiece.model")) return load_sentencepiece(dir / "spiece.model");
   throw Error("tokenizer directory " + dir.string() +
-              " has neither vocab.txt nor tokenizer.json nor sentencepiece.bpe.model");
+              " has neither vocab.txt nor tokenizer.json nor sentencepiece.bpe.model nor spiece.model");
 }
 
 // ---------------------------------------------------------------- encoding
@@ -578,9 +575,7 @@ std::vector<std::string> Tokenizer::tokenize(std::string_view text) const {
 // stripped, spaces dropped), concatenated: the words of split(text) appear in this stream
 // in order, and owner[b] is the code point that byte b came from.
 std::vector<Tokenizer::Piece> Tokenizer::encode_with_offsets(std::string_view text) const {
-  if (sentencepiece_)
-    throw Error("character offsets of SentencePiece pieces are not supported: entity spans need a WordPiece "
-                "tokenizer (vocab.txt or tokenizer.json)");
+  if (sentencepiece_) return sentencepiece_offsets(text);
   std::string stream;
   std::vector<size_t> owner;
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
@@ -716,7 +711,7 @@ std::vector<fs::path> tokenizer_files(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
-                           "sentencepiece.bpe.model"})
+                           "sentencepiece.bpe.model", "spiece.model"})
     if (fs::is_regular_file(dir / name, ec)) files.push_back(dir / name);
   return files;
 }

@@ -4,7 +4,8 @@
 // followed by greedy longest-match-first WordPiece. Loaded from a tokenizer
 // directory: vocab.txt + tokenizer_config.json, or tokenizer.json with a
 // WordPiece model. A directory with sentencepiece.bpe.model is tokenized as
-// XLMRobertaTokenizer does instead (text/sentencepiece.h), behind the same front.
+// XLMRobertaTokenizer does instead, one with spiece.model as AlbertTokenizer does
+// (text/sentencepiece.h), behind the same front.
 #include <bitset>
 #include <cstdint>
 #include <filesystem>
@@ -61,15 +62,17 @@ struct EncodeOptions {
 
 class Tokenizer {
  public:
-  // A directory with vocab.txt (+ tokenizer_config.json), sentencepiece.bpe.model or
-  // tokenizer.json, looked for in that order.
+  // A directory with vocab.txt (+ tokenizer_config.json), sentencepiece.bpe.model,
+  // tokenizer.json or spiece.model, looked for in that order.
   static Tokenizer load(const std::filesystem::path& dir);
   // The formats, explicitly (load() prefers vocab.txt, which is what the
   // slow reference tokenizer reads).
   static Tokenizer load_vocab_txt(const std::filesystem::path& dir);
   static Tokenizer load_tokenizer_json(const std::filesystem::path& file);
   // XLMRobertaTokenizer over a SentencePiece model (sentencepiece.bpe.model): fairseq ids,
-  // <s> a </s> and <s> a </s></s> b </s>, token types all 0 (text/sentencepiece.cc).
+  // <s> a </s> and <s> a </s></s> b </s>, token types all 0; AlbertTokenizer over spiece.model
+  // (options from tokenizer_config.json beside it): the model's ids, [CLS] a [SEP] and
+  // [CLS] a [SEP] b [SEP], token types 0 then 1 (text/sentencepiece.cc).
   static Tokenizer load_sentencepiece(const std::filesystem::path& model_file);
   static Tokenizer from_vocab(std::vector<std::string> vocab, BasicTokenizerOptions options,
                               SpecialTokens specials = {});
@@ -90,7 +93,8 @@ class Tokenizer {
   // from: code-point offsets [start, end) as Python's str indexes them, what a fast
   // tokenizer's offset_mapping gives (a continuation piece covers its part of the word
   // without "##"; an [UNK] word the whole word). Special tokens written in the text are
-  // tokenized as words. WordPiece only: a SentencePiece tokenizer throws Error.
+  // tokenized as words. SentencePiece: XLMRobertaTokenizerFast's offsets, without the "▁"
+  // (SentencePieceBackend::pieces_with_offsets).
   struct Piece {
     int32_t id;
     size_t start, end;
@@ -109,6 +113,8 @@ class Tokenizer {
   int32_t sep_id() const { return sep_id_; }
   int32_t mask_id() const { return mask_id_; }
   const BasicTokenizer& basic() const { return basic_; }
+  // SentencePiece splits the text: no continuing-subword prefix marks a word's later pieces.
+  bool is_sentencepiece() const { return sentencepiece_ != nullptr; }
 
  private:
   // Implementation detail owned by the tokenizer work; may change freely.
@@ -120,6 +126,7 @@ class Tokenizer {
   };
   PairLayout pair_layout_;
   std::shared_ptr<const SentencePieceBackend> sentencepiece_;  // set: it splits text, not WordPiece
+  std::vector<Piece> sentencepiece_offsets(std::string_view text) const;  // text/sentencepiece.cc
   std::vector<std::string> vocab_;
   TokenMap index_;         // every token, verbatim
   TokenMap continuation_;  // tokens that start with the prefix, keyed without it
@@ -137,8 +144,8 @@ class Tokenizer {
 
 // The files of a tokenizer directory, under Hugging Face's names: the ones present in `dir`
 // (regular files), in the order vocab.txt, tokenizer_config.json, special_tokens_map.json,
-// tokenizer.json, sentencepiece.bpe.model. A directory is a tokenizer when it has vocab.txt,
-// tokenizer.json, sentencepiece.bpe.model or spiece.model (which load() refuses by name).
+// tokenizer.json, sentencepiece.bpe.model, spiece.model. A directory is a tokenizer when it
+// has vocab.txt, tokenizer.json, sentencepiece.bpe.model or spiece.model.
 std::vector<std::filesystem::path> tokenizer_files(const std::filesystem::path& dir);
 bool is_tokenizer_dir(const std::filesystem::path& dir);
 

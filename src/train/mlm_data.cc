@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "data/dataset.h"
 #include "text/unicode.h"
@@ -38,6 +39,24 @@ ReviewCorpus read_review_corpus(const fs::path& path) {
   return c;
 }
 
+ReviewCorpus read_pair_corpus(const fs::path& path, const std::string& text_column,
+                              const std::string& text_pair_column) {
+  data::ReadOptions ro;
+  ro.text_column = text_column;
+  ro.text_pair_column = text_pair_column;
+  ro.label_column.clear();  // unlabelled: any label column is ignored
+  data::Dataset d = data::read_dataset(path, ro);
+  if (d.examples.empty()) throw Error(path.string() + ": no sentence pairs (no rows)");
+  ReviewCorpus c;
+  c.source = path.string();
+  for (auto& e : d.examples) {
+    c.reviews.push_back(std::move(e.text));
+    c.pairs.push_back(std::move(e.text_pair));
+    c.lines.push_back(e.line);
+  }
+  return c;
+}
+
 CorpusSplit split_heldout(ReviewCorpus all, size_t heldout, uint64_t seed) {
   if (heldout >= all.reviews.size())
     throw Error("--validation-reviews " + std::to_string(heldout) + ": " + all.source + " has only " +
@@ -47,16 +66,15 @@ CorpusSplit split_heldout(ReviewCorpus all, size_t heldout, uint64_t seed) {
   for (size_t i = 0; i < heldout; ++i) held[perm[i]] = true;
   CorpusSplit s;
   s.train.source = s.heldout.source = all.source;
+  auto move_to = [&all](ReviewCorpus& to, size_t i) {
+    to.reviews.push_back(std::move(all.reviews[i]));
+    if (all.is_pairs()) to.pairs.push_back(std::move(all.pairs[i]));
+    to.lines.push_back(all.lines[i]);
+  };
   // Held-out reviews in shuffled order, training reviews in file order.
-  for (size_t i = 0; i < heldout; ++i) {
-    s.heldout.reviews.push_back(std::move(all.reviews[perm[i]]));
-    s.heldout.lines.push_back(all.lines[perm[i]]);
-  }
-  for (size_t i = 0; i < all.reviews.size(); ++i) {
-    if (held[i]) continue;
-    s.train.reviews.push_back(std::move(all.reviews[i]));
-    s.train.lines.push_back(all.lines[i]);
-  }
+  for (size_t i = 0; i < heldout; ++i) move_to(s.heldout, perm[i]);
+  for (size_t i = 0; i < all.reviews.size(); ++i)
+    if (!held[i]) move_to(s.train, i);
   return s;
 }
 
@@ -76,6 +94,40 @@ std::vector<int> PackedCorpus::lengths() const {
   return l;
 }
 
+namespace {
+
+// Greedy packing of units (a review with its [SEP], a whole pair) in order: a unit goes into the
+// open sequence when it fits, else it opens the next one, after `lead` ([CLS]) when given.
+class SequencePacker {
+ public:
+  SequencePacker(PackedCorpus& p, int max_length) : p_(p), max_length_(max_length) {}
+  // ids (and types, when the corpus has them) of one unit; lead < 0: nothing opens a sequence.
+  void add(std::span<const int32_t> ids, std::span<const int32_t> types, int32_t lead) {
+    const int64_t open = static_cast<int64_t>(p_.ids.size()) - start_;
+    if (open > 0 && open + static_cast<int64_t>(ids.size()) > max_length_) close();
+    if (lead >= 0 && static_cast<int64_t>(p_.ids.size()) == start_) {
+      p_.ids.push_back(lead);
+      if (!types.empty()) p_.types.push_back(0);
+    }
+    p_.ids.insert(p_.ids.end(), ids.begin(), ids.end());
+    p_.types.insert(p_.types.end(), types.begin(), types.end());
+    p_.segment_ends.push_back(static_cast<int32_t>(static_cast<int64_t>(p_.ids.size()) - start_));
+  }
+  void close() {
+    if (static_cast<int64_t>(p_.ids.size()) == start_) return;
+    p_.offsets.push_back(static_cast<int64_t>(p_.ids.size()));
+    p_.seg_offsets.push_back(static_cast<int64_t>(p_.segment_ends.size()));
+    start_ = static_cast<int64_t>(p_.ids.size());
+  }
+
+ private:
+  PackedCorpus& p_;
+  int max_length_;
+  int64_t start_ = 0;  // of the open sequence in p_.ids; none open when start_ == ids.size()
+};
+
+}  // namespace
+
 PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::Tokenizer& tok, int max_length,
                           int threads) {
   if (max_length < 3) throw Error("--max-length: packing needs at least 3 ([CLS] a token [SEP])");
@@ -84,13 +136,8 @@ PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::T
   const std::vector<text::Encoding> enc = tok.encode_batch(reviews, eo, threads);
   PackedCorpus p;
   p.ids.reserve(reviews.size() * 24);
-  int64_t start = 0;  // of the open sequence in p.ids; none open when start == ids.size()
-  auto close = [&] {
-    if (static_cast<int64_t>(p.ids.size()) == start) return;
-    p.offsets.push_back(static_cast<int64_t>(p.ids.size()));
-    p.seg_offsets.push_back(static_cast<int64_t>(p.segment_ends.size()));
-    start = static_cast<int64_t>(p.ids.size());
-  };
+  SequencePacker packer(p, max_length);
+  std::vector<int32_t> unit;  // the review's tokens and its [SEP]
   for (const auto& e : enc) {
     if (e.ids.empty()) continue;
     size_t n = e.ids.size();
@@ -98,16 +145,49 @@ PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::T
       n = static_cast<size_t>(max_length - 2);
       ++p.truncated_reviews;
     }
-    const int64_t open = static_cast<int64_t>(p.ids.size()) - start;
-    if (open > 0 && open + static_cast<int64_t>(n) + 1 > max_length) close();
-    if (static_cast<int64_t>(p.ids.size()) == start) p.ids.push_back(tok.cls_id());
-    p.ids.insert(p.ids.end(), e.ids.begin(), e.ids.begin() + static_cast<std::ptrdiff_t>(n));
-    p.ids.push_back(tok.sep_id());
-    p.segment_ends.push_back(static_cast<int32_t>(static_cast<int64_t>(p.ids.size()) - start));
+    unit.assign(e.ids.begin(), e.ids.begin() + static_cast<std::ptrdiff_t>(n));
+    unit.push_back(tok.sep_id());
+    packer.add(unit, {}, tok.cls_id());
   }
-  close();
+  packer.close();
   if (p.size() == 0) throw Error("no review produced any token");
   return p;
+}
+
+PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector<std::string>& pairs,
+                        const text::Tokenizer& tok, int max_length, int threads) {
+  text::EncodeOptions eo;  // [CLS] a [SEP] b [SEP], token types 0/1
+  eo.return_token_type_ids = true;
+  if (max_length < static_cast<int>(tok.encode_pair("", "", eo).ids.size()) + 1)
+    throw Error("--max-length " + std::to_string(max_length) + ": a sentence pair needs room for its special "
+                "tokens and at least one token");
+  const std::vector<text::Encoding> enc = tok.encode_batch(texts, pairs, eo, threads);
+  text::EncodeOptions cut = eo;
+  cut.max_length = max_length;
+  PackedCorpus p;
+  p.ids.reserve(texts.size() * 48);
+  p.types.reserve(texts.size() * 48);
+  SequencePacker packer(p, max_length);
+  for (size_t i = 0; i < enc.size(); ++i) {
+    const bool only_specials = std::all_of(enc[i].ids.begin(), enc[i].ids.end(),
+                                           [&](int32_t id) { return id == tok.cls_id() || id == tok.sep_id(); });
+    if (only_specials) continue;
+    if (enc[i].ids.size() <= static_cast<size_t>(max_length)) {
+      packer.add(enc[i].ids, enc[i].token_type_ids, -1);
+      continue;
+    }
+    ++p.truncated_reviews;  // longest_first, as `train` truncates
+    const text::Encoding e = tok.encode_pair(texts[i], pairs[i], cut);
+    packer.add(e.ids, e.token_type_ids, -1);
+  }
+  packer.close();
+  if (p.size() == 0) throw Error("no sentence pair produced any token");
+  return p;
+}
+
+PackedCorpus pack_corpus(const ReviewCorpus& corpus, const text::Tokenizer& tok, int max_length, int threads) {
+  return corpus.is_pairs() ? pack_pairs(corpus.reviews, corpus.pairs, tok, max_length, threads)
+                           : pack_reviews(corpus.reviews, tok, max_length, threads);
 }
 
 // ---- masking ----
@@ -205,6 +285,9 @@ model::Batch mlm_batch(const PackedCorpus& corpus, const std::vector<size_t>& in
     const int32_t base = static_cast<int32_t>(b.input_ids.size());
     b.input_ids.insert(b.input_ids.end(), m.ids.begin(), m.ids.end());
     b.labels.insert(b.labels.end(), m.labels.begin(), m.labels.end());
+    if (!corpus.types.empty())
+      b.token_type_ids.insert(b.token_type_ids.end(), corpus.types.begin() + corpus.offsets[s],
+                              corpus.types.begin() + corpus.offsets[s + 1]);
     if (attention == ReviewAttention::Across) {
       b.lengths.push_back(n);
       b.offsets.push_back(base + n);

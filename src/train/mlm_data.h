@@ -1,8 +1,10 @@
 #pragma once
 // The data side of masked-language-model pretraining (`bertune pretrain`):
-//   corpus  — plain text, one review per line, .gz read transparently; a held-out split;
+//   corpus  — plain text, one review per line, .gz read transparently, or sentence pairs
+//             (TSV/CSV/JSONL columns, as `train --text-pair-column` reads them); a held-out split;
 //   packing — reviews tokenized without specials and packed into training sequences
-//             [CLS] r1 [SEP] r2 [SEP] ... of at most max_length tokens;
+//             [CLS] r1 [SEP] r2 [SEP] ... of at most max_length tokens; pairs encoded as
+//             `train` encodes them, [CLS] a [SEP] b [SEP] with token types 0/1, and packed whole;
 //   masking — Hugging Face's DataCollatorForLanguageModeling (and ...ForWholeWordMask)
 //             semantics, drawn from a counter-based RNG: the masks of a sequence are a pure
 //             function of (seed, epoch, sequence index), so they are fresh every epoch and a
@@ -21,13 +23,23 @@ namespace bertune::train {
 
 struct ReviewCorpus {
   std::vector<std::string> reviews;
+  std::vector<std::string> pairs;  // sentence pairs: the second text of each; empty: single texts
   std::vector<int64_t> lines;  // 1-based line of each review in its file
   std::string source;
+
+  bool is_pairs() const { return !pairs.empty(); }
+  size_t size() const { return reviews.size(); }
 };
 
 // One review per line; empty (or whitespace-only) lines skipped; '\r\n' accepted. Invalid
 // UTF-8 is an Error naming file:line. Plain or gzip (zlib detects it).
 ReviewCorpus read_review_corpus(const std::filesystem::path& path);
+
+// Sentence pairs: the text_column and text_pair_column of a TSV/CSV/JSONL file (format by
+// extension, .gz read transparently), read as `train` reads them (data/dataset.h, no label).
+// A missing or empty cell is an Error naming file:line and the column.
+ReviewCorpus read_pair_corpus(const std::filesystem::path& path, const std::string& text_column,
+                              const std::string& text_pair_column);
 
 // A seeded shuffle of the reviews, the first `heldout` of it set aside (never trained on),
 // the rest for training in their file order. heldout must leave at least one training review.
@@ -54,7 +66,8 @@ struct PackedCorpus {
   std::vector<int64_t> offsets{0};
   std::vector<int32_t> segment_ends;
   std::vector<int64_t> seg_offsets{0};
-  int64_t truncated_reviews = 0;  // reviews longer than max_length - 2 tokens, cut
+  std::vector<int32_t> types;  // token types, beside ids (pairs: 0 up to a's [SEP], 1 after); empty: all 0
+  int64_t truncated_reviews = 0;  // reviews (pairs) longer than max_length tokens with their specials, cut
 
   size_t size() const { return offsets.size() - 1; }
   int length(size_t s) const { return static_cast<int>(offsets[s + 1] - offsets[s]); }
@@ -68,6 +81,17 @@ struct PackedCorpus {
 // that tokenize to nothing are dropped.
 PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::Tokenizer& tok, int max_length,
                           int threads = 0);
+
+// Pairs (texts[i], pairs[i]) encoded as Tokenizer::encode_pair (what `train --text-pair-column`
+// feeds the model): [CLS] a [SEP] b [SEP], token types 0 then 1, a pair longer than max_length
+// truncated longest_first. Each pair is one unit (a segment, with --review-attention within its
+// own attention sequence), packed greedily in order: [CLS] a1 [SEP] b1 [SEP] [CLS] a2 [SEP] ...
+// Pairs of which neither text gives a token are dropped.
+PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector<std::string>& pairs,
+                        const text::Tokenizer& tok, int max_length, int threads = 0);
+
+// pack_pairs for a corpus of pairs, pack_reviews for one of single texts.
+PackedCorpus pack_corpus(const ReviewCorpus& corpus, const text::Tokenizer& tok, int max_length, int threads = 0);
 
 // ---- masking ----
 
@@ -99,7 +123,7 @@ struct MaskedSequence {
 MaskedSequence mask_sequence(const int32_t* ids, int n, const MaskingOptions& o, uint64_t seed, int64_t epoch,
                              uint64_t index);
 
-// The model batch of packed sequences `indices`, masked for `epoch`.
+// The model batch of packed sequences `indices`, masked for `epoch` (token types: the corpus's).
 model::Batch mlm_batch(const PackedCorpus& corpus, const std::vector<size_t>& indices, ReviewAttention attention,
                        const MaskingOptions& masking, uint64_t seed, int64_t epoch);
 

@@ -202,6 +202,9 @@ const std::vector<OptionField>& train_option_fields() {
             "build training batches to N real tokens (packed padding) instead of a sample count (0: off)"),
       field("hidden_dropout", &O::hidden_dropout, "override hidden_dropout_prob"),
       field("attention_dropout", &O::attention_dropout, "override attention_probs_dropout_prob"),
+      field("ignore_mismatched_sizes", &O::ignore_mismatched_sizes,
+            "initialise --model's head tensors of another shape (another label count) afresh instead of refusing "
+            "them, as from_pretrained(ignore_mismatched_sizes=True)"),
       field("resume_from_checkpoint", &O::resume_from_checkpoint, "checkpoint dir to resume, or 'last'"),
       field("threads", &O::threads, "compute threads (0: all cores)"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),

@@ -85,6 +85,9 @@ struct TrainOptions {
   int64_t max_tokens_per_batch = 0;
   double hidden_dropout = -1.0;     // < 0: from the model config
   double attention_dropout = -1.0;
+  // from_pretrained(ignore_mismatched_sizes=True): --model's head tensors of another shape
+  // (another label count) are initialised afresh instead of refused.
+  bool ignore_mismatched_sizes = false;
   std::string resume_from_checkpoint;  // a checkpoint dir, or "last"/"true" for the newest
   int threads = 0;                     // 0: all cores
   kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)

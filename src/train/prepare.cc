@@ -259,12 +259,37 @@ void require_run_memory(const PreparedRun& r) {
   require_training_memory(need, o, "train");
 }
 
+// --model's head tensors whose shape is not the model's (a checkpoint of another label count or
+// task): with --ignore-mismatched-sizes taken out of `pretrained`, so that the load initialises
+// them afresh, and listed in r.mismatched as HF lists them; without it, refused by name.
+// Returns the names taken out.
+std::vector<std::string> drop_mismatched_heads(PreparedRun& r, model::PretrainedTensors& pretrained) {
+  std::vector<std::string> dropped;
+  for (const model::ParamInfo& p : r.model->param_info()) {
+    auto it = pretrained.tensors.find(p.name);
+    if (!p.head || it == pretrained.tensors.end() || it->second.shape == p.shape) continue;
+    const std::string found = shape_text(it->second.shape), wanted = shape_text(p.shape);
+    if (!r.options.ignore_mismatched_sizes)
+      throw Error(pretrained.weights_file.string() + ": tensor " + p.name + " has shape " + found + ", the " +
+                  r.config.classifier_architecture(r.options.token_classification()) + " being trained needs " +
+                  wanted + " (" + std::to_string(r.config.num_labels()) +
+                  " labels); pass --ignore-mismatched-sizes to initialise it afresh");
+    r.mismatched.push_back("- " + p.name + ": found shape torch.Size(" + found +
+                           ") in the checkpoint and torch.Size(" + wanted + ") in the model instantiated");
+    dropped.push_back(p.name);
+    pretrained.tensors.erase(it);
+  }
+  return dropped;
+}
+
 void build_model(PreparedRun& r, model::PretrainedTensors& pretrained) {
   const TrainOptions& o = r.options;
   r.model = std::make_unique<model::BertModel>(r.config, o.model_task(), o.device,
                                                 model::Init::Zeros);  // loaded or initialised below
   if (!o.model.empty()) {
+    const std::vector<std::string> dropped = drop_mismatched_heads(r, pretrained);
     model::LoadReport report = r.model->load_state_dict(pretrained.tensors, o.seed);
+    std::erase_if(report.initialised, [&](const std::string& n) { return std::ranges::count(dropped, n) > 0; });
     r.initialised = std::move(report.initialised);
     r.unused = std::move(report.unused);
     r.model_description = o.model;

@@ -33,6 +33,9 @@ struct PreparedRun {
   std::string model_description;  // for the banner: --model, or the config and "random initialisation"
   std::vector<std::string> initialised;  // head tensors --model lacked, freshly initialised
   std::vector<std::string> unused;       // tensors of --model this model has no use for (an MLM head: cls.*)
+  // --ignore-mismatched-sizes: head tensors of --model with another shape, initialised afresh, as
+  // HF lists them ("- classifier.weight: found shape torch.Size([2, 64]) in the checkpoint and ...").
+  std::vector<std::string> mismatched;
 
   std::filesystem::path train_path;
   infer::TokenizedData train, eval;

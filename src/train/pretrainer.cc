@@ -41,6 +41,10 @@ Json PretrainOptions::to_json() const {
          {"validation_reviews", validation_reviews},
          {"train_reviews", train_reviews},
          {"gradient_accumulation_steps", gradient_accumulation_steps}};
+  if (!train.text_pair_column.empty()) {  // absent for plain text: older checkpoints still resume
+    j["text_column"] = train.text_column;
+    j["text_pair_column"] = train.text_pair_column;
+  }
   if (objective == Objective::Electra) {  // absent for MLM: older checkpoints still resume
     j["objective"] = objective_name(objective);
     j["generator_layers"] = generator_layers;
@@ -52,8 +56,13 @@ Json PretrainOptions::to_json() const {
 
 void validate(PretrainOptions& o) {
   validate(o.train);
-  if (o.train.train_file.empty()) throw Error("--train-file is required (plain text, one review per line)");
+  if (o.train.train_file.empty())
+    throw Error("--train-file is required (plain text, one review per line; or sentence pairs with "
+                "--text-pair-column)");
   if (!(o.mlm_probability > 0 && o.mlm_probability < 1)) throw Error("--mlm-probability: must lie in (0, 1)");
+  if (o.train.text_pair_column.empty() && o.train.text_column != TrainOptions{}.text_column)
+    throw Error("--text-column " + o.train.text_column + ": names the first text of sentence pairs; give "
+                "--text-pair-column too (plain text is read one review per line)");
   if (o.validation_reviews < 0) throw Error("--validation-reviews: must not be negative");
   if (o.train_reviews == 0 || o.train_reviews < -1) throw Error("--train-reviews: must be positive (or -1 for all)");
   if (o.gradient_accumulation_steps < 1) throw Error("--gradient-accumulation-steps: must be positive");
@@ -164,14 +173,17 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 void read_corpus(PreparedPretrain& p) {
   const TrainOptions& t = p.o.train;
-  CorpusSplit split = split_heldout(read_review_corpus(t.train_file), static_cast<size_t>(p.o.validation_reviews),
-                                    t.data_seed);
-  if (p.o.train_reviews > 0 && static_cast<size_t>(p.o.train_reviews) < split.train.reviews.size())
+  ReviewCorpus all = t.text_pair_column.empty() ? read_review_corpus(t.train_file)
+                                                : read_pair_corpus(t.train_file, t.text_column, t.text_pair_column);
+  CorpusSplit split = split_heldout(std::move(all), static_cast<size_t>(p.o.validation_reviews), t.data_seed);
+  if (p.o.train_reviews > 0 && static_cast<size_t>(p.o.train_reviews) < split.train.size()) {
     split.train.reviews.resize(static_cast<size_t>(p.o.train_reviews));
-  p.train_review_count = split.train.reviews.size();
-  p.heldout_review_count = split.heldout.reviews.size();
-  p.train = pack_reviews(split.train.reviews, p.tokenizer, t.max_length, t.threads);
-  if (!split.heldout.reviews.empty()) p.heldout = pack_reviews(split.heldout.reviews, p.tokenizer, t.max_length, t.threads);
+    if (split.train.is_pairs()) split.train.pairs.resize(static_cast<size_t>(p.o.train_reviews));
+  }
+  p.train_review_count = split.train.size();
+  p.heldout_review_count = split.heldout.size();
+  p.train = pack_corpus(split.train, p.tokenizer, t.max_length, t.threads);
+  if (split.heldout.size() > 0) p.heldout = pack_corpus(split.heldout, p.tokenizer, t.max_length, t.threads);
   p.lengths = p.train.lengths();
 }
 
@@ -318,6 +330,9 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
   model::require_max_length_fits(t.max_length, p.config);
+  if (!t.text_pair_column.empty() && p.config.type_vocab_size < 2)
+    throw Error("--text-pair-column: the model has type_vocab_size " + std::to_string(p.config.type_vocab_size) +
+                ", no token type for a pair's second text to pretrain");
   p.tokenizer_dir = !t.tokenizer.empty() ? fs::path(t.tokenizer)
                    : !t.model.empty()   ? fs::path(t.model)
                                         : infer::default_tokenizer_dir();
@@ -448,13 +463,14 @@ void PretrainObjective::start(TrainingLoop&) {
   const model::BertConfig& c = p.config;
   std::fprintf(out_,
                "***** Running %s pretraining *****\n"
-               "  Reviews = %zu for training (%lld tokens in %zu sequences of <= %d, %lld reviews truncated), "
+               "  %s = %zu for training (%lld tokens in %zu sequences of <= %d, %lld truncated), "
                "%zu held out\n  Num Epochs = %g\n  Batch = %d sequences x %d accumulation steps\n"
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n"
                "  Masking = %s, p = %g; attention %s reviews\n"
                "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), %s%s\n",
                p.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
-               p.train_review_count, static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
+               t.text_pair_column.empty() ? "Reviews" : "Sentence pairs", p.train_review_count,
+               static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
                static_cast<long long>(p.train.truncated_reviews), p.heldout_review_count, p.state.num_train_epochs,
                per_device_batch(t), p.o.gradient_accumulation_steps,
                static_cast<long long>(p.state.max_steps), static_cast<long long>(p.schedule.warmup_steps),
@@ -555,9 +571,10 @@ void PretrainObjective::finish(TrainingLoop& loop) {
       const std::string key = std::string("final_eval_") + review_attention_name(mode);
       record[key + "_loss"] = ev.loss;
       record[key + "_mlm_accuracy"] = ev.accuracy;
-      std::fprintf(out_, "Held-out MLM (%zu reviews, attention %s reviews%s): loss %.4f, accuracy %.4f over %lld "
+      std::fprintf(out_, "Held-out MLM (%zu %s, attention %s reviews%s): loss %.4f, accuracy %.4f over %lld "
                    "masked tokens\n",
-                   p.heldout_review_count, review_attention_name(mode), mode == p.o.attention ? ", as trained" : "",
+                   p.heldout_review_count, t.text_pair_column.empty() ? "reviews" : "pairs",
+                   review_attention_name(mode), mode == p.o.attention ? ", as trained" : "",
                    ev.loss, ev.accuracy, static_cast<long long>(ev.selected_tokens));
     }
     loop.log_record(record);
@@ -587,7 +604,7 @@ void PretrainObjective::save_final(const fs::path& final_dir) {
   const model::ElectraCheckpoint g = model::electra_generator_checkpoint(p.generator_config, p.generator->state_dict());
   io::write_directory_atomic(final_dir, [&](const fs::path& staging) {  // both or neither
     model::save_pretrained(staging / "discriminator", d.config, d.refs(), tokenizer);
-    model::save_pretrained(staging / "generator", g.config, g.refs(), tokenizer);
+    model::save_pretrained(staging / "generator", g.config, g.refs(), tokenizer, io::DType::F32, g.buffers());
   });
   result_.final_model_dir = final_dir / "discriminator";
   std::fprintf(out_, "Saved the pretrained discriminator (ElectraForPreTraining) to %s and the generator "

@@ -79,10 +79,15 @@ void ClassificationObjective::start(TrainingLoop& loop) {
          ": [" + join(r_.unused) +
          "] (expected when the checkpoint was trained on another task, e.g. masked-LM pretraining)");
   warn_if_unknown_tokens(loop);
-  if (!r_.initialised.empty())
-    warn(loop, "Some weights of " + r_.config.classifier_architecture(r_.config.is_token_classifier()) +
-         " were not initialized from the model checkpoint at " +
-         o.model + " and are newly initialized: [" + join(r_.initialised) + "]");
+  const std::string newly_initialized = "Some weights of " +
+      r_.config.classifier_architecture(r_.config.is_token_classifier()) +
+      " were not initialized from the model checkpoint at " + o.model + " and are newly initialized";
+  if (!r_.initialised.empty()) warn(loop, newly_initialized + ": [" + join(r_.initialised) + "]");
+  if (!r_.mismatched.empty()) {
+    std::string lines;
+    for (const auto& l : r_.mismatched) lines += "\n" + l;
+    warn(loop, newly_initialized + " because the shapes did not match:" + lines);
+  }
 
   const model::BertConfig& c = r_.config;
   const std::string batching =
