@@ -257,7 +257,7 @@ TEST(SentencePieceCli, TokenizePrintsGoldenIds) {
 }
 
 // train with --tokenizer on the directory, a tiny BERT-layout model over its 8002 ids; the
-// trained model directory carries the model file, and predict tokenizes with it.
+// trained model directory (and its int8 one) carries the model file, and predict tokenizes with it.
 TEST(SentencePieceCli, TrainAndPredictWithXlmrTokenizer) {
   TinyTrainDir files("spm_train");
   XlmrDir tok("spm_train_tok");
@@ -275,6 +275,14 @@ TEST(SentencePieceCli, TrainAndPredictWithXlmrTokenizer) {
   EXPECT_TRUE(fs::is_regular_file(fs::path(out) / "final" / "sentencepiece.bpe.model"));
   EXPECT_FALSE(fs::exists(fs::path(out) / "final" / "vocab.txt"));
   auto p = run_cli("predict --model " + out + "/final '재밌다 최고'");
+  ASSERT_EQ(p.status, 0) << p.output;
+  EXPECT_TRUE(contains(p.output, "probs")) << p.output;
+  // Its int8 directory carries the model file too, and predicts with it.
+  const std::string q8 = out + "/q8";
+  auto q = run_cli("quantize --model " + out + "/final --output " + q8);
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_TRUE(fs::is_regular_file(fs::path(q8) / "sentencepiece.bpe.model"));
+  p = run_cli("predict --model " + q8 + " '재밌다 최고'");
   ASSERT_EQ(p.status, 0) << p.output;
   EXPECT_TRUE(contains(p.output, "probs")) << p.output;
 

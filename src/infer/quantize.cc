@@ -7,6 +7,7 @@
 #include "io/checkpoint.h"
 #include "io/json_error.h"
 #include "io/read_file.h"
+#include "text/tokenizer.h"
 #include "util/error.h"
 
 namespace bertune::infer {
@@ -29,7 +30,7 @@ quant::QuantizeReport quantize_model_dir(const fs::path& model, const fs::path& 
   if (!initialised.empty())
     throw Error("--model: " + model.string() + " has no classification head (" + initialised.front() +
                 "); quantize a fine-tuned classifier");
-  return quant::write_int8_model_dir(model, config, classifier->state_dict(), output);
+  return quant::write_int8_model_dir(model, config, classifier->state_dict(), text::tokenizer_files(model), output);
 }
 
 }  // namespace bertune::infer

@@ -76,7 +76,7 @@ std::string raw(const T* data, size_t n) {
 }  // namespace
 
 QuantizeReport write_int8_model_dir(const fs::path& model, const Json& config, const std::vector<TensorRef>& tensors,
-                                    const fs::path& output) {
+                                    const std::vector<fs::path>& tokenizer_files, const fs::path& output) {
   QuantizeReport report;
   std::vector<Entry> entries;
   Json quantized_names = Json::array();
@@ -108,9 +108,7 @@ QuantizeReport write_int8_model_dir(const fs::path& model, const Json& config, c
     io::write_file_atomic(tmp / "config.json", out_config.dump(2) + "\n");
     io::write_file_atomic(tmp / "model.safetensors",
                           serialize(entries, {{"format", "pt"}, {kConfigMarker, "int8-per-channel"}}));
-    std::error_code missing;
-    for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
-      if (fs::exists(model / f, missing)) io::write_file_atomic(tmp / f, io::read_file(model / f));
+    for (const fs::path& f : tokenizer_files) io::write_file_atomic(tmp / f.filename(), io::read_file(f));
   });
   return report;
 }

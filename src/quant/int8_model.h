@@ -42,11 +42,14 @@ struct QuantizeReport {
 
 // Writes the int8 directory of the fp32 classifier in `model`: `tensors` (its state_dict)
 // with every encoder linear weight quantized, config.json = `config` (the source's) with
-// the marker added, and the tokenizer files of `model` copied. Staged beside `output`,
+// the marker added, and `tokenizer_files` (the model's, text::tokenizer_files) copied under
+// their names. Staged beside `output`,
 // then renamed: it appears whole or not at all, replacing an `output` that exists.
 // infer::quantize_model_dir (`bertune quantize`) loads and checks the source first.
 QuantizeReport write_int8_model_dir(const std::filesystem::path& model, const nlohmann::json& config,
-                                    const std::vector<TensorRef>& tensors, const std::filesystem::path& output);
+                                    const std::vector<TensorRef>& tensors,
+                                    const std::vector<std::filesystem::path>& tokenizer_files,
+                                    const std::filesystem::path& output);
 
 struct Int8Model {
   TensorMap fp32;  // the F32 tensors, plus every quantized weight dequantized (scale * q)
