@@ -20,6 +20,7 @@
 #endif
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd_cpu.h"
 
 namespace bertune::kernels::cpu {
 namespace {
@@ -39,12 +40,6 @@ void run_cblas(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
                int ldb, float beta, float* C, int ldc) {
   (*fn)(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
         ldc);
-}
-
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 
 // Opens the first of `paths` that has cblas_sgemm; "" and the reason when none does.
@@ -71,7 +66,7 @@ GemmProvider load_openblas() {
     p.missing = "BERTUNE_NO_BLAS is set";
     return p;
   }
-  if (has_avx512()) setenv("OPENBLAS_CORETYPE", "SkylakeX", /*overwrite=*/0);
+  if (cpu_has_simd512()) setenv("OPENBLAS_CORETYPE", "SkylakeX", /*overwrite=*/0);
   std::vector<std::string> paths;
   if (const char* path = std::getenv("BERTUNE_BLAS"); path && *path) paths.push_back(path);
   paths.push_back("/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0");
@@ -95,7 +90,7 @@ GemmProvider load_openblas() {
 // 2 threads, quiet machine); its AVX-512 kernels (skx) gave 343 there, haswell's 313. Its
 // configurations: skx, knl, haswell, sandybridge, penryn, zen3, zen2, zen, ... (no zen4).
 const char* blis_arch_for_this_cpu() {
-  if (has_avx512()) return "skx";
+  if (cpu_has_simd512()) return "skx";
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return __builtin_cpu_is("amd") ? "zen3" : "haswell";
   return nullptr;  // BLIS's own detection

@@ -35,6 +35,7 @@
 #endif
 
 #include "kernels/cpu/int8_cpu.h"
+#include "kernels/cpu/simd_cpu.h"
 #include "util/error.h"
 
 namespace bertune::kernels::cpu {
@@ -245,10 +246,7 @@ void forward_vnni(float* y, const QuantizedLinear& w, const float* b, int T, Scr
 
 bool cpu_has_avx512_vnni() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512vnni");
+  return cpu_has_simd512() && __builtin_cpu_supports("avx512vnni");  // cpu_has_simd512 runs cpu_init
 #else
   return false;
 #endif
