@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -105,6 +106,29 @@ TEST(DeviceBuffer, LargeCpuBuffersAreHugePageAlignedAndAdvised) {
     if (inside && line.rfind("THPeligible:", 0) == 0) eligible = std::atoi(line.c_str() + 12);
   }
   EXPECT_EQ(eligible, 1) << "transparent_hugepage/enabled: " << mode;
+}
+
+// Large host buffers are fresh mappings: zero without being written, charged to the process only
+// where they are touched, and zero again when allocated after one that was written.
+TEST(DeviceBuffer, LargeCpuBuffersReadZeroAndCostNothingUntilTouched) {
+  const auto resident_mb = [] {
+    std::ifstream statm("/proc/self/statm");
+    long pages = 0, resident = 0;
+    statm >> pages >> resident;
+    return double(resident) * double(sysconf(_SC_PAGESIZE)) / double(1 << 20);
+  };
+  const double before = resident_mb();
+  {
+    kernels::DeviceBuffer<float> untouched(Device::CPU, size_t(64) << 20);  // 256 MiB
+    EXPECT_LT(resident_mb() - before, 32.0) << "a 256 MiB buffer nobody wrote is already resident";
+    kernels::DeviceBuffer<float> written(Device::CPU, size_t(4) << 20);  // 16 MiB
+    std::fill(written.data(), written.data() + written.size(), 7.f);
+  }
+  kernels::DeviceBuffer<float> again(Device::CPU, size_t(4) << 20);
+  for (size_t i = 0; i < again.size(); i += 4093) ASSERT_EQ(again.data()[i], 0.f) << "at " << i;
+  EXPECT_EQ(again.data()[again.size() - 1], 0.f);
+  kernels::DeviceBuffer<float> small(Device::CPU, 1000);  // from the heap, cleared
+  for (size_t i = 0; i < small.size(); ++i) ASSERT_EQ(small.data()[i], 0.f);
 }
 
 TEST(DeviceBuffer, CopiesAndFillOnTheCpu) {

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -24,15 +25,39 @@ constexpr size_t kHostAlignment = 64;
 constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kHugeMin = size_t(8) << 20;
 
+size_t host_rounded(size_t bytes) { return bytes >= kHugeMin ? (bytes + kHugePage - 1) / kHugePage * kHugePage : bytes; }
+
+// A host allocation whose bytes read zero. Large ones are fresh anonymous mappings, zero by the
+// kernel's guarantee and never written here: a page is faulted in (and zeroed) only when it is
+// first used, so a buffer that is never touched (an inference model's gradients) costs nothing,
+// and growing a buffer does not zero it twice. Small ones come from the heap and are cleared.
 void* host_alloc(size_t bytes) {
-  const size_t align = bytes >= kHugeMin ? kHugePage : kHostAlignment;
-  const size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
-  void* p = std::aligned_alloc(align, rounded);
-  if (!p) throw std::bad_alloc();
+  if (bytes < kHugeMin) {
+    const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+    void* p = std::aligned_alloc(kHostAlignment, rounded);  // aligned_alloc wants a multiple
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  const size_t rounded = host_rounded(bytes), span = rounded + kHugePage;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t at = (lo + kHugePage - 1) / kHugePage * kHugePage;  // the 2 MiB boundary
+  if (at > lo) munmap(raw, at - lo);
+  if (const size_t tail = lo + span - (at + rounded)) munmap(reinterpret_cast<void*>(at + rounded), tail);
+  void* p = reinterpret_cast<void*>(at);
 #ifdef MADV_HUGEPAGE
-  if (align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);
+  madvise(p, rounded, MADV_HUGEPAGE);
 #endif
   return p;
+}
+
+void host_free(void* p, size_t bytes) noexcept {
+  if (bytes < kHugeMin)
+    std::free(p);
+  else
+    munmap(p, host_rounded(bytes));
 }
 
 [[noreturn]] void no_cuda_build() {
@@ -65,8 +90,7 @@ void require_device(Device d) {
 Storage::Storage(Device d, size_t bytes) : device_(d) {
   if (bytes == 0) return;
   if (d == Device::CPU) {
-    data_ = host_alloc(bytes);
-    std::memset(data_, 0, bytes);
+    data_ = host_alloc(bytes);  // reads zero
   } else {
 #ifdef BERTUNE_CUDA
     data_ = gpu::malloc_bytes(bytes);
@@ -103,7 +127,7 @@ Storage& Storage::operator=(Storage&& o) noexcept {
 void Storage::release() noexcept {
   if (!data_) return;
   if (device_ == Device::CPU) {
-    std::free(data_);
+    host_free(data_, bytes_);
   } else {
 #ifdef BERTUNE_CUDA
     gpu::free_bytes(data_);
