@@ -71,7 +71,12 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
   std::vector<float> logits(data.size() * num_labels);
   const bool sharded = shard != nullptr && shard->size > 1;
   size_t j = 0;
-  for (const auto& indices : split_batches(order, batch_size)) {
+  auto batches = split_batches(order, batch_size);
+  // Length-sorted batches run longest first, so the model's activation arena is laid out once,
+  // for the first batch, instead of growing as the batches lengthen. The batches are the same
+  // slices either way, so every example's logits are the same.
+  if (sort_by_length) std::reverse(batches.begin(), batches.end());
+  for (const auto& indices : batches) {
     if (sharded && j++ % static_cast<size_t>(shard->size) != static_cast<size_t>(shard->rank)) continue;
     model::Batch batch = build_batch(data, indices, layout);
     model.forward(batch, /*train=*/false);
