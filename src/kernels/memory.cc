@@ -25,17 +25,36 @@ constexpr size_t kHostAlignment = 64;
 constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kHugeMin = size_t(8) << 20;
 
+// Under AddressSanitizer every buffer stays on the heap, where the sanitizer's redzones catch a
+// write past its end (a mapping's rounding slack would hide one).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kHeapOnly = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kHeapOnly = true;
+#else
+constexpr bool kHeapOnly = false;
+#endif
+#else
+constexpr bool kHeapOnly = false;
+#endif
+
 size_t host_rounded(size_t bytes) { return bytes >= kHugeMin ? (bytes + kHugePage - 1) / kHugePage * kHugePage : bytes; }
 
 // A host allocation whose bytes read zero. Large ones are fresh anonymous mappings, zero by the
 // kernel's guarantee and never written here: a page is faulted in (and zeroed) only when it is
 // first used, so a buffer that is never touched (an inference model's gradients) costs nothing,
-// and growing a buffer does not zero it twice. Small ones come from the heap and are cleared.
+// and growing a buffer does not zero it twice. Small ones come from the heap and are cleared
+// (under AddressSanitizer, all of them).
 void* host_alloc(size_t bytes) {
-  if (bytes < kHugeMin) {
-    const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
-    void* p = std::aligned_alloc(kHostAlignment, rounded);  // aligned_alloc wants a multiple
+  if (kHeapOnly || bytes < kHugeMin) {
+    const size_t align = bytes >= kHugeMin ? kHugePage : kHostAlignment;
+    const size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
+    void* p = std::aligned_alloc(align, rounded);
     if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    if (align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
     std::memset(p, 0, bytes);
     return p;
   }
@@ -54,7 +73,7 @@ void* host_alloc(size_t bytes) {
 }
 
 void host_free(void* p, size_t bytes) noexcept {
-  if (bytes < kHugeMin)
+  if (kHeapOnly || bytes < kHugeMin)
     std::free(p);
   else
     munmap(p, host_rounded(bytes));
