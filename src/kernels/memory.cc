@@ -79,7 +79,7 @@ void host_free(void* p, size_t bytes) noexcept {
     munmap(p, host_rounded(bytes));
 }
 
-[[noreturn]] void no_cuda_build() {
+[[noreturn, maybe_unused]] void no_cuda_build() {
   throw Error(
       "--device cuda: this bertune was built without CUDA (nvcc was not found when it was built); "
       "rebuild on a machine with the CUDA toolkit, or use --device cpu");
