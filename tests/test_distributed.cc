@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -164,6 +165,80 @@ TEST(DistributedStep, TheStepNamesTheWordEmbeddingRowsItsTokensTouched) {
   EXPECT_EQ(rec_mlm.rows_.rows, 0) << "a masked LM's word-embedding gradient is dense";
 }
 
+// A reduction that overlaps the backward and sums nothing: at each gradients_ready it copies
+// the part said to be final, and at sum_over_workers (the gradients complete) compares.
+class SnapshotReduction : public GradientReduction {
+ public:
+  int workers() const override { return 1; }
+  void sum_counts(std::span<double>) override {}
+  bool overlaps() const override { return true; }
+  void gradient_layout(std::vector<size_t> ready, size_t n) override {
+    layout_ = std::move(ready);
+    n_ = n;
+  }
+  void gradients_ready(float* grads, size_t from) override {
+    froms_.push_back(from);
+    snapshots_.emplace_back(grads + from, grads + n_);
+    whole_.assign(grads, grads + n_);  // at the last report: the embeddings' part not final yet
+  }
+  void sum_over_workers(float* grads, size_t n, double&, double&) override {
+    ASSERT_EQ(n, n_);
+    for (size_t i = 0; i < froms_.size(); ++i)
+      for (size_t j = 0; j < snapshots_[i].size(); ++j)
+        if (snapshots_[i][j] != grads[froms_[i] + j]) {
+          changed_++;
+          break;
+        }
+    for (size_t j = 0; j < layout_.back() && !whole_.empty(); ++j) embeddings_changed_ |= whole_[j] != grads[j];
+    steps_++;
+  }
+  std::vector<size_t> layout_, froms_;
+  size_t n_ = 0;
+  std::vector<std::vector<float>> snapshots_;
+  std::vector<float> whole_;
+  int changed_ = 0, steps_ = 0;
+  bool embeddings_changed_ = false;
+};
+
+// Each part of the gradient buffer the backward reports as finished is final: nothing after
+// the report (the rest of this backward) changes it. Top-down, at the offsets the model
+// lists, during the last micro-batch's backward only; classification with the last layer on
+// the [CLS] rows and in full, and a masked LM (whose tied decoder writes the word embeddings'
+// gradient from the head).
+TEST(DistributedStep, TheBackwardReportsEachFinishedPartOfTheGradients) {
+  model::BertConfig config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
+  config.num_hidden_layers = 3;
+  model::Batch cls = model::Batch::packed({{2, 40, 41, 3}, {2, 50, 40, 60, 3}}, {1, 0});
+  model::Batch mlm = model::Batch::packed({{2, 40, 41, 42, 3}, {2, 50, 51, 3}});
+  mlm.labels = {-100, 40, -100, 42, -100, -100, 50, -100, -100};
+  for (const auto& [task, cls_only] : {std::pair{model::Task::SequenceClassification, true},
+                                       std::pair{model::Task::SequenceClassification, false},
+                                       std::pair{model::Task::MaskedLM, false}}) {
+    SCOPED_TRACE(task == model::Task::MaskedLM ? "masked LM" : cls_only ? "[CLS] rows" : "full last layer");
+    model::BertModel m(config, task);
+    m.set_last_layer_cls_only(cls_only);
+    AdamW opt(m, {});
+    TrainStep step(m, opt, LrSchedule{Schedule::Constant, 1e-3, 0, 10}, 0);
+    SnapshotReduction rec;
+    step.set_gradient_reduction(&rec);
+    const std::vector<size_t> want = m.gradient_ready_offsets();
+    ASSERT_EQ(want.size(), size_t(config.num_hidden_layers) + 1);
+    EXPECT_EQ(rec.layout_, want);
+    EXPECT_EQ(rec.n_, m.num_params());
+    EXPECT_TRUE(std::is_sorted(want.rbegin(), want.rend()));
+    EXPECT_EQ(want.back(), m.param("bert.encoder.layer.0.attention.self.query.weight").offset);
+    EXPECT_LT(want.front(), m.num_params());
+    const model::Batch& b = task == model::Task::MaskedLM ? mlm : cls;
+    const std::vector<model::Batch> two = {b, b};
+    ASSERT_TRUE(step.run(two, 0).finite);  // two micro-batches: only the second backward reports
+    EXPECT_EQ(rec.steps_, 1);
+    EXPECT_EQ(rec.froms_, want);
+    EXPECT_EQ(rec.changed_, 0) << "a part reported finished changed afterwards";
+    // The comparison can fail: the embeddings' part, not reported, did change after the last report.
+    EXPECT_TRUE(rec.embeddings_changed_);
+  }
+}
+
 // ---------------------------------------------------------------- under mpirun
 
 namespace {
@@ -195,6 +270,9 @@ class MpiTraining : public ::testing::Test {
       "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})");
     io::write_file_atomic(files->dir / "tiny_dropout.json", R"({"vocab_size": 32000, "hidden_size": 32,
       "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
+    io::write_file_atomic(files->dir / "tiny_deep.json", R"({"vocab_size": 32000, "hidden_size": 32,
+      "num_hidden_layers": 6, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
       "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})");
     const NsmcRows nsmc = nsmc_train_rows(400);
     std::string train, eval;
@@ -324,6 +402,40 @@ TEST_F(MpiTraining, MaskedLmPretrainingOverTwoRanks) {
   for (size_t i = 0; i < ea.size(); ++i)
     EXPECT_NEAR(double(ea[i]["eval_loss"]), double(eb[i]["eval_loss"]), 1e-6 * double(eb[i]["eval_loss"]));
   expect_same_weights("two_mlm", "one_mlm", "model.safetensors");
+}
+
+// The gradients summed in buckets overlapping the backward: --ddp-bucket-cap-mb 0.001 (1 KiB)
+// makes each of the six layers and the head (~34 KB and ~4.5 KB) a bucket of its own, each
+// MPI_Iallreduce started as its layer's backward ends. Over TCP, with dropout: the same run as
+// one process.
+TEST_F(MpiTraining, SmallBucketsOverlappingTheBackwardAreOneProcessOverTcp) {
+  ASSERT_EQ(run(1, train_args("one_deep", 16, "packed", 20, 0, "tiny_deep.json")).status, 0);
+  const auto two = run(2, train_args("two_buckets", 8, "packed", 20, 0, "tiny_deep.json") + " --ddp-bucket-cap-mb 0.001",
+                       "--mca btl tcp,self");
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_TRUE(contains(two.output, "Gradients summed = 7 buckets of >= 0.001 MiB (--ddp-bucket-cap-mb), overlapping "
+                                   "the backward")) << two.output;
+  expect_same_log("two_buckets", "one_deep", 20);
+  expect_same_weights("two_buckets", "one_deep", "model.safetensors");
+}
+
+// Masked-LM pretraining in small buckets (the tied decoder's word-embedding gradient comes from
+// the head, the embeddings are summed last), two micro-batches a step (only the second
+// backward starts buckets), over shared memory.
+TEST_F(MpiTraining, MaskedLmPretrainingInSmallBuckets) {
+  auto args = [&](const std::string& out, int batch) {
+    return "pretrain --model-config " + path("tiny_deep.json") + " --train-file " + path("train.tsv") +
+           " --max-length 32 --max-steps 8 --logging-steps 1 --threads 1 --learning-rate 3e-4 --gradient-accumulation-steps 2"
+           " --validation-reviews 20 --eval-strategy no --save-strategy no --ddp-bucket-cap-mb 0.001"
+           " --per-device-train-batch-size " + std::to_string(batch) + " --output-dir " + path(out);
+  };
+  const auto one = run(1, args("one_mlm_buckets", 8));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const auto two = run(2, args("two_mlm_buckets", 4));
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_TRUE(contains(two.output, "Gradients summed = 7 buckets")) << two.output;
+  expect_same_log("two_mlm_buckets", "one_mlm_buckets", 8);
+  expect_same_weights("two_mlm_buckets", "one_mlm_buckets", "model.safetensors");
 }
 
 // Two ranks die after step 10 (checkpoint-10 saved); one process resumes it: steps 11-20 log

@@ -441,6 +441,23 @@ TEST(TrainOptionsTokenBudget, IsValidatedByName) {
             "--max-tokens-per-batch 100 is below --max-length 128: the longest example must fit in one batch");
 }
 
+TEST(TrainOptionsBuckets, AreValidatedByName) {
+  auto error_of = [](nlohmann::json j) {
+    j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
+    try {
+      train::train_options_from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", 25}}), "");
+  EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", 0.5}}), "");
+  EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", -1}}),
+            "--ddp-bucket-cap-mb: must not be negative (0: one reduction after the backward)");
+  EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", "lots"}}), "options: ddp_bucket_cap_mb: 'lots' is not a number");
+}
+
 // Token-budget batches in a real run: each epoch holds every example once (the same real
 // tokens), epochs differ in their number of batches, and a run resumed from a checkpoint
 // logs exactly the uninterrupted run's losses.

@@ -679,18 +679,30 @@ float BertModel::mean_loss(int N, int C) {
 
 // ---------------------------------------------------------------- backward
 
-void BertModel::backward() {
+void BertModel::backward(const GradientsReady& ready) {
   if (!have_activations_) throw Error("backward: needs a training forward (train = true) first");
   if (!has_labels_) throw Error("backward: the batch had no labels, so there is no loss");
+  const std::vector<size_t> done = ready ? gradient_ready_offsets() : std::vector<size_t>{};
   head_backward();
+  if (ready) ready(done[0]);
   const int L = config_.num_hidden_layers;
   for (int l = L - 1; l >= 0; --l) {
     if (cls_rows_compact_ && l == L - 1)
       last_layer_cls_backward(l);
     else
       layer_backward(l);
+    if (ready) ready(done[static_cast<size_t>(L - l)]);
   }
   embeddings_backward();
+}
+
+std::vector<size_t> BertModel::gradient_ready_offsets() const {
+  const int L = config_.num_hidden_layers, H = config_.hidden_size;
+  const float* base = grads_.data();
+  std::vector<size_t> at;
+  at.push_back(static_cast<size_t>(g_.layers[L - 1].ln2_b + H - base));  // the head's part
+  for (int l = L - 1; l >= 0; --l) at.push_back(static_cast<size_t>(g_.layers[l].qkv_w - base));
+  return at;
 }
 
 // Leaves d loss / d (last hidden state) in d_x_: its B [CLS] rows when the last

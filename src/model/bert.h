@@ -13,6 +13,7 @@
 // hidden_state), which copy when the device is not the CPU and are free on it.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,7 +140,18 @@ class BertModel {
   // mean). Host losses only (no loss_sink).
   void set_loss_denominator(double denominator) { loss_denominator_ = denominator; }
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
-  void backward();
+  // backward walks the model top-down (head, layer L-1, ..., layer 0, embeddings); with
+  // `ready` (data-parallel training, train/step.h) it calls ready(from) each time this
+  // backward has finished writing grads()[from, num_params()): after the head and after
+  // each layer, with the offsets gradient_ready_offsets() lists. The embeddings' part
+  // [0, layer 0's first) is finished when backward returns (a masked LM's tied decoder
+  // adds to the word embeddings' gradient in the head's backward already).
+  using GradientsReady = std::function<void(size_t from)>;
+  void backward(const GradientsReady& ready = {});
+  // The `from` of each ready(from) call of backward, in its order (decreasing): the first
+  // value after the last encoder layer (the head's part, alignment gap included), then the
+  // first value of layer L-1, ..., layer 0. The same for every batch.
+  std::vector<size_t> gradient_ready_offsets() const;
 
   // After forward: classification [B, num_labels]; MLM [R, vocab] where the
   // R rows are the tokens with a label (!= -100) when the batch has labels —

@@ -39,12 +39,18 @@ void finalize_at_exit() {
 }
 
 bool mpi_started = false;
+class MpiGradientReduction;
+MpiGradientReduction* the_reduction = nullptr;  // world_gradient_reduction's, once made
 
 // Open MPI's default choice for an all-reduce of tens of megabytes among few ranks (its fixed
 // decision table) ran a step of the small model 2.8x slower on one 2-core machine than its ring
 // algorithm (bench/mpi_vs_threads.sh). Ask for the segmented ring unless the user chose: MCA
 // parameters are read from the environment by MPI_Init; other MPIs ignore these names.
+// The non-blocking all-reduce of the gradient buckets (libnbc) takes its binomial tree (a reduce
+// to rank 0, then a broadcast) for fewer than 4 ranks or in place, which is both here: ask for
+// its ring likewise, unless the user chose.
 void prefer_ring_allreduce() {
+  setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
   if (std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm")) return;
   setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", /*overwrite=*/0);
   setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "5", /*overwrite=*/0);
@@ -80,17 +86,71 @@ void sum_floats_over_world(float* data, size_t n, const char* call) {
 // rest of the buffer is summed in place around it. A rank's untouched rows are zero, so the
 // sums are those of the whole buffer, on a fraction of the bytes (a batch of 32 reviews
 // touches ~2 % of a 32,000-token vocabulary, which is 70 % of the small model's gradient).
+//
+// With buckets (--ddp-bucket-cap-mb > 0) the part above the embeddings (the layers and the
+// head) is cut, top-down at the model's ready offsets, into buckets of at least the cap (a
+// layer larger than the cap is a bucket of its own), and each bucket's MPI_Iallreduce starts
+// as soon as the backward has finished it, with an MPI_Testall after each layer to move the
+// started ones on (Open MPI progresses a non-blocking collective only inside MPI calls).
+// sum_over_workers starts the buckets not started yet, waits for all of them, then sums the
+// embeddings' part as above. Every rank starts the same buckets in the same order.
 class MpiGradientReduction : public GradientReduction {
  public:
   explicit MpiGradientReduction(int workers) : workers_(workers) {}
+  // Buckets of at least `mb` MiB (0: none, the whole buffer after the backward).
+  void set_bucket_cap(double mb) {
+    cap_mb_ = std::max(0.0, mb);
+    cap_ = cap_mb_ == 0 ? 0 : std::max<size_t>(1, static_cast<size_t>(cap_mb_ * 1024 * 1024 / sizeof(float)));
+    buckets_.clear();
+  }
+  // The banner's words for it.
+  std::string describe() const {
+    if (buckets_.empty()) return "once, after the backward";
+    char cap[32];
+    std::snprintf(cap, sizeof cap, "%g", cap_mb_);
+    return std::to_string(buckets_.size()) + " bucket" + (buckets_.size() == 1 ? "" : "s") + " of >= " + cap +
+           " MiB (--ddp-bucket-cap-mb), overlapping the backward; then the embeddings";
+  }
   int workers() const override { return workers_; }
   void sum_counts(std::span<double> values) override {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
                             MPI_COMM_WORLD),
               "MPI_Allreduce (loss counts)");
   }
+  bool overlaps() const override { return cap_ > 0; }
+  void gradient_layout(std::vector<size_t> ready, size_t n) override {
+    buckets_.clear();
+    layout_n_ = n;
+    size_t hi = n;
+    for (size_t i = 0; i < ready.size(); ++i) {
+      if (ready[i] > hi) throw Error("gradient buckets: the ready offsets do not decrease");
+      if (hi - ready[i] >= cap_ || (i + 1 == ready.size() && ready[i] < hi)) {
+        buckets_.push_back({ready[i], hi});
+        hi = ready[i];
+      }
+    }
+  }
+  void gradients_ready(float* grads, size_t from) override {
+    while (started_ < buckets_.size() && buckets_[started_].from >= from) start(grads, buckets_[started_++]);
+    if (requests_.empty()) return;
+    int done = 0;
+    check_mpi(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
+              "MPI_Testall (gradient buckets)");
+    if (done) requests_.clear();
+  }
   void touched_rows(TouchedRows rows) override { touched_ = std::move(rows); }
   void sum_over_workers(float* grads, size_t n, double& loss_sum, double& micro_batches) override {
+    if (!buckets_.empty()) {  // the buckets not started yet, then every bucket's end
+      if (n != layout_n_)
+        throw Error("gradient buckets: laid out for " + std::to_string(layout_n_) + " values, summing " +
+                    std::to_string(n));
+      while (started_ < buckets_.size()) start(grads, buckets_[started_++]);
+      check_mpi(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE),
+                "MPI_Waitall (gradient buckets)");
+      requests_.clear();
+      started_ = 0;
+      n = buckets_.back().from;  // what is left: the embeddings
+    }
     const size_t block = static_cast<size_t>(touched_.rows) * touched_.cols;
     if (touched_.rows > 0 && touched_.offset + block <= n) {
       sum_floats_over_world(grads, touched_.offset, "MPI_Allreduce (gradients)");
@@ -110,6 +170,26 @@ class MpiGradientReduction : public GradientReduction {
   int workers_;
   TouchedRows touched_;
   std::vector<float> packed_;
+  struct Bucket {
+    size_t from = 0, to = 0;  // [from, to) of the gradient buffer
+  };
+  double cap_mb_ = 0;
+  size_t cap_ = 0;  // floats; 0: no buckets
+  size_t layout_n_ = 0;
+  std::vector<Bucket> buckets_;  // top-down: the order the backward finishes them
+  size_t started_ = 0;           // this step's buckets started so far
+  std::vector<MPI_Request> requests_;
+
+  // The bucket's in-place MPI_Iallreduce (in chunks of at most 2^31 - 1 values).
+  void start(float* grads, const Bucket& b) {
+    constexpr size_t kChunk = std::numeric_limits<int>::max();
+    for (size_t at = b.from; at < b.to; at += kChunk) {
+      requests_.emplace_back();
+      check_mpi(MPI_Iallreduce(MPI_IN_PLACE, grads + at, static_cast<int>(std::min(kChunk, b.to - at)), MPI_FLOAT,
+                               MPI_SUM, MPI_COMM_WORLD, &requests_.back()),
+                "MPI_Iallreduce (gradients)");
+    }
+  }
 
   // The rows of `block` ([touched_.rows, touched_.cols]) that any rank touched, summed.
   void sum_touched_rows(float* block) {
@@ -190,12 +270,15 @@ void check_same_on_every_rank(uint64_t value, const std::string& what) {
 #endif
 }
 
-GradientReduction* world_gradient_reduction() {
+GradientReduction* world_gradient_reduction(double bucket_cap_mb) {
   if (world().size == 1) return nullptr;
 #ifdef BERTUNE_WITH_MPI
   static MpiGradientReduction reduction(world().size);
+  reduction.set_bucket_cap(bucket_cap_mb);
+  the_reduction = &reduction;
   return &reduction;
 #else
+  (void)bucket_cap_mb;
   return nullptr;
 #endif
 }
@@ -236,6 +319,9 @@ void print_world(std::FILE* out, int64_t global_batch) {
   if (w.size == 1) return;
   std::fprintf(out, "  World size = %d processes (MPI), global batch = %lld\n", w.size,
                static_cast<long long>(global_batch));
+#ifdef BERTUNE_WITH_MPI
+  if (the_reduction != nullptr) std::fprintf(out, "  Gradients summed = %s\n", the_reduction->describe().c_str());
+#endif
 }
 
 model::Batch::DropoutPlace dropout_place_after(const model::Batch& before, int heads) {

@@ -2,7 +2,8 @@
 // Data-parallel training over MPI: `mpirun -np N bertune train|pretrain ...` (docs/distributed.md).
 //
 // Every rank runs the same loop on its share of each global batch; TrainStep hands the
-// gradient buffer to MpiGradientReduction (an in-place MPI_Allreduce, fp32), so the norm,
+// gradient buffer to MpiGradientReduction (in-place MPI_Allreduce, fp32, in buckets overlapping
+// the backward with --ddp-bucket-cap-mb), so the norm,
 // the clip, AdamW and the non-finite guard see the same summed gradients on every rank and
 // decide the same. Rank 0 alone writes (logs, checkpoints, final/) and prints; the others
 // wait for it at a barrier after each checkpoint.
@@ -74,8 +75,11 @@ std::FILE* console(std::FILE* stream);
 // The banner's line for a world of more than one rank (nothing for one).
 void print_world(std::FILE* out, int64_t global_batch);
 
-// The world's gradient reduction (an MPI_Allreduce); nullptr for a world of one.
-GradientReduction* world_gradient_reduction();
+// The world's gradient reduction (MPI_Allreduce); nullptr for a world of one. bucket_cap_mb > 0
+// (--ddp-bucket-cap-mb, MiB): the layers' and the head's gradients are summed in buckets of at
+// least that size, each started (MPI_Iallreduce) as soon as the backward has finished it,
+// overlapping the rest of the backward; 0: the whole buffer once, after the backward.
+GradientReduction* world_gradient_reduction(double bucket_cap_mb);
 // This rank's part of an evaluation (infer::evaluate's shard: its batches, then an
 // MPI_Allreduce of the logits); nullptr for a world of one.
 const infer::EvalShard* world_eval_shard();

@@ -207,6 +207,10 @@ const std::vector<OptionField>& train_option_fields() {
             "them, as from_pretrained(ignore_mismatched_sizes=True)"),
       field("resume_from_checkpoint", &O::resume_from_checkpoint, "checkpoint dir to resume, or 'last'"),
       field("threads", &O::threads, "compute threads (0: all cores)"),
+      field("ddp_bucket_cap_mb", &O::ddp_bucket_cap_mb,
+            "under mpirun: sum the gradients in buckets of at least N MiB, each started as soon as the backward "
+            "has finished its layers, overlapping the rest of the backward (0: the whole gradient once, after "
+            "the backward)"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
       field("precision", &O::precision,
             "what the GEMMs multiply in: fp32, bf16 (cuda; cpu with avx512_bf16 or AMX-BF16), tf32 (cuda) "
@@ -385,6 +389,7 @@ void validate(TrainOptions& o) {
   if (!(o.adam_beta2 >= 0 && o.adam_beta2 < 1)) fail("--adam-beta2: must lie in [0, 1)");
   if (!(o.adam_epsilon >= 0)) fail("--adam-epsilon: must not be negative");
   if (o.threads < 0) fail("--threads: must not be negative");
+  if (o.ddp_bucket_cap_mb < 0) fail("--ddp-bucket-cap-mb: must not be negative (0: one reduction after the backward)");
   if (o.threads > util::kMaxThreads) util::checked_thread_count(o.threads);  // throws: libgomp crashes on 100000
   if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
   o.precision = resolve_precision(o.device, o.precision);

@@ -90,6 +90,10 @@ struct TrainOptions {
   bool ignore_mismatched_sizes = false;
   std::string resume_from_checkpoint;  // a checkpoint dir, or "last"/"true" for the newest
   int threads = 0;                     // 0: all cores
+  // Data-parallel training (mpirun, train/distributed.h): sum the layers' gradients in buckets of
+  // at least this many MiB, each as soon as the backward has finished it (HF's name); 0: the
+  // whole gradient once, after the backward.
+  double ddp_bucket_cap_mb = 0;
   kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)
   // What the GEMMs multiply in (--precision fp32|tf32|bf16); unset: the device's default
   // (bf16 on cuda, fp32 on cpu), which validate() fills in.

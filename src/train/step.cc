@@ -52,6 +52,8 @@ StepOutcome TrainStep::run(std::span<const model::Batch> micro_batches, int64_t 
 void TrainStep::set_gradient_reduction(GradientReduction* reduction) {
   reduction_ = reduction;
   word_embeddings_ = nullptr;
+  if (reduction != nullptr && reduction->overlaps())
+    reduction->gradient_layout(model_.gradient_ready_offsets(), model_.num_params());
   if (reduction == nullptr || model_.task() == model::Task::MaskedLM) return;  // a tied decoder touches every row
   for (const model::ParamInfo& p : model_.param_info())
     if (p.name.ends_with("embeddings.word_embeddings.weight") && p.shape.size() == 2) word_embeddings_ = &p;
@@ -99,7 +101,12 @@ double TrainStep::micro_batch_losses(std::span<const model::Batch> micro_batches
       r.loss = loss;  // the non-finite value, for the caller's message
       return NAN;
     }
-    model_.backward();
+    // The step's last backward finishes the gradients: an overlapping reduction may start
+    // summing each part as soon as it is final.
+    if (reduction_ != nullptr && reduction_->overlaps() && j + 1 == micro_batches.size())
+      model_.backward([this](size_t from) { reduction_->gradients_ready(model_.grads(), from); });
+    else
+      model_.backward();
     loss_sum += loss;
   }
   return loss_sum;

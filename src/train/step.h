@@ -50,6 +50,15 @@ struct StepOutcome {
 // step tells the reduction which rows its worker touched (touched_rows) before summing, and
 // a reduction may then sum only the rows some worker touched (the others are zero on every
 // worker), which is the same sum.
+//
+// A reduction may overlap with the backward pass (overlaps()): the step then hands it, once,
+// the offsets at which the model's backward finishes parts of the buffer
+// (BertModel::gradient_ready_offsets, the same on every worker, so every worker can cut the
+// same buckets), and during the last backward of each step tells it each time the gradients
+// [from, n) are final on this worker (gradients_ready), so it may start summing them there;
+// sum_over_workers then sums what was not started (a worker that ran no backward, or a
+// non-finite loss, starts everything there, in the same order) and waits for all of it, before
+// anything reads the buffer. The sum of each value is the same however the buffer is cut.
 struct TouchedRows {
   size_t offset = 0;  // the block's first value in the gradient buffer
   int rows = 0, cols = 0;
@@ -63,6 +72,10 @@ class GradientReduction {
   virtual void touched_rows(TouchedRows rows) {}
   virtual int workers() const = 0;
   virtual void sum_counts(std::span<double> values) = 0;  // in place, over the workers
+  // Overlap with the backward pass (see above); the defaults: none.
+  virtual bool overlaps() const { return false; }
+  virtual void gradient_layout(std::vector<size_t> ready_offsets, size_t n) {}
+  virtual void gradients_ready(float* grads, size_t from) {}
 };
 
 class TrainStep {
