@@ -337,6 +337,63 @@ TEST(MlmPairs, MaskingSparesSpecialsAndBatchesKeepTokenTypes) {
   }
 }
 
+// Next-sentence data: about half the pairs take another pair's second text (label 1), the rest
+// keep theirs (label 0); pure in the seed. Packed, each kept pair carries its label, and a
+// batch with each pair in its own attention sequence has one label per sequence.
+TEST(MlmPairs, NextSentenceDrawsHalfRandomSecondTextsAndBatchesCarryTheLabels) {
+  ReviewCorpus c;
+  c.source = "pairs.jsonl";
+  const int n = 400;
+  for (int i = 0; i < n; ++i) {
+    c.reviews.push_back("a" + std::to_string(i));
+    c.pairs.push_back("b" + std::to_string(i));
+    c.lines.push_back(i + 1);
+  }
+  ReviewCorpus d = c, e = c;
+  draw_next_sentences(d, 3);
+  draw_next_sentences(e, 3);
+  EXPECT_EQ(d.pairs, e.pairs);
+  EXPECT_EQ(d.next_labels, e.next_labels);
+  ASSERT_EQ(d.next_labels.size(), size_t(n));
+  int64_t random = 0;
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(d.reviews[i], c.reviews[i]);
+    if (d.next_labels[i] == 0) {
+      EXPECT_EQ(d.pairs[i], c.pairs[i]) << i;
+      continue;
+    }
+    ASSERT_EQ(d.next_labels[i], 1);
+    ++random;
+    EXPECT_NE(d.pairs[i], c.pairs[i]) << i;
+    EXPECT_NE(std::find(c.pairs.begin(), c.pairs.end(), d.pairs[i]), c.pairs.end()) << d.pairs[i];
+  }
+  expect_share(random, n, 0.5, "random second texts");
+  draw_next_sentences(e, 4);
+  EXPECT_NE(e.next_labels, d.next_labels);
+  ReviewCorpus one = c, singles;
+  one.reviews.resize(1), one.pairs.resize(1), one.lines.resize(1);
+  EXPECT_THROW(draw_next_sentences(one, 1), Error);
+  singles.reviews = {"x", "y"};
+  EXPECT_THROW(draw_next_sentences(singles, 1), Error);
+
+  const text::Tokenizer tok = small_tokenizer();
+  const std::vector<std::string> a = {"영화가 좋다", "", "재미있어", "c", "a b"};
+  const std::vector<std::string> b = {"별로다", "", "w1 w2", "a b", "w3"};
+  const std::vector<int32_t> labels = {1, 0, 0, 1, 0};
+  PackedCorpus p = pack_pairs(a, b, tok, 24, 1, labels);
+  EXPECT_EQ(p.segment_labels, (std::vector<int32_t>{1, 0, 1, 0}));  // the empty pair dropped with its label
+  ASSERT_EQ(p.segment_labels.size(), p.segment_ends.size());
+  std::vector<size_t> all(p.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  const MaskingOptions o = masking_options(tok, 0.15, false);
+  const model::Batch within = mlm_batch(p, all, ReviewAttention::Within, o, 7, 0);
+  EXPECT_EQ(within.next_sentence_labels, p.segment_labels);
+  EXPECT_EQ(within.num_sequences(), 4);
+  EXPECT_THROW(mlm_batch(p, all, ReviewAttention::Across, o, 7, 0), Error);
+  EXPECT_THROW(pack_pairs(a, b, tok, 24, 1, {1, 0}), Error);
+  EXPECT_TRUE(pack_pairs(a, b, tok, 24, 1).segment_labels.empty());
+}
+
 // A JSONL of pairs reads as `train` reads it; the held-out split keeps each pair together.
 TEST(MlmPairs, CorpusReadsColumnsAndSplitsPairsTogether) {
   const fs::path f = temp_file("pairs.jsonl");

@@ -276,6 +276,69 @@ TEST(PretrainRun, PairsTrainTheSecondTokenTypeAndFineTuneAsPairs) {
   EXPECT_FALSE(fs::exists(fx.dir / "never"));
 }
 
+// --objective mlm-nsp: BERT's masked LM + next-sentence prediction on sentence pairs, each pair
+// its own attention sequence. The log and the final figures carry the next-sentence loss and
+// accuracy; final/ is a BertForPreTraining directory with HF's names (the pooler and
+// cls.seq_relationship trained from their fresh initialisation), which `train` fine-tunes on
+// pairs with the pooler kept. Without pairs or per-pair attention it refuses, naming the flag.
+TEST(PretrainRun, NextSentencePredictionWritesABertForPreTrainingThatFineTunes) {
+  Fixture fx;
+  auto a = fx.pair_args(fx.dir / "nsp");
+  a.insert(a.end(), {"--objective", "mlm-nsp", "--review-attention", "within", "--max-steps", "4",
+                     "--eval-strategy", "steps", "--eval-steps", "2"});
+  ASSERT_EQ(run(a, fx.dir / "nsp.txt"), 0) << slurp(fx.dir / "nsp.txt");
+  const std::string console = slurp(fx.dir / "nsp.txt");
+  EXPECT_NE(console.find("Running masked-LM + next-sentence pretraining"), std::string::npos) << console;
+  EXPECT_NE(console.find("Held-out next-sentence prediction (60 pairs, half of them random): loss "), std::string::npos)
+      << console;
+  EXPECT_NE(console.find("Saved the pretrained model (BertForPreTraining)"), std::string::npos) << console;
+  EXPECT_EQ(console.find("attention across reviews"), std::string::npos) << console;  // labels need per-pair attention
+  bool logged = false;
+  std::ifstream log(fx.dir / "nsp" / "log.jsonl");
+  for (std::string line; std::getline(log, line);) {
+    const Json r = Json::parse(line);
+    if (!r.contains("eval_nsp_accuracy")) continue;
+    logged = true;
+    EXPECT_GE(r["eval_nsp_accuracy"].get<double>(), 0.0);
+    EXPECT_LE(r["eval_nsp_accuracy"].get<double>(), 1.0);
+    EXPECT_GT(r["eval_nsp_loss"].get<double>(), 0.0);
+  }
+  EXPECT_TRUE(logged) << "no eval_nsp_accuracy in " << (fx.dir / "nsp" / "log.jsonl");
+  const fs::path final_dir = fx.dir / "nsp" / "final";
+  EXPECT_EQ(Json::parse(slurp(final_dir / "config.json"))["architectures"], Json::array({"BertForPreTraining"}));
+  const auto w = io::read_safetensors(final_dir / "model.safetensors");
+  ASSERT_TRUE(w.count("cls.seq_relationship.weight"));
+  EXPECT_EQ(w.at("cls.seq_relationship.weight").shape, (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(w.at("cls.seq_relationship.bias").shape, (std::vector<int64_t>{2}));
+  for (const char* n : {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "cls.predictions.bias",
+                        "cls.predictions.transform.dense.weight", "cls.predictions.transform.LayerNorm.weight"})
+    EXPECT_TRUE(w.count(n)) << n;
+  EXPECT_FALSE(w.count("cls.predictions.decoder.weight"));  // tied to the word embeddings, as HF saves it
+  // Trained: the bias of the two classes started at 0.
+  EXPECT_GT(std::fabs(w.at("cls.seq_relationship.bias").data[0]), 0.f);
+
+  auto ft = fx.finetune_args(final_dir);
+  ft[std::find(ft.begin(), ft.end(), "--train-file") - ft.begin() + 1] = fx.labelled_pairs.string();
+  ft.insert(ft.end(), {"--text-column", "a", "--text-pair-column", "b"});
+  ASSERT_EQ(run(ft, fx.dir / "ft.txt"), 0) << slurp(fx.dir / "ft.txt");
+  const std::string ft_console = slurp(fx.dir / "ft.txt");
+  // The pooler kept: only the classifier is new.
+  EXPECT_NE(ft_console.find("are newly initialized: [classifier.weight, classifier.bias]"), std::string::npos)
+      << ft_console;
+  EXPECT_TRUE(fs::exists(fx.dir / "ft" / "final" / "model.safetensors"));
+
+  auto across = fx.pair_args(fx.dir / "never");
+  across.insert(across.end(), {"--objective", "mlm-nsp"});
+  EXPECT_EQ(run(across, fx.dir / "across.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "across.txt").find("give --review-attention within"), std::string::npos)
+      << slurp(fx.dir / "across.txt");
+  auto single = fx.args(fx.dir / "never");
+  single.insert(single.end(), {"--objective", "mlm-nsp", "--review-attention", "within"});
+  EXPECT_EQ(run(single, fx.dir / "single.txt"), 1);
+  EXPECT_NE(slurp(fx.dir / "single.txt").find("needs sentence pairs"), std::string::npos) << slurp(fx.dir / "single.txt");
+  EXPECT_FALSE(fs::exists(fx.dir / "never"));
+}
+
 TEST(PretrainRun, ElectraResumeAfterKillMatchesUninterrupted) {
   expect_resume_matches_uninterrupted({"--objective", "electra", "--generator-layers", "1"});
 }
@@ -409,7 +472,7 @@ TEST(PretrainRun, ElectraWritesADiscriminatorThatFineTunes) {
   auto bad = fx.args(fx.dir / "never");
   bad.insert(bad.end(), {"--objective", "gan"});
   EXPECT_EQ(run(bad, fx.dir / "bad.txt"), 1);
-  EXPECT_NE(slurp(fx.dir / "bad.txt").find("--objective: 'gan' is not one of mlm|electra"), std::string::npos)
+  EXPECT_NE(slurp(fx.dir / "bad.txt").find("--objective: 'gan' is not one of mlm|mlm-nsp|electra"), std::string::npos)
       << slurp(fx.dir / "bad.txt");
 }
 

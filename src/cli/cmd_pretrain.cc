@@ -56,8 +56,10 @@ void add_pretrain_flags(CLI::App* cmd, PretrainFlags& flags) {
                   "micro-batches per optimizer step")
       ->capture_default_str();
   cmd->add_option("--objective", flags.objective,
-                  "mlm: BERT's masked LM; electra: replaced-token detection with a small generator sharing the "
-                  "embeddings (the discriminator is kept)")
+                  "mlm: BERT's masked LM; mlm-nsp: masked LM + next-sentence prediction on the pooled [CLS] "
+                  "(BertForPreTraining; sentence pairs, --review-attention within, half of the second texts "
+                  "replaced by another pair's); electra: replaced-token detection with a small generator sharing "
+                  "the embeddings (the discriminator is kept)")
       ->capture_default_str();
   cmd->add_option("--generator-layers", o.generator_layers,
                   "ELECTRA generator's layers (-1: a quarter of the model's, at least 1)")
@@ -92,7 +94,8 @@ void add_pretrain_command(CLI::App& app) {
                                      "masked-LM pretraining of a BERT on plain text (one review per line, .gz ok) or sentence "
                                      "pairs (--text-pair-column), from "
                                      "random weights (--model-config) or continued from a model (--model); the result in "
-                                     "OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective electra: "
+                                     "OUTPUT_DIR/final/ as a BertForMaskedLM directory (--objective mlm-nsp: "
+                                     "BertForPreTraining; --objective electra: "
                                      "final/discriminator/ and final/generator/, ElectraForPreTraining and "
                                      "ElectraForMaskedLM)");
   add_pretrain_flags(cmd, *flags);

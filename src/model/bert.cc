@@ -70,6 +70,8 @@ int64_t Batch::real_tokens() const {
 
 BertModel::BertModel(BertConfig config, Task task, k::Device device, Init init)
     : config_(std::move(config)), task_(task), device_(device), head_(make_head(task, config_)) {
+  if (task_ == Task::PreTraining && device_ != k::Device::CPU)
+    throw Error("BertForPreTraining (masked LM + next-sentence prediction) runs on the CPU only");
   if (const char* full = std::getenv("BERTUNE_FULL_LAST_LAYER"); full && std::strcmp(full, "1") == 0)
     last_layer_cls_only_ = false;
   build_layout();  // zeroed buffers
@@ -210,6 +212,19 @@ void BertModel::check_batch(const Batch& batch) const {
                   " at row " + std::to_string(t) + " is outside type_vocab_size");
   }
   if (!batch.targets.empty()) check_targets(batch, head_->per_token(), head_->num_classes(config_));
+  if (!batch.next_sentence_labels.empty()) {
+    if (task_ != Task::PreTraining)
+      throw Error("forward: next-sentence labels need a BertForPreTraining model (Task::PreTraining)");
+    if (batch.next_sentence_labels.size() != size_t(B))
+      throw Error("forward: " + std::to_string(batch.next_sentence_labels.size()) + " next-sentence labels for " +
+                  std::to_string(B) + " sequences");
+    if (batch.labels.empty())
+      throw Error("forward: next-sentence labels need the masked-LM labels beside them (-100 where none)");
+    for (int b = 0; b < B; ++b)
+      if (batch.next_sentence_labels[b] != 0 && batch.next_sentence_labels[b] != 1)
+        throw Error("forward: next-sentence label " + std::to_string(batch.next_sentence_labels[b]) +
+                    " of sequence " + std::to_string(b) + " is neither 0 (follows) nor 1 (random)");
+  }
   if (!batch.labels.empty()) {
     const bool per_token = head_->per_token();
     const size_t want = per_token ? T : B;
@@ -242,6 +257,7 @@ void BertModel::prepare(const Batch& batch, bool train) {
   lengths_ = batch.lengths;
   place_ = batch.dropout_place;
   labels_ = batch.labels;
+  next_sentence_labels_ = batch.next_sentence_labels;
   targets_ = batch.targets;
   has_labels_ = !batch.labels.empty() || !batch.targets.empty();
   has_targets_ = false;
@@ -597,6 +613,8 @@ HeadPass BertModel::head_pass() const {
   pass.cls_rows_compact = cls_rows_compact_;
   pass.offsets = batch_.offsets;
   pass.head_rows = batch_.head_rows;
+  // CPU only (the constructor refuses another device for Task::PreTraining): host memory.
+  pass.next_sentence_labels = next_sentence_labels_.empty() ? nullptr : next_sentence_labels_.data();
   pass.dropout_seed = dropout_seed_;
   pass.first_sequence = place_.sequences;
   pass.first_row = place_.rows;
@@ -612,7 +630,11 @@ float BertModel::head_forward() {
   if (!has_labels_) return std::numeric_limits<float>::quiet_NaN();
   if (has_targets_) return rescale_loss(target_mean_loss(logit_rows_ * logit_cols_), double(logit_rows_) * logit_cols_);
   const float loss = mean_loss(logit_rows_, logit_cols_);
-  return rescale_loss(loss, counted_);
+  if (next_sentence_labels_.empty()) return rescale_loss(loss, counted_);
+  // BertForPreTraining: masked LM + next-sentence prediction, each a mean (HF's total_loss).
+  if (loss_denominator_ > 0 || loss_sink_)
+    throw Error("forward: the next-sentence loss is computed on the host by one process (no loss denominator or sink)");
+  return loss + head_->sequence_loss();
 }
 
 double BertModel::loss_count(const Batch& batch) {

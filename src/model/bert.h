@@ -43,6 +43,9 @@ struct Batch {
   // Regression and multi-label classification (ProblemType, model/config.h): float labels,
   // [B, num_labels] row-major ([B] for one label); `labels` then stays empty.
   std::vector<float> targets;
+  // BertForPreTraining (Task::PreTraining): one next-sentence label per sequence [B], 0 = the
+  // second text follows the first, 1 = it is a random one; empty: no next-sentence loss.
+  std::vector<int32_t> next_sentence_labels;
 
   // Where this batch lies in a larger one whose dropout masks it takes (a rank's share of a
   // data-parallel step, train/distributed.h): the rows, the sequences and the attention
@@ -163,6 +166,11 @@ class BertModel {
   // forward copies them to the host.
   const float* logits() const;
   const std::vector<int32_t>& logit_token_rows() const { return head_rows_; }
+  // BertForPreTraining: after forward, the next-sentence logits (B, 2) (host memory; null for
+  // other tasks) and, when the batch had next_sentence_labels, their mean cross-entropy (part
+  // of forward's loss; else 0).
+  const float* next_sentence_logits() const { return head_->sequence_logits(); }
+  float next_sentence_loss() const { return head_->sequence_loss(); }
   int logits_rows() const { return logit_rows_; }
   int logits_cols() const { return logit_cols_; }
   // After a training forward: 0 = embeddings output, i = output of layer i. [T, H]
@@ -248,6 +256,7 @@ class BertModel {
   // offsets) ...
   int T_ = 0, B_ = 0;
   std::vector<int32_t> ids_, types_, positions_, offsets_, lengths_, labels_;
+  std::vector<int32_t> next_sentence_labels_;  // Task::PreTraining: [B] or empty
   std::vector<float> targets_;
   // This batch's loss: cross-entropy, or target_loss against targets_ (has_targets_).
   bool has_targets_ = false;

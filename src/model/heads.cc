@@ -42,6 +42,7 @@ std::unique_ptr<Head> make_head(Task task, const BertConfig& config) {
     case Task::MaskedLM: return std::make_unique<MaskedLMHead>();
     case Task::ReplacedTokenDetection: return std::make_unique<ReplacedTokenHead>();
     case Task::TokenClassification: return std::make_unique<TokenClassificationHead>();
+    case Task::PreTraining: return std::make_unique<PreTrainingHead>();
   }
   throw Error("make_head: unknown task " + std::to_string(static_cast<int>(task)));
 }
@@ -225,6 +226,72 @@ void MaskedLMHead::backward(const HeadPass& pass, const float* d_logits, float* 
                         p_.ln_g, R, H);
   k::gelu_backward(pass.device, d_head_dense_, d_head_dense_, head_dense_, size_t(R) * H);
   dense_backward(pass, d_head_dense_, g_.dense_w, g_.dense_b, p_.dense_w, d_last);
+}
+
+// ---------------------------------------------------------------- pretraining (MLM + NSP)
+
+// HF's BertForPreTraining order: bert.pooler, then cls.predictions.*, then cls.seq_relationship.
+void PreTrainingHead::append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const {
+  const int64_t H = config.hidden_size;
+  add_head_tensor(specs, "bert.pooler.dense.weight", {H, H});
+  add_head_tensor(specs, "bert.pooler.dense.bias", {H});
+  MaskedLMHead::append_tensors(config, specs);
+  add_head_tensor(specs, "cls.seq_relationship.weight", {2, H});
+  add_head_tensor(specs, "cls.seq_relationship.bias", {2});
+}
+
+void PreTrainingHead::bind(const FlatView& params, const FlatView& grads) {
+  MaskedLMHead::bind(params, grads);
+  auto views = [](const FlatView& at) {
+    return Params{at["bert.pooler.dense.weight"], at["bert.pooler.dense.bias"], at["cls.seq_relationship.weight"],
+                  at["cls.seq_relationship.bias"]};
+  };
+  q_ = views(params);
+  gq_ = views(grads);
+}
+
+void PreTrainingHead::plan_activations(ArenaPlan& plan, const HeadPass& pass) {
+  MaskedLMHead::plan_activations(plan, pass);
+  const size_t B = pass.B, BH = B * pass.config->hidden_size;
+  take_each(plan, {&cls_rows_, &pooled_}, BH);
+  take_each(plan, {&nsp_logits_, &nsp_probs_}, 2 * B);
+}
+
+void PreTrainingHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
+  MaskedLMHead::plan_gradients(plan, pass);
+  const size_t B = pass.B, BH = B * pass.config->hidden_size;
+  plan.take(&d_nsp_, 2 * B);
+  take_each(plan, {&d_pooled_, &d_cls_rows_}, BH);
+}
+
+// The masked LM on the head rows; [CLS] rows (offsets[b]) -> pooler -> tanh ->
+// seq_relationship -> nsp_logits (B, 2), and their mean cross-entropy when labelled.
+void PreTrainingHead::forward(const HeadPass& pass, float* logits) {
+  if (pass.device != kernels::Device::CPU) throw Error("BertForPreTraining (next-sentence prediction) runs on the CPU");
+  MaskedLMHead::forward(pass, logits);
+  const int B = pass.B, H = pass.config->hidden_size;
+  k::gather_rows(pass.device, cls_rows_, pass.last, pass.offsets, B, H);
+  k::linear_forward(pass.device, pooled_, cls_rows_, q_.pool_w, q_.pool_b, B, H, H);
+  k::tanh_forward(pass.device, pooled_, pooled_, size_t(B) * H);
+  k::linear_forward(pass.device, nsp_logits_, pooled_, q_.nsp_w, q_.nsp_b, B, H, 2);
+  nsp_loss_ = 0.f;
+  nsp_counted_ = 0;
+  if (pass.next_sentence_labels)
+    nsp_loss_ = k::cross_entropy_forward(pass.device, nsp_probs_, nsp_logits_, pass.next_sentence_labels, B, 2,
+                                         &nsp_counted_);
+}
+
+// d_last (T, H): the masked LM's gradient on its rows, plus the next-sentence loss's on the
+// [CLS] rows.
+void PreTrainingHead::backward(const HeadPass& pass, const float* d_logits, float* d_last) {
+  MaskedLMHead::backward(pass, d_logits, d_last);
+  if (!pass.next_sentence_labels || nsp_counted_ == 0) return;
+  const int B = pass.B, H = pass.config->hidden_size;
+  k::cross_entropy_backward(pass.device, d_nsp_, nsp_probs_, pass.next_sentence_labels, B, 2, nsp_counted_);
+  k::linear_backward(pass.device, d_pooled_, gq_.nsp_w, gq_.nsp_b, d_nsp_, pooled_, q_.nsp_w, B, H, 2);
+  k::tanh_backward(pass.device, d_pooled_, d_pooled_, pooled_, size_t(B) * H);
+  k::linear_backward(pass.device, d_cls_rows_, gq_.pool_w, gq_.pool_b, d_pooled_, cls_rows_, q_.pool_w, B, H, H);
+  k::scatter_add_rows(pass.device, d_last, d_cls_rows_, pass.offsets, B, H);
 }
 
 // ---------------------------------------------------------------- replaced-token detection

@@ -34,6 +34,9 @@ struct HeadPass {
   bool cls_rows_compact = false;
   const int32_t* offsets = nullptr;    // [B + 1] sequence b's [CLS] row is offsets[b]
   const int32_t* head_rows = nullptr;  // [R] per-token heads: the token row of logit row r
+  // [B] BertForPreTraining's next-sentence labels (0: the second text follows the first, 1: it
+  // is a random one), or null: no next-sentence loss.
+  const int32_t* next_sentence_labels = nullptr;
   // Dropout of this forward (off in eval): the masks of (seed, step, site); the batch's first
   // sequence and row in the batch it is part of (Batch::dropout_place): a head's (B, H) rows
   // draw from first_sequence on, its (R, H) token rows from first_row on.
@@ -68,6 +71,12 @@ class Head {
   // d_logits (R, C) -> d_last = d loss / d pass.last, every row of it ((B, H) or (T, H));
   // the head's parameter gradients (and the tied ones') are accumulated.
   virtual void backward(const HeadPass& pass, const float* d_logits, float* d_last) = 0;
+  // A loss of the sequences beside the per-token one (BertForPreTraining's next-sentence
+  // prediction): its mean over the B sequences, computed by forward when the pass has labels for
+  // it (0 otherwise); the model adds it to the loss, and backward adds its gradient to d_last.
+  virtual float sequence_loss() const { return 0.f; }
+  // That loss's logits (B, 2) of the last forward, host memory (CPU), or null: none.
+  virtual const float* sequence_logits() const { return nullptr; }
 };
 
 std::unique_ptr<Head> make_head(Task task, const BertConfig& config);
@@ -160,6 +169,37 @@ class MaskedLMHead : public TokenHead {
   float* ln_out_ = nullptr;   // (R, H) LayerNorm(head_gelu): the decoder's input
   float* ln_mean_ = nullptr;  // (R)
   float* ln_rstd_ = nullptr;  // (R)
+};
+
+// BertForPreTraining's heads: the masked LM (BertLMPredictionHead, as MaskedLMHead) on the head
+// rows and next-sentence prediction on the [CLS] rows: bert.pooler (dense, tanh) ->
+// cls.seq_relationship (2 logits; no dropout, as HF's BertPreTrainingHeads). The model's loss is
+// HF's: the masked LM's mean cross-entropy + the next-sentence one's over the B sequences. CPU.
+class PreTrainingHead : public MaskedLMHead {
+ public:
+  void append_tensors(const BertConfig& config, std::vector<TensorSpec>& specs) const override;
+  void bind(const FlatView& params, const FlatView& grads) override;
+  void plan_activations(ArenaPlan& plan, const HeadPass& pass) override;
+  void plan_gradients(ArenaPlan& plan, const HeadPass& pass) override;
+  void forward(const HeadPass& pass, float* logits) override;
+  void backward(const HeadPass& pass, const float* d_logits, float* d_last) override;
+  float sequence_loss() const override { return nsp_loss_; }
+  const float* sequence_logits() const override { return nsp_logits_; }
+
+ private:
+  struct Params {
+    float *pool_w, *pool_b, *nsp_w, *nsp_b;
+  };
+  Params q_{}, gq_{};
+  float* cls_rows_ = nullptr;     // (B, H) the [CLS] rows of the last layer
+  float* pooled_ = nullptr;       // (B, H) tanh(cls_rows W_p + b_p)
+  float* nsp_logits_ = nullptr;   // (B, 2)
+  float* nsp_probs_ = nullptr;    // (B, 2) their softmax
+  float* d_nsp_ = nullptr;        // (B, 2) d loss / d nsp_logits
+  float* d_pooled_ = nullptr;     // (B, H) d loss / d pooled, then d (its tanh's input)
+  float* d_cls_rows_ = nullptr;   // (B, H) d loss / d cls_rows
+  float nsp_loss_ = 0.f;
+  int nsp_counted_ = 0;
 };
 
 // ElectraDiscriminatorPredictions: dense -> GELU -> a 2-way classifier per token (HF's

@@ -18,7 +18,9 @@ namespace bertune::model {
 // ReplacedTokenDetection: ELECTRA's discriminator (per-token "was this token replaced?"),
 // the pretraining objective of `bertune pretrain --objective electra` (train/electra.h).
 // TokenClassification: BertForTokenClassification, a label per token (NER).
-enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection, TokenClassification };
+// PreTraining: BertForPreTraining, the masked LM plus next-sentence prediction on the pooled
+// [CLS] rows (`bertune pretrain --objective mlm-nsp`).
+enum class Task { SequenceClassification, MaskedLM, ReplacedTokenDetection, TokenClassification, PreTraining };
 
 // One tensor of BertFor<Task> as Hugging Face names it, in the order of the
 // model's flat parameter buffer.

@@ -11,6 +11,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string guess_architecture(const BertConfig& config, const std::vector<TensorRef>& tensors) {
+  for (const auto& t : tensors)
+    if (t.name.rfind("cls.seq_relationship.", 0) == 0) return "BertForPreTraining";
   for (const auto& t : tensors) {
     if (t.name.rfind("classifier.", 0) == 0) return config.classifier_architecture();
     if (t.name.rfind("cls.predictions.", 0) == 0) return "BertForMaskedLM";
@@ -55,7 +57,8 @@ PretrainedTensors load_pretrained_tensors(const fs::path& dir) {
   // Union of every head's names: a MaskedLM checkpoint loaded for
   // classification still has to agree with the config where it overlaps.
   TensorShapes expected = bert_checkpoint_shapes(out.config, Task::SequenceClassification);
-  if (out.config.family == Family::Bert) expected.merge(bert_checkpoint_shapes(out.config, Task::MaskedLM));
+  // BertForPreTraining's: BertForMaskedLM's, the pooler and cls.seq_relationship.
+  if (out.config.family == Family::Bert) expected.merge(bert_checkpoint_shapes(out.config, Task::PreTraining));
   // The head's output checked last, so that its error can say what disagrees: the label count.
   const std::string out_proj = SequenceClassificationHead::spec_of(out.config).out;
   TensorShapes head;

@@ -24,8 +24,8 @@ PretrainedTensors load_pretrained_tensors(const std::filesystem::path& dir);
 
 // Writes an HF directory that transformers' from_pretrained loads:
 // config.json (architectures from config.architectures, or guessed from the
-// tensor names: classifier.* -> BertForSequenceClassification, cls.* ->
-// BertForMaskedLM, else BertModel), model.safetensors with metadata
+// tensor names: classifier.* -> BertForSequenceClassification, cls.seq_relationship.* ->
+// BertForPreTraining, other cls.* -> BertForMaskedLM, else BertModel), model.safetensors with metadata
 // {"format": "pt"}, and `extra_files` (tokenizer files, ...) copied in. The
 // directory appears whole or not at all; see io::write_model_directory.
 void save_pretrained(const std::filesystem::path& dir, const BertConfig& config,

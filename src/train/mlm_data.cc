@@ -78,6 +78,22 @@ CorpusSplit split_heldout(ReviewCorpus all, size_t heldout, uint64_t seed) {
   return s;
 }
 
+void draw_next_sentences(ReviewCorpus& c, uint64_t seed) {
+  if (!c.is_pairs()) throw Error(c.source + ": next-sentence prediction needs sentence pairs (--text-pair-column)");
+  const size_t n = c.size();
+  if (n < 2) throw Error(c.source + ": next-sentence prediction needs two sentence pairs at least");
+  SplitMix64 rng(seed ^ 0x6E6578745F73656Eull);  // "next_sen"
+  const std::vector<std::string> seconds = c.pairs;  // the file's, so that a drawn text is never a drawn one
+  c.next_labels.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    if ((rng.next() >> 63) == 0) continue;  // probability 1/2: the pair as it is
+    size_t j = rng.below(n - 1);
+    if (j >= i) ++j;  // another pair, uniformly
+    c.pairs[i] = seconds[j];
+    c.next_labels[i] = 1;
+  }
+}
+
 // ---- packing ----
 
 namespace {
@@ -155,7 +171,11 @@ PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::T
 }
 
 PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector<std::string>& pairs,
-                        const text::Tokenizer& tok, int max_length, int threads) {
+                        const text::Tokenizer& tok, int max_length, int threads,
+                        const std::vector<int32_t>& next_labels) {
+  if (!next_labels.empty() && next_labels.size() != texts.size())
+    throw Error("pack_pairs: " + std::to_string(next_labels.size()) + " next-sentence labels for " +
+                std::to_string(texts.size()) + " pairs");
   text::EncodeOptions eo;  // [CLS] a [SEP] b [SEP], token types 0/1
   eo.return_token_type_ids = true;
   if (max_length < static_cast<int>(tok.encode_pair("", "", eo).ids.size()) + 1)
@@ -172,6 +192,7 @@ PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector
     const bool only_specials = std::all_of(enc[i].ids.begin(), enc[i].ids.end(),
                                            [&](int32_t id) { return id == tok.cls_id() || id == tok.sep_id(); });
     if (only_specials) continue;
+    if (!next_labels.empty()) p.segment_labels.push_back(next_labels[i]);
     if (enc[i].ids.size() <= static_cast<size_t>(max_length)) {
       packer.add(enc[i].ids, enc[i].token_type_ids, -1);
       continue;
@@ -186,7 +207,7 @@ PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector
 }
 
 PackedCorpus pack_corpus(const ReviewCorpus& corpus, const text::Tokenizer& tok, int max_length, int threads) {
-  return corpus.is_pairs() ? pack_pairs(corpus.reviews, corpus.pairs, tok, max_length, threads)
+  return corpus.is_pairs() ? pack_pairs(corpus.reviews, corpus.pairs, tok, max_length, threads, corpus.next_labels)
                            : pack_reviews(corpus.reviews, tok, max_length, threads);
 }
 
@@ -289,6 +310,9 @@ model::Batch mlm_batch(const PackedCorpus& corpus, const std::vector<size_t>& in
       b.token_type_ids.insert(b.token_type_ids.end(), corpus.types.begin() + corpus.offsets[s],
                               corpus.types.begin() + corpus.offsets[s + 1]);
     if (attention == ReviewAttention::Across) {
+      if (!corpus.segment_labels.empty())
+        throw Error("mlm_batch: next-sentence labels need each pair in its own attention sequence "
+                    "(--review-attention within)");
       b.lengths.push_back(n);
       b.offsets.push_back(base + n);
       continue;
@@ -298,6 +322,7 @@ model::Batch mlm_batch(const PackedCorpus& corpus, const std::vector<size_t>& in
       const int32_t end = corpus.segment_ends[k];
       b.lengths.push_back(end - prev);
       b.offsets.push_back(base + end);
+      if (!corpus.segment_labels.empty()) b.next_sentence_labels.push_back(corpus.segment_labels[k]);
       prev = end;
     }
   }

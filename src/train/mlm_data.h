@@ -25,6 +25,9 @@ struct ReviewCorpus {
   std::vector<std::string> reviews;
   std::vector<std::string> pairs;  // sentence pairs: the second text of each; empty: single texts
   std::vector<int64_t> lines;  // 1-based line of each review in its file
+  // Next-sentence prediction (draw_next_sentences): per pair, 0 = the file's second text,
+  // 1 = the second text of another pair drawn at random; empty: no next-sentence labels.
+  std::vector<int32_t> next_labels;
   std::string source;
 
   bool is_pairs() const { return !pairs.empty(); }
@@ -48,6 +51,11 @@ struct CorpusSplit {
 };
 CorpusSplit split_heldout(ReviewCorpus all, size_t heldout, uint64_t seed);
 
+// BERT's next-sentence data, as transformers' TextDatasetForNextSentencePrediction draws it:
+// each pair keeps its second text (label 0) or, with probability 1/2, takes the second text of
+// another pair of the corpus drawn uniformly (label 1). Pure in seed; needs two pairs at least.
+void draw_next_sentences(ReviewCorpus& pairs, uint64_t seed);
+
 // ---- packing ----
 
 // How a packed sequence is shown to the model.
@@ -67,6 +75,7 @@ struct PackedCorpus {
   std::vector<int32_t> segment_ends;
   std::vector<int64_t> seg_offsets{0};
   std::vector<int32_t> types;  // token types, beside ids (pairs: 0 up to a's [SEP], 1 after); empty: all 0
+  std::vector<int32_t> segment_labels;  // beside segment_ends: each pair's next-sentence label; empty: none
   int64_t truncated_reviews = 0;  // reviews (pairs) longer than max_length tokens with their specials, cut
 
   size_t size() const { return offsets.size() - 1; }
@@ -86,9 +95,11 @@ PackedCorpus pack_reviews(const std::vector<std::string>& reviews, const text::T
 // feeds the model): [CLS] a [SEP] b [SEP], token types 0 then 1, a pair longer than max_length
 // truncated longest_first. Each pair is one unit (a segment, with --review-attention within its
 // own attention sequence), packed greedily in order: [CLS] a1 [SEP] b1 [SEP] [CLS] a2 [SEP] ...
-// Pairs of which neither text gives a token are dropped.
+// Pairs of which neither text gives a token are dropped. next_labels (one per pair, or empty):
+// kept beside each packed pair (segment_labels).
 PackedCorpus pack_pairs(const std::vector<std::string>& texts, const std::vector<std::string>& pairs,
-                        const text::Tokenizer& tok, int max_length, int threads = 0);
+                        const text::Tokenizer& tok, int max_length, int threads = 0,
+                        const std::vector<int32_t>& next_labels = {});
 
 // pack_pairs for a corpus of pairs, pack_reviews for one of single texts.
 PackedCorpus pack_corpus(const ReviewCorpus& corpus, const text::Tokenizer& tok, int max_length, int threads = 0);
@@ -123,7 +134,9 @@ struct MaskedSequence {
 MaskedSequence mask_sequence(const int32_t* ids, int n, const MaskingOptions& o, uint64_t seed, int64_t epoch,
                              uint64_t index);
 
-// The model batch of packed sequences `indices`, masked for `epoch` (token types: the corpus's).
+// The model batch of packed sequences `indices`, masked for `epoch` (token types: the corpus's;
+// next-sentence labels: the corpus's segment_labels, one per attention sequence, which needs
+// ReviewAttention::Within).
 model::Batch mlm_batch(const PackedCorpus& corpus, const std::vector<size_t>& indices, ReviewAttention attention,
                        const MaskingOptions& masking, uint64_t seed, int64_t epoch);
 

@@ -28,11 +28,19 @@ using Clock = std::chrono::steady_clock;
 
 Objective parse_objective(const std::string& name) {
   if (name == "mlm") return Objective::MaskedLM;
+  if (name == "mlm-nsp") return Objective::MaskedLMNextSentence;
   if (name == "electra") return Objective::Electra;
-  throw Error("'" + name + "' is not one of mlm|electra");
+  throw Error("'" + name + "' is not one of mlm|mlm-nsp|electra");
 }
 
-const char* objective_name(Objective o) { return o == Objective::Electra ? "electra" : "mlm"; }
+const char* objective_name(Objective o) {
+  switch (o) {
+    case Objective::MaskedLM: break;
+    case Objective::MaskedLMNextSentence: return "mlm-nsp";
+    case Objective::Electra: return "electra";
+  }
+  return "mlm";
+}
 
 Json PretrainOptions::to_json() const {
   Json j{{"mlm_probability", mlm_probability},
@@ -45,8 +53,9 @@ Json PretrainOptions::to_json() const {
     j["text_column"] = train.text_column;
     j["text_pair_column"] = train.text_pair_column;
   }
-  if (objective == Objective::Electra) {  // absent for MLM: older checkpoints still resume
-    j["objective"] = objective_name(objective);
+  // Absent for MLM: older checkpoints still resume.
+  if (objective != Objective::MaskedLM) j["objective"] = objective_name(objective);
+  if (objective == Objective::Electra) {
     j["generator_layers"] = generator_layers;
     j["generator_intermediate_size"] = generator_intermediate_size;
     j["discriminator_weight"] = discriminator_weight;
@@ -77,6 +86,14 @@ void validate(PretrainOptions& o) {
     throw Error("pretrain keeps the last model: --load-best-model-at-end and early stopping do not apply");
   if (!o.train.test_file.empty() || !o.train.eval_file.empty() || o.train.validation_split > 0)
     throw Error("pretrain evaluates on held-out reviews (--validation-reviews), not --eval-file/--test-file");
+  if (o.objective == Objective::MaskedLMNextSentence) {
+    if (o.train.text_pair_column.empty())
+      throw Error("--objective mlm-nsp: next-sentence prediction needs sentence pairs (--text-column A "
+                  "--text-pair-column B)");
+    if (o.attention != ReviewAttention::Within)
+      throw Error("--objective mlm-nsp: each pair needs its own [CLS] row: give --review-attention within");
+    if (o.train.device != kernels::Device::CPU) throw Error("--objective mlm-nsp: runs on the CPU only");
+  }
   if (o.objective == Objective::Electra) {
     if (o.train.device != kernels::Device::CPU) throw Error("--objective electra: runs on the CPU only");
     if (o.generator_layers == 0 || o.generator_layers < -1) throw Error("--generator-layers: must be positive (or -1)");
@@ -100,7 +117,15 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
     for (int32_t l : b.labels) selected += l != -100;
     if (selected == 0) continue;
     const float loss = model.forward(b, /*train=*/false);
-    loss_sum += static_cast<double>(loss) * static_cast<double>(selected);
+    // BertForPreTraining's loss is MLM + next-sentence: the MLM part alone here.
+    loss_sum += (static_cast<double>(loss) - model.next_sentence_loss()) * static_cast<double>(selected);
+    if (!b.next_sentence_labels.empty()) {
+      const int B = b.num_sequences();
+      const float* z = model.next_sentence_logits();
+      r.nsp_loss += static_cast<double>(model.next_sentence_loss()) * B;
+      for (int s = 0; s < B; ++s) r.nsp_accuracy += (z[2 * s + 1] > z[2 * s] ? 1 : 0) == b.next_sentence_labels[s];
+      r.nsp_pairs += B;
+    }
     const int V = model.logits_cols();
     const auto& token_rows = model.logit_token_rows();  // the labelled rows, in order
     for (size_t r = 0; r < token_rows.size(); ++r) {
@@ -121,6 +146,10 @@ MlmEval evaluate_mlm(model::BertModel& model, const PackedCorpus& corpus, Review
       replaced += n_replaced;
       rtd->tokens += rows;
     }
+  }
+  if (r.nsp_pairs > 0) {
+    r.nsp_loss /= static_cast<double>(r.nsp_pairs);
+    r.nsp_accuracy /= static_cast<double>(r.nsp_pairs);
   }
   if (r.selected_tokens > 0) {
     r.loss = loss_sum / static_cast<double>(r.selected_tokens);
@@ -180,6 +209,10 @@ void read_corpus(PreparedPretrain& p) {
     split.train.reviews.resize(static_cast<size_t>(p.o.train_reviews));
     if (split.train.is_pairs()) split.train.pairs.resize(static_cast<size_t>(p.o.train_reviews));
   }
+  if (p.o.objective == Objective::MaskedLMNextSentence) {  // the held-out pairs drawn among themselves
+    draw_next_sentences(split.train, t.data_seed);
+    if (split.heldout.size() > 1) draw_next_sentences(split.heldout, t.data_seed + 1);
+  }
   p.train_review_count = split.train.size();
   p.heldout_review_count = split.heldout.size();
   p.train = pack_corpus(split.train, p.tokenizer, t.max_length, t.threads);
@@ -197,7 +230,12 @@ void plan_steps(PreparedPretrain& p) {
 }
 
 model::Task model_task(const PreparedPretrain& p) {
-  return p.electra() ? model::Task::ReplacedTokenDetection : model::Task::MaskedLM;
+  switch (p.o.objective) {
+    case Objective::MaskedLM: break;
+    case Objective::MaskedLMNextSentence: return model::Task::PreTraining;
+    case Objective::Electra: return model::Task::ReplacedTokenDetection;
+  }
+  return model::Task::MaskedLM;
 }
 
 void plan_generator(PreparedPretrain& p) {
@@ -214,7 +252,7 @@ void require_pretrain_memory(const PreparedPretrain& p) {
   const int longest = p.lengths.empty() ? t.max_length : *std::max_element(p.lengths.begin(), p.lengths.end());
   auto batch = [&](const model::BertConfig& config, model::Task task, int sequences) {
     model::BatchShape s = model::uniform_batch(config, task, sequences, longest);
-    if (task == model::Task::MaskedLM)
+    if (task == model::Task::MaskedLM || task == model::Task::PreTraining)
       s.logit_rows = static_cast<int64_t>(std::ceil(static_cast<double>(s.rows) * p.o.mlm_probability));
     return s;
   };
@@ -234,7 +272,7 @@ void build_model(PreparedPretrain& p) {
   p.model = std::make_unique<model::BertModel>(p.config, model_task(p), t.device, model::Init::Zeros);
   if (t.model.empty()) {
     p.model->init_weights(t.seed);
-  } else {  // continued pretraining: HF's from_pretrained of a BertForMaskedLM
+  } else {  // continued pretraining: HF's from_pretrained of a BertForMaskedLM (or BertForPreTraining)
     model::LoadReport report = p.model->load_state_dict(p.pretrained.tensors, t.seed);
     p.initialised = std::move(report.initialised);
     p.unused = std::move(report.unused);
@@ -290,9 +328,10 @@ void require_tokens_to_mask(const PreparedPretrain& p) {
 // The model a run pretrains, from --model-config's config (`what` names the flag and file).
 model::BertConfig pretraining_config(model::BertConfig c, const std::string& what, Objective objective) {
   const std::string type = model::family_model_type(c.family);
-  if (objective == Objective::MaskedLM && c.family != model::Family::Bert)
-    throw Error(what + ": model_type \"" + type + "\": --objective mlm trains a "
-                "BertForMaskedLM; give a \"bert\" config" +
+  if (objective != Objective::Electra && c.family != model::Family::Bert)
+    throw Error(what + ": model_type \"" + type + "\": --objective " + objective_name(objective) + " trains a " +
+                (objective == Objective::MaskedLM ? "BertForMaskedLM" : "BertForPreTraining") +
+                "; give a \"bert\" config" +
                 (c.family == model::Family::Electra ? " (an \"electra\" one pretrains with --objective electra)" : ""));
   if (objective == Objective::Electra && c.family != model::Family::Bert) {
     if (c.family != model::Family::Electra)
@@ -306,7 +345,9 @@ model::BertConfig pretraining_config(model::BertConfig c, const std::string& wha
     c.family = model::Family::Bert;
     c.embedding_size = 0;
   }
-  c.architectures = {objective == Objective::Electra ? "BertModel" : "BertForMaskedLM"};
+  c.architectures = {objective == Objective::Electra               ? "BertModel"
+                     : objective == Objective::MaskedLMNextSentence ? "BertForPreTraining"
+                                                                    : "BertForMaskedLM"};
   return c;
 }
 
@@ -408,6 +449,8 @@ PretrainObjective::PretrainObjective(const PretrainOptions& options, std::FILE* 
   if (o.objective == Objective::Electra && world().size > 1)  // ELECTRA's two-model step has no reduction
     throw Error("ELECTRA pretraining (--objective electra) runs in one process; masked-LM pretraining runs under "
                 "mpirun");
+  if (o.objective == Objective::MaskedLMNextSentence && world().size > 1)  // its loss has no denominator
+    throw Error("next-sentence pretraining (--objective mlm-nsp) runs in one process");
   join_world(o.train, o.to_json().dump());
   p_ = std::make_unique<PreparedPretrain>(prepare(o));
   step_ = std::make_unique<PretrainStep>(*p_);
@@ -468,7 +511,9 @@ void PretrainObjective::start(TrainingLoop&) {
                "  Total optimization steps = %lld\n  Warmup steps = %lld\n"
                "  Masking = %s, p = %g; attention %s reviews\n"
                "  Model = %s (%d layers, hidden %d, %lld non-embedding parameters), %s%s\n",
-               p.electra() ? "ELECTRA (replaced-token detection)" : "masked-LM",
+               p.electra()                                          ? "ELECTRA (replaced-token detection)"
+               : p.o.objective == Objective::MaskedLMNextSentence ? "masked-LM + next-sentence"
+                                                                  : "masked-LM",
                t.text_pair_column.empty() ? "Reviews" : "Sentence pairs", p.train_review_count,
                static_cast<long long>(p.train.tokens()), p.train.size(), t.max_length,
                static_cast<long long>(p.train.truncated_reviews), p.heldout_review_count, p.state.num_train_epochs,
@@ -527,6 +572,11 @@ std::optional<double> PretrainObjective::evaluate(TrainingLoop& loop) {
   int n = std::snprintf(line, sizeof line, "step %lld: held-out %sMLM loss %.4f, accuracy %.4f (%lld masked tokens)",
                         static_cast<long long>(p_->state.global_step), p_->electra() ? "generator " : "", ev.loss,
                         ev.accuracy, static_cast<long long>(ev.selected_tokens));
+  if (ev.nsp_pairs > 0) {
+    record.update({{"eval_nsp_loss", ev.nsp_loss}, {"eval_nsp_accuracy", ev.nsp_accuracy}});
+    n += std::snprintf(line + n, sizeof line - n, "; next-sentence loss %.4f, accuracy %.4f (%lld pairs)",
+                       ev.nsp_loss, ev.nsp_accuracy, static_cast<long long>(ev.nsp_pairs));
+  }
   if (p_->electra()) {
     record.update({{"eval_rtd_loss", rtd.loss}, {"eval_rtd_accuracy", rtd.accuracy},
                    {"eval_replaced_fraction", rtd.replaced_fraction}});
@@ -557,7 +607,10 @@ void PretrainObjective::finish(TrainingLoop& loop) {
                  static_cast<long long>(p.steps_without_masks), p.steps_without_masks == 1 ? "" : "s");
   if (p.heldout.size() > 0) {
     Json record;
-    for (ReviewAttention mode : {ReviewAttention::Across, ReviewAttention::Within}) {
+    // Next-sentence labels belong to each pair's own attention sequence: within only.
+    std::vector<ReviewAttention> modes = {ReviewAttention::Across, ReviewAttention::Within};
+    if (p.o.objective == Objective::MaskedLMNextSentence) modes = {ReviewAttention::Within};
+    for (ReviewAttention mode : modes) {
       RtdEval rtd;
       const MlmEval ev = held_out(mode, &rtd);
       if (p.electra()) {
@@ -576,6 +629,12 @@ void PretrainObjective::finish(TrainingLoop& loop) {
                    p.heldout_review_count, t.text_pair_column.empty() ? "reviews" : "pairs",
                    review_attention_name(mode), mode == p.o.attention ? ", as trained" : "",
                    ev.loss, ev.accuracy, static_cast<long long>(ev.selected_tokens));
+      if (ev.nsp_pairs > 0) {
+        record[key + "_nsp_loss"] = ev.nsp_loss;
+        record[key + "_nsp_accuracy"] = ev.nsp_accuracy;
+        std::fprintf(out_, "Held-out next-sentence prediction (%lld pairs, half of them random): loss %.4f, "
+                     "accuracy %.4f\n", static_cast<long long>(ev.nsp_pairs), ev.nsp_loss, ev.nsp_accuracy);
+      }
     }
     loop.log_record(record);
   }
@@ -596,7 +655,8 @@ void PretrainObjective::save_final(const fs::path& final_dir) {
   if (!p.electra()) {
     result_.final_model_dir = final_dir;
     model::save_pretrained(final_dir, p.config, p.model->state_dict(), tokenizer);
-    std::fprintf(out_, "Saved the pretrained model (BertForMaskedLM) to %s\n", final_dir.c_str());
+    std::fprintf(out_, "Saved the pretrained model (%s) to %s\n", p.config.architectures.at(0).c_str(),
+                 final_dir.c_str());
     return;
   }
   step_->share_embeddings();  // the generator's copy := the trained one

@@ -25,10 +25,11 @@
 
 namespace bertune::train {
 
-// What the model learns from: BERT's masked LM, or ELECTRA's replaced-token detection with a
-// small generator (train/electra.h); the kept model is then the discriminator.
-enum class Objective { MaskedLM, Electra };
-Objective parse_objective(const std::string& name);  // mlm | electra
+// What the model learns from: BERT's masked LM, BERT's masked LM + next-sentence prediction
+// (BertForPreTraining, on sentence pairs), or ELECTRA's replaced-token detection with a small
+// generator (train/electra.h); the kept model is then the discriminator.
+enum class Objective { MaskedLM, MaskedLMNextSentence, Electra };
+Objective parse_objective(const std::string& name);  // mlm | mlm-nsp | electra
 const char* objective_name(Objective o);
 
 struct PretrainOptions {
@@ -59,6 +60,9 @@ struct MlmEval {
   double loss = 0;
   double accuracy = 0;
   int64_t selected_tokens = 0;
+  // --objective mlm-nsp: the next-sentence loss (mean over pairs), accuracy, pairs scored.
+  double nsp_loss = 0, nsp_accuracy = 0;
+  int64_t nsp_pairs = 0;
 };
 // Masks are drawn for epoch -1: fixed, so every evaluation of a run sees the same ones.
 // With a discriminator (ELECTRA), the model is the generator, and the discriminator is scored

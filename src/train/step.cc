@@ -54,7 +54,8 @@ void TrainStep::set_gradient_reduction(GradientReduction* reduction) {
   word_embeddings_ = nullptr;
   if (reduction != nullptr && reduction->overlaps())
     reduction->gradient_layout(model_.gradient_ready_offsets(), model_.num_params());
-  if (reduction == nullptr || model_.task() == model::Task::MaskedLM) return;  // a tied decoder touches every row
+  if (reduction == nullptr || model_.task() == model::Task::MaskedLM || model_.task() == model::Task::PreTraining)
+    return;  // a tied decoder touches every row
   for (const model::ParamInfo& p : model_.param_info())
     if (p.name.ends_with("embeddings.word_embeddings.weight") && p.shape.size() == 2) word_embeddings_ = &p;
 }
