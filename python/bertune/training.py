@@ -35,8 +35,8 @@ class TrainingArguments:
         given = {} if output_dir is None else {"output_dir": os.fspath(output_dir)}
         self.disable_tqdm = disable_tqdm  # True: no progress bar (tqdm) during train()
         for name, value in kwargs.items():
-            if name in _IGNORED:
-                continue
+            if name in _IGNORED or value is None:
+                continue  # None: HF's default for the options that have none, so bertune's (the same)
             key = _ALIASES.get(name, name)
             if key not in _FIELDS:
                 near = difflib.get_close_matches(name, list(_FIELDS) + list(_ALIASES), n=1)

@@ -74,6 +74,11 @@ def test_arguments_are_checked(tiny, tmp_path):
         bertune.TrainingArguments(output_dir=str(tmp_path), learnig_rate=1e-3)
     with pytest.raises(ValueError, match="eval-steps|eval_steps"):
         bertune.TrainingArguments(output_dir=str(tmp_path), evaluation_strategy="steps", eval_steps=0)
+    # None, HF's default for these, keeps the default
+    unset = bertune.TrainingArguments(output_dir=str(tmp_path), save_total_limit=None, eval_steps=None,
+                                      metric_for_best_model=None, ddp_bucket_cap_mb=None)
+    assert unset.to_kwargs() == {"output_dir": str(tmp_path)}
+    assert unset.ddp_bucket_cap_mb == bertune.TrainingArguments(output_dir=str(tmp_path)).ddp_bucket_cap_mb
     rows = [{"document": "좋다", "label": 1}, {"document": "별로", "label": 7}]
     trainer = bertune.Trainer(args=bertune.TrainingArguments(**base_args(tiny, tmp_path / "bad")), train_dataset=rows)
     with pytest.raises(ValueError, match="train_dataset:2"):
