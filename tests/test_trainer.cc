@@ -421,17 +421,20 @@ TEST(TrainerRun, WarnsAboutUnknownTokensAndNamesNsmcLabels) {
   EXPECT_NE(slurp(fx.dir / "dir.txt").find("is a directory"), std::string::npos) << slurp(fx.dir / "dir.txt");
 }
 
+// The error train_options_from_json gives for these options beside the required ones ("" if none).
+static std::string options_error(nlohmann::json j) {
+  j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
+  try {
+    train::train_options_from_json(j);
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+  return std::string();
+}
+
 // --max-tokens-per-batch: packed padding only, a budget the longest example fits in.
 TEST(TrainOptionsTokenBudget, IsValidatedByName) {
-  auto error_of = [](nlohmann::json j) {
-    j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
-    try {
-      train::train_options_from_json(j);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
+  const auto error_of = options_error;
   EXPECT_EQ(error_of({{"max_tokens_per_batch", 4096}}), "");
   EXPECT_EQ(error_of({{"max_tokens_per_batch", -1}}),
             "--max-tokens-per-batch: must not be negative (0: sample-count batches)");
@@ -442,15 +445,7 @@ TEST(TrainOptionsTokenBudget, IsValidatedByName) {
 }
 
 TEST(TrainOptionsBuckets, AreValidatedByName) {
-  auto error_of = [](nlohmann::json j) {
-    j.update({{"model_config", "c.json"}, {"output_dir", "o"}});
-    try {
-      train::train_options_from_json(j);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
+  const auto error_of = options_error;
   EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", 25}}), "");
   EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", 0.5}}), "");
   EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", -1}}),
