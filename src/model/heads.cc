@@ -267,8 +267,7 @@ void PreTrainingHead::plan_gradients(ArenaPlan& plan, const HeadPass& pass) {
 // The masked LM on the head rows; [CLS] rows (offsets[b]) -> pooler -> tanh ->
 // seq_relationship -> nsp_logits (B, 2), and their mean cross-entropy when labelled.
 void PreTrainingHead::forward(const HeadPass& pass, float* logits) {
-  if (pass.device != kernels::Device::CPU) throw Error("BertForPreTraining (next-sentence prediction) runs on the CPU");
-  MaskedLMHead::forward(pass, logits);
+  MaskedLMHead::forward(pass, logits);  // CPU: BertModel refuses Task::PreTraining on another device
   const int B = pass.B, H = pass.config->hidden_size;
   k::gather_rows(pass.device, cls_rows_, pass.last, pass.offsets, B, H);
   k::linear_forward(pass.device, pooled_, cls_rows_, q_.pool_w, q_.pool_b, B, H, H);

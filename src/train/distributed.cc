@@ -70,14 +70,18 @@ World init_mpi() {
   return w;
 }
 
-// Every rank's data[0, n) summed in place on every rank. MPI counts are int: more than
-// 2^31 - 1 values (a model's gradients) go in chunks.
-void sum_floats_over_world(float* data, size_t n, const char* call) {
+// MPI counts are int: [0, n) in chunks of at most 2^31 - 1 values, f(first, count) each.
+template <typename F>
+void for_each_mpi_chunk(size_t n, F f) {
   constexpr size_t kChunk = std::numeric_limits<int>::max();
-  for (size_t at = 0; at < n; at += kChunk)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + at, static_cast<int>(std::min(kChunk, n - at)), MPI_FLOAT, MPI_SUM,
-                            MPI_COMM_WORLD),
-              call);
+  for (size_t at = 0; at < n; at += kChunk) f(at, static_cast<int>(std::min(kChunk, n - at)));
+}
+
+// Every rank's data[0, n) summed in place on every rank.
+void sum_floats_over_world(float* data, size_t n, const char* call) {
+  for_each_mpi_chunk(n, [&](size_t at, int count) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), call);
+  });
 }
 
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
@@ -180,15 +184,14 @@ class MpiGradientReduction : public GradientReduction {
   size_t started_ = 0;           // this step's buckets started so far
   std::vector<MPI_Request> requests_;
 
-  // The bucket's in-place MPI_Iallreduce (in chunks of at most 2^31 - 1 values).
+  // The bucket's in-place MPI_Iallreduce.
   void start(float* grads, const Bucket& b) {
-    constexpr size_t kChunk = std::numeric_limits<int>::max();
-    for (size_t at = b.from; at < b.to; at += kChunk) {
+    for_each_mpi_chunk(b.to - b.from, [&](size_t at, int count) {
       requests_.emplace_back();
-      check_mpi(MPI_Iallreduce(MPI_IN_PLACE, grads + at, static_cast<int>(std::min(kChunk, b.to - at)), MPI_FLOAT,
-                               MPI_SUM, MPI_COMM_WORLD, &requests_.back()),
+      check_mpi(MPI_Iallreduce(MPI_IN_PLACE, grads + b.from + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                               &requests_.back()),
                 "MPI_Iallreduce (gradients)");
-    }
+    });
   }
 
   // The rows of `block` ([touched_.rows, touched_.cols]) that any rank touched, summed.
