@@ -253,6 +253,17 @@ inline void add_reductions(std::vector<OpCase>& cases, size_t n) {
                      for (double& e : v) e *= double(-0.37f);
                      return std::vector<Doubles>{v};
                    }});
+  cases.push_back({Op::add_loss_share, "add_loss_share" + at, Precision::FP32, "",
+                   [=](Device d) {  // twice, onto what is there: the float-rounded share of the mean
+                     On<double> total(d, {0.25}), loss(d, {double(float(squares() / n))});
+                     k::add_loss_share(d, total.p(), loss.p(), 3, 7);
+                     k::add_loss_share(d, total.p(), loss.p(), double(n), 2);
+                     return Outputs{{"total", total.get(), gpu_test::kExact, kRef}};
+                   },
+                   [=] {
+                     const double loss = double(float(squares() / n));
+                     return std::vector<Doubles>{{0.25 + double(float(loss * 3 / 7)) + double(float(loss * n / 2))}};
+                   }});
   cases.push_back({Op::add_scaled, "add_scaled" + at, Precision::FP32, "",
                    [=](Device d) {
                      On<float> in(d, x()), y(d, y0());

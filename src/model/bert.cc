@@ -647,10 +647,22 @@ double BertModel::loss_count(const Batch& batch) {
 float BertModel::rescale_loss(float mean_loss, double count) {
   loss_factor_ = 1.f;
   if (loss_denominator_ <= 0) return mean_loss;
-  if (loss_sink_) throw Error("forward: a loss denominator needs the loss on the host (no loss sink)");
   loss_factor_ = static_cast<float>(count / loss_denominator_);
   if (has_targets_) k::scale(device_, ce_probs_, size_t(logit_rows_) * logit_cols_, loss_factor_);
+  if (loss_sink_) {  // the mean is in share_scratch_ (loss_target): its share into the sink
+    if (count > 0) k::add_loss_share(device_, loss_sink_, share_scratch_.data(), count, loss_denominator_);
+    return mean_loss;
+  }
   return count > 0 ? static_cast<float>(static_cast<double>(mean_loss) * count / loss_denominator_) : mean_loss;
+}
+
+// The loss ops' destination with a sink: the sink itself, or with a loss denominator a zeroed
+// scratch double whose mean rescale_loss then adds to the sink as its share.
+double* BertModel::loss_target() {
+  if (loss_denominator_ <= 0) return loss_sink_;
+  if (share_scratch_.size() == 0) share_scratch_ = k::DeviceBuffer<double>(device_, 1);
+  k::fill_zero(device_, share_scratch_.data(), sizeof(double));
+  return share_scratch_.data();
 }
 
 // The problem type of a sequence classifier's labelled batch: config_.problem_type, or when
@@ -675,7 +687,7 @@ ProblemType BertModel::decide_problem_type(const Batch& batch) {
 // loss sink where it was computed.
 float BertModel::target_mean_loss(int n) {
   if (loss_sink_) {
-    k::target_loss(device_, target_loss_, loss_sink_, ce_probs_, logits_, batch_.targets, n);
+    k::target_loss(device_, target_loss_, loss_target(), ce_probs_, logits_, batch_.targets, n);
     return std::numeric_limits<float>::quiet_NaN();
   }
   double sum = 0.0;
@@ -695,7 +707,7 @@ float BertModel::target_mean_loss(int n) {
 float BertModel::mean_loss(int N, int C) {
   if (!loss_sink_) return k::cross_entropy_forward(device_, ce_probs_, logits_, batch_.labels, N, C, &counted_);
   counted_ = static_cast<int>(std::count_if(labels_.begin(), labels_.end(), [](int32_t l) { return l != -100; }));
-  k::cross_entropy_loss_accumulate(device_, loss_sink_, ce_probs_, logits_, batch_.labels, N, C, counted_);
+  k::cross_entropy_loss_accumulate(device_, loss_target(), ce_probs_, logits_, batch_.labels, N, C, counted_);
   return std::numeric_limits<float>::quiet_NaN();
 }
 

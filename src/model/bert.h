@@ -140,7 +140,7 @@ class BertModel {
   static double loss_count(const Batch& batch);
   // Data-parallel training (train/step.h): the loss (and its gradient) is the sum over the
   // batch's items divided by `denominator` instead of their count; 0 = their count (the
-  // mean). Host losses only (no loss_sink).
+  // mean). With a loss_sink the share is added there (kernels::add_loss_share), on the device.
   void set_loss_denominator(double denominator) { loss_denominator_ = denominator; }
   // d loss / d params, ACCUMULATED into grads(); needs a training forward with labels.
   // backward walks the model top-down (head, layer L-1, ..., layer 0, embeddings); with
@@ -299,6 +299,8 @@ class BertModel {
   float* ce_probs_;          // (R, C) softmax(logits), kept for the loss gradient; for a
                              // target loss the gradient d loss / d logits itself
   kernels::DeviceBuffer<double> loss_scratch_;  // a target loss's sum off the CPU (one double)
+  kernels::DeviceBuffer<double> share_scratch_;  // a sink's mean loss before its share (one double)
+  double* loss_target();                          // where the loss ops add the mean: sink or scratch
   int logit_rows_ = 0, logit_cols_ = 0;
   // Gradients of activations (training only), reused layer after layer.
   float* d_x_;       // (T, H) d loss / d (current layer's output), then its input

@@ -466,6 +466,10 @@ void target_loss(TargetLoss kind, double* loss_sum, float* dlogits, const float*
   *loss_sum += double(float(total / n));
 }
 
+void add_loss_share(double* loss_sum, const double* loss, double count, double denominator) {
+  *loss_sum += static_cast<float>(*loss * count / denominator);
+}
+
 void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* logits,
                                    const int32_t* labels, int N, int C, int counted) {
   int rows = 0;

@@ -393,6 +393,10 @@ __global__ void add_mean_loss_kernel(double* loss_sum, const LossSum* sum, int c
   *loss_sum += double(counted ? float(sum->total / double(counted)) : 0.f);
 }
 
+__global__ void add_loss_share_kernel(double* loss_sum, const double* loss, double count, double denominator) {
+  *loss_sum += double(float(*loss * count / denominator));
+}
+
 // A grow-only device buffer for small per-call data (loss sums, range lists).
 // Kept for the life of the thread and never freed: the process exit releases
 // it, and freeing from a thread_local destructor can outlive the CUDA context.
@@ -549,6 +553,11 @@ void cross_entropy_loss_accumulate(double* loss_sum, float* probs, const float* 
   }
   add_mean_loss_kernel<<<1, 1, 0, stream()>>>(loss_sum, sum, counted);
   check_launch("add_mean_loss_kernel");
+}
+
+void add_loss_share(double* loss_sum, const double* loss, double count, double denominator) {
+  add_loss_share_kernel<<<1, 1, 0, stream()>>>(loss_sum, loss, count, denominator);
+  check_launch("add_loss_share_kernel");
 }
 
 void target_loss(TargetLoss kind, double* loss_sum, float* dlogits, const float* logits, const float* targets,
