@@ -69,13 +69,20 @@ class OtherWorker : public GradientReduction {
     loss_sum += loss_;
     micro_batches += 1;
   }
+  // The device step's call (NCCL's on a GPU), here on host memory.
+  void sum_on_device(float* grads, size_t n, double* loss_sum) override {
+    double micro_batches = 0;
+    sum_over_workers(grads, n, *loss_sum, micro_batches);
+  }
 
  private:
   std::vector<float> grads_;
   double loss_, count_;
 };
 
-TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) {
+// on_device: the GPU step's path (loss and decision in "device" memory, the reduction's
+// sum_on_device, each rank's loss share added by kernels::add_loss_share) on the CPU.
+void unequal_shares_give_the_global_batch_mean(bool on_device) {
   const model::BertConfig config = model::BertConfig::load(shared_path("golden/bert/tiny_config.json"));
   const std::vector<int32_t> sa = {2, 40, 41, 42, 43, 3}, sb = {2, 50, 51, 52, 3};
   const std::vector<int32_t> la = {-100, 40, 41, -100, 43, -100}, lb = {-100, -100, 51, -100, -100};
@@ -103,7 +110,9 @@ TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) {
   AdamW opt1(*worker1, {});
   TrainStep step1(*worker1, opt1, lr, 0);
   step1.set_gradient_reduction(&worker2);
+  step1.set_decide_on_device(on_device);
   const StepOutcome got = step1.run(a, 0);
+  if (on_device) EXPECT_EQ(opt1.steps_done(), 1);
   ASSERT_TRUE(got.finite && want.finite);
   EXPECT_NEAR(got.loss, want.loss, 1e-6 * want.loss);
   EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm);
@@ -114,6 +123,10 @@ TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) {
   // The denominator holds for that step only: an evaluation after it is a plain mean.
   EXPECT_NEAR(worker1->forward(a, false), whole->forward(a, false), 1e-5);
 }
+
+TEST(DistributedStep, UnequalSharesGiveTheGlobalBatchMean) { unequal_shares_give_the_global_batch_mean(false); }
+
+TEST(DistributedStep, TheDeviceStepSumsTheSameShares) { unequal_shares_give_the_global_batch_mean(true); }
 
 // A reduction that sums nothing and records what the step told it.
 class RecordingReduction : public GradientReduction {

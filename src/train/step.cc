@@ -77,26 +77,39 @@ TouchedRows TrainStep::touched_rows(std::span<const model::Batch> micro_batches)
 // sum of their losses, NaN (r.loss the non-finite value) when one was not finite. With a
 // gradient reduction each loss is divided by the global micro-batch's count per worker
 // (see GradientReduction); an empty micro-batch (a worker's share of a short batch) adds 0.
-double TrainStep::micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r) {
-  if (reduction_ != nullptr) {
-    counts_.clear();
-    for (const model::Batch& batch : micro_batches) counts_.push_back(model::BertModel::loss_count(batch));
-    reduction_->sum_counts(counts_);
+void TrainStep::sum_counts(std::span<const model::Batch> micro_batches) {
+  counts_.clear();
+  for (const model::Batch& batch : micro_batches) counts_.push_back(model::BertModel::loss_count(batch));
+  reduction_->sum_counts(counts_);
+}
+
+bool TrainStep::set_denominator(const model::Batch& batch, size_t j) {
+  if (batch.num_sequences() == 0) {  // nothing here; the dropout step advances as a forward's would
+    model_.set_dropout_step(model_.dropout_step() + 1);
+    return false;
   }
-  struct ResetDenominator {
-    model::BertModel& m;
-    ~ResetDenominator() { m.set_loss_denominator(0); }
-  } reset{model_};
+  model_.set_loss_denominator(counts_[j] / reduction_->workers());
+  return true;
+}
+
+namespace {
+struct ResetDenominator {
+  model::BertModel& m;
+  ~ResetDenominator() { m.set_loss_denominator(0); }
+};
+}  // namespace
+
+void GradientReduction::sum_on_device(float*, size_t, double*) {
+  throw Error("this gradient reduction sums host memory, not a device's");
+}
+
+double TrainStep::micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r) {
+  if (reduction_ != nullptr) sum_counts(micro_batches);
+  ResetDenominator reset{model_};
   double loss_sum = 0;
   for (size_t j = 0; j < micro_batches.size(); ++j) {
     const model::Batch& batch = micro_batches[j];
-    if (reduction_ != nullptr) {
-      if (batch.num_sequences() == 0) {  // nothing here; the dropout step advances as a forward's would
-        model_.set_dropout_step(model_.dropout_step() + 1);
-        continue;
-      }
-      model_.set_loss_denominator(counts_[j] / reduction_->workers());
-    }
+    if (reduction_ != nullptr && !set_denominator(batch, j)) continue;
     const float loss = model_.forward(batch, /*train=*/true);
     if (!std::isfinite(loss)) {
       r.loss = loss;  // the non-finite value, for the caller's message
@@ -124,10 +137,10 @@ void TrainStep::launch(std::span<const model::Batch> micro_batches, int64_t step
 // forward (the loss added on the device) -> backward per micro-batch -> the gradients' sum of
 // squares on the device -> AdamW decided on the device. Nothing here reads device memory.
 void TrainStep::launch_on_device(std::span<const model::Batch> micro_batches, int64_t step) {
-  if (reduction_ != nullptr)
-    throw Error("TrainStep: a gradient reduction needs the loss on the host; it is not supported on " +
-                std::string(kernels::device_name(model_.device())));
   const kernels::Device d = model_.device();
+  if (reduction_ != nullptr && !reduction_->sums_on(d))
+    throw Error("TrainStep: this gradient reduction sums host memory; it is not supported on " +
+                std::string(kernels::device_name(d)));
   const size_t slot = pending_.size();
   if (device_stats_.size() < 2 * (slot + 1)) {  // grown by doubling (a copy on the device)
     kernels::DeviceBuffer<double> grown(d, std::max<size_t>(64, 2 * device_stats_.size()));
@@ -137,22 +150,31 @@ void TrainStep::launch_on_device(std::span<const model::Batch> micro_batches, in
   double* loss_sum = device_stats_.data() + 2 * slot;
   double* sum_squares = loss_sum + 1;
   kernels::fill_zero(d, loss_sum, 2 * sizeof(double));
-  for (const model::Batch& batch : micro_batches) {
-    model_.forward(batch, /*train=*/true, loss_sum);
-    model_.backward();
+  int k = static_cast<int>(micro_batches.size());
+  {
+    if (reduction_ != nullptr) sum_counts(micro_batches);
+    ResetDenominator reset{model_};
+    for (size_t j = 0; j < micro_batches.size(); ++j) {
+      if (reduction_ != nullptr && !set_denominator(micro_batches[j], j)) continue;
+      model_.forward(micro_batches[j], /*train=*/true, loss_sum);
+      model_.backward();
+    }
+  }
+  if (reduction_ != nullptr) {  // the sums over the workers, where the step reads them next
+    reduction_->sum_on_device(model_.grads(), model_.num_params(), loss_sum);
+    k *= reduction_->workers();
   }
   {
     ProfileScope p("optimizer (clip + adamw + zero_grad)");
     kernels::sum_squares_accumulate(d, sum_squares, model_.grads(), model_.num_params());
     const double max_norm = std::isinf(max_grad_norm_) ? 0.0 : max_grad_norm_;
-    optimizer_.step_on_device(schedule_.at(step), static_cast<int>(micro_batches.size()), loss_sum, sum_squares,
-                              max_norm);
+    optimizer_.step_on_device(schedule_.at(step), k, loss_sum, sum_squares, max_norm);
   }
   StepOutcome r;
   r.lr = schedule_.at(step);
   r.step = step;
   pending_.push_back(r);
-  pending_micro_.push_back(static_cast<int>(micro_batches.size()));
+  pending_micro_.push_back(k);
 }
 
 const std::vector<StepOutcome>& TrainStep::collect() {

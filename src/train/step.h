@@ -59,6 +59,13 @@ struct StepOutcome {
 // sum_over_workers then sums what was not started (a worker that ran no backward, or a
 // non-finite loss, starts everything there, in the same order) and waits for all of it, before
 // anything reads the buffer. The sum of each value is the same however the buffer is cut.
+//
+// On a GPU the step keeps its loss on the device (launch/collect below): a reduction that
+// sums device memory (sums_on(device), NCCL's) is handed the gradient buffer and the step's
+// loss sum there (sum_on_device: both summed in place over the workers, queued on the compute
+// stream, nothing waiting), and each worker's micro-batch count times workers() is the summed
+// count (every worker runs the same number). sum_counts stays on the host: the loss
+// denominators are set before the forwards.
 struct TouchedRows {
   size_t offset = 0;  // the block's first value in the gradient buffer
   int rows = 0, cols = 0;
@@ -76,6 +83,10 @@ class GradientReduction {
   virtual bool overlaps() const { return false; }
   virtual void gradient_layout(std::vector<size_t> ready_offsets, size_t n) {}
   virtual void gradients_ready(float* grads, size_t from) {}
+  // Memory of which device sum_over_workers / sum_on_device sum; the default: the host's.
+  virtual bool sums_on(kernels::Device d) const { return d == kernels::Device::CPU; }
+  // grads [n] and *loss_sum (one double), memory of a device sums_on() accepts.
+  virtual void sum_on_device(float* grads, size_t n, double* loss_sum);
 };
 
 class TrainStep {
@@ -125,6 +136,9 @@ class TrainStep {
   std::vector<double> counts_;  // the micro-batches' labelled items, summed over the workers
 
   double micro_batch_losses(std::span<const model::Batch> micro_batches, StepOutcome& r);
+  void sum_counts(std::span<const model::Batch> micro_batches);
+  // With a reduction: sets micro-batch j's loss denominator; false for an empty one (skipped).
+  bool set_denominator(const model::Batch& batch, size_t j);
 
   bool on_device() const { return decide_on_device_ || model_.device() != kernels::Device::CPU; }
   void launch_on_device(std::span<const model::Batch> micro_batches, int64_t step);
