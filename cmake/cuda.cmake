@@ -4,6 +4,9 @@
 # defined, as does everything that links it. Included from cmake/layers.cmake
 # after the folder libraries are declared.
 set(BERTUNE_WITH_CUDA OFF)
+set(BERTUNE_WITH_NCCL OFF)
+set(BERTUNE_NCCL AUTO CACHE STRING "NCCL for data-parallel training on GPUs (with the CUDA backend): AUTO | ON | OFF")
+set_property(CACHE BERTUNE_NCCL PROPERTY STRINGS AUTO ON OFF)
 string(TOUPPER "${BERTUNE_CUDA}" _bertune_cuda_mode)
 if(NOT _bertune_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "BERTUNE_CUDA must be AUTO, ON or OFF, not '${BERTUNE_CUDA}'")
@@ -59,4 +62,32 @@ if(BERTUNE_WITH_CUDA)
   target_link_libraries(${BERTUNE_CUDA_CONSUMER} PUBLIC bertune_cuda)
   target_compile_definitions(${BERTUNE_CUDA_CONSUMER} PUBLIC BERTUNE_CUDA)
   message(STATUS "bertune: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + compute_90 PTX)")
+  # NCCL, for data-parallel training on GPUs (kernels/collectives.h, docs/distributed.md): AUTO
+  # uses it when nccl.h is found (the CUDA toolkit's include dirs, or NCCL_ROOT / CPATH), ON
+  # requires it, OFF leaves it out. Like cuBLASLt it is opened at its first call, not linked;
+  # the directory its library was found in is where that looks after the loader's own path.
+  # Only the two files that implement it see BERTUNE_NCCL (nothing else recompiles).
+  string(TOUPPER "${BERTUNE_NCCL}" _bertune_nccl_mode)
+  if(NOT _bertune_nccl_mode STREQUAL "OFF")
+    find_path(BERTUNE_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_ROOT}/include)
+    find_library(BERTUNE_NCCL_LIBRARY NAMES nccl libnccl.so.2
+                 HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_ROOT}/lib ${CUDAToolkit_LIBRARY_DIR}/../lib)
+    if(BERTUNE_NCCL_INCLUDE_DIR)
+      set(BERTUNE_WITH_NCCL ON)
+      set(_bertune_nccl_defs BERTUNE_NCCL)
+      if(BERTUNE_NCCL_LIBRARY)
+        get_filename_component(_bertune_nccl_dir "${BERTUNE_NCCL_LIBRARY}" DIRECTORY)
+        list(APPEND _bertune_nccl_defs "BERTUNE_NCCL_DIR=\"${_bertune_nccl_dir}\"")
+      endif()
+      set_source_files_properties(${CMAKE_SOURCE_DIR}/src/kernels/gpu/nccl_gpu.cu PROPERTIES
+        COMPILE_DEFINITIONS "${_bertune_nccl_defs}" INCLUDE_DIRECTORIES "${BERTUNE_NCCL_INCLUDE_DIR}")
+      set_source_files_properties(${CMAKE_SOURCE_DIR}/src/kernels/collectives.cc PROPERTIES
+        COMPILE_DEFINITIONS BERTUNE_NCCL)
+      message(STATUS "bertune: NCCL ${BERTUNE_NCCL_INCLUDE_DIR}/nccl.h (the library opened at its first call)")
+    elseif(_bertune_nccl_mode STREQUAL "ON")
+      message(FATAL_ERROR "BERTUNE_NCCL=ON but nccl.h was not found (set NCCL_ROOT or CPATH)")
+    else()
+      message(STATUS "bertune: no nccl.h found; data-parallel training on GPUs left out")
+    endif()
+  endif()
 endif()

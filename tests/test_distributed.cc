@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -21,6 +25,7 @@
 #include "train/optimizer.h"
 #include "train/report.h"
 #include "train/step.h"
+#include "train/watchdog.h"
 #include "run_cli.h"
 #include "test_support.h"
 #include "train_fixture.h"
@@ -28,6 +33,64 @@
 using namespace bertune;
 using namespace bertune::train;
 namespace fs = std::filesystem;
+
+// The GPU collectives' watchdog (train/watchdog.h) on a probe the test drives: it fires once
+// collectives have stood unfinished, without progress, for the timeout (and not before); never
+// while they finish, or while none is queued; at once on an error.
+namespace {
+struct Fired {
+  std::mutex m;
+  std::vector<std::string> why;
+  std::chrono::steady_clock::time_point at;
+  void operator()(const std::string& w) {
+    std::lock_guard<std::mutex> lock(m);
+    why.push_back(w);
+    at = std::chrono::steady_clock::now();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(m);
+    return why.size();
+  }
+};
+}  // namespace
+
+TEST(Watchdog, FiresWhenQueuedCollectivesStallForTheTimeout) {
+  Fired fired;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    Watchdog dog(0.3, [] { return WatchdogProbe{true, 7, ""}; }, std::ref(fired), 0.01);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  }
+  ASSERT_EQ(fired.count(), 1u);  // once
+  EXPECT_EQ(fired.why[0], "no GPU collective has finished for 0.3 s (--ddp-timeout): a rank has stopped or hangs");
+  EXPECT_GE(std::chrono::duration<double>(fired.at - start).count(), 0.3);
+}
+
+TEST(Watchdog, QuietWhileCollectivesFinishOrNoneIsQueued) {
+  Fired fired;
+  std::atomic<uint64_t> finished{0};
+  std::atomic<bool> busy{true};
+  {
+    Watchdog dog(0.2, [&] { return WatchdogProbe{busy.load(), finished.load(), ""}; }, std::ref(fired), 0.01);
+    for (int i = 0; i < 40; ++i) {  // 0.8 s busy, finishing one every 20 ms
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ++finished;
+    }
+    busy = false;  // nothing queued: no progress needed
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  }
+  EXPECT_EQ(fired.count(), 0u);
+}
+
+TEST(Watchdog, FiresAtOnceOnAnError) {
+  Fired fired;
+  {
+    Watchdog dog(1000, [] { return WatchdogProbe{false, 0, "NCCL: remote process exited"}; }, std::ref(fired), 0.01);
+    for (int i = 0; i < 200 && fired.count() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(fired.count(), 1u);
+  EXPECT_EQ(fired.why[0], "NCCL: remote process exited");
+}
 
 TEST(RankShare, SharesLaidEndToEndAreTheBatch) {
   const std::vector<size_t> batch = {9, 3, 7, 1, 5, 0, 8};

@@ -20,6 +20,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "kernels/collectives.h"
 #include "train/options.h"
 #include "train/report.h"
 #include "util/error.h"
@@ -451,6 +452,29 @@ TEST(TrainOptionsBuckets, AreValidatedByName) {
   EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", -1}}),
             "--ddp-bucket-cap-mb: must not be negative (0: one reduction after the backward)");
   EXPECT_EQ(error_of({{"ddp_bucket_cap_mb", "lots"}}), "options: ddp_bucket_cap_mb: 'lots' is not a number");
+}
+
+// --ddp-backend against --device and the build, named before the device's own check (this
+// holds without a GPU: the pairs are refused by name first).
+TEST(TrainOptionsDdpBackend, BadPairsAreNamed) {
+  const auto error_of = options_error;
+  EXPECT_EQ(error_of({{"ddp_backend", "mpi"}}), "");
+  EXPECT_EQ(error_of({{"ddp_backend", "gloo"}}), "--ddp-backend: 'gloo' is not one of mpi|nccl");
+  EXPECT_EQ(error_of({{"ddp_backend", "nccl"}}),
+            "--ddp-backend nccl sums GPU memory: use it with --device cuda (on the CPU the gradients are summed over "
+            "MPI: --ddp-backend mpi)");
+  EXPECT_EQ(error_of({{"ddp_backend", "mpi"}, {"device", "cuda"}}),
+            "--ddp-backend mpi sums host memory: it runs with --device cpu; on GPUs the gradients are summed with "
+            "--ddp-backend nccl");
+  EXPECT_EQ(error_of({{"ddp_timeout", 0}}), "--ddp-timeout: must be a positive number of seconds");
+  EXPECT_EQ(error_of({{"ddp_timeout", 60}}), "");
+  // nccl with cuda: refused for the build (no NCCL / no CUDA) or else for the machine (no GPU)
+  // by the device's check; accepted on a machine with both.
+  const std::string cuda = error_of({{"ddp_backend", "nccl"}, {"device", "cuda"}});
+  if (!kernels::nccl_built())
+    EXPECT_TRUE(cuda.starts_with("--ddp-backend nccl: this bertune was built without")) << cuda;
+  else if (!cuda.empty())
+    EXPECT_TRUE(cuda.starts_with("--device cuda")) << cuda;
 }
 
 // Token-budget batches in a real run: each epoch holds every example once (the same real

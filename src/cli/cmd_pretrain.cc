@@ -18,7 +18,7 @@ const std::vector<std::string> kPretrainTrainKeys = {
     "adam_beta2", "adam_epsilon", "optim", "warmup_steps", "warmup_ratio", "lr_scheduler_type", "max_grad_norm",
     "seed", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "logging_steps", "output_dir",
     "overwrite_output_dir", "save_total_limit", "hidden_dropout", "attention_dropout", "resume_from_checkpoint",
-    "threads", "ddp_bucket_cap_mb", "precision", "text_column", "text_pair_column"};
+    "threads", "ddp_bucket_cap_mb", "ddp_backend", "ddp_timeout", "device", "precision", "text_column", "text_pair_column"};
 
 }  // namespace
 

@@ -5,7 +5,15 @@
 #include <cstdlib>
 #include <limits>
 
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <memory>
+
+#include "kernels/collectives.h"
 #include "kernels/ops.h"
+#include "train/watchdog.h"
 #include "util/error.h"
 
 #ifdef BERTUNE_WITH_MPI
@@ -214,6 +222,96 @@ class MpiGradientReduction : public GradientReduction {
 };
 #endif
 
+// This process's index among the ranks of its machine, which picks its GPU (modulo their
+// number): Open MPI's, Slurm's or MPICH's variable; 0 without one.
+int local_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
+    if (const char* s = std::getenv(v); s != nullptr && *s != 0) return std::atoi(s);
+  return 0;
+}
+
+// The gradients summed with NCCL on the GPU (--ddp-backend nccl), as llm.c and torch DDP do:
+// rank 0 makes the communicator's id (ncclGetUniqueId), MPI_Bcast hands it to every rank (no
+// MPI in a world of one), and each joins (ncclCommInitRank) on the GPU join_world chose. Each
+// step, after the backward, the whole fp32 gradient buffer (the word embeddings whole: no
+// touched-rows packing on the GPU) and the step's loss sum (one double, where the device step
+// keeps it) are summed in place by ncclAllReduce (ncclSum) on the compute stream, so the norm,
+// the clip, AdamW and the non-finite skip that follow on the device see the sums on every rank
+// and decide the same, with nothing waiting. The micro-batches' loss counts are summed on the
+// host over MPI before the forwards (the denominators are set there). A Watchdog (--ddp-timeout)
+// ends the rank when a sum stays unfinished that long or NCCL reports an error.
+class NcclGradientReduction : public GradientReduction {
+ public:
+  NcclGradientReduction(int rank, int workers, double timeout_s) : rank_(rank), workers_(workers) {
+    kernels::NcclId id{};
+    if (rank == 0) id = kernels::nccl_unique_id();
+#ifdef BERTUNE_WITH_MPI
+    if (workers > 1)
+      check_mpi(MPI_Bcast(id.data(), static_cast<int>(id.size()), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast (NCCL id)");
+#endif
+    watchdog_ = std::make_unique<Watchdog>(timeout_s, [this] { return probe(); },
+                                           [this](const std::string& why) { end_job(why); });
+    comm_ = std::make_unique<kernels::NcclCommunicator>(id, rank, workers);
+    joined_.store(comm_.get());
+  }
+  // Made once per process and never destroyed (the exit frees the GPU's side): stop_watchdog
+  // runs at exit, before the CUDA runtime's own teardown (registered earlier, so run later).
+  void stop_watchdog() { watchdog_.reset(); }
+  int workers() const override { return workers_; }
+  void sum_counts(std::span<double> values) override {
+#ifdef BERTUNE_WITH_MPI
+    if (workers_ > 1)
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                              MPI_COMM_WORLD),
+                "MPI_Allreduce (loss counts)");
+#endif
+  }
+  bool sums_on(kernels::Device d) const override { return d == kernels::Device::CUDA; }
+  void sum_over_workers(float*, size_t, double&, double&) override {
+    throw Error("--ddp-backend nccl sums GPU memory (--device cuda), not the host's");
+  }
+  void sum_on_device(float* grads, size_t n, double* loss_sum) override {
+    comm_->sum(grads, n);
+    comm_->sum(loss_sum, 1);  // a NaN stays NaN: every rank skips the update together
+    comm_->mark();
+  }
+  std::string describe() const {
+    return "ncclAllReduce (fp32, ncclSum) of the whole gradient on the GPU, once after the backward";
+  }
+
+ private:
+  int rank_, workers_;
+  std::unique_ptr<kernels::NcclCommunicator> comm_;
+  std::atomic<kernels::NcclCommunicator*> joined_{nullptr};  // comm_ once ncclCommInitRank returned
+  std::unique_ptr<Watchdog> watchdog_;
+
+  // Joining is busy until it returns; then the queued sums.
+  WatchdogProbe probe() {
+    kernels::NcclCommunicator* c = joined_.load();
+    if (c == nullptr) return {true, 0, ""};
+    const kernels::CollectiveProgress p = c->progress();
+    return {p.finished < p.queued, p.finished, p.error};
+  }
+  // On the watchdog's thread: says why, aborts the communicator (an alarm ends the process
+  // should that hang), and exits; mpirun then ends the other ranks.
+  [[noreturn]] void end_job(const std::string& why) {
+    std::fprintf(stderr, "bertune: error: rank %d of %d: %s; ending the job\n", rank_, workers_, why.c_str());
+    std::fflush(nullptr);
+    alarm(10);
+    if (kernels::NcclCommunicator* c = joined_.load()) c->abort();
+    std::_Exit(kExitInternalError);
+  }
+};
+
+NcclGradientReduction* the_nccl_made = nullptr;  // the process's one, once made
+NcclGradientReduction* the_nccl = nullptr;       // world_gradient_reduction's last answer
+
+// The backend the options name, or the device's: nccl on a GPU, mpi on the CPU.
+std::string backend_of(const TrainOptions& o) {
+  if (!o.ddp_backend.empty()) return o.ddp_backend;
+  return o.device == kernels::Device::CPU ? "mpi" : "nccl";
+}
+
 }  // namespace
 
 bool mpi_built() {
@@ -273,8 +371,19 @@ void check_same_on_every_rank(uint64_t value, const std::string& what) {
 #endif
 }
 
-GradientReduction* world_gradient_reduction(double bucket_cap_mb) {
+GradientReduction* world_gradient_reduction(const TrainOptions& o) {
+  the_nccl = nullptr;
+  if (backend_of(o) == "nccl" && (world().size > 1 || o.ddp_backend == "nccl")) {
+    static NcclGradientReduction* const reduction = [&] {  // one communicator per process, kept
+      auto* r = new NcclGradientReduction(world().rank, world().size, o.ddp_timeout);
+      std::atexit([] { the_nccl_made->stop_watchdog(); });
+      return the_nccl_made = r;
+    }();
+    the_nccl = reduction;
+    return reduction;
+  }
   if (world().size == 1) return nullptr;
+  const double bucket_cap_mb = o.ddp_bucket_cap_mb;
 #ifdef BERTUNE_WITH_MPI
   static MpiGradientReduction reduction(world().size);
   reduction.set_bucket_cap(bucket_cap_mb);
@@ -302,9 +411,10 @@ void join_world(TrainOptions& o, const std::string& options_json) {
   const World& w = world();
   if (w.size == 1) return;
   check_same_on_every_rank(fnv1a64(options_json), "the options");
-  if (o.device != kernels::Device::CPU)  // the step's reduction reads the loss on the host
-    throw Error("--device " + std::string(kernels::device_name(o.device)) +
-                ": training across processes (mpirun) runs on the CPU; start one process for a GPU");
+  if (o.device != kernels::Device::CPU) {  // NCCL (validate() refused --ddp-backend mpi there)
+    if (backend_of(o) != "nccl") throw Error("--ddp-backend " + backend_of(o) + ": not with --device cuda");
+    kernels::select_gpu(local_rank());  // before anything else touches the GPU
+  }
   o.per_device_train_batch_size *= w.size;
   o.max_tokens_per_batch *= w.size;
 }
@@ -319,9 +429,13 @@ std::FILE* console(std::FILE* stream) {
 
 void print_world(std::FILE* out, int64_t global_batch) {
   const World& w = world();
-  if (w.size == 1) return;
-  std::fprintf(out, "  World size = %d processes (MPI), global batch = %lld\n", w.size,
+  if (w.size == 1 && the_nccl == nullptr) return;
+  std::fprintf(out, "  World size = %d process%s (MPI), global batch = %lld\n", w.size, w.size == 1 ? "" : "es",
                static_cast<long long>(global_batch));
+  if (the_nccl != nullptr) {
+    std::fprintf(out, "  Gradients summed = %s\n", the_nccl->describe().c_str());
+    return;
+  }
 #ifdef BERTUNE_WITH_MPI
   if (the_reduction != nullptr) std::fprintf(out, "  Gradients summed = %s\n", the_reduction->describe().c_str());
 #endif

@@ -3,10 +3,14 @@
 //
 // Every rank runs the same loop on its share of each global batch; TrainStep hands the
 // gradient buffer to MpiGradientReduction (in-place MPI_Allreduce, fp32, in buckets overlapping
-// the backward with --ddp-bucket-cap-mb), so the norm,
+// the backward with --ddp-bucket-cap-mb) or on GPUs to NcclGradientReduction, so the norm,
 // the clip, AdamW and the non-finite guard see the same summed gradients on every rank and
 // decide the same. Rank 0 alone writes (logs, checkpoints, final/) and prints; the others
 // wait for it at a barrier after each checkpoint.
+//
+// On GPUs (--device cuda, --ddp-backend nccl) each rank takes the GPU of its local rank
+// (OMPI_COMM_WORLD_LOCAL_RANK / SLURM_LOCALID modulo the GPUs) and the gradients are summed with
+// NCCL on the GPU (world_gradient_reduction below).
 //
 // Without mpirun (no OMPI_COMM_WORLD_SIZE / PMI_SIZE / PMIX_RANK in the environment), or in
 // a build without MPI (BERTUNE_MPI=OFF), the world is one rank and nothing here calls MPI:
@@ -75,11 +79,16 @@ std::FILE* console(std::FILE* stream);
 // The banner's line for a world of more than one rank (nothing for one).
 void print_world(std::FILE* out, int64_t global_batch);
 
-// The world's gradient reduction (MPI_Allreduce); nullptr for a world of one. bucket_cap_mb > 0
-// (--ddp-bucket-cap-mb, MiB): the layers' and the head's gradients are summed in buckets of at
-// least that size, each started (MPI_Iallreduce) as soon as the backward has finished it,
-// overlapping the rest of the backward; 0: the whole buffer once, after the backward.
-GradientReduction* world_gradient_reduction(double bucket_cap_mb);
+// The world's gradient reduction; nullptr for a world of one (unless --ddp-backend nccl).
+// --ddp-backend (o.ddp_backend; its default: nccl for --device cuda, mpi on the CPU):
+//  mpi:  MPI_Allreduce of host memory. --ddp-bucket-cap-mb > 0 (MiB): the layers' and the
+//        head's gradients are summed in buckets of at least that size, each started
+//        (MPI_Iallreduce) as soon as the backward has finished it, overlapping the rest of the
+//        backward; 0: the whole buffer once, after the backward.
+//  nccl: ncclAllReduce of GPU memory on the compute stream, once after the backward, with a
+//        watchdog (--ddp-timeout); the communicator bootstrapped over MPI (rank 0's id sent with
+//        MPI_Bcast), or of one rank without mpirun (a test of the path on one GPU).
+GradientReduction* world_gradient_reduction(const TrainOptions& o);
 // This rank's part of an evaluation (infer::evaluate's shard: its batches, then an
 // MPI_Allreduce of the logits); nullptr for a world of one.
 const infer::EvalShard* world_eval_shard();

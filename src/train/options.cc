@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/collectives.h"
 #include "model/config.h"
 #include "util/enum_names.h"
 #include "util/error.h"
@@ -211,6 +212,13 @@ const std::vector<OptionField>& train_option_fields() {
             "under mpirun: sum the gradients in buckets of at least N MiB, each started as soon as the backward "
             "has finished its layers, overlapping the rest of the backward (0: the whole gradient once, after "
             "the backward)"),
+      field("ddp_backend", &O::ddp_backend,
+            "how the gradients are summed across processes: mpi (--device cpu) or nccl (--device cuda: "
+            "ncclAllReduce on the GPU, bootstrapped over MPI; without mpirun a communicator of one) "
+            "(default: nccl for --device cuda, mpi on the CPU)"),
+      field("ddp_timeout", &O::ddp_timeout,
+            "with nccl: seconds a GPU collective may go unfinished (a rank stopped or hanging) before every "
+            "rank ends with an error"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
       field("precision", &O::precision,
             "what the GEMMs multiply in: fp32, bf16 (cuda; cpu with avx512_bf16 or AMX-BF16), tf32 (cuda) "
@@ -342,6 +350,34 @@ int64_t warmup_steps(const TrainOptions& o, int64_t max_steps) {
                             : static_cast<int64_t>(std::ceil(static_cast<double>(max_steps) * o.warmup_ratio));
 }
 
+namespace {
+
+// --ddp-backend against --device and the build; before the device's own check, so that a
+// bad pair names the option.
+void validate_ddp_backend(const TrainOptions& o) {
+  auto fail = [](const std::string& m) { throw Error(m); };
+  if (!(o.ddp_timeout > 0) || !std::isfinite(o.ddp_timeout)) fail("--ddp-timeout: must be a positive number of seconds");
+  if (o.ddp_backend.empty()) return;
+  if (o.ddp_backend != "mpi" && o.ddp_backend != "nccl")
+    fail("--ddp-backend: '" + o.ddp_backend + "' is not one of mpi|nccl");
+  const bool cpu = o.device == kernels::Device::CPU;
+  if (o.ddp_backend == "nccl" && cpu)
+    fail("--ddp-backend nccl sums GPU memory: use it with --device cuda (on the CPU the gradients are summed "
+         "over MPI: --ddp-backend mpi)");
+  if (o.ddp_backend == "nccl" && !kernels::nccl_built()) {
+    try {
+      kernels::nccl_unique_id();  // throws the build's reason
+    } catch (const Error& e) {
+      fail(std::string("--ddp-backend nccl: ") + e.what());
+    }
+  }
+  if (o.ddp_backend == "mpi" && !cpu)
+    fail("--ddp-backend mpi sums host memory: it runs with --device cpu; on GPUs the gradients are summed with "
+         "--ddp-backend nccl");
+}
+
+}  // namespace
+
 void validate(TrainOptions& o) {
   auto fail = [](const std::string& m) { throw Error(m); };
   if (o.model.empty() == o.model_config.empty())
@@ -392,6 +428,7 @@ void validate(TrainOptions& o) {
   if (o.ddp_bucket_cap_mb < 0) fail("--ddp-bucket-cap-mb: must not be negative (0: one reduction after the backward)");
   if (o.threads > util::kMaxThreads) util::checked_thread_count(o.threads);  // throws: libgomp crashes on 100000
   if (o.early_stopping_patience < 0) fail("--early-stopping-patience: must not be negative");
+  validate_ddp_backend(o);
   o.precision = resolve_precision(o.device, o.precision);
   kernels::require_device(o.device);  // --device cuda without CUDA or a GPU: named here, before any write
   if (o.early_stopping_threshold < 0) fail("--early-stopping-threshold: must not be negative");

@@ -94,6 +94,12 @@ struct TrainOptions {
   // at least this many MiB, each as soon as the backward has finished it (HF's name); 0: the
   // whole gradient once, after the backward.
   double ddp_bucket_cap_mb = 0;
+  // How the gradients are summed across processes (HF's ddp_backend): "mpi" (host memory,
+  // --device cpu), "nccl" (GPU memory, --device cuda; also a communicator of one without
+  // mpirun); empty: nccl for --device cuda, mpi on the CPU. train/distributed.h.
+  std::string ddp_backend;
+  // Seconds a GPU collective may go unfinished before every rank ends (HF's ddp_timeout).
+  double ddp_timeout = 1800;
   kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)
   // What the GEMMs multiply in (--precision fp32|tf32|bf16); unset: the device's default
   // (bf16 on cuda, fp32 on cpu), which validate() fills in.

@@ -414,7 +414,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
 class PretrainStep {
  public:
   explicit PretrainStep(PreparedPretrain& p) : mlm_(*p.model, *p.optimizer, p.schedule, p.o.train.max_grad_norm) {
-    mlm_.set_gradient_reduction(world_gradient_reduction(p.o.train.ddp_bucket_cap_mb));
+    mlm_.set_gradient_reduction(world_gradient_reduction(p.o.train));
     if (p.electra())
       electra_ = std::make_unique<ElectraStep>(*p.generator, *p.generator_optimizer, *p.model, *p.optimizer,
                                                p.schedule, p.o.train.max_grad_norm, p.o.discriminator_weight,

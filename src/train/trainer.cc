@@ -32,7 +32,7 @@ ClassificationObjective::ClassificationObjective(PreparedRun run, std::FILE* out
       out_(console(out)),
       step_(*r_.model, *r_.optimizer, r_.schedule, r_.options.max_grad_norm),
       table_(out_) {
-  step_.set_gradient_reduction(world_gradient_reduction(r_.options.ddp_bucket_cap_mb));
+  step_.set_gradient_reduction(world_gradient_reduction(r_.options));
 }
 
 LoopParts ClassificationObjective::parts() {

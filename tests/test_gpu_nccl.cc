@@ -1,0 +1,123 @@
+// Data-parallel training's NCCL path on one GPU (ctest label `gpu`; SKIPPED with the reason
+// without a GPU or in a build without NCCL): `--ddp-backend nccl` without mpirun runs every
+// step's gradients and loss through ncclAllReduce on a communicator of one rank, the loss
+// counts and denominators through the reduction's seam (train/step.h), so a run must log what
+// the same run without it logs. Sequence classification and masked-LM pretraining (two
+// micro-batches a step), 20 steps each, fp32, dropout on: every logged loss within 1e-6
+// relative. Needs no mpirun.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gpu_harness.h"
+#include "kernels/collectives.h"
+#include "train/options.h"
+#include "train/pretrainer.h"
+#include "train/report.h"
+#include "train/trainer.h"
+#include "util/paths.h"
+
+using namespace bertune;
+namespace fs = std::filesystem;
+
+namespace {
+
+#define BERTUNE_REQUIRE_GPU_AND_NCCL()                                                            \
+  do {                                                                                            \
+    BERTUNE_REQUIRE_GPU();                                                                        \
+    if (!kernels::nccl_built()) GTEST_SKIP() << "this build has no NCCL (nccl.h not found at configure time)"; \
+  } while (0)
+
+// A temporary directory with a tiny BERT (width 32, 2 layers, dropout 0.1) over the klue
+// vocabulary and the first 400 NSMC training reviews (train.tsv; their texts: train.txt).
+struct Files {
+  fs::path dir = fs::temp_directory_path() / ("bertune_gpu_nccl_" + std::to_string(::getpid()));
+  Files() {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::ofstream(dir / "tiny.json") << R"({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})";
+    std::ifstream in(shared_path("data/nsmc/ratings_train.txt"));
+    std::ofstream tsv(dir / "train.tsv"), text(dir / "train.txt");  // the reviews alone, for pretraining
+    std::string line;
+    for (int i = 0; i <= 400 && std::getline(in, line); ++i) {
+      tsv << line << "\n";
+      const size_t a = line.find('\t'), b = line.rfind('\t');
+      if (i > 0 && a != std::string::npos && b > a) text << line.substr(a + 1, b - a - 1) << "\n";
+    }
+  }
+  ~Files() { fs::remove_all(dir); }
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+};
+
+std::vector<double> losses(const fs::path& out) {
+  std::vector<double> r;
+  for (const auto& rec : train::JsonlLog::read(out / "log.jsonl"))
+    if (rec.contains("loss")) r.push_back(rec["loss"]);
+  return r;
+}
+
+void expect_same_losses(const fs::path& with, const fs::path& without, size_t steps) {
+  const std::vector<double> a = losses(with), b = losses(without);
+  ASSERT_EQ(a.size(), steps);
+  ASSERT_EQ(b.size(), steps);
+  for (size_t i = 0; i < steps; ++i) {
+    EXPECT_TRUE(std::isfinite(a[i])) << "step " << i + 1;
+    EXPECT_NEAR(a[i], b[i], 1e-6 * std::fabs(b[i])) << "step " << i + 1;
+  }
+}
+
+}  // namespace
+
+TEST(GpuNccl, OneRankClassificationLogsTheLossesOfARunWithout) {
+  BERTUNE_REQUIRE_GPU_AND_NCCL();
+  Files f;
+  auto options = [&](const std::string& out, const std::string& backend) {
+    nlohmann::json j = {{"model_config", f.path("tiny.json")}, {"train_file", f.path("train.tsv")},
+                        {"max_length", 32}, {"max_steps", 20}, {"logging_steps", 1},
+                        {"per_device_train_batch_size", 16}, {"learning_rate", 3e-4},
+                        {"save_strategy", "no"}, {"eval_strategy", "no"}, {"device", "cuda"},
+                        {"precision", "fp32"}, {"output_dir", f.path(out)}};
+    if (!backend.empty()) j["ddp_backend"] = backend;
+    return train::train_options_from_json(j);
+  };
+  std::FILE* quiet = std::tmpfile();
+  train::run_training(options("without", ""), quiet);
+  train::run_training(options("nccl", "nccl"), quiet);
+  std::fclose(quiet);
+  expect_same_losses(f.dir / "nccl", f.dir / "without", 20);
+}
+
+TEST(GpuNccl, OneRankMaskedLmPretrainingLogsTheLossesOfARunWithout) {
+  BERTUNE_REQUIRE_GPU_AND_NCCL();
+  Files f;
+  auto options = [&](const std::string& out, const std::string& backend) {
+    nlohmann::json j = {{"model_config", f.path("tiny.json")}, {"train_file", f.path("train.txt")},
+                        {"max_length", 32}, {"max_steps", 20}, {"logging_steps", 1},
+                        {"per_device_train_batch_size", 8}, {"learning_rate", 3e-4},
+                        {"save_strategy", "no"}, {"eval_strategy", "no"}, {"device", "cuda"},
+                        {"precision", "fp32"}, {"output_dir", f.path(out)}};
+    if (!backend.empty()) j["ddp_backend"] = backend;
+    train::PretrainOptions o;
+    o.train = train::train_options_from_json(j);
+    o.validation_reviews = 20;
+    o.gradient_accumulation_steps = 2;
+    train::validate(o);
+    return o;
+  };
+  std::FILE* quiet = std::tmpfile();
+  train::run_pretraining(options("mlm_without", ""), quiet);
+  train::run_pretraining(options("mlm_nccl", "nccl"), quiet);
+  std::fclose(quiet);
+  expect_same_losses(f.dir / "mlm_nccl", f.dir / "mlm_without", 20);
+}
