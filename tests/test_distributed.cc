@@ -541,6 +541,18 @@ TEST_F(MpiTraining, MismatchedOptionsAreAnErrorOnEveryRank) {
   EXPECT_FALSE(fs::exists(fs::path(path("mismatch")) / "final"));
 }
 
+// NCCL sums GPU memory: on the CPU it is refused by name on every rank, nothing written.
+TEST_F(MpiTraining, NcclOnTheCpuIsRefusedOnEveryRank) {
+  const auto r = run(2, train_args("nccl_cpu", 8, "longest") + " --ddp-backend nccl");
+  EXPECT_NE(r.status, 0) << r.output;
+  size_t named = 0;
+  for (size_t at = 0; (at = r.output.find("bertune: error: --ddp-backend nccl sums GPU memory: use it with --device "
+                                          "cuda", at)) != std::string::npos; ++at)
+    ++named;
+  EXPECT_EQ(named, 2u) << r.output;
+  EXPECT_FALSE(fs::exists(path("nccl_cpu")));
+}
+
 // ELECTRA's two-model step has no reduction: refused by name, nothing written.
 TEST_F(MpiTraining, ElectraIsRefusedAcrossProcesses) {
   const auto r = run(2, "pretrain --objective electra --model-config " + path("tiny0.json") + " --train-file " +

@@ -430,8 +430,8 @@ std::FILE* console(std::FILE* stream) {
 void print_world(std::FILE* out, int64_t global_batch) {
   const World& w = world();
   if (w.size == 1 && the_nccl == nullptr) return;
-  std::fprintf(out, "  World size = %d process%s (MPI), global batch = %lld\n", w.size, w.size == 1 ? "" : "es",
-               static_cast<long long>(global_batch));
+  std::fprintf(out, "  World size = %d %s, global batch = %lld\n", w.size,
+               w.size == 1 ? "process (no mpirun)" : "processes (MPI)", static_cast<long long>(global_batch));
   if (the_nccl != nullptr) {
     std::fprintf(out, "  Gradients summed = %s\n", the_nccl->describe().c_str());
     return;
