@@ -128,6 +128,10 @@ struct NcclCommunicator::Impl {
   }
 };
 
+// A blocking communicator (ncclCommInitRank), watched from the host (train/watchdog.h), not
+// NCCL's non-blocking mode: that one launches from NCCL's own threads, where the
+// cudaStreamPerThread handle every sum is queued on would name those threads' streams instead
+// of the training thread's.
 NcclCommunicator::NcclCommunicator(const NcclId& id, int rank, int ranks) : impl_(new Impl) {
   try {
     BERTUNE_CUDA_CHECK(cudaGetDevice(&impl_->device));
