@@ -254,9 +254,14 @@ class NcclGradientReduction : public GradientReduction {
     comm_ = std::make_unique<kernels::NcclCommunicator>(id, rank, workers);
     joined_.store(comm_.get());
   }
-  // Made once per process and never destroyed (the exit frees the GPU's side): stop_watchdog
-  // runs at exit, before the CUDA runtime's own teardown (registered earlier, so run later).
-  void stop_watchdog() { watchdog_.reset(); }
+  // Made once per process; shut_down runs at exit (every rank has finished the same sums),
+  // before the CUDA runtime's own teardown (registered earlier, so run later): the watchdog
+  // stops, then ncclCommDestroy.
+  void shut_down() {
+    watchdog_.reset();
+    joined_.store(nullptr);
+    comm_.reset();
+  }
   int workers() const override { return workers_; }
   void sum_counts(std::span<double> values) override {
 #ifdef BERTUNE_WITH_MPI
@@ -376,7 +381,7 @@ GradientReduction* world_gradient_reduction(const TrainOptions& o) {
   if (backend_of(o) == "nccl" && (world().size > 1 || o.ddp_backend == "nccl")) {
     static NcclGradientReduction* const reduction = [&] {  // one communicator per process, kept
       auto* r = new NcclGradientReduction(world().rank, world().size, o.ddp_timeout);
-      std::atexit([] { the_nccl_made->stop_watchdog(); });
+      std::atexit([] { the_nccl_made->shut_down(); });
       return the_nccl_made = r;
     }();
     the_nccl = reduction;
