@@ -60,6 +60,22 @@ struct Files {
   std::string path(const std::string& name) const { return (dir / name).string(); }
 };
 
+// What a run printed to `out` (a tmpfile).
+std::string printed(std::FILE* out) {
+  std::string text;
+  std::rewind(out);
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
+  return text;
+}
+
+// The banner of a run through NCCL says so (the test would pass vacuously otherwise).
+void expect_nccl_banner(std::FILE* out) {
+  const std::string text = printed(out);
+  EXPECT_NE(text.find("World size = 1 process (no mpirun)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Gradients summed = ncclAllReduce (fp32, ncclSum)"), std::string::npos) << text;
+}
+
 std::vector<double> losses(const fs::path& out) {
   std::vector<double> r;
   for (const auto& rec : train::JsonlLog::read(out / "log.jsonl"))
@@ -92,9 +108,12 @@ TEST(GpuNccl, OneRankClassificationLogsTheLossesOfARunWithout) {
     return train::train_options_from_json(j);
   };
   std::FILE* quiet = std::tmpfile();
+  std::FILE* banner = std::tmpfile();
   train::run_training(options("without", ""), quiet);
-  train::run_training(options("nccl", "nccl"), quiet);
+  train::run_training(options("nccl", "nccl"), banner);
+  expect_nccl_banner(banner);
   std::fclose(quiet);
+  std::fclose(banner);
   expect_same_losses(f.dir / "nccl", f.dir / "without", 20);
 }
 
@@ -116,8 +135,11 @@ TEST(GpuNccl, OneRankMaskedLmPretrainingLogsTheLossesOfARunWithout) {
     return o;
   };
   std::FILE* quiet = std::tmpfile();
+  std::FILE* banner = std::tmpfile();
   train::run_pretraining(options("mlm_without", ""), quiet);
-  train::run_pretraining(options("mlm_nccl", "nccl"), quiet);
+  train::run_pretraining(options("mlm_nccl", "nccl"), banner);
+  expect_nccl_banner(banner);
   std::fclose(quiet);
+  std::fclose(banner);
   expect_same_losses(f.dir / "mlm_nccl", f.dir / "mlm_without", 20);
 }
