@@ -175,7 +175,9 @@ void unequal_shares_give_the_global_batch_mean(bool on_device) {
   step1.set_gradient_reduction(&worker2);
   step1.set_decide_on_device(on_device);
   const StepOutcome got = step1.run(a, 0);
-  if (on_device) EXPECT_EQ(opt1.steps_done(), 1);
+  if (on_device) {
+    EXPECT_EQ(opt1.steps_done(), 1);
+  }
   ASSERT_TRUE(got.finite && want.finite);
   EXPECT_NEAR(got.loss, want.loss, 1e-6 * want.loss);
   EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm);

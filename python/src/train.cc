@@ -14,6 +14,7 @@
 #include "infer/batching.h"
 #include "infer/classifier.h"
 #include "infer/evaluate.h"
+#include "train/distributed.h"
 #include "native.h"
 #include "train/options.h"
 #include "train/trainer.h"
@@ -184,6 +185,7 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
 }  // namespace
 
 void bind_train(py::module_& m) {
+  m.def("mpi_built", &train::mpi_built, "Whether this build trains across processes (mpirun): linked with MPI.");
   m.def("option_fields", &option_fields, "The training options table: (key, default JSON, help, type) each.");
   m.def("resolve_options", &resolve_options, py::arg("kwargs_json"),
         "Every option after TrainingArguments' checks, as JSON (training_args.json).");

@@ -2,8 +2,10 @@
 memory, compute_metrics, callbacks, early stopping, Ctrl-C and resume."""
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -169,6 +171,39 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes(tiny, tmp_path):
     assert (tmp_path / "run" / "checkpoint-4" / "model.safetensors").is_file()
     resumed = bertune.Trainer(args=args, train_dataset=df)
     assert resumed.train(resume_from_checkpoint=True).global_step == 6
+
+
+STOP_ON_RANK_ONE = """
+import json, os, sys
+import bertune
+rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+class StopOnRankOne(bertune.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if rank == 1 and state.global_step == 3:
+            control.should_training_stop = True
+out = bertune.Trainer(args=bertune.TrainingArguments(**json.loads(sys.argv[1])), callbacks=[StopOnRankOne()]).train()
+print("rank", rank, "stopped after step", out.global_step)
+"""
+
+
+def test_a_callback_stopping_one_rank_stops_every_rank(tiny, tmp_path):
+    # Under mpirun every rank runs its own callbacks; one asking to stop must stop all of them
+    # at the same step boundary (the others would wait for it in the next step's sums).
+    mpirun = shutil.which("mpirun")
+    if mpirun is None or not bertune._native.mpi_built():
+        pytest.skip("needs mpirun and a build with MPI")
+    train = tmp_path / "train.tsv"
+    with open(NSMC / "ratings_train.txt", encoding="utf-8") as f:
+        train.write_text("".join(next(f) for _ in range(101)), encoding="utf-8")
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_ON_RANK_ONE, encoding="utf-8")
+    args = base_args(tiny, tmp_path / "run", max_steps=8, logging_steps=1, threads=1, train_file=str(train))
+    run = subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "PYTHONPATH",
+                          sys.executable, str(script), json.dumps(args)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(line for line in run.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0 stopped after step 3", "rank 1 stopped after step 3"]
+    assert [r["step"] for r in map(json.loads, open(tmp_path / "run" / "log.jsonl")) if "loss" in r] == [1, 2, 3]
 
 
 def test_predict_refuses_a_token_classifier(shared, tmp_path):

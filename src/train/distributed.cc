@@ -376,6 +376,17 @@ void check_same_on_every_rank(uint64_t value, const std::string& what) {
 #endif
 }
 
+bool on_any_rank(bool flag) {
+  if (world().size == 1) return flag;
+#ifdef BERTUNE_WITH_MPI
+  int v = flag ? 1 : 0;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD), "MPI_Allreduce (stop)");
+  return v != 0;
+#else
+  return flag;
+#endif
+}
+
 GradientReduction* world_gradient_reduction(const TrainOptions& o) {
   the_nccl = nullptr;
   if (backend_of(o) == "nccl" && (world().size > 1 || o.ddp_backend == "nccl")) {

@@ -50,6 +50,9 @@ void barrier();
 // Every rank's `value` must be the same (a hash of the options, say): an Error on every
 // rank naming `what` otherwise.
 void check_same_on_every_rank(uint64_t value, const std::string& what);
+// Whether `flag` is true on any rank (a logical or over the world; the flag itself on one).
+// Every rank must call it at the same point.
+bool on_any_rank(bool flag);
 // FNV-1a 64 of a string.
 uint64_t fnv1a64(const std::string& s);
 

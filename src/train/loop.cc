@@ -123,6 +123,11 @@ void TrainingLoop::run_epoch() {
     record_step(micro, static_cast<int64_t>(steps[b].size()));
     if (observer_ && observer_->on_step_end(state_.global_step)) stop_ = true;  // HF: before log/evaluate/save
     after_step(e, epoch_end);
+    // An observer runs on every rank (each its own Python process under mpirun) and may ask
+    // to stop on one alone: the ranks stop together, else the others would wait for it in
+    // the next step's sums forever. (The loop's own stops — early stopping, max steps — see
+    // the same numbers on every rank.)
+    if (observer_ != nullptr) stop_ = on_any_rank(stop_);
     kill_.at(KillHook::Point::AfterStep, state_.global_step);
     if (state_.global_step >= state_.max_steps || stop_) return;
   }
