@@ -471,10 +471,12 @@ TEST(TrainOptionsDdpBackend, BadPairsAreNamed) {
   // nccl with cuda: refused for the build (no NCCL / no CUDA) or else for the machine (no GPU)
   // by the device's check; accepted on a machine with both.
   const std::string cuda = error_of({{"ddp_backend", "nccl"}, {"device", "cuda"}});
-  if (!kernels::nccl_built())
+  if (!kernels::nccl_built()) {
+    EXPECT_EQ(cuda, "--ddp-backend nccl: " + kernels::nccl_missing());
     EXPECT_TRUE(cuda.starts_with("--ddp-backend nccl: this bertune was built without")) << cuda;
-  else if (!cuda.empty())
+  } else if (!cuda.empty()) {
     EXPECT_TRUE(cuda.starts_with("--device cuda")) << cuda;
+  }
 }
 
 // Token-budget batches in a real run: each epoch holds every example once (the same real

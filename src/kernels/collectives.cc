@@ -7,19 +7,18 @@
 
 namespace bertune::kernels {
 
-namespace {
-[[noreturn]] void no_nccl() {
-  throw Error(
+std::string nccl_missing() {
 #ifdef BERTUNE_CUDA
-      "this bertune was built without NCCL (nccl.h was not found at configure time; docs/distributed.md)"
+  return "this bertune was built without NCCL (nccl.h was not found at configure time; docs/distributed.md)";
 #else
-      "this bertune was built without CUDA, so without NCCL (docs/gpu.md)"
+  return "this bertune was built without CUDA, so without NCCL (docs/gpu.md)";
 #endif
-  );
 }
+
+namespace {
+[[noreturn]] void no_nccl() { throw Error(nccl_missing()); }
 }  // namespace
 
-bool nccl_built() { return false; }
 NcclId nccl_unique_id() { no_nccl(); }
 int select_gpu(int) { no_nccl(); }
 struct NcclCommunicator::Impl {};

@@ -5,7 +5,7 @@
 // is installed, and only these calls then fail, naming the library and why.
 //
 // Implemented in kernels/gpu/nccl_gpu.cu when the build found nccl.h (BERTUNE_NCCL);
-// otherwise every call but nccl_built() throws an Error saying the build has no NCCL.
+// otherwise every call but nccl_missing() throws an Error saying why the build has no NCCL.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -13,8 +13,10 @@
 
 namespace bertune::kernels {
 
-// Whether this build has NCCL (the CUDA backend, and nccl.h found at configure time).
-bool nccl_built();
+// Why this build has no NCCL (the CUDA backend, and nccl.h found at configure time); "" when
+// it has.
+std::string nccl_missing();
+inline bool nccl_built() { return nccl_missing().empty(); }
 
 // ncclUniqueId: made by one rank (nccl_unique_id), handed to every rank (MPI_Bcast), which
 // then joins the communicator with it.

@@ -364,13 +364,7 @@ void validate_ddp_backend(const TrainOptions& o) {
   if (o.ddp_backend == "nccl" && cpu)
     fail("--ddp-backend nccl sums GPU memory: use it with --device cuda (on the CPU the gradients are summed "
          "over MPI: --ddp-backend mpi)");
-  if (o.ddp_backend == "nccl" && !kernels::nccl_built()) {
-    try {
-      kernels::nccl_unique_id();  // throws the build's reason
-    } catch (const Error& e) {
-      fail(std::string("--ddp-backend nccl: ") + e.what());
-    }
-  }
+  if (o.ddp_backend == "nccl" && !kernels::nccl_built()) fail("--ddp-backend nccl: " + kernels::nccl_missing());
   if (o.ddp_backend == "mpi" && !cpu)
     fail("--ddp-backend mpi sums host memory: it runs with --device cpu; on GPUs the gradients are summed with "
          "--ddp-backend nccl");

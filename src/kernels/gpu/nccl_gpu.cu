@@ -83,7 +83,7 @@ void check_nccl(ncclResult_t rc, const char* call, ncclComm_t comm = nullptr) {
 
 }  // namespace
 
-bool nccl_built() { return true; }
+std::string nccl_missing() { return ""; }
 
 NcclId nccl_unique_id() {
   ncclUniqueId id;
