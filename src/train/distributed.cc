@@ -92,6 +92,13 @@ void sum_floats_over_world(float* data, size_t n, const char* call) {
   });
 }
 
+// Every rank's values summed in place on every rank (a few: loss sums and counts).
+void sum_doubles_over_world(std::span<double> values, const char* call) {
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                          MPI_COMM_WORLD),
+            call);
+}
+
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
 // With touched rows (the word embeddings): the ranks' touched flags are OR-ed (one small
 // all-reduce), and of that block only the rows some rank touched are summed, packed; the
@@ -124,11 +131,7 @@ class MpiGradientReduction : public GradientReduction {
            " MiB (--ddp-bucket-cap-mb), overlapping the backward; then the embeddings";
   }
   int workers() const override { return workers_; }
-  void sum_counts(std::span<double> values) override {
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                            MPI_COMM_WORLD),
-              "MPI_Allreduce (loss counts)");
-  }
+  void sum_counts(std::span<double> values) override { sum_doubles_over_world(values, "MPI_Allreduce (loss counts)"); }
   bool overlaps() const override { return cap_ > 0; }
   void gradient_layout(std::vector<size_t> ready, size_t n) override {
     buckets_.clear();
@@ -173,7 +176,7 @@ class MpiGradientReduction : public GradientReduction {
     }
     touched_ = {};
     double sums[2] = {loss_sum, micro_batches};  // a NaN loss stays NaN: every rank skips together
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce (loss)");
+    sum_doubles_over_world(sums, "MPI_Allreduce (loss)");
     loss_sum = sums[0];
     micro_batches = sums[1];
   }
@@ -265,10 +268,7 @@ class NcclGradientReduction : public GradientReduction {
   int workers() const override { return workers_; }
   void sum_counts(std::span<double> values) override {
 #ifdef BERTUNE_WITH_MPI
-    if (workers_ > 1)
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                              MPI_COMM_WORLD),
-                "MPI_Allreduce (loss counts)");
+    if (workers_ > 1) sum_doubles_over_world(values, "MPI_Allreduce (loss counts)");
 #endif
   }
   bool sums_on(kernels::Device d) const override { return d == kernels::Device::CUDA; }
