@@ -57,8 +57,11 @@ bool available(std::string* why) {
   e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) return say(std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e));
   if (count == 0) return say("no CUDA device");
+  int device = 0;  // the one selected (a rank's, under mpirun), 0 when none was
+  e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return say(std::string("cudaGetDevice: ") + cudaGetErrorString(e));
   cudaDeviceProp prop{};
-  e = cudaGetDeviceProperties(&prop, 0);
+  e = cudaGetDeviceProperties(&prop, device);
   if (e != cudaSuccess) return say(std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(e));
   if (prop.major < kMinMajor)
     return say(std::string(prop.name) + " has compute capability " + std::to_string(prop.major) +
@@ -67,9 +70,11 @@ bool available(std::string* why) {
   return true;
 }
 
-std::string device_description() {
+std::string device_description() {  // the selected device (a rank's, under mpirun)
+  int device = 0;
+  BERTUNE_CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp prop{};
-  BERTUNE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  BERTUNE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   char gib[32];
   std::snprintf(gib, sizeof gib, "%.1f", double(prop.totalGlobalMem) / (1ull << 30));
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
