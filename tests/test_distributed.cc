@@ -58,7 +58,7 @@ TEST(Watchdog, FiresWhenQueuedCollectivesStallForTheTimeout) {
   Fired fired;
   const auto start = std::chrono::steady_clock::now();
   {
-    Watchdog dog(0.3, [] { return WatchdogProbe{true, 7, ""}; }, std::ref(fired), 0.01);
+    Watchdog dog(0.3, [] { return WatchdogProbe{true, 7, "", ""}; }, std::ref(fired), 0.01);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   }
   ASSERT_EQ(fired.count(), 1u);  // once
@@ -66,12 +66,24 @@ TEST(Watchdog, FiresWhenQueuedCollectivesStallForTheTimeout) {
   EXPECT_GE(std::chrono::duration<double>(fired.at - start).count(), 0.3);
 }
 
+// A blocking MPI call that does not return: the probe names it.
+TEST(Watchdog, NamesTheStalledCallItIsGiven) {
+  Fired fired;
+  {
+    Watchdog dog(0.2, [] { return WatchdogProbe{true, 3, "", "MPI_Barrier has not returned"}; }, std::ref(fired),
+                 0.01);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  }
+  ASSERT_EQ(fired.count(), 1u);
+  EXPECT_EQ(fired.why[0], "MPI_Barrier has not returned for 0.2 s (--ddp-timeout): a rank has stopped or hangs");
+}
+
 TEST(Watchdog, QuietWhileCollectivesFinishOrNoneIsQueued) {
   Fired fired;
   std::atomic<uint64_t> finished{0};
   std::atomic<bool> busy{true};
   {
-    Watchdog dog(0.2, [&] { return WatchdogProbe{busy.load(), finished.load(), ""}; }, std::ref(fired), 0.01);
+    Watchdog dog(0.2, [&] { return WatchdogProbe{busy.load(), finished.load(), "", ""}; }, std::ref(fired), 0.01);
     for (int i = 0; i < 40; ++i) {  // 0.8 s busy, finishing one every 20 ms
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       ++finished;
@@ -85,7 +97,7 @@ TEST(Watchdog, QuietWhileCollectivesFinishOrNoneIsQueued) {
 TEST(Watchdog, FiresAtOnceOnAnError) {
   Fired fired;
   {
-    Watchdog dog(1000, [] { return WatchdogProbe{false, 0, "NCCL: remote process exited"}; }, std::ref(fired), 0.01);
+    Watchdog dog(1000, [] { return WatchdogProbe{false, 0, "NCCL: remote process exited", ""}; }, std::ref(fired), 0.01);
     for (int i = 0; i < 200 && fired.count() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_EQ(fired.count(), 1u);
@@ -541,6 +553,27 @@ TEST_F(MpiTraining, MismatchedOptionsAreAnErrorOnEveryRank) {
   EXPECT_TRUE(contains(r.output, " of 2: the options differ between the ranks (every rank must be started with the "
                                  "same command line)")) << r.output;
   EXPECT_FALSE(fs::exists(fs::path(path("mismatch")) / "final"));
+}
+
+// One rank SIGSTOPped after step 6 (alive, never answering): the other, waiting in the next
+// step's sums, ends itself after --ddp-timeout with a message naming the call, and mpirun the
+// stopped one; the checkpoint saved before loads.
+TEST_F(MpiTraining, AHangingRankEndsTheJobAfterTheTimeout) {
+  const std::string bin = " " + std::string(BERTUNE_BINARY) + " " + train_args("hanging", 8, "longest", 40, 5) +
+                          " --ddp-timeout 3";
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = run_shell("timeout -s KILL 120 " + mpirun + " --allow-run-as-root --oversubscribe -np 1" + bin +
+                           " : -np 1 env BERTUNE_TEST_KILL=stop-after-step:6" + bin);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(seconds, 60) << r.output;
+  EXPECT_TRUE(contains(r.output, "bertune: error: rank 0 of 2: MPI_Allreduce (loss counts) has not returned for 3 s "
+                                 "(--ddp-timeout): a rank has stopped or hangs; ending the job"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(fs::path(path("hanging")) / "final"));
+  const auto resumed = run(1, train_args("hanging", 16, "longest", 7, 5) + " --resume-from-checkpoint last");
+  EXPECT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "checkpoint-5")) << resumed.output;
 }
 
 // NCCL sums GPU memory: on the CPU it is refused by name on every rank, nothing written.

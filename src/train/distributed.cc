@@ -40,6 +40,34 @@ void check_mpi(int rc, const char* call) {
   throw Error(std::string(call) + " failed: " + std::string(text, static_cast<size_t>(n)));
 }
 
+// The host's blocking MPI calls, counted for the watchdog join_world starts: one that has not
+// returned for --ddp-timeout seconds (another rank stopped or hangs) ends this rank.
+std::atomic<uint64_t> mpi_calls_started{0}, mpi_calls_returned{0};
+std::atomic<const char*> mpi_call_name{""};
+
+template <typename F>
+void blocking_mpi(const char* call, F f) {
+  mpi_call_name.store(call);
+  mpi_calls_started.fetch_add(1);
+  const int rc = f();
+  mpi_calls_returned.fetch_add(1);
+  check_mpi(rc, call);
+}
+
+WatchdogProbe mpi_probe() {
+  const uint64_t returned = mpi_calls_returned.load();
+  const bool busy = mpi_calls_started.load() > returned;
+  return {busy, returned, "", busy ? std::string(mpi_call_name.load()) + " has not returned" : ""};
+}
+
+// On the watchdog's thread: says why and exits; mpirun then ends the other ranks.
+[[noreturn]] void end_mpi_job(const std::string& why) {
+  std::fprintf(stderr, "bertune: error: rank %d of %d: %s; ending the job\n", world().rank, world().size,
+               why.c_str());
+  std::fflush(nullptr);
+  std::_Exit(kExitInternalError);
+}
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -88,15 +116,16 @@ void for_each_mpi_chunk(size_t n, F f) {
 // Every rank's data[0, n) summed in place on every rank.
 void sum_floats_over_world(float* data, size_t n, const char* call) {
   for_each_mpi_chunk(n, [&](size_t at, int count) {
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), call);
+    blocking_mpi(call, [&] { return MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
   });
 }
 
 // Every rank's values summed in place on every rank (a few: loss sums and counts).
 void sum_doubles_over_world(std::span<double> values, const char* call) {
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                          MPI_COMM_WORLD),
-            call);
+  blocking_mpi(call, [&] {
+    return MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                         MPI_COMM_WORLD);
+  });
 }
 
 // sum_over_workers: the gradients in place, then {loss sum, micro-batches} in one more call.
@@ -160,8 +189,9 @@ class MpiGradientReduction : public GradientReduction {
         throw Error("gradient buckets: laid out for " + std::to_string(layout_n_) + " values, summing " +
                     std::to_string(n));
       while (started_ < buckets_.size()) start(grads, buckets_[started_++]);
-      check_mpi(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE),
-                "MPI_Waitall (gradient buckets)");
+      blocking_mpi("MPI_Waitall (gradient buckets)", [&] {
+        return MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+      });
       requests_.clear();
       started_ = 0;
       n = buckets_.back().from;  // what is left: the embeddings
@@ -207,9 +237,10 @@ class MpiGradientReduction : public GradientReduction {
 
   // The rows of `block` ([touched_.rows, touched_.cols]) that any rank touched, summed.
   void sum_touched_rows(float* block) {
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, touched_.touched.data(), touched_.rows, MPI_UNSIGNED_CHAR, MPI_BOR,
-                            MPI_COMM_WORLD),
-              "MPI_Allreduce (touched rows)");
+    blocking_mpi("MPI_Allreduce (touched rows)", [&] {
+      return MPI_Allreduce(MPI_IN_PLACE, touched_.touched.data(), touched_.rows, MPI_UNSIGNED_CHAR, MPI_BOR,
+                           MPI_COMM_WORLD);
+    });
     const size_t cols = static_cast<size_t>(touched_.cols);
     packed_.clear();
     for (int r = 0; r < touched_.rows; ++r)
@@ -250,7 +281,8 @@ class NcclGradientReduction : public GradientReduction {
     if (rank == 0) id = kernels::nccl_unique_id();
 #ifdef BERTUNE_WITH_MPI
     if (workers > 1)
-      check_mpi(MPI_Bcast(id.data(), static_cast<int>(id.size()), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast (NCCL id)");
+      blocking_mpi("MPI_Bcast (NCCL id)",
+                   [&] { return MPI_Bcast(id.data(), static_cast<int>(id.size()), MPI_BYTE, 0, MPI_COMM_WORLD); });
 #endif
     watchdog_ = std::make_unique<Watchdog>(timeout_s, [this] { return probe(); },
                                            [this](const std::string& why) { end_job(why); });
@@ -293,9 +325,9 @@ class NcclGradientReduction : public GradientReduction {
   // Joining is busy until it returns; then the queued sums.
   WatchdogProbe probe() {
     kernels::NcclCommunicator* c = joined_.load();
-    if (c == nullptr) return {true, 0, ""};
+    if (c == nullptr) return {true, 0, "", ""};
     const kernels::CollectiveProgress p = c->progress();
-    return {p.finished < p.queued, p.finished, p.error};
+    return {p.finished < p.queued, p.finished, p.error, ""};
   }
   // On the watchdog's thread: says why, aborts the communicator (an alarm ends the process
   // should that hang), and exits; mpirun then ends the other ranks.
@@ -353,7 +385,7 @@ void abort_world(int exit_code) {
 void barrier() {
   if (world().size == 1) return;
 #ifdef BERTUNE_WITH_MPI
-  check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  blocking_mpi("MPI_Barrier", [] { return MPI_Barrier(MPI_COMM_WORLD); });
 #endif
 }
 
@@ -369,7 +401,8 @@ void check_same_on_every_rank(uint64_t value, const std::string& what) {
 #ifdef BERTUNE_WITH_MPI
   // The smallest and the largest value (as -v and v): equal only when every rank has the same.
   uint64_t v[2] = {~value, value};
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce (check)");
+  blocking_mpi("MPI_Allreduce (check)",
+               [&] { return MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD); });
   if (~v[0] != value || v[1] != value)
     throw Error("rank " + std::to_string(w.rank) + " of " + std::to_string(w.size) + ": " + what +
                 " differ between the ranks (every rank must be started with the same command line)");
@@ -380,7 +413,7 @@ bool on_any_rank(bool flag) {
   if (world().size == 1) return flag;
 #ifdef BERTUNE_WITH_MPI
   int v = flag ? 1 : 0;
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD), "MPI_Allreduce (stop)");
+  blocking_mpi("MPI_Allreduce (stop)", [&] { return MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD); });
   return v != 0;
 #else
   return flag;
@@ -426,6 +459,15 @@ const infer::EvalShard* world_eval_shard() {
 void join_world(TrainOptions& o, const std::string& options_json) {
   const World& w = world();
   if (w.size == 1) return;
+#ifdef BERTUNE_WITH_MPI
+  static std::unique_ptr<Watchdog> watchdog;  // the host's MPI calls; made anew for another timeout
+  static double watchdog_timeout = 0;
+  if (!watchdog || watchdog_timeout != o.ddp_timeout) {
+    watchdog.reset();
+    watchdog = std::make_unique<Watchdog>(o.ddp_timeout, mpi_probe, end_mpi_job);
+    watchdog_timeout = o.ddp_timeout;
+  }
+#endif
   check_same_on_every_rank(fnv1a64(options_json), "the options");
   if (o.device != kernels::Device::CPU) {  // NCCL (validate() refused --ddp-backend mpi there)
     if (backend_of(o) != "nccl") throw Error("--ddp-backend " + backend_of(o) + ": not with --device cuda");

@@ -32,17 +32,19 @@ KillHook KillHook::from_environment() {
   const std::string point = s.substr(0, colon);
   if (point == "after-step") h.point = Point::AfterStep;
   else if (point == "in-save") h.point = Point::InSave;
+  else if (point == "stop-after-step") h.point = Point::StopAfterStep;
   char* end = nullptr;
   if (colon != std::string::npos) h.step = std::strtoll(s.c_str() + colon + 1, &end, 10);
   if (h.point == Point::None || end == nullptr || *end != 0 || h.step < 1)
-    throw Error("BERTUNE_TEST_KILL='" + s + "': expected after-step:N or in-save:N (N >= 1)");
+    throw Error("BERTUNE_TEST_KILL='" + s + "': expected after-step:N, in-save:N or stop-after-step:N (N >= 1)");
   return h;
 }
 
 void KillHook::at(Point p, int64_t s) const {
-  if (p != point || s != step) return;
+  const bool stop = p == Point::AfterStep && point == Point::StopAfterStep;
+  if ((p != point && !stop) || s != step) return;
   std::fflush(nullptr);
-  ::kill(::getpid(), SIGKILL);
+  ::kill(::getpid(), stop ? SIGSTOP : SIGKILL);
 }
 
 TrainingLoop::TrainingLoop(TrainingObjective& objective, std::FILE* out)

@@ -107,9 +107,10 @@ class TrainingObjective {
 
 // The tests' deterministic stop: BERTUNE_TEST_KILL=after-step:N SIGKILLs the process once step N
 // is done (its log, evaluation and save included); in-save:N SIGKILLs it while checkpoint-N is
-// being written (its files complete in the temporary directory, not yet published).
+// being written (its files complete in the temporary directory, not yet published);
+// stop-after-step:N SIGSTOPs it once step N is done (a rank that hangs).
 struct KillHook {
-  enum class Point { None, AfterStep, InSave };
+  enum class Point { None, AfterStep, InSave, StopAfterStep };
   Point point = Point::None;
   int64_t step = 0;
   static KillHook from_environment();  // throws Error for a malformed value

@@ -217,8 +217,8 @@ const std::vector<OptionField>& train_option_fields() {
             "ncclAllReduce on the GPU, bootstrapped over MPI; without mpirun a communicator of one) "
             "(default: nccl for --device cuda, mpi on the CPU)"),
       field("ddp_timeout", &O::ddp_timeout,
-            "with nccl: seconds a GPU collective may go unfinished (a rank stopped or hanging) before every "
-            "rank ends with an error"),
+            "under mpirun: seconds a collective may go unfinished (a GPU all-reduce with nccl, a blocking MPI "
+            "call on the host; a rank stopped or hanging) before the ranks end with an error"),
       field("device", &O::device, "where the model computes: cpu, or cuda (a build with CUDA and a GPU)"),
       field("precision", &O::precision,
             "what the GEMMs multiply in: fp32, bf16 (cuda; cpu with avx512_bf16 or AMX-BF16), tf32 (cuda) "

@@ -98,7 +98,8 @@ struct TrainOptions {
   // --device cpu), "nccl" (GPU memory, --device cuda; also a communicator of one without
   // mpirun); empty: nccl for --device cuda, mpi on the CPU. train/distributed.h.
   std::string ddp_backend;
-  // Seconds a GPU collective may go unfinished before every rank ends (HF's ddp_timeout).
+  // Seconds a collective (NCCL's on the GPU, a blocking MPI call) may go unfinished before the
+  // ranks end (HF's ddp_timeout).
   double ddp_timeout = 1800;
   kernels::Device device = kernels::Device::CPU;  // where the model computes (--device cpu|cuda)
   // What the GEMMs multiply in (--precision fp32|tf32|bf16); unset: the device's default

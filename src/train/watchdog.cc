@@ -50,11 +50,10 @@ void Watchdog::run() {
       last = p.progress;
       since = now;
     } else if (std::chrono::duration<double>(now - since).count() >= timeout_s_) {
-      char why[160];
-      std::snprintf(why, sizeof why,
-                    "no GPU collective has finished for %g s (--ddp-timeout): a rank has stopped or hangs",
-                    timeout_s_);
-      fire_(why);
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%g", timeout_s_);
+      fire_((p.stalled.empty() ? std::string("no GPU collective has finished") : p.stalled) + " for " + seconds +
+            " s (--ddp-timeout): a rank has stopped or hangs");
       return;
     }
   }
