@@ -237,12 +237,9 @@ inline void add_first_query_attention(std::vector<OpCase>& cases, const Attentio
     return std::vector<Doubles>{ctx, probs, dq, dkv};
   };
   for (bool keep_probs : {false, true}) {
-    const std::string refuses = keep_probs || drop.active()
-                                    ? "the CUDA body is inference's: it keeps no probs and draws no dropout"
-                                    : "";
     cases.push_back({Op::attention_first_query_forward,
                      "attention_first_query_forward_" + c.name + p_name(p) + (keep_probs ? "_probs" : ""),
-                     Precision::FP32, refuses,
+                     Precision::FP32, "",
                      [=](Device d) {
                        ShapeOn s(d, b, nh, hd);
                        On<float> qd(d, q), kvd(d, kv), ctx(d, nans(size_t(B) * H)), probs(d, nans(size_t(nh) * T));

@@ -65,7 +65,7 @@ double rel_error(const std::vector<float>& got, const std::vector<float>& want) 
     diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
     norm += double(want[i]) * want[i];
   }
-  return std::sqrt(diff / norm);
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);  // all-zero wants (one-key spans' dq): absolute
 }
 
 struct Case {
@@ -133,8 +133,10 @@ TEST(AttentionKernelsEmulated, OtherHeadSizesAndLaunchSlack) {
   expect_matches_cpu<128>({1, 128, 2, 33, true, 0.1f, 0}, fresh_seed());
 }
 
-// The [CLS]-only inference attention (last_layer_cls_forward): the first query of
-// each sequence against every key, packed and padded, spans over several thread strides.
+// The [CLS]-only last layer's attention (last_layer_cls_forward and its backward): the
+// first query of each sequence against every key, packed and padded, spans over several
+// thread strides; inference's form (no probs, no dropout) and training's (probs kept,
+// dropout drawing the full layer's row-0 masks), then the backward from those probs.
 TEST(AttentionKernelsEmulated, FirstQueryMatchesCpu) {
   SKIP_UNDER_ASAN();
   const uint32_t seed = fresh_seed();
@@ -143,25 +145,50 @@ TEST(AttentionKernelsEmulated, FirstQueryMatchesCpu) {
   for (const auto& [heads, head_dim, sequences, longest] :
        std::vector<std::array<int, 4>>{{4, 64, 5, 300}, {2, 48, 3, 7}, {1, 128, 2, 1}, {12, 64, 4, 129}}) {
     std::vector<int32_t> offsets{0}, lengths;
+    std::vector<int64_t> prob_offsets{0};
     int max_length = 0;
     for (int b = 0; b < sequences; ++b) {
       const int span = b == 0 ? longest : std::uniform_int_distribution<int>(1, longest)(rng);
       offsets.push_back(offsets.back() + span);
       lengths.push_back(b % 2 ? std::uniform_int_distribution<int>(1, span)(rng) : span);
+      prob_offsets.push_back(prob_offsets.back() + int64_t(heads) * span * span);
       max_length = std::max(max_length, span);
     }
-    const int H = heads * head_dim;
+    const int H = heads * head_dim, T = offsets.back();
     std::uniform_real_distribution<float> dist(-1.5f, 1.5f);
-    std::vector<float> q(size_t(sequences) * H), kv(size_t(offsets.back()) * 2 * H);
+    std::vector<float> q(size_t(sequences) * H), kv(size_t(T) * 2 * H), dctx(q.size());
     for (auto& x : q) x = dist(rng);
     for (auto& x : kv) x = dist(rng);
-    k::AttentionShape shape{offsets.data(), lengths.data(), sequences, heads, head_dim, nullptr, max_length};
-    std::vector<float> want(q.size()), got(q.size(), kNaN);
-    k::cpu::attention_first_query_forward(want.data(), nullptr, q.data(), kv.data(), shape, k::Dropout{});
-    cuda_emulation::launch(dim3(sequences, heads), ak::kThreads,
-                           ak::first_query_smem_floats(max_length) * sizeof(float),
-                           ak::attention_first_query_kernel, got.data(), q.data(), kv.data(), ak::args_of(shape));
-    EXPECT_LE(rel_error(got, want), 1e-5) << heads << " heads of " << head_dim << ", longest " << longest;
+    for (auto& x : dctx) x = dist(rng);
+    for (const bool training : {false, true}) {
+      SCOPED_TRACE(testing::Message() << heads << " heads of " << head_dim << ", longest " << longest
+                                      << (training ? ", training" : ", inference"));
+      const k::AttentionShape shape{offsets.data(),         lengths.data(), sequences, heads, head_dim,
+                                    training ? prob_offsets.data() : nullptr, max_length};
+      const auto drop = training ? k::Dropout::make(seed, 2, 7, 0.2f) : k::Dropout{};
+      std::vector<float> want(q.size()), want_probs(size_t(heads) * T), got(q.size(), kNaN),
+          got_probs(want_probs.size(), kNaN);
+      k::cpu::attention_first_query_forward(want.data(), training ? want_probs.data() : nullptr, q.data(), kv.data(),
+                                            shape, drop);
+      const ak::AttentionArgs a = ak::args_of(shape);
+      const ak::DropParams dp = ak::drop_params(drop);
+      cuda_emulation::launch(dim3(sequences, heads), ak::kThreads,
+                             ak::first_query_smem_floats(max_length) * sizeof(float),
+                             ak::attention_first_query_kernel, got.data(), training ? got_probs.data() : nullptr,
+                             q.data(), kv.data(), a, dp);
+      EXPECT_LE(rel_error(got, want), 1e-5) << "ctx";
+      if (!training) continue;
+      EXPECT_LE(rel_error(got_probs, want_probs), 1e-5) << "probs";
+      std::vector<float> want_dq(q.size()), want_dkv(kv.size()), got_dq(q.size(), kNaN), got_dkv(kv.size(), kNaN);
+      k::cpu::attention_first_query_backward(want_dq.data(), want_dkv.data(), dctx.data(), q.data(), kv.data(),
+                                             want_probs.data(), shape, drop);
+      cuda_emulation::launch(dim3(sequences, heads), ak::kThreads,
+                             ak::first_query_backward_smem_floats(max_length) * sizeof(float),
+                             ak::attention_first_query_backward_kernel, got_dq.data(), got_dkv.data(), dctx.data(),
+                             q.data(), kv.data(), want_probs.data(), a, dp);
+      EXPECT_LE(rel_error(got_dq, want_dq), 1e-5) << "dq";
+      EXPECT_LE(rel_error(got_dkv, want_dkv), 1e-5) << "dkv";
+    }
   }
 }
 

@@ -119,18 +119,32 @@ TEST(BackendOpsTable, CpuHasEveryOpAndCudaOnlyInACudaBuild) {
 #ifdef BERTUNE_CUDA
   EXPECT_GT(on_cuda, 0);
   EXPECT_TRUE(kernels::supports(Device::CUDA, Op::gemm));
-  EXPECT_FALSE(kernels::supports(Device::CUDA, Op::dropout_rows));  // the [CLS]-only training ops: CPU only
+  EXPECT_FALSE(kernels::supports(Device::CUDA, Op::linear_int8_forward));  // int8 inference: CPU only
 #else
   EXPECT_EQ(on_cuda, 0);
 #endif
 }
 
-// A call without a body names the op and the device.
+// A call without a body names the op and the device: int8 (CPU only) on CUDA, and in a
+// build without CUDA any op on CUDA.
 TEST(BackendOpsTable, CallWithoutABodyIsAnErrorNamingTheOp) {
+  kernels::QuantizedLinear w;
+  w.packed = {0};
+  w.compensation = {0};
+  try {
+    kernels::linear_int8_forward(Device::CUDA, nullptr, nullptr, w, nullptr, 0);
+    ADD_FAILURE() << "linear_int8_forward ran on CUDA";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kernels::linear_int8_forward: int8 inference is CPU-only"),
+              std::string::npos)
+        << e.what();
+  }
+#ifndef BERTUNE_CUDA
   try {
     kernels::dropout_rows(Device::CUDA, nullptr, nullptr, nullptr, 0, 4, kernels::Dropout{});
     ADD_FAILURE() << "dropout_rows ran on CUDA";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("kernels::dropout_rows: no CUDA"), std::string::npos) << e.what();
   }
+#endif
 }

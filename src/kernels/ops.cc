@@ -108,12 +108,10 @@ void check_attention_backward(Device d, float*, const float*, const float*, cons
                               const AttentionShape& shape, const Dropout&) {
   check_attention(d, shape, "attention_backward");
 }
-void check_attention_first_query_forward(Device d, float*, float* probs, const float*, const float*,
+void check_attention_first_query_forward(Device d, float*, float*, const float*, const float*,
                                          const AttentionShape& shape, const Dropout& drop) {
   check_attention(d, shape, "attention_first_query_forward");
   check_dropout_p(drop, "attention_first_query_forward");
-  require(d != Device::CUDA || (probs == nullptr && !drop.active()), "attention_first_query_forward",
-          "the CUDA body is inference's: it keeps no probs and draws no dropout");
 }
 void check_attention_first_query_backward(Device d, float*, float*, const float*, const float*, const float*,
                                           const float* probs, const AttentionShape& shape, const Dropout& drop) {

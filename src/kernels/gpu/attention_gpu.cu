@@ -120,17 +120,40 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
   launch_backward<128>(grid, dqkv, row_dots, dctx, qkv, probs, a, dp);
 }
 
-void attention_first_query_forward(float* ctx, float* /*probs: null*/, const float* q, const float* kv,
-                                   const AttentionShape& shape, const Dropout& /*inactive*/) {
+namespace {
+
+// The first-query kernels' dynamic shared memory: the span's scores and a few vectors.
+size_t first_query_bytes(size_t floats, const AttentionShape& shape, const char* op) {
+  const size_t bytes = floats * sizeof(float);
+  if (bytes > 48 * 1024)  // spans over ~12,000 keys: far beyond BERT's 512 positions
+    throw Error(std::string("kernels::") + op + " (CUDA): a span of " + std::to_string(shape.max_length) +
+                " keys does not fit shared memory");
+  return bytes;
+}
+
+}  // namespace
+
+void attention_first_query_forward(float* ctx, float* probs, const float* q, const float* kv,
+                                   const AttentionShape& shape, const Dropout& drop) {
   if (shape.num_sequences <= 0) return;
   const dim3 grid = grid_of(shape, "attention_first_query_forward");
-  const size_t bytes = first_query_smem_floats(shape.max_length) * sizeof(float);
-  if (bytes > 48 * 1024)  // spans over ~12,000 keys: far beyond BERT's 512 positions
-    throw Error("kernels::attention_first_query_forward (CUDA): a span of " + std::to_string(shape.max_length) +
-                " keys does not fit shared memory");
+  const size_t bytes =
+      first_query_bytes(first_query_smem_floats(shape.max_length), shape, "attention_first_query_forward");
   attention_first_query_kernel<<<dim3(grid.x, grid.y), attention_kernels::kThreads, bytes, op_stream()>>>(
-      ctx, q, kv, args_of(shape));
+      ctx, probs, q, kv, args_of(shape), drop_params(drop));
   check_launch("attention_first_query_kernel");
+}
+
+void attention_first_query_backward(float* dq, float* dkv, const float* dctx, const float* q, const float* kv,
+                                    const float* probs, const AttentionShape& shape, const Dropout& drop) {
+  if (shape.num_sequences <= 0) return;
+  const dim3 grid = grid_of(shape, "attention_first_query_backward");
+  const size_t bytes = first_query_bytes(first_query_backward_smem_floats(shape.max_length), shape,
+                                         "attention_first_query_backward");
+  attention_first_query_backward_kernel<<<dim3(grid.x, grid.y), attention_kernels::kThreads, bytes,
+                                          op_stream()>>>(dq, dkv, dctx, q, kv, probs, args_of(shape),
+                                                         drop_params(drop));
+  check_launch("attention_first_query_backward_kernel");
 }
 
 }  // namespace bertune::kernels::gpu

@@ -1,6 +1,6 @@
 #pragma once
-// The CUDA attention bodies (attention_gpu.cu): attention_forward, attention_backward and
-// attention_first_query_forward, declared in ops_gpu.h from the op table. All pointers
+// The CUDA attention bodies (attention_gpu.cu): attention_forward, attention_backward,
+// attention_first_query_forward and its backward, declared in ops_gpu.h from the op table. All pointers
 // are device memory, and so are shape.offsets, shape.lengths and shape.prob_offsets; the
 // host scalars num_sequences, num_heads, head_dim and max_length (>= every span
 // offsets[b+1] - offsets[b], validated by the op front before upload) give the
@@ -13,6 +13,6 @@
 // finfo(float32).min, the same counter-based dropout masks, element i of
 // (sequence b, head h) indexed prob_offsets[b] + h n^2 + i), in fp32 whatever
 // gpu::precision() says: attention is a few percent of BERT's FLOPs.
-// attention_first_query_forward is inference's (probs null, no dropout: the front
-// checks) and runs one block per (sequence, head).
+// The first-query pair (the [CLS]-only last layer, in inference and training) runs one block
+// per (sequence, head).
 #include "kernels/gpu/ops_gpu.h"

@@ -421,16 +421,26 @@ BERTUNE_UNROLL
 }
 
 
-// ---- first query only (inference: the last layer's [CLS] rows) ------------------
+// ---- first query only (the last layer's [CLS] rows) ------------------------------
 //
-// ctx[b, h] = softmax(q_b K_b^T / sqrt(d) + mask) V_b for the first row of each
-// sequence: one block per (sequence, head), a thread per key for the scores
-// (kept in shared memory, span floats), block-wide max and sum, then a thread
-// per column of ctx. A single query row is little work; what matters is that it
-// is one launch for the batch and reads K and V once.
+// ctx[b, h] = dropout(softmax(q_b K_b^T / sqrt(d) + mask)) V_b for the first row of
+// each sequence: one block per (sequence, head), a thread per key for the scores
+// (kept in shared memory, span floats), block-wide max and sum, then a thread per
+// column of ctx. A single query row is little work; what matters is that it is one
+// launch for the batch and reads K and V once. probs (null: not kept) gets the softmax
+// row before dropout at heads * offsets[b] + h * span; the dropout masks are those of
+// the full layer's query row 0 (element prob_offsets[b] + h span^2 + j).
+//
+// The backward, one block per (sequence, head) again: g_j = dropout_j(dC . V_j),
+// D = sum_j p_j g_j, dS_j = p_j (g_j - D) / sqrt(d); dq = sum_j dS_j K_j, and every
+// key row j of the sequence gets dK_j = dS_j q and dV_j = dropout_j(p_j) dC
+// (overwritten: the [CLS] query is the only one attending).
 
 // The floats of dynamic shared memory for spans up to max_length.
 inline size_t first_query_smem_floats(int max_length) { return kMaxHeadDim + kWarps + size_t(max_length); }
+inline size_t first_query_backward_smem_floats(int max_length) {
+  return 2 * kMaxHeadDim + kWarps + size_t(max_length);
+}
 
 // v reduced over the block with op (max or sum); every thread gets the result.
 template <bool kMax>
@@ -445,8 +455,9 @@ __device__ float block_reduce(float v, float* scratch) {
   return v;
 }
 
-__global__ void __launch_bounds__(kThreads) attention_first_query_kernel(float* ctx, const float* q,
-                                                                         const float* kv, AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads) attention_first_query_kernel(float* ctx, float* probs, const float* q,
+                                                                         const float* kv, AttentionArgs a,
+                                                                         DropParams drop) {
   const int b = blockIdx.x, h = blockIdx.y, d = a.head_dim;
   const int H = a.num_heads * d, H2 = 2 * H;
   const int offset = a.offsets[b], span = a.offsets[b + 1] - offset, valid = a.lengths[b];
@@ -471,11 +482,65 @@ __global__ void __launch_bounds__(kThreads) attention_first_query_kernel(float* 
     scores[j] = expf(scores[j] - mx);
     sum += scores[j];
   }
-  const float inv_sum = 1.f / block_reduce<false>(sum, scratch);  // its barriers publish scores
+  const float inv_sum = 1.f / block_reduce<false>(sum, scratch);
+  const uint64_t mask_base = drop.active ? uint64_t(a.prob_offsets[b]) + uint64_t(h) * span * span : 0;
+  for (int j = threadIdx.x; j < span; j += kThreads) {  // scores -> dropout(p)
+    const float p = scores[j] * inv_sum;
+    if (probs != nullptr) probs[size_t(offset) * a.num_heads + size_t(h) * span + j] = p;
+    scores[j] = p * drop_factor(drop, mask_base + j);
+  }
+  __syncthreads();
   for (int c = threadIdx.x; c < d; c += kThreads) {
     float acc = 0.f;
-    for (int j = 0; j < span; ++j) acc += scores[j] * inv_sum * V[size_t(j) * H2 + c];
+    for (int j = 0; j < span; ++j) acc += scores[j] * V[size_t(j) * H2 + c];
     ctx[size_t(b) * H + size_t(h) * d + c] = acc;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    attention_first_query_backward_kernel(float* dq, float* dkv, const float* dctx, const float* q, const float* kv,
+                                          const float* probs, AttentionArgs a, DropParams drop) {
+  const int b = blockIdx.x, h = blockIdx.y, d = a.head_dim;
+  const int H = a.num_heads * d, H2 = 2 * H;
+  const int offset = a.offsets[b], span = a.offsets[b + 1] - offset;
+  float* smem = dynamic_shared_floats();
+  float* q_s = smem;                    // (d) this head's [CLS] query
+  float* dc_s = q_s + kMaxHeadDim;      // (d) its dctx
+  float* scratch = dc_s + kMaxHeadDim;  // (kWarps) the block reduction
+  float* ds = scratch + kWarps;         // (span) g, then dS
+  const size_t q_at = size_t(b) * H + size_t(h) * d;
+  for (int c = threadIdx.x; c < d; c += kThreads) {
+    q_s[c] = q[q_at + c];
+    dc_s[c] = dctx[q_at + c];
+  }
+  __syncthreads();
+  const float* p = probs + size_t(offset) * a.num_heads + size_t(h) * span;  // (span)
+  const uint64_t mask_base = drop.active ? uint64_t(a.prob_offsets[b]) + uint64_t(h) * span * span : 0;
+  const size_t kv_at = size_t(offset) * H2 + size_t(h) * d;  // row j at + j H2
+  const float* K = kv + kv_at;
+  const float* V = K + H;
+  float weighted = 0.f;
+  for (int j = threadIdx.x; j < span; j += kThreads) {
+    float g = 0.f;
+    for (int c = 0; c < d; ++c) g += dc_s[c] * V[size_t(j) * H2 + c];
+    g *= drop_factor(drop, mask_base + j);
+    ds[j] = g;
+    weighted += p[j] * g;
+  }
+  weighted = block_reduce<false>(weighted, scratch);
+  for (int j = threadIdx.x; j < span; j += kThreads) ds[j] = p[j] * (ds[j] - weighted) / a.sqrt_d;
+  __syncthreads();
+  for (int c = threadIdx.x; c < d; c += kThreads) {
+    float acc = 0.f;
+    for (int j = 0; j < span; ++j) acc += ds[j] * K[size_t(j) * H2 + c];
+    dq[q_at + c] = acc;
+  }
+  float* dK = dkv + kv_at;
+  float* dV = dK + H;
+  for (size_t e = threadIdx.x; e < size_t(span) * d; e += kThreads) {  // consecutive threads, consecutive columns
+    const int j = int(e / d), c = int(e % d);
+    dK[size_t(j) * H2 + c] = ds[j] * q_s[c];
+    dV[size_t(j) * H2 + c] = p[j] * drop_factor(drop, mask_base + j) * dc_s[c];
   }
 }
 

@@ -92,6 +92,10 @@ Mask mask_of(const Dropout& d) {
 __global__ void dropout_kernel(float* y, const float* x, size_t n, Mask mask) {
   GRID_STRIDE(i, n) y[i] = x[i] * mask.factor(i);
 }
+// Row r of y = row r of x times the mask of row rows[r] of a [*, width] tensor.
+__global__ void dropout_rows_kernel(float* y, const float* x, const int32_t* rows, int width, size_t n, Mask mask) {
+  GRID_STRIDE(i, n) y[i] = x[i] * mask.factor(uint64_t(rows[i / width]) * width + i % width);
+}
 __global__ void gelu_forward_kernel(float* y, const float* x, size_t n) {
   GRID_STRIDE(i, n) y[i] = gelu(x[i]);
 }
@@ -426,6 +430,17 @@ void dropout_forward(float* y, const float* x, size_t n, const Dropout& drop) {
   }
   dropout_kernel<<<grid_for(n), kThreads, 0, stream()>>>(y, x, n, mask_of(drop));
   check_launch("dropout_kernel");
+}
+
+void dropout_rows(float* y, const float* x, const int32_t* rows, int n_rows, int width, const Dropout& drop) {
+  const size_t n = size_t(n_rows) * width;
+  if (n == 0) return;
+  if (!drop.active()) {
+    if (y != x) BERTUNE_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, stream()));
+    return;
+  }
+  dropout_rows_kernel<<<grid_for(n), kThreads, 0, stream()>>>(y, x, rows, width, n, mask_of(drop));
+  check_launch("dropout_rows_kernel");
 }
 
 void dropout_backward(float* dx, const float* dy, size_t n, const Dropout& drop) {
