@@ -41,8 +41,8 @@ KillHook KillHook::from_environment() {
 }
 
 void KillHook::at(Point p, int64_t s) const {
-  const bool stop = p == Point::AfterStep && point == Point::StopAfterStep;
-  if ((p != point && !stop) || s != step) return;
+  const bool stop = point == Point::StopAfterStep;  // at the after-step point, with SIGSTOP
+  if (p != (stop ? Point::AfterStep : point) || s != step) return;
   std::fflush(nullptr);
   ::kill(::getpid(), stop ? SIGSTOP : SIGKILL);
 }
