@@ -93,53 +93,56 @@ void expect_same_losses(const fs::path& with, const fs::path& without, size_t st
   }
 }
 
+// The options of a 20-step fp32 run on the GPU into f.path(out), with --ddp-backend `backend`
+// (empty: none given).
+nlohmann::json run_json(const Files& f, const std::string& train_file, int batch, const std::string& out,
+                        const std::string& backend) {
+  nlohmann::json j = {{"model_config", f.path("tiny.json")}, {"train_file", f.path(train_file)},
+                      {"max_length", 32}, {"max_steps", 20}, {"logging_steps", 1},
+                      {"per_device_train_batch_size", batch}, {"learning_rate", 3e-4},
+                      {"save_strategy", "no"}, {"eval_strategy", "no"}, {"device", "cuda"},
+                      {"precision", "fp32"}, {"output_dir", f.path(out)}};
+  if (!backend.empty()) j["ddp_backend"] = backend;
+  return j;
+}
+
+// run(options(out, backend), console) without a backend, then with nccl: the NCCL banner, and
+// the losses of the run without.
+template <typename Options, typename Run>
+void expect_nccl_matches_the_run_without(const Files& f, const std::string& name, Options options, Run run) {
+  std::FILE* quiet = std::tmpfile();
+  std::FILE* banner = std::tmpfile();
+  run(options(name + "_without", ""), quiet);
+  run(options(name + "_nccl", "nccl"), banner);
+  expect_nccl_banner(banner);
+  std::fclose(quiet);
+  std::fclose(banner);
+  expect_same_losses(f.dir / (name + "_nccl"), f.dir / (name + "_without"), 20);
+}
+
 }  // namespace
 
 TEST(GpuNccl, OneRankClassificationLogsTheLossesOfARunWithout) {
   BERTUNE_REQUIRE_GPU_AND_NCCL();
   Files f;
   auto options = [&](const std::string& out, const std::string& backend) {
-    nlohmann::json j = {{"model_config", f.path("tiny.json")}, {"train_file", f.path("train.tsv")},
-                        {"max_length", 32}, {"max_steps", 20}, {"logging_steps", 1},
-                        {"per_device_train_batch_size", 16}, {"learning_rate", 3e-4},
-                        {"save_strategy", "no"}, {"eval_strategy", "no"}, {"device", "cuda"},
-                        {"precision", "fp32"}, {"output_dir", f.path(out)}};
-    if (!backend.empty()) j["ddp_backend"] = backend;
-    return train::train_options_from_json(j);
+    return train::train_options_from_json(run_json(f, "train.tsv", 16, out, backend));
   };
-  std::FILE* quiet = std::tmpfile();
-  std::FILE* banner = std::tmpfile();
-  train::run_training(options("without", ""), quiet);
-  train::run_training(options("nccl", "nccl"), banner);
-  expect_nccl_banner(banner);
-  std::fclose(quiet);
-  std::fclose(banner);
-  expect_same_losses(f.dir / "nccl", f.dir / "without", 20);
+  expect_nccl_matches_the_run_without(
+      f, "cls", options, [](const train::TrainOptions& o, std::FILE* console) { train::run_training(o, console); });
 }
 
 TEST(GpuNccl, OneRankMaskedLmPretrainingLogsTheLossesOfARunWithout) {
   BERTUNE_REQUIRE_GPU_AND_NCCL();
   Files f;
   auto options = [&](const std::string& out, const std::string& backend) {
-    nlohmann::json j = {{"model_config", f.path("tiny.json")}, {"train_file", f.path("train.txt")},
-                        {"max_length", 32}, {"max_steps", 20}, {"logging_steps", 1},
-                        {"per_device_train_batch_size", 8}, {"learning_rate", 3e-4},
-                        {"save_strategy", "no"}, {"eval_strategy", "no"}, {"device", "cuda"},
-                        {"precision", "fp32"}, {"output_dir", f.path(out)}};
-    if (!backend.empty()) j["ddp_backend"] = backend;
     train::PretrainOptions o;
-    o.train = train::train_options_from_json(j);
+    o.train = train::train_options_from_json(run_json(f, "train.txt", 8, out, backend));
     o.validation_reviews = 20;
     o.gradient_accumulation_steps = 2;
     train::validate(o);
     return o;
   };
-  std::FILE* quiet = std::tmpfile();
-  std::FILE* banner = std::tmpfile();
-  train::run_pretraining(options("mlm_without", ""), quiet);
-  train::run_pretraining(options("mlm_nccl", "nccl"), banner);
-  expect_nccl_banner(banner);
-  std::fclose(quiet);
-  std::fclose(banner);
-  expect_same_losses(f.dir / "mlm_nccl", f.dir / "mlm_without", 20);
+  expect_nccl_matches_the_run_without(
+      f, "mlm", options, [](const train::PretrainOptions& o, std::FILE* console) { train::run_pretraining(o, console); });
 }
