@@ -64,7 +64,7 @@ http::Response answer(const http::Request& req, bool hf_shape) {
 
 void check_response(const http::Response& res) {
   check(res.status == 200 || res.status == 400 || res.status == 404 || res.status == 405 || res.status == 413 ||
-        res.status == 500);
+        res.status == 415 || res.status == 500);
   const Json j = Json::parse(res.body);  // throws (a finding) when not JSON
   if (res.status >= 400) {
     check(j.is_object() && j.contains("error") && j["error"].is_object());
