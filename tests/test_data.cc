@@ -238,6 +238,11 @@ TEST(DataPairs, EmptyOrMissingPairIsAnErrorNamingFileAndLine) {
   EXPECT_EQ(error("{\"premise\": \"a\", \"hypothesis\": \"\"}\n", "p.jsonl"),
             "p.jsonl:1: empty text pair in column 'hypothesis'");
   EXPECT_EQ(error("premise\tlabel\na\t1\n", "p.tsv").rfind("p.tsv:1: no column 'hypothesis' in the header", 0), 0u);
+  o.text_pair_column = "premise";  // a pair of a text with itself: a mistyped column, refused
+  EXPECT_EQ(error("premise\thypothesis\na\tb\n", "p.tsv"),
+            "p.tsv: the pair column 'premise' is the text column too; a sentence pair reads its second text from "
+            "another column");
+  o.text_pair_column = "hypothesis";
   o.skip_bad_rows = true;  // skipped and listed, the good rows kept with their own pairs
   Dataset d = parse_dataset("premise\thypothesis\na\tb\nc\t\ne\tf\n", "p.tsv", o);
   EXPECT_EQ(texts_of(d), "[a][e]");

@@ -59,6 +59,33 @@ TEST(TaggedData, ColumnsWithCommentsSpaceTokensAndBothSeparators) {
   EXPECT_EQ(data::tag_set(d), (std::vector<std::string>{"B-LC", "B-PS", "I-PS", "O"}));
 }
 
+// CoNLL-2003's four columns (token, part of speech, chunk, tag): the first is the token, the last
+// the tag, tab- or space-separated; a middle column with spaces is a table of texts, refused.
+TEST(TaggedData, ColumnsBeyondTwoGiveTheFirstAsTokenAndTheLastAsTag) {
+  data::TaggedDataset d = data::parse_tagged("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n \tSP\tO\nKim\tNNP\tB-PER\n",
+                                             "conll.txt");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.sentences[0].tokens, (std::vector<std::string>{"EU", "rejects"}));
+  EXPECT_EQ(d.sentences[0].tags, (std::vector<std::string>{"B-ORG", "O"}));
+  EXPECT_EQ(d.sentences[1].tokens, (std::vector<std::string>{" ", "Kim"}));
+  EXPECT_EQ(d.sentences[1].tags, (std::vector<std::string>{"O", "B-PER"}));
+  EXPECT_EQ(error_of("id\tdocument\tlabel\n9976970\t아 더빙.. 진짜 짜증나네요 목소리\t0\n", "ratings.tsv"),
+            "ratings.tsv:2: a middle column holds text with spaces ('아 더빙.. 진짜 짜증나네요 목... (45 bytes)'): a tagged "
+            "file has a token and its tag per line (is this a table of texts?)");
+}
+
+// A sentence ends at a blank line; a file without any reads as one sentence, refused past
+// kMaxSentenceTokens naming where it began.
+TEST(TaggedData, ASentenceOfMoreThanTheLimitIsAnError) {
+  std::string lines;
+  for (size_t i = 0; i < data::kMaxSentenceTokens; ++i) lines += "w\tO\n";
+  EXPECT_EQ(data::parse_tagged("x\tO\n\n" + lines, "ner.tsv").sentences[1].tokens.size(), data::kMaxSentenceTokens);
+  EXPECT_EQ(error_of("x\tO\n\n" + lines + "w\tO\n", "ner.tsv"),
+            "ner.tsv:" + std::to_string(data::kMaxSentenceTokens + 3) + ": a sentence of more than " +
+                std::to_string(data::kMaxSentenceTokens) + " tokens (from line 3): a blank line ends each sentence of a "
+                "tagged file");
+}
+
 TEST(TaggedData, JsonlSentences) {
   data::TaggedDataset d = data::parse_tagged(
       "{\"tokens\": [\"Kim\", \"lives\"], \"tags\": [\"B-PS\", \"O\"]}\n\n{\"tokens\": [\"x\"], \"tags\": [\"O\"]}\n",

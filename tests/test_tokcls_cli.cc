@@ -147,6 +147,27 @@ TEST_F(TokenCli, BadTagLineAndBadOptionsAreRefused) {
   auto pairs = run_cli(train_args("pair_out") + " --text-pair-column b");
   EXPECT_EQ(pairs.status, 1) << pairs.output;
   EXPECT_NE(pairs.output.find("--text-pair-column does not apply"), std::string::npos) << pairs.output;
+  // eval and predict of a tagger refuse the text-column flags instead of passing over them.
+  for (const char* flag : {"--text-column b", "--text-pair-column b"}) {
+    auto eval = run_cli("eval --model " + model() + " --data " + path("ner.tsv") + " " + flag);
+    EXPECT_EQ(eval.status, 1) << eval.output;
+    EXPECT_NE(eval.output.find(std::string(flag).substr(0, std::string(flag).find(' ')) + ": " + model() +
+                               " is a token classifier"),
+              std::string::npos)
+        << eval.output;
+  }
+  io::write_file_atomic(files->dir / "pairs.tsv", "a\tb\n경찰\t박씨\n");
+  auto predict = run_cli("predict --model " + model() + " --input " + path("pairs.tsv") + " --text-column a --text-pair-column b");
+  EXPECT_EQ(predict.status, 1) << predict.output;
+  EXPECT_NE(predict.output.find("--text-pair-column: " + model() + " is a token classifier, which tags single texts"),
+            std::string::npos)
+      << predict.output;
+  // A table of texts is not tagged data: its middle column holds spaces.
+  io::write_file_atomic(files->dir / "table.tsv", "id\tdocument\tlabel\n1\t정말 재밌어요\t1\n");
+  auto table = run_cli(train_args("table_out", "table.tsv"));
+  EXPECT_EQ(table.status, 1) << table.output;
+  EXPECT_NE(table.output.find(path("table.tsv") + ":2: a middle column holds text with spaces"), std::string::npos)
+      << table.output;
 }
 
 // serve answers what predict prints: the spans of a text for an "inputs" string, a list of

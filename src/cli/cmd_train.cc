@@ -188,6 +188,13 @@ void print_eval(const EvalCommand& c, const infer::Classifier& m, const infer::E
 // A token classifier (BertForTokenClassification) on tagged data (data/tagged.h): entity
 // precision / recall / F1 and token accuracy.
 void run_eval_tagged(const EvalCommand& c, infer::Classifier& m, infer::Padding padding) {
+  // Tagged data is a token and its tag per line: no text columns to choose.
+  const char* other = !c.in.text_pair_column.empty() ? "--text-pair-column"
+                      : !c.in.text_column.empty()    ? "--text-column"
+                                                     : nullptr;
+  if (other)
+    throw Error(std::string(other) + ": " + c.in.model + " is a token classifier, which reads tagged data (a token " +
+                "and its tag per line, or JSONL tokens and tags): the flag does not apply");
   data::TaggedDataset d = data::read_tagged(c.data);
   if (d.size() == 0) throw Error(c.data + ": no sentences to evaluate");
   if (c.samples > 0) {
@@ -289,6 +296,8 @@ void run_predict(const PredictCommand& c) {
     else io::write_file_atomic(c.output, out);
   };
   if (m->model().task() == model::Task::TokenClassification) {  // a JSON list of entity spans per text
+    if (!c.in.text_pair_column.empty())
+      throw Error("--text-pair-column: " + c.in.model + " is a token classifier, which tags single texts");
     std::vector<std::string> texts;
     for (const auto& e : d.examples) texts.push_back(e.text);
     std::string out;

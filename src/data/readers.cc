@@ -681,6 +681,9 @@ Dataset read_dataset(const fs::path& path, const ReadOptions& options) {
 
 Dataset parse_dataset(std::string_view contents, const fs::path& path, const ReadOptions& options) {
   if (options.text_column.empty()) throw Error("no text column given for " + path.string());
+  if (options.text_pair_column == options.text_column)
+    throw Error(path.string() + ": the pair column '" + options.text_pair_column +
+                "' is the text column too; a sentence pair reads its second text from another column");
   Dataset d;
   d.source = path;
   std::string_view data = strip_bom(contents);

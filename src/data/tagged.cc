@@ -16,24 +16,38 @@ namespace {
 
 std::string where(const fs::path& path, int64_t line) { return path.string() + ":" + std::to_string(line); }
 
-// "token\ttag" (the last tab), else "token tag" (the last run of spaces).
+// CoNLL columns: the token is the first field, the tag the last; the columns between them
+// (CoNLL-2003's part of speech and chunk: "EU NNP B-NP B-ORG") are not read. A line holding a
+// tab is split at tabs, so a space character is a token (KLUE-NER's " \tO"); a line without
+// one at runs of spaces.
 void split_column_line(std::string_view line, const fs::path& path, int64_t number, TaggedSentence& s) {
-  size_t cut = line.rfind('\t');
-  size_t tag_at = cut == std::string_view::npos ? 0 : cut + 1;
-  if (cut == std::string_view::npos) {
+  std::string_view token, tag;
+  if (const size_t tab = line.find('\t'); tab != std::string_view::npos) {
+    token = line.substr(0, tab);
+    const size_t last_tab = line.rfind('\t');
+    tag = line.substr(last_tab + 1);
+    // A middle column with a space is no CoNLL column: a table of texts read as tagged data.
+    const std::string_view middle = last_tab > tab ? line.substr(tab + 1, last_tab - tab - 1) : std::string_view();
+    if (middle.find(' ') != std::string_view::npos)
+      throw Error(where(path, number) + ": a middle column holds text with spaces ('" +
+                  quote_excerpt(std::string(middle), 40) +
+                  "'): a tagged file has a token and its tag per line (is this a table of texts?)");
+  } else {
     const size_t end = line.find_last_not_of(' ');
-    cut = line.rfind(' ', end);
-    if (cut == std::string_view::npos)
+    const size_t last_space = end == std::string_view::npos ? end : line.rfind(' ', end);
+    if (last_space == std::string_view::npos)
       throw Error(where(path, number) + ": a token and its tag separated by a tab or a space, got '" +
-                  std::string(line.substr(0, 40)) + "'");
-    tag_at = cut + 1;
-    line = line.substr(0, end + 1);
-    cut = line.find_last_not_of(' ', cut) + 1;  // the spaces between token and tag
+                  quote_excerpt(std::string(line), 40) + "'");
+    token = line.substr(0, line.find(' '));
+    tag = line.substr(last_space + 1, end - last_space);
   }
-  const std::string_view token = line.substr(0, cut), tag = line.substr(tag_at);
   if (token.empty()) throw Error(where(path, number) + ": empty token");
   if (tag.empty() || tag.find_first_of(" \t") != std::string_view::npos)
-    throw Error(where(path, number) + ": bad tag '" + std::string(tag.substr(0, 40)) + "'");
+    throw Error(where(path, number) + ": bad tag '" + quote_excerpt(std::string(tag), 40) + "'");
+  if (s.tokens.size() >= kMaxSentenceTokens)
+    throw Error(where(path, number) + ": a sentence of more than " + std::to_string(kMaxSentenceTokens) +
+                " tokens (from line " + std::to_string(s.lines.front()) +
+                "): a blank line ends each sentence of a tagged file");
   s.lines.push_back(number);
   s.tokens.emplace_back(token);
   s.tags.emplace_back(tag);

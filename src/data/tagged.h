@@ -2,13 +2,16 @@
 // Token-tagged data (NER) for token classification, as the Hugging Face token-classification
 // example reads it:
 // - CoNLL-style columns (any extension but .jsonl/.json): one token and its tag per line,
-//   separated by a tab (the token is what comes before the last tab, so a space character
-//   is a token: KLUE-NER's " \tO"), or, on a line without a tab, by the last run of spaces;
-//   a blank line ends a sentence; lines starting with "## " are comments. A UTF-8 byte order
-//   mark is dropped, CRLF read as LF, gzip decompressed transparently.
+//   the token the first field and the tag the last (CoNLL-2003's columns between them are
+//   not read), split at tabs on a line holding one (so a space character is a token:
+//   KLUE-NER's " \tO"), else at runs of spaces; a blank line ends a sentence, which holds at
+//   most kMaxSentenceTokens tokens (more is a file without blank lines: an error); lines
+//   starting with "## " are comments. A UTF-8 byte order mark is dropped, CRLF read as LF,
+//   gzip decompressed transparently.
 // - JSONL: one sentence per line, {"tokens": [...], "tags": [...]} of the same length (tags
 //   may be left out: unlabelled); blank lines are ignored.
 // Every token and tag must be valid UTF-8 and non-empty. Errors: Error "FILE:LINE: problem".
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -16,6 +19,8 @@
 #include <vector>
 
 namespace bertune::data {
+
+inline constexpr size_t kMaxSentenceTokens = 10000;
 
 struct TaggedSentence {
   std::vector<std::string> tokens;  // the words, as the file splits them
