@@ -135,6 +135,28 @@ TEST_F(PairCli, OneTokenTypeModelRefusesPairs) {
   EXPECT_TRUE(contains(eval.output, "has type_vocab_size 1, no token type for a pair's second text")) << eval.output;
 }
 
+// RoBERTa (one token type) and DistilBERT (none) read no token types: pairs are type 0
+// throughout, as transformers encodes them; train, eval and predict all take them.
+TEST_F(PairCli, FamiliesWithoutTokenTypesTakePairsOnEveryPath) {
+  const std::string common = R"("vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+      "intermediate_size": 64, "max_position_embeddings": 64, "id2label": {"0": "negative", "1": "mixed", "2": "positive"})";
+  io::write_file_atomic(dir / "roberta1.json", R"({"model_type": "roberta", "pad_token_id": 1, "type_vocab_size": 1, )" +
+                                                   common + "}");
+  io::write_file_atomic(dir / "distil.json", R"({"model_type": "distilbert", )" + common + "}");
+  for (const std::string family : {"roberta1", "distil"}) {
+    auto train = run_cli("train --model-config " + path(family + ".json") + " --train-file " + path("pairs.tsv") +
+                         pair_flags() + " --max-length 24 --max-steps 1 --save-strategy no --threads 2 --output-dir " +
+                         path(family + "_out"));
+    ASSERT_EQ(train.status, 0) << family << ": " << train.output;
+    const std::string m = path(family + "_out/final");
+    auto eval = run_cli("eval --json --model " + m + " --data " + path("pairs.tsv") + pair_flags() + " --max-length 24");
+    EXPECT_EQ(eval.status, 0) << family << ": " << eval.output;
+    auto predict = run_cli("predict --model " + m + " --input " + path("pairs.tsv") + pair_flags() + " --max-length 24");
+    EXPECT_EQ(predict.status, 0) << family << ": " << predict.output;
+    EXPECT_EQ(json_lines(predict.output).size(), count) << family << ": " << predict.output;
+  }
+}
+
 // --num-labels N: as from_pretrained(num_labels=N), a config that names another number of labels
 // gets LABEL_0..N-1 (NLI's three from a config of two); one naming N keeps its names.
 TEST_F(PairCli, NumLabelsSetsTheHeadsLabels) {

@@ -20,6 +20,7 @@
 #include "kernels/cpu_runtime.h"
 #include "kernels/memory.h"
 #include "kernels/ops.h"
+#include "model/config.h"
 #include "text/unk_rate.h"
 #include "train/compare.h"
 #include "train/memory_plan.h"
@@ -98,10 +99,7 @@ std::unique_ptr<infer::Classifier> load_for_inference(const InferenceFlags& f, c
   o.device = device;
   o.untrained_head = f.allow_untrained_head ? infer::UntrainedHead::Warn : infer::UntrainedHead::Refuse;
   auto classifier = infer::Classifier::load(f.model, o);
-  const int types = classifier->model().config().type_vocab_size;
-  if (!f.text_pair_column.empty() && types < 2)
-    throw Error("--text-pair-column: " + f.model + " has type_vocab_size " + std::to_string(types) +
-                ", no token type for a pair's second text");
+  if (!f.text_pair_column.empty()) model::require_pair_token_type(classifier->model().config(), f.model);
   return classifier;
 }
 

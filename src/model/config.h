@@ -96,4 +96,9 @@ struct BertConfig {
 // max_position_embeddings (P[, where])" (RoBERTa: "... the model's longest sequence, L = ...").
 void require_max_length_fits(int max_length, const BertConfig& config, const std::string& where = {});
 
+// --text-pair-column on a family that reads token types (BERT, ELECTRA) whose type_vocab_size has
+// no type 1 for the second text: Error "--text-pair-column: <model> has type_vocab_size N, no token
+// type for a pair's second text". RoBERTa and DistilBERT read none (type 0 throughout): no error.
+void require_pair_token_type(const BertConfig& config, const std::string& model = "the model");
+
 }  // namespace bertune::model

@@ -74,9 +74,7 @@ model::BertConfig load_config(const TrainOptions& o, model::PretrainedTensors& p
   else resolve_problem_type(config, o);
   if (o.hidden_dropout >= 0) config.hidden_dropout_prob = static_cast<float>(o.hidden_dropout);
   if (o.attention_dropout >= 0) config.attention_probs_dropout_prob = static_cast<float>(o.attention_dropout);
-  if (!o.text_pair_column.empty() && config.reads_token_types() && config.type_vocab_size < 2)
-    throw Error("--text-pair-column: the model has type_vocab_size " + std::to_string(config.type_vocab_size) +
-                ", no token type for a pair's second text");
+  if (!o.text_pair_column.empty()) model::require_pair_token_type(config);
   model::require_max_length_fits(o.max_length, config);
   return config;
 }

@@ -371,9 +371,7 @@ PreparedPretrain prepare(const PretrainOptions& o) {
   if (t.hidden_dropout >= 0) p.config.hidden_dropout_prob = static_cast<float>(t.hidden_dropout);
   if (t.attention_dropout >= 0) p.config.attention_probs_dropout_prob = static_cast<float>(t.attention_dropout);
   model::require_max_length_fits(t.max_length, p.config);
-  if (!t.text_pair_column.empty() && p.config.type_vocab_size < 2)
-    throw Error("--text-pair-column: the model has type_vocab_size " + std::to_string(p.config.type_vocab_size) +
-                ", no token type for a pair's second text to pretrain");
+  if (!t.text_pair_column.empty()) model::require_pair_token_type(p.config);
   p.tokenizer_dir = !t.tokenizer.empty() ? fs::path(t.tokenizer)
                    : !t.model.empty()   ? fs::path(t.model)
                                         : infer::default_tokenizer_dir();
