@@ -35,7 +35,8 @@ namespace fs = std::filesystem;
 // regression, one per name otherwise.
 inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = true, uint64_t seed = 7,
                                       model::ProblemType problem = model::ProblemType::Unset,
-                                      const std::vector<std::string>& names = {"negative", "positive"}) {
+                                      const std::vector<std::string>& names = {"negative", "positive"},
+                                      int type_vocab_size = 2) {
   fs::create_directories(dir);
   model::BertConfig config;
   config.vocab_size = 32000;
@@ -44,6 +45,7 @@ inline fs::path write_tiny_classifier(const fs::path& dir, bool label_names = tr
   config.num_attention_heads = 2;
   config.intermediate_size = 64;
   config.max_position_embeddings = 64;
+  config.type_vocab_size = type_vocab_size;
   config.initializer_range = 0.2f;
   config.architectures = {"BertForSequenceClassification"};
   if (label_names)

@@ -146,6 +146,26 @@ TEST_F(ServeTest, SentencePairsAnswerWhatPredictPrints) {
   EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
 }
 
+// A BERT of one token type has none for a pair's second text: the request is refused (400,
+// naming type_vocab_size) before it reaches a batch, and the server goes on answering texts.
+TEST_F(ServeTest, PairsOnAModelOfOneTokenTypeAreTheClientsError) {
+  const fs::path one_type =
+      write_tiny_classifier(dir / "one_type", true, 7, model::ProblemType::Unset, {"negative", "positive"}, 1);
+  ServerProcess server(one_type, dir / "serve_one_type.log");
+  auto c = server.client();
+  int status = 0;
+  Json refused = post(c, "/v1/classify", R"({"texts": [["a", "b"]]})", &status);
+  EXPECT_EQ(status, 400) << refused.dump();
+  EXPECT_EQ(refused["error"]["kind"], "bad_request") << refused.dump();
+  EXPECT_NE(refused["error"]["message"].get<std::string>().find("has type_vocab_size 1, no token type for a pair"),
+            std::string::npos)
+      << refused.dump();
+  EXPECT_EQ(error_kind(c, "/", R"({"inputs": {"text": "a", "text_pair": "b"}})", 400), "bad_request");
+  Json single = post(c, "/v1/classify", R"({"texts": ["a"]})", &status);
+  EXPECT_EQ(status, 200) << single.dump();
+  EXPECT_EQ(server.terminate(), 0) << slurp(server.log);
+}
+
 TEST_F(ServeTest, HuggingFaceInferenceApiShape) {
   auto expected = predict({kTexts[0]});
   ServerProcess server(model, dir / "serve_hf.log");

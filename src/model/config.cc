@@ -402,10 +402,15 @@ void require_max_length_fits(int max_length, const BertConfig& config, const std
               std::to_string(config.max_position_embeddings) + tail + ")");
 }
 
+std::string pair_token_type_problem(const BertConfig& config, const std::string& model) {
+  if (!config.reads_token_types() || config.type_vocab_size >= 2) return "";
+  return model + " has type_vocab_size " + std::to_string(config.type_vocab_size) +
+         ", no token type for a pair's second text";
+}
+
 void require_pair_token_type(const BertConfig& config, const std::string& model) {
-  if (!config.reads_token_types() || config.type_vocab_size >= 2) return;
-  throw Error("--text-pair-column: " + model + " has type_vocab_size " + std::to_string(config.type_vocab_size) +
-              ", no token type for a pair's second text");
+  if (const std::string problem = pair_token_type_problem(config, model); !problem.empty())
+    throw Error("--text-pair-column: " + problem);
 }
 
 }  // namespace bertune::model

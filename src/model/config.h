@@ -96,9 +96,11 @@ struct BertConfig {
 // max_position_embeddings (P[, where])" (RoBERTa: "... the model's longest sequence, L = ...").
 void require_max_length_fits(int max_length, const BertConfig& config, const std::string& where = {});
 
-// --text-pair-column on a family that reads token types (BERT, ELECTRA) whose type_vocab_size has
-// no type 1 for the second text: Error "--text-pair-column: <model> has type_vocab_size N, no token
-// type for a pair's second text". RoBERTa and DistilBERT read none (type 0 throughout): no error.
+// Why a sentence pair does not fit the model, or "" when it does: a family that reads token types
+// (BERT, ELECTRA) needs type 1 for the second text ("<model> has type_vocab_size 1, no token type
+// for a pair's second text"); RoBERTa and DistilBERT read none (type 0 throughout).
+std::string pair_token_type_problem(const BertConfig& config, const std::string& model = "the model");
+// The same as Error "--text-pair-column: <problem>".
 void require_pair_token_type(const BertConfig& config, const std::string& model = "the model");
 
 }  // namespace bertune::model
