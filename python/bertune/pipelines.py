@@ -20,19 +20,64 @@ class TextClassificationPipeline:
         self._batch_size = batch_size
 
     def __call__(self, inputs, top_k=_UNSET, function_to_apply=None, text_pair=None):
-        top_k = self._top_k if top_k is _UNSET else top_k
+        """HF 4.30's inputs: a text; a sentence pair ``{"text": ..., "text_pair": ...}``; a list of
+        either (an item that is a list is refused, as transformers refuses it, but for its
+        ``[[text, text_pair]]``); or texts with ``text_pair=`` (a str: every text's second text). Its answers: without top_k, a text gives ``[{"label", "score"}]``, a pair
+        ``{"label", "score"}``, a list one such dict per item; with top_k (here or at
+        construction) each item's first top_k labels, best first — and a text alone with the
+        construction's top_k is wrapped in one more list, as transformers does."""
+        legacy = top_k is _UNSET  # transformers: "top_k" not among the call's arguments
+        top_k = self._top_k if legacy else top_k
         function = function_to_apply or self._function or ""
-        single = isinstance(inputs, str)
-        texts = [inputs] if single else list(inputs)
-        pairs = [] if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
+        single = isinstance(inputs, (str, dict))
+        items = [inputs] if single else list(inputs)  # a list, tuple or generator of items
+        texts, pairs = [], []
+        for i, item in enumerate(items):
+            text, pair = _text_and_pair(item, f"inputs[{i}]" if not single else "inputs")
+            texts.append(text)
+            pairs.append(pair)
+        if text_pair is not None:  # a str is every text's second text (HF's tokenizer argument); a list, each one's
+            given = [text_pair] * len(texts) if isinstance(text_pair, str) else list(text_pair)
+            if len(given) != len(texts) or any(p is not None for p in pairs):
+                raise ValueError(f"text_pair: {len(given)} second texts for {len(texts)} texts")
+            pairs = given
         if hasattr(function, "value"):
             function = function.value  # HF's ClassificationFunction enum
         k = 1 if top_k is _UNSET else (0 if top_k is None else int(top_k))
-        answers = json.loads(self.model._native.classify(texts, pairs, k, str(function).lower(), self._batch_size))
-        if top_k is _UNSET:
-            # HF's legacy answer: the best label of each text, a list of dicts.
-            return [a[0] for a in answers]
-        return answers[0] if single else answers
+        answers = [None] * len(texts)
+        for with_pair in (False, True):  # texts alone and pairs, each in batches of their own
+            at = [i for i, p in enumerate(pairs) if (p is not None) == with_pair]
+            if not at:
+                continue
+            got = json.loads(self.model._native.classify([texts[i] for i in at], [pairs[i] for i in at] if with_pair
+                                                         else [], k, str(function).lower(), self._batch_size))
+            for i, a in zip(at, got):
+                answers[i] = a[0] if top_k is _UNSET else a  # HF's legacy answer: the best label, a dict
+        if not single:
+            return answers
+        return [answers[0]] if isinstance(inputs, str) and legacy else answers[0]
+
+
+def _text_and_pair(item, where):
+    """One item of the pipeline's inputs as (text, second text or None), as HF's preprocess reads it."""
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict):
+        unknown = sorted(set(item) - {"text", "text_pair"})
+        if unknown or not isinstance(item.get("text"), str):
+            raise ValueError(f"{where}: a sentence pair is {{\"text\": str, \"text_pair\": str}}, got keys "
+                             f"{sorted(item)}")
+        pair = item.get("text_pair")
+        if pair is not None and not isinstance(pair, str):
+            raise ValueError(f"{where}: text_pair must be a str, got {type(pair).__name__}")
+        return item["text"], pair
+    if isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
+        return item[0][0], item[0][1]  # [[text, text_pair]]: kept by transformers for backward compatibility
+    if isinstance(item, (list, tuple)):
+        raise ValueError("The pipeline received invalid inputs, if you are trying to send text pairs, you can try to "
+                         "send a dictionary `{\"text\": \"My text\", \"text_pair\": \"My pair\"}` in order to send a "
+                         "text pair.")
+    raise ValueError(f"{where}: expected a str or a {{\"text\", \"text_pair\"}} dict, got {type(item).__name__}")
 
 
 def pipeline(task, model, tokenizer=None, device="cpu", top_k=_UNSET, function_to_apply=None, batch_size=32,
