@@ -29,7 +29,7 @@ from .modeling import (  # noqa: E402
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from .pipelines import TextClassificationPipeline, pipeline  # noqa: E402
+from .pipelines import TextClassificationPipeline, TokenClassificationPipeline, pipeline  # noqa: E402
 from .training import (  # noqa: E402
     EarlyStoppingCallback,
     EvalPrediction,
@@ -54,6 +54,7 @@ __all__ = [
     "SequenceClassifierOutput",
     "TokenClassifierOutput",
     "TextClassificationPipeline",
+    "TokenClassificationPipeline",
     "pipeline",
     "EarlyStoppingCallback",
     "EvalPrediction",

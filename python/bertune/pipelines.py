@@ -4,7 +4,7 @@ import json
 import os
 
 from . import _native
-from .modeling import BertForSequenceClassification, PreTrainedModel
+from .modeling import BertForSequenceClassification, BertForTokenClassification, PreTrainedModel
 
 _UNSET = object()
 
@@ -80,24 +80,64 @@ def _text_and_pair(item, where):
     raise ValueError(f"{where}: expected a str or a {{\"text\", \"text_pair\"}} dict, got {type(item).__name__}")
 
 
+class TokenClassificationPipeline:
+    """HF: ``TokenClassificationPipeline`` (``pipeline("ner")``). ``pipe(text)`` -> the text's
+    entities: with ``aggregation_strategy="none"`` (transformers' default) one record per word piece
+    ``{"entity", "score", "index", "word", "start", "end"}``; with ``"simple"``, ``"first"``,
+    ``"average"`` or ``"max"`` grouped spans ``{"entity_group", "score", "word", "start", "end"}``,
+    as ``bertune predict`` and ``serve`` give them. Labels in ``ignore_labels`` (``["O"]``) are
+    left out. A list of texts gives a list per text."""
+
+    def __init__(self, model, aggregation_strategy="none", ignore_labels=None, batch_size=32):
+        self.model = model
+        self._aggregation = aggregation_strategy
+        self._ignore = ignore_labels
+        self._batch_size = batch_size
+
+    def __call__(self, inputs, aggregation_strategy=None, ignore_labels=None):
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"inputs[{i}]: expected a str, got {type(text).__name__}")
+        aggregation = aggregation_strategy or self._aggregation
+        if hasattr(aggregation, "value"):
+            aggregation = aggregation.value  # HF's AggregationStrategy enum
+        ignore = ignore_labels if ignore_labels is not None else self._ignore
+        answers = json.loads(self.model._native.entities(texts, str(aggregation),
+                                                         ["O"] if ignore is None else list(ignore), self._batch_size))
+        return answers[0] if single else answers
+
+
+_TASKS = {"text-classification": "text", "sentiment-analysis": "text", "token-classification": "token",
+          "ner": "token"}
+
+
 def pipeline(task, model, tokenizer=None, device="cpu", top_k=_UNSET, function_to_apply=None, batch_size=32,
-             int8=False):
+             int8=False, aggregation_strategy="none", ignore_labels=None):
     """HF: ``transformers.pipeline(task, model=..., tokenizer=..., device=..., top_k=...)``.
-    task: "text-classification" (or its alias "sentiment-analysis"); model: a directory or
-    a loaded model; tokenizer: a directory or tokenizer (default: the model's own files)."""
-    if task not in ("text-classification", "sentiment-analysis"):
-        raise ValueError(f"pipeline: task '{task}' is not supported (text-classification)")
+    task: "text-classification" (alias "sentiment-analysis") or "token-classification" (alias
+    "ner"); model: a directory or a loaded model; tokenizer: a directory or tokenizer (default:
+    the model's own files)."""
+    if task not in _TASKS:
+        raise ValueError(f"pipeline: task '{task}' is not supported ({', '.join(_TASKS)})")
+    token = _TASKS[task] == "token"
     if isinstance(model, PreTrainedModel):
         if tokenizer is not None:
             raise ValueError("tokenizer: give a model directory with it, not a loaded model")
         loaded = model
+        name = loaded._native.dir
     else:
         tokenizer_dir = getattr(tokenizer, "name_or_path", tokenizer)
         native = _native.Model.load(os.fspath(model), device=device, int8=int8,
                                     tokenizer=os.fspath(tokenizer_dir) if tokenizer_dir else "")
-        if native.token_classifier:
-            raise ValueError(f"{os.fspath(model)} is a token classifier; text-classification needs a "
-                             "sequence classifier")
-        loaded = BertForSequenceClassification(native)
+        loaded = (BertForTokenClassification if native.token_classifier else BertForSequenceClassification)(native)
+        name = os.fspath(model)
+    if loaded._native.token_classifier != token:
+        have, need = ("token", "sequence") if loaded._native.token_classifier else ("sequence", "token")
+        raise ValueError(f"{name} is a {have} classifier; {task} needs a {need} classifier")
+    if token:
+        return TokenClassificationPipeline(loaded, aggregation_strategy=aggregation_strategy,
+                                           ignore_labels=ignore_labels, batch_size=batch_size)
     return TextClassificationPipeline(loaded, top_k=top_k, function_to_apply=function_to_apply,
                                       batch_size=batch_size)

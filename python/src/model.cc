@@ -11,6 +11,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include "infer/classifier.h"
+#include "infer/entities.h"
 #include "infer/predictions.h"
 #include "model/pretrained.h"
 #include "native.h"
@@ -159,6 +160,27 @@ std::string classify(Model& m, const std::vector<std::string>& texts, const std:
   return out.dump();
 }
 
+// pipeline("token-classification")(texts): each text's entities, as predict and serve give them
+// (infer/entities.h): a JSON array of records per text.
+std::string entities(Model& m, const std::vector<std::string>& texts, const std::string& aggregation_strategy,
+                     const std::vector<std::string>& ignore_labels, int batch_size) {
+  infer::Classifier& c = *m.classifier;
+  if (!m.token_classifier())
+    throw Error(m.dir.string() + " is a sequence classifier; token-classification needs a token classifier");
+  if (batch_size < 1) throw Error("batch_size: must be at least 1");
+  infer::EntityOptions options;
+  try {
+    options.aggregation = infer::parse_aggregation(aggregation_strategy);
+  } catch (const Error& e) {
+    throw Error(std::string("aggregation_strategy: ") + e.what());
+  }
+  options.ignore_labels = ignore_labels;
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& spans : infer::predict_entities(c.model(), c.tokenizer(), texts, c.max_length(), batch_size, options))
+    out.push_back(infer::spans_json(spans, options.aggregation));
+  return out.dump();
+}
+
 }  // namespace
 
 void bind_model(py::module_& m) {
@@ -170,6 +192,9 @@ void bind_model(py::module_& m) {
            py::arg("token_type_ids") = py::none())
       .def("classify", &classify, py::arg("texts"), py::arg("pairs"), py::arg("top_k"),
            py::arg("function_to_apply") = "", py::arg("batch_size") = 32, py::call_guard<py::gil_scoped_release>())
+      .def("entities", &entities, py::arg("texts"), py::arg("aggregation_strategy") = "none",
+           py::arg("ignore_labels") = std::vector<std::string>{"O"}, py::arg("batch_size") = 32,
+           py::call_guard<py::gil_scoped_release>())
       .def("save_pretrained", &save, py::arg("dir"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("config_json", [](const Model& m) { return m.classifier->model().config().to_json().dump(); })
       .def_property_readonly("token_classifier", &Model::token_classifier)

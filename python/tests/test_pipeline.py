@@ -1,12 +1,15 @@
 """pipeline("text-classification"): the scores of `bertune predict` in HF's answer shape."""
 import json
 import math
+import struct
 import subprocess
+
+import numpy as np
 
 import pytest
 
 import bertune
-from conftest import REPO, SMALL_MODEL
+from conftest import REPO, SHARED, SMALL_MODEL
 
 BINARY = REPO / "build" / "bertune"
 
@@ -87,3 +90,73 @@ def test_top_k_at_construction_wraps_a_single_text(model_dir):
     wrapped = pipe("굳 ㅋ")
     assert len(wrapped) == 1 and len(wrapped[0]) == 2
     assert pipe("굳 ㅋ", top_k=None) == wrapped[0]
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory):
+    """A tiny token classifier trained by `bertune train --task token-classification` on KLUE-NER."""
+    d = tmp_path_factory.mktemp("tagger")
+    sentences, lines = 0, []
+    with open(SHARED / "data" / "klue" / "ner_train.tsv", encoding="utf-8") as f:
+        for line in f:
+            lines.append(line)
+            sentences += line == "\n"
+            if sentences == 30:
+                break
+    (d / "ner.tsv").write_text("".join(lines), encoding="utf-8")
+    (d / "tiny.json").write_text(json.dumps({"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2,
+                                             "num_attention_heads": 2, "intermediate_size": 64,
+                                             "max_position_embeddings": 64}))
+    subprocess.run([str(BINARY), "train", "--task", "token-classification", "--model-config", str(d / "tiny.json"),
+                    "--train-file", str(d / "ner.tsv"), "--max-length", "48", "--max-steps", "6", "--learning-rate",
+                    "1e-2", "--save-strategy", "no", "--threads", "2", "--output-dir", str(d / "out")],
+                   check=True, capture_output=True)
+    # So few steps tag every piece O: a classifier of random weights (seeded) gives each piece the
+    # label its hidden state favours, varying from piece to piece, so that grouping has work to do.
+    model = d / "out" / "final"
+    data = bytearray((model / "model.safetensors").read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    start, end = header["classifier.weight"]["data_offsets"]
+    weight = np.random.default_rng(0).normal(0.0, 1.0, header["classifier.weight"]["shape"]).astype(np.float32)
+    data[8 + n + start:8 + n + end] = weight.tobytes()
+    (model / "model.safetensors").write_bytes(bytes(data))
+    return model
+
+
+def assert_same_records(got, expected):
+    """Entity records equal but for the scores' last bits."""
+    assert [{k: v for k, v in r.items() if k != "score"} for r in got] == \
+           [{k: v for k, v in r.items() if k != "score"} for r in expected]
+    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in expected], rel=1e-5)
+
+
+def test_token_classification_answers_what_predict_prints(tagger):
+    """pipeline("ner") gives `bertune predict`'s records for every aggregation strategy, HF's
+    default ("none": one record per piece) when none is named."""
+    texts = ["경찰은 또 성매매 알선 자금을 관리한 박씨의 딸", "김모(33)씨 등 16명"]
+
+    def predict(strategy):
+        out = subprocess.run([str(BINARY), "predict", "--model", str(tagger), "--aggregation-strategy", strategy,
+                              "--threads", "2"] + texts, check=True, capture_output=True, text=True).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    ner = bertune.pipeline("ner", model=tagger)
+    for strategy in ["none", "simple", "first", "average", "max"]:
+        expected = predict(strategy)
+        assert sum(len(e) for e in expected) >= 2, expected  # records to compare
+        got = ner(texts, aggregation_strategy=strategy) if strategy != "none" else ner(texts)
+        assert len(got) == 2
+        for g, e in zip(got, expected):
+            assert_same_records(g, e)
+    labels = {r["entity"] for r in ner(texts[0])}
+    assert {r["entity"] for r in ner(texts[0], ignore_labels=sorted(labels)[:1])} == labels - set(sorted(labels)[:1])
+    assert_same_records(ner(texts[0]), ner(texts)[0])  # a batch of one: equal to float rounding
+    simple = bertune.pipeline("token-classification", model=tagger, aggregation_strategy="simple")
+    assert simple(texts[1]) == ner(texts[1], aggregation_strategy="simple")
+    with pytest.raises(ValueError, match="aggregation_strategy"):
+        ner(texts[0], aggregation_strategy="longest")
+    with pytest.raises(ValueError, match="token classifier; text-classification needs a sequence classifier"):
+        bertune.pipeline("text-classification", model=tagger)
+    with pytest.raises(ValueError, match="sequence classifier; ner needs a token classifier"):
+        bertune.pipeline("ner", model=SMALL_MODEL)
