@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "data/stats.h"
 #include "data/tagged.h"
 #include "infer/batching.h"
 #include "infer/entities.h"
@@ -14,6 +15,7 @@
 #include "model/config.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
+#include "util/paths.h"
 
 using namespace bertune;
 using Tags = std::vector<std::vector<std::string>>;
@@ -311,4 +313,43 @@ TEST(TokenOffsets, AggregationStrategiesAsThePipelineDefinesThem) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "'longest' is not one of none|simple|first|average|max");
   }
+}
+
+// data stats --task token-classification: piece lengths and the words truncation leaves untagged
+// are those of the batches training makes (infer::tokenize_tagged) at that max_length.
+TEST(TaggedData, StatsCountWhatTrainingTruncates) {
+  data::TaggedDataset d = data::select_sentences(data::read_tagged(shared_path("data/klue/ner_train.tsv")), 42, 200,
+                                                 "--samples");
+  const text::Tokenizer tok = text::Tokenizer::load(shared_path("models/klue-bert-base"));
+  model::BertConfig config;
+  for (const auto& tag : data::tag_set(d)) config.id2label[static_cast<int>(config.id2label.size())] = tag;
+  const auto label2id = infer::label_ids(config);
+  const auto pieces = data::tagged_word_pieces(d, tok);
+  const int limit = 32;
+  const data::TaggedStats s = data::compute_tagged_stats(d, pieces, limit);
+  const infer::TokenizedData whole = infer::tokenize_tagged(d, tok, 1 << 20, label2id);
+  const infer::TokenizedData cut = infer::tokenize_tagged(d, tok, limit, label2id);
+  size_t with_pieces = 0, kept = 0, over = 0, words = 0;
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i < d.size(); ++i) {
+    words += d.sentences[i].tokens.size();
+    for (const int64_t n : pieces[i]) with_pieces += n > 0;
+    for (const int32_t l : cut.token_labels[i]) kept += l != -100;
+    lengths.push_back(whole.lengths[i]);
+    over += whole.lengths[i] > limit;
+  }
+  EXPECT_EQ(s.sentences, d.size());
+  EXPECT_EQ(s.words, words);
+  EXPECT_EQ(s.over_token_limit, over);
+  EXPECT_GT(over, 0u);  // the limit truncates some sentences of this sample
+  EXPECT_EQ(s.words_past_limit, with_pieces - kept);
+  ASSERT_TRUE(s.pieces.has_value());
+  const data::LengthSummary want = data::summarize_lengths(lengths);
+  EXPECT_EQ(s.pieces->max, want.max);
+  EXPECT_EQ(s.pieces->p50, want.p50);
+  EXPECT_DOUBLE_EQ(s.pieces->mean, want.mean);
+  size_t tagged = 0;
+  for (const auto& [tag, n] : s.tag_counts) tagged += n;
+  EXPECT_EQ(tagged, words);
+  EXPECT_THROW(data::select_sentences(d, 42, 201, "--samples"), Error);
 }

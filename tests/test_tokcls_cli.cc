@@ -4,6 +4,7 @@
 // (entity spans with character offsets); the errors a tagged file or the task option give.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -168,6 +169,32 @@ TEST_F(TokenCli, BadTagLineAndBadOptionsAreRefused) {
   EXPECT_EQ(table.status, 1) << table.output;
   EXPECT_NE(table.output.find(path("table.tsv") + ":2: a middle column holds text with spaces"), std::string::npos)
       << table.output;
+}
+
+// data stats --task token-classification: sentences, words and tag counts of the file (JSON),
+// and the table options refused rather than passed over.
+TEST_F(TokenCli, DataStatsCountsSentencesWordsAndTags) {
+  auto r = run_cli("data stats --json --task token-classification --token-limit 32 " + path("ner.tsv"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const data::TaggedDataset d = data::read_tagged(files->dir / "ner.tsv");
+  size_t words = 0, persons = 0;
+  for (const auto& sentence : d.sentences) {
+    words += sentence.tokens.size();
+    persons += std::count(sentence.tags.begin(), sentence.tags.end(), "B-PS");
+  }
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(j["sentences"], d.size());
+  EXPECT_EQ(j["words"], words);
+  EXPECT_EQ(j["tag_counts"]["B-PS"], persons);
+  EXPECT_GT(j["over_token_limit"].get<int>(), 0) << r.output;
+  EXPECT_GT(j["words_past_token_limit"].get<int>(), 0) << r.output;
+  auto text_column = run_cli("data stats --task token-classification --text-column a " + path("ner.tsv"));
+  EXPECT_EQ(text_column.status, 1) << text_column.output;
+  EXPECT_NE(text_column.output.find("--text-column: --task token-classification reads tagged data"), std::string::npos)
+      << text_column.output;
+  io::write_file_atomic(files->dir / "stats_table.tsv", "id\tdocument\tlabel\n1\t정말 재밌어요\t1\n");
+  auto table = run_cli("data stats --task token-classification " + path("stats_table.tsv"));
+  EXPECT_EQ(table.status, 1) << table.output;
 }
 
 // serve answers what predict prints: the spans of a text for an "inputs" string, a list of

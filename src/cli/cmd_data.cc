@@ -145,6 +145,35 @@ void run_head(const ReadFlags& flags, int rows, bool json) {
   std::printf("(%zu of %zu rows)\n", n, d.size());
 }
 
+// `data stats --task token-classification`: the tagged file's sentences, tags and lengths. The
+// table options do not apply; --samples picks sentences as train and eval do.
+void tagged_stats(const CLI::App& cmd, const ReadFlags& flags, const std::string& tokenizer_dir, bool pieces,
+                  int64_t token_limit, bool json) {
+  for (const char* table : {"--format", "--text-column", "--label-column", "--num-labels", "--problem-type",
+                            "--label-names", "--skip-bad-rows"})
+    if (cmd.count(table))
+      throw Error(std::string(table) + ": --task token-classification reads tagged data (a token and its tag per " +
+                  "line, or JSONL tokens and tags): the option does not apply");
+  if (flags.file.empty()) throw Error("--task token-classification: give the tagged data file");
+  if (flags.samples < -1 || flags.samples == 0)
+    throw Error("--samples: must be positive (got " + std::to_string(flags.samples) + ")");
+  data::TaggedDataset d = data::read_tagged(flags.file);
+  if (flags.samples > 0) d = data::select_sentences(d, flags.data_seed, flags.samples, "--samples");
+  std::vector<std::vector<int64_t>> word_pieces;
+  if (pieces)
+    word_pieces = data::tagged_word_pieces(
+        d, text::Tokenizer::load(tokenizer_dir.empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(tokenizer_dir)));
+  const data::TaggedStats s = data::compute_tagged_stats(d, word_pieces, token_limit);
+  if (json) {
+    nlohmann::json j = data::tagged_stats_to_json(s);
+    j["source"] = d.source.string();
+    if (flags.samples > 0) j["subset"] = {{"samples", flags.samples}, {"data_seed", flags.data_seed}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s\n%s", d.source.string().c_str(), data::tagged_stats_to_text(s).c_str());
+  }
+}
+
 }  // namespace
 
 void add_data_commands(CLI::App& app) {
@@ -157,6 +186,7 @@ void add_data_commands(CLI::App& app) {
     auto no_tokens = std::make_shared<bool>(false);
     auto tokenizer_dir = std::make_shared<std::string>();
     auto token_limit = std::make_shared<int64_t>(128);
+    auto task = std::make_shared<std::string>("sequence-classification");
     CLI::App* stats = data_cmd->add_subcommand(
         "stats", "Rows, label balance, empty documents, length percentiles (code points and tokens)");
     flags->add_to(stats);
@@ -167,7 +197,15 @@ void add_data_commands(CLI::App& app) {
         ->capture_default_str()
         ->check(integer_range<int64_t>(1));
     stats->add_flag("--json", *json, "Print JSON");
+    stats->add_option("--task", *task,
+                      "sequence-classification (a table of texts), or token-classification: tagged data (CoNLL "
+                      "columns or JSONL tokens and tags) in sentences, words, tags and word pieces")
+        ->capture_default_str();
     stats->callback([=] {
+      if (*task == "token-classification") return tagged_stats(*stats, *flags, *tokenizer_dir, !*no_tokens,
+                                                                *token_limit, *json);
+      if (*task != "sequence-classification")
+        throw Error("--task: '" + *task + "' is not one of sequence-classification|token-classification");
       data::Dataset d = flags->read();
       std::vector<int64_t> token_lengths;
       if (!*no_tokens) {

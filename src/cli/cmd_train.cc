@@ -195,16 +195,7 @@ void run_eval_tagged(const EvalCommand& c, infer::Classifier& m, infer::Padding 
                 "and its tag per line, or JSONL tokens and tags): the flag does not apply");
   data::TaggedDataset d = data::read_tagged(c.data);
   if (d.size() == 0) throw Error(c.data + ": no sentences to evaluate");
-  if (c.samples > 0) {
-    if (static_cast<size_t>(c.samples) > d.size())
-      throw Error("--samples " + std::to_string(c.samples) + ": " + c.data + " has only " + std::to_string(d.size()) +
-                  " sentences");
-    data::TaggedDataset some;
-    some.source = d.source;
-    const auto order = data::shuffled_indices(d.size(), c.data_seed);
-    for (int64_t i = 0; i < c.samples; ++i) some.sentences.push_back(d.sentences[order[i]]);
-    d = std::move(some);
-  }
+  if (c.samples > 0) d = data::select_sentences(d, c.data_seed, c.samples, "--samples");
   const auto t = infer::tokenize_tagged(d, m.tokenizer(), m.max_length(), infer::label_ids(m.model().config()));
   warn_if_unknown_tokens(m, t, c.in);
   const auto r = infer::evaluate(m.model(), t, c.in.batch_size, padding, m.max_length(), m.tokenizer().pad_id(),

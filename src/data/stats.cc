@@ -161,4 +161,86 @@ std::string stats_to_text(const DatasetStats& s) {
   return out;
 }
 
+std::vector<std::vector<int64_t>> tagged_word_pieces(const TaggedDataset& d, const text::Tokenizer& tokenizer) {
+  text::EncodeOptions words;
+  words.add_special_tokens = false;
+  std::vector<std::vector<int64_t>> out;
+  out.reserve(d.size());
+  for (const TaggedSentence& s : d.sentences) {
+    std::vector<int64_t>& pieces = out.emplace_back();
+    pieces.reserve(s.tokens.size());
+    for (const std::string& word : s.tokens)
+      pieces.push_back(static_cast<int64_t>(tokenizer.encode(word, words).ids.size()));
+  }
+  return out;
+}
+
+TaggedStats compute_tagged_stats(const TaggedDataset& d, const std::vector<std::vector<int64_t>>& word_pieces,
+                                 int64_t token_limit) {
+  if (!word_pieces.empty() && word_pieces.size() != d.size())
+    throw Error("internal: piece counts of " + std::to_string(word_pieces.size()) + " sentences for " +
+                std::to_string(d.size()));
+  TaggedStats s;
+  s.sentences = d.size();
+  s.token_limit = token_limit;
+  std::vector<int64_t> words, pieces;
+  for (size_t i = 0; i < d.size(); ++i) {
+    const TaggedSentence& sentence = d.sentences[i];
+    s.words += sentence.tokens.size();
+    words.push_back(static_cast<int64_t>(sentence.tokens.size()));
+    s.tagged = s.tagged || !sentence.tags.empty();
+    for (const std::string& tag : sentence.tags) s.tag_counts[tag]++;
+    if (word_pieces.empty()) continue;
+    int64_t length = 1;  // [CLS]
+    for (const int64_t n : word_pieces[i]) {
+      // As training truncates: a word is kept while its first piece fits before the last [SEP].
+      if (n > 0 && length + 1 > token_limit - 1) s.words_past_limit++;
+      length += n;
+    }
+    pieces.push_back(length + 1);  // [SEP]
+    s.over_token_limit += length + 1 > token_limit;
+  }
+  s.words_per_sentence = summarize_lengths(std::move(words));
+  if (!word_pieces.empty()) s.pieces = summarize_lengths(std::move(pieces));
+  return s;
+}
+
+nlohmann::json tagged_stats_to_json(const TaggedStats& s) {
+  nlohmann::json j = {{"sentences", s.sentences},
+                      {"words", s.words},
+                      {"tag_counts", s.tag_counts},
+                      {"words_per_sentence", summary_json(s.words_per_sentence)}};
+  if (s.pieces) {
+    j["pieces_per_sentence"] = summary_json(*s.pieces);
+    j["token_limit"] = s.token_limit;
+    j["over_token_limit"] = s.over_token_limit;
+    j["words_past_token_limit"] = s.words_past_limit;
+  }
+  return j;
+}
+
+std::string tagged_stats_to_text(const TaggedStats& s) {
+  const auto share = [](size_t n, size_t of) { return of ? 100.0 * static_cast<double>(n) / static_cast<double>(of) : 0.0; };
+  std::string out = "sentences        " + std::to_string(s.sentences) + "\nwords            " + std::to_string(s.words) +
+                    (s.tagged ? "" : " (no tags)") + "\n";
+  for (const auto& [tag, n] : s.tag_counts) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "tag %-12s %zu (%.2f%%)\n", tag.c_str(), n, share(n, s.words));
+    out += buf;
+  }
+  char head[160];
+  std::snprintf(head, sizeof head, "\n%-10s %7s %7s %7s %7s %7s %7s %8s\n", "sentence", "min", "p50", "p90", "p95",
+                "p99", "max", "mean");
+  out += head + summary_row("words", s.words_per_sentence);
+  if (s.pieces) {
+    out += summary_row("pieces", *s.pieces);
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "\nover %lld pieces  %zu sentences (%.4f%%); %zu words (%.4f%%) past it, untagged\n",
+                  static_cast<long long>(s.token_limit), s.over_token_limit, share(s.over_token_limit, s.sentences),
+                  s.words_past_limit, share(s.words_past_limit, s.words));
+    out += buf;
+  }
+  return out;
+}
+
 }  // namespace bertune::data

@@ -132,6 +132,17 @@ TaggedDataset parse_tagged(std::string_view contents, const fs::path& path) {
   return d;
 }
 
+TaggedDataset select_sentences(const TaggedDataset& d, uint64_t seed, int64_t n, const std::string& flag) {
+  if (n < 0 || static_cast<size_t>(n) > d.size())
+    throw Error(flag + " " + std::to_string(n) + ": " + d.source.string() + " has only " + std::to_string(d.size()) +
+                " sentences");
+  TaggedDataset some;
+  some.source = d.source;
+  const std::vector<size_t> order = shuffled_indices(d.size(), seed);
+  for (int64_t i = 0; i < n; ++i) some.sentences.push_back(d.sentences[order[static_cast<size_t>(i)]]);
+  return some;
+}
+
 std::vector<std::string> tag_set(const TaggedDataset& d) {
   std::set<std::string> tags;
   for (const auto& s : d.sentences) tags.insert(s.tags.begin(), s.tags.end());

@@ -39,6 +39,10 @@ TaggedDataset read_tagged(const std::filesystem::path& path);
 // The same on bytes in memory; `path` names the source in errors and picks the format.
 TaggedDataset parse_tagged(std::string_view contents, const std::filesystem::path& path);
 
+// n sentences as datasets' shuffle(seed).select(range(n)) picks them (data::shuffled_indices);
+// Error "<flag> N: FILE has only M sentences" when n exceeds them.
+TaggedDataset select_sentences(const TaggedDataset& d, uint64_t seed, int64_t n, const std::string& flag);
+
 // The tags of every sentence, sorted and unique: the label list (id = position) of the HF
 // example's get_label_list.
 std::vector<std::string> tag_set(const TaggedDataset& d);
