@@ -48,6 +48,10 @@ std::unique_ptr<Classifier> Classifier::load(const std::filesystem::path& dir, c
 
 Classifier::~Classifier() = default;
 
+std::string Classifier::pair_problem(const std::string& name) const {
+  return model::pair_token_type_problem(model().config(), name);
+}
+
 std::vector<TokenIds> Classifier::tokenize(const std::vector<std::string>& texts,
                                            const std::vector<std::string>& text_pairs) const {
   if (!text_pairs.empty() && text_pairs.size() != texts.size())

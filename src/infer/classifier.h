@@ -59,6 +59,9 @@ class Classifier {
   // text) each pair's [CLS] a [SEP] b [SEP] and token types. Thread-safe (const).
   std::vector<TokenIds> tokenize(const std::vector<std::string>& texts,
                                  const std::vector<std::string>& text_pairs = {}) const;
+  // Why a sentence pair does not fit the model (a BERT of one token type), naming it `name`;
+  // "" when it does (model::pair_token_type_problem).
+  std::string pair_problem(const std::string& name) const;
   // Logits [n, num_labels()] of the sequences run as ONE packed batch (no padding,
   // dropout off), shortest first as `predict` batches them; rows in the given order.
   // Not thread-safe: one caller at a time (the batching worker).

@@ -14,7 +14,6 @@
 #include "infer/classifier.h"
 #include "infer/entities.h"
 #include "kernels/ops.h"
-#include "model/config.h"
 #include "serve/batcher.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
@@ -95,8 +94,7 @@ void Service::handle(const http::Request& req, http::Response& res, bool hf_shap
       const ClassifyJob job = classify_job(req.body, hf_shape, options_.max_texts);
       // Before the batcher: a pair the model cannot encode must not fail the requests batched with it.
       if (!job.text_pairs.empty())
-        if (std::string problem = model::pair_token_type_problem(classifier_->model().config(), options_.model);
-            !problem.empty())
+        if (std::string problem = classifier_->pair_problem(options_.model); !problem.empty())
           throw ClientError{400, "bad_request", std::move(problem)};
       auto logits = arrival.classify(classifier_->tokenize(job.texts, job.text_pairs));
       require_finite(logits, job.texts.size(), classifier_->num_labels(), hf_shape);
