@@ -67,8 +67,8 @@ class TrainingArguments:
 
 def _plain(value):
     """A JSON value of an argument (numpy scalars, paths and enums included)."""
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist() if isinstance(value, np.ndarray) else value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
@@ -216,12 +216,14 @@ class _Observer:
 
 
 class Trainer:
-    """HF: ``transformers.Trainer`` for sequence classification.
+    """HF: ``transformers.Trainer`` for sequence and token classification.
 
     model: a model directory (or a model from ``AutoModelForSequenceClassification``);
     args: TrainingArguments; train_dataset / eval_dataset: a file (TSV as NSMC, CSV, JSONL), a
     pandas DataFrame, a dict of columns or a list of dicts with `text_column` (NSMC's
-    "document"), `label_column` ("label") and, for pairs, `text_pair_column`; tokenizer: a
+    "document"), `label_column` ("label") and, for pairs, `text_pair_column` — with
+    ``task="token-classification"`` a tagged file or rows of "tokens" and "tags" (lists of
+    words and their tags, as tagged JSONL); tokenizer: a
     directory or tokenizer (default: the model's); compute_metrics(EvalPrediction) -> dict
     at every evaluation, merged into its metrics; callbacks: TrainerCallback instances.
     """
@@ -260,6 +262,8 @@ class Trainer:
         return kwargs
 
     def _data_columns(self):
+        if self.args.task == "token-classification":
+            return ["tokens", "tags"]  # the tagged JSONL's keys (docs/file-formats.md)
         return [c for c in (self._columns["text_column"], self._columns["text_pair_column"],
                             self._columns["label_column"]) if c]
 
@@ -281,9 +285,6 @@ class Trainer:
             elif data is not None:
                 kwargs[f"{split}_file"] = name  # names the rows in messages: "train_dataset:ROW: ..."
             rows[split] = data
-        if self.args.task == "token-classification" and any(r is not None for r in rows.values()):
-            raise ValueError("task token-classification reads tagged files (CoNLL columns or JSONL tokens/tags): "
-                             "pass train_dataset and eval_dataset as file paths")
         self.state = TrainerState()
         self.control = TrainerControl()
         self._call("on_train_begin")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import bertune
-from conftest import NSMC, REPO
+from conftest import NSMC, REPO, SHARED
 
 BINARY = REPO / "build" / "bertune"
 TINY = {"vocab_size": 32000, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -86,8 +86,53 @@ def test_arguments_are_checked(tiny, tmp_path):
     with pytest.raises(ValueError, match="train_dataset:2"):
         trainer.train()
     tagged = bertune.TrainingArguments(**base_args(tiny, tmp_path / "tags", task="token-classification"))
-    with pytest.raises(ValueError, match="tagged files"):
+    with pytest.raises(ValueError, match='train_dataset:1: no "tokens"'):  # sentences, not texts
         bertune.Trainer(args=tagged, train_dataset=rows).train()
+
+
+def klue_ner_sentences(n):
+    """The first n sentences of KLUE-NER's training part as (words, tags), as the tagged reader reads them."""
+    sentences, words, tags = [], [], []
+    with open(SHARED / "data" / "klue" / "ner_train.tsv", encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("## "):
+                continue
+            if not line:
+                if words:
+                    sentences.append((words, tags))
+                    words, tags = [], []
+                if len(sentences) == n:
+                    break
+                continue
+            fields = line.split("\t")
+            words.append(fields[0])
+            tags.append(fields[-1])
+    return sentences
+
+
+def test_token_classification_rows_in_memory_train_as_the_file(tiny, tmp_path):
+    """task="token-classification" takes rows of tokens and tags (a list of dicts, a DataFrame) and
+    trains as on the same sentences in a tagged JSONL file, evaluating entity F1 every epoch."""
+    sentences = klue_ner_sentences(40)
+    rows = [{"tokens": w, "tags": t} for w, t in sentences]
+    data = tmp_path / "ner.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    more = dict(task="token-classification", evaluation_strategy="epoch", num_train_epochs=2, max_steps=-1)
+    bertune.Trainer(args=bertune.TrainingArguments(**base_args(tiny, tmp_path / "file", **more)),
+                    train_dataset=data, eval_dataset=data).train()
+    from_file = losses(tmp_path / "file" / "log.jsonl")
+    assert len(from_file) >= 2
+    for i, dataset in enumerate([rows, pd.DataFrame(rows)]):
+        trainer = bertune.Trainer(args=bertune.TrainingArguments(**base_args(tiny, tmp_path / f"mem{i}", **more)),
+                                  train_dataset=dataset, eval_dataset=rows[:10])
+        trainer.train()
+        assert losses(tmp_path / f"mem{i}" / "log.jsonl") == from_file
+        evals = [r for r in trainer.state.log_history if "eval_f1" in r]
+        assert len(evals) == 2 and all(0 <= r["eval_f1"] <= 1 for r in evals)
+    config = json.loads((tmp_path / "mem0" / "final" / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    assert sorted(config["label2id"]) == sorted({t for _, tags in sentences for t in tags})
 
 
 class Recorder(bertune.TrainerCallback):

@@ -120,12 +120,12 @@ void read_jsonl(std::string_view data, const fs::path& path, TaggedDataset& d) {
 
 TaggedDataset read_tagged(const fs::path& path) { return parse_tagged(io::read_text_file(path), path); }
 
-TaggedDataset parse_tagged(std::string_view contents, const fs::path& path) {
+TaggedDataset parse_tagged(std::string_view contents, const fs::path& path, bool jsonl) {
   TaggedDataset d;
   d.source = path;
   if (contents.substr(0, 3) == "\xEF\xBB\xBF") contents.remove_prefix(3);
   if (contents.find('\0') != std::string_view::npos) throw Error(path.string() + ": binary data, not tagged text");
-  if (resolve_format(path, Format::Auto) == Format::Jsonl)
+  if (jsonl || resolve_format(path, Format::Auto) == Format::Jsonl)
     read_jsonl(contents, path, d);
   else
     read_columns(contents, path, d);

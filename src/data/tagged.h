@@ -36,8 +36,9 @@ struct TaggedDataset {
 
 // JSONL by extension (.jsonl, .json, each also .gz), else CoNLL columns.
 TaggedDataset read_tagged(const std::filesystem::path& path);
-// The same on bytes in memory; `path` names the source in errors and picks the format.
-TaggedDataset parse_tagged(std::string_view contents, const std::filesystem::path& path);
+// The same on bytes in memory; `path` names the source in errors and picks the format, unless
+// `jsonl` says it (rows handed over in memory: JSONL whatever their name).
+TaggedDataset parse_tagged(std::string_view contents, const std::filesystem::path& path, bool jsonl = false);
 
 // n sentences as datasets' shuffle(seed).select(range(n)) picks them (data::shuffled_indices);
 // Error "<flag> N: FILE has only M sentences" when n exceeds them.

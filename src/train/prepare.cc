@@ -148,7 +148,11 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
 void read_tagged_splits(PreparedRun& r) {
   const TrainOptions& o = r.options;
   if (o.train_file.empty()) throw Error("--task token-classification needs --train-file (tagged data)");
-  data::TaggedDataset all = data::read_tagged(r.train_path);
+  // The rows handed over in memory (JSONL {"tokens", "tags"}), else the file.
+  auto read = [](const fs::path& file, const std::optional<std::string>& rows) {
+    return rows ? data::parse_tagged(*rows, file, /*jsonl=*/true) : data::read_tagged(file);
+  };
+  data::TaggedDataset all = read(r.train_path, o.train_rows);
   if (all.size() == 0) throw Error(r.train_path.string() + ": no training sentences");
   const std::vector<std::string> tags = data::tag_set(all);
   if (tags.empty()) throw Error(r.train_path.string() + ": training sentences need tags");
@@ -177,12 +181,12 @@ void read_tagged_splits(PreparedRun& r) {
     r.eval = tokenize(subset(all, perm, 0, carve));
   } else if (r.have_eval) {
     if (o.eval_file.empty()) throw Error("--task token-classification evaluates on --eval-file (or --validation-split)");
-    data::TaggedDataset eval = data::read_tagged(o.eval_file);
+    data::TaggedDataset eval = read(o.eval_file, o.eval_rows);
     if (o.eval_samples > 0) eval = subset(eval, data::shuffled_indices(eval.size(), o.data_seed), 0, size_t(o.eval_samples));
     if (eval.size() == 0) throw Error(o.eval_file + ": no evaluation sentences");
     r.eval = tokenize(eval);
   }
-  if (!o.test_file.empty()) r.tagged_test = data::read_tagged(o.test_file);
+  if (!o.test_file.empty()) r.tagged_test = read(o.test_file, o.test_rows);
   r.sampling_lengths = r.train.lengths;
   if (o.padding == infer::Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
 }
