@@ -40,7 +40,7 @@ struct Recorder : train::LoopObserver {
     return false;
   }
   bool wants_eval_logits() const override { return true; }
-  bool on_evaluate(Json& metrics, const std::vector<float>& l, const std::vector<int32_t>& labels) override {
+  bool on_evaluate(Json& metrics, const std::vector<float>& l, const std::vector<int32_t>& labels, size_t) override {
     logits = l.size() / labels.size();
     metrics["eval_extra"] = static_cast<double>(labels.size());
     events.push_back("evaluate:" + std::to_string(step));

@@ -55,5 +55,6 @@ class Evaluation:
     record: str
     logits: npt.NDArray[np.float32]
     labels: npt.NDArray[np.int32]
+    labelled: bool
 
 def evaluate(model_dir: str, kwargs_json: str, rows: Optional[str], file: str, prefix: str) -> Evaluation: ...

@@ -326,7 +326,7 @@ class Trainer:
         kwargs = {k: v for k, v in self._kwargs().items() if k != "resume_from_checkpoint"}
         ev = _native.evaluate(model_dir, json.dumps(kwargs), rows, file or f"{prefix}_dataset", prefix + "_")
         metrics = json.loads(ev.record)
-        labelled = bool(len(ev.labels)) and bool((np.asarray(ev.labels) >= 0).all())
+        labelled = ev.labelled
         if labelled:
             metrics.update(self._computed_metrics(ev.logits, ev.labels, prefix))
         return ev, metrics, labelled
@@ -344,7 +344,8 @@ class Trainer:
 
     def predict(self, test_dataset, metric_key_prefix="test"):
         """HF: ``predict(ds)`` -> ``PredictionOutput(predictions [n, num_labels] logits,
-        label_ids (None when unlabelled), metrics)``."""
+        label_ids (None when unlabelled), metrics)``; a token classifier's [n, positions, num_labels]
+        and [n, positions] (-100 where a position has no label; its logits there are 0)."""
         ev, metrics, labelled = self._run_eval(test_dataset, metric_key_prefix)
         return PredictionOutput(np.asarray(ev.logits), np.asarray(ev.labels) if labelled else None, metrics)
 

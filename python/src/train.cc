@@ -11,9 +11,11 @@
 #include <pybind11/stl.h>
 
 #include "data/dataset.h"
+#include "data/tagged.h"
 #include "infer/batching.h"
 #include "infer/classifier.h"
 #include "infer/evaluate.h"
+#include "infer/tagged.h"
 #include "train/distributed.h"
 #include "native.h"
 #include "train/options.h"
@@ -55,6 +57,23 @@ py::list option_fields() {
   return out;
 }
 
+// Evaluation arrays as transformers' Trainer gives them to compute_metrics: logits [n, k] and
+// labels [n]; token classification (positions > 0) logits [n, positions, k] and labels
+// [n, positions] (-100 where a position has no label).
+std::pair<py::array_t<float>, py::array_t<int32_t>> eval_arrays(const std::vector<float>& logits,
+                                                               const std::vector<int32_t>& labels, size_t positions) {
+  if (positions == 0) {
+    const py::ssize_t n = static_cast<py::ssize_t>(labels.size());
+    return {py::array_t<float>({n, n ? static_cast<py::ssize_t>(logits.size()) / n : py::ssize_t(0)}, logits.data()),
+            py::array_t<int32_t>(n, labels.data())};
+  }
+  const auto t = static_cast<py::ssize_t>(positions);
+  const py::ssize_t n = static_cast<py::ssize_t>(labels.size()) / t;
+  return {py::array_t<float>({n, t, n ? static_cast<py::ssize_t>(logits.size()) / (n * t) : py::ssize_t(0)},
+                             logits.data()),
+          py::array_t<int32_t>({n, t}, labels.data())};
+}
+
 // The Python callbacks, called with the GIL at each event of the loop. `target` has
 // on_step_end(step), on_log(json), on_evaluate(json, logits, labels) -> json | None,
 // on_epoch_end(epoch), on_save(path), each answering whether to stop; wants_logits.
@@ -76,11 +95,11 @@ class PythonObserver : public train::LoopObserver {
     return call([&] { return target_.attr("on_log")(record.dump()).cast<bool>(); });
   }
   bool wants_eval_logits() const override { return wants_logits_; }
-  bool on_evaluate(Json& metrics, const std::vector<float>& logits, const std::vector<int32_t>& labels) override {
+  bool on_evaluate(Json& metrics, const std::vector<float>& logits, const std::vector<int32_t>& labels,
+                   size_t positions) override {
     return call([&] {
-      const py::ssize_t n = static_cast<py::ssize_t>(labels.size());
-      py::array_t<float> l({n, n ? static_cast<py::ssize_t>(logits.size()) / n : py::ssize_t(0)}, logits.data());
-      py::tuple answer = target_.attr("on_evaluate")(metrics.dump(), l, py::array_t<int32_t>(n, labels.data()));
+      auto [l, y] = eval_arrays(logits, labels, positions);
+      py::tuple answer = target_.attr("on_evaluate")(metrics.dump(), l, y);
       metrics = Json::parse(answer[0].cast<std::string>());
       return answer[1].cast<bool>();
     });
@@ -134,8 +153,9 @@ std::string train_run(const std::string& kwargs_json, std::optional<std::string>
 
 struct Evaluation {
   std::string record;  // HF's metrics under `prefix` (eval_loss, eval_accuracy, ...), JSON
-  py::array_t<float> logits;
-  py::array_t<int32_t> labels;  // -1 for unlabelled examples
+  py::array_t<float> logits;    // [n, k]; token classification [n, positions, k]
+  py::array_t<int32_t> labels;  // [n], -1 for unlabelled examples; token classification [n, positions], -100 unlabelled
+  bool labelled = false;        // every example has its label (or tags): metrics were computed
 };
 
 // Trainer.evaluate() / predict(): the model directory on a dataset (rows in memory, else
@@ -145,6 +165,7 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
   infer::EvalResult er;
   infer::TokenizedData t;
   int k = 0;
+  bool tagged = false;
   {
     py::gil_scoped_release release;
     const train::TrainOptions o = options_from(kwargs_json);
@@ -155,31 +176,44 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
     co.device = o.device;
     co.untrained_head = infer::UntrainedHead::Warn;
     auto c = infer::Classifier::load(model_dir, co);
-    if (c->model().task() == model::Task::TokenClassification)
-      throw Error(model_dir + " is a token classifier: Trainer.evaluate/predict take sequence classifiers; "
-                  "evaluate it with `bertune eval --model " + model_dir + " --data FILE`");
-    data::ReadOptions ro;
-    ro.text_column = o.text_column;
-    ro.text_pair_column = o.text_pair_column;
-    ro.label_column = o.label_column;
-    infer::set_label_options(ro, c->model().config());
-    data::Dataset d;
-    if (rows) {
-      ro.format = data::Format::Jsonl;
-      d = data::parse_dataset(*rows, file, ro);
+    k = c->num_labels();
+    tagged = c->model().task() == model::Task::TokenClassification;
+    if (tagged) {  // tagged sentences (JSONL rows {"tokens", "tags"}, else the file)
+      const data::TaggedDataset d = rows ? data::parse_tagged(*rows, file, /*jsonl=*/true) : data::read_tagged(file);
+      if (d.size() == 0) throw Error(file + ": no sentences");
+      if (d.sentences.front().tags.empty())
+        throw Error(file + ": sentences without tags; Trainer.evaluate/predict of a token classifier compare its "
+                    "tags with the true ones (pipeline(\"ner\") tags untagged text)");
+      t = infer::tokenize_tagged(d, c->tokenizer(), c->max_length(), infer::label_ids(c->model().config()));
     } else {
-      d = data::read_dataset(file, ro);
+      data::ReadOptions ro;
+      ro.text_column = o.text_column;
+      ro.text_pair_column = o.text_pair_column;
+      ro.label_column = o.label_column;
+      infer::set_label_options(ro, c->model().config());
+      data::Dataset d;
+      if (rows) {
+        ro.format = data::Format::Jsonl;
+        d = data::parse_dataset(*rows, file, ro);
+      } else {
+        d = data::read_dataset(file, ro);
+      }
+      if (d.size() == 0) throw Error(file + ": no examples");
+      t = infer::tokenize(d, c->tokenizer(), c->max_length(), o.threads);
     }
-    if (d.size() == 0) throw Error(file + ": no examples");
-    t = infer::tokenize(d, c->tokenizer(), c->max_length(), o.threads);
     er = infer::evaluate(c->model(), t, o.per_device_eval_batch_size, o.padding, c->max_length(),
                          c->tokenizer().pad_id(), /*keep_logits=*/true);
-    k = c->num_labels();
   }
-  const py::ssize_t n = static_cast<py::ssize_t>(t.size());
+  const py::ssize_t n = static_cast<py::ssize_t>(t.size()), classes = k;
+  if (tagged) {  // transformers' shapes: logits [n, positions, k], labels [n, positions] (-100: none)
+    const auto positions = static_cast<py::ssize_t>(er.positions);
+    const std::vector<int32_t> labels = infer::padded_token_labels(t, er.positions);
+    return {er.record(prefix).dump(), py::array_t<float>({n, positions, classes}, er.logits.data()),
+            py::array_t<int32_t>({n, positions}, labels.data()), true};
+  }
   Json record = t.labelled() ? er.record(prefix) : Json{{prefix + "runtime", er.runtime}};
-  return {record.dump(), py::array_t<float>({n, static_cast<py::ssize_t>(k)}, er.logits.data()),
-          py::array_t<int32_t>(n, t.labels.data())};
+  return {record.dump(), py::array_t<float>({n, classes}, er.logits.data()), py::array_t<int32_t>(n, t.labels.data()),
+          t.labelled()};
 }
 
 }  // namespace
@@ -194,6 +228,7 @@ void bind_train(py::module_& m) {
   py::class_<Evaluation>(m, "Evaluation")
       .def_readonly("record", &Evaluation::record)
       .def_readonly("logits", &Evaluation::logits)
+      .def_readonly("labelled", &Evaluation::labelled)
       .def_readonly("labels", &Evaluation::labels);
   m.def("evaluate", &evaluate, py::arg("model_dir"), py::arg("kwargs_json"), py::arg("rows"), py::arg("file"),
         py::arg("prefix"));

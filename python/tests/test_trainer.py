@@ -123,13 +123,31 @@ def test_token_classification_rows_in_memory_train_as_the_file(tiny, tmp_path):
                     train_dataset=data, eval_dataset=data).train()
     from_file = losses(tmp_path / "file" / "log.jsonl")
     assert len(from_file) >= 2
+    def token_accuracy(p):  # compute_metrics as transformers' token-classification example writes it
+        predicted, labels = np.argmax(p.predictions, axis=2), p.label_ids
+        assert p.predictions.shape[:2] == labels.shape and p.predictions.shape[2] == len(tag_names)
+        mask = labels != -100
+        return {"my_accuracy": float((predicted[mask] == labels[mask]).mean())}
+
+    tag_names = sorted({t for _, tags in sentences for t in tags})
     for i, dataset in enumerate([rows, pd.DataFrame(rows)]):
         trainer = bertune.Trainer(args=bertune.TrainingArguments(**base_args(tiny, tmp_path / f"mem{i}", **more)),
-                                  train_dataset=dataset, eval_dataset=rows[:10])
+                                  train_dataset=dataset, eval_dataset=rows[:10], compute_metrics=token_accuracy)
         trainer.train()
         assert losses(tmp_path / f"mem{i}" / "log.jsonl") == from_file
         evals = [r for r in trainer.state.log_history if "eval_f1" in r]
         assert len(evals) == 2 and all(0 <= r["eval_f1"] <= 1 for r in evals)
+        # The arrays compute_metrics gets are the evaluation's: its token accuracy is the loop's.
+        assert all(r["eval_my_accuracy"] == pytest.approx(r["eval_accuracy"], abs=1e-12) for r in evals)
+    metrics = trainer.evaluate()  # the final model on eval_dataset: the last evaluation's figures
+    for key in ("eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "eval_my_accuracy"):
+        assert metrics[key] == pytest.approx(evals[-1][key], rel=1e-6), key
+    out = trainer.predict(rows[:3])
+    assert out.predictions.ndim == 3 and out.label_ids.shape == out.predictions.shape[:2]
+    assert (out.label_ids[:, 0] == -100).all()  # [CLS]
+    assert out.metrics["test_f1"] == pytest.approx(trainer.evaluate(rows[:3], metric_key_prefix="test")["test_f1"])
+    with pytest.raises(ValueError, match="sentences without tags"):
+        trainer.predict([{"tokens": ["경", "찰"]}])
     config = json.loads((tmp_path / "mem0" / "final" / "config.json").read_text())
     assert config["architectures"] == ["BertForTokenClassification"]
     assert sorted(config["label2id"]) == sorted({t for _, tags in sentences for t in tags})
@@ -249,12 +267,3 @@ def test_a_callback_stopping_one_rank_stops_every_rank(tiny, tmp_path):
     assert sorted(line for line in run.stdout.splitlines() if line.startswith("rank")) == [
         "rank 0 stopped after step 3", "rank 1 stopped after step 3"]
     assert [r["step"] for r in map(json.loads, open(tmp_path / "run" / "log.jsonl")) if "loss" in r] == [1, 2, 3]
-
-
-def test_predict_refuses_a_token_classifier(shared, tmp_path):
-    from conftest import GOLDEN, golden_model_dir
-    g = GOLDEN / "families" / "bert_tokencls"
-    d = golden_model_dir(tmp_path, g / "config.json", g / "init.safetensors")
-    trainer = bertune.Trainer(model=d, args=bertune.TrainingArguments(output_dir=str(tmp_path / "out")))
-    with pytest.raises(ValueError, match="token classifier"):
-        trainer.predict([{"document": "좋다", "label": 1}])

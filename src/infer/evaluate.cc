@@ -23,11 +23,16 @@ namespace {
 // Token classification: each batch's logit rows (the labelled tokens) back to their examples
 // as predicted tags, entity metrics against the true tags; eval_loss the mean of the batches'
 // losses weighted by their sizes, as HF's evaluation loop repeats each batch's loss.
+// keep_logits: each labelled row's logits at its example and position (EvalResult::logits).
 void evaluate_tokens(model::BertModel& model, const TokenizedData& data, const std::vector<size_t>& order,
-                     int batch_size, const BatchLayout& layout, EvalResult& r) {
+                     int batch_size, const BatchLayout& layout, bool keep_logits, EvalResult& r) {
   if (!data.labelled()) throw Error("evaluate: token classification needs tagged examples");
   const model::BertConfig& config = model.config();
   std::vector<std::vector<std::string>> predicted(data.size()), truth(data.size());
+  if (keep_logits) {
+    for (const auto& ids : data.ids) r.positions = std::max(r.positions, ids.size());
+    r.logits.assign(data.size() * r.positions * static_cast<size_t>(config.num_labels()), 0.0f);
+  }
   double loss_sum = 0.0;
   for (const auto& indices : split_batches(order, batch_size)) {
     model::Batch batch = build_batch(data, indices, layout);
@@ -39,6 +44,11 @@ void evaluate_tokens(model::BertModel& model, const TokenizedData& data, const s
     for (size_t i = 0; i < rows.size(); ++i) {
       while (rows[i] >= batch.offsets[k + 1]) ++k;
       predicted[indices[k]].push_back(config.label_name(argmax(logits + i * C, C)));
+      if (keep_logits)
+        std::copy(logits + i * C, logits + (i + 1) * C,
+                  r.logits.begin() + static_cast<std::ptrdiff_t>(
+                                         (indices[k] * r.positions + static_cast<size_t>(rows[i] - batch.offsets[k])) *
+                                         static_cast<size_t>(C)));
     }
     r.steps++;
   }
@@ -63,7 +73,7 @@ EvalResult evaluate(model::BertModel& model, const TokenizedData& data, int batc
                      [&](size_t a, size_t b) { return data.ids[a].size() < data.ids[b].size(); });
   EvalResult r;
   if (model.task() == model::Task::TokenClassification) {
-    evaluate_tokens(model, data, order, batch_size, layout, r);
+    evaluate_tokens(model, data, order, batch_size, layout, keep_logits, r);
     r.runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return r;
   }

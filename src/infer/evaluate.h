@@ -18,7 +18,11 @@ namespace bertune::infer {
 struct EvalResult {
   ClassificationMetrics metrics;
   std::vector<int32_t> predictions;
-  std::vector<float> logits;  // [n, num_labels], only when asked for
+  // Only when asked for: [n, num_labels]; token classification [n, positions, num_labels], the
+  // labelled tokens' rows at their positions and 0 elsewhere (only those are computed), where
+  // `positions` is the longest example's length.
+  std::vector<float> logits;
+  size_t positions = 0;
   double runtime = 0;
   int64_t steps = 0;
   // HF's evaluate() record: eval_loss, eval_accuracy, ..., eval_runtime, eval_samples_per_second.

@@ -59,6 +59,17 @@ TokenizedData tokenize_tagged(const data::TaggedDataset& d, const text::Tokenize
   return t;
 }
 
+std::vector<int32_t> padded_token_labels(const TokenizedData& data, size_t positions) {
+  std::vector<int32_t> out(data.size() * positions, -100);
+  for (size_t i = 0; i < data.token_labels.size(); ++i) {
+    if (data.token_labels[i].size() > positions)
+      throw Error("padded_token_labels: an example of " + std::to_string(data.token_labels[i].size()) +
+                  " positions for " + std::to_string(positions));
+    std::copy(data.token_labels[i].begin(), data.token_labels[i].end(), out.begin() + static_cast<std::ptrdiff_t>(i * positions));
+  }
+  return out;
+}
+
 std::vector<std::string> labelled_tags(const std::vector<int32_t>& token_labels, const model::BertConfig& config) {
   std::vector<std::string> tags;
   for (int32_t l : token_labels)

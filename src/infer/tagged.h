@@ -25,6 +25,10 @@ std::map<std::string, int32_t> label_ids(const model::BertConfig& config);
 TokenizedData tokenize_tagged(const data::TaggedDataset& d, const text::Tokenizer& tok, int max_length,
                               const std::map<std::string, int32_t>& label2id);
 
+// Every example's token labels padded with -100 to `positions`: [n, positions], the label_ids
+// transformers' Trainer gives compute_metrics for token classification.
+std::vector<int32_t> padded_token_labels(const TokenizedData& data, size_t positions);
+
 // The names of the labels other than -100, in order: an example's true tags.
 std::vector<std::string> labelled_tags(const std::vector<int32_t>& token_labels, const model::BertConfig& config);
 

@@ -236,8 +236,9 @@ void TrainingLoop::log_record(Json record) {
   if (observer_ && observer_->on_log(record)) stop_ = true;
 }
 
-void TrainingLoop::log_evaluation(Json record, const std::vector<float>& logits, const std::vector<int32_t>& labels) {
-  if (observer_ && observer_->on_evaluate(record, logits, labels)) stop_ = true;
+void TrainingLoop::log_evaluation(Json record, const std::vector<float>& logits, const std::vector<int32_t>& labels,
+                                  size_t positions) {
+  if (observer_ && observer_->on_evaluate(record, logits, labels, positions)) stop_ = true;
   log_record(std::move(record));
 }
 

@@ -62,10 +62,13 @@ class LoopObserver {
   virtual bool on_step_end(int64_t step) { return false; }
   virtual bool on_log(const nlohmann::json& record) { return false; }
   // `metrics` (eval_loss, eval_accuracy, ...) may be added to before they are logged;
-  // logits [n, num_labels] and labels [n] are empty unless wants_eval_logits().
+  // logits [n, num_labels] and labels [n] are empty unless wants_eval_logits(). Token
+  // classification (positions > 0): logits [n, positions, num_labels] and labels [n, positions],
+  // -100 where a position has no label (only the labelled positions' logits are computed: 0
+  // elsewhere), as transformers' Trainer hands them to compute_metrics.
   virtual bool wants_eval_logits() const { return false; }
   virtual bool on_evaluate(nlohmann::json& metrics, const std::vector<float>& logits,
-                           const std::vector<int32_t>& labels) { return false; }
+                           const std::vector<int32_t>& labels, size_t positions) { return false; }
   virtual bool on_epoch_end(double epoch) { return false; }
   virtual bool on_save(const std::filesystem::path& checkpoint) { return false; }
 };
@@ -131,7 +134,8 @@ class TrainingLoop {
   void set_observer(LoopObserver* observer) { observer_ = observer; }
   LoopObserver* observer() const { return observer_; }
   // An evaluation's record, shown to the observer (which may add to it) before it is logged.
-  void log_evaluation(nlohmann::json record, const std::vector<float>& logits, const std::vector<int32_t>& labels);
+  void log_evaluation(nlohmann::json record, const std::vector<float>& logits, const std::vector<int32_t>& labels,
+                      size_t positions = 0);
   double seconds_since_start() const;      // of training in this process
 
  private:

@@ -119,7 +119,9 @@ std::optional<double> ClassificationObjective::evaluate(TrainingLoop& loop) {
   infer::EvalResult er = infer::evaluate(*r_.model, r_.eval, o.per_device_eval_batch_size, o.padding, o.max_length,
                                          r_.tokenizer.pad_id(), logits, /*sort_by_length=*/false, world_eval_shard());
   Json rec = er.record();
-  loop.log_evaluation(rec, er.logits, logits ? r_.eval.labels : std::vector<int32_t>{});
+  if (!logits) loop.log_evaluation(rec, {}, {});
+  else if (er.positions > 0) loop.log_evaluation(rec, er.logits, infer::padded_token_labels(r_.eval, er.positions), er.positions);
+  else loop.log_evaluation(rec, er.logits, r_.eval.labels);
   rec = r_.state.log_history.back();  // with what the observer added (compute_metrics)
   const double train_loss = run.eval_loss_steps ? run.eval_loss_sum / run.eval_loss_steps : NAN;
   if (loop.progress().is_tty()) loop.progress().message("");
