@@ -64,8 +64,9 @@ TEST(TaggedData, ColumnsWithCommentsSpaceTokensAndBothSeparators) {
 // CoNLL-2003's four columns (token, part of speech, chunk, tag): the first is the token, the last
 // the tag, tab- or space-separated; a middle column with spaces is a table of texts, refused.
 TEST(TaggedData, ColumnsBeyondTwoGiveTheFirstAsTokenAndTheLastAsTag) {
-  data::TaggedDataset d = data::parse_tagged("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n \tSP\tO\nKim\tNNP\tB-PER\n",
-                                             "conll.txt");
+  data::TaggedDataset d = data::parse_tagged(
+      "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n \tSP\tO\nKim\tNNP\tB-PER\n-DOCSTART- -X- O\n",
+      "conll.txt");
   ASSERT_EQ(d.size(), 2u);
   EXPECT_EQ(d.sentences[0].tokens, (std::vector<std::string>{"EU", "rejects"}));
   EXPECT_EQ(d.sentences[0].tags, (std::vector<std::string>{"B-ORG", "O"}));

@@ -68,7 +68,7 @@ void read_columns(std::string_view data, const fs::path& path, TaggedDataset& d)
     ++number;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     require_utf8(line, where(path, number));
-    if (line.empty()) {
+    if (line.empty() || line.substr(0, 10) == "-DOCSTART-") {  // CoNLL-2003's document marks end a sentence
       end_sentence();
     } else if (line.substr(0, 3) != "## ") {
       split_column_line(line, path, number, s);

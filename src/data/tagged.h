@@ -6,7 +6,8 @@
 //   not read), split at tabs on a line holding one (so a space character is a token:
 //   KLUE-NER's " \tO"), else at runs of spaces; a blank line ends a sentence, which holds at
 //   most kMaxSentenceTokens tokens (more is a file without blank lines: an error); lines
-//   starting with "## " are comments. A UTF-8 byte order mark is dropped, CRLF read as LF,
+//   starting with "## " are comments, and CoNLL-2003's "-DOCSTART- ..." lines end a sentence
+//   without being part of one (as its datasets loader skips them). A UTF-8 byte order mark is dropped, CRLF read as LF,
 //   gzip decompressed transparently.
 // - JSONL: one sentence per line, {"tokens": [...], "tags": [...]} of the same length (tags
 //   may be left out: unlabelled); blank lines are ignored.
