@@ -188,6 +188,14 @@ TEST_F(TokenCli, DataStatsCountsSentencesWordsAndTags) {
   EXPECT_EQ(j["tag_counts"]["B-PS"], persons);
   EXPECT_GT(j["over_token_limit"].get<int>(), 0) << r.output;
   EXPECT_GT(j["words_past_token_limit"].get<int>(), 0) << r.output;
+  // data head: the first sentences' words and tags, each with the line it starts on.
+  auto head = run_cli("data head --json -n 2 --task token-classification " + path("ner.tsv"));
+  ASSERT_EQ(head.status, 0) << head.output;
+  const auto first = json_lines(head.output);
+  ASSERT_EQ(first.size(), 2u) << head.output;
+  EXPECT_EQ(first[1]["tokens"], d.sentences[1].tokens);
+  EXPECT_EQ(first[1]["tags"], d.sentences[1].tags);
+  EXPECT_EQ(first[1]["line"], d.sentences[1].lines.front());
   auto text_column = run_cli("data stats --task token-classification --text-column a " + path("ner.tsv"));
   EXPECT_EQ(text_column.status, 1) << text_column.output;
   EXPECT_NE(text_column.output.find("--text-column: --task token-classification reads tagged data"), std::string::npos)

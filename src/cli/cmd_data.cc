@@ -1,4 +1,5 @@
 // `bertune data stats|head` and `bertune download nsmc`.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -145,10 +146,9 @@ void run_head(const ReadFlags& flags, int rows, bool json) {
   std::printf("(%zu of %zu rows)\n", n, d.size());
 }
 
-// `data stats --task token-classification`: the tagged file's sentences, tags and lengths. The
-// table options do not apply; --samples picks sentences as train and eval do.
-void tagged_stats(const CLI::App& cmd, const ReadFlags& flags, const std::string& tokenizer_dir, bool pieces,
-                  int64_t token_limit, bool json) {
+// The tagged file of `data stats|head --task token-classification`. The table options do not
+// apply; --samples picks sentences as train and eval do.
+data::TaggedDataset read_tagged_flags(const CLI::App& cmd, const ReadFlags& flags) {
   for (const char* table : {"--format", "--text-column", "--label-column", "--num-labels", "--problem-type",
                             "--label-names", "--skip-bad-rows"})
     if (cmd.count(table))
@@ -159,6 +159,45 @@ void tagged_stats(const CLI::App& cmd, const ReadFlags& flags, const std::string
     throw Error("--samples: must be positive (got " + std::to_string(flags.samples) + ")");
   data::TaggedDataset d = data::read_tagged(flags.file);
   if (flags.samples > 0) d = data::select_sentences(d, flags.data_seed, flags.samples, "--samples");
+  return d;
+}
+
+// --task as `data stats` and `data head` take it: whether the file is tagged data.
+bool tagged_task(const std::string& task) {
+  if (task == "token-classification") return true;
+  if (task != "sequence-classification")
+    throw Error("--task: '" + task + "' is not one of sequence-classification|token-classification");
+  return false;
+}
+
+const char* kTaskHelp = "sequence-classification (a table of texts), or token-classification: tagged data (CoNLL "
+                        "columns or JSONL tokens and tags)";
+
+// `data head --task token-classification`: the first sentences, each word with its tag.
+void tagged_head(const CLI::App& cmd, const ReadFlags& flags, int rows, bool json) {
+  const data::TaggedDataset d = read_tagged_flags(cmd, flags);
+  const size_t n = std::min(d.size(), static_cast<size_t>(std::max(rows, 0)));
+  if (!json) std::printf("%8s  %s\n", "line", "words/tags");
+  for (size_t i = 0; i < n; ++i) {
+    const data::TaggedSentence& s = d.sentences[i];
+    if (json) {
+      nlohmann::json j = {{"line", s.lines.front()}, {"tokens", s.tokens}};
+      if (!s.tags.empty()) j["tags"] = s.tags;
+      std::printf("%s\n", j.dump().c_str());
+      continue;
+    }
+    std::string words;
+    for (size_t w = 0; w < s.tokens.size(); ++w)
+      words += (w ? " " : "") + s.tokens[w] + (s.tags.empty() ? "" : "/" + s.tags[w]);
+    std::printf("%8lld  %s\n", static_cast<long long>(s.lines.front()), display_text(words, 100).c_str());
+  }
+  if (!json) std::printf("(%zu of %zu sentences)\n", n, d.size());
+}
+
+// `data stats --task token-classification`: the tagged file's sentences, tags and lengths.
+void tagged_stats(const CLI::App& cmd, const ReadFlags& flags, const std::string& tokenizer_dir, bool pieces,
+                  int64_t token_limit, bool json) {
+  const data::TaggedDataset d = read_tagged_flags(cmd, flags);
   std::vector<std::vector<int64_t>> word_pieces;
   if (pieces)
     word_pieces = data::tagged_word_pieces(
@@ -197,15 +236,11 @@ void add_data_commands(CLI::App& app) {
         ->capture_default_str()
         ->check(integer_range<int64_t>(1));
     stats->add_flag("--json", *json, "Print JSON");
-    stats->add_option("--task", *task,
-                      "sequence-classification (a table of texts), or token-classification: tagged data (CoNLL "
-                      "columns or JSONL tokens and tags) in sentences, words, tags and word pieces")
+    stats->add_option("--task", *task, std::string(kTaskHelp) + ": sentences, words, tags and word pieces")
         ->capture_default_str();
     stats->callback([=] {
-      if (*task == "token-classification") return tagged_stats(*stats, *flags, *tokenizer_dir, !*no_tokens,
-                                                                *token_limit, *json);
-      if (*task != "sequence-classification")
-        throw Error("--task: '" + *task + "' is not one of sequence-classification|token-classification");
+      if (tagged_task(*task))
+        return tagged_stats(*stats, *flags, *tokenizer_dir, !*no_tokens, *token_limit, *json);
       data::Dataset d = flags->read();
       std::vector<int64_t> token_lengths;
       if (!*no_tokens) {
@@ -237,7 +272,13 @@ void add_data_commands(CLI::App& app) {
     flags->add_to(head);
     head->add_option("-n,--rows", *rows, "How many rows")->capture_default_str();
     head->add_flag("--json", *json, "Print one JSON object per row");
-    head->callback([=] { run_head(*flags, *rows, *json); });
+    auto task = std::make_shared<std::string>("sequence-classification");
+    head->add_option("--task", *task, std::string(kTaskHelp) + ": each sentence's words with their tags")
+        ->capture_default_str();
+    head->callback([=] {
+      if (tagged_task(*task)) return tagged_head(*head, *flags, *rows, *json);
+      run_head(*flags, *rows, *json);
+    });
   }
 
   {
