@@ -19,6 +19,7 @@
 #include "train/distributed.h"
 #include "native.h"
 #include "train/options.h"
+#include "train/prepare.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -164,7 +165,6 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
                     const std::string& file, const std::string& prefix) {
   infer::EvalResult er;
   infer::TokenizedData t;
-  int k = 0;
   bool tagged = false;
   {
     py::gil_scoped_release release;
@@ -176,10 +176,9 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
     co.device = o.device;
     co.untrained_head = infer::UntrainedHead::Warn;
     auto c = infer::Classifier::load(model_dir, co);
-    k = c->num_labels();
     tagged = c->model().task() == model::Task::TokenClassification;
     if (tagged) {  // tagged sentences (JSONL rows {"tokens", "tags"}, else the file)
-      const data::TaggedDataset d = rows ? data::parse_tagged(*rows, file, /*jsonl=*/true) : data::read_tagged(file);
+      const data::TaggedDataset d = train::read_tagged_split(file, rows);
       if (d.size() == 0) throw Error(file + ": no sentences");
       if (d.sentences.front().tags.empty())
         throw Error(file + ": sentences without tags; Trainer.evaluate/predict of a token classifier compare its "
@@ -191,29 +190,20 @@ Evaluation evaluate(const std::string& model_dir, const std::string& kwargs_json
       ro.text_pair_column = o.text_pair_column;
       ro.label_column = o.label_column;
       infer::set_label_options(ro, c->model().config());
-      data::Dataset d;
-      if (rows) {
-        ro.format = data::Format::Jsonl;
-        d = data::parse_dataset(*rows, file, ro);
-      } else {
-        d = data::read_dataset(file, ro);
-      }
+      const data::Dataset d = train::read_split(file, rows, ro);
       if (d.size() == 0) throw Error(file + ": no examples");
       t = infer::tokenize(d, c->tokenizer(), c->max_length(), o.threads);
     }
     er = infer::evaluate(c->model(), t, o.per_device_eval_batch_size, o.padding, c->max_length(),
                          c->tokenizer().pad_id(), /*keep_logits=*/true);
   }
-  const py::ssize_t n = static_cast<py::ssize_t>(t.size()), classes = k;
   if (tagged) {  // transformers' shapes: logits [n, positions, k], labels [n, positions] (-100: none)
-    const auto positions = static_cast<py::ssize_t>(er.positions);
-    const std::vector<int32_t> labels = infer::padded_token_labels(t, er.positions);
-    return {er.record(prefix).dump(), py::array_t<float>({n, positions, classes}, er.logits.data()),
-            py::array_t<int32_t>({n, positions}, labels.data()), true};
+    auto [logits, labels] = eval_arrays(er.logits, infer::padded_token_labels(t, er.positions), er.positions);
+    return {er.record(prefix).dump(), std::move(logits), std::move(labels), true};
   }
+  auto [logits, labels] = eval_arrays(er.logits, t.labels, 0);
   Json record = t.labelled() ? er.record(prefix) : Json{{prefix + "runtime", er.runtime}};
-  return {record.dump(), py::array_t<float>({n, classes}, er.logits.data()), py::array_t<int32_t>(n, t.labels.data()),
-          t.labelled()};
+  return {record.dump(), std::move(logits), std::move(labels), t.labelled()};
 }
 
 }  // namespace

@@ -146,6 +146,11 @@ void run_head(const ReadFlags& flags, int rows, bool json) {
   std::printf("(%zu of %zu rows)\n", n, d.size());
 }
 
+// `data stats --tokenizer DIR`, by default the shared klue-bert-base's.
+text::Tokenizer stats_tokenizer(const std::string& dir) {
+  return text::Tokenizer::load(dir.empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(dir));
+}
+
 // The tagged file of `data stats|head --task token-classification`. The table options do not
 // apply; --samples picks sentences as train and eval do.
 data::TaggedDataset read_tagged_flags(const CLI::App& cmd, const ReadFlags& flags) {
@@ -199,9 +204,7 @@ void tagged_stats(const CLI::App& cmd, const ReadFlags& flags, const std::string
                   int64_t token_limit, bool json) {
   const data::TaggedDataset d = read_tagged_flags(cmd, flags);
   std::vector<std::vector<int64_t>> word_pieces;
-  if (pieces)
-    word_pieces = data::tagged_word_pieces(
-        d, text::Tokenizer::load(tokenizer_dir.empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(tokenizer_dir)));
+  if (pieces) word_pieces = data::tagged_word_pieces(d, stats_tokenizer(tokenizer_dir));
   const data::TaggedStats s = data::compute_tagged_stats(d, word_pieces, token_limit);
   if (json) {
     nlohmann::json j = data::tagged_stats_to_json(s);
@@ -243,11 +246,7 @@ void add_data_commands(CLI::App& app) {
         return tagged_stats(*stats, *flags, *tokenizer_dir, !*no_tokens, *token_limit, *json);
       data::Dataset d = flags->read();
       std::vector<int64_t> token_lengths;
-      if (!*no_tokens) {
-        std::filesystem::path dir =
-            tokenizer_dir->empty() ? shared_path("models/klue-bert-base") : std::filesystem::path(*tokenizer_dir);
-        token_lengths = data::token_lengths(d, text::Tokenizer::load(dir));
-      }
+      if (!*no_tokens) token_lengths = data::token_lengths(d, stats_tokenizer(*tokenizer_dir));
       data::DatasetStats s = data::compute_stats(d, token_lengths, *token_limit, flags->label_kind());
       if (*json) {
         nlohmann::json j = data::stats_to_json(s);

@@ -104,14 +104,6 @@ Splits carve_validation(data::Dataset all, const TrainOptions& o, const fs::path
   return s;
 }
 
-// A split's examples: the rows handed over in memory (JSONL), else the file.
-data::Dataset read_split(const fs::path& file, const std::optional<std::string>& rows, const data::ReadOptions& ro) {
-  if (!rows) return data::read_dataset(file, ro);
-  data::ReadOptions jsonl = ro;
-  jsonl.format = data::Format::Jsonl;
-  return data::parse_dataset(*rows, file, jsonl);
-}
-
 Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const fs::path& train_path) {
   data::ReadOptions ro;
   ro.text_column = o.text_column;
@@ -148,11 +140,7 @@ Splits read_splits(const TrainOptions& o, const model::BertConfig& config, const
 void read_tagged_splits(PreparedRun& r) {
   const TrainOptions& o = r.options;
   if (o.train_file.empty()) throw Error("--task token-classification needs --train-file (tagged data)");
-  // The rows handed over in memory (JSONL {"tokens", "tags"}), else the file.
-  auto read = [](const fs::path& file, const std::optional<std::string>& rows) {
-    return rows ? data::parse_tagged(*rows, file, /*jsonl=*/true) : data::read_tagged(file);
-  };
-  data::TaggedDataset all = read(r.train_path, o.train_rows);
+  data::TaggedDataset all = read_tagged_split(r.train_path, o.train_rows);
   if (all.size() == 0) throw Error(r.train_path.string() + ": no training sentences");
   const std::vector<std::string> tags = data::tag_set(all);
   if (tags.empty()) throw Error(r.train_path.string() + ": training sentences need tags");
@@ -181,12 +169,12 @@ void read_tagged_splits(PreparedRun& r) {
     r.eval = tokenize(subset(all, perm, 0, carve));
   } else if (r.have_eval) {
     if (o.eval_file.empty()) throw Error("--task token-classification evaluates on --eval-file (or --validation-split)");
-    data::TaggedDataset eval = read(o.eval_file, o.eval_rows);
+    data::TaggedDataset eval = read_tagged_split(o.eval_file, o.eval_rows);
     if (o.eval_samples > 0) eval = subset(eval, data::shuffled_indices(eval.size(), o.data_seed), 0, size_t(o.eval_samples));
     if (eval.size() == 0) throw Error(o.eval_file + ": no evaluation sentences");
     r.eval = tokenize(eval);
   }
-  if (!o.test_file.empty()) r.tagged_test = read(o.test_file, o.test_rows);
+  if (!o.test_file.empty()) r.tagged_test = read_tagged_split(o.test_file, o.test_rows);
   r.sampling_lengths = r.train.lengths;
   if (o.padding == infer::Padding::MaxLength) r.sampling_lengths.assign(r.train.size(), o.max_length);
 }
@@ -313,6 +301,17 @@ void restore_checkpoint(PreparedRun& r) {
 }
 
 }  // namespace
+
+data::Dataset read_split(const fs::path& file, const std::optional<std::string>& rows, const data::ReadOptions& ro) {
+  if (!rows) return data::read_dataset(file, ro);
+  data::ReadOptions jsonl = ro;
+  jsonl.format = data::Format::Jsonl;
+  return data::parse_dataset(*rows, file, jsonl);
+}
+
+data::TaggedDataset read_tagged_split(const fs::path& file, const std::optional<std::string>& rows) {
+  return rows ? data::parse_tagged(*rows, file, /*jsonl=*/true) : data::read_tagged(file);
+}
 
 std::vector<std::vector<size_t>> PreparedRun::epoch_batches(int64_t epoch) const {
   return train::epoch_batches(sampling_lengths, options.per_device_train_batch_size, options.group_by_length,

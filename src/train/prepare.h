@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,5 +64,11 @@ struct PreparedRun {
 
 // Throws Error for bad input; writes nothing.
 PreparedRun prepare_run(const TrainOptions& options);
+
+// A split's examples (or tagged sentences): the rows handed over in memory (JSONL, the Python
+// Trainer's; `file` then only names them in messages), else the file.
+data::Dataset read_split(const std::filesystem::path& file, const std::optional<std::string>& rows,
+                         const data::ReadOptions& ro);
+data::TaggedDataset read_tagged_split(const std::filesystem::path& file, const std::optional<std::string>& rows);
 
 }  // namespace bertune::train
